@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"mailwall/internal/config"
+	"mailwall/internal/labdns"
+)
+
+func cmdLabDNS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("lab-dns", stderr)
+	cfgPath := fs.String("config", "", "config file (lab_dns section)")
+	listen := fs.String("listen", "", "HOST:PORT for UDP and TCP (default lab_dns.listen, 127.0.0.1:5353)")
+	axfr := fs.String("axfr-allow", "", "CIDRs allowed to transfer zones, comma separated (default: nobody)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.LabDNS.Listen = *listen
+	}
+	if *axfr != "" {
+		cfg.LabDNS.AXFRAllow = strings.Split(*axfr, ",")
+	}
+	files := append(cfg.LabDNS.Zones, fs.Args()...)
+	if len(files) == 0 {
+		fmt.Fprintln(stderr, "usage: mailwall lab-dns [--listen 127.0.0.1:5353] [--axfr-allow CIDR] ZONEFILE...")
+		return errUsage
+	}
+	allow, err := config.ParsePrefixes(cfg.LabDNS.AXFRAllow)
+	if err != nil {
+		return fmt.Errorf("axfr-allow: %w", err)
+	}
+	log := newLogger(cfg, stderr)
+	lc := labdns.Config{Listen: cfg.LabDNS.Listen, AXFRAllow: allow, Logger: log}
+	for _, f := range files {
+		// FILE or ORIGIN=FILE, for files without $ORIGIN and an unusual name.
+		zf := labdns.ZoneFile{Path: f}
+		if origin, path, ok := strings.Cut(f, "="); ok {
+			zf = labdns.ZoneFile{Path: path, Origin: origin}
+		}
+		lc.Zones = append(lc.Zones, zf)
+	}
+	srv, err := labdns.New(lc)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "mailwall: lab DNS listening on %s (udp+tcp), %d zone file(s); SIGHUP reloads\n", srv.Addr(), len(files))
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if err := srv.Reload(); err != nil {
+					log.Error("reload failed; the zones in service are kept", "err", err)
+				}
+				continue
+			}
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}

@@ -1,0 +1,151 @@
+// Command mailwall is a mail filter for Postfix: SPF checking as a policy
+// server today, with the lab DNS server and tools that make it testable on
+// one machine. Run "mailwall help" for the subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"mailwall/internal/config"
+	"mailwall/internal/dnsx"
+)
+
+const usage = `mailwall: one program for SPF checking and the DNS to test it.
+
+Usage:
+  mailwall serve [--config FILE] [--dns HOST:PORT]
+        run the Postfix policy server (embedded defaults without --config)
+  mailwall spf --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] [--json]
+        check SPF and print the Received-SPF header
+  mailwall spf lint DOMAIN [--dns HOST:PORT] [--json]
+        list what is wrong with a domain's SPF record
+  mailwall lab-dns [--listen 127.0.0.1:5353] [--axfr-allow CIDR] ZONEFILE...
+        serve zone files authoritatively on loopback (SIGHUP reloads)
+  mailwall config default|check FILE
+        print the embedded defaults, or check a config file
+`
+
+// errUsage makes main exit with status 2.
+var errUsage = errors.New("usage error")
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(ctx, args[1:], stdout, stderr)
+	case "spf":
+		if len(args) > 1 && args[1] == "lint" {
+			err = cmdSPFLint(ctx, args[2:], stdout, stderr)
+		} else {
+			err = cmdSPF(ctx, args[1:], stdout, stderr)
+		}
+	case "lab-dns":
+		err = cmdLabDNS(ctx, args[1:], stdout, stderr)
+	case "config":
+		err = cmdConfig(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mailwall: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		if !errors.Is(err, flag.ErrHelp) && err != errUsage {
+			fmt.Fprintf(stderr, "mailwall: %v\n", err)
+		}
+		return 2
+	default:
+		fmt.Fprintf(stderr, "mailwall: %v\n", err)
+		return 1
+	}
+}
+
+// newFlags makes a flag set that reports errors through run's exit code.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("mailwall "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses and maps flag errors to errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
+}
+
+// loadConfig reads the config file (or the defaults) and applies --dns.
+func loadConfig(path, dnsFlag string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if dnsFlag != "" {
+		cfg.DNS.Servers = strings.Split(dnsFlag, ",")
+	}
+	return cfg, nil
+}
+
+// newResolver builds the caching resolver from the config.
+func newResolver(cfg *config.Config) (*dnsx.Cache, error) {
+	client, err := dnsx.NewClient(append([]string(nil), cfg.DNS.Servers...))
+	if err != nil {
+		return nil, err
+	}
+	client.Timeout = cfg.DNS.Timeout.D()
+	client.Attempts = cfg.DNS.Attempts
+	return dnsx.NewCache(client, dnsx.CacheOptions{
+		MaxEntries:  cfg.DNS.CacheSize,
+		MaxTTL:      cfg.DNS.MaxTTL.D(),
+		MaxNegative: cfg.DNS.MaxNegativeTTL.D(),
+	}), nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func cmdConfig(args []string, stdout, stderr io.Writer) error {
+	switch {
+	case len(args) == 1 && args[0] == "default":
+		_, err := stdout.Write(config.DefaultYAML())
+		return err
+	case len(args) == 2 && args[0] == "check":
+		if _, err := config.Load(args[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", args[1])
+		return nil
+	}
+	fmt.Fprint(stderr, "usage: mailwall config default | mailwall config check FILE\n")
+	return errUsage
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"mailwall/internal/config"
+	"mailwall/internal/policyd"
+)
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	cfgPath := fs.String("config", "", "config file (default: embedded defaults)")
+	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated (overrides dns.servers)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return errUsage
+	}
+	cfg, err := loadConfig(*cfgPath, *dnsFlag)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	resolver, err := newResolver(cfg)
+	if err != nil {
+		return err
+	}
+	opts, err := policydOptions(cfg)
+	if err != nil {
+		return err
+	}
+	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
+	mode, err := strconv.ParseUint(cfg.Policyd.UnixMode, 8, 32)
+	if err != nil {
+		return fmt.Errorf("policyd.unix_mode: %q is not an octal mode", cfg.Policyd.UnixMode)
+	}
+	var lns []net.Listener
+	for _, addr := range cfg.Policyd.Listen {
+		ln, err := policyd.Listen(addr, os.FileMode(mode))
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("policyd: %s: %w", addr, err)
+		}
+		lns = append(lns, ln)
+		fmt.Fprintf(stdout, "mailwall: policy server listening on %s (postfix: check_policy_service %s)\n", addr, addr)
+	}
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				// Edits to DNS records must show at once: drop the cache.
+				st := resolver.Stats()
+				resolver.Flush()
+				log.Info("SIGHUP: DNS cache flushed", "entries", st.Entries, "hits", st.Hits, "misses", st.Misses)
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String())
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		}
+	}
+}
+
+// policydOptions maps the config section onto the server's options.
+func policydOptions(cfg *config.Config) (policyd.Options, error) {
+	p := cfg.Policyd
+	skip, err := config.ParsePrefixes(p.SkipAddresses)
+	if err != nil {
+		return policyd.Options{}, err
+	}
+	allow, err := config.ParsePrefixes(p.AllowIPs)
+	if err != nil {
+		return policyd.Options{}, err
+	}
+	return policyd.Options{
+		HeloReject:      policyd.RejectPolicy(p.HeloReject),
+		MailFromReject:  policyd.RejectPolicy(p.MailFromReject),
+		PermErrorReject: p.PermErrorReject,
+		TempErrorDefer:  p.TempErrorDefer,
+		SkipAddresses:   skip,
+		AllowIPs:        allow,
+		AllowDomains:    p.AllowDomains,
+		HideReceiver:    p.HideReceiver,
+		ReasonMessage:   p.ReasonMessage,
+		Timeout:         cfg.SPF.Timeout.D(),
+		DeferOnError:    p.OnError == "defer",
+	}, nil
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"mailwall/internal/config"
+	"mailwall/internal/dnsx"
+
+	"mailwall/internal/spf"
+)
+
+// newChecker builds an SPF checker from the config; it also returns the
+// bound on one evaluation.
+func newChecker(cfgPath, dnsFlag string) (*spf.Checker, time.Duration, error) {
+	cfg, err := loadConfig(cfgPath, dnsFlag)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := newResolver(cfg)
+	if err != nil {
+		return nil, 0, err
+	}
+	return checkerFor(cfg, res), cfg.SPF.Timeout.D(), nil
+}
+
+func checkerFor(cfg *config.Config, r dnsx.Resolver) *spf.Checker {
+	return &spf.Checker{Resolver: r, MaxLookups: cfg.SPF.MaxLookups, MaxVoidLookups: cfg.SPF.MaxVoidLookups, Receiver: cfg.ReceiverName()}
+}
+
+func cmdSPF(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("spf", stderr)
+	ipFlag := fs.String("ip", "", "client IP address")
+	helo := fs.String("helo", "", "HELO/EHLO name")
+	sender := fs.String("sender", "", "MAIL FROM address (empty: a bounce, checked as postmaster@HELO)")
+	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated")
+	cfgPath := fs.String("config", "", "config file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(*ipFlag)
+	if err != nil || fs.NArg() != 0 || (*helo == "" && *sender == "") {
+		fmt.Fprintln(stderr, "usage: mailwall spf --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] [--json]")
+		return errUsage
+	}
+	checker, timeout, err := newChecker(*cfgPath, *dnsFlag)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var out spf.Outcome
+	if *sender == "" {
+		out = checker.CheckHelo(ctx, ip, *helo)
+	} else {
+		out = checker.CheckMailFrom(ctx, ip, *sender, *helo)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	fmt.Fprintln(stdout, "Received-SPF: "+spf.ReceivedSPF(out, spf.HeaderInfo{ClientIP: ip, Helo: *helo, EnvelopeFrom: *sender}))
+	return nil
+}
+
+func cmdSPFLint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("spf lint", stderr)
+	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated")
+	cfgPath := fs.String("config", "", "config file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	// Accept flags after the domain too: "spf lint example.test --dns ...".
+	var domain string
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		domain, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if domain == "" && fs.NArg() == 1 {
+		domain = fs.Arg(0)
+	} else if domain == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: mailwall spf lint DOMAIN [--dns HOST:PORT] [--json]")
+		return errUsage
+	}
+	checker, timeout, err := newChecker(*cfgPath, *dnsFlag)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rep := spf.Lint(ctx, checker.Resolver, domain)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(stdout, "%s: %q\n", rep.Domain, rep.Record)
+	fmt.Fprintf(stdout, "DNS lookups: %d of 10, void lookups: %d of 2\n", rep.Lookups, rep.Voids)
+	if len(rep.Findings) == 0 {
+		fmt.Fprintln(stdout, "no problems found")
+	}
+	for _, f := range rep.Findings {
+		fmt.Fprintln(stdout, f.String())
+	}
+	return nil
+}

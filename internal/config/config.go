@@ -1,0 +1,257 @@
+// Package config reads mailwall's one configuration file (YAML). Every key
+// has an embedded default (default.yaml), so mailwall starts with no file
+// at all; a file only needs the keys it changes.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the embedded default configuration, comments included.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Config is the whole configuration.
+type Config struct {
+	Hostname string        `yaml:"hostname"`
+	Log      LogConfig     `yaml:"log"`
+	DNS      DNSConfig     `yaml:"dns"`
+	SPF      SPFConfig     `yaml:"spf"`
+	Policyd  PolicydConfig `yaml:"policyd"`
+	LabDNS   LabDNSConfig  `yaml:"lab_dns"`
+}
+
+// LogConfig sets up log/slog.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// DNSConfig is the resolver and its cache.
+type DNSConfig struct {
+	Servers        []string `yaml:"servers"`
+	Timeout        Duration `yaml:"timeout"`
+	Attempts       int      `yaml:"attempts"`
+	CacheSize      int      `yaml:"cache_size"`
+	MaxTTL         Duration `yaml:"max_ttl"`
+	MaxNegativeTTL Duration `yaml:"max_negative_ttl"`
+}
+
+// SPFConfig tunes SPF evaluation.
+type SPFConfig struct {
+	MaxLookups     int      `yaml:"max_lookups"`
+	MaxVoidLookups int      `yaml:"max_void_lookups"`
+	Timeout        Duration `yaml:"timeout"`
+}
+
+// PolicydConfig is the Postfix policy server.
+type PolicydConfig struct {
+	Listen          []string     `yaml:"listen"`
+	UnixMode        string       `yaml:"unix_mode"`
+	HeloReject      RejectPolicy `yaml:"helo_reject"`
+	MailFromReject  RejectPolicy `yaml:"mail_from_reject"`
+	PermErrorReject bool         `yaml:"permerror_reject"`
+	TempErrorDefer  bool         `yaml:"temperror_defer"`
+	SkipAddresses   []string     `yaml:"skip_addresses"`
+	AllowIPs        []string     `yaml:"allow_ips"`
+	AllowDomains    []string     `yaml:"allow_domains"`
+	HideReceiver    bool         `yaml:"hide_receiver"`
+	ReasonMessage   string       `yaml:"reason_message"`
+	OnError         string       `yaml:"on_error"`
+	MaxConnections  int          `yaml:"max_connections"`
+}
+
+// UnmarshalYAML reads the section strictly, with helo_reject and
+// mail_from_reject taken as written: yaml.v3 never hands a null node to an
+// Unmarshaler, so "Null" would otherwise vanish into the default.
+func (p *PolicydConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		known := map[string]bool{}
+		t := reflect.TypeFor[PolicydConfig]()
+		for i := range t.NumField() {
+			known[strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]] = true
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if !known[k.Value] {
+				return fmt.Errorf("line %d: field %s not found in policyd", k.Line, k.Value)
+			}
+			if k.Value == "helo_reject" || k.Value == "mail_from_reject" {
+				n.Content[i+1].Tag = "!!str"
+			}
+		}
+	}
+	type plain PolicydConfig
+	return n.Decode((*plain)(p))
+}
+
+// LabDNSConfig is the lab DNS server.
+type LabDNSConfig struct {
+	Listen    string   `yaml:"listen"`
+	Zones     []string `yaml:"zones"`
+	AXFRAllow []string `yaml:"axfr_allow"`
+}
+
+// RejectPolicy is one of policyd-spf's HELO_reject / Mail_From_reject
+// values. It reads the scalar as written, so Null and False are names here,
+// not YAML's null and false; case does not matter.
+type RejectPolicy string
+
+// UnmarshalYAML reads the scalar text.
+func (p *RejectPolicy) UnmarshalYAML(n *yaml.Node) error {
+	for _, name := range rejectPolicies {
+		if strings.EqualFold(n.Value, name) {
+			*p = RejectPolicy(name)
+			return nil
+		}
+	}
+	return fmt.Errorf("line %d: %q is not one of %s", n.Line, n.Value, strings.Join(rejectPolicies, ", "))
+}
+
+// Duration is a time.Duration written as "2s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like \"2s\" or \"5m\"", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration back as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the embedded defaults.
+func Default() *Config {
+	c, err := parse(defaultYAML, nil)
+	if err != nil {
+		panic("config: embedded default.yaml is invalid: " + err.Error())
+	}
+	return c
+}
+
+// Load reads path over the defaults; an empty path gives the defaults.
+// Unknown keys are errors, so a typo does not silently fall back.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Default(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := parse(data, Default())
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse reads YAML over the defaults.
+func Parse(data []byte) (*Config, error) {
+	return parse(data, Default())
+}
+
+func parse(data []byte, base *Config) (*Config, error) {
+	c := base
+	if c == nil {
+		c = &Config{}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var rejectPolicies = []string{"Fail", "Softfail", "SPF_Not_Pass", "Null", "False", "No_Check"}
+
+// Validate checks values the YAML types cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(oneOf(c.Log.Level, "debug", "info", "warn", "error"), "log.level: %q is not debug, info, warn or error", c.Log.Level)
+	check(oneOf(c.Log.Format, "text", "json"), "log.format: %q is not text or json", c.Log.Format)
+	check(c.DNS.Timeout > 0, "dns.timeout must be positive")
+	check(c.DNS.Attempts > 0, "dns.attempts must be at least 1")
+	check(c.DNS.CacheSize > 0, "dns.cache_size must be at least 1")
+	check(c.SPF.MaxLookups > 0 && c.SPF.MaxVoidLookups > 0, "spf.max_lookups and spf.max_void_lookups must be at least 1")
+	check(c.SPF.Timeout > 0, "spf.timeout must be positive")
+	check(c.Policyd.MailFromReject != "Null", "policyd.mail_from_reject: Null applies to helo_reject only")
+	check(oneOf(c.Policyd.OnError, "dunno", "defer"), "policyd.on_error: %q is not dunno or defer", c.Policyd.OnError)
+	check(c.Policyd.MaxConnections > 0, "policyd.max_connections must be at least 1")
+	for _, l := range c.Policyd.Listen {
+		check(strings.HasPrefix(l, "inet:") || strings.HasPrefix(l, "unix:"), "policyd.listen: %q must start with inet: or unix:", l)
+	}
+	for key, list := range map[string][]string{"policyd.skip_addresses": c.Policyd.SkipAddresses, "policyd.allow_ips": c.Policyd.AllowIPs, "lab_dns.axfr_allow": c.LabDNS.AXFRAllow} {
+		_, err := ParsePrefixes(list)
+		check(err == nil, "%s: %v", key, err)
+	}
+	return errors.Join(errs...)
+}
+
+func oneOf(v string, options ...string) bool {
+	for _, o := range options {
+		if v == o {
+			return true
+		}
+	}
+	return false
+}
+
+// ParsePrefixes parses CIDRs; a bare address is a /32 or /128.
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// ReceiverName is the host name for headers.
+func (c *Config) ReceiverName() string {
+	if c.Hostname != "" {
+		return c.Hostname
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	return h
+}

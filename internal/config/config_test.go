@@ -1,0 +1,84 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsAreSafe(t *testing.T) {
+	c := Default()
+	for _, l := range c.Policyd.Listen {
+		if !strings.HasPrefix(l, "inet:127.") && !strings.HasPrefix(l, "unix:") {
+			t.Errorf("default policyd listener %q is not loopback or unix", l)
+		}
+	}
+	if !strings.HasPrefix(c.LabDNS.Listen, "127.") {
+		t.Errorf("default lab_dns.listen %q is not loopback", c.LabDNS.Listen)
+	}
+	if len(c.LabDNS.AXFRAllow) != 0 {
+		t.Errorf("zone transfers allowed by default: %v", c.LabDNS.AXFRAllow)
+	}
+	if c.DNS.Timeout.D() != 2*time.Second || c.Policyd.HeloReject != "Fail" {
+		t.Errorf("defaults not read from default.yaml: %+v", c)
+	}
+}
+
+func TestLoadOverlaysDefaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mailwall.yaml")
+	os.WriteFile(path, []byte("dns:\n  servers: [127.0.0.1:5353]\n  timeout: 300ms\npolicyd:\n  temperror_defer: true\n"), 0o600)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DNS.Timeout.D() != 300*time.Millisecond || len(c.DNS.Servers) != 1 || !c.Policyd.TempErrorDefer {
+		t.Errorf("file values not applied: %+v", c)
+	}
+	if c.DNS.Attempts != 2 || c.Policyd.MailFromReject != "Fail" {
+		t.Errorf("defaults lost for keys the file does not set: %+v", c)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"unknown key", "dns:\n  servrs: []\n", "servrs"},
+		{"bad duration", "dns:\n  timeout: soon\n", "not a duration"},
+		{"bad policy", "policyd:\n  helo_reject: Maybe\n", "not one of"},
+		{"bad cidr", "policyd:\n  skip_addresses: [10.0.0.0/33]\n", "skip_addresses"},
+		{"bad listener", "policyd:\n  listen: [\"127.0.0.1:1\"]\n", "inet: or unix:"},
+		{"null for mail from", "policyd:\n  mail_from_reject: Null\n", "mail_from_reject"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEmptyFileIsDefaults(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil || c.DNS.CacheSize != 10000 {
+		t.Fatalf("empty config: %v %+v", err, c)
+	}
+}
+
+func TestRejectPolicyNamesAreNotYAMLKeywords(t *testing.T) {
+	c, err := Parse([]byte("policyd:\n  helo_reject: Null\n  mail_from_reject: False\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Policyd.HeloReject != "Null" || c.Policyd.MailFromReject != "False" {
+		t.Errorf("got helo_reject=%q mail_from_reject=%q, want Null and False", c.Policyd.HeloReject, c.Policyd.MailFromReject)
+	}
+}
+
+func TestUnknownPolicydKey(t *testing.T) {
+	_, err := Parse([]byte("policyd:\n  helo_rejekt: Fail\n"))
+	if err == nil || !strings.Contains(err.Error(), "helo_rejekt") {
+		t.Errorf("error %v, want one naming helo_rejekt", err)
+	}
+}

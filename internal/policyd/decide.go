@@ -1,0 +1,220 @@
+package policyd
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"mailwall/internal/spf"
+)
+
+// RejectPolicy says which SPF results are rejected, with policyd-spf.conf's
+// names.
+type RejectPolicy string
+
+// The policies of HELO_reject and Mail_From_reject.
+const (
+	RejectFail       RejectPolicy = "Fail"         // Fail
+	RejectSoftfail   RejectPolicy = "Softfail"     // Fail, Softfail
+	RejectNotPass    RejectPolicy = "SPF_Not_Pass" // Fail, Softfail, Neutral
+	RejectNull       RejectPolicy = "Null"         // HELO only: Fail, when the sender is null
+	RejectNever      RejectPolicy = "False"        // header only
+	RejectNoCheck    RejectPolicy = "No_Check"     // do not check this identity
+	defaultReasonMsg              = "Message {rejectdefer} due to: {spf}."
+)
+
+// Options are the policyd-spf.conf equivalents.
+type Options struct {
+	HeloReject      RejectPolicy
+	MailFromReject  RejectPolicy
+	PermErrorReject bool
+	TempErrorDefer  bool
+	SkipAddresses   []netip.Prefix // not checked, header says so
+	AllowIPs        []netip.Prefix // relays not checked
+	AllowDomains    []string       // clients passing SPF for these are not checked
+	HideReceiver    bool
+	ReasonMessage   string
+	Timeout         time.Duration // bound on one request's SPF work
+	DeferOnError    bool          // internal failure: DEFER_IF_PERMIT, not DUNNO
+}
+
+// Action is a policy answer's kind.
+type Action string
+
+// Answers.
+const (
+	Dunno   Action = "DUNNO"
+	Prepend Action = "PREPEND"
+	Reject  Action = "REJECT"
+	Defer   Action = "DEFER_IF_PERMIT"
+)
+
+// Response is one decision, before it is written as "action=...".
+type Response struct {
+	Action Action
+	Text   string // header for PREPEND, reply text for REJECT/DEFER
+	// Outcome of the check that decided, for logs (zero for skips).
+	Outcome spf.Outcome
+}
+
+// Line is the response as sent to Postfix.
+func (r Response) Line() string {
+	switch r.Action {
+	case Prepend:
+		return "action=PREPEND " + r.Text
+	case Reject:
+		return "action=" + r.Text
+	case Defer:
+		return "action=DEFER_IF_PERMIT " + r.Text
+	}
+	return "action=DUNNO"
+}
+
+// rejected reports whether policy p rejects result r (policyd-spf's
+// _get_resultcodes).
+func (o *Options) action(p RejectPolicy, r spf.Result) Action {
+	if p == RejectNever {
+		return Prepend
+	}
+	switch r {
+	case spf.Fail:
+		return Reject
+	case spf.Softfail:
+		if p == RejectSoftfail || p == RejectNotPass {
+			return Reject
+		}
+	case spf.Neutral:
+		if p == RejectNotPass {
+			return Reject
+		}
+	case spf.TempError:
+		if o.TempErrorDefer {
+			return Defer
+		}
+	case spf.PermError:
+		if o.PermErrorReject {
+			return Reject
+		}
+	}
+	return Prepend
+}
+
+// decide runs the checks for one request, in policyd-spf's order: skip
+// lists, HELO, then MAIL FROM.
+func (s *Server) decide(ctx context.Context, req Request) Response {
+	o := &s.opts
+	ip, err := netip.ParseAddr(req["client_address"])
+	if err != nil {
+		s.log.Warn("policy request without a valid client_address: DUNNO", "client_address", req["client_address"])
+		return Response{Action: Dunno}
+	}
+	ip = ip.Unmap()
+	sender := strings.ToLower(req["sender"])
+	helo := strings.ToLower(req["helo_name"])
+	recipient := strings.ToLower(req["recipient"])
+	if o.HideReceiver || recipient == "" {
+		recipient = ""
+	}
+	detail := fmt.Sprintf("client-ip=%s; helo=%s; envelope-from=%s; receiver=%s", ip, orUnknown(helo), orUnknown(sender), orUnknown(recipient))
+	for _, skip := range []struct {
+		list    []netip.Prefix
+		comment string
+	}{{o.SkipAddresses, "SPF check N/A for local connections - "}, {o.AllowIPs, "SPF skipped for whitelisted relay - "}} {
+		for _, p := range skip.list {
+			if p.Contains(ip) {
+				return Response{Action: Prepend, Text: "X-Comment: " + skip.comment + detail}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	for _, d := range o.AllowDomains {
+		if out := s.checker.CheckHost(ctx, ip, d, "postmaster@"+d, helo); out.Result == spf.Pass {
+			return Response{Action: Prepend, Text: "X-Comment: SPF skipped for whitelisted relay domain - " + detail}
+		}
+	}
+	if sender == "" && helo == "" {
+		return Response{Action: Dunno}
+	}
+	if helo == "" {
+		// policyd-spf: with no HELO, the sender's domain stands in.
+		helo = "unknown"
+		if _, d, ok := strings.Cut(sender, "@"); ok {
+			helo = d
+		}
+	}
+	hdr := spf.HeaderInfo{ClientIP: ip, Helo: helo, EnvelopeFrom: sender, Receiver: recipient}
+
+	var heloResp Response
+	heloResult := spf.None
+	if o.HeloReject != RejectNoCheck {
+		out := s.checker.CheckHelo(ctx, ip, helo)
+		heloResult = out.Result
+		act := o.action(o.HeloReject, out.Result)
+		if o.HeloReject == RejectNull && sender != "" {
+			act = Prepend // Null: HELO results count only for bounces
+		}
+		heloResp = s.respond(act, out, hdr)
+		if act == Reject || act == Defer || sender == "" {
+			return heloResp
+		}
+	}
+	if sender == "" || o.MailFromReject == RejectNoCheck {
+		if heloResp.Action == "" {
+			return Response{Action: Dunno}
+		}
+		return heloResp
+	}
+	out := s.checker.CheckMailFrom(ctx, ip, sender, helo)
+	act := o.action(o.MailFromReject, out.Result)
+	if act == Prepend && out.Result == spf.None && heloResult != spf.None {
+		// As policyd-spf: a HELO result says more than a MAIL FROM "none".
+		return heloResp
+	}
+	return s.respond(act, out, hdr)
+}
+
+// respond builds the answer for one check's outcome.
+func (s *Server) respond(act Action, out spf.Outcome, hdr spf.HeaderInfo) Response {
+	switch act {
+	case Reject, Defer:
+		why := out.Explanation
+		if out.Result != spf.Fail {
+			why = "SPF " + spf.ResultName(out.Result)
+			if out.Problem != "" {
+				why += " (" + out.Problem + ")"
+			}
+		}
+		verb := "rejected"
+		if act == Defer {
+			verb = "deferred"
+		}
+		msg := strings.NewReplacer("{rejectdefer}", verb, "{spf}", why, "{url}", "").Replace(s.opts.ReasonMessage)
+		msg = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, msg)
+		// RFC 7372 §3.2: 5.7.23 for an SPF failure, 5.7.24 (4.7.24) for
+		// a permerror or temperror.
+		code := "550 5.7.23 "
+		if out.Result == spf.PermError || out.Result == spf.TempError {
+			code = "550 5.7.24 "
+		}
+		if act == Defer {
+			return Response{Action: Defer, Text: "4.7.24 " + msg, Outcome: out}
+		}
+		return Response{Action: Reject, Text: code + msg, Outcome: out}
+	}
+	return Response{Action: Prepend, Text: "Received-SPF: " + spf.ReceivedSPF(out, hdr), Outcome: out}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "<UNKNOWN>"
+	}
+	return s
+}
