@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -17,11 +18,14 @@ import (
 	"mailwall/internal/spf"
 )
 
+// quiet drops the servers' logs in tests; what matters is asserted.
+var quiet = slog.New(slog.DiscardHandler)
+
 // labDNS serves the project's lab zones (testdata/lab) on loopback.
-func labDNS(t *testing.T) string {
+func labDNS(t testing.TB) string {
 	t.Helper()
 	files, _ := filepath.Glob("../../testdata/lab/*.zone")
-	cfg := labdns.Config{Listen: "127.0.0.1:0"}
+	cfg := labdns.Config{Listen: "127.0.0.1:0", Logger: quiet}
 	for _, f := range files {
 		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: f})
 	}
@@ -36,9 +40,9 @@ func labDNS(t *testing.T) string {
 	return s.Addr()
 }
 
-func startPolicyd(t *testing.T, resolver dnsx.Resolver, opts Options) string {
+func startPolicyd(t testing.TB, resolver dnsx.Resolver, opts Options) string {
 	t.Helper()
-	srv := New(&spf.Checker{Resolver: resolver}, opts, 100, nil)
+	srv := New(&spf.Checker{Resolver: resolver}, opts, 100, quiet)
 	ln, err := Listen("inet:127.0.0.1:0", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +208,7 @@ func TestMalformedRequestsGetDunno(t *testing.T) {
 
 func TestConcurrentClientsAndUnixSocket(t *testing.T) {
 	res := labResolver(t)
-	srv := New(&spf.Checker{Resolver: res}, Options{}, 100, nil)
+	srv := New(&spf.Checker{Resolver: res}, Options{}, 100, quiet)
 	sock := filepath.Join(t.TempDir(), "policy.sock")
 	ln, err := Listen("unix:"+sock, 0o660)
 	if err != nil {

@@ -78,7 +78,7 @@ func Listen(addr string, mode os.FileMode) (net.Listener, error) {
 		}
 		return ln, nil
 	}
-	return nil, fmt.Errorf("policyd: listen address %q must start with inet: or unix:", addr)
+	return nil, fmt.Errorf("policyd: listen address %q: want inet:HOST:PORT or unix:PATH", addr)
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -157,7 +157,8 @@ func (s *Server) serveConn(conn net.Conn) {
 			s.logDecision(req, resp)
 		}
 		conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		fmt.Fprintf(w, "%s\n\n", resp.Line())
+		w.WriteString(resp.Line())
+		w.WriteString("\n\n")
 		if err := w.Flush(); err != nil {
 			return
 		}
@@ -181,6 +182,9 @@ func (s *Server) safeDecide(req Request) (resp Response) {
 }
 
 func (s *Server) logDecision(req Request, resp Response) {
+	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	s.log.Info("spf",
 		"queue_id", req["queue_id"], "client", req["client_address"], "helo", req["helo_name"],
 		"sender", req["sender"], "identity", resp.Outcome.Identity, "result", resp.Outcome.Result,

@@ -118,7 +118,7 @@ func (e *evaluator) fetch(domain string) (*Record, Result, error) {
 	default:
 		return nil, PermError, fmt.Errorf("%s has %d SPF records", domain, len(spf))
 	}
-	rec, err := Parse(spf[0])
+	rec, err := e.c.parse(spf[0])
 	if err != nil {
 		return nil, PermError, fmt.Errorf("%s: %w", domain, err)
 	}

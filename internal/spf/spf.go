@@ -8,6 +8,8 @@ import (
 	"context"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailwall/internal/dnsx"
@@ -54,6 +56,32 @@ type Checker struct {
 	DefaultExplanation string
 	// Now is the clock for %{t}; nil means time.Now.
 	Now func() time.Time
+
+	// parsed remembers parsed records by their text: the same few records
+	// come back for most mail, and parsing costs more than a warm lookup.
+	parsed  sync.Map // string -> *Record
+	nParsed atomic.Int64
+}
+
+// maxParsedRecords bounds the parsed-record memo; past it, it starts over.
+const maxParsedRecords = 10000
+
+// parse returns the parsed record for txt, from the memo when it can.
+// Records are never modified after parsing, so sharing them is safe.
+func (c *Checker) parse(txt string) (*Record, error) {
+	if r, ok := c.parsed.Load(txt); ok {
+		return r.(*Record), nil
+	}
+	r, err := Parse(txt)
+	if err != nil {
+		return nil, err
+	}
+	if c.nParsed.Add(1) > maxParsedRecords {
+		c.parsed.Clear()
+		c.nParsed.Store(0)
+	}
+	c.parsed.Store(txt, r)
+	return r, nil
 }
 
 // Outcome is the result of one check with what led to it.

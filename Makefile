@@ -1,0 +1,37 @@
+# mailwall: build, test, lint, fuzz, bench.
+GO ?= go
+STATICCHECK_VERSION ?= v0.8.2
+FUZZTIME ?= 30s
+
+.PHONY: build test check fuzz bench bench-policy clean
+
+build:
+	$(GO) build -o mailwall ./cmd/mailwall
+
+# The README's test command. MAILWALL_E2E=1 makes the Postfix end-to-end
+# test fail, not skip, when Postfix is missing.
+test:
+	MAILWALL_E2E=1 $(GO) test -count=1 ./...
+
+check:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# Every parser's fuzz target, FUZZTIME each.
+fuzz:
+	$(GO) test ./internal/spf -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/spf -run '^$$' -fuzz '^FuzzExplanation$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/policyd -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/labdns -run '^$$' -fuzz '^FuzzParseZoneFile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/dnsx -run '^$$' -fuzz '^FuzzTXTEscapes$$' -fuzztime $(FUZZTIME)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+# Side by side with postfix-policyd-spf-python (apt-get install postfix-policyd-spf-python).
+bench-policy:
+	$(GO) run ./bench/policy -n 4000 -c 2
+
+clean:
+	rm -f mailwall
