@@ -113,15 +113,8 @@ func (s *Server) SetZones(zones ...*Zone) error {
 
 // Start listens on cfg.Listen (UDP and TCP) and serves in the background.
 func (s *Server) Start() error {
-	pc, err := net.ListenPacket("udp", s.cfg.Listen)
+	pc, ln, err := ListenUDPTCP(s.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("labdns: %w", err)
-	}
-	// Same port on TCP, so that a port 0 request gets one port for both.
-	tcpAddr := pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", tcpAddr)
-	if err != nil {
-		pc.Close()
 		return fmt.Errorf("labdns: %w", err)
 	}
 	s.udpAddr, s.tcpAddr = pc.LocalAddr(), ln.Addr()
@@ -140,6 +133,33 @@ func (s *Server) Start() error {
 	<-started
 	<-started
 	return nil
+}
+
+// ListenUDPTCP opens UDP and TCP on the same address. With port 0 the
+// kernel picks a free UDP port, which may be taken on TCP: it tries again.
+func ListenUDPTCP(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	tries := 1
+	if port == "0" {
+		tries = 50
+	}
+	for i := 0; ; i++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if i+1 >= tries {
+			return nil, nil, err
+		}
+	}
 }
 
 // Addr is the address the server listens on (UDP and TCP share it).

@@ -133,6 +133,11 @@ func (s *Server) serveConn(conn net.Conn) {
 	var last Response
 	for {
 		conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		// After setting the deadline: Shutdown sets closing before it
+		// cuts the deadlines short, so one of the two always wins.
+		if s.closing.Load() {
+			return
+		}
 		req, err := ReadRequest(r)
 		if err != nil && !errors.Is(err, ErrMalformed) {
 			if !errors.Is(err, io.EOF) && !s.closing.Load() {

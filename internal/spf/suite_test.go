@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"mailwall/internal/dnsx"
+	"mailwall/internal/labdns"
 )
 
 // The openspf.org conformance suites (testdata/spf/SOURCE.md), run over
@@ -227,11 +228,7 @@ func serveSuiteZone(t *testing.T, z map[string][]zoneEntry) string {
 		}
 		w.WriteMsg(resp)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	pc, ln, err := labdns.ListenUDPTCP("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
