@@ -1,13 +1,20 @@
-// Command policy measures policy requests per second: mailwall's policy
-// server against Debian's postfix-policyd-spf-python, on the same requests
-// and the same lab zones, one after the other in one run. Loopback only.
+// Command policy measures SPF policy requests: mailwall's policy server
+// against Debian's postfix-policyd-spf-python, on the same requests and the
+// same lab zones, one after the other in one run. Loopback only.
 //
-//	go run ./bench/policy [-n 2000] [-c 2]
+//	go run ./bench/policy [-n 4000] [-c 2]
 //
-// policyd-spf runs as Postfix runs it (spawn): one process per SMTP
-// connection reading requests on stdin; -c processes run in parallel.
-// mailwall gets -c TCP connections. Every request has its own instance, so
-// none is answered from policyd-spf's per-message cache.
+// Both servers run as their own processes, so their CPU time and memory
+// are measured apart from this client: mailwall as "mailwall serve" (built
+// from this checkout) on TCP and on a unix socket, policyd-spf as Postfix
+// runs it (spawn: one process per SMTP connection reading requests on
+// stdin, -c of them in parallel). Every request has its own instance, so
+// none is answered from a per-message cache.
+//
+// "warm" requests reuse one sender domain, whose records mailwall then has
+// cached; "cold" requests each name a new domain (a wildcard in the lab
+// zone), so every one needs DNS queries. pyspf keeps no cache between
+// requests, so for it both sets cost the same.
 package main
 
 import (
@@ -23,28 +30,27 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
-	"mailwall/internal/dnsx"
 	"mailwall/internal/labdns"
-	"mailwall/internal/policyd"
-	"mailwall/internal/spf"
 )
 
 func main() {
-	n := flag.Int("n", 2000, "requests per run")
+	n := flag.Int("n", 4000, "requests per run")
 	conc := flag.Int("c", 2, "concurrent connections (mailwall) / processes (policyd-spf)")
 	zonesGlob := flag.String("zones", "testdata/lab/*.zone", "lab zone files")
+	logLevel := flag.String("log-level", "info", "mailwall log.level (info logs every decision, as in production)")
 	flag.Parse()
-	quiet := slog.New(slog.DiscardHandler)
 
 	files, _ := filepath.Glob(*zonesGlob)
 	if len(files) == 0 {
 		log.Fatalf("no zone files match %s (run from the repository root)", *zonesGlob)
 	}
-	lc := labdns.Config{Listen: "127.0.0.1:0", Logger: quiet}
+	lc := labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
 	for _, f := range files {
 		lc.Zones = append(lc.Zones, labdns.ZoneFile{Path: f})
 	}
@@ -57,107 +63,97 @@ func main() {
 	}
 	defer dnsSrv.Shutdown(context.Background())
 
-	reqs := make([]string, *n)
-	for i := range reqs {
-		// Alternate a pass and a fail, both through HELO and MAIL FROM.
-		ip, helo := "127.0.0.2", "mail.example.test"
-		if i%2 == 1 {
-			ip, helo = "127.0.0.3", "host.example.org"
-		}
-		reqs[i] = fmt.Sprintf("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nhelo_name=%s\nqueue_id=\nsender=user%d@example.test\nrecipient=rcpt@rcpt.test\nclient_address=%s\nclient_name=unknown\ninstance=%d.bench\n\n", helo, i, ip, i)
-	}
-
-	fmt.Printf("policy requests, %d per run, concurrency %d, lab DNS on %s\n\n", *n, *conc, dnsSrv.Addr())
-	fmt.Printf("%-34s %12s %10s %10s\n", "server", "requests/s", "p50 ms", "p99 ms")
-	var results []result
-
-	cache := dnsx.NewCache(&dnsx.Client{Servers: []string{dnsSrv.Addr()}}, dnsx.CacheOptions{})
-	srv := policyd.New(&spf.Checker{Resolver: cache}, policyd.Options{HideReceiver: true}, 1000, quiet)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	dir, err := os.MkdirTemp("", "mailwall-bench-")
 	if err != nil {
 		log.Fatal(err)
 	}
-	go srv.Serve(ln)
-	sockDir, _ := os.MkdirTemp("", "mailwall-bench-sock-")
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "policy.sock")
-	uln, err := policyd.Listen("unix:"+sock, 0o600)
-	if err != nil {
-		log.Fatal(err)
-	}
-	go srv.Serve(uln)
-	defer srv.Shutdown(context.Background())
-	mw := func(name, network, addr string, flush bool) {
-		r := run(name, reqs, *conc, func() (io.ReadWriteCloser, error) { return net.Dial(network, addr) }, func() {
-			if flush {
-				cache.Flush()
-			}
-		})
-		results = append(results, r)
-	}
-	mw("mailwall tcp, cold cache", "tcp", ln.Addr().String(), true)
-	mw("mailwall tcp, warm cache", "tcp", ln.Addr().String(), false)
-	mw("mailwall unix, warm cache", "unix", sock, false)
+	defer os.RemoveAll(dir)
+
+	warm := requests(*n, false)
+	cold := requests(*n, true)
+	fmt.Printf("SPF policy requests: %d per run, concurrency %d, lab DNS %s, %d CPUs\n\n", *n, *conc, dnsSrv.Addr(), numCPU())
+	fmt.Printf("%-40s %10s %8s %8s %14s %9s\n", "server", "req/s", "p50 ms", "p99 ms", "CPU ms/1000req", "peak RSS")
+
+	mw := startMailwall(dir, dnsSrv.Addr(), *logLevel)
+	defer mw.stop()
+	tcp := func() (io.ReadWriteCloser, error) { return net.Dial("tcp", mw.tcpAddr) }
+	unix := func() (io.ReadWriteCloser, error) { return net.Dial("unix", mw.sock) }
+	run("", warm[:min(200, len(warm))], 1, tcp, nil) // warm-up, not printed
+	var rows []row
+	rows = append(rows, run("mailwall tcp, cold (new domain each)", cold, *conc, tcp, mw.usage))
+	rows = append(rows, run("mailwall tcp, warm cache", warm, *conc, tcp, mw.usage))
+	rows = append(rows, run("mailwall unix socket, warm cache", warm, *conc, unix, mw.usage))
 
 	if _, err := os.Stat("/usr/bin/policyd-spf"); err != nil {
 		fmt.Println("\npolicyd-spf not installed (apt-get install postfix-policyd-spf-python): no comparison")
 		return
 	}
-	dir, _ := os.MkdirTemp("", "mailwall-bench-")
-	defer os.RemoveAll(dir)
-	host, port, _ := net.SplitHostPort(dnsSrv.Addr())
-	// pyspf asks dnspython's default resolver: point it at the lab server.
-	os.WriteFile(filepath.Join(dir, "sitecustomize.py"), []byte(fmt.Sprintf(`import dns.resolver
-_r = dns.resolver.Resolver(configure=False)
-_r.nameservers = [%q]
-_r.port = %s
-_r.timeout = _r.lifetime = 5
-dns.resolver.default_resolver = _r
-`, host, port)), 0o644)
-	conf := filepath.Join(dir, "policyd-spf.conf")
-	os.WriteFile(conf, []byte("debugLevel = 0\nTestOnly = 1\nHELO_reject = Fail\nMail_From_reject = Fail\nskip_addresses = 192.0.2.254/32\nHide_Receiver = Yes\n"), 0o644)
-	py := run("postfix-policyd-spf-python 3.0.4", reqs, *conc, func() (io.ReadWriteCloser, error) {
-		cmd := exec.Command("/usr/bin/policyd-spf", conf)
-		cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
-		return startPipe(cmd)
-	}, func() {})
-	results = append(results, py)
-
+	py := newPolicydSPF(dir, dnsSrv.Addr())
+	pyWarm := run("postfix-policyd-spf-python 3.0.4", warm, *conc, py.dial, py.usage)
 	fmt.Println()
-	for _, r := range results[:3] {
-		fmt.Printf("%s: %.0f times policyd-spf's throughput\n", r.name, r.rps/py.rps)
+	for _, r := range rows {
+		fmt.Printf("%-40s %5.0fx the requests/s, %5.0fx less CPU per request\n", r.name, r.rps/pyWarm.rps, pyWarm.cpuPer1000/r.cpuPer1000)
 	}
 }
 
-type result struct {
-	name     string
-	rps      float64
-	p50, p99 time.Duration
+// requests builds n policy requests. Even ones pass (127.0.0.2 is
+// example.test's sender), odd ones fail, both through HELO and MAIL FROM.
+func requests(n int, cold bool) []string {
+	out := make([]string, n)
+	for i := range out {
+		ip, helo, sender := "127.0.0.2", "mail.example.test", fmt.Sprintf("user%d@example.test", i)
+		if i%2 == 1 {
+			ip, helo = "127.0.0.3", "host.example.org"
+		}
+		if cold {
+			// *.wild.example.test has "v=spf1 -all": a new name every time.
+			helo = fmt.Sprintf("h%d.wild.example.test", i)
+			sender = fmt.Sprintf("user@d%d.wild.example.test", i)
+		}
+		out[i] = fmt.Sprintf("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nhelo_name=%s\nqueue_id=\nsender=%s\nrecipient=rcpt@rcpt.test\nclient_address=%s\nclient_name=unknown\ninstance=%d.%v\n\n", helo, sender, ip, i, cold)
+	}
+	return out
 }
 
-// run sends reqs over conc connections made by dial and prints a row.
-// before runs before each request (cache flushing for cold runs).
-func run(name string, reqs []string, conc int, dial func() (io.ReadWriteCloser, error), before func()) result {
+// usage is a server's CPU time so far and its peak RSS in bytes.
+type usage func() (cpu time.Duration, peakRSS int64)
+
+type row struct {
+	name       string
+	rps        float64
+	p50, p99   time.Duration
+	cpuPer1000 float64 // server CPU milliseconds per 1000 requests
+}
+
+// run sends reqs over conc connections and prints a row (name "" prints
+// nothing: a warm-up).
+func run(name string, reqs []string, conc int, dial func() (io.ReadWriteCloser, error), use usage) row {
+	var cpu0 time.Duration
+	if use != nil {
+		cpu0, _ = use()
+	}
 	var mu sync.Mutex
 	var lat []time.Duration
 	var wg sync.WaitGroup
+	conns := make([]io.ReadWriteCloser, conc)
+	for w := range conc {
+		c, err := dial()
+		if err != nil {
+			log.Fatal(err)
+		}
+		conns[w] = c
+	}
 	start := time.Now()
 	per := len(reqs) / conc
 	for w := range conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := dial()
-			if err != nil {
-				log.Fatal(err)
-			}
-			defer c.Close()
-			r := bufio.NewReader(c)
+			r := bufio.NewReader(conns[w])
 			mine := make([]time.Duration, 0, per)
 			for _, q := range reqs[w*per : (w+1)*per] {
-				before()
 				t0 := time.Now()
-				if _, err := io.WriteString(c, q); err != nil {
+				if _, err := io.WriteString(conns[w], q); err != nil {
 					log.Fatal(err)
 				}
 				line, err := r.ReadString('\n')
@@ -174,25 +170,114 @@ func run(name string, reqs []string, conc int, dial func() (io.ReadWriteCloser, 
 	}
 	wg.Wait()
 	el := time.Since(start)
+	for _, c := range conns {
+		c.Close()
+	}
 	slices.Sort(lat)
-	res := result{name: name, rps: float64(len(lat)) / el.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
-	fmt.Printf("%-34s %12.0f %10.2f %10.2f\n", name, res.rps, ms(res.p50), ms(res.p99))
+	res := row{name: name, rps: float64(len(lat)) / el.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
+	rss := "-"
+	if use != nil {
+		cpu1, peak := use()
+		res.cpuPer1000 = float64((cpu1 - cpu0).Milliseconds()) * 1000 / float64(len(lat))
+		rss = fmt.Sprintf("%.1f MB", float64(peak)/(1<<20))
+	}
+	if name != "" {
+		fmt.Printf("%-40s %10.0f %8.2f %8.2f %14.0f %9s\n", name, res.rps, ms(res.p50), ms(res.p99), res.cpuPer1000, rss)
+	}
 	return res
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// pipe is a child process's stdin and stdout as one connection.
-type pipe struct {
-	io.Writer
-	io.Reader
-	cmd *exec.Cmd
-	in  io.Closer
+// mailwall runs "mailwall serve" built from this checkout.
+type mailwall struct {
+	cmd     *exec.Cmd
+	tcpAddr string
+	sock    string
 }
 
-func (p *pipe) Close() error { p.in.Close(); return p.cmd.Wait() }
+func startMailwall(dir, dnsAddr, logLevel string) *mailwall {
+	bin := filepath.Join(dir, "mailwall")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mailwall").CombinedOutput(); err != nil {
+		log.Fatalf("go build: %v\n%s", err, out)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	tcpAddr := ln.Addr().String()
+	ln.Close()
+	m := &mailwall{tcpAddr: tcpAddr, sock: filepath.Join(dir, "policy.sock")}
+	cfg := filepath.Join(dir, "mailwall.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: %s\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\", \"unix:%s\"]\n  skip_addresses: []\n", logLevel, dnsAddr, tcpAddr, m.sock)), 0o644)
+	args := []string{"serve", "--config", cfg}
+	if p := os.Getenv("MAILWALL_CPUPROFILE"); p != "" {
+		args = append(args, "--cpuprofile", p)
+	}
+	m.cmd = exec.Command(bin, args...)
+	out, _ := m.cmd.StdoutPipe()
+	// Decision logs go to stderr, discarded: logging costs what it costs
+	// in production.
+	if err := m.cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for ready := 0; ready < 2 && sc.Scan(); {
+		if strings.Contains(sc.Text(), "listening") {
+			ready++
+		}
+	}
+	go io.Copy(io.Discard, out)
+	return m
+}
 
-func startPipe(cmd *exec.Cmd) (io.ReadWriteCloser, error) {
+func (m *mailwall) stop() { m.cmd.Process.Signal(syscall.SIGTERM); m.cmd.Wait() }
+
+// usage reads the process's CPU time and peak RSS from /proc.
+func (m *mailwall) usage() (time.Duration, int64) {
+	pid := m.cmd.Process.Pid
+	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	// Fields after the ")" that ends the command name: utime is the 12th,
+	// stime the 13th, in clock ticks (100 per second on Linux).
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	var hwm int64
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			hwm = kb * 1024
+		}
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, hwm
+}
+
+// policydSPF spawns postfix-policyd-spf-python processes, one per
+// connection, pointed at the lab DNS server.
+type policydSPF struct {
+	dir, conf string
+	mu        sync.Mutex
+	cpu       time.Duration
+	peak      int64
+}
+
+func newPolicydSPF(dir, dnsAddr string) *policydSPF {
+	host, port, _ := net.SplitHostPort(dnsAddr)
+	// pyspf asks dnspython's default resolver: point it at the lab server.
+	os.WriteFile(filepath.Join(dir, "sitecustomize.py"), []byte(fmt.Sprintf(`import dns.resolver
+_r = dns.resolver.Resolver(configure=False)
+_r.nameservers = [%q]
+_r.port = %s
+_r.timeout = _r.lifetime = 5
+dns.resolver.default_resolver = _r
+`, host, port)), 0o644)
+	p := &policydSPF{dir: dir, conf: filepath.Join(dir, "policyd-spf.conf")}
+	os.WriteFile(p.conf, []byte("debugLevel = 1\nTestOnly = 1\nHELO_reject = Fail\nMail_From_reject = Fail\nskip_addresses = 192.0.2.254/32\nHide_Receiver = Yes\n"), 0o644)
+	return p
+}
+
+func (p *policydSPF) dial() (io.ReadWriteCloser, error) {
+	cmd := exec.Command("/usr/bin/policyd-spf", p.conf)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+p.dir)
+	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -201,9 +286,42 @@ func startPipe(cmd *exec.Cmd) (io.ReadWriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	return &pipe{Writer: in, Reader: out, cmd: cmd, in: in}, nil
+	return &child{Writer: in, Reader: out, in: in, cmd: cmd, p: p}, nil
+}
+
+// usage is the CPU and peak RSS of the processes that have exited.
+func (p *policydSPF) usage() (time.Duration, int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cpu, p.peak
+}
+
+// child is a policyd-spf process's stdin and stdout as one connection.
+type child struct {
+	io.Writer
+	io.Reader
+	in  io.Closer
+	cmd *exec.Cmd
+	p   *policydSPF
+}
+
+func (c *child) Close() error {
+	c.in.Close()
+	err := c.cmd.Wait()
+	st := c.cmd.ProcessState
+	c.p.mu.Lock()
+	c.p.cpu += st.UserTime() + st.SystemTime()
+	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+		c.p.peak = max(c.p.peak, ru.Maxrss*1024)
+	}
+	c.p.mu.Unlock()
+	return err
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
 }
