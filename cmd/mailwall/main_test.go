@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mailwall/internal/labdns"
+)
+
+func labDNS(t *testing.T) string {
+	files, _ := filepath.Glob("../../testdata/lab/*.zone")
+	cfg := labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
+	for _, f := range files {
+		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: f})
+	}
+	s, err := labdns.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s.Addr()
+}
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestSPFCommand(t *testing.T) {
+	dns := labDNS(t)
+	code, out, _ := runCLI("spf", "--dns", dns, "--ip", "127.0.0.2", "--helo", "mail.example.test", "--sender", "a@example.test")
+	want := "Received-SPF: Pass (mailfrom) identity=mailfrom; client-ip=127.0.0.2; helo=mail.example.test; envelope-from=a@example.test; receiver=<UNKNOWN>\n"
+	if code != 0 || out != want {
+		t.Errorf("exit %d, output %q; want 0 and %q", code, out, want)
+	}
+	code, out, _ = runCLI("spf", "--dns", dns, "--ip", "127.0.0.3", "--helo", "x.example.org", "--sender", "a@example.test", "--json")
+	var got struct {
+		Result, Identity, Explanation string
+		Lookups                       int
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
+		t.Fatalf("exit %d, JSON %q: %v", code, out, err)
+	}
+	if got.Result != "fail" || got.Identity != "mailfrom" || got.Explanation != "SPF fail - not authorized" || got.Lookups != 0 {
+		t.Errorf("JSON %+v", got)
+	}
+	// HELO only, when there is no sender.
+	if code, out, _ := runCLI("spf", "--dns", dns, "--ip", "127.0.0.2", "--helo", "mail.example.test"); code != 0 || !strings.HasPrefix(out, "Received-SPF: Pass (helo) identity=helo;") {
+		t.Errorf("HELO check: exit %d, %q", code, out)
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"spf"},
+		{"spf", "--ip", "not-an-ip", "--helo", "x.example"},
+		{"spf", "--no-such-flag"},
+		{"spf", "lint"},
+		{"lab-dns"},
+		{"config"},
+	} {
+		if code, _, _ := runCLI(args...); code != 2 {
+			t.Errorf("mailwall %s: exit %d, want 2", strings.Join(args, " "), code)
+		}
+	}
+}
+
+func TestSPFLintCommand(t *testing.T) {
+	dns := labDNS(t)
+	code, out, _ := runCLI("spf", "lint", "voids.example.test", "--dns", dns)
+	if code != 0 || !strings.Contains(out, "void lookups: 3 of 2") || !strings.Contains(out, "error: voids.example.test: 3 lookups return no records") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestConfigCommand(t *testing.T) {
+	code, out, _ := runCLI("config", "default")
+	if code != 0 || !strings.Contains(out, "policyd:") {
+		t.Fatalf("config default: %d %q", code, out)
+	}
+	good := filepath.Join(t.TempDir(), "good.yaml")
+	os.WriteFile(good, []byte(out), 0o644)
+	if code, _, _ := runCLI("config", "check", good); code != 0 {
+		t.Errorf("the printed defaults do not pass config check")
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("dns:\n  timeout: soon\n"), 0o644)
+	if code, _, errs := runCLI("config", "check", bad); code != 1 || !strings.Contains(errs, "line 2") {
+		t.Errorf("bad config: exit %d, %q", code, errs)
+	}
+}
+
+// syncPipe lets the test read what serve prints while it runs.
+type syncPipe struct{ w *io.PipeWriter }
+
+func (s syncPipe) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+func TestServeAnswersAndStops(t *testing.T) {
+	dns := labDNS(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(t.TempDir(), "mailwall.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: error\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\"]\n  skip_addresses: []\n", dns, addr)), 0o644)
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, syncPipe{pw}, io.Discard); pw.Close() }()
+	line, _ := bufio.NewReader(pr).ReadString('\n')
+	go io.Copy(io.Discard, pr)
+	if !strings.Contains(line, "listening on inet:"+addr) {
+		t.Fatalf("serve said %q", line)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(c, "request=smtpd_access_policy\nclient_address=127.0.0.3\nhelo_name=x.example.org\nsender=a@example.test\ninstance=1\n\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ans, _ := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if !strings.HasPrefix(ans, "action=550 5.7.23 ") {
+		t.Errorf("answer %q", ans)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exited %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
