@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"mailwall/internal/config"
@@ -59,22 +56,12 @@ func cmdLabDNS(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "mailwall: lab DNS listening on %s (udp+tcp), %d zone file(s); SIGHUP reloads\n", srv.Addr(), len(files))
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	for {
-		select {
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				if err := srv.Reload(); err != nil {
-					log.Error("reload failed; the zones in service are kept", "err", err)
-				}
-				continue
-			}
-		case <-ctx.Done():
+	waitForStop(ctx, nil, func() {
+		if err := srv.Reload(); err != nil {
+			log.Error("reload failed; the zones in service are kept", "err", err)
 		}
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}
+	})
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
 }

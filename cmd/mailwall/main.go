@@ -5,13 +5,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
@@ -132,6 +135,35 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// writeJSON prints v indented, for --json output.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// waitForStop blocks until SIGINT or SIGTERM, ctx's end, or an error on
+// errc (nil errc: none), calling onHUP for each SIGHUP in between.
+func waitForStop(ctx context.Context, errc <-chan error, onHUP func()) error {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				onHUP()
+				continue
+			}
+			return nil
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {

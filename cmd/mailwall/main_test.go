@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,25 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"mailwall/internal/labdns"
+	"mailwall/internal/labtest"
 )
 
-func labDNS(t *testing.T) string {
-	files, _ := filepath.Glob("../../testdata/lab/*.zone")
-	cfg := labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
-	for _, f := range files {
-		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: f})
-	}
-	s, err := labdns.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	return s.Addr()
-}
+func labDNS(t *testing.T) string { return labtest.Lab(t) }
 
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"runtime/pprof"
 	"strconv"
-	"syscall"
 	"time"
 
 	"mailwall/internal/config"
@@ -71,31 +70,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, ln := range lns {
 		go func() { errc <- srv.Serve(ln) }()
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	for {
-		select {
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				// Edits to DNS records must show at once: drop the cache.
-				st := resolver.Stats()
-				resolver.Flush()
-				log.Info("SIGHUP: DNS cache flushed", "entries", st.Entries, "hits", st.Hits, "misses", st.Misses)
-				continue
-			}
-			log.Info("shutting down", "signal", sig.String())
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		}
-	}
+	err = waitForStop(ctx, errc, func() {
+		// Edits to DNS records must show at once: drop the cache.
+		st := resolver.Stats()
+		resolver.Flush()
+		log.Info("SIGHUP: DNS cache flushed", "entries", st.Entries, "hits", st.Hits, "misses", st.Misses)
+	})
+	log.Info("shutting down", "err", err)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, srv.Shutdown(sctx))
 }
 
 // policydOptions maps the config section onto the server's options.

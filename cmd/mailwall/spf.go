@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -61,9 +60,7 @@ func cmdSPF(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		out = checker.CheckMailFrom(ctx, ip, *sender, *helo)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(stdout, out)
 	}
 	fmt.Fprintln(stdout, "Received-SPF: "+spf.ReceivedSPF(out, spf.HeaderInfo{ClientIP: ip, Helo: *helo, EnvelopeFrom: *sender}))
 	return nil
@@ -96,9 +93,7 @@ func cmdSPFLint(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer cancel()
 	rep := spf.Lint(ctx, checker.Resolver, domain)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return writeJSON(stdout, rep)
 	}
 	fmt.Fprintf(stdout, "%s: %q\n", rep.Domain, rep.Record)
 	fmt.Fprintf(stdout, "DNS lookups: %d of 10, void lookups: %d of 2\n", rep.Lookups, rep.Voids)

@@ -13,40 +13,15 @@ import (
 
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labdns"
+	"mailwall/internal/labtest"
 )
 
-// zone builds a lab zone from records in zone-file syntax (origin
-// example.test., SOA MINIMUM 30s).
 func zone(t *testing.T, records ...string) *labdns.Zone {
-	t.Helper()
-	text := "$ORIGIN example.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 30\n" + strings.Join(records, "\n") + "\n"
-	var rrs []dns.RR
-	zp := dns.NewZoneParser(strings.NewReader(text), "example.test.", "test")
-	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
-		rrs = append(rrs, rr)
-	}
-	if err := zp.Err(); err != nil {
-		t.Fatal(err)
-	}
-	z, err := labdns.NewZone(rrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return z
+	return labtest.Zone(t, "example.test", records...)
 }
 
-// labServer serves zones on a loopback port, as the real lab-dns does.
 func labServer(t *testing.T, zones ...*labdns.Zone) *labdns.Server {
-	t.Helper()
-	s, err := labdns.NewWithZones(labdns.Config{Listen: "127.0.0.1:0"}, zones...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	return s
+	return labtest.Serve(t, zones...)
 }
 
 // fakeClock is a settable clock for the cache's TTL arithmetic; the DNS

@@ -14,31 +14,14 @@ import (
 	"time"
 
 	"mailwall/internal/dnsx"
-	"mailwall/internal/labdns"
+	"mailwall/internal/labtest"
 	"mailwall/internal/spf"
 )
 
 // quiet drops the servers' logs in tests; what matters is asserted.
 var quiet = slog.New(slog.DiscardHandler)
 
-// labDNS serves the project's lab zones (testdata/lab) on loopback.
-func labDNS(t testing.TB) string {
-	t.Helper()
-	files, _ := filepath.Glob("../../testdata/lab/*.zone")
-	cfg := labdns.Config{Listen: "127.0.0.1:0", Logger: quiet}
-	for _, f := range files {
-		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: f})
-	}
-	s, err := labdns.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	return s.Addr()
-}
+func labDNS(t testing.TB) string { return labtest.Lab(t) }
 
 func startPolicyd(t testing.TB, resolver dnsx.Resolver, opts Options) string {
 	t.Helper()

@@ -2,32 +2,17 @@ package spf
 
 import (
 	"context"
-	"log/slog"
 	"net/netip"
-	"path/filepath"
 	"testing"
 
 	"mailwall/internal/dnsx"
-	"mailwall/internal/labdns"
+	"mailwall/internal/labtest"
 )
 
 // benchChecker serves the lab zones on loopback and returns a checker
 // using them through a cache, and the cache.
 func benchChecker(b *testing.B) (*Checker, *dnsx.Cache) {
-	files, _ := filepath.Glob("../../testdata/lab/*.zone")
-	cfg := labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
-	for _, f := range files {
-		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: f})
-	}
-	s, err := labdns.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Shutdown(context.Background()) })
-	cache := dnsx.NewCache(&dnsx.Client{Servers: []string{s.Addr()}}, dnsx.CacheOptions{})
+	cache := dnsx.NewCache(&dnsx.Client{Servers: []string{labtest.Lab(b)}}, dnsx.CacheOptions{})
 	return &Checker{Resolver: cache}, cache
 }
 

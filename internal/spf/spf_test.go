@@ -2,16 +2,13 @@ package spf
 
 import (
 	"context"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"mailwall/internal/dnsx"
-	"mailwall/internal/labdns"
+	"mailwall/internal/labtest"
 )
 
 // RFC 7208 §7.4's examples, with <sender> strong-bad@email.example.com,
@@ -120,27 +117,7 @@ func TestReceivedSPF(t *testing.T) {
 
 // lintZone serves records under lint.example.test on loopback.
 func lintZone(t *testing.T, records ...string) dnsx.Resolver {
-	text := "$ORIGIN lint.example.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\nmx1 IN A 192.0.2.1\n" + strings.Join(records, "\n") + "\n"
-	zp := dns.NewZoneParser(strings.NewReader(text), "lint.example.test.", "")
-	var rrs []dns.RR
-	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
-		rrs = append(rrs, rr)
-	}
-	if err := zp.Err(); err != nil {
-		t.Fatal(err)
-	}
-	z, err := labdns.NewZone(rrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := labdns.NewWithZones(labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}, z)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	s := labtest.Serve(t, labtest.Zone(t, "lint.example.test", append([]string{"mx1 IN A 192.0.2.1"}, records...)...))
 	return &dnsx.Client{Servers: []string{s.Addr()}, Timeout: time.Second}
 }
 
