@@ -26,6 +26,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,13 +37,16 @@ import (
 	"syscall"
 	"time"
 
+	"mailwall/internal/dnsx"
 	"mailwall/internal/labdns"
+	"mailwall/internal/spf"
 )
 
 func main() {
 	n := flag.Int("n", 4000, "requests per run")
 	conc := flag.Int("c", 2, "concurrent connections (mailwall) / processes (policyd-spf)")
 	zonesGlob := flag.String("zones", "testdata/lab/*.zone", "lab zone files")
+	withCold := flag.Bool("cold", true, "include the cold-cache run")
 	logLevel := flag.String("log-level", "info", "mailwall log.level (info logs every decision, as in production)")
 	flag.Parse()
 
@@ -80,7 +84,9 @@ func main() {
 	unix := func() (io.ReadWriteCloser, error) { return net.Dial("unix", mw.sock) }
 	run("", warm[:min(200, len(warm))], 1, tcp, nil) // warm-up, not printed
 	var rows []row
-	rows = append(rows, run("mailwall tcp, cold (new domain each)", cold, *conc, tcp, mw.usage))
+	if *withCold {
+		rows = append(rows, run("mailwall tcp, cold (new domain each)", cold, *conc, tcp, mw.usage))
+	}
 	rows = append(rows, run("mailwall tcp, warm cache", warm, *conc, tcp, mw.usage))
 	rows = append(rows, run("mailwall unix socket, warm cache", warm, *conc, unix, mw.usage))
 
@@ -94,6 +100,67 @@ func main() {
 	for _, r := range rows {
 		fmt.Printf("%-40s %5.0fx the requests/s, %5.0fx less CPU per request\n", r.name, r.rps/pyWarm.rps, pyWarm.cpuPer1000/r.cpuPer1000)
 	}
+
+	// The SPF evaluation alone, without the policy protocol: mailwall's
+	// checker in this process against pyspf's check2 in python processes.
+	fmt.Printf("\nSPF evaluations (MAIL FROM a@mail.example.test from 127.0.0.2: TXT, then A for \"a\"), %d per run, concurrency %d\n\n", *n, *conc)
+	fmt.Printf("%-40s %12s\n", "evaluator", "evals/s")
+	cache := dnsx.NewCache(&dnsx.Client{Servers: []string{dnsSrv.Addr()}}, dnsx.CacheOptions{})
+	checker := &spf.Checker{Resolver: cache}
+	coldEv := evals("mailwall spf, cold cache", *n, *conc, checker, cache.Flush)
+	warmEv := evals("mailwall spf, warm cache", *n, *conc, checker, func() {})
+	pyEv := pyspfEvals(dir, *n, *conc)
+	fmt.Printf("\nmailwall spf, cold cache: %.0fx pyspf; warm cache: %.0fx pyspf\n", coldEv/pyEv, warmEv/pyEv)
+}
+
+// evals runs n evaluations over conc goroutines; before runs before each.
+func evals(name string, n, conc int, c *spf.Checker, before func()) float64 {
+	ip := netip.MustParseAddr("127.0.0.2")
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n / conc {
+				before()
+				if o := c.CheckMailFrom(context.Background(), ip, "a@mail.example.test", "mail.example.test"); o.Result != spf.Pass {
+					log.Fatalf("%s: %+v", name, o)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rate := float64(n/conc*conc) / time.Since(start).Seconds()
+	fmt.Printf("%-40s %12.0f\n", name, rate)
+	return rate
+}
+
+// pyspfEvals runs the same evaluation with pyspf's check2 in conc python
+// processes (sitecustomize in dir points dnspython at the lab server).
+func pyspfEvals(dir string, n, conc int) float64 {
+	script := fmt.Sprintf(`import spf
+for _ in range(%d):
+    r = spf.check2(i="127.0.0.2", s="a@mail.example.test", h="mail.example.test")
+    assert r[0] == "pass", r
+`, n/conc)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command("/usr/bin/python3", "-c", script)
+			cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				log.Fatalf("pyspf: %v\n%s", err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	rate := float64(n/conc*conc) / time.Since(start).Seconds()
+	fmt.Printf("%-40s %12.0f\n", "pyspf 2.0.14 check2", rate)
+	return rate
 }
 
 // requests builds n policy requests. Even ones pass (127.0.0.2 is

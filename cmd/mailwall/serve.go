@@ -103,7 +103,6 @@ func policydOptions(cfg *config.Config) (policyd.Options, error) {
 		AllowDomains:    p.AllowDomains,
 		HideReceiver:    p.HideReceiver,
 		ReasonMessage:   p.ReasonMessage,
-		Timeout:         cfg.SPF.Timeout.D(),
 		DeferOnError:    p.OnError == "defer",
 	}, nil
 }

@@ -28,7 +28,7 @@ func newChecker(cfgPath, dnsFlag string) (*spf.Checker, time.Duration, error) {
 }
 
 func checkerFor(cfg *config.Config, r dnsx.Resolver) *spf.Checker {
-	return &spf.Checker{Resolver: r, MaxLookups: cfg.SPF.MaxLookups, MaxVoidLookups: cfg.SPF.MaxVoidLookups, Receiver: cfg.ReceiverName()}
+	return &spf.Checker{Resolver: r, MaxLookups: cfg.SPF.MaxLookups, MaxVoidLookups: cfg.SPF.MaxVoidLookups, Receiver: cfg.ReceiverName(), Timeout: cfg.SPF.Timeout.D()}
 }
 
 func cmdSPF(ctx context.Context, args []string, stdout, stderr io.Writer) error {

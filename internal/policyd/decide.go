@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"time"
 
 	"mailwall/internal/spf"
 )
@@ -36,8 +35,7 @@ type Options struct {
 	AllowDomains    []string       // clients passing SPF for these are not checked
 	HideReceiver    bool
 	ReasonMessage   string
-	Timeout         time.Duration // bound on one request's SPF work
-	DeferOnError    bool          // internal failure: DEFER_IF_PERMIT, not DUNNO
+	DeferOnError    bool // internal failure: DEFER_IF_PERMIT, not DUNNO
 }
 
 // Action is a policy answer's kind.
@@ -117,22 +115,22 @@ func (s *Server) decide(ctx context.Context, req Request) Response {
 	if o.HideReceiver || recipient == "" {
 		recipient = ""
 	}
-	detail := fmt.Sprintf("client-ip=%s; helo=%s; envelope-from=%s; receiver=%s", ip, orUnknown(helo), orUnknown(sender), orUnknown(recipient))
+	detail := func() string {
+		return fmt.Sprintf("client-ip=%s; helo=%s; envelope-from=%s; receiver=%s", ip, orUnknown(helo), orUnknown(sender), orUnknown(recipient))
+	}
 	for _, skip := range []struct {
 		list    []netip.Prefix
 		comment string
 	}{{o.SkipAddresses, "SPF check N/A for local connections - "}, {o.AllowIPs, "SPF skipped for whitelisted relay - "}} {
 		for _, p := range skip.list {
 			if p.Contains(ip) {
-				return Response{Action: Prepend, Text: "X-Comment: " + skip.comment + detail}
+				return Response{Action: Prepend, Text: "X-Comment: " + skip.comment + detail()}
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 	for _, d := range o.AllowDomains {
 		if out := s.checker.CheckHost(ctx, ip, d, "postmaster@"+d, helo); out.Result == spf.Pass {
-			return Response{Action: Prepend, Text: "X-Comment: SPF skipped for whitelisted relay domain - " + detail}
+			return Response{Action: Prepend, Text: "X-Comment: SPF skipped for whitelisted relay domain - " + detail()}
 		}
 	}
 	if sender == "" && helo == "" {
@@ -147,31 +145,31 @@ func (s *Server) decide(ctx context.Context, req Request) Response {
 	}
 	hdr := spf.HeaderInfo{ClientIP: ip, Helo: helo, EnvelopeFrom: sender, Receiver: recipient}
 
-	var heloResp Response
-	heloResult := spf.None
+	checked := false
+	var heloOut spf.Outcome
+	var heloAct Action
 	if o.HeloReject != RejectNoCheck {
-		out := s.checker.CheckHelo(ctx, ip, helo)
-		heloResult = out.Result
-		act := o.action(o.HeloReject, out.Result)
+		checked = true
+		heloOut = s.checker.CheckHelo(ctx, ip, helo)
+		heloAct = o.action(o.HeloReject, heloOut.Result)
 		if o.HeloReject == RejectNull && sender != "" {
-			act = Prepend // Null: HELO results count only for bounces
+			heloAct = Prepend // Null: HELO results count only for bounces
 		}
-		heloResp = s.respond(act, out, hdr)
-		if act == Reject || act == Defer || sender == "" {
-			return heloResp
+		if heloAct == Reject || heloAct == Defer || sender == "" {
+			return s.respond(heloAct, heloOut, hdr)
 		}
 	}
 	if sender == "" || o.MailFromReject == RejectNoCheck {
-		if heloResp.Action == "" {
+		if !checked {
 			return Response{Action: Dunno}
 		}
-		return heloResp
+		return s.respond(heloAct, heloOut, hdr)
 	}
 	out := s.checker.CheckMailFrom(ctx, ip, sender, helo)
 	act := o.action(o.MailFromReject, out.Result)
-	if act == Prepend && out.Result == spf.None && heloResult != spf.None {
+	if act == Prepend && out.Result == spf.None && checked && heloOut.Result != spf.None {
 		// As policyd-spf: a HELO result says more than a MAIL FROM "none".
-		return heloResp
+		return s.respond(heloAct, heloOut, hdr)
 	}
 	return s.respond(act, out, hdr)
 }

@@ -1,7 +1,6 @@
 package policyd
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"strings"
@@ -16,7 +15,7 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add("=\n\n")
 	f.Add("novalue\n")
 	f.Fuzz(func(t *testing.T, in string) {
-		r := bufio.NewReader(strings.NewReader(in))
+		r := NewReader(strings.NewReader(in))
 		for range 100 {
 			req, err := ReadRequest(r)
 			if err == nil && req["request"] != "smtpd_access_policy" {

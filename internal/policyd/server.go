@@ -39,9 +39,6 @@ func New(checker *spf.Checker, opts Options, maxConns int, log *slog.Logger) *Se
 	if opts.ReasonMessage == "" {
 		opts.ReasonMessage = defaultReasonMsg
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 20 * time.Second
-	}
 	if opts.HeloReject == "" {
 		opts.HeloReject = RejectFail
 	}
@@ -127,7 +124,7 @@ const idleTimeout = 330 * time.Second
 // message (same "instance") is given once: later recipients get DUNNO
 // after a PREPEND, so the header is added once, or the same rejection.
 func (s *Server) serveConn(conn net.Conn) {
-	r := bufio.NewReader(conn)
+	r := NewReader(conn)
 	w := bufio.NewWriter(conn)
 	var lastInstance string
 	var last Response
@@ -190,11 +187,13 @@ func (s *Server) logDecision(req Request, resp Response) {
 	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	s.log.Info("spf",
-		"queue_id", req["queue_id"], "client", req["client_address"], "helo", req["helo_name"],
-		"sender", req["sender"], "identity", resp.Outcome.Identity, "result", resp.Outcome.Result,
-		"mechanism", resp.Outcome.Mechanism, "problem", resp.Outcome.Problem,
-		"lookups", resp.Outcome.Lookups, "action", resp.Action)
+	o := resp.Outcome
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "spf",
+		slog.String("queue_id", req["queue_id"]), slog.String("client", req["client_address"]),
+		slog.String("helo", req["helo_name"]), slog.String("sender", req["sender"]),
+		slog.String("identity", string(o.Identity)), slog.String("result", string(o.Result)),
+		slog.String("mechanism", o.Mechanism), slog.String("problem", o.Problem),
+		slog.Int("lookups", o.Lookups), slog.String("action", string(resp.Action)))
 }
 
 // Stats are the server's counters.

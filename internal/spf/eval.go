@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -26,6 +27,23 @@ type evaluator struct {
 
 	ptrDone  bool
 	ptrValid []string
+
+	deadline time.Time // zero: no bound beyond ctx
+}
+
+// errTooSlow ends an evaluation that ran past Checker.Timeout.
+var errTooSlow = errors.New("SPF evaluation time limit exceeded")
+
+// Query makes every lookup of the evaluation go through the time limit:
+// RFC 7208 §4.6.4 lets receivers bound the whole evaluation (at least 20
+// seconds recommended) and return temperror past it. Checking the clock
+// before each lookup costs less than a timer per evaluation; the overrun is
+// at most one lookup's own timeout.
+func (e *evaluator) Query(ctx context.Context, name string, qtype uint16) (*dnsx.Answer, error) {
+	if !e.deadline.IsZero() && time.Now().After(e.deadline) {
+		return nil, &dnsx.Error{Name: name, Type: qtype, Temporary: true, Err: errTooSlow}
+	}
+	return e.c.Resolver.Query(ctx, name, qtype)
 }
 
 // evalError ends an evaluation with permerror or temperror.
@@ -98,7 +116,7 @@ func (e *evaluator) checkHost(domain string, depth int) (Result, string, error) 
 // fetch looks up and selects the SPF record of domain (§4.4, §4.5). A nil
 // record comes with the result to return.
 func (e *evaluator) fetch(domain string) (*Record, Result, error) {
-	txts, err := dnsx.TXT(e.ctx, e.c.Resolver, domain)
+	txts, err := dnsx.TXT(e.ctx, e, domain)
 	if err != nil {
 		if dnsx.IsTemporary(err) {
 			return nil, TempError, err
@@ -236,7 +254,7 @@ func (e *evaluator) match(d *Directive, domain string, depth int) (bool, error) 
 		if !queryable(target) {
 			return false, nil
 		}
-		mxs, err := dnsx.MX(e.ctx, e.c.Resolver, target)
+		mxs, err := dnsx.MX(e.ctx, e, target)
 		if err != nil {
 			return false, e.dnsErr(err)
 		}
@@ -262,7 +280,7 @@ func (e *evaluator) match(d *Directive, domain string, depth int) (bool, error) 
 		return false, nil
 	case "ptr":
 		// §5.5: DNS errors here make the mechanism not match, no more.
-		names, err := dnsx.PTR(e.ctx, e.c.Resolver, e.ip)
+		names, err := dnsx.PTR(e.ctx, e, e.ip)
 		if err != nil {
 			return false, nil
 		}
@@ -293,7 +311,7 @@ func (e *evaluator) match(d *Directive, domain string, depth int) (bool, error) 
 }
 
 func (e *evaluator) lookupIPs(name string, qtype uint16) ([]netip.Addr, error) {
-	ips, err := dnsx.IPs(e.ctx, e.c.Resolver, name, qtype)
+	ips, err := dnsx.IPs(e.ctx, e, name, qtype)
 	if err != nil {
 		return nil, e.dnsErr(err)
 	}
@@ -337,7 +355,7 @@ func (e *evaluator) validate(names []string) []string {
 		if !queryable(n) {
 			continue
 		}
-		ips, err := dnsx.IPs(e.ctx, e.c.Resolver, n, e.addrType())
+		ips, err := dnsx.IPs(e.ctx, e, n, e.addrType())
 		if err != nil {
 			continue // §5.5: skip the name on a DNS error
 		}
@@ -357,7 +375,7 @@ func (e *evaluator) validate(names []string) []string {
 func (e *evaluator) validatedPTR() string {
 	if !e.ptrDone {
 		e.ptrDone = true
-		if names, err := dnsx.PTR(e.ctx, e.c.Resolver, e.ip); err == nil {
+		if names, err := dnsx.PTR(e.ctx, e, e.ip); err == nil {
 			e.ptrValid = e.validate(names)
 		}
 	}
@@ -379,7 +397,7 @@ func (e *evaluator) explain(m *Modifier) string {
 	if !queryable(target) {
 		return ""
 	}
-	txts, err := dnsx.TXT(e.ctx, e.c.Resolver, target)
+	txts, err := dnsx.TXT(e.ctx, e, target)
 	if err != nil || len(txts) != 1 {
 		return ""
 	}

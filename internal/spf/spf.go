@@ -56,6 +56,9 @@ type Checker struct {
 	DefaultExplanation string
 	// Now is the clock for %{t}; nil means time.Now.
 	Now func() time.Time
+	// Timeout bounds one evaluation (RFC 7208 §4.6.4); past it the result
+	// is temperror. Zero: only the context bounds it.
+	Timeout time.Duration
 
 	// parsed remembers parsed records by their text: the same few records
 	// come back for most mail, and parsing costs more than a warm lookup.
@@ -145,6 +148,9 @@ func (c *Checker) checkHost(ctx context.Context, ip netip.Addr, domain, sender, 
 		e.maxVoid = 2
 	}
 	e.env.now = time.Now()
+	if c.Timeout > 0 {
+		e.deadline = e.env.now.Add(c.Timeout)
+	}
 	if c.Now != nil {
 		e.env.now = c.Now()
 	}
