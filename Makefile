@@ -31,7 +31,7 @@ bench:
 
 # Side by side with postfix-policyd-spf-python (apt-get install postfix-policyd-spf-python).
 bench-policy:
-	$(GO) run ./bench/policy -n 4000 -c 2
+	$(GO) run ./bench/policy -n 16000 -c 8 -pin
 
 clean:
 	rm -f mailwall

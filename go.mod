@@ -3,9 +3,10 @@ module mailwall
 go 1.26.8
 
 require (
-	github.com/miekg/dns v1.1.73 // indirect
-	golang.org/x/net v0.57.0 // indirect
-	golang.org/x/sync v0.24.0 // indirect
-	golang.org/x/sys v0.47.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	github.com/miekg/dns v1.1.73
+	golang.org/x/sync v0.24.0
+	golang.org/x/sys v0.47.0
+	gopkg.in/yaml.v3 v3.0.1
 )
+
+require golang.org/x/net v0.57.0 // indirect

@@ -37,6 +37,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labdns"
 	"mailwall/internal/spf"
@@ -46,10 +48,19 @@ func main() {
 	n := flag.Int("n", 4000, "requests per run")
 	conc := flag.Int("c", 2, "concurrent connections (mailwall) / processes (policyd-spf)")
 	zonesGlob := flag.String("zones", "testdata/lab/*.zone", "lab zone files")
+	pin := flag.Bool("pin", false, "run the servers on CPU 1 and this load generator on CPU 0, so they do not compete")
 	withCold := flag.Bool("cold", true, "include the cold-cache run")
 	logLevel := flag.String("log-level", "info", "mailwall log.level (info logs every decision, as in production)")
 	flag.Parse()
 
+	if *pin {
+		var set unix.CPUSet
+		set.Set(0)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			log.Fatalf("pin: %v", err)
+		}
+		serverCPU = "1"
+	}
 	files, _ := filepath.Glob(*zonesGlob)
 	if len(files) == 0 {
 		log.Fatalf("no zone files match %s (run from the repository root)", *zonesGlob)
@@ -150,7 +161,7 @@ for _ in range(%d):
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command("/usr/bin/python3", "-c", script)
+			cmd := command("/usr/bin/python3", "-c", script)
 			cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				log.Fatalf("pyspf: %v\n%s", err, out)
@@ -180,6 +191,18 @@ func requests(n int, cold bool) []string {
 		out[i] = fmt.Sprintf("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nhelo_name=%s\nqueue_id=\nsender=%s\nrecipient=rcpt@rcpt.test\nclient_address=%s\nclient_name=unknown\ninstance=%d.%v\n\n", helo, sender, ip, i, cold)
 	}
 	return out
+}
+
+// serverCPU, when set, is the CPU list the server processes are pinned to
+// (taskset).
+var serverCPU string
+
+// command runs name pinned to serverCPU when -pin is given.
+func command(name string, args ...string) *exec.Cmd {
+	if serverCPU == "" {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("taskset", append([]string{"-c", serverCPU, name}, args...)...)
 }
 
 // usage is a server's CPU time so far and its peak RSS in bytes.
@@ -278,7 +301,7 @@ func startMailwall(dir, dnsAddr, logLevel string) *mailwall {
 	if p := os.Getenv("MAILWALL_CPUPROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p)
 	}
-	m.cmd = exec.Command(bin, args...)
+	m.cmd = command(bin, args...)
 	out, _ := m.cmd.StdoutPipe()
 	// Decision logs go to stderr, discarded: logging costs what it costs
 	// in production.
@@ -342,7 +365,7 @@ dns.resolver.default_resolver = _r
 }
 
 func (p *policydSPF) dial() (io.ReadWriteCloser, error) {
-	cmd := exec.Command("/usr/bin/policyd-spf", p.conf)
+	cmd := command("/usr/bin/policyd-spf", p.conf)
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+p.dir)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()

@@ -185,3 +185,15 @@ func TestTimeoutIsTempError(t *testing.T) {
 		t.Errorf("got %+v, want temperror with a problem", o)
 	}
 }
+
+func TestEvaluationTimeLimit(t *testing.T) {
+	r := lintZone(t, `@ IN TXT "v=spf1 a:mx1.lint.example.test -all"`)
+	ip := netip.MustParseAddr("192.0.2.1")
+	if o := (&Checker{Resolver: r, Timeout: time.Minute}).CheckHost(context.Background(), ip, "lint.example.test", "a@lint.example.test", "x"); o.Result != Pass {
+		t.Fatalf("within the limit: %+v", o)
+	}
+	o := (&Checker{Resolver: r, Timeout: time.Nanosecond}).CheckHost(context.Background(), ip, "lint.example.test", "a@lint.example.test", "x")
+	if o.Result != TempError || !strings.Contains(o.Problem, "time limit") {
+		t.Errorf("past the limit: %+v, want temperror naming the time limit", o)
+	}
+}
