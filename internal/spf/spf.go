@@ -96,7 +96,7 @@ type Outcome struct {
 	Mechanism string   `json:"mechanism,omitempty"` // the term that decided, if any
 	// Explanation is the text for a "fail": the exp= text of the domain,
 	// or the default.
-	Explanation string `json:"explanation,omitempty"`
+	Explanation string `json:"explanation"`
 	// Problem says why a permerror or temperror happened.
 	Problem     string `json:"problem,omitempty"`
 	Lookups     int    `json:"lookups"`
