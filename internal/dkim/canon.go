@@ -1,0 +1,162 @@
+package dkim
+
+import (
+	"hash"
+	"strings"
+)
+
+// Canonicalization algorithms (RFC 6376 §3.4).
+const (
+	Simple  = "simple"
+	Relaxed = "relaxed"
+)
+
+// canonHeader returns a header field canonicalized for hashing, CRLF
+// included.
+func canonHeader(f Field, canon string) string {
+	if canon == Simple {
+		return f.Raw
+	}
+	// relaxed (§3.4.2): lower-case name, unfold, runs of WSP to one SP,
+	// no WSP at the end of the value or around the colon.
+	name, value, _ := strings.Cut(f.Raw, ":")
+	var b strings.Builder
+	b.Grow(len(f.Raw))
+	b.WriteString(strings.ToLower(strings.TrimRight(name, " \t")))
+	b.WriteByte(':')
+	wsp := false
+	started := false
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		switch c {
+		case '\r', '\n':
+			continue
+		case ' ', '\t':
+			wsp = true
+			continue
+		}
+		if wsp && started {
+			b.WriteByte(' ')
+		}
+		wsp = false
+		started = true
+		b.WriteByte(c)
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// bodyHasher canonicalizes a body as it streams by (RFC 6376 §3.4.3 and
+// §3.4.4) and feeds at most limit octets of the result to a hash. Empty
+// lines are held back until a non-empty line shows they are not trailing;
+// in relaxed mode, white space is held back until a non-WSP octet shows it
+// is not at the end of a line.
+type bodyHasher struct {
+	h       hash.Hash
+	relaxed bool
+	limit   int64 // -1: no l=
+	written int64 // canonical octets produced (hashed or not)
+
+	emptyLines int  // CRLFs held back
+	wsp        bool // relaxed: white space held back
+	lineUsed   bool // the current line has content
+	cr         bool // the previous octet was a CR not yet known to end a line
+	buf        []byte
+}
+
+func newBodyHasher(h hash.Hash, canon string, limit int64) *bodyHasher {
+	return &bodyHasher{h: h, relaxed: canon == Relaxed, limit: limit, buf: make([]byte, 0, 4096)}
+}
+
+func (b *bodyHasher) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if b.cr {
+			b.cr = false
+			if c == '\n' {
+				b.endLine()
+				continue
+			}
+			b.content('\r')
+		}
+		switch c {
+		case '\r':
+			b.cr = true
+		case '\n':
+			b.endLine() // bare LF taken as CRLF
+		case ' ', '\t':
+			if b.relaxed {
+				b.wsp = true
+			} else {
+				b.content(c)
+			}
+		default:
+			b.content(c)
+		}
+	}
+	b.flush()
+	return len(p), nil
+}
+
+func (b *bodyHasher) content(c byte) {
+	if !b.lineUsed {
+		for ; b.emptyLines > 0; b.emptyLines-- {
+			b.emit('\r', '\n')
+		}
+		b.lineUsed = true
+	}
+	if b.wsp {
+		b.wsp = false
+		b.emit(' ')
+	}
+	b.emit(c)
+}
+
+func (b *bodyHasher) endLine() {
+	b.wsp = false // relaxed: trailing white space is dropped
+	if !b.lineUsed {
+		b.emptyLines++
+		return
+	}
+	b.lineUsed = false
+	b.emit('\r', '\n')
+}
+
+func (b *bodyHasher) emit(cs ...byte) {
+	b.written += int64(len(cs))
+	b.buf = append(b.buf, cs...)
+	if len(b.buf) >= 4096 {
+		b.flush()
+	}
+}
+
+func (b *bodyHasher) flush() {
+	if len(b.buf) == 0 {
+		return
+	}
+	out := b.buf
+	if b.limit >= 0 {
+		hashed := b.written - int64(len(b.buf))
+		if room := b.limit - hashed; room < int64(len(out)) {
+			out = out[:max(room, 0)]
+		}
+	}
+	b.h.Write(out)
+	b.buf = b.buf[:0]
+}
+
+// Sum ends the body: a last line without CRLF gets one; a simple body that
+// is empty canonicalizes to a single CRLF (§3.4.3).
+func (b *bodyHasher) Sum() []byte {
+	if b.cr {
+		b.cr = false
+		b.content('\r')
+	}
+	if b.lineUsed {
+		b.endLine()
+	}
+	if !b.relaxed && b.written == 0 {
+		b.emit('\r', '\n')
+	}
+	b.flush()
+	return b.h.Sum(nil)
+}
