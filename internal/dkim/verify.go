@@ -48,9 +48,9 @@ type Result struct {
 	Weak bool `json:"weak,omitempty"`
 	// BodyLength is l= (-1 without); BodyBytes the canonical body length
 	// seen. With l= less than BodyBytes, content was added after signing.
-	BodyLength int64 `json:"body_length"`
-	BodyBytes  int64 `json:"body_bytes"`
-	Testing    bool  `json:"testing,omitempty"` // key t=y
+	BodyLength int64      `json:"body_length"`
+	BodyBytes  int64      `json:"body_bytes"`
+	Testing    bool       `json:"testing,omitempty"` // key t=y
 	Signature  *Signature `json:"-"`
 }
 
