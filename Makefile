@@ -25,6 +25,10 @@ fuzz:
 	$(GO) test ./internal/policyd -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/labdns -run '^$$' -fuzz '^FuzzParseZoneFile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/dnsx -run '^$$' -fuzz '^FuzzTXTEscapes$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/dkim -run '^$$' -fuzz '^FuzzParseSignature$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/dkim -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/dkim -run '^$$' -fuzz '^FuzzBodyCanonicalization$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/dkim -run '^$$' -fuzz '^FuzzReadHeader$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

@@ -33,16 +33,22 @@ Usage:
         serve zone files authoritatively on loopback (SIGHUP reloads)
   mailwall config default|check FILE
         print the embedded defaults, or check a config file
+  mailwall dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] --out DIR
+        make a signing key (S.private, mode 0600) and its DNS record (S.txt)
+  mailwall dkim sign --domain D --selector S --key FILE < message
+        print the message with a DKIM-Signature added
+  mailwall dkim verify [--dns HOST:PORT] [--json] < message
+        check every DKIM signature of a message
 `
 
 // errUsage makes main exit with status 2.
 var errUsage = errors.New("usage error")
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -61,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdLabDNS(ctx, args[1:], stdout, stderr)
 	case "config":
 		err = cmdConfig(args[1:], stdout, stderr)
+	case "dkim":
+		err = cmdDKIM(ctx, args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -21,7 +21,7 @@ func labDNS(t *testing.T) string { return labtest.Lab(t) }
 
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &out, &errb)
+	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -106,7 +106,7 @@ func TestServeAnswersAndStops(t *testing.T) {
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, syncPipe{pw}, io.Discard); pw.Close() }()
+	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, nil, syncPipe{pw}, io.Discard); pw.Close() }()
 	line, _ := bufio.NewReader(pr).ReadString('\n')
 	go io.Copy(io.Discard, pr)
 	if !strings.Contains(line, "listening on inet:"+addr) {
@@ -131,5 +131,53 @@ func TestServeAnswersAndStops(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop")
+	}
+}
+
+func runCLIWithInput(in string, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(in), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestDKIMCommands(t *testing.T) {
+	dir := t.TempDir()
+	for _, alg := range []string{"rsa", "ed25519"} {
+		sel := "s" + alg
+		if code, out, errs := runCLI("dkim", "keygen", "--domain", "example.test", "--selector", sel, "--algorithm", alg, "--out", dir); code != 0 || !strings.Contains(out, sel+"._domainkey") {
+			t.Fatalf("keygen %s: %d %s %s", alg, code, out, errs)
+		}
+		if fi, err := os.Stat(filepath.Join(dir, sel+".private")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s.private: %v %v", sel, fi.Mode(), err)
+		}
+	}
+	// Publish both S.txt files as written, in a lab zone.
+	var recs []string
+	for _, sel := range []string{"srsa", "sed25519"} {
+		b, _ := os.ReadFile(filepath.Join(dir, sel+".txt"))
+		recs = append(recs, string(b))
+	}
+	srv := labtest.Serve(t, labtest.Zone(t, "example.test", recs...))
+	msg := "From: a@example.test\nTo: b@example.org\nSubject: hi\n\nbody\n"
+	for _, sel := range []string{"srsa", "sed25519"} {
+		code, signed, errs := runCLIWithInput(msg, "dkim", "sign", "--domain", "example.test", "--selector", sel, "--key", filepath.Join(dir, sel+".private"))
+		if code != 0 || !strings.HasPrefix(signed, "DKIM-Signature: ") || !strings.HasSuffix(signed, msg) {
+			t.Fatalf("sign %s: %d %q %s", sel, code, signed, errs)
+		}
+		code, out, _ := runCLIWithInput(signed, "dkim", "verify", "--dns", srv.Addr())
+		if code != 0 || !strings.HasPrefix(out, "dkim=pass header.d=example.test header.s="+sel) {
+			t.Errorf("verify %s: %d %q", sel, code, out)
+		}
+		code, out, _ = runCLIWithInput(strings.Replace(signed, "body", "b0dy", 1), "dkim", "verify", "--dns", srv.Addr(), "--json")
+		var res []struct{ Result, Reason string }
+		if err := json.Unmarshal([]byte(out), &res); err != nil || code != 0 || len(res) != 1 || res[0].Result != "fail" {
+			t.Errorf("verify changed %s: %d %q", sel, code, out)
+		}
+	}
+	if code, _, _ := runCLI("dkim", "sign", "--domain", "x"); code != 2 {
+		t.Errorf("dkim sign without key: exit %d", code)
+	}
+	if code, _, _ := runCLI("dkim", "keygen", "--domain", "x", "--selector", "y", "--bits", "512", "--out", dir); code != 1 {
+		t.Errorf("512-bit keygen: exit %d, want 1", code)
 	}
 }
