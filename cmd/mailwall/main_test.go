@@ -106,7 +106,10 @@ func TestServeAnswersAndStops(t *testing.T) {
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, nil, syncPipe{pw}, io.Discard); pw.Close() }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfg}, nil, syncPipe{pw}, io.Discard)
+		pw.Close()
+	}()
 	line, _ := bufio.NewReader(pr).ReadString('\n')
 	go io.Copy(io.Discard, pr)
 	if !strings.Contains(line, "listening on inet:"+addr) {
