@@ -1,0 +1,105 @@
+package authres
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseRFC8601Examples(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Header
+	}{
+		{"example.org; none", Header{AuthServID: "example.org"}},
+		{"example.com; spf=pass smtp.mailfrom=example.net", Header{AuthServID: "example.com", Results: []Result{
+			{Method: "spf", Value: "pass", Props: []Prop{{Type: "smtp", Name: "mailfrom", Value: "example.net"}}}}}},
+		{"example.com;\r\n\tauth=pass (cram-md5) smtp.auth=sender@example.net;\r\n\tspf=pass smtp.mailfrom=example.net", Header{AuthServID: "example.com", Results: []Result{
+			{Method: "auth", Value: "pass", Comment: "cram-md5", Props: []Prop{{Type: "smtp", Name: "auth", Value: "sender@example.net"}}},
+			{Method: "spf", Value: "pass", Props: []Prop{{Type: "smtp", Name: "mailfrom", Value: "example.net"}}}}}},
+		{"mail-router.example.net; dkim=pass (good signature) header.d=newyork.example.com header.b=oINEO8hg; dkim=fail (bad signature) header.d=newyork.example.com header.b=EToRSuvU", Header{AuthServID: "mail-router.example.net", Results: []Result{
+			{Method: "dkim", Value: "pass", Comment: "good signature", Props: []Prop{{Type: "header", Name: "d", Value: "newyork.example.com"}, {Type: "header", Name: "b", Value: "oINEO8hg"}}},
+			{Method: "dkim", Value: "fail", Comment: "bad signature", Props: []Prop{{Type: "header", Name: "d", Value: "newyork.example.com"}, {Type: "header", Name: "b", Value: "EToRSuvU"}}}}}},
+		// RFC 8601 Appendix B.7: comments and CFWS nearly everywhere.
+		{"foo.example.net (foobar) 1 (baz);\r\n    dkim (Because I like it) / 1 (One yay) = (wait for it) fail\r\n      policy (A dot can go here) . (like that) expired\r\n      (this surprised me) = (as I wasn't expecting it) 1362471462", Header{AuthServID: "foo.example.net", Results: []Result{
+			{Method: "dkim", Version: "1", Value: "fail", Props: []Prop{{Type: "policy", Name: "expired", Value: "1362471462"}}}}}},
+		{`example.com; dmarc=fail reason="p=reject, no aligned identifier" header.from=example.com`, Header{AuthServID: "example.com", Results: []Result{
+			{Method: "dmarc", Value: "fail", Reason: "p=reject, no aligned identifier", Props: []Prop{{Type: "header", Name: "from", Value: "example.com"}}}}}},
+	} {
+		got, err := Parse(tc.in)
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		for i := range got.Results {
+			// Comments inside B.7's result are not kept field by field.
+			if tc.want.Results[i].Comment == "" {
+				got.Results[i].Comment = ""
+			}
+			for j := range got.Results[i].Props {
+				got.Results[i].Props[j].Comment = ""
+			}
+		}
+		if !reflect.DeepEqual(*got, tc.want) {
+			t.Errorf("%q:\n got %+v\nwant %+v", tc.in, *got, tc.want)
+		}
+	}
+}
+
+func TestFormatRoundTrip(t *testing.T) {
+	h := Header{AuthServID: "mx.example.test", Results: []Result{
+		{Method: "spf", Value: "pass", Comment: "sender SPF authorized", Props: []Prop{{Type: "smtp", Name: "mailfrom", Value: "example.test"}}},
+		{Method: "dkim", Value: "pass", Props: []Prop{{Type: "header", Name: "d", Value: "example.test"}, {Type: "header", Name: "s", Value: "sel"}, {Type: "header", Name: "b", Value: "AbC+/123"}}},
+		{Method: "dmarc", Value: "fail", Reason: `p=reject "quoted"`, Props: []Prop{{Type: "header", Name: "from", Value: "example.test"}}},
+		{Method: "auth", Value: "pass", Props: []Prop{{Type: "smtp", Name: "auth", Value: "joe user@example.test"}}},
+	}}
+	s := h.String()
+	want := "mx.example.test;\r\n\tspf=pass (sender SPF authorized) smtp.mailfrom=example.test;\r\n\tdkim=pass header.d=example.test header.s=sel header.b=AbC+/123;\r\n\tdmarc=fail reason=\"p=reject \\\"quoted\\\"\" header.from=example.test;\r\n\tauth=pass smtp.auth=\"joe user@example.test\""
+	if s != want {
+		t.Errorf("got  %q\nwant %q", s, want)
+	}
+	back, err := Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*back, h) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", *back, h)
+	}
+	if got := (Header{AuthServID: "mx.example.test"}).Field(); got != "Authentication-Results: mx.example.test; none" {
+		t.Errorf("no results: %q", got)
+	}
+	// A comment cannot be closed early by what goes into it.
+	odd := Header{AuthServID: "x", Results: []Result{{Method: "spf", Value: "fail", Comment: "evil) dkim=pass (x"}}}
+	if p, err := Parse(odd.String()); err != nil || len(p.Results) != 1 {
+		t.Errorf("comment escaped: %q %v", odd.String(), err)
+	}
+}
+
+func TestIsOurs(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		ours  bool
+	}{
+		{"mx.example.test; dkim=pass header.d=bank.test", true},
+		{"  MX.Example.Test ; spf=pass", true},
+		{"(forged) mx.example.test 1; none", true},
+		{"mx.example.test.evil.test; spf=pass", false},
+		{"other.test; spf=pass", false},
+		{"(unterminated comment", false},
+	} {
+		if got := IsOurs(tc.value, "mx.example.test"); got != tc.ours {
+			t.Errorf("IsOurs(%q) = %v", tc.value, got)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, bad := range []string{"", "; spf=pass", "x; spf", "x; spf=pass smtp", "x; spf=pass (open", `x; dmarc=fail reason="open`, "x; spf=pass bogus=1"} {
+		if h, err := Parse(bad); err == nil {
+			t.Errorf("Parse(%q) = %+v, want an error", bad, h)
+		}
+	}
+	if !strings.Contains(func() string { _, err := Parse("x; spf=pass bogus=1"); return err.Error() }(), "bogus") {
+		t.Error("error does not name the unexpected word")
+	}
+}
