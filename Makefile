@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test ./internal/authres -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/dmarc -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/conncheck -run '^$$' -fuzz '^FuzzRegexpTable$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/milter -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

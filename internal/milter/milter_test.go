@@ -1,0 +1,246 @@
+package milter
+
+import (
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is a Filter that writes down what it is given and answers as
+// told.
+type recorder struct {
+	mu      *sync.Mutex
+	events  *[]string
+	heloAns Response
+	panicAt string
+}
+
+func (r *recorder) log(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	*r.events = append(*r.events, strings.TrimSpace(strings.Join(append([]string{format}, toStrings(args)...), " ")))
+}
+
+func toStrings(a []any) []string {
+	var out []string
+	for _, x := range a {
+		out = append(out, fmtAny(x))
+	}
+	return out
+}
+
+func fmtAny(x any) string {
+	switch v := x.(type) {
+	case string:
+		return v
+	case []string:
+		return "[" + strings.Join(v, ",") + "]"
+	}
+	return ""
+}
+
+func (r *recorder) maybePanic(stage string) {
+	if r.panicAt == stage {
+		panic("bug at " + stage)
+	}
+}
+
+func (r *recorder) Connect(c Conn, m *Macros) Response {
+	r.log("connect", c.Hostname, c.Family, c.Addr.String(), "j="+m.Get("j"))
+	return Continue
+}
+func (r *recorder) Helo(name string, m *Macros) Response {
+	r.maybePanic("helo")
+	r.log("helo", name)
+	if r.heloAns.code != 0 {
+		return r.heloAns
+	}
+	return Continue
+}
+func (r *recorder) MailFrom(from string, args []string, m *Macros) Response {
+	r.log("mail", from, args, "auth="+m.Get("{auth_authen}"), "j="+m.Get("j"))
+	return Continue
+}
+func (r *recorder) RcptTo(rcpt string, args []string, m *Macros) Response {
+	r.log("rcpt", rcpt)
+	return Continue
+}
+func (r *recorder) Header(name, value string) Response {
+	r.log("header", name+":"+value)
+	return Continue
+}
+func (r *recorder) EndOfHeaders(m *Macros) Response { r.log("eoh"); return Continue }
+func (r *recorder) Body(chunk []byte) Response {
+	r.log("body", string(chunk))
+	return Continue
+}
+func (r *recorder) EndOfMessage(m *Macros, mod *Modifier) Response {
+	r.maybePanic("eom")
+	r.log("eom", "i="+m.Get("i"), "auth="+m.Get("auth_authen"))
+	mod.InsertHeader(0, "Authentication-Results", " mx.example.test; none")
+	mod.DeleteHeader(1, "Authentication-Results")
+	mod.Quarantine("held for review")
+	return Accept
+}
+func (r *recorder) Abort() { r.log("abort") }
+func (r *recorder) Close() { r.log("close") }
+
+func startServer(t *testing.T, f func() Filter) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{NewFilter: f, Actions: ActAddHeader | ActChangeHeader | ActQuarantine, Log: slog.New(slog.DiscardHandler)}
+	go s.Serve(ln)
+	t.Cleanup(s.Shutdown)
+	return ln.Addr().String()
+}
+
+func newRecorder() (*recorder, func() []string) {
+	var mu sync.Mutex
+	var ev []string
+	r := &recorder{mu: &mu, events: &ev}
+	return r, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), ev...) }
+}
+
+func TestSession(t *testing.T) {
+	rec, events := newRecorder()
+	addr := startServer(t, func() Filter { return rec })
+	c, err := Dial("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Actions != ActAddHeader|ActChangeHeader|ActQuarantine {
+		t.Errorf("actions %#x", c.Actions)
+	}
+	if c.Protocol != wanted {
+		t.Errorf("protocol %#x, want %#x", c.Protocol, wanted)
+	}
+	must := func(r Reply, err error) {
+		t.Helper()
+		if err != nil || r.Code != 'c' {
+			t.Fatalf("reply %v %v", r, err)
+		}
+	}
+	c.Macro('C', "j", "mx.example.test", "{daemon_name}", "smtpd")
+	must(c.Connect("client.example.org", netip.MustParseAddr("192.0.2.7"), 4321))
+	must(c.Helo("client.example.org"))
+	for msg := 1; msg <= 2; msg++ {
+		if msg == 1 {
+			c.Macro('M', "{auth_authen}", "alice", "i", "ABC123")
+		}
+		must(c.Mail("<alice@example.test>", "SIZE=100"))
+		must(c.Rcpt("<bob@example.org>"))
+		must(c.Header("From", " Alice <alice@example.test>"))
+		must(c.Header("Subject", " folded\n\tsubject"))
+		must(c.EndOfHeaders())
+		must(c.Body([]byte("hello\r\n")))
+		mods, r, err := c.EndOfMessage()
+		if err != nil || r.Code != 'a' {
+			t.Fatalf("eom: %v %v", r, err)
+		}
+		if len(mods) != 3 || mods[0].Kind != 'i' || mods[0].Index != 0 || mods[0].Name != "Authentication-Results" ||
+			mods[1].Kind != 'm' || mods[1].Value != "" || mods[2].Kind != 'q' || mods[2].Name != "held for review" {
+			t.Errorf("modifications %+v", mods)
+		}
+	}
+	c.Close()
+	time.Sleep(50 * time.Millisecond)
+	want := []string{
+		"connect client.example.org 4 192.0.2.7 j=mx.example.test",
+		"helo client.example.org",
+		"mail <alice@example.test> [SIZE=100] auth=alice j=mx.example.test",
+		"rcpt <bob@example.org>",
+		"header From: Alice <alice@example.test>",
+		"header Subject: folded\n\tsubject",
+		"eoh", "body hello", "eom i=ABC123 auth=alice",
+		// The second message: the connection's macros stay, the message's go.
+		"mail <alice@example.test> [SIZE=100] auth= j=mx.example.test",
+		"rcpt <bob@example.org>",
+		"header From: Alice <alice@example.test>",
+		"header Subject: folded\n\tsubject",
+		"eoh", "body hello", "eom i= auth=",
+		"close",
+	}
+	got := events()
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestRejectAtHelo(t *testing.T) {
+	rec, _ := newRecorder()
+	rec.heloAns = ReplyCode("554 5.7.1 <desctrl.com>: Helo command rejected: Access denied")
+	addr := startServer(t, func() Filter { return rec })
+	c, err := Dial("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Connect("x", netip.MustParseAddr("192.0.2.1"), 25)
+	r, err := c.Helo("desctrl.com")
+	if err != nil || r.Code != 'y' || r.Text != "554 5.7.1 <desctrl.com>: Helo command rejected: Access denied" {
+		t.Errorf("reply %+v %v", r, err)
+	}
+}
+
+func TestPanicGivesTempFailAndServerLives(t *testing.T) {
+	rec, _ := newRecorder()
+	rec.panicAt = "eom"
+	addr := startServer(t, func() Filter { return rec })
+	for range 2 {
+		c, err := Dial("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Connect("x", netip.MustParseAddr("192.0.2.1"), 25)
+		c.Helo("x.example")
+		c.Mail("<a@example.test>")
+		c.Rcpt("<b@example.org>")
+		c.EndOfHeaders()
+		_, r, err := c.EndOfMessage()
+		if err != nil || r.Code != 't' {
+			t.Errorf("after a panic: %+v %v, want tempfail", r, err)
+		}
+		c.Close()
+	}
+}
+
+func TestAbortAndGarbage(t *testing.T) {
+	rec, events := newRecorder()
+	addr := startServer(t, func() Filter { return rec })
+	c, _ := Dial("tcp", addr, time.Second)
+	c.Connect("x", netip.MustParseAddr("2001:db8::1"), 25)
+	c.Mail("<a@example.test>")
+	c.Abort()
+	c.Mail("<b@example.test>")
+	c.Close()
+	time.Sleep(50 * time.Millisecond)
+	got := strings.Join(events(), "|")
+	if !strings.Contains(got, "connect x 6 2001:db8::1") || !strings.Contains(got, "abort|mail <b@example.test>") {
+		t.Errorf("events %s", got)
+	}
+	// A peer that sends garbage is dropped; the server keeps serving.
+	conn, _ := net.Dial("tcp", addr)
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], 1<<30)
+	conn.Write(hdr[:])
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := io.Copy(io.Discard, conn); err != nil || n != 0 {
+		t.Errorf("garbage peer got %d bytes, %v", n, err)
+	}
+	conn.Close()
+	c2, err := Dial("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatalf("server gone after garbage: %v", err)
+	}
+	c2.Close()
+}

@@ -1,0 +1,481 @@
+package milter
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Response is a filter's answer to one stage.
+type Response struct {
+	code byte
+	text string // for replyReplyCode: "550 5.7.1 text"
+}
+
+// The answers.
+var (
+	Continue = Response{code: replyContinue}
+	Accept   = Response{code: replyAccept}
+	Discard  = Response{code: replyDiscard}
+	Reject   = Response{code: replyReject}
+	TempFail = Response{code: replyTempFail}
+)
+
+// ReplyCode rejects or defers with an SMTP reply of our own, such as
+// "554 5.7.1 <name>: Helo command rejected: Access denied".
+func ReplyCode(reply string) Response {
+	reply = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return ' '
+		}
+		return r
+	}, reply)
+	return Response{code: replyReplyCode, text: reply}
+}
+
+// Final reports whether the response ends the message (or connection) for
+// the filter: anything but Continue.
+func (r Response) Final() bool { return r.code != replyContinue }
+
+func (r Response) String() string {
+	switch r.code {
+	case replyContinue:
+		return "continue"
+	case replyAccept:
+		return "accept"
+	case replyDiscard:
+		return "discard"
+	case replyReject:
+		return "reject"
+	case replyTempFail:
+		return "tempfail"
+	case replyReplyCode:
+		return "reply " + r.text
+	}
+	return fmt.Sprintf("response %q", r.code)
+}
+
+// Macros are the values the MTA sent: those of the connection stage last
+// for the connection, those of later stages for the message.
+type Macros struct {
+	conn, msg map[string]string
+}
+
+// Get returns a macro by name, with or without braces: "j", "{auth_authen}".
+func (m *Macros) Get(name string) string {
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "{"), "}")
+	if v, ok := m.msg[name]; ok {
+		return v
+	}
+	return m.conn[name]
+}
+
+func (m *Macros) set(stage byte, pairs []string) {
+	target := &m.msg
+	if stage == cmdConnect || stage == cmdHelo {
+		target = &m.conn
+	}
+	if *target == nil {
+		*target = map[string]string{}
+	}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		(*target)[strings.TrimSuffix(strings.TrimPrefix(pairs[i], "{"), "}")] = pairs[i+1]
+	}
+}
+
+// Modifier collects the changes a filter makes at end of message.
+type Modifier struct {
+	actions uint32
+	mods    []packet
+}
+
+// ErrNotNegotiated is returned for a change the MTA did not allow.
+var ErrNotNegotiated = errors.New("milter: action not negotiated with the MTA")
+
+// InsertHeader inserts a header field at index (0: the top).
+func (m *Modifier) InsertHeader(index uint32, name, value string) error {
+	if m.actions&ActAddHeader == 0 {
+		return ErrNotNegotiated
+	}
+	m.mods = append(m.mods, packet{replyInsHeader, append(u32(index), cstr(name, value)...)})
+	return nil
+}
+
+// AddHeader appends a header field.
+func (m *Modifier) AddHeader(name, value string) error {
+	if m.actions&ActAddHeader == 0 {
+		return ErrNotNegotiated
+	}
+	m.mods = append(m.mods, packet{replyAddHeader, cstr(name, value)})
+	return nil
+}
+
+// DeleteHeader removes the index-th (from 1) field of that name.
+func (m *Modifier) DeleteHeader(index uint32, name string) error {
+	if m.actions&ActChangeHeader == 0 {
+		return ErrNotNegotiated
+	}
+	m.mods = append(m.mods, packet{replyChgHeader, append(u32(index), cstr(name, "")...)})
+	return nil
+}
+
+// ChangeHeader replaces the index-th (from 1) field of that name.
+func (m *Modifier) ChangeHeader(index uint32, name, value string) error {
+	if m.actions&ActChangeHeader == 0 {
+		return ErrNotNegotiated
+	}
+	m.mods = append(m.mods, packet{replyChgHeader, append(u32(index), cstr(name, value)...)})
+	return nil
+}
+
+// Quarantine puts the message on hold (Postfix: the hold queue).
+func (m *Modifier) Quarantine(reason string) error {
+	if m.actions&ActQuarantine == 0 {
+		return ErrNotNegotiated
+	}
+	m.mods = append(m.mods, packet{replyQuarantine, cstr(reason)})
+	return nil
+}
+
+// Conn describes the SMTP client, from SMFIC_CONNECT.
+type Conn struct {
+	Hostname string     // the MTA's name for the client ("unknown" when none)
+	Family   string     // "4", "6", "unix" or "unknown"
+	Addr     netip.Addr // zero for unix and unknown
+	Port     uint16
+}
+
+// Filter handles one SMTP connection's stages. Methods are called in
+// protocol order from one goroutine.
+type Filter interface {
+	Connect(c Conn, m *Macros) Response
+	Helo(name string, m *Macros) Response
+	MailFrom(from string, args []string, m *Macros) Response
+	RcptTo(rcpt string, args []string, m *Macros) Response
+	Header(name, value string) Response
+	EndOfHeaders(m *Macros) Response
+	Body(chunk []byte) Response
+	EndOfMessage(m *Macros, mod *Modifier) Response
+	// Abort ends the current message early; the connection goes on.
+	Abort()
+	// Close ends the connection.
+	Close()
+}
+
+// Server accepts MTA connections.
+type Server struct {
+	// NewFilter makes a Filter per connection.
+	NewFilter func() Filter
+	// Actions are the changes the filters need (ActAddHeader ...).
+	Actions uint32
+	// OnError answers when a filter panics: TempFail by default, as
+	// Postfix's milter_default_action = tempfail would.
+	OnError *Response
+	Log     *slog.Logger
+	// IdleTimeout bounds waiting for the MTA; default 10 minutes.
+	IdleTimeout time.Duration
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[net.Conn]struct{}
+	wg        sync.WaitGroup
+	closing   atomic.Bool
+
+	sessions, panics atomic.Uint64
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	if s.conns == nil {
+		s.conns = map[net.Conn]struct{}{}
+	}
+	s.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("milter: accept: %w", err)
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serve(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Shutdown stops accepting and closes open connections; the MTA applies
+// its milter_default_action to messages in flight.
+func (s *Server) Shutdown() {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+// wanted are the protocol flags asked of the MTA: no unknown commands, no
+// DATA stage, no replies per header or body chunk (fewer round trips),
+// header values with their leading space (DKIM's simple canonicalization
+// needs the bytes as sent).
+const wanted = ProtoNoUnknown | ProtoNoData | ProtoNRHeader | ProtoNRBody | ProtoHeaderSpace
+
+type session struct {
+	s        *Server
+	conn     net.Conn
+	r        *bufio.Reader
+	w        *bufio.Writer
+	f        Filter
+	macros   Macros
+	actions  uint32
+	protocol uint32
+	done     bool // the filter gave a final answer for this message
+}
+
+func (s *Server) serve(c net.Conn) {
+	s.sessions.Add(1)
+	ss := &session{s: s, conn: c, r: bufio.NewReaderSize(c, 64*1024), w: bufio.NewWriter(c)}
+	defer c.Close()
+	defer func() {
+		if ss.f != nil {
+			ss.f.Close()
+		}
+	}()
+	idle := s.IdleTimeout
+	if idle <= 0 {
+		idle = 10 * time.Minute
+	}
+	for {
+		c.SetReadDeadline(time.Now().Add(idle))
+		p, err := readPacket(ss.r)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !s.closing.Load() {
+				s.log().Warn("milter connection ended", "peer", c.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		quit, err := ss.handle(p)
+		if err == nil {
+			err = ss.w.Flush()
+		}
+		if err != nil {
+			s.log().Warn("milter protocol error", "peer", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		if quit {
+			return
+		}
+	}
+}
+
+func (ss *session) reply(r Response) error {
+	if r.code == replyReplyCode {
+		return writePacket(ss.w, r.code, cstr(r.text))
+	}
+	return writePacket(ss.w, r.code)
+}
+
+// call runs a filter method, turning a panic into the OnError answer so a
+// bug never drops mail silently.
+func (ss *session) call(stage string, fn func() Response) (r Response) {
+	defer func() {
+		if p := recover(); p != nil {
+			ss.s.panics.Add(1)
+			r = TempFail
+			if ss.s.OnError != nil {
+				r = *ss.s.OnError
+			}
+			ss.s.log().Error("milter filter failed", "stage", stage, "panic", fmt.Sprint(p), "answer", r.String())
+		}
+	}()
+	return fn()
+}
+
+// handle processes one packet; it reports whether the connection ends.
+func (ss *session) handle(p packet) (bool, error) {
+	switch p.cmd {
+	case cmdOptNeg:
+		if len(p.data) < 12 {
+			return true, errors.New("short option negotiation")
+		}
+		version := binary.BigEndian.Uint32(p.data[0:4])
+		if version < 2 {
+			return true, fmt.Errorf("MTA speaks milter version %d, need 2 or later", version)
+		}
+		ss.actions = binary.BigEndian.Uint32(p.data[4:8]) & ss.s.Actions
+		ss.protocol = binary.BigEndian.Uint32(p.data[8:12]) & wanted
+		ss.f = ss.s.NewFilter()
+		return false, writePacket(ss.w, cmdOptNeg, u32(min(version, Version)), u32(ss.actions), u32(ss.protocol))
+	case cmdMacro:
+		if len(p.data) > 0 {
+			ss.macros.set(p.data[0], cstrings(p.data[1:]))
+		}
+		return false, nil
+	case cmdQuit:
+		return true, nil
+	case cmdQuitNC:
+		// A new SMTP connection follows on this milter connection.
+		if ss.f != nil {
+			ss.f.Close()
+		}
+		ss.f, ss.macros, ss.done = ss.s.NewFilter(), Macros{}, false
+		return false, nil
+	case cmdAbort:
+		if ss.f != nil {
+			ss.f.Abort()
+		}
+		ss.macros.msg, ss.done = nil, false
+		return false, nil
+	}
+	if ss.f == nil {
+		return true, fmt.Errorf("command %q before option negotiation", p.cmd)
+	}
+	var r Response
+	noReply := false
+	switch p.cmd {
+	case cmdConnect:
+		c, err := parseConnect(p.data)
+		if err != nil {
+			return true, err
+		}
+		r = ss.call("connect", func() Response { return ss.f.Connect(c, &ss.macros) })
+		noReply = ss.protocol&ProtoNRConn != 0
+	case cmdHelo:
+		name := strings.Join(cstrings(p.data), "")
+		r = ss.call("helo", func() Response { return ss.f.Helo(name, &ss.macros) })
+		noReply = ss.protocol&ProtoNRHelo != 0
+	case cmdMail:
+		args := cstrings(p.data)
+		if len(args) == 0 {
+			args = []string{""}
+		}
+		ss.done = false
+		r = ss.call("mail", func() Response { return ss.f.MailFrom(args[0], args[1:], &ss.macros) })
+		noReply = ss.protocol&ProtoNRMail != 0
+	case cmdRcpt:
+		args := cstrings(p.data)
+		if len(args) == 0 {
+			args = []string{""}
+		}
+		r = ss.call("rcpt", func() Response { return ss.f.RcptTo(args[0], args[1:], &ss.macros) })
+		noReply = ss.protocol&ProtoNRRcpt != 0
+	case cmdData:
+		r, noReply = Continue, ss.protocol&ProtoNRData != 0
+	case cmdHeader:
+		parts := cstrings(p.data)
+		if len(parts) < 2 {
+			parts = append(parts, "", "")
+		}
+		if !ss.done {
+			r = ss.call("header", func() Response { return ss.f.Header(parts[0], parts[1]) })
+		}
+		noReply = ss.protocol&ProtoNRHeader != 0
+	case cmdEOH:
+		r = ss.call("eoh", func() Response { return ss.f.EndOfHeaders(&ss.macros) })
+		noReply = ss.protocol&ProtoNREOH != 0
+	case cmdBody:
+		if !ss.done {
+			r = ss.call("body", func() Response { return ss.f.Body(p.data) })
+		}
+		noReply = ss.protocol&ProtoNRBody != 0
+	case cmdEOB:
+		mod := &Modifier{actions: ss.actions}
+		r = ss.call("eom", func() Response { return ss.f.EndOfMessage(&ss.macros, mod) })
+		for _, m := range mod.mods {
+			writePacket(ss.w, m.cmd, m.data)
+		}
+		ss.macros.msg, ss.done = nil, false
+	case cmdUnknown:
+		r, noReply = Continue, ss.protocol&ProtoNRUnknown != 0
+	default:
+		return true, fmt.Errorf("unknown command %q", p.cmd)
+	}
+	if r.code == 0 {
+		r = Continue
+	}
+	if r.Final() {
+		ss.done = true
+	}
+	if noReply {
+		return false, nil
+	}
+	return false, ss.reply(r)
+}
+
+func parseConnect(b []byte) (Conn, error) {
+	i := 0
+	for i < len(b) && b[i] != 0 {
+		i++
+	}
+	if i >= len(b)-1 {
+		return Conn{}, errors.New("short connect packet")
+	}
+	c := Conn{Hostname: string(b[:i])}
+	fam := b[i+1]
+	rest := b[i+2:]
+	switch fam {
+	case 'U':
+		c.Family = "unknown"
+		return c, nil
+	case 'L':
+		c.Family = "unix"
+		return c, nil
+	case '4', '6':
+		c.Family = string(fam)
+	default:
+		return Conn{}, fmt.Errorf("unknown address family %q", fam)
+	}
+	if len(rest) < 2 {
+		return Conn{}, errors.New("short connect packet")
+	}
+	c.Port = binary.BigEndian.Uint16(rest[:2])
+	addr := strings.TrimSuffix(string(rest[2:]), "\x00")
+	addr = strings.TrimPrefix(addr, "IPv6:")
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return Conn{}, fmt.Errorf("connect address %q: %w", addr, err)
+	}
+	c.Addr = ip.Unmap()
+	return c, nil
+}
+
+// Stats are the server's counters.
+type Stats struct{ Sessions, Panics uint64 }
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats { return Stats{s.sessions.Load(), s.panics.Load()} }

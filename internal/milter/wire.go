@@ -1,0 +1,166 @@
+// Package milter speaks the Sendmail/Postfix mail filter protocol, version
+// 6: a server that hands each SMTP stage to a Filter, and a client that
+// plays the MTA for tests and benchmarks. Postfix's smtpd_milters and
+// non_smtpd_milters connect to the server over TCP or a unix socket.
+package milter
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Commands the MTA sends (SMFIC_*).
+const (
+	cmdAbort   = 'A'
+	cmdBody    = 'B'
+	cmdConnect = 'C'
+	cmdMacro   = 'D'
+	cmdEOB     = 'E'
+	cmdHelo    = 'H'
+	cmdQuitNC  = 'K'
+	cmdHeader  = 'L'
+	cmdMail    = 'M'
+	cmdEOH     = 'N'
+	cmdOptNeg  = 'O'
+	cmdQuit    = 'Q'
+	cmdRcpt    = 'R'
+	cmdData    = 'T'
+	cmdUnknown = 'U'
+)
+
+// Replies the filter sends (SMFIR_*).
+const (
+	replyAddRcpt    = '+'
+	replyDelRcpt    = '-'
+	replyAccept     = 'a'
+	replyReplBody   = 'b'
+	replyContinue   = 'c'
+	replyDiscard    = 'd'
+	replyChgFrom    = 'e'
+	replyAddHeader  = 'h'
+	replyInsHeader  = 'i'
+	replyChgHeader  = 'm'
+	replyProgress   = 'p'
+	replyQuarantine = 'q'
+	replyReject     = 'r'
+	replySkip       = 's'
+	replyTempFail   = 't'
+	replyReplyCode  = 'y'
+)
+
+// Action flags (SMFIF_*): what the filter may do to a message.
+const (
+	ActAddHeader    uint32 = 0x01
+	ActChangeBody   uint32 = 0x02
+	ActAddRcpt      uint32 = 0x04
+	ActDelRcpt      uint32 = 0x08
+	ActChangeHeader uint32 = 0x10
+	ActQuarantine   uint32 = 0x20
+	ActChangeFrom   uint32 = 0x40
+)
+
+// Protocol flags (SMFIP_*): stages skipped and replies left out.
+const (
+	ProtoNoConnect   uint32 = 0x1
+	ProtoNoHelo      uint32 = 0x2
+	ProtoNoMail      uint32 = 0x4
+	ProtoNoRcpt      uint32 = 0x8
+	ProtoNoBody      uint32 = 0x10
+	ProtoNoHeaders   uint32 = 0x20
+	ProtoNoEOH       uint32 = 0x40
+	ProtoNRHeader    uint32 = 0x80
+	ProtoNoUnknown   uint32 = 0x100
+	ProtoNoData      uint32 = 0x200
+	ProtoSkip        uint32 = 0x400
+	ProtoNRConn      uint32 = 0x1000
+	ProtoNRHelo      uint32 = 0x2000
+	ProtoNRMail      uint32 = 0x4000
+	ProtoNRRcpt      uint32 = 0x8000
+	ProtoNRData      uint32 = 0x10000
+	ProtoNRUnknown   uint32 = 0x20000
+	ProtoNREOH       uint32 = 0x40000
+	ProtoNRBody      uint32 = 0x80000
+	ProtoHeaderSpace uint32 = 0x100000
+)
+
+// Version is the protocol version spoken.
+const Version = 6
+
+// maxPacket bounds one packet: body chunks are at most 64 KiB (1 MiB with
+// SMFIP_MDS_1M); anything far larger is a broken peer.
+const maxPacket = 4 << 20
+
+var errPacketTooLarge = errors.New("milter: packet too large")
+
+type packet struct {
+	cmd  byte
+	data []byte
+}
+
+func readPacket(r *bufio.Reader) (packet, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return packet{}, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 {
+		return packet{}, errors.New("milter: empty packet")
+	}
+	if n > maxPacket {
+		return packet{}, errPacketTooLarge
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return packet{}, fmt.Errorf("milter: short packet: %w", err)
+	}
+	return packet{cmd: buf[0], data: buf[1:]}, nil
+}
+
+func writePacket(w *bufio.Writer, cmd byte, data ...[]byte) error {
+	n := 1
+	for _, d := range data {
+		n += len(d)
+	}
+	var hdr [5]byte
+	binary.BigEndian.PutUint32(hdr[:4], uint32(n))
+	hdr[4] = cmd
+	w.Write(hdr[:])
+	for _, d := range data {
+		w.Write(d)
+	}
+	return nil
+}
+
+// cstrings splits NUL-terminated strings.
+func cstrings(b []byte) []string {
+	var out []string
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			out = append(out, string(b))
+			break
+		}
+		out = append(out, string(b[:i]))
+		b = b[i+1:]
+	}
+	return out
+}
+
+func cstr(parts ...string) []byte {
+	var b []byte
+	for _, p := range parts {
+		b = append(b, p...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+func u32(v uint32) []byte {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return b[:]
+}
