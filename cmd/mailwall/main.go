@@ -33,6 +33,8 @@ Usage:
         serve zone files authoritatively on loopback (SIGHUP reloads)
   mailwall config default|check FILE
         print the embedded defaults, or check a config file
+  mailwall check-message --ip IP --helo NAME --sender ADDR [--rcpt ADDR] [--auth USER] [--dns HOST:PORT] [--json] < message
+        run the receive pipeline offline and print the headers it would add
   mailwall dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] --out DIR
         make a signing key (S.private, mode 0600) and its DNS record (S.txt)
   mailwall dkim sign --domain D --selector S --key FILE < message
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdConfig(args[1:], stdout, stderr)
 	case "dkim":
 		err = cmdDKIM(ctx, args[1:], stdin, stdout, stderr)
+	case "check-message":
+		err = cmdCheckMessage(ctx, args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

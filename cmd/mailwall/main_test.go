@@ -184,3 +184,33 @@ func TestDKIMCommands(t *testing.T) {
 		t.Errorf("512-bit keygen: exit %d, want 1", code)
 	}
 }
+
+func TestCheckMessageCommand(t *testing.T) {
+	dns := labDNS(t)
+	msg := "From: Alice <alice@example.test>\nTo: bob@rcpt.test\nSubject: hi\n\nhello\n"
+	code, out, errs := runCLIWithInput(msg, "check-message", "--dns", dns, "--ip", "127.0.0.2", "--helo", "mail.example.test", "--sender", "alice@example.test", "--rcpt", "bob@rcpt.test")
+	if code != 0 || !strings.Contains(out, "spf=pass") || !strings.Contains(out, "dmarc=pass (p=reject dis=none) header.from=example.test") || !strings.Contains(out, "# action: accept") {
+		t.Errorf("exit %d:\n%s%s", code, out, errs)
+	}
+	code, out, _ = runCLIWithInput(msg, "check-message", "--dns", dns, "--ip", "127.0.0.3", "--helo", "x.example.org", "--sender", "alice@example.test", "--json")
+	var r struct {
+		SPF struct{ Result string }
+		DKIM []struct {
+			Domain, Selector, Algorithm, Result, Reason string
+		}
+		DMARC struct {
+			Result, Policy, Disposition string
+			HeaderFrom                  string `json:"header_from"`
+		}
+		IPRev struct{ Result string }
+		Helo, Action string
+		Reasons      []string
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v:\n%s", code, err, out)
+	}
+	if r.SPF.Result != "fail" || r.DMARC.Result != "fail" || r.DMARC.Policy != "reject" || r.DMARC.Disposition != "reject" ||
+		r.DMARC.HeaderFrom != "example.test" || r.Action != "reject" || r.Helo != "pass" || len(r.Reasons) == 0 || r.DKIM == nil {
+		t.Errorf("%+v", r)
+	}
+}

@@ -31,7 +31,41 @@ type Config struct {
 	DNS      DNSConfig     `yaml:"dns"`
 	SPF      SPFConfig     `yaml:"spf"`
 	Policyd  PolicydConfig `yaml:"policyd"`
+	Checks   ChecksConfig  `yaml:"checks"`
 	LabDNS   LabDNSConfig  `yaml:"lab_dns"`
+}
+
+// ChecksConfig is the receive pipeline.
+type ChecksConfig struct {
+	AuthServID       string          `yaml:"authserv_id"`
+	HeloRegexpTables []string        `yaml:"helo_regexp_tables"`
+	HeloRequireFQDN  bool            `yaml:"helo_require_fqdn"`
+	S25R             bool            `yaml:"s25r"`
+	S25RAllowNames   []string        `yaml:"s25r_allow_names"`
+	S25RAllowIPs     []string        `yaml:"s25r_allow_ips"`
+	DMARCPSL         bool            `yaml:"dmarc_psl"`
+	InternalHosts    []string        `yaml:"internal_hosts"`
+	SubjectTag       string          `yaml:"subject_tag"`
+	Actions          ActionsConfig   `yaml:"actions"`
+	Signing          []SigningConfig `yaml:"signing"`
+}
+
+// ActionsConfig maps outcomes to actions.
+type ActionsConfig struct {
+	HeloInvalid     string `yaml:"helo_invalid"`
+	IPRevFail       string `yaml:"iprev_fail"`
+	S25R            string `yaml:"s25r"`
+	SPFFail         string `yaml:"spf_fail"`
+	DMARCReject     string `yaml:"dmarc_reject"`
+	DMARCQuarantine string `yaml:"dmarc_quarantine"`
+	TempError       string `yaml:"temperror"`
+}
+
+// SigningConfig is one signing key.
+type SigningConfig struct {
+	Domain   string `yaml:"domain"`
+	Selector string `yaml:"selector"`
+	Key      string `yaml:"key"`
 }
 
 // LogConfig sets up log/slog.
@@ -210,7 +244,16 @@ func (c *Config) Validate() error {
 	for _, l := range c.Policyd.Listen {
 		check(strings.HasPrefix(l, "inet:") || strings.HasPrefix(l, "unix:"), "policyd.listen: %q must start with inet: or unix:", l)
 	}
-	for key, list := range map[string][]string{"policyd.skip_addresses": c.Policyd.SkipAddresses, "policyd.allow_ips": c.Policyd.AllowIPs, "lab_dns.axfr_allow": c.LabDNS.AXFRAllow} {
+	a := c.Checks.Actions
+	for key, v := range map[string]string{"helo_invalid": a.HeloInvalid, "iprev_fail": a.IPRevFail, "s25r": a.S25R, "spf_fail": a.SPFFail,
+		"dmarc_reject": a.DMARCReject, "dmarc_quarantine": a.DMARCQuarantine, "temperror": a.TempError} {
+		check(oneOf(v, "accept", "tag", "quarantine", "tempfail", "reject"), "checks.actions.%s: %q is not accept, tag, quarantine, tempfail or reject", key, v)
+	}
+	for i, s := range c.Checks.Signing {
+		check(s.Domain != "" && s.Selector != "" && s.Key != "", "checks.signing[%d]: domain, selector and key are required", i)
+	}
+	for key, list := range map[string][]string{"policyd.skip_addresses": c.Policyd.SkipAddresses, "policyd.allow_ips": c.Policyd.AllowIPs, "lab_dns.axfr_allow": c.LabDNS.AXFRAllow,
+		"checks.s25r_allow_ips": c.Checks.S25RAllowIPs, "checks.internal_hosts": c.Checks.InternalHosts} {
 		_, err := ParsePrefixes(list)
 		check(err == nil, "%s: %v", key, err)
 	}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"mailwall/internal/config"
+	"mailwall/internal/conncheck"
+	"mailwall/internal/dkim"
+	"mailwall/internal/dmarc"
+	"mailwall/internal/dnsx"
+	"mailwall/internal/verdict"
+)
+
+// newPipeline builds the receive pipeline from the config.
+func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error) {
+	cc := cfg.Checks
+	pol := verdict.DefaultPolicy()
+	pol.HeloRequireFQDN, pol.SubjectTag = cc.HeloRequireFQDN, cc.SubjectTag
+	for _, a := range []struct {
+		dst *verdict.Action
+		v   string
+	}{{&pol.HeloInvalid, cc.Actions.HeloInvalid}, {&pol.IPRevFail, cc.Actions.IPRevFail}, {&pol.S25R, cc.Actions.S25R},
+		{&pol.SPFFail, cc.Actions.SPFFail}, {&pol.DMARCReject, cc.Actions.DMARCReject}, {&pol.DMARCQuarantine, cc.Actions.DMARCQuarantine},
+		{&pol.TempError, cc.Actions.TempError}} {
+		act, err := verdict.ParseAction(a.v)
+		if err != nil {
+			return nil, err
+		}
+		*a.dst = act
+	}
+	id := cc.AuthServID
+	if id == "" {
+		id = cfg.ReceiverName()
+	}
+	c := &verdict.Checker{
+		Resolver: res, AuthServID: id, Policy: pol,
+		SPF:   checkerFor(cfg, res),
+		DKIM:  &dkim.Verifier{Resolver: res},
+		DMARC: &dmarc.Evaluator{Resolver: res, PublicSuffixList: cc.DMARCPSL},
+	}
+	for _, path := range cc.HeloRegexpTables {
+		t, err := conncheck.LoadRegexpTable(path)
+		if err != nil {
+			return nil, err
+		}
+		c.HeloTables = append(c.HeloTables, t)
+	}
+	if cc.S25R {
+		allow, err := config.ParsePrefixes(cc.S25RAllowIPs)
+		if err != nil {
+			return nil, err
+		}
+		if c.S25R, err = conncheck.NewS25R(nil, cc.S25RAllowNames, allow); err != nil {
+			return nil, err
+		}
+	}
+	internal, err := config.ParsePrefixes(cc.InternalHosts)
+	if err != nil {
+		return nil, err
+	}
+	c.Internal = internal
+	c.Signers = map[string]*dkim.Signer{}
+	for _, s := range cc.Signing {
+		key, err := dkim.LoadPrivateKey(s.Key)
+		if err != nil {
+			return nil, err
+		}
+		c.Signers[strings.ToLower(s.Domain)] = &dkim.Signer{Domain: s.Domain, Selector: s.Selector, Key: key}
+	}
+	return c, nil
+}
+
+func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("check-message", stderr)
+	ipFlag := fs.String("ip", "", "client IP address")
+	helo := fs.String("helo", "", "HELO/EHLO name")
+	sender := fs.String("sender", "", "MAIL FROM address (empty: a bounce)")
+	rcpt := fs.String("rcpt", "", "RCPT TO address")
+	auth := fs.String("auth", "", "SASL user, for an authenticated submission")
+	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated")
+	cfgPath := fs.String("config", "", "config file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(*ipFlag)
+	if err != nil || *helo == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: mailwall check-message --ip IP --helo NAME --sender ADDR [--rcpt ADDR] [--dns HOST:PORT] [--json] < message.eml")
+		return errUsage
+	}
+	cfg, err := loadConfig(*cfgPath, *dnsFlag)
+	if err != nil {
+		return err
+	}
+	res, err := newResolver(cfg)
+	if err != nil {
+		return err
+	}
+	pipe, err := newPipeline(cfg, res)
+	if err != nil {
+		return err
+	}
+	env := verdict.Envelope{ClientIP: ip, Helo: *helo, MailFrom: strings.Trim(*sender, "<>"), AuthUser: *auth}
+	if *rcpt != "" {
+		env.Rcpts = []string{strings.Trim(*rcpt, "<>")}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.SPF.Timeout.D()+10*time.Second)
+	defer cancel()
+	r, fields, err := pipe.CheckMessage(ctx, env, stdin)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, r)
+	}
+	for _, h := range r.Headers {
+		fmt.Fprintf(stdout, "%s:%s\n", h.Name, strings.ReplaceAll(h.Value, "\r\n", "\n"))
+	}
+	if subj := pipe.SubjectTagged(r, fields); subj != "" {
+		fmt.Fprintf(stdout, "Subject:%s\n", subj)
+	}
+	for _, rm := range r.Remove {
+		fmt.Fprintf(stdout, "# removed: %s #%d (claims our authserv-id)\n", rm.Name, rm.Index)
+	}
+	fmt.Fprintf(stdout, "# action: %s", r.Action)
+	if r.Reply != "" && (r.Action == verdict.Reject || r.Action == verdict.TempFail) {
+		fmt.Fprintf(stdout, " (%s)", r.Reply)
+	}
+	fmt.Fprintln(stdout)
+	for _, why := range r.Reasons {
+		fmt.Fprintf(stdout, "# reason: %s\n", why)
+	}
+	return nil
+}

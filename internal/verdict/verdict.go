@@ -1,0 +1,506 @@
+// Package verdict is the receive pipeline: connection, HELO, SPF, DKIM and
+// DMARC checks in, one action and the headers to add out, with the reason
+// for each decision. Protocol adapters (the milter, check-message) feed it;
+// it knows nothing of them.
+package verdict
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/mail"
+	"net/netip"
+	"strings"
+
+	"golang.org/x/net/idna"
+
+	"mailwall/internal/authres"
+	"mailwall/internal/conncheck"
+	"mailwall/internal/dkim"
+	"mailwall/internal/dmarc"
+	"mailwall/internal/dnsx"
+	"mailwall/internal/spf"
+)
+
+// Action is what happens to a message, weakest first.
+type Action string
+
+// Actions.
+const (
+	Accept     Action = "accept"
+	Tag        Action = "tag"        // deliver with the verdict header and Subject tag
+	Quarantine Action = "quarantine" // Postfix: the hold queue
+	TempFail   Action = "tempfail"
+	Reject     Action = "reject"
+)
+
+func (a Action) rank() int {
+	switch a {
+	case Tag:
+		return 1
+	case Quarantine:
+		return 2
+	case TempFail:
+		return 3
+	case Reject:
+		return 4
+	}
+	return 0
+}
+
+// ParseAction reads an action name from the config.
+func ParseAction(s string) (Action, error) {
+	switch a := Action(strings.ToLower(s)); a {
+	case Accept, Tag, Quarantine, TempFail, Reject:
+		return a, nil
+	}
+	return "", fmt.Errorf("verdict: %q is not accept, tag, quarantine, tempfail or reject", s)
+}
+
+// Policy maps check outcomes to actions.
+type Policy struct {
+	HeloInvalid     Action // HELO not a valid host name or address literal
+	HeloRequireFQDN bool
+	IPRevFail       Action // no PTR, or no PTR name resolving back
+	S25R            Action // dynamic-looking client name
+	SPFFail         Action // SPF fail (DMARC usually decides instead)
+	DMARCReject     Action // DMARC fail under p=reject (OpenDMARC's RejectFailures)
+	DMARCQuarantine Action // DMARC fail under p=quarantine
+	// TempError applies when a check could not finish (DNS down): tempfail
+	// by default, as Postfix's milter_default_action.
+	TempError  Action
+	SubjectTag string // prefix for the Subject of tagged mail; "" for none
+}
+
+// DefaultPolicy is what an admin expects of OpenDKIM+OpenDMARC with
+// RejectFailures on and Postfix's milter_default_action = tempfail.
+func DefaultPolicy() Policy {
+	return Policy{HeloInvalid: Reject, IPRevFail: Tag, S25R: Tag, SPFFail: Accept,
+		DMARCReject: Reject, DMARCQuarantine: Quarantine, TempError: TempFail}
+}
+
+// Checker runs the pipeline. Resolver and AuthServID are required.
+type Checker struct {
+	Resolver   dnsx.Resolver
+	AuthServID string
+	Policy     Policy
+	SPF        *spf.Checker
+	DKIM       *dkim.Verifier
+	DMARC      *dmarc.Evaluator
+	S25R       *conncheck.S25R // nil: no S25R check
+	HeloTables []*conncheck.RegexpTable
+	// Internal networks and authenticated senders are signed, not checked
+	// (OpenDKIM's InternalHosts).
+	Internal []netip.Prefix
+	// Signers by lower-case domain: mail from these domains is signed when
+	// it comes from an internal host or an authenticated sender.
+	Signers map[string]*dkim.Signer
+}
+
+// Envelope is what the SMTP transaction says about a message.
+type Envelope struct {
+	ClientIP   netip.Addr
+	ClientName string // the MTA's verified name, "unknown" or "" if none
+	Helo       string
+	MailFrom   string // without angle brackets; "" for a bounce
+	Rcpts      []string
+	AuthUser   string // SASL login ({auth_authen}); "" if none
+	QueueID    string
+}
+
+// Result is the pipeline's outcome for a message.
+type Result struct {
+	Action  Action   `json:"action"`
+	Reply   string   `json:"reply,omitempty"` // SMTP reply for reject and tempfail
+	Stage   string   `json:"stage,omitempty"` // the stage that decided
+	Reasons []string `json:"reasons"`
+	Verdict string   `json:"verdict"` // pass, suspicious, fail
+
+	Internal bool              `json:"internal,omitempty"`
+	Signed   bool              `json:"signed,omitempty"`
+	Helo     string            `json:"helo"`
+	IPRev    conncheck.IPRev   `json:"iprev"`
+	S25R     string            `json:"s25r,omitempty"`
+	SPF      spf.Outcome       `json:"spf"`
+	DKIM     []dkim.Result     `json:"dkim"`
+	DMARC    dmarc.Result      `json:"dmarc"`
+	Headers  []HeaderField     `json:"headers"` // to add at the top, in order
+	Remove   []HeaderReference `json:"remove,omitempty"`
+}
+
+// HeaderField is a header to add.
+type HeaderField struct {
+	Name, Value string
+}
+
+// HeaderReference names the index-th (from 1) field called Name, to remove.
+type HeaderReference struct {
+	Name  string
+	Index int
+}
+
+// decide raises the action to a if it is stronger, noting why.
+func (r *Result) decide(a Action, stage, reason, reply string) {
+	if a == "" {
+		a = Accept
+	}
+	if reason != "" {
+		r.Reasons = append(r.Reasons, stage+": "+reason)
+	}
+	if a.rank() > r.Action.rank() || r.Action == "" {
+		r.Action, r.Stage = a, stage
+		if reply != "" {
+			r.Reply = reply
+		}
+	}
+}
+
+// CheckHelo runs the HELO stage: the regexp tables, then syntax. It
+// returns the action and the SMTP reply Postfix would give.
+func (c *Checker) CheckHelo(helo string) (Action, string, string) {
+	for _, t := range c.HeloTables {
+		res, ok := t.Lookup(helo)
+		if !ok {
+			continue
+		}
+		d := conncheck.ParseAction(res)
+		switch d.Kind {
+		case "reject":
+			return Reject, d.Reply("Helo command", helo), fmt.Sprintf("%s: %s", t.Name, res)
+		case "defer", "defer_if_permit", "defer_if_reject":
+			return TempFail, d.Reply("Helo command", helo), fmt.Sprintf("%s: %s", t.Name, res)
+		case "hold":
+			return Quarantine, "", fmt.Sprintf("%s: %s", t.Name, res)
+		case "ok":
+			return Accept, "", ""
+		}
+	}
+	if reply := conncheck.HeloSyntax(helo, c.Policy.HeloRequireFQDN); reply != "" {
+		return c.Policy.HeloInvalid, reply, "invalid HELO " + helo
+	}
+	return Accept, "", ""
+}
+
+// IsInternal reports whether mail from ip (or an authenticated user) is
+// ours to sign rather than to check.
+func (c *Checker) IsInternal(env Envelope) bool {
+	if env.AuthUser != "" {
+		return true
+	}
+	for _, p := range c.Internal {
+		if p.Contains(env.ClientIP.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Message is one message going through the pipeline: the envelope checks
+// run at Start, header fields and body stream in, Finish decides.
+type Message struct {
+	c        *Checker
+	ctx      context.Context
+	env      Envelope
+	res      Result
+	fields   []dkim.Field
+	verify   *dkim.Verification
+	signing  *dkim.Signing
+	internal bool
+}
+
+// Start begins a message. The connection and SPF checks run here, before
+// the body arrives.
+func (c *Checker) Start(ctx context.Context, env Envelope) *Message {
+	m := &Message{c: c, ctx: ctx, env: env, internal: c.IsInternal(env)}
+	m.res.Action = Accept
+	m.res.Internal = m.internal
+	if m.internal {
+		return m
+	}
+	act, reply, why := c.CheckHelo(env.Helo)
+	m.res.Helo = "pass"
+	if why != "" {
+		m.res.Helo = "fail"
+		m.res.decide(act, "helo", why, reply)
+	}
+	m.res.IPRev = conncheck.CheckIPRev(ctx, c.Resolver, env.ClientIP)
+	switch m.res.IPRev.Result {
+	case "fail", "permerror":
+		m.res.decide(c.Policy.IPRevFail, "iprev", m.res.IPRev.Result+": "+m.res.IPRev.Reason, "")
+	case "temperror":
+		m.res.Reasons = append(m.res.Reasons, "iprev: temperror: "+m.res.IPRev.Reason)
+	}
+	if c.S25R != nil {
+		name := ""
+		if m.res.IPRev.Result == "pass" {
+			name = m.res.IPRev.Name
+		}
+		if rule, hit := c.S25R.Match(env.ClientIP, name); hit {
+			m.res.S25R = rule
+			m.res.decide(c.Policy.S25R, "s25r", "dynamic-looking client ("+rule+")", "")
+		}
+	}
+	m.res.SPF = c.SPF.CheckMailFrom(ctx, env.ClientIP, env.MailFrom, env.Helo)
+	switch m.res.SPF.Result {
+	case spf.Fail:
+		m.res.decide(c.Policy.SPFFail, "spf", "fail: "+m.res.SPF.Explanation, "550 5.7.23 SPF fail: "+m.res.SPF.Explanation)
+	case spf.TempError:
+		m.res.Reasons = append(m.res.Reasons, "spf: temperror: "+m.res.SPF.Problem)
+	}
+	return m
+}
+
+// Header adds one header field as received.
+func (m *Message) Header(f dkim.Field) { m.fields = append(m.fields, f) }
+
+// EndOfHeaders starts hashing: verification for received mail, signing for
+// our own.
+func (m *Message) EndOfHeaders() {
+	if m.internal {
+		if s := m.signer(); s != nil {
+			m.signing, _ = s.Start(m.fields)
+		}
+		return
+	}
+	m.verify = m.c.DKIM.Start(m.fields)
+}
+
+// signer picks the key for the From domain.
+func (m *Message) signer() *dkim.Signer {
+	doms := fromDomains(m.fields)
+	if len(doms) != 1 {
+		return nil
+	}
+	return m.c.Signers[doms[0]]
+}
+
+// Write feeds body octets.
+func (m *Message) Write(p []byte) (int, error) {
+	switch {
+	case m.signing != nil:
+		m.signing.Write(p)
+	case m.verify != nil:
+		m.verify.Write(p)
+	}
+	return len(p), nil
+}
+
+// Finish runs DKIM and DMARC and returns the verdict with the headers.
+func (m *Message) Finish() Result {
+	c, r := m.c, &m.res
+	r.Remove = forgedResults(m.fields, c.AuthServID)
+	if m.internal {
+		r.Verdict = "pass"
+		ar := authres.Header{AuthServID: c.AuthServID}
+		if m.env.AuthUser != "" {
+			ar.Results = append(ar.Results, authres.Result{Method: "auth", Value: "pass", Props: []authres.Prop{{Type: "smtp", Name: "auth", Value: m.env.AuthUser}}})
+		}
+		r.Headers = append(r.Headers, HeaderField{"Authentication-Results", " " + ar.String()})
+		if m.signing != nil {
+			sig, err := m.signing.Finish()
+			if err != nil {
+				r.Reasons = append(r.Reasons, "dkim: signing failed: "+err.Error())
+			} else {
+				name, value, _ := strings.Cut(strings.TrimSuffix(sig, "\r\n"), ":")
+				r.Headers = append(r.Headers, HeaderField{name, value})
+				r.Signed = true
+			}
+		}
+		return *r
+	}
+	if m.verify == nil {
+		m.EndOfHeaders()
+	}
+	r.DKIM = m.verify.Finish(m.ctx)
+	if r.DKIM == nil {
+		r.DKIM = []dkim.Result{} // "dkim": [] in JSON, not null
+	}
+	in := dmarc.Input{FromDomains: fromDomains(m.fields), SPFResult: string(r.SPF.Result), SourceIP: m.env.ClientIP}
+	if len(m.env.Rcpts) > 0 {
+		_, in.EnvelopeTo, _ = strings.Cut(m.env.Rcpts[0], "@")
+	}
+	if _, d, ok := strings.Cut(m.env.MailFrom, "@"); ok {
+		in.SPFDomain, in.SPFScope = strings.ToLower(d), "mfrom"
+	} else {
+		in.SPFDomain, in.SPFScope = strings.ToLower(m.env.Helo), "helo"
+	}
+	for _, d := range r.DKIM {
+		in.DKIM = append(in.DKIM, dmarc.DKIMResult{Domain: d.Domain, Selector: d.Selector, Result: string(d.Status)})
+	}
+	r.DMARC = c.DMARC.Evaluate(m.ctx, in)
+	switch r.DMARC.Result {
+	case dmarc.Fail:
+		why := fmt.Sprintf("fail for %s (p=%s, disposition %s): %s", r.DMARC.HeaderFrom, r.DMARC.Policy, r.DMARC.Disposition, r.DMARC.Reason)
+		switch r.DMARC.Disposition {
+		case dmarc.PolicyReject:
+			r.decide(c.Policy.DMARCReject, "dmarc", why, "550 5.7.1 Rejected by DMARC policy for "+r.DMARC.HeaderFrom)
+		case dmarc.PolicyQuarantine:
+			r.decide(c.Policy.DMARCQuarantine, "dmarc", why, "")
+		default:
+			r.Reasons = append(r.Reasons, "dmarc: "+why)
+		}
+	case dmarc.TempError:
+		r.decide(c.Policy.TempError, "dmarc", "temperror: "+r.DMARC.Reason, "451 4.7.5 DMARC check failed temporarily, try again later")
+	case dmarc.PermError:
+		r.Reasons = append(r.Reasons, "dmarc: permerror: "+r.DMARC.Reason)
+	}
+	if r.SPF.Result == spf.TempError && r.DMARC.Result != dmarc.Pass {
+		r.decide(c.Policy.TempError, "spf", "", "451 4.7.24 SPF check failed temporarily, try again later")
+	}
+	for _, d := range r.DKIM {
+		if d.Status == dkim.TempError && r.DMARC.Result != dmarc.Pass {
+			r.decide(c.Policy.TempError, "dkim", "temperror: "+d.Reason, "451 4.7.5 DKIM check failed temporarily, try again later")
+		}
+	}
+	switch {
+	case r.Action == Reject || r.Action == Quarantine || r.DMARC.Result == dmarc.Fail:
+		r.Verdict = "fail"
+	case r.Action == Tag || len(r.Reasons) > 0:
+		r.Verdict = "suspicious"
+	default:
+		r.Verdict = "pass"
+	}
+	r.Headers = append(r.Headers, HeaderField{"Authentication-Results", " " + m.authResults().String()})
+	stages := "none"
+	if r.Stage != "" && r.Action != Accept {
+		stages = r.Stage
+	}
+	r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Verdict", fmt.Sprintf(" %s (action=%s; stage=%s)", r.Verdict, r.Action, stages)})
+	return *r
+}
+
+// SubjectTagged returns the new Subject value for tagged mail, or "" when
+// nothing changes.
+func (c *Checker) SubjectTagged(r Result, fields []dkim.Field) string {
+	if c.Policy.SubjectTag == "" || r.Action != Tag {
+		return ""
+	}
+	for _, f := range fields {
+		if strings.EqualFold(f.Name, "Subject") {
+			return " " + c.Policy.SubjectTag + " " + strings.TrimSpace(f.Value())
+		}
+	}
+	return " " + c.Policy.SubjectTag
+}
+
+func (m *Message) authResults() authres.Header {
+	r := &m.res
+	h := authres.Header{AuthServID: m.c.AuthServID}
+	if r.IPRev.Result != "" {
+		res := authres.Result{Method: "iprev", Value: r.IPRev.Result, Props: []authres.Prop{{Type: "policy", Name: "iprev", Value: m.env.ClientIP.String()}}}
+		if r.IPRev.Name != "" {
+			res.Props[0].Comment = r.IPRev.Name
+		}
+		h.Results = append(h.Results, res)
+	}
+	spfRes := authres.Result{Method: "spf", Value: string(r.SPF.Result)}
+	if m.env.MailFrom != "" {
+		spfRes.Props = []authres.Prop{{Type: "smtp", Name: "mailfrom", Value: m.env.MailFrom}}
+	} else {
+		spfRes.Props = []authres.Prop{{Type: "smtp", Name: "helo", Value: m.env.Helo}}
+	}
+	if r.SPF.Problem != "" {
+		spfRes.Comment = r.SPF.Problem
+	}
+	h.Results = append(h.Results, spfRes)
+	if len(r.DKIM) == 0 {
+		h.Results = append(h.Results, authres.Result{Method: "dkim", Value: "none"})
+	}
+	for _, d := range r.DKIM {
+		res := authres.Result{Method: "dkim", Value: string(d.Status), Comment: d.Reason,
+			Props: []authres.Prop{{Type: "header", Name: "d", Value: d.Domain}, {Type: "header", Name: "s", Value: d.Selector}}}
+		if d.Algorithm != "" {
+			res.Props = append(res.Props, authres.Prop{Type: "header", Name: "a", Value: d.Algorithm})
+		}
+		if d.HeaderB != "" {
+			res.Props = append(res.Props, authres.Prop{Type: "header", Name: "b", Value: d.HeaderB})
+		}
+		h.Results = append(h.Results, res)
+	}
+	dm := authres.Result{Method: "dmarc", Value: r.DMARC.Result}
+	if r.DMARC.Record != nil {
+		dm.Comment = fmt.Sprintf("p=%s dis=%s", r.DMARC.Policy, r.DMARC.Disposition)
+	}
+	if r.DMARC.HeaderFrom != "" {
+		dm.Props = []authres.Prop{{Type: "header", Name: "from", Value: r.DMARC.HeaderFrom}}
+	}
+	h.Results = append(h.Results, dm)
+	return h
+}
+
+// forgedResults lists Authentication-Results fields that claim our
+// authserv-id: a sender must not be able to hand us our own verdict
+// (RFC 8601 §5).
+func forgedResults(fields []dkim.Field, id string) []HeaderReference {
+	var out []HeaderReference
+	n := 0
+	for _, f := range fields {
+		if !strings.EqualFold(f.Name, "Authentication-Results") {
+			continue
+		}
+		n++
+		if authres.IsOurs(strings.TrimSpace(f.Value()), id) {
+			out = append(out, HeaderReference{Name: f.Name, Index: n})
+		}
+	}
+	return out
+}
+
+// fromDomains extracts the RFC5322.From domains, as A-labels (RFC 9989
+// §5.3.1). Every From field counts: a message with two From fields has two
+// author domains.
+func fromDomains(fields []dkim.Field) []string {
+	var out []string
+	for _, f := range fields {
+		if !strings.EqualFold(f.Name, "From") {
+			continue
+		}
+		v := strings.TrimSpace(strings.ReplaceAll(f.Value(), "\r\n", ""))
+		addrs, err := mail.ParseAddressList(v)
+		if err != nil {
+			// Unparseable: take anything that looks like @domain, so a
+			// malformed From cannot dodge DMARC.
+			for _, part := range strings.Split(v, "@")[1:] {
+				if end := strings.IndexAny(part, " >,;\t\"()"); end >= 0 {
+					part = part[:end]
+				}
+				if d := strings.TrimRight(part, "."); d != "" {
+					out = append(out, toASCII(d))
+				}
+			}
+			continue
+		}
+		for _, a := range addrs {
+			if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
+				out = append(out, toASCII(a.Address[i+1:]))
+			}
+		}
+	}
+	return out
+}
+
+func toASCII(d string) string {
+	if a, err := idna.Lookup.ToASCII(d); err == nil {
+		return strings.ToLower(a)
+	}
+	return strings.ToLower(d)
+}
+
+// CheckMessage runs the whole pipeline on a message read from r, as the
+// milter would during SMTP.
+func (c *Checker) CheckMessage(ctx context.Context, env Envelope, r io.Reader) (Result, []dkim.Field, error) {
+	m := c.Start(ctx, env)
+	br := newReader(r)
+	fields, err := dkim.ReadHeader(br)
+	if err != nil {
+		return Result{}, nil, err
+	}
+	for _, f := range fields {
+		m.Header(f)
+	}
+	m.EndOfHeaders()
+	if _, err := io.Copy(m, br); err != nil {
+		return Result{}, nil, err
+	}
+	return m.Finish(), fields, nil
+}
