@@ -194,7 +194,7 @@ func TestCheckMessageCommand(t *testing.T) {
 	}
 	code, out, _ = runCLIWithInput(msg, "check-message", "--dns", dns, "--ip", "127.0.0.3", "--helo", "x.example.org", "--sender", "alice@example.test", "--json")
 	var r struct {
-		SPF struct{ Result string }
+		SPF  struct{ Result string }
 		DKIM []struct {
 			Domain, Selector, Algorithm, Result, Reason string
 		}
@@ -202,7 +202,7 @@ func TestCheckMessageCommand(t *testing.T) {
 			Result, Policy, Disposition string
 			HeaderFrom                  string `json:"header_from"`
 		}
-		IPRev struct{ Result string }
+		IPRev        struct{ Result string }
 		Helo, Action string
 		Reasons      []string
 	}
