@@ -102,7 +102,7 @@ func TestServeAnswersAndStops(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	cfg := filepath.Join(t.TempDir(), "mailwall.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: error\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\"]\n  skip_addresses: []\n", dns, addr)), 0o644)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: error\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\"]\n  skip_addresses: []\nmilter:\n  listen: []\n", dns, addr)), 0o644)
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)

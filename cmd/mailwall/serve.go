@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/pprof"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"mailwall/internal/config"
+	"mailwall/internal/dnsx"
+	"mailwall/internal/milter"
 	"mailwall/internal/policyd"
 )
 
@@ -66,9 +69,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		lns = append(lns, ln)
 		fmt.Fprintf(stdout, "mailwall: policy server listening on %s (postfix: check_policy_service %s)\n", addr, addr)
 	}
-	errc := make(chan error, len(lns))
+	errc := make(chan error, len(lns)+len(cfg.Milter.Listen))
 	for _, ln := range lns {
 		go func() { errc <- srv.Serve(ln) }()
+	}
+	msrv, err := startMilter(cfg, resolver, log, stdout, errc)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		return err
+	}
+	if msrv != nil {
+		defer msrv.Shutdown()
 	}
 	err = waitForStop(ctx, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.
@@ -80,6 +91,42 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return errors.Join(err, srv.Shutdown(sctx))
+}
+
+// startMilter listens for Postfix's milter connections, when configured.
+func startMilter(cfg *config.Config, res dnsx.Resolver, log *slog.Logger, stdout io.Writer, errc chan<- error) (*milter.Server, error) {
+	if len(cfg.Milter.Listen) == 0 {
+		return nil, nil
+	}
+	pipe, err := newPipeline(cfg, res)
+	if err != nil {
+		return nil, err
+	}
+	mode, err := strconv.ParseUint(cfg.Milter.UnixMode, 8, 32)
+	if err != nil {
+		return nil, fmt.Errorf("milter.unix_mode: %q is not an octal mode", cfg.Milter.UnixMode)
+	}
+	onError := milter.TempFail
+	if cfg.Milter.OnError == "accept" {
+		onError = milter.Continue
+	}
+	timeout := cfg.SPF.Timeout.D() + 10*time.Second
+	ms := &milter.Server{
+		NewFilter: func() milter.Filter { return &milterFilter{pipe: pipe, log: log, timeout: timeout} },
+		Actions:   milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
+		OnError:   &onError,
+		Log:       log,
+	}
+	for _, addr := range cfg.Milter.Listen {
+		ln, err := policyd.Listen(addr, os.FileMode(mode))
+		if err != nil {
+			ms.Shutdown()
+			return nil, fmt.Errorf("milter: %s: %w", addr, err)
+		}
+		fmt.Fprintf(stdout, "mailwall: milter listening on %s (postfix: smtpd_milters = %s)\n", addr, addr)
+		go func() { errc <- ms.Serve(ln) }()
+	}
+	return ms, nil
 }
 
 // policydOptions maps the config section onto the server's options.

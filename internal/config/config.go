@@ -31,8 +31,16 @@ type Config struct {
 	DNS      DNSConfig     `yaml:"dns"`
 	SPF      SPFConfig     `yaml:"spf"`
 	Policyd  PolicydConfig `yaml:"policyd"`
+	Milter   MilterConfig  `yaml:"milter"`
 	Checks   ChecksConfig  `yaml:"checks"`
 	LabDNS   LabDNSConfig  `yaml:"lab_dns"`
+}
+
+// MilterConfig is the milter listener.
+type MilterConfig struct {
+	Listen   []string `yaml:"listen"`
+	UnixMode string   `yaml:"unix_mode"`
+	OnError  string   `yaml:"on_error"`
 }
 
 // ChecksConfig is the receive pipeline.
@@ -243,6 +251,10 @@ func (c *Config) Validate() error {
 	check(c.Policyd.MaxConnections > 0, "policyd.max_connections must be at least 1")
 	for _, l := range c.Policyd.Listen {
 		check(strings.HasPrefix(l, "inet:") || strings.HasPrefix(l, "unix:"), "policyd.listen: %q must start with inet: or unix:", l)
+	}
+	check(oneOf(c.Milter.OnError, "tempfail", "accept"), "milter.on_error: %q is not tempfail or accept", c.Milter.OnError)
+	for _, l := range c.Milter.Listen {
+		check(strings.HasPrefix(l, "inet:") || strings.HasPrefix(l, "unix:"), "milter.listen: %q must start with inet: or unix:", l)
 	}
 	a := c.Checks.Actions
 	for key, v := range map[string]string{"helo_invalid": a.HeloInvalid, "iprev_fail": a.IPRevFail, "s25r": a.S25R, "spf_fail": a.SPFFail,

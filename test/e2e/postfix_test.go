@@ -100,8 +100,9 @@ func startProcess(t *testing.T, want string, name string, args ...string) *exec.
 	return cmd
 }
 
-// startPostfix writes a private instance and starts it.
-func startPostfix(t *testing.T, root string, smtpPort, policyPort int) {
+// startPostfix writes a private instance whose recipient restrictions
+// and milters are given in extra, and starts it.
+func startPostfix(t *testing.T, root string, smtpPort int, extra string) {
 	etc := filepath.Join(root, "etc")
 	spool := filepath.Join(root, "spool")
 	data := filepath.Join(root, "data")
@@ -133,11 +134,10 @@ virtual_mailbox_maps = static:inbox/
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 smtpd_relay_restrictions = reject_unauth_destination
-smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:%[4]d
-smtpd_policy_service_timeout = 30s
-maillog_file = %[5]s/postfix.log
-maillog_file_prefixes = %[5]s
-`, spool, data, mail, policyPort, root)
+maillog_file = %[4]s/postfix.log
+maillog_file_prefixes = %[4]s
+%[5]s
+`, spool, data, mail, root, extra)
 	masterCF := fmt.Sprintf(`127.0.0.1:%d inet n - n - - smtpd
 pickup     unix  n - n 60 1 pickup
 cleanup    unix  n - n -  0 cleanup
@@ -271,9 +271,11 @@ policyd:
   listen: ["inet:127.0.0.1:%d"]
   skip_addresses: []
   temperror_defer: true
+milter:
+  listen: []
 `, dnsPort, policyPort)), 0o644)
 	serve := startProcess(t, "policy server listening", bin, "serve", "--config", cfg)
-	startPostfix(t, root, smtpPort, policyPort)
+	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:%d\nsmtpd_policy_service_timeout = 30s", policyPort))
 	smtpAddr := fmt.Sprintf("127.0.0.1:%d", smtpPort)
 	maildir := filepath.Join(root, "mail", "inbox")
 

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"mailwall/internal/dkim"
+	"mailwall/internal/milter"
+	"mailwall/internal/verdict"
+)
+
+// milterFilter adapts the receive pipeline to the milter protocol: one per
+// SMTP connection. It only translates; every decision is the pipeline's.
+type milterFilter struct {
+	pipe    *verdict.Checker
+	log     *slog.Logger
+	timeout time.Duration
+
+	client   netip.Addr
+	helo     string
+	heloHold string // a HELO table said HOLD: quarantine the messages
+	env      verdict.Envelope
+	fields   []dkim.Field
+	msg      *verdict.Message
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+func (f *milterFilter) Connect(c milter.Conn, m *milter.Macros) milter.Response {
+	f.client = c.Addr
+	return milter.Continue
+}
+
+func (f *milterFilter) Helo(name string, m *milter.Macros) milter.Response {
+	f.helo = name
+	act, reply, why := f.pipe.CheckHelo(name)
+	switch act {
+	case verdict.Reject, verdict.TempFail:
+		f.log.Info("helo rejected", "client", f.client.String(), "helo", name, "reason", why, "reply", reply)
+		return milter.ReplyCode(reply)
+	case verdict.Quarantine:
+		f.heloHold = why
+	}
+	return milter.Continue
+}
+
+func (f *milterFilter) MailFrom(from string, args []string, m *milter.Macros) milter.Response {
+	f.reset()
+	f.env = verdict.Envelope{ClientIP: f.client, Helo: f.helo, MailFrom: strings.Trim(from, "<>"), AuthUser: m.Get("auth_authen"), QueueID: m.Get("i")}
+	return milter.Continue
+}
+
+func (f *milterFilter) RcptTo(rcpt string, args []string, m *milter.Macros) milter.Response {
+	f.env.Rcpts = append(f.env.Rcpts, strings.Trim(rcpt, "<>"))
+	return milter.Continue
+}
+
+func (f *milterFilter) Header(name, value string) milter.Response {
+	f.fields = append(f.fields, dkim.NewField(name, value))
+	return milter.Continue
+}
+
+func (f *milterFilter) EndOfHeaders(m *milter.Macros) milter.Response {
+	if f.env.QueueID == "" {
+		f.env.QueueID = m.Get("i")
+	}
+	f.ctx, f.cancel = context.WithTimeout(context.Background(), f.timeout)
+	f.msg = f.pipe.Start(f.ctx, f.env)
+	for _, fl := range f.fields {
+		f.msg.Header(fl)
+	}
+	f.msg.EndOfHeaders()
+	return milter.Continue
+}
+
+func (f *milterFilter) Body(chunk []byte) milter.Response {
+	if f.msg != nil {
+		f.msg.Write(chunk)
+	}
+	return milter.Continue
+}
+
+func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milter.Response {
+	if f.msg == nil {
+		f.EndOfHeaders(m)
+	}
+	r := f.msg.Finish()
+	defer f.reset()
+	// Forged results first, from the last so indexes stay right.
+	for i := len(r.Remove) - 1; i >= 0; i-- {
+		mod.DeleteHeader(uint32(r.Remove[i].Index), r.Remove[i].Name)
+	}
+	// Inserting at the top in reverse keeps the listed order.
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		mod.InsertHeader(0, r.Headers[i].Name, strings.ReplaceAll(r.Headers[i].Value, "\r\n", "\n"))
+	}
+	if subj := f.pipe.SubjectTagged(r, f.fields); subj != "" {
+		mod.ChangeHeader(1, "Subject", subj)
+	}
+	f.log.Info("message", "queue_id", f.env.QueueID, "client", f.client.String(), "helo", f.helo, "from", f.env.MailFrom,
+		"action", string(r.Action), "stage", r.Stage, "verdict", r.Verdict, "spf", string(r.SPF.Result), "dmarc", r.DMARC.Result,
+		"dkim", dkimSummary(r.DKIM), "iprev", r.IPRev.Result, "reasons", strings.Join(r.Reasons, "; "))
+	switch r.Action {
+	case verdict.Reject:
+		reply := r.Reply
+		if reply == "" || reply[0] != '5' {
+			reply = "550 5.7.1 Message rejected: " + strings.Join(r.Reasons, "; ")
+		}
+		return milter.ReplyCode(reply)
+	case verdict.TempFail:
+		reply := r.Reply
+		if reply == "" || reply[0] != '4' {
+			reply = "451 4.7.1 Temporary failure, try again later"
+		}
+		return milter.ReplyCode(reply)
+	case verdict.Quarantine:
+		mod.Quarantine("mailwall: " + strings.Join(r.Reasons, "; "))
+	}
+	if f.heloHold != "" {
+		mod.Quarantine("mailwall: " + f.heloHold)
+	}
+	return milter.Continue
+}
+
+func dkimSummary(rs []dkim.Result) string {
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, string(r.Status)+":"+r.Domain)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f *milterFilter) reset() {
+	if f.cancel != nil {
+		f.cancel()
+	}
+	f.msg, f.fields, f.ctx, f.cancel = nil, nil, nil, nil
+}
+
+func (f *milterFilter) Abort() { f.reset() }
+func (f *milterFilter) Close() { f.reset() }
