@@ -54,11 +54,46 @@ func FuzzBodyCanonicalization(f *testing.F) {
 			for i := 0; i < len(body); i += cut {
 				parts.Write([]byte(body[i:min(i+cut, len(body))]))
 			}
-			if string(whole.Sum()) != string(parts.Sum()) {
+			sum := whole.Sum()
+			if string(sum) != string(parts.Sum()) {
 				t.Fatalf("%s: hash depends on write boundaries (cut %d)", canon, cut)
+			}
+			ref := sha256.Sum256([]byte(canonBodyReference(body, canon)))
+			if string(sum) != string(ref[:]) {
+				t.Fatalf("%s canonicalization of %q differs from the reference %q", canon, body, canonBodyReference(body, canon))
 			}
 		}
 	})
+}
+
+// canonBodyReference is RFC 6376 §3.4.3 and §3.4.4 written the plain way,
+// line by line, to check the streaming canonicalizer against.
+func canonBodyReference(body, canon string) string {
+	lines := strings.Split(strings.ReplaceAll(body, "\r\n", "\n"), "\n")
+	if strings.HasSuffix(body, "\n") {
+		lines = lines[:len(lines)-1] // the last line ended; no partial line follows
+	}
+	for i, l := range lines {
+		if canon == Relaxed {
+			l = strings.Join(strings.FieldsFunc(l, func(r rune) bool { return r == ' ' || r == '\t' }), " ")
+			if strings.HasPrefix(lines[i], " ") || strings.HasPrefix(lines[i], "\t") {
+				if l != "" {
+					l = " " + l
+				}
+			}
+		}
+		lines[i] = l
+	}
+	for len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) == 0 {
+		if canon == Simple {
+			return "\r\n"
+		}
+		return ""
+	}
+	return strings.Join(lines, "\r\n") + "\r\n"
 }
 
 // FuzzReadHeader: arbitrary input yields fields or an error.

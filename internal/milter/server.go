@@ -163,6 +163,8 @@ type Filter interface {
 	RcptTo(rcpt string, args []string, m *Macros) Response
 	Header(name, value string) Response
 	EndOfHeaders(m *Macros) Response
+	// Body gets the next piece of the body; chunk is only valid during
+	// the call.
 	Body(chunk []byte) Response
 	EndOfMessage(m *Macros, mod *Modifier) Response
 	// Abort ends the current message early; the connection goes on.
@@ -265,6 +267,7 @@ type session struct {
 	actions  uint32
 	protocol uint32
 	done     bool // the filter gave a final answer for this message
+	buf      []byte
 }
 
 func (s *Server) serve(c net.Conn) {
@@ -282,7 +285,7 @@ func (s *Server) serve(c net.Conn) {
 	}
 	for {
 		c.SetReadDeadline(time.Now().Add(idle))
-		p, err := readPacket(ss.r)
+		p, err := readPacketInto(ss.r, &ss.buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !s.closing.Load() {
 				s.log().Warn("milter connection ended", "peer", c.RemoteAddr().String(), "err", err)

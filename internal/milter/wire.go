@@ -102,6 +102,13 @@ type packet struct {
 }
 
 func readPacket(r *bufio.Reader) (packet, error) {
+	return readPacketInto(r, nil)
+}
+
+// readPacketInto reads a packet into *buf when it is large enough, so a
+// session reuses one buffer for its body chunks. The packet's data is
+// valid until the next read.
+func readPacketInto(r *bufio.Reader, buf *[]byte) (packet, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return packet{}, err
@@ -113,11 +120,19 @@ func readPacket(r *bufio.Reader) (packet, error) {
 	if n > maxPacket {
 		return packet{}, errPacketTooLarge
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
+	var b []byte
+	if buf != nil && cap(*buf) >= int(n) {
+		b = (*buf)[:n]
+	} else {
+		b = make([]byte, n)
+		if buf != nil && n <= 1<<20 {
+			*buf = b
+		}
+	}
+	if _, err := io.ReadFull(r, b); err != nil {
 		return packet{}, fmt.Errorf("milter: short packet: %w", err)
 	}
-	return packet{cmd: buf[0], data: buf[1:]}, nil
+	return packet{cmd: b[0], data: b[1:]}, nil
 }
 
 func writePacket(w *bufio.Writer, cmd byte, data ...[]byte) error {
