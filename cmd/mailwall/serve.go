@@ -114,8 +114,10 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, log *slog.Logger, stdout
 	ms := &milter.Server{
 		NewFilter: func() milter.Filter { return &milterFilter{pipe: pipe, log: log, timeout: timeout} },
 		Actions:   milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
-		OnError:   &onError,
-		Log:       log,
+		// The pipeline decides at HELO and at end of message only.
+		NoReply: milter.ProtoNRConn | milter.ProtoNRMail | milter.ProtoNRRcpt | milter.ProtoNREOH,
+		OnError: &onError,
+		Log:     log,
 	}
 	for _, addr := range cfg.Milter.Listen {
 		ln, err := policyd.Listen(addr, os.FileMode(mode))

@@ -244,3 +244,35 @@ func TestAbortAndGarbage(t *testing.T) {
 	}
 	c2.Close()
 }
+
+func TestNoReplyStages(t *testing.T) {
+	rec, events := newRecorder()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	s := &Server{NewFilter: func() Filter { return rec }, NoReply: ProtoNRConn | ProtoNRMail | ProtoNRRcpt | ProtoNREOH, Log: slog.New(slog.DiscardHandler)}
+	go s.Serve(ln)
+	defer s.Shutdown()
+	c, err := Dial("tcp", ln.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Protocol&(ProtoNRConn|ProtoNRMail|ProtoNRRcpt|ProtoNREOH) != ProtoNRConn|ProtoNRMail|ProtoNRRcpt|ProtoNREOH || c.Protocol&ProtoNRHelo != 0 {
+		t.Fatalf("protocol %#x", c.Protocol)
+	}
+	// The client sends without waiting; the filter still sees every stage,
+	// in order, and the HELO answer still comes back.
+	c.Connect("x", netip.MustParseAddr("192.0.2.1"), 25)
+	if r, err := c.Helo("x.example"); err != nil || r.Code != 'c' {
+		t.Fatalf("helo %v %v", r, err)
+	}
+	c.Mail("<a@example.test>")
+	c.Rcpt("<b@example.org>")
+	c.EndOfHeaders()
+	if _, r, err := c.EndOfMessage(); err != nil || r.Code != 'a' {
+		t.Fatalf("eom %v %v", r, err)
+	}
+	got := strings.Join(events(), "|")
+	if !strings.HasPrefix(got, "connect x 4 192.0.2.1 j=|helo x.example|mail <a@example.test> [] auth= j=|rcpt <b@example.org>|eoh|eom") {
+		t.Errorf("events %s", got)
+	}
+}

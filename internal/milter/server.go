@@ -179,6 +179,10 @@ type Server struct {
 	NewFilter func() Filter
 	// Actions are the changes the filters need (ActAddHeader ...).
 	Actions uint32
+	// NoReply asks the MTA not to wait for answers at these stages
+	// (ProtoNRConn, ProtoNRMail, ...), saving a round trip each, for
+	// filters that always continue there.
+	NoReply uint32
 	// OnError answers when a filter panics: TempFail by default, as
 	// Postfix's milter_default_action = tempfail would.
 	OnError *Response
@@ -341,7 +345,7 @@ func (ss *session) handle(p packet) (bool, error) {
 			return true, fmt.Errorf("MTA speaks milter version %d, need 2 or later", version)
 		}
 		ss.actions = binary.BigEndian.Uint32(p.data[4:8]) & ss.s.Actions
-		ss.protocol = binary.BigEndian.Uint32(p.data[8:12]) & wanted
+		ss.protocol = binary.BigEndian.Uint32(p.data[8:12]) & (wanted | ss.s.NoReply&(ProtoNRConn|ProtoNRHelo|ProtoNRMail|ProtoNRRcpt|ProtoNRData|ProtoNREOH))
 		ss.f = ss.s.NewFilter()
 		return false, writePacket(ss.w, cmdOptNeg, u32(min(version, Version)), u32(ss.actions), u32(ss.protocol))
 	case cmdMacro:
