@@ -35,6 +35,8 @@ Usage:
         print the embedded defaults, or check a config file
   mailwall check-message --ip IP --helo NAME --sender ADDR [--rcpt ADDR] [--auth USER] [--dns HOST:PORT] [--json] < message
         run the receive pipeline offline and print the headers it would add
+  mailwall postfix-config [--config FILE]
+        print the main.cf and master.cf changes that put mailwall in Postfix
   mailwall dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] --out DIR
         make a signing key (S.private, mode 0600) and its DNS record (S.txt)
   mailwall dkim sign --domain D --selector S --key FILE < message
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdConfig(args[1:], stdout, stderr)
 	case "dkim":
 		err = cmdDKIM(ctx, args[1:], stdin, stdout, stderr)
+	case "postfix-config":
+		err = cmdPostfixConfig(args[1:], stdout, stderr)
 	case "check-message":
 		err = cmdCheckMessage(ctx, args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":

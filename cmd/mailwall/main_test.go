@@ -214,3 +214,14 @@ func TestCheckMessageCommand(t *testing.T) {
 		t.Errorf("%+v", r)
 	}
 }
+
+func TestPostfixConfigCommand(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "m.yaml")
+	os.WriteFile(cfg, []byte("milter:\n  listen: [\"unix:/var/spool/postfix/private/mailwall\"]\n"), 0o644)
+	code, out, _ := runCLI("postfix-config", "--config", cfg)
+	for _, want := range []string{"smtpd_milters = unix:private/mailwall", "milter_default_action = tempfail", "check_policy_service inet:127.0.0.1:10045", "policyd-spf"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("exit %d, no %q in:\n%s", code, want, out)
+		}
+	}
+}
