@@ -49,7 +49,8 @@ func (f *milterFilter) Helo(name string, m *milter.Macros) milter.Response {
 
 func (f *milterFilter) MailFrom(from string, args []string, m *milter.Macros) milter.Response {
 	f.reset()
-	f.env = verdict.Envelope{ClientIP: f.client, Helo: f.helo, MailFrom: strings.Trim(from, "<>"), AuthUser: m.Get("auth_authen"), QueueID: m.Get("i")}
+	f.env = verdict.Envelope{ClientIP: f.client, Helo: f.helo, MailFrom: strings.Trim(from, "<>"), AuthUser: m.Get("auth_authen"), QueueID: m.Get("i"),
+		Local: !f.client.IsValid()}
 	return milter.Continue
 }
 

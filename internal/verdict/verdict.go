@@ -106,6 +106,9 @@ type Envelope struct {
 	Rcpts      []string
 	AuthUser   string // SASL login ({auth_authen}); "" if none
 	QueueID    string
+	// Local marks mail submitted on this host (Postfix's sendmail command,
+	// seen through non_smtpd_milters): no network client to check.
+	Local bool
 }
 
 // Result is the pipeline's outcome for a message.
@@ -184,7 +187,7 @@ func (c *Checker) CheckHelo(helo string) (Action, string, string) {
 // IsInternal reports whether mail from ip (or an authenticated user) is
 // ours to sign rather than to check.
 func (c *Checker) IsInternal(env Envelope) bool {
-	if env.AuthUser != "" {
+	if env.AuthUser != "" || env.Local {
 		return true
 	}
 	for _, p := range c.Internal {

@@ -136,6 +136,7 @@ func TestInternalMailIsSigned(t *testing.T) {
 	for _, env := range []Envelope{
 		{ClientIP: netip.MustParseAddr("10.1.2.3"), Helo: "laptop", MailFrom: "alice@example.test"},
 		{ClientIP: netip.MustParseAddr("198.51.100.9"), Helo: "laptop", MailFrom: "alice@example.test", AuthUser: "alice"},
+		{Local: true, MailFrom: "alice@example.test"}, // sendmail(1), through non_smtpd_milters
 	} {
 		r := check(t, c, env, msg)
 		sig := header(r, "DKIM-Signature")
