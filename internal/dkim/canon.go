@@ -149,7 +149,7 @@ func (b *bodyHasher) Write(p []byte) (int, error) {
 func plainRelaxed(line []byte) bool {
 	// Three vectorized searches beat one branchy loop over the bytes.
 	return line[len(line)-1] != ' ' && bytes.IndexByte(line, '\t') < 0 &&
-		bytes.IndexByte(line, '\r') < 0 && bytes.Index(line, doubleSpace) < 0
+		bytes.IndexByte(line, '\r') < 0 && !bytes.Contains(line, doubleSpace)
 }
 
 var doubleSpace = []byte("  ")
