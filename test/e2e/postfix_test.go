@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/smtp"
 	"net/textproto"
 	"os"
 	"os/exec"
@@ -189,37 +188,11 @@ postlog    unix-dgram n - n - 1 postlogd
 	}
 }
 
-// send delivers one message from source IP src; it returns the error of
-// the first SMTP command that failed.
+// send delivers a generated message with that subject from source IP
+// src; it returns the error of the first SMTP command that failed.
 func send(smtpAddr, src, helo, from, to, subject string) error {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
-	conn, err := d.Dial("tcp", smtpAddr)
-	if err != nil {
-		return err
-	}
-	c, err := smtp.NewClient(conn, "mx.rcpt.test")
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.Hello(helo); err != nil {
-		return err
-	}
-	if err := c.Mail(from); err != nil {
-		return err
-	}
-	if err := c.Rcpt(to); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: <%d@example.test>\r\n\r\nhello\r\n", from, to, subject, time.Now().UnixNano())
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
+	msg := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: <%d@example.test>\r\n\r\nhello\r\n", from, to, subject, time.Now().UnixNano())
+	return sendMessage(smtpAddr, src, helo, from, to, msg)
 }
 
 // delivered waits for a message with subject in the Maildir.
