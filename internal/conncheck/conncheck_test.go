@@ -2,7 +2,6 @@ package conncheck
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -35,9 +34,7 @@ func TestIPRev(t *testing.T) {
 			t.Errorf("%s: %+v, want %s %s", tc.ip, got, tc.result, tc.name)
 		}
 	}
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	defer pc.Close()
-	silent := &dnsx.Client{Servers: []string{pc.LocalAddr().String()}, Timeout: 50 * time.Millisecond, Attempts: 1}
+	silent := &dnsx.Client{Servers: []string{labtest.Silent(t)}, Timeout: 50 * time.Millisecond, Attempts: 1}
 	if got := CheckIPRev(context.Background(), silent, netip.MustParseAddr("192.0.2.1")); got.Result != "temperror" {
 		t.Errorf("DNS timeout: %+v", got)
 	}

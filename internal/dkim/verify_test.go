@@ -11,6 +11,7 @@ import (
 
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labdns"
+	"mailwall/internal/labtest"
 )
 
 // vectorDNS serves the RFC examples' keys (testdata/dkim/*.zone).
@@ -162,7 +163,7 @@ func TestSignatureProblems(t *testing.T) {
 }
 
 func TestDNSTimeoutIsTempError(t *testing.T) {
-	v := &Verifier{Resolver: &dnsx.Client{Servers: []string{silentUDP(t)}, Timeout: 50 * time.Millisecond, Attempts: 1}}
+	v := &Verifier{Resolver: &dnsx.Client{Servers: []string{labtest.Silent(t)}, Timeout: 50 * time.Millisecond, Attempts: 1}}
 	r := verifyString(t, v, readVector(t, "rfc6376-a2.eml"))[0]
 	if r.Status != TempError {
 		t.Errorf("got %s (%s), want temperror", r.Status, r.Reason)

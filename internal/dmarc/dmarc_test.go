@@ -2,7 +2,6 @@ package dmarc
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -151,9 +150,7 @@ func TestPctSampling(t *testing.T) {
 }
 
 func TestDNSTimeoutIsTempError(t *testing.T) {
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	defer pc.Close()
-	e := &Evaluator{Resolver: &dnsx.Client{Servers: []string{pc.LocalAddr().String()}, Timeout: 50 * time.Millisecond, Attempts: 1}}
+	e := &Evaluator{Resolver: &dnsx.Client{Servers: []string{labtest.Silent(t)}, Timeout: 50 * time.Millisecond, Attempts: 1}}
 	if r := e.Evaluate(context.Background(), Input{FromDomains: []string{"example.test"}}); r.Result != TempError {
 		t.Errorf("got %+v, want temperror", r)
 	}

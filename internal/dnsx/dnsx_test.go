@@ -3,7 +3,6 @@ package dnsx_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -164,26 +163,8 @@ func TestCacheBounded(t *testing.T) {
 	}
 }
 
-// silentServer reads UDP queries and never answers: a DNS timeout.
-func silentServer(t *testing.T) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
-				return
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 func TestTimeoutIsTemporaryAndNotCached(t *testing.T) {
-	c := &dnsx.Client{Servers: []string{silentServer(t)}, Timeout: 100 * time.Millisecond, Attempts: 2}
+	c := &dnsx.Client{Servers: []string{labtest.Silent(t)}, Timeout: 100 * time.Millisecond, Attempts: 2}
 	cache := dnsx.NewCache(c, dnsx.CacheOptions{})
 	start := time.Now()
 	_, err := cache.Query(context.Background(), "example.test", dns.TypeTXT)
@@ -203,7 +184,7 @@ func TestNextServerAfterFailure(t *testing.T) {
 	// A lab server for another zone REFUSES example.test: the client must
 	// move on to the next server, as it must after a silent one.
 	refusing := labServer(t)
-	c := &dnsx.Client{Servers: []string{silentServer(t), refusing.Addr(), good.Addr()}, Timeout: 100 * time.Millisecond, Attempts: 1}
+	c := &dnsx.Client{Servers: []string{labtest.Silent(t), refusing.Addr(), good.Addr()}, Timeout: 100 * time.Millisecond, Attempts: 1}
 	a, err := c.Query(context.Background(), "www.example.test", dns.TypeA)
 	if err != nil || len(a.Records) != 1 || a.Server != good.Addr() {
 		t.Fatalf("answer %+v err %v, want one from %s", a, err, good.Addr())
@@ -215,7 +196,7 @@ func TestNextServerAfterFailure(t *testing.T) {
 }
 
 func TestContextCancelStopsQuery(t *testing.T) {
-	c := &dnsx.Client{Servers: []string{silentServer(t)}, Timeout: 5 * time.Second, Attempts: 3}
+	c := &dnsx.Client{Servers: []string{labtest.Silent(t)}, Timeout: 5 * time.Second, Attempts: 3}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()

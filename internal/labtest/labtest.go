@@ -6,6 +6,7 @@ package labtest
 import (
 	"context"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -76,4 +77,23 @@ func start(tb testing.TB, s *labdns.Server) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Shutdown(context.Background()) })
+}
+
+// Silent starts a UDP "DNS server" on loopback that reads queries and never
+// answers, and returns its address: every query to it times out.
+func Silent(tb testing.TB) string {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
 }

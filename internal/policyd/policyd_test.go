@@ -132,12 +132,7 @@ func TestAnswers(t *testing.T) {
 
 func TestTempErrorDefer(t *testing.T) {
 	// A DNS server that never answers: SPF temperror.
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	res := &dnsx.Client{Servers: []string{pc.LocalAddr().String()}, Timeout: 50 * time.Millisecond, Attempts: 1}
+	res := &dnsx.Client{Servers: []string{labtest.Silent(t)}, Timeout: 50 * time.Millisecond, Attempts: 1}
 	c := dial(t, "tcp", startPolicyd(t, res, Options{TempErrorDefer: true, HeloReject: RejectNoCheck}))
 	got := c.ask(t, request("127.0.0.2", "mail.example.test", "a@example.test", "1.1"))
 	if !strings.HasPrefix(got, "action=DEFER_IF_PERMIT 4.7.24 Message deferred due to: SPF Temperror") {
