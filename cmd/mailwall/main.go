@@ -43,6 +43,8 @@ Usage:
         print the message with a DKIM-Signature added
   mailwall dkim verify [--dns HOST:PORT] [--json] < message
         check every DKIM signature of a message
+  mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--json]
+        check a domain's SPF, DKIM, DMARC, MX and name servers as receivers see them
 `
 
 // errUsage makes main exit with status 2.
@@ -77,6 +79,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdPostfixConfig(args[1:], stdout, stderr)
 	case "check-message":
 		err = cmdCheckMessage(ctx, args[1:], stdin, stdout, stderr)
+	case "domain":
+		err = cmdDomain(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -225,3 +225,42 @@ func TestPostfixConfigCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestDomainCheckCommand(t *testing.T) {
+	dns := labDNS(t)
+	_, port, _ := net.SplitHostPort(dns)
+	code, out, stderr := runCLI("domain", "check", "example.test", "--dns", dns, "--ns-port", port)
+	for _, want := range []string{
+		"example.test (DNS " + dns + ")\n",
+		"\nSPF\n  pass  example.test: \"v=spf1 ip4:127.0.0.2 -all\"",
+		"\nDMARC\n  pass  _dmarc.example.test: \"v=DMARC1; p=reject\": p=reject\n",
+		"\nMX\n  pass  mail.example.test (127.0.0.2): PTR mail.example.test, which resolves back (FCrDNS)\n",
+		"  pass  ns1.example.test (127.0.0.1): zone transfer (AXFR) refused\n",
+		" 0 fail\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 0 {
+		t.Errorf("exit %d (%s)", code, stderr)
+	}
+	// A domain with no records: failures, exit 1, and JSON that says so.
+	code, out, _ = runCLI("domain", "check", "nothing.example.test", "--dns", dns, "--ns-port", port, "--json")
+	var rep struct {
+		Domain   string
+		Findings []struct{ Section, Status, Message string }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 {
+		t.Fatalf("exit %d, %v:\n%s", code, err, out)
+	}
+	failed := map[string]bool{}
+	for _, f := range rep.Findings {
+		if f.Status == "fail" {
+			failed[f.Section] = true
+		}
+	}
+	if rep.Domain != "nothing.example.test" || !failed["spf"] {
+		t.Errorf("report %+v", rep)
+	}
+}

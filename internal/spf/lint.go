@@ -47,6 +47,18 @@ type LintReport struct {
 	Lookups  int       `json:"lookups"` // DNS-querying terms in the whole tree
 	Voids    int       `json:"void_lookups"`
 	Findings []Finding `json:"findings"`
+	// Tree is the record and every include and redirect target it reaches,
+	// in evaluation order.
+	Tree []TreeNode `json:"tree"`
+}
+
+// TreeNode is one record in the include/redirect tree.
+type TreeNode struct {
+	Depth   int    `json:"depth"`         // 0 for the domain's own record
+	Via     string `json:"via,omitempty"` // "include" or "redirect"
+	Domain  string `json:"domain"`
+	Record  string `json:"record"`  // "" when there is none (an error finding says why)
+	Lookups int    `json:"lookups"` // lookup terms in this record alone
 }
 
 // Lint fetches domain's SPF record and walks its include and redirect tree,
@@ -58,8 +70,8 @@ func Lint(ctx context.Context, r dnsx.Resolver, domain string) LintReport {
 	l := &linter{ctx: ctx, r: r, seen: map[string]bool{}}
 	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
 	rep := LintReport{Domain: domain}
-	rep.Record = l.walk(domain, 0, true)
-	rep.Lookups, rep.Voids, rep.Findings = l.lookups, l.voids, l.findings
+	rep.Record = l.walk(domain, "", 0, true)
+	rep.Lookups, rep.Voids, rep.Findings, rep.Tree = l.lookups, l.voids, l.findings, l.tree
 	if l.lookups > 10 {
 		l.add(SevError, domain, -1, fmt.Sprintf("the record tree needs %d DNS lookups; receivers stop at 10 and return permerror (RFC 7208 §4.6.4)", l.lookups),
 			"flatten includes into ip4:/ip6: ranges or drop senders you no longer use")
@@ -78,6 +90,7 @@ type linter struct {
 	seen           map[string]bool
 	lookups, voids int
 	findings       []Finding
+	tree           []TreeNode
 }
 
 func (l *linter) add(sev Severity, domain string, pos int, msg, fix string) {
@@ -85,7 +98,16 @@ func (l *linter) add(sev Severity, domain string, pos int, msg, fix string) {
 }
 
 // walk lints the record at domain and its includes; it returns the record.
-func (l *linter) walk(domain string, depth int, top bool) string {
+func (l *linter) walk(domain, via string, depth int, top bool) string {
+	node := len(l.tree)
+	l.tree = append(l.tree, TreeNode{Depth: depth, Via: via, Domain: domain})
+	rec := l.fetch(domain, depth, top, node)
+	l.tree[node].Record = rec
+	return rec
+}
+
+// fetch looks up and lints the record of tree node node.
+func (l *linter) fetch(domain string, depth int, top bool, node int) string {
 	if l.seen[domain] {
 		l.add(SevError, domain, -1, "include/redirect loop", "remove the include that points back")
 		return ""
@@ -141,11 +163,12 @@ func (l *linter) walk(domain string, depth int, top bool) string {
 		l.add(SevError, domain, pos, err.Error(), "")
 		return records[0]
 	}
-	l.lintRecord(domain, rec, depth, top)
+	l.lintRecord(domain, rec, depth, top, node)
 	return records[0]
 }
 
-func (l *linter) lintRecord(domain string, rec *Record, depth int, top bool) {
+func (l *linter) lintRecord(domain string, rec *Record, depth int, top bool, node int) {
+	count := func() { l.lookups++; l.tree[node].Lookups++ }
 	hasAll := false
 	for _, d := range rec.Directives {
 		if hasAll {
@@ -165,16 +188,16 @@ func (l *linter) lintRecord(domain string, rec *Record, depth int, top bool) {
 				l.add(SevWarn, domain, rec.Redirect.Pos, "redirect= is ignored because the record has \"all\"", "remove one of them")
 			}
 		case "ptr":
-			l.lookups++
+			count()
 			l.add(SevWarn, domain, d.Pos, "\"ptr\" is slow and unreliable; RFC 7208 §5.5 says not to use it", "list the addresses with ip4:/ip6: or use a")
 		case "include":
-			l.lookups++
+			count()
 			if d.domain.hasMacros() {
 				continue
 			}
-			l.walk(l.target(d.domain), depth+1, false)
+			l.walk(l.target(d.domain), "include", depth+1, false)
 		case "a", "mx", "exists":
-			l.lookups++
+			count()
 			if d.domain.hasMacros() {
 				continue
 			}
@@ -186,9 +209,9 @@ func (l *linter) lintRecord(domain string, rec *Record, depth int, top bool) {
 		}
 	}
 	if rec.Redirect != nil && !hasAll {
-		l.lookups++
+		count()
 		if !rec.Redirect.spec.hasMacros() {
-			l.walk(l.target(rec.Redirect.spec), depth+1, false)
+			l.walk(l.target(rec.Redirect.spec), "redirect", depth+1, false)
 		}
 	}
 	if top && !hasAll && rec.Redirect == nil {

@@ -169,6 +169,17 @@ func TestLint(t *testing.T) {
 	if rep := Lint(context.Background(), r, "good.lint.example.test"); len(rep.Findings) != 0 || rep.Lookups != 1 {
 		t.Errorf("good record: %+v", rep)
 	}
+	// The include tree: the top record with its one lookup per include,
+	// then each include at depth 1 with its own "a".
+	rep := Lint(context.Background(), r, "many.lint.example.test")
+	if len(rep.Tree) != 12 || rep.Tree[0].Lookups != 11 || rep.Tree[0].Depth != 0 {
+		t.Fatalf("tree %+v", rep.Tree)
+	}
+	for i, n := range rep.Tree[1:] {
+		if n.Depth != 1 || n.Via != "include" || n.Domain != includes[i] || n.Lookups != 1 || !strings.HasPrefix(n.Record, "v=spf1 a:") {
+			t.Errorf("node %d: %+v", i+1, n)
+		}
+	}
 }
 
 func TestTimeoutIsTempError(t *testing.T) {
