@@ -45,6 +45,9 @@ Usage:
         check every DKIM signature of a message
   mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--json]
         check a domain's SPF, DKIM, DMARC, MX and name servers as receivers see them
+  mailwall send-test --from ADDR --to ADDR --server HOST:PORT [--source-ip IP] [--helo NAME]
+                     [--sign-domain D --selector S --key FILE] [--subject S] [--tls-insecure]
+        send a well-formed (and signed) test message and print the SMTP dialogue
 `
 
 // errUsage makes main exit with status 2.
@@ -81,6 +84,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdCheckMessage(ctx, args[1:], stdin, stdout, stderr)
 	case "domain":
 		err = cmdDomain(ctx, args[1:], stdout, stderr)
+	case "send-test":
+		err = cmdSendTest(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

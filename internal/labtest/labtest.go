@@ -97,3 +97,17 @@ func Silent(tb testing.TB) string {
 	}()
 	return pc.LocalAddr().String()
 }
+
+// LabZones parses the project's lab zones, to serve them with others:
+// Serve(tb, append(LabZones(tb), Zone(tb, ...))...).
+func LabZones(tb testing.TB) []*labdns.Zone {
+	var zones []*labdns.Zone
+	for _, f := range LabZoneFiles(tb) {
+		z, err := labdns.ParseZoneFile(f, "")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		zones = append(zones, z)
+	}
+	return zones
+}

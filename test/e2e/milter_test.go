@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/smtp"
@@ -217,6 +218,29 @@ checks:
 		got := verifySigned(t, "milter-auth")
 		if !strings.Contains(got, "smtp.auth=alice@example.test") {
 			t.Errorf("no auth result in the delivered copy:\n%s", got)
+		}
+	})
+
+	t.Run("mailwall send-test: signed, delivered, dkim=pass", func(t *testing.T) {
+		out, err := exec.Command(bin, "send-test", "--from", "alice@example.test", "--to", "bob@rcpt.test", "--server", smtpAddr,
+			"--source-ip", "127.0.0.2", "--helo", "mail.example.test", "--selector", "e2e", "--key", priv, "--subject", "milter-sendtest").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "C: MAIL FROM:<alice@example.test>") || !strings.Contains(string(out), "accepted: 250") {
+			t.Fatalf("send-test: %v\n%s", err, out)
+		}
+		got := delivered(t, maildir, "milter-sendtest")
+		for _, want := range []string{"dkim=pass header.d=example.test header.s=e2e", "dmarc=pass", "MIME-Version: 1.0"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("delivered message lacks %q:\n%s", want, got)
+			}
+		}
+	})
+
+	t.Run("mailwall send-test: refused spoof exits 1 with the reply", func(t *testing.T) {
+		out, err := exec.Command(bin, "send-test", "--from", "alice@example.test", "--to", "bob@rcpt.test", "--server", smtpAddr,
+			"--source-ip", "127.0.0.3", "--helo", "stranger.example.org").CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "refused: 550 5.7.1") {
+			t.Fatalf("send-test: %v\n%s", err, out)
 		}
 	})
 
