@@ -48,6 +48,9 @@ Usage:
   mailwall send-test --from ADDR --to ADDR --server HOST:PORT [--source-ip IP] [--helo NAME]
                      [--sign-domain D --selector S --key FILE] [--subject S] [--tls-insecure]
         send a well-formed (and signed) test message and print the SMTP dialogue
+  mailwall lab [run] LABFILE [--dir DIR]
+        a mail lab on loopback from a lab file: keys, zones, lab DNS, a receiving MX;
+        "run" sends every host's test messages and prints what the MX concluded
 `
 
 // errUsage makes main exit with status 2.
@@ -86,6 +89,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdDomain(ctx, args[1:], stdout, stderr)
 	case "send-test":
 		err = cmdSendTest(ctx, args[1:], stdout, stderr)
+	case "lab":
+		err = cmdLab(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

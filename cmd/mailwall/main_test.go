@@ -264,3 +264,41 @@ func TestDomainCheckCommand(t *testing.T) {
 		t.Errorf("report %+v", rep)
 	}
 }
+
+func TestLabRunCommand(t *testing.T) {
+	dir := t.TempDir()
+	code, out, stderr := runCLI("lab", "run", "../../examples/lab.yaml", "--dir", dir, "--dns", "127.0.0.1:0", "--mx-port", "0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 7 || !strings.HasPrefix(lines[0], "HOST") {
+		t.Fatalf("table:\n%s", out)
+	}
+	for _, want := range [][]string{
+		{"mail.example.test", "alice@example.test", "pass  pass  pass", "accept", "250 "},
+		{"work.example.test", "alice@example.test", "fail  none  fail", "reject", "550 5.7.1 Rejected by DMARC policy for example.test"},
+		{"mail.amozonjp-update.test", "update-account@amozonjp-update.test", "pass  pass  pass", "accept", "250 "},
+	} {
+		found := false
+		for _, l := range lines {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(l, w)
+			}
+			found = found || (ok && strings.HasPrefix(l, want[0]))
+		}
+		if !found {
+			t.Errorf("no row with %q in:\n%s", want, out)
+		}
+	}
+	// A second run reuses the keys.
+	before, _ := os.ReadFile(filepath.Join(dir, "keys", "example.test", "mail.private"))
+	if code, _, stderr := runCLI("lab", "run", "../../examples/lab.yaml", "--dir", dir, "--dns", "127.0.0.1:0", "--mx-port", "0", "--json"); code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, stderr)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "keys", "example.test", "mail.private"))
+	if len(before) == 0 || !bytes.Equal(before, after) {
+		t.Error("the second run replaced the key")
+	}
+}

@@ -1,0 +1,221 @@
+// Package lab builds a mail lab on one machine from a small lab file:
+// domains with their sending hosts on 127.0.0.x addresses, SPF and DMARC
+// policies, DKIM selectors. It generates the keys, writes forward and
+// reverse zone files, serves them with the lab DNS server, runs a receiving
+// MX with the receive pipeline, and sends a matrix of test messages from
+// every host, so an admin sees what a strict receiver concludes about each.
+package lab
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// File is a lab file.
+type File struct {
+	// DNS is where the lab DNS server listens ("127.0.0.1:5380").
+	DNS string `yaml:"dns"`
+	MX  MX     `yaml:"mx"`
+	// Domains send mail; each has its hosts.
+	Domains []Domain `yaml:"domains"`
+	// Messages to send; when empty, every host sends as every domain.
+	Messages []Case `yaml:"messages"`
+}
+
+// MX is the receiving server: the pipeline behind a built-in SMTP server.
+type MX struct {
+	Name   string `yaml:"name"`   // its host name, in Domain ("mx.rcpt.test")
+	Domain string `yaml:"domain"` // the domain it receives for ("rcpt.test")
+	IP     string `yaml:"ip"`     // a loopback address
+	Port   int    `yaml:"port"`   // 0 picks a free one
+}
+
+// Domain is a sending domain.
+type Domain struct {
+	Name   string `yaml:"name"`
+	SPF    string `yaml:"spf"`
+	DMARC  string `yaml:"dmarc"`
+	Sender string `yaml:"sender"` // local part of the test sender; default "info"
+	DKIM   []Key  `yaml:"dkim"`
+	Hosts  []Host `yaml:"hosts"`
+}
+
+// Key is a DKIM selector of a domain; its key is generated.
+type Key struct {
+	Selector  string `yaml:"selector"`
+	Algorithm string `yaml:"algorithm"` // rsa (default) or ed25519
+	Bits      int    `yaml:"bits"`      // RSA; default 2048
+}
+
+// Host is a sending host of a domain: <name>.<domain> at a loopback IP.
+type Host struct {
+	Name string `yaml:"name"`
+	IP   string `yaml:"ip"`
+	// Sign: the host signs its domain's mail with the first DKIM key.
+	Sign bool `yaml:"sign"`
+}
+
+// Case is one message of the matrix: a host sends, claiming a domain.
+type Case struct {
+	Host string `yaml:"host"` // a host's full name ("work.example.test")
+	From string `yaml:"from"` // the address claimed (envelope and From:)
+}
+
+// FQDN is the host's full name.
+func (h Host) FQDN(d Domain) string { return h.Name + "." + d.Name }
+
+// Parse reads a lab file; unknown keys and inconsistent values are errors
+// with their place.
+func Parse(data []byte) (*File, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("lab file: %w", err)
+	}
+	if err := f.validate(); err != nil {
+		return nil, fmt.Errorf("lab file: %w", err)
+	}
+	return &f, nil
+}
+
+// Load reads a lab file from disk.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+func (f *File) validate() error {
+	if f.DNS == "" {
+		f.DNS = "127.0.0.1:5380"
+	}
+	if f.MX.Name == "" || f.MX.Domain == "" {
+		return errors.New("mx: name and domain are required")
+	}
+	if !strings.HasSuffix(f.MX.Name, "."+f.MX.Domain) {
+		return fmt.Errorf("mx: %s is not inside %s", f.MX.Name, f.MX.Domain)
+	}
+	if f.MX.IP == "" {
+		f.MX.IP = "127.0.0.1"
+	}
+	seenIP := map[string]string{}
+	for _, ip := range []string{f.MX.IP} {
+		if err := loopback(ip); err != nil {
+			return fmt.Errorf("mx: %w", err)
+		}
+	}
+	if len(f.Domains) == 0 {
+		return errors.New("no domains")
+	}
+	hosts := map[string]bool{}
+	for i := range f.Domains {
+		d := &f.Domains[i]
+		d.Name = strings.ToLower(strings.TrimSuffix(d.Name, "."))
+		if !strings.Contains(d.Name, ".") {
+			return fmt.Errorf("domain %q: need a name with a dot, such as example.test", d.Name)
+		}
+		if d.Sender == "" {
+			d.Sender = "info"
+		}
+		if len(d.Hosts) == 0 {
+			return fmt.Errorf("domain %s: no hosts", d.Name)
+		}
+		for j := range d.DKIM {
+			k := &d.DKIM[j]
+			if k.Selector == "" {
+				return fmt.Errorf("domain %s: a DKIM key without selector", d.Name)
+			}
+			switch k.Algorithm {
+			case "":
+				k.Algorithm = "rsa"
+			case "rsa", "ed25519":
+			default:
+				return fmt.Errorf("domain %s: DKIM algorithm %q (rsa or ed25519)", d.Name, k.Algorithm)
+			}
+			if k.Algorithm == "rsa" && k.Bits == 0 {
+				k.Bits = 2048
+			}
+		}
+		for _, h := range d.Hosts {
+			if err := loopback(h.IP); err != nil {
+				return fmt.Errorf("host %s: %w", h.FQDN(*d), err)
+			}
+			if other, ok := seenIP[h.IP]; ok {
+				return fmt.Errorf("host %s: address %s is %s's already", h.FQDN(*d), h.IP, other)
+			}
+			seenIP[h.IP] = h.FQDN(*d)
+			if h.Sign && len(d.DKIM) == 0 {
+				return fmt.Errorf("host %s signs, but %s has no dkim key", h.FQDN(*d), d.Name)
+			}
+			hosts[h.FQDN(*d)] = true
+		}
+	}
+	for _, c := range f.Messages {
+		if !hosts[c.Host] {
+			return fmt.Errorf("message from %s: no such host", c.Host)
+		}
+		if !strings.Contains(c.From, "@") {
+			return fmt.Errorf("message from %s: from %q is not an address", c.Host, c.From)
+		}
+	}
+	return nil
+}
+
+// loopback checks that a lab address stays on this machine.
+func loopback(s string) error {
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", s, err)
+	}
+	if !ip.Is4() || !ip.IsLoopback() {
+		return fmt.Errorf("address %s is not in 127.0.0.0/8: a lab stays on this machine", ip)
+	}
+	return nil
+}
+
+// Cases returns the messages to send: the file's, or every host sending as
+// every domain.
+func (f *File) Cases() []Case {
+	if len(f.Messages) > 0 {
+		return f.Messages
+	}
+	var cases []Case
+	for _, d := range f.Domains {
+		for _, h := range d.Hosts {
+			for _, claimed := range f.Domains {
+				cases = append(cases, Case{Host: h.FQDN(d), From: claimed.Sender + "@" + claimed.Name})
+			}
+		}
+	}
+	return cases
+}
+
+// host finds a host by its full name.
+func (f *File) host(fqdn string) (Domain, Host, bool) {
+	for _, d := range f.Domains {
+		if i := slices.IndexFunc(d.Hosts, func(h Host) bool { return h.FQDN(d) == fqdn }); i >= 0 {
+			return d, d.Hosts[i], true
+		}
+	}
+	return Domain{}, Host{}, false
+}
+
+// keyPath is where a selector's private key lives under the lab directory.
+func keyPath(dir string, d Domain, k Key) string {
+	return filepath.Join(dir, "keys", d.Name, k.Selector+".private")
+}

@@ -1,0 +1,100 @@
+package lab
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"mailwall/internal/conncheck"
+	"mailwall/internal/dkim"
+	"mailwall/internal/dmarc"
+	"mailwall/internal/dnsx"
+	"mailwall/internal/spf"
+	"mailwall/internal/verdict"
+)
+
+func pipeline(res dnsx.Resolver) (*verdict.Checker, error) {
+	s25r, err := conncheck.NewS25R(nil, nil, nil)
+	return &verdict.Checker{Resolver: res, AuthServID: "mx.rcpt.test", Policy: verdict.DefaultPolicy(), S25R: s25r,
+		SPF: &spf.Checker{Resolver: res}, DKIM: &dkim.Verifier{Resolver: res}, DMARC: &dmarc.Evaluator{Resolver: res}}, err
+}
+
+// exampleFile is examples/lab.yaml on free ports.
+func exampleFile(t *testing.T) *File {
+	f, err := Load(filepath.Join("..", "..", "examples", "lab.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.DNS, f.MX.Port = "127.0.0.1:0", 0
+	return f
+}
+
+// TestExampleLab replays the story of examples/lab.yaml: the domain's own
+// host passes, its other host and the look-alike's host claiming it are
+// rejected, and the look-alike itself passes authentication.
+func TestExampleLab(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Start(exampleFile(t), Options{Dir: dir, Pipeline: pipeline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rows, err := l.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type want struct{ spf, dkim, dmarc, action, reply string }
+	expect := map[string]want{
+		"mail.example.test as alice@example.test":                          {"pass", "pass", "pass", "accept", "250 "},
+		"mail.example.test as update-account@amozonjp-update.test":         {"fail", "none", "fail", "accept", "250 "},
+		"work.example.test as alice@example.test":                          {"fail", "none", "fail", "reject", "550 5.7.1"},
+		"work.example.test as update-account@amozonjp-update.test":         {"fail", "none", "fail", "accept", "250 "},
+		"mail.amozonjp-update.test as alice@example.test":                  {"fail", "none", "fail", "reject", "550 5.7.1"},
+		"mail.amozonjp-update.test as update-account@amozonjp-update.test": {"pass", "pass", "pass", "accept", "250 "},
+	}
+	if len(rows) != len(expect) {
+		t.Errorf("%d rows, want %d", len(rows), len(expect))
+	}
+	for _, r := range rows {
+		key := r.Host + " as " + r.From
+		w, ok := expect[key]
+		if !ok {
+			t.Errorf("unexpected row %+v", r)
+			continue
+		}
+		if r.SPF != w.spf || r.DKIM != w.dkim || r.DMARC != w.dmarc || r.Action != w.action || !strings.HasPrefix(r.Reply, w.reply) {
+			t.Errorf("%s: spf=%s dkim=%s dmarc=%s %s %q; want %+v (reasons %v)", key, r.SPF, r.DKIM, r.DMARC, r.Action, r.Reply, w, r.Reasons)
+		}
+	}
+	var b strings.Builder
+	WriteTable(&b, rows)
+	if !strings.Contains(b.String(), "HOST") || !strings.Contains(b.String(), "work.example.test") {
+		t.Errorf("table:\n%s", b.String())
+	}
+	// Keys are private, and kept for the next run.
+	fi, err := os.Stat(filepath.Join(dir, "keys", "example.test", "mail.private"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file: %v %v", fi, err)
+	}
+	accepted, _ := os.ReadDir(filepath.Join(dir, "Maildir", "new"))
+	if len(accepted) != 4 {
+		t.Errorf("%d messages stored, want the 4 accepted", len(accepted))
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"mx: {name: mx.rcpt.test, domain: rcpt.test}\ndomains: [{name: a.test, hosts: [{name: m, ip: 192.0.2.1}]}]\n", "not in 127.0.0.0/8"},
+		{"mx: {name: mx.rcpt.test, domain: rcpt.test}\ndomains: [{name: a.test, hosts: [{name: m, ip: 127.0.0.2, sign: true}]}]\n", "has no dkim key"},
+		{"mx: {name: mx.rcpt.test, domain: rcpt.test}\ndomains: [{name: a.test, hosts: [{name: m, ip: 127.0.0.2}, {name: n, ip: 127.0.0.2}]}]\n", "is m.a.test's already"},
+		{"mx: {name: mx.rcpt.test, domain: rcpt.test}\ndomains: [{name: a.test, hostz: []}]\n", "field hostz not found"},
+		{"mx: {name: mx.other.test, domain: rcpt.test}\ndomains: []\n", "not inside rcpt.test"},
+		{"mx: {name: mx.rcpt.test, domain: rcpt.test}\ndomains: [{name: a.test, dkim: [{selector: s, algorithm: dsa}], hosts: [{name: m, ip: 127.0.0.2}]}]\n", "DKIM algorithm"},
+	} {
+		if _, err := Parse([]byte(tc.text)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want an error with %q", tc.text, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"mailwall/internal/dkim"
+	"mailwall/internal/dnsx"
+	"mailwall/internal/labdns"
+	"mailwall/internal/receiver"
+	"mailwall/internal/sendtest"
+	"mailwall/internal/verdict"
+)
+
+// Options are what Start needs besides the lab file.
+type Options struct {
+	Dir string // where keys, zones and the Maildir go
+	// Pipeline builds the MX's receive pipeline on the lab's resolver.
+	Pipeline func(dnsx.Resolver) (*verdict.Checker, error)
+	Logger   *slog.Logger
+}
+
+// Lab is a running lab: DNS and the MX.
+type Lab struct {
+	File     *File
+	Dir      string
+	DNS      *labdns.Server
+	MX       *receiver.Server
+	Resolver dnsx.Resolver
+
+	mu   sync.Mutex
+	last *receiver.Delivery
+}
+
+// Start builds the lab under opts.Dir and starts its DNS server and MX.
+func Start(f *File, opts Options) (*Lab, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	files, err := f.Build(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	cfg := labdns.Config{Listen: f.DNS, Logger: opts.Logger}
+	for _, p := range files {
+		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: p})
+	}
+	dns, err := labdns.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	if err := dns.Start(); err != nil {
+		return nil, fmt.Errorf("lab: dns: %w", err)
+	}
+	l := &Lab{File: f, Dir: opts.Dir, DNS: dns}
+	// The MX asks the lab DNS server and nothing else.
+	l.Resolver = dnsx.NewCache(&dnsx.Client{Servers: []string{dns.Addr()}, Timeout: 2 * time.Second}, dnsx.CacheOptions{})
+	pipe, err := opts.Pipeline(l.Resolver)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("lab: pipeline: %w", err)
+	}
+	l.MX, err = receiver.Listen(receiver.Config{
+		Addr:     net.JoinHostPort(f.MX.IP, strconv.Itoa(f.MX.Port)),
+		Hostname: f.MX.Name,
+		Maildir:  filepath.Join(opts.Dir, "Maildir"),
+		Domains:  []string{f.MX.Domain},
+		Pipeline: pipe,
+		Logger:   opts.Logger,
+		OnDelivery: func(d receiver.Delivery) {
+			l.mu.Lock()
+			l.last = &d
+			l.mu.Unlock()
+		},
+	})
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("lab: mx: %w", err)
+	}
+	go l.MX.Serve()
+	return l, nil
+}
+
+// Close stops the MX and the DNS server.
+func (l *Lab) Close() {
+	if l.MX != nil {
+		l.MX.Close()
+	}
+	l.DNS.Shutdown(context.Background())
+}
+
+// Row is one line of the lab table.
+type Row struct {
+	Host     string   `json:"host"`
+	IP       string   `json:"ip"`
+	MailFrom string   `json:"mail_from"`
+	From     string   `json:"from"`
+	SPF      string   `json:"spf"`
+	DKIM     string   `json:"dkim"`
+	DMARC    string   `json:"dmarc"`
+	Action   string   `json:"action"`
+	Reply    string   `json:"reply"` // the SMTP reply to the message
+	Reasons  []string `json:"reasons,omitempty"`
+}
+
+// Run sends every case from its host, signed when the host signs for the
+// claimed domain, and returns what the MX concluded about each.
+func (l *Lab) Run(ctx context.Context) ([]Row, error) {
+	var rows []Row
+	for _, c := range l.File.Cases() {
+		row, err := l.send(ctx, c)
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+func (l *Lab) send(ctx context.Context, c Case) (Row, error) {
+	d, h, _ := l.File.host(c.Host)
+	claimed := c.From[strings.LastIndexByte(c.From, '@')+1:]
+	m := sendtest.Message{From: c.From, To: "postmaster@" + l.File.MX.Domain, Subject: fmt.Sprintf("lab: %s as %s", c.Host, claimed)}
+	// A host signs only for its own domain: it holds no other key.
+	if h.Sign && strings.EqualFold(claimed, d.Name) {
+		k := d.DKIM[0]
+		key, err := dkim.LoadPrivateKey(keyPath(l.Dir, d, k))
+		if err != nil {
+			return Row{}, err
+		}
+		m.Domain, m.Selector, m.Key = d.Name, k.Selector, key
+	}
+	msg, err := sendtest.Build(m)
+	if err != nil {
+		return Row{}, err
+	}
+	l.mu.Lock()
+	l.last = nil
+	l.mu.Unlock()
+	res, err := sendtest.Send(ctx, sendtest.Options{Server: l.MX.Addr(), SourceIP: netip.MustParseAddr(h.IP), Helo: c.Host, NoTLS: true, Timeout: 30 * time.Second}, c.From, m.To, msg)
+	if err != nil {
+		return Row{}, fmt.Errorf("lab: %s: %w", c.Host, err)
+	}
+	row := Row{Host: c.Host, IP: h.IP, MailFrom: c.From, From: c.From, Action: "refused", Reply: fmt.Sprintf("%d %s", res.Code, firstLine(res.Reply))}
+	l.mu.Lock()
+	last := l.last
+	l.mu.Unlock()
+	if last != nil {
+		r := last.Result
+		row.SPF, row.DMARC, row.Action, row.Reasons = string(r.SPF.Result), r.DMARC.Result, string(r.Action), r.Reasons
+		row.DKIM = "none"
+		for _, s := range r.DKIM {
+			row.DKIM = string(s.Status)
+			if s.Status == dkim.Pass {
+				break
+			}
+		}
+	}
+	return row, nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// WriteTable prints rows as an aligned table.
+func WriteTable(w io.Writer, rows []Row) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tIP\tFROM\tSPF\tDKIM\tDMARC\tACTION\tREPLY")
+	for _, r := range rows {
+		from := r.MailFrom
+		if r.From != r.MailFrom {
+			from += " / " + r.From
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.IP, from, dash(r.SPF), dash(r.DKIM), dash(r.DMARC), r.Action, r.Reply)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
