@@ -51,6 +51,8 @@ Usage:
   mailwall lab [run] LABFILE [--dir DIR]
         a mail lab on loopback from a lab file: keys, zones, lab DNS, a receiving MX;
         "run" sends every host's test messages and prints what the MX concluded
+  mailwall dns query NAME [TYPE] | mailwall dns flush [NAME]
+        ask the running daemon what its DNS cache holds (remaining TTLs), or drop it
 `
 
 // errUsage makes main exit with status 2.
@@ -91,6 +93,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdSendTest(ctx, args[1:], stdout, stderr)
 	case "lab":
 		err = cmdLab(ctx, args[1:], stdout, stderr)
+	case "dns":
+		err = cmdDNS(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

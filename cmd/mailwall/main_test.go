@@ -101,8 +101,10 @@ func TestServeAnswersAndStops(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	cfg := filepath.Join(t.TempDir(), "mailwall.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: error\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\"]\n  skip_addresses: []\nmilter:\n  listen: []\n", dns, addr)), 0o644)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mailwall.yaml")
+	sock := filepath.Join(dir, "run", "admin.sock")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: error\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\"]\n  skip_addresses: []\nmilter:\n  listen: []\nadmin:\n  socket: %q\n", dns, addr, sock)), 0o644)
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
@@ -125,6 +127,25 @@ func TestServeAnswersAndStops(t *testing.T) {
 	c.Close()
 	if !strings.HasPrefix(ans, "action=550 5.7.23 ") {
 		t.Errorf("answer %q", ans)
+	}
+
+	// The admin socket: owner only; it shows what the check left in the
+	// cache, with the time left, and forgets it on flush.
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin socket: %v %v", fi, err)
+	}
+	code, out, errs := runCLI("dns", "query", "example.test", "TXT", "--socket", sock)
+	if code != 0 || !strings.HasPrefix(out, "example.test. TXT: noerror (from the cache, ") || !strings.Contains(out, "IN\tTXT\t\"v=spf1 ip4:127.0.0.2 -all\"") {
+		t.Errorf("dns query: exit %d %q %q", code, out, errs)
+	}
+	if code, out, _ := runCLI("dns", "flush", "example.test", "--socket", sock); code != 0 || !strings.HasPrefix(out, "flushed example.test. (") || strings.HasPrefix(out, "flushed example.test. (0 ") {
+		t.Errorf("dns flush: exit %d %q", code, out)
+	}
+	if code, out, _ := runCLI("dns", "query", "example.test", "TXT", "--socket", sock); code != 0 || !strings.Contains(out, "(not cached before; fetched now, kept for 300s)") {
+		t.Errorf("dns query after flush: exit %d %q", code, out)
+	}
+	if code, out, _ := runCLI("dns", "flush", "--socket", sock, "--json"); code != 0 || !strings.Contains(out, `"entries"`) {
+		t.Errorf("dns flush all: exit %d %q", code, out)
 	}
 	cancel()
 	select {

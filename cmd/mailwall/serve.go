@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"mailwall/internal/admin"
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/milter"
@@ -80,6 +81,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if msrv != nil {
 		defer msrv.Shutdown()
+	}
+	if cfg.Admin.Socket != "" {
+		adm := &admin.Server{Cache: resolver, Log: log}
+		if err := adm.Listen(cfg.Admin.Socket); err != nil {
+			// The checks run without it; only "mailwall dns" is lost.
+			log.Warn("admin socket unavailable: mailwall dns query/flush will not reach this daemon", "err", err)
+		} else {
+			fmt.Fprintf(stdout, "mailwall: admin socket %s\n", cfg.Admin.Socket)
+			go func() {
+				if err := adm.Serve(); err != nil {
+					log.Error("admin socket", "err", err)
+				}
+			}()
+			defer adm.Shutdown(context.Background())
+		}
 	}
 	err = waitForStop(ctx, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.

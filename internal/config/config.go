@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -34,6 +35,12 @@ type Config struct {
 	Milter   MilterConfig  `yaml:"milter"`
 	Checks   ChecksConfig  `yaml:"checks"`
 	LabDNS   LabDNSConfig  `yaml:"lab_dns"`
+	Admin    AdminConfig   `yaml:"admin"`
+}
+
+// AdminConfig is the daemon's admin socket.
+type AdminConfig struct {
+	Socket string `yaml:"socket"`
 }
 
 // MilterConfig is the milter listener.
@@ -256,6 +263,7 @@ func (c *Config) Validate() error {
 	for _, l := range c.Milter.Listen {
 		check(strings.HasPrefix(l, "inet:") || strings.HasPrefix(l, "unix:"), "milter.listen: %q must start with inet: or unix:", l)
 	}
+	check(c.Admin.Socket == "" || filepath.IsAbs(c.Admin.Socket), "admin.socket: %q must be an absolute path", c.Admin.Socket)
 	a := c.Checks.Actions
 	for key, v := range map[string]string{"helo_invalid": a.HeloInvalid, "iprev_fail": a.IPRevFail, "s25r": a.S25R, "spf_fail": a.SPFFail,
 		"dmarc_reject": a.DMARCReject, "dmarc_quarantine": a.DMARCQuarantine, "temperror": a.TempError} {

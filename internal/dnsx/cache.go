@@ -139,6 +139,24 @@ func (c *Cache) put(key cacheKey, a *Answer) {
 	}
 }
 
+// Peek returns the cached answer for name and qtype with the time it has
+// left, without asking upstream and without counting a hit: what the cache
+// currently believes.
+func (c *Cache) Peek(name string, qtype uint16) (*Answer, time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[cacheKey{Fqdn(name), qtype}]
+	if !ok {
+		return nil, 0, false
+	}
+	e := el.Value.(*cacheEntry)
+	left := e.expires.Sub(c.opts.Now())
+	if left <= 0 {
+		return nil, 0, false
+	}
+	return e.answer, left, true
+}
+
 // Flush empties the cache.
 func (c *Cache) Flush() {
 	c.mu.Lock()

@@ -84,7 +84,15 @@ func TestCacheHonoursTTL(t *testing.T) {
 		t.Fatalf("first answer %s", got)
 	}
 	s.SetZones(zone(t, "www 60 IN A 127.0.0.2"))
-	clock.Advance(59 * time.Second)
+	clock.Advance(20 * time.Second)
+	// Peek shows what the cache believes and for how long, and is no hit.
+	if a, left, ok := cache.Peek("www.example.test", dns.TypeA); !ok || left != 40*time.Second || a.Records[0].(*dns.A).A.String() != "127.0.0.1" {
+		t.Errorf("Peek after 20s: %v %v %v", a, left, ok)
+	}
+	if _, _, ok := cache.Peek("other.example.test", dns.TypeA); ok {
+		t.Error("Peek found a name never asked")
+	}
+	clock.Advance(39 * time.Second)
 	if got := ip(); got != "127.0.0.1" {
 		t.Errorf("within TTL the cache answered %s, want the cached 127.0.0.1", got)
 	}
