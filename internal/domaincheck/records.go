@@ -23,13 +23,16 @@ func (r *run) dkim(domain string) {
 			selectors = append(selectors, s)
 		}
 	}
+	var unknown []string // common selectors whose lookup failed
 	for _, sel := range selectors {
 		given := slices.Contains(r.c.Selectors, sel)
 		name := sel + "._domainkey." + domain
 		txts, err := dnsx.TXT(r.ctx, r.c.Resolver, name)
 		if err != nil {
-			if given || dnsx.IsTemporary(err) {
+			if given {
 				r.add(SectionDKIM, Fail, name, lookupError("TXT", err), "")
+			} else if dnsx.IsTemporary(err) {
+				unknown = append(unknown, sel)
 			}
 			continue
 		}
@@ -44,6 +47,10 @@ func (r *run) dkim(domain string) {
 			r.add(SectionDKIM, Fail, name, fmt.Sprintf("%d TXT records: verifiers take one at random or fail", len(txts)), "keep one key record per selector")
 		}
 		r.dkimKey(name, txts[0])
+	}
+	if len(unknown) > 0 {
+		r.add(SectionDKIM, Fail, domain, fmt.Sprintf("lookups of the common selectors %s failed temporarily: not checked", strings.Join(unknown, ", ")), "")
+		return
 	}
 	if found == 0 && len(r.c.Selectors) == 0 {
 		r.add(SectionDKIM, Warn, domain, fmt.Sprintf("no key found at the common selectors (%s)", strings.Join(CommonSelectors, ", ")), "give the selector your signer uses with --selector")

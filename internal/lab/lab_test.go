@@ -2,10 +2,12 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dkim"
@@ -97,4 +99,26 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("%q: got %v, want an error with %q", tc.text, err, tc.want)
 		}
 	}
+}
+
+// FuzzParse: any lab file gives a File or an error; what passes validation
+// is usable (every case names a host of the file).
+func FuzzParse(f *testing.F) {
+	data, _ := os.ReadFile(filepath.Join("..", "..", "examples", "lab.yaml"))
+	f.Add(data)
+	f.Add([]byte("mx: {name: mx.r.test, domain: r.test}\ndomains: [{name: a.test, hosts: [{name: m, ip: 127.0.0.9}]}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// A hang is a failure too: the fuzzer itself has no time limit.
+		timer := time.AfterFunc(5*time.Second, func() { panic(fmt.Sprintf("Parse(%q) takes over 5s", data)) })
+		defer timer.Stop()
+		lf, err := Parse(data)
+		if err != nil {
+			return
+		}
+		for _, c := range lf.Cases() {
+			if _, _, ok := lf.host(c.Host); !ok {
+				t.Fatalf("case from unknown host %q", c.Host)
+			}
+		}
+	})
 }
