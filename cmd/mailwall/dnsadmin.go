@@ -23,15 +23,10 @@ func cmdDNS(args []string, stdout, stderr io.Writer) error {
 	socket := fs.String("socket", "", "the daemon's admin socket (default: admin.socket of the config)")
 	cfgPath := fs.String("config", "", "config file")
 	asJSON := fs.Bool("json", false, "print JSON")
-	var pos []string
-	rest := args[1:]
-	for len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		pos, rest = append(pos, rest[0]), rest[1:]
-	}
-	if err := parseFlags(fs, rest); err != nil {
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
 		return err
 	}
-	pos = append(pos, fs.Args()...)
 	if (sub == "query" && (len(pos) < 1 || len(pos) > 2)) || (sub == "flush" && len(pos) > 1) {
 		fmt.Fprintln(stderr, dnsUsage)
 		return errUsage

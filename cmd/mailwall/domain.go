@@ -33,19 +33,15 @@ func cmdDomain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	nsPort := fs.Int("ns-port", 53, "port to ask each authoritative name server on (a lab's lab-dns port)")
 	timeout := fs.Duration("timeout", 3*time.Second, "bound on each query to an authoritative server")
 	asJSON := fs.Bool("json", false, "print JSON")
-	var domain string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		domain, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if domain == "" && fs.NArg() == 1 {
-		domain = fs.Arg(0)
-	} else if domain == "" || fs.NArg() != 0 {
+	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "usage: mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--json]")
 		return errUsage
 	}
+	domain := pos[0]
 	cfg, err := loadConfig(*cfgPath, *dnsFlag)
 	if err != nil {
 		return err

@@ -26,20 +26,15 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	mxPort := fs.Int("mx-port", -1, "MX port, instead of the lab file's (0: a free one)")
 	cfgPath := fs.String("config", "", "mailwall config for the MX's checks (default: embedded)")
 	asJSON := fs.Bool("json", false, "print the table as JSON (lab run)")
-	var path string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		path, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if path == "" && fs.NArg() == 1 {
-		path = fs.Arg(0)
-	} else if path == "" || fs.NArg() != 0 {
+	if len(pos) != 1 {
 		fmt.Fprintln(stderr, labUsage)
 		return errUsage
 	}
-	f, err := lab.Load(path)
+	f, err := lab.Load(pos[0])
 	if err != nil {
 		return err
 	}

@@ -123,6 +123,19 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseArgs parses flags that may follow positional arguments, as in
+// "spf lint example.test --dns ...", and returns the positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	return append(pos, fs.Args()...), nil
+}
+
 // parseFlags parses and maps flag errors to errUsage.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {

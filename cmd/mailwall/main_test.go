@@ -59,6 +59,18 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"spf", "lint"},
 		{"lab-dns"},
 		{"config"},
+		{"spf", "lint", "a.test", "b.test"},
+		{"domain"},
+		{"domain", "check"},
+		{"domain", "check", "a.test", "b.test"},
+		{"domain", "check", "a.test", "--bogus"},
+		{"send-test", "--from", "a@a.test"},
+		{"send-test", "--from", "a@a.test", "--to", "b@b.test", "--server", "127.0.0.1:25", "--key", "k.pem"},
+		{"lab"},
+		{"lab", "run"},
+		{"dns"},
+		{"dns", "query"},
+		{"dns", "flush", "a.test", "b.test"},
 	} {
 		if code, _, _ := runCLI(args...); code != 2 {
 			t.Errorf("mailwall %s: exit %d, want 2", strings.Join(args, " "), code)

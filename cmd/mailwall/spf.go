@@ -71,20 +71,15 @@ func cmdSPFLint(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated")
 	cfgPath := fs.String("config", "", "config file")
 	asJSON := fs.Bool("json", false, "print JSON")
-	// Accept flags after the domain too: "spf lint example.test --dns ...".
-	var domain string
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		domain, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if domain == "" && fs.NArg() == 1 {
-		domain = fs.Arg(0)
-	} else if domain == "" || fs.NArg() != 0 {
+	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "usage: mailwall spf lint DOMAIN [--dns HOST:PORT] [--json]")
 		return errUsage
 	}
+	domain := pos[0]
 	checker, timeout, err := newChecker(*cfgPath, *dnsFlag)
 	if err != nil {
 		return err

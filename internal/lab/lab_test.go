@@ -10,17 +10,15 @@ import (
 	"time"
 
 	"mailwall/internal/conncheck"
-	"mailwall/internal/dkim"
-	"mailwall/internal/dmarc"
 	"mailwall/internal/dnsx"
-	"mailwall/internal/spf"
 	"mailwall/internal/verdict"
 )
 
 func pipeline(res dnsx.Resolver) (*verdict.Checker, error) {
-	s25r, err := conncheck.NewS25R(nil, nil, nil)
-	return &verdict.Checker{Resolver: res, AuthServID: "mx.rcpt.test", Policy: verdict.DefaultPolicy(), S25R: s25r,
-		SPF: &spf.Checker{Resolver: res}, DKIM: &dkim.Verifier{Resolver: res}, DMARC: &dmarc.Evaluator{Resolver: res}}, err
+	c := verdict.New(res, "mx.rcpt.test")
+	var err error
+	c.S25R, err = conncheck.NewS25R(nil, nil, nil)
+	return c, err
 }
 
 // exampleFile is examples/lab.yaml on free ports.

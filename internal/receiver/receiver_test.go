@@ -21,12 +21,10 @@ import (
 
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dkim"
-	"mailwall/internal/dmarc"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labtest"
 	"mailwall/internal/receiver"
 	"mailwall/internal/sendtest"
-	"mailwall/internal/spf"
 	"mailwall/internal/verdict"
 )
 
@@ -45,9 +43,8 @@ func lab(t *testing.T) (*receiver.Server, string, *dkim.Signer, func() []receive
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipe := &verdict.Checker{Resolver: res, AuthServID: "mx.rcpt.test", Policy: verdict.DefaultPolicy(),
-		SPF: &spf.Checker{Resolver: res}, DKIM: &dkim.Verifier{Resolver: res}, DMARC: &dmarc.Evaluator{Resolver: res},
-		HeloTables: []*conncheck.RegexpTable{tab}}
+	pipe := verdict.New(res, "mx.rcpt.test")
+	pipe.HeloTables = []*conncheck.RegexpTable{tab}
 	var mu sync.Mutex
 	var got []receiver.Delivery
 	maildir := filepath.Join(t.TempDir(), "Maildir")
@@ -163,8 +160,7 @@ func selfSigned(t *testing.T) tls.Certificate {
 func TestSTARTTLS(t *testing.T) {
 	dns := labtest.Lab(t)
 	res := &dnsx.Client{Servers: []string{dns}, Timeout: time.Second}
-	pipe := &verdict.Checker{Resolver: res, AuthServID: "mx.rcpt.test", Policy: verdict.DefaultPolicy(),
-		SPF: &spf.Checker{Resolver: res}, DKIM: &dkim.Verifier{Resolver: res}, DMARC: &dmarc.Evaluator{Resolver: res}}
+	pipe := verdict.New(res, "mx.rcpt.test")
 	s, err := receiver.Listen(receiver.Config{Addr: "127.0.0.1:0", Hostname: "mx.rcpt.test", Maildir: t.TempDir(), Pipeline: pipe,
 		Logger: slog.New(slog.DiscardHandler), TLS: &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}})
 	if err != nil {

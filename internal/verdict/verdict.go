@@ -79,6 +79,14 @@ func DefaultPolicy() Policy {
 		DMARCReject: Reject, DMARCQuarantine: Quarantine, TempError: TempFail}
 }
 
+// New returns a Checker on res with the default policy and the SPF, DKIM
+// and DMARC checks at their defaults; callers add HELO tables, S25R,
+// internal networks and signers.
+func New(res dnsx.Resolver, authServID string) *Checker {
+	return &Checker{Resolver: res, AuthServID: authServID, Policy: DefaultPolicy(),
+		SPF: &spf.Checker{Resolver: res}, DKIM: &dkim.Verifier{Resolver: res}, DMARC: &dmarc.Evaluator{Resolver: res}}
+}
+
 // Checker runs the pipeline. Resolver and AuthServID are required.
 type Checker struct {
 	Resolver   dnsx.Resolver

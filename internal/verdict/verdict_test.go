@@ -39,12 +39,10 @@ func world(t *testing.T) (*Checker, *dkim.Signer) {
 func newChecker(res dnsx.Resolver) *Checker {
 	tab, _ := conncheck.ParseRegexpTable(strings.NewReader(`/^(.+\.)?desctrl\.com$/ REJECT`+"\n"), "helo_checks")
 	s25r, _ := conncheck.NewS25R(nil, nil, nil)
-	return &Checker{
-		Resolver: res, AuthServID: "mx.rcpt.test", Policy: DefaultPolicy(),
-		SPF: &spf.Checker{Resolver: res}, DKIM: &dkim.Verifier{Resolver: res}, DMARC: &dmarc.Evaluator{Resolver: res},
-		S25R: s25r, HeloTables: []*conncheck.RegexpTable{tab},
-		Internal: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-	}
+	c := New(res, "mx.rcpt.test")
+	c.S25R, c.HeloTables = s25r, []*conncheck.RegexpTable{tab}
+	c.Internal = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	return c
 }
 
 const msg = "From: Alice <alice@example.test>\r\nTo: bob@rcpt.test\r\nSubject: lunch\r\nMessage-ID: <1@example.test>\r\n\r\nHi Bob.\r\n"
