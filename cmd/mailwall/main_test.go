@@ -124,11 +124,16 @@ func TestServeAnswersAndStops(t *testing.T) {
 		done <- run(ctx, []string{"serve", "--config", cfg}, nil, syncPipe{pw}, io.Discard)
 		pw.Close()
 	}()
-	line, _ := bufio.NewReader(pr).ReadString('\n')
-	go io.Copy(io.Discard, pr)
+	br := bufio.NewReader(pr)
+	line, _ := br.ReadString('\n')
 	if !strings.Contains(line, "listening on inet:"+addr) {
 		t.Fatalf("serve said %q", line)
 	}
+	// The admin socket comes up after the listeners.
+	if line, _ := br.ReadString('\n'); !strings.Contains(line, "admin socket "+sock) {
+		t.Fatalf("serve said %q", line)
+	}
+	go io.Copy(io.Discard, br)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
