@@ -10,19 +10,25 @@ import (
 // are case-sensitive; a tag given twice is an error.
 func parseTags(s string) (map[string]string, error) {
 	tags := make(map[string]string, 12)
-	for part := range strings.SplitSeq(s, ";") {
+	parts := strings.Split(s, ";")
+	for i, part := range parts {
 		part = strings.TrimSpace(trimFWS(part))
 		if part == "" {
-			continue // a trailing ";" is allowed
+			if i == len(parts)-1 {
+				continue // one trailing ";" is allowed
+			}
+			return nil, fmt.Errorf("empty tag between \";\"s")
 		}
 		name, value, ok := strings.Cut(part, "=")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" {
 			return nil, fmt.Errorf("tag %q has no value", part)
 		}
+		// tag-name = ALPHA *ALNUMPUNC, ALNUMPUNC = ALPHA / DIGIT / "_"
 		for i := 0; i < len(name); i++ {
 			c := name[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			alpha := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+			if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '_')) {
 				return nil, fmt.Errorf("invalid tag name %q", name)
 			}
 		}

@@ -1,0 +1,435 @@
+// Package arc validates and adds Authenticated Received Chain sets (RFC
+// 8617): the ARC-Authentication-Results, ARC-Message-Signature and
+// ARC-Seal fields with which forwarders (mailing lists, forwarding
+// services) record what they saw before they changed a message. It
+// reuses DKIM's tag lists, canonicalization, keys and algorithms.
+package arc
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"mailwall/internal/dkim"
+	"mailwall/internal/dnsx"
+)
+
+// Result is a chain validation status, the "cv" of RFC 8617 §4.4.
+type Result string
+
+// Chain validation statuses.
+const (
+	None Result = "none"
+	Pass Result = "pass"
+	Fail Result = "fail"
+)
+
+// Header field names (RFC 8617 §4.1).
+const (
+	AARName  = "ARC-Authentication-Results"
+	AMSName  = "ARC-Message-Signature"
+	SealName = "ARC-Seal"
+)
+
+// MaxInstances is the highest instance number allowed (§4.2.1).
+const MaxInstances = 50
+
+// Outcome is the result of validating a message's chain.
+type Outcome struct {
+	Result Result `json:"result"`
+	Reason string `json:"reason,omitempty"`
+	// Instances is the number of ARC sets.
+	Instances int `json:"instances"`
+	// OldestPass is the lowest instance from which every AMS up to the
+	// newest verifies (§5.2 step 6 and RFC 8601's arc.oldest-pass); 0
+	// when the chain did not pass.
+	OldestPass int `json:"oldest_pass,omitempty"`
+	// Sealers are the d= of each seal, oldest first.
+	Sealers []string `json:"sealers,omitempty"`
+	// Results is the authentication results each instance recorded (the
+	// ARC-Authentication-Results payload after "i=N;"), oldest first.
+	Results []string `json:"results,omitempty"`
+}
+
+// sig is a parsed AMS or AS.
+type sig struct {
+	field     dkim.Field
+	instance  int
+	algorithm string
+	b, bh     []byte
+	domain    string
+	selector  string
+	headers   []string // AMS h=
+	hc, bc    string   // AMS canonicalization
+	length    int64    // AMS l=, -1 when absent
+	cv        Result   // AS
+}
+
+type set struct {
+	aar      *dkim.Field
+	aarValue string // the results after "i=N;"
+	ams, as  *sig
+}
+
+// Verifier validates chains. Resolver is required.
+type Verifier struct {
+	Resolver dnsx.Resolver
+}
+
+// Validation is a chain validation in progress: feed it the body, then
+// Finish.
+type Validation struct {
+	v      *Verifier
+	fields []dkim.Field
+	sets   map[int]*set
+	n      int
+	err    error                // a structural failure found in the header
+	bodies map[int]*dkim.BodyHash // AMS instance -> its body hash
+}
+
+// Validate reads a whole message and validates its chain.
+func (v *Verifier) Validate(ctx context.Context, r io.Reader) (Outcome, error) {
+	br := bufio.NewReader(r)
+	fields, err := dkim.ReadHeader(br)
+	if err != nil {
+		return Outcome{}, err
+	}
+	vn := v.Start(fields)
+	if _, err := io.Copy(vn, br); err != nil {
+		return Outcome{}, err
+	}
+	return vn.Finish(ctx), nil
+}
+
+// Start begins validating a message with these header fields.
+func (v *Verifier) Start(fields []dkim.Field) *Validation {
+	vn := &Validation{v: v, fields: fields, sets: map[int]*set{}, bodies: map[int]*dkim.BodyHash{}}
+	vn.err = vn.collect()
+	if vn.err == nil {
+		for i, s := range vn.sets {
+			vn.bodies[i] = dkim.NewBodyHash(s.ams.algorithm, s.ams.bc, s.ams.length)
+		}
+	}
+	return vn
+}
+
+func (vn *Validation) Write(p []byte) (int, error) {
+	for _, b := range vn.bodies {
+		b.Write(p)
+	}
+	return len(p), nil
+}
+
+// collect parses the ARC fields into sets and checks the chain's
+// structure (§5.2 steps 1-3 in part, §4.2.1).
+func (vn *Validation) collect() error {
+	get := func(i int) *set {
+		if vn.sets[i] == nil {
+			vn.sets[i] = &set{}
+		}
+		return vn.sets[i]
+	}
+	for idx := range vn.fields {
+		f := vn.fields[idx]
+		switch {
+		case strings.EqualFold(f.Name, AARName):
+			i, rest, err := aarInstance(f.Value())
+			if err != nil {
+				return err
+			}
+			s := get(i)
+			if s.aar != nil {
+				return fmt.Errorf("two %s fields with i=%d", AARName, i)
+			}
+			s.aar, s.aarValue = &vn.fields[idx], rest
+		case strings.EqualFold(f.Name, AMSName):
+			m, err := parseSig(f, false)
+			if err != nil {
+				return fmt.Errorf("%s: %w", AMSName, err)
+			}
+			s := get(m.instance)
+			if s.ams != nil {
+				return fmt.Errorf("two %s fields with i=%d", AMSName, m.instance)
+			}
+			s.ams = m
+		case strings.EqualFold(f.Name, SealName):
+			m, err := parseSig(f, true)
+			if err != nil {
+				return fmt.Errorf("%s: %w", SealName, err)
+			}
+			s := get(m.instance)
+			if s.as != nil {
+				return fmt.Errorf("two %s fields with i=%d", SealName, m.instance)
+			}
+			s.as = m
+		}
+	}
+	vn.n = len(vn.sets)
+	for i := 1; i <= vn.n; i++ {
+		s := vn.sets[i]
+		switch {
+		case s == nil:
+			return fmt.Errorf("instances are not 1 to %d without gaps", vn.n)
+		case s.aar == nil:
+			return fmt.Errorf("instance %d has no %s", i, AARName)
+		case s.ams == nil:
+			return fmt.Errorf("instance %d has no %s", i, AMSName)
+		case s.as == nil:
+			return fmt.Errorf("instance %d has no %s", i, SealName)
+		}
+	}
+	return nil
+}
+
+// aarInstance reads the "i=N;" that must open an AAR (§4.1.1).
+func aarInstance(value string) (int, string, error) {
+	v := strings.TrimLeft(strings.NewReplacer("\r\n", "", "\n", "").Replace(value), " \t")
+	head, rest, ok := strings.Cut(v, ";")
+	if !ok {
+		return 0, "", fmt.Errorf("%s: no \";\" after the instance", AARName)
+	}
+	name, num, ok := strings.Cut(head, "=")
+	if !ok || strings.TrimSpace(name) != "i" {
+		return 0, "", fmt.Errorf("%s: does not start with i=", AARName)
+	}
+	i, err := instance(strings.TrimSpace(num))
+	if err != nil {
+		return 0, "", fmt.Errorf("%s: %w", AARName, err)
+	}
+	return i, strings.TrimSpace(rest), nil
+}
+
+func instance(s string) (int, error) {
+	i, err := strconv.Atoi(s)
+	if err != nil || i < 1 || i > MaxInstances || s[0] == '+' {
+		return 0, fmt.Errorf("instance %q is not a number from 1 to %d", s, MaxInstances)
+	}
+	return i, nil
+}
+
+// parseSig parses an AMS (seal false) or an AS (seal true).
+func parseSig(f dkim.Field, seal bool) (*sig, error) {
+	tags, err := dkim.ParseTagList(f.Value())
+	if err != nil {
+		return nil, err
+	}
+	s := &sig{field: f, length: -1}
+	need := []string{"i", "a", "b", "d", "s"}
+	if seal {
+		need = append(need, "cv")
+		if _, ok := tags["h"]; ok {
+			return nil, errors.New("h= is not allowed in a seal (§4.1.3)")
+		}
+	} else {
+		need = append(need, "bh", "h")
+	}
+	for _, t := range need {
+		if tags[t] == "" {
+			return nil, fmt.Errorf("%s= is missing or empty", t)
+		}
+	}
+	if s.instance, err = instance(tags["i"]); err != nil {
+		return nil, err
+	}
+	s.algorithm = tags["a"]
+	if s.algorithm != dkim.RSASHA256 && s.algorithm != dkim.Ed25519SHA256 {
+		return nil, fmt.Errorf("a=%s is not supported", s.algorithm)
+	}
+	if s.b, err = base64.StdEncoding.DecodeString(dkim.StripWhiteSpace(tags["b"])); err != nil {
+		return nil, errors.New("b= is not base64")
+	}
+	s.domain = strings.ToLower(tags["d"])
+	s.selector = tags["s"]
+	if !validDomain(s.domain) || !validDomain(s.selector) {
+		return nil, fmt.Errorf("d=%s s=%s: not a domain name and selector", tags["d"], tags["s"])
+	}
+	if t, ok := tags["t"]; ok {
+		if _, err := strconv.ParseUint(t, 10, 64); err != nil {
+			return nil, fmt.Errorf("t=%s is not a time", t)
+		}
+	}
+	if seal {
+		switch Result(tags["cv"]) {
+		case None, Pass, Fail:
+			s.cv = Result(tags["cv"])
+		default:
+			return nil, fmt.Errorf("cv=%s is not none, pass or fail", tags["cv"])
+		}
+		return s, nil
+	}
+	if s.bh, err = base64.StdEncoding.DecodeString(dkim.StripWhiteSpace(tags["bh"])); err != nil {
+		return nil, errors.New("bh= is not base64")
+	}
+	signsFrom := false
+	for _, h := range strings.Split(dkim.StripWhiteSpace(tags["h"]), ":") {
+		switch {
+		case h == "":
+			continue // matches no field, as DKIM verifiers read it
+		case strings.EqualFold(h, SealName):
+			return nil, errors.New("h= lists ARC-Seal, which an AMS must not sign (RFC 8617 §4.1.2)")
+		case strings.EqualFold(h, "From"):
+			signsFrom = true
+		}
+		s.headers = append(s.headers, h)
+	}
+	if !signsFrom {
+		return nil, errors.New("h= does not list From (RFC 6376 §5.4, which the AMS follows)")
+	}
+	// No c= means simple/simple: RFC 8617 §4.1.2 gives the AMS the
+	// DKIM-Signature's semantics (RFC 6376 §3.5).
+	s.hc, s.bc = dkim.Simple, dkim.Simple
+	if c, ok := tags["c"]; ok {
+		hc, bc, _ := strings.Cut(c, "/")
+		if bc == "" {
+			bc = dkim.Simple
+		}
+		if !isCanon(hc) || !isCanon(bc) {
+			return nil, fmt.Errorf("c=%s is not a canonicalization", c)
+		}
+		s.hc, s.bc = hc, bc
+	}
+	if l, ok := tags["l"]; ok {
+		if s.length, err = strconv.ParseInt(l, 10, 64); err != nil || s.length < 0 {
+			return nil, fmt.Errorf("l=%s is not a length", l)
+		}
+	}
+	return s, nil
+}
+
+func isCanon(c string) bool { return c == dkim.Simple || c == dkim.Relaxed }
+
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(d, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Finish validates the chain (§5.2).
+func (vn *Validation) Finish(ctx context.Context) Outcome {
+	if vn.err != nil {
+		return Outcome{Result: Fail, Reason: vn.err.Error(), Instances: len(vn.sets)}
+	}
+	if vn.n == 0 {
+		return Outcome{Result: None}
+	}
+	out := Outcome{Instances: vn.n}
+	for i := 1; i <= vn.n; i++ {
+		out.Sealers = append(out.Sealers, vn.sets[i].as.domain)
+		out.Results = append(out.Results, vn.sets[i].aarValue)
+	}
+	fail := func(why string) Outcome { out.Result, out.Reason = Fail, why; return out }
+	// Step 2: a chain that a sealer already declared failed stays failed.
+	if vn.sets[vn.n].as.cv == Fail {
+		return fail(fmt.Sprintf("instance %d sealed the chain as failed", vn.n))
+	}
+	// Step 3: the first seal says none, every later one pass (§4.1.3).
+	for i := 1; i <= vn.n; i++ {
+		want := Pass
+		if i == 1 {
+			want = None
+		}
+		if cv := vn.sets[i].as.cv; cv != want {
+			return fail(fmt.Sprintf("seal %d has cv=%s, want %s", i, cv, want))
+		}
+	}
+	// Step 4: the newest AMS must verify.
+	if err := vn.verifyAMS(ctx, vn.n); err != nil {
+		return fail(fmt.Sprintf("message signature %d: %v", vn.n, err))
+	}
+	// Step 5: every seal, newest first.
+	for i := vn.n; i >= 1; i-- {
+		if err := vn.verifySeal(ctx, i); err != nil {
+			return fail(fmt.Sprintf("seal %d: %v", i, err))
+		}
+	}
+	// Step 6: the oldest instance from which the AMS chain is unbroken.
+	out.Result, out.OldestPass = Pass, vn.n
+	for i := vn.n - 1; i >= 1 && vn.verifyAMS(ctx, i) == nil; i-- {
+		out.OldestPass = i
+	}
+	return out
+}
+
+func (vn *Validation) key(ctx context.Context, s *sig) (*dkim.Key, error) {
+	key, status, why := dkim.LookupKey(ctx, vn.v.Resolver, s.selector, s.domain)
+	if key == nil {
+		return nil, fmt.Errorf("%s: %s", status, why)
+	}
+	if key.Type != strings.SplitN(s.algorithm, "-", 2)[0] {
+		return nil, fmt.Errorf("key type %s does not match a=%s", key.Type, s.algorithm)
+	}
+	return key, nil
+}
+
+// verifyAMS checks instance i's message signature as a DKIM signature
+// (§5.1.2): body hash, then the h= fields bottom-up and the AMS itself.
+func (vn *Validation) verifyAMS(ctx context.Context, i int) error {
+	m := vn.sets[i].ams
+	if got := vn.bodies[i].Sum(); string(got) != string(m.bh) {
+		return errors.New("body hash did not verify")
+	}
+	h := dkim.NewHeaderHash(m.algorithm)
+	used := map[int]bool{}
+	for _, name := range m.headers {
+		for j := len(vn.fields) - 1; j >= 0; j-- {
+			if used[j] || !strings.EqualFold(vn.fields[j].Name, name) {
+				continue
+			}
+			used[j] = true
+			io.WriteString(h, dkim.CanonicalizeHeader(vn.fields[j], m.hc))
+			break
+		}
+	}
+	self := dkim.CanonicalizeHeader(dkim.Field{Name: m.field.Name, Raw: dkim.WithoutSignatureValue(m.field.Raw)}, m.hc)
+	io.WriteString(h, strings.TrimSuffix(self, "\r\n"))
+	key, err := vn.key(ctx, m)
+	if err != nil {
+		return err
+	}
+	if err := dkim.VerifyHash(key, m.algorithm, h.Sum(nil), m.b); err != nil {
+		return errors.New("signature did not verify")
+	}
+	return nil
+}
+
+// verifySeal checks seal i over the sets 1..i, each AAR, AMS, AS in that
+// order, relaxed, the seal itself without its b= and final CRLF (§5.1.1).
+func (vn *Validation) verifySeal(ctx context.Context, i int) error {
+	as := vn.sets[i].as
+	h := dkim.NewHeaderHash(as.algorithm)
+	for j := 1; j <= i; j++ {
+		s := vn.sets[j]
+		io.WriteString(h, dkim.CanonicalizeHeader(*s.aar, dkim.Relaxed))
+		io.WriteString(h, dkim.CanonicalizeHeader(s.ams.field, dkim.Relaxed))
+		if j < i {
+			io.WriteString(h, dkim.CanonicalizeHeader(s.as.field, dkim.Relaxed))
+		}
+	}
+	self := dkim.CanonicalizeHeader(dkim.Field{Name: as.field.Name, Raw: dkim.WithoutSignatureValue(as.field.Raw)}, dkim.Relaxed)
+	io.WriteString(h, strings.TrimSuffix(self, "\r\n"))
+	key, err := vn.key(ctx, as)
+	if err != nil {
+		return err
+	}
+	if err := dkim.VerifyHash(key, as.algorithm, h.Sum(nil), as.b); err != nil {
+		return errors.New("signature did not verify")
+	}
+	return nil
+}
