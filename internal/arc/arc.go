@@ -88,7 +88,7 @@ type Validation struct {
 	fields []dkim.Field
 	sets   map[int]*set
 	n      int
-	err    error                // a structural failure found in the header
+	err    error                  // a structural failure found in the header
 	bodies map[int]*dkim.BodyHash // AMS instance -> its body hash
 }
 
