@@ -147,26 +147,21 @@ func (vn *Validation) collect() error {
 				return fmt.Errorf("two %s fields with i=%d", AARName, i)
 			}
 			s.aar, s.aarValue = &vn.fields[idx], rest
-		case strings.EqualFold(f.Name, AMSName):
-			m, err := parseSig(f, false)
+		case strings.EqualFold(f.Name, AMSName), strings.EqualFold(f.Name, SealName):
+			seal := strings.EqualFold(f.Name, SealName)
+			name := map[bool]string{false: AMSName, true: SealName}[seal]
+			m, err := parseSig(f, seal)
 			if err != nil {
-				return fmt.Errorf("%s: %w", AMSName, err)
+				return fmt.Errorf("%s: %w", name, err)
 			}
-			s := get(m.instance)
-			if s.ams != nil {
-				return fmt.Errorf("two %s fields with i=%d", AMSName, m.instance)
+			slot := &get(m.instance).ams
+			if seal {
+				slot = &get(m.instance).as
 			}
-			s.ams = m
-		case strings.EqualFold(f.Name, SealName):
-			m, err := parseSig(f, true)
-			if err != nil {
-				return fmt.Errorf("%s: %w", SealName, err)
+			if *slot != nil {
+				return fmt.Errorf("two %s fields with i=%d", name, m.instance)
 			}
-			s := get(m.instance)
-			if s.as != nil {
-				return fmt.Errorf("two %s fields with i=%d", SealName, m.instance)
-			}
-			s.as = m
+			*slot = m
 		}
 	}
 	vn.n = len(vn.sets)
