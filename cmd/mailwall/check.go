@@ -93,11 +93,7 @@ func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout
 		fmt.Fprintln(stderr, "usage: mailwall check-message --ip IP --helo NAME --sender ADDR [--rcpt ADDR] [--dns HOST:PORT] [--json] < message.eml")
 		return errUsage
 	}
-	cfg, err := loadConfig(*cfgPath, *dnsFlag)
-	if err != nil {
-		return err
-	}
-	res, err := newResolver(cfg)
+	cfg, res, err := loadResolver(*cfgPath, *dnsFlag)
 	if err != nil {
 		return err
 	}

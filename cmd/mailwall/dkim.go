@@ -115,11 +115,7 @@ func cmdDKIMVerify(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		fmt.Fprintln(stderr, "usage: mailwall dkim verify [--dns HOST:PORT] [--json] < message")
 		return errUsage
 	}
-	cfg, err := loadConfig(*cfgPath, *dnsFlag)
-	if err != nil {
-		return err
-	}
-	res, err := newResolver(cfg)
+	_, res, err := loadResolver(*cfgPath, *dnsFlag)
 	if err != nil {
 		return err
 	}

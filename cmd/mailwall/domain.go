@@ -46,14 +46,15 @@ func cmdDomain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	// No cache: the report shows records' published TTLs, and every run
-	// sees the latest answers.
-	client, err := dnsx.NewClient(append([]string(nil), cfg.DNS.Servers...))
+	client, err := newClient(cfg)
 	if err != nil {
 		return err
 	}
-	client.Timeout, client.Attempts = cfg.DNS.Timeout.D(), cfg.DNS.Attempts
-	c := &domaincheck.Checker{Resolver: client, Selectors: selectors, NSPort: *nsPort, Timeout: *timeout}
+	// A cache for this run only: the sections ask for the same records
+	// (SPF, DMARC, MX) more than once, every run sees the latest answers,
+	// and cached answers keep their published TTLs.
+	res := dnsx.NewCache(client, dnsx.CacheOptions{})
+	c := &domaincheck.Checker{Resolver: res, Selectors: selectors, NSPort: *nsPort, Timeout: *timeout}
 	rep := c.Check(ctx, domain)
 	if *asJSON {
 		if err := writeJSON(stdout, rep); err != nil {

@@ -159,14 +159,37 @@ func loadConfig(path, dnsFlag string) (*config.Config, error) {
 	return cfg, nil
 }
 
-// newResolver builds the caching resolver from the config.
-func newResolver(cfg *config.Config) (*dnsx.Cache, error) {
+// loadResolver reads the config, applies --dns, and builds the caching
+// resolver: what every command that checks mail starts with.
+func loadResolver(path, dnsFlag string) (*config.Config, *dnsx.Cache, error) {
+	cfg, err := loadConfig(path, dnsFlag)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := newResolver(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, res, nil
+}
+
+// newClient builds the upstream DNS client from the config.
+func newClient(cfg *config.Config) (*dnsx.Client, error) {
 	client, err := dnsx.NewClient(append([]string(nil), cfg.DNS.Servers...))
 	if err != nil {
 		return nil, err
 	}
 	client.Timeout = cfg.DNS.Timeout.D()
 	client.Attempts = cfg.DNS.Attempts
+	return client, nil
+}
+
+// newResolver builds the caching resolver from the config.
+func newResolver(cfg *config.Config) (*dnsx.Cache, error) {
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return dnsx.NewCache(client, dnsx.CacheOptions{
 		MaxEntries:  cfg.DNS.CacheSize,
 		MaxTTL:      cfg.DNS.MaxTTL.D(),

@@ -40,15 +40,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() != 0 {
 		return errUsage
 	}
-	cfg, err := loadConfig(*cfgPath, *dnsFlag)
+	cfg, resolver, err := loadResolver(*cfgPath, *dnsFlag)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	resolver, err := newResolver(cfg)
-	if err != nil {
-		return err
-	}
 	opts, err := policydOptions(cfg)
 	if err != nil {
 		return err

@@ -16,11 +16,7 @@ import (
 // newChecker builds an SPF checker from the config; it also returns the
 // bound on one evaluation.
 func newChecker(cfgPath, dnsFlag string) (*spf.Checker, time.Duration, error) {
-	cfg, err := loadConfig(cfgPath, dnsFlag)
-	if err != nil {
-		return nil, 0, err
-	}
-	res, err := newResolver(cfg)
+	cfg, res, err := loadResolver(cfgPath, dnsFlag)
 	if err != nil {
 		return nil, 0, err
 	}
