@@ -380,25 +380,12 @@ func (vn *Validation) verifyAMS(ctx context.Context, i int) error {
 	if got := vn.bodies[i].Sum(); string(got) != string(m.bh) {
 		return errors.New("body hash did not verify")
 	}
-	h := dkim.NewHeaderHash(m.algorithm)
-	used := map[int]bool{}
-	for _, name := range m.headers {
-		for j := len(vn.fields) - 1; j >= 0; j-- {
-			if used[j] || !strings.EqualFold(vn.fields[j].Name, name) {
-				continue
-			}
-			used[j] = true
-			io.WriteString(h, dkim.CanonicalizeHeader(vn.fields[j], m.hc))
-			break
-		}
-	}
-	self := dkim.CanonicalizeHeader(dkim.Field{Name: m.field.Name, Raw: dkim.WithoutSignatureValue(m.field.Raw)}, m.hc)
-	io.WriteString(h, strings.TrimSuffix(self, "\r\n"))
+	hashed := dkim.HeaderHash(vn.fields, m.field, m.algorithm, m.hc, m.headers)
 	key, err := vn.key(ctx, m)
 	if err != nil {
 		return err
 	}
-	if err := dkim.VerifyHash(key, m.algorithm, h.Sum(nil), m.b); err != nil {
+	if err := dkim.VerifyHash(key, m.algorithm, hashed, m.b); err != nil {
 		return errors.New("signature did not verify")
 	}
 	return nil

@@ -1,17 +1,10 @@
 package dkim
 
 import (
-	"context"
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"errors"
 	"hash"
-
-	"mailwall/internal/dnsx"
 )
 
 // The building blocks below are DKIM's, exported for ARC (RFC 8617), whose
@@ -48,7 +41,7 @@ func (h *BodyHash) Write(p []byte) (int, error) { return h.b.Write(p) }
 // Sum ends the body and returns its hash.
 func (h *BodyHash) Sum() []byte { return h.b.Sum() }
 
-// NewHash returns the hash of algorithm alg.
+// newHash returns the hash of algorithm alg.
 func newHash(alg string) hash.Hash {
 	if alg == RSASHA1 {
 		return sha1.New()
@@ -59,13 +52,6 @@ func newHash(alg string) hash.Hash {
 // NewHeaderHash returns the hash that header data is fed to for alg.
 func NewHeaderHash(alg string) hash.Hash { return newHash(alg) }
 
-// LookupKey fetches and parses the key record selector._domainkey.domain.
-// Without a key the status says whether to try again (TempError) or not
-// (PermError), with the reason.
-func LookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string) (*Key, Status, string) {
-	return (&Verifier{Resolver: r}).fetchKey(ctx, &Signature{Selector: selector, Domain: domain})
-}
-
 // VerifyHash checks a signature over hashed header data with key.
 func VerifyHash(key *Key, alg string, hashed, sig []byte) error {
 	if key.Type == "rsa" && key.Bits < 1024 {
@@ -73,21 +59,3 @@ func VerifyHash(key *Key, alg string, hashed, sig []byte) error {
 	}
 	return verifySig(key, alg, hashed, sig)
 }
-
-// SignHash signs hashed header data with k: RSA PKCS#1 v1.5 with SHA-256,
-// or Ed25519 over the SHA-256 hash (RFC 8463 §3).
-func SignHash(k crypto.Signer, hashed []byte) ([]byte, error) {
-	switch k := k.(type) {
-	case *rsa.PrivateKey:
-		return rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, hashed)
-	case ed25519.PrivateKey:
-		return ed25519.Sign(k, hashed), nil
-	}
-	return nil, errors.New("dkim: unsupported key type")
-}
-
-// FoldTags joins tags into a folded field value, as signers write them.
-func FoldTags(tags []string) string { return fold(tags) }
-
-// FoldBase64 folds a base64 value whose first line starts at column col.
-func FoldBase64(s string, col int) string { return foldBase64(s, col) }

@@ -137,8 +137,7 @@ func (sg *Signing) Finish() (string, error) {
 	}
 	tags = append(tags, "h="+strings.Join(names, ":"), "bh="+bh, "b=")
 	field := "DKIM-Signature: " + fold(tags)
-	sig := &Signature{Algorithm: sg.alg, HeaderCanon: sg.hc, Headers: names}
-	hashed := headerHash(sg.fields, Field{Name: "DKIM-Signature", Raw: field + "\r\n"}, sig)
+	hashed := HeaderHash(sg.fields, Field{Name: "DKIM-Signature", Raw: field + "\r\n"}, sg.alg, sg.hc, names)
 	var b []byte
 	var err error
 	switch k := s.Key.(type) {

@@ -173,7 +173,7 @@ func (v *Verifier) check(ctx context.Context, fields []Field, p *pending) Result
 	if !sig.Expiration.IsZero() && now.After(sig.Expiration) {
 		return res.with(PermError, "signature expired")
 	}
-	key, status, why := v.fetchKey(ctx, sig)
+	key, status, why := LookupKey(ctx, v.Resolver, sig.Selector, sig.Domain)
 	if key == nil {
 		return res.with(status, why)
 	}
@@ -203,7 +203,7 @@ func (v *Verifier) check(ctx context.Context, fields []Field, p *pending) Result
 	if !bytes.Equal(bodyHash, sig.BodyHash) {
 		return res.with(Fail, "body hash did not verify")
 	}
-	hashed := headerHash(fields, p.field, sig)
+	hashed := HeaderHash(fields, p.field, sig.Algorithm, sig.HeaderCanon, sig.Headers)
 	if err := verifySig(key, sig.Algorithm, hashed, sig.Signature); err != nil {
 		return res.with(Fail, "signature did not verify")
 	}
@@ -227,11 +227,12 @@ func (r Result) with(s Status, why string) Result {
 	return r
 }
 
-// fetchKey looks up selector._domainkey.domain. No key is a permerror
+// LookupKey fetches and parses the key record selector._domainkey.domain
+// (ARC's seals and message signatures use it too). No key is a permerror
 // (§6.1.2: "no key for signature"); a DNS failure a temperror.
-func (v *Verifier) fetchKey(ctx context.Context, sig *Signature) (*Key, Status, string) {
-	name := sig.Selector + "._domainkey." + sig.Domain
-	txts, err := dnsx.TXT(ctx, v.Resolver, name)
+func LookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string) (*Key, Status, string) {
+	name := selector + "._domainkey." + domain
+	txts, err := dnsx.TXT(ctx, r, name)
 	if err != nil {
 		if dnsx.IsTemporary(err) {
 			return nil, TempError, "key lookup failed: " + err.Error()
@@ -257,26 +258,25 @@ func (v *Verifier) fetchKey(ctx context.Context, sig *Signature) (*Key, Status, 
 	return nil, PermError, "key syntax error: " + firstErr.Error()
 }
 
-// headerHash computes the hash of the signed header fields and of the
-// signature field itself (§3.7): for each name in h=, the last instance
-// not yet used, bottom up; names with no instance left add nothing.
-func headerHash(fields []Field, sigField Field, sig *Signature) []byte {
-	var h hash.Hash = sha256.New()
-	if sig.Algorithm == RSASHA1 {
-		h = sha1.New()
-	}
-	used := make(map[int]bool, len(sig.Headers))
-	for _, name := range sig.Headers {
+// HeaderHash computes the hash of the signed header fields and of the
+// signature field itself (RFC 6376 §3.7; an ARC-Message-Signature the
+// same, RFC 8617 §5.1.2): for each name in headers, the last instance not
+// yet used, bottom up; names with no instance left add nothing. The
+// signature field is hashed with its b= emptied and without its CRLF.
+func HeaderHash(fields []Field, sigField Field, alg, canon string, headers []string) []byte {
+	h := newHash(alg)
+	used := make(map[int]bool, len(headers))
+	for _, name := range headers {
 		for i := len(fields) - 1; i >= 0; i-- {
 			if used[i] || !strings.EqualFold(fields[i].Name, name) {
 				continue
 			}
 			used[i] = true
-			io.WriteString(h, canonHeader(fields[i], sig.HeaderCanon))
+			io.WriteString(h, canonHeader(fields[i], canon))
 			break
 		}
 	}
-	s := canonHeader(Field{Name: sigField.Name, Raw: withoutB(sigField.Raw)}, sig.HeaderCanon)
+	s := canonHeader(Field{Name: sigField.Name, Raw: withoutB(sigField.Raw)}, canon)
 	io.WriteString(h, strings.TrimSuffix(s, "\r\n"))
 	return h.Sum(nil)
 }
