@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
+	"net"
 
 	"mailwall/internal/dnsx"
 	"mailwall/internal/lab"
@@ -77,7 +77,8 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				l.MX.Addr(), h.IP, h.FQDN(d), d.Sender, d.Name, f.MX.Domain, sign)
 		}
 	}
-	fmt.Fprintf(stdout, "  mailwall domain check %s --dns %s --ns-port %s\n", f.Domains[0].Name, l.DNS.Addr(), l.DNS.Addr()[strings.LastIndexByte(l.DNS.Addr(), ':')+1:])
+	_, dnsPort, _ := net.SplitHostPort(l.DNS.Addr())
+	fmt.Fprintf(stdout, "  mailwall domain check %s --dns %s --ns-port %s\n", f.Domains[0].Name, l.DNS.Addr(), dnsPort)
 	return waitForStop(ctx, nil, func() {
 		if err := l.DNS.Reload(); err != nil {
 			logger.Error("lab-dns reload", "err", err)

@@ -149,14 +149,18 @@ func (vn *Validation) collect() error {
 			s.aar, s.aarValue = &vn.fields[idx], rest
 		case strings.EqualFold(f.Name, AMSName), strings.EqualFold(f.Name, SealName):
 			seal := strings.EqualFold(f.Name, SealName)
-			name := map[bool]string{false: AMSName, true: SealName}[seal]
+			name := AMSName
+			if seal {
+				name = SealName
+			}
 			m, err := parseSig(f, seal)
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			slot := &get(m.instance).ams
+			s := get(m.instance)
+			slot := &s.ams
 			if seal {
-				slot = &get(m.instance).as
+				slot = &s.as
 			}
 			if *slot != nil {
 				return fmt.Errorf("two %s fields with i=%d", name, m.instance)

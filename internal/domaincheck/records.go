@@ -100,10 +100,10 @@ func (r *run) dmarc(domain string) {
 			recs = append(recs, rec)
 		}
 	}
+	e := &dmarc.Evaluator{Resolver: r.c.Resolver}
 	switch len(recs) {
 	case 0:
 		// RFC 9989 §4.10: the tree walk may find a policy higher up.
-		e := &dmarc.Evaluator{Resolver: r.c.Resolver}
 		res := e.Evaluate(r.ctx, dmarc.Input{FromDomains: []string{domain}})
 		if pub := res.Row.Published; pub.Domain != "" && pub.Domain != domain {
 			p := pub.P
@@ -151,7 +151,6 @@ func (r *run) dmarc(domain string) {
 	if len(uris) == 0 {
 		return
 	}
-	e := &dmarc.Evaluator{Resolver: r.c.Resolver}
 	kept, notes, err := e.Destinations(r.ctx, domain, uris)
 	if err != nil {
 		r.add(SectionDMARC, Fail, name, lookupError("report authorization", err), "")

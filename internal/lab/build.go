@@ -19,16 +19,17 @@ import (
 // private files 0600) and one zone file per domain, the MX's domain, the
 // reverse zone for 127.0.0.0/8, and each top-level domain (empty, so the
 // DMARC tree walk gets NXDOMAIN rather than REFUSED). It returns the zone
-// files.
-func (f *File) Build(dir string) ([]string, error) {
+// files, and by domain the signer of its first DKIM key.
+func (f *File) Build(dir string) ([]string, map[string]*dkim.Signer, error) {
 	zones := filepath.Join(dir, "zones")
 	if err := os.MkdirAll(zones, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dnsIP, err := f.dnsIP()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	signers := map[string]*dkim.Signer{}
 	serial := uint32(time.Now().Unix())
 	var files []string
 	write := func(origin, body string) error {
@@ -56,22 +57,25 @@ func (f *File) Build(dir string) ([]string, error) {
 		for _, k := range d.DKIM {
 			key, err := loadOrGenerate(dir, d, k)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
+			}
+			if signers[d.Name] == nil {
+				signers[d.Name] = &dkim.Signer{Domain: d.Name, Selector: k.Selector, Key: key}
 			}
 			rec, err := dkim.PublicKeyRecord(key)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			fmt.Fprintf(&b, "%s._domainkey IN TXT %s\n", k.Selector, quoteTXT(rec))
 		}
 		if err := write(d.Name, b.String()); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tlds[d.Name[strings.LastIndexByte(d.Name, '.')+1:]] = true
 	}
 	mxHost := strings.TrimSuffix(f.MX.Name, "."+f.MX.Domain)
 	if err := write(f.MX.Domain, fmt.Sprintf("@ IN NS ns1\nns1 IN A %s\n@ IN MX 10 %s\n%s IN A %s\n", dnsIP, mxHost, mxHost, f.MX.IP)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tlds[f.MX.Domain[strings.LastIndexByte(f.MX.Domain, '.')+1:]] = true
 	var rev strings.Builder
@@ -86,14 +90,14 @@ func (f *File) Build(dir string) ([]string, error) {
 		fmt.Fprintf(&rev, "%d.%d.%d IN PTR %s.\n", a[3], a[2], a[1], ptrs[ip])
 	}
 	if err := write("127.in-addr.arpa", rev.String()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for tld := range tlds {
 		if err := write(tld, fmt.Sprintf("@ IN NS ns1.%s.\n", f.MX.Domain)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return files, nil
+	return files, signers, nil
 }
 
 func (f *File) dnsIP() (string, error) {

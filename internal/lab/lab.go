@@ -113,12 +113,10 @@ func (f *File) validate() error {
 	if f.MX.IP == "" {
 		f.MX.IP = "127.0.0.1"
 	}
-	seenIP := map[string]string{}
-	for _, ip := range []string{f.MX.IP} {
-		if err := loopback(ip); err != nil {
-			return fmt.Errorf("mx: %w", err)
-		}
+	if err := loopback(f.MX.IP); err != nil {
+		return fmt.Errorf("mx: %w", err)
 	}
+	seenIP := map[string]string{}
 	if len(f.Domains) == 0 {
 		return errors.New("no domains")
 	}

@@ -38,6 +38,8 @@ type Lab struct {
 	MX       *receiver.Server
 	Resolver dnsx.Resolver
 
+	signers map[string]*dkim.Signer // by domain
+
 	mu   sync.Mutex
 	last *receiver.Delivery
 }
@@ -47,7 +49,7 @@ func Start(f *File, opts Options) (*Lab, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	files, err := f.Build(opts.Dir)
+	files, signers, err := f.Build(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
@@ -62,7 +64,7 @@ func Start(f *File, opts Options) (*Lab, error) {
 	if err := dns.Start(); err != nil {
 		return nil, fmt.Errorf("lab: dns: %w", err)
 	}
-	l := &Lab{File: f, Dir: opts.Dir, DNS: dns}
+	l := &Lab{File: f, Dir: opts.Dir, DNS: dns, signers: signers}
 	// The MX asks the lab DNS server and nothing else.
 	l.Resolver = dnsx.NewCache(&dnsx.Client{Servers: []string{dns.Addr()}, Timeout: 2 * time.Second}, dnsx.CacheOptions{})
 	pipe, err := opts.Pipeline(l.Resolver)
@@ -132,13 +134,8 @@ func (l *Lab) send(ctx context.Context, c Case) (Row, error) {
 	claimed := c.From[strings.LastIndexByte(c.From, '@')+1:]
 	m := sendtest.Message{From: c.From, To: "postmaster@" + l.File.MX.Domain, Subject: fmt.Sprintf("lab: %s as %s", c.Host, claimed)}
 	// A host signs only for its own domain: it holds no other key.
-	if h.Sign && strings.EqualFold(claimed, d.Name) {
-		k := d.DKIM[0]
-		key, err := dkim.LoadPrivateKey(keyPath(l.Dir, d, k))
-		if err != nil {
-			return Row{}, err
-		}
-		m.Domain, m.Selector, m.Key = d.Name, k.Selector, key
+	if s := l.signers[d.Name]; h.Sign && strings.EqualFold(claimed, d.Name) {
+		m.Domain, m.Selector, m.Key = s.Domain, s.Selector, s.Key
 	}
 	msg, err := sendtest.Build(m)
 	if err != nil {

@@ -200,11 +200,6 @@ func (s *session) Data(r io.Reader) error {
 		io.Copy(io.Discard, r)
 		return s.internalError(err)
 	}
-	// What the pipeline did not read (a body it stopped hashing) still
-	// belongs to the message.
-	if _, err := io.Copy(spool, r); err != nil {
-		return s.internalError(err)
-	}
 	if s.heloHold != "" && res.Action == verdict.Accept {
 		res.Action, res.Reasons = verdict.Quarantine, append(res.Reasons, s.heloHold)
 	}

@@ -178,9 +178,10 @@ func (s *session) cmd(format string, args ...any) error {
 func (s *session) reply(want int) (int, string, error) {
 	code, msg, err := s.text.ReadResponse(want)
 	if code != 0 {
-		for i, l := range strings.Split(msg, "\n") {
+		lines := strings.Split(msg, "\n")
+		for i, l := range lines {
 			sep := " "
-			if i < strings.Count(msg, "\n") {
+			if i < len(lines)-1 {
 				sep = "-"
 			}
 			s.res.Dialogue = append(s.res.Dialogue, Line{"S", fmt.Sprintf("%d%s%s", code, sep, l)})
