@@ -108,8 +108,9 @@ func (v *Verifier) Validate(ctx context.Context, r io.Reader) (Outcome, error) {
 
 // Start begins validating a message with these header fields.
 func (v *Verifier) Start(fields []dkim.Field) *Validation {
-	vn := &Validation{v: v, fields: fields, sets: map[int]*set{}, bodies: map[int]*dkim.BodyHash{}}
-	vn.err = vn.collect()
+	vn := &Validation{v: v, fields: fields, bodies: map[int]*dkim.BodyHash{}}
+	vn.sets, vn.err = collect(fields)
+	vn.n = len(vn.sets)
 	if vn.err == nil {
 		for i, s := range vn.sets {
 			vn.bodies[i] = dkim.NewBodyHash(s.ams.algorithm, s.ams.bc, s.ams.length)
@@ -125,28 +126,29 @@ func (vn *Validation) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// collect parses the ARC fields into sets and checks the chain's
-// structure (§5.2 steps 1-3 in part, §4.2.1).
-func (vn *Validation) collect() error {
+// collect parses the ARC fields into sets by instance and checks the
+// chain's structure (§5.2 steps 1-3 in part, §4.2.1).
+func collect(fields []dkim.Field) (map[int]*set, error) {
+	sets := map[int]*set{}
 	get := func(i int) *set {
-		if vn.sets[i] == nil {
-			vn.sets[i] = &set{}
+		if sets[i] == nil {
+			sets[i] = &set{}
 		}
-		return vn.sets[i]
+		return sets[i]
 	}
-	for idx := range vn.fields {
-		f := vn.fields[idx]
+	for idx := range fields {
+		f := fields[idx]
 		switch {
 		case strings.EqualFold(f.Name, AARName):
 			i, rest, err := aarInstance(f.Value())
 			if err != nil {
-				return err
+				return sets, err
 			}
 			s := get(i)
 			if s.aar != nil {
-				return fmt.Errorf("two %s fields with i=%d", AARName, i)
+				return sets, fmt.Errorf("two %s fields with i=%d", AARName, i)
 			}
-			s.aar, s.aarValue = &vn.fields[idx], rest
+			s.aar, s.aarValue = &fields[idx], rest
 		case strings.EqualFold(f.Name, AMSName), strings.EqualFold(f.Name, SealName):
 			seal := strings.EqualFold(f.Name, SealName)
 			name := AMSName
@@ -155,7 +157,7 @@ func (vn *Validation) collect() error {
 			}
 			m, err := parseSig(f, seal)
 			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
+				return sets, fmt.Errorf("%s: %w", name, err)
 			}
 			s := get(m.instance)
 			slot := &s.ams
@@ -163,26 +165,26 @@ func (vn *Validation) collect() error {
 				slot = &s.as
 			}
 			if *slot != nil {
-				return fmt.Errorf("two %s fields with i=%d", name, m.instance)
+				return sets, fmt.Errorf("two %s fields with i=%d", name, m.instance)
 			}
 			*slot = m
 		}
 	}
-	vn.n = len(vn.sets)
-	for i := 1; i <= vn.n; i++ {
-		s := vn.sets[i]
+	n := len(sets)
+	for i := 1; i <= n; i++ {
+		s := sets[i]
 		switch {
 		case s == nil:
-			return fmt.Errorf("instances are not 1 to %d without gaps", vn.n)
+			return sets, fmt.Errorf("instances are not 1 to %d without gaps", n)
 		case s.aar == nil:
-			return fmt.Errorf("instance %d has no %s", i, AARName)
+			return sets, fmt.Errorf("instance %d has no %s", i, AARName)
 		case s.ams == nil:
-			return fmt.Errorf("instance %d has no %s", i, AMSName)
+			return sets, fmt.Errorf("instance %d has no %s", i, AMSName)
 		case s.as == nil:
-			return fmt.Errorf("instance %d has no %s", i, SealName)
+			return sets, fmt.Errorf("instance %d has no %s", i, SealName)
 		}
 	}
-	return nil
+	return sets, nil
 }
 
 // aarInstance reads the "i=N;" that must open an AAR (§4.1.1).

@@ -1,6 +1,7 @@
 package arc
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -8,12 +9,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labdns"
 	"mailwall/internal/labtest"
@@ -176,5 +179,147 @@ func TestValidationSuite(t *testing.T) {
 	}
 	if total < 170 {
 		t.Errorf("only %d validation cases read", total)
+	}
+}
+
+func TestSigningSuite(t *testing.T) {
+	total := 0
+	for _, sc := range loadSuite(t, "arc-draft-sign-tests.yml") {
+		res := serveTXT(t, sc.txt)
+		key, err := dkim.ParsePrivateKey([]byte(sc.fields["privatekey"].Value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range sc.tests {
+			total++
+			t.Run(c.name, func(t *testing.T) {
+				msg := crlf(c.str("message"))
+				stamp, err := strconv.ParseInt(c.str("t"), 10, 64)
+				if err != nil {
+					t.Fatalf("t: %v", err)
+				}
+				sealer := &Sealer{
+					Domain: sc.fields["domain"].Value, Selector: sc.fields["sel"].Value, Key: key,
+					AuthServID: c.str("srv-id"), Headers: strings.Split(c.str("sig-headers"), ":"),
+					Now: func() time.Time { return time.Unix(stamp, 0) },
+				}
+				set, err := sealMessage(t, &Verifier{Resolver: res}, sealer, msg)
+				if strings.TrimSpace(c.str("AS")) == "" {
+					if !errors.Is(err, ErrNoSeal) {
+						t.Fatalf("the suite adds no set here (%s); got %v, %+v", c.str("description"), err, set)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := collapse(fieldValue(set.AAR)), collapse(c.str("AAR")); got != want {
+					t.Errorf("AAR:\n got %s\nwant %s", got, want)
+				}
+				compareTags(t, "AMS", fieldValue(set.AMS), c.str("AMS"), true)
+				compareTags(t, "AS", fieldValue(set.Seal), c.str("AS"), false)
+
+				// The suite's seal signature must verify over the set we
+				// made: then what we hashed is what its signer hashed.
+				wantTags, _ := dkim.ParseTagList(c.str("AS"))
+				suiteSeal := replaceB(set.Seal, wantTags["b"])
+				sealed := set.Seal + set.AMS + set.AAR + msg
+				if err := checkSeal(t, res, set, suiteSeal, msg); err != nil {
+					t.Errorf("the suite's AS b= does not verify over our set: %v", err)
+				}
+				// And the sealed message validates as the new cv says.
+				out, err := (&Verifier{Resolver: res}).Validate(context.Background(), strings.NewReader(sealed))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := Pass
+				if set.CV == Fail {
+					want = Fail // §5.2 step 2
+				}
+				if out.Result != want {
+					t.Errorf("sealed message validates %s (%s), want %s", out.Result, out.Reason, want)
+				}
+			})
+		}
+	}
+	if total < 15 {
+		t.Errorf("only %d signing cases read", total)
+	}
+}
+
+// sealMessage validates a message's chain and seals it as the suite's
+// signer would: with the results of the message's own
+// Authentication-Results fields from the sealer's authserv-id.
+func sealMessage(t *testing.T, v *Verifier, s *Sealer, msg string) (Set, error) {
+	t.Helper()
+	br := bufio.NewReader(strings.NewReader(msg))
+	fields, err := dkim.ReadHeader(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vn := v.Start(fields)
+	sg, err := s.Start(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.MultiWriter(vn, sg), br); err != nil {
+		t.Fatal(err)
+	}
+	return sg.Finish(vn.Finish(context.Background()).Result, ResultsFor(fields, s.AuthServID))
+}
+
+// checkSeal verifies seal (a variant of set.Seal) over set and the
+// chain in msg, as the sealer hashed it.
+func checkSeal(t *testing.T, res dnsx.Resolver, ns Set, seal, msg string) error {
+	t.Helper()
+	fields, err := dkim.ReadHeader(bufio.NewReader(strings.NewReader(seal + ns.AMS + ns.AAR + msg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := collect(fields)
+	vn := &Validation{v: &Verifier{Resolver: res}, fields: fields, sets: sets, n: len(sets)}
+	if ns.CV == Fail || err != nil {
+		// §5.1.2: only the new set is covered; verify it as a chain of one.
+		vn.sets, vn.n = map[int]*set{1: sets[ns.Instance]}, 1
+		return vn.verifySeal(context.Background(), 1)
+	}
+	return vn.verifySeal(context.Background(), ns.Instance)
+}
+
+func fieldValue(f string) string {
+	_, v, _ := strings.Cut(f, ":")
+	return v
+}
+
+func replaceB(field, b string) string {
+	tags, _ := dkim.ParseTagList(fieldValue(field))
+	old := tags["b"]
+	return strings.Replace(field, old, b, 1)
+}
+
+// compareTags compares two tag lists tag by tag, b= and bh= without
+// white space; withB says whether b= must be equal too.
+func compareTags(t *testing.T, what, got, want string, withB bool) {
+	t.Helper()
+	g, err := dkim.ParseTagList(got)
+	if err != nil {
+		t.Fatalf("%s: ours does not parse: %v", what, err)
+	}
+	w, err := dkim.ParseTagList(want)
+	if err != nil {
+		t.Fatalf("%s: the suite's does not parse: %v", what, err)
+	}
+	for k, wv := range w {
+		if k == "b" && !withB {
+			continue
+		}
+		if gv := dkim.StripWhiteSpace(g[k]); gv != dkim.StripWhiteSpace(wv) {
+			t.Errorf("%s %s=: got %q, want %q", what, k, gv, dkim.StripWhiteSpace(wv))
+		}
+	}
+	for k := range g {
+		if _, ok := w[k]; !ok {
+			t.Errorf("%s: we add %s=, the suite does not", what, k)
+		}
 	}
 }

@@ -49,14 +49,17 @@ type Signer struct {
 	Now func() time.Time
 }
 
-func (s *Signer) algorithm() (string, error) {
-	switch s.Key.(type) {
+func (s *Signer) algorithm() (string, error) { return KeyAlgorithm(s.Key) }
+
+// KeyAlgorithm returns the a= value that a private key signs with.
+func KeyAlgorithm(k crypto.Signer) (string, error) {
+	switch k.(type) {
 	case *rsa.PrivateKey:
 		return RSASHA256, nil
 	case ed25519.PrivateKey:
 		return Ed25519SHA256, nil
 	}
-	return "", fmt.Errorf("dkim: unsupported key type %T", s.Key)
+	return "", fmt.Errorf("dkim: unsupported key type %T", k)
 }
 
 // Sign reads a message and returns the DKIM-Signature field to prepend,
@@ -136,42 +139,92 @@ func (sg *Signing) Finish() (string, error) {
 		tags = append(tags, "x="+strconv.FormatInt(now.Add(s.Expiration).Unix(), 10))
 	}
 	tags = append(tags, "h="+strings.Join(names, ":"), "bh="+bh, "b=")
-	field := "DKIM-Signature: " + fold(tags)
+	field := FoldTags("DKIM-Signature", tags)
 	hashed := HeaderHash(sg.fields, Field{Name: "DKIM-Signature", Raw: field + "\r\n"}, sg.alg, sg.hc, names)
-	var b []byte
-	var err error
-	switch k := s.Key.(type) {
-	case *rsa.PrivateKey:
-		b, err = rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, hashed)
-	case ed25519.PrivateKey:
-		b = ed25519.Sign(k, hashed) // RFC 8463 §3: Ed25519 over the SHA-256 hash
-	}
+	b, err := SignHash(s.Key, hashed)
 	if err != nil {
-		return "", fmt.Errorf("dkim: signing: %w", err)
+		return "", err
 	}
-	return field + foldBase64(base64.StdEncoding.EncodeToString(b), len(lastLine(field))) + "\r\n", nil
+	return FillSignature(field, b), nil
 }
 
-// signedNames lists the header names for h=: each configured name as
-// often as it occurs, plus once more for the over-signed ones.
+// SignHash signs hashed header data: RSA PKCS#1 v1.5 over SHA-256, or
+// Ed25519 over the SHA-256 hash itself (RFC 8463 §3).
+func SignHash(k crypto.Signer, hashed []byte) ([]byte, error) {
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		b, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, hashed)
+		if err != nil {
+			return nil, fmt.Errorf("dkim: signing: %w", err)
+		}
+		return b, nil
+	case ed25519.PrivateKey:
+		return ed25519.Sign(k, hashed), nil
+	}
+	return nil, fmt.Errorf("dkim: unsupported key type %T", k)
+}
+
+// FillSignature completes a field made by FoldTags that holds an empty
+// "b=" tag with the base64 signature, folded from where it starts; the
+// result ends in CRLF.
+func FillSignature(field string, sig []byte) string {
+	at := emptyB(field)
+	if at < 0 {
+		return field + "\r\n"
+	}
+	at += len("b=")
+	value := foldBase64(base64.StdEncoding.EncodeToString(sig), len(lastLine(field[:at])))
+	rest := field[at:]
+	// Tags after a b= in the middle move to a line of their own when the
+	// value leaves no room. That changes white space only, which relaxed
+	// header canonicalization ignores; our DKIM signer keeps b= last.
+	line, _, _ := strings.Cut(rest, "\r\n")
+	if strings.HasPrefix(rest, ";") && len(lastLine(field[:at]+value))+len(line) > 78 {
+		rest = ";\r\n\t" + strings.TrimLeft(rest[1:], " ")
+	}
+	return field[:at] + value + rest + "\r\n"
+}
+
+// emptyB finds the tag "b=" with an empty value in a folded tag list.
+func emptyB(field string) int {
+	for i := 0; i+1 < len(field); i++ {
+		if field[i] != 'b' || field[i+1] != '=' {
+			continue
+		}
+		if i > 0 && !strings.ContainsRune("; \t\n", rune(field[i-1])) {
+			continue
+		}
+		if rest := strings.TrimLeft(field[i+2:], " \t\r\n"); rest == "" || rest[0] == ';' {
+			return i
+		}
+	}
+	return -1
+}
+
+// signedNames lists the header names for h= from the signer's lists.
 func (sg *Signing) signedNames() []string {
-	want := sg.s.Headers
+	want, over := sg.s.Headers, sg.s.Oversign
 	if want == nil {
 		want = DefaultSignedHeaders
 	}
-	over := sg.s.Oversign
 	if over == nil {
 		over = DefaultOversigned
 	}
+	return SignedNames(sg.fields, want, over)
+}
+
+// SignedNames lists the header names for an h= tag: each name in want as
+// often as it occurs in fields, plus once more for those in oversign.
+func SignedNames(fields []Field, want, oversign []string) []string {
 	var names []string
 	for _, w := range want {
 		n := 0
-		for _, f := range sg.fields {
+		for _, f := range fields {
 			if strings.EqualFold(f.Name, w) {
 				n++
 			}
 		}
-		for _, o := range over {
+		for _, o := range oversign {
 			if strings.EqualFold(o, w) {
 				n++
 			}
@@ -183,10 +236,12 @@ func (sg *Signing) signedNames() []string {
 	return names
 }
 
-// fold joins tags with "; " and folds lines before 78 columns.
-func fold(tags []string) string {
+// FoldTags makes the field "name: tag; tag; ..." with lines folded
+// before 78 columns, without a final CRLF.
+func FoldTags(name string, tags []string) string {
 	var b strings.Builder
-	col := len("DKIM-Signature: ")
+	b.WriteString(name + ": ")
+	col := len(name) + 2
 	for i, t := range tags {
 		sep := "; "
 		if i == len(tags)-1 {
