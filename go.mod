@@ -9,10 +9,10 @@ require (
 	gopkg.in/yaml.v3 v3.0.1
 )
 
-require golang.org/x/net v0.57.0
-
 require (
-	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
-	github.com/emersion/go-smtp v0.25.1 // indirect
-	golang.org/x/text v0.40.0 // indirect
+	github.com/emersion/go-smtp v0.25.1
+	golang.org/x/net v0.57.0
+	golang.org/x/text v0.40.0
 )
+
+require github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect

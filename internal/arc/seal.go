@@ -74,6 +74,10 @@ func (s *Sealer) Start(fields []dkim.Field) (*Sealing, error) {
 	return &Sealing{s: s, fields: fields, alg: alg, body: dkim.NewBodyHash(alg, dkim.Relaxed, -1)}, nil
 }
 
+// SetFields replaces the header fields to sign, for a header changed
+// after Start (a tagged Subject, say).
+func (sg *Sealing) SetFields(fields []dkim.Field) { sg.fields = fields }
+
 // Write feeds body octets.
 func (sg *Sealing) Write(p []byte) (int, error) { return sg.body.Write(p) }
 

@@ -10,10 +10,13 @@ import (
 	"io"
 	"net/mail"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/idna"
 
+	"mailwall/internal/arc"
 	"mailwall/internal/authres"
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dkim"
@@ -84,7 +87,8 @@ func DefaultPolicy() Policy {
 // internal networks and signers.
 func New(res dnsx.Resolver, authServID string) *Checker {
 	return &Checker{Resolver: res, AuthServID: authServID, Policy: DefaultPolicy(),
-		SPF: &spf.Checker{Resolver: res}, DKIM: &dkim.Verifier{Resolver: res}, DMARC: &dmarc.Evaluator{Resolver: res}}
+		SPF: &spf.Checker{Resolver: res}, DKIM: &dkim.Verifier{Resolver: res}, DMARC: &dmarc.Evaluator{Resolver: res},
+		ARC: &arc.Verifier{Resolver: res}}
 }
 
 // Checker runs the pipeline. Resolver and AuthServID are required.
@@ -95,6 +99,14 @@ type Checker struct {
 	SPF        *spf.Checker
 	DKIM       *dkim.Verifier
 	DMARC      *dmarc.Evaluator
+	ARC        *arc.Verifier // nil: ARC chains are not validated
+	// TrustedSealers are ARC sealer domains (lower case) whose recorded
+	// dmarc=pass overrides a DMARC fail here, as large receivers do for
+	// known mailing lists and forwarders.
+	TrustedSealers []string
+	// Sealer, when set, adds an ARC set to received mail that is
+	// delivered: for a host that forwards or runs mailing lists.
+	Sealer     *arc.Sealer
 	S25R       *conncheck.S25R // nil: no S25R check
 	HeloTables []*conncheck.RegexpTable
 	// Internal networks and authenticated senders are signed, not checked
@@ -127,14 +139,18 @@ type Result struct {
 	Reasons []string `json:"reasons"`
 	Verdict string   `json:"verdict"` // pass, suspicious, fail
 
-	Internal bool              `json:"internal,omitempty"`
-	Signed   bool              `json:"signed,omitempty"`
-	Helo     string            `json:"helo"`
-	IPRev    conncheck.IPRev   `json:"iprev"`
-	S25R     string            `json:"s25r,omitempty"`
-	SPF      spf.Outcome       `json:"spf"`
-	DKIM     []dkim.Result     `json:"dkim"`
-	DMARC    dmarc.Result      `json:"dmarc"`
+	Internal bool            `json:"internal,omitempty"`
+	Signed   bool            `json:"signed,omitempty"`
+	Helo     string          `json:"helo"`
+	IPRev    conncheck.IPRev `json:"iprev"`
+	S25R     string          `json:"s25r,omitempty"`
+	SPF      spf.Outcome     `json:"spf"`
+	DKIM     []dkim.Result   `json:"dkim"`
+	DMARC    dmarc.Result    `json:"dmarc"`
+	ARC      arc.Outcome     `json:"arc"`
+	// Override names the local policy that set a DMARC fail aside
+	// (RFC 9990's trusted_forwarder), with the sealer that vouched.
+	Override string            `json:"dmarc_override,omitempty"`
 	Headers  []HeaderField     `json:"headers"` // to add at the top, in order
 	Remove   []HeaderReference `json:"remove,omitempty"`
 }
@@ -215,6 +231,8 @@ type Message struct {
 	res      Result
 	fields   []dkim.Field
 	verify   *dkim.Verification
+	arc      *arc.Validation
+	sealing  *arc.Sealing
 	signing  *dkim.Signing
 	internal bool
 }
@@ -274,6 +292,12 @@ func (m *Message) EndOfHeaders() {
 		return
 	}
 	m.verify = m.c.DKIM.Start(m.fields)
+	if m.c.ARC != nil {
+		m.arc = m.c.ARC.Start(m.fields)
+	}
+	if m.c.Sealer != nil {
+		m.sealing, _ = m.c.Sealer.Start(m.fields)
+	}
 }
 
 // signer picks the key for the From domain.
@@ -292,6 +316,12 @@ func (m *Message) Write(p []byte) (int, error) {
 		m.signing.Write(p)
 	case m.verify != nil:
 		m.verify.Write(p)
+		if m.arc != nil {
+			m.arc.Write(p)
+		}
+		if m.sealing != nil {
+			m.sealing.Write(p)
+		}
 	}
 	return len(p), nil
 }
@@ -339,6 +369,25 @@ func (m *Message) Finish() Result {
 		in.DKIM = append(in.DKIM, dmarc.DKIMResult{Domain: d.Domain, Selector: d.Selector, Result: string(d.Status)})
 	}
 	r.DMARC = c.DMARC.Evaluate(m.ctx, in)
+	if m.arc != nil {
+		r.ARC = m.arc.Finish(m.ctx)
+	} else {
+		r.ARC.Result = arc.None
+	}
+	if r.ARC.Result == arc.Fail {
+		r.Reasons = append(r.Reasons, "arc: fail: "+r.ARC.Reason)
+	}
+	if r.DMARC.Result == dmarc.Fail {
+		if sealer := c.trustedPass(r.ARC, r.DMARC.HeaderFrom); sealer != "" {
+			// RFC 9989 §5.4 leaves the final disposition to the receiver;
+			// RFC 9990 reports it as the trusted_forwarder override.
+			r.Override = "trusted_forwarder " + sealer
+			r.DMARC.Disposition = dmarc.PolicyNone
+			r.DMARC.Row.Disposition = dmarc.PolicyNone
+			r.DMARC.Row.Reasons = append(r.DMARC.Row.Reasons, "trusted_forwarder")
+			r.Reasons = append(r.Reasons, fmt.Sprintf("dmarc: fail for %s set aside: trusted ARC sealer %s saw dmarc=pass", r.DMARC.HeaderFrom, sealer))
+		}
+	}
 	switch r.DMARC.Result {
 	case dmarc.Fail:
 		why := fmt.Sprintf("fail for %s (p=%s, disposition %s): %s", r.DMARC.HeaderFrom, r.DMARC.Policy, r.DMARC.Disposition, r.DMARC.Reason)
@@ -364,20 +413,74 @@ func (m *Message) Finish() Result {
 		}
 	}
 	switch {
-	case r.Action == Reject || r.Action == Quarantine || r.DMARC.Result == dmarc.Fail:
+	case r.Action == Reject || r.Action == Quarantine || r.DMARC.Result == dmarc.Fail && r.Override == "":
 		r.Verdict = "fail"
 	case r.Action == Tag || len(r.Reasons) > 0:
 		r.Verdict = "suspicious"
 	default:
 		r.Verdict = "pass"
 	}
-	r.Headers = append(r.Headers, HeaderField{"Authentication-Results", " " + m.authResults().String()})
+	ar := m.authResults()
+	if m.sealing != nil && (r.Action == Accept || r.Action == Tag) {
+		m.seal(ar)
+	}
+	r.Headers = append(r.Headers, HeaderField{"Authentication-Results", " " + ar.String()})
 	stages := "none"
 	if r.Stage != "" && r.Action != Accept {
 		stages = r.Stage
 	}
 	r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Verdict", fmt.Sprintf(" %s (action=%s; stage=%s)", r.Verdict, r.Action, stages)})
 	return *r
+}
+
+// seal adds our ARC set on top, its AAR holding our results (RFC 8617
+// §5.1); a Subject we are about to tag is sealed as it will be sent.
+func (m *Message) seal(ar authres.Header) {
+	r := &m.res
+	fields := m.fields
+	if subj := m.c.SubjectTagged(*r, fields); subj != "" {
+		fields = append([]dkim.Field(nil), fields...)
+		for i, f := range fields {
+			if strings.EqualFold(f.Name, "Subject") {
+				fields[i] = dkim.NewField(f.Name, subj)
+			}
+		}
+	}
+	m.sealing.SetFields(fields)
+	results := strings.TrimPrefix(ar.String(), ar.AuthServID+";")
+	set, err := m.sealing.Finish(r.ARC.Result, results)
+	if err != nil {
+		r.Reasons = append(r.Reasons, "arc: not sealed: "+err.Error())
+		return
+	}
+	for _, f := range []string{set.Seal, set.AMS, set.AAR} {
+		name, value, _ := strings.Cut(strings.TrimSuffix(f, "\r\n"), ":")
+		r.Headers = append(r.Headers, HeaderField{name, value})
+	}
+}
+
+// trustedPass returns the first trusted sealer of a passing chain whose
+// recorded results say dmarc=pass for the From domain, or "".
+func (c *Checker) trustedPass(o arc.Outcome, from string) string {
+	if o.Result != arc.Pass || len(c.TrustedSealers) == 0 {
+		return ""
+	}
+	for i, sealer := range o.Sealers {
+		if !slices.Contains(c.TrustedSealers, strings.ToLower(sealer)) {
+			continue
+		}
+		h, err := authres.Parse(o.Results[i])
+		if err != nil {
+			continue
+		}
+		for _, res := range h.Results {
+			if res.Method == "dmarc" && strings.EqualFold(res.Value, "pass") &&
+				(res.Prop("header", "from") == "" || strings.EqualFold(res.Prop("header", "from"), from)) {
+				return sealer
+			}
+		}
+	}
+	return ""
 }
 
 // SubjectTagged returns the new Subject value for tagged mail, or "" when
@@ -428,7 +531,21 @@ func (m *Message) authResults() authres.Header {
 		}
 		h.Results = append(h.Results, res)
 	}
+	if r.ARC.Result != "" {
+		// RFC 8617 §10.2: arc=, header.oldest-pass, smtp.remote-ip.
+		a := authres.Result{Method: "arc", Value: string(r.ARC.Result), Comment: r.ARC.Reason}
+		if r.ARC.Result == arc.Pass {
+			a.Props = []authres.Prop{{Type: "header", Name: "oldest-pass", Value: strconv.Itoa(r.ARC.OldestPass)}}
+		}
+		if r.ARC.Result != arc.None && m.env.ClientIP.IsValid() {
+			a.Props = append(a.Props, authres.Prop{Type: "smtp", Name: "remote-ip", Value: m.env.ClientIP.String()})
+		}
+		h.Results = append(h.Results, a)
+	}
 	dm := authres.Result{Method: "dmarc", Value: r.DMARC.Result}
+	if r.Override != "" {
+		dm.Reason = "overridden: " + r.Override
+	}
 	if r.DMARC.Record != nil {
 		dm.Comment = fmt.Sprintf("p=%s dis=%s", r.DMARC.Policy, r.DMARC.Disposition)
 	}

@@ -1,0 +1,427 @@
+// Package phish scores what authentication cannot judge: a fresh domain
+// with valid SPF, DKIM and DMARC p=none that imitates a brand, links that
+// show one site and lead to another, replies diverted elsewhere. Each
+// rule has a name and a weight; a message's score is the sum of the
+// weights of the rules that fired, each with its explanation.
+package phish
+
+import (
+	"context"
+	"fmt"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailwall/internal/dkim"
+)
+
+// Rule names. Those starting with auth_ score authentication outcomes,
+// so one threshold covers both.
+const (
+	BrandFromDomain    = "brand_from_domain"    // From domain imitates a brand it does not belong to
+	BrandDisplayName   = "brand_display_name"   // display name names a brand; From is not the brand's
+	BrandLocalPart     = "brand_local_part"     // local part names or imitates a brand
+	MixedScript        = "mixed_script"         // Latin mixed with Cyrillic or Greek in a From name
+	IDNFromDomain      = "idn_from_domain"      // From domain in punycode
+	URLUserinfo        = "url_userinfo"         // http://www.yahoo.co:jp@evil.test/
+	URLIPLiteral       = "url_ip_literal"       // http://192.0.2.1/login
+	URLTextMismatch    = "url_text_mismatch"    // link shows one domain, goes to another
+	URLPunycode        = "url_punycode"         // link host in punycode or non-ASCII
+	URLBrandLookalike  = "url_brand_lookalike"  // link host imitates a brand
+	ReplyToOtherOrg    = "reply_to_other_org"   // Reply-To leaves the From's organization
+	DisplayNameAddress = "display_name_address" // display name holds an address of another domain
+	FirstSeenDomain    = "first_seen_domain"    // From domain never seen before today
+	DMARCNoneBrand     = "dmarc_none_brand"     // p=none (or no DMARC) and a brand hit
+	PTRBareDomain      = "ptr_bare_domain"      // client PTR is a bare registered domain
+	AuthDMARCFail      = "auth_dmarc_fail"
+	AuthSPFFail        = "auth_spf_fail"
+	AuthDKIMFail       = "auth_dkim_fail"
+	AuthNone           = "auth_none" // neither SPF nor DKIM passed for any domain
+	AuthIPRevFail      = "auth_iprev_fail"
+	AuthS25R           = "auth_s25r"
+	AuthARCFail        = "auth_arc_fail"
+)
+
+// DefaultWeights are the points of each rule; 0 turns a rule off. A
+// brand imitation alone reaches the tag threshold (30), two strong signs
+// quarantine (60), a brand imitation with a deceptive link and a weak
+// DMARC policy reject (100).
+func DefaultWeights() map[string]int {
+	return map[string]int{
+		BrandFromDomain: 45, BrandDisplayName: 30, BrandLocalPart: 30, MixedScript: 30, IDNFromDomain: 10,
+		URLUserinfo: 40, URLIPLiteral: 25, URLTextMismatch: 35, URLPunycode: 15, URLBrandLookalike: 35,
+		ReplyToOtherOrg: 15, DisplayNameAddress: 25, FirstSeenDomain: 10, DMARCNoneBrand: 20, PTRBareDomain: 10,
+		AuthDMARCFail: 20, AuthSPFFail: 10, AuthDKIMFail: 10, AuthNone: 15, AuthIPRevFail: 10, AuthS25R: 10, AuthARCFail: 5,
+	}
+}
+
+// History remembers sending domains (the store implements it).
+type History interface {
+	// SeenDomain records a message from domain at now and returns when
+	// the domain was first seen, and since when the history is kept.
+	SeenDomain(ctx context.Context, domain string, now time.Time) (first, since time.Time, err error)
+}
+
+// Checker scores messages. The zero value is not ready: use New.
+type Checker struct {
+	weights map[string]int
+	brands  *brandIndex
+	// History, when set, drives the first-seen rule.
+	History History
+	// Warmup is how long History must have been kept before the
+	// first-seen rule fires: on a new install every domain is new.
+	Warmup time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// New returns a Checker with these brands and weights; rules missing
+// from weights take their default.
+func New(brands []Brand, weights map[string]int) (*Checker, error) {
+	w := DefaultWeights()
+	for k, v := range weights {
+		if _, ok := w[k]; !ok {
+			return nil, fmt.Errorf("phish: unknown rule %q", k)
+		}
+		if v < 0 {
+			return nil, fmt.Errorf("phish: rule %s: negative weight %d", k, v)
+		}
+		w[k] = v
+	}
+	for i, b := range brands {
+		if b.Name == "" || len(b.Domains) == 0 {
+			return nil, fmt.Errorf("phish: brand %d (%q) needs a name and at least one domain", i, b.Name)
+		}
+	}
+	return &Checker{weights: w, brands: newBrandIndex(brands)}, nil
+}
+
+// Input is what the pipeline knows of a message when it scores it.
+type Input struct {
+	Fields []dkim.Field
+	Body   []byte // the body as received, possibly cut at a limit
+
+	ClientIP netip.Addr
+	PTRName  string // verified PTR name (iprev pass), "" if none
+	IPRev    string // iprev result
+	S25R     bool
+	SPF      string // spf result for MAIL FROM
+	// DKIMPass lists the d= of signatures that verified.
+	DKIMPass []string
+	DKIMFail bool // a signature failed
+	DMARC    string
+	// DMARCPolicy is p= (or sp=/np=) of the record that applied; "" when
+	// the domain has no DMARC record.
+	DMARCPolicy string
+	// DMARCOverridden: a trusted forwarder vouched for a DMARC fail.
+	DMARCOverridden bool
+	ARC             string
+}
+
+// Hit is a rule that fired.
+type Hit struct {
+	Rule   string `json:"rule"`
+	Weight int    `json:"weight"`
+	Detail string `json:"detail"`
+}
+
+// Report is a message's score and the rules behind it.
+type Report struct {
+	Score   int      `json:"score"`
+	Hits    []Hit    `json:"hits"`
+	Brands  []string `json:"brands,omitempty"` // brands imitated
+	Content Content  `json:"content"`
+	// Problems are things that could not be checked (history down, a part
+	// that did not decode); the score is what could be.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Rules lists the rules that fired as "rule=weight", in order.
+func (r Report) Rules() []string {
+	out := make([]string, len(r.Hits))
+	for i, h := range r.Hits {
+		out[i] = h.Rule + "=" + strconv.Itoa(h.Weight)
+	}
+	return out
+}
+
+type scoring struct {
+	c      *Checker
+	r      Report
+	brands map[int]bool
+}
+
+func (s *scoring) fire(rule, format string, args ...any) {
+	w := s.c.weights[rule]
+	if w == 0 {
+		return
+	}
+	detail := fmt.Sprintf(format, args...)
+	for i, h := range s.r.Hits {
+		if h.Rule == rule {
+			// One rule counts once; further evidence joins its detail.
+			if !strings.Contains(h.Detail, detail) && len(h.Detail) < 400 {
+				s.r.Hits[i].Detail += "; " + detail
+			}
+			return
+		}
+	}
+	s.r.Hits = append(s.r.Hits, Hit{Rule: rule, Weight: w, Detail: detail})
+	s.r.Score += w
+}
+
+func (s *scoring) brand(i int) string {
+	s.brands[i] = true
+	return s.c.brands.brands[i].Name
+}
+
+// author is the parsed From.
+type author struct {
+	name, local, domain string // domain as written, lower case
+}
+
+// addressParser decodes encoded words in display names in any charset.
+var addressParser = &mail.AddressParser{WordDecoder: wordDecoder}
+
+func parseAuthor(fields []dkim.Field, name string) (author, bool) {
+	for _, f := range fields {
+		if !strings.EqualFold(f.Name, name) {
+			continue
+		}
+		v := strings.TrimSpace(strings.ReplaceAll(f.Value(), "\r\n", ""))
+		a, err := addressParser.Parse(v)
+		if err != nil {
+			return author{}, false
+		}
+		local, domain, ok := strings.Cut(a.Address, "@")
+		if !ok {
+			return author{}, false
+		}
+		return author{name: a.Name, local: local, domain: strings.ToLower(domain)}, true
+	}
+	return author{}, false
+}
+
+// Check scores a message.
+func (c *Checker) Check(ctx context.Context, in Input) Report {
+	s := &scoring{c: c, brands: map[int]bool{}}
+	s.r.Content = Extract(in.Fields, in.Body)
+	s.r.Problems = append(s.r.Problems, s.r.Content.Problems...)
+	from, ok := parseAuthor(in.Fields, "From")
+	fromOrg := ""
+	if ok {
+		fromOrg = registered(from.domain)
+		s.checkFrom(from)
+		s.checkReplyTo(in.Fields, from)
+		s.checkFirstSeen(ctx, from)
+	} else {
+		s.r.Problems = append(s.r.Problems, "no readable From address")
+	}
+	s.checkLinks(fromOrg)
+	if in.PTRName != "" {
+		ptr := strings.ToLower(strings.TrimSuffix(in.PTRName, "."))
+		if ptr == registered(ptr) && strings.Contains(ptr, ".") {
+			// Mail servers are named mail.example.com or mx1...; a PTR that
+			// is the bare registered domain is a one-box VPS set up for a
+			// campaign.
+			s.fire(PTRBareDomain, "%s has PTR %s, a bare registered domain", in.ClientIP, ptr)
+		}
+	}
+	if len(s.brands) > 0 && !in.DMARCOverridden && (in.DMARCPolicy == "none" || in.DMARCPolicy == "") {
+		policy := "no DMARC record"
+		if in.DMARCPolicy != "" {
+			policy = "DMARC p=none"
+		}
+		s.fire(DMARCNoneBrand, "%s: %s asks for nothing to be done with failures, and the message imitates %s", from.domain, policy, strings.Join(s.brandNames(), ", "))
+	}
+	s.checkAuth(in)
+	s.r.Brands = s.brandNames()
+	return s.r
+}
+
+func (s *scoring) brandNames() []string {
+	var out []string
+	for i := range s.c.brands.brands {
+		if s.brands[i] {
+			out = append(out, s.c.brands.brands[i].Name)
+		}
+	}
+	return out
+}
+
+func (s *scoring) checkFrom(from author) {
+	ix := s.c.brands
+	udomain, isIDN := unicodeDomain(from.domain)
+	if isIDN {
+		s.fire(IDNFromDomain, "From domain %s is %s", from.domain, udomain)
+	}
+	if mixedScript(udomain) || mixedScript(from.name) || mixedScript(from.local) {
+		s.fire(MixedScript, "Latin letters mixed with Cyrillic or Greek in %q", strings.TrimSpace(from.name+" <"+from.local+"@"+udomain+">"))
+	}
+	for _, m := range ix.match(withoutSuffix(udomain), true) {
+		if !ix.owns(m.brand, from.domain) {
+			s.fire(BrandFromDomain, "From domain %s: %s %q, not one of %s's domains", udomain, m.how, m.token, s.brand(m.brand))
+		}
+	}
+	for _, m := range ix.match(from.local, true) {
+		if !ix.owns(m.brand, from.domain) {
+			s.fire(BrandLocalPart, "local part %q: %s %q of %s, sent from %s", from.local, m.how, m.token, s.brand(m.brand), from.domain)
+		}
+	}
+	for _, m := range ix.match(from.name, true) {
+		if !ix.owns(m.brand, from.domain) {
+			s.fire(BrandDisplayName, "display name %q: %s %q of %s, sent from %s", from.name, m.how, m.token, s.brand(m.brand), from.domain)
+		}
+	}
+	for _, addr := range emailPattern.FindAllString(from.name, 5) {
+		_, d, _ := strings.Cut(addr, "@")
+		if registered(d) != registered(from.domain) {
+			s.fire(DisplayNameAddress, "display name shows %s, the address is %s@%s", addr, from.local, from.domain)
+		}
+	}
+}
+
+var emailPattern = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+`)
+
+func (s *scoring) checkReplyTo(fields []dkim.Field, from author) {
+	rt, ok := parseAuthor(fields, "Reply-To")
+	if !ok || registered(rt.domain) == registered(from.domain) {
+		return
+	}
+	s.fire(ReplyToOtherOrg, "replies go to %s@%s, outside %s", rt.local, rt.domain, registered(from.domain))
+}
+
+func (s *scoring) checkFirstSeen(ctx context.Context, from author) {
+	if s.c.History == nil {
+		return
+	}
+	now := time.Now()
+	if s.c.Now != nil {
+		now = s.c.Now()
+	}
+	org := registered(from.domain)
+	first, since, err := s.c.History.SeenDomain(ctx, org, now)
+	if err != nil {
+		s.r.Problems = append(s.r.Problems, "first-seen: "+err.Error())
+		return
+	}
+	if now.Sub(since) >= s.c.Warmup && now.Sub(first) < 24*time.Hour {
+		s.fire(FirstSeenDomain, "%s first seen %s, history kept since %s", org, first.UTC().Format(time.RFC3339), since.UTC().Format("2006-01-02"))
+	}
+}
+
+// domainInText finds a domain shown in link text ("www.amazon.co.jp",
+// "https://amazon.co.jp/...").
+var domainInText = regexp.MustCompile(`(?i)(?:https?://)?((?:[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+[a-z]{2,})`)
+
+func (s *scoring) checkLinks(fromOrg string) {
+	ix := s.c.brands
+	for _, l := range s.r.Content.Links {
+		raw := l.Href
+		if strings.HasPrefix(strings.ToLower(raw), "www.") {
+			raw = "http://" + raw
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			continue
+		}
+		host := strings.ToLower(u.Hostname())
+		if u.User != nil {
+			s.fire(URLUserinfo, "%s shows %q before the @ but goes to %s", clip(l.Href), u.User.String(), host)
+		}
+		if isIPLiteral(host) {
+			s.fire(URLIPLiteral, "%s goes to an address, not a name", clip(l.Href))
+			continue
+		}
+		uhost, isIDN := unicodeDomain(host)
+		if !isIDN && !isLatin(host) {
+			isIDN = true
+		}
+		if isIDN {
+			s.fire(URLPunycode, "link host %s is %s", host, uhost)
+		}
+		for _, m := range ix.match(withoutSuffix(uhost), true) {
+			if !ix.owns(m.brand, host) {
+				s.fire(URLBrandLookalike, "link host %s: %s %q of %s", uhost, m.how, m.token, s.brand(m.brand))
+			}
+		}
+		if l.Text == "" {
+			continue
+		}
+		shown := domainInText.FindStringSubmatch(l.Text)
+		if shown == nil {
+			continue
+		}
+		shownOrg := registered(shown[1])
+		// A sender may track its own links through a mail service, so a
+		// link showing the sender's own domain is not counted; one showing
+		// a third party's while going elsewhere is.
+		if shownOrg != registered(host) && shownOrg != fromOrg {
+			s.fire(URLTextMismatch, "link shows %s but goes to %s", shown[1], host)
+			for i := range ix.brands {
+				if ix.owns(i, shownOrg) {
+					s.brand(i)
+				}
+			}
+		}
+	}
+}
+
+// isIPLiteral recognizes dotted, bracketed, and single-number hosts
+// (http://3221225985/ is 192.0.2.1 to a browser).
+func isIPLiteral(host string) bool {
+	h := strings.Trim(host, "[]")
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if _, err := strconv.ParseUint(h, 0, 32); err == nil {
+		return true
+	}
+	return false
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
+
+func (s *scoring) checkAuth(in Input) {
+	if in.DMARC == "fail" && !in.DMARCOverridden {
+		s.fire(AuthDMARCFail, "DMARC fail (p=%s)", in.DMARCPolicy)
+	}
+	if in.SPF == "fail" || in.SPF == "softfail" {
+		s.fire(AuthSPFFail, "SPF %s for %s", in.SPF, in.ClientIP)
+	}
+	if in.DKIMFail && len(in.DKIMPass) == 0 {
+		s.fire(AuthDKIMFail, "a DKIM signature failed and none passed")
+	}
+	if in.SPF != "pass" && len(in.DKIMPass) == 0 && !in.DMARCOverridden {
+		s.fire(AuthNone, "neither SPF (%s) nor any DKIM signature passed", in.SPF)
+	}
+	if in.IPRev == "fail" || in.IPRev == "permerror" {
+		s.fire(AuthIPRevFail, "%s has no matching forward-confirmed PTR", in.ClientIP)
+	}
+	if in.S25R {
+		s.fire(AuthS25R, "%s looks like a dynamic client", in.PTRName)
+	}
+	if in.ARC == "fail" {
+		s.fire(AuthARCFail, "ARC chain failed")
+	}
+}
+
+// Weights returns the weight of each rule, sorted by name.
+func (c *Checker) Weights() []Hit {
+	out := make([]Hit, 0, len(c.weights))
+	for k, v := range c.weights {
+		out = append(out, Hit{Rule: k, Weight: v})
+	}
+	slices.SortFunc(out, func(a, b Hit) int { return strings.Compare(a.Rule, b.Rule) })
+	return out
+}
