@@ -5,14 +5,19 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
+	"mailwall/internal/arc"
 	"mailwall/internal/config"
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/phish"
 	"mailwall/internal/verdict"
 )
 
@@ -64,6 +69,25 @@ func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error
 		return nil, err
 	}
 	c.Internal = internal
+	if cc.ARC.Verify {
+		c.ARC = &arc.Verifier{Resolver: res}
+	}
+	for _, d := range cc.ARC.TrustedSealers {
+		c.TrustedSealers = append(c.TrustedSealers, strings.ToLower(strings.TrimSuffix(d, ".")))
+	}
+	if seal := cc.ARC.Seal; seal.Domain != "" {
+		key, err := dkim.LoadPrivateKey(seal.Key)
+		if err != nil {
+			return nil, fmt.Errorf("checks.arc.seal: %w", err)
+		}
+		c.Sealer = &arc.Sealer{Domain: seal.Domain, Selector: seal.Selector, Key: key, AuthServID: id}
+	}
+	if cc.Phish.Enabled {
+		if c.Phish, err = newPhish(cc.Phish); err != nil {
+			return nil, err
+		}
+	}
+	c.Policy.ScoreTag, c.Policy.ScoreQuarantine, c.Policy.ScoreReject = cc.Score.Tag, cc.Score.Quarantine, cc.Score.Reject
 	c.Signers = map[string]*dkim.Signer{}
 	for _, s := range cc.Signing {
 		key, err := dkim.LoadPrivateKey(s.Key)
@@ -73,6 +97,36 @@ func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error
 		c.Signers[strings.ToLower(s.Domain)] = &dkim.Signer{Domain: s.Domain, Selector: s.Selector, Key: key}
 	}
 	return c, nil
+}
+
+// newPhish builds the phishing rules: the built-in brands, the config's
+// and the brands file's, and the weights.
+func newPhish(pc config.PhishConfig) (*phish.Checker, error) {
+	var brands []phish.Brand
+	if pc.DefaultBrands {
+		brands = phish.DefaultBrands()
+	}
+	extra := pc.Brands
+	if pc.BrandsFile != "" {
+		data, err := os.ReadFile(pc.BrandsFile)
+		if err != nil {
+			return nil, fmt.Errorf("checks.phish.brands_file: %w", err)
+		}
+		var list []config.BrandConfig
+		if err := yaml.Unmarshal(data, &list); err != nil {
+			return nil, fmt.Errorf("checks.phish.brands_file: %s: %w", pc.BrandsFile, err)
+		}
+		extra = append(extra, list...)
+	}
+	for _, b := range extra {
+		brands = append(brands, phish.Brand{Name: b.Name, Domains: b.Domains, Words: b.Words})
+	}
+	p, err := phish.New(brands, pc.Weights)
+	if err != nil {
+		return nil, fmt.Errorf("checks.phish: %w", err)
+	}
+	p.Warmup = pc.FirstSeenWarmup.D()
+	return p, nil
 }
 
 func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {

@@ -316,7 +316,8 @@ func TestLabRunCommand(t *testing.T) {
 	for _, want := range [][]string{
 		{"mail.example.test", "alice@example.test", "pass  pass  pass", "accept", "250 "},
 		{"work.example.test", "alice@example.test", "fail  none  fail", "reject", "550 5.7.1 Rejected by DMARC policy for example.test"},
-		{"mail.amozonjp-update.test", "update-account@amozonjp-update.test", "pass  pass  pass", "accept", "250 "},
+		// The story: every check passes, the look-alike is caught by its score.
+		{"mail.amozonjp-update.test", "update-account@amozonjp-update.test", "pass  pass  pass", "65", "quarantine", "250 "},
 	} {
 		found := false
 		for _, l := range lines {

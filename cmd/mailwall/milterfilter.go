@@ -103,7 +103,8 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	}
 	f.log.Info("message", "queue_id", f.env.QueueID, "client", f.client.String(), "helo", f.helo, "from", f.env.MailFrom,
 		"action", string(r.Action), "stage", r.Stage, "verdict", r.Verdict, "spf", string(r.SPF.Result), "dmarc", r.DMARC.Result,
-		"dkim", dkimSummary(r.DKIM), "iprev", r.IPRev.Result, "reasons", strings.Join(r.Reasons, "; "))
+		"dkim", dkimSummary(r.DKIM), "iprev", r.IPRev.Result, "arc", string(r.ARC.Result), "score", score(r), "rules", rules(r),
+		"reasons", strings.Join(r.Reasons, "; "))
 	switch r.Action {
 	case verdict.Reject:
 		reply := r.Reply
@@ -124,6 +125,20 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 		mod.Quarantine("mailwall: " + f.heloHold)
 	}
 	return milter.Continue
+}
+
+func score(r verdict.Result) int {
+	if r.Phish == nil {
+		return 0
+	}
+	return r.Phish.Score
+}
+
+func rules(r verdict.Result) string {
+	if r.Phish == nil {
+		return ""
+	}
+	return strings.Join(r.Phish.Rules(), ",")
 }
 
 func dkimSummary(rs []dkim.Result) string {

@@ -17,6 +17,7 @@ import (
 	"mailwall/internal/dnsx"
 	"mailwall/internal/milter"
 	"mailwall/internal/policyd"
+	"mailwall/internal/store"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -113,6 +114,18 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, log *slog.Logger, stdout
 	pipe, err := newPipeline(cfg, res)
 	if err != nil {
 		return nil, err
+	}
+	if pipe.Phish != nil && cfg.Store.DSN != "" {
+		// The store only feeds the first-seen rule: without it the other
+		// rules still score, so a store that cannot open is logged, not
+		// fatal.
+		st, err := store.Open(context.Background(), cfg.Store.Driver, cfg.Store.DSN)
+		if err != nil {
+			log.Warn("store unavailable: the first_seen_domain rule is off", "err", err)
+		} else {
+			pipe.Phish.History = st
+			fmt.Fprintf(stdout, "mailwall: store %s\n", cfg.Store.DSN)
+		}
 	}
 	mode, err := strconv.ParseUint(cfg.Milter.UnixMode, 8, 32)
 	if err != nil {

@@ -36,6 +36,13 @@ type Config struct {
 	Checks   ChecksConfig  `yaml:"checks"`
 	LabDNS   LabDNSConfig  `yaml:"lab_dns"`
 	Admin    AdminConfig   `yaml:"admin"`
+	Store    StoreConfig   `yaml:"store"`
+}
+
+// StoreConfig is the database.
+type StoreConfig struct {
+	Driver string `yaml:"driver"`
+	DSN    string `yaml:"dsn"`
 }
 
 // AdminConfig is the daemon's admin socket.
@@ -63,6 +70,40 @@ type ChecksConfig struct {
 	SubjectTag       string          `yaml:"subject_tag"`
 	Actions          ActionsConfig   `yaml:"actions"`
 	Signing          []SigningConfig `yaml:"signing"`
+	ARC              ARCConfig       `yaml:"arc"`
+	Phish            PhishConfig     `yaml:"phish"`
+	Score            ScoreConfig     `yaml:"score"`
+}
+
+// ARCConfig is ARC validation and sealing.
+type ARCConfig struct {
+	Verify         bool          `yaml:"verify"`
+	TrustedSealers []string      `yaml:"trusted_sealers"`
+	Seal           SigningConfig `yaml:"seal"`
+}
+
+// PhishConfig is the phishing rules.
+type PhishConfig struct {
+	Enabled         bool           `yaml:"enabled"`
+	DefaultBrands   bool           `yaml:"default_brands"`
+	Brands          []BrandConfig  `yaml:"brands"`
+	BrandsFile      string         `yaml:"brands_file"`
+	Weights         map[string]int `yaml:"weights"`
+	FirstSeenWarmup Duration       `yaml:"first_seen_warmup"`
+}
+
+// BrandConfig is one brand and its real domains.
+type BrandConfig struct {
+	Name    string   `yaml:"name"`
+	Domains []string `yaml:"domains"`
+	Words   []string `yaml:"words"`
+}
+
+// ScoreConfig maps the score to actions; 0 turns a threshold off.
+type ScoreConfig struct {
+	Tag        int `yaml:"tag"`
+	Quarantine int `yaml:"quarantine"`
+	Reject     int `yaml:"reject"`
 }
 
 // ActionsConfig maps outcomes to actions.
@@ -269,6 +310,16 @@ func (c *Config) Validate() error {
 		"dmarc_reject": a.DMARCReject, "dmarc_quarantine": a.DMARCQuarantine, "temperror": a.TempError} {
 		check(oneOf(v, "accept", "tag", "quarantine", "tempfail", "reject"), "checks.actions.%s: %q is not accept, tag, quarantine, tempfail or reject", key, v)
 	}
+	seal := c.Checks.ARC.Seal
+	check(seal == (SigningConfig{}) || seal.Domain != "" && seal.Selector != "" && seal.Key != "", "checks.arc.seal: domain, selector and key are all required to seal")
+	sc := c.Checks.Score
+	check(sc.Tag >= 0 && sc.Quarantine >= 0 && sc.Reject >= 0, "checks.score: thresholds must not be negative")
+	check(sc.Quarantine == 0 || sc.Tag == 0 || sc.Tag <= sc.Quarantine, "checks.score: tag (%d) above quarantine (%d)", sc.Tag, sc.Quarantine)
+	check(sc.Reject == 0 || sc.Quarantine == 0 || sc.Quarantine <= sc.Reject, "checks.score: quarantine (%d) above reject (%d)", sc.Quarantine, sc.Reject)
+	for i, b := range c.Checks.Phish.Brands {
+		check(b.Name != "" && len(b.Domains) > 0, "checks.phish.brands[%d]: name and domains are required", i)
+	}
+	check(c.Store.Driver == "sqlite", "store.driver: %q is not sqlite", c.Store.Driver)
 	for i, s := range c.Checks.Signing {
 		check(s.Domain != "" && s.Selector != "" && s.Key != "", "checks.signing[%d]: domain, selector and key are required", i)
 	}

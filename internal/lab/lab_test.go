@@ -11,13 +11,17 @@ import (
 
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/phish"
 	"mailwall/internal/verdict"
 )
 
 func pipeline(res dnsx.Resolver) (*verdict.Checker, error) {
 	c := verdict.New(res, "mx.rcpt.test")
 	var err error
-	c.S25R, err = conncheck.NewS25R(nil, nil, nil)
+	if c.S25R, err = conncheck.NewS25R(nil, nil, nil); err != nil {
+		return nil, err
+	}
+	c.Phish, err = phish.New(phish.DefaultBrands(), nil)
 	return c, err
 }
 
@@ -33,7 +37,8 @@ func exampleFile(t *testing.T) *File {
 
 // TestExampleLab replays the story of examples/lab.yaml: the domain's own
 // host passes, its other host and the look-alike's host claiming it are
-// rejected, and the look-alike itself passes authentication.
+// rejected, and the look-alike itself passes authentication but is
+// quarantined on its score.
 func TestExampleLab(t *testing.T) {
 	dir := t.TempDir()
 	l, err := Start(exampleFile(t), Options{Dir: dir, Pipeline: pipeline})
@@ -45,27 +50,31 @@ func TestExampleLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type want struct{ spf, dkim, dmarc, action, reply string }
+	type want struct {
+		spf, dkim, dmarc, action, reply string
+		score                           int
+	}
+	const phishReject = "550 5.7.1 Message rejected as likely phishing"
 	expect := map[string]want{
-		"mail.example.test as alice@example.test":                          {"pass", "pass", "pass", "accept", "250 "},
-		"mail.example.test as update-account@amozonjp-update.test":         {"fail", "none", "fail", "accept", "250 "},
-		"work.example.test as alice@example.test":                          {"fail", "none", "fail", "reject", "550 5.7.1"},
-		"work.example.test as update-account@amozonjp-update.test":         {"fail", "none", "fail", "accept", "250 "},
-		"mail.amozonjp-update.test as alice@example.test":                  {"fail", "none", "fail", "reject", "550 5.7.1"},
-		"mail.amozonjp-update.test as update-account@amozonjp-update.test": {"pass", "pass", "pass", "accept", "250 "},
+		"mail.example.test as alice@example.test":                          {"pass", "pass", "pass", "accept", "250 ", 0},
+		"mail.example.test as update-account@amozonjp-update.test":         {"fail", "none", "fail", "reject", phishReject, 110},
+		"work.example.test as alice@example.test":                          {"fail", "none", "fail", "reject", "550 5.7.1 Rejected by DMARC", 45},
+		"work.example.test as update-account@amozonjp-update.test":         {"fail", "none", "fail", "reject", phishReject, 110},
+		"mail.amozonjp-update.test as alice@example.test":                  {"fail", "none", "fail", "reject", "550 5.7.1 Rejected by DMARC", 45},
+		"mail.amozonjp-update.test as update-account@amozonjp-update.test": {"pass", "pass", "pass", "quarantine", "250 ", 65},
 	}
 	if len(rows) != len(expect) {
 		t.Errorf("%d rows, want %d", len(rows), len(expect))
 	}
 	for _, r := range rows {
-		key := r.Host + " as " + r.From
+		key := r.Host + " as " + r.MailFrom
 		w, ok := expect[key]
 		if !ok {
 			t.Errorf("unexpected row %+v", r)
 			continue
 		}
-		if r.SPF != w.spf || r.DKIM != w.dkim || r.DMARC != w.dmarc || r.Action != w.action || !strings.HasPrefix(r.Reply, w.reply) {
-			t.Errorf("%s: spf=%s dkim=%s dmarc=%s %s %q; want %+v (reasons %v)", key, r.SPF, r.DKIM, r.DMARC, r.Action, r.Reply, w, r.Reasons)
+		if r.SPF != w.spf || r.DKIM != w.dkim || r.DMARC != w.dmarc || r.Action != w.action || !strings.HasPrefix(r.Reply, w.reply) || r.Score != w.score {
+			t.Errorf("%s: spf=%s dkim=%s dmarc=%s %s score %d %q; want %+v (reasons %v)", key, r.SPF, r.DKIM, r.DMARC, r.Action, r.Score, r.Reply, w, r.Reasons)
 		}
 	}
 	var b strings.Builder
@@ -79,8 +88,15 @@ func TestExampleLab(t *testing.T) {
 		t.Errorf("key file: %v %v", fi, err)
 	}
 	accepted, _ := os.ReadDir(filepath.Join(dir, "Maildir", "new"))
-	if len(accepted) != 4 {
-		t.Errorf("%d messages stored, want the 4 accepted", len(accepted))
+	held, _ := os.ReadDir(filepath.Join(dir, "Maildir", ".Quarantine", "new"))
+	if len(accepted) != 1 || len(held) != 1 {
+		t.Errorf("%d messages in the inbox and %d in quarantine, want 1 and 1", len(accepted), len(held))
+	}
+	if len(held) == 1 {
+		data, _ := os.ReadFile(filepath.Join(dir, "Maildir", ".Quarantine", "new", held[0].Name()))
+		if !strings.Contains(string(data), "X-Mailwall-Score: 65 (brand_from_domain=45 dmarc_none_brand=20)") {
+			t.Errorf("quarantined message lacks its score header:\n%s", data)
+		}
 	}
 }
 

@@ -105,13 +105,14 @@ func (l *Lab) Close() {
 type Row struct {
 	Host     string   `json:"host"`
 	IP       string   `json:"ip"`
-	MailFrom string   `json:"mail_from"`
-	From     string   `json:"from"`
+	MailFrom string   `json:"mail_from"` // also the From address
 	SPF      string   `json:"spf"`
 	DKIM     string   `json:"dkim"`
 	DMARC    string   `json:"dmarc"`
 	Action   string   `json:"action"`
-	Reply    string   `json:"reply"` // the SMTP reply to the message
+	Score    int      `json:"score"`
+	Rules    []string `json:"rules,omitempty"` // phishing rules that fired
+	Reply    string   `json:"reply"`           // the SMTP reply to the message
 	Reasons  []string `json:"reasons,omitempty"`
 }
 
@@ -148,13 +149,16 @@ func (l *Lab) send(ctx context.Context, c Case) (Row, error) {
 	if err != nil {
 		return Row{}, fmt.Errorf("lab: %s: %w", c.Host, err)
 	}
-	row := Row{Host: c.Host, IP: h.IP, MailFrom: c.From, From: c.From, Action: "refused", Reply: fmt.Sprintf("%d %s", res.Code, firstLine(res.Reply))}
+	row := Row{Host: c.Host, IP: h.IP, MailFrom: c.From, Action: "refused", Reply: fmt.Sprintf("%d %s", res.Code, firstLine(res.Reply))}
 	l.mu.Lock()
 	last := l.last
 	l.mu.Unlock()
 	if last != nil {
 		r := last.Result
 		row.SPF, row.DMARC, row.Action, row.Reasons = string(r.SPF.Result), r.DMARC.Result, string(r.Action), r.Reasons
+		if r.Phish != nil {
+			row.Score, row.Rules = r.Phish.Score, r.Phish.Rules()
+		}
 		row.DKIM = "none"
 		for _, s := range r.DKIM {
 			row.DKIM = string(s.Status)
@@ -176,13 +180,9 @@ func firstLine(s string) string {
 // WriteTable prints rows as an aligned table.
 func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tIP\tFROM\tSPF\tDKIM\tDMARC\tACTION\tREPLY")
+	fmt.Fprintln(tw, "HOST\tIP\tFROM\tSPF\tDKIM\tDMARC\tSCORE\tACTION\tREPLY")
 	for _, r := range rows {
-		from := r.MailFrom
-		if r.From != r.MailFrom {
-			from += " / " + r.From
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.IP, from, dash(r.SPF), dash(r.DKIM), dash(r.DMARC), r.Action, r.Reply)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Host, r.IP, r.MailFrom, dash(r.SPF), dash(r.DKIM), dash(r.DMARC), r.Score, r.Action, r.Reply)
 	}
 	return tw.Flush()
 }

@@ -22,6 +22,7 @@ import (
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/phish"
 	"mailwall/internal/spf"
 )
 
@@ -73,13 +74,17 @@ type Policy struct {
 	// by default, as Postfix's milter_default_action.
 	TempError  Action
 	SubjectTag string // prefix for the Subject of tagged mail; "" for none
+	// Score thresholds: a message whose phishing score reaches one gets
+	// that action (tag, quarantine, reject); 0 turns a threshold off.
+	ScoreTag, ScoreQuarantine, ScoreReject int
 }
 
 // DefaultPolicy is what an admin expects of OpenDKIM+OpenDMARC with
 // RejectFailures on and Postfix's milter_default_action = tempfail.
 func DefaultPolicy() Policy {
 	return Policy{HeloInvalid: Reject, IPRevFail: Tag, S25R: Tag, SPFFail: Accept,
-		DMARCReject: Reject, DMARCQuarantine: Quarantine, TempError: TempFail}
+		DMARCReject: Reject, DMARCQuarantine: Quarantine, TempError: TempFail,
+		ScoreTag: 30, ScoreQuarantine: 60, ScoreReject: 100}
 }
 
 // New returns a Checker on res with the default policy and the SPF, DKIM
@@ -106,7 +111,9 @@ type Checker struct {
 	TrustedSealers []string
 	// Sealer, when set, adds an ARC set to received mail that is
 	// delivered: for a host that forwards or runs mailing lists.
-	Sealer     *arc.Sealer
+	Sealer *arc.Sealer
+	// Phish scores content and context; nil: no score.
+	Phish      *phish.Checker
 	S25R       *conncheck.S25R // nil: no S25R check
 	HeloTables []*conncheck.RegexpTable
 	// Internal networks and authenticated senders are signed, not checked
@@ -148,6 +155,7 @@ type Result struct {
 	DKIM     []dkim.Result   `json:"dkim"`
 	DMARC    dmarc.Result    `json:"dmarc"`
 	ARC      arc.Outcome     `json:"arc"`
+	Phish    *phish.Report   `json:"phish,omitempty"`
 	// Override names the local policy that set a DMARC fail aside
 	// (RFC 9990's trusted_forwarder), with the sealer that vouched.
 	Override string            `json:"dmarc_override,omitempty"`
@@ -233,6 +241,7 @@ type Message struct {
 	verify   *dkim.Verification
 	arc      *arc.Validation
 	sealing  *arc.Sealing
+	body     []byte // kept for content checks, up to maxContent
 	signing  *dkim.Signing
 	internal bool
 }
@@ -322,9 +331,16 @@ func (m *Message) Write(p []byte) (int, error) {
 		if m.sealing != nil {
 			m.sealing.Write(p)
 		}
+		if m.c.Phish != nil && len(m.body) < maxContent {
+			m.body = append(m.body, p[:min(len(p), maxContent-len(m.body))]...)
+		}
 	}
 	return len(p), nil
 }
+
+// maxContent is how much of a body the content checks read: phishing
+// text and links come first; what follows is attachments.
+const maxContent = 2 << 20
 
 // Finish runs DKIM and DMARC and returns the verdict with the headers.
 func (m *Message) Finish() Result {
@@ -412,6 +428,9 @@ func (m *Message) Finish() Result {
 			r.decide(c.Policy.TempError, "dkim", "temperror: "+d.Reason, "451 4.7.5 DKIM check failed temporarily, try again later")
 		}
 	}
+	if c.Phish != nil {
+		m.score()
+	}
 	switch {
 	case r.Action == Reject || r.Action == Quarantine || r.DMARC.Result == dmarc.Fail && r.Override == "":
 		r.Verdict = "fail"
@@ -430,7 +449,73 @@ func (m *Message) Finish() Result {
 		stages = r.Stage
 	}
 	r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Verdict", fmt.Sprintf(" %s (action=%s; stage=%s)", r.Verdict, r.Action, stages)})
+	if r.Phish != nil {
+		rules := "none"
+		if len(r.Phish.Hits) > 0 {
+			rules = strings.Join(r.Phish.Rules(), " ")
+		}
+		// A mail client rule can sort on the number; the rules say why.
+		r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Score", fmt.Sprintf(" %d (%s)", r.Phish.Score, foldRules(rules))})
+	}
 	return *r
+}
+
+// foldRules folds the list of rules for a header line.
+func foldRules(rules string) string {
+	var b strings.Builder
+	col := len("X-Mailwall-Score: 100 (")
+	for i, w := range strings.Fields(rules) {
+		if i > 0 {
+			if col+1+len(w) > 76 {
+				b.WriteString("\r\n\t")
+				col = 8
+			} else {
+				b.WriteByte(' ')
+				col++
+			}
+		}
+		b.WriteString(w)
+		col += len(w)
+	}
+	return b.String()
+}
+
+// score runs the phishing rules and maps the score to an action.
+func (m *Message) score() {
+	c, r := m.c, &m.res
+	in := phish.Input{Fields: m.fields, Body: m.body, ClientIP: m.env.ClientIP, IPRev: r.IPRev.Result, S25R: r.S25R != "",
+		SPF: string(r.SPF.Result), DMARC: r.DMARC.Result, DMARCOverridden: r.Override != "", ARC: string(r.ARC.Result)}
+	if r.IPRev.Result == "pass" {
+		in.PTRName = r.IPRev.Name
+	}
+	if r.DMARC.Record != nil {
+		in.DMARCPolicy = string(r.DMARC.Policy)
+	}
+	for _, d := range r.DKIM {
+		switch d.Status {
+		case dkim.Pass:
+			in.DKIMPass = append(in.DKIMPass, d.Domain)
+		case dkim.Fail:
+			in.DKIMFail = true
+		}
+	}
+	rep := c.Phish.Check(m.ctx, in)
+	r.Phish = &rep
+	if len(rep.Hits) == 0 {
+		return
+	}
+	why := fmt.Sprintf("score %d: %s", rep.Score, strings.Join(rep.Rules(), ", "))
+	p := c.Policy
+	switch {
+	case p.ScoreReject > 0 && rep.Score >= p.ScoreReject:
+		r.decide(Reject, "score", why, "550 5.7.1 Message rejected as likely phishing ("+strings.Join(rep.Rules(), ", ")+")")
+	case p.ScoreQuarantine > 0 && rep.Score >= p.ScoreQuarantine:
+		r.decide(Quarantine, "score", why, "")
+	case p.ScoreTag > 0 && rep.Score >= p.ScoreTag:
+		r.decide(Tag, "score", why, "")
+	default:
+		r.Reasons = append(r.Reasons, why)
+	}
 }
 
 // seal adds our ARC set on top, its AAR holding our results (RFC 8617

@@ -147,7 +147,9 @@ checks:
     - domain: example.test
       selector: e2e
       key: %q
-`, dnsAddr, milterPort, heloTable, priv)), 0o644)
+store:
+  dsn: %q
+`, dnsAddr, milterPort, heloTable, priv, filepath.Join(root, "mailwall.db"))), 0o644)
 	startProcess(t, "milter listening", bin, "serve", "--config", cfg)
 	sasl := saslConfig(t, root, "alice", "example.test", "lab-password")
 	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_milters = inet:127.0.0.1:%d\nmilter_default_action = tempfail\nmilter_protocol = 6\n%s", milterPort, sasl))
