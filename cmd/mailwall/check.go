@@ -185,5 +185,10 @@ func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout
 	for _, why := range r.Reasons {
 		fmt.Fprintf(stdout, "# reason: %s\n", why)
 	}
+	if r.Phish != nil {
+		for _, h := range r.Phish.Hits {
+			fmt.Fprintf(stdout, "# rule: %s (%d): %s\n", h.Rule, h.Weight, h.Detail)
+		}
+	}
 	return nil
 }

@@ -7,13 +7,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"mailwall/internal/lab"
+	"mailwall/internal/labdns"
 	"mailwall/internal/labtest"
 )
 
@@ -339,5 +343,64 @@ func TestLabRunCommand(t *testing.T) {
 	after, _ := os.ReadFile(filepath.Join(dir, "keys", "example.test", "mail.private"))
 	if len(before) == 0 || !bytes.Equal(before, after) {
 		t.Error("the second run replaced the key")
+	}
+}
+
+// TestCheckMessageStory runs check-message on the story's message (the
+// corpus's first) against the corpus lab's DNS: every rule that fired is
+// in the JSON, with the action.
+func TestCheckMessageStory(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/corpus/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := lab.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _, err := f.Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
+	for _, p := range files {
+		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: p})
+	}
+	srv, err := labdns.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	msg, err := os.ReadFile("../../testdata/corpus/01-phish-story-amazon-lookalike.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLIWithInput(string(msg), "check-message", "--dns", srv.Addr(), "--ip", "127.0.1.1", "--helo", "desctrl.test",
+		"--sender", "amozonjp-update-account@desctrl.test", "--rcpt", "taro@rcpt.test", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var r struct {
+		Action string `json:"action"`
+		SPF    struct{ Result string }
+		DMARC  struct{ Result string }
+		Phish  struct {
+			Score int
+			Hits  []struct{ Rule, Detail string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var rules []string
+	for _, h := range r.Phish.Hits {
+		rules = append(rules, h.Rule)
+	}
+	want := []string{"brand_local_part", "brand_display_name", "url_text_mismatch", "ptr_bare_domain", "dmarc_none_brand"}
+	if r.Action != "reject" || r.SPF.Result != "pass" || r.DMARC.Result != "pass" || !slices.Equal(rules, want) || r.Phish.Score != 125 {
+		t.Errorf("action %s spf %s dmarc %s score %d rules %v; want reject pass pass 125 %v\n%s", r.Action, r.SPF.Result, r.DMARC.Result, r.Phish.Score, rules, want, out)
 	}
 }

@@ -69,8 +69,14 @@ type Case struct {
 	From string `yaml:"from"` // the address claimed (envelope and From:)
 }
 
-// FQDN is the host's full name.
-func (h Host) FQDN(d Domain) string { return h.Name + "." + d.Name }
+// FQDN is the host's full name; a host named "@" is the domain itself
+// (a one-box sender whose PTR is the bare domain).
+func (h Host) FQDN(d Domain) string {
+	if h.Name == "@" {
+		return d.Name
+	}
+	return h.Name + "." + d.Name
+}
 
 // Parse reads a lab file; unknown keys and inconsistent values are errors
 // with their place.

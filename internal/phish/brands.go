@@ -131,10 +131,12 @@ func (ix *brandIndex) match(s string, near bool) []brandMatch {
 			}
 		}
 	}
-	// Names in other scripts: substrings of the whole text.
+	// Names in other scripts, and Latin ones with punctuation (eki-net):
+	// substrings of the whole text.
+	lower := strings.ToLower(folded)
 	for i, b := range ix.brands {
 		for _, w := range b.Words {
-			if !isLatin(w) && strings.Contains(folded, norm.NFKC.String(w)) {
+			if (!isLatin(w) || len(tokens(w)) > 1) && strings.Contains(lower, strings.ToLower(norm.NFKC.String(w))) {
 				add(brandMatch{brand: i, how: "name", token: w})
 			}
 		}
