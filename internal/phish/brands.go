@@ -62,14 +62,23 @@ func DefaultBrands() []Brand {
 // brandIndex matches text against brands.
 type brandIndex struct {
 	brands []Brand
-	own    map[string]int // registered domain -> brand index
+	// names are each brand's Latin names, lower case: matched to tokens.
+	names [][]string
+	// phrases are names in other scripts or with punctuation, NFKC and
+	// lower case: matched as substrings.
+	phrases [][]string
 }
 
 func newBrandIndex(brands []Brand) *brandIndex {
-	ix := &brandIndex{brands: brands, own: map[string]int{}}
+	ix := &brandIndex{brands: brands, names: make([][]string, len(brands)), phrases: make([][]string, len(brands))}
 	for i, b := range brands {
-		for _, d := range b.Domains {
-			ix.own[strings.ToLower(strings.TrimSuffix(d, "."))] = i
+		for _, w := range append([]string{b.Name}, b.Words...) {
+			w = strings.ToLower(norm.NFKC.String(w))
+			if isLatin(w) && len(tokens(w)) == 1 {
+				ix.names[i] = append(ix.names[i], w)
+			} else {
+				ix.phrases[i] = append(ix.phrases[i], w)
+			}
 		}
 	}
 	return ix
@@ -106,23 +115,18 @@ func (ix *brandIndex) match(s string, near bool) []brandMatch {
 			out = append(out, m)
 		}
 	}
-	folded := norm.NFKC.String(s)
+	folded := strings.ToLower(norm.NFKC.String(s))
 	for _, tok := range tokens(folded) {
 		skel := skeleton(tok)
-		plain := strings.ToLower(tok)
-		for i, b := range ix.brands {
-			for _, name := range append([]string{b.Name}, b.Words...) {
-				name = strings.ToLower(name)
-				if !isLatin(name) {
-					continue
-				}
+		for i, names := range ix.names {
+			for _, name := range names {
 				how := ""
 				switch {
-				case plain == name || len(name) >= 5 && strings.Contains(plain, name):
+				case tok == name || len(name) >= 5 && strings.Contains(tok, name):
 					how = "name"
 				case skel == name || len(name) >= 5 && strings.Contains(skel, name):
 					how = "homoglyph"
-				case near && len(name) >= 6 && !ordinaryWords[plain] && nearSubstring(skel, name):
+				case near && len(name) >= 6 && len(skel) <= maxNearToken && !ordinaryWords[tok] && nearSubstring(skel, name):
 					how = "look-alike"
 				}
 				if how != "" {
@@ -131,18 +135,19 @@ func (ix *brandIndex) match(s string, near bool) []brandMatch {
 			}
 		}
 	}
-	// Names in other scripts, and Latin ones with punctuation (eki-net):
-	// substrings of the whole text.
-	lower := strings.ToLower(folded)
-	for i, b := range ix.brands {
-		for _, w := range b.Words {
-			if (!isLatin(w) || len(tokens(w)) > 1) && strings.Contains(lower, strings.ToLower(norm.NFKC.String(w))) {
-				add(brandMatch{brand: i, how: "name", token: w})
+	for i, phrases := range ix.phrases {
+		for _, p := range phrases {
+			if strings.Contains(folded, p) {
+				add(brandMatch{brand: i, how: "name", token: p})
 			}
 		}
 	}
 	return out
 }
+
+// maxNearToken bounds the tokens searched for look-alikes (a label or a
+// local part is at most 63 or 64 octets): the search is quadratic.
+const maxNearToken = 64
 
 // ordinaryWords are words one edit from a brand name that are not
 // look-alikes.
@@ -178,7 +183,7 @@ var confusables = map[rune]string{
 // to Latin ones and the pairs rn and vv to m and w.
 func skeleton(tok string) string {
 	var b strings.Builder
-	for _, r := range norm.NFD.String(strings.ToLower(tok)) {
+	for _, r := range norm.NFD.String(tok) {
 		if unicode.Is(unicode.Mn, r) {
 			continue // combining accents
 		}
@@ -188,8 +193,11 @@ func skeleton(tok string) string {
 		}
 		b.WriteRune(r)
 	}
-	return strings.NewReplacer("rn", "m", "vv", "w").Replace(b.String())
+	return pairs.Replace(b.String())
 }
+
+// pairs are letter pairs that read as one letter.
+var pairs = strings.NewReplacer("rn", "m", "vv", "w")
 
 // scripts returns the scripts of the letters in s, for mixed-script
 // detection.

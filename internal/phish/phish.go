@@ -321,7 +321,13 @@ var domainInText = regexp.MustCompile(`(?i)(?:https?://)?((?:[a-z0-9](?:[a-z0-9\
 
 func (s *scoring) checkLinks(fromOrg string) {
 	ix := s.c.brands
+	seen := map[Link]bool{}
+	hosts := map[string]bool{}
 	for _, l := range s.r.Content.Links {
+		if seen[l] {
+			continue // newsletters repeat their links
+		}
+		seen[l] = true
 		raw := l.Href
 		if strings.HasPrefix(strings.ToLower(raw), "www.") {
 			raw = "http://" + raw
@@ -338,17 +344,9 @@ func (s *scoring) checkLinks(fromOrg string) {
 			s.fire(URLIPLiteral, "%s goes to an address, not a name", clip(l.Href))
 			continue
 		}
-		uhost, isIDN := unicodeDomain(host)
-		if !isIDN && !isLatin(host) {
-			isIDN = true
-		}
-		if isIDN {
-			s.fire(URLPunycode, "link host %s is %s", host, uhost)
-		}
-		for _, m := range ix.match(withoutSuffix(uhost), true) {
-			if !ix.owns(m.brand, host) {
-				s.fire(URLBrandLookalike, "link host %s: %s %q of %s", uhost, m.how, m.token, s.brand(m.brand))
-			}
+		if !hosts[host] {
+			hosts[host] = true
+			s.checkHost(host)
 		}
 		if l.Text == "" {
 			continue
@@ -368,6 +366,23 @@ func (s *scoring) checkLinks(fromOrg string) {
 					s.brand(i)
 				}
 			}
+		}
+	}
+}
+
+// checkHost looks at a link's host name: punycode, brand look-alikes.
+func (s *scoring) checkHost(host string) {
+	ix := s.c.brands
+	uhost, isIDN := unicodeDomain(host)
+	if !isIDN && !isLatin(host) {
+		isIDN = true
+	}
+	if isIDN {
+		s.fire(URLPunycode, "link host %s is %s", host, uhost)
+	}
+	for _, m := range ix.match(withoutSuffix(uhost), true) {
+		if !ix.owns(m.brand, host) {
+			s.fire(URLBrandLookalike, "link host %s: %s %q of %s", uhost, m.how, m.token, s.brand(m.brand))
 		}
 	}
 }

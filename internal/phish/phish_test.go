@@ -242,3 +242,20 @@ func TestBrandMatch(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheck scores the story message: content extraction, brand
+// matching and link checks.
+func BenchmarkCheck(b *testing.B) {
+	c, _ := New(DefaultBrands(), nil)
+	raw := "From: Amazon.co.jp <amozonjp-update-account@desctrl.com>\r\nSubject: x\r\nContent-Type: text/html; charset=UTF-8\r\n\r\n" +
+		strings.Repeat(`<p>Amazonプライムの更新 <a href="http://desctrl.com/ap/signin">https://www.amazon.co.jp/gp/css/homepage.html</a></p>`, 20) + "\r\n"
+	br := bufio.NewReader(strings.NewReader(raw))
+	fields, _ := dkim.ReadHeader(br)
+	var body strings.Builder
+	br.WriteTo(&body)
+	in := Input{Fields: fields, Body: []byte(body.String()), SPF: "pass", DKIMPass: []string{"desctrl.com"}, DMARC: "pass", DMARCPolicy: "none"}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Check(context.Background(), in)
+	}
+}
