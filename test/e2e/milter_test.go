@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -246,6 +247,32 @@ store:
 		}
 	})
 
+	t.Run("look-alike that passes SPF and DMARC p=none: held by its score", func(t *testing.T) {
+		m := "From: update-account@amozonjp-update.test\r\nTo: bob@rcpt.test\r\nSubject: milter-phish\r\n" +
+			fmt.Sprintf("Message-ID: <%d@amozonjp-update.test>\r\n\r\nPlease update your account.\r\n", time.Now().UnixNano())
+		if err := sendMessage(smtpAddr, "127.0.0.5", "mail.amozonjp-update.test", "update-account@amozonjp-update.test", "bob@rcpt.test", m); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		// Quarantine is Postfix's hold queue: accepted, not delivered.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, _ := exec.Command("postqueue", "-c", filepath.Join(root, "etc"), "-j").Output()
+			if strings.Contains(string(out), `"queue_name": "hold"`) || strings.Contains(string(out), `"queue_name":"hold"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no message in the hold queue: %s", out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		held, _ := exec.Command("postcat", "-c", filepath.Join(root, "etc"), "-hq", heldID(t, root)).Output()
+		for _, want := range []string{"X-Mailwall-Score: ", "brand_from_domain=45", "dmarc_none_brand=20", "spf=pass", "dmarc=pass"} {
+			if !strings.Contains(string(held), want) {
+				t.Errorf("held message lacks %q:\n%s", want, held)
+			}
+		}
+	})
+
 	t.Run("wrong password: 535, nothing sent", func(t *testing.T) {
 		auth := plainAuth{"alice@example.test", "not-the-password"}
 		err := sendAs(smtpAddr, "127.0.0.5", "roaming.example.net", auth, "alice@example.test", "bob@rcpt.test", body("milter-badauth"))
@@ -253,4 +280,24 @@ store:
 			t.Fatalf("got %v, want 535", err)
 		}
 	})
+}
+
+// heldID is the queue ID of the first message in the hold queue.
+func heldID(t *testing.T, root string) string {
+	t.Helper()
+	out, err := exec.Command("postqueue", "-c", filepath.Join(root, "etc"), "-j").Output()
+	if err != nil {
+		t.Fatalf("postqueue: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		var q struct {
+			QueueName string `json:"queue_name"`
+			QueueID   string `json:"queue_id"`
+		}
+		if json.Unmarshal([]byte(line), &q) == nil && q.QueueName == "hold" {
+			return q.QueueID
+		}
+	}
+	t.Fatalf("no held message in %s", out)
+	return ""
 }
