@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"mailwall/internal/lab"
-	"mailwall/internal/labdns"
 	"mailwall/internal/labtest"
 )
 
@@ -358,19 +356,9 @@ func TestCheckMessageStory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _, err := f.Build(t.TempDir())
+	f.DNS = "127.0.0.1:0"
+	srv, _, err := f.StartDNS(t.TempDir(), nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
-	for _, p := range files {
-		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: p})
-	}
-	srv, err := labdns.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown(context.Background())

@@ -49,20 +49,9 @@ func Start(f *File, opts Options) (*Lab, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	files, signers, err := f.Build(opts.Dir)
+	dns, signers, err := f.StartDNS(opts.Dir, opts.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
-	}
-	cfg := labdns.Config{Listen: f.DNS, Logger: opts.Logger}
-	for _, p := range files {
-		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: p})
-	}
-	dns, err := labdns.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
-	}
-	if err := dns.Start(); err != nil {
-		return nil, fmt.Errorf("lab: dns: %w", err)
+		return nil, err
 	}
 	l := &Lab{File: f, Dir: opts.Dir, DNS: dns, signers: signers}
 	// The MX asks the lab DNS server and nothing else.
@@ -91,6 +80,30 @@ func Start(f *File, opts Options) (*Lab, error) {
 	}
 	go l.MX.Serve()
 	return l, nil
+}
+
+// StartDNS builds the lab's zones and keys under dir and serves the zones
+// on f.DNS; it returns the server and, by domain, the signers.
+func (f *File) StartDNS(dir string, logger *slog.Logger) (*labdns.Server, map[string]*dkim.Signer, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	files, signers, err := f.Build(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lab: %w", err)
+	}
+	cfg := labdns.Config{Listen: f.DNS, Logger: logger}
+	for _, p := range files {
+		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: p})
+	}
+	dns, err := labdns.New(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lab: %w", err)
+	}
+	if err := dns.Start(); err != nil {
+		return nil, nil, fmt.Errorf("lab: dns: %w", err)
+	}
+	return dns, signers, nil
 }
 
 // Close stops the MX and the DNS server.

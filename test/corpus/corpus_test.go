@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -24,7 +23,6 @@ import (
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/lab"
-	"mailwall/internal/labdns"
 	"mailwall/internal/phish"
 	"mailwall/internal/store"
 	"mailwall/internal/verdict"
@@ -84,19 +82,8 @@ func setUp(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, signers, err := f.Build(t.TempDir())
+	srv, signers, err := f.StartDNS(t.TempDir(), nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
-	for _, p := range files {
-		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: p})
-	}
-	srv, err := labdns.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
