@@ -111,7 +111,7 @@ func (sg *Sealing) Finish(cv Result, results string) (Set, error) {
 	t := strconv.FormatInt(now.Unix(), 10)
 	inst := strconv.Itoa(i)
 
-	results = strings.TrimSpace(results)
+	results = collapse(results) // refolded below, at semicolons
 	if results == "" {
 		results = "none" // RFC 8601 §2.2: no results
 	}
