@@ -122,9 +122,9 @@ func (ix *brandIndex) match(s string, near bool) []brandMatch {
 			for _, name := range names {
 				how := ""
 				switch {
-				case tok == name || len(name) >= 5 && strings.Contains(tok, name):
+				case tok == name || len(name) >= 6 && strings.Contains(tok, name):
 					how = "name"
-				case skel == name || len(name) >= 5 && strings.Contains(skel, name):
+				case skel == name || len(name) >= 6 && strings.Contains(skel, name):
 					how = "homoglyph"
 				case near && len(name) >= 6 && len(skel) <= maxNearToken && !ordinaryWords[tok] && nearSubstring(skel, name):
 					how = "look-alike"

@@ -228,6 +228,8 @@ func TestBrandMatch(t *testing.T) {
 		{"secure-paypal-login", "paypal", "name"},
 		{"mlcrosoft", "microsoft", "look-alike"},
 		{"amazing", "", ""},
+		{"pineapple", "", ""}, // names under 6 letters match whole tokens only
+		{"apple-id", "apple", "name"},
 		{"newsletter", "", ""},
 		{"三井住友カード", "smbc", "name"},
 		{"support", "", ""},
