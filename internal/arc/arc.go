@@ -401,23 +401,38 @@ func (vn *Validation) verifyAMS(ctx context.Context, i int) error {
 // order, relaxed, the seal itself without its b= and final CRLF (§5.1.1).
 func (vn *Validation) verifySeal(ctx context.Context, i int) error {
 	as := vn.sets[i].as
-	h := dkim.NewHeaderHash(as.algorithm)
+	chain := make([]setFields, 0, i)
 	for j := 1; j <= i; j++ {
 		s := vn.sets[j]
-		io.WriteString(h, dkim.CanonicalizeHeader(*s.aar, dkim.Relaxed))
-		io.WriteString(h, dkim.CanonicalizeHeader(s.ams.field, dkim.Relaxed))
-		if j < i {
-			io.WriteString(h, dkim.CanonicalizeHeader(s.as.field, dkim.Relaxed))
-		}
+		chain = append(chain, setFields{aar: *s.aar, ams: s.ams.field, as: s.as.field})
 	}
-	self := dkim.CanonicalizeHeader(dkim.Field{Name: as.field.Name, Raw: dkim.WithoutSignatureValue(as.field.Raw)}, dkim.Relaxed)
-	io.WriteString(h, strings.TrimSuffix(self, "\r\n"))
 	key, err := vn.key(ctx, as)
 	if err != nil {
 		return err
 	}
-	if err := dkim.VerifyHash(key, as.algorithm, h.Sum(nil), as.b); err != nil {
+	if err := dkim.VerifyHash(key, as.algorithm, sealHash(as.algorithm, chain), as.b); err != nil {
 		return errors.New("signature did not verify")
 	}
 	return nil
+}
+
+// setFields are one ARC set's three fields.
+type setFields struct{ aar, ams, as dkim.Field }
+
+// sealHash is the hash an ARC-Seal signs (§5.1.1): the sets oldest first,
+// each AAR, AMS and AS relaxed, the last AS (the seal itself) without
+// its b= value and final CRLF.
+func sealHash(alg string, chain []setFields) []byte {
+	h := dkim.NewHeaderHash(alg)
+	for j, s := range chain {
+		io.WriteString(h, dkim.CanonicalizeHeader(s.aar, dkim.Relaxed))
+		io.WriteString(h, dkim.CanonicalizeHeader(s.ams, dkim.Relaxed))
+		if j < len(chain)-1 {
+			io.WriteString(h, dkim.CanonicalizeHeader(s.as, dkim.Relaxed))
+		}
+	}
+	self := chain[len(chain)-1].as
+	c := dkim.CanonicalizeHeader(dkim.Field{Name: self.Name, Raw: dkim.WithoutSignatureValue(self.Raw)}, dkim.Relaxed)
+	io.WriteString(h, strings.TrimSuffix(c, "\r\n"))
+	return h.Sum(nil)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -123,7 +124,7 @@ func (sg *Sealing) Finish(cv Result, results string) (Set, error) {
 		want = DefaultHeaders
 	}
 	names := dkim.SignedNames(sg.fields, want, nil)
-	if !contains(names, "from") {
+	if !slices.Contains(names, "from") {
 		return Set{}, errors.New("arc: message has no From field to sign")
 	}
 	// Tags in alphabetical order, as other sealers write them.
@@ -137,22 +138,17 @@ func (sg *Sealing) Finish(cv Result, results string) (Set, error) {
 	ams := dkim.FillSignature(amsField, sig)
 
 	asField := dkim.FoldTags(SealName, []string{"a=" + sg.alg, "b=", "cv=" + string(cv), "d=" + s.Domain, "i=" + inst, "s=" + s.Selector, "t=" + t})
-	h := dkim.NewHeaderHash(sg.alg)
-	// §5.1.1: the seal covers every set, oldest first, each AAR, AMS, AS;
-	// §5.1.2: a sealer that found the chain failed covers only its own
-	// set, as if the chain started here.
+	// §5.1.1: the seal covers every set, oldest first; §5.1.2: a sealer
+	// that found the chain failed covers only its own set, as if the chain
+	// started here.
+	var chain []setFields
 	if cv != Fail {
 		for j := 1; j < i; j++ {
-			io.WriteString(h, dkim.CanonicalizeHeader(*sets[j].aar, dkim.Relaxed))
-			io.WriteString(h, dkim.CanonicalizeHeader(sets[j].ams.field, dkim.Relaxed))
-			io.WriteString(h, dkim.CanonicalizeHeader(sets[j].as.field, dkim.Relaxed))
+			chain = append(chain, setFields{aar: *sets[j].aar, ams: sets[j].ams.field, as: sets[j].as.field})
 		}
 	}
-	io.WriteString(h, dkim.CanonicalizeHeader(aarField, dkim.Relaxed))
-	io.WriteString(h, dkim.CanonicalizeHeader(dkim.Field{Name: AMSName, Raw: ams}, dkim.Relaxed))
-	self := dkim.CanonicalizeHeader(dkim.Field{Name: SealName, Raw: asField + "\r\n"}, dkim.Relaxed)
-	io.WriteString(h, strings.TrimSuffix(self, "\r\n"))
-	sig, err = dkim.SignHash(s.Key, h.Sum(nil))
+	chain = append(chain, setFields{aar: aarField, ams: dkim.Field{Name: AMSName, Raw: ams}, as: dkim.Field{Name: SealName, Raw: asField + "\r\n"}})
+	sig, err = dkim.SignHash(s.Key, sealHash(sg.alg, chain))
 	if err != nil {
 		return Set{}, err
 	}
@@ -239,15 +235,6 @@ func foldResults(field string) string {
 	// A fold leaves "; " at the end of the line: the space is trailing
 	// white space, which relaxed canonicalization would drop anyway.
 	return strings.ReplaceAll(b.String(), " \r\n", "\r\n")
-}
-
-func contains(names []string, name string) bool {
-	for _, n := range names {
-		if n == name {
-			return true
-		}
-	}
-	return false
 }
 
 // Seal reads a whole message and makes its next ARC set; see Finish.
