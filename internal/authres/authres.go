@@ -45,31 +45,50 @@ func (r Result) Prop(ptype, name string) string {
 // String formats the field value (without the field name), one result per
 // folded line.
 func (h Header) String() string {
-	var b strings.Builder
-	b.WriteString(pvalue(h.AuthServID))
 	if len(h.Results) == 0 {
-		b.WriteString("; none")
-		return b.String()
+		return pvalue(h.AuthServID) + "; none"
 	}
-	for _, r := range h.Results {
-		b.WriteString(";\r\n\t")
-		b.WriteString(r.Method)
-		if r.Version != "" {
-			b.WriteString("/" + r.Version)
-		}
-		b.WriteByte('=')
-		b.WriteString(r.Value)
-		if r.Comment != "" {
-			b.WriteString(" (" + commentSafe(r.Comment) + ")")
-		}
-		if r.Reason != "" {
-			b.WriteString(" reason=" + quote(r.Reason))
-		}
-		for _, p := range r.Props {
-			b.WriteString(" " + p.Type + "." + p.Name + "=" + pvalue(p.Value))
-			if p.Comment != "" {
-				b.WriteString(" (" + commentSafe(p.Comment) + ")")
-			}
+	return pvalue(h.AuthServID) + ";\r\n\t" + h.join(";\r\n\t")
+}
+
+// ResultsString formats the results alone, "; "-separated on one line,
+// "none" when there are none: the part after the authserv-id, as an
+// ARC-Authentication-Results field carries it.
+func (h Header) ResultsString() string {
+	if len(h.Results) == 0 {
+		return "none"
+	}
+	return h.join("; ")
+}
+
+func (h Header) join(sep string) string {
+	parts := make([]string, len(h.Results))
+	for i, r := range h.Results {
+		parts[i] = r.String()
+	}
+	return strings.Join(parts, sep)
+}
+
+// String formats one result: method=value, its comment, reason and
+// properties.
+func (r Result) String() string {
+	var b strings.Builder
+	b.WriteString(r.Method)
+	if r.Version != "" {
+		b.WriteString("/" + r.Version)
+	}
+	b.WriteByte('=')
+	b.WriteString(r.Value)
+	if r.Comment != "" {
+		b.WriteString(" (" + commentSafe(r.Comment) + ")")
+	}
+	if r.Reason != "" {
+		b.WriteString(" reason=" + quote(r.Reason))
+	}
+	for _, p := range r.Props {
+		b.WriteString(" " + p.Type + "." + p.Name + "=" + pvalue(p.Value))
+		if p.Comment != "" {
+			b.WriteString(" (" + commentSafe(p.Comment) + ")")
 		}
 	}
 	return b.String()

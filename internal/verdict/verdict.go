@@ -532,8 +532,7 @@ func (m *Message) seal(ar authres.Header) {
 		}
 	}
 	m.sealing.SetFields(fields)
-	results := strings.TrimPrefix(ar.String(), ar.AuthServID+";")
-	set, err := m.sealing.Finish(r.ARC.Result, results)
+	set, err := m.sealing.Finish(r.ARC.Result, ar.ResultsString())
 	if err != nil {
 		r.Reasons = append(r.Reasons, "arc: not sealed: "+err.Error())
 		return
