@@ -103,7 +103,7 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	}
 	f.log.Info("message", "queue_id", f.env.QueueID, "client", f.client.String(), "helo", f.helo, "from", f.env.MailFrom,
 		"action", string(r.Action), "stage", r.Stage, "verdict", r.Verdict, "spf", string(r.SPF.Result), "dmarc", r.DMARC.Result,
-		"dkim", dkimSummary(r.DKIM), "iprev", r.IPRev.Result, "arc", string(r.ARC.Result), "score", score(r), "rules", rules(r),
+		"dkim", dkimSummary(r.DKIM), "iprev", r.IPRev.Result, "arc", string(r.ARC.Result), "score", r.Score(), "rules", strings.Join(r.Rules(), ","),
 		"reasons", strings.Join(r.Reasons, "; "))
 	switch r.Action {
 	case verdict.Reject:
@@ -125,20 +125,6 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 		mod.Quarantine("mailwall: " + f.heloHold)
 	}
 	return milter.Continue
-}
-
-func score(r verdict.Result) int {
-	if r.Phish == nil {
-		return 0
-	}
-	return r.Phish.Score
-}
-
-func rules(r verdict.Result) string {
-	if r.Phish == nil {
-		return ""
-	}
-	return strings.Join(r.Phish.Rules(), ",")
 }
 
 func dkimSummary(rs []dkim.Result) string {

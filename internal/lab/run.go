@@ -169,9 +169,7 @@ func (l *Lab) send(ctx context.Context, c Case) (Row, error) {
 	if last != nil {
 		r := last.Result
 		row.SPF, row.DMARC, row.Action, row.Reasons = string(r.SPF.Result), r.DMARC.Result, string(r.Action), r.Reasons
-		if r.Phish != nil {
-			row.Score, row.Rules = r.Phish.Score, r.Phish.Rules()
-		}
+		row.Score, row.Rules = r.Score(), r.Rules()
 		row.DKIM = "none"
 		for _, s := range r.DKIM {
 			row.DKIM = string(s.Status)

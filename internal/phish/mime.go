@@ -55,9 +55,9 @@ func charsetReader(charset string, r io.Reader) (io.Reader, error) {
 	return enc.NewDecoder().Reader(r), nil
 }
 
-// DecodeHeader decodes encoded words in a header value; undecodable
+// decodeHeader decodes encoded words in a header value; undecodable
 // words stay as written.
-func DecodeHeader(v string) string {
+func decodeHeader(v string) string {
 	v = strings.Join(strings.Fields(v), " ")
 	if d, err := wordDecoder.DecodeHeader(v); err == nil {
 		return d
@@ -73,7 +73,7 @@ func Extract(fields []dkim.Field, body []byte) Content {
 	for _, f := range fields {
 		h.Add(textproto.CanonicalMIMEHeaderKey(f.Name), strings.TrimSpace(f.Value()))
 	}
-	c.Subject = DecodeHeader(h.Get("Subject"))
+	c.Subject = decodeHeader(h.Get("Subject"))
 	parts := 0
 	c.walk(h, body, 0, &parts)
 	return c

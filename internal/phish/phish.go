@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -429,14 +428,4 @@ func (s *scoring) checkAuth(in Input) {
 	if in.ARC == "fail" {
 		s.fire(AuthARCFail, "ARC chain failed")
 	}
-}
-
-// Weights returns the weight of each rule, sorted by name.
-func (c *Checker) Weights() []Hit {
-	out := make([]Hit, 0, len(c.weights))
-	for k, v := range c.weights {
-		out = append(out, Hit{Rule: k, Weight: v})
-	}
-	slices.SortFunc(out, func(a, b Hit) int { return strings.Compare(a.Rule, b.Rule) })
-	return out
 }

@@ -163,6 +163,22 @@ type Result struct {
 	Remove   []HeaderReference `json:"remove,omitempty"`
 }
 
+// Score is the phishing score; 0 when the rules did not run.
+func (r Result) Score() int {
+	if r.Phish == nil {
+		return 0
+	}
+	return r.Phish.Score
+}
+
+// Rules lists the phishing rules that fired as "rule=weight".
+func (r Result) Rules() []string {
+	if r.Phish == nil {
+		return nil
+	}
+	return r.Phish.Rules()
+}
+
 // HeaderField is a header to add.
 type HeaderField struct {
 	Name, Value string
@@ -504,11 +520,12 @@ func (m *Message) score() {
 	if len(rep.Hits) == 0 {
 		return
 	}
-	why := fmt.Sprintf("score %d: %s", rep.Score, strings.Join(rep.Rules(), ", "))
+	rules := strings.Join(rep.Rules(), ", ")
+	why := fmt.Sprintf("score %d: %s", rep.Score, rules)
 	p := c.Policy
 	switch {
 	case p.ScoreReject > 0 && rep.Score >= p.ScoreReject:
-		r.decide(Reject, "score", why, "550 5.7.1 Message rejected as likely phishing ("+strings.Join(rep.Rules(), ", ")+")")
+		r.decide(Reject, "score", why, "550 5.7.1 Message rejected as likely phishing ("+rules+")")
 	case p.ScoreQuarantine > 0 && rep.Score >= p.ScoreQuarantine:
 		r.decide(Quarantine, "score", why, "")
 	case p.ScoreTag > 0 && rep.Score >= p.ScoreTag:

@@ -238,10 +238,7 @@ func TestCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			score, rules := 0, ""
-			if r.Phish != nil {
-				score, rules = r.Phish.Score, strings.Join(r.Phish.Rules(), " ")
-			}
+			score, rules := r.Score(), strings.Join(r.Rules(), " ")
 			caught := r.Action != verdict.Accept
 			switch {
 			case e.Class == "phish" && caught:
