@@ -69,7 +69,8 @@ func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error
 		return nil, err
 	}
 	c.Internal = internal
-	if cc.ARC.Verify {
+	if cc.ARC.Verify || cc.ARC.Seal.Domain != "" {
+		// Sealing needs the incoming chain's status for its cv=.
 		c.ARC = &arc.Verifier{Resolver: res}
 	}
 	for _, d := range cc.ARC.TrustedSealers {

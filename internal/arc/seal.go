@@ -99,9 +99,9 @@ func (sg *Sealing) Finish(cv Result, results string) (Set, error) {
 	switch {
 	case newest == 0:
 		cv = None
-	case structErr != nil || cv == None:
-		// A chain we could not even read, or one the caller did not
-		// validate, is not one we can vouch for.
+	case structErr != nil || cv != Pass:
+		// A chain we could not even read, or one the caller did not see
+		// pass (not validated, say), is not one we can vouch for.
 		cv = Fail
 	}
 	i := newest + 1

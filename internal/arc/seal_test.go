@@ -121,3 +121,19 @@ func TestResultsFor(t *testing.T) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 }
+
+// A chain the caller did not validate (cv "") is sealed as failed, never
+// with an empty or passing cv=.
+func TestSealUnvalidatedChain(t *testing.T) {
+	key, _ := dkim.GenerateKey("ed25519", 0)
+	first := &Sealer{Domain: "lists.test", Selector: "arc", Key: key, AuthServID: "mx.lists.test"}
+	set, err := first.Seal(plainMessage, None, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := &Sealer{Domain: "fwd.test", Selector: "arc", Key: key, AuthServID: "mx.fwd.test"}
+	next, err := second.Seal(set.Header()+plainMessage, "", "")
+	if err != nil || next.CV != Fail || !strings.Contains(next.Seal, "cv=fail") {
+		t.Errorf("cv %q, %v", next.CV, err)
+	}
+}

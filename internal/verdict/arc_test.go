@@ -128,3 +128,14 @@ func TestDeliveredMailIsSealed(t *testing.T) {
 		t.Errorf("rejected mail sealed: %s", r.Action)
 	}
 }
+
+func TestNoARCResultWithoutValidation(t *testing.T) {
+	res, author, list, _ := arcWorld(t)
+	c := New(res, "mx.rcpt.test")
+	c.ARC = nil
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.30"), Helo: "mail.lists.test", MailFrom: "list-bounces@lists.test"}
+	r := check(t, c, env, viaList(t, author, list))
+	if ar := header(r, "Authentication-Results"); strings.Contains(ar, "\tarc=") || r.ARC.Result != "" {
+		t.Errorf("arc reported without validation: %q\n%q", r.ARC.Result, ar)
+	}
+}

@@ -402,9 +402,8 @@ func (m *Message) Finish() Result {
 	}
 	r.DMARC = c.DMARC.Evaluate(m.ctx, in)
 	if m.arc != nil {
+		// Without validation there is no arc= to report, not arc=none.
 		r.ARC = m.arc.Finish(m.ctx)
-	} else {
-		r.ARC.Result = arc.None
 	}
 	if r.ARC.Result == arc.Fail {
 		r.Reasons = append(r.Reasons, "arc: fail: "+r.ARC.Reason)
