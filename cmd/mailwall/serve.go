@@ -16,6 +16,7 @@ import (
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/milter"
+	"mailwall/internal/phish"
 	"mailwall/internal/policyd"
 	"mailwall/internal/store"
 )
@@ -71,7 +72,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, ln := range lns {
 		go func() { errc <- srv.Serve(ln) }()
 	}
-	msrv, err := startMilter(cfg, resolver, log, stdout, errc)
+	var history phish.History
+	if len(cfg.Milter.Listen) > 0 && cfg.Checks.Phish.Enabled && cfg.Store.DSN != "" {
+		// The store only feeds the first-seen rule: without it the other
+		// rules still score, so a store that cannot open is logged, not
+		// fatal.
+		st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
+		if err != nil {
+			log.Warn("store unavailable: the first_seen_domain rule is off", "err", err)
+		} else {
+			defer st.Close() // after the milter's shutdown, deferred below
+			history = st
+			fmt.Fprintf(stdout, "mailwall: store %s\n", cfg.Store.DSN)
+		}
+	}
+	msrv, err := startMilter(cfg, resolver, history, log, stdout, errc)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -107,7 +122,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // startMilter listens for Postfix's milter connections, when configured.
-func startMilter(cfg *config.Config, res dnsx.Resolver, log *slog.Logger, stdout io.Writer, errc chan<- error) (*milter.Server, error) {
+func startMilter(cfg *config.Config, res dnsx.Resolver, history phish.History, log *slog.Logger, stdout io.Writer, errc chan<- error) (*milter.Server, error) {
 	if len(cfg.Milter.Listen) == 0 {
 		return nil, nil
 	}
@@ -115,17 +130,8 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, log *slog.Logger, stdout
 	if err != nil {
 		return nil, err
 	}
-	if pipe.Phish != nil && cfg.Store.DSN != "" {
-		// The store only feeds the first-seen rule: without it the other
-		// rules still score, so a store that cannot open is logged, not
-		// fatal.
-		st, err := store.Open(context.Background(), cfg.Store.Driver, cfg.Store.DSN)
-		if err != nil {
-			log.Warn("store unavailable: the first_seen_domain rule is off", "err", err)
-		} else {
-			pipe.Phish.History = st
-			fmt.Fprintf(stdout, "mailwall: store %s\n", cfg.Store.DSN)
-		}
+	if pipe.Phish != nil && history != nil {
+		pipe.Phish.History = history
 	}
 	mode, err := strconv.ParseUint(cfg.Milter.UnixMode, 8, 32)
 	if err != nil {
