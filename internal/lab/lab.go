@@ -209,8 +209,8 @@ func (f *File) Cases() []Case {
 	return cases
 }
 
-// host finds a host by its full name.
-func (f *File) host(fqdn string) (Domain, Host, bool) {
+// Host finds a host by its full name, with its domain.
+func (f *File) Host(fqdn string) (Domain, Host, bool) {
 	for _, d := range f.Domains {
 		if i := slices.IndexFunc(d.Hosts, func(h Host) bool { return h.FQDN(d) == fqdn }); i >= 0 {
 			return d, d.Hosts[i], true

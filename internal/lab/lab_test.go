@@ -130,7 +130,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, c := range lf.Cases() {
-			if _, _, ok := lf.host(c.Host); !ok {
+			if _, _, ok := lf.Host(c.Host); !ok {
 				t.Fatalf("case from unknown host %q", c.Host)
 			}
 		}

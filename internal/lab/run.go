@@ -144,7 +144,7 @@ func (l *Lab) Run(ctx context.Context) ([]Row, error) {
 }
 
 func (l *Lab) send(ctx context.Context, c Case) (Row, error) {
-	d, h, _ := l.File.host(c.Host)
+	d, h, _ := l.File.Host(c.Host)
 	claimed := c.From[strings.LastIndexByte(c.From, '@')+1:]
 	m := sendtest.Message{From: c.From, To: "postmaster@" + l.File.MX.Domain, Subject: fmt.Sprintf("lab: %s as %s", c.Host, claimed)}
 	// A host signs only for its own domain: it holds no other key.

@@ -40,7 +40,8 @@ type Content struct {
 	Text    string `json:"-"`
 	Links   []Link `json:"links,omitempty"`
 	// Problems are parts that could not be decoded; the rest is read.
-	Problems []string `json:"problems,omitempty"`
+	// A Report carries them in its own Problems.
+	Problems []string `json:"-"`
 }
 
 // wordDecoder decodes RFC 2047 encoded words in any charset the

@@ -61,15 +61,13 @@ type world struct {
 	res     dnsx.Resolver
 }
 
+// host is a lab host's address and domain.
 func (w *world) host(fqdn string) (netip.Addr, string) {
-	for _, d := range w.file.Domains {
-		for _, h := range d.Hosts {
-			if h.FQDN(d) == fqdn {
-				return netip.MustParseAddr(h.IP), d.Name
-			}
-		}
+	d, h, ok := w.file.Host(fqdn)
+	if !ok {
+		return netip.Addr{}, ""
 	}
-	return netip.Addr{}, ""
+	return netip.MustParseAddr(h.IP), d.Name
 }
 
 func setUp(t *testing.T) *world {
