@@ -162,7 +162,7 @@ func TestReportRow(t *testing.T) {
 	r := e.Evaluate(context.Background(), Input{FromDomains: []string{"example.test"}, SPFDomain: "example.test", SPFScope: "mfrom", SPFResult: "fail",
 		DKIM: []DKIMResult{{Domain: "example.test", Selector: "sel", Result: "pass"}}, SourceIP: ip, EnvelopeTo: "rcpt.test"})
 	row := r.Row
-	if row.SourceIP != ip || row.HeaderFrom != "example.test" || row.EnvelopeFrom != "example.test" || row.Disposition != PolicyNone ||
+	if row.SourceIP != ip || row.HeaderFrom != "example.test" || row.EnvelopeFrom != "example.test" || row.Disposition != ReportPass ||
 		row.DKIMAligned != "pass" || row.SPFAligned != "fail" || row.Published.Domain != "example.test" || row.Published.P != PolicyReject ||
 		row.Published.DiscoveryMethod != "treewalk" || len(row.DKIM) != 1 {
 		t.Errorf("row %+v", row)

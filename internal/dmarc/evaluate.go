@@ -367,7 +367,12 @@ func (w *walker) evaluate(author string, in Input) Result {
 	res.Row.DKIMAligned, res.Row.SPFAligned = passFail(res.DKIMAligned), passFail(res.SPFAligned)
 	if res.DKIMAligned || res.SPFAligned {
 		res.Result, res.Disposition = Pass, PolicyNone
+		// RFC 9990 reports a pass under an enforcing policy as "pass"
+		// and keeps "none" for a pass under p=none.
 		res.Row.Disposition = PolicyNone
+		if res.Policy != PolicyNone {
+			res.Row.Disposition = ReportPass
+		}
 		return res
 	}
 	res.Result = Fail

@@ -9,6 +9,7 @@ package dmarc
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -22,6 +23,10 @@ const (
 	PolicyQuarantine Policy = "quarantine"
 	PolicyReject     Policy = "reject"
 )
+
+// ReportPass is the aggregate report's disposition for mail that passed
+// under an enforcing policy (RFC 9990 ActionDispositionType); not a policy.
+const ReportPass Policy = "pass"
 
 // downgrade is the policy one level below (t=y, RFC 9989 §4.7; pct
 // sampling, RFC 7489 §6.6.4).
@@ -51,6 +56,32 @@ type URI struct {
 	// MaxSize is RFC 7489's "!size" suffix in bytes (0: none). RFC 9989
 	// made it obsolete; report senders may still honour it.
 	MaxSize int64
+}
+
+// String is the URI as a record writes it, with a "!size" suffix (in
+// bytes) when it has a limit.
+func (u URI) String() string {
+	if u.MaxSize > 0 {
+		return u.URI + "!" + strconv.FormatInt(u.MaxSize, 10)
+	}
+	return u.URI
+}
+
+// ParseURIs reads a comma-separated list of reporting URIs as rua= and
+// ruf= hold them, returning the usable ones and a note for each other.
+func ParseURIs(v string) ([]URI, []string) { return parseURIs(v) }
+
+// Address is the mail address of a mailto: URI, %-escapes decoded and
+// any ?header part dropped.
+func (u URI) Address() string {
+	addr := u.URI[len("mailto:"):]
+	if i := strings.IndexByte(addr, '?'); i >= 0 {
+		addr = addr[:i]
+	}
+	if a, err := url.PathUnescape(addr); err == nil {
+		addr = a
+	}
+	return addr
 }
 
 // Host returns the host of a mailto: URI (the part after "@"), lower case.

@@ -1,7 +1,12 @@
 // Package store keeps what mailwall learns across messages and restarts:
-// the sending domains it has seen (for the first-seen rule). SQLite is
-// the default; the schema is plain SQL so that PostgreSQL can share it
-// between several MX hosts.
+// every verdict's results (never the message body), the DMARC evaluation
+// rows that aggregate reports are made of, the reports sent and those
+// received, and the sending domains seen (for the first-seen rule).
+//
+// SQLite (pure Go, no cgo) is the embedded default; PostgreSQL serves
+// several MX hosts that share one store. Both run the same SQL: the few
+// differences (identity columns, blobs) are spelled per dialect in the
+// migrations.
 package store
 
 import (
@@ -12,62 +17,105 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
 )
 
 // Store is an open database.
 type Store struct {
 	db     *sql.DB
-	driver string
+	driver string // "sqlite" or "postgres"
+	path   string // the SQLite file; "" for PostgreSQL
 }
 
-// migrations are applied in order; the meta table records how many ran.
-var migrations = []string{
-	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-	`CREATE TABLE sender_domains (
-		domain     TEXT PRIMARY KEY,
-		first_seen BIGINT NOT NULL,
-		last_seen  BIGINT NOT NULL,
-		messages   BIGINT NOT NULL
-	)`,
-}
+// Drivers are the supported values of store.driver.
+var Drivers = []string{"sqlite", "postgres"}
 
-// Open opens (creating if need be) the database. driver is "sqlite"
-// (dsn: a file path, created with mode 0600 in a directory made 0750).
+// Open opens (creating if need be) the database and brings its schema up
+// to date. driver "sqlite" takes a file path as dsn (created mode 0600 in
+// a directory made 0750); "postgres" takes a libpq URL or key=value DSN.
 func Open(ctx context.Context, driver, dsn string) (*Store, error) {
+	if dsn == "" {
+		return nil, errors.New("store: no database given (store.dsn)")
+	}
+	var (
+		s   = &Store{driver: driver}
+		err error
+	)
 	switch driver {
 	case "sqlite":
+		if err := os.MkdirAll(filepath.Dir(dsn), 0o750); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		// The file says who writes to us and how their mail fared: not
+		// for other users.
+		f, err := os.OpenFile(dsn, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		f.Close()
+		s.path = dsn
+		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate")
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", dsn, err)
+		}
+	case "postgres", "postgresql":
+		s.driver = "postgres"
+		s.db, err = sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("store: postgres: %w", err)
+		}
+		s.db.SetMaxOpenConns(8)
+		s.db.SetConnMaxIdleTime(5 * time.Minute)
 	default:
-		return nil, fmt.Errorf("store: driver %q is not supported (sqlite)", driver)
+		return nil, fmt.Errorf("store: driver %q is not supported (%s)", driver, strings.Join(Drivers, ", "))
 	}
-	if dsn == "" {
-		return nil, errors.New("store: no database path")
-	}
-	if err := os.MkdirAll(filepath.Dir(dsn), 0o750); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	// The file holds which domains write to us: not for other users.
-	f, err := os.OpenFile(dsn, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	f.Close()
-	db, err := sql.Open("sqlite", "file:"+dsn+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
-	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", dsn, err)
-	}
-	s := &Store{db: db, driver: driver}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: %s: %w", dsn, err)
+		s.db.Close()
+		return nil, fmt.Errorf("store: %s: %w", s.Name(), err)
 	}
 	return s, nil
 }
 
+// Name says which database this is, for logs: the SQLite path or
+// "postgres".
+func (s *Store) Name() string {
+	if s.path != "" {
+		return s.path
+	}
+	return s.driver
+}
+
+// Driver is "sqlite" or "postgres".
+func (s *Store) Driver() string { return s.driver }
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers, for /healthz.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// dialect rewrites the migration placeholders for the driver.
+func (s *Store) dialect(q string) string {
+	id, blob := "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"
+	if s.driver == "postgres" {
+		id, blob = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "BYTEA"
+	}
+	return strings.NewReplacer("{{id}}", id, "{{blob}}", blob).Replace(q)
+}
+
+// migrationLock serializes schema changes between MX hosts starting at
+// once on one PostgreSQL database (an arbitrary constant key).
+const migrationLock = 0x6d77_0001
 
 func (s *Store) migrate(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -75,30 +123,46 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
+	if s.driver == "postgres" {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+			return fmt.Errorf("migration lock: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`); err != nil {
+			return err
+		}
+	} else if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`); err != nil {
+		return err
+	}
 	done := 0
 	var v string
 	switch err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'schema'`).Scan(&v); {
 	case err == nil:
+		// The first schema counted the meta table itself as migration 1.
 		if done, err = strconv.Atoi(v); err != nil {
 			return fmt.Errorf("schema version %q: %w", v, err)
 		}
+		done--
+	case errors.Is(err, sql.ErrNoRows):
 	default:
-		// No meta table yet: a new database.
+		return err
 	}
 	if done > len(migrations) {
-		return fmt.Errorf("database schema %d is newer than this mailwall's %d", done, len(migrations))
+		return fmt.Errorf("database schema %d is newer than this mailwall's %d", done+1, len(migrations)+1)
 	}
 	for i := done; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
+		for _, stmt := range strings.Split(migrations[i], ";\n") {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, s.dialect(stmt)); err != nil {
+				return fmt.Errorf("migration %d: %w", i+2, err)
+			}
 		}
 	}
-	if done == 0 {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('created', $1)`, strconv.FormatInt(time.Now().Unix(), 10)); err != nil {
-			return err
-		}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('created', $1) ON CONFLICT (key) DO NOTHING`, strconv.FormatInt(time.Now().Unix(), 10)); err != nil {
+		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(len(migrations))); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(len(migrations)+1)); err != nil {
 		return err
 	}
 	return tx.Commit()

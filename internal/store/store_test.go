@@ -2,13 +2,65 @@ package store
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"mailwall/internal/dmarc"
+	"mailwall/internal/pgtest"
 )
 
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// eachDriver runs test against a new SQLite file and a new PostgreSQL
+// database: the same suite must pass on both.
+func eachDriver(t *testing.T, test func(t *testing.T, s *Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		s, err := Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		test(t, s)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		s, err := Open(context.Background(), "postgres", pgtest.DSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		test(t, s)
+	})
+}
+
 func TestSeenDomain(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		day1 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+		first, since, err := s.SeenDomain(ctx, "example.test", day1)
+		if err != nil || !first.Equal(day1) {
+			t.Fatalf("first sighting: %v %v", first, err)
+		}
+		if time.Since(since) > time.Minute {
+			t.Errorf("history since %v, want about now", since)
+		}
+		first, _, err = s.SeenDomain(ctx, "example.test", day1.Add(48*time.Hour))
+		if err != nil || !first.Equal(day1) {
+			t.Errorf("second sighting moved first-seen: %v %v", first, err)
+		}
+		var n int
+		s.db.QueryRow(`SELECT messages FROM sender_domains WHERE domain = 'example.test'`).Scan(&n)
+		if n != 2 {
+			t.Errorf("messages %d, want 2", n)
+		}
+	})
+}
+
+func TestReopenKeepsHistory(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "db", "mailwall.db")
 	s, err := Open(ctx, "sqlite", path)
@@ -19,20 +71,8 @@ func TestSeenDomain(t *testing.T) {
 		t.Fatalf("database file mode: %v %v", fi.Mode(), err)
 	}
 	day1 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
-	first, since, err := s.SeenDomain(ctx, "example.test", day1)
-	if err != nil || !first.Equal(day1) {
-		t.Fatalf("first sighting: %v %v", first, err)
-	}
-	if time.Since(since) > time.Minute {
-		t.Errorf("history since %v, want about now", since)
-	}
-	first, _, err = s.SeenDomain(ctx, "example.test", day1.Add(48*time.Hour))
-	if err != nil || !first.Equal(day1) {
-		t.Errorf("second sighting moved first-seen: %v %v", first, err)
-	}
+	_, since, _ := s.SeenDomain(ctx, "example.test", day1)
 	s.Close()
-
-	// Reopened: the history and its start survive; migrations do not rerun.
 	s, err = Open(ctx, "sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -42,10 +82,38 @@ func TestSeenDomain(t *testing.T) {
 	if err != nil || !first.Equal(day1) || !since2.Equal(since) {
 		t.Errorf("after reopen: first %v since %v (was %v) %v", first, since2, since, err)
 	}
+}
+
+// TestUpgradeFromFirstSchema opens a database made by the first release
+// (meta and sender_domains, schema 2) and checks its history survives
+// the new migrations.
+func TestUpgradeFromFirstSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	s, err := Open(ctx, "sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rebuild the first release's layout by hand.
+	for _, q := range []string{`DROP TABLE verdicts`, `DROP TABLE dmarc_rows`, `DROP TABLE report_deliveries`, `DROP TABLE reports_out`,
+		`DROP TABLE report_records_in`, `DROP TABLE reports_in`, `UPDATE meta SET value = '2' WHERE key = 'schema'`,
+		`INSERT INTO sender_domains VALUES ('old.example', 1, 2, 3)`} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	s.Close()
+	s, err = Open(ctx, "sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	var n int
-	s.db.QueryRow(`SELECT messages FROM sender_domains WHERE domain = 'example.test'`).Scan(&n)
-	if n != 3 {
-		t.Errorf("messages %d, want 3", n)
+	if err := s.db.QueryRow(`SELECT messages FROM sender_domains WHERE domain = 'old.example'`).Scan(&n); err != nil || n != 3 {
+		t.Errorf("old history: %d %v", n, err)
+	}
+	if _, err := s.Verdicts(ctx, VerdictFilter{}); err != nil {
+		t.Errorf("new tables missing after upgrade: %v", err)
 	}
 }
 
@@ -60,4 +128,142 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(ctx, "sqlite", bad); err == nil {
 		t.Error("a text file opened as a database")
 	}
+	// Nothing listens on port 1: a clear error, not a hang.
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := Open(cctx, "postgres", "postgres://x@127.0.0.1:1/db?sslmode=disable&connect_timeout=2"); err == nil {
+		t.Error("unreachable PostgreSQL opened")
+	}
+}
+
+func testVerdict(at time.Time, from, ip, action string) Verdict {
+	v := Verdict{At: at, Node: "mx1.test", QueueID: "Q1", ClientIP: ip, Helo: "mail." + from, MailFrom: "news@" + from,
+		FromDomain: from, Rcpts: []string{"a@rcpt.test", "b@rcpt.test"}, Action: action, Stage: "dmarc", Verdict: "fail",
+		IPRev: "pass", SPF: "pass", DKIM: "fail:" + from, DMARC: "fail", ARC: "none", Score: 45,
+		Rules: []string{"brand_from_domain=45"}, Reasons: []string{"dmarc: p=reject", "phish: look-alike"}}
+	v.DMARCRow = &DMARCRow{
+		Row: dmarc.Row{SourceIP: netip.MustParseAddr(ip), HeaderFrom: from, EnvelopeFrom: from, EnvelopeTo: "rcpt.test", PolicyDomain: from,
+			Published:   dmarc.PublishedPolicy{Domain: from, P: "reject", ADKIM: "r", ASPF: "r", Pct: -1, DiscoveryMethod: "treewalk"},
+			Disposition: "reject", DKIMAligned: "fail", SPFAligned: "pass",
+			DKIM: []dmarc.DKIMResult{{Domain: from, Selector: "s1", Result: "fail"}}, SPFDomain: from, SPFScope: "mfrom", SPFResult: "pass"},
+		RUA: []dmarc.URI{{URI: "mailto:dmarc@" + from, MaxSize: 10 << 20}}, RI: 86400,
+	}
+	return v
+}
+
+func TestVerdicts(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+		vs := []Verdict{
+			testVerdict(t0, "bank.test", "192.0.2.1", "reject"),
+			testVerdict(t0.Add(time.Minute), "shop.test", "192.0.2.2", "accept"),
+			testVerdict(t0.Add(2*time.Minute), "Bank.Test", "2001:db8::1", "quarantine"),
+		}
+		if err := s.InsertVerdicts(ctx, vs); err != nil {
+			t.Fatal(err)
+		}
+		all, err := s.Verdicts(ctx, VerdictFilter{})
+		if err != nil || len(all) != 3 {
+			t.Fatalf("all: %d %v", len(all), err)
+		}
+		if all[0].ClientIP != "2001:db8::1" || all[0].FromDomain != "bank.test" || !all[0].At.Equal(t0.Add(2*time.Minute)) {
+			t.Errorf("newest first, domain lower-cased: %+v", all[0])
+		}
+		got := all[2]
+		if got.Score != 45 || len(got.Rcpts) != 2 || len(got.Reasons) != 2 || got.Reasons[1] != "phish: look-alike" || got.Rules[0] != "brand_from_domain=45" {
+			t.Errorf("round trip: %+v", got)
+		}
+		for _, c := range []struct {
+			f    VerdictFilter
+			want int
+		}{
+			{VerdictFilter{Action: "reject"}, 1},
+			{VerdictFilter{Domain: "BANK.test"}, 2},
+			{VerdictFilter{ClientIP: "192.0.2.2"}, 1},
+			{VerdictFilter{Search: "look-alike"}, 3},
+			{VerdictFilter{Since: t0.Add(time.Minute)}, 2},
+			{VerdictFilter{Until: t0.Add(time.Minute)}, 1},
+			{VerdictFilter{Limit: 2}, 2},
+			{VerdictFilter{BeforeID: all[1].ID}, 1},
+			{VerdictFilter{Domain: "nobody.test"}, 0},
+		} {
+			got, err := s.Verdicts(ctx, c.f)
+			if err != nil || len(got) != c.want {
+				t.Errorf("%+v: %d verdicts (%v), want %d", c.f, len(got), err, c.want)
+			}
+		}
+		var rows int
+		s.db.QueryRow(`SELECT count(*) FROM dmarc_rows WHERE policy_domain = 'bank.test' AND rua LIKE 'mailto:dmarc@%!10485760'`).Scan(&rows)
+		if rows != 2 {
+			t.Errorf("dmarc rows for bank.test: %d, want 2", rows)
+		}
+	})
+}
+
+func TestRecorder(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		var lost int
+		r := s.NewRecorder(slog.New(slog.NewTextHandler(io.Discard, nil)), 1000, func(n int) { lost += n })
+		t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+		for i := range 500 {
+			r.Record(testVerdict(t0.Add(time.Duration(i)*time.Second), "bulk.test", "192.0.2.9", "accept"))
+		}
+		r.Close()
+		if r.Written() != 500 || r.Lost() != 0 || lost != 0 {
+			t.Errorf("written %d lost %d/%d, want 500 written", r.Written(), r.Lost(), lost)
+		}
+		got, _ := s.Verdicts(context.Background(), VerdictFilter{Limit: 1000})
+		if len(got) != 500 {
+			t.Errorf("%d verdicts stored, want 500", len(got))
+		}
+	})
+}
+
+// TestRecorderDatabaseGone: with the database closed under it, the
+// recorder neither blocks nor panics; every verdict is counted lost.
+func TestRecorderDatabaseGone(t *testing.T) {
+	s, err := Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "gone.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var lost int
+	r := s.NewRecorder(slog.New(slog.NewTextHandler(io.Discard, nil)), 2, func(n int) { lost += n })
+	t0 := time.Now()
+	for range 50 {
+		r.Record(testVerdict(t0, "x.test", "192.0.2.1", "accept"))
+	}
+	r.Close()
+	if r.Written() != 0 || r.Lost() != 50 || lost != 50 {
+		t.Errorf("written %d lost %d (callback %d), want 50 lost", r.Written(), r.Lost(), lost)
+	}
+}
+
+func TestPurge(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		now := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+		old := testVerdict(now.Add(-40*24*time.Hour), "old.test", "192.0.2.1", "accept")
+		recent := testVerdict(now.Add(-time.Hour), "new.test", "192.0.2.1", "accept")
+		if err := s.InsertVerdicts(ctx, []Verdict{old, recent}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Purge(ctx, now, Retention{Verdicts: 30 * 24 * time.Hour, Reports: 180 * 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The old verdict goes; its DMARC row stays until it is reported.
+		if p.Verdicts != 1 || p.DMARCRows != 0 {
+			t.Errorf("purged %+v, want 1 verdict and no unreported row", p)
+		}
+		got, _ := s.Verdicts(ctx, VerdictFilter{})
+		if len(got) != 1 || got[0].FromDomain != "new.test" {
+			t.Errorf("left: %+v", got)
+		}
+		p, _ = s.Purge(ctx, now, Retention{Reports: 30 * 24 * time.Hour})
+		if p.DMARCRows != 1 {
+			t.Errorf("past the reports' retention the unreported row goes: %+v", p)
+		}
+	})
 }

@@ -1,0 +1,131 @@
+package store
+
+// migrations are applied in order, each once; meta's "schema" counts them
+// (plus one for the meta table, which came first). Statements are split
+// on ";\n"; {{id}} and {{blob}} are spelled per dialect. Never edit one
+// that has shipped: add another.
+var migrations = []string{
+	`CREATE TABLE sender_domains (
+		domain     TEXT PRIMARY KEY,
+		first_seen BIGINT NOT NULL,
+		last_seen  BIGINT NOT NULL,
+		messages   BIGINT NOT NULL
+	)`,
+
+	// Every verdict, without the message: who sent what, what each stage
+	// said and what was done.
+	`CREATE TABLE verdicts (
+		id          {{id}},
+		at          BIGINT NOT NULL,
+		node        TEXT NOT NULL,
+		queue_id    TEXT NOT NULL,
+		client_ip   TEXT NOT NULL,
+		client_name TEXT NOT NULL,
+		helo        TEXT NOT NULL,
+		mail_from   TEXT NOT NULL,
+		from_domain TEXT NOT NULL,
+		rcpts       TEXT NOT NULL,
+		action      TEXT NOT NULL,
+		stage       TEXT NOT NULL,
+		verdict     TEXT NOT NULL,
+		iprev       TEXT NOT NULL,
+		spf         TEXT NOT NULL,
+		dkim        TEXT NOT NULL,
+		dmarc       TEXT NOT NULL,
+		arc         TEXT NOT NULL,
+		score       INTEGER NOT NULL,
+		rules       TEXT NOT NULL,
+		reasons     TEXT NOT NULL
+	);
+	CREATE INDEX verdicts_at ON verdicts (at);
+	CREATE INDEX verdicts_from_domain ON verdicts (from_domain, at);
+
+	-- One DMARC evaluation as an aggregate report counts it. record is
+	-- the report's <record> without <count>, as canonical JSON, so that
+	-- equal rows group in SQL.
+	CREATE TABLE dmarc_rows (
+		id            {{id}},
+		at            BIGINT NOT NULL,
+		verdict_id    BIGINT,
+		policy_domain TEXT NOT NULL,
+		source_ip     TEXT NOT NULL,
+		record        TEXT NOT NULL,
+		published     TEXT NOT NULL,
+		rua           TEXT NOT NULL,
+		ri            INTEGER NOT NULL,
+		report_id     BIGINT
+	);
+	CREATE INDEX dmarc_rows_pending ON dmarc_rows (policy_domain, report_id, at);
+	CREATE INDEX dmarc_rows_at ON dmarc_rows (at);
+
+	-- Aggregate reports made here, with the exact bytes to send, so a
+	-- re-send is the same report.
+	CREATE TABLE reports_out (
+		id            {{id}},
+		policy_domain TEXT NOT NULL,
+		begin_at      BIGINT NOT NULL,
+		end_at        BIGINT NOT NULL,
+		report_id     TEXT NOT NULL,
+		filename      TEXT NOT NULL,
+		created_at    BIGINT NOT NULL,
+		records       INTEGER NOT NULL,
+		messages      BIGINT NOT NULL,
+		xml_size      BIGINT NOT NULL,
+		gz            {{blob}} NOT NULL,
+		UNIQUE (policy_domain, begin_at)
+	);
+
+	-- One per report and destination. state: pending, sending (claimed by
+	-- the sender holding the send lock), sent, failed (given up), dropped
+	-- (not allowed: external destination without consent, too big).
+	CREATE TABLE report_deliveries (
+		id         {{id}},
+		report     BIGINT NOT NULL REFERENCES reports_out (id) ON DELETE CASCADE,
+		uri        TEXT NOT NULL,
+		max_size   BIGINT NOT NULL,
+		state      TEXT NOT NULL,
+		attempts   INTEGER NOT NULL,
+		next_try   BIGINT NOT NULL,
+		last_error TEXT NOT NULL,
+		sent_at    BIGINT NOT NULL,
+		message_id TEXT NOT NULL,
+		UNIQUE (report, uri)
+	);
+	CREATE INDEX report_deliveries_state ON report_deliveries (state, next_try);
+
+	-- Aggregate reports received: parsed, or kept raw and flagged.
+	CREATE TABLE reports_in (
+		id           {{id}},
+		received_at  BIGINT NOT NULL,
+		source       TEXT NOT NULL,
+		sha256       TEXT NOT NULL UNIQUE,
+		filename     TEXT NOT NULL,
+		org_name     TEXT NOT NULL,
+		email        TEXT NOT NULL,
+		report_id    TEXT NOT NULL,
+		domain       TEXT NOT NULL,
+		begin_at     BIGINT NOT NULL,
+		end_at       BIGINT NOT NULL,
+		policy       TEXT NOT NULL,
+		messages     BIGINT NOT NULL,
+		error        TEXT NOT NULL,
+		raw          {{blob}}
+	);
+	CREATE INDEX reports_in_domain ON reports_in (domain, begin_at);
+
+	CREATE TABLE report_records_in (
+		id            {{id}},
+		report        BIGINT NOT NULL REFERENCES reports_in (id) ON DELETE CASCADE,
+		source_ip     TEXT NOT NULL,
+		count         BIGINT NOT NULL,
+		disposition   TEXT NOT NULL,
+		dkim_aligned  TEXT NOT NULL,
+		spf_aligned   TEXT NOT NULL,
+		header_from   TEXT NOT NULL,
+		envelope_from TEXT NOT NULL,
+		dkim          TEXT NOT NULL,
+		spf           TEXT NOT NULL,
+		reasons       TEXT NOT NULL
+	);
+	CREATE INDEX report_records_in_report ON report_records_in (report)`,
+}

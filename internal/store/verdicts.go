@@ -1,0 +1,185 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"mailwall/internal/dmarc"
+)
+
+// Verdict is what the store keeps of one message: the envelope, each
+// stage's result and the action, never the content.
+type Verdict struct {
+	ID         int64     `json:"id"`
+	At         time.Time `json:"at"`
+	Node       string    `json:"node"` // the MX host that decided
+	QueueID    string    `json:"queue_id"`
+	ClientIP   string    `json:"client_ip"`
+	ClientName string    `json:"client_name"`
+	Helo       string    `json:"helo"`
+	MailFrom   string    `json:"mail_from"`
+	FromDomain string    `json:"from_domain"`
+	Rcpts      []string  `json:"rcpts"`
+	Action     string    `json:"action"`
+	Stage      string    `json:"stage"`
+	Verdict    string    `json:"verdict"`
+	IPRev      string    `json:"iprev"`
+	SPF        string    `json:"spf"`
+	DKIM       string    `json:"dkim"` // "pass:example.com fail:other.example"
+	DMARC      string    `json:"dmarc"`
+	ARC        string    `json:"arc"`
+	Score      int       `json:"score"`
+	Rules      []string  `json:"rules"`
+	Reasons    []string  `json:"reasons"`
+	// DMARC is the evaluation as aggregate reports count it; nil when
+	// DMARC was not evaluated (no From domain, internal mail).
+	DMARCRow *DMARCRow `json:"-"`
+}
+
+// DMARCRow is one DMARC evaluation kept for aggregate reports, with the
+// reporting addresses and interval of the record that applied.
+type DMARCRow struct {
+	Row dmarc.Row
+	RUA []dmarc.URI
+	RI  int // the record's ri= (RFC 7489), -1 when absent
+}
+
+// InsertVerdicts writes verdicts and their DMARC rows in one transaction.
+func (s *Store) InsertVerdicts(ctx context.Context, vs []Verdict) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer tx.Rollback()
+	for i := range vs {
+		v := &vs[i]
+		err := tx.QueryRowContext(ctx, `INSERT INTO verdicts (at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts,
+			action, stage, verdict, iprev, spf, dkim, dmarc, arc, score, rules, reasons)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING id`,
+			v.At.Unix(), v.Node, v.QueueID, v.ClientIP, v.ClientName, v.Helo, v.MailFrom, strings.ToLower(v.FromDomain), strings.Join(v.Rcpts, " "),
+			v.Action, v.Stage, v.Verdict, v.IPRev, v.SPF, v.DKIM, v.DMARC, v.ARC, v.Score, strings.Join(v.Rules, " "), strings.Join(v.Reasons, "\n")).Scan(&v.ID)
+		if err != nil {
+			return fmt.Errorf("store: verdict: %w", err)
+		}
+		if v.DMARCRow != nil {
+			if err := insertDMARCRow(ctx, tx, v.At, v.ID, v.DMARCRow); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+func insertDMARCRow(ctx context.Context, tx *sql.Tx, at time.Time, verdictID int64, d *DMARCRow) error {
+	row := d.Row
+	published, err := json.Marshal(row.Published)
+	if err != nil {
+		return fmt.Errorf("store: dmarc row: %w", err)
+	}
+	row.Published = dmarc.PublishedPolicy{}
+	record, err := json.Marshal(row)
+	if err != nil {
+		return fmt.Errorf("store: dmarc row: %w", err)
+	}
+	var rua []string
+	for _, u := range d.RUA {
+		rua = append(rua, u.String())
+	}
+	var vid any
+	if verdictID != 0 {
+		vid = verdictID
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO dmarc_rows (at, verdict_id, policy_domain, source_ip, record, published, rua, ri)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		at.Unix(), vid, strings.ToLower(d.Row.PolicyDomain), d.Row.SourceIP.String(), string(record), string(published), strings.Join(rua, " "), d.RI)
+	if err != nil {
+		return fmt.Errorf("store: dmarc row: %w", err)
+	}
+	return nil
+}
+
+// VerdictFilter selects verdicts; zero fields match everything.
+type VerdictFilter struct {
+	Since, Until time.Time
+	Action       string
+	Domain       string // From domain, or the MAIL FROM's
+	ClientIP     string
+	Search       string // a substring of the reasons or rules
+	Limit        int    // default 100
+	BeforeID     int64  // paging: only verdicts older than this one
+}
+
+// Verdicts lists verdicts, newest first.
+func (s *Store) Verdicts(ctx context.Context, f VerdictFilter) ([]Verdict, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", fmt.Sprintf("$%d", len(args))))
+	}
+	if !f.Since.IsZero() {
+		add("at >= ?", f.Since.Unix())
+	}
+	if !f.Until.IsZero() {
+		add("at < ?", f.Until.Unix())
+	}
+	if f.Action != "" {
+		add("action = ?", f.Action)
+	}
+	if f.Domain != "" {
+		d := strings.ToLower(f.Domain)
+		add("(from_domain = ? OR mail_from LIKE '%@' || ?)", d)
+	}
+	if f.ClientIP != "" {
+		add("client_ip = ?", f.ClientIP)
+	}
+	if f.Search != "" {
+		add("(reasons LIKE '%' || ? || '%' OR rules LIKE '%' || ? || '%')", f.Search)
+	}
+	if f.BeforeID > 0 {
+		add("id < ?", f.BeforeID)
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	q := `SELECT id, at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts, action, stage, verdict,
+		iprev, spf, dkim, dmarc, arc, score, rules, reasons FROM verdicts`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: verdicts: %w", err)
+	}
+	defer rows.Close()
+	var out []Verdict
+	for rows.Next() {
+		var (
+			v                     Verdict
+			at                    int64
+			rcpts, rules, reasons string
+		)
+		if err := rows.Scan(&v.ID, &at, &v.Node, &v.QueueID, &v.ClientIP, &v.ClientName, &v.Helo, &v.MailFrom, &v.FromDomain, &rcpts,
+			&v.Action, &v.Stage, &v.Verdict, &v.IPRev, &v.SPF, &v.DKIM, &v.DMARC, &v.ARC, &v.Score, &rules, &reasons); err != nil {
+			return nil, fmt.Errorf("store: verdicts: %w", err)
+		}
+		v.At = time.Unix(at, 0).UTC()
+		v.Rcpts, v.Rules = strings.Fields(rcpts), strings.Fields(rules)
+		if reasons != "" {
+			v.Reasons = strings.Split(reasons, "\n")
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

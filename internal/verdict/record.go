@@ -1,0 +1,45 @@
+package verdict
+
+import (
+	"strings"
+	"time"
+
+	"mailwall/internal/dkim"
+	"mailwall/internal/store"
+)
+
+// Record is what the store keeps of this result: the envelope, each
+// stage's result and the action, and the DMARC evaluation as aggregate
+// reports count it (only when a DMARC record was found and applied).
+func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
+	v := store.Verdict{
+		At: at, Node: node, QueueID: env.QueueID, ClientName: env.ClientName, Helo: env.Helo, MailFrom: env.MailFrom,
+		FromDomain: r.DMARC.HeaderFrom, Rcpts: env.Rcpts,
+		Action: string(r.Action), Stage: r.Stage, Verdict: r.Verdict,
+		IPRev: r.IPRev.Result, SPF: string(r.SPF.Result), DKIM: DKIMSummary(r.DKIM), DMARC: r.DMARC.Result, ARC: string(r.ARC.Result),
+		Score: r.Score(), Rules: r.Rules(), Reasons: r.Reasons,
+	}
+	if env.ClientIP.IsValid() {
+		v.ClientIP = env.ClientIP.String()
+	}
+	if r.Internal {
+		v.Stage, v.Verdict = "internal", "internal"
+	}
+	if d := r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == "pass" || d.Result == "fail") {
+		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
+	}
+	return v
+}
+
+// DKIMSummary lists the signatures' results as "status:domain", space
+// separated, for logs and the store.
+func DKIMSummary(rs []dkim.Result) string {
+	var b strings.Builder
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(string(r.Status) + ":" + r.Domain)
+	}
+	return b.String()
+}
