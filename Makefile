@@ -36,6 +36,8 @@ fuzz:
 	$(GO) test ./internal/dmarc -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/conncheck -run '^$$' -fuzz '^FuzzRegexpTable$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/milter -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/feedback -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/feedback -run '^$$' -fuzz '^FuzzAttachments$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
