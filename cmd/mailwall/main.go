@@ -53,6 +53,9 @@ Usage:
         "run" sends every host's test messages and prints what the MX concluded
   mailwall dns query NAME [TYPE] | mailwall dns flush [NAME]
         ask the running daemon what its DNS cache holds (remaining TTLs), or drop it
+  mailwall report list [--received] [--domain D] [--json] | show ID [--json] | send-now | import [--all] MAILDIR|FILE...
+        DMARC aggregate reports: those made here (or received), one report's XML,
+        make and send what is due now, read received reports from a Maildir or files
 `
 
 // errUsage makes main exit with status 2.
@@ -95,6 +98,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdLab(ctx, args[1:], stdout, stderr)
 	case "dns":
 		err = cmdDNS(args[1:], stdout, stderr)
+	case "report":
+		err = cmdReport(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -118,7 +119,8 @@ func TestServeAnswersAndStops(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "mailwall.yaml")
 	sock := filepath.Join(dir, "run", "admin.sock")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: error\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\"]\n  skip_addresses: []\nmilter:\n  listen: []\nadmin:\n  socket: %q\n", dns, addr, sock)), 0o644)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: error\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\"]\n  skip_addresses: []\nmilter:\n  listen: []\nadmin:\n  socket: %q\nstore:\n  dsn: %q\nweb:\n  listen: 127.0.0.1:0\n",
+		dns, addr, sock, filepath.Join(dir, "mailwall.db"))), 0o644)
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
@@ -131,10 +133,21 @@ func TestServeAnswersAndStops(t *testing.T) {
 	if !strings.Contains(line, "listening on inet:"+addr) {
 		t.Fatalf("serve said %q", line)
 	}
-	// The admin socket comes up after the listeners.
-	if line, _ := br.ReadString('\n'); !strings.Contains(line, "admin socket "+sock) {
-		t.Fatalf("serve said %q", line)
+	// Then the store, the web listener and the admin socket.
+	var said []string
+	for len(said) < 3 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("serve said %q, then %v", said, err)
+		}
+		said = append(said, strings.TrimSpace(line))
 	}
+	var webAddr string
+	if !strings.Contains(said[0], "store "+filepath.Join(dir, "mailwall.db")) || !strings.Contains(said[2], "admin socket "+sock) ||
+		!strings.HasPrefix(said[1], "mailwall: web on http://") {
+		t.Fatalf("serve said %q", said)
+	}
+	fmt.Sscanf(said[1], "mailwall: web on http://%s", &webAddr)
 	go io.Copy(io.Discard, br)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -165,6 +178,14 @@ func TestServeAnswersAndStops(t *testing.T) {
 	}
 	if code, out, _ := runCLI("dns", "flush", "--socket", sock, "--json"); code != 0 || !strings.Contains(out, `"entries"`) {
 		t.Errorf("dns flush all: exit %d %q", code, out)
+	}
+	// Health and metrics: the store answers; the DNS cache's lookups show.
+	if body, code := httpGet(t, "http://"+webAddr+"/healthz"); code != 200 || !strings.Contains(body, `"store":"ok"`) {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	if body, code := httpGet(t, "http://"+webAddr+"/metrics"); code != 200 || !strings.Contains(body, `mailwall_dns_cache_lookups_total{outcome="miss"}`) ||
+		!strings.Contains(body, "mailwall_store_errors_total 0") {
+		t.Errorf("/metrics: %d %s", code, body)
 	}
 	cancel()
 	select {
@@ -391,4 +412,15 @@ func TestCheckMessageStory(t *testing.T) {
 	if r.Action != "reject" || r.SPF.Result != "pass" || r.DMARC.Result != "pass" || !slices.Equal(rules, want) || r.Phish.Score != 125 {
 		t.Errorf("action %s spf %s dmarc %s score %d rules %v; want reject pass pass 125 %v\n%s", r.Action, r.SPF.Result, r.DMARC.Result, r.Phish.Score, rules, want, out)
 	}
+}
+
+func httpGet(t *testing.T, url string) (string, int) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b), resp.StatusCode
 }

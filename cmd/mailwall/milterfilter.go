@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"mailwall/internal/dkim"
+	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
+	"mailwall/internal/store"
 	"mailwall/internal/verdict"
 )
 
@@ -18,6 +20,10 @@ type milterFilter struct {
 	pipe    *verdict.Checker
 	log     *slog.Logger
 	timeout time.Duration
+	node    string
+	rec     *store.Recorder  // nil: no store
+	metrics *metrics.Metrics // nil: no metrics
+	inbox   *reportInbox     // nil: no report addresses
 
 	client   netip.Addr
 	helo     string
@@ -27,6 +33,10 @@ type milterFilter struct {
 	msg      *verdict.Message
 	ctx      context.Context
 	cancel   context.CancelFunc
+	// raw collects the message when it is addressed to a report address.
+	raw     []byte
+	keepRaw bool
+	tooBig  bool
 }
 
 func (f *milterFilter) Connect(c milter.Conn, m *milter.Macros) milter.Response {
@@ -56,11 +66,17 @@ func (f *milterFilter) MailFrom(from string, args []string, m *milter.Macros) mi
 
 func (f *milterFilter) RcptTo(rcpt string, args []string, m *milter.Macros) milter.Response {
 	f.env.Rcpts = append(f.env.Rcpts, strings.Trim(rcpt, "<>"))
+	if f.inbox != nil && f.inbox.wants(strings.Trim(rcpt, "<>")) {
+		f.keepRaw = true
+	}
 	return milter.Continue
 }
 
 func (f *milterFilter) Header(name, value string) milter.Response {
 	f.fields = append(f.fields, dkim.NewField(name, value))
+	if f.keepRaw {
+		f.keep([]byte(name + ": " + strings.ReplaceAll(value, "\n", "\r\n") + "\r\n"))
+	}
 	return milter.Continue
 }
 
@@ -74,12 +90,18 @@ func (f *milterFilter) EndOfHeaders(m *milter.Macros) milter.Response {
 		f.msg.Header(fl)
 	}
 	f.msg.EndOfHeaders()
+	if f.keepRaw {
+		f.keep([]byte("\r\n"))
+	}
 	return milter.Continue
 }
 
 func (f *milterFilter) Body(chunk []byte) milter.Response {
 	if f.msg != nil {
 		f.msg.Write(chunk)
+	}
+	if f.keepRaw {
+		f.keep(chunk)
 	}
 	return milter.Continue
 }
@@ -88,8 +110,20 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	if f.msg == nil {
 		f.EndOfHeaders(m)
 	}
+	start := time.Now()
 	r := f.msg.Finish()
 	defer f.reset()
+	if f.metrics != nil {
+		f.metrics.Message(&r, time.Since(start))
+	}
+	if f.rec != nil {
+		f.rec.Record(r.Record(f.env, f.node, time.Now()))
+	}
+	if f.keepRaw && r.Action != verdict.Reject && r.Action != verdict.TempFail {
+		// Reports that fail DMARC are refused above with the rest: a
+		// report must pass DMARC (RFC 9990 §3.3) to be believed.
+		f.inbox.take(f.raw, f.tooBig, f.env.QueueID)
+	}
 	// Forged results first, from the last so indexes stay right.
 	for i := len(r.Remove) - 1; i >= 0; i-- {
 		mod.DeleteHeader(uint32(r.Remove[i].Index), r.Remove[i].Name)
@@ -103,7 +137,7 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	}
 	f.log.Info("message", "queue_id", f.env.QueueID, "client", f.client.String(), "helo", f.helo, "from", f.env.MailFrom,
 		"action", string(r.Action), "stage", r.Stage, "verdict", r.Verdict, "spf", string(r.SPF.Result), "dmarc", r.DMARC.Result,
-		"dkim", dkimSummary(r.DKIM), "iprev", r.IPRev.Result, "arc", string(r.ARC.Result), "score", r.Score(), "rules", strings.Join(r.Rules(), ","),
+		"dkim", verdict.DKIMSummary(r.DKIM), "iprev", r.IPRev.Result, "arc", string(r.ARC.Result), "score", r.Score(), "rules", strings.Join(r.Rules(), ","),
 		"reasons", strings.Join(r.Reasons, "; "))
 	switch r.Action {
 	case verdict.Reject:
@@ -127,19 +161,24 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	return milter.Continue
 }
 
-func dkimSummary(rs []dkim.Result) string {
-	var parts []string
-	for _, r := range rs {
-		parts = append(parts, string(r.Status)+":"+r.Domain)
-	}
-	return strings.Join(parts, ",")
-}
-
 func (f *milterFilter) reset() {
 	if f.cancel != nil {
 		f.cancel()
 	}
 	f.msg, f.fields, f.ctx, f.cancel = nil, nil, nil, nil
+	f.raw, f.keepRaw, f.tooBig = nil, false, false
+}
+
+// keep adds to the copy of a report message, up to the inbox's limit.
+func (f *milterFilter) keep(b []byte) {
+	if f.tooBig {
+		return
+	}
+	if len(f.raw)+len(b) > maxReportMessage {
+		f.tooBig, f.raw = true, nil
+		return
+	}
+	f.raw = append(f.raw, b...)
 }
 
 func (f *milterFilter) Abort() { f.reset() }

@@ -15,8 +15,8 @@ import (
 	"mailwall/internal/admin"
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
-	"mailwall/internal/phish"
 	"mailwall/internal/policyd"
 	"mailwall/internal/store"
 )
@@ -72,27 +72,51 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, ln := range lns {
 		go func() { errc <- srv.Serve(ln) }()
 	}
-	var history phish.History
-	if len(cfg.Milter.Listen) > 0 && cfg.Checks.Phish.Enabled && cfg.Store.DSN != "" {
-		// The store only feeds the first-seen rule: without it the other
-		// rules still score, so a store that cannot open is logged, not
-		// fatal.
-		st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
+	met := metrics.New()
+	met.WatchCache(resolver.Stats)
+	// The store keeps verdicts and reports and feeds the first-seen rule;
+	// mail flows without it, so a store that cannot open is logged, not
+	// fatal.
+	var st *store.Store
+	if cfg.Store.DSN != "" {
+		st, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
 		if err != nil {
-			log.Warn("store unavailable: the first_seen_domain rule is off", "err", err)
+			log.Warn("store unavailable: verdicts and reports are not kept, the first_seen_domain rule is off", "err", err)
+			st = nil
 		} else {
 			defer st.Close() // after the milter's shutdown, deferred below
-			history = st
-			fmt.Fprintf(stdout, "mailwall: store %s\n", cfg.Store.DSN)
+			fmt.Fprintf(stdout, "mailwall: store %s\n", st.Name())
 		}
 	}
-	msrv, err := startMilter(cfg, resolver, history, log, stdout, errc)
+	var (
+		rec   *store.Recorder
+		inbox *reportInbox
+	)
+	if st != nil {
+		rec = st.NewRecorder(log, cfg.Store.Queue, met.StoreErrors)
+		defer rec.Close() // after the milter's shutdown: the last verdicts are written
+		inbox = newReportInbox(cfg.Reports.Inbound.Addresses, st, log, met.Report)
+		rctx, stopReports := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { newReporting(cfg, st, resolver, log, met.Report).run(rctx); close(done) }()
+		defer func() { stopReports(); <-done }() // before the store closes
+	}
+	msrv, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox}, log, stdout, errc)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
 	}
 	if msrv != nil {
 		defer msrv.Shutdown()
+	}
+	if cfg.Web.Listen != "" {
+		ws, err := startWeb(ctx, cfg, st, resolver, met, log, stdout)
+		if err != nil {
+			// The dashboard is not needed for mail: say so and go on.
+			log.Error("web listener unavailable: no dashboard, /metrics or /healthz", "err", err)
+		} else {
+			defer ws.Close()
+		}
 	}
 	if cfg.Admin.Socket != "" {
 		adm := &admin.Server{Cache: resolver, Log: log}
@@ -121,8 +145,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return errors.Join(err, srv.Shutdown(sctx))
 }
 
+// milterDeps are what the milter shares with the rest of the daemon; all
+// may be nil.
+type milterDeps struct {
+	store   *store.Store
+	rec     *store.Recorder
+	metrics *metrics.Metrics
+	inbox   *reportInbox
+}
+
 // startMilter listens for Postfix's milter connections, when configured.
-func startMilter(cfg *config.Config, res dnsx.Resolver, history phish.History, log *slog.Logger, stdout io.Writer, errc chan<- error) (*milter.Server, error) {
+func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *slog.Logger, stdout io.Writer, errc chan<- error) (*milter.Server, error) {
 	if len(cfg.Milter.Listen) == 0 {
 		return nil, nil
 	}
@@ -130,8 +163,8 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, history phish.History, l
 	if err != nil {
 		return nil, err
 	}
-	if pipe.Phish != nil && history != nil {
-		pipe.Phish.History = history
+	if pipe.Phish != nil && deps.store != nil {
+		pipe.Phish.History = deps.store
 	}
 	mode, err := strconv.ParseUint(cfg.Milter.UnixMode, 8, 32)
 	if err != nil {
@@ -143,8 +176,10 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, history phish.History, l
 	}
 	timeout := cfg.SPF.Timeout.D() + 10*time.Second
 	ms := &milter.Server{
-		NewFilter: func() milter.Filter { return &milterFilter{pipe: pipe, log: log, timeout: timeout} },
-		Actions:   milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
+		NewFilter: func() milter.Filter {
+			return &milterFilter{pipe: pipe, log: log, timeout: timeout, node: cfg.Hostname, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox}
+		},
+		Actions: milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
 		// The pipeline decides at HELO and at end of message only.
 		NoReply: milter.ProtoNRConn | milter.ProtoNRMail | milter.ProtoNRRcpt | milter.ProtoNREOH,
 		OnError: &onError,

@@ -37,12 +37,48 @@ type Config struct {
 	LabDNS   LabDNSConfig  `yaml:"lab_dns"`
 	Admin    AdminConfig   `yaml:"admin"`
 	Store    StoreConfig   `yaml:"store"`
+	Reports  ReportsConfig `yaml:"reports"`
+	Web      WebConfig     `yaml:"web"`
+}
+
+// ReportsConfig is DMARC aggregate reporting, both ways.
+type ReportsConfig struct {
+	Send        bool           `yaml:"send"`
+	Receiver    string         `yaml:"receiver"`
+	OrgName     string         `yaml:"org_name"`
+	From        string         `yaml:"from"`
+	Contact     string         `yaml:"contact"`
+	Relay       string         `yaml:"relay"`
+	Every       Duration       `yaml:"every"`
+	MaxAttempts int            `yaml:"max_attempts"`
+	Inbound     InboundReports `yaml:"inbound"`
+}
+
+// InboundReports says where reports for our domains arrive.
+type InboundReports struct {
+	Addresses []string `yaml:"addresses"`
+	Maildir   string   `yaml:"maildir"`
+}
+
+// WebConfig is the dashboard, metrics and health listener.
+type WebConfig struct {
+	Listen       string `yaml:"listen"`
+	User         string `yaml:"user"`
+	PasswordHash string `yaml:"password_hash"`
 }
 
 // StoreConfig is the database.
 type StoreConfig struct {
-	Driver string `yaml:"driver"`
-	DSN    string `yaml:"dsn"`
+	Driver    string         `yaml:"driver"`
+	DSN       string         `yaml:"dsn"`
+	Queue     int            `yaml:"queue"`
+	Retention StoreRetention `yaml:"retention"`
+}
+
+// StoreRetention says how long records are kept (0: for ever).
+type StoreRetention struct {
+	Verdicts Duration `yaml:"verdicts"`
+	Reports  Duration `yaml:"reports"`
 }
 
 // AdminConfig is the daemon's admin socket.
@@ -319,7 +355,10 @@ func (c *Config) Validate() error {
 	for i, b := range c.Checks.Phish.Brands {
 		check(b.Name != "" && len(b.Domains) > 0, "checks.phish.brands[%d]: name and domains are required", i)
 	}
-	check(c.Store.Driver == "sqlite", "store.driver: %q is not sqlite", c.Store.Driver)
+	check(oneOf(c.Store.Driver, "sqlite", "postgres"), "store.driver: %q is not sqlite or postgres", c.Store.Driver)
+	check(c.Store.Retention.Verdicts >= 0 && c.Store.Retention.Reports >= 0, "store.retention: durations must not be negative")
+	check(!c.Reports.Send || c.Reports.Relay != "", "reports.relay: required when reports.send is on")
+	check(c.Reports.Every > 0, "reports.every must be positive")
 	for i, s := range c.Checks.Signing {
 		check(s.Domain != "" && s.Selector != "" && s.Key != "", "checks.signing[%d]: domain, selector and key are required", i)
 	}

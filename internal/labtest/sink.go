@@ -12,8 +12,8 @@ import (
 )
 
 // Sink is an SMTP server on loopback that keeps every message it accepts,
-// for tests of what mailwall sends. A message counts only once its data
-// has fully arrived: a client that dies mid-DATA leaves nothing.
+// for tests of what mailwall sends. A message counts once its data has
+// fully arrived (the final "."): a client that dies before leaves nothing.
 type Sink struct {
 	srv *smtp.Server
 	ln  net.Listener
@@ -23,8 +23,8 @@ type Sink struct {
 	// Refuse, when set, answers RCPT TO for an address with an error
 	// (an *smtp.SMTPError for a chosen code), or nil to accept.
 	refuse func(rcpt string) error
-	// stall, when set, is called after the first bytes of a message's
-	// data: a test blocks in it to kill the sender mid-transfer.
+	// stall, when set, is called at each RCPT TO, before the answer: a
+	// test blocks in it to kill the sender mid-transaction.
 	stall func()
 }
 
@@ -69,7 +69,7 @@ func (s *Sink) Refuse(f func(rcpt string) error) {
 	s.mu.Unlock()
 }
 
-// Stall sets a function called mid-DATA (nil: none).
+// Stall sets a function called at RCPT TO (nil: none).
 func (s *Sink) Stall(f func()) {
 	s.mu.Lock()
 	s.stall = f
@@ -95,8 +95,11 @@ func (x *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
 
 func (x *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	x.s.mu.Lock()
-	refuse := x.s.refuse
+	refuse, stall := x.s.refuse, x.s.stall
 	x.s.mu.Unlock()
+	if stall != nil {
+		stall()
+	}
 	if refuse != nil {
 		if err := refuse(to); err != nil {
 			return err
@@ -108,17 +111,7 @@ func (x *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (x *sinkSession) Data(r io.Reader) error {
 	var buf bytes.Buffer
-	if _, err := io.CopyN(&buf, r, 64); err != nil && err != io.EOF {
-		return err
-	}
-	x.s.mu.Lock()
-	stall := x.s.stall
-	x.s.mu.Unlock()
-	if stall != nil {
-		stall()
-	}
-	// A sender that died while we waited makes this read fail: the
-	// message is not taken.
+	// A sender that dies mid-DATA makes this read fail: nothing is taken.
 	if _, err := io.Copy(&buf, r); err != nil {
 		return err
 	}

@@ -26,10 +26,11 @@ import (
 // the holder of the store's send lock sends (a PostgreSQL advisory lock,
 // or an flock for SQLite: both die with their holder), so a delivery
 // found "sending" by the lock holder was left by a sender that died, and
-// it is sent again. A relay that drops the connection before its final
-// reply has not taken the message (RFC 5321 §4.1.1.4), so that re-send is
-// no duplicate; the one window left is between the relay's "250" and our
-// commit, RFC 1047's, which no SMTP client can close. The Report-ID and
+// it is sent again. A relay that loses the connection before the end of
+// DATA has not taken the message, so that re-send is no duplicate; the one
+// window left is from our final "." to our commit after the relay's
+// reply, RFC 1047's, which no SMTP client can close (tens of
+// milliseconds on a local relay). The Report-ID and
 // file name are the same on a re-send, as RFC 9990 §3.3 asks, so a
 // consumer can still tell.
 type Sender struct {

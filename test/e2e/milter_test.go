@@ -16,6 +16,7 @@ import (
 
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/store"
 )
 
 // sendMessage delivers a prepared message (header and body) over SMTP from
@@ -150,6 +151,8 @@ checks:
       key: %q
 store:
   dsn: %q
+web:
+  listen: ""
 `, dnsAddr, milterPort, heloTable, priv, filepath.Join(root, "mailwall.db"))), 0o644)
 	startProcess(t, "milter listening", bin, "serve", "--config", cfg)
 	sasl := saslConfig(t, root, "alice", "example.test", "lab-password")
@@ -280,6 +283,46 @@ store:
 			t.Fatalf("got %v, want 535", err)
 		}
 	})
+
+	t.Run("every verdict is in the store, with its DMARC row", func(t *testing.T) {
+		st, err := store.Open(context.Background(), "sqlite", filepath.Join(root, "mailwall.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		// The recorder writes in the background: wait for it a little.
+		var vs []store.Verdict
+		for range 50 {
+			if vs, err = st.Verdicts(context.Background(), store.VerdictFilter{}); err == nil && hasActions(vs, "accept", "reject", "quarantine") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !hasActions(vs, "accept", "reject", "quarantine") {
+			t.Fatalf("verdicts in the store: %+v (%v)", vs, err)
+		}
+		for _, v := range vs {
+			if v.Action == "reject" && v.ClientIP == "127.0.0.3" && (v.DMARC != "fail" || v.FromDomain != "example.test" || v.QueueID == "") {
+				t.Errorf("the rejected spoof: %+v", v)
+			}
+		}
+		if pending, _ := st.UnreportedDomains(context.Background()); len(pending) == 0 {
+			t.Error("no DMARC rows waiting for a report")
+		}
+	})
+}
+
+func hasActions(vs []store.Verdict, actions ...string) bool {
+	seen := map[string]bool{}
+	for _, v := range vs {
+		seen[v.Action] = true
+	}
+	for _, a := range actions {
+		if !seen[a] {
+			return false
+		}
+	}
+	return true
 }
 
 // heldID is the queue ID of the first message in the hold queue.

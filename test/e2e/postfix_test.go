@@ -246,7 +246,11 @@ policyd:
   temperror_defer: true
 milter:
   listen: []
-`, dnsPort, policyPort)), 0o644)
+store:
+  dsn: %q
+web:
+  listen: ""
+`, dnsPort, policyPort, filepath.Join(root, "mailwall.db"))), 0o644)
 	serve := startProcess(t, "policy server listening", bin, "serve", "--config", cfg)
 	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:%d\nsmtpd_policy_service_timeout = 30s", policyPort))
 	smtpAddr := fmt.Sprintf("127.0.0.1:%d", smtpPort)

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"mailwall/internal/config"
+	"mailwall/internal/dmarc"
+	"mailwall/internal/dnsx"
+	"mailwall/internal/report"
+	"mailwall/internal/store"
+)
+
+// reporting makes, sends and imports DMARC aggregate reports for serve
+// and for "mailwall report".
+type reporting struct {
+	cfg *config.Config
+	st  *store.Store
+	gen *report.Generator
+	snd *report.Sender
+	log *slog.Logger
+}
+
+func newReporting(cfg *config.Config, st *store.Store, res dnsx.Resolver, log *slog.Logger, outcome func(string)) *reporting {
+	rc := cfg.Reports
+	receiver := rc.Receiver
+	if receiver == "" {
+		receiver = cfg.Hostname
+	}
+	from := rc.From
+	if from == "" {
+		from = "dmarc-noreply@" + receiver
+	}
+	return &reporting{cfg: cfg, st: st, log: log,
+		gen: &report.Generator{Store: st, Receiver: receiver, OrgName: rc.OrgName, Email: from, Contact: rc.Contact, Version: buildVersion(), Log: log},
+		snd: &report.Sender{Store: st, DMARC: &dmarc.Evaluator{Resolver: res, PublicSuffixList: cfg.Checks.DMARCPSL}, Relay: rc.Relay,
+			Hostname: cfg.Hostname, From: from, Receiver: receiver, MaxAttempts: rc.MaxAttempts, Log: log, Outcome: outcome},
+	}
+}
+
+// tick does one round: purge old records, import the Maildir, and when
+// sending is on make the due reports and send them.
+func (r *reporting) tick(ctx context.Context, all bool) (report.Summary, error) {
+	var errs []error
+	rt := r.cfg.Store.Retention
+	if p, err := r.st.Purge(ctx, time.Now(), store.Retention{Verdicts: rt.Verdicts.D(), Reports: rt.Reports.D()}); err != nil {
+		errs = append(errs, err)
+	} else if p != (store.Purged{}) {
+		r.log.Info("store: old records purged", "verdicts", p.Verdicts, "dmarc_rows", p.DMARCRows, "reports_out", p.ReportsOut, "reports_in", p.ReportsIn)
+	}
+	if dir := r.cfg.Reports.Inbound.Maildir; dir != "" {
+		res, err := report.ImportMaildir(ctx, r.st, dir, false, time.Now())
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if res.Messages > 0 {
+			r.log.Info("dmarc reports imported", "maildir", dir, "messages", res.Messages, "reports", res.Reports, "malformed", res.Malformed, "errors", strings.Join(res.Errors, "; "))
+		}
+	}
+	var sum report.Summary
+	if r.cfg.Reports.Send {
+		if _, err := r.gen.Generate(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		var err error
+		sum, err = r.snd.Send(ctx, all)
+		if err != nil && !errors.Is(err, report.ErrLocked) {
+			errs = append(errs, err)
+		}
+	}
+	return sum, errors.Join(errs...)
+}
+
+// run ticks until ctx ends.
+func (r *reporting) run(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Reports.Every.D())
+	defer t.Stop()
+	for {
+		if _, err := r.tick(ctx, false); err != nil && ctx.Err() == nil {
+			r.log.Error("dmarc reports", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("report: list, show, send-now or import: %w", errUsage)
+	}
+	sub := args[0]
+	fs := newFlags("report "+sub, stderr)
+	cfgPath := fs.String("config", "", "config file (default: embedded defaults)")
+	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT (overrides dns.servers)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	domain := fs.String("domain", "", "list: only this policy domain")
+	received := fs.Bool("received", false, "list: the reports received instead of those made here")
+	all := fs.Bool("all", false, "import: read cur/ too, not only new/")
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	cfg, resolver, err := loadResolver(*cfgPath, *dnsFlag)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log := newLogger(cfg, stderr)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	switch sub {
+	case "list":
+		if *received {
+			rs, err := st.ReceivedReports(ctx, *domain, 0)
+			if err != nil || *asJSON {
+				return errors.Join(err, enc.Encode(rs))
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tDOMAIN\tFROM\tBEGIN\tMESSAGES\tPOLICY\tERROR")
+			for _, r := range rs {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Domain, r.OrgName, r.Begin.Format("2006-01-02 15:04"), r.Messages, r.Policy, r.Error)
+			}
+			return tw.Flush()
+		}
+		rs, err := st.Reports(ctx, store.ReportFilter{Domain: *domain})
+		if err != nil || *asJSON {
+			return errors.Join(err, enc.Encode(rs))
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tDOMAIN\tBEGIN (UTC)\tRECORDS\tMESSAGES\tDESTINATIONS")
+		for _, r := range rs {
+			var ds []string
+			for _, d := range r.Deliveries {
+				ds = append(ds, fmt.Sprintf("%s %s", strings.TrimPrefix(d.URI, "mailto:"), d.State))
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\n", r.ID, r.PolicyDomain, r.Begin.Format("2006-01-02 15:04"), r.Records, r.Messages, strings.Join(ds, ", "))
+		}
+		return tw.Flush()
+	case "show":
+		if len(pos) != 1 {
+			return fmt.Errorf("report show ID|REPORT-ID: %w", errUsage)
+		}
+		id, _ := strconv.ParseInt(pos[0], 10, 64)
+		r, err := st.Report(ctx, id, pos[0])
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return enc.Encode(r)
+		}
+		xml, err := gunzip(r.GZ)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "# %s (%s)\n", r.ReportID, r.Filename)
+		for _, d := range r.Deliveries {
+			fmt.Fprintf(stdout, "# %s: %s, %d attempts %s\n", d.URI, d.State, d.Attempts, d.LastError)
+		}
+		_, err = stdout.Write(xml)
+		return err
+	case "send-now":
+		rep := newReporting(cfg, st, resolver, log, nil)
+		// Made and sent now whatever reports.send says: the admin asked.
+		made, err := rep.gen.Generate(ctx)
+		if err != nil {
+			return err
+		}
+		sum, err := rep.snd.Send(ctx, true)
+		fmt.Fprintf(stdout, "made %d reports; sent %d, to retry %d, failed %d, dropped %d (recovered after a crash: %d)\n",
+			len(made), sum.Sent, sum.Retry, sum.Failed, sum.Dropped, sum.Recovered)
+		return err
+	case "import":
+		if len(pos) == 0 {
+			return fmt.Errorf("report import MAILDIR|FILE...: %w", errUsage)
+		}
+		for _, p := range pos {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				res, err := report.ImportMaildir(ctx, st, p, *all, time.Now())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%s: %d messages, %d reports (%d malformed), %d already stored\n", p, res.Messages, res.Reports, res.Malformed, res.Duplicates)
+				for _, e := range res.Errors {
+					fmt.Fprintf(stdout, "  %s\n", e)
+				}
+				continue
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rr, err := report.Ingest(ctx, st, "file:"+p, p, data, time.Now())
+			switch {
+			case errors.Is(err, store.ErrDuplicate):
+				fmt.Fprintf(stdout, "%s: already stored\n", p)
+			case err != nil:
+				fmt.Fprintf(stdout, "%s: kept, flagged: %v\n", p, err)
+			default:
+				fmt.Fprintf(stdout, "%s: %s report %s for %s, %d messages\n", p, rr.OrgName, rr.ReportID, rr.Domain, rr.Messages)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("report %s: %w", sub, errUsage)
+}
+
+func gunzip(b []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
+}
+
+// buildVersion is the module version the binary was built from.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"mailwall/internal/config"
+	"mailwall/internal/dnsx"
+	"mailwall/internal/metrics"
+	"mailwall/internal/store"
+	"mailwall/internal/web"
+)
+
+// startWeb serves /metrics, /healthz and the dashboard.
+func startWeb(ctx context.Context, cfg *config.Config, st *store.Store, res *dnsx.Cache, met *metrics.Metrics, log *slog.Logger, stdout io.Writer) (*web.Server, error) {
+	ws := &web.Server{Metrics: met.Handler(), Log: log}
+	if st != nil {
+		ws.Health = append(ws.Health, web.Health{Name: "store", Check: st.Ping})
+	} else if cfg.Store.DSN != "" {
+		ws.Health = append(ws.Health, web.Health{Name: "store", Check: func(context.Context) error { return fmt.Errorf("store %s did not open", cfg.Store.DSN) }})
+	}
+	ln, err := ws.Listen(cfg.Web.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	fmt.Fprintf(stdout, "mailwall: web on http://%s (/metrics, /healthz)\n", ln.Addr())
+	go func() {
+		if err := ws.Serve(ln); err != nil {
+			log.Error("web", "err", err)
+		}
+	}()
+	return ws, nil
+}
