@@ -184,7 +184,8 @@ func TestServeAnswersAndStops(t *testing.T) {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
 	if body, code := httpGet(t, "http://"+webAddr+"/metrics"); code != 200 || !strings.Contains(body, `mailwall_dns_cache_lookups_total{outcome="miss"}`) ||
-		!strings.Contains(body, "mailwall_store_errors_total 0") {
+		!strings.Contains(body, "mailwall_store_errors_total 0") || !strings.Contains(body, `mailwall_policyd_requests_total{action="REJECT"} 1`) ||
+		!strings.Contains(body, `mailwall_check_duration_seconds_count{interface="policyd"} 1`) {
 		t.Errorf("/metrics: %d %s", code, body)
 	}
 	cancel()

@@ -51,6 +51,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	met := metrics.New()
+	met.WatchCache(resolver.Stats)
+	opts.Observe = func(r policyd.Response, took time.Duration) { met.PolicyRequest(string(r.Action), took) }
 	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
 	mode, err := strconv.ParseUint(cfg.Policyd.UnixMode, 8, 32)
 	if err != nil {
@@ -72,8 +75,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, ln := range lns {
 		go func() { errc <- srv.Serve(ln) }()
 	}
-	met := metrics.New()
-	met.WatchCache(resolver.Stats)
 	// The store keeps verdicts and reports and feeds the first-seen rule;
 	// mail flows without it, so a store that cannot open is logged, not
 	// fatal.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"mailwall/internal/spf"
 )
@@ -26,6 +27,9 @@ const (
 
 // Options are the policyd-spf.conf equivalents.
 type Options struct {
+	// Observe, when set, hears every decision and how long it took (for
+	// metrics); it must not block.
+	Observe         func(resp Response, took time.Duration)
 	HeloReject      RejectPolicy
 	MailFromReject  RejectPolicy
 	PermErrorReject bool

@@ -154,7 +154,11 @@ func (s *Server) serveConn(conn net.Conn) {
 				resp = Response{Action: Dunno}
 			}
 		} else {
+			start := time.Now()
 			resp = s.safeDecide(req)
+			if s.opts.Observe != nil {
+				s.opts.Observe(resp, time.Since(start))
+			}
 			lastInstance, last = inst, resp
 			s.logDecision(req, resp)
 		}
