@@ -104,6 +104,14 @@ func TestDeliveredMailIsSealed(t *testing.T) {
 	if r.Action != Tag {
 		t.Fatalf("action %s, reasons %v", r.Action, r.Reasons)
 	}
+	// The aggregate report must say what was done, and why it differs
+	// from p=reject (RFC 9990: local_policy).
+	if row := r.DMARC.Row; row.Disposition != dmarc.PolicyNone || len(row.Reasons) != 1 || row.Reasons[0] != "local_policy" {
+		t.Errorf("report row: disposition %s reasons %v", row.Disposition, row.Reasons)
+	}
+	if v := r.Record(env, "mx", time.Now()); v.DMARCRow == nil || v.DMARCRow.Row.Disposition != dmarc.PolicyNone || v.FromDomain != "example.test" || v.DMARC != "fail" {
+		t.Errorf("stored verdict: %+v", v)
+	}
 	// Build the message as the milter leaves it: our fields on top, the
 	// Subject tagged.
 	var out strings.Builder

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"mailwall/internal/dmarc"
+
 	"mailwall/internal/dkim"
 	"mailwall/internal/store"
 )
@@ -42,4 +44,23 @@ func DKIMSummary(rs []dkim.Result) string {
 		b.WriteString(string(r.Status) + ":" + r.Domain)
 	}
 	return b.String()
+}
+
+// localPolicy makes the report row say what this host did with a DMARC
+// failure when its configuration answers the Domain Owner's policy with a
+// weaker action (dmarc_reject: quarantine, say): RFC 9990 §3.1.1.7 wants
+// the disposition applied and a local_policy reason when it differs.
+func localPolicy(row *dmarc.Row, a Action) {
+	applied := dmarc.PolicyNone
+	switch a {
+	case Reject, TempFail: // a tempfail comes back and is counted then
+		applied = dmarc.PolicyReject
+	case Quarantine:
+		applied = dmarc.PolicyQuarantine
+	}
+	rank := map[dmarc.Policy]int{dmarc.PolicyNone: 0, dmarc.PolicyQuarantine: 1, dmarc.PolicyReject: 2}
+	if rank[applied] < rank[row.Disposition] {
+		row.Disposition = applied
+		row.Reasons = append(row.Reasons, "local_policy")
+	}
 }

@@ -425,8 +425,10 @@ func (m *Message) Finish() Result {
 		switch r.DMARC.Disposition {
 		case dmarc.PolicyReject:
 			r.decide(c.Policy.DMARCReject, "dmarc", why, "550 5.7.1 Rejected by DMARC policy for "+r.DMARC.HeaderFrom)
+			localPolicy(&r.DMARC.Row, c.Policy.DMARCReject)
 		case dmarc.PolicyQuarantine:
 			r.decide(c.Policy.DMARCQuarantine, "dmarc", why, "")
+			localPolicy(&r.DMARC.Row, c.Policy.DMARCQuarantine)
 		default:
 			r.Reasons = append(r.Reasons, "dmarc: "+why)
 		}
