@@ -79,7 +79,7 @@ func (s *Store) PeriodRows(ctx context.Context, domain string, begin, end time.T
 	if err := json.Unmarshal([]byte(published), &p.Published); err != nil {
 		return nil, fmt.Errorf("store: %s: published policy: %w", domain, err)
 	}
-	p.RUA, _ = dmarc.ParseURIs(strings.ReplaceAll(rua, " ", ","))
+	p.RUA, _ = dmarc.ParseURIs(rua)
 	rows, err := s.db.QueryContext(ctx, `SELECT record, COUNT(*) AS n FROM dmarc_rows
 		WHERE policy_domain = $1 AND at >= $2 AND at < $3 AND report_id IS NULL GROUP BY record ORDER BY n DESC, record`, domain, begin.Unix(), end.Unix())
 	if err != nil {
@@ -199,9 +199,11 @@ type ReportFilter struct {
 
 const reportColumns = `id, policy_domain, begin_at, end_at, report_id, filename, created_at, records, messages, xml_size`
 
-func scanReport(sc interface{ Scan(...any) error }, r *ReportOut) error {
+// scanReport reads reportColumns into r, and any further columns into
+// extra.
+func scanReport(sc interface{ Scan(...any) error }, r *ReportOut, extra ...any) error {
 	var b, e, c int64
-	if err := sc.Scan(&r.ID, &r.PolicyDomain, &b, &e, &r.ReportID, &r.Filename, &c, &r.Records, &r.Messages, &r.XMLSize); err != nil {
+	if err := sc.Scan(append([]any{&r.ID, &r.PolicyDomain, &b, &e, &r.ReportID, &r.Filename, &c, &r.Records, &r.Messages, &r.XMLSize}, extra...)...); err != nil {
 		return err
 	}
 	r.Begin, r.End, r.Created = time.Unix(b, 0).UTC(), time.Unix(e, 0).UTC(), time.Unix(c, 0).UTC()
@@ -250,15 +252,13 @@ func (s *Store) Reports(ctx context.Context, f ReportFilter) ([]ReportOut, error
 func (s *Store) Report(ctx context.Context, id int64, reportID string) (*ReportOut, error) {
 	var r ReportOut
 	row := s.db.QueryRowContext(ctx, `SELECT `+reportColumns+`, gz FROM reports_out WHERE id = $1 OR report_id = $2`, id, reportID)
-	var b, e, c int64
-	err := row.Scan(&r.ID, &r.PolicyDomain, &b, &e, &r.ReportID, &r.Filename, &c, &r.Records, &r.Messages, &r.XMLSize, &r.GZ)
+	err := scanReport(row, &r, &r.GZ)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: no report %d %q", id, reportID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: report: %w", err)
 	}
-	r.Begin, r.End, r.Created = time.Unix(b, 0).UTC(), time.Unix(e, 0).UTC(), time.Unix(c, 0).UTC()
 	r.Deliveries, err = s.deliveries(ctx, `WHERE report = $1`, r.ID)
 	return &r, err
 }

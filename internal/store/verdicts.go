@@ -98,7 +98,7 @@ func insertDMARCRow(ctx context.Context, tx *sql.Tx, at time.Time, verdictID int
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO dmarc_rows (at, verdict_id, policy_domain, source_ip, record, published, rua, ri)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		at.Unix(), vid, strings.ToLower(d.Row.PolicyDomain), d.Row.SourceIP.String(), string(record), string(published), strings.Join(rua, " "), d.RI)
+		at.Unix(), vid, strings.ToLower(d.Row.PolicyDomain), d.Row.SourceIP.String(), string(record), string(published), strings.Join(rua, ","), d.RI)
 	if err != nil {
 		return fmt.Errorf("store: dmarc row: %w", err)
 	}
