@@ -68,8 +68,8 @@ func fill(rr *store.ReceivedReport, f *feedback.Feedback) {
 		}
 		rec.Reasons = strings.Join(reasons, "; ")
 		rr.Records = append(rr.Records, rec)
-		rr.Messages += r.Row.Count
 	}
+	rr.Messages = f.Messages()
 }
 
 // IngestMessage stores every report attached to a mail message. It

@@ -115,6 +115,9 @@ func (s *Sender) Send(ctx context.Context, all bool) (Summary, error) {
 		if err != nil {
 			return sum, err
 		}
+		if outcome == "" {
+			continue // claimed by another run meanwhile: not ours to count
+		}
 		switch outcome {
 		case store.Sent:
 			sum.Sent++
@@ -142,7 +145,8 @@ func (s *Sender) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// deliver makes one attempt and records its outcome: the new state.
+// deliver makes one attempt and records its outcome: the new state, or
+// "" when the delivery was no longer pending.
 func (s *Sender) deliver(ctx context.Context, r *store.ReportOut, d store.Delivery) (string, error) {
 	uri := dmarc.URI{URI: d.URI, MaxSize: d.MaxSize}
 	finish := func(state, why string) (string, error) {
