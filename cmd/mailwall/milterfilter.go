@@ -65,8 +65,9 @@ func (f *milterFilter) MailFrom(from string, args []string, m *milter.Macros) mi
 }
 
 func (f *milterFilter) RcptTo(rcpt string, args []string, m *milter.Macros) milter.Response {
-	f.env.Rcpts = append(f.env.Rcpts, strings.Trim(rcpt, "<>"))
-	if f.inbox != nil && f.inbox.wants(strings.Trim(rcpt, "<>")) {
+	addr := strings.Trim(rcpt, "<>")
+	f.env.Rcpts = append(f.env.Rcpts, addr)
+	if f.inbox != nil && f.inbox.wants(addr) {
 		f.keepRaw = true
 	}
 	return milter.Continue

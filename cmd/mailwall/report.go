@@ -51,8 +51,8 @@ func newReporting(cfg *config.Config, st *store.Store, res dnsx.Resolver, log *s
 }
 
 // tick does one round: purge old records, import the Maildir, and when
-// sending is on make the due reports and send them.
-func (r *reporting) tick(ctx context.Context, all bool) (report.Summary, error) {
+// sending is on make the due reports and send those whose time has come.
+func (r *reporting) tick(ctx context.Context) error {
 	var errs []error
 	rt := r.cfg.Store.Retention
 	if p, err := r.st.Purge(ctx, time.Now(), store.Retention{Verdicts: rt.Verdicts.D(), Reports: rt.Reports.D()}); err != nil {
@@ -69,18 +69,15 @@ func (r *reporting) tick(ctx context.Context, all bool) (report.Summary, error) 
 			r.log.Info("dmarc reports imported", "maildir", dir, "messages", res.Messages, "reports", res.Reports, "malformed", res.Malformed, "errors", strings.Join(res.Errors, "; "))
 		}
 	}
-	var sum report.Summary
 	if r.cfg.Reports.Send {
 		if _, err := r.gen.Generate(ctx); err != nil {
 			errs = append(errs, err)
 		}
-		var err error
-		sum, err = r.snd.Send(ctx, all)
-		if err != nil && !errors.Is(err, report.ErrLocked) {
+		if _, err := r.snd.Send(ctx, false); err != nil && !errors.Is(err, report.ErrLocked) {
 			errs = append(errs, err)
 		}
 	}
-	return sum, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // run ticks until ctx ends.
@@ -88,7 +85,7 @@ func (r *reporting) run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Reports.Every.D())
 	defer t.Stop()
 	for {
-		if _, err := r.tick(ctx, false); err != nil && ctx.Err() == nil {
+		if err := r.tick(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("dmarc reports", "err", err)
 		}
 		select {

@@ -83,7 +83,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		st, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
 		if err != nil {
 			log.Warn("store unavailable: verdicts and reports are not kept, the first_seen_domain rule is off", "err", err)
-			st = nil
 		} else {
 			defer st.Close() // after the milter's shutdown, deferred below
 			fmt.Fprintf(stdout, "mailwall: store %s\n", st.Name())
@@ -111,7 +110,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer msrv.Shutdown()
 	}
 	if cfg.Web.Listen != "" {
-		ws, err := startWeb(ctx, cfg, st, resolver, met, log, stdout)
+		ws, err := startWeb(cfg, st, met, log, stdout)
 		if err != nil {
 			// The dashboard is not needed for mail: say so and go on.
 			log.Error("web listener unavailable: no dashboard, /metrics or /healthz", "err", err)

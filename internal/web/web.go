@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -25,7 +24,6 @@ type Server struct {
 	Health  []Health
 	// Dashboard serves every other path; nil: 404.
 	Dashboard http.Handler
-	Log       *slog.Logger
 
 	srv *http.Server
 }
@@ -62,11 +60,6 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(status)
-}
-
-// Listen opens addr (host:port).
-func (s *Server) Listen(addr string) (net.Listener, error) {
-	return net.Listen("tcp", addr)
 }
 
 // Serve serves on ln until Close.
