@@ -50,6 +50,10 @@ func (p Policy) rank() int {
 	return 0
 }
 
+// Weaker reports whether p asks for less than q (none < quarantine <
+// reject).
+func (p Policy) Weaker(q Policy) bool { return p.rank() < q.rank() }
+
 // URI is a reporting address from rua= or ruf=.
 type URI struct {
 	URI string // as written, without the size suffix

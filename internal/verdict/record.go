@@ -4,9 +4,8 @@ import (
 	"strings"
 	"time"
 
-	"mailwall/internal/dmarc"
-
 	"mailwall/internal/dkim"
+	"mailwall/internal/dmarc"
 	"mailwall/internal/store"
 )
 
@@ -27,7 +26,7 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 	if r.Internal {
 		v.Stage, v.Verdict = "internal", "internal"
 	}
-	if d := r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == "pass" || d.Result == "fail") {
+	if d := r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == dmarc.Pass || d.Result == dmarc.Fail) {
 		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
 	}
 	return v
@@ -58,8 +57,7 @@ func localPolicy(row *dmarc.Row, a Action) {
 	case Quarantine:
 		applied = dmarc.PolicyQuarantine
 	}
-	rank := map[dmarc.Policy]int{dmarc.PolicyNone: 0, dmarc.PolicyQuarantine: 1, dmarc.PolicyReject: 2}
-	if rank[applied] < rank[row.Disposition] {
+	if applied.Weaker(row.Disposition) {
 		row.Disposition = applied
 		row.Reasons = append(row.Reasons, "local_policy")
 	}
