@@ -56,6 +56,8 @@ Usage:
   mailwall report list [--received] [--domain D] [--json] | show ID [--json] | send-now | import [--all] MAILDIR|FILE...
         DMARC aggregate reports: those made here (or received), one report's XML,
         make and send what is due now, read received reports from a Maildir or files
+  mailwall web password-hash < password | reset-password [--config FILE]
+        print the bcrypt hash for web.password_hash, or make a new dashboard password
 `
 
 // errUsage makes main exit with status 2.
@@ -100,6 +102,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdDNS(args[1:], stdout, stderr)
 	case "report":
 		err = cmdReport(ctx, args[1:], stdout, stderr)
+	case "web":
+		err = cmdWeb(ctx, args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

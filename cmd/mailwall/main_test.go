@@ -16,8 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
+	"mailwall/internal/config"
 	"mailwall/internal/lab"
 	"mailwall/internal/labtest"
+	"mailwall/internal/store"
 )
 
 func labDNS(t *testing.T) string { return labtest.Lab(t) }
@@ -133,9 +137,10 @@ func TestServeAnswersAndStops(t *testing.T) {
 	if !strings.Contains(line, "listening on inet:"+addr) {
 		t.Fatalf("serve said %q", line)
 	}
-	// Then the store, the web listener and the admin socket.
+	// Then the store, the first-run dashboard password, the web listener
+	// and the admin socket.
 	var said []string
-	for len(said) < 3 {
+	for len(said) < 4 {
 		line, err := br.ReadString('\n')
 		if err != nil {
 			t.Fatalf("serve said %q, then %v", said, err)
@@ -143,11 +148,11 @@ func TestServeAnswersAndStops(t *testing.T) {
 		said = append(said, strings.TrimSpace(line))
 	}
 	var webAddr string
-	if !strings.Contains(said[0], "store "+filepath.Join(dir, "mailwall.db")) || !strings.Contains(said[2], "admin socket "+sock) ||
-		!strings.HasPrefix(said[1], "mailwall: web on http://") {
+	if !strings.Contains(said[0], "store "+filepath.Join(dir, "mailwall.db")) || !strings.Contains(said[3], "admin socket "+sock) ||
+		!strings.HasPrefix(said[1], "mailwall: dashboard login admin / ") || !strings.HasPrefix(said[2], "mailwall: web on http://") {
 		t.Fatalf("serve said %q", said)
 	}
-	fmt.Sscanf(said[1], "mailwall: web on http://%s", &webAddr)
+	fmt.Sscanf(said[2], "mailwall: web on http://%s", &webAddr)
 	go io.Copy(io.Discard, br)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -178,6 +183,10 @@ func TestServeAnswersAndStops(t *testing.T) {
 	}
 	if code, out, _ := runCLI("dns", "flush", "--socket", sock, "--json"); code != 0 || !strings.Contains(out, `"entries"`) {
 		t.Errorf("dns flush all: exit %d %q", code, out)
+	}
+	// The dashboard asks for a login.
+	if body, code := httpGet(t, "http://"+webAddr+"/"); code != 200 || !strings.Contains(body, `name="password"`) {
+		t.Errorf("dashboard without a login: %d %s", code, body)
 	}
 	// Health and metrics: the store answers; the DNS cache's lookups show.
 	if body, code := httpGet(t, "http://"+webAddr+"/healthz"); code != 200 || !strings.Contains(body, `"store":"ok"`) {
@@ -424,4 +433,46 @@ func httpGet(t *testing.T, url string) (string, int) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b), resp.StatusCode
+}
+
+func TestDashboardPasswordFirstRun(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := config.Default()
+	var out strings.Builder
+	hash, err := dashboardPassword(ctx, cfg, st, &out)
+	var password string
+	if _, scanErr := fmt.Sscanf(out.String(), "mailwall: dashboard login admin / %s ", &password); err != nil || scanErr != nil {
+		t.Fatalf("first run: %q %v %v", out.String(), err, scanErr)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		t.Error("the printed password does not match the hash kept")
+	}
+	if kept, _, _ := st.Setting(ctx, passwordSetting); kept != hash || strings.Contains(kept, password) {
+		t.Errorf("store keeps %q", kept)
+	}
+	// The second start prints nothing and uses the same password.
+	out.Reset()
+	again, err := dashboardPassword(ctx, cfg, st, &out)
+	if err != nil || again != hash || out.Len() != 0 {
+		t.Errorf("second run: %q %v, printed %q", again, err, out.String())
+	}
+	// A hash in the config wins, and nothing is printed.
+	cfg.Web.PasswordHash = "$2a$10$2yxkoqKrm/WtH64xde1uG.UBAksYg6u50ybzcsvYPdGA.x8Wbaari"
+	if h, _ := dashboardPassword(ctx, cfg, st, &out); h != cfg.Web.PasswordHash || out.Len() != 0 {
+		t.Errorf("config hash: %q, printed %q", h, out.String())
+	}
+	// reset-password replaces the stored one.
+	cfgFile := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf("store:\n  dsn: %q\n", st.Name())), 0o644)
+	code, said, errs := runCLI("web", "reset-password", "--config", cfgFile)
+	var newPassword string
+	fmt.Sscanf(said, "dashboard login admin / %s ", &newPassword)
+	if kept, _, _ := st.Setting(ctx, passwordSetting); code != 0 || newPassword == "" || bcrypt.CompareHashAndPassword([]byte(kept), []byte(newPassword)) != nil {
+		t.Errorf("reset-password: exit %d %q %q", code, said, errs)
+	}
 }

@@ -110,7 +110,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer msrv.Shutdown()
 	}
 	if cfg.Web.Listen != "" {
-		ws, err := startWeb(cfg, st, met, log, stdout)
+		ws, err := startWeb(ctx, cfg, st, resolver, met, log, stdout)
 		if err != nil {
 			// The dashboard is not needed for mail: say so and go on.
 			log.Error("web listener unavailable: no dashboard, /metrics or /healthz", "err", err)

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -341,6 +343,10 @@ func (c *Config) Validate() error {
 		check(strings.HasPrefix(l, "inet:") || strings.HasPrefix(l, "unix:"), "milter.listen: %q must start with inet: or unix:", l)
 	}
 	check(c.Admin.Socket == "" || filepath.IsAbs(c.Admin.Socket), "admin.socket: %q must be an absolute path", c.Admin.Socket)
+	check(c.Web.User != "", "web.user must not be empty")
+	// A bcrypt hash ($2a$, $2b$ or $2y$, cost, 53 characters of salt and
+	// hash), as "mailwall web password-hash" prints it.
+	check(c.Web.PasswordHash == "" || bcryptHash.MatchString(c.Web.PasswordHash), "web.password_hash: not a bcrypt hash (make one with: mailwall web password-hash)")
 	a := c.Checks.Actions
 	for key, v := range map[string]string{"helo_invalid": a.HeloInvalid, "iprev_fail": a.IPRevFail, "s25r": a.S25R, "spf_fail": a.SPFFail,
 		"dmarc_reject": a.DMARCReject, "dmarc_quarantine": a.DMARCQuarantine, "temperror": a.TempError} {
@@ -407,4 +413,27 @@ func (c *Config) ReceiverName() string {
 		return "localhost"
 	}
 	return h
+}
+
+// Redacted is the configuration in effect as YAML, with secrets masked:
+// the dashboard's password hash and a database password in the DSN.
+func (c *Config) Redacted() ([]byte, error) {
+	cp := *c
+	if cp.Web.PasswordHash != "" {
+		cp.Web.PasswordHash = "(set)"
+	}
+	cp.Store.DSN = redactDSN(cp.Store.DSN)
+	return yaml.Marshal(&cp)
+}
+
+var bcryptHash = regexp.MustCompile(`^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$`)
+
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+
+// redactDSN masks the password of a PostgreSQL URL or key=value DSN.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.User != nil {
+		dsn = u.Redacted()
+	}
+	return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }

@@ -5,7 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestDefaultsAreSafe(t *testing.T) {
@@ -80,5 +83,33 @@ func TestUnknownPolicydKey(t *testing.T) {
 	_, err := Parse([]byte("policyd:\n  helo_rejekt: Fail\n"))
 	if err == nil || !strings.Contains(err.Error(), "helo_rejekt") {
 		t.Errorf("error %v, want one naming helo_rejekt", err)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	for _, c := range []struct{ dsn, want, secret string }{
+		{"postgres://mailwall:s3cret@db.example.test/mailwall?sslmode=disable", "postgres://mailwall:xxxxx@db.example.test/mailwall?sslmode=disable", "s3cret"},
+		{"host=db.example.test user=mailwall password=s3cret dbname=mailwall", "host=db.example.test user=mailwall password=xxxxx dbname=mailwall", "s3cret"},
+		{"host=db password = 'two words' dbname=m", "host=db password = xxxxx dbname=m", "two words"},
+		{"/var/lib/mailwall/mailwall.db", "/var/lib/mailwall/mailwall.db", ""},
+	} {
+		cfg := Default()
+		cfg.Store.DSN = c.dsn
+		cfg.Web.PasswordHash = "$2a$10$abcdefghijklmnopqrstuv"
+		out, err := cfg.Redacted()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Config // parsed, not validated: "(set)" is no hash
+		if err := yaml.Unmarshal(out, &back); err != nil {
+			t.Fatalf("redacted config does not parse back: %v\n%s", err, out)
+		}
+		if back.Store.DSN != c.want || back.Web.PasswordHash != "(set)" || (c.secret != "" && strings.Contains(string(out), c.secret)) ||
+			strings.Contains(string(out), "$2a$") {
+			t.Errorf("%s: dsn %q, hash %q", c.dsn, back.Store.DSN, back.Web.PasswordHash)
+		}
+		if back.Hostname != cfg.Hostname || back.Milter.Listen[0] != cfg.Milter.Listen[0] {
+			t.Errorf("redacted config lost settings:\n%s", out)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,4 +189,36 @@ func (c *Cache) Stats() CacheStats {
 	n := len(c.entries)
 	c.mu.Unlock()
 	return CacheStats{Entries: n, Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load()}
+}
+
+// CacheEntry is one live answer in the cache, for the dashboard.
+type CacheEntry struct {
+	Name    string
+	Type    uint16
+	Rcode   int
+	Records []string // presentation format, RFC 1035 §5.1
+	Left    time.Duration
+}
+
+// Entries lists up to limit live answers whose name contains substr,
+// most recently used first.
+func (c *Cache) Entries(substr string, limit int) []CacheEntry {
+	substr = strings.ToLower(substr)
+	now := c.opts.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []CacheEntry
+	for el := c.lru.Front(); el != nil && len(out) < limit; el = el.Next() {
+		e := el.Value.(*cacheEntry)
+		left := e.expires.Sub(now)
+		if left <= 0 || !strings.Contains(e.key.name, substr) {
+			continue
+		}
+		ce := CacheEntry{Name: e.key.name, Type: e.key.qtype, Rcode: e.answer.Rcode, Left: left}
+		for _, rr := range e.answer.Records {
+			ce.Records = append(ce.Records, rr.String())
+		}
+		out = append(out, ce)
+	}
+	return out
 }

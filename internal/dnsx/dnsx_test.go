@@ -232,3 +232,28 @@ func TestTXTEscapesRoundTrip(t *testing.T) {
 		t.Errorf("TXT = %q, %v; want %q", txt, err, raw)
 	}
 }
+
+func TestCacheEntries(t *testing.T) {
+	s := labServer(t, zone(t, `@ IN TXT "v=spf1 -all"`, "mx IN A 127.0.0.9"))
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	cache := dnsx.NewCache(&dnsx.Client{Servers: []string{s.Addr()}}, dnsx.CacheOptions{Now: clock.Now})
+	ctx := context.Background()
+	dnsx.TXT(ctx, cache, "example.test")
+	cache.Query(ctx, "nx.example.test", dns.TypeA)
+	cache.Query(ctx, "mx.example.test", dns.TypeA)
+	got := cache.Entries("", 10)
+	if len(got) != 3 || got[0].Name != "mx.example.test." || got[0].Type != dns.TypeA || len(got[0].Records) != 1 ||
+		!strings.Contains(got[0].Records[0], "127.0.0.9") || got[1].Rcode != dns.RcodeNameError || got[2].Records[0] == "" {
+		t.Fatalf("entries, most recent first: %+v", got)
+	}
+	if got := cache.Entries("NX.", 10); len(got) != 1 || got[0].Name != "nx.example.test." {
+		t.Errorf("filtered: %+v", got)
+	}
+	if got := cache.Entries("", 1); len(got) != 1 {
+		t.Errorf("limit: %+v", got)
+	}
+	clock.Advance(time.Hour)
+	if got := cache.Entries("", 10); len(got) != 0 {
+		t.Errorf("expired entries listed: %+v", got)
+	}
+}

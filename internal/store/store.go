@@ -201,3 +201,39 @@ func (s *Store) SetCreated(ctx context.Context, t time.Time) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE meta SET value = $1 WHERE key = 'created'`, strconv.FormatInt(t.Unix(), 10))
 	return err
 }
+
+// Setting reads a value kept in the store's meta table by SetSetting or
+// InitSetting; ok is false when there is none.
+func (s *Store) Setting(ctx context.Context, key string) (value string, ok bool, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = $1`, "setting:"+key).Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("store: setting %s: %w", key, err)
+	}
+	return value, true, nil
+}
+
+// SetSetting keeps a value, replacing any before it.
+func (s *Store) SetSetting(ctx context.Context, key, value string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, "setting:"+key, value)
+	if err != nil {
+		return fmt.Errorf("store: setting %s: %w", key, err)
+	}
+	return nil
+}
+
+// InitSetting keeps value unless the key has one already, and returns
+// the value kept: of several nodes starting together, one wins.
+func (s *Store) InitSetting(ctx context.Context, key, value string) (kept string, created bool, err error) {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, "setting:"+key, value)
+	if err != nil {
+		return "", false, fmt.Errorf("store: setting %s: %w", key, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return value, true, nil
+	}
+	kept, _, err = s.Setting(ctx, key)
+	return kept, false, err
+}

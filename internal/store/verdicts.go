@@ -152,6 +152,10 @@ func (s *Store) Verdicts(ctx context.Context, f VerdictFilter) ([]Verdict, error
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
+	return s.verdicts(ctx, where, args, limit)
+}
+
+func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit int) ([]Verdict, error) {
 	q := `SELECT id, at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts, action, stage, verdict,
 		iprev, spf, dkim, dmarc, arc, score, rules, reasons FROM verdicts`
 	if len(where) > 0 {

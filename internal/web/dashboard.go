@@ -1,0 +1,458 @@
+package web
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"mailwall/internal/dnsx"
+	"mailwall/internal/store"
+)
+
+//go:embed templates/*.html static/*
+var files embed.FS
+
+// Dashboard is the web UI: server-rendered pages, no script, behind a
+// login. Every page reads the store when it is asked for; nothing is
+// cached, so what it shows is what the store holds.
+type Dashboard struct {
+	Store  *store.Store // nil: the pages say so
+	Cache  *dnsx.Cache  // nil: no DNS page
+	Config []byte       // the configuration in effect, secrets masked
+	Auth   *Auth
+	Log    *slog.Logger
+	Now    func() time.Time // default time.Now
+
+	pages map[string]*template.Template
+}
+
+// Ranges offered on the overview: how far back and the width of a bar.
+var ranges = []struct {
+	Name          string
+	Span, Buckets time.Duration
+}{
+	{"24h", 24 * time.Hour, time.Hour},
+	{"7d", 7 * 24 * time.Hour, 6 * time.Hour},
+	{"30d", 30 * 24 * time.Hour, 24 * time.Hour},
+}
+
+// Handler serves the dashboard.
+func (d *Dashboard) Handler() (http.Handler, error) {
+	if d.Auth == nil {
+		return nil, errors.New("web: dashboard without a login")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	d.pages = map[string]*template.Template{}
+	for _, p := range []string{"login", "overview", "verdicts", "verdict", "dmarc", "domain", "dns", "config", "error"} {
+		t, err := template.New(p).Funcs(funcs).ParseFS(files, "templates/base.html", "templates/"+p+".html")
+		if err != nil {
+			return nil, err
+		}
+		d.pages[p] = t
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /static/", http.FileServerFS(files))
+	mux.HandleFunc("GET /login", d.loginPage)
+	mux.HandleFunc("POST /login", d.loginPost)
+	mux.HandleFunc("POST /logout", d.authed(d.logout))
+	mux.HandleFunc("GET /{$}", d.authed(d.overview))
+	mux.HandleFunc("GET /verdicts", d.authed(d.verdicts))
+	mux.HandleFunc("GET /verdicts/{id}", d.authed(d.verdict))
+	mux.HandleFunc("GET /dmarc", d.authed(d.dmarc))
+	mux.HandleFunc("GET /dmarc/{domain}", d.authed(d.domain))
+	mux.HandleFunc("GET /dns", d.authed(d.dns))
+	mux.HandleFunc("POST /dns/flush", d.authed(d.dnsFlush))
+	mux.HandleFunc("GET /config", d.authed(d.config))
+	return securityHeaders(mux), nil
+}
+
+// securityHeaders: no script runs, nothing frames the pages, and
+// nothing of them is cached or leaks in a Referer.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("X-Frame-Options", "DENY")
+		if !strings.HasPrefix(r.URL.Path, "/static/") {
+			hd.Set("Cache-Control", "no-store")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type page struct {
+	Title   string
+	Nav     string // the menu entry to highlight
+	CSRF    string // empty when logged out
+	User    string
+	Error   string
+	Notice  string
+	Content any
+}
+
+// authed sends visitors without a session to the login page, and checks
+// the CSRF token of every POST.
+func (d *Dashboard) authed(h func(http.ResponseWriter, *http.Request, *page)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := d.Auth.session(r)
+		if s == nil {
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		if r.Method == http.MethodPost && (!sameOrigin(r) || r.PostFormValue("csrf") != s.csrf) {
+			d.fail(w, r, http.StatusForbidden, "the form is stale or came from another site: reload the page and try again")
+			return
+		}
+		h(w, r, &page{CSRF: s.csrf, User: d.Auth.user})
+	}
+}
+
+func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, code int, name string, p *page) {
+	var buf bytes.Buffer
+	if err := d.pages[name].ExecuteTemplate(&buf, "base", p); err != nil {
+		d.Log.Error("web: template", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	w.Write(buf.Bytes())
+}
+
+func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	d.render(w, r, code, "error", &page{Title: http.StatusText(code), Error: msg})
+}
+
+// storeError logs a failed query and tells the user without details.
+func (d *Dashboard) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	d.Log.Error("web: store", "path", r.URL.Path, "err", err)
+	d.fail(w, r, http.StatusServiceUnavailable, "the store did not answer: "+err.Error())
+}
+
+func (d *Dashboard) noStore(w http.ResponseWriter, r *http.Request, p *page) bool {
+	if d.Store != nil {
+		return false
+	}
+	p.Title, p.Error = "No store", "mailwall runs without a store (store.dsn is empty or the database did not open): nothing is recorded."
+	d.render(w, r, http.StatusOK, "error", p)
+	return true
+}
+
+// safeNext keeps a post-login redirect on this site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	return next
+}
+
+func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
+	if d.Auth.session(r) != nil {
+		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
+		return
+	}
+	d.render(w, r, http.StatusOK, "login", &page{Title: "Log in", Content: safeNext(r.URL.Query().Get("next"))})
+}
+
+func (d *Dashboard) loginPost(w http.ResponseWriter, r *http.Request) {
+	next := safeNext(r.PostFormValue("next"))
+	if !sameOrigin(r) {
+		d.fail(w, r, http.StatusForbidden, "login form from another site")
+		return
+	}
+	addr := clientAddr(r)
+	token, err := d.Auth.login(addr, r.PostFormValue("user"), r.PostFormValue("password"))
+	if err != nil {
+		d.Log.Warn("web: login failed", "client", addr, "user", r.PostFormValue("user"), "err", err)
+		code := http.StatusUnauthorized
+		if errors.Is(err, errThrottled) {
+			code = http.StatusTooManyRequests
+		}
+		d.render(w, r, code, "login", &page{Title: "Log in", Error: err.Error(), Content: next})
+		return
+	}
+	d.Log.Info("web: login", "client", addr, "user", d.Auth.user)
+	http.SetCookie(w, sessionCookie(r, token, int(SessionMax/time.Second)))
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, _ *page) {
+	d.Auth.logout(r)
+	http.SetCookie(w, sessionCookie(r, "", -1))
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// overviewData is the front page.
+type overviewData struct {
+	Range   string
+	Ranges  []string
+	Since   time.Time
+	Until   time.Time
+	Actions []actionCount
+	Total   int64
+	Charts  []chart
+	Domains []store.Sender
+	IPs     []store.Sender
+}
+
+type actionCount struct {
+	Action string
+	Count  int64
+}
+
+func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, p *page) {
+	if d.noStore(w, r, p) {
+		return
+	}
+	rg := ranges[0]
+	for _, x := range ranges {
+		if x.Name == r.URL.Query().Get("range") {
+			rg = x
+		}
+	}
+	// Bars start on whole buckets (UTC), the last one ending after now.
+	until := d.Now().UTC().Truncate(rg.Buckets).Add(rg.Buckets)
+	since := until.Add(-rg.Span)
+	ctx := r.Context()
+	series, err := d.Store.StageRates(ctx, since, until, rg.Buckets)
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	actions, err := d.Store.ActionCounts(ctx, since)
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	od := overviewData{Range: rg.Name, Since: since, Until: until, Charts: charts(series, since, rg.Buckets)}
+	for _, x := range ranges {
+		od.Ranges = append(od.Ranges, x.Name)
+	}
+	for _, a := range []string{"accept", "tag", "quarantine", "reject", "tempfail"} {
+		od.Actions = append(od.Actions, actionCount{a, actions[a]})
+		od.Total += actions[a]
+		delete(actions, a)
+	}
+	for a, n := range actions { // "internal" and any added later
+		od.Actions = append(od.Actions, actionCount{a, n})
+		od.Total += n
+	}
+	if od.Domains, err = d.Store.TopSenders(ctx, "domain", since, 10); err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	if od.IPs, err = d.Store.TopSenders(ctx, "ip", since, 10); err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	p.Title, p.Nav, p.Content = "Overview", "overview", od
+	d.render(w, r, http.StatusOK, "overview", p)
+}
+
+type verdictsData struct {
+	Filter  url.Values
+	Actions []string
+	List    []store.Verdict
+	Next    template.URL // query for the next page, "" at the end
+}
+
+func (d *Dashboard) verdicts(w http.ResponseWriter, r *http.Request, p *page) {
+	if d.noStore(w, r, p) {
+		return
+	}
+	q := r.URL.Query()
+	f := store.VerdictFilter{Action: q.Get("action"), Domain: strings.TrimSpace(q.Get("domain")), ClientIP: strings.TrimSpace(q.Get("ip")),
+		Search: strings.TrimSpace(q.Get("q")), Limit: 100}
+	if h := q.Get("hours"); h != "" {
+		n, err := strconv.Atoi(h)
+		if err != nil || n <= 0 {
+			p.Error = "hours: a whole number of hours, like 24"
+		} else {
+			f.Since = d.Now().Add(-time.Duration(n) * time.Hour)
+		}
+	}
+	if b := q.Get("before"); b != "" {
+		f.BeforeID, _ = strconv.ParseInt(b, 10, 64)
+	}
+	list, err := d.Store.Verdicts(r.Context(), f)
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	vd := verdictsData{Filter: q, Actions: []string{"accept", "tag", "quarantine", "reject", "tempfail"}, List: list}
+	if len(list) == f.Limit {
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		next.Set("before", strconv.FormatInt(list[len(list)-1].ID, 10))
+		vd.Next = template.URL(next.Encode())
+	}
+	p.Title, p.Nav, p.Content = "Verdicts", "verdicts", vd
+	d.render(w, r, http.StatusOK, "verdicts", p)
+}
+
+func (d *Dashboard) verdict(w http.ResponseWriter, r *http.Request, p *page) {
+	if d.noStore(w, r, p) {
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		d.fail(w, r, http.StatusNotFound, "no such verdict")
+		return
+	}
+	v, err := d.Store.Verdict(r.Context(), id)
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	if v == nil {
+		d.fail(w, r, http.StatusNotFound, "no such verdict (it may have passed its retention)")
+		return
+	}
+	p.Title, p.Nav, p.Content = "Verdict "+r.PathValue("id"), "verdicts", v
+	d.render(w, r, http.StatusOK, "verdict", p)
+}
+
+type dmarcData struct {
+	Domains []string
+	Sent    []store.ReportOut
+}
+
+func (d *Dashboard) dmarc(w http.ResponseWriter, r *http.Request, p *page) {
+	if d.noStore(w, r, p) {
+		return
+	}
+	domains, err := d.Store.ReportedDomains(r.Context())
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	sent, err := d.Store.Reports(r.Context(), store.ReportFilter{Limit: 50})
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	p.Title, p.Nav, p.Content = "DMARC", "dmarc", dmarcData{Domains: domains, Sent: sent}
+	d.render(w, r, http.StatusOK, "dmarc", p)
+}
+
+type domainData struct {
+	Days     int
+	Picture  *store.DomainPicture
+	Received []store.ReceivedReport
+}
+
+func (d *Dashboard) domain(w http.ResponseWriter, r *http.Request, p *page) {
+	if d.noStore(w, r, p) {
+		return
+	}
+	days, _ := strconv.Atoi(r.URL.Query().Get("days"))
+	if days <= 0 || days > 400 {
+		days = 30
+	}
+	domain := strings.ToLower(r.PathValue("domain"))
+	pic, err := d.Store.Picture(r.Context(), domain, d.Now().AddDate(0, 0, -days))
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	received, err := d.Store.ReceivedReports(r.Context(), domain, 100)
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	p.Title, p.Nav, p.Content = "DMARC: "+domain, "dmarc", domainData{Days: days, Picture: pic, Received: received}
+	d.render(w, r, http.StatusOK, "domain", p)
+}
+
+type dnsData struct {
+	Query   string
+	Stats   dnsx.CacheStats
+	Entries []dnsx.CacheEntry
+}
+
+const dnsListLimit = 500
+
+func (d *Dashboard) dns(w http.ResponseWriter, r *http.Request, p *page) {
+	if d.Cache == nil {
+		d.fail(w, r, http.StatusNotFound, "no DNS cache in this process")
+		return
+	}
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	p.Title, p.Nav = "DNS cache", "dns"
+	p.Notice = r.URL.Query().Get("flushed")
+	if p.Notice != "" {
+		p.Notice = "Flushed: " + p.Notice
+	}
+	p.Content = dnsData{Query: q, Stats: d.Cache.Stats(), Entries: d.Cache.Entries(q, dnsListLimit)}
+	d.render(w, r, http.StatusOK, "dns", p)
+}
+
+func (d *Dashboard) dnsFlush(w http.ResponseWriter, r *http.Request, _ *page) {
+	if d.Cache == nil {
+		d.fail(w, r, http.StatusNotFound, "no DNS cache in this process")
+		return
+	}
+	var what string
+	if name := strings.TrimSpace(r.PostFormValue("name")); name != "" {
+		n := d.Cache.FlushName(name)
+		what = name + " (" + strconv.Itoa(n) + " answers)"
+	} else {
+		n := d.Cache.Stats().Entries
+		d.Cache.Flush()
+		what = "everything (" + strconv.Itoa(n) + " answers)"
+	}
+	d.Log.Info("web: DNS cache flushed", "what", what, "user", d.Auth.user)
+	http.Redirect(w, r, "/dns?flushed="+url.QueryEscape(what), http.StatusSeeOther)
+}
+
+func (d *Dashboard) config(w http.ResponseWriter, r *http.Request, p *page) {
+	p.Title, p.Nav, p.Content = "Configuration", "config", string(d.Config)
+	d.render(w, r, http.StatusOK, "config", p)
+}
+
+var funcs = template.FuncMap{
+	"time": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04:05")
+	},
+	"day":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
+	"join":   strings.Join,
+	"rrtype": func(t uint16) string { return dns.TypeToString[t] },
+	"rcode":  func(c int) string { return dns.RcodeToString[c] },
+	"left":   func(d time.Duration) string { return d.Round(time.Second).String() },
+	"pct": func(n, of int64) string {
+		if of == 0 {
+			return "–"
+		}
+		return strconv.FormatFloat(100*float64(n)/float64(of), 'f', 0, 64) + "%"
+	},
+	// query builds a query string; its values are escaped here, so the
+	// template may take it as a URL part.
+	"query": func(kv ...string) template.URL {
+		v := url.Values{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return template.URL(v.Encode())
+	},
+}
