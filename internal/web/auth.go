@@ -177,11 +177,11 @@ func clientAddr(r *http.Request) string {
 }
 
 // sameOrigin rejects cross-site form posts (login CSRF included, which
-// SameSite cookies do not cover): a browser sends Origin with every
-// POST, and Sec-Fetch-Site where it knows it.
+// SameSite cookies do not cover). Browsers send Sec-Fetch-Site, which a
+// page cannot set; older ones at least Origin with every POST.
 func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return false
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin" || site == "none" // none: typed by the user
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {

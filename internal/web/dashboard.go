@@ -81,13 +81,15 @@ func (d *Dashboard) Handler() (http.Handler, error) {
 }
 
 // securityHeaders: no script runs, nothing frames the pages, and
-// nothing of them is cached or leaks in a Referer.
+// nothing of them is cached or leaks in a Referer to another site.
 func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
 		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: under no-referrer a browser sends
+		// "Origin: null" with form posts, which sameOrigin must refuse.
+		hd.Set("Referrer-Policy", "same-origin")
 		hd.Set("X-Frame-Options", "DENY")
 		if !strings.HasPrefix(r.URL.Path, "/static/") {
 			hd.Set("Cache-Control", "no-store")
@@ -173,6 +175,7 @@ func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 func (d *Dashboard) loginPost(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
 	if !sameOrigin(r) {
+		d.Log.Warn("web: login form from another site refused", "client", clientAddr(r), "origin", r.Header.Get("Origin"), "fetch_site", r.Header.Get("Sec-Fetch-Site"))
 		d.fail(w, r, http.StatusForbidden, "login form from another site")
 		return
 	}

@@ -59,6 +59,14 @@ func buildMailwall(t *testing.T, dir string) string {
 // prints want on stdout.
 func startProcess(t *testing.T, want string, name string, args ...string) *exec.Cmd {
 	t.Helper()
+	cmd, _ := startProcessOutput(t, want, name, args...)
+	return cmd
+}
+
+// startProcessOutput is startProcess, returning the lines printed up to
+// and including the one with want.
+func startProcessOutput(t *testing.T, want string, name string, args ...string) (*exec.Cmd, []string) {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	stdout, _ := cmd.StdoutPipe()
 	logf, _ := os.Create(filepath.Join(t.TempDir(), "stderr"))
@@ -74,14 +82,18 @@ func startProcess(t *testing.T, want string, name string, args ...string) *exec.
 			t.Logf("%s stderr:\n%s", filepath.Base(name), b)
 		}
 	})
-	ready := make(chan bool)
+	ready := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		var lines []string
 		found := false
 		for sc.Scan() {
+			if !found {
+				lines = append(lines, sc.Text())
+			}
 			if !found && strings.Contains(sc.Text(), want) {
 				found = true
-				ready <- true
+				ready <- lines
 			}
 		}
 		if !found {
@@ -89,14 +101,15 @@ func startProcess(t *testing.T, want string, name string, args ...string) *exec.
 		}
 	}()
 	select {
-	case ok := <-ready:
+	case lines, ok := <-ready:
 		if !ok {
 			t.Fatalf("%s exited before printing %q", name, want)
 		}
+		return cmd, lines
 	case <-time.After(20 * time.Second):
 		t.Fatalf("%s did not print %q", name, want)
 	}
-	return cmd
+	return cmd, nil
 }
 
 // startPostfix writes a private instance whose recipient restrictions
