@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"mailwall/internal/config"
 	"mailwall/internal/lab"
 	"mailwall/internal/labtest"
+	"mailwall/internal/milter"
 	"mailwall/internal/store"
 )
 
@@ -474,5 +476,93 @@ func TestDashboardPasswordFirstRun(t *testing.T) {
 	fmt.Sscanf(said, "dashboard login admin / %s ", &newPassword)
 	if kept, _, _ := st.Setting(ctx, passwordSetting); code != 0 || newPassword == "" || bcrypt.CompareHashAndPassword([]byte(kept), []byte(newPassword)) != nil {
 		t.Errorf("reset-password: exit %d %q %q", code, said, errs)
+	}
+}
+
+// TestServeFailureReports: a spoof through serve's milter brings the
+// Domain Owner a failure report at its ruf= address, redacted.
+func TestServeFailureReports(t *testing.T) {
+	dns := labtest.Serve(t, labtest.Zone(t, "test"),
+		labtest.Zone(t, "bank.test", `@ IN TXT "v=spf1 ip4:192.0.2.1 -all"`,
+			`_dmarc IN TXT "v=DMARC1; p=reject; ruf=mailto:failures@bank.test; fo=1"`))
+	sink := labtest.NewSink(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	milterAddr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mailwall.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
+log:
+  level: error
+dns:
+  servers: [%q]
+policyd:
+  listen: []
+milter:
+  listen: ["inet:%s"]
+admin:
+  socket: ""
+store:
+  dsn: ""
+web:
+  listen: ""
+reports:
+  relay: %q
+  failure:
+    send: true
+`, dns.Addr(), milterAddr, sink.Addr())), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	pr, pw := io.Pipe()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfg}, nil, syncPipe{pw}, io.Discard)
+		pw.Close()
+	}()
+	defer func() { cancel(); <-done }()
+	if line, _ := bufio.NewReader(pr).ReadString('\n'); !strings.Contains(line, "milter listening") {
+		t.Fatalf("serve said %q", line)
+	}
+	go io.Copy(io.Discard, pr)
+
+	c, err := milter.Dial("tcp", milterAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Connect("unknown", netip.MustParseAddr("192.0.2.66"), 25)
+	c.Helo("spoofer.example")
+	c.Macro('M', "i", "4QiD9")
+	c.Mail("<alice.smith@bank.test>")
+	c.Rcpt("<bob.jones@rcpt.test>")
+	c.Header("From", " Alice <alice.smith@bank.test>")
+	c.Header("To", " bob.jones@rcpt.test")
+	c.Header("Subject", " Verify your account")
+	c.EndOfHeaders()
+	c.Body([]byte("Secret body text.\r\n"))
+	_, reply, err := c.EndOfMessage()
+	if err != nil || !strings.HasPrefix(reply.Text, "550") {
+		t.Fatalf("spoof: %+v %v", reply, err)
+	}
+	var msgs []labtest.SinkMessage
+	for range 100 {
+		if msgs = sink.Messages(); len(msgs) > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(msgs) != 1 || msgs[0].To[0] != "failures@bank.test" || msgs[0].From != "dmarc-noreply@mx.rcpt.test" {
+		t.Fatalf("at the sink: %+v", msgs)
+	}
+	report := string(msgs[0].Data)
+	for _, want := range []string{"Auth-Failure: dmarc", "Identity-Alignment: dkim, spf", "Delivery-Result: reject", "Source-IP: 192.0.2.66",
+		"Original-Envelope-Id: 4QiD9", "Reported-Domain: bank.test", "Subject: Verify your account", "dmarc=fail", "SPF-DNS: txt : bank.test : v=spf1"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	for _, never := range []string{"alice.smith", "bob.jones", "Secret body"} {
+		if strings.Contains(report, never) {
+			t.Errorf("report shows %q:\n%s", never, report)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"mailwall/internal/dkim"
 	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
+	"mailwall/internal/report"
 	"mailwall/internal/store"
 	"mailwall/internal/verdict"
 )
@@ -21,9 +22,10 @@ type milterFilter struct {
 	log     *slog.Logger
 	timeout time.Duration
 	node    string
-	rec     *store.Recorder  // nil: no store
-	metrics *metrics.Metrics // nil: no metrics
-	inbox   *reportInbox     // nil: no report addresses
+	rec     *store.Recorder         // nil: no store
+	metrics *metrics.Metrics        // nil: no metrics
+	inbox   *reportInbox            // nil: no report addresses
+	failure *report.FailureReporter // nil: no failure reports
 
 	client   netip.Addr
 	helo     string
@@ -120,6 +122,9 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	if f.rec != nil {
 		f.rec.Record(r.Record(f.env, f.node, time.Now()))
 	}
+	if f.failure != nil && r.Action != verdict.TempFail { // a tempfail comes back: reported then
+		f.reportFailure(&r)
+	}
 	if f.keepRaw && r.Action != verdict.Reject && r.Action != verdict.TempFail {
 		// Reports that fail DMARC are refused above with the rest: a
 		// report must pass DMARC (RFC 9990 §3.3) to be believed.
@@ -160,6 +165,30 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 		mod.Quarantine("mailwall: " + f.heloHold)
 	}
 	return milter.Continue
+}
+
+// reportFailure hands a message to the failure reporter, which decides
+// by the DMARC record's ruf= and fo= whether a report is due.
+func (f *milterFilter) reportFailure(r *verdict.Result) {
+	if r.DMARC.Record == nil || len(r.DMARC.Record.RUF) == 0 {
+		return
+	}
+	var header []byte
+	for _, fl := range f.fields {
+		header = append(header, fl.Raw...)
+	}
+	m := &report.FailedMessage{Arrival: time.Now(), SourceIP: f.client, QueueID: f.env.QueueID, MailFrom: f.env.MailFrom, Rcpts: f.env.Rcpts,
+		Delivery: map[verdict.Action]string{verdict.Reject: "reject", verdict.Quarantine: "spam"}[r.Action],
+		DMARC:    r.DMARC, SPF: string(r.SPF.Result), SPFDomain: r.SPF.Domain, DKIM: r.DKIM, Header: header}
+	if m.Delivery == "" {
+		m.Delivery = "delivered"
+	}
+	for _, h := range r.Headers {
+		if strings.EqualFold(h.Name, "Authentication-Results") {
+			m.AuthResults = strings.Join(strings.Fields(h.Value), " ")
+		}
+	}
+	f.failure.Report(m)
 }
 
 func (f *milterFilter) reset() {

@@ -33,16 +33,32 @@ type reporting struct {
 	log *slog.Logger
 }
 
-func newReporting(cfg *config.Config, st *store.Store, res dnsx.Resolver, log *slog.Logger, outcome func(string)) *reporting {
-	rc := cfg.Reports
-	receiver := rc.Receiver
+// reportSender is who reports say they are from: our domain and the
+// From address.
+func reportSender(cfg *config.Config) (receiver, from string) {
+	receiver = cfg.Reports.Receiver
 	if receiver == "" {
 		receiver = cfg.Hostname
 	}
-	from := rc.From
+	from = cfg.Reports.From
 	if from == "" {
 		from = "dmarc-noreply@" + receiver
 	}
+	return receiver, from
+}
+
+// newFailureReporter sends RFC 9991 failure reports for the milter.
+func newFailureReporter(cfg *config.Config, res dnsx.Resolver, log *slog.Logger, outcome func(string)) *report.FailureReporter {
+	receiver, from := reportSender(cfg)
+	fc := cfg.Reports.Failure
+	return &report.FailureReporter{DMARC: &dmarc.Evaluator{Resolver: res, PublicSuffixList: cfg.Checks.DMARCPSL}, Relay: cfg.Reports.Relay,
+		Hostname: cfg.Hostname, From: from, Receiver: receiver, UserAgent: "mailwall/" + buildVersion(),
+		PerDomain: fc.PerDomainPerHour, Total: fc.PerHour, Log: log, Outcome: outcome}
+}
+
+func newReporting(cfg *config.Config, st *store.Store, res dnsx.Resolver, log *slog.Logger, outcome func(string)) *reporting {
+	rc := cfg.Reports
+	receiver, from := reportSender(cfg)
 	return &reporting{cfg: cfg, st: st, log: log,
 		gen: &report.Generator{Store: st, Receiver: receiver, OrgName: rc.OrgName, Email: from, Contact: rc.Contact, Version: buildVersion(), Log: log},
 		snd: &report.Sender{Store: st, DMARC: &dmarc.Evaluator{Resolver: res, PublicSuffixList: cfg.Checks.DMARCPSL}, Relay: rc.Relay,

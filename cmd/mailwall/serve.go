@@ -18,6 +18,7 @@ import (
 	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
 	"mailwall/internal/policyd"
+	"mailwall/internal/report"
 	"mailwall/internal/store"
 )
 
@@ -101,7 +102,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		go func() { newReporting(cfg, st, resolver, log, met.Report).run(rctx); close(done) }()
 		defer func() { stopReports(); <-done }() // before the store closes
 	}
-	msrv, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox}, log, stdout, errc)
+	var failure *report.FailureReporter
+	if cfg.Reports.Failure.Send {
+		failure = newFailureReporter(cfg, resolver, log, met.Report)
+		fctx, stopFailure := context.WithCancel(ctx)
+		defer stopFailure()
+		failure.Start(fctx)
+	}
+	msrv, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox, failure: failure}, log, stdout, errc)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -152,6 +160,7 @@ type milterDeps struct {
 	rec     *store.Recorder
 	metrics *metrics.Metrics
 	inbox   *reportInbox
+	failure *report.FailureReporter
 }
 
 // startMilter listens for Postfix's milter connections, when configured.
@@ -177,7 +186,8 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 	timeout := cfg.SPF.Timeout.D() + 10*time.Second
 	ms := &milter.Server{
 		NewFilter: func() milter.Filter {
-			return &milterFilter{pipe: pipe, log: log, timeout: timeout, node: cfg.Hostname, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox}
+			return &milterFilter{pipe: pipe, log: log, timeout: timeout, node: cfg.Hostname, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox,
+				failure: deps.failure}
 		},
 		Actions: milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
 		// The pipeline decides at HELO and at end of message only.

@@ -54,6 +54,14 @@ type ReportsConfig struct {
 	Every       Duration       `yaml:"every"`
 	MaxAttempts int            `yaml:"max_attempts"`
 	Inbound     InboundReports `yaml:"inbound"`
+	Failure     FailureReports `yaml:"failure"`
+}
+
+// FailureReports are RFC 9991 failure reports to ruf= addresses.
+type FailureReports struct {
+	Send             bool `yaml:"send"`
+	PerDomainPerHour int  `yaml:"per_domain_per_hour"`
+	PerHour          int  `yaml:"per_hour"`
 }
 
 // InboundReports says where reports for our domains arrive.
@@ -365,6 +373,8 @@ func (c *Config) Validate() error {
 	check(c.Store.Retention.Verdicts >= 0 && c.Store.Retention.Reports >= 0, "store.retention: durations must not be negative")
 	check(!c.Reports.Send || c.Reports.Relay != "", "reports.relay: required when reports.send is on")
 	check(c.Reports.Every > 0, "reports.every must be positive")
+	check(!c.Reports.Failure.Send || c.Reports.Relay != "", "reports.relay: required when reports.failure.send is on")
+	check(c.Reports.Failure.PerDomainPerHour > 0 && c.Reports.Failure.PerHour > 0, "reports.failure.per_domain_per_hour and per_hour must be at least 1")
 	for i, s := range c.Checks.Signing {
 		check(s.Domain != "" && s.Selector != "" && s.Key != "", "checks.signing[%d]: domain, selector and key are required", i)
 	}

@@ -16,6 +16,17 @@ import (
 // keeps the same host. A temporary DNS failure is returned as an error, so
 // the caller can try again later instead of dropping the address.
 func (e *Evaluator) Destinations(ctx context.Context, policyDomain string, uris []URI) ([]URI, []string, error) {
+	return e.destinations(ctx, policyDomain, uris, func(r *Record) []URI { return r.RUA })
+}
+
+// FailureDestinations is Destinations for failure reports: the same
+// procedure with the consenting record's ruf= in place of rua= (RFC 9991
+// §5).
+func (e *Evaluator) FailureDestinations(ctx context.Context, policyDomain string, uris []URI) ([]URI, []string, error) {
+	return e.destinations(ctx, policyDomain, uris, func(r *Record) []URI { return r.RUF })
+}
+
+func (e *Evaluator) destinations(ctx context.Context, policyDomain string, uris []URI, override func(*Record) []URI) ([]URI, []string, error) {
 	w := &walker{e: e, ctx: ctx, cache: map[string]walkEntry{}}
 	policyDomain = strings.TrimSuffix(strings.ToLower(policyDomain), ".")
 	policyOrg, _, err := w.orgDomain(policyDomain)
@@ -54,13 +65,13 @@ func (e *Evaluator) Destinations(ctx context.Context, policyDomain string, uris 
 			notes = append(notes, fmt.Sprintf("%s: %s has not authorized reports for %s (no v=DMARC1 record at %s); dropped", u.URI, host, policyDomain, name))
 			continue
 		}
-		if len(consent.RUA) == 0 {
+		if len(override(consent)) == 0 {
 			ok = append(ok, u)
 			continue
 		}
 		// The consenting record names its own address: use it, but only
 		// on the same host, to prevent loops and indirect abuse.
-		for _, o := range consent.RUA {
+		for _, o := range override(consent) {
 			if o.Host() != host {
 				notes = append(notes, fmt.Sprintf("%s: %s's override %s names another host; neither is used", u.URI, host, o.URI))
 				continue

@@ -47,7 +47,7 @@ func labZones(t testing.TB) dnsx.Resolver {
 		labtest.Zone(t, "badp.test", `_dmarc IN TXT "v=DMARC1; p=bogus; rua=mailto:d@badp.test"`),
 		labtest.Zone(t, "reports.example",
 			`example.test._report._dmarc IN TXT "v=DMARC1"`,
-			`np.test._report._dmarc IN TXT "v=DMARC1; rua=mailto:np-reports@reports.example"`,
+			`np.test._report._dmarc IN TXT "v=DMARC1; rua=mailto:np-reports@reports.example; ruf=mailto:np-failures@reports.example"`,
 			`badp.test._report._dmarc IN TXT "v=DMARC1; rua=mailto:elsewhere@other.example"`),
 	)
 	return dnsx.NewCache(&dnsx.Client{Servers: []string{s.Addr()}, Timeout: time.Second}, dnsx.CacheOptions{})
@@ -196,6 +196,16 @@ func TestDestinations(t *testing.T) {
 	ok, notes, _ = e.Destinations(ctx, "badp.test", []URI{{URI: "mailto:d@reports.example"}})
 	if len(ok) != 0 || len(notes) != 1 {
 		t.Errorf("cross-host override: %v %v", ok, notes)
+	}
+	// Failure reports take the consenting record's ruf= (RFC 9991 §5);
+	// without one, the address stays.
+	ok, _, _ = e.FailureDestinations(ctx, "np.test", []URI{{URI: "mailto:r@reports.example"}})
+	if len(ok) != 1 || ok[0].URI != "mailto:np-failures@reports.example" {
+		t.Errorf("ruf override: %v", ok)
+	}
+	ok, _, _ = e.FailureDestinations(ctx, "badp.test", []URI{{URI: "mailto:d@reports.example"}})
+	if len(ok) != 1 || ok[0].URI != "mailto:d@reports.example" {
+		t.Errorf("rua override applied to failure reports: %v", ok)
 	}
 }
 

@@ -242,37 +242,41 @@ func (s *Sender) message(r *store.ReportOut, to string) []byte {
 
 // smtp sends one message through the relay.
 func (s *Sender) smtp(ctx context.Context, to string, msg []byte) error {
-	timeout := s.Timeout
+	return relayMail(ctx, s.Relay, s.Hostname, s.From, to, msg, s.Timeout)
+}
+
+// relayMail sends one message through an SMTP relay.
+func relayMail(ctx context.Context, relay, hostname, from, to string, msg []byte, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", s.Relay)
+	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", relay)
 	if err != nil {
-		return fmt.Errorf("relay %s: %w", s.Relay, err)
+		return fmt.Errorf("relay %s: %w", relay, err)
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
 	c := smtp.NewClient(conn)
 	defer c.Close()
-	if err := c.Hello(s.Hostname); err != nil {
-		return fmt.Errorf("relay %s: %w", s.Relay, err)
+	if err := c.Hello(hostname); err != nil {
+		return fmt.Errorf("relay %s: %w", relay, err)
 	}
-	if err := c.Mail(s.From, nil); err != nil {
-		return fmt.Errorf("relay %s: MAIL FROM: %w", s.Relay, err)
+	if err := c.Mail(from, nil); err != nil {
+		return fmt.Errorf("relay %s: MAIL FROM: %w", relay, err)
 	}
 	if err := c.Rcpt(to, nil); err != nil {
-		return fmt.Errorf("relay %s: RCPT TO %s: %w", s.Relay, to, err)
+		return fmt.Errorf("relay %s: RCPT TO %s: %w", relay, to, err)
 	}
 	w, err := c.Data()
 	if err != nil {
-		return fmt.Errorf("relay %s: DATA: %w", s.Relay, err)
+		return fmt.Errorf("relay %s: DATA: %w", relay, err)
 	}
 	if _, err := w.Write(msg); err != nil {
-		return fmt.Errorf("relay %s: DATA: %w", s.Relay, err)
+		return fmt.Errorf("relay %s: DATA: %w", relay, err)
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("relay %s: end of DATA: %w", s.Relay, err)
+		return fmt.Errorf("relay %s: end of DATA: %w", relay, err)
 	}
 	c.Quit()
 	return nil
