@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -78,30 +80,37 @@ func (s *Store) StageRates(ctx context.Context, since, until time.Time, width ti
 	if n > 10000 {
 		return nil, fmt.Errorf("store: stage rates: %d buckets is too many", n)
 	}
-	var out []StageSeries
-	for _, stage := range Stages {
-		series := StageSeries{Stage: stage, Buckets: make([]ClassCounts, n)}
-		rows, err := s.db.QueryContext(ctx, `SELECT (at - $1) / $2, `+stageClass(stage)+`, COUNT(*) FROM verdicts
-			WHERE at >= $1 AND at < $3 GROUP BY 1, 2`, since.Unix(), w, until.Unix())
-		if err != nil {
+	// One scan: each row is a bucket and a combination of classes.
+	cols := make([]string, len(Stages))
+	for i, stage := range Stages {
+		cols[i] = stageClass(stage) + " AS c" + strconv.Itoa(i)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT b, c0, c1, c2, c3, c4, COUNT(*) FROM (
+		SELECT (at - $1) / $2 AS b, `+strings.Join(cols, ", ")+` FROM verdicts WHERE at >= $1 AND at < $3) AS classed
+		GROUP BY b, c0, c1, c2, c3, c4`, since.Unix(), w, until.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("store: stage rates: %w", err)
+	}
+	defer rows.Close()
+	out := make([]StageSeries, len(Stages))
+	for i, stage := range Stages {
+		out[i] = StageSeries{Stage: stage, Buckets: make([]ClassCounts, n)}
+	}
+	for rows.Next() {
+		var (
+			bucket, count int64
+			class         [5]string
+		)
+		if err := rows.Scan(&bucket, &class[0], &class[1], &class[2], &class[3], &class[4], &count); err != nil {
 			return nil, fmt.Errorf("store: stage rates: %w", err)
 		}
-		for rows.Next() {
-			var (
-				bucket, count int64
-				class         string
-			)
-			if err := rows.Scan(&bucket, &class, &count); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: stage rates: %w", err)
-			}
-			series.Buckets[bucket].Add(class, count)
-			series.Total.Add(class, count)
+		for i := range out {
+			out[i].Buckets[bucket].Add(class[i], count)
+			out[i].Total.Add(class[i], count)
 		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("store: stage rates: %w", err)
-		}
-		out = append(out, series)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: stage rates: %w", err)
 	}
 	return out, nil
 }
