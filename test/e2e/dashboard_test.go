@@ -71,22 +71,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	startProcess(t, "lab DNS listening", bin, append([]string{"lab-dns", "--listen", dnsAddr}, zones...)...)
 	dbPath := filepath.Join(root, "mailwall.db")
 	cfg := filepath.Join(root, "mailwall.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
-dns:
-  servers: [%q]
-  timeout: 500ms
-  attempts: 1
-policyd:
-  listen: []
-milter:
-  listen: ["inet:127.0.0.1:%d"]
-admin:
+	os.WriteFile(cfg, []byte(milterConfig(dnsAddr, milterPort)+fmt.Sprintf(`admin:
   socket: ""
 store:
   dsn: %q
 web:
   listen: 127.0.0.1:%d
-`, dnsAddr, milterPort, dbPath, webPort)), 0o644)
+`, dbPath, webPort)), 0o644)
 	_, said := startProcessOutput(t, "mailwall: web on http://", bin, "serve", "--config", cfg)
 	var password string
 	for _, line := range said {

@@ -133,16 +133,7 @@ func TestPostfixMilter(t *testing.T) {
 	startProcess(t, "lab DNS listening", bin, append([]string{"lab-dns", "--listen", dnsAddr, "_domainkey.example.test=" + keyZone}, zones...)...)
 
 	cfg := filepath.Join(root, "mailwall.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
-dns:
-  servers: [%q]
-  timeout: 500ms
-  attempts: 1
-policyd:
-  listen: []
-milter:
-  listen: ["inet:127.0.0.1:%d"]
-checks:
+	os.WriteFile(cfg, []byte(milterConfig(dnsAddr, milterPort)+fmt.Sprintf(`checks:
   helo_regexp_tables: [%q]
   internal_hosts: ["127.0.0.4/32"]
   signing:
@@ -153,7 +144,7 @@ store:
   dsn: %q
 web:
   listen: ""
-`, dnsAddr, milterPort, heloTable, priv, filepath.Join(root, "mailwall.db"))), 0o644)
+`, heloTable, priv, filepath.Join(root, "mailwall.db"))), 0o644)
 	startProcess(t, "milter listening", bin, "serve", "--config", cfg)
 	sasl := saslConfig(t, root, "alice", "example.test", "lab-password")
 	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_milters = inet:127.0.0.1:%d\nmilter_default_action = tempfail\nmilter_protocol = 6\n%s", milterPort, sasl))
@@ -310,6 +301,21 @@ web:
 			t.Error("no DMARC rows waiting for a report")
 		}
 	})
+}
+
+// milterConfig is the start of a config for "mailwall serve" as Postfix's
+// milter, with the lab DNS and no policy server.
+func milterConfig(dnsAddr string, milterPort int) string {
+	return fmt.Sprintf(`hostname: mx.rcpt.test
+dns:
+  servers: [%q]
+  timeout: 500ms
+  attempts: 1
+policyd:
+  listen: []
+milter:
+  listen: ["inet:127.0.0.1:%d"]
+`, dnsAddr, milterPort)
 }
 
 func hasActions(vs []store.Verdict, actions ...string) bool {
