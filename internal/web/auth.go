@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -162,9 +163,12 @@ func (a *Auth) logout(r *http.Request) {
 	}
 }
 
+// sessionCookie is Secure when the browser came over TLS: to us, or to a
+// TLS proxy in front that says so (a forged header only makes the
+// cookie stricter).
 func sessionCookie(r *http.Request, token string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: cookieName, Value: token, Path: "/", MaxAge: maxAge, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")}
 }
 
 // clientAddr is the address throttling counts: the peer, without port.

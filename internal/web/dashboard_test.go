@@ -138,6 +138,18 @@ func TestLoginRequired(t *testing.T) {
 			t.Error("empty session cookie")
 		}
 	}
+	// Behind a TLS proxy the cookie is Secure.
+	req, _ = http.NewRequest("POST", s.URL+"/login", strings.NewReader("user=admin&password=correct+horse"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); len(cs) != 1 || !cs[0].Secure || !cs[0].HttpOnly || cs[0].SameSite != http.SameSiteStrictMode {
+		t.Errorf("cookie behind a TLS proxy: %+v", cs)
+	}
 	// An open redirect after login is not followed off the site.
 	c2 := s.client()
 	_, _, at := fetch(t, c2, "POST", s.URL+"/login", url.Values{"user": {"admin"}, "password": {"correct horse"}, "next": {"//evil.example/x"}})
