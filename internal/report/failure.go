@@ -139,7 +139,8 @@ const (
 	maxReportedBytes = 64 << 10 // of the header block
 )
 
-// Start runs the sender until ctx ends.
+// Start runs the sender until ctx ends. Report may only be called after
+// it.
 func (f *FailureReporter) Start(ctx context.Context) {
 	f.mu.Lock()
 	if f.started {
@@ -393,8 +394,11 @@ func identityAlignment(r dmarc.Result) string {
 	return strings.Join(failed, ", ")
 }
 
-// aligned reports whether domain is in the From domain's organization
-// (relaxed alignment; strict when the record asks for it).
+// aligned reports whether domain is the From domain or under its
+// Organizational Domain as the evaluation found it: relaxed alignment
+// without a tree walk of its own, and the strict modes not applied. It
+// only chooses which failure's details a report names; the DMARC result
+// itself is the evaluation's.
 func aligned(r dmarc.Result, domain string) bool {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	from := strings.ToLower(r.HeaderFrom)
@@ -459,7 +463,7 @@ func (f *FailureReporter) redact(s string) string {
 func (f *FailureReporter) token(local string) string {
 	mac := hmac.New(sha256.New, f.secret)
 	mac.Write([]byte(strings.ToLower(strings.Trim(local, `"`))))
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(mac.Sum(nil))[:10])
+	return lowerBase32(mac.Sum(nil))[:10]
 }
 
 // keptWhole are fields whose "@" is no address: message identifiers.
@@ -506,6 +510,11 @@ func (f *FailureReporter) redactHeader(h []byte) []byte {
 func randomID() string {
 	b := make([]byte, 10)
 	rand.Read(b)
+	return lowerBase32(b)
+}
+
+// lowerBase32 spells b in letters and digits only, for tokens and IDs.
+func lowerBase32(b []byte) string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }
 

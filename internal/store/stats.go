@@ -80,14 +80,17 @@ func (s *Store) StageRates(ctx context.Context, since, until time.Time, width ti
 	if n > 10000 {
 		return nil, fmt.Errorf("store: stage rates: %d buckets is too many", n)
 	}
-	// One scan: each row is a bucket and a combination of classes.
-	cols := make([]string, len(Stages))
+	// One scan: each row is a bucket and a combination of classes, one
+	// column per stage.
+	classes, names := make([]string, len(Stages)), make([]string, len(Stages))
 	for i, stage := range Stages {
-		cols[i] = stageClass(stage) + " AS c" + strconv.Itoa(i)
+		names[i] = "c" + strconv.Itoa(i)
+		classes[i] = stageClass(stage) + " AS " + names[i]
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT b, c0, c1, c2, c3, c4, COUNT(*) FROM (
-		SELECT (at - $1) / $2 AS b, `+strings.Join(cols, ", ")+` FROM verdicts WHERE at >= $1 AND at < $3) AS classed
-		GROUP BY b, c0, c1, c2, c3, c4`, since.Unix(), w, until.Unix())
+	group := "b, " + strings.Join(names, ", ")
+	rows, err := s.db.QueryContext(ctx, `SELECT `+group+`, COUNT(*) FROM (
+		SELECT (at - $1) / $2 AS b, `+strings.Join(classes, ", ")+` FROM verdicts WHERE at >= $1 AND at < $3) AS classed
+		GROUP BY `+group, since.Unix(), w, until.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("store: stage rates: %w", err)
 	}
@@ -96,12 +99,15 @@ func (s *Store) StageRates(ctx context.Context, since, until time.Time, width ti
 	for i, stage := range Stages {
 		out[i] = StageSeries{Stage: stage, Buckets: make([]ClassCounts, n)}
 	}
+	var bucket, count int64
+	class := make([]string, len(Stages))
+	dest := []any{&bucket}
+	for i := range class {
+		dest = append(dest, &class[i])
+	}
+	dest = append(dest, &count)
 	for rows.Next() {
-		var (
-			bucket, count int64
-			class         [5]string
-		)
-		if err := rows.Scan(&bucket, &class[0], &class[1], &class[2], &class[3], &class[4], &count); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("store: stage rates: %w", err)
 		}
 		for i := range out {

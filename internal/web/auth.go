@@ -48,6 +48,12 @@ type session struct {
 	created, lastUsed time.Time
 }
 
+// ended reports whether the session is over at now: idle too long, or
+// too old.
+func (s *session) ended(now time.Time) bool {
+	return now.Sub(s.lastUsed) > SessionIdle || now.Sub(s.created) > SessionMax
+}
+
 type failures struct {
 	n     int
 	first time.Time
@@ -128,7 +134,7 @@ func (a *Auth) login(addr, user, password string) (string, error) {
 // expire drops ended sessions; a.mu is held.
 func (a *Auth) expire(now time.Time) {
 	for t, s := range a.sessions {
-		if now.Sub(s.lastUsed) > SessionIdle || now.Sub(s.created) > SessionMax {
+		if s.ended(now) {
 			delete(a.sessions, t)
 		}
 	}
@@ -147,7 +153,7 @@ func (a *Auth) session(r *http.Request) *session {
 	if s == nil {
 		return nil
 	}
-	if now.Sub(s.lastUsed) > SessionIdle || now.Sub(s.created) > SessionMax {
+	if s.ended(now) {
 		delete(a.sessions, c.Value)
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -34,6 +35,9 @@ type Dashboard struct {
 
 	pages map[string]*template.Template
 }
+
+// actions are the verdicts' actions, in the order pages list them.
+var actions = []string{"accept", "tag", "quarantine", "reject", "tempfail"}
 
 // Ranges offered on the overview: how far back and the width of a bar.
 var ranges = []struct {
@@ -141,7 +145,7 @@ func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, code int, msg s
 	d.render(w, r, code, "error", &page{Title: http.StatusText(code), Error: msg})
 }
 
-// storeError logs a failed query and tells the user without details.
+// storeError logs a failed query and shows its error.
 func (d *Dashboard) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	d.Log.Error("web: store", "path", r.URL.Path, "err", err)
 	d.fail(w, r, http.StatusServiceUnavailable, "the store did not answer: "+err.Error())
@@ -238,7 +242,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, p *page) {
 		d.storeError(w, r, err)
 		return
 	}
-	actions, err := d.Store.ActionCounts(ctx, since)
+	counts, err := d.Store.ActionCounts(ctx, since)
 	if err != nil {
 		d.storeError(w, r, err)
 		return
@@ -247,12 +251,12 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, p *page) {
 	for _, x := range ranges {
 		od.Ranges = append(od.Ranges, x.Name)
 	}
-	for _, a := range []string{"accept", "tag", "quarantine", "reject", "tempfail"} {
-		od.Actions = append(od.Actions, actionCount{a, actions[a]})
-		od.Total += actions[a]
-		delete(actions, a)
+	for _, a := range actions {
+		od.Actions = append(od.Actions, actionCount{a, counts[a]})
+		od.Total += counts[a]
+		delete(counts, a)
 	}
-	for a, n := range actions { // "internal" and any added later
+	for a, n := range counts { // "internal" and any added later
 		od.Actions = append(od.Actions, actionCount{a, n})
 		od.Total += n
 	}
@@ -298,12 +302,9 @@ func (d *Dashboard) verdicts(w http.ResponseWriter, r *http.Request, p *page) {
 		d.storeError(w, r, err)
 		return
 	}
-	vd := verdictsData{Filter: q, Actions: []string{"accept", "tag", "quarantine", "reject", "tempfail"}, List: list}
+	vd := verdictsData{Filter: q, Actions: actions, List: list}
 	if len(list) == f.Limit {
-		next := url.Values{}
-		for k, v := range q {
-			next[k] = v
-		}
+		next := maps.Clone(q)
 		next.Set("before", strconv.FormatInt(list[len(list)-1].ID, 10))
 		vd.Next = template.URL(next.Encode())
 	}

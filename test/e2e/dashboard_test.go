@@ -57,18 +57,9 @@ func browser(t *testing.T, path string) context.Context {
 func TestDashboardInBrowser(t *testing.T) {
 	requirePostfix(t)
 	chromium := requireChromium(t)
-	root, err := os.MkdirTemp("", "mailwall-e2e-web-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(root, 0o755)
-	t.Cleanup(func() { os.RemoveAll(root) })
-	bin := buildMailwall(t, root)
-
-	dnsPort, milterPort, smtpPort, webPort := freePort(t), freePort(t), freePort(t), freePort(t)
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", dnsPort)
-	zones, _ := filepath.Glob("../../testdata/lab/*.zone")
-	startProcess(t, "lab DNS listening", bin, append([]string{"lab-dns", "--listen", dnsAddr}, zones...)...)
+	root, bin := e2eRoot(t, "mailwall-e2e-web-")
+	dnsAddr, _ := startLabDNS(t, bin)
+	milterPort, smtpPort, webPort := freePort(t), freePort(t), freePort(t)
 	dbPath := filepath.Join(root, "mailwall.db")
 	cfg := filepath.Join(root, "mailwall.yaml")
 	os.WriteFile(cfg, []byte(milterConfig(dnsAddr, milterPort)+fmt.Sprintf(`admin:

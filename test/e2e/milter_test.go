@@ -104,13 +104,7 @@ func saslConfig(t *testing.T, root, user, realm, password string) string {
 
 func TestPostfixMilter(t *testing.T) {
 	requirePostfix(t)
-	root, err := os.MkdirTemp("", "mailwall-e2e-milter-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(root, 0o755)
-	t.Cleanup(func() { os.RemoveAll(root) })
-	bin := buildMailwall(t, root)
+	root, bin := e2eRoot(t, "mailwall-e2e-milter-")
 
 	// A signing key for example.test, published in its own lab zone.
 	key, err := dkim.GenerateKey("rsa", 2048)
@@ -127,10 +121,8 @@ func TestPostfixMilter(t *testing.T) {
 	heloTable := filepath.Join(root, "helo_checks")
 	os.WriteFile(heloTable, []byte("/^(.+\\.)?desctrl\\.com$/ REJECT\n"), 0o644)
 
-	dnsPort, milterPort, smtpPort := freePort(t), freePort(t), freePort(t)
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", dnsPort)
-	zones, _ := filepath.Glob("../../testdata/lab/*.zone")
-	startProcess(t, "lab DNS listening", bin, append([]string{"lab-dns", "--listen", dnsAddr, "_domainkey.example.test=" + keyZone}, zones...)...)
+	dnsAddr, _ := startLabDNS(t, bin, "_domainkey.example.test="+keyZone)
+	milterPort, smtpPort := freePort(t), freePort(t)
 
 	cfg := filepath.Join(root, "mailwall.yaml")
 	os.WriteFile(cfg, []byte(milterConfig(dnsAddr, milterPort)+fmt.Sprintf(`checks:

@@ -45,6 +45,29 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// e2eRoot makes the directory a test's Postfix, zones and binary live in
+// (removed at the end) and builds mailwall into it.
+func e2eRoot(t *testing.T, prefix string) (root, bin string) {
+	t.Helper()
+	root, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(root, 0o755) // the virtual delivery agent runs as nobody
+	t.Cleanup(func() { os.RemoveAll(root) })
+	return root, buildMailwall(t, root)
+}
+
+// startLabDNS serves the lab zones (testdata/lab) and any more zone
+// arguments on a free loopback port and returns its address.
+func startLabDNS(t *testing.T, bin string, moreZones ...string) (string, *exec.Cmd) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	zones, _ := filepath.Glob("../../testdata/lab/*.zone")
+	args := append(append([]string{"lab-dns", "--listen", addr}, moreZones...), zones...)
+	return addr, startProcess(t, "lab DNS listening", bin, args...)
+}
+
 // buildMailwall compiles the binary under test.
 func buildMailwall(t *testing.T, dir string) string {
 	bin := filepath.Join(dir, "mailwall")
@@ -235,22 +258,14 @@ func smtpCode(err error) int {
 
 func TestPostfixPolicyService(t *testing.T) {
 	requirePostfix(t)
-	root, err := os.MkdirTemp("", "mailwall-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(root, 0o755) // the virtual delivery agent runs as nobody
-	t.Cleanup(func() { os.RemoveAll(root) })
-	bin := buildMailwall(t, root)
-
-	dnsPort, policyPort, smtpPort := freePort(t), freePort(t), freePort(t)
-	zones, _ := filepath.Glob("../../testdata/lab/*.zone")
-	labDNS := startProcess(t, "lab DNS listening", bin, append([]string{"lab-dns", "--listen", fmt.Sprintf("127.0.0.1:%d", dnsPort)}, zones...)...)
+	root, bin := e2eRoot(t, "mailwall-e2e-")
+	dnsAddr, labDNS := startLabDNS(t, bin)
+	policyPort, smtpPort := freePort(t), freePort(t)
 
 	cfg := filepath.Join(root, "mailwall.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
 dns:
-  servers: ["127.0.0.1:%d"]
+  servers: [%q]
   timeout: 300ms
   attempts: 1
 policyd:
@@ -263,7 +278,7 @@ store:
   dsn: %q
 web:
   listen: ""
-`, dnsPort, policyPort, filepath.Join(root, "mailwall.db"))), 0o644)
+`, dnsAddr, policyPort, filepath.Join(root, "mailwall.db"))), 0o644)
 	serve := startProcess(t, "policy server listening", bin, "serve", "--config", cfg)
 	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:%d\nsmtpd_policy_service_timeout = 30s", policyPort))
 	smtpAddr := fmt.Sprintf("127.0.0.1:%d", smtpPort)
