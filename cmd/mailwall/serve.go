@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"mailwall/internal/admin"
@@ -17,6 +18,7 @@ import (
 	"mailwall/internal/dnsx"
 	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
+	"mailwall/internal/phish"
 	"mailwall/internal/policyd"
 	"mailwall/internal/report"
 	"mailwall/internal/store"
@@ -109,7 +111,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer stopFailure()
 		failure.Start(fctx)
 	}
-	msrv, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox, failure: failure}, log, stdout, errc)
+	msrv, rules, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox, failure: failure}, log, stdout, errc)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -141,11 +143,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			defer adm.Shutdown(context.Background())
 		}
 	}
+	rl := &reloader{path: *cfgPath, dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, log: log, running: cfg}
 	err = waitForStop(ctx, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.
 		st := resolver.Stats()
 		resolver.Flush()
 		log.Info("SIGHUP: DNS cache flushed", "entries", st.Entries, "hits", st.Hits, "misses", st.Misses)
+		if rl.path == "" {
+			return // embedded defaults: nothing to re-read
+		}
+		err := rl.reload()
+		met.Reload(err == nil)
+		if err != nil {
+			log.Error("SIGHUP: config not reloaded, the running config stays", "err", err)
+		}
 	})
 	log.Info("shutting down", "err", err)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -164,29 +175,33 @@ type milterDeps struct {
 }
 
 // startMilter listens for Postfix's milter connections, when configured.
-func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *slog.Logger, stdout io.Writer, errc chan<- error) (*milter.Server, error) {
+// The rules it returns are what a reload swaps.
+func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *slog.Logger, stdout io.Writer, errc chan<- error) (*milter.Server, *atomic.Pointer[milterRules], error) {
 	if len(cfg.Milter.Listen) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	pipe, err := newPipeline(cfg, res)
+	var history phish.History
+	if deps.store != nil {
+		history = deps.store
+	}
+	first, err := newMilterRules(cfg, res, history)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if pipe.Phish != nil && deps.store != nil {
-		pipe.Phish.History = deps.store
-	}
+	rules := new(atomic.Pointer[milterRules])
+	rules.Store(first)
 	mode, err := strconv.ParseUint(cfg.Milter.UnixMode, 8, 32)
 	if err != nil {
-		return nil, fmt.Errorf("milter.unix_mode: %q is not an octal mode", cfg.Milter.UnixMode)
+		return nil, nil, fmt.Errorf("milter.unix_mode: %q is not an octal mode", cfg.Milter.UnixMode)
 	}
 	onError := milter.TempFail
 	if cfg.Milter.OnError == "accept" {
 		onError = milter.Continue
 	}
-	timeout := cfg.SPF.Timeout.D() + 10*time.Second
 	ms := &milter.Server{
 		NewFilter: func() milter.Filter {
-			return &milterFilter{pipe: pipe, log: log, timeout: timeout, node: cfg.Hostname, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox,
+			r := rules.Load()
+			return &milterFilter{pipe: r.pipe, log: log, timeout: r.timeout, node: r.node, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox,
 				failure: deps.failure}
 		},
 		Actions: milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
@@ -199,12 +214,12 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 		ln, err := policyd.Listen(addr, os.FileMode(mode))
 		if err != nil {
 			ms.Shutdown()
-			return nil, fmt.Errorf("milter: %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("milter: %s: %w", addr, err)
 		}
 		fmt.Fprintf(stdout, "mailwall: milter listening on %s (postfix: smtpd_milters = %s)\n", addr, addr)
 		go func() { errc <- ms.Serve(ln) }()
 	}
-	return ms, nil
+	return ms, rules, nil
 }
 
 // policydOptions maps the config section onto the server's options.

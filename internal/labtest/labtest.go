@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -82,17 +83,65 @@ func start(tb testing.TB, s *labdns.Server) {
 // Silent starts a UDP "DNS server" on loopback that reads queries and never
 // answers, and returns its address: every query to it times out.
 func Silent(tb testing.TB) string {
+	return udpServer(tb, func([]byte) []byte { return nil })
+}
+
+// Slow starts a UDP DNS proxy on loopback that passes every query to
+// upstream and its answer back after delay, and returns its address.
+func Slow(tb testing.TB, upstream string, delay time.Duration) string {
+	return udpServer(tb, func(q []byte) []byte {
+		time.Sleep(delay)
+		c, err := net.Dial("udp", upstream)
+		if err != nil {
+			return nil
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(q); err != nil {
+			return nil
+		}
+		buf := make([]byte, 65535)
+		n, err := c.Read(buf)
+		if err != nil {
+			return nil
+		}
+		return buf[:n]
+	})
+}
+
+// Garbage starts a UDP "DNS server" on loopback that answers every query
+// with the query's ID followed by bytes that are no DNS message, and
+// returns its address.
+func Garbage(tb testing.TB) string {
+	return udpServer(tb, func(q []byte) []byte {
+		if len(q) < 2 {
+			return nil
+		}
+		junk := []byte{q[0], q[1], 0x81, 0x80, 0x00, 0x01, 0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0xc0, 0xff, 0x13, 0x37}
+		return append(junk, q[2:min(len(q), 9)]...)
+	})
+}
+
+// udpServer answers each UDP datagram with answer(query), concurrently;
+// a nil answer sends nothing.
+func udpServer(tb testing.TB, answer func(q []byte) []byte) string {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { pc.Close() })
 	go func() {
-		buf := make([]byte, 1500)
 		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
+			buf := make([]byte, 1500)
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
 				return
 			}
+			go func() {
+				if a := answer(buf[:n]); a != nil {
+					pc.WriteTo(a, from)
+				}
+			}()
 		}
 	}()
 	return pc.LocalAddr().String()

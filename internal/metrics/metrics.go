@@ -22,6 +22,7 @@ type Metrics struct {
 	actions  *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	storeErr prometheus.Counter
+	reloads  *prometheus.CounterVec
 	reports  *prometheus.CounterVec
 	policyd  *prometheus.CounterVec
 }
@@ -47,6 +48,10 @@ func New() *Metrics {
 			Name: "mailwall_store_errors_total",
 			Help: "Records lost because the store could not take them (the mail itself was not affected).",
 		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailwall_config_reloads_total",
+			Help: "SIGHUP config reloads by outcome (ok, failed: the running config stayed).",
+		}, []string{"outcome"}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailwall_dmarc_reports_total",
 			Help: "DMARC aggregate report deliveries by outcome (sent, retry, failed, dropped) and reports received (received, malformed).",
@@ -56,7 +61,7 @@ func New() *Metrics {
 			Help: "Policy delegation requests by the action returned.",
 		}, []string{"action"}),
 	}
-	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reports, m.policyd,
+	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -119,6 +124,15 @@ func phishBand(score int) string {
 func (m *Metrics) PolicyRequest(action string, took time.Duration) {
 	m.latency.WithLabelValues("policyd").Observe(took.Seconds())
 	m.policyd.WithLabelValues(action).Inc()
+}
+
+// Reload counts a config reload; ok false: it failed.
+func (m *Metrics) Reload(ok bool) {
+	outcome := "ok"
+	if !ok {
+		outcome = "failed"
+	}
+	m.reloads.WithLabelValues(outcome).Inc()
 }
 
 // StoreErrors counts records lost by the store.

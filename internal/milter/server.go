@@ -276,7 +276,10 @@ type session struct {
 
 func (s *Server) serve(c net.Conn) {
 	s.sessions.Add(1)
-	ss := &session{s: s, conn: c, r: bufio.NewReaderSize(c, 64*1024), w: bufio.NewWriter(c)}
+	// Small buffers: body chunks (up to 64 KB) are read past the reader's
+	// buffer straight into the session's own, replies are a few octets,
+	// and 1,000 open sessions should not hold 68 MB of buffers.
+	ss := &session{s: s, conn: c, r: bufio.NewReaderSize(c, 4*1024), w: bufio.NewWriterSize(c, 1024)}
 	defer c.Close()
 	defer func() {
 		if ss.f != nil {

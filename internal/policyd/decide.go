@@ -105,8 +105,8 @@ func (o *Options) action(p RejectPolicy, r spf.Result) Action {
 
 // decide runs the checks for one request, in policyd-spf's order: skip
 // lists, HELO, then MAIL FROM.
-func (s *Server) decide(ctx context.Context, req Request) Response {
-	o := &s.opts
+func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
+	o := &ru.opts
 	ip, err := netip.ParseAddr(req["client_address"])
 	if err != nil {
 		s.log.Warn("policy request without a valid client_address: DUNNO", "client_address", req["client_address"])
@@ -133,7 +133,7 @@ func (s *Server) decide(ctx context.Context, req Request) Response {
 		}
 	}
 	for _, d := range o.AllowDomains {
-		if out := s.checker.CheckHost(ctx, ip, d, "postmaster@"+d, helo); out.Result == spf.Pass {
+		if out := ru.checker.CheckHost(ctx, ip, d, "postmaster@"+d, helo); out.Result == spf.Pass {
 			return Response{Action: Prepend, Text: "X-Comment: SPF skipped for whitelisted relay domain - " + detail()}
 		}
 	}
@@ -154,32 +154,32 @@ func (s *Server) decide(ctx context.Context, req Request) Response {
 	var heloAct Action
 	if o.HeloReject != RejectNoCheck {
 		checked = true
-		heloOut = s.checker.CheckHelo(ctx, ip, helo)
+		heloOut = ru.checker.CheckHelo(ctx, ip, helo)
 		heloAct = o.action(o.HeloReject, heloOut.Result)
 		if o.HeloReject == RejectNull && sender != "" {
 			heloAct = Prepend // Null: HELO results count only for bounces
 		}
 		if heloAct == Reject || heloAct == Defer || sender == "" {
-			return s.respond(heloAct, heloOut, hdr)
+			return ru.respond(heloAct, heloOut, hdr)
 		}
 	}
 	if sender == "" || o.MailFromReject == RejectNoCheck {
 		if !checked {
 			return Response{Action: Dunno}
 		}
-		return s.respond(heloAct, heloOut, hdr)
+		return ru.respond(heloAct, heloOut, hdr)
 	}
-	out := s.checker.CheckMailFrom(ctx, ip, sender, helo)
+	out := ru.checker.CheckMailFrom(ctx, ip, sender, helo)
 	act := o.action(o.MailFromReject, out.Result)
 	if act == Prepend && out.Result == spf.None && checked && heloOut.Result != spf.None {
 		// As policyd-spf: a HELO result says more than a MAIL FROM "none".
-		return s.respond(heloAct, heloOut, hdr)
+		return ru.respond(heloAct, heloOut, hdr)
 	}
-	return s.respond(act, out, hdr)
+	return ru.respond(act, out, hdr)
 }
 
 // respond builds the answer for one check's outcome.
-func (s *Server) respond(act Action, out spf.Outcome, hdr spf.HeaderInfo) Response {
+func (ru *rules) respond(act Action, out spf.Outcome, hdr spf.HeaderInfo) Response {
 	switch act {
 	case Reject, Defer:
 		why := out.Explanation
@@ -193,7 +193,7 @@ func (s *Server) respond(act Action, out spf.Outcome, hdr spf.HeaderInfo) Respon
 		if act == Defer {
 			verb = "deferred"
 		}
-		msg := strings.NewReplacer("{rejectdefer}", verb, "{spf}", why, "{url}", "").Replace(s.opts.ReasonMessage)
+		msg := strings.NewReplacer("{rejectdefer}", verb, "{spf}", why, "{url}", "").Replace(ru.opts.ReasonMessage)
 		msg = strings.Map(func(r rune) rune {
 			if r < 0x20 || r == 0x7f {
 				return ' '

@@ -237,3 +237,24 @@ func TestInternalFailureFollowsOnError(t *testing.T) {
 		}
 	}
 }
+
+func TestReloadChangesLaterAnswers(t *testing.T) {
+	res := labResolver(t)
+	srv := New(&spf.Checker{Resolver: res}, Options{HideReceiver: true}, 10, quiet)
+	ln, err := Listen("inet:127.0.0.1:0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	c := dial(t, "tcp", ln.Addr().String())
+	if got := c.ask(t, request("127.0.0.3", "stranger.test", "a@example.test", "1.1")); !strings.HasPrefix(got, "action=550") {
+		t.Fatalf("before the reload: %s, want a rejection", got)
+	}
+	srv.Reload(&spf.Checker{Resolver: res}, Options{MailFromReject: RejectNever, HideReceiver: true})
+	// The same connection: Postfix keeps policy connections open across
+	// reloads, so the new rules must apply to it too.
+	if got := c.ask(t, request("127.0.0.3", "stranger.test", "a@example.test", "1.2")); !strings.HasPrefix(got, "action=PREPEND Received-SPF: Fail") {
+		t.Errorf("after the reload to Mail_From_reject False: %s", got)
+	}
+}

@@ -19,10 +19,9 @@ import (
 
 // Server answers policy requests on any number of listeners.
 type Server struct {
-	checker *spf.Checker
-	opts    Options
-	log     *slog.Logger
-	slots   chan struct{}
+	rules atomic.Pointer[rules]
+	log   *slog.Logger
+	slots chan struct{}
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -36,6 +35,26 @@ type Server struct {
 // New returns a server. maxConns bounds concurrent connections; more wait
 // in the kernel's accept queue.
 func New(checker *spf.Checker, opts Options, maxConns int, log *slog.Logger) *Server {
+	if maxConns <= 0 {
+		maxConns = 1000
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{log: log, slots: make(chan struct{}, maxConns), conns: map[net.Conn]struct{}{}}
+	s.Reload(checker, opts)
+	return s
+}
+
+// rules are what a reload replaces: the checker and the options.
+type rules struct {
+	checker *spf.Checker
+	opts    Options
+}
+
+// Reload makes later requests use checker and opts (a SIGHUP's new
+// config). A request already being answered finishes with the old ones.
+func (s *Server) Reload(checker *spf.Checker, opts Options) {
 	if opts.ReasonMessage == "" {
 		opts.ReasonMessage = defaultReasonMsg
 	}
@@ -45,13 +64,7 @@ func New(checker *spf.Checker, opts Options, maxConns int, log *slog.Logger) *Se
 	if opts.MailFromReject == "" {
 		opts.MailFromReject = RejectFail
 	}
-	if maxConns <= 0 {
-		maxConns = 1000
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Server{checker: checker, opts: opts, log: log, slots: make(chan struct{}, maxConns), conns: map[net.Conn]struct{}{}}
+	s.rules.Store(&rules{checker: checker, opts: opts})
 }
 
 // Listen opens "inet:host:port" or "unix:/path". A stale unix socket file
@@ -155,9 +168,10 @@ func (s *Server) serveConn(conn net.Conn) {
 			}
 		} else {
 			start := time.Now()
-			resp = s.safeDecide(req)
-			if s.opts.Observe != nil {
-				s.opts.Observe(resp, time.Since(start))
+			ru := s.rules.Load()
+			resp = s.safeDecide(ru, req)
+			if ru.opts.Observe != nil {
+				ru.opts.Observe(resp, time.Since(start))
 			}
 			lastInstance, last = inst, resp
 			s.logDecision(req, resp)
@@ -173,18 +187,18 @@ func (s *Server) serveConn(conn net.Conn) {
 
 // safeDecide turns a panic inside the checks into the configured
 // fail-open (DUNNO) or fail-closed (DEFER_IF_PERMIT) answer.
-func (s *Server) safeDecide(req Request) (resp Response) {
+func (s *Server) safeDecide(ru *rules, req Request) (resp Response) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.internalErrors.Add(1)
 			s.log.Error("policy check failed inside mailwall", "panic", fmt.Sprint(p), "client_address", req["client_address"], "sender", req["sender"])
 			resp = Response{Action: Dunno}
-			if s.opts.DeferOnError {
+			if ru.opts.DeferOnError {
 				resp = Response{Action: Defer, Text: "4.7.24 temporary failure in the SPF check"}
 			}
 		}
 	}()
-	return s.decide(context.Background(), req)
+	return s.decide(context.Background(), ru, req)
 }
 
 func (s *Server) logDecision(req Request, resp Response) {

@@ -9,29 +9,43 @@ import (
 )
 
 // Recorder writes verdicts in the background, in batches, so that a slow
-// or broken database never holds mail: Record never blocks. A full queue
-// or a failed write loses the record, never the message; both are logged
-// and counted.
+// or broken database never holds mail: Record never blocks. When a write
+// fails (disk full, database locked or down) the verdicts are held in
+// memory and written again, with growing pauses, once the database takes
+// them. Only what exceeds the memory bound, or is still held at shutdown,
+// is lost; both are logged and counted. The message is never affected.
 type Recorder struct {
 	st  *Store
 	log *slog.Logger
 	q   chan Verdict
-	// OnError, when set, is called for every record lost (for metrics).
+	// hold bounds the verdicts kept in memory while the store fails.
+	hold int
+	// onError, when set, is called for every record lost (for metrics).
 	onError func(lost int)
+	// retryMin and retryMax bound the pause between attempts after a
+	// failed write.
+	retryMin, retryMax time.Duration
 
 	lost    atomic.Int64
 	written atomic.Int64
+	held    atomic.Int64
 	wg      sync.WaitGroup
 	stop    chan struct{}
 }
 
-// NewRecorder starts a recorder with room for queue verdicts waiting.
-// onError (may be nil) hears of every record lost.
+// NewRecorder starts a recorder with room for queue verdicts waiting, and
+// as many again held while the store fails. onError (may be nil) hears of
+// every record lost.
 func (s *Store) NewRecorder(log *slog.Logger, queue int, onError func(lost int)) *Recorder {
+	return s.newRecorder(log, queue, onError, time.Second)
+}
+
+func (s *Store) newRecorder(log *slog.Logger, queue int, onError func(lost int), retryMin time.Duration) *Recorder {
 	if queue <= 0 {
 		queue = 4096
 	}
-	r := &Recorder{st: s, log: log, q: make(chan Verdict, queue), onError: onError, stop: make(chan struct{})}
+	r := &Recorder{st: s, log: log, q: make(chan Verdict, queue), hold: max(queue, maxBatch), onError: onError, stop: make(chan struct{}),
+		retryMin: retryMin, retryMax: 30 * retryMin}
 	r.wg.Add(1)
 	go r.run()
 	return r
@@ -46,11 +60,14 @@ func (r *Recorder) Record(v Verdict) {
 	}
 }
 
-// Lost is how many records were lost; Written how many were stored.
+// Lost is how many records were lost, Written how many were stored and
+// Held how many wait in memory for the store to recover.
 func (r *Recorder) Lost() int64    { return r.lost.Load() }
 func (r *Recorder) Written() int64 { return r.written.Load() }
+func (r *Recorder) Held() int64    { return r.held.Load() }
 
-// Close writes what is queued (for at most a few seconds) and stops.
+// Close writes what is queued and held (for at most a few seconds) and
+// stops.
 func (r *Recorder) Close() {
 	close(r.stop)
 	r.wg.Wait()
@@ -68,50 +85,97 @@ const maxBatch = 200
 
 func (r *Recorder) run() {
 	defer r.wg.Done()
-	batch := make([]Verdict, 0, maxBatch)
-	flush := func(timeout time.Duration) {
-		if len(batch) == 0 {
-			return
+	// pending is what is taken from the queue and not yet written: one
+	// batch normally, up to r.hold while the store fails.
+	var pending []Verdict
+	var (
+		failing bool
+		pause   time.Duration
+		retry   = time.NewTimer(0)
+		since   time.Time
+	)
+	<-retry.C
+	// write tries to store pending, a batch at a time; false: the store
+	// failed and the rest stays pending.
+	write := func(timeout time.Duration) bool {
+		for len(pending) > 0 {
+			n := min(len(pending), maxBatch)
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err := r.st.InsertVerdicts(ctx, pending[:n])
+			cancel()
+			if err != nil {
+				if !failing {
+					since = time.Now()
+					r.log.Error("store write failed: verdicts held in memory and written when the store recovers", "held", len(pending), "err", err)
+				}
+				return false
+			}
+			r.written.Add(int64(n))
+			pending = pending[n:]
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err := r.st.InsertVerdicts(ctx, batch)
-		cancel()
-		if err != nil {
-			r.lose(len(batch), "store write failed: verdicts not recorded", err)
-		} else {
-			r.written.Add(int64(len(batch)))
+		if failing {
+			r.log.Info("store writes resumed: held verdicts written", "after", time.Since(since).Round(time.Millisecond))
 		}
-		batch = batch[:0]
+		return true
+	}
+	attempt := func() {
+		ok := write(10 * time.Second)
+		switch {
+		case ok:
+			failing, pause = false, 0
+		case !failing:
+			failing, pause = true, r.retryMin
+			retry.Reset(pause)
+		default:
+			pause = min(2*pause, r.retryMax)
+			retry.Reset(pause)
+		}
+		r.held.Store(int64(len(pending)))
+	}
+	take := func(v Verdict) {
+		if len(pending) >= r.hold {
+			// The oldest go first: the newest say most about now.
+			r.lose(1, "store down and memory bound reached: oldest held verdict dropped", nil)
+			pending = pending[1:]
+		}
+		pending = append(pending, v)
 	}
 	for {
 		select {
 		case v := <-r.q:
-			batch = append(batch, v)
+			take(v)
 			// Take what else is waiting: one transaction for a burst.
-			for len(batch) < maxBatch {
+			for len(pending) < maxBatch || failing {
 				select {
 				case v := <-r.q:
-					batch = append(batch, v)
+					take(v)
 					continue
 				default:
 				}
 				break
 			}
-			flush(10 * time.Second)
+			if failing {
+				r.held.Store(int64(len(pending)))
+				continue // the retry timer writes them
+			}
+			attempt()
+		case <-retry.C:
+			attempt()
 		case <-r.stop:
+			retry.Stop()
 			for {
 				select {
 				case v := <-r.q:
-					batch = append(batch, v)
-					if len(batch) == maxBatch {
-						flush(3 * time.Second)
-					}
+					take(v)
 					continue
 				default:
 				}
 				break
 			}
-			flush(3 * time.Second)
+			if !write(3*time.Second) && len(pending) > 0 {
+				r.lose(len(pending), "store write failed at shutdown: held verdicts not recorded", nil)
+			}
+			r.held.Store(0)
 			return
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,6 +238,90 @@ func TestRecorderDatabaseGone(t *testing.T) {
 	r.Close()
 	if r.Written() != 0 || r.Lost() != 50 || lost != 50 {
 		t.Errorf("written %d lost %d (callback %d), want 50 lost", r.Written(), r.Lost(), lost)
+	}
+}
+
+// TestRecorderHoldsWhileStoreFails: while the verdicts table cannot be
+// written, verdicts are held, not lost; once it can, they are all
+// written. Then, past the memory bound, the oldest are dropped and
+// counted.
+func TestRecorderHoldsWhileStoreFails(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		var lost atomic.Int64
+		r := s.newRecorder(slog.New(slog.DiscardHandler), 300, func(n int) { lost.Add(int64(n)) }, 10*time.Millisecond)
+		block, unblock := failInserts(t, s)
+		block()
+		t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+		for i := range 250 {
+			r.Record(testVerdict(t0.Add(time.Duration(i)*time.Second), "held.test", "192.0.2.9", "accept"))
+		}
+		waitFor(t, func() bool { return r.Held() == 250 })
+		if r.Written() != 0 || r.Lost() != 0 {
+			t.Fatalf("while failing: written %d lost %d, want 0 and 0", r.Written(), r.Lost())
+		}
+		unblock()
+		waitFor(t, func() bool { return r.Written() == 250 })
+		if r.Held() != 0 || r.Lost() != 0 {
+			t.Errorf("after recovery: held %d lost %d", r.Held(), r.Lost())
+		}
+
+		// Past the bound (300): the 50 oldest go, counted.
+		block()
+		for i := range 350 {
+			r.Record(testVerdict(t0.Add(time.Duration(i)*time.Second), "over.test", "192.0.2.9", "accept"))
+			if i%100 == 99 {
+				waitFor(t, func() bool { return r.Held() >= int64(min(i+1, 300)) })
+			}
+		}
+		waitFor(t, func() bool { return r.Held() == 300 && lost.Load() == 50 })
+		if r.Written() != 250 {
+			t.Errorf("written %d while the store failed", r.Written()-250)
+		}
+		unblock()
+		r.Close()
+		if r.Written() != 550 {
+			t.Errorf("written %d, want 550", r.Written())
+		}
+		got, _ := s.Verdicts(ctx, VerdictFilter{Limit: 1000})
+		if len(got) != 550 {
+			t.Errorf("%d verdicts stored, want 550", len(got))
+		}
+	})
+}
+
+// failInserts returns functions that make every insert into verdicts
+// fail, as a full disk would, and stop that: a trigger that raises an
+// error, which both databases check on every statement.
+func failInserts(t *testing.T, s *Store) (block, unblock func()) {
+	exec := func(stmts ...string) {
+		for _, q := range stmts {
+			if _, err := s.db.ExecContext(context.Background(), q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if s.driver == "sqlite" {
+		return func() {
+				exec(`CREATE TRIGGER fail_inserts BEFORE INSERT ON verdicts BEGIN SELECT RAISE(ABORT, 'store test: inserts blocked'); END`)
+			}, func() {
+				exec(`DROP TRIGGER fail_inserts`)
+			}
+	}
+	exec(`CREATE OR REPLACE FUNCTION fail_inserts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'store test: inserts blocked'; END $$`)
+	return func() {
+			exec(`CREATE TRIGGER fail_inserts BEFORE INSERT ON verdicts FOR EACH ROW EXECUTE FUNCTION fail_inserts()`)
+		}, func() {
+			exec(`DROP TRIGGER fail_inserts ON verdicts`)
+		}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
 	}
 }
 

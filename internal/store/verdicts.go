@@ -112,7 +112,7 @@ type VerdictFilter struct {
 	Domain       string // From domain, or the MAIL FROM's
 	ClientIP     string
 	Search       string // a substring of the reasons or rules
-	Limit        int    // default 100
+	Limit        int    // default 100, at most 1000
 	BeforeID     int64  // paging: only verdicts older than this one
 }
 
@@ -148,8 +148,8 @@ func (s *Store) Verdicts(ctx context.Context, f VerdictFilter) ([]Verdict, error
 	if f.BeforeID > 0 {
 		add("id < ?", f.BeforeID)
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
+	limit := min(f.Limit, 1000)
+	if limit <= 0 {
 		limit = 100
 	}
 	return s.verdicts(ctx, where, args, limit)
