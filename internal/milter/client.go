@@ -72,6 +72,10 @@ func (c *Client) Close() error {
 	return c.conn.Close()
 }
 
+// Conn is the connection underneath, for a caller that must misbehave on
+// purpose (fault tests) or set deadlines.
+func (c *Client) Conn() net.Conn { return c.conn }
+
 // Macro sends macros for a stage command (such as 'C', 'M').
 func (c *Client) Macro(stage byte, pairs ...string) error {
 	writePacket(c.w, cmdMacro, []byte{stage}, cstr(pairs...))

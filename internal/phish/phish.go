@@ -77,6 +77,9 @@ type Checker struct {
 	Warmup time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// HistoryTimeout bounds the History lookup (default 250ms): a slow or
+	// locked store skips the first-seen rule rather than hold the mail.
+	HistoryTimeout time.Duration
 }
 
 // New returns a Checker with these brands and weights; rules missing
@@ -304,7 +307,31 @@ func (s *scoring) checkFirstSeen(ctx context.Context, from author) {
 		now = s.c.Now()
 	}
 	org := registered(from.domain)
-	first, since, err := s.c.History.SeenDomain(ctx, org, now)
+	timeout := s.c.HistoryTimeout
+	if timeout <= 0 {
+		timeout = 250 * time.Millisecond
+	}
+	// In its own goroutine: a database driver may not give up a lock
+	// wait when ctx ends, and the message must not wait for it.
+	type seen struct {
+		first, since time.Time
+		err          error
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan seen, 1)
+	go func() {
+		var r seen
+		r.first, r.since, r.err = s.c.History.SeenDomain(hctx, org, now)
+		done <- r
+	}()
+	var r seen
+	select {
+	case r = <-done:
+	case <-hctx.Done():
+		r.err = fmt.Errorf("store did not answer in %s", timeout)
+	}
+	first, since, err := r.first, r.since, r.err
 	if err != nil {
 		s.r.Problems = append(s.r.Problems, "first-seen: "+err.Error())
 		return

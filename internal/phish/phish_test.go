@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/japanese"
@@ -259,5 +260,45 @@ func BenchmarkCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c.Check(context.Background(), in)
+	}
+}
+
+// stuckHistory never answers until released, as a locked store.
+type stuckHistory struct{ release chan struct{} }
+
+func (h stuckHistory) SeenDomain(ctx context.Context, domain string, now time.Time) (time.Time, time.Time, error) {
+	<-h.release // ignores ctx, as a driver in a lock wait may
+	return now, now.Add(-365 * 24 * time.Hour), nil
+}
+
+// newHistory answers that every domain is new and history is a year old.
+type newHistory struct{}
+
+func (newHistory) SeenDomain(ctx context.Context, domain string, now time.Time) (time.Time, time.Time, error) {
+	return now, now.Add(-365 * 24 * time.Hour), nil
+}
+
+func TestFirstSeenDoesNotWaitForAStuckStore(t *testing.T) {
+	c, err := New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Input{ClientIP: netip.MustParseAddr("192.0.2.10"), SPF: "pass", DMARC: "pass", DKIMPass: []string{"fresh.test"}}
+	in.Fields, in.Body = msg(t, "From: a@fresh.test\nSubject: hi\n\nhello\n")
+
+	c.History = newHistory{}
+	if r := c.Check(context.Background(), in); !slices.Contains(rules(r), FirstSeenDomain) {
+		t.Fatalf("a new domain with an answering store: rules %v", rules(r))
+	}
+
+	stuck := stuckHistory{release: make(chan struct{})}
+	defer close(stuck.release)
+	c.History, c.HistoryTimeout = stuck, 20*time.Millisecond
+	r := c.Check(context.Background(), in)
+	if slices.Contains(rules(r), FirstSeenDomain) {
+		t.Errorf("first_seen_domain fired without an answer: %v", rules(r))
+	}
+	if len(r.Problems) != 1 || !strings.Contains(r.Problems[0], "first-seen: store did not answer in 20ms") {
+		t.Errorf("problems %q, want the store's silence", r.Problems)
 	}
 }

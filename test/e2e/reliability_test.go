@@ -76,6 +76,7 @@ web:
 func startDaemon(t *testing.T, bin, dir string, setup daemonSetup) *daemon {
 	t.Helper()
 	d := &daemon{db: filepath.Join(dir, "data", "mailwall.db"), cfg: filepath.Join(dir, "mailwall.yaml")}
+	os.MkdirAll(dir, 0o750)
 	mp, pp, wp := freePort(t), freePort(t), freePort(t)
 	d.milter, d.policy, d.web = fmt.Sprintf("127.0.0.1:%d", mp), fmt.Sprintf("127.0.0.1:%d", pp), fmt.Sprintf("127.0.0.1:%d", wp)
 	if err := os.WriteFile(d.cfg, []byte(daemonConfig(setup, mp, pp, wp, d.db)), 0o600); err != nil {
@@ -161,10 +162,16 @@ func storedQueueIDs(t *testing.T, path string) map[string]store.Verdict {
 
 // waitStored waits until every queue ID in want has a verdict in the store.
 func waitStored(t *testing.T, path string, want []string, within time.Duration) map[string]store.Verdict {
+	return waitStoredIn(t, func() string { return path }, want, within)
+}
+
+// waitStoredIn is waitStored for a store whose path path returns anew
+// each time it looks.
+func waitStoredIn(t *testing.T, path func() string, want []string, within time.Duration) map[string]store.Verdict {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		got := storedQueueIDs(t, path)
+		got := storedQueueIDs(t, path())
 		missing := 0
 		for _, id := range want {
 			if _, ok := got[id]; !ok {
@@ -175,7 +182,7 @@ func waitStored(t *testing.T, path string, want []string, within time.Duration) 
 			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d verdicts not in the store after %s", missing, len(want), within)
+			t.Fatalf("%d of %d verdicts not in the store after %s (it has %d)", missing, len(want), within, len(got))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -394,4 +401,303 @@ func policyAsk(t *testing.T, addr, ip, helo, sender string) string {
 		t.Fatalf("policy answer: %v", err)
 	}
 	return strings.TrimSpace(line)
+}
+
+// TestStoreFaults: the store's disk full, then its database locked by
+// another process. Mail keeps its verdicts (accepted, headers added) all
+// along; the records are held and written when the store recovers, so
+// every verdict ends in the store.
+func TestStoreFaults(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-storefault-")
+	lab := labtest.Lab(t)
+	sendAll := func(t *testing.T, d *daemon, prefix string, n int) []string {
+		t.Helper()
+		var ids []string
+		for i := range n {
+			id := fmt.Sprintf("%s%03d", prefix, i)
+			start := time.Now()
+			mods, r, err := deliver(d.milter, id)
+			if err != nil || !accepted(r) || !strings.Contains(header(mods, "Authentication-Results"), "dmarc=pass") {
+				t.Fatalf("%s: %v %v (headers %v)", id, r, err, mods)
+			}
+			if took := time.Since(start); took > 2*time.Second {
+				t.Errorf("%s took %s: the store held the mail up", id, took)
+			}
+			ids = append(ids, id)
+		}
+		return ids
+	}
+
+	t.Run("disk full", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			if os.Getenv("MAILWALL_E2E") == "1" {
+				t.Fatal("MAILWALL_E2E=1 but not root: a private tmpfs needs root")
+			}
+			t.Skip("a private tmpfs needs root")
+		}
+		// serve runs in its own mount namespace, on a 2 MB tmpfs mounted
+		// over its data directory; the test reaches that directory
+		// through /proc/PID/root.
+		dir := filepath.Join(root, "full")
+		data := filepath.Join(dir, "data")
+		os.MkdirAll(data, 0o750)
+		d := startDaemon(t, bin, dir, daemonSetup{dns: lab, wrap: []string{"unshare", "-m", "--propagation", "private", "sh", "-c",
+			fmt.Sprintf("mount -t tmpfs -o size=2m tmpfs %s && exec \"$0\" \"$@\"", data)}})
+		inside := fmt.Sprintf("/proc/%d/root%s", d.cmd.Process.Pid, data)
+		before := sendAll(t, d, "FULLA", 20)
+		// Fill the file system to the last block, once sure it is the
+		// 2 MB tmpfs and not the disk under it.
+		mounts, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", d.cmd.Process.Pid))
+		if !regexp.MustCompile(`(?m) ` + regexp.QuoteMeta(data) + ` .* - tmpfs `).Match(mounts) {
+			t.Fatalf("no tmpfs on %s in serve's mount namespace:\n%s", data, mounts)
+		}
+		fill, err := os.Create(filepath.Join(inside, "fill"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		block := make([]byte, 4096)
+		for written := 0; ; written += len(block) {
+			if written > 4<<20 {
+				t.Fatal("wrote 4 MB to a 2 MB tmpfs")
+			}
+			if _, err := fill.Write(block); err != nil {
+				if !strings.Contains(err.Error(), "no space left") {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+		fill.Close()
+		during := sendAll(t, d, "FULLB", 300)
+		waitForLog(t, d, "store write failed: verdicts held in memory")
+		os.Remove(filepath.Join(inside, "fill"))
+		after := sendAll(t, d, "FULLC", 20)
+		waitForLog(t, d, "store writes resumed")
+		// SQLite resolves the /proc/PID/root link to "/", outside the
+		// tmpfs: the test reads a copy of the database and its WAL.
+		snapshot := func() string {
+			to := t.TempDir()
+			for _, name := range []string{"mailwall.db", "mailwall.db-wal"} {
+				if b, err := os.ReadFile(filepath.Join(inside, name)); err == nil {
+					os.WriteFile(filepath.Join(to, name), b, 0o600)
+				}
+			}
+			return filepath.Join(to, "mailwall.db")
+		}
+		waitStoredIn(t, snapshot, append(append(before, during...), after...), 60*time.Second)
+		d.alive(t)
+	})
+
+	t.Run("database locked", func(t *testing.T) {
+		d := startDaemon(t, bin, filepath.Join(root, "locked"), daemonSetup{dns: lab})
+		before := sendAll(t, d, "LOCKA", 10)
+		waitStored(t, d.db, before, 10*time.Second)
+		// Another process takes the write lock for longer than serve's
+		// busy timeout (10 s): serve's writes fail, and are held.
+		lock := exec.Command("python3", "-c", `import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+c.execute("COMMIT")`, d.db, "13")
+		out, _ := lock.StdoutPipe()
+		if err := lock.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer lock.Wait()
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "locked\n" {
+			t.Fatalf("the locker said %q", line)
+		}
+		during := sendAll(t, d, "LOCKB", 50)
+		waitForLog(t, d, "store write failed: verdicts held in memory")
+		lock.Wait()
+		waitForLog(t, d, "store writes resumed")
+		waitStored(t, d.db, append(before, during...), 60*time.Second)
+		d.alive(t)
+	})
+}
+
+// waitForLog waits until serve has logged want.
+func waitForLog(t *testing.T, d *daemon, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(40 * time.Second); !strings.Contains(d.log(), want); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not log %q:\n%s", want, d.log())
+		}
+	}
+}
+
+// TestMilterClientDisconnects: clients that vanish mid-body, after the
+// headers or mid-packet leave nothing behind (goroutines back to where
+// they were) and no verdict, and the next session is judged as usual.
+func TestMilterClientDisconnects(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-disconnect-")
+	d := startDaemon(t, bin, root, daemonSetup{dns: labtest.Lab(t)})
+	warm := []string{"WARM"}
+	if _, r, err := deliver(d.milter, warm[0]); err != nil || !accepted(r) {
+		t.Fatalf("first session: %v %v", r, err)
+	}
+	waitStored(t, d.db, warm, 10*time.Second)
+	base := d.metric(t, "go_goroutines")
+	const n = 300
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := openSession(d.milter, fmt.Sprintf("GONE%03d", i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conn := s.c.Conn()
+			switch i % 3 {
+			case 0: // half the body, then the connection drops
+				s.c.Body(labMessage.body[:len(labMessage.body)/2])
+			case 1: // a body packet promising 1,000 octets, then 10 of them
+				conn.Write(append([]byte{0, 0, 0x03, 0xe8, 'B'}, labMessage.body[:10]...))
+			} // case 2: gone right after the headers
+			conn.Close() // no QUIT
+		}()
+	}
+	wg.Wait()
+	var now float64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if now = d.metric(t, "go_goroutines"); now <= base+2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines %v after %d abandoned sessions, %v before", now, n, base)
+		}
+	}
+	after := []string{"AFTER"}
+	if mods, r, err := deliver(d.milter, after[0]); err != nil || !accepted(r) || !strings.Contains(header(mods, "Authentication-Results"), "dmarc=pass") {
+		t.Fatalf("a session after the disconnects: %v %v", r, err)
+	}
+	vs := waitStored(t, d.db, after, 10*time.Second)
+	for id := range vs {
+		if strings.HasPrefix(id, "GONE") {
+			t.Errorf("a verdict for the abandoned session %s", id)
+		}
+	}
+	t.Logf("%d abandoned sessions: goroutines %v before, %v after", n, base, now)
+	d.alive(t)
+}
+
+// TestReloadUnderLoad sends SIGHUP again and again while policy requests
+// and milter sessions run: the config switches between rejecting SPF
+// fails and only marking them, with a broken config in between. No
+// request fails, every answer is one of the two configs', the last config
+// is the one in effect, the broken one changed nothing, and every milter
+// verdict is stored.
+func TestReloadUnderLoad(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-reload-")
+	d := startDaemon(t, bin, root, daemonSetup{dns: labtest.Lab(t)})
+	base, _ := os.ReadFile(d.cfg)
+	setWhole := func(cfg string) {
+		tmp := d.cfg + ".new"
+		os.WriteFile(tmp, []byte(cfg), 0o600)
+		os.Rename(tmp, d.cfg) // whole, never half-written
+		d.cmd.Process.Signal(syscall.SIGHUP)
+	}
+	reject := strings.Replace(string(base), "  skip_addresses: []\n", "  skip_addresses: []\n  mail_from_reject: Fail\n", 1)
+	mark := strings.Replace(string(base), "  skip_addresses: []\n", "  skip_addresses: []\n  mail_from_reject: \"False\"\n", 1)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var rejected, marked, policyErrs, milterErrs atomic.Int32
+	var other atomic.Value
+	var ids sync.Map
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", d.policy)
+			if err != nil {
+				policyErrs.Add(1)
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				fmt.Fprintf(c, "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=127.0.0.3\nhelo_name=stranger.test\nsender=a@example.test\nrecipient=bob@rcpt.test\ninstance=%d.%d\n\n", w, i)
+				line, err := br.ReadString('\n')
+				if blank, _ := br.ReadString('\n'); err != nil || blank != "\n" {
+					policyErrs.Add(1)
+					return
+				}
+				switch {
+				case strings.HasPrefix(line, "action=550 5.7.23 "):
+					rejected.Add(1)
+				case strings.HasPrefix(line, "action=PREPEND Received-SPF: Fail"):
+					marked.Add(1)
+				default:
+					other.Store(line)
+				}
+			}
+		}()
+	}
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("HUP%d-%04d", w, i)
+				if _, r, err := deliver(d.milter, id); err != nil || !accepted(r) {
+					milterErrs.Add(1)
+					continue
+				}
+				ids.Store(id, true)
+			}
+		}()
+	}
+	const cycles = 10
+	for range cycles {
+		time.Sleep(150 * time.Millisecond)
+		setWhole(mark)
+		time.Sleep(150 * time.Millisecond)
+		setWhole("policyd: [this is not a config\n")
+		time.Sleep(150 * time.Millisecond)
+		setWhole(reject)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	if n := policyErrs.Load(); n > 0 {
+		t.Errorf("%d policy connections failed", n)
+	}
+	if n := milterErrs.Load(); n > 0 {
+		t.Errorf("%d milter sessions failed", n)
+	}
+	if o := other.Load(); o != nil {
+		t.Errorf("an answer from neither config: %q", o)
+	}
+	if rejected.Load() == 0 || marked.Load() == 0 {
+		t.Errorf("rejected %d, marked %d: the reloads did not switch the answers", rejected.Load(), marked.Load())
+	}
+	// The last reload was to "reject": it is what now answers.
+	if ans := policyAsk(t, d.policy, "127.0.0.3", "stranger.test", "a@example.test"); !strings.HasPrefix(ans, "action=550 ") {
+		t.Errorf("after the last reload: %q, want a rejection", ans)
+	}
+	if ok, failed := d.metric(t, `mailwall_config_reloads_total{outcome="ok"}`), d.metric(t, `mailwall_config_reloads_total{outcome="failed"}`); ok != 2*cycles || failed != cycles {
+		t.Errorf("reloads ok %v failed %v, want %d and %d", ok, failed, 2*cycles, cycles)
+	}
+	var want []string
+	ids.Range(func(k, _ any) bool { want = append(want, k.(string)); return true })
+	waitStored(t, d.db, want, 30*time.Second)
+	t.Logf("%d reloads (%d broken) under load: %d policy answers (%d rejections, %d marks), %d milter verdicts, all stored",
+		3*cycles, cycles, rejected.Load()+marked.Load(), rejected.Load(), marked.Load(), len(want))
+	d.alive(t)
 }
