@@ -35,6 +35,7 @@ import (
 // SQLite store and the web listener (for /metrics).
 type daemon struct {
 	cmd                 *exec.Cmd
+	said                []string // what it printed up to its web address
 	milter, policy, web string
 	db                  string // the store's path as the test sees it
 	cfg                 string
@@ -44,6 +45,8 @@ type daemon struct {
 // daemonSetup is what a test varies in serve's config.
 type daemonSetup struct {
 	dns        string
+	hostname   string   // default mx.rcpt.test
+	store      string   // the store section's driver and dsn; default SQLite in dir/data
 	dnsTimeout string   // default 500ms
 	extra      string   // YAML sections appended (not those daemonConfig writes)
 	wrap       []string // a command line serve runs under, such as unshare
@@ -53,7 +56,13 @@ func daemonConfig(s daemonSetup, milterPort, policyPort, webPort int, dbPath str
 	if s.dnsTimeout == "" {
 		s.dnsTimeout = "500ms"
 	}
-	return fmt.Sprintf(`hostname: mx.rcpt.test
+	if s.hostname == "" {
+		s.hostname = "mx.rcpt.test"
+	}
+	if s.store == "" {
+		s.store = fmt.Sprintf("dsn: %q", dbPath)
+	}
+	return fmt.Sprintf(`hostname: %s
 log:
   level: info
 dns:
@@ -66,10 +75,10 @@ policyd:
 milter:
   listen: ["inet:127.0.0.1:%d"]
 store:
-  dsn: %q
+  %s
 web:
   listen: 127.0.0.1:%d
-%s`, s.dns, s.dnsTimeout, policyPort, milterPort, dbPath, webPort, s.extra)
+%s`, s.hostname, s.dns, s.dnsTimeout, policyPort, milterPort, s.store, webPort, s.extra)
 }
 
 // startDaemon writes the config into dir and starts serve.
@@ -83,7 +92,7 @@ func startDaemon(t *testing.T, bin, dir string, setup daemonSetup) *daemon {
 		t.Fatal(err)
 	}
 	argv := append(append(append([]string(nil), setup.wrap...), bin), "serve", "--config", d.cfg)
-	d.cmd = startProcess(t, "mailwall: web on http://", argv[0], argv[1:]...)
+	d.cmd, d.said = startProcessOutput(t, "mailwall: web on http://", argv[0], argv[1:]...)
 	d.stderr = d.cmd.Stderr.(*os.File).Name()
 	return d
 }

@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"mailwall/internal/dmarc"
+	"mailwall/internal/labtest"
+	"mailwall/internal/pgtest"
+	"mailwall/internal/store"
+)
+
+// TestTwoNodesShareOnePostgres runs two "mailwall serve", as two MX hosts,
+// on one PostgreSQL store. Mail through either shows in the other's
+// dashboard, under the one password the first node made; yesterday's
+// DMARC rows recorded by both are reported once per domain, not once per
+// node, although both nodes' report loops run at the same time.
+func TestTwoNodesShareOnePostgres(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-multinode-")
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	// Yesterday's mail from four domains that ask for reports, half of it
+	// through each node.
+	const domains = 4
+	yesterday := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
+	var vs []store.Verdict
+	for d := range domains {
+		dom := fmt.Sprintf("d%d.test", d)
+		uris, _ := dmarc.ParseURIs("mailto:dmarc@" + dom)
+		for i := range 6 {
+			vs = append(vs, store.Verdict{At: yesterday.Add(time.Duration(i) * time.Hour), Node: fmt.Sprintf("mx%d.rcpt.test", 1+i%2), ClientIP: "192.0.2.1", FromDomain: dom, Action: "accept",
+				DMARCRow: &store.DMARCRow{RUA: uris, RI: -1, Row: dmarc.Row{SourceIP: netip.MustParseAddr("192.0.2.1"), HeaderFrom: dom, EnvelopeFrom: dom,
+					PolicyDomain: dom, Published: dmarc.PublishedPolicy{Domain: dom, P: "reject"}, Disposition: dmarc.ReportPass,
+					DKIMAligned: "pass", SPFAligned: "pass", SPFDomain: dom, SPFResult: "pass"}}})
+		}
+	}
+	if err := st.InsertVerdicts(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+
+	sink := labtest.NewSink(t)
+	lab := labtest.Lab(t)
+	setup := func(n int) daemonSetup {
+		return daemonSetup{dns: lab, hostname: fmt.Sprintf("mx%d.rcpt.test", n), store: fmt.Sprintf("driver: postgres\n  dsn: %q", dsn),
+			extra: fmt.Sprintf("reports:\n  send: true\n  receiver: rcpt.test\n  relay: %q\n  every: 1s\n", sink.Addr())}
+	}
+	// Started together: both report loops race for the same reports.
+	type started struct {
+		d *daemon
+		n int
+	}
+	ch := make(chan started, 2)
+	for n := 1; n <= 2; n++ {
+		go func() { ch <- started{startDaemon(t, bin, fmt.Sprintf("%s/mx%d", root, n), setup(n)), n} }()
+	}
+	nodes := map[int]*daemon{}
+	for range 2 {
+		s := <-ch
+		nodes[s.n] = s.d
+	}
+	var password string
+	for _, d := range nodes {
+		for _, line := range d.said {
+			if rest, ok := strings.CutPrefix(line, "mailwall: dashboard login admin / "); ok {
+				if password != "" {
+					t.Fatal("both nodes made a dashboard password")
+				}
+				password, _, _ = strings.Cut(rest, " ")
+			}
+		}
+	}
+	if password == "" {
+		t.Fatal("neither node printed the first-run dashboard password")
+	}
+
+	// Mail through each node.
+	var ids []string
+	for n, d := range nodes {
+		for i := range 3 {
+			id := fmt.Sprintf("MX%dQ%d", n, i)
+			if _, r, err := deliver(d.milter, id); err != nil || !accepted(r) {
+				t.Fatalf("%s: %v %v", id, r, err)
+			}
+			ids = append(ids, id)
+		}
+	}
+	stored, err := waitVerdictsPG(st, ids, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if want := "mx" + id[2:3] + ".rcpt.test"; stored[id].Node != want {
+			t.Errorf("%s recorded by %q, want %s", id, stored[id].Node, want)
+		}
+	}
+
+	// Either dashboard shows both nodes' mail, with the one password.
+	for n, d := range nodes {
+		page := dashboardPage(t, d.web, password, "/verdicts?hours=1")
+		for _, id := range ids {
+			if !strings.Contains(page, id) {
+				t.Errorf("node %d's dashboard lacks %s", n, id)
+			}
+		}
+	}
+
+	// One report per domain at the sink, and in the store, after several
+	// rounds of both loops.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(sink.Messages()) < domains && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // three more rounds of each node's loop
+	perRcpt := map[string]int{}
+	for _, m := range sink.Messages() {
+		perRcpt[m.To[0]]++
+	}
+	for d := range domains {
+		if got := perRcpt[fmt.Sprintf("dmarc@d%d.test", d)]; got != 1 {
+			t.Errorf("d%d.test got %d reports, want exactly 1", d, got)
+		}
+	}
+	reports, err := st.Reports(ctx, store.ReportFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reports) != domains {
+		t.Errorf("%d reports in the store, want %d (one per domain and period)", len(reports), domains)
+	}
+	for _, d := range nodes {
+		d.alive(t)
+	}
+}
+
+// waitVerdictsPG waits until the store has a verdict for every queue ID.
+func waitVerdictsPG(st *store.Store, ids []string, within time.Duration) (map[string]store.Verdict, error) {
+	deadline := time.Now().Add(within)
+	for {
+		vs, err := st.Verdicts(context.Background(), store.VerdictFilter{Limit: 1000})
+		if err != nil {
+			return nil, err
+		}
+		got := map[string]store.Verdict{}
+		for _, v := range vs {
+			got[v.QueueID] = v
+		}
+		missing := 0
+		for _, id := range ids {
+			if _, ok := got[id]; !ok {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return got, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d verdicts not stored after %s", missing, len(ids), within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// dashboardPage logs in to the dashboard at addr and returns a page.
+func dashboardPage(t *testing.T, addr, password, path string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	base := "http://" + addr
+	req, _ := http.NewRequest("POST", base+"/login", strings.NewReader(url.Values{"user": {"admin"}, "password": {password}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = c.Get(base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || strings.Contains(string(b), `name="password"`) {
+		t.Fatalf("%s after logging in: %d\n%s", path, resp.StatusCode, b)
+	}
+	return string(b)
+}
