@@ -125,9 +125,9 @@ web:
 	}
 
 	type sample struct {
-		at                time.Duration
-		rss, heap         float64 // MB
-		goroutines, total float64
+		at         time.Duration
+		rss, heap  float64 // MB
+		goroutines float64
 	}
 	var samples []sample
 	began := time.Now()
