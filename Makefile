@@ -3,7 +3,7 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME ?= 30s
 
-.PHONY: build test check fuzz bench bench-policy clean
+.PHONY: build test check fuzz bench bench-policy bench-peers clean
 
 build:
 	$(GO) build -o mailwall ./cmd/mailwall
@@ -18,26 +18,39 @@ check:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-# Every parser's fuzz target, FUZZTIME each.
+# Every parser's fuzz target, FUZZTIME each. The inputs the fuzzer found
+# interesting are kept in the package's testdata/fuzz/, so plain "go test"
+# replays them from then on, and the next run starts from them.
+FUZZ_TARGETS = \
+	internal/spf:FuzzParse \
+	internal/spf:FuzzExplanation \
+	internal/policyd:FuzzReadRequest \
+	internal/labdns:FuzzParseZoneFile \
+	internal/dnsx:FuzzTXTEscapes \
+	internal/dkim:FuzzParseSignature \
+	internal/dkim:FuzzParseKey \
+	internal/dkim:FuzzBodyCanonicalization \
+	internal/dkim:FuzzReadHeader \
+	internal/lab:FuzzParse \
+	internal/arc:FuzzValidate \
+	internal/phish:FuzzCheck \
+	internal/authres:FuzzParse \
+	internal/dmarc:FuzzParseRecord \
+	internal/conncheck:FuzzRegexpTable \
+	internal/milter:FuzzSession \
+	internal/feedback:FuzzParse \
+	internal/feedback:FuzzAttachments
+
 fuzz:
-	$(GO) test ./internal/spf -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/spf -run '^$$' -fuzz '^FuzzExplanation$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/policyd -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/labdns -run '^$$' -fuzz '^FuzzParseZoneFile$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/dnsx -run '^$$' -fuzz '^FuzzTXTEscapes$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/dkim -run '^$$' -fuzz '^FuzzParseSignature$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/dkim -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/dkim -run '^$$' -fuzz '^FuzzBodyCanonicalization$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/dkim -run '^$$' -fuzz '^FuzzReadHeader$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/lab -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/arc -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/phish -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/authres -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/dmarc -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/conncheck -run '^$$' -fuzz '^FuzzRegexpTable$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/milter -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/feedback -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/feedback -run '^$$' -fuzz '^FuzzAttachments$$' -fuzztime $(FUZZTIME)
+	@set -e; cache="$$($(GO) env GOCACHE)/fuzz/mailwall"; \
+	for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+		mkdir -p $$pkg/testdata/fuzz/$$name; \
+		if [ -d "$$cache/$$pkg/$$name" ]; then cp -n "$$cache/$$pkg/$$name"/* $$pkg/testdata/fuzz/$$name/; fi; \
+		echo "   corpus: $$(ls $$pkg/testdata/fuzz/$$name | wc -l) inputs in $$pkg/testdata/fuzz/$$name"; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
@@ -45,6 +58,17 @@ bench:
 # Side by side with postfix-policyd-spf-python (apt-get install postfix-policyd-spf-python).
 bench-policy:
 	$(GO) run ./bench/policy -n 16000 -c 8 -pin
+
+# Everything side by side in one run: installs and starts the peers
+# (../shared/peers: OpenDKIM, OpenDMARC, rspamd, policyd-spf, nsd), runs the
+# milter and policy harnesses against them, stops them.
+bench-peers:
+	bash ../shared/peers/setup.sh
+	NO_POSTFIX=1 bash ../shared/peers/start.sh
+	status=0; \
+	$(GO) run ./bench/milter -n 2000 -c 1,8,64 || status=$$?; \
+	$(GO) run ./bench/policy -n 16000 -c 8 -pin || status=$$?; \
+	bash ../shared/peers/stop.sh; exit $$status
 
 clean:
 	rm -f mailwall

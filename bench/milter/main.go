@@ -3,8 +3,11 @@
 // OpenDMARC (each message through both, as Postfix would), on the same
 // signed messages and the same lab DNS. Loopback only.
 //
-//	bash ../shared/peers/setup.sh && NO_POSTFIX=1 NO_RSPAMD=1 bash ../shared/peers/start.sh
+//	bash ../shared/peers/setup.sh && NO_POSTFIX=1 bash ../shared/peers/start.sh
 //	go run ./bench/milter [-n 2000] [-c 1,8,64]
+//
+// rspamd, when start.sh started it, is driven through its milter (the
+// proxy worker, which hands each message to the normal worker).
 //
 // The peers' nsd serves example.test on 127.0.0.1:5353 with the DKIM key
 // /tmp/peers/keys/sel.private; both sides use it. mailwall runs as its own
@@ -39,7 +42,8 @@ import (
 func main() {
 	n := flag.Int("n", 2000, "messages per run (small); large messages use n/10")
 	concs := flag.String("c", "1,8,64", "concurrent sessions")
-	peerConcs := flag.String("peer-c", "1", "concurrent sessions for the peers: OpenDKIM with the lab's ResolverConfiguration crashes under concurrent connections (../shared/peers/README.md)")
+	peerConcs := flag.String("peer-c", "1", "concurrent sessions for OpenDKIM+OpenDMARC: OpenDKIM with the lab's ResolverConfiguration crashes under concurrent connections (../shared/peers/README.md)")
+	rspamdConcs := flag.String("rspamd-c", "1,8,64", "concurrent sessions for rspamd's milter (its proxy worker, 127.0.0.1:11332)")
 	peers := flag.String("peers", "/tmp/peers", "the peers' directory (start.sh's $PEERS)")
 	dnsAddr := flag.String("dns", "127.0.0.1:5353", "the lab DNS the peers use")
 	flag.Parse()
@@ -60,9 +64,10 @@ func main() {
 	fmt.Printf("milter sessions, lab DNS %s, %d CPUs; mailwall checks iprev, S25R, SPF, DKIM, DMARC; OpenDKIM verifies DKIM, OpenDMARC checks SPF and DMARC\n\n", *dnsAddr, numCPU())
 	fmt.Printf("%-28s %6s %5s %9s %8s %8s %13s %9s\n", "milters", "size", "conc", "msgs/s", "p50 ms", "p99 ms", "CPU ms/1000", "peak RSS")
 	type key2 struct{ size, conc string }
-	rates := map[string]map[key2]float64{"mailwall": {}, "peers": {}}
+	rates := map[string]map[key2]float64{"mailwall": {}, "peers": {}, "rspamd": {}}
 	opendkim := pidOf(filepath.Join(*peers, "run", "opendkim.pid"))
 	opendmarc := pidOf(filepath.Join(*peers, "run", "opendmarc.pid"))
+	rspamd := pidOf(filepath.Join(*peers, "run", "rspamd.pid"))
 	for _, size := range []string{"small", "1MB"} {
 		count := *n
 		if size == "1MB" {
@@ -80,6 +85,16 @@ func main() {
 			rates["peers"][key2{size, cs}] = p.rate
 			p.print("OpenDKIM+OpenDMARC", size, c)
 		}
+		for _, cs := range strings.Split(*concs, ",") {
+			c, _ := strconv.Atoi(cs)
+			if rspamd == 0 || !slices.Contains(strings.Split(*rspamdConcs, ","), cs) {
+				continue
+			}
+			// rspamd is a main process and its workers: all count.
+			p := run(count, c, msgs[size], []string{"127.0.0.1:11332"}, processTree(rspamd))
+			rates["rspamd"][key2{size, cs}] = p.rate
+			p.print("rspamd", size, c)
+		}
 	}
 	if opendkim == 0 || opendmarc == 0 {
 		fmt.Println("\nOpenDKIM/OpenDMARC not running (start.sh): no comparison")
@@ -91,6 +106,9 @@ func main() {
 			k := key2{size, cs}
 			if p := rates["peers"][k]; p > 0 {
 				fmt.Printf("%s, %s sessions: mailwall %.1fx OpenDKIM+OpenDMARC\n", size, cs, rates["mailwall"][k]/p)
+			}
+			if p := rates["rspamd"][k]; p > 0 {
+				fmt.Printf("%s, %s sessions: mailwall %.1fx rspamd\n", size, cs, rates["mailwall"][k]/p)
 			}
 		}
 	}
@@ -292,6 +310,33 @@ func pidOf(path string) int {
 		}
 	}
 	return pid
+}
+
+// processTree is pid and its descendants.
+func processTree(pid int) []int {
+	parent := map[int]int{}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		p, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		parent[p], _ = strconv.Atoi(f[1])
+	}
+	tree := []int{pid}
+	for i := 0; i < len(tree); i++ {
+		for p, pp := range parent {
+			if pp == tree[i] {
+				tree = append(tree, p)
+			}
+		}
+	}
+	return tree
 }
 
 // cpuOf sums utime+stime of the processes (clock ticks of 10 ms).

@@ -6,13 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"mailwall/internal/dmarc"
 	"mailwall/internal/labtest"
 	"mailwall/internal/pgtest"
 	"mailwall/internal/store"
@@ -36,18 +34,7 @@ func TestTwoNodesShareOnePostgres(t *testing.T) {
 	// Yesterday's mail from four domains that ask for reports, half of it
 	// through each node.
 	const domains = 4
-	yesterday := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
-	var vs []store.Verdict
-	for d := range domains {
-		dom := fmt.Sprintf("d%d.test", d)
-		uris, _ := dmarc.ParseURIs("mailto:dmarc@" + dom)
-		for i := range 6 {
-			vs = append(vs, store.Verdict{At: yesterday.Add(time.Duration(i) * time.Hour), Node: fmt.Sprintf("mx%d.rcpt.test", 1+i%2), ClientIP: "192.0.2.1", FromDomain: dom, Action: "accept",
-				DMARCRow: &store.DMARCRow{RUA: uris, RI: -1, Row: dmarc.Row{SourceIP: netip.MustParseAddr("192.0.2.1"), HeaderFrom: dom, EnvelopeFrom: dom,
-					PolicyDomain: dom, Published: dmarc.PublishedPolicy{Domain: dom, P: "reject"}, Disposition: dmarc.ReportPass,
-					DKIMAligned: "pass", SPFAligned: "pass", SPFDomain: dom, SPFResult: "pass"}}})
-		}
-	}
+	vs := yesterdaysReportable(domains, 6, func(i int) string { return fmt.Sprintf("mx%d.rcpt.test", 1+i%2) })
 	if err := st.InsertVerdicts(ctx, vs); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,25 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // report arrives exactly once. On SQLite and
 // on PostgreSQL (where the send lock is an advisory lock that dies with
 // the killed process's connection).
+// yesterdaysReportable is yesterday's mail, perDomain messages an hour
+// apart from each of the domains d0.test, d1.test, ..., each domain asking
+// for aggregate reports to dmarc@ itself; node names the MX of message i.
+func yesterdaysReportable(domains, perDomain int, node func(i int) string) []store.Verdict {
+	yesterday := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
+	var vs []store.Verdict
+	for d := range domains {
+		dom := fmt.Sprintf("d%d.test", d)
+		uris, _ := dmarc.ParseURIs("mailto:dmarc@" + dom)
+		for i := range perDomain {
+			vs = append(vs, store.Verdict{At: yesterday.Add(time.Duration(i) * time.Hour), Node: node(i), ClientIP: "192.0.2.1", FromDomain: dom, Action: "accept",
+				DMARCRow: &store.DMARCRow{RUA: uris, RI: -1, Row: dmarc.Row{SourceIP: netip.MustParseAddr("192.0.2.1"), HeaderFrom: dom, EnvelopeFrom: dom,
+					PolicyDomain: dom, Published: dmarc.PublishedPolicy{Domain: dom, P: "reject"}, Disposition: dmarc.ReportPass,
+					DKIMAligned: "pass", SPFAligned: "pass", SPFDomain: dom, SPFResult: "pass"}}})
+		}
+	}
+	return vs
+}
+
 func TestReportSendCrash(t *testing.T) {
 	root := t.TempDir()
 	bin := buildMailwall(t, root)
@@ -45,18 +64,7 @@ func TestReportSendCrash(t *testing.T) {
 			}
 			defer st.Close()
 			// Yesterday's mail from six domains, each asking for reports.
-			yesterday := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
-			var vs []store.Verdict
-			for d := range domains {
-				dom := fmt.Sprintf("d%d.test", d)
-				uris, _ := dmarc.ParseURIs("mailto:dmarc@" + dom)
-				for i := range 10 {
-					vs = append(vs, store.Verdict{At: yesterday.Add(time.Duration(i) * time.Hour), Node: "mx", ClientIP: "192.0.2.1", FromDomain: dom, Action: "accept",
-						DMARCRow: &store.DMARCRow{RUA: uris, RI: -1, Row: dmarc.Row{SourceIP: netip.MustParseAddr("192.0.2.1"), HeaderFrom: dom, EnvelopeFrom: dom,
-							PolicyDomain: dom, Published: dmarc.PublishedPolicy{Domain: dom, P: "reject"}, Disposition: dmarc.ReportPass,
-							DKIMAligned: "pass", SPFAligned: "pass", SPFDomain: dom, SPFResult: "pass"}}})
-				}
-			}
+			vs := yesterdaysReportable(domains, 10, func(int) string { return "mx" })
 			if err := st.InsertVerdicts(ctx, vs); err != nil {
 				t.Fatal(err)
 			}
