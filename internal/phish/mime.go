@@ -204,8 +204,35 @@ var urlPattern = regexp.MustCompile(`(?i)\b(?:https?://|www\.)[^\s/?#<>"'\p{Han}
 
 func (c *Content) text(s string) {
 	c.Text += s + "\n"
-	for _, u := range urlPattern.FindAllString(s, maxLinks) {
-		c.addLink(Link{Href: trimURL(u)})
+	// The pattern runs only on lines that can hold a URL: over a whole
+	// 1 MB body it took 50 ms, the milter's largest cost by far.
+	for rest := s; rest != "" && len(c.Links) < maxLinks; {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		if !mayHoldURL(line) {
+			continue
+		}
+		for _, u := range urlPattern.FindAllString(line, maxLinks-len(c.Links)) {
+			c.addLink(Link{Href: trimURL(u)})
+		}
+	}
+}
+
+// mayHoldURL is false for a line urlPattern cannot match: it has neither
+// "://" nor "www." in any case.
+func mayHoldURL(line string) bool {
+	if strings.Contains(line, "://") {
+		return true
+	}
+	for i := 0; ; i++ {
+		dot := strings.IndexByte(line[i:], '.')
+		if dot < 0 {
+			return false
+		}
+		i += dot
+		if i >= 3 && line[i-3]|0x20 == 'w' && line[i-2]|0x20 == 'w' && line[i-1]|0x20 == 'w' {
+			return true
+		}
 	}
 }
 

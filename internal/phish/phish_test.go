@@ -302,3 +302,25 @@ func TestFirstSeenDoesNotWaitForAStuckStore(t *testing.T) {
 		t.Errorf("problems %q, want the store's silence", r.Problems)
 	}
 }
+
+func TestMayHoldURL(t *testing.T) {
+	for line, want := range map[string]bool{
+		"see https://example.test/x": true,
+		"ftp://example.test":         true,
+		"www.example.test":           true,
+		"visit WwW.example.test now": true,
+		"wwwx.example.test":          false,
+		"ww.example.test":            false,
+		"an ordinary sentence.":      false,
+		".www":                       false,
+		"":                           false,
+	} {
+		if got := mayHoldURL(line); got != want {
+			t.Errorf("mayHoldURL(%q) = %v, want %v", line, got, want)
+		}
+		// The filter may only skip lines the pattern cannot match.
+		if !mayHoldURL(line) && urlPattern.MatchString(line) {
+			t.Errorf("%q skipped, but urlPattern matches it", line)
+		}
+	}
+}
