@@ -277,8 +277,9 @@ type session struct {
 func (s *Server) serve(c net.Conn) {
 	s.sessions.Add(1)
 	// Small buffers: body chunks (up to 64 KB) are read past the reader's
-	// buffer straight into the session's own, replies are a few octets,
-	// and 1,000 open sessions should not hold 68 MB of buffers.
+	// buffer straight into the session's own, and replies are a few
+	// octets. 64 KB each was 64 MB of heap at 1,000 sessions (mostly
+	// untouched, so the peak RSS measured the same either way).
 	ss := &session{s: s, conn: c, r: bufio.NewReaderSize(c, 4*1024), w: bufio.NewWriterSize(c, 1024)}
 	defer c.Close()
 	defer func() {

@@ -331,13 +331,12 @@ func (s *scoring) checkFirstSeen(ctx context.Context, from author) {
 	case <-hctx.Done():
 		r.err = fmt.Errorf("store did not answer in %s", timeout)
 	}
-	first, since, err := r.first, r.since, r.err
-	if err != nil {
-		s.r.Problems = append(s.r.Problems, "first-seen: "+err.Error())
+	if r.err != nil {
+		s.r.Problems = append(s.r.Problems, "first-seen: "+r.err.Error())
 		return
 	}
-	if now.Sub(since) >= s.c.Warmup && now.Sub(first) < 24*time.Hour {
-		s.fire(FirstSeenDomain, "%s first seen %s, history kept since %s", org, first.UTC().Format(time.RFC3339), since.UTC().Format("2006-01-02"))
+	if now.Sub(r.since) >= s.c.Warmup && now.Sub(r.first) < 24*time.Hour {
+		s.fire(FirstSeenDomain, "%s first seen %s, history kept since %s", org, r.first.UTC().Format(time.RFC3339), r.since.UTC().Format("2006-01-02"))
 	}
 }
 

@@ -89,12 +89,13 @@ func (r *Recorder) run() {
 	// batch normally, up to r.hold while the store fails.
 	var pending []Verdict
 	var (
-		failing bool
-		pause   time.Duration
-		retry   = time.NewTimer(0)
-		since   time.Time
+		// pause is the wait before the next attempt; non-zero while the
+		// store fails.
+		pause time.Duration
+		since time.Time // when it began failing
+		retry = time.NewTimer(0)
 	)
-	<-retry.C
+	retry.Stop()
 	// write tries to store pending, a batch at a time; false: the store
 	// failed and the rest stays pending.
 	write := func(timeout time.Duration) bool {
@@ -104,7 +105,7 @@ func (r *Recorder) run() {
 			err := r.st.InsertVerdicts(ctx, pending[:n])
 			cancel()
 			if err != nil {
-				if !failing {
+				if pause == 0 {
 					since = time.Now()
 					r.log.Error("store write failed: verdicts held in memory and written when the store recovers", "held", len(pending), "err", err)
 				}
@@ -113,21 +114,16 @@ func (r *Recorder) run() {
 			r.written.Add(int64(n))
 			pending = pending[n:]
 		}
-		if failing {
+		if pause > 0 {
 			r.log.Info("store writes resumed: held verdicts written", "after", time.Since(since).Round(time.Millisecond))
 		}
 		return true
 	}
 	attempt := func() {
-		ok := write(10 * time.Second)
-		switch {
-		case ok:
-			failing, pause = false, 0
-		case !failing:
-			failing, pause = true, r.retryMin
-			retry.Reset(pause)
-		default:
-			pause = min(2*pause, r.retryMax)
+		if write(10 * time.Second) {
+			pause = 0
+		} else {
+			pause = min(max(2*pause, r.retryMin), r.retryMax)
 			retry.Reset(pause)
 		}
 		r.held.Store(int64(len(pending)))
@@ -145,7 +141,7 @@ func (r *Recorder) run() {
 		case v := <-r.q:
 			take(v)
 			// Take what else is waiting: one transaction for a burst.
-			for len(pending) < maxBatch || failing {
+			for len(pending) < maxBatch || pause > 0 {
 				select {
 				case v := <-r.q:
 					take(v)
@@ -154,7 +150,7 @@ func (r *Recorder) run() {
 				}
 				break
 			}
-			if failing {
+			if pause > 0 {
 				r.held.Store(int64(len(pending)))
 				continue // the retry timer writes them
 			}

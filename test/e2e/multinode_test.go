@@ -85,10 +85,7 @@ func TestTwoNodesShareOnePostgres(t *testing.T) {
 			ids = append(ids, id)
 		}
 	}
-	stored, err := waitVerdictsPG(st, ids, 20*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored := waitForVerdicts(t, func() map[string]store.Verdict { return queueIDs(t, st) }, ids, 20*time.Second)
 	for _, id := range ids {
 		if want := "mx" + id[2:3] + ".rcpt.test"; stored[id].Node != want {
 			t.Errorf("%s recorded by %q, want %s", id, stored[id].Node, want)
@@ -112,15 +109,7 @@ func TestTwoNodesShareOnePostgres(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(3 * time.Second) // three more rounds of each node's loop
-	perRcpt := map[string]int{}
-	for _, m := range sink.Messages() {
-		perRcpt[m.To[0]]++
-	}
-	for d := range domains {
-		if got := perRcpt[fmt.Sprintf("dmarc@d%d.test", d)]; got != 1 {
-			t.Errorf("d%d.test got %d reports, want exactly 1", d, got)
-		}
-	}
+	oneReportEach(t, sink, domains)
 	reports, err := st.Reports(ctx, store.ReportFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -130,34 +119,6 @@ func TestTwoNodesShareOnePostgres(t *testing.T) {
 	}
 	for _, d := range nodes {
 		d.alive(t)
-	}
-}
-
-// waitVerdictsPG waits until the store has a verdict for every queue ID.
-func waitVerdictsPG(st *store.Store, ids []string, within time.Duration) (map[string]store.Verdict, error) {
-	deadline := time.Now().Add(within)
-	for {
-		vs, err := st.Verdicts(context.Background(), store.VerdictFilter{Limit: 1000})
-		if err != nil {
-			return nil, err
-		}
-		got := map[string]store.Verdict{}
-		for _, v := range vs {
-			got[v.QueueID] = v
-		}
-		missing := 0
-		for _, id := range ids {
-			if _, ok := got[id]; !ok {
-				missing++
-			}
-		}
-		if missing == 0 {
-			return got, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %d verdicts not stored after %s", missing, len(ids), within)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

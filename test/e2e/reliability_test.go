@@ -144,8 +144,8 @@ func (d *daemon) peakRSS(t *testing.T) int64 {
 	return kb << 10
 }
 
-// storedQueueIDs opens the store at path and returns the queue IDs of its
-// verdicts.
+// storedQueueIDs opens the SQLite store at path and returns its verdicts
+// by queue ID.
 func storedQueueIDs(t *testing.T, path string) map[string]store.Verdict {
 	t.Helper()
 	st, err := store.Open(context.Background(), "sqlite", path)
@@ -153,6 +153,12 @@ func storedQueueIDs(t *testing.T, path string) map[string]store.Verdict {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	return queueIDs(t, st)
+}
+
+// queueIDs returns every verdict of st by queue ID.
+func queueIDs(t *testing.T, st *store.Store) map[string]store.Verdict {
+	t.Helper()
 	out := map[string]store.Verdict{}
 	for f := (store.VerdictFilter{Limit: 1000}); ; {
 		vs, err := st.Verdicts(context.Background(), f)
@@ -169,18 +175,20 @@ func storedQueueIDs(t *testing.T, path string) map[string]store.Verdict {
 	}
 }
 
-// waitStored waits until every queue ID in want has a verdict in the store.
+// waitStored waits until every queue ID in want has a verdict in the
+// SQLite store at path.
 func waitStored(t *testing.T, path string, want []string, within time.Duration) map[string]store.Verdict {
-	return waitStoredIn(t, func() string { return path }, want, within)
+	t.Helper()
+	return waitForVerdicts(t, func() map[string]store.Verdict { return storedQueueIDs(t, path) }, want, within)
 }
 
-// waitStoredIn is waitStored for a store whose path path returns anew
-// each time it looks.
-func waitStoredIn(t *testing.T, path func() string, want []string, within time.Duration) map[string]store.Verdict {
+// waitForVerdicts waits until look, asked again and again, has a verdict
+// for every queue ID in want.
+func waitForVerdicts(t *testing.T, look func() map[string]store.Verdict, want []string, within time.Duration) map[string]store.Verdict {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		got := storedQueueIDs(t, path())
+		got := look()
 		missing := 0
 		for _, id := range want {
 			if _, ok := got[id]; !ok {
@@ -493,7 +501,7 @@ func TestStoreFaults(t *testing.T) {
 			}
 			return filepath.Join(to, "mailwall.db")
 		}
-		waitStoredIn(t, snapshot, append(append(before, during...), after...), 60*time.Second)
+		waitForVerdicts(t, func() map[string]store.Verdict { return storedQueueIDs(t, snapshot()) }, append(append(before, during...), after...), 60*time.Second)
 		d.alive(t)
 	})
 

@@ -45,6 +45,24 @@ func yesterdaysReportable(domains, perDomain int, node func(i int) string) []sto
 	return vs
 }
 
+// oneReportEach checks that the sink holds exactly one report for each
+// of yesterdaysReportable's domains, and nothing else.
+func oneReportEach(t *testing.T, sink *labtest.Sink, domains int) {
+	t.Helper()
+	perRcpt := map[string]int{}
+	for _, m := range sink.Messages() {
+		perRcpt[m.To[0]]++
+	}
+	for d := range domains {
+		if got := perRcpt[fmt.Sprintf("dmarc@d%d.test", d)]; got != 1 {
+			t.Errorf("d%d.test got %d reports, want exactly 1", d, got)
+		}
+	}
+	if len(sink.Messages()) != domains {
+		t.Errorf("%d messages at the sink, want %d", len(sink.Messages()), domains)
+	}
+}
+
 func TestReportSendCrash(t *testing.T) {
 	root := t.TempDir()
 	bin := buildMailwall(t, root)
@@ -113,18 +131,7 @@ func TestReportSendCrash(t *testing.T) {
 					t.Errorf("run %d: %s", run, out)
 				}
 			}
-			perRcpt := map[string]int{}
-			for _, m := range sink.Messages() {
-				perRcpt[m.To[0]]++
-			}
-			for d := range domains {
-				if got := perRcpt[fmt.Sprintf("dmarc@d%d.test", d)]; got != 1 {
-					t.Errorf("d%d.test got %d reports, want exactly 1", d, got)
-				}
-			}
-			if len(sink.Messages()) != domains {
-				t.Errorf("%d messages at the sink, want %d", len(sink.Messages()), domains)
-			}
+			oneReportEach(t, sink, domains)
 			reports, _ := st.Reports(ctx, store.ReportFilter{})
 			for _, r := range reports {
 				if d := r.Deliveries[0]; d.State != store.Sent {
