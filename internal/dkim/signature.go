@@ -112,7 +112,7 @@ func ParseSignature(value string) (*Signature, error) {
 	}
 	if l, ok := tags["l"]; ok {
 		n, err := strconv.ParseInt(l, 10, 64)
-		if err != nil || n < 0 {
+		if err != nil || !allDigits(l) {
 			return nil, fmt.Errorf("invalid body length l=%s", l)
 		}
 		s.Length = n
@@ -128,14 +128,14 @@ func ParseSignature(value string) (*Signature, error) {
 	}
 	if t, ok := tags["t"]; ok {
 		n, err := strconv.ParseInt(t, 10, 64)
-		if err != nil {
+		if err != nil || !allDigits(t) {
 			return nil, fmt.Errorf("invalid timestamp t=%s", t)
 		}
 		s.Timestamp = time.Unix(n, 0)
 	}
 	if x, ok := tags["x"]; ok {
 		n, err := strconv.ParseInt(x, 10, 64)
-		if err != nil {
+		if err != nil || !allDigits(x) {
 			return nil, fmt.Errorf("invalid expiration x=%s", x)
 		}
 		s.Expiration = time.Unix(n, 0)
@@ -179,4 +179,10 @@ func withoutB(raw string) string {
 		pos = end + 1
 	}
 	return raw
+}
+
+// allDigits reports whether s is 1*DIGIT, the grammar of l=, t= and x=
+// (RFC 6376 §3.5); strconv also takes a sign.
+func allDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }

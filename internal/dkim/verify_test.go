@@ -144,6 +144,7 @@ func TestSignatureProblems(t *testing.T) {
 		reason         string
 	}{
 		{"expired", "t=1528637909; h=from : to :", "t=1528637909; x=1528637950; h=from : to :", PermError, "expired"},
+		{"signed timestamp", "t=1528637909;", "t=+1528637909;", Neutral, "invalid timestamp"},
 		{"unknown algorithm", "a=ed25519-sha256", "a=ed448-sha512", Neutral, "unsupported algorithm"},
 		{"From not signed", "h=from : to :\n subject : date : message-id : from : subject : date;", "h=to : subject;", Neutral, "does not include From"},
 		{"i= outside d=", "i=@football.example.com;\n q=dns/txt; s=brisbane", "i=@evil.test;\n q=dns/txt; s=brisbane", Neutral, "is not in d="},

@@ -197,14 +197,17 @@ func (d *Directive) parseIP(arg string, pos int) error {
 			return err
 		}
 	}
-	d.net, err = ip.Prefix(n)
-	return err
+	if d.net, err = ip.Prefix(n); err != nil {
+		return syntaxErr(pos, "%s: %v", d.Mechanism, err)
+	}
+	return nil
 }
 
-// cidrLen parses a prefix length: no leading zeros, at most max (§5.6).
+// cidrLen parses a prefix length: digits only (strconv.Atoi would take
+// "-1" and "+8"), no leading zeros, at most max (§5.6).
 func cidrLen(s string, max, pos int) (int, error) {
 	n, err := strconv.Atoi(s)
-	if err != nil || n > max || (len(s) > 1 && s[0] == '0') {
+	if err != nil || s == "" || strings.Trim(s, "0123456789") != "" || n > max || (len(s) > 1 && s[0] == '0') {
 		return 0, syntaxErr(pos, "invalid CIDR length /%s", s)
 	}
 	return n, nil

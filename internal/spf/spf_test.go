@@ -80,6 +80,8 @@ func TestParseErrorsHavePositions(t *testing.T) {
 		{"v=spf1 ip4:192.0.2.0/24 foo:bar -all", 24, "unknown mechanism"},
 		{"v=spf1 a:example.com/33", 21, "invalid CIDR"},
 		{"v=spf1 ip4:300.1.2.3", 11, "invalid ip4 address"},
+		{"v=spf1 ip6:::/-1", 14, "invalid CIDR"},
+		{"v=spf1 ip4:192.0.2.0/+8", 21, "invalid CIDR"},
 		{"v=spf1 redirect=a.example redirect=b.example", 26, "appears twice"},
 		{"v=spf1 include:%{x}.example.com", 15, "unknown macro letter"},
 		{"v=spf1 a:example", 9, "only a top label"},

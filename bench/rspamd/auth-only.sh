@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Restart the peers' rspamd (../shared/peers/start.sh) doing only what
+# mailwall's milter is measured doing: SPF, DKIM and DMARC, with an
+# Authentication-Results header. Every other module is switched off in
+# local.d, the C modules are cut to dkim, and a settings rule lets only the
+# three groups' symbols run (rspamd.lua's header and MIME rules register
+# symbols outside any module). Run after start.sh; stop.sh stops it.
+set -euo pipefail
+PEERS=${PEERS:-/tmp/peers}
+RC=$PEERS/rspamd/conf
+R=$PEERS/run
+L=$PEERS/log
+[ -d "$RC/local.d" ] || { echo "auth-only.sh: $RC missing: run ../shared/peers/start.sh first" >&2; exit 1; }
+
+keep=" dkim spf dmarc milter_headers "
+for f in /etc/rspamd/modules.d/*.conf; do
+  m=$(basename "$f" .conf)
+  case "$keep" in *" $m "*) continue ;; esac
+  echo 'enabled = false;' > "$RC/local.d/$m.conf"
+done
+# override.d replaces local.d's options; start.sh's DNS settings go with it.
+cat > "$RC/override.d/options.inc" <<'EOC'
+filters = "dkim";
+dns { nameserver = ["127.0.0.1:5353"]; timeout = 1s; retransmits = 2; }
+EOC
+cat > "$RC/local.d/settings.conf" <<'EOC'
+auth_only {
+  priority = high;
+  ip = ["0.0.0.0/0", "::/0"];
+  apply {
+    groups_enabled = ["dkim", "spf", "dmarc"];
+  }
+}
+EOC
+chown -R _rspamd:_rspamd "$PEERS/rspamd"
+
+if [ -f "$R/rspamd.pid" ] && kill -0 "$(cat "$R/rspamd.pid")" 2>/dev/null; then
+  kill "$(cat "$R/rspamd.pid")"
+  for _ in $(seq 100); do kill -0 "$(cat "$R/rspamd.pid")" 2>/dev/null || break; sleep 0.1; done
+fi
+rspamadm --var=LOCAL_CONFDIR="$RC" --var=DBDIR="$PEERS/rspamd/db" \
+  --var=RUNDIR="$PEERS/rspamd/run" --var=LOGDIR="$L" configtest -q -c /etc/rspamd/rspamd.conf
+nohup rspamd -f -c /etc/rspamd/rspamd.conf -u _rspamd -g _rspamd \
+  --var=LOCAL_CONFDIR="$RC" --var=DBDIR="$PEERS/rspamd/db" \
+  --var=RUNDIR="$PEERS/rspamd/run" --var=LOGDIR="$L" \
+  >>"$L/rspamd.out" 2>&1 &
+echo $! > "$R/rspamd.pid"
+for port in 11333 11332; do
+  for _ in $(seq 600); do ss -Hlnt "sport = :$port" | grep -q . && break; sleep 0.1; done
+  ss -Hlnt "sport = :$port" | grep -q . || { echo "auth-only.sh: rspamd did not listen on $port" >&2; exit 1; }
+done
+echo "rspamd restarted with SPF, DKIM and DMARC only (pid $(cat "$R/rspamd.pid"))"
