@@ -46,6 +46,7 @@ func main() {
 	rspamdConcs := flag.String("rspamd-c", "1,8,64", "concurrent sessions for rspamd's milter (its proxy worker, 127.0.0.1:11332)")
 	peers := flag.String("peers", "/tmp/peers", "the peers' directory (start.sh's $PEERS)")
 	dnsAddr := flag.String("dns", "127.0.0.1:5353", "the lab DNS the peers use")
+	sizes := flag.String("sizes", "small,1MB", "message sizes to run: small (2 KB body), 1MB")
 	flag.Parse()
 
 	keyPath := filepath.Join(*peers, "keys", "sel.private")
@@ -68,7 +69,10 @@ func main() {
 	opendkim := pidOf(filepath.Join(*peers, "run", "opendkim.pid"))
 	opendmarc := pidOf(filepath.Join(*peers, "run", "opendmarc.pid"))
 	rspamd := pidOf(filepath.Join(*peers, "run", "rspamd.pid"))
-	for _, size := range []string{"small", "1MB"} {
+	for _, size := range strings.Split(*sizes, ",") {
+		if msgs[size] == nil {
+			log.Fatalf("-sizes: unknown size %q", size)
+		}
 		count := *n
 		if size == "1MB" {
 			count = max(*n/10, 20)
@@ -101,7 +105,7 @@ func main() {
 		return
 	}
 	fmt.Println()
-	for _, size := range []string{"small", "1MB"} {
+	for _, size := range strings.Split(*sizes, ",") {
 		for _, cs := range strings.Split(*concs, ",") {
 			k := key2{size, cs}
 			if p := rates["peers"][k]; p > 0 {

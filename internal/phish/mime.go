@@ -37,12 +37,20 @@ type Link struct {
 // Content is the readable text of a message and its links.
 type Content struct {
 	Subject string `json:"subject,omitempty"`
-	Text    string `json:"-"`
-	Links   []Link `json:"links,omitempty"`
+	// Text is the start of the readable text, up to maxText octets; the
+	// links are taken from all of it.
+	Text  string `json:"-"`
+	Links []Link `json:"links,omitempty"`
 	// Problems are parts that could not be decoded; the rest is read.
 	// A Report carries them in its own Problems.
 	Problems []string `json:"-"`
+
+	text strings.Builder
 }
+
+// maxText bounds Content.Text: no rule reads further into the text, and
+// a copy of all of a large body costs more than finding its links.
+const maxText = 64 << 10
 
 // wordDecoder decodes RFC 2047 encoded words in any charset the
 // WHATWG encoding index knows (ISO-2022-JP, Shift_JIS, EUC-JP, ...).
@@ -67,7 +75,8 @@ func decodeHeader(v string) string {
 }
 
 // Extract reads the text and HTML parts of a message: MIME structure,
-// transfer encodings and charsets decoded.
+// transfer encodings and charsets decoded. The Content holds copies only:
+// the caller may reuse body once Extract returns.
 func Extract(fields []dkim.Field, body []byte) Content {
 	var c Content
 	h := textproto.MIMEHeader{}
@@ -77,6 +86,7 @@ func Extract(fields []dkim.Field, body []byte) Content {
 	c.Subject = decodeHeader(h.Get("Subject"))
 	parts := 0
 	c.walk(h, body, 0, &parts)
+	c.Text = c.text.String()
 	return c
 }
 
@@ -108,6 +118,7 @@ func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *in
 			return
 		}
 		mr := multipart.NewReader(bytes.NewReader(body), boundary)
+		var data bytes.Buffer // reused: what walk keeps of a part is copied
 		for {
 			p, err := mr.NextRawPart()
 			if err != nil {
@@ -116,22 +127,23 @@ func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *in
 				}
 				return
 			}
-			data, err := io.ReadAll(io.LimitReader(p, maxPartBytes))
-			if err != nil {
+			data.Reset()
+			if _, err := data.ReadFrom(io.LimitReader(p, maxPartBytes)); err != nil {
 				c.problem("part: %v", err)
 				return
 			}
-			c.walk(p.Header, data, depth+1, parts)
+			c.walk(p.Header, data.Bytes(), depth+1, parts)
 		}
 	case media == "message/rfc822":
-		br := bufio.NewReader(bytes.NewReader(body))
+		r := bytes.NewReader(body)
+		br := bufio.NewReader(r)
 		inner, err := textproto.NewReader(br).ReadMIMEHeader()
 		if err != nil && len(inner) == 0 {
 			c.problem("message/rfc822: %v", err)
 			return
 		}
-		rest, _ := io.ReadAll(br)
-		c.walk(inner, rest, depth+1, parts)
+		// The inner body is what the header reader did not consume.
+		c.walk(inner, body[len(body)-r.Len()-br.Buffered():], depth+1, parts)
 	case media == "text/plain" || media == "text/html":
 		if strings.HasPrefix(strings.ToLower(h.Get("Content-Disposition")), "attachment") {
 			return
@@ -143,38 +155,47 @@ func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *in
 		if media == "text/html" {
 			c.html(text)
 		} else {
-			c.text(text)
+			c.plain(text)
 		}
 	}
 }
 
 // decodePart undoes the transfer encoding and converts to UTF-8. On a
 // charset it cannot read it returns the bytes as they are, with the error.
-func decodePart(body []byte, cte, charset string) (string, error) {
-	var r io.Reader = bytes.NewReader(body)
+// Text in 7bit, 8bit or binary and in ASCII or UTF-8, most mail, comes
+// back as a slice of body, not a copy.
+func decodePart(body []byte, cte, charset string) ([]byte, error) {
+	raw := body[:min(len(body), maxPartBytes)]
+	var r io.Reader
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "quoted-printable":
-		r = quotedprintable.NewReader(r)
+		r = quotedprintable.NewReader(bytes.NewReader(body))
 	case "base64":
-		r = base64.NewDecoder(base64.StdEncoding, &base64Cleaner{r: r})
+		r = base64.NewDecoder(base64.StdEncoding, &base64Cleaner{r: bytes.NewReader(body)})
 	}
-	raw, err := io.ReadAll(io.LimitReader(r, maxPartBytes))
-	if err != nil {
-		return string(raw), fmt.Errorf("transfer encoding %s: %w", cte, err)
+	if r != nil {
+		var err error
+		// Decoded text is never longer than its encoding.
+		buf := bytes.NewBuffer(make([]byte, 0, min(len(body), maxPartBytes)))
+		_, err = io.Copy(buf, io.LimitReader(r, maxPartBytes))
+		raw = buf.Bytes()
+		if err != nil {
+			return raw, fmt.Errorf("transfer encoding %s: %w", cte, err)
+		}
 	}
 	charset = strings.ToLower(strings.TrimSpace(charset))
 	if charset == "" || charset == "us-ascii" || charset == "utf-8" {
-		return string(raw), nil
+		return raw, nil
 	}
 	enc, err := htmlindex.Get(charset)
 	if err != nil {
-		return string(raw), fmt.Errorf("charset %q: %w", charset, err)
+		return raw, fmt.Errorf("charset %q: %w", charset, err)
 	}
 	out, err := enc.NewDecoder().Bytes(raw)
 	if err != nil {
-		return string(raw), fmt.Errorf("charset %q: %w", charset, err)
+		return raw, fmt.Errorf("charset %q: %w", charset, err)
 	}
-	return string(out), nil
+	return out, nil
 }
 
 // base64Cleaner drops line breaks and other bytes outside the base64
@@ -202,30 +223,44 @@ func (b *base64Cleaner) Read(p []byte) (int, error) {
 // without a space; the rest is printable ASCII.
 var urlPattern = regexp.MustCompile(`(?i)\b(?:https?://|www\.)[^\s/?#<>"'\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303F}\x{FF00}-\x{FFEF}]+[!-~]*`)
 
-func (c *Content) text(s string) {
-	c.Text += s + "\n"
+// plain collects the text and the links of a text/plain part.
+func (c *Content) plain(b []byte) {
+	c.addText(b)
+	c.addText([]byte{'\n'})
 	// The pattern runs only on lines that can hold a URL: over a whole
 	// 1 MB body it took 50 ms, the milter's largest cost by far.
-	for rest := s; rest != "" && len(c.Links) < maxLinks; {
-		var line string
-		line, rest, _ = strings.Cut(rest, "\n")
+	for rest := b; len(rest) > 0 && len(c.Links) < maxLinks; {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
 		if !mayHoldURL(line) {
 			continue
 		}
-		for _, u := range urlPattern.FindAllString(line, maxLinks-len(c.Links)) {
-			c.addLink(Link{Href: trimURL(u)})
-		}
+		c.findURLs(line)
+	}
+}
+
+// findURLs adds the URLs written out in text.
+func (c *Content) findURLs(text []byte) {
+	for _, u := range urlPattern.FindAll(text, maxLinks-len(c.Links)) {
+		c.addLink(Link{Href: trimURL(string(u))})
+	}
+}
+
+// addText appends to Text while it is shorter than maxText.
+func (c *Content) addText(b []byte) {
+	if room := maxText - c.text.Len(); room > 0 {
+		c.text.Write(b[:min(len(b), room)])
 	}
 }
 
 // mayHoldURL is false for a line urlPattern cannot match: it has neither
 // "://" nor "www." in any case.
-func mayHoldURL(line string) bool {
-	if strings.Contains(line, "://") {
+func mayHoldURL(line []byte) bool {
+	if bytes.Contains(line, []byte("://")) {
 		return true
 	}
 	for i := 0; ; i++ {
-		dot := strings.IndexByte(line[i:], '.')
+		dot := bytes.IndexByte(line[i:], '.')
 		if dot < 0 {
 			return false
 		}
@@ -256,16 +291,15 @@ func (c *Content) addLink(l Link) {
 
 // html collects the text and the links (href with anchor text) of an
 // HTML part.
-func (c *Content) html(s string) {
-	z := html.NewTokenizer(strings.NewReader(s))
-	var text strings.Builder
+func (c *Content) html(b []byte) {
+	z := html.NewTokenizer(bytes.NewReader(b))
 	var anchor *Link
 	var anchorText strings.Builder
 	skip := 0 // inside <script> or <style>
 	for {
 		switch z.Next() {
 		case html.ErrorToken:
-			c.Text += text.String() + "\n"
+			c.addText([]byte{'\n'})
 			return
 		case html.StartTagToken, html.SelfClosingTagToken:
 			name, hasAttr := z.TagName()
@@ -286,7 +320,7 @@ func (c *Content) html(s string) {
 					anchorText.Reset()
 				}
 			case "br", "p", "div", "tr", "li":
-				text.WriteByte('\n')
+				c.addText([]byte{'\n'})
 			}
 		case html.EndTagToken:
 			name, _ := z.TagName()
@@ -304,14 +338,12 @@ func (c *Content) html(s string) {
 			if skip > 0 {
 				continue
 			}
-			t := string(z.Text())
-			text.WriteString(t)
+			t := z.Text()
+			c.addText(t)
 			if anchor != nil {
-				anchorText.WriteString(t)
+				anchorText.Write(t)
 			} else {
-				for _, u := range urlPattern.FindAllString(t, maxLinks) {
-					c.addLink(Link{Href: trimURL(u)})
-				}
+				c.findURLs(t)
 			}
 		}
 	}

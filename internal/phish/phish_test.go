@@ -208,6 +208,25 @@ func TestExtract(t *testing.T) {
 	if !strings.Contains(c.Text, "詳細は") {
 		t.Errorf("EUC-JP text not decoded: %q", c.Text)
 	}
+	// The milter reuses a body's buffer once Extract returns: what
+	// Content holds must not share it.
+	text := c.Text
+	for i := range body {
+		body[i] = 'X'
+	}
+	got = got[:0]
+	for _, l := range c.Links {
+		got = append(got, l.Href+"|"+l.Text)
+	}
+	if !slices.Equal(got, want) || c.Text != text || strings.Contains(c.Text, "XXX") {
+		t.Errorf("Content changed with the body under it: links %q, text %q", got, c.Text)
+	}
+	// Text stops at maxText; links are still found after it.
+	fields, body = msg(t, "Content-Type: text/plain\n\n"+strings.Repeat("filler line of text\n", 10000)+"http://late.example/\n")
+	c = Extract(fields, body)
+	if len(c.Text) != maxText || len(c.Links) != 1 || c.Links[0].Href != "http://late.example/" {
+		t.Errorf("long body: text %d octets, links %v", len(c.Text), c.Links)
+	}
 	// An unknown charset is a problem reported, not a lost part.
 	fields, body = msg(t, "Content-Type: text/plain; charset=x-unknown\n\nhttp://still.example/\n")
 	c = Extract(fields, body)
@@ -315,11 +334,11 @@ func TestMayHoldURL(t *testing.T) {
 		".www":                       false,
 		"":                           false,
 	} {
-		if got := mayHoldURL(line); got != want {
+		if got := mayHoldURL([]byte(line)); got != want {
 			t.Errorf("mayHoldURL(%q) = %v, want %v", line, got, want)
 		}
 		// The filter may only skip lines the pattern cannot match.
-		if !mayHoldURL(line) && urlPattern.MatchString(line) {
+		if !mayHoldURL([]byte(line)) && urlPattern.MatchString(line) {
 			t.Errorf("%q skipped, but urlPattern matches it", line)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"mailwall/internal/dmarc"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labtest"
+	"mailwall/internal/phish"
 	"mailwall/internal/spf"
 )
 
@@ -110,6 +111,36 @@ func TestPhishFromPNoneDomainIsTaggedNotRejected(t *testing.T) {
 	}
 	if r.IPRev.Result != "permerror" || r.S25R == "" {
 		t.Errorf("iprev %+v s25r %q", r.IPRev, r.S25R)
+	}
+}
+
+// TestLargeBodiesShareNoBuffer checks the pooled body buffers: a body
+// past 64 KB moves to one, and the next message, given the same buffer,
+// sees its own links only.
+func TestLargeBodiesShareNoBuffer(t *testing.T) {
+	c, _ := world(t)
+	var err error
+	if c.Phish, err = phish.New(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.example.test", MailFrom: "alice@example.test"}
+	filler := strings.Repeat("a line of filler text to make the body long\r\n", 3000) // 135 KB
+	for _, tc := range []struct{ body, want string }{
+		{"http://first.example/\r\n" + filler + "http://late-one.example/\r\n" + filler, "http://first.example/ http://late-one.example/"},
+		{filler + "http://late-two.example/\r\n", "http://late-two.example/"},
+		{"short http://short.example/\r\n", "http://short.example/"},
+	} {
+		r := check(t, c, env, strings.Replace(msg, "Hi Bob.\r\n", tc.body, 1))
+		if r.Phish == nil {
+			t.Fatal("no phishing report")
+		}
+		var got []string
+		for _, l := range r.Phish.Content.Links {
+			got = append(got, l.Href)
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("links %q, want %q", got, tc.want)
+		}
 	}
 }
 
