@@ -60,13 +60,17 @@ bench-policy:
 	$(GO) run ./bench/policy -n 16000 -c 8 -pin
 
 # Everything side by side in one run: installs and starts the peers
-# (../shared/peers: OpenDKIM, OpenDMARC, rspamd, policyd-spf, nsd), runs the
-# milter and policy harnesses against them, stops them.
+# (../shared/peers: OpenDKIM, OpenDMARC, rspamd, policyd-spf, nsd), restarts
+# OpenDKIM so it survives concurrent sessions and rspamd doing only SPF,
+# DKIM and DMARC (bench/peers), runs the milter and policy harnesses
+# against them, stops them.
 bench-peers:
 	bash ../shared/peers/setup.sh
 	NO_POSTFIX=1 bash ../shared/peers/start.sh
+	bash bench/peers/opendkim-threadsafe.sh
+	bash bench/peers/rspamd-auth-only.sh
 	status=0; \
-	$(GO) run ./bench/milter -n 2000 -c 1,8,64 || status=$$?; \
+	$(GO) run ./bench/milter -n 2000 -c 1,8,64 -peer-c 1,8,64 || status=$$?; \
 	$(GO) run ./bench/policy -n 16000 -c 8 -pin || status=$$?; \
 	bash ../shared/peers/stop.sh; exit $$status
 

@@ -83,6 +83,10 @@ func (r *Recorder) lose(n int, msg string, err error) {
 
 const maxBatch = 200
 
+// gatherFor is how long a batch waits to fill: a verdict is in the store
+// this much later, and a burst is one transaction.
+const gatherFor = 20 * time.Millisecond
+
 func (r *Recorder) run() {
 	defer r.wg.Done()
 	// pending is what is taken from the queue and not yet written: one
@@ -94,8 +98,11 @@ func (r *Recorder) run() {
 		pause time.Duration
 		since time.Time // when it began failing
 		retry = time.NewTimer(0)
+		// gather is the wait for more verdicts after the first.
+		gather = time.NewTimer(0)
 	)
 	retry.Stop()
+	gather.Stop()
 	// write tries to store pending, a batch at a time; false: the store
 	// failed and the rest stays pending.
 	write := func(timeout time.Duration) bool {
@@ -140,16 +147,22 @@ func (r *Recorder) run() {
 		select {
 		case v := <-r.q:
 			take(v)
-			// Take what else is waiting: one transaction for a burst.
+			// Take what else comes within gather: one transaction for
+			// several messages. Each transaction cost SQLite a third of a
+			// millisecond, for one verdict when mail came one at a time.
+			gather.Reset(gatherFor)
+		gathering:
 			for len(pending) < maxBatch || pause > 0 {
 				select {
 				case v := <-r.q:
 					take(v)
-					continue
-				default:
+				case <-gather.C:
+					break gathering
+				case <-r.stop:
+					break gathering // written below; the loop then stops
 				}
-				break
 			}
+			gather.Stop()
 			if pause > 0 {
 				r.held.Store(int64(len(pending)))
 				continue // the retry timer writes them

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,7 +38,23 @@ type Store struct {
 	// created caches Created for createdTTL (it changes only by
 	// SetCreated, here or on another node sharing the database).
 	created atomic.Pointer[cachedTime]
+	// known holds the first_seen of domains already in sender_domains (a
+	// row's first_seen never changes), so that mail from a known domain
+	// costs no database round trip; the message counts it owes the table
+	// are written with the next batch of verdicts.
+	known seenCache
 }
+
+type seenCache struct {
+	mu    sync.Mutex
+	first map[string]int64
+	owed  map[string]seenCount
+}
+
+type seenCount struct{ messages, last int64 }
+
+// maxKnown bounds seenCache.first; past it the cache starts over.
+const maxKnown = 50000
 
 type cachedTime struct{ t, until time.Time }
 
@@ -118,7 +135,12 @@ func (s *Store) Name() string {
 func (s *Store) Driver() string { return s.driver }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	flushErr := s.FlushSeen(ctx)
+	return errors.Join(flushErr, s.db.Close())
+}
 
 // Ping checks that the database answers, for /healthz.
 func (s *Store) Ping(ctx context.Context) error {
@@ -214,13 +236,91 @@ func (s *Store) Created(ctx context.Context) (time.Time, error) {
 // SeenDomain records a message from domain at now and returns when the
 // domain was first seen and when the history began (phish.History).
 func (s *Store) SeenDomain(ctx context.Context, domain string, now time.Time) (first, since time.Time, err error) {
-	var f int64
-	err = s.seen.QueryRowContext(ctx, domain, now.Unix()).Scan(&f)
-	if err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("store: %s: %w", domain, err)
+	k := &s.known
+	k.mu.Lock()
+	f, ok := k.first[domain]
+	if ok {
+		c := k.owed[domain]
+		c.messages++
+		c.last = max(c.last, now.Unix())
+		if k.owed == nil {
+			k.owed = map[string]seenCount{}
+		}
+		k.owed[domain] = c
+	}
+	k.mu.Unlock()
+	if !ok {
+		if err = s.seen.QueryRowContext(ctx, domain, now.Unix()).Scan(&f); err != nil {
+			return time.Time{}, time.Time{}, fmt.Errorf("store: %s: %w", domain, err)
+		}
+		k.mu.Lock()
+		if k.first == nil || len(k.first) >= maxKnown {
+			k.first = map[string]int64{}
+		}
+		k.first[domain] = f
+		k.mu.Unlock()
 	}
 	since, err = s.Created(ctx)
 	return time.Unix(f, 0), since, err
+}
+
+// flushSeen writes the message counts SeenDomain owes sender_domains, in
+// tx; if tx does not commit they are owed again (restoreSeen).
+func (s *Store) flushSeen(ctx context.Context, tx *sql.Tx) (owed map[string]seenCount, err error) {
+	k := &s.known
+	k.mu.Lock()
+	owed, k.owed = k.owed, nil
+	k.mu.Unlock()
+	if len(owed) == 0 {
+		return nil, nil
+	}
+	upd, err := tx.PrepareContext(ctx, `UPDATE sender_domains SET messages = messages + $2,
+		last_seen = CASE WHEN last_seen < $3 THEN $3 ELSE last_seen END WHERE domain = $1`)
+	if err != nil {
+		return owed, fmt.Errorf("store: sender domains: %w", err)
+	}
+	defer upd.Close()
+	for d, c := range owed {
+		if _, err := upd.ExecContext(ctx, d, c.messages, c.last); err != nil {
+			return owed, fmt.Errorf("store: sender domains: %s: %w", d, err)
+		}
+	}
+	return owed, nil
+}
+
+// restoreSeen owes again counts whose transaction failed.
+func (s *Store) restoreSeen(owed map[string]seenCount) {
+	k := &s.known
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.owed == nil {
+		k.owed = map[string]seenCount{}
+	}
+	for d, c := range owed {
+		cur := k.owed[d]
+		k.owed[d] = seenCount{messages: cur.messages + c.messages, last: max(cur.last, c.last)}
+	}
+}
+
+// FlushSeen writes the owed message counts now; InsertVerdicts does it
+// with every batch, Close at the end.
+func (s *Store) FlushSeen(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer tx.Rollback()
+	owed, err := s.flushSeen(ctx, tx)
+	if err == nil {
+		if err = tx.Commit(); err != nil {
+			err = fmt.Errorf("store: %w", err)
+		}
+	}
+	if err != nil {
+		s.restoreSeen(owed)
+		return err
+	}
+	return nil
 }
 
 // SetCreated moves the start of history, for imports and tests that

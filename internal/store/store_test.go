@@ -53,10 +53,27 @@ func TestSeenDomain(t *testing.T) {
 		if err != nil || !first.Equal(day1) {
 			t.Errorf("second sighting moved first-seen: %v %v", first, err)
 		}
-		var n int
-		s.db.QueryRow(`SELECT messages FROM sender_domains WHERE domain = 'example.test'`).Scan(&n)
-		if n != 2 {
-			t.Errorf("messages %d, want 2", n)
+		// A known domain's count is owed, and written with the next batch
+		// of verdicts (or FlushSeen).
+		count := func() (n, last int64) {
+			s.db.QueryRow(`SELECT messages, last_seen FROM sender_domains WHERE domain = 'example.test'`).Scan(&n, &last)
+			return
+		}
+		if n, _ := count(); n != 1 {
+			t.Errorf("messages %d before the flush, want 1", n)
+		}
+		if err := s.InsertVerdicts(ctx, []Verdict{{At: day1, Action: "accept"}}); err != nil {
+			t.Fatal(err)
+		}
+		if n, last := count(); n != 2 || last != day1.Add(48*time.Hour).Unix() {
+			t.Errorf("messages %d, last seen %v; want 2, %v", n, time.Unix(last, 0).UTC(), day1.Add(48*time.Hour))
+		}
+		s.SeenDomain(ctx, "example.test", day1.Add(24*time.Hour)) // older than the last: last_seen stays
+		if err := s.FlushSeen(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, last := count(); n != 3 || last != day1.Add(48*time.Hour).Unix() {
+			t.Errorf("after FlushSeen: messages %d, last seen %v", n, time.Unix(last, 0).UTC())
 		}
 	})
 }

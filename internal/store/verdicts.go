@@ -55,29 +55,52 @@ func (s *Store) InsertVerdicts(ctx context.Context, vs []Verdict) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	defer tx.Rollback()
+	// Prepared once a batch: SQLite parsing each statement anew cost more
+	// than running it.
+	insVerdict, err := tx.PrepareContext(ctx, `INSERT INTO verdicts (at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts,
+		action, stage, verdict, iprev, spf, dkim, dmarc, arc, score, rules, reasons)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING id`)
+	if err != nil {
+		return fmt.Errorf("store: verdict: %w", err)
+	}
+	defer insVerdict.Close()
+	var insRow *sql.Stmt
 	for i := range vs {
 		v := &vs[i]
-		err := tx.QueryRowContext(ctx, `INSERT INTO verdicts (at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts,
-			action, stage, verdict, iprev, spf, dkim, dmarc, arc, score, rules, reasons)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING id`,
+		err := insVerdict.QueryRowContext(ctx,
 			v.At.Unix(), v.Node, v.QueueID, v.ClientIP, v.ClientName, v.Helo, v.MailFrom, strings.ToLower(v.FromDomain), strings.Join(v.Rcpts, " "),
 			v.Action, v.Stage, v.Verdict, v.IPRev, v.SPF, v.DKIM, v.DMARC, v.ARC, v.Score, strings.Join(v.Rules, " "), strings.Join(v.Reasons, "\n")).Scan(&v.ID)
 		if err != nil {
 			return fmt.Errorf("store: verdict: %w", err)
 		}
-		if v.DMARCRow != nil {
-			if err := insertDMARCRow(ctx, tx, v.At, v.ID, v.DMARCRow); err != nil {
-				return err
+		if v.DMARCRow == nil {
+			continue
+		}
+		if insRow == nil {
+			if insRow, err = tx.PrepareContext(ctx, `INSERT INTO dmarc_rows (at, verdict_id, policy_domain, source_ip, record, published, rua, ri)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`); err != nil {
+				return fmt.Errorf("store: dmarc row: %w", err)
 			}
+			defer insRow.Close()
+		}
+		if err := insertDMARCRow(ctx, insRow, v.At, v.ID, v.DMARCRow); err != nil {
+			return err
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: %w", err)
+	owed, err := s.flushSeen(ctx, tx)
+	if err == nil {
+		if err = tx.Commit(); err != nil {
+			err = fmt.Errorf("store: %w", err)
+		}
+	}
+	if err != nil {
+		s.restoreSeen(owed)
+		return err
 	}
 	return nil
 }
 
-func insertDMARCRow(ctx context.Context, tx *sql.Tx, at time.Time, verdictID int64, d *DMARCRow) error {
+func insertDMARCRow(ctx context.Context, ins *sql.Stmt, at time.Time, verdictID int64, d *DMARCRow) error {
 	row := d.Row
 	published, err := json.Marshal(row.Published)
 	if err != nil {
@@ -96,9 +119,7 @@ func insertDMARCRow(ctx context.Context, tx *sql.Tx, at time.Time, verdictID int
 	if verdictID != 0 {
 		vid = verdictID
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO dmarc_rows (at, verdict_id, policy_domain, source_ip, record, published, rua, ri)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		at.Unix(), vid, strings.ToLower(d.Row.PolicyDomain), d.Row.SourceIP.String(), string(record), string(published), strings.Join(rua, ","), d.RI)
+	_, err = ins.ExecContext(ctx, at.Unix(), vid, strings.ToLower(d.Row.PolicyDomain), d.Row.SourceIP.String(), string(record), string(published), strings.Join(rua, ","), d.RI)
 	if err != nil {
 		return fmt.Errorf("store: dmarc row: %w", err)
 	}

@@ -10,7 +10,7 @@ PEERS=${PEERS:-/tmp/peers}
 RC=$PEERS/rspamd/conf
 R=$PEERS/run
 L=$PEERS/log
-[ -d "$RC/local.d" ] || { echo "auth-only.sh: $RC missing: run ../shared/peers/start.sh first" >&2; exit 1; }
+[ -d "$RC/local.d" ] || { echo "rspamd-auth-only.sh: $RC missing: run ../shared/peers/start.sh first" >&2; exit 1; }
 
 keep=" dkim spf dmarc milter_headers "
 for f in /etc/rspamd/modules.d/*.conf; do
@@ -23,12 +23,22 @@ cat > "$RC/override.d/options.inc" <<'EOC'
 filters = "dkim";
 dns { nameserver = ["127.0.0.1:5353"]; timeout = 1s; retransmits = 2; }
 EOC
+# Authentication-Results for every message, as mailwall and OpenDKIM add
+# it: milter_headers skips local and authenticated senders by default, and
+# the lab's mail comes from 127.0.0.1.
+cat > "$RC/local.d/milter_headers.conf" <<'EOC'
+use = ["authentication-results"];
+skip_local = false;
+skip_authenticated = false;
+EOC
 cat > "$RC/local.d/settings.conf" <<'EOC'
 auth_only {
   priority = high;
   ip = ["0.0.0.0/0", "::/0"];
   apply {
     groups_enabled = ["dkim", "spf", "dmarc"];
+    # The postfilter that writes Authentication-Results is in no group.
+    symbols_enabled = ["MILTER_HEADERS"];
   }
 }
 EOC
@@ -47,6 +57,6 @@ nohup rspamd -f -c /etc/rspamd/rspamd.conf -u _rspamd -g _rspamd \
 echo $! > "$R/rspamd.pid"
 for port in 11333 11332; do
   for _ in $(seq 600); do ss -Hlnt "sport = :$port" | grep -q . && break; sleep 0.1; done
-  ss -Hlnt "sport = :$port" | grep -q . || { echo "auth-only.sh: rspamd did not listen on $port" >&2; exit 1; }
+  ss -Hlnt "sport = :$port" | grep -q . || { echo "rspamd-auth-only.sh: rspamd did not listen on $port" >&2; exit 1; }
 done
 echo "rspamd restarted with SPF, DKIM and DMARC only (pid $(cat "$R/rspamd.pid"))"
