@@ -189,7 +189,7 @@ func collect(fields []dkim.Field) (map[int]*set, error) {
 
 // aarInstance reads the "i=N;" that must open an AAR (§4.1.1).
 func aarInstance(value string) (int, string, error) {
-	v := strings.TrimLeft(strings.NewReplacer("\r\n", "", "\n", "").Replace(value), " \t")
+	v := strings.TrimLeft(strings.ReplaceAll(strings.ReplaceAll(value, "\r\n", ""), "\n", ""), " \t")
 	head, rest, ok := strings.Cut(v, ";")
 	if !ok {
 		return 0, "", fmt.Errorf("%s: no \";\" after the instance", AARName)

@@ -45,7 +45,15 @@ func trimFWS(s string) string {
 	if !strings.ContainsAny(s, "\r\n") {
 		return s
 	}
-	return strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(s)
+	return strings.Map(dropLineBreak, s)
+}
+
+// dropLineBreak is a strings.Map function removing CR and LF.
+func dropLineBreak(r rune) rune {
+	if r == '\r' || r == '\n' {
+		return -1
+	}
+	return r
 }
 
 // stripWSP removes all white space, for base64 values and h= lists.
