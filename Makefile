@@ -61,12 +61,13 @@ bench-policy:
 
 # Everything side by side in one run: installs and starts the peers
 # (../shared/peers: OpenDKIM, OpenDMARC, rspamd, policyd-spf, nsd), restarts
-# OpenDKIM so it survives concurrent sessions and rspamd doing only SPF,
-# DKIM and DMARC (bench/peers), runs the milter and policy harnesses
-# against them, stops them.
+# nsd without its rate limit, OpenDKIM so it survives concurrent sessions
+# and rspamd doing only SPF, DKIM and DMARC (bench/peers), runs the milter
+# and policy harnesses against them, stops them.
 bench-peers:
 	bash ../shared/peers/setup.sh
 	NO_POSTFIX=1 bash ../shared/peers/start.sh
+	bash bench/peers/nsd-no-rrl.sh
 	bash bench/peers/opendkim-threadsafe.sh
 	bash bench/peers/rspamd-auth-only.sh
 	status=0; \
