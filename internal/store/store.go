@@ -310,6 +310,12 @@ func (s *Store) FlushSeen(ctx context.Context) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	defer tx.Rollback()
+	return s.commitWithSeen(ctx, tx)
+}
+
+// commitWithSeen writes the owed message counts in tx and commits it; if
+// either fails, the counts are owed again.
+func (s *Store) commitWithSeen(ctx context.Context, tx *sql.Tx) error {
 	owed, err := s.flushSeen(ctx, tx)
 	if err == nil {
 		if err = tx.Commit(); err != nil {

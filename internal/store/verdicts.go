@@ -87,17 +87,7 @@ func (s *Store) InsertVerdicts(ctx context.Context, vs []Verdict) error {
 			return err
 		}
 	}
-	owed, err := s.flushSeen(ctx, tx)
-	if err == nil {
-		if err = tx.Commit(); err != nil {
-			err = fmt.Errorf("store: %w", err)
-		}
-	}
-	if err != nil {
-		s.restoreSeen(owed)
-		return err
-	}
-	return nil
+	return s.commitWithSeen(ctx, tx)
 }
 
 func insertDMARCRow(ctx context.Context, ins *sql.Stmt, at time.Time, verdictID int64, d *DMARCRow) error {
