@@ -174,10 +174,9 @@ func decodePart(body []byte, cte, charset string) ([]byte, error) {
 		r = base64.NewDecoder(base64.StdEncoding, &base64Cleaner{r: bytes.NewReader(body)})
 	}
 	if r != nil {
-		var err error
 		// Decoded text is never longer than its encoding.
 		buf := bytes.NewBuffer(make([]byte, 0, min(len(body), maxPartBytes)))
-		_, err = io.Copy(buf, io.LimitReader(r, maxPartBytes))
+		_, err := io.Copy(buf, io.LimitReader(r, maxPartBytes))
 		raw = buf.Bytes()
 		if err != nil {
 			return raw, fmt.Errorf("transfer encoding %s: %w", cte, err)

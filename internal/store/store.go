@@ -53,6 +53,15 @@ type seenCache struct {
 
 type seenCount struct{ messages, last int64 }
 
+// owe adds c to what domain's row is owed; k.mu is held.
+func (k *seenCache) owe(domain string, c seenCount) {
+	if k.owed == nil {
+		k.owed = map[string]seenCount{}
+	}
+	cur := k.owed[domain]
+	k.owed[domain] = seenCount{messages: cur.messages + c.messages, last: max(cur.last, c.last)}
+}
+
 // maxKnown bounds seenCache.first; past it the cache starts over.
 const maxKnown = 50000
 
@@ -240,13 +249,7 @@ func (s *Store) SeenDomain(ctx context.Context, domain string, now time.Time) (f
 	k.mu.Lock()
 	f, ok := k.first[domain]
 	if ok {
-		c := k.owed[domain]
-		c.messages++
-		c.last = max(c.last, now.Unix())
-		if k.owed == nil {
-			k.owed = map[string]seenCount{}
-		}
-		k.owed[domain] = c
+		k.owe(domain, seenCount{messages: 1, last: now.Unix()})
 	}
 	k.mu.Unlock()
 	if !ok {
@@ -293,18 +296,20 @@ func (s *Store) restoreSeen(owed map[string]seenCount) {
 	k := &s.known
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.owed == nil {
-		k.owed = map[string]seenCount{}
-	}
 	for d, c := range owed {
-		cur := k.owed[d]
-		k.owed[d] = seenCount{messages: cur.messages + c.messages, last: max(cur.last, c.last)}
+		k.owe(d, c)
 	}
 }
 
 // FlushSeen writes the owed message counts now; InsertVerdicts does it
 // with every batch, Close at the end.
 func (s *Store) FlushSeen(ctx context.Context) error {
+	s.known.mu.Lock()
+	none := len(s.known.owed) == 0
+	s.known.mu.Unlock()
+	if none {
+		return nil // no transaction at every Close of a store that owes nothing
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
