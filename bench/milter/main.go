@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,7 +52,16 @@ func main() {
 	peers := flag.String("peers", "/tmp/peers", "the peers' directory (start.sh's $PEERS)")
 	dnsAddr := flag.String("dns", "127.0.0.1:5353", "the lab DNS the peers use")
 	sizes := flag.String("sizes", "small,1MB", "message sizes to run: small (2 KB body), 1MB")
+	cpuProfile := flag.String("cpuprofile", "", "write the harness's own CPU profile here (the client side of every session)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 
 	keyPath := filepath.Join(*peers, "keys", "sel.private")
 	key, err := dkim.LoadPrivateKey(keyPath)

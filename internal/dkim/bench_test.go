@@ -27,3 +27,14 @@ func BenchmarkVerify1MB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSelfCanonical: the relaxed fast path over 1 MB of plain text.
+func BenchmarkSelfCanonical(b *testing.B) {
+	body := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again.\r\n", 1<<20/64))
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if n := selfCanonical(body, true); n != len(body) {
+			b.Fatal(n)
+		}
+	}
+}

@@ -322,24 +322,60 @@ func TestFirstSeenDoesNotWaitForAStuckStore(t *testing.T) {
 	}
 }
 
-func TestMayHoldURL(t *testing.T) {
-	for line, want := range map[string]bool{
-		"see https://example.test/x": true,
-		"ftp://example.test":         true,
-		"www.example.test":           true,
-		"visit WwW.example.test now": true,
-		"wwwx.example.test":          false,
-		"ww.example.test":            false,
-		"an ordinary sentence.":      false,
-		".www":                       false,
-		"":                           false,
+func TestWWWDot(t *testing.T) {
+	for text, want := range map[string]int{
+		"www.example.test":           0,
+		"visit WwW.example.test now": 6,
+		"an end. then www.b.test":    13,
+		"see https://example.test/x": -1,
+		"wwwx.example.test":          -1,
+		"ww.example.test":            -1,
+		"an ordinary sentence.":      -1,
+		".www":                       -1,
+		"":                           -1,
 	} {
-		if got := mayHoldURL([]byte(line)); got != want {
-			t.Errorf("mayHoldURL(%q) = %v, want %v", line, got, want)
+		got := wwwDot([]byte(text))
+		if got != want {
+			t.Errorf("wwwDot(%q) = %d, want %d", text, got, want)
 		}
-		// The filter may only skip lines the pattern cannot match.
-		if !mayHoldURL([]byte(line)) && urlPattern.MatchString(line) {
-			t.Errorf("%q skipped, but urlPattern matches it", line)
+		// Text with neither hint is skipped: the pattern must not match it.
+		if got < 0 && !strings.Contains(text, "://") && urlPattern.MatchString(text) {
+			t.Errorf("%q skipped, but urlPattern matches it", text)
+		}
+	}
+}
+
+// TestPlainLinks: the hint search finds every link the pattern finds over
+// the whole text, on the first, middle and last lines, with and without a
+// final line end.
+func TestPlainLinks(t *testing.T) {
+	text := "https://a.test/1 first line\nplain.\nsee www.b.test. and c.test\n\nwww. alone, x://y\nmore text, no link.\nlast http://d.test/x"
+	for _, in := range []string{text, text + "\n", "\n" + text} {
+		var c Content
+		c.plain([]byte(in))
+		var got []string
+		for _, l := range c.Links {
+			got = append(got, l.Href)
+		}
+		var want []string
+		for _, u := range urlPattern.FindAllString(in, -1) {
+			want = append(want, trimURL(u))
+		}
+		if !slices.Equal(got, want) || len(got) != 3 {
+			t.Errorf("links %q, want %q", got, want)
+		}
+	}
+}
+
+// BenchmarkPlain: links and text from 512 KB of prose with no link.
+func BenchmarkPlain(b *testing.B) {
+	text := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again.\r\n", 512<<10/64))
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		var c Content
+		c.plain(text)
+		if len(c.Links) != 0 {
+			b.Fatal(c.Links)
 		}
 	}
 }
