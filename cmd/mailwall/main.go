@@ -35,6 +35,9 @@ Usage:
         print the embedded defaults, or check a config file
   mailwall check-message --ip IP --helo NAME --sender ADDR [--rcpt ADDR] [--auth USER] [--dns HOST:PORT] [--json] < message
         run the receive pipeline offline and print the headers it would add
+  mailwall import [--policyd-spf FILE] [--opendkim FILE] [--opendmarc FILE] [--main-cf FILE] [--out FILE|-] [--force]
+        read policyd-spf, OpenDKIM, OpenDMARC and Postfix settings (Debian's paths by default),
+        write a mailwall config that behaves the same and print what each setting became
   mailwall postfix-config [--config FILE]
         print the main.cf and master.cf changes that put mailwall in Postfix
   mailwall dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] --out DIR
@@ -88,6 +91,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdConfig(args[1:], stdout, stderr)
 	case "dkim":
 		err = cmdDKIM(ctx, args[1:], stdin, stdout, stderr)
+	case "import":
+		err = cmdImport(args[1:], stdout, stderr)
 	case "postfix-config":
 		err = cmdPostfixConfig(args[1:], stdout, stderr)
 	case "check-message":
