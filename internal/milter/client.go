@@ -116,7 +116,7 @@ func (c *Client) readReply(mods *[]Modification) (Reply, error) {
 			return Reply{}, err
 		}
 		switch p.cmd {
-		case replyContinue, replyAccept, replyReject, replyTempFail, replyDiscard:
+		case replyContinue, replyAccept, replyReject, replyTempFail, replyDiscard, replySkip:
 			return Reply{Code: p.cmd}, nil
 		case replyReplyCode:
 			return Reply{Code: p.cmd, Text: firstString(p.data)}, nil
@@ -208,7 +208,8 @@ func (c *Client) Header(name, value string) (Reply, error) {
 // EndOfHeaders sends EOH.
 func (c *Client) EndOfHeaders() (Reply, error) { return c.send(cmdEOH, ProtoNREOH) }
 
-// Body sends the body in chunks of at most 64 KiB.
+// Body sends the body in chunks of at most 64 KiB, and stops early when
+// the filter answers a chunk with skip (it has seen enough) or a verdict.
 func (c *Client) Body(body []byte) (Reply, error) {
 	for len(body) > 0 {
 		n := min(len(body), 65535)
