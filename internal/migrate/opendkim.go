@@ -136,10 +136,6 @@ func (im *importer) openDKIM(path string) error {
 		case "externalignorelist":
 			add("", "only quiets OpenDKIM's log line about external hosts sending as our domains; mailwall neither signs nor warns for them")
 		case "authservid":
-			if strings.EqualFold(d.value, "HOSTNAME") {
-				add("checks.authserv_id: \"\" (the host name)", "")
-				continue
-			}
 			im.setAuthServID(path, d, setting)
 		case "alwaysaddarheader":
 			add("(always)", "mailwall adds Authentication-Results to every checked message")
@@ -179,7 +175,13 @@ func (im *importer) openDKIM(path string) error {
 	return nil
 }
 
+// setAuthServID takes OpenDKIM's or OpenDMARC's AuthservID; "HOSTNAME"
+// is mailwall's default, the host name.
 func (im *importer) setAuthServID(path string, d directive, setting string) {
+	if strings.EqualFold(d.value, "HOSTNAME") {
+		im.add(path, d.line, setting, "checks.authserv_id: \"\" (the host name)", "")
+		return
+	}
 	if im.set["authserv_id"] && im.cfg.Checks.AuthServID != d.value {
 		im.add(path, d.line, setting, "", fmt.Sprintf("checks.authserv_id is already %q from an earlier file; mailwall has one authserv-id", im.cfg.Checks.AuthServID))
 		return

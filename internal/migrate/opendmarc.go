@@ -80,10 +80,6 @@ func (im *importer) openDMARC(path string) error {
 		case "ignoreauthenticatedclients":
 			add("(always)", "mailwall never checks mail from SMTP AUTH clients: it signs it")
 		case "authservid":
-			if strings.EqualFold(d.value, "HOSTNAME") {
-				add("checks.authserv_id: \"\" (the host name)", "")
-				continue
-			}
 			im.setAuthServID(path, d, setting)
 		case "trustedauthservids":
 			add("", "mailwall checks SPF and DKIM itself and trusts no earlier Authentication-Results; forwarders' results count through ARC (checks.arc.trusted_sealers)")

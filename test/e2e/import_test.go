@@ -343,7 +343,6 @@ func oldStackVerdict(t *testing.T, etc, policydConf string, dkimPort, dmarcPort 
 	if a := accessAction(strings.TrimPrefix(strings.SplitN(string(out), "\n", 2)[0], "action=")); a != "" {
 		return verdict{action: a}
 	}
-	var v verdict
 	mods, r := milterSession(t, fmt.Sprintf("127.0.0.1:%d", dkimPort), ip, clientName, helo, mailFrom, message)
 	var ar strings.Builder
 	for _, m := range mods {
@@ -356,12 +355,21 @@ func oldStackVerdict(t *testing.T, etc, policydConf string, dkimPort, dmarcPort 
 		return verdict{action: a}
 	}
 	mods, r = milterSession(t, fmt.Sprintf("127.0.0.1:%d", dmarcPort), ip, clientName, helo, mailFrom, message)
+	return endVerdict(ar.String(), mods, r)
+}
+
+// endVerdict reads the verdict at the end of a message: the reply, and
+// the results in the Authentication-Results fields added (after earlier,
+// those of milters before).
+func endVerdict(earlier string, mods []milter.Modification, r milter.Reply) verdict {
+	ar := earlier
 	for _, m := range mods {
 		if strings.EqualFold(m.Name, "Authentication-Results") {
-			ar.WriteString(m.Value + "\n")
+			ar += m.Value + "\n"
 		}
 	}
-	v.results(ar.String())
+	var v verdict
+	v.results(ar)
 	if v.action = replyAction(r); v.action == "" {
 		v.action = "accept"
 	}
@@ -394,18 +402,7 @@ func mailwallVerdict(t *testing.T, policyAddr, milterAddr, ip, clientName, helo,
 		return verdict{action: a}
 	}
 	mods, r := finishSession(t, c, mailFrom, message)
-	var v verdict
-	var ar strings.Builder
-	for _, m := range mods {
-		if strings.EqualFold(m.Name, "Authentication-Results") {
-			ar.WriteString(m.Value + "\n")
-		}
-	}
-	v.results(ar.String())
-	if v.action = replyAction(r); v.action == "" {
-		v.action = "accept"
-	}
-	return v
+	return endVerdict("", mods, r)
 }
 
 func policyRequest(ip, helo, sender string) string {
