@@ -74,16 +74,16 @@ type importer struct {
 	tableDir string
 	mappings []Mapping
 	tables   map[string][]byte
-	// set records the mailwall keys an old setting has decided, so that a
-	// later default ("the old stack did not do X") does not undo them.
-	set map[string]bool
+	// authServIDSet: an earlier file named the authserv-id; a later one
+	// naming another is reported, not taken.
+	authServIDSet bool
 }
 
 // Import reads the sources and builds the configuration. A source that
 // cannot be read or parsed is an error: an import that silently skipped
 // a file would not behave the same.
 func Import(src Sources) (*Result, error) {
-	im := &importer{cfg: config.Default(), tableDir: src.TableDir, tables: map[string][]byte{}, set: map[string]bool{}}
+	im := &importer{cfg: config.Default(), tableDir: src.TableDir, tables: map[string][]byte{}}
 	if im.tableDir == "" {
 		im.tableDir = "/etc/mailwall/imported"
 	}

@@ -54,18 +54,17 @@ func dataset(value string) (entries []string, patterns bool, err error) {
 // hostsToPrefixes turns an InternalHosts / IgnoreHosts list into CIDRs.
 // Host names and negated entries have no CIDR: they come back in skipped.
 func hostsToPrefixes(entries []string) (prefixes, skipped []string) {
-	defer func() { prefixes = slices.Compact(prefixes) }()
 	for _, e := range entries {
 		switch {
 		case strings.EqualFold(e, "localhost"):
-			prefixes = append(prefixes, "127.0.0.1/32", "::1/128")
+			prefixes = appendNew(prefixes, "127.0.0.1/32", "::1/128")
 		case strings.HasPrefix(e, "!"):
 			skipped = append(skipped, e)
 		default:
 			if p, err := netip.ParsePrefix(e); err == nil {
-				prefixes = append(prefixes, p.Masked().String())
+				prefixes = appendNew(prefixes, p.Masked().String())
 			} else if a, err := netip.ParseAddr(strings.Trim(e, "[]")); err == nil {
-				prefixes = append(prefixes, netip.PrefixFrom(a, a.BitLen()).String())
+				prefixes = appendNew(prefixes, netip.PrefixFrom(a, a.BitLen()).String())
 			} else {
 				skipped = append(skipped, e)
 			}
@@ -74,13 +73,19 @@ func hostsToPrefixes(entries []string) (prefixes, skipped []string) {
 	return prefixes, skipped
 }
 
-// addInternal adds CIDRs to checks.internal_hosts once each.
-func (im *importer) addInternal(prefixes []string) {
-	for _, p := range prefixes {
-		if !slices.Contains(im.cfg.Checks.InternalHosts, p) {
-			im.cfg.Checks.InternalHosts = append(im.cfg.Checks.InternalHosts, p)
+// appendNew appends the values list does not hold yet.
+func appendNew(list []string, values ...string) []string {
+	for _, v := range values {
+		if !slices.Contains(list, v) {
+			list = append(list, v)
 		}
 	}
+	return list
+}
+
+// addInternal adds CIDRs to checks.internal_hosts once each.
+func (im *importer) addInternal(prefixes []string) {
+	im.cfg.Checks.InternalHosts = appendNew(im.cfg.Checks.InternalHosts, prefixes...)
 }
 
 // openDKIM maps opendkim.conf (opendkim.conf(5), 2.11).
@@ -104,7 +109,6 @@ func (im *importer) openDKIM(path string) error {
 		im.addInternal([]string{"127.0.0.1/32"})
 		im.add(path, 0, "InternalHosts (unset: 127.0.0.1)", "checks.internal_hosts: [127.0.0.1/32]", "OpenDKIM's default: mail from the host itself is signed, not checked")
 	}
-	var signing []config.SigningConfig
 	for _, d := range ds {
 		setting := d.name + " " + d.value
 		add := func(becomes, note string) { im.add(path, d.line, setting, becomes, note) }
@@ -166,8 +170,8 @@ func (im *importer) openDKIM(path string) error {
 		}
 	}
 	if signs {
-		var err error
-		if signing, err = im.openDKIMSigning(path, get); err != nil {
+		signing, err := im.openDKIMSigning(path, get)
+		if err != nil {
 			return err
 		}
 		im.cfg.Checks.Signing = append(im.cfg.Checks.Signing, signing...)
@@ -175,19 +179,19 @@ func (im *importer) openDKIM(path string) error {
 	return nil
 }
 
-// setAuthServID takes OpenDKIM's or OpenDMARC's AuthservID; "HOSTNAME"
-// is mailwall's default, the host name.
+// setAuthServID takes policyd-spf's Authserv_Id or OpenDKIM's or
+// OpenDMARC's AuthservID; "HOSTNAME" is mailwall's default, the host name.
 func (im *importer) setAuthServID(path string, d directive, setting string) {
 	if strings.EqualFold(d.value, "HOSTNAME") {
 		im.add(path, d.line, setting, "checks.authserv_id: \"\" (the host name)", "")
 		return
 	}
-	if im.set["authserv_id"] && im.cfg.Checks.AuthServID != d.value {
+	if im.authServIDSet && im.cfg.Checks.AuthServID != d.value {
 		im.add(path, d.line, setting, "", fmt.Sprintf("checks.authserv_id is already %q from an earlier file; mailwall has one authserv-id", im.cfg.Checks.AuthServID))
 		return
 	}
 	im.cfg.Checks.AuthServID = d.value
-	im.set["authserv_id"] = true
+	im.authServIDSet = true
 	im.add(path, d.line, setting, "checks.authserv_id: "+d.value, "")
 }
 

@@ -86,13 +86,11 @@ func (im *importer) policydSPF(path string) error {
 			im.cfg.SPF.MaxVoidLookups = n
 			add(fmt.Sprintf("spf.max_void_lookups: %d", n), "")
 		case "authserv_id":
-			if strings.EqualFold(d.value, "HEADER") || strings.EqualFold(d.value, "HOSTNAME") {
-				add("checks.authserv_id: \"\" (the host name)", "")
-				continue
+			if strings.EqualFold(d.value, "HEADER") {
+				// policyd-spf.conf(5): the Header_Type default's id, the host name.
+				d.value = "HOSTNAME"
 			}
-			im.cfg.Checks.AuthServID = d.value
-			im.set["authserv_id"] = true
-			add("checks.authserv_id: "+d.value, "")
+			im.setAuthServID(path, d, setting)
 		case "testonly":
 			b, err := parseBool(d.value)
 			if err != nil {

@@ -398,7 +398,7 @@ func mailwallVerdict(t *testing.T, policyAddr, milterAddr, ip, clientName, helo,
 			return verdict{action: a}
 		}
 	}
-	if a := accessAction(strings.TrimPrefix(policyAskRaw(t, policyAddr, ip, helo, mailFrom), "action=")); a != "" {
+	if a := accessAction(strings.TrimPrefix(policyAsk(t, policyAddr, ip, helo, mailFrom), "action=")); a != "" {
 		return verdict{action: a}
 	}
 	mods, r := finishSession(t, c, mailFrom, message)
@@ -407,22 +407,6 @@ func mailwallVerdict(t *testing.T, policyAddr, milterAddr, ip, clientName, helo,
 
 func policyRequest(ip, helo, sender string) string {
 	return fmt.Sprintf("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nclient_address=%s\nclient_name=unknown\nhelo_name=%s\nsender=%s\nrecipient=bob@rcpt.test\ninstance=%d\n\n", ip, helo, sender, time.Now().UnixNano())
-}
-
-func policyAskRaw(t *testing.T, addr, ip, helo, sender string) string {
-	t.Helper()
-	c, err := netDial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(15 * time.Second))
-	fmt.Fprint(c, policyRequest(ip, helo, sender))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		t.Fatalf("policy answer: %v", err)
-	}
-	return strings.TrimSpace(line)
 }
 
 // milterSession sends one whole message to a milter.
@@ -477,8 +461,6 @@ func finishSession(t *testing.T, c *milter.Client, mailFrom, message string) ([]
 	return mods, r
 }
 
-func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }
-
 // startDaemonNoReady runs a daemon until the test ends; its output is
 // shown when the test fails.
 func startDaemonNoReady(t *testing.T, name string, args ...string) {
@@ -503,7 +485,7 @@ func waitListening(t *testing.T, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := netDial(addr)
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err == nil {
 			c.Close()
 			return

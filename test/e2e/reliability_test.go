@@ -406,13 +406,13 @@ func TestDNSFaults(t *testing.T) {
 // policyAsk sends one policy request and returns the action line.
 func policyAsk(t *testing.T, addr, ip, helo, sender string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(15 * time.Second))
-	fmt.Fprintf(c, "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=%s\nhelo_name=%s\nsender=%s\nrecipient=bob@rcpt.test\ninstance=%d\n\n", ip, helo, sender, time.Now().UnixNano())
+	fmt.Fprint(c, policyRequest(ip, helo, sender))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
 		t.Fatalf("policy answer: %v", err)
