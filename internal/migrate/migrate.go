@@ -125,13 +125,25 @@ func (im *importer) equivalentDefaults() {
 	c.Checks.Actions.IPRevFail = "tag"   // headers only, as before
 	c.Checks.Actions.DMARCReject = "tag" // OpenDMARC rejects only with RejectFailures
 	c.Checks.Actions.DMARCQuarantine = "tag"
-	c.Checks.Actions.TempError = "accept" // nothing in the old stack deferred on DNS trouble by default
+	c.Checks.Actions.TempError = "accept" // OpenDKIM and OpenDMARC raise it (On-DNSError, RejectFailures)
 	c.Checks.Score.Quarantine = 0         // the phishing score tags; it holds or rejects nothing yet
 	c.Checks.Score.Reject = 0
 	const own = "(mailwall's own checks)"
 	im.add(own, 0, "phishing score", "checks.score.quarantine: 0, checks.score.reject: 0", "the score tags (X-Mailwall-Score, score.tag) but holds and rejects nothing, as before; set the thresholds once the dashboard shows what they would catch")
 	im.add(own, 0, "iprev, HELO syntax, S25R", "checks.actions.iprev_fail: tag, helo_invalid: tag, s25r off", "unless main.cf did these (below); each verdict still records them")
-	im.add(own, 0, "DMARC", "checks.actions.dmarc_reject: tag, dmarc_quarantine: tag, temperror: accept", "unless opendmarc.conf rejected (RejectFailures, below)")
+	im.add(own, 0, "DMARC", "checks.actions.dmarc_reject: tag, dmarc_quarantine: tag, temperror: accept", "unless opendmarc.conf rejected (RejectFailures, below); temperror as OpenDKIM's On-DNSError and OpenDMARC's RejectFailures say (below)")
+}
+
+// strictness orders mailwall's actions, the weakest first.
+var strictness = []string{"accept", "tag", "quarantine", "tempfail", "reject"}
+
+// raiseTempError makes checks.actions.temperror at least action: in the
+// old stack each daemon acted on DNS trouble in turn, so the strictest
+// one decided.
+func (im *importer) raiseTempError(action string) {
+	if slices.Index(strictness, action) > slices.Index(strictness, im.cfg.Checks.Actions.TempError) {
+		im.cfg.Checks.Actions.TempError = action
+	}
 }
 
 func (im *importer) add(file string, line int, setting, becomes, note string) {

@@ -209,6 +209,43 @@ func TestImportDefaults(t *testing.T) {
 	if !slices.Equal(c.Checks.InternalHosts, []string{"127.0.0.1/32"}) || c.Checks.Actions.DMARCReject != "tag" || len(c.Policyd.Listen) != 0 || len(c.Checks.Signing) != 0 {
 		t.Errorf("internal %q, dmarc_reject %q, policyd.listen %q, signing %v", c.Checks.InternalHosts, c.Checks.Actions.DMARCReject, c.Policyd.Listen, c.Checks.Signing)
 	}
+	// OpenDKIM's On-DNSError defaults to tempfail.
+	if c.Checks.Actions.TempError != "tempfail" {
+		t.Errorf("temperror %q, want OpenDKIM's default tempfail", c.Checks.Actions.TempError)
+	}
+}
+
+// TestImportDNSError: OpenDKIM's On-DNSError, else On-Default, decides
+// checks.actions.temperror, unless OpenDMARC's RejectFailures is stricter.
+func TestImportDNSError(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ dkim, dmarc, want string }{
+		{"On-DNSError accept\n", "", "accept"},
+		{"On-Default accept\n", "", "accept"},
+		{"On-Default accept\nOn-DNSError r\n", "", "reject"},
+		{"On-DNSError accept\n", "RejectFailures true\n", "tempfail"},
+		{"On-DNSError reject\n", "RejectFailures true\n", "reject"},
+		{"On-DNSError discard\n", "", "accept"},
+	} {
+		dkimConf := filepath.Join(dir, "opendkim.conf")
+		os.WriteFile(dkimConf, []byte("Mode v\n"+tc.dkim), 0o644)
+		src := Sources{OpenDKIM: dkimConf}
+		if tc.dmarc != "" {
+			src.OpenDMARC = filepath.Join(dir, "opendmarc.conf")
+			os.WriteFile(src.OpenDMARC, []byte(tc.dmarc), 0o644)
+		}
+		res, err := Import(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Config.Checks.Actions.TempError; got != tc.want {
+			t.Errorf("%q %q: temperror %q, want %q", tc.dkim, tc.dmarc, got, tc.want)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "bad.conf"), []byte("On-DNSError sometimes\n"), 0o644)
+	if _, err := Import(Sources{OpenDKIM: filepath.Join(dir, "bad.conf")}); err == nil {
+		t.Error("On-DNSError sometimes: no error")
+	}
 }
 
 func TestImportErrors(t *testing.T) {

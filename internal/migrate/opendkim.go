@@ -159,15 +159,20 @@ func (im *importer) openDKIM(path string) error {
 			add("", "daemon housekeeping: the systemd unit of the mailwall package covers it")
 		case "nameservers", "trustanchorfile", "resolverconfiguration":
 			add("dns.servers", "mailwall has its own caching resolver; dns.servers names upstream servers (default: /etc/resolv.conf)")
-		case "on-badsignature", "on-nosignature", "on-keynotfound", "on-signatureerror", "on-security", "on-default":
+		case "on-badsignature", "on-nosignature", "on-keynotfound", "on-signatureerror", "on-security":
 			add("", "a DKIM result alone never rejects in mailwall (RFC 6376 §6.1: a bad signature counts as none); it feeds DMARC and the score")
-		case "on-dnserror", "on-internalerror":
-			add("checks.actions.temperror, milter.on_error", "DNS trouble follows checks.actions.temperror, a failure inside mailwall milter.on_error")
+		case "on-dnserror":
+			// Read with On-Default below.
+		case "on-internalerror":
+			add("milter.on_error", "a failure inside mailwall follows milter.on_error (tempfail by default)")
 		case "requiresafekeys":
 			add("", "mailwall does not check key file modes when it starts; this import warns below of any key others can read")
 		default:
 			add("", "not imported: no mailwall equivalent")
 		}
+	}
+	if err := im.openDKIMDNSError(path, get); err != nil {
+		return err
 	}
 	if signs {
 		signing, err := im.openDKIMSigning(path, get)
@@ -176,6 +181,39 @@ func (im *importer) openDKIM(path string) error {
 		}
 		im.cfg.Checks.Signing = append(im.cfg.Checks.Signing, signing...)
 	}
+	return nil
+}
+
+// openDKIMDNSError maps what OpenDKIM does on a transient DNS error:
+// On-DNSError, else On-Default, else tempfail (opendkim.conf(5)).
+func (im *importer) openDKIMDNSError(path string, get map[string]directive) error {
+	d, ok := get["on-dnserror"]
+	if !ok {
+		d, ok = get["on-default"]
+	}
+	setting := "On-DNSError (unset: tempfail)"
+	value := "tempfail"
+	if ok {
+		setting, value = d.name+" "+d.value, strings.ToLower(d.value)
+	}
+	var action string
+	switch value {
+	case "a", "accept":
+		action = "accept"
+	case "t", "tempfail":
+		action = "tempfail"
+	case "r", "reject":
+		action = "reject"
+	case "q", "quarantine":
+		action = "quarantine"
+	case "d", "discard":
+		im.add(path, d.line, setting, "", "mailwall never discards; checks.actions.temperror stays as the other daemons set it")
+		return nil
+	default:
+		return fmt.Errorf("migrate: %s, line %d: %s: %q is not accept, discard, quarantine, reject or tempfail", path, d.line, d.name, d.value)
+	}
+	im.raiseTempError(action)
+	im.add(path, d.line, setting, "checks.actions.temperror: "+im.cfg.Checks.Actions.TempError, "a DNS lookup that cannot finish; OpenDKIM's action, or a stricter one another file asked for")
 	return nil
 }
 

@@ -53,7 +53,7 @@ func (im *importer) openDMARC(path string) error {
 		case "rejectfailures":
 			if reject {
 				im.cfg.Checks.Actions.DMARCReject = "reject"
-				im.cfg.Checks.Actions.TempError = "tempfail"
+				im.raiseTempError("tempfail")
 				add("checks.actions.dmarc_reject: reject, checks.actions.temperror: tempfail", "p=reject failures are rejected, and a check that cannot finish is deferred, as RejectFailures does")
 			} else {
 				add("checks.actions.dmarc_reject: tag", "headers only, as before; mailwall's own default is reject")
