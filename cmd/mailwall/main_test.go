@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -289,13 +290,38 @@ func TestCheckMessageCommand(t *testing.T) {
 }
 
 func TestPostfixConfigCommand(t *testing.T) {
+	if _, err := exec.LookPath("postconf"); err != nil {
+		t.Skip("postconf not installed (apt-get install postfix)")
+	}
 	cfg := filepath.Join(t.TempDir(), "m.yaml")
 	os.WriteFile(cfg, []byte("milter:\n  listen: [\"unix:/var/spool/postfix/private/mailwall\"]\n"), 0o644)
-	code, out, _ := runCLI("postfix-config", "--config", cfg)
-	for _, want := range []string{"smtpd_milters = unix:private/mailwall", "milter_default_action = tempfail", "check_policy_service inet:127.0.0.1:10045", "policyd-spf"} {
+	dir := t.TempDir()
+	mainCF := "queue_directory = " + dir + "/no-such-spool\nsmtpd_milters = inet:localhost:8891\nsmtpd_recipient_restrictions = reject_unauth_destination, check_policy_service unix:private/policyd-spf\n"
+	masterCF := "policyd-spf unix - n n - 0 spawn user=nobody argv=/usr/bin/policyd-spf\n"
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(mainCF), 0o644)
+	os.WriteFile(filepath.Join(dir, "master.cf"), []byte(masterCF), 0o644)
+
+	code, out, _ := runCLI("postfix-config", "--config", cfg, "--postfix-dir", dir)
+	for _, want := range []string{
+		"#   was: smtpd_milters = inet:localhost:8891\nsmtpd_milters = unix:private/mailwall\n",
+		"smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service inet:127.0.0.1:10045\n",
+		"postconf -M# policyd-spf/unix",
+	} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("exit %d, no %q in:\n%s", code, want, out)
 		}
+	}
+
+	// postfix check fails (no queue directory): --apply changes nothing.
+	code, _, stderr := runCLI("postfix-config", "--config", cfg, "--postfix-dir", dir, "--apply")
+	if code != 1 || !strings.Contains(stderr, "nothing was changed") {
+		t.Errorf("exit %d: %s", code, stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "main.cf")); string(b) != mainCF {
+		t.Errorf("main.cf changed:\n%s", b)
+	}
+	if backups, _ := filepath.Glob(filepath.Join(dir, "*.mailwall-*")); len(backups) != 0 {
+		t.Errorf("backups made: %q", backups)
 	}
 }
 

@@ -138,6 +138,11 @@ func startProcessOutput(t *testing.T, want string, name string, args ...string) 
 // startPostfix writes a private instance whose recipient restrictions
 // and milters are given in extra, and starts it.
 func startPostfix(t *testing.T, root string, smtpPort int, extra string) {
+	startPostfixServices(t, root, smtpPort, extra, "")
+}
+
+// startPostfixServices is startPostfix with more master.cf services.
+func startPostfixServices(t *testing.T, root string, smtpPort int, extra, services string) {
 	etc := filepath.Join(root, "etc")
 	spool := filepath.Join(root, "spool")
 	data := filepath.Join(root, "data")
@@ -193,7 +198,7 @@ virtual    unix  - n n -  - virtual
 anvil      unix  - - n -  1 anvil
 scache     unix  - - n -  1 scache
 postlog    unix-dgram n - n - 1 postlogd
-`, smtpPort)
+`, smtpPort) + services
 	os.WriteFile(filepath.Join(etc, "main.cf"), []byte(mainCF), 0o644)
 	os.WriteFile(filepath.Join(etc, "master.cf"), []byte(masterCF), 0o644)
 	exec.Command("postfix", "-c", etc, "set-permissions").Run()
