@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -111,5 +112,50 @@ func TestRedacted(t *testing.T) {
 		if back.Hostname != cfg.Hostname || back.Milter.Listen[0] != cfg.Milter.Listen[0] {
 			t.Errorf("redacted config lost settings:\n%s", out)
 		}
+	}
+}
+
+// TestReferenceDocumentsEveryKey: every field of the Config structs has a
+// key in default.yaml with a comment saying what it does, so the generated
+// reference (docs/config.md, mailwall.yaml(5)) has no blank entry.
+func TestReferenceDocumentsEveryKey(t *testing.T) {
+	keys, err := Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		seen[k.Path] = true
+		if k.Doc == "" && !k.Section() {
+			t.Errorf("%s: no comment in default.yaml", k.Path)
+		}
+		if !k.Section() && k.Default == "" {
+			t.Errorf("%s: no default", k.Path)
+		}
+	}
+	for _, want := range []string{"hostname", "checks.actions.temperror", "checks.arc.seal.key", "store.retention.reports", "lab_dns.axfr_allow"} {
+		if !seen[want] {
+			t.Errorf("%s missing from the reference", want)
+		}
+	}
+	if got := keys[0]; got.Path != "hostname" || got.Type != "string" || got.Default != `""` {
+		t.Errorf("first key %+v", got)
+	}
+}
+
+func TestReferenceCatchesDrift(t *testing.T) {
+	type small struct {
+		A string `yaml:"a"`
+		B int    `yaml:"b"`
+	}
+	var n yaml.Node
+	yaml.Unmarshal([]byte("a: x  # the a\n"), &n)
+	var keys []Key
+	if err := referenceOf("", n.Content[0], reflect.TypeOf(small{}), &keys); err == nil || !strings.Contains(err.Error(), "lacks b") {
+		t.Errorf("a field without a key: %v", err)
+	}
+	yaml.Unmarshal([]byte("a: x\nb: 1\nc: 2\n"), &n)
+	if err := referenceOf("", n.Content[0], reflect.TypeOf(small{}), &keys); err == nil || !strings.Contains(err.Error(), "c has no field") {
+		t.Errorf("a key without a field: %v", err)
 	}
 }

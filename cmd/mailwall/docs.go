@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"mailwall/internal/config"
+	"mailwall/internal/manpage"
+)
+
+// commandDoc is the manual page of one subcommand. Its options are not
+// written here: they are read from the subcommand's own flag set (what
+// "-h" prints), so the page cannot drift from the code.
+type commandDoc struct {
+	name     string // "dkim"
+	summary  string
+	synopsis []string
+	// flagsOf lists the argument vectors whose "-h" prints the options,
+	// one per sub-subcommand: {"dkim", "keygen"}.
+	flagsOf     [][]string
+	description string // paragraphs separated by blank lines
+	examples    string
+	files       []manpage.Block
+}
+
+// commandDocs documents every subcommand run dispatches.
+func commandDocs() []commandDoc {
+	return []commandDoc{
+		{
+			name:     "serve",
+			summary:  "run the milter and the Postfix policy server",
+			synopsis: []string{"mailwall serve [--config FILE] [--dns HOST:PORT] [--cpuprofile FILE]"},
+			flagsOf:  [][]string{{"serve"}},
+			description: `Runs mailwall's daemon: the Postfix policy delegation server (policyd.listen), the milter (milter.listen), the store's recorder, DMARC report sending and reading, the web dashboard with /metrics and /healthz (web.listen) and the admin socket (admin.socket). Without --config it runs on the embedded defaults: every listener on loopback.
+
+SIGHUP flushes the DNS cache and re-reads the config file. The checks, the SPF settings and the policy server's answers apply to the next request and the next milter connection; a message being checked finishes under the rules it began with. Listeners, dns, store, reports, web, admin and log need a restart, and the log names those that changed. A config that does not load leaves the running one in place. SIGTERM and SIGINT stop the daemon after the requests in progress.
+
+On first start without web.password_hash, a dashboard password is made, printed once on standard output and kept hashed in the store.`,
+			files: []manpage.Block{
+				{Tag: "/etc/mailwall/mailwall.yaml", Text: "the configuration the packaged service reads; see mailwall.yaml(5)"},
+				{Tag: "/var/lib/mailwall/mailwall.db", Text: "the SQLite store (store.dsn)"},
+				{Tag: "/run/mailwall/admin.sock", Text: "the admin socket used by mailwall dns (admin.socket)"},
+			},
+		},
+		{
+			name:     "import",
+			summary:  "turn policyd-spf, OpenDKIM, OpenDMARC and Postfix settings into a mailwall config",
+			synopsis: []string{"mailwall import [--policyd-spf FILE] [--opendkim FILE] [--opendmarc FILE] [--main-cf FILE] [--out FILE|-] [--table-dir DIR] [--force]"},
+			flagsOf:  [][]string{{"import"}},
+			description: `Reads the configuration of the stack mailwall replaces, where Debian puts it or where the options say: policyd-spf.conf; opendkim.conf with its KeyTable, SigningTable and InternalHosts; opendmarc.conf; and the check_helo_access and check_client_access tables main.cf names. A default path that does not exist is skipped (the daemon is not installed); a path given as an option must exist.
+
+It writes a mailwall config that behaves the same, holding only the keys that differ from the embedded defaults, after checking that it reads back as the same configuration. It prints every old setting with the file and line it came from and what it became, or why it has no equivalent.
+
+Signing keys are referenced where they are, never copied; a key others can read gets a warning. Postfix hash:, btree:, lmdb: and cdb: tables are converted from their source text into regexp: tables under --table-dir; regexp: tables are read in place. A client access table with the S25R rules turns on mailwall's S25R check with the table's action. mailwall's own additions (the phishing score's quarantine and reject thresholds) stay at "tag", so the first day after the switch delivers what the day before did.`,
+			examples: "mailwall import --out /etc/mailwall/mailwall.yaml\nmailwall serve --config /etc/mailwall/mailwall.yaml\nmailwall postfix-config --config /etc/mailwall/mailwall.yaml --apply",
+		},
+		{
+			name:     "postfix-config",
+			summary:  "print or make the Postfix changes that put mailwall in place of the old daemons",
+			synopsis: []string{"mailwall postfix-config [--config FILE] [--postfix-dir DIR] [--apply] [--no-reload]"},
+			flagsOf:  [][]string{{"postfix-config"}},
+			description: `Reads the Postfix instance in --postfix-dir with postconf(1) and prints the main.cf and master.cf changes that hand mail to the config's milter and policy server.
+
+OpenDKIM's and OpenDMARC's entries in smtpd_milters, non_smtpd_milters and master.cf -o overrides (known by their socket names, or ports 8891 to 8893) become mailwall's milter, in the first one's place; other milters keep theirs. A check_policy_service that names a master.cf service running policyd-spf becomes mailwall's policy server, keeping the settings of a { address, name=value } group; the service is commented out and its _time_limit removed. With nothing to replace, the milter is appended and the policy check is added after reject_unauth_destination. A unix socket under /var/spool/postfix is written relative to it, as the chrooted smtpd sees it.
+
+With --apply, it runs "postfix check" first and changes nothing if that fails; backs up main.cf and master.cf as main.cf.mailwall-TIMESTAMP and master.cf.mailwall-TIMESTAMP; makes the changes with postconf; runs "postfix check" again and puts the backups back if it fails; warns when mailwall does not answer at its addresses yet; and reloads Postfix if it runs. A second run finds nothing to change.`,
+		},
+		{
+			name:        "check-message",
+			summary:     "run the receive pipeline on one message, offline",
+			synopsis:    []string{"mailwall check-message --ip IP --helo NAME --sender ADDR [--rcpt ADDR] [--auth USER] [--dns HOST:PORT] [--json] < MESSAGE"},
+			flagsOf:     [][]string{{"check-message"}},
+			description: `Reads a message on standard input and checks it as if it had come over SMTP with that envelope: HELO, iprev, S25R, SPF, DKIM, ARC, DMARC and the phishing score, as the milter does inside Postfix. It prints the headers it would add, the action and every reason; with --json, the whole result.`,
+		},
+		{
+			name:    "spf",
+			summary: "check SPF for a client, or lint a domain's SPF record",
+			synopsis: []string{
+				"mailwall spf --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] [--json]",
+				"mailwall spf lint DOMAIN [--dns HOST:PORT] [--json]",
+			},
+			flagsOf: [][]string{{"spf"}, {"spf", "lint"}},
+			description: `mailwall spf evaluates SPF (RFC 7208) for a client address, HELO name and envelope sender and prints the Received-SPF header, or with --json the result, explanation and lookup count. An empty --sender checks the HELO identity. The exit status is 0 for any SPF result.
+
+mailwall spf lint fetches a domain's record and walks its includes, reporting more than 10 DNS lookups, void lookups, +all and ?all, ptr, several SPF records, strings over 255 octets, answers that need TCP, terms after all, and syntax errors with their position.`,
+		},
+		{
+			name:     "dkim",
+			summary:  "make DKIM keys, sign and verify messages",
+			synopsis: []string{"mailwall dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] --out DIR", "mailwall dkim sign --domain D --selector S --key FILE < MESSAGE", "mailwall dkim verify [--dns HOST:PORT] [--json] < MESSAGE"},
+			flagsOf:  [][]string{{"dkim", "keygen"}, {"dkim", "sign"}, {"dkim", "verify"}},
+			description: `keygen writes S.private (PKCS#8 PEM, mode 0600, never overwritten) and S.txt, the DNS record ready for a zone file, split into strings of at most 255 octets. RSA keys of 2048 bits are the default; ed25519 keys follow RFC 8463 (publish an RSA key next to them for receivers that lack it).
+
+sign prints the message with a DKIM-Signature field added. Keys may be PEM (PKCS#1 or PKCS#8) or dkimpy's base64 Ed25519 seed.
+
+verify checks every signature of a message and prints one line per signature with its result and reason, or with --json a list of results.`,
+		},
+		{
+			name:        "domain",
+			summary:     "check a domain's SPF, DKIM, DMARC, MX and name servers",
+			synopsis:    []string{"mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--timeout D] [--json]"},
+			flagsOf:     [][]string{{"domain", "check"}},
+			description: `Reads a domain's records as receivers read them and prints a pass, warn or fail line for each finding: the SPF record and its include tree; DKIM keys for the selectors given and common ones; the DMARC record and its report destinations; the MX hosts with forward-confirmed reverse DNS; each authoritative name server asked on its own (serials, same answers, zone transfer refused).`,
+		},
+		{
+			name:        "send-test",
+			summary:     "send a well-formed, optionally signed, test message",
+			synopsis:    []string{"mailwall send-test --from ADDR --to ADDR --server HOST:PORT [--source-ip IP] [--helo NAME] [--sign-domain D --selector S --key FILE] [--subject S] [--tls-insecure]"},
+			flagsOf:     [][]string{{"send-test"}},
+			description: `Sends one message with Date, Message-ID and MIME headers over SMTP, DKIM-signed when given a key, from a chosen source address (127.0.0.x plays several hosts on one machine), with STARTTLS when the server offers it, and prints the whole SMTP dialogue.`,
+		},
+		{
+			name:        "lab",
+			summary:     "a whole mail setup on loopback from one lab file",
+			synopsis:    []string{"mailwall lab LABFILE [--dir DIR] [--dns HOST:PORT] [--mx-port N] [--config FILE]", "mailwall lab run LABFILE [--dir DIR] [--json]"},
+			flagsOf:     [][]string{{"lab"}},
+			description: `Builds a mail lab from a lab file: DKIM keys (kept across runs), forward and reverse zone files, the lab DNS server and a receiving MX that runs the receive pipeline and keeps accepted mail in a Maildir. "lab run" also sends every host's test messages and prints what the MX concluded.`,
+		},
+		{
+			name:        "lab-dns",
+			summary:     "serve zone files authoritatively on loopback",
+			synopsis:    []string{"mailwall lab-dns [--listen 127.0.0.1:5353] [--axfr-allow CIDR,...] [--config FILE] ZONEFILE..."},
+			flagsOf:     [][]string{{"lab-dns"}},
+			description: `Serves BIND-style zone files over UDP and TCP, authoritatively only: names outside the zones get REFUSED, never a recursive answer. The origin comes from $ORIGIN, else from the file name (example.test.zone, db.example.test); ORIGIN=FILE names it. Zone transfers (AXFR) go only over TCP and only to the CIDRs of --axfr-allow. SIGHUP reloads the files and keeps the old zones if one is broken.`,
+		},
+		{
+			name:        "config",
+			summary:     "print the embedded defaults or check a config file",
+			synopsis:    []string{"mailwall config default", "mailwall config check FILE"},
+			description: `"config default" prints the embedded default configuration with its comments: the file the package installs as /etc/mailwall/mailwall.yaml. "config check" reads a file as serve would and reports the first error with its line; unknown keys are errors. mailwall.yaml(5) describes every key.`,
+		},
+		{
+			name:        "report",
+			summary:     "DMARC aggregate reports made here and received",
+			synopsis:    []string{"mailwall report list [--received] [--domain D] [--json]", "mailwall report show ID [--json]", "mailwall report send-now", "mailwall report import [--all] MAILDIR|FILE..."},
+			flagsOf:     [][]string{{"report", "list"}},
+			description: `list shows the reports made here, or with --received those received; show prints one report's XML; send-now makes and sends the reports due now, as the daemon does every reports.every; import reads received reports from a Maildir (new/ only, cur/ too with --all) or from files: gzip, zip or plain XML, RFC 9990 or RFC 7489.`,
+		},
+		{
+			name:        "dns",
+			summary:     "inspect and flush the running daemon's DNS cache",
+			synopsis:    []string{"mailwall dns query NAME [TYPE] [--socket PATH] [--json]", "mailwall dns flush [NAME] [--socket PATH]"},
+			flagsOf:     [][]string{{"dns", "query"}},
+			description: `Asks mailwall serve over its admin socket (admin.socket, mode 0600) what its DNS cache holds for a name, with the time each answer has left, or drops the whole cache or one name, so an edited record is seen at once.`,
+		},
+		{
+			name:        "web",
+			summary:     "manage the dashboard's password",
+			synopsis:    []string{"mailwall web password-hash < PASSWORD", "mailwall web reset-password [--config FILE]"},
+			flagsOf:     [][]string{{"web", "reset-password"}},
+			description: `password-hash reads a password on standard input and prints its bcrypt hash for web.password_hash. reset-password makes a new random password, keeps its hash in the store and prints it; it applies at the daemon's next start.`,
+		},
+	}
+}
+
+// flagBlocks runs a subcommand with -h and turns what its flag set prints
+// into tagged paragraphs.
+func flagBlocks(args []string) []manpage.Block {
+	var stderr bytes.Buffer
+	run(context.Background(), append(append([]string{}, args...), "-h"), strings.NewReader(""), io.Discard, &stderr)
+	var blocks []manpage.Block
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		switch {
+		case strings.HasPrefix(l, "  -"):
+			name, typ, _ := strings.Cut(strings.TrimPrefix(l, "  -"), " ")
+			tag := "--" + name
+			if typ != "" {
+				tag += " " + strings.ToUpper(typ)
+			}
+			blocks = append(blocks, manpage.Block{Tag: tag})
+		case strings.HasPrefix(l, "    \t") && len(blocks) > 0:
+			b := &blocks[len(blocks)-1]
+			b.Text = strings.TrimSpace(b.Text + " " + strings.TrimSpace(l))
+		}
+	}
+	return blocks
+}
+
+// manPages renders every manual page, by file name.
+func manPages() (map[string][]byte, error) {
+	pages := map[string][]byte{}
+	docs := commandDocs()
+	var overview []manpage.Block
+	for _, d := range docs {
+		overview = append(overview, manpage.Block{Tag: "mailwall " + d.name, Text: d.summary + "; see mailwall-" + d.name + "(8)."})
+		var sections []manpage.Section
+		sections = append(sections, manpage.Section{Heading: "Description", Blocks: paragraphs(d.description)})
+		for _, args := range d.flagsOf {
+			heading := "Options"
+			if len(d.flagsOf) > 1 {
+				heading = "Options of " + strings.Join(args, " ")
+			}
+			if blocks := flagBlocks(args); len(blocks) > 0 {
+				sections = append(sections, manpage.Section{Heading: heading, Blocks: blocks})
+			}
+		}
+		if d.examples != "" {
+			sections = append(sections, manpage.Section{Heading: "Examples", Blocks: []manpage.Block{{Code: d.examples}}})
+		}
+		if len(d.files) > 0 {
+			sections = append(sections, manpage.Section{Heading: "Files", Blocks: d.files})
+		}
+		sections = append(sections, manpage.Section{Heading: "See also", Blocks: []manpage.Block{{Text: "mailwall(8), mailwall.yaml(5)"}}})
+		p := manpage.Page{Name: "mailwall-" + d.name, Section: "8", Summary: d.summary, Source: "mailwall", Manual: "mailwall manual",
+			Synopsis: d.synopsis, Sections: sections}
+		pages[p.Name+".8"] = p.Roff()
+	}
+	main := manpage.Page{Name: "mailwall", Section: "8", Summary: "one mail filter for Postfix: SPF, DKIM, DMARC, ARC, phishing", Source: "mailwall", Manual: "mailwall manual",
+		Synopsis: []string{"mailwall COMMAND [OPTIONS] [ARGUMENTS]"},
+		Sections: []manpage.Section{
+			{Heading: "Description", Blocks: paragraphs(`mailwall replaces the filter stack beside Postfix (postfix-policyd-spf-python, OpenDKIM, OpenDMARC, HELO and S25R access tables) with one daemon: a milter (protocol 6) and a policy delegation server that check the client's reverse DNS, HELO, SPF, DKIM, DMARC and ARC, score phishing signs, sign outgoing mail, add Authentication-Results and Received-SPF, and send and read DMARC reports, with a dashboard and Prometheus metrics.
+
+Every command reads the embedded defaults unless given --config; mailwall.yaml(5) lists every key. Listeners are on loopback unless the configuration says otherwise.`)},
+			{Heading: "Commands", Blocks: overview},
+			{Heading: "Exit status", Blocks: paragraphs("0 on success, 1 on an error, 2 on a usage error.")},
+			{Heading: "See also", Blocks: []manpage.Block{{Text: "mailwall.yaml(5), postconf(5), postfix(1)"}}},
+		}}
+	pages["mailwall.8"] = main.Roff()
+	conf, err := configPage()
+	if err != nil {
+		return nil, err
+	}
+	pages["mailwall.yaml.5"] = conf
+	return pages, nil
+}
+
+// configPage is mailwall.yaml(5): every key from config.Reference.
+func configPage() ([]byte, error) {
+	keys, err := config.Reference()
+	if err != nil {
+		return nil, err
+	}
+	var sections []manpage.Section
+	cur := &manpage.Section{Heading: "Top level"}
+	for _, k := range keys {
+		if k.Section() && !strings.Contains(k.Path, ".") {
+			sections = append(sections, *cur)
+			cur = &manpage.Section{Heading: k.Path}
+			if k.Doc != "" {
+				cur.Blocks = append(cur.Blocks, manpage.Block{Text: k.Doc})
+			}
+			continue
+		}
+		text := k.Doc
+		if !k.Section() {
+			text = fmt.Sprintf("%s, default %s. %s", k.Type, k.Default, k.Doc)
+		}
+		cur.Blocks = append(cur.Blocks, manpage.Block{Tag: k.Path, Text: text})
+	}
+	sections = append(sections, *cur)
+	intro := manpage.Section{Heading: "Description", Blocks: paragraphs(`mailwall reads one YAML file, given with --config (the packaged service reads /etc/mailwall/mailwall.yaml). Every key is optional: a key left out keeps its embedded default, which "mailwall config default" prints with its comments. Unknown keys are errors. Durations are Go durations: "300ms", "2s", "5m", "720h". "mailwall config check FILE" checks a file; SIGHUP makes mailwall serve re-read it.`)}
+	p := manpage.Page{Name: "mailwall.yaml", Section: "5", Summary: "mailwall configuration file", Source: "mailwall", Manual: "mailwall manual",
+		Sections: append(append([]manpage.Section{intro}, sections...), manpage.Section{Heading: "See also", Blocks: []manpage.Block{{Text: "mailwall(8), mailwall-serve(8), mailwall-import(8)"}}})}
+	return p.Roff(), nil
+}
+
+// configMarkdown is docs/config.md: the same reference as a table per
+// section.
+func configMarkdown() ([]byte, error) {
+	keys, err := config.Reference()
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString("# Configuration reference\n\n")
+	b.WriteString("Generated from the config structs and the embedded `default.yaml` by\n`go test ./cmd/mailwall -run TestDocsUpToDate -update`; do not edit.\n")
+	b.WriteString("Every key is optional; `mailwall config default` prints the defaults with\ntheir comments, `mailwall config check FILE` checks a file. Durations are\nGo durations (`2s`, `5m`, `720h`).\n")
+	inTable := false
+	for _, k := range keys {
+		if k.Section() {
+			level := "##"
+			if strings.Contains(k.Path, ".") {
+				level = "###"
+			}
+			fmt.Fprintf(&b, "\n%s `%s`\n\n", level, k.Path)
+			if k.Doc != "" {
+				b.WriteString(k.Doc + "\n\n")
+			}
+			inTable = false
+			continue
+		}
+		if !inTable {
+			if k.Path == keys[0].Path { // after the introduction, not a heading
+				b.WriteString("\n")
+			}
+			b.WriteString("| key | type | default | meaning |\n|---|---|---|---|\n")
+			inTable = true
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s |\n", k.Path, k.Type, strings.ReplaceAll(k.Default, "|", `\|`), strings.ReplaceAll(strings.ReplaceAll(k.Doc, "|", `\|`), "\n\n", "<br>"))
+	}
+	return b.Bytes(), nil
+}
+
+func paragraphs(text string) []manpage.Block {
+	var blocks []manpage.Block
+	for _, p := range strings.Split(strings.TrimSpace(text), "\n\n") {
+		blocks = append(blocks, manpage.Block{Text: p})
+	}
+	return blocks
+}
