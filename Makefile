@@ -3,7 +3,7 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME ?= 30s
 
-.PHONY: build test check fuzz bench bench-policy bench-peers clean
+.PHONY: build test check fuzz bench bench-policy bench-peers package clean
 
 build:
 	$(GO) build -o mailwall ./cmd/mailwall
@@ -75,5 +75,11 @@ bench-peers:
 	$(GO) run ./bench/policy -n 16000 -c 8 -pin || status=$$?; \
 	bash ../shared/peers/stop.sh; exit $$status
 
+# The .deb (dpkg-deb): static binary, systemd unit, the embedded defaults
+# as /etc/mailwall/mailwall.yaml, man pages. Written to build/.
+package:
+	bash dist/mkdeb.sh build
+
 clean:
 	rm -f mailwall
+	rm -rf build

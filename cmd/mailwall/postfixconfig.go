@@ -36,6 +36,7 @@ func cmdPostfixConfig(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("postfix-dir", "/etc/postfix", "Postfix's config_directory, read with postconf")
 	apply := fs.Bool("apply", false, "make the changes: back up main.cf and master.cf, postconf, postfix check (undone if it fails), postfix reload")
 	noReload := fs.Bool("no-reload", false, "with --apply: do not reload Postfix")
+	replace := fs.String("replace", "", "more milters to replace, comma separated, as main.cf names them (rspamd's: inet:localhost:11332)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,7 +60,13 @@ func cmdPostfixConfig(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "mailwall: %v; printing the changes for a main.cf without milters or policy services\n", err)
 		st = migrate.PostfixState{}
 	}
-	plan := migrate.PlanPostfix(st, milterAddr, policyAddr)
+	var alsoReplace []string
+	for _, m := range strings.Split(*replace, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			alsoReplace = append(alsoReplace, m)
+		}
+	}
+	plan := migrate.PlanPostfix(st, milterAddr, policyAddr, alsoReplace...)
 	if plan.Empty() {
 		fmt.Fprintf(stdout, "# %s already puts mailwall in Postfix's path: nothing to change\n", *dir)
 		return nil

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -131,7 +132,8 @@ func policyAddrs(svcs []string) map[string]bool {
 // place of OpenDKIM, OpenDMARC and policyd-spf, keeping every other milter
 // and restriction where it is. An entry already naming mailwall stays, so
 // planning again after applying gives an empty plan.
-func PlanPostfix(st PostfixState, milterAddr, policyAddr string) PostfixPlan {
+// Milters listed in alsoReplace (rspamd's, for one) are replaced too.
+func PlanPostfix(st PostfixState, milterAddr, policyAddr string, alsoReplace ...string) PostfixPlan {
 	var plan PostfixPlan
 	params := map[string]string{}
 	for k, v := range st.Main {
@@ -152,11 +154,11 @@ func PlanPostfix(st PostfixState, milterAddr, policyAddr string) PostfixPlan {
 			if base != "smtpd_milters" && base != "non_smtpd_milters" {
 				continue
 			}
-			v, swapped, present := swapMilters(params[name], milterAddr)
+			v, swapped, present := swapMilters(params[name], milterAddr, alsoReplace)
 			switch {
 			case swapped:
 				plan.Changes = append(plan.Changes, PostfixChange{Param: name, Old: params[name], New: v,
-					Why: "OpenDKIM's and OpenDMARC's milters give way to mailwall's; other milters keep their place"})
+					Why: "OpenDKIM's and OpenDMARC's milters (and those given with --replace) give way to mailwall's; other milters keep their place"})
 			case !present && name == "smtpd_milters":
 				plan.Changes = append(plan.Changes, PostfixChange{Param: name, Old: params[name], New: appendItem(params[name], milterAddr),
 					Why: "mail received over SMTP goes through mailwall's milter too, after the others"})
@@ -217,7 +219,7 @@ func appendItem(list, item string) string {
 // swapMilters replaces OpenDKIM's and OpenDMARC's entries in a milter list
 // with milterAddr, at the first one's place. swapped reports a change;
 // present that the result names mailwall.
-func swapMilters(list, milterAddr string) (v string, swapped, present bool) {
+func swapMilters(list, milterAddr string, alsoReplace []string) (v string, swapped, present bool) {
 	var out []string
 	for _, e := range postfixList(list) {
 		switch {
@@ -226,7 +228,7 @@ func swapMilters(list, milterAddr string) (v string, swapped, present bool) {
 				out = append(out, e)
 			}
 			present = true
-		case oldMilter(e):
+		case oldMilter(e) || slices.Contains(alsoReplace, groupAddr(e)):
 			if !present {
 				out = append(out, milterAddr)
 				present = true

@@ -17,6 +17,7 @@ func TestPlanPostfix(t *testing.T) {
 	tests := []struct {
 		name        string
 		st          PostfixState
+		alsoReplace []string
 		want        map[string]string // param -> new value ("-" for removed)
 		wantDisable []string
 	}{
@@ -79,6 +80,16 @@ func TestPlanPostfix(t *testing.T) {
 			},
 		},
 		{
+			name:        "rspamd for authentication only",
+			st:          PostfixState{Main: map[string]string{"smtpd_milters": "inet:localhost:11332, inet:127.0.0.1:3310", "non_smtpd_milters": "inet:localhost:11332", "smtpd_recipient_restrictions": "reject_unauth_destination"}},
+			alsoReplace: []string{"inet:localhost:11332"},
+			want: map[string]string{
+				"smtpd_milters":                milter + ", inet:127.0.0.1:3310",
+				"non_smtpd_milters":            milter,
+				"smtpd_recipient_restrictions": "reject_unauth_destination, check_policy_service " + policy,
+			},
+		},
+		{
 			name: "already applied",
 			st: PostfixState{Main: map[string]string{
 				"smtpd_milters":                milter + ", inet:127.0.0.1:3310",
@@ -89,7 +100,7 @@ func TestPlanPostfix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plan := PlanPostfix(tt.st, milter, policy)
+			plan := PlanPostfix(tt.st, milter, policy, tt.alsoReplace...)
 			got := map[string]string{}
 			for _, c := range plan.Changes {
 				if _, dup := got[c.Param]; dup {
@@ -132,7 +143,7 @@ func TestPlanPostfix(t *testing.T) {
 					m[c.Param] = c.New
 				}
 			}
-			if again := PlanPostfix(after, milter, policy); !again.Empty() {
+			if again := PlanPostfix(after, milter, policy, tt.alsoReplace...); !again.Empty() {
 				t.Errorf("planning again: %+v", again)
 			}
 		})
