@@ -37,21 +37,7 @@ policyd-spf_time_limit = 3600`, "policyd-spf unix - n n - 0 spawn\n    user=nobo
 	}
 
 	cfg := filepath.Join(root, "mailwall.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
-dns:
-  servers: [%q]
-  timeout: 500ms
-  attempts: 1
-policyd:
-  listen: ["inet:127.0.0.1:%d"]
-  skip_addresses: []
-milter:
-  listen: ["inet:127.0.0.1:%d"]
-store:
-  dsn: %q
-web:
-  listen: ""
-`, dnsAddr, policyPort, milterPort, filepath.Join(root, "mailwall.db"))), 0o644)
+	os.WriteFile(cfg, []byte(daemonConfig(daemonSetup{dns: dnsAddr}, milterPort, policyPort, freePort(t), filepath.Join(root, "mailwall.db"))), 0o644)
 	startProcess(t, "milter listening", bin, "serve", "--config", cfg)
 
 	mainBefore, masterBefore := mustRead(t, filepath.Join(etc, "main.cf")), mustRead(t, filepath.Join(etc, "master.cf"))
