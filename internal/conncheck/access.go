@@ -25,6 +25,7 @@ type RegexpTable struct {
 
 type tableRule struct {
 	re     *regexp.Regexp
+	source string // the pattern as written, between its delimiters
 	negate bool
 	result string // "" for an if line
 	line   int
@@ -73,7 +74,7 @@ func ParseRegexpTable(r io.Reader, name string) (*RegexpTable, error) {
 			open = open[:len(open)-1]
 			continue
 		case strings.HasPrefix(strings.ToLower(text), "if ") || strings.HasPrefix(strings.ToLower(text), "if!"):
-			re, negate, rest, err := parsePattern(strings.TrimSpace(text[2:]))
+			re, source, negate, rest, err := parsePattern(strings.TrimSpace(text[2:]))
 			if err != nil {
 				return nil, fmt.Errorf("conncheck: %s, line %d: %w", name, l.no, err)
 			}
@@ -81,10 +82,10 @@ func ParseRegexpTable(r io.Reader, name string) (*RegexpTable, error) {
 				return nil, fmt.Errorf("conncheck: %s, line %d: text after the if pattern", name, l.no)
 			}
 			open = append(open, len(t.rules))
-			t.rules = append(t.rules, tableRule{re: re, negate: negate, line: l.no, isIf: true})
+			t.rules = append(t.rules, tableRule{re: re, source: source, negate: negate, line: l.no, isIf: true})
 			continue
 		}
-		re, negate, result, err := parsePattern(text)
+		re, source, negate, result, err := parsePattern(text)
 		if err != nil {
 			return nil, fmt.Errorf("conncheck: %s, line %d: %w", name, l.no, err)
 		}
@@ -95,7 +96,7 @@ func ParseRegexpTable(r io.Reader, name string) (*RegexpTable, error) {
 			t.Warnings = append(t.Warnings, fmt.Sprintf("%s, line %d: out of range replacement index \"%d\": skipping this rule", name, l.no, n))
 			continue
 		}
-		t.rules = append(t.rules, tableRule{re: re, negate: negate, result: result, line: l.no})
+		t.rules = append(t.rules, tableRule{re: re, source: source, negate: negate, result: result, line: l.no})
 	}
 	if len(open) > 0 {
 		return nil, fmt.Errorf("conncheck: %s, line %d: if without endif", name, t.rules[open[len(open)-1]].line)
@@ -113,20 +114,40 @@ func LoadRegexpTable(path string) (*RegexpTable, error) {
 	return ParseRegexpTable(f, path)
 }
 
-// parsePattern reads [!]<delim>pattern<delim>flags and returns the rest
-// of the line.
-func parsePattern(s string) (*regexp.Regexp, bool, string, error) {
+// Rule is one rule of a table as written.
+type Rule struct {
+	Pattern string // between the delimiters, flags left out
+	Negate  bool   // "!/pattern/": the rule matches what the pattern does not
+	Result  string
+	Line    int
+}
+
+// Rules lists the table's rules in order, those inside if blocks
+// included; the if lines themselves are not rules.
+func (t *RegexpTable) Rules() []Rule {
+	var rules []Rule
+	for _, r := range t.rules {
+		if !r.isIf {
+			rules = append(rules, Rule{Pattern: r.source, Negate: r.negate, Result: r.result, Line: r.line})
+		}
+	}
+	return rules
+}
+
+// parsePattern reads [!]<delim>pattern<delim>flags and returns the
+// compiled pattern, its source and the rest of the line.
+func parsePattern(s string) (*regexp.Regexp, string, bool, string, error) {
 	negate := false
 	if strings.HasPrefix(s, "!") {
 		negate = true
 		s = strings.TrimLeft(s[1:], " \t")
 	}
 	if s == "" {
-		return nil, false, "", fmt.Errorf("missing pattern")
+		return nil, "", false, "", fmt.Errorf("missing pattern")
 	}
 	delim := s[0]
 	if delim == ' ' || delim == '\\' {
-		return nil, false, "", fmt.Errorf("bad pattern delimiter %q", delim)
+		return nil, "", false, "", fmt.Errorf("bad pattern delimiter %q", delim)
 	}
 	// The pattern ends at the next unescaped delimiter.
 	end := -1
@@ -141,7 +162,7 @@ func parsePattern(s string) (*regexp.Regexp, bool, string, error) {
 		}
 	}
 	if end < 0 {
-		return nil, false, "", fmt.Errorf("pattern %q has no closing %c", s, delim)
+		return nil, "", false, "", fmt.Errorf("pattern %q has no closing %c", s, delim)
 	}
 	pattern := s[1:end]
 	rest := s[end+1:]
@@ -154,9 +175,9 @@ func parsePattern(s string) (*regexp.Regexp, bool, string, error) {
 		case 'm':
 			multi = !multi
 		case 'x':
-			return nil, false, "", fmt.Errorf("flag x (extended syntax) is not supported")
+			return nil, "", false, "", fmt.Errorf("flag x (extended syntax) is not supported")
 		default:
-			return nil, false, "", fmt.Errorf("unknown pattern flag %q", rest[i])
+			return nil, "", false, "", fmt.Errorf("unknown pattern flag %q", rest[i])
 		}
 	}
 	prefix := ""
@@ -168,10 +189,10 @@ func parsePattern(s string) (*regexp.Regexp, bool, string, error) {
 	}
 	re, err := regexp.Compile(prefix + pattern)
 	if err != nil {
-		return nil, false, "", fmt.Errorf("pattern %q: %w", pattern, err)
+		return nil, "", false, "", fmt.Errorf("pattern %q: %w", pattern, err)
 	}
 	re.Longest()
-	return re, negate, strings.TrimSpace(rest[i:]), nil
+	return re, pattern, negate, strings.TrimSpace(rest[i:]), nil
 }
 
 var groupRef = regexp.MustCompile(`\$(\{[0-9]+\}|[0-9]+)`)

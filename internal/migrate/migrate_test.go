@@ -271,3 +271,39 @@ func TestImportErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestImportClientRegexpTable: the rules of a regexp: client table are
+// read as Postfix reads them (a pattern may hold spaces, carry flags, be
+// negated or sit in an if block), not split at the first space.
+func TestImportClientRegexpTable(t *testing.T) {
+	dir := t.TempDir()
+	table := filepath.Join(dir, "client.regexp")
+	os.WriteFile(table, []byte(`if /example/
+/^a b$/  OK
+endif
+/^mx[0-9]+\.example\.net$/i OK
+/^[^\.]*[0-9][^0-9\.]+[0-9]/i  450 S25R check
+/^(dhcp|dialup|ppp|[achrsvx]?dsl)[^\.]*[0-9]/  450 S25R check
+!/^(mail|mx)[0-9]*\./  WARN not a mail host name
+/^late\.example$/ OK
+`), 0o644)
+	mainCF := filepath.Join(dir, "main.cf")
+	os.WriteFile(mainCF, []byte("smtpd_client_restrictions = check_client_access regexp:"+table+"\n"), 0o644)
+	res, err := Import(Sources{MainCF: mainCF, TableDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Config.Checks
+	if !c.S25R || c.Actions.S25R != "tempfail" {
+		t.Errorf("s25r %v, action %q", c.S25R, c.Actions.S25R)
+	}
+	// The OK lines before the S25R rules are their exceptions (the one
+	// with a space whole); the OK after them never applies to S25R.
+	if want := []string{"^a b$", `^mx[0-9]+\.example\.net$`}; !slices.Equal(c.S25RAllowNames, want) {
+		t.Errorf("allow names %q, want %q", c.S25RAllowNames, want)
+	}
+	report := Report(res.Mappings)
+	if !strings.Contains(report, `other rules stay in Postfix: !/^(mail|mx)[0-9]*\./ WARN not a mail host name`) {
+		t.Errorf("the negated rule is not reported as staying in Postfix:\n%s", report)
+	}
+}

@@ -283,18 +283,17 @@ func (im *importer) clientAccess(path string, line int, setting, ref string) err
 	var rules []rule
 	switch kind {
 	case "regexp", "pcre":
-		if _, err := conncheck.LoadRegexpTable(name); err != nil {
+		tbl, err := conncheck.LoadRegexpTable(name)
+		if err != nil {
 			im.add(path, line, setting, "", fmt.Sprintf("unreadable as a regexp: table (%v); it stays in Postfix", err))
 			return nil
 		}
-		entries, err := readAccessSource(name, false)
-		if err != nil {
-			return fmt.Errorf("migrate: %s: %w", name, err)
-		}
-		for _, e := range entries {
-			// readAccessSource split at the first space: patterns here
-			// hold none in practice; the value is the action.
-			rules = append(rules, rule{e.key, e.value})
+		for _, r := range tbl.Rules() {
+			pattern := "/" + r.Pattern + "/"
+			if r.Negate {
+				pattern = "!" + pattern // never an S25R rule or an allow entry
+			}
+			rules = append(rules, rule{pattern, r.Result})
 		}
 	case "hash", "btree", "lmdb", "cdb", "texthash", "dbm":
 		entries, err := readAccessSource(name, true)
@@ -314,12 +313,17 @@ func (im *importer) clientAccess(path string, line int, setting, ref string) err
 	for _, r := range rules {
 		norm := strings.ReplaceAll(strings.Trim(r.pattern, "/"), "\\", "")
 		switch {
+		case strings.HasPrefix(r.pattern, "!"):
+			other++
+			rest = append(rest, r.pattern+" "+r.value)
 		case isS25R(norm):
 			s25r++
 			s25rAction = replyAction(r.value)
 		case norm == "^unknown$":
 			unknownAction = replyAction(r.value)
-		case isOK(r.value):
+		case isOK(r.value) && s25r == 0:
+			// First match wins: an OK before the S25R rules is an
+			// exception to them; one after them changes nothing for S25R.
 			allow++
 			if key, ok := strings.CutPrefix(r.pattern, "="); ok {
 				if p, ok := partialIP(key); ok {
@@ -328,7 +332,7 @@ func (im *importer) clientAccess(path string, line int, setting, ref string) err
 					allowNames = append(allowNames, strings.TrimSuffix(strings.TrimPrefix(keyPattern(key), "/"), "/"))
 				}
 			} else {
-				allowNames = append(allowNames, strings.Trim(strings.TrimSuffix(r.pattern, "i"), "/"))
+				allowNames = append(allowNames, strings.Trim(r.pattern, "/"))
 			}
 		default:
 			other++
@@ -344,7 +348,12 @@ func (im *importer) clientAccess(path string, line int, setting, ref string) err
 			im.cfg.Checks.Actions.IPRevFail = unknownAction
 			becomes += ", checks.actions.iprev_fail: " + unknownAction
 		}
-		note := fmt.Sprintf("an S25R table (%d of its rules): mailwall's S25R rules are the same six", s25r)
+		if len(allowNames)+len(allowIPs) > 0 {
+			im.cfg.Checks.S25RAllowNames = append(im.cfg.Checks.S25RAllowNames, allowNames...)
+			im.cfg.Checks.S25RAllowIPs = append(im.cfg.Checks.S25RAllowIPs, allowIPs...)
+			becomes += fmt.Sprintf(", checks.s25r_allow_names (+%d), checks.s25r_allow_ips (+%d)", len(allowNames), len(allowIPs))
+		}
+		note := fmt.Sprintf("an S25R table (%d of its rules): mailwall's S25R rules are the same six; its OK lines before them are their exceptions", s25r)
 		if len(rest) > 0 {
 			note += "; other rules stay in Postfix: " + strings.Join(rest, "; ")
 		}
