@@ -88,6 +88,26 @@ func (im *importer) addInternal(prefixes []string) {
 	im.cfg.Checks.InternalHosts = appendNew(im.cfg.Checks.InternalHosts, prefixes...)
 }
 
+// internalHosts reads OpenDKIM's InternalHosts or OpenDMARC's IgnoreHosts
+// (both data sets) into checks.internal_hosts. It returns what the setting
+// became and the entries that have no CIDR.
+func (im *importer) internalHosts(path string, d directive) (becomes string, skipped []string, err error) {
+	entries, _, err := dataset(d.value)
+	if err != nil {
+		return "", nil, fmt.Errorf("migrate: %s, line %d: %s: %w", path, d.line, d.name, err)
+	}
+	prefixes, skipped := hostsToPrefixes(entries)
+	im.addInternal(prefixes)
+	return "checks.internal_hosts: " + flow(prefixes), skipped, nil
+}
+
+// defaultInternal records the daemons' default for an unset InternalHosts
+// or IgnoreHosts: the host itself, 127.0.0.1.
+func (im *importer) defaultInternal(path, setting, note string) {
+	im.addInternal([]string{"127.0.0.1/32"})
+	im.add(path, 0, setting, "checks.internal_hosts: [127.0.0.1/32]", note)
+}
+
 // openDKIM maps opendkim.conf (opendkim.conf(5), 2.11).
 func (im *importer) openDKIM(path string) error {
 	ds, err := readDirectives(path, "")
@@ -106,8 +126,7 @@ func (im *importer) openDKIM(path string) error {
 	if _, ok := get["internalhosts"]; !ok {
 		// opendkim.conf(5): InternalHosts defaults to 127.0.0.1; mail
 		// from there is signed and not verified.
-		im.addInternal([]string{"127.0.0.1/32"})
-		im.add(path, 0, "InternalHosts (unset: 127.0.0.1)", "checks.internal_hosts: [127.0.0.1/32]", "OpenDKIM's default: mail from the host itself is signed, not checked")
+		im.defaultInternal(path, "InternalHosts (unset: 127.0.0.1)", "OpenDKIM's default: mail from the host itself is signed, not checked")
 	}
 	for _, d := range ds {
 		setting := d.name + " " + d.value
@@ -124,17 +143,15 @@ func (im *importer) openDKIM(path string) error {
 				add("(verify only: no checks.signing)", note)
 			}
 		case "internalhosts":
-			entries, _, err := dataset(d.value)
+			becomes, skipped, err := im.internalHosts(path, d)
 			if err != nil {
-				return fmt.Errorf("migrate: %s, line %d: InternalHosts: %w", path, d.line, err)
+				return err
 			}
-			prefixes, skipped := hostsToPrefixes(entries)
-			im.addInternal(prefixes)
 			note := ""
 			if len(skipped) > 0 {
 				note = "not imported (checks.internal_hosts takes addresses and CIDRs only): " + strings.Join(skipped, ", ")
 			}
-			add("checks.internal_hosts: "+flow(prefixes), note)
+			add(becomes, note)
 		case "keytable", "signingtable", "keyfile", "selector", "domain":
 			// Read together below, once all are known.
 		case "externalignorelist":

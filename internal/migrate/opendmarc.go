@@ -40,8 +40,7 @@ func (im *importer) openDMARC(path string) error {
 	}
 	if _, ok := get["ignorehosts"]; !ok {
 		// opendmarc.conf(5): IgnoreHosts defaults to 127.0.0.1.
-		im.addInternal([]string{"127.0.0.1/32"})
-		im.add(path, 0, "IgnoreHosts (unset: 127.0.0.1)", "checks.internal_hosts: [127.0.0.1/32]", "OpenDMARC's default: mail from the host itself is not checked")
+		im.defaultInternal(path, "IgnoreHosts (unset: 127.0.0.1)", "OpenDMARC's default: mail from the host itself is not checked")
 	}
 	if _, ok := get["rejectfailures"]; !ok {
 		im.add(path, 0, "RejectFailures (unset: false)", "checks.actions.dmarc_reject: tag", "OpenDMARC's default: a DMARC failure only adds Authentication-Results. mailwall's own default is reject: set it once you trust the results")
@@ -66,17 +65,15 @@ func (im *importer) openDMARC(path string) error {
 				add("checks.actions.dmarc_quarantine: tag", "")
 			}
 		case "ignorehosts":
-			entries, _, err := dataset(d.value)
+			becomes, skipped, err := im.internalHosts(path, d)
 			if err != nil {
-				return fmt.Errorf("migrate: %s, line %d: IgnoreHosts: %w", path, d.line, err)
+				return err
 			}
-			prefixes, skipped := hostsToPrefixes(entries)
-			im.addInternal(prefixes)
 			note := "mailwall has one list for OpenDKIM's InternalHosts and OpenDMARC's IgnoreHosts: mail from these hosts is signed, not checked"
 			if len(skipped) > 0 {
 				note += "; not imported (addresses and CIDRs only): " + strings.Join(skipped, ", ")
 			}
-			add("checks.internal_hosts: "+flow(prefixes), note)
+			add(becomes, note)
 		case "ignoreauthenticatedclients":
 			add("(always)", "mailwall never checks mail from SMTP AUTH clients: it signs it")
 		case "authservid":
