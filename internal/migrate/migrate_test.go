@@ -307,3 +307,30 @@ endif
 		t.Errorf("the negated rule is not reported as staying in Postfix:\n%s", report)
 	}
 }
+
+// TestImportPolicyGroup: a Postfix 3.0 "{ address, settings }" group after
+// check_policy_service is one argument; the restriction after it is still
+// read.
+func TestImportPolicyGroup(t *testing.T) {
+	dir := t.TempDir()
+	helo := filepath.Join(dir, "helo.regexp")
+	os.WriteFile(helo, []byte("/^localhost$/ REJECT\n"), 0o644)
+	mainCF := filepath.Join(dir, "main.cf")
+	os.WriteFile(mainCF, []byte("smtpd_recipient_restrictions = reject_unauth_destination,\n    check_policy_service { unix:private/policyd-spf, default_action=DUNNO },\n    check_helo_access regexp:"+helo+"\n"), 0o644)
+	res, err := Import(Sources{MainCF: mainCF, TableDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Config.Checks.HeloRegexpTables, []string{helo}) {
+		t.Errorf("helo tables %q", res.Config.Checks.HeloRegexpTables)
+	}
+	var policy []Mapping
+	for _, m := range res.Mappings {
+		if strings.Contains(m.Setting, "check_policy_service") {
+			policy = append(policy, m)
+		}
+	}
+	if len(policy) != 1 || policy[0].Setting != "smtpd_recipient_restrictions: check_policy_service { unix:private/policyd-spf, default_action=DUNNO }" || policy[0].Becomes != "policyd.listen" {
+		t.Errorf("policy mappings %+v", policy)
+	}
+}

@@ -85,7 +85,9 @@ func (im *importer) mainCF(path string) error {
 		if !ok {
 			continue
 		}
-		words := strings.FieldsFunc(expand(d.value, params, configDir), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+		// postfixList keeps a "{ address, name=value }" group as one word,
+		// as postfix-config's plan reads it.
+		words := postfixList(expand(d.value, params, configDir))
 		for i := 0; i < len(words); i++ {
 			w := strings.ToLower(words[i])
 			setting := list + ": " + w
