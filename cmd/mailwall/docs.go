@@ -60,7 +60,7 @@ Signing keys are referenced where they are, never copied; a key others can read 
 		{
 			name:     "postfix-config",
 			summary:  "print or make the Postfix changes that put mailwall in place of the old daemons",
-			synopsis: []string{"mailwall postfix-config [--config FILE] [--postfix-dir DIR] [--apply] [--no-reload]"},
+			synopsis: []string{"mailwall postfix-config [--config FILE] [--postfix-dir DIR] [--replace MILTER,...] [--apply] [--no-reload]"},
 			flagsOf:  [][]string{{"postfix-config"}},
 			description: `Reads the Postfix instance in --postfix-dir with postconf(1) and prints the main.cf and master.cf changes that hand mail to the config's milter and policy server.
 

@@ -38,7 +38,7 @@ Usage:
   mailwall import [--policyd-spf FILE] [--opendkim FILE] [--opendmarc FILE] [--main-cf FILE] [--out FILE|-] [--force]
         read policyd-spf, OpenDKIM, OpenDMARC and Postfix settings (Debian's paths by default),
         write a mailwall config that behaves the same and print what each setting became
-  mailwall postfix-config [--config FILE] [--postfix-dir DIR] [--apply] [--no-reload]
+  mailwall postfix-config [--config FILE] [--postfix-dir DIR] [--replace MILTER,...] [--apply] [--no-reload]
         print (or make, with a backup and postfix check) the main.cf and master.cf
         changes that put mailwall in place of OpenDKIM, OpenDMARC and policyd-spf
   mailwall dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] --out DIR
