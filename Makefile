@@ -71,7 +71,7 @@ bench-peers:
 	bash bench/peers/opendkim-threadsafe.sh
 	bash bench/peers/rspamd-auth-only.sh
 	status=0; \
-	$(GO) run ./bench/milter -n 2000 -c 1,8,64 -peer-c 1,8,64 || status=$$?; \
+	$(GO) run ./bench/milter -n 2000 -c 1,8,64 -peer-c 1,8,64 -pin || status=$$?; \
 	$(GO) run ./bench/policy -n 16000 -c 8 -pin || status=$$?; \
 	bash ../shared/peers/stop.sh; exit $$status
 

@@ -40,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"mailwall/bench/internal/proc"
 	"mailwall/internal/dkim"
 	"mailwall/internal/milter"
 )
@@ -53,6 +54,7 @@ func main() {
 	dnsAddr := flag.String("dns", "127.0.0.1:5353", "the lab DNS the peers use")
 	sizes := flag.String("sizes", "small,1MB", "message sizes to run: small (2 KB body), 1MB")
 	cpuProfile := flag.String("cpuprofile", "", "write the harness's own CPU profile here (the client side of every session)")
+	pin := flag.Bool("pin", false, "run the milters on CPU 1 and this load generator and the lab DNS on CPU 0, so the milter under test has one CPU of its own")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -73,16 +75,41 @@ func main() {
 
 	dir, _ := os.MkdirTemp("", "mailwall-bench-milter-")
 	defer os.RemoveAll(dir)
-	mw := startMailwall(dir, *dnsAddr)
+	opendkim := proc.FromPidFile(filepath.Join(*peers, "run", "opendkim.pid"))
+	opendmarc := proc.FromPidFile(filepath.Join(*peers, "run", "opendmarc.pid"))
+	rspamd := proc.FromPidFile(filepath.Join(*peers, "run", "rspamd.pid"))
+	nsd := proc.FromPidFile(filepath.Join(*peers, "run", "nsd.pid"))
+	var mwCPU string
+	if *pin {
+		// The peers run several processes and threads; each gets CPU 1,
+		// as mailwall does, and they get every CPU back at the end. The
+		// lab DNS server counts as the network, on the harness's side.
+		var servers []int
+		for _, pid := range []int{opendkim, opendmarc, rspamd} {
+			if pid != 0 {
+				servers = append(servers, proc.Tree(pid)...)
+			}
+		}
+		pinAll(servers, []int{1})
+		defer pinAll(servers, nil)
+		if nsd != 0 {
+			pinAll(proc.Tree(nsd), []int{0})
+			defer pinAll(proc.Tree(nsd), nil)
+		}
+		pinAll([]int{0}, []int{0})
+		mwCPU = "1"
+	}
+	mw := startMailwall(dir, *dnsAddr, mwCPU)
 	defer mw.stop()
 
-	fmt.Printf("milter sessions, lab DNS %s, %d CPUs; mailwall checks iprev, S25R, SPF, DKIM, DMARC; OpenDKIM verifies DKIM, OpenDMARC checks SPF and DMARC\n\n", *dnsAddr, numCPU())
+	fmt.Printf("milter sessions, lab DNS %s, %d CPUs; mailwall checks iprev, S25R, SPF, DKIM, DMARC; OpenDKIM verifies DKIM, OpenDMARC checks SPF and DMARC\n", *dnsAddr, proc.NumCPU())
+	if *pin {
+		fmt.Println("pinned: each milter on CPU 1; this load generator and the lab DNS on CPU 0")
+	}
+	fmt.Println()
 	fmt.Printf("%-28s %6s %5s %9s %8s %8s %13s %9s\n", "milters", "size", "conc", "msgs/s", "p50 ms", "p99 ms", "CPU ms/1000", "peak RSS")
 	type key2 struct{ size, conc string }
 	rates := map[string]map[key2]float64{"mailwall": {}, "peers": {}, "rspamd": {}}
-	opendkim := pidOf(filepath.Join(*peers, "run", "opendkim.pid"))
-	opendmarc := pidOf(filepath.Join(*peers, "run", "opendmarc.pid"))
-	rspamd := pidOf(filepath.Join(*peers, "run", "rspamd.pid"))
 	for _, size := range strings.Split(*sizes, ",") {
 		if msgs[size] == nil {
 			log.Fatalf("-sizes: unknown size %q", size)
@@ -109,7 +136,7 @@ func main() {
 				continue
 			}
 			// rspamd is a main process and its workers: all count.
-			p := run(count, c, msgs[size], []string{"127.0.0.1:11332"}, processTree(rspamd))
+			p := run(count, c, msgs[size], []string{"127.0.0.1:11332"}, proc.Tree(rspamd))
 			rates["rspamd"][key2{size, cs}] = p.rate
 			p.print("rspamd", size, c)
 		}
@@ -177,7 +204,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // through every milter address in turn.
 func run(count, c int, msg []byte, addrs []string, pids []int) result {
 	hdrs, body := split(msg)
-	cpu0 := cpuOf(pids)
+	cpu0 := proc.CPUTime(pids...)
 	var mu sync.Mutex
 	var lat []time.Duration
 	var res result
@@ -229,9 +256,9 @@ func run(count, c int, msg []byte, addrs []string, pids []int) result {
 	slices.Sort(lat)
 	res.rate = float64(len(lat)) / el.Seconds()
 	res.p50, res.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
-	res.cpu = float64((cpuOf(pids) - cpu0).Milliseconds()) * 1000 / float64(len(lat))
+	res.cpu = float64((proc.CPUTime(pids...) - cpu0).Milliseconds()) * 1000 / float64(len(lat))
 	for _, p := range pids {
-		res.rss += rssOf(p)
+		res.rss += proc.PeakRSS(p)
 	}
 	return res
 }
@@ -312,7 +339,18 @@ type mailwall struct {
 	addr string
 }
 
-func startMailwall(dir, dnsAddr string) *mailwall {
+// pinAll pins the processes to cpus (nil: every CPU); pid 0 is this one.
+func pinAll(pids []int, cpus []int) {
+	for _, pid := range pids {
+		if err := proc.Pin(pid, cpus); err != nil {
+			log.Fatalf("-pin: %v", err)
+		}
+	}
+}
+
+// startMailwall builds and starts mailwall; cpus, when set, is a taskset
+// CPU list for it, so its runtime sizes itself (GOMAXPROCS) to those.
+func startMailwall(dir, dnsAddr, cpus string) *mailwall {
 	bin := filepath.Join(dir, "mailwall")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mailwall").CombinedOutput(); err != nil {
 		log.Fatalf("go build: %v\n%s", err, out)
@@ -331,6 +369,9 @@ func startMailwall(dir, dnsAddr string) *mailwall {
 		args = append(args, "--cpuprofile", p)
 	}
 	m := &mailwall{cmd: exec.Command(bin, args...), addr: addr}
+	if cpus != "" {
+		m.cmd = exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
+	}
 	out, _ := m.cmd.StdoutPipe()
 	m.cmd.Stderr = os.Stderr
 	if err := m.cmd.Start(); err != nil {
@@ -345,80 +386,3 @@ func startMailwall(dir, dnsAddr string) *mailwall {
 
 func (m *mailwall) pid() int { return m.cmd.Process.Pid }
 func (m *mailwall) stop()    { m.cmd.Process.Signal(os.Interrupt); m.cmd.Wait() }
-
-func pidOf(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid > 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-			return 0
-		}
-	}
-	return pid
-}
-
-// processTree is pid and its descendants.
-func processTree(pid int) []int {
-	parent := map[int]int{}
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		p, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		parent[p], _ = strconv.Atoi(f[1])
-	}
-	tree := []int{pid}
-	for i := 0; i < len(tree); i++ {
-		for p, pp := range parent {
-			if pp == tree[i] {
-				tree = append(tree, p)
-			}
-		}
-	}
-	return tree
-}
-
-// cpuOf sums utime+stime of the processes (clock ticks of 10 ms).
-func cpuOf(pids []int) time.Duration {
-	var total int64
-	for _, pid := range pids {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		total += ut + st
-	}
-	return time.Duration(total) * 10 * time.Millisecond
-}
-
-// rssOf is the peak resident set (VmHWM) of a process.
-func rssOf(pid int) int64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
-}

@@ -31,14 +31,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"mailwall/bench/internal/proc"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labdns"
 	"mailwall/internal/spf"
@@ -54,9 +52,7 @@ func main() {
 	flag.Parse()
 
 	if *pin {
-		var set unix.CPUSet
-		set.Set(0)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
+		if err := proc.Pin(0, []int{0}); err != nil {
 			log.Fatalf("pin: %v", err)
 		}
 		serverCPU = "1"
@@ -86,7 +82,7 @@ func main() {
 
 	warm := requests(*n, false)
 	cold := requests(*n, true)
-	fmt.Printf("SPF policy requests: %d per run, concurrency %d, lab DNS %s, %d CPUs\n\n", *n, *conc, dnsSrv.Addr(), numCPU())
+	fmt.Printf("SPF policy requests: %d per run, concurrency %d, lab DNS %s, %d CPUs\n\n", *n, *conc, dnsSrv.Addr(), proc.NumCPU())
 	fmt.Printf("%-40s %10s %8s %8s %14s %9s\n", "server", "req/s", "p50 ms", "p99 ms", "CPU ms/1000req", "peak RSS")
 
 	mw := startMailwall(dir, dnsSrv.Addr(), *logLevel)
@@ -323,21 +319,7 @@ func (m *mailwall) stop() { m.cmd.Process.Signal(syscall.SIGTERM); m.cmd.Wait() 
 // usage reads the process's CPU time and peak RSS from /proc.
 func (m *mailwall) usage() (time.Duration, int64) {
 	pid := m.cmd.Process.Pid
-	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	// Fields after the ")" that ends the command name: utime is the 12th,
-	// stime the 13th, in clock ticks (100 per second on Linux).
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	var hwm int64
-	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(status), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-			hwm = kb * 1024
-		}
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, hwm
+	return proc.CPUTime(pid), proc.PeakRSS(pid)
 }
 
 // policydSPF spawns postfix-policyd-spf-python processes, one per
@@ -409,9 +391,4 @@ func (c *child) Close() error {
 	}
 	c.p.mu.Unlock()
 	return err
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
 }

@@ -95,9 +95,27 @@ func (r Reply) String() string {
 	return Response{code: r.Code}.String()
 }
 
+// skipFlags are the protocol flags by which a filter asks not to be sent
+// a stage at all. Postfix leaves those stages out (milter8.c), so the
+// client does too: OpenDMARC, for one, asks for no body.
+var skipFlags = map[byte]uint32{
+	cmdConnect: ProtoNoConnect,
+	cmdHelo:    ProtoNoHelo,
+	cmdMail:    ProtoNoMail,
+	cmdRcpt:    ProtoNoRcpt,
+	cmdData:    ProtoNoData,
+	cmdHeader:  ProtoNoHeaders,
+	cmdEOH:     ProtoNoEOH,
+	cmdBody:    ProtoNoBody,
+	cmdUnknown: ProtoNoUnknown,
+}
+
 // send writes a command and, unless the protocol says no reply comes,
-// reads the reply.
+// reads the reply. A stage the filter asked to skip is not sent.
 func (c *Client) send(cmd byte, noReplyFlag uint32, data ...[]byte) (Reply, error) {
+	if c.Protocol&skipFlags[cmd] != 0 {
+		return Reply{Code: replyContinue}, nil
+	}
 	writePacket(c.w, cmd, data...)
 	if err := c.w.Flush(); err != nil {
 		return Reply{}, err

@@ -1,6 +1,7 @@
 package milter
 
 import (
+	"bufio"
 	"encoding/binary"
 	"io"
 	"log/slog"
@@ -274,5 +275,65 @@ func TestNoReplyStages(t *testing.T) {
 	got := strings.Join(events(), "|")
 	if !strings.HasPrefix(got, "connect x 4 192.0.2.1 j=|helo x.example|mail <a@example.test> [] auth= j=|rcpt <b@example.org>|eoh|eom") {
 		t.Errorf("events %s", got)
+	}
+}
+
+// TestClientSkipsStages: a filter that negotiates SMFIP_NOHELO and
+// SMFIP_NOBODY (OpenDMARC asks for no body) is not sent those stages, as
+// Postfix would not send them; the commands it does get are recorded.
+func TestClientSkipsStages(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer conn.Close()
+		r, w := bufio.NewReader(conn), bufio.NewWriter(conn)
+		var cmds []byte
+		for {
+			p, err := readPacket(r)
+			if err != nil {
+				got <- string(cmds) + " " + err.Error()
+				return
+			}
+			cmds = append(cmds, p.cmd)
+			switch p.cmd {
+			case cmdOptNeg:
+				writePacket(w, cmdOptNeg, u32(Version), u32(ActAddHeader), u32(ProtoNoHelo|ProtoNoBody))
+			case cmdQuit:
+				got <- string(cmds)
+				return
+			default:
+				writePacket(w, replyContinue)
+			}
+			w.Flush()
+		}
+	}()
+	c, err := Dial("tcp", ln.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Connect("x", netip.MustParseAddr("192.0.2.1"), 25)
+	if r, err := c.Helo("x.example"); err != nil || r.Code != 'c' {
+		t.Fatalf("helo %v %v", r, err)
+	}
+	c.Mail("<a@example.test>")
+	c.Header("Subject", "x")
+	c.EndOfHeaders()
+	if r, err := c.Body([]byte("body\r\n")); err != nil || r.Code != 'c' {
+		t.Fatalf("body %v %v", r, err)
+	}
+	if _, r, err := c.EndOfMessage(); err != nil || r.Code != 'c' {
+		t.Fatalf("eom %v %v", r, err)
+	}
+	c.Close()
+	// O negotiate, C connect, M mail, L header, N end of headers, E end of
+	// body, Q quit: no H, no B.
+	if cmds := <-got; cmds != "OCMLNEQ" {
+		t.Errorf("filter got commands %q, want OCMLNEQ", cmds)
 	}
 }
