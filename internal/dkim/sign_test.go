@@ -284,3 +284,28 @@ func dnsServerOf(t *testing.T, r dnsx.Resolver) string {
 	}
 	return a.Server
 }
+
+// TestKeyChangeTakesEffect: the Verifier keeps parsed keys, by record
+// text, so a selector whose record changes (a key rotated in place) is
+// checked against the new key at once, not the one parsed before.
+func TestKeyChangeTakesEffect(t *testing.T) {
+	var records []string
+	var keys []crypto.Signer
+	for range 2 {
+		k, err := GenerateKey("ed25519", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := PublicKeyRecord(k)
+		keys = append(keys, k)
+		records = append(records, ZoneRecord("sel", "example.test", rec))
+	}
+	msg := sign(t, &Signer{Domain: "example.test", Selector: "sel", Key: keys[0]}, "From: a@example.test\r\nSubject: x\r\n\r\nbody\r\n")
+	v := &Verifier{}
+	for i, want := range []Status{Pass, Fail, Pass} {
+		v.Resolver = zoneResolver(t, "example.test", records[i%2])
+		if r := verifyString(t, v, msg)[0]; r.Status != want {
+			t.Errorf("record %d: got %s (%s), want %s", i%2, r.Status, r.Reason, want)
+		}
+	}
+}

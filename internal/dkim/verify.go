@@ -14,6 +14,7 @@ import (
 	"hash"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"mailwall/internal/dnsx"
@@ -64,6 +65,40 @@ type Verifier struct {
 	MaxSignatures int
 	// Now is the clock for x=; nil means time.Now.
 	Now func() time.Time
+
+	keys keyCache
+}
+
+// keyCache keeps parsed key records by their text. The resolver caches the
+// record; parsing it again (base64, ASN.1, an RSA modulus) cost more per
+// message than finding it. Keyed by the text, a changed record is a new
+// entry, so nothing outlives the DNS TTL that matters.
+type keyCache struct {
+	mu   sync.Mutex
+	keys map[string]*Key
+}
+
+// maxCachedKeys bounds keyCache; when full it starts over.
+const maxCachedKeys = 4096
+
+func (c *keyCache) parse(record string) (*Key, error) {
+	c.mu.Lock()
+	k := c.keys[record]
+	c.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	k, err := ParseKey(record)
+	if err != nil {
+		return k, err
+	}
+	c.mu.Lock()
+	if c.keys == nil || len(c.keys) >= maxCachedKeys {
+		c.keys = make(map[string]*Key)
+	}
+	c.keys[record] = k
+	c.mu.Unlock()
+	return k, nil
 }
 
 // Verify reads a whole message and checks its signatures. The error is
@@ -173,7 +208,7 @@ func (v *Verifier) check(ctx context.Context, fields []Field, p *pending) Result
 	if !sig.Expiration.IsZero() && now.After(sig.Expiration) {
 		return res.with(PermError, "signature expired")
 	}
-	key, status, why := LookupKey(ctx, v.Resolver, sig.Selector, sig.Domain)
+	key, status, why := lookupKey(ctx, v.Resolver, sig.Selector, sig.Domain, v.keys.parse)
 	if key == nil {
 		return res.with(status, why)
 	}
@@ -231,6 +266,10 @@ func (r Result) with(s Status, why string) Result {
 // (ARC's seals and message signatures use it too). No key is a permerror
 // (§6.1.2: "no key for signature"); a DNS failure a temperror.
 func LookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string) (*Key, Status, string) {
+	return lookupKey(ctx, r, selector, domain, ParseKey)
+}
+
+func lookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string, parse func(string) (*Key, error)) (*Key, Status, string) {
 	name := selector + "._domainkey." + domain
 	txts, err := dnsx.TXT(ctx, r, name)
 	if err != nil {
@@ -244,7 +283,7 @@ func LookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string) (*
 	}
 	var firstErr error
 	for _, t := range txts {
-		k, err := ParseKey(t)
+		k, err := parse(t)
 		if err == nil {
 			return k, "", ""
 		}

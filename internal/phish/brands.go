@@ -118,15 +118,17 @@ func (ix *brandIndex) match(s string, near bool) []brandMatch {
 	folded := strings.ToLower(norm.NFKC.String(s))
 	for _, tok := range tokens(folded) {
 		skel := skeleton(tok)
+		mapped := skel != tok
+		lookAlike := near && len(skel) <= maxNearToken && !ordinaryWords[tok]
 		for i, names := range ix.names {
 			for _, name := range names {
 				how := ""
 				switch {
 				case tok == name || len(name) >= 6 && strings.Contains(tok, name):
 					how = "name"
-				case skel == name || len(name) >= 6 && strings.Contains(skel, name):
+				case mapped && (skel == name || len(name) >= 6 && strings.Contains(skel, name)):
 					how = "homoglyph"
-				case near && len(name) >= 6 && len(skel) <= maxNearToken && !ordinaryWords[tok] && nearSubstring(skel, name):
+				case lookAlike && len(name) >= 6 && nearSubstring(skel, name):
 					how = "look-alike"
 				}
 				if how != "" {
@@ -182,6 +184,9 @@ var confusables = map[rune]string{
 // skeleton lower-cases a token, strips accents, maps confusable letters
 // to Latin ones and the pairs rn and vv to m and w.
 func skeleton(tok string) string {
+	if plainLetters(tok) {
+		return tok // the usual token: nothing to map
+	}
 	var b strings.Builder
 	for _, r := range norm.NFD.String(tok) {
 		if unicode.Is(unicode.Mn, r) {
@@ -194,6 +199,17 @@ func skeleton(tok string) string {
 		b.WriteRune(r)
 	}
 	return pairs.Replace(b.String())
+}
+
+// plainLetters reports an ASCII token that skeleton leaves as it is: no
+// digit (all are confusable), no rn or vv.
+func plainLetters(tok string) bool {
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c >= utf8.RuneSelf || c >= '0' && c <= '9' {
+			return false
+		}
+	}
+	return !strings.Contains(tok, "rn") && !strings.Contains(tok, "vv")
 }
 
 // pairs are letter pairs that read as one letter.
@@ -232,6 +248,9 @@ func scripts(s string) []string {
 // mixedScript reports a token that mixes Latin with Cyrillic or Greek:
 // the homoglyph trick (Japanese mixed with Latin is ordinary).
 func mixedScript(s string) bool {
+	if isLatin(s) {
+		return false // ASCII: one script
+	}
 	for _, tok := range tokens(s) {
 		sc := scripts(tok)
 		latin, lookalike := false, false
@@ -250,6 +269,12 @@ func mixedScript(s string) bool {
 // of name.
 func nearSubstring(s, name string) bool {
 	if len(s) < len(name)-1 {
+		return false
+	}
+	// One edit changes at most one half of name, so a near substring
+	// holds the other half as it is: two fast searches rule out most
+	// tokens before the quadratic one.
+	if h := len(name) / 2; !strings.Contains(s, name[:h]) && !strings.Contains(s, name[h:]) {
 		return false
 	}
 	for n := len(name) - 1; n <= len(name)+1; n++ {

@@ -66,6 +66,14 @@ type History interface {
 	SeenDomain(ctx context.Context, domain string, now time.Time) (first, since time.Time, err error)
 }
 
+// CachedHistory is a History that can often answer from memory: ok
+// false sends the lookup to SeenDomain. It saves a goroutine and a timer
+// per message for the domains seen before, which are most.
+type CachedHistory interface {
+	History
+	SeenDomainCached(domain string, now time.Time) (first, since time.Time, ok bool)
+}
+
 // Checker scores messages. The zero value is not ready: use New.
 type Checker struct {
 	weights map[string]int
@@ -280,6 +288,9 @@ func (s *scoring) checkFrom(from author) {
 			s.fire(BrandDisplayName, "display name %q: %s %q of %s, sent from %s", from.name, m.how, m.token, s.brand(m.brand), from.domain)
 		}
 	}
+	if !strings.Contains(from.name, "@") {
+		return // no address shown: spare the regexp
+	}
 	for _, addr := range emailPattern.FindAllString(from.name, 5) {
 		_, d, _ := strings.Cut(addr, "@")
 		if registered(d) != registered(from.domain) {
@@ -307,6 +318,12 @@ func (s *scoring) checkFirstSeen(ctx context.Context, from author) {
 		now = s.c.Now()
 	}
 	org := registered(from.domain)
+	if ch, ok := s.c.History.(CachedHistory); ok {
+		if first, since, ok := ch.SeenDomainCached(org, now); ok {
+			s.firstSeen(org, now, first, since)
+			return
+		}
+	}
 	timeout := s.c.HistoryTimeout
 	if timeout <= 0 {
 		timeout = 250 * time.Millisecond
@@ -335,8 +352,12 @@ func (s *scoring) checkFirstSeen(ctx context.Context, from author) {
 		s.r.Problems = append(s.r.Problems, "first-seen: "+r.err.Error())
 		return
 	}
-	if now.Sub(r.since) >= s.c.Warmup && now.Sub(r.first) < 24*time.Hour {
-		s.fire(FirstSeenDomain, "%s first seen %s, history kept since %s", org, r.first.UTC().Format(time.RFC3339), r.since.UTC().Format("2006-01-02"))
+	s.firstSeen(org, now, r.first, r.since)
+}
+
+func (s *scoring) firstSeen(org string, now, first, since time.Time) {
+	if now.Sub(since) >= s.c.Warmup && now.Sub(first) < 24*time.Hour {
+		s.fire(FirstSeenDomain, "%s first seen %s, history kept since %s", org, first.UTC().Format(time.RFC3339), since.UTC().Format("2006-01-02"))
 	}
 }
 

@@ -282,6 +282,23 @@ func BenchmarkCheck(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckOrdinary scores an ordinary short text message, most of
+// the mail: no brand, no link.
+func BenchmarkCheckOrdinary(b *testing.B) {
+	c, _ := New(DefaultBrands(), nil)
+	raw := "From: Sender Name <sender@example.test>\r\nTo: rcpt@rcpt.test\r\nSubject: benchmark\r\nContent-Type: text/plain\r\n\r\n" +
+		strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 28)
+	br := bufio.NewReader(strings.NewReader(raw))
+	fields, _ := dkim.ReadHeader(br)
+	var body strings.Builder
+	br.WriteTo(&body)
+	in := Input{Fields: fields, Body: []byte(body.String()), SPF: "pass", DKIMPass: []string{"example.test"}, DMARC: "pass", DMARCPolicy: "reject"}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Check(context.Background(), in)
+	}
+}
+
 // stuckHistory never answers until released, as a locked store.
 type stuckHistory struct{ release chan struct{} }
 
@@ -295,6 +312,47 @@ type newHistory struct{}
 
 func (newHistory) SeenDomain(ctx context.Context, domain string, now time.Time) (time.Time, time.Time, error) {
 	return now, now.Add(-365 * 24 * time.Hour), nil
+}
+
+// cachedHistory knows some domains in memory; for the others its slow
+// path (SeenDomain) answers that they are new.
+type cachedHistory struct {
+	newHistory
+	known map[string]time.Time // first seen
+	slow  *int                 // SeenDomain calls
+}
+
+func (h cachedHistory) SeenDomain(ctx context.Context, domain string, now time.Time) (time.Time, time.Time, error) {
+	*h.slow++
+	return h.newHistory.SeenDomain(ctx, domain, now)
+}
+
+func (h cachedHistory) SeenDomainCached(domain string, now time.Time) (time.Time, time.Time, bool) {
+	first, ok := h.known[domain]
+	return first, now.Add(-365 * 24 * time.Hour), ok
+}
+
+// TestFirstSeenFromMemory: a domain the history holds in memory is judged
+// from it, without the slow lookup; one it does not goes the slow way.
+func TestFirstSeenFromMemory(t *testing.T) {
+	c, err := New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := 0
+	c.History = cachedHistory{known: map[string]time.Time{"old.test": time.Now().Add(-30 * 24 * time.Hour)}, slow: &slow}
+	for _, tc := range []struct {
+		domain    string
+		fires     bool
+		slowCalls int
+	}{{"old.test", false, 0}, {"fresh.test", true, 1}} {
+		in := Input{ClientIP: netip.MustParseAddr("192.0.2.10"), SPF: "pass", DMARC: "pass", DKIMPass: []string{tc.domain}}
+		in.Fields, in.Body = msg(t, "From: a@"+tc.domain+"\nSubject: hi\n\nhello\n")
+		r := c.Check(context.Background(), in)
+		if slices.Contains(rules(r), FirstSeenDomain) != tc.fires || slow != tc.slowCalls {
+			t.Errorf("%s: rules %v, slow lookups %d; want first_seen %v, %d", tc.domain, rules(r), slow, tc.fires, tc.slowCalls)
+		}
+	}
 }
 
 func TestFirstSeenDoesNotWaitForAStuckStore(t *testing.T) {

@@ -242,6 +242,25 @@ func (s *Store) Created(ctx context.Context) (time.Time, error) {
 	return t, nil
 }
 
+// SeenDomainCached is SeenDomain answered from memory, with no wait:
+// ok is false when the domain or the history's start must be read from
+// the database, and then nothing is recorded (phish.CachedHistory).
+func (s *Store) SeenDomainCached(domain string, now time.Time) (first, since time.Time, ok bool) {
+	c := s.created.Load()
+	if c == nil || !time.Now().Before(c.until) {
+		return time.Time{}, time.Time{}, false
+	}
+	k := &s.known
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f, ok := k.first[domain]
+	if !ok {
+		return time.Time{}, time.Time{}, false
+	}
+	k.owe(domain, seenCount{messages: 1, last: now.Unix()})
+	return time.Unix(f, 0), c.t, true
+}
+
 // SeenDomain records a message from domain at now and returns when the
 // domain was first seen and when the history began (phish.History).
 func (s *Store) SeenDomain(ctx context.Context, domain string, now time.Time) (first, since time.Time, err error) {

@@ -78,6 +78,35 @@ func TestSeenDomain(t *testing.T) {
 	})
 }
 
+// TestSeenDomainCached: a domain not yet read is not answered from memory
+// (and not counted); once SeenDomain has read it, the cached answer is
+// the same and the message is counted like SeenDomain's.
+func TestSeenDomainCached(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		day1 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+		if _, _, ok := s.SeenDomainCached("example.test", day1); ok {
+			t.Fatal("unknown domain answered from memory")
+		}
+		first, since, err := s.SeenDomain(ctx, "example.test", day1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first2, since2, ok := s.SeenDomainCached("example.test", day1.Add(time.Hour))
+		if !ok || !first2.Equal(first) || !since2.Equal(since) {
+			t.Fatalf("cached: %v %v %v, want %v %v", first2, since2, ok, first, since)
+		}
+		if err := s.FlushSeen(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		s.db.QueryRow(`SELECT messages FROM sender_domains WHERE domain = 'example.test'`).Scan(&n)
+		if n != 2 {
+			t.Errorf("messages %d, want 2 (one read, one cached)", n)
+		}
+	})
+}
+
 func TestReopenKeepsHistory(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "db", "mailwall.db")
