@@ -362,8 +362,10 @@ func startMailwall(dir, dnsAddr, cpus string) *mailwall {
 	// dmarc_psl: the peers' nsd serves example.test only and refuses
 	// _dmarc.test, which the RFC 9989 tree walk asks for; OpenDMARC uses the
 	// Public Suffix List, and so does mailwall here. With a warm cache the
-	// tree walk's extra lookups cost nothing anyway.
-	os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: lab.example.test\nlog:\n  level: warn\ndns:\n  servers: [%q]\npolicyd:\n  listen: []\nmilter:\n  listen: [\"inet:%s\"]\nchecks:\n  dmarc_psl: true\n", dnsAddr, addr)), 0o644)
+	// tree walk's extra lookups cost nothing anyway. Logging stays at
+	// info, as in production: a line per message, as OpenDKIM's
+	// LogResults and OpenDMARC write theirs.
+	os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: lab.example.test\nlog:\n  level: info\ndns:\n  servers: [%q]\npolicyd:\n  listen: []\nmilter:\n  listen: [\"inet:%s\"]\nchecks:\n  dmarc_psl: true\n", dnsAddr, addr)), 0o644)
 	args := []string{"serve", "--config", cfg}
 	if p := os.Getenv("MAILWALL_CPUPROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p)
@@ -373,10 +375,20 @@ func startMailwall(dir, dnsAddr, cpus string) *mailwall {
 		m.cmd = exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
 	}
 	out, _ := m.cmd.StdoutPipe()
-	m.cmd.Stderr = os.Stderr
+	logs, _ := m.cmd.StderrPipe()
 	if err := m.cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
+	// The per-message lines are read and dropped; warnings and errors
+	// are shown.
+	go func() {
+		sc := bufio.NewScanner(logs)
+		for sc.Scan() {
+			if !strings.Contains(sc.Text(), "level=INFO") {
+				fmt.Fprintln(os.Stderr, "mailwall:", sc.Text())
+			}
+		}
+	}()
 	sc := bufio.NewScanner(out)
 	for sc.Scan() && !strings.Contains(sc.Text(), "milter listening") {
 	}

@@ -68,7 +68,8 @@ type bodyHasher struct {
 }
 
 func newBodyHasher(h hash.Hash, canon string, limit int64) *bodyHasher {
-	return &bodyHasher{h: h, relaxed: canon == Relaxed, limit: limit, buf: make([]byte, 0, 4096)}
+	// buf is made when first needed: most bodies go to the hash in place.
+	return &bodyHasher{h: h, relaxed: canon == Relaxed, limit: limit}
 }
 
 // specialRelaxed and specialSimple mark the octets each canonicalization
@@ -245,6 +246,7 @@ var doubleSpace = []byte("  ")
 func (b *bodyHasher) run(p []byte) {
 	b.content(p[0])
 	b.written += int64(len(p) - 1)
+	b.grow()
 	b.buf = append(b.buf, p[1:]...)
 	if len(b.buf) >= 4096 {
 		b.flush()
@@ -277,9 +279,16 @@ func (b *bodyHasher) endLine() {
 
 func (b *bodyHasher) emit(cs ...byte) {
 	b.written += int64(len(cs))
+	b.grow()
 	b.buf = append(b.buf, cs...)
 	if len(b.buf) >= 4096 {
 		b.flush()
+	}
+}
+
+func (b *bodyHasher) grow() {
+	if b.buf == nil {
+		b.buf = make([]byte, 0, 4096)
 	}
 }
 

@@ -112,3 +112,20 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSelfCanonical: the word-at-a-time scan finds exactly the prefix the
+// line-by-line reference does.
+func FuzzSelfCanonical(f *testing.F) {
+	f.Add("The quick brown fox.\r\nSecond  line\r\n", 0)
+	f.Add("ab cd ef \r\n\r\nx\r\n", 3)
+	f.Fuzz(func(t *testing.T, p string, off int) {
+		// An offset start puts the 8-octet words at every alignment.
+		off = max(off, 0) % 8
+		p = strings.Repeat("x", off) + "\r\n" + p
+		for _, relaxed := range []bool{false, true} {
+			if got, want := selfCanonical([]byte(p), relaxed), selfCanonicalReference(p, relaxed); got != want {
+				t.Fatalf("relaxed=%v %q: got %d, want %d", relaxed, p, got, want)
+			}
+		}
+	})
+}

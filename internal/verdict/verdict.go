@@ -636,7 +636,8 @@ func (c *Checker) SubjectTagged(r Result, fields []dkim.Field) string {
 
 func (m *Message) authResults() authres.Header {
 	r := &m.res
-	h := authres.Header{AuthServID: m.c.AuthServID}
+	// iprev, spf, each dkim signature, arc, dmarc.
+	h := authres.Header{AuthServID: m.c.AuthServID, Results: make([]authres.Result, 0, 4+max(len(r.DKIM), 1))}
 	if r.IPRev.Result != "" {
 		res := authres.Result{Method: "iprev", Value: r.IPRev.Result, Props: []authres.Prop{{Type: "policy", Name: "iprev", Value: m.env.ClientIP.String()}}}
 		if r.IPRev.Name != "" {

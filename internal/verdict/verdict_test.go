@@ -1,6 +1,7 @@
 package verdict
 
 import (
+	"bufio"
 	"context"
 	"net/netip"
 	"strings"
@@ -19,7 +20,7 @@ import (
 // world serves example.test (SPF for 192.0.2.10, a DKIM key, p=reject),
 // desctrl.test (p=none) and reverse DNS for 192.0.2.10, and returns a
 // checker with default policy and the signer for example.test.
-func world(t *testing.T) (*Checker, *dkim.Signer) {
+func world(t testing.TB) (*Checker, *dkim.Signer) {
 	key, err := dkim.GenerateKey("ed25519", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -214,6 +215,39 @@ func TestFromDomains(t *testing.T) {
 		}
 		if got := strings.Join(fromDomains(fields), ","); got != tc.want {
 			t.Errorf("%q: %q, want %q", tc.from, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkMessage runs the whole pipeline on a signed, aligned message
+// with a 2 KB body, DNS answers cached, fed as the milter feeds it (field
+// by field, then the body): the checks' own cost per message, without the
+// protocol around them.
+func BenchmarkMessage(b *testing.B) {
+	c, signer := world(b)
+	body := strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 28)
+	m := "From: Alice <alice@example.test>\r\nTo: bob@rcpt.test\r\nSubject: lunch\r\nMessage-ID: <1@example.test>\r\n\r\n" + body
+	sig, err := signer.Sign(strings.NewReader(m))
+	if err != nil {
+		b.Fatal(err)
+	}
+	br := bufio.NewReader(strings.NewReader(sig + m))
+	fields, err := dkim.ReadHeader(br)
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.example.test", MailFrom: "alice@example.test", Rcpts: []string{"bob@rcpt.test"}}
+	bodyBytes := []byte(body)
+	b.ReportAllocs()
+	for b.Loop() {
+		msg := c.Start(context.Background(), env)
+		for _, f := range fields {
+			msg.Header(f)
+		}
+		msg.EndOfHeaders()
+		msg.Write(bodyBytes)
+		if r := msg.Finish(); r.Action != Accept {
+			b.Fatal(r.Action, r.Reasons)
 		}
 	}
 }
