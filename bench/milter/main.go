@@ -211,17 +211,18 @@ func run(count, c int, msg []byte, addrs []string, pids []int) result {
 	var wg sync.WaitGroup
 	start := time.Now()
 	per := max(count/c, 1)
-	for range c {
+	for w := range c {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			mine := make([]time.Duration, 0, per)
-			for range per {
+			for i := range per {
 				t0 := time.Now()
 				var err error
 				var ar strings.Builder
+				queueID := fmt.Sprintf("4B%02X%06X", w, i) // Postfix-like, one per message
 				for _, a := range addrs {
-					if err = session(a, hdrs, body, &ar); err != nil {
+					if err = session(a, queueID, hdrs, body, &ar); err != nil {
 						break
 					}
 				}
@@ -288,19 +289,32 @@ func judged(ar string) bool {
 
 // session sends one message and appends the Authentication-Results fields
 // the milter adds to ar.
-func session(addr string, hdrs []field, body []byte, ar *strings.Builder) error {
+func session(addr, queueID string, hdrs []field, body []byte, ar *strings.Builder) error {
 	c, err := milter.Dial("tcp", addr, 10*time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	// The events and macros Postfix 3.7 sends with its default
+	// milter_*_macros (those with a value without TLS or AUTH).
 	steps := []func() (milter.Reply, error){
 		func() (milter.Reply, error) {
+			c.Macro('C', "j", "lab.example.test", "{daemon_name}", "lab.example.test", "{daemon_addr}", "127.0.0.1", "v", "Postfix 3.7.11", "_", "mail.example.test [127.0.0.1]")
 			return c.Connect("mail.example.test", netip.MustParseAddr("127.0.0.1"), 40000)
 		},
 		func() (milter.Reply, error) { return c.Helo("mail.example.test") },
-		func() (milter.Reply, error) { return c.Mail("<sender@example.test>") },
-		func() (milter.Reply, error) { return c.Rcpt("<rcpt@rcpt.test>") },
+		func() (milter.Reply, error) {
+			c.Macro('M', "i", queueID, "{mail_addr}", "sender@example.test", "{mail_host}", "example.test", "{mail_mailer}", "smtp")
+			return c.Mail("<sender@example.test>")
+		},
+		func() (milter.Reply, error) {
+			c.Macro('R', "i", queueID, "{rcpt_addr}", "rcpt@rcpt.test", "{rcpt_host}", "rcpt.test", "{rcpt_mailer}", "smtp")
+			return c.Rcpt("<rcpt@rcpt.test>")
+		},
+		func() (milter.Reply, error) {
+			c.Macro('T', "i", queueID)
+			return c.Data()
+		},
 	}
 	for _, s := range steps {
 		if r, err := s(); err != nil || r.Code != 'c' {
@@ -312,12 +326,14 @@ func session(addr string, hdrs []field, body []byte, ar *strings.Builder) error 
 			return err
 		}
 	}
+	c.Macro('N', "i", queueID)
 	if _, err := c.EndOfHeaders(); err != nil {
 		return err
 	}
 	if _, err := c.Body(body); err != nil {
 		return err
 	}
+	c.Macro('E', "i", queueID)
 	mods, r, err := c.EndOfMessage()
 	if err != nil {
 		return err

@@ -116,15 +116,26 @@ func (c *Client) send(cmd byte, noReplyFlag uint32, data ...[]byte) (Reply, erro
 	if c.Protocol&skipFlags[cmd] != 0 {
 		return Reply{Code: replyContinue}, nil
 	}
-	writePacket(c.w, cmd, data...)
-	if err := c.w.Flush(); err != nil {
+	if err := writePacket(c.w, cmd, data...); err != nil {
 		return Reply{}, err
 	}
 	if noReplyFlag != 0 && c.Protocol&noReplyFlag != 0 {
+		// Like Postfix, hold commands that get no reply until one that
+		// does ("send multiple headers in one VSTREAM transaction",
+		// milter8.c), or until the buffer fills: a filter that asked for
+		// no replies gets the message in a few writes, not one a header.
 		return Reply{Code: replyContinue}, nil
+	}
+	if err := c.w.Flush(); err != nil {
+		return Reply{}, err
 	}
 	return c.readReply(nil)
 }
+
+// Flush sends the commands the client holds (those that get no reply
+// wait for the next that does), for a caller that then misbehaves on
+// purpose.
+func (c *Client) Flush() error { return c.w.Flush() }
 
 func (c *Client) readReply(mods *[]Modification) (Reply, error) {
 	for {
@@ -222,6 +233,9 @@ func (c *Client) Header(name, value string) (Reply, error) {
 	}
 	return c.send(cmdHeader, ProtoNRHeader, cstr(name, value))
 }
+
+// Data sends the DATA command (milter protocol 4 and later).
+func (c *Client) Data() (Reply, error) { return c.send(cmdData, ProtoNRData) }
 
 // EndOfHeaders sends EOH.
 func (c *Client) EndOfHeaders() (Reply, error) { return c.send(cmdEOH, ProtoNREOH) }

@@ -143,11 +143,12 @@ func writePacket(w *bufio.Writer, cmd byte, data ...[]byte) error {
 	var hdr [5]byte
 	binary.BigEndian.PutUint32(hdr[:4], uint32(n))
 	hdr[4] = cmd
-	w.Write(hdr[:])
+	// bufio.Writer keeps its first error: the last write reports it.
+	_, err := w.Write(hdr[:])
 	for _, d := range data {
-		w.Write(d)
+		_, err = w.Write(d)
 	}
-	return nil
+	return err
 }
 
 // cstrings splits NUL-terminated strings.

@@ -252,6 +252,11 @@ func openSession(addr, queueID string) (*session, error) {
 	if _, err := c.EndOfHeaders(); err != nil {
 		return fail("end of headers", milter.Reply{}, err)
 	}
+	// The client holds commands that get no reply; the session's headers
+	// are to be at the server now.
+	if err := c.Flush(); err != nil {
+		return fail("flush", milter.Reply{}, err)
+	}
 	return &session{c: c}, nil
 }
 
@@ -574,6 +579,7 @@ func TestMilterClientDisconnects(t *testing.T) {
 			case 1: // a body packet promising 1,000 octets, then 10 of them
 				conn.Write(append([]byte{0, 0, 0x03, 0xe8, 'B'}, labMessage.body[:10]...))
 			} // case 2: gone right after the headers
+			s.c.Flush()  // what the client held back for the next reply
 			conn.Close() // no QUIT
 		}()
 	}
