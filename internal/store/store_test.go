@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -395,6 +396,52 @@ func TestPurge(t *testing.T) {
 		p, _ = s.Purge(ctx, now, Retention{Reports: 30 * 24 * time.Hour})
 		if p.DMARCRows != 1 {
 			t.Errorf("past the reports' retention the unreported row goes: %+v", p)
+		}
+	})
+}
+
+// TestInsertVerdictsIDs writes more verdicts than one INSERT takes, some
+// without a DMARC row: each verdict gets the ID of its own row, and each
+// DMARC row points at its verdict.
+func TestInsertVerdictsIDs(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+		vs := make([]Verdict, rowsPerInsert*2+7)
+		for i := range vs {
+			vs[i] = testVerdict(t0, fmt.Sprintf("d%d.test", i), "192.0.2.1", "accept")
+			vs[i].QueueID = fmt.Sprintf("Q%04d", i)
+			if i%3 == 0 {
+				vs[i].DMARCRow = nil
+			}
+		}
+		if err := s.InsertVerdicts(ctx, vs); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range vs {
+			var queueID string
+			if err := s.db.QueryRow(`SELECT queue_id FROM verdicts WHERE id = $1`, v.ID).Scan(&queueID); err != nil || queueID != v.QueueID {
+				t.Fatalf("verdict %d: id %d holds %q (%v), want %q", i, v.ID, queueID, err, v.QueueID)
+			}
+		}
+		rows, err := s.db.Query(`SELECT v.queue_id, d.policy_domain FROM dmarc_rows d JOIN verdicts v ON v.id = d.verdict_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			var queueID, domain string
+			rows.Scan(&queueID, &domain)
+			var i int
+			fmt.Sscanf(queueID, "Q%d", &i)
+			if domain != fmt.Sprintf("d%d.test", i) || i%3 == 0 {
+				t.Errorf("DMARC row for %s points at verdict %s", domain, queueID)
+			}
+			n++
+		}
+		if want := len(vs) - (len(vs)+2)/3; n != want {
+			t.Errorf("%d DMARC rows joined to their verdicts, want %d", n, want)
 		}
 	})
 }
