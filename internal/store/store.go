@@ -226,8 +226,8 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // Created is when the database was made: how long history goes back.
 func (s *Store) Created(ctx context.Context) (time.Time, error) {
-	if c := s.created.Load(); c != nil && time.Now().Before(c.until) {
-		return c.t, nil
+	if t, ok := s.cachedCreated(); ok {
+		return t, nil
 	}
 	var v string
 	if err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'created'`).Scan(&v); err != nil {
@@ -242,39 +242,51 @@ func (s *Store) Created(ctx context.Context) (time.Time, error) {
 	return t, nil
 }
 
-// SeenDomainCached is SeenDomain answered from memory, with no wait:
-// ok is false when the domain or the history's start must be read from
-// the database, and then nothing is recorded (phish.CachedHistory).
-func (s *Store) SeenDomainCached(domain string, now time.Time) (first, since time.Time, ok bool) {
-	c := s.created.Load()
-	if c == nil || !time.Now().Before(c.until) {
-		return time.Time{}, time.Time{}, false
+// cachedCreated is Created while its cached value holds.
+func (s *Store) cachedCreated() (time.Time, bool) {
+	if c := s.created.Load(); c != nil && time.Now().Before(c.until) {
+		return c.t, true
 	}
+	return time.Time{}, false
+}
+
+// knownFirst is a domain's first-seen date when memory has it, and then
+// counts the message (written with the next batch of verdicts).
+func (s *Store) knownFirst(domain string, now time.Time) (int64, bool) {
 	k := &s.known
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	f, ok := k.first[domain]
+	if ok {
+		k.owe(domain, seenCount{messages: 1, last: now.Unix()})
+	}
+	return f, ok
+}
+
+// SeenDomainCached is SeenDomain answered from memory, with no wait:
+// ok is false when the domain or the history's start must be read from
+// the database, and then nothing is recorded (phish.CachedHistory).
+func (s *Store) SeenDomainCached(domain string, now time.Time) (first, since time.Time, ok bool) {
+	since, ok = s.cachedCreated()
 	if !ok {
 		return time.Time{}, time.Time{}, false
 	}
-	k.owe(domain, seenCount{messages: 1, last: now.Unix()})
-	return time.Unix(f, 0), c.t, true
+	f, ok := s.knownFirst(domain, now)
+	if !ok {
+		return time.Time{}, time.Time{}, false
+	}
+	return time.Unix(f, 0), since, true
 }
 
 // SeenDomain records a message from domain at now and returns when the
 // domain was first seen and when the history began (phish.History).
 func (s *Store) SeenDomain(ctx context.Context, domain string, now time.Time) (first, since time.Time, err error) {
-	k := &s.known
-	k.mu.Lock()
-	f, ok := k.first[domain]
-	if ok {
-		k.owe(domain, seenCount{messages: 1, last: now.Unix()})
-	}
-	k.mu.Unlock()
+	f, ok := s.knownFirst(domain, now)
 	if !ok {
 		if err = s.seen.QueryRowContext(ctx, domain, now.Unix()).Scan(&f); err != nil {
 			return time.Time{}, time.Time{}, fmt.Errorf("store: %s: %w", domain, err)
 		}
+		k := &s.known
 		k.mu.Lock()
 		if k.first == nil || len(k.first) >= maxKnown {
 			k.first = map[string]int64{}

@@ -66,8 +66,7 @@ func (s *Store) InsertVerdicts(ctx context.Context, vs []Verdict) error {
 			return err
 		}
 	}
-	var rows []any
-	n := 0
+	var dmarcRows [][]any
 	for i := range vs {
 		if vs[i].DMARCRow == nil {
 			continue
@@ -76,16 +75,10 @@ func (s *Store) InsertVerdicts(ctx context.Context, vs []Verdict) error {
 		if err != nil {
 			return err
 		}
-		rows = append(rows, args...)
-		if n++; n == rowsPerInsert {
-			if err := s.insertDMARCRows(ctx, tx, n, rows); err != nil {
-				return err
-			}
-			rows, n = rows[:0], 0
-		}
+		dmarcRows = append(dmarcRows, args)
 	}
-	if n > 0 {
-		if err := s.insertDMARCRows(ctx, tx, n, rows); err != nil {
+	for chunk := range slices.Chunk(dmarcRows, rowsPerInsert) {
+		if err := s.insertDMARCRows(ctx, tx, chunk); err != nil {
 			return err
 		}
 	}
@@ -138,9 +131,10 @@ func (s *Store) insertVerdictRows(ctx context.Context, tx *sql.Tx, vs []Verdict)
 	return nil
 }
 
-func (s *Store) insertDMARCRows(ctx context.Context, tx *sql.Tx, n int, args []any) error {
-	q := `INSERT INTO dmarc_rows (at, verdict_id, policy_domain, source_ip, record, published, rua, ri) VALUES ` + s.placeholders(n, dmarcRowColumns)
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+// insertDMARCRows inserts rows, each dmarcRowArgs, with one statement.
+func (s *Store) insertDMARCRows(ctx context.Context, tx *sql.Tx, rows [][]any) error {
+	q := `INSERT INTO dmarc_rows (at, verdict_id, policy_domain, source_ip, record, published, rua, ri) VALUES ` + s.placeholders(len(rows), dmarcRowColumns)
+	if _, err := tx.ExecContext(ctx, q, slices.Concat(rows...)...); err != nil {
 		return fmt.Errorf("store: dmarc rows: %w", err)
 	}
 	return nil
