@@ -187,6 +187,16 @@ func readDirectives(path, sep string) ([]directive, error) {
 	return out, nil
 }
 
+// byName indexes directives by lower-case name (the daemons read names
+// without regard to case); of repeats, the last one counts.
+func byName(ds []directive) map[string]directive {
+	m := make(map[string]directive, len(ds))
+	for _, d := range ds {
+		m[strings.ToLower(d.name)] = d
+	}
+	return m
+}
+
 // parseBool reads the booleans these daemons accept.
 func parseBool(v string) (bool, error) {
 	switch strings.ToLower(v) {

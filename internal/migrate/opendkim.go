@@ -114,10 +114,7 @@ func (im *importer) openDKIM(path string) error {
 	if err != nil {
 		return err
 	}
-	get := map[string]directive{}
-	for _, d := range ds {
-		get[strings.ToLower(d.name)] = d
-	}
+	get := byName(ds)
 	mode := "sv"
 	if d, ok := get["mode"]; ok {
 		mode = strings.ToLower(d.value)

@@ -15,10 +15,7 @@ func (im *importer) openDMARC(path string) error {
 	if err != nil {
 		return err
 	}
-	get := map[string]directive{}
-	for _, d := range ds {
-		get[strings.ToLower(d.name)] = d
-	}
+	get := byName(ds)
 	boolOf := func(name string) (bool, error) {
 		d, ok := get[name]
 		if !ok {
