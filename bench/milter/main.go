@@ -93,8 +93,9 @@ func main() {
 		pinAll(servers, []int{1})
 		defer pinAll(servers, nil)
 		if nsd != 0 {
-			pinAll(proc.Tree(nsd), []int{0})
-			defer pinAll(proc.Tree(nsd), nil)
+			dns := proc.Tree(nsd)
+			pinAll(dns, []int{0})
+			defer pinAll(dns, nil)
 		}
 		pinAll([]int{0}, []int{0})
 		mwCPU = "1"
