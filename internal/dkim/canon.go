@@ -161,9 +161,19 @@ func (b *bodyHasher) Write(p []byte) (int, error) {
 // whole lines that the canonicalization leaves as they are: each ends in
 // CRLF and is not empty (empty lines may be trailing, §3.4.3); in relaxed
 // mode it has no tab and no space followed by white space or the line end
-// (§3.4.4). Eight octets are read at a time and tested with exact bit
-// tricks, so plain text costs a few operations per word, not per octet.
+// (§3.4.4). p starts a line.
 func selfCanonical(p []byte, relaxed bool) int {
+	end := 0
+	if wideScan && len(p) >= 64 && p[0] != '\r' && p[0] != '\n' {
+		end = scanLinesAVX2(p, relaxed)
+	}
+	return end + selfCanonicalWords(p[end:], relaxed)
+}
+
+// selfCanonicalWords is selfCanonical with no vector instructions: eight
+// octets are read at a time and tested with exact bit tricks, so plain
+// text costs a few operations per word, not per octet.
+func selfCanonicalWords(p []byte, relaxed bool) int {
 	const (
 		lows  = 0x7f7f7f7f7f7f7f7f
 		highs = 0x8080808080808080

@@ -113,7 +113,7 @@ func FuzzReadHeader(f *testing.F) {
 	})
 }
 
-// FuzzSelfCanonical: the word-at-a-time scan finds exactly the prefix the
+// FuzzSelfCanonical: the vector and word-at-a-time scans find exactly the prefix the
 // line-by-line reference does.
 func FuzzSelfCanonical(f *testing.F) {
 	f.Add("The quick brown fox.\r\nSecond  line\r\n", 0)
@@ -122,9 +122,14 @@ func FuzzSelfCanonical(f *testing.F) {
 		// An offset start puts the 8-octet words at every alignment.
 		off = max(off, 0) % 8
 		p = strings.Repeat("x", off) + "\r\n" + p
-		for _, relaxed := range []bool{false, true} {
-			if got, want := selfCanonical([]byte(p), relaxed), selfCanonicalReference(p, relaxed); got != want {
-				t.Fatalf("relaxed=%v %q: got %d, want %d", relaxed, p, got, want)
+		// Plain lines first take the vector scan (64 octets and more)
+		// into the fuzzed text.
+		long := strings.Repeat("y", 8*off+1) + "\r\n" + strings.Repeat("A plain line.\r\n", 4) + p
+		for _, p := range []string{p, long} {
+			for _, relaxed := range []bool{false, true} {
+				if got, want := selfCanonical([]byte(p), relaxed), selfCanonicalReference(p, relaxed); got != want {
+					t.Fatalf("relaxed=%v %q: got %d, want %d", relaxed, p, got, want)
+				}
 			}
 		}
 	})
