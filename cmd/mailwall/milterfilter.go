@@ -39,6 +39,8 @@ type milterFilter struct {
 	raw     []byte
 	keepRaw bool
 	tooBig  bool
+	// after is the last verdict's work left for after the reply.
+	after func()
 }
 
 func (f *milterFilter) Connect(c milter.Conn, m *milter.Macros) milter.Response {
@@ -115,21 +117,9 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	}
 	start := time.Now()
 	r := f.msg.Finish()
+	took := time.Since(start)
 	defer f.reset()
-	if f.metrics != nil {
-		f.metrics.Message(&r, time.Since(start))
-	}
-	if f.rec != nil {
-		f.rec.Record(r.Record(f.env, f.node, time.Now()))
-	}
-	if f.failure != nil && r.Action != verdict.TempFail { // a tempfail comes back: reported then
-		f.reportFailure(&r)
-	}
-	if f.keepRaw && r.Action != verdict.Reject && r.Action != verdict.TempFail {
-		// Reports that fail DMARC are refused above with the rest: a
-		// report must pass DMARC (RFC 9990 §3.3) to be believed.
-		f.inbox.take(f.raw, f.tooBig, f.env.QueueID)
-	}
+	f.after = f.afterwards(r, took)
 	// Forged results first, from the last so indexes stay right.
 	for i := len(r.Remove) - 1; i >= 0; i-- {
 		mod.DeleteHeader(uint32(r.Remove[i].Index), r.Remove[i].Name)
@@ -141,10 +131,6 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	if subj := f.pipe.SubjectTagged(r, f.fields); subj != "" {
 		mod.ChangeHeader(1, "Subject", subj)
 	}
-	f.log.Info("message", "queue_id", f.env.QueueID, "client", f.client.String(), "helo", f.helo, "from", f.env.MailFrom,
-		"action", string(r.Action), "stage", r.Stage, "verdict", r.Verdict, "spf", string(r.SPF.Result), "dmarc", r.DMARC.Result,
-		"dkim", verdict.DKIMSummary(r.DKIM), "iprev", r.IPRev.Result, "arc", string(r.ARC.Result), "score", r.Score(), "rules", strings.Join(r.Rules(), ","),
-		"reasons", strings.Join(r.Reasons, "; "))
 	switch r.Action {
 	case verdict.Reject:
 		reply := r.Reply
@@ -167,17 +153,53 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	return milter.Continue
 }
 
+// afterwards is the work on a verdict that Postfix need not wait for:
+// metrics, the store, reports and the log line. It runs once the reply is
+// sent (EndOfMessageSent), so it holds what it needs of the message.
+func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
+	env, client, helo, raw, tooBig, fields := f.env, f.client, f.helo, f.raw, f.tooBig, f.fields
+	keepRaw := f.keepRaw
+	return func() {
+		if f.metrics != nil {
+			f.metrics.Message(&r, took)
+		}
+		if f.rec != nil {
+			f.rec.Record(r.Record(env, f.node, time.Now()))
+		}
+		if f.failure != nil && r.Action != verdict.TempFail { // a tempfail comes back: reported then
+			f.reportFailure(&r, client, env, fields)
+		}
+		if keepRaw && r.Action != verdict.Reject && r.Action != verdict.TempFail {
+			// Reports that fail DMARC are refused with the rest: a report
+			// must pass DMARC (RFC 9990 §3.3) to be believed.
+			f.inbox.take(raw, tooBig, env.QueueID)
+		}
+		f.log.Info("message", "queue_id", env.QueueID, "client", client.String(), "helo", helo, "from", env.MailFrom,
+			"action", string(r.Action), "stage", r.Stage, "verdict", r.Verdict, "spf", string(r.SPF.Result), "dmarc", r.DMARC.Result,
+			"dkim", verdict.DKIMSummary(r.DKIM), "iprev", r.IPRev.Result, "arc", string(r.ARC.Result), "score", r.Score(), "rules", strings.Join(r.Rules(), ","),
+			"reasons", strings.Join(r.Reasons, "; "))
+	}
+}
+
+// EndOfMessageSent does the verdict's remaining work (milter.AfterReply).
+func (f *milterFilter) EndOfMessageSent() {
+	if after := f.after; after != nil {
+		f.after = nil
+		after()
+	}
+}
+
 // reportFailure hands a message to the failure reporter, which decides
 // by the DMARC record's ruf= and fo= whether a report is due.
-func (f *milterFilter) reportFailure(r *verdict.Result) {
+func (f *milterFilter) reportFailure(r *verdict.Result, client netip.Addr, env verdict.Envelope, fields []dkim.Field) {
 	if r.DMARC.Record == nil || len(r.DMARC.Record.RUF) == 0 {
 		return
 	}
 	var header []byte
-	for _, fl := range f.fields {
+	for _, fl := range fields {
 		header = append(header, fl.Raw...)
 	}
-	m := &report.FailedMessage{Arrival: time.Now(), SourceIP: f.client, QueueID: f.env.QueueID, MailFrom: f.env.MailFrom, Rcpts: f.env.Rcpts,
+	m := &report.FailedMessage{Arrival: time.Now(), SourceIP: client, QueueID: env.QueueID, MailFrom: env.MailFrom, Rcpts: env.Rcpts,
 		Delivery: map[verdict.Action]string{verdict.Reject: "reject", verdict.Quarantine: "spam"}[r.Action],
 		DMARC:    r.DMARC, SPF: string(r.SPF.Result), SPFDomain: r.SPF.Domain, DKIM: r.DKIM, Header: header}
 	if m.Delivery == "" {
@@ -211,5 +233,7 @@ func (f *milterFilter) keep(b []byte) {
 	f.raw = append(f.raw, b...)
 }
 
-func (f *milterFilter) Abort() { f.reset() }
-func (f *milterFilter) Close() { f.reset() }
+// Abort and Close also finish a verdict whose reply went unnoticed,
+// should a server not call EndOfMessageSent.
+func (f *milterFilter) Abort() { f.EndOfMessageSent(); f.reset() }
+func (f *milterFilter) Close() { f.EndOfMessageSent(); f.reset() }

@@ -337,3 +337,55 @@ func TestClientSkipsStages(t *testing.T) {
 		t.Errorf("filter got commands %q, want OCMLNEQ", cmds)
 	}
 }
+
+// afterRecorder is a recorder whose after-reply work waits to hear that
+// the client has its end-of-message reply, and may panic.
+type afterRecorder struct {
+	*recorder
+	replied chan struct{} // closed by the test once it has the reply
+	ran     chan bool     // whether the reply had come first
+	panics  bool
+}
+
+func (a *afterRecorder) EndOfMessageSent() {
+	select {
+	case <-a.replied:
+		a.ran <- true
+	case <-time.After(2 * time.Second):
+		a.ran <- false
+	}
+	if a.panics {
+		panic("bug after the reply")
+	}
+}
+
+// TestAfterReply: EndOfMessageSent runs once the end-of-message reply is
+// on its way, not before; a panic there is caught and the connection
+// goes on.
+func TestAfterReply(t *testing.T) {
+	for _, panics := range []bool{false, true} {
+		rec, _ := newRecorder()
+		f := &afterRecorder{recorder: rec, ran: make(chan bool, 2), panics: panics}
+		addr := startServer(t, func() Filter { return f })
+		c, err := Dial("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Connect("x", netip.MustParseAddr("192.0.2.1"), 25)
+		c.Helo("x.example")
+		for range 2 {
+			f.replied = make(chan struct{})
+			c.Mail("<a@example.test>")
+			c.Rcpt("<b@example.org>")
+			c.EndOfHeaders()
+			if _, r, err := c.EndOfMessage(); err != nil || r.Code != 'a' {
+				t.Fatalf("panics=%v: eom %+v %v", panics, r, err)
+			}
+			close(f.replied)
+			if !<-f.ran {
+				t.Fatalf("panics=%v: EndOfMessageSent ran before the reply was sent", panics)
+			}
+		}
+		c.Close()
+	}
+}

@@ -173,6 +173,14 @@ type Filter interface {
 	Close()
 }
 
+// AfterReply is implemented by filters with end-of-message work the MTA
+// need not wait for, such as logging and recording the verdict: the
+// server calls EndOfMessageSent once the reply to end of message is
+// written (or has failed to be), before it reads the next command.
+type AfterReply interface {
+	EndOfMessageSent()
+}
+
 // Server accepts MTA connections.
 type Server struct {
 	// NewFilter makes a Filter per connection.
@@ -286,7 +294,10 @@ type session struct {
 	actions  uint32
 	protocol uint32
 	done     bool // the filter gave a final answer for this message
-	buf      []byte
+	// replied: the end-of-message reply is being written; the filter's
+	// EndOfMessageSent is due.
+	replied bool
+	buf     []byte
 }
 
 func (s *Server) serve(c net.Conn) {
@@ -334,6 +345,10 @@ func (s *Server) serve(c net.Conn) {
 		if err == nil {
 			err = ss.w.Flush()
 		}
+		if ss.replied {
+			ss.replied = false
+			ss.afterReply()
+		}
 		if err != nil {
 			s.log().Warn("milter protocol error", "peer", c.RemoteAddr().String(), "err", err)
 			return
@@ -365,6 +380,22 @@ func (ss *session) call(stage string, fn func() Response) (r Response) {
 		}
 	}()
 	return fn()
+}
+
+// afterReply runs the filter's EndOfMessageSent, if it has one, turning a
+// panic into a logged error: the message has had its answer.
+func (ss *session) afterReply() {
+	a, ok := ss.f.(AfterReply)
+	if !ok {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			ss.s.panics.Add(1)
+			ss.s.log().Error("milter filter failed after its reply", "stage", "eom", "panic", fmt.Sprint(p))
+		}
+	}()
+	a.EndOfMessageSent()
 }
 
 // handle processes one packet; it reports whether the connection ends.
@@ -460,7 +491,7 @@ func (ss *session) handle(p packet) (bool, error) {
 		for _, m := range mod.mods {
 			writePacket(ss.w, m.cmd, m.data)
 		}
-		ss.macros.msg, ss.done = nil, false
+		ss.macros.msg, ss.done, ss.replied = nil, false, true
 	case cmdUnknown:
 		r, noReply = Continue, ss.protocol&ProtoNRUnknown != 0
 	default:
