@@ -43,6 +43,19 @@ type Store struct {
 	// costs no database round trip; the message counts it owes the table
 	// are written with the next batch of verdicts.
 	known seenCache
+	// inserts are the multi-row INSERTs prepared once (SQLite only: pgx
+	// keeps its own statement cache), by table and row count.
+	inserts insertCache
+}
+
+type insertCache struct {
+	mu    sync.Mutex
+	stmts map[insertKey]*sql.Stmt
+}
+
+type insertKey struct {
+	table string
+	rows  int
 }
 
 type seenCache struct {

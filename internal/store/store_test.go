@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -444,4 +445,27 @@ func TestInsertVerdictsIDs(t *testing.T) {
 			t.Errorf("%d DMARC rows joined to their verdicts, want %d", n, want)
 		}
 	})
+}
+
+// TestInsertChunks: every row once, in order, in power-of-two chunks no
+// larger than rowsPerInsert, largest first.
+func TestInsertChunks(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 40, 63, 64, 65, 135, 200} {
+		rows := make([]int, n)
+		for i := range rows {
+			rows[i] = i
+		}
+		var got []int
+		prev := rowsPerInsert
+		for chunk := range insertChunks(rows) {
+			if l := len(chunk); l&(l-1) != 0 || l > prev {
+				t.Errorf("n=%d: chunk of %d after one of %d", n, l, prev)
+			}
+			prev = len(chunk)
+			got = append(got, chunk...)
+		}
+		if !slices.Equal(got, rows) {
+			t.Errorf("n=%d: rows %v", n, got)
+		}
+	}
 }
