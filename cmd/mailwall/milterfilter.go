@@ -26,6 +26,7 @@ type milterFilter struct {
 	metrics *metrics.Metrics        // nil: no metrics
 	inbox   *reportInbox            // nil: no report addresses
 	failure *report.FailureReporter // nil: no failure reports
+	noReply uint32                  // the stages Postfix need not wait at
 
 	client   netip.Addr
 	helo     string
@@ -42,6 +43,12 @@ type milterFilter struct {
 	// after is the last verdict's work left for after the reply.
 	after func()
 }
+
+// NoReply tells the milter server at which stages Postfix need not wait
+// (milter.NoReplier). When HELO replies are left out, a HELO rule that
+// came to refuse after a reload still counts: the pipeline's Start checks
+// the HELO again, and the message is refused at its end.
+func (f *milterFilter) NoReply() uint32 { return f.noReply }
 
 func (f *milterFilter) Connect(c milter.Conn, m *milter.Macros) milter.Response {
 	f.client = c.Addr

@@ -10,6 +10,7 @@ import (
 
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/milter"
 	"mailwall/internal/phish"
 	"mailwall/internal/policyd"
 	"mailwall/internal/verdict"
@@ -23,6 +24,8 @@ type milterRules struct {
 	timeout time.Duration
 	node    string
 	history phish.History // kept for the next reload
+	// noReply are the milter stages Postfix need not wait at.
+	noReply uint32
 }
 
 // newMilterRules builds the pipeline; history (may be nil) feeds the
@@ -35,7 +38,13 @@ func newMilterRules(cfg *config.Config, res dnsx.Resolver, history phish.History
 	if pipe.Phish != nil {
 		pipe.Phish.History = history
 	}
-	return &milterRules{pipe: pipe, timeout: cfg.SPF.Timeout.D() + 10*time.Second, node: cfg.Hostname, history: history}, nil
+	// The pipeline decides at HELO, when a HELO rule can refuse, and
+	// otherwise at end of message only.
+	noReply := milter.ProtoNRConn | milter.ProtoNRMail | milter.ProtoNRRcpt | milter.ProtoNREOH
+	if !pipe.HeloCanRefuse() {
+		noReply |= milter.ProtoNRHelo
+	}
+	return &milterRules{pipe: pipe, timeout: cfg.SPF.Timeout.D() + 10*time.Second, node: cfg.Hostname, history: history, noReply: noReply}, nil
 }
 
 // reloader re-reads the config file on SIGHUP and swaps in what can change

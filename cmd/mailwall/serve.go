@@ -202,11 +202,9 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 		NewFilter: func() milter.Filter {
 			r := rules.Load()
 			return &milterFilter{pipe: r.pipe, log: log, timeout: r.timeout, node: r.node, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox,
-				failure: deps.failure}
+				failure: deps.failure, noReply: r.noReply}
 		},
 		Actions: milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
-		// The pipeline decides at HELO and at end of message only.
-		NoReply: milter.ProtoNRConn | milter.ProtoNRMail | milter.ProtoNRRcpt | milter.ProtoNREOH,
 		OnError: &onError,
 		Log:     log,
 	}

@@ -389,3 +389,40 @@ func TestAfterReply(t *testing.T) {
 		c.Close()
 	}
 }
+
+// quietRecorder is a recorder that chooses its connection's no-reply
+// stages (NoReplier).
+type quietRecorder struct {
+	*recorder
+	noReply uint32
+}
+
+func (q *quietRecorder) NoReply() uint32 { return q.noReply }
+
+// TestNoReplier: a filter's own NoReply stands for the server's on its
+// connection; at a stage so negotiated nothing is written back, even a
+// refusal, so the next reply the MTA reads is the next stage's.
+func TestNoReplier(t *testing.T) {
+	rec, events := newRecorder()
+	rec.heloAns = ReplyCode("554 5.7.1 not sent")
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	s := &Server{NewFilter: func() Filter { return &quietRecorder{rec, ProtoNRConn | ProtoNRHelo} }, NoReply: ProtoNRMail, Log: slog.New(slog.DiscardHandler)}
+	go s.Serve(ln)
+	defer s.Shutdown()
+	c, err := Dial("tcp", ln.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Protocol&(ProtoNRConn|ProtoNRHelo|ProtoNRMail) != ProtoNRConn|ProtoNRHelo {
+		t.Fatalf("protocol %#x, want the filter's NRConn|NRHelo and not the server's NRMail", c.Protocol)
+	}
+	c.Connect("x", netip.MustParseAddr("192.0.2.1"), 25)
+	c.Helo("x.example")
+	if r, err := c.Mail("<a@example.test>"); err != nil || r.Code != 'c' {
+		t.Fatalf("mail: %+v %v, want continue (a HELO reply read in its place?)", r, err)
+	}
+	if got := strings.Join(events(), "|"); !strings.Contains(got, "helo x.example|mail <a@example.test>") {
+		t.Errorf("events %s", got)
+	}
+}

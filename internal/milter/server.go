@@ -181,6 +181,14 @@ type AfterReply interface {
 	EndOfMessageSent()
 }
 
+// NoReplier is implemented by filters that know, when their connection
+// starts, at which stages they will always continue: its answer stands
+// for Server.NoReply on that connection. A filter made for a connection
+// reused after QUITNC keeps the stages negotiated first.
+type NoReplier interface {
+	NoReply() uint32
+}
+
 // Server accepts MTA connections.
 type Server struct {
 	// NewFilter makes a Filter per connection.
@@ -410,8 +418,12 @@ func (ss *session) handle(p packet) (bool, error) {
 			return true, fmt.Errorf("MTA speaks milter version %d, need 2 or later", version)
 		}
 		ss.actions = binary.BigEndian.Uint32(p.data[4:8]) & ss.s.Actions
-		ss.protocol = binary.BigEndian.Uint32(p.data[8:12]) & (wanted | ss.s.NoReply&(ProtoNRConn|ProtoNRHelo|ProtoNRMail|ProtoNRRcpt|ProtoNRData|ProtoNREOH))
 		ss.f = ss.s.NewFilter()
+		noReply := ss.s.NoReply
+		if q, ok := ss.f.(NoReplier); ok {
+			noReply = q.NoReply()
+		}
+		ss.protocol = binary.BigEndian.Uint32(p.data[8:12]) & (wanted | noReply&(ProtoNRConn|ProtoNRHelo|ProtoNRMail|ProtoNRRcpt|ProtoNRData|ProtoNREOH))
 		return false, writePacket(ss.w, cmdOptNeg, u32(min(version, Version)), u32(ss.actions), u32(ss.protocol))
 	case cmdMacro:
 		if len(p.data) > 0 {

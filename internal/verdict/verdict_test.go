@@ -251,3 +251,37 @@ func BenchmarkMessage(b *testing.B) {
 		}
 	}
 }
+
+// TestHeloCanRefuse: only a HELO rule that can answer reject or tempfail
+// makes the milter wait at HELO.
+func TestHeloCanRefuse(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		invalid Action
+		table   string // "" for none
+		want    bool
+	}{
+		{"default: invalid HELO refused", Reject, "", true},
+		{"invalid HELO deferred", TempFail, "", true},
+		{"invalid HELO tagged, no table", Tag, "", false},
+		{"table that rejects", Tag, "/^x$/ REJECT\n", true},
+		{"table with an SMTP code", Tag, "/^x$/ 554 5.7.1 go away\n", true},
+		{"table that defers if permitted", Accept, "/^x$/ DEFER_IF_PERMIT\n", true},
+		{"table whose action comes from the match", Tag, "/^(REJECT|OK)-x$/ $1\n", true},
+		{"rule inside an if block", Tag, "if /x/\n/^x$/ 450 later\nendif\n", true},
+		{"table that only holds, accepts or passes", Tag, "/^a$/ HOLD\n/^b$/ OK\n/^c$/ DUNNO\n/^d$/ WARN odd\n", false},
+	} {
+		c := New(nil, "mx.rcpt.test")
+		c.Policy.HeloInvalid = tc.invalid
+		if tc.table != "" {
+			tab, err := conncheck.ParseRegexpTable(strings.NewReader(tc.table), "helo_checks")
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			c.HeloTables = []*conncheck.RegexpTable{tab}
+		}
+		if got := c.HeloCanRefuse(); got != tc.want {
+			t.Errorf("%s: HeloCanRefuse = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/milter"
 	"mailwall/internal/store"
 )
 
@@ -341,4 +342,68 @@ func heldID(t *testing.T, root string) string {
 	}
 	t.Fatalf("no held message in %s", out)
 	return ""
+}
+
+// TestPostfixMilterHeloNoWait: with no HELO rule that can refuse
+// (helo_invalid: tag, a table that only holds), mailwall asks Postfix not
+// to wait for it at HELO, and Postfix, which then sends HELO without
+// waiting, still has every HELO judged: at end of message.
+func TestPostfixMilterHeloNoWait(t *testing.T) {
+	requirePostfix(t)
+	root, bin := e2eRoot(t, "mailwall-e2e-helo-")
+	heloTable := filepath.Join(root, "helo_checks")
+	os.WriteFile(heloTable, []byte("/^hold\\.example\\.org$/ HOLD\n"), 0o644)
+	dnsAddr, _ := startLabDNS(t, bin)
+	milterPort, smtpPort := freePort(t), freePort(t)
+	cfg := filepath.Join(root, "mailwall.yaml")
+	os.WriteFile(cfg, []byte(milterConfig(dnsAddr, milterPort)+fmt.Sprintf(`checks:
+  helo_regexp_tables: [%q]
+  actions:
+    helo_invalid: tag
+store:
+  dsn: %q
+web:
+  listen: ""
+`, heloTable, filepath.Join(root, "mailwall.db"))), 0o644)
+	startProcess(t, "milter listening", bin, "serve", "--config", cfg)
+
+	c, err := milter.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", milterPort), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Protocol&milter.ProtoNRHelo == 0 {
+		t.Errorf("protocol %#x: mailwall asks for a reply at HELO with no rule that refuses there", c.Protocol)
+	}
+	c.Close()
+
+	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_milters = inet:127.0.0.1:%d\nmilter_default_action = tempfail\nmilter_protocol = 6\n", milterPort))
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", smtpPort)
+	body := func(subject string) string {
+		return fmt.Sprintf("From: <someone@other.test>\r\nTo: bob@rcpt.test\r\nSubject: %s\r\nMessage-ID: <%d@other.test>\r\n\r\nHello.\r\n", subject, time.Now().UnixNano())
+	}
+
+	if err := sendMessage(smtpAddr, "127.0.0.3", "-bad-.example.org", "someone@other.test", "bob@rcpt.test", body("helo-invalid")); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	got := delivered(t, filepath.Join(root, "mail", "inbox"), "helo-invalid")
+	_, verdictLine, _ := strings.Cut(got, "X-Mailwall-Verdict: ")
+	verdictLine, _, _ = strings.Cut(verdictLine, "\n")
+	if !strings.Contains(verdictLine, "action=tag") || !strings.Contains(verdictLine, "helo") {
+		t.Errorf("the invalid HELO is not tagged: X-Mailwall-Verdict: %s\n%s", verdictLine, got)
+	}
+
+	if err := sendMessage(smtpAddr, "127.0.0.3", "hold.example.org", "someone@other.test", "bob@rcpt.test", body("helo-hold")); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _ := exec.Command("postqueue", "-c", filepath.Join(root, "etc"), "-j").Output()
+		if strings.Contains(string(out), `"queue_name": "hold"`) || strings.Contains(string(out), `"queue_name":"hold"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the HELO the table holds: no message in the hold queue: %s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
