@@ -241,17 +241,7 @@ web:
 			t.Fatalf("send: %v", err)
 		}
 		// Quarantine is Postfix's hold queue: accepted, not delivered.
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			out, _ := exec.Command("postqueue", "-c", filepath.Join(root, "etc"), "-j").Output()
-			if strings.Contains(string(out), `"queue_name": "hold"`) || strings.Contains(string(out), `"queue_name":"hold"`) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no message in the hold queue: %s", out)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		waitHeld(t, root)
 		held, _ := exec.Command("postcat", "-c", filepath.Join(root, "etc"), "-hq", heldID(t, root)).Output()
 		for _, want := range []string{"X-Mailwall-Score: ", "brand_from_domain=45", "dmarc_none_brand=20", "spf=pass", "dmarc=pass"} {
 			if !strings.Contains(string(held), want) {
@@ -395,14 +385,20 @@ web:
 	if err := sendMessage(smtpAddr, "127.0.0.3", "hold.example.org", "someone@other.test", "bob@rcpt.test", body("helo-hold")); err != nil {
 		t.Fatalf("send: %v", err)
 	}
+	waitHeld(t, root)
+}
+
+// waitHeld waits up to 20 s for a message in Postfix's hold queue.
+func waitHeld(t *testing.T, root string) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out, _ := exec.Command("postqueue", "-c", filepath.Join(root, "etc"), "-j").Output()
 		if strings.Contains(string(out), `"queue_name": "hold"`) || strings.Contains(string(out), `"queue_name":"hold"`) {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the HELO the table holds: no message in the hold queue: %s", out)
+			t.Fatalf("no message in the hold queue: %s", out)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
