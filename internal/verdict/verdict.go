@@ -221,11 +221,10 @@ func (c *Checker) CheckHelo(helo string) (Action, string, string) {
 			continue
 		}
 		d := conncheck.ParseAction(res)
+		if act, ok := heloRefusal(d.Kind); ok {
+			return act, d.Reply("Helo command", helo), fmt.Sprintf("%s: %s", t.Name, res)
+		}
 		switch d.Kind {
-		case "reject":
-			return Reject, d.Reply("Helo command", helo), fmt.Sprintf("%s: %s", t.Name, res)
-		case "defer", "defer_if_permit", "defer_if_reject":
-			return TempFail, d.Reply("Helo command", helo), fmt.Sprintf("%s: %s", t.Name, res)
 		case "hold":
 			return Quarantine, "", fmt.Sprintf("%s: %s", t.Name, res)
 		case "ok":
@@ -238,6 +237,18 @@ func (c *Checker) CheckHelo(helo string) (Action, string, string) {
 	return Accept, "", ""
 }
 
+// heloRefusal is the action of a HELO table decision that refuses:
+// Reject or TempFail, and false for the kinds that do not.
+func heloRefusal(kind string) (Action, bool) {
+	switch kind {
+	case "reject":
+		return Reject, true
+	case "defer", "defer_if_permit", "defer_if_reject":
+		return TempFail, true
+	}
+	return "", false
+}
+
 // HeloCanRefuse reports whether CheckHelo can answer Reject or TempFail.
 // The milter asks Postfix to wait for its answer at HELO only then: the
 // wait is a round trip per connection, about a third of the time one
@@ -248,8 +259,7 @@ func (c *Checker) HeloCanRefuse() bool {
 	}
 	for _, t := range c.HeloTables {
 		for _, r := range t.Rules() {
-			switch conncheck.ParseAction(r.Result).Kind {
-			case "reject", "defer", "defer_if_permit", "defer_if_reject":
+			if _, ok := heloRefusal(conncheck.ParseAction(r.Result).Kind); ok {
 				return true
 			}
 			if action, _, _ := strings.Cut(strings.TrimSpace(r.Result), " "); strings.Contains(action, "$") {
