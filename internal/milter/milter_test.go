@@ -94,11 +94,17 @@ func (r *recorder) Close() { r.log("close") }
 
 func startServer(t *testing.T, f func() Filter) string {
 	t.Helper()
+	return serveOn(t, &Server{NewFilter: f, Actions: ActAddHeader | ActChangeHeader | ActQuarantine, Log: slog.New(slog.DiscardHandler)})
+}
+
+// serveOn runs s on a loopback port until the test ends and returns the
+// address.
+func serveOn(t *testing.T, s *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{NewFilter: f, Actions: ActAddHeader | ActChangeHeader | ActQuarantine, Log: slog.New(slog.DiscardHandler)}
 	go s.Serve(ln)
 	t.Cleanup(s.Shutdown)
 	return ln.Addr().String()
@@ -248,11 +254,8 @@ func TestAbortAndGarbage(t *testing.T) {
 
 func TestNoReplyStages(t *testing.T) {
 	rec, events := newRecorder()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := &Server{NewFilter: func() Filter { return rec }, NoReply: ProtoNRConn | ProtoNRMail | ProtoNRRcpt | ProtoNREOH, Log: slog.New(slog.DiscardHandler)}
-	go s.Serve(ln)
-	defer s.Shutdown()
-	c, err := Dial("tcp", ln.Addr().String(), time.Second)
+	addr := serveOn(t, &Server{NewFilter: func() Filter { return rec }, NoReply: ProtoNRConn | ProtoNRMail | ProtoNRRcpt | ProtoNREOH, Log: slog.New(slog.DiscardHandler)})
+	c, err := Dial("tcp", addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,11 +408,8 @@ func (q *quietRecorder) NoReply() uint32 { return q.noReply }
 func TestNoReplier(t *testing.T) {
 	rec, events := newRecorder()
 	rec.heloAns = ReplyCode("554 5.7.1 not sent")
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := &Server{NewFilter: func() Filter { return &quietRecorder{rec, ProtoNRConn | ProtoNRHelo} }, NoReply: ProtoNRMail, Log: slog.New(slog.DiscardHandler)}
-	go s.Serve(ln)
-	defer s.Shutdown()
-	c, err := Dial("tcp", ln.Addr().String(), time.Second)
+	addr := serveOn(t, &Server{NewFilter: func() Filter { return &quietRecorder{rec, ProtoNRConn | ProtoNRHelo} }, NoReply: ProtoNRMail, Log: slog.New(slog.DiscardHandler)})
+	c, err := Dial("tcp", addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
