@@ -426,3 +426,98 @@ func TestNoReplier(t *testing.T) {
 		t.Errorf("events %s", got)
 	}
 }
+
+// TestIdleWorkers checks that a connection after another is served by the
+// goroutine that served the first, and that Shutdown does not wait out
+// the idle goroutines' workerIdle.
+func TestIdleWorkers(t *testing.T) {
+	rec, _ := newRecorder()
+	s := &Server{NewFilter: func() Filter { return rec }, Log: slog.New(slog.DiscardHandler)}
+	addr := serveOn(t, s)
+	// ended waits until every session has ended and idle goroutines wait.
+	ended := func(idle int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			s.mu.Lock()
+			done := len(s.conns) == 0 && len(s.idle) == idle
+			s.mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sessions did not end, or not %d goroutines idle", idle)
+			}
+		}
+	}
+	for i := range 5 {
+		c, err := Dial("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := c.Helo("mail.example.test"); err != nil || r.Code != 'c' {
+			t.Fatalf("session %d: HELO: %v %v", i, r, err)
+		}
+		c.Close()
+		ended(1)
+	}
+	if n := s.workers.Load(); n != 1 {
+		t.Errorf("%d goroutines started for 5 sessions one after another, want 1", n)
+	}
+	// Two at once need two goroutines.
+	c1, err := Dial("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := Dial("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{c1, c2} {
+		if r, err := c.Helo("mail.example.test"); err != nil || r.Code != 'c' {
+			t.Fatalf("HELO: %v %v", r, err)
+		}
+	}
+	c1.Close()
+	c2.Close()
+	ended(2)
+	if n := s.workers.Load(); n != 2 {
+		t.Errorf("%d goroutines started, want 2", n)
+	}
+	start := time.Now()
+	s.Shutdown()
+	if d := time.Since(start); d > workerIdle/2 {
+		t.Errorf("Shutdown took %v: it waited for idle goroutines", d)
+	}
+}
+
+// TestIdleWorkerEnds checks that an idle goroutine ends after its wait and
+// the next connection is served by a new one.
+func TestIdleWorkerEnds(t *testing.T) {
+	rec, _ := newRecorder()
+	s := &Server{NewFilter: func() Filter { return rec }, Log: slog.New(slog.DiscardHandler), idleFor: 20 * time.Millisecond}
+	addr := serveOn(t, s)
+	for i := range 2 {
+		c, err := Dial("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := c.Helo("mail.example.test"); err != nil || r.Code != 'c' {
+			t.Fatalf("session %d: HELO: %v %v", i, r, err)
+		}
+		c.Close()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			s.mu.Lock()
+			gone := len(s.conns) == 0 && len(s.idle) == 0
+			s.mu.Unlock()
+			if gone {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("session %d: the idle goroutine did not end", i)
+			}
+		}
+	}
+	if n := s.workers.Load(); n != 2 {
+		t.Errorf("%d goroutines started, want 2: one per session, the first having ended", n)
+	}
+}
