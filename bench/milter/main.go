@@ -5,7 +5,7 @@
 //
 //	bash ../shared/peers/setup.sh && NO_POSTFIX=1 bash ../shared/peers/start.sh
 //	bash bench/peers/opendkim-threadsafe.sh && bash bench/peers/rspamd-auth-only.sh
-//	go run ./bench/milter [-n 2000] [-t 5s] [-c 1,8,64] [-sizes small,1MB]
+//	go run ./bench/milter [-n 2000] [-t 5s] [-runs 3] [-c 1,8,64] [-sizes small,1MB]
 //
 // (make bench-peers does all of it.) rspamd, when start.sh started it, is
 // driven through its milter (the proxy worker, which hands each message
@@ -30,6 +30,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -62,6 +63,7 @@ func main() {
 	sizes := flag.String("sizes", "small,1MB", "message sizes to run: small (2 KB body), 1MB")
 	cpuProfile := flag.String("cpuprofile", "", "write the harness's own CPU profile here (the client side of every session)")
 	heloReject := flag.Bool("helo-reject", false, "run mailwall with its default checks.actions.helo_invalid: reject, answering at HELO (a round trip more per session) where the peers answer at end of message only")
+	runs := flag.Int("runs", 3, "runs of each row, the milters taking turns; the row shows the median and the range")
 	minTime := flag.Duration("t", 5*time.Second, "the least time a row runs: it sends its -n messages and more until then")
 	pin := flag.Bool("pin", false, "run the milters on CPU 1 and this load generator and the lab DNS on CPU 0, so the milter under test has one CPU of its own")
 	flag.Parse()
@@ -122,9 +124,26 @@ func main() {
 		fmt.Println("pinned: each milter on CPU 1; this load generator and the lab DNS on CPU 0")
 	}
 	fmt.Println()
-	fmt.Printf("%-28s %6s %5s %9s %8s %8s %13s %9s\n", "milters", "size", "conc", "msgs/s", "p50 ms", "p99 ms", "CPU ms/1000", "peak RSS")
+	fmt.Printf("%-28s %6s %5s %9s %11s %8s %8s %13s %9s\n", "milters", "size", "conc", "msgs/s", "range", "p50 ms", "p99 ms", "CPU ms/1000", "peak RSS")
 	type key2 struct{ size, conc string }
-	rates := map[string]map[key2]float64{"mailwall": {}, "peers": {}, "rspamd": {}}
+	rates := map[string]map[key2]float64{}
+	type milterUnderTest struct {
+		name  string
+		addrs []string
+		pids  func() []int
+		concs string // the concurrencies it runs at; "" for all
+	}
+	milters := []milterUnderTest{{"mailwall", []string{mw.addr}, func() []int { return []int{mw.pid()} }, ""}}
+	if opendkim != 0 && opendmarc != 0 {
+		milters = append(milters, milterUnderTest{"OpenDKIM+OpenDMARC", []string{"127.0.0.1:8891", "127.0.0.1:8893"}, func() []int { return []int{opendkim, opendmarc} }, *peerConcs})
+	}
+	if rspamd != 0 {
+		// rspamd is a main process and its workers: all count.
+		milters = append(milters, milterUnderTest{"rspamd", []string{"127.0.0.1:11332"}, func() []int { return proc.Tree(rspamd) }, *rspamdConcs})
+	}
+	for _, m := range milters {
+		rates[m.name] = map[key2]float64{}
+	}
 	for _, size := range strings.Split(*sizes, ",") {
 		if msgs[size] == nil {
 			log.Fatalf("-sizes: unknown size %q", size)
@@ -136,31 +155,43 @@ func main() {
 		// Each milter gets the same warm-up before its first row of a
 		// size, not counted: the DNS answers in its cache, its first
 		// garbage collections or table growth behind it.
-		warmed := map[string]bool{}
-		measure := func(name string, c int, addrs []string, pids []int) float64 {
-			if !warmed[name] {
-				warmed[name] = true
-				run(max(count/20, 8), 8, 0, msgs[size], addrs, nil)
-			}
-			r := run(count, c, *minTime, msgs[size], addrs, pids)
-			r.print(name, size, c)
-			return r.rate
+		for _, m := range milters {
+			run(max(count/20, 8), 8, 0, msgs[size], m.addrs, nil)
 		}
 		for _, cs := range strings.Split(*concs, ",") {
 			c, _ := strconv.Atoi(cs)
-			rates["mailwall"][key2{size, cs}] = measure("mailwall", c, []string{mw.addr}, []int{mw.pid()})
-			if opendkim == 0 || opendmarc == 0 || !slices.Contains(strings.Split(*peerConcs, ","), cs) {
-				continue
+			// The milters take turns, -runs times, so that a slow spell
+			// of this shared machine falls on each of them alike; each
+			// row is the run with the median rate.
+			results := map[string][]result{}
+			for range *runs {
+				for _, m := range milters {
+					if m.concs == "" || slices.Contains(strings.Split(m.concs, ","), cs) {
+						results[m.name] = append(results[m.name], run(count, c, *minTime, msgs[size], m.addrs, m.pids()))
+					}
+				}
 			}
-			rates["peers"][key2{size, cs}] = measure("OpenDKIM+OpenDMARC", c, []string{"127.0.0.1:8891", "127.0.0.1:8893"}, []int{opendkim, opendmarc})
-		}
-		for _, cs := range strings.Split(*concs, ",") {
-			c, _ := strconv.Atoi(cs)
-			if rspamd == 0 || !slices.Contains(strings.Split(*rspamdConcs, ","), cs) {
-				continue
+			for _, m := range milters {
+				rs := results[m.name]
+				if len(rs) == 0 {
+					continue
+				}
+				slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.rate, b.rate) })
+				med := rs[len(rs)/2]
+				med.lowest, med.highest = rs[0].rate, rs[len(rs)-1].rate
+				for _, r := range rs {
+					med.errs += r.errs
+					med.unjudged += r.unjudged
+					if med.firstErr == nil {
+						med.firstErr = r.firstErr
+					}
+					if med.sample == "" {
+						med.sample = r.sample
+					}
+				}
+				med.print(m.name, size, c)
+				rates[m.name][key2{size, cs}] = med.rate
 			}
-			// rspamd is a main process and its workers: all count.
-			rates["rspamd"][key2{size, cs}] = measure("rspamd", c, []string{"127.0.0.1:11332"}, proc.Tree(rspamd))
 		}
 	}
 	if opendkim == 0 || opendmarc == 0 {
@@ -171,7 +202,7 @@ func main() {
 	for _, size := range strings.Split(*sizes, ",") {
 		for _, cs := range strings.Split(*concs, ",") {
 			k := key2{size, cs}
-			if p := rates["peers"][k]; p > 0 {
+			if p := rates["OpenDKIM+OpenDMARC"][k]; p > 0 {
 				fmt.Printf("%s, %s sessions: mailwall %.1fx OpenDKIM+OpenDMARC\n", size, cs, rates["mailwall"][k]/p)
 			}
 			if p := rates["rspamd"][k]; p > 0 {
@@ -197,12 +228,15 @@ func message(s *dkim.Signer, size int) []byte {
 }
 
 type result struct {
-	rate     float64
-	p50, p99 time.Duration
-	cpu      float64 // ms per 1000 messages, all milters together
-	rss      int64
-	errs     int
-	firstErr error
+	rate float64
+	// lowest and highest are the rates of the row's fastest and slowest
+	// runs.
+	lowest, highest float64
+	p50, p99        time.Duration
+	cpu             float64 // ms per 1000 messages, all milters together
+	rss             int64
+	errs            int
+	firstErr        error
 	// unjudged counts messages whose Authentication-Results, from all
 	// the milters together, lack one of spf=pass, dkim=pass, dmarc=pass:
 	// a milter that skipped work would otherwise look fast.
@@ -217,7 +251,7 @@ func (r result) print(name, size string, c int) {
 	if r.unjudged > 0 {
 		fmt.Printf("%-28s %6s %5d   %d messages without spf=pass, dkim=pass and dmarc=pass (first: %q)\n", name, size, c, r.unjudged, r.sample)
 	}
-	fmt.Printf("%-28s %6s %5d %9.0f %8.2f %8.2f %13.0f %7.1f MB\n", name, size, c, r.rate, ms(r.p50), ms(r.p99), r.cpu, float64(r.rss)/(1<<20))
+	fmt.Printf("%-28s %6s %5d %9.0f %11s %8.2f %8.2f %13.0f %7.1f MB\n", name, size, c, r.rate, fmt.Sprintf("%.0f-%.0f", r.lowest, r.highest), ms(r.p50), ms(r.p99), r.cpu, float64(r.rss)/(1<<20))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
