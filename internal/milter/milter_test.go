@@ -449,34 +449,15 @@ func TestIdleWorkers(t *testing.T) {
 			}
 		}
 	}
-	for i := range 5 {
-		c, err := Dial("tcp", addr, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r, err := c.Helo("mail.example.test"); err != nil || r.Code != 'c' {
-			t.Fatalf("session %d: HELO: %v %v", i, r, err)
-		}
-		c.Close()
+	for range 5 {
+		heloSession(t, addr).Close()
 		ended(1)
 	}
 	if n := s.workers.Load(); n != 1 {
 		t.Errorf("%d goroutines started for 5 sessions one after another, want 1", n)
 	}
 	// Two at once need two goroutines.
-	c1, err := Dial("tcp", addr, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, err := Dial("tcp", addr, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*Client{c1, c2} {
-		if r, err := c.Helo("mail.example.test"); err != nil || r.Code != 'c' {
-			t.Fatalf("HELO: %v %v", r, err)
-		}
-	}
+	c1, c2 := heloSession(t, addr), heloSession(t, addr)
 	c1.Close()
 	c2.Close()
 	ended(2)
@@ -497,14 +478,7 @@ func TestIdleWorkerEnds(t *testing.T) {
 	s := &Server{NewFilter: func() Filter { return rec }, Log: slog.New(slog.DiscardHandler), idleFor: 20 * time.Millisecond}
 	addr := serveOn(t, s)
 	for i := range 2 {
-		c, err := Dial("tcp", addr, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r, err := c.Helo("mail.example.test"); err != nil || r.Code != 'c' {
-			t.Fatalf("session %d: HELO: %v %v", i, r, err)
-		}
-		c.Close()
+		heloSession(t, addr).Close()
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 			s.mu.Lock()
 			gone := len(s.conns) == 0 && len(s.idle) == 0
@@ -520,4 +494,18 @@ func TestIdleWorkerEnds(t *testing.T) {
 	if n := s.workers.Load(); n != 2 {
 		t.Errorf("%d goroutines started, want 2: one per session, the first having ended", n)
 	}
+}
+
+// heloSession opens a session on addr and sends a HELO, which the
+// server answers.
+func heloSession(t *testing.T, addr string) *Client {
+	t.Helper()
+	c, err := Dial("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Helo("mail.example.test"); err != nil || r.Code != 'c' {
+		t.Fatalf("HELO: %v %v", r, err)
+	}
+	return c
 }
