@@ -179,6 +179,7 @@ func main() {
 				slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.rate, b.rate) })
 				med := rs[len(rs)/2]
 				med.lowest, med.highest = rs[0].rate, rs[len(rs)-1].rate
+				med.errs, med.unjudged = 0, 0 // summed over every run below
 				for _, r := range rs {
 					med.errs += r.errs
 					med.unjudged += r.unjudged
