@@ -279,7 +279,8 @@ func (s *Server) Serve(ln net.Listener) error {
 // serving one.
 const workerIdle = 10 * time.Second
 
-func (s *Server) workerIdle() time.Duration {
+// idleWait is workerIdle, or idleFor when a test sets it.
+func (s *Server) idleWait() time.Duration {
 	if s.idleFor > 0 {
 		return s.idleFor
 	}
@@ -303,9 +304,9 @@ func (s *Server) work(c net.Conn) {
 		s.idle = append(s.idle, next)
 		s.mu.Unlock()
 		if wait == nil {
-			wait = time.NewTimer(s.workerIdle())
+			wait = time.NewTimer(s.idleWait())
 		} else {
-			wait.Reset(s.workerIdle())
+			wait.Reset(s.idleWait())
 		}
 		select {
 		case c = <-next:
