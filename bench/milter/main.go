@@ -454,6 +454,9 @@ func startMailwall(dir, dnsAddr, cpus string, heloReject bool) *mailwall {
 	if p := os.Getenv("MAILWALL_CPUPROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p)
 	}
+	if p := os.Getenv("MAILWALL_MEMPROFILE"); p != "" {
+		args = append(args, "--memprofile", p)
+	}
 	m := &mailwall{cmd: exec.Command(bin, args...), addr: addr}
 	if cpus != "" {
 		m.cmd = exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)

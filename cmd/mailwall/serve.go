@@ -16,6 +16,7 @@ import (
 	"mailwall/internal/admin"
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/gcfloor"
 	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
 	"mailwall/internal/phish"
@@ -24,11 +25,17 @@ import (
 	"mailwall/internal/store"
 )
 
+// gcHeapFloor is the least heap goal serve gives the garbage collector:
+// 16 MB collects about a fifth as often as the runtime's default does for
+// serve's 2-3 MB of live heap under load (package gcfloor).
+const gcHeapFloor = 16 << 20
+
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	cfgPath := fs.String("config", "", "config file (default: embedded defaults)")
 	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated (overrides dns.servers)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for go tool pprof)")
+	memProfile := fs.String("memprofile", "", "write an allocation profile to this file at shutdown (for go tool pprof)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -42,9 +49,22 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				fmt.Fprintf(stderr, "mailwall: --memprofile: %v\n", err)
+			}
+			f.Close()
+		}()
+	}
 	if fs.NArg() != 0 {
 		return errUsage
 	}
+	defer gcfloor.Start(gcHeapFloor).Stop()
 	cfg, resolver, err := loadResolver(*cfgPath, *dnsFlag)
 	if err != nil {
 		return err

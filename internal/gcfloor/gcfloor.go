@@ -1,0 +1,123 @@
+// Package gcfloor keeps the Go garbage collector from running more often
+// than a small heap needs.
+//
+// The runtime's default (GOGC=100) starts the next collection when the
+// heap has grown to twice what the last one left live. A mail filter's
+// live heap is a few megabytes: its configuration, caches and the
+// messages in flight. Under load it makes tens of kilobytes of garbage a
+// message, so with the default it collects 50 times a second at 4,000
+// messages a second, and every collection costs a fixed part besides the
+// marking.
+//
+// A floor on the heap goal trades a few megabytes for most of those
+// collections: after each one, the GC percentage is set so the next goal
+// is the floor, or twice the live heap, whichever is more. Once the live
+// heap reaches half the floor, the default applies unchanged, so the
+// floor adds nothing to the memory of a busy server, whose live heap is
+// large.
+package gcfloor
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+)
+
+// defaultPercent is the runtime's GOGC when the environment does not set
+// one.
+const defaultPercent = 100
+
+// minLive bounds the percentage a near-empty heap would ask for.
+const minLive = 1 << 20
+
+// Floor adjusts the GC percentage after each collection until stopped.
+type Floor struct {
+	floor  uint64
+	gc     chan struct{} // a collection has ended
+	done   chan struct{}
+	wg     sync.WaitGroup
+	sample []metrics.Sample
+
+	percent int // last set; touched by the loop only
+}
+
+// sentinel is garbage whose cleanup tells the loop that a collection
+// ran. 64 bytes: the runtime may never clean up a tiny allocation.
+type sentinel [64]byte
+
+// Start keeps the heap goal at floor bytes or more. It returns nil, and
+// changes nothing, when floor is 0 or GOGC is set in the environment:
+// an admin who sets GOGC has chosen.
+func Start(floor uint64) *Floor {
+	if floor == 0 || os.Getenv("GOGC") != "" {
+		return nil
+	}
+	f := &Floor{
+		floor:   floor,
+		gc:      make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		sample:  []metrics.Sample{{Name: "/gc/heap/live:bytes"}},
+		percent: defaultPercent,
+	}
+	f.arm()
+	f.wg.Add(1)
+	go f.loop()
+	return f
+}
+
+// Stop ends the adjustments and puts the runtime's default back. A nil
+// Floor is stopped already.
+func (f *Floor) Stop() {
+	if f == nil {
+		return
+	}
+	close(f.done)
+	f.wg.Wait()
+	debug.SetGCPercent(defaultPercent)
+}
+
+// arm makes one piece of garbage whose cleanup runs after the next
+// collection that finds it unreachable.
+func (f *Floor) arm() {
+	runtime.AddCleanup(new(sentinel), func(gc chan struct{}) {
+		select {
+		case gc <- struct{}{}:
+		default:
+		}
+	}, f.gc)
+}
+
+func (f *Floor) loop() {
+	defer f.wg.Done()
+	for {
+		select {
+		case <-f.done:
+			return
+		case <-f.gc:
+		}
+		metrics.Read(f.sample)
+		if p := Percent(f.floor, f.sample[0].Value.Uint64()); p != f.percent {
+			// SetGCPercent stops the world briefly: only on a change.
+			debug.SetGCPercent(p)
+			f.percent = p
+		}
+		f.arm()
+	}
+}
+
+// Percent is the GC percentage that puts the next heap goal at floor, or
+// at the runtime default's twice the live heap when that is more. It is
+// rounded up to a multiple of 25 so that small swings in the live heap do
+// not change it every collection.
+func Percent(floor, live uint64) int {
+	live = max(live, minLive)
+	if live*(100+defaultPercent)/100 >= floor {
+		return defaultPercent
+	}
+	// goal = live * (1 + p/100) >= floor
+	p := int((floor - live) * 100 / live)
+	p = (p + 24) / 25 * 25
+	return max(p, defaultPercent)
+}
