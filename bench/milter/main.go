@@ -449,7 +449,9 @@ func startMailwall(dir, dnsAddr, cpus string, heloReject bool) *mailwall {
 	if heloReject {
 		heloInvalid = "reject"
 	}
-	os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: lab.example.test\nlog:\n  level: info\ndns:\n  servers: [%q]\npolicyd:\n  listen: []\nmilter:\n  listen: [\"inet:%s\"]\nchecks:\n  dmarc_psl: true\n  actions:\n    helo_invalid: %s\n", dnsAddr, addr, heloInvalid)), 0o644)
+	// Its own store in dir, as a fresh installation's; no dashboard or
+	// admin socket, which could meet an installed mailwall's.
+	os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: lab.example.test\nlog:\n  level: info\ndns:\n  servers: [%q]\npolicyd:\n  listen: []\nmilter:\n  listen: [\"inet:%s\"]\nstore:\n  dsn: %q\nweb:\n  listen: \"\"\nadmin:\n  socket: \"\"\nchecks:\n  dmarc_psl: true\n  actions:\n    helo_invalid: %s\n", dnsAddr, addr, filepath.Join(dir, "mailwall.db"), heloInvalid)), 0o644)
 	args := []string{"serve", "--config", cfg}
 	if p := os.Getenv("MAILWALL_CPUPROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p)

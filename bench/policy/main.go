@@ -2,7 +2,7 @@
 // against Debian's postfix-policyd-spf-python, on the same requests and the
 // same lab zones, one after the other in one run. Loopback only.
 //
-//	go run ./bench/policy [-n 4000] [-c 2]
+//	go run ./bench/policy [-n 4000] [-c 2] [-runs 3] [-pin]
 //
 // Both servers run as their own processes, so their CPU time and memory
 // are measured apart from this client: mailwall as "mailwall serve" (built
@@ -19,6 +19,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -49,6 +50,7 @@ func main() {
 	pin := flag.Bool("pin", false, "run the servers on CPU 1 and this load generator on CPU 0, so they do not compete")
 	withCold := flag.Bool("cold", true, "include the cold-cache run")
 	logLevel := flag.String("log-level", "info", "mailwall log.level (info logs every decision, as in production)")
+	runs := flag.Int("runs", 3, "runs of each row, the servers taking turns; a row shows the median run and the range")
 	flag.Parse()
 
 	if *pin {
@@ -80,32 +82,51 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 
-	warm := requests(*n, false)
-	cold := requests(*n, true)
-	fmt.Printf("SPF policy requests: %d per run, concurrency %d, lab DNS %s, %d CPUs\n\n", *n, *conc, dnsSrv.Addr(), proc.NumCPU())
-	fmt.Printf("%-40s %10s %8s %8s %14s %9s\n", "server", "req/s", "p50 ms", "p99 ms", "CPU ms/1000req", "peak RSS")
+	fmt.Printf("SPF policy requests: %d per run, concurrency %d, lab DNS %s, %d CPUs; each row the median of %d runs, the servers taking turns\n\n", *n, *conc, dnsSrv.Addr(), proc.NumCPU(), *runs)
 
 	mw := startMailwall(dir, dnsSrv.Addr(), *logLevel)
 	defer mw.stop()
 	tcp := func() (io.ReadWriteCloser, error) { return net.Dial("tcp", mw.tcpAddr) }
 	unix := func() (io.ReadWriteCloser, error) { return net.Dial("unix", mw.sock) }
-	run("", warm[:min(200, len(warm))], 1, tcp, nil) // warm-up, not printed
-	var rows []row
+	warm := requests(*n, "")
+	run(warm[:min(200, len(warm))], 1, tcp, nil) // warm-up, not printed
+	var servers []contender
 	if *withCold {
-		rows = append(rows, run("mailwall tcp, cold (new domain each)", cold, *conc, tcp, mw.usage))
+		servers = append(servers, contender{name: "mailwall tcp, cold (new domain each)", dial: tcp, use: mw.usage,
+			reqs: func(i int) []string { return requests(*n, fmt.Sprintf("r%d", i)) }})
 	}
-	rows = append(rows, run("mailwall tcp, warm cache", warm, *conc, tcp, mw.usage))
-	rows = append(rows, run("mailwall unix socket, warm cache", warm, *conc, unix, mw.usage))
-
-	if _, err := os.Stat("/usr/bin/policyd-spf"); err != nil {
+	servers = append(servers,
+		contender{name: "mailwall tcp, warm cache", dial: tcp, use: mw.usage},
+		contender{name: "mailwall unix socket, warm cache", dial: unix, use: mw.usage})
+	mailwalls := len(servers)
+	_, err = os.Stat("/usr/bin/policyd-spf")
+	if err == nil {
+		pd := newPolicydSPF(dir, dnsSrv.Addr())
+		servers = append(servers, contender{name: "postfix-policyd-spf-python 3.0.4", dial: pd.dial, use: pd.usage})
+	}
+	for i := range *runs {
+		for j := range servers {
+			c := &servers[j]
+			reqs := warm
+			if c.reqs != nil {
+				reqs = c.reqs(i)
+			}
+			c.rows = append(c.rows, run(reqs, *conc, c.dial, c.use))
+		}
+	}
+	fmt.Printf("%-40s %10s %13s %8s %8s %14s %9s\n", "server", "req/s", "range", "p50 ms", "p99 ms", "CPU ms/1000req", "peak RSS")
+	for i := range servers {
+		servers[i].median().print(servers[i].name, servers[i].rows)
+	}
+	if len(servers) == mailwalls {
 		fmt.Println("\npolicyd-spf not installed (apt-get install postfix-policyd-spf-python): no comparison")
 		return
 	}
-	py := newPolicydSPF(dir, dnsSrv.Addr())
-	pyWarm := run("postfix-policyd-spf-python 3.0.4", warm, *conc, py.dial, py.usage)
+	pyWarm := servers[mailwalls].median()
 	fmt.Println()
-	for _, r := range rows {
-		fmt.Printf("%-40s %5.0fx the requests/s, %5.0fx less CPU per request\n", r.name, r.rps/pyWarm.rps, pyWarm.cpuPer1000/r.cpuPer1000)
+	for _, c := range servers[:mailwalls] {
+		r := c.median()
+		fmt.Printf("%-40s %5.0fx the requests/s, %5.0fx less CPU per request\n", c.name, r.rps/pyWarm.rps, pyWarm.cpuPer1000/r.cpuPer1000)
 	}
 
 	// The SPF evaluation alone, without the policy protocol: mailwall's
@@ -172,7 +193,10 @@ for _ in range(%d):
 
 // requests builds n policy requests. Even ones pass (127.0.0.2 is
 // example.test's sender), odd ones fail, both through HELO and MAIL FROM.
-func requests(n int, cold bool) []string {
+// A cold set (salt not "") names a new domain in each request, salted so
+// that a second run's are new too.
+func requests(n int, salt string) []string {
+	cold := salt != ""
 	out := make([]string, n)
 	for i := range out {
 		ip, helo, sender := "127.0.0.2", "mail.example.test", fmt.Sprintf("user%d@example.test", i)
@@ -181,10 +205,10 @@ func requests(n int, cold bool) []string {
 		}
 		if cold {
 			// *.wild.example.test has "v=spf1 -all": a new name every time.
-			helo = fmt.Sprintf("h%d.wild.example.test", i)
-			sender = fmt.Sprintf("user@d%d.wild.example.test", i)
+			helo = fmt.Sprintf("%sh%d.wild.example.test", salt, i)
+			sender = fmt.Sprintf("user@%sd%d.wild.example.test", salt, i)
 		}
-		out[i] = fmt.Sprintf("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nhelo_name=%s\nqueue_id=\nsender=%s\nrecipient=rcpt@rcpt.test\nclient_address=%s\nclient_name=unknown\ninstance=%d.%v\n\n", helo, sender, ip, i, cold)
+		out[i] = fmt.Sprintf("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nhelo_name=%s\nqueue_id=\nsender=%s\nrecipient=rcpt@rcpt.test\nclient_address=%s\nclient_name=unknown\ninstance=%d.%s\n\n", helo, sender, ip, i, salt)
 	}
 	return out
 }
@@ -205,15 +229,42 @@ func command(name string, args ...string) *exec.Cmd {
 type usage func() (cpu time.Duration, peakRSS int64)
 
 type row struct {
-	name       string
 	rps        float64
 	p50, p99   time.Duration
 	cpuPer1000 float64 // server CPU milliseconds per 1000 requests
+	rss        int64   // the server's peak so far; 0 unknown
 }
 
-// run sends reqs over conc connections and prints a row (name "" prints
-// nothing: a warm-up).
-func run(name string, reqs []string, conc int, dial func() (io.ReadWriteCloser, error), use usage) row {
+// contender is a server under test and its runs.
+type contender struct {
+	name string
+	reqs func(run int) []string // nil: the warm set
+	dial func() (io.ReadWriteCloser, error)
+	use  usage
+	rows []row
+}
+
+// median is the run with the median rate.
+func (c *contender) median() row {
+	rows := slices.Clone(c.rows)
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.rps, b.rps) })
+	return rows[len(rows)/2]
+}
+
+func (r row) print(name string, runs []row) {
+	lo, hi := r.rps, r.rps
+	for _, x := range runs {
+		lo, hi = min(lo, x.rps), max(hi, x.rps)
+	}
+	rss := "-"
+	if r.rss > 0 {
+		rss = fmt.Sprintf("%.1f MB", float64(r.rss)/(1<<20))
+	}
+	fmt.Printf("%-40s %10.0f %13s %8.2f %8.2f %14.0f %9s\n", name, r.rps, fmt.Sprintf("%.0f-%.0f", lo, hi), ms(r.p50), ms(r.p99), r.cpuPer1000, rss)
+}
+
+// run sends reqs over conc connections and measures them.
+func run(reqs []string, conc int, dial func() (io.ReadWriteCloser, error), use usage) row {
 	var cpu0 time.Duration
 	if use != nil {
 		cpu0, _ = use()
@@ -244,7 +295,7 @@ func run(name string, reqs []string, conc int, dial func() (io.ReadWriteCloser, 
 				}
 				line, err := r.ReadString('\n')
 				if err != nil || !strings.HasPrefix(line, "action=") {
-					log.Fatalf("%s: answer %q: %v", name, line, err)
+					log.Fatalf("answer %q: %v", line, err)
 				}
 				r.ReadString('\n')
 				mine = append(mine, time.Since(t0))
@@ -260,15 +311,11 @@ func run(name string, reqs []string, conc int, dial func() (io.ReadWriteCloser, 
 		c.Close()
 	}
 	slices.Sort(lat)
-	res := row{name: name, rps: float64(len(lat)) / el.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
-	rss := "-"
+	res := row{rps: float64(len(lat)) / el.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
 	if use != nil {
 		cpu1, peak := use()
 		res.cpuPer1000 = float64((cpu1 - cpu0).Milliseconds()) * 1000 / float64(len(lat))
-		rss = fmt.Sprintf("%.1f MB", float64(peak)/(1<<20))
-	}
-	if name != "" {
-		fmt.Printf("%-40s %10.0f %8.2f %8.2f %14.0f %9s\n", name, res.rps, ms(res.p50), ms(res.p99), res.cpuPer1000, rss)
+		res.rss = peak
 	}
 	return res
 }
@@ -292,7 +339,9 @@ func startMailwall(dir, dnsAddr, logLevel string) *mailwall {
 	ln.Close()
 	m := &mailwall{tcpAddr: tcpAddr, sock: filepath.Join(dir, "policy.sock")}
 	cfg := filepath.Join(dir, "mailwall.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: %s\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\", \"unix:%s\"]\n  skip_addresses: []\n", logLevel, dnsAddr, tcpAddr, m.sock)), 0o644)
+	// The policy server alone: no milter, dashboard or admin socket,
+	// which could meet an installed mailwall's, and a store in dir.
+	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: %s\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\", \"unix:%s\"]\n  skip_addresses: []\nmilter:\n  listen: []\nstore:\n  dsn: %q\nweb:\n  listen: \"\"\nadmin:\n  socket: \"\"\n", logLevel, dnsAddr, tcpAddr, m.sock, filepath.Join(dir, "mailwall.db"))), 0o644)
 	args := []string{"serve", "--config", cfg}
 	if p := os.Getenv("MAILWALL_CPUPROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p)

@@ -74,6 +74,8 @@ store:
   dsn: %q
 web:
   listen: %s
+admin:
+  socket: ""
 `, dnsAddr, pPort, mPort, db, wPort)), 0o600)
 	mw := start(bin, "mailwall: web on http://", "serve", "--config", cfg)
 	defer stop(mw)
