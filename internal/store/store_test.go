@@ -269,6 +269,31 @@ func TestRecorder(t *testing.T) {
 	})
 }
 
+// TestRecorderWakes: the writer writes every verdict without Close: one
+// at a time, each after the last was written, and in bursts larger than
+// a batch.
+func TestRecorderWakes(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		r := s.NewRecorder(slog.New(slog.DiscardHandler), 1000, nil)
+		defer r.Close()
+		t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+		for i := range 5 {
+			r.Record(testVerdict(t0.Add(time.Duration(i)*time.Second), "one.test", "192.0.2.9", "accept"))
+			waitFor(t, func() bool { return r.Written() == int64(i+1) })
+		}
+		for round := range 3 {
+			for i := range 2*maxBatch + 7 {
+				r.Record(testVerdict(t0.Add(time.Duration(i)*time.Second), "burst.test", "192.0.2.9", "accept"))
+			}
+			want := int64(5 + (round+1)*(2*maxBatch+7))
+			waitFor(t, func() bool { return r.Written() == want })
+		}
+		if r.Lost() != 0 || len(r.q) != 0 {
+			t.Errorf("lost %d, %d still queued", r.Lost(), len(r.q))
+		}
+	})
+}
+
 // TestRecorderDatabaseGone: with the database closed under it, the
 // recorder neither blocks nor panics; every verdict is counted lost.
 func TestRecorderDatabaseGone(t *testing.T) {
