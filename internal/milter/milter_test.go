@@ -434,24 +434,9 @@ func TestIdleWorkers(t *testing.T) {
 	rec, _ := newRecorder()
 	s := &Server{NewFilter: func() Filter { return rec }, Log: slog.New(slog.DiscardHandler)}
 	addr := serveOn(t, s)
-	// ended waits until every session has ended and idle goroutines wait.
-	ended := func(idle int) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-			s.mu.Lock()
-			done := len(s.conns) == 0 && len(s.idle) == idle
-			s.mu.Unlock()
-			if done {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("sessions did not end, or not %d goroutines idle", idle)
-			}
-		}
-	}
 	for range 5 {
 		heloSession(t, addr).Close()
-		ended(1)
+		waitIdle(t, s, 1)
 	}
 	if n := s.workers.Load(); n != 1 {
 		t.Errorf("%d goroutines started for 5 sessions one after another, want 1", n)
@@ -460,7 +445,7 @@ func TestIdleWorkers(t *testing.T) {
 	c1, c2 := heloSession(t, addr), heloSession(t, addr)
 	c1.Close()
 	c2.Close()
-	ended(2)
+	waitIdle(t, s, 2)
 	if n := s.workers.Load(); n != 2 {
 		t.Errorf("%d goroutines started, want 2", n)
 	}
@@ -477,22 +462,29 @@ func TestIdleWorkerEnds(t *testing.T) {
 	rec, _ := newRecorder()
 	s := &Server{NewFilter: func() Filter { return rec }, Log: slog.New(slog.DiscardHandler), idleFor: 20 * time.Millisecond}
 	addr := serveOn(t, s)
-	for i := range 2 {
+	for range 2 {
 		heloSession(t, addr).Close()
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			s.mu.Lock()
-			gone := len(s.conns) == 0 && len(s.idle) == 0
-			s.mu.Unlock()
-			if gone {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("session %d: the idle goroutine did not end", i)
-			}
-		}
+		waitIdle(t, s, 0) // the goroutine ended after its wait
 	}
 	if n := s.workers.Load(); n != 2 {
 		t.Errorf("%d goroutines started, want 2: one per session, the first having ended", n)
+	}
+}
+
+// waitIdle waits until every session on s has ended and idle goroutines
+// wait for the next.
+func waitIdle(t *testing.T, s *Server, idle int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		s.mu.Lock()
+		done := len(s.conns) == 0 && len(s.idle) == idle
+		s.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions did not end, or not %d goroutines idle", idle)
+		}
 	}
 }
 
