@@ -30,7 +30,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -49,6 +48,7 @@ import (
 	"time"
 
 	"mailwall/bench/internal/proc"
+	"mailwall/bench/internal/repeat"
 	"mailwall/internal/dkim"
 	"mailwall/internal/milter"
 )
@@ -176,9 +176,8 @@ func main() {
 				if len(rs) == 0 {
 					continue
 				}
-				slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.rate, b.rate) })
-				med := rs[len(rs)/2]
-				med.lowest, med.highest = rs[0].rate, rs[len(rs)-1].rate
+				med, lowest, highest := repeat.Median(rs, func(r result) float64 { return r.rate })
+				med.lowest, med.highest = lowest, highest
 				med.errs, med.unjudged = 0, 0 // summed over every run below
 				for _, r := range rs {
 					med.errs += r.errs

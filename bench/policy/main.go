@@ -19,7 +19,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -38,6 +37,7 @@ import (
 	"time"
 
 	"mailwall/bench/internal/proc"
+	"mailwall/bench/internal/repeat"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labdns"
 	"mailwall/internal/spf"
@@ -116,16 +116,16 @@ func main() {
 	}
 	fmt.Printf("%-40s %10s %13s %8s %8s %14s %9s\n", "server", "req/s", "range", "p50 ms", "p99 ms", "CPU ms/1000req", "peak RSS")
 	for i := range servers {
-		servers[i].median().print(servers[i].name, servers[i].rows)
+		servers[i].print()
 	}
 	if len(servers) == mailwalls {
 		fmt.Println("\npolicyd-spf not installed (apt-get install postfix-policyd-spf-python): no comparison")
 		return
 	}
-	pyWarm := servers[mailwalls].median()
+	pyWarm, _, _ := servers[mailwalls].median()
 	fmt.Println()
 	for _, c := range servers[:mailwalls] {
-		r := c.median()
+		r, _, _ := c.median()
 		fmt.Printf("%-40s %5.0fx the requests/s, %5.0fx less CPU per request\n", c.name, r.rps/pyWarm.rps, pyWarm.cpuPer1000/r.cpuPer1000)
 	}
 
@@ -244,23 +244,20 @@ type contender struct {
 	rows []row
 }
 
-// median is the run with the median rate.
-func (c *contender) median() row {
-	rows := slices.Clone(c.rows)
-	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.rps, b.rps) })
-	return rows[len(rows)/2]
+// median is the run with the median rate, and the lowest and highest
+// rates of all.
+func (c *contender) median() (r row, lowest, highest float64) {
+	return repeat.Median(c.rows, func(r row) float64 { return r.rps })
 }
 
-func (r row) print(name string, runs []row) {
-	lo, hi := r.rps, r.rps
-	for _, x := range runs {
-		lo, hi = min(lo, x.rps), max(hi, x.rps)
-	}
+// print prints c's median run with the range of its rates.
+func (c *contender) print() {
+	r, lo, hi := c.median()
 	rss := "-"
 	if r.rss > 0 {
 		rss = fmt.Sprintf("%.1f MB", float64(r.rss)/(1<<20))
 	}
-	fmt.Printf("%-40s %10.0f %13s %8.2f %8.2f %14.0f %9s\n", name, r.rps, fmt.Sprintf("%.0f-%.0f", lo, hi), ms(r.p50), ms(r.p99), r.cpuPer1000, rss)
+	fmt.Printf("%-40s %10.0f %13s %8.2f %8.2f %14.0f %9s\n", c.name, r.rps, fmt.Sprintf("%.0f-%.0f", lo, hi), ms(r.p50), ms(r.p99), r.cpuPer1000, rss)
 }
 
 // run sends reqs over conc connections and measures them.
