@@ -62,8 +62,7 @@ func Start(floor uint64) *Floor {
 		percent: defaultPercent,
 	}
 	f.arm()
-	f.wg.Add(1)
-	go f.loop()
+	f.wg.Go(f.loop)
 	return f
 }
 
@@ -90,7 +89,6 @@ func (f *Floor) arm() {
 }
 
 func (f *Floor) loop() {
-	defer f.wg.Done()
 	for {
 		select {
 		case <-f.done:
