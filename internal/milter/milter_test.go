@@ -429,7 +429,7 @@ func TestNoReplier(t *testing.T) {
 
 // TestIdleWorkers checks that a connection after another is served by the
 // goroutine that served the first, and that Shutdown does not wait out
-// the idle goroutines' workerIdle.
+// the idle goroutines' WorkerIdle.
 func TestIdleWorkers(t *testing.T) {
 	rec, _ := newRecorder()
 	s := &Server{NewFilter: func() Filter { return rec }, Log: slog.New(slog.DiscardHandler)}
@@ -451,7 +451,7 @@ func TestIdleWorkers(t *testing.T) {
 	}
 	start := time.Now()
 	s.Shutdown()
-	if d := time.Since(start); d > workerIdle/2 {
+	if d := time.Since(start); d > WorkerIdle/2 {
 		t.Errorf("Shutdown took %v: it waited for idle goroutines", d)
 	}
 }

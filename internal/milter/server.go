@@ -217,7 +217,7 @@ type Server struct {
 	wg        sync.WaitGroup
 	closing   atomic.Bool
 	// idle are the goroutines that have served a connection and wait,
-	// up to workerIdle, to be handed the next one; the last to finish
+	// up to WorkerIdle, to be handed the next one; the last to finish
 	// is handed first. A new goroutine starts on a small stack and grows
 	// it, copying, on the way down to RSA verification: with a new one
 	// per session that was 6% of the CPU per small message in a profile
@@ -225,7 +225,7 @@ type Server struct {
 	idle    []chan net.Conn
 	done    chan struct{} // closed by Shutdown: idle goroutines end
 	workers atomic.Uint64 // goroutines started to serve connections
-	idleFor time.Duration // workerIdle, unless set (tests)
+	idleFor time.Duration // WorkerIdle, unless set (tests)
 
 	sessions, panics atomic.Uint64
 }
@@ -275,20 +275,21 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// workerIdle is how long a goroutine waits for another connection after
-// serving one.
-const workerIdle = 10 * time.Second
+// WorkerIdle is how long a goroutine waits for another connection after
+// serving one. After a burst, the goroutines beyond what the sessions
+// still open need stay this long before they end.
+const WorkerIdle = 10 * time.Second
 
-// idleWait is workerIdle, or idleFor when a test sets it.
+// idleWait is WorkerIdle, or idleFor when a test sets it.
 func (s *Server) idleWait() time.Duration {
 	if s.idleFor > 0 {
 		return s.idleFor
 	}
-	return workerIdle
+	return WorkerIdle
 }
 
 // work serves c, then the connections handed to it on s.idle until none
-// comes within workerIdle or the server shuts down.
+// comes within WorkerIdle or the server shuts down.
 func (s *Server) work(c net.Conn) {
 	defer s.wg.Done()
 	next := make(chan net.Conn, 1) // Serve sends under s.mu: never blocks
