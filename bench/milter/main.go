@@ -5,7 +5,7 @@
 //
 //	bash ../shared/peers/setup.sh && NO_POSTFIX=1 bash ../shared/peers/start.sh
 //	bash bench/peers/opendkim-threadsafe.sh && bash bench/peers/rspamd-auth-only.sh
-//	go run ./bench/milter [-n 2000] [-t 5s] [-runs 3] [-c 1,8,64] [-sizes small,1MB]
+//	go run ./bench/milter [-n 2000] [-t 5s] [-runs 3] [-c 1,8,64] [-sizes small,1MB] [-baseline OLDBIN]
 //
 // (make bench-peers does all of it.) rspamd, when start.sh started it, is
 // driven through its milter (the proxy worker, which hands each message
@@ -19,6 +19,12 @@
 // the peers' come from /proc of the pids start.sh saved. Each message is
 // one milter session: negotiate, connect, HELO, MAIL, RCPT, headers, body,
 // end of message.
+//
+// -baseline runs a second mailwall, a binary built from an earlier
+// commit, in turn with this tree's on the same rows, and prints their
+// ratio: the side-by-side check that a change costs ordinary mail nothing
+// (git worktree add /tmp/base REV && (cd /tmp/base && go build -o
+// /tmp/mailwall-base ./cmd/mailwall)).
 //
 // mailwall tags an invalid HELO name here rather than refusing it at
 // HELO: the peers answer only at the end of the message, and so does
@@ -65,6 +71,7 @@ func main() {
 	heloReject := flag.Bool("helo-reject", false, "run mailwall with its default checks.actions.helo_invalid: reject, answering at HELO (a round trip more per session) where the peers answer at end of message only")
 	runs := flag.Int("runs", 3, "runs of each row, the milters taking turns; the row shows the median and the range")
 	minTime := flag.Duration("t", 5*time.Second, "the least time a row runs: it sends its -n messages and more until then")
+	baseline := flag.String("baseline", "", "a mailwall binary built from an earlier commit, run in turn with this tree's as \"mailwall-baseline\" on the same messages: the side-by-side check that a change did not slow ordinary mail")
 	pin := flag.Bool("pin", false, "run the milters on CPU 1 and this load generator and the lab DNS on CPU 0, so the milter under test has one CPU of its own")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -111,8 +118,15 @@ func main() {
 		pinAll([]int{0}, []int{0})
 		mwCPU = "1"
 	}
-	mw := startMailwall(dir, *dnsAddr, mwCPU, *heloReject)
+	mw := startMailwall(dir, "", *dnsAddr, mwCPU, *heloReject)
 	defer mw.stop()
+	var base *mailwall
+	if *baseline != "" {
+		baseDir := filepath.Join(dir, "baseline")
+		os.Mkdir(baseDir, 0o700)
+		base = startMailwall(baseDir, *baseline, *dnsAddr, mwCPU, *heloReject)
+		defer base.stop()
+	}
 
 	fmt.Printf("milter sessions, lab DNS %s, %d CPUs; mailwall checks iprev, S25R, SPF, DKIM, DMARC; OpenDKIM verifies DKIM, OpenDMARC checks SPF and DMARC\n", *dnsAddr, proc.NumCPU())
 	if *heloReject {
@@ -134,6 +148,9 @@ func main() {
 		concs string // the concurrencies it runs at; "" for all
 	}
 	milters := []milterUnderTest{{"mailwall", []string{mw.addr}, func() []int { return []int{mw.pid()} }, ""}}
+	if base != nil {
+		milters = append(milters, milterUnderTest{"mailwall-baseline", []string{base.addr}, func() []int { return []int{base.pid()} }, ""})
+	}
 	if opendkim != 0 && opendmarc != 0 {
 		milters = append(milters, milterUnderTest{"OpenDKIM+OpenDMARC", []string{"127.0.0.1:8891", "127.0.0.1:8893"}, func() []int { return []int{opendkim, opendmarc} }, *peerConcs})
 	}
@@ -191,6 +208,17 @@ func main() {
 				}
 				med.print(m.name, size, c)
 				rates[m.name][key2{size, cs}] = med.rate
+			}
+		}
+	}
+	if base != nil {
+		fmt.Println()
+		for _, size := range strings.Split(*sizes, ",") {
+			for _, cs := range strings.Split(*concs, ",") {
+				k := key2{size, cs}
+				if b := rates["mailwall-baseline"][k]; b > 0 {
+					fmt.Printf("%s, %s sessions: mailwall %.3fx mailwall-baseline (%+.1f%%)\n", size, cs, rates["mailwall"][k]/b, 100*(rates["mailwall"][k]/b-1))
+				}
 			}
 		}
 	}
@@ -427,12 +455,15 @@ func pinAll(pids []int, cpus []int) {
 	}
 }
 
-// startMailwall builds and starts mailwall; cpus, when set, is a taskset
-// CPU list for it, so its runtime sizes itself (GOMAXPROCS) to those.
-func startMailwall(dir, dnsAddr, cpus string, heloReject bool) *mailwall {
-	bin := filepath.Join(dir, "mailwall")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mailwall").CombinedOutput(); err != nil {
-		log.Fatalf("go build: %v\n%s", err, out)
+// startMailwall starts bin, or when bin is "" builds this tree's mailwall
+// and starts that; cpus, when set, is a taskset CPU list for it, so its
+// runtime sizes itself (GOMAXPROCS) to those.
+func startMailwall(dir, bin, dnsAddr, cpus string, heloReject bool) *mailwall {
+	if bin == "" {
+		bin = filepath.Join(dir, "mailwall")
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mailwall").CombinedOutput(); err != nil {
+			log.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
