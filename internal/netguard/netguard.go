@@ -1,0 +1,306 @@
+// Package netguard wraps a net.Listener so that running out of file
+// descriptors, or a stranger opening many connections, cannot stop a
+// server from accepting the connections it is there for.
+//
+// Accept on the wrapped listener:
+//   - treats EMFILE, ENFILE, ENOBUFS, ENOMEM and ECONNABORTED (and any
+//     net.Error that says it is a timeout) as temporary: it waits, 5 ms
+//     doubling to 1 s as net/http's Server.Serve does, and tries again,
+//     instead of returning an error that would end the accept loop and,
+//     in a daemon, the daemon. An episode is logged once when it starts
+//     and once when it ends, and counted in Stats;
+//   - keeps at most MaxConns connections open: at the limit it first
+//     asks Evict to close one (a server can give up an idle connection
+//     for a new one), and otherwise waits for one to close, leaving
+//     newcomers in the kernel's accept queue;
+//   - closes at once a connection from a peer address that already has
+//     MaxPerPeer open, unless the address is in PerPeerExempt (Postfix's
+//     smtpd processes all connect from one address, usually loopback: a
+//     per-peer limit must not count them).
+//
+// A connection's slot is given back when it is closed, once, however
+// often Close is called.
+package netguard
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Backoff bounds for temporary accept errors, as net/http's Server.Serve.
+const (
+	minBackoff = 5 * time.Millisecond
+	maxBackoff = time.Second
+)
+
+// Config says what a Listener allows. The zero value limits nothing but
+// still survives temporary accept errors.
+type Config struct {
+	// Name names the listener in logs ("policyd inet:127.0.0.1:10045").
+	Name string
+	// MaxConns bounds the connections open at once through this
+	// listener; 0 is no limit.
+	MaxConns int
+	// MaxPerPeer bounds the connections open at once from one IP
+	// address; more are closed as soon as they are accepted. 0 is no
+	// limit. Unix-socket peers have no address and are not counted.
+	MaxPerPeer int
+	// PerPeerExempt are peer addresses MaxPerPeer does not apply to.
+	PerPeerExempt []netip.Prefix
+	// Evict, when set, is called when Accept cannot take a connection:
+	// MaxConns are open, or the process is out of file descriptors. It
+	// returns true if it closed a connection (the caller's own choice,
+	// e.g. the one idle longest), and Accept then tries again at once.
+	// It must not call Accept or Close on the Listener.
+	Evict func() bool
+	// Log hears the start and end of a temporary-error episode and
+	// per-peer refusals (once per episode too). Nil is slog.Default().
+	Log *slog.Logger
+}
+
+// Stats are a listener's counters.
+type Stats struct {
+	Open            int    // connections accepted and not yet closed
+	Accepted        uint64 // connections handed to the caller
+	TemporaryErrors uint64 // accept errors retried (EMFILE, ...)
+	PerPeerRefused  uint64 // connections closed for MaxPerPeer
+	Evicted         uint64 // times Evict closed a connection
+	FullWaits       uint64 // times Accept waited at MaxConns
+}
+
+// Listener is a guarded net.Listener. Its Accept returns only
+// connections within the limits, and an error only when the underlying
+// listener fails for good (closed, or an error not known as temporary).
+type Listener struct {
+	net.Listener
+	cfg   Config
+	log   *slog.Logger
+	slots chan struct{} // nil when MaxConns is 0
+	done  chan struct{}
+	once  sync.Once
+
+	mu      sync.Mutex
+	perPeer map[netip.Addr]int
+	// refusing is set while per-peer refusals go unlogged; it is
+	// cleared when a connection from that peer is accepted again.
+	refusing map[netip.Addr]bool
+
+	open                                                     atomic.Int64
+	accepted, tempErrors, perPeerRefused, evicted, fullWaits atomic.Uint64
+}
+
+// New wraps ln.
+func New(ln net.Listener, cfg Config) *Listener {
+	l := &Listener{Listener: ln, cfg: cfg, log: cfg.Log, done: make(chan struct{}),
+		perPeer: map[netip.Addr]int{}, refusing: map[netip.Addr]bool{}}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	if l.cfg.Name == "" {
+		l.cfg.Name = ln.Addr().String()
+	}
+	if cfg.MaxConns > 0 {
+		l.slots = make(chan struct{}, cfg.MaxConns)
+	}
+	return l
+}
+
+// Close closes the underlying listener and wakes an Accept waiting for a
+// slot or backing off.
+func (l *Listener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// Stats returns the counters.
+func (l *Listener) Stats() Stats {
+	return Stats{Open: int(l.open.Load()), Accepted: l.accepted.Load(), TemporaryErrors: l.tempErrors.Load(),
+		PerPeerRefused: l.perPeerRefused.Load(), Evicted: l.evicted.Load(), FullWaits: l.fullWaits.Load()}
+}
+
+// Accept waits for a connection within the limits.
+func (l *Listener) Accept() (net.Conn, error) {
+	if err := l.takeSlot(); err != nil {
+		return nil, err
+	}
+	var delay time.Duration
+	var episode int // temporary errors in a row
+	var episodeStart time.Time
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if !Temporary(err) {
+				l.giveSlot()
+				return nil, err
+			}
+			l.tempErrors.Add(1)
+			if episode == 0 {
+				episodeStart = time.Now()
+				l.log.Warn("accept failed, retrying", "listener", l.cfg.Name, "err", err)
+			}
+			episode++
+			if isFDShortage(err) && l.cfg.Evict != nil && l.cfg.Evict() {
+				l.evicted.Add(1)
+				continue
+			}
+			if delay == 0 {
+				delay = minBackoff
+			} else if delay *= 2; delay > maxBackoff {
+				delay = maxBackoff
+			}
+			if !l.sleep(delay) {
+				l.giveSlot()
+				return nil, net.ErrClosed
+			}
+			continue
+		}
+		if episode > 0 {
+			l.log.Info("accepting again", "listener", l.cfg.Name, "errors", episode, "after", time.Since(episodeStart).Round(time.Millisecond).String())
+			episode, delay = 0, 0
+		}
+		peer, counted := l.peerOf(c)
+		if counted && !l.addPeer(peer) {
+			c.Close()
+			continue // the slot stays taken for the next one
+		}
+		l.open.Add(1)
+		l.accepted.Add(1)
+		return &conn{Conn: c, l: l, peer: peer, counted: counted}, nil
+	}
+}
+
+// takeSlot waits for one of MaxConns, asking Evict first.
+func (l *Listener) takeSlot() error {
+	if l.slots == nil {
+		return nil
+	}
+	select {
+	case l.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	l.fullWaits.Add(1)
+	if l.cfg.Evict != nil && l.cfg.Evict() {
+		l.evicted.Add(1)
+	}
+	select {
+	case l.slots <- struct{}{}:
+		return nil
+	case <-l.done:
+		return net.ErrClosed
+	}
+}
+
+func (l *Listener) giveSlot() {
+	if l.slots != nil {
+		<-l.slots
+	}
+}
+
+func (l *Listener) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// peerOf returns c's peer address and whether MaxPerPeer counts it.
+func (l *Listener) peerOf(c net.Conn) (netip.Addr, bool) {
+	if l.cfg.MaxPerPeer <= 0 {
+		return netip.Addr{}, false
+	}
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	a := ta.AddrPort().Addr().Unmap()
+	for _, p := range l.cfg.PerPeerExempt {
+		if p.Contains(a) {
+			return a, false
+		}
+	}
+	return a, true
+}
+
+// addPeer counts a connection from a, or refuses it past MaxPerPeer.
+func (l *Listener) addPeer(a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perPeer[a] >= l.cfg.MaxPerPeer {
+		l.perPeerRefused.Add(1)
+		if !l.refusing[a] {
+			l.refusing[a] = true
+			l.log.Warn("too many connections from one address: closing new ones", "listener", l.cfg.Name, "peer", a.String(), "max_per_peer", l.cfg.MaxPerPeer)
+		}
+		return false
+	}
+	l.perPeer[a]++
+	delete(l.refusing, a)
+	return true
+}
+
+func (l *Listener) release(c *conn) {
+	if c.counted {
+		l.mu.Lock()
+		if l.perPeer[c.peer]--; l.perPeer[c.peer] <= 0 {
+			delete(l.perPeer, c.peer)
+			delete(l.refusing, c.peer) // so the map holds only peers with connections open
+		}
+		l.mu.Unlock()
+	}
+	l.open.Add(-1)
+	l.giveSlot()
+}
+
+// conn gives its slot back on the first Close.
+type conn struct {
+	net.Conn
+	l       *Listener
+	peer    netip.Addr
+	counted bool
+	closed  atomic.Bool
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.release(c)
+	}
+	return err
+}
+
+// Unwrap returns the connection as the underlying listener accepted it
+// (a *net.TCPConn or *net.UnixConn), for callers that need its type.
+func (c *conn) Unwrap() net.Conn { return c.Conn }
+
+// Temporary reports whether an accept error is worth retrying: the
+// process or system is out of file descriptors or buffers, a client
+// gave up before it was accepted, or the listener says it timed out.
+func Temporary(err error) bool {
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	if isFDShortage(err) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EPROTO) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isFDShortage is EMFILE and its kin: an fd or kernel memory is missing,
+// which closing a connection can give back.
+func isFDShortage(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
