@@ -36,7 +36,15 @@ func (e *Evaluator) destinations(ctx context.Context, policyDomain string, uris 
 	var ok []URI
 	var notes []string
 	for _, u := range uris {
-		host := u.Host()
+		// The check is on the address a report would go to, decoded:
+		// an escaped "@" must not move the host the consent is asked of
+		// (issue 23).
+		mailbox, err := u.Mailbox()
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("%v; dropped", err))
+			continue
+		}
+		host := mailbox[strings.LastIndexByte(mailbox, '@')+1:]
 		hostOrg, _, err := w.orgDomain(host)
 		if err != nil {
 			return nil, nil, err
@@ -72,7 +80,7 @@ func (e *Evaluator) destinations(ctx context.Context, policyDomain string, uris 
 		// The consenting record names its own address: use it, but only
 		// on the same host, to prevent loops and indirect abuse.
 		for _, o := range override(consent) {
-			if o.Host() != host {
+			if oh := o.Host(); oh == "" || oh != host {
 				notes = append(notes, fmt.Sprintf("%s: %s's override %s names another host; neither is used", u.URI, host, o.URI))
 				continue
 			}

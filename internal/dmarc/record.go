@@ -9,7 +9,6 @@ package dmarc
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 )
@@ -75,27 +74,21 @@ func (u URI) String() string {
 // ruf= hold them, returning the usable ones and a note for each other.
 func ParseURIs(v string) ([]URI, []string) { return parseURIs(v) }
 
-// Address is the mail address of a mailto: URI, %-escapes decoded and
-// any ?header part dropped.
+// Address is the mail address of a mailto: URI as Mailbox decodes and
+// checks it, "" when it is not one usable address.
 func (u URI) Address() string {
-	addr := u.URI[len("mailto:"):]
-	if i := strings.IndexByte(addr, '?'); i >= 0 {
-		addr = addr[:i]
-	}
-	if a, err := url.PathUnescape(addr); err == nil {
-		addr = a
-	}
+	addr, _ := u.Mailbox()
 	return addr
 }
 
-// Host returns the host of a mailto: URI (the part after "@"), lower case.
+// Host returns the domain of the address a mailto: URI names (Mailbox),
+// lower case, "" when it is not one usable address.
 func (u URI) Host() string {
-	addr := strings.TrimPrefix(strings.ToLower(u.URI), "mailto:")
-	if i := strings.IndexByte(addr, '?'); i >= 0 {
-		addr = addr[:i]
+	addr, err := u.Mailbox()
+	if err != nil {
+		return ""
 	}
-	_, host, _ := strings.Cut(addr, "@")
-	return host
+	return addr[strings.LastIndexByte(addr, '@')+1:]
 }
 
 // Record is a parsed DMARC Policy Record (RFC 9989 §4.7).
@@ -258,8 +251,8 @@ func parseURIs(v string) (uris []URI, bad []string) {
 			}
 			uri = URI{URI: u[:i], MaxSize: size}
 		}
-		if !strings.HasPrefix(strings.ToLower(uri.URI), "mailto:") || uri.Host() == "" {
-			bad = append(bad, fmt.Sprintf("%q is not a mailto: URI with an address; ignored", u))
+		if _, err := uri.Mailbox(); err != nil {
+			bad = append(bad, fmt.Sprintf("%v; ignored", err))
 			continue
 		}
 		uris = append(uris, uri)

@@ -254,23 +254,28 @@ func (f *FailureReporter) send(ctx context.Context, j *failureJob) {
 	body := f.message(ctx, j)
 	var retry error
 	for _, rc := range rcpts {
-		if !strings.HasPrefix(strings.ToLower(rc.URI), "mailto:") {
-			continue
-		}
-		msg := append(fmt.Appendf(nil, "To: %s\r\n", rc.Address()), body...)
-		if rc.MaxSize > 0 && int64(len(msg)) > rc.MaxSize {
-			log.Info("dmarc failure report over the destination's size limit", "to", rc.Address(), "size", len(msg), "limit", rc.MaxSize)
+		// Decoded and checked once; the address checked is the one
+		// sent to (issue 23).
+		to, err := rc.Mailbox()
+		if err != nil {
+			log.Info("dmarc failure report destination dropped", "why", err)
 			f.outcome("failure_dropped")
 			continue
 		}
-		err := relayMail(ctx, f.Relay, f.Hostname, f.From, rc.Address(), msg, f.Timeout)
+		msg := append(fmt.Appendf(nil, "To: %s\r\n", to), body...)
+		if rc.MaxSize > 0 && int64(len(msg)) > rc.MaxSize {
+			log.Info("dmarc failure report over the destination's size limit", "to", to, "size", len(msg), "limit", rc.MaxSize)
+			f.outcome("failure_dropped")
+			continue
+		}
+		err = relayMail(ctx, f.Relay, f.Hostname, f.From, to, msg, f.Timeout)
 		var se *smtp.SMTPError
 		switch {
 		case err == nil:
-			log.Info("dmarc failure report sent", "to", rc.Address())
+			log.Info("dmarc failure report sent", "to", to)
 			f.outcome("failure_sent")
 		case errors.As(err, &se) && se.Code >= 500:
-			log.Warn("dmarc failure report refused", "to", rc.Address(), "err", err)
+			log.Warn("dmarc failure report refused", "to", to, "err", err)
 			f.outcome("failure_failed")
 		default:
 			retry = err // the relay is down or said 4xx: all again later

@@ -184,13 +184,19 @@ func (s *Sender) deliver(ctx context.Context, r *store.ReportOut, d store.Delive
 	d.Attempts++
 	d.MessageID = "<" + r.ReportID + ">"
 	for _, rc := range rcpts {
-		msg := s.message(r, rc.Address())
+		// The address is the one the destination check was made on:
+		// decoded and checked once (dmarc.URI.Mailbox), then used as is.
+		to, err := rc.Mailbox()
+		if err != nil {
+			return finish(store.Dropped, err.Error())
+		}
+		msg := s.message(r, to)
 		// RFC 7489 §6.2's "!size": the destination takes no report
 		// bigger than this; the whole message is what arrives.
 		if limit := rc.MaxSize; limit > 0 && int64(len(msg)) > limit {
 			return finish(store.Dropped, fmt.Sprintf("report message of %d bytes is over the destination's limit of %d", len(msg), limit))
 		}
-		if err := s.smtp(ctx, rc.Address(), msg); err != nil {
+		if err := s.smtp(ctx, to, msg); err != nil {
 			var se *smtp.SMTPError
 			if errors.As(err, &se) && se.Code >= 500 {
 				return finish(store.Failed, err.Error())
@@ -249,6 +255,11 @@ func (s *Sender) smtp(ctx context.Context, to string, msg []byte) error {
 func relayMail(ctx context.Context, relay, hostname, from, to string, msg []byte, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
+	}
+	// Only a plain mailbox goes into RCPT TO: nothing that could end the
+	// path early or add ESMTP parameters (issue 23).
+	if _, err := dmarc.CheckMailbox(to); err != nil {
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: fmt.Sprintf("report: not sent to %q: %v", to, err)}
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
