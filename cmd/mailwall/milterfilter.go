@@ -136,7 +136,7 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 		mod.InsertHeader(0, r.Headers[i].Name, strings.ReplaceAll(r.Headers[i].Value, "\r\n", "\n"))
 	}
 	if subj := f.pipe.SubjectTagged(r, f.fields); subj != "" {
-		mod.ChangeHeader(1, "Subject", subj)
+		mod.ChangeHeader(1, "Subject", verdict.MilterValue(subj))
 	}
 	switch r.Action {
 	case verdict.Reject:

@@ -264,12 +264,89 @@ func AuthServID(value string) (string, error) {
 	return id, nil
 }
 
-// IsOurs reports whether a field value claims to come from authServID
-// (compared case-insensitively, as domain names are). A field whose id
-// cannot be read is not ours.
+// IsOurs reports whether a field value claims to come from authServID,
+// which RFC 8601 §5 has us remove. The ids are compared as domain names
+// are: case-insensitively, a trailing dot ignored (issue 23: a forged
+// "mx.rcpt.test.;" was kept). A field whose id cannot be parsed is read
+// loosely, as a lenient consumer might, so malformed syntax is no way
+// to keep a forged field.
 func IsOurs(value, authServID string) bool {
 	id, err := AuthServID(value)
-	return err == nil && strings.EqualFold(id, authServID)
+	if err != nil {
+		id = looseID(value)
+	}
+	return sameID(id, authServID)
+}
+
+func sameID(a, b string) bool {
+	norm := func(s string) string { return strings.TrimSuffix(strings.TrimSpace(s), ".") }
+	a, b = norm(a), norm(b)
+	return a != "" && strings.EqualFold(a, b)
+}
+
+// looseID is the first word of a field value that has no parseable
+// authserv-id: white space, comments and a stray quote skipped.
+func looseID(value string) string {
+	s := strings.TrimLeft(value, " \t\r\n")
+	for strings.HasPrefix(s, "(") {
+		i := strings.IndexByte(s, ')')
+		if i < 0 {
+			break
+		}
+		s = strings.TrimLeft(s[i+1:], " \t\r\n")
+	}
+	s = strings.TrimLeft(s, "\"")
+	if i := strings.IndexAny(s, " \t\r\n;(\""); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// Limit keeps at most n results of each method, passes first, in their
+// order, and notes on the last one kept how many were left out (in its
+// comment, which RFC 8601 §2.2 allows anywhere). Thousands of junk
+// DKIM-Signature fields would otherwise make the field so long that an
+// MTA cuts it before the results that matter (issue 23).
+func (h *Header) Limit(n int) {
+	count := map[string]int{}
+	over := false
+	for _, r := range h.Results {
+		count[r.Method]++
+		over = over || count[r.Method] > n
+	}
+	if !over {
+		return
+	}
+	keep := make([]bool, len(h.Results))
+	kept := map[string]int{}
+	for _, passes := range []bool{true, false} {
+		for i, r := range h.Results {
+			if !keep[i] && (r.Value == "pass") == passes && kept[r.Method] < n {
+				keep[i] = true
+				kept[r.Method]++
+			}
+		}
+	}
+	out := make([]Result, 0, len(h.Results))
+	last := map[string]int{}
+	for i, r := range h.Results {
+		if keep[i] {
+			last[r.Method] = len(out)
+			out = append(out, r)
+		}
+	}
+	for m, c := range count {
+		if c <= n || kept[m] == 0 {
+			continue
+		}
+		r := &out[last[m]]
+		note := fmt.Sprintf("%d more %s results not shown", c-kept[m], m)
+		if r.Comment != "" {
+			note = r.Comment + "; " + note
+		}
+		r.Comment = note
+	}
+	h.Results = out
 }
 
 // Parse reads a field value.

@@ -1,6 +1,7 @@
 package authres
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -86,6 +87,14 @@ func TestIsOurs(t *testing.T) {
 		{"mx.example.test.evil.test; spf=pass", false},
 		{"other.test; spf=pass", false},
 		{"(unterminated comment", false},
+		// Issue 23: the same name written as a domain may be.
+		{"mx.example.test.; dmarc=pass header.from=bank.test", true},
+		{"MX.EXAMPLE.TEST.;dmarc=pass", true},
+		{"\"mx.example.test.\"; dmarc=pass", true},
+		{"\"mx.example.test ; dmarc=pass", true}, // unterminated quote
+		{"(x) \"mx.example.test; dmarc=pass", true},
+		{"mx.example.test..; dmarc=pass", false},
+		{".; dmarc=pass", false},
 	} {
 		if got := IsOurs(tc.value, "mx.example.test"); got != tc.ours {
 			t.Errorf("IsOurs(%q) = %v", tc.value, got)
@@ -101,5 +110,46 @@ func TestParseErrors(t *testing.T) {
 	}
 	if !strings.Contains(func() string { _, err := Parse("x; spf=pass bogus=1"); return err.Error() }(), "bogus") {
 		t.Error("error does not name the unexpected word")
+	}
+}
+
+// TestLimit: thousands of results of one method become n, passes first,
+// with a count of the rest; other methods keep theirs and their order.
+func TestLimit(t *testing.T) {
+	h := Header{AuthServID: "mx.example.test"}
+	h.Results = append(h.Results, Result{Method: "spf", Value: "pass"}, Result{Method: "dmarc", Value: "pass"})
+	for i := range 3000 {
+		r := Result{Method: "dkim", Value: "permerror", Comment: "bad signature",
+			Props: []Prop{{Type: "header", Name: "d", Value: fmt.Sprintf("junk%d.test", i)}}}
+		if i == 2500 {
+			r.Value, r.Comment = "pass", ""
+		}
+		h.Results = append(h.Results, r)
+	}
+	h.Results = append(h.Results, Result{Method: "arc", Value: "none"})
+	h.Limit(5)
+	var methods []string
+	for _, r := range h.Results {
+		methods = append(methods, r.Method+"="+r.Value)
+	}
+	want := "spf=pass dmarc=pass dkim=permerror dkim=permerror dkim=permerror dkim=permerror dkim=pass arc=none"
+	if got := strings.Join(methods, " "); got != want {
+		t.Errorf("results %s\nwant %s", got, want)
+	}
+	if h.Results[6].Prop("header", "d") != "junk2500.test" || h.Results[6].Comment != "2995 more dkim results not shown" {
+		t.Errorf("last dkim %+v", h.Results[6])
+	}
+	f := h.Field()
+	if len(f) > 1000 || !strings.Contains(f, "dmarc=pass") {
+		t.Errorf("%d octets:\n%s", len(f), f)
+	}
+	if _, err := Parse(h.String()); err != nil {
+		t.Errorf("limited field does not parse: %v\n%s", err, f)
+	}
+	// Under the limit nothing changes.
+	small := Header{AuthServID: "x", Results: []Result{{Method: "dkim", Value: "fail", Comment: "c"}, {Method: "dkim", Value: "pass"}}}
+	small.Limit(2)
+	if len(small.Results) != 2 || small.Results[0].Comment != "c" {
+		t.Errorf("%+v", small)
 	}
 }

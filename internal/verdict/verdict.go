@@ -450,7 +450,9 @@ func (m *Message) Finish() Result {
 	if m.verify == nil {
 		m.EndOfHeaders()
 	}
-	r.DKIM = m.verify.Finish(m.ctx)
+	// DKIM and ARC draw on one budget of verification work per message.
+	vctx := dkim.WithBudget(m.ctx, c.DKIM.Budget)
+	r.DKIM = m.verify.Finish(vctx)
 	if r.DKIM == nil {
 		r.DKIM = []dkim.Result{} // "dkim": [] in JSON, not null
 	}
@@ -469,7 +471,7 @@ func (m *Message) Finish() Result {
 	r.DMARC = c.DMARC.Evaluate(m.ctx, in)
 	if m.arc != nil {
 		// Without validation there is no arc= to report, not arc=none.
-		r.ARC = m.arc.Finish(m.ctx)
+		r.ARC = m.arc.Finish(vctx)
 	}
 	if r.ARC.Result == arc.Fail {
 		r.Reasons = append(r.Reasons, "arc: fail: "+r.ARC.Reason)
@@ -660,15 +662,49 @@ func (c *Checker) SubjectTagged(r Result, fields []dkim.Field) string {
 	}
 	for _, f := range fields {
 		if strings.EqualFold(f.Name, "Subject") {
-			return " " + c.Policy.SubjectTag + " " + strings.TrimSpace(f.Value())
+			return " " + foldSafe(c.Policy.SubjectTag+" "+strings.TrimSpace(f.Value()))
 		}
 	}
-	return " " + c.Policy.SubjectTag
+	return " " + foldSafe(c.Policy.SubjectTag)
 }
+
+// foldSafe returns v with every line break a CRLF followed by white
+// space (RFC 5322 §2.2.3 folding): a CR or LF on its own, which a
+// sender may put in a folded Subject, would otherwise reach the message
+// as a bare CR or end the field (issue 23). A milter hands the value on
+// with LF line ends (MilterValue).
+func foldSafe(v string) string {
+	if !strings.ContainsAny(v, "\r\n") {
+		return v
+	}
+	v = strings.ReplaceAll(v, "\r\n", "\n")
+	v = strings.ReplaceAll(v, "\r", " ")
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] != '\n' {
+			b.WriteByte(v[i])
+			continue
+		}
+		if i+1 == len(v) {
+			break // a field does not end in a fold
+		}
+		b.WriteString("\r\n")
+		if c := v[i+1]; c != ' ' && c != '\t' {
+			b.WriteByte(' ')
+		}
+	}
+	return b.String()
+}
+
+// MilterValue is a header value as the milter protocol carries it: line
+// ends LF alone; the MTA adds the CR (libmilter's smfi_addheader and
+// smfi_chgheader: "The line feed must not be preceded by a carriage
+// return"). A CRLF sent on would reach the message as a bare CR.
+func MilterValue(v string) string { return strings.ReplaceAll(v, "\r\n", "\n") }
 
 func (m *Message) authResults() authres.Header {
 	r := &m.res
-	// iprev, spf, each dkim signature, arc, dmarc.
+	// iprev, spf, each dkim signature, arc, dmarc; sorted below.
 	h := authres.Header{AuthServID: m.c.AuthServID, Results: make([]authres.Result, 0, 4+max(len(r.DKIM), 1))}
 	if r.IPRev.Result != "" {
 		res := authres.Result{Method: "iprev", Value: r.IPRev.Result, Props: []authres.Prop{{Type: "policy", Name: "iprev", Value: m.env.ClientIP.String()}}}
@@ -723,7 +759,26 @@ func (m *Message) authResults() authres.Header {
 		dm.Props = []authres.Prop{{Type: "header", Name: "from", Value: r.DMARC.HeaderFrom}}
 	}
 	h.Results = append(h.Results, dm)
+	// spf and dmarc first, and a few results per method: thousands of
+	// junk DKIM-Signature fields must not push dmarc= past where an MTA
+	// cuts a long field (issue 23).
+	slices.SortStableFunc(h.Results, func(a, b authres.Result) int { return arRank(a.Method) - arRank(b.Method) })
+	h.Limit(MaxResultsPerMethod)
 	return h
+}
+
+// MaxResultsPerMethod is how many results of one method (dkim, say) our
+// Authentication-Results field shows; the rest are counted in a comment.
+const MaxResultsPerMethod = 5
+
+func arRank(method string) int {
+	switch method {
+	case "spf":
+		return 0
+	case "dmarc":
+		return 1
+	}
+	return 2
 }
 
 // forgedResults lists Authentication-Results fields that claim our
