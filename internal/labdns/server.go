@@ -210,10 +210,17 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	resp.Authoritative = true
 	resp.RecursionAvailable = false
 	resp.Rcode = z.lookup(resp, qname, q.Qtype, zones.find)
+	if q.Qtype == dns.TypeANY && !isTCP {
+		// RFC 8482 §4.1: over UDP, ANY gets one RRset, not the lot: no
+		// amplifying reflector. TCP still answers in full (§4.4).
+		resp.Answer = minimalANY(resp.Answer)
+	}
 
 	size := dns.MinMsgSize
 	if opt := r.IsEdns0(); opt != nil {
-		size = max(dns.MinMsgSize, min(int(opt.UDPSize()), 4096))
+		// RFC 6891 §6.2.5 and the DNS flag day 2020 size: at most 1232
+		// octets over UDP, whatever the client offers.
+		size = max(dns.MinMsgSize, min(int(opt.UDPSize()), MaxUDPSize))
 		resp.SetEdns0(uint16(size), false)
 	}
 	if !isTCP {
@@ -226,6 +233,42 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("lab-dns write failed", "client", w.RemoteAddr(), "err", err)
 	}
+}
+
+// MaxUDPSize is the largest UDP answer sent (octets): the size that
+// avoids IP fragmentation on any path (DNS flag day 2020).
+const MaxUDPSize = 1232
+
+// minimalANY picks one RRset from an ANY answer (RFC 8482 §4.1): the
+// smallest on the wire, a CNAME when there is one. A name with records
+// keeps answering NOERROR with data, so ANY still tells that it exists.
+func minimalANY(answer []dns.RR) []dns.RR {
+	if len(answer) == 0 {
+		return answer
+	}
+	sets := map[uint16][]dns.RR{}
+	var types []uint16
+	for _, rr := range answer {
+		t := rr.Header().Rrtype
+		if _, ok := sets[t]; !ok {
+			types = append(types, t)
+		}
+		sets[t] = append(sets[t], rr)
+	}
+	if c, ok := sets[dns.TypeCNAME]; ok {
+		return c
+	}
+	best, bestLen := types[0], -1
+	for _, t := range types {
+		n := 0
+		for _, rr := range sets[t] {
+			n += dns.Len(rr)
+		}
+		if bestLen < 0 || n < bestLen || n == bestLen && t < best {
+			best, bestLen = t, n
+		}
+	}
+	return sets[best]
 }
 
 // transfer answers AXFR (and IXFR, with a full transfer as RFC 1995 §4
