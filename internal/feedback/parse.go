@@ -19,61 +19,278 @@ import (
 	"strings"
 )
 
-// Limits against archive and XML bombs (RFC 9990 §7.1).
+// Limits against archive and XML bombs (RFC 9990 §7.1). Real reports are
+// small: Google's largest have some thousands of records, at about 700
+// octets of XML each (a few MB), so 20,000 records in 20 MB of XML is
+// several times what any reporter sends, yet bounds what one hostile
+// report costs: the XML is read as a stream, never whole, and only the
+// records are kept.
 const (
-	MaxXMLSize  = 64 << 20 // bytes of XML after decompression
-	MaxZipFiles = 16
-	MaxRecords  = 1_000_000
+	MaxXMLSize  = 20 << 20 // octets of XML after decompression, per report
+	MaxZipFiles = 16       // members of a zip archive
+	MaxRecords  = 20_000   // <record>s in one report
+	// MaxCount bounds one record's <count>: 2^32 messages from one source
+	// in one period is more than any real one, and with MaxRecords it
+	// keeps sums of counts far from overflowing an int64.
+	MaxCount = 1 << 32
+	// MaxDepth bounds element nesting; a report needs 5 levels.
+	MaxDepth = 32
+	// MaxElements bounds the start tags of one report, unknown ones
+	// included (a record has about 20).
+	MaxElements = 50 * MaxRecords
+	// MaxRecordElements bounds the elements inside one child of
+	// <feedback>: a record with a dozen DKIM results has under 100.
+	MaxRecordElements = 256
+	// MaxToken bounds one token: a tag with its attributes, a text, a
+	// comment. Report values are short.
+	MaxToken = 64 << 10
+)
+
+// Per message, over all its report attachments.
+const (
+	MaxAttachments = 4          // report parts read from one message
+	MaxMessageXML  = MaxXMLSize // octets of XML, all attachments together
+	MaxMessage     = 32 << 20   // octets of a message read for reports
 )
 
 // ErrNotReport marks data that is not an aggregate report at all.
 var ErrNotReport = errors.New("not a DMARC aggregate report")
 
-// Parse reads an aggregate report: gzip, zip or plain XML, RFC 9990 or
-// RFC 7489. It returns what it could read together with an error when
-// the report is malformed, so that the caller can keep it, flagged.
-func Parse(data []byte) (*Feedback, error) { return parse(data, MaxXMLSize) }
+// ErrLimit marks a report refused for its size or shape: too much XML,
+// too deep, too many records, elements or archive members.
+var ErrLimit = errors.New("over a limit")
 
-// parse is Parse with a size limit of its own (the fuzz targets use a
-// small one: decompressing 64 MB takes seconds under instrumentation).
-func parse(data []byte, limit int) (*Feedback, error) {
-	body, err := decompress(data, limit)
-	if err != nil {
-		return nil, err
-	}
-	var f Feedback
-	dec := xml.NewDecoder(bytes.NewReader(body))
-	// encoding/xml expands no DTD entities, so billion-laughs documents
-	// fail here instead of growing.
-	dec.Strict = true
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("feedback: XML: %w", err)
-	}
-	if f.XMLName.Local != "feedback" {
-		return nil, fmt.Errorf("feedback: root element %q: %w", f.XMLName.Local, ErrNotReport)
-	}
-	if ns := f.XMLName.Space; ns != "" && ns != Namespace {
-		return &f, fmt.Errorf("feedback: unknown namespace %q", ns)
-	}
-	return &f, f.Validate()
+// limits are the bounds of one parse; the fuzz targets and tests use
+// small ones so that they reach them.
+type limits struct {
+	xml                          int64
+	records, depth, elements     int
+	recordElements, token, files int
 }
 
-// decompress undoes gzip or zip (one XML file inside), by magic number.
-func decompress(data []byte, limit int) ([]byte, error) {
+func defaultLimits() limits {
+	return limits{xml: MaxXMLSize, records: MaxRecords, depth: MaxDepth, elements: MaxElements,
+		recordElements: MaxRecordElements, token: MaxToken, files: MaxZipFiles}
+}
+
+// Parse reads an aggregate report: gzip, zip or plain XML, RFC 9990 or
+// RFC 7489. It returns what it could read together with an error when
+// the report is malformed or over a limit, so that the caller can keep
+// it, flagged.
+func Parse(data []byte) (*Feedback, error) {
+	f, _, err := parse(data, defaultLimits())
+	return f, err
+}
+
+// Budget is what one message may still spend on its reports: the XML
+// octets and the number of documents, over all its attachments.
+type Budget struct {
+	XML         int64
+	Attachments int
+}
+
+// MessageBudget is the budget of one report message.
+func MessageBudget() Budget { return Budget{XML: MaxMessageXML, Attachments: MaxAttachments} }
+
+// Parse is Parse within the budget, which it charges with the XML read.
+func (b *Budget) Parse(data []byte) (*Feedback, error) {
+	if b.Attachments <= 0 {
+		return nil, fmt.Errorf("feedback: more than %d reports in one message: %w", MaxAttachments, ErrLimit)
+	}
+	b.Attachments--
+	lim := defaultLimits()
+	lim.xml = min(lim.xml, b.XML)
+	f, n, err := parse(data, lim)
+	b.XML -= n
+	return f, err
+}
+
+// parse reads a report within lim and says how many octets of XML it read.
+func parse(data []byte, lim limits) (*Feedback, int64, error) {
+	body, err := decompress(data, lim.files)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer body.Close()
+	in := &limitedReader{r: bufio.NewReader(body), left: lim.xml, limit: lim.xml}
+	raw := xml.NewDecoder(in)
+	// encoding/xml expands no DTD entities, so billion-laughs documents
+	// fail here instead of growing.
+	raw.Strict = true
+	tr := &tokenLimiter{d: raw, in: in, lim: lim}
+	dec := xml.NewTokenDecoder(tr)
+	f, err := decode(dec, lim)
+	return f, in.limit - in.left, err
+}
+
+// decode walks <feedback> token by token: the children it knows are
+// decoded one at a time, the others skipped without being built.
+func decode(dec *xml.Decoder, lim limits) (*Feedback, error) {
+	var root xml.StartElement
+	for {
+		t, err := dec.Token()
+		if err == io.EOF {
+			return nil, fmt.Errorf("feedback: XML: no root element: %w", ErrNotReport)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("feedback: XML: %w", err)
+		}
+		if se, ok := t.(xml.StartElement); ok {
+			root = se
+			break
+		}
+	}
+	if root.Name.Local != "feedback" {
+		return nil, fmt.Errorf("feedback: root element %q: %w", root.Name.Local, ErrNotReport)
+	}
+	f := &Feedback{XMLName: root.Name}
+	for {
+		t, err := dec.Token()
+		if err != nil {
+			if errors.Is(err, ErrLimit) {
+				f.Records = nil // a partial list would be counted as the whole
+				return f, fmt.Errorf("feedback: %w", err)
+			}
+			return nil, fmt.Errorf("feedback: XML: %w", err)
+		}
+		var se xml.StartElement
+		switch t := t.(type) {
+		case xml.EndElement:
+			if ns := f.XMLName.Space; ns != "" && ns != Namespace {
+				return f, fmt.Errorf("feedback: unknown namespace %q", ns)
+			}
+			return f, f.Validate()
+		case xml.StartElement:
+			se = t
+		default:
+			continue
+		}
+		switch se.Name.Local {
+		case "version":
+			err = dec.DecodeElement(&f.Version, &se)
+		case "report_metadata":
+			err = dec.DecodeElement(&f.Metadata, &se)
+		case "policy_published":
+			err = dec.DecodeElement(&f.PolicyPublished, &se)
+		case "record":
+			if len(f.Records) >= lim.records {
+				f.Records = nil
+				return f, fmt.Errorf("feedback: more than %d records, not read further: %w", lim.records, ErrLimit)
+			}
+			var r Record
+			if err = dec.DecodeElement(&r, &se); err == nil {
+				f.Records = append(f.Records, r)
+			}
+		default: // extension and whatever a later version adds
+			err = dec.Skip()
+		}
+		if errors.Is(err, ErrLimit) {
+			f.Records = nil
+			return f, fmt.Errorf("feedback: %w", err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("feedback: XML: %w", err)
+		}
+	}
+}
+
+// tokenLimiter hands the raw tokens of d on, counting: it refuses a
+// document nested too deep or with too many elements before the decoder
+// above it keeps anything of them, so that what is kept stays bounded.
+type tokenLimiter struct {
+	d        *xml.Decoder
+	in       *limitedReader
+	lim      limits
+	depth    int
+	elements int
+	inChild  int // elements inside the current child of the root
+}
+
+func (l *tokenLimiter) Token() (xml.Token, error) {
+	l.in.token, l.in.maxToken = l.lim.token, l.lim.token
+	t, err := l.d.RawToken()
+	if err != nil {
+		return t, err
+	}
+	switch t.(type) {
+	case xml.StartElement:
+		l.depth++
+		l.elements++
+		switch {
+		case l.depth > l.lim.depth:
+			return nil, fmt.Errorf("elements nested more than %d deep: %w", l.lim.depth, ErrLimit)
+		case l.elements > l.lim.elements:
+			return nil, fmt.Errorf("more than %d elements: %w", l.lim.elements, ErrLimit)
+		case l.depth == 2:
+			l.inChild = 0
+		case l.depth > 2:
+			if l.inChild++; l.inChild > l.lim.recordElements {
+				return nil, fmt.Errorf("more than %d elements in one <record>: %w", l.lim.recordElements, ErrLimit)
+			}
+		}
+	case xml.EndElement:
+		l.depth--
+	}
+	return t, nil
+}
+
+// limitedReader is the decompressed XML, read byte by byte by the
+// decoder: it stops at the document's limit and at the token's.
+type limitedReader struct {
+	r        *bufio.Reader
+	left     int64 // octets the document may still take
+	limit    int64
+	token    int // octets the current token may still take
+	maxToken int
+}
+
+func (r *limitedReader) ReadByte() (byte, error) {
+	if r.left <= 0 {
+		return 0, fmt.Errorf("more than %d bytes of XML: %w", r.limit, ErrLimit)
+	}
+	if r.token <= 0 {
+		return 0, fmt.Errorf("a token longer than %d bytes: %w", r.maxToken, ErrLimit)
+	}
+	b, err := r.r.ReadByte()
+	if err == nil {
+		r.left--
+		r.token--
+	}
+	return b, err
+}
+
+// Read is there for io.Reader; the decoder reads through ReadByte.
+func (r *limitedReader) Read(p []byte) (int, error) {
+	for i := range p {
+		b, err := r.ReadByte()
+		if err != nil {
+			return i, err
+		}
+		p[i] = b
+	}
+	return len(p), nil
+}
+
+// decompress undoes gzip or zip (the first XML file inside), by magic
+// number, and returns a stream of the XML.
+func decompress(data []byte, maxFiles int) (io.ReadCloser, error) {
 	switch {
 	case bytes.HasPrefix(data, []byte{0x1f, 0x8b}):
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
 			return nil, fmt.Errorf("feedback: gzip: %w", err)
 		}
-		return readLimited(zr, "gzip", limit)
+		return zr, nil
 	case bytes.HasPrefix(data, []byte("PK\x03\x04")):
+		// archive/zip builds a File for every central directory header
+		// before we can count them, and each begins with this signature:
+		// counting it bounds the archive's members from above.
+		if n := bytes.Count(data, []byte("PK\x01\x02")); n > maxFiles {
+			return nil, fmt.Errorf("feedback: zip: more than %d members: %w", maxFiles, ErrLimit)
+		}
 		zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			return nil, fmt.Errorf("feedback: zip: %w", err)
-		}
-		if len(zr.File) > MaxZipFiles {
-			return nil, fmt.Errorf("feedback: zip: %d files", len(zr.File))
 		}
 		for _, f := range zr.File {
 			if !strings.HasSuffix(strings.ToLower(f.Name), ".xml") {
@@ -81,10 +298,11 @@ func decompress(data []byte, limit int) ([]byte, error) {
 			}
 			rc, err := f.Open()
 			if err != nil {
-				return nil, fmt.Errorf("feedback: zip: %s: %w", f.Name, err)
+				// The name is the sender's: quoted, so that it cannot
+				// reach a terminal as escape sequences.
+				return nil, fmt.Errorf("feedback: zip: %q: %w", f.Name, err)
 			}
-			defer rc.Close()
-			return readLimited(rc, "zip", limit)
+			return rc, nil
 		}
 		return nil, fmt.Errorf("feedback: zip holds no .xml file: %w", ErrNotReport)
 	}
@@ -92,21 +310,7 @@ func decompress(data []byte, limit int) ([]byte, error) {
 	if !bytes.HasPrefix(trimmed, []byte("<")) {
 		return nil, fmt.Errorf("feedback: neither gzip, zip nor XML: %w", ErrNotReport)
 	}
-	if len(data) > limit {
-		return nil, fmt.Errorf("feedback: XML larger than %d bytes", limit)
-	}
-	return data, nil
-}
-
-func readLimited(r io.Reader, what string, limit int) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return nil, fmt.Errorf("feedback: %s: %w", what, err)
-	}
-	if len(b) > limit {
-		return nil, fmt.Errorf("feedback: %s: more than %d bytes of XML", what, limit)
-	}
-	return b, nil
+	return io.NopCloser(bytes.NewReader(data)), nil
 }
 
 // Validate checks what the schema requires and what a consumer relies
@@ -131,8 +335,8 @@ func (f *Feedback) Validate() error {
 		if _, err := netip.ParseAddr(strings.TrimSpace(r.Row.SourceIP)); err != nil {
 			return fmt.Errorf("feedback: record %d: source_ip %q", i+1, r.Row.SourceIP)
 		}
-		if r.Row.Count < 0 {
-			return fmt.Errorf("feedback: record %d: count %d", i+1, r.Row.Count)
+		if r.Row.Count < 0 || r.Row.Count > MaxCount {
+			return fmt.Errorf("feedback: record %d: count %d not in 0-%d", i+1, r.Row.Count, int64(MaxCount))
 		}
 		switch r.Row.PolicyEvaluated.Disposition {
 		case "none", "pass", "quarantine", "reject":
@@ -152,20 +356,60 @@ type Attachment struct {
 	Data     []byte
 }
 
-// maxMessage bounds a report message read from mail.
-const maxMessage = 50 << 20
-
 // Attachments returns the parts of a mail message that may hold a
 // report (by media type or file name), decoded; the message itself when
 // it is a single such part.
 func Attachments(r io.Reader) ([]Attachment, error) {
-	msg, err := mail.ReadMessage(bufio.NewReader(io.LimitReader(r, maxMessage)))
+	msg, err := mail.ReadMessage(bufio.NewReader(&headerLimit{r: io.LimitReader(r, MaxMessage)}))
 	if err != nil {
 		return nil, fmt.Errorf("feedback: message: %w", err)
 	}
 	var out []Attachment
 	err = walk(msg.Header, msg.Body, 0, &out)
 	return out, err
+}
+
+// maxHeader bounds a report message's header section: net/mail keeps
+// every field, and reporters' headers are a few KB.
+const maxHeader = 256 << 10
+
+// headerLimit fails a read that goes past maxHeader octets before the
+// empty line that ends the header section.
+type headerLimit struct {
+	r       io.Reader
+	n       int
+	lineLen int
+	done    bool
+	err     error // sticky: bufio hands an error on once
+}
+
+func (h *headerLimit) Read(p []byte) (int, error) {
+	if h.err != nil {
+		return 0, h.err
+	}
+	n, err := h.r.Read(p)
+	if h.done {
+		return n, err
+	}
+	for i, c := range p[:n] {
+		switch c {
+		case '\n':
+			if h.lineLen == 0 {
+				h.done = true
+				return n, err
+			}
+			h.lineLen = 0
+		case '\r':
+		default:
+			h.lineLen++
+		}
+		if h.n+i >= maxHeader {
+			h.err = fmt.Errorf("feedback: header section over %d octets: %w", maxHeader, ErrLimit)
+			return 0, h.err
+		}
+	}
+	h.n += n
+	return n, err
 }
 
 type header interface{ Get(string) string }
@@ -200,6 +444,9 @@ func walk(h header, body io.Reader, depth int, out *[]Attachment) error {
 	if !reportPart(mt, name) {
 		return nil
 	}
+	if len(*out) >= MaxAttachments {
+		return fmt.Errorf("feedback: more than %d report attachments, the rest not read: %w", MaxAttachments, ErrLimit)
+	}
 	var r io.Reader = body
 	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
 	case "base64":
@@ -207,9 +454,9 @@ func walk(h header, body io.Reader, depth int, out *[]Attachment) error {
 	case "quoted-printable":
 		r = quotedprintable.NewReader(body)
 	}
-	data, err := io.ReadAll(io.LimitReader(r, maxMessage))
+	data, err := io.ReadAll(io.LimitReader(r, MaxMessage))
 	if err != nil {
-		return fmt.Errorf("feedback: %s: %w", name, err)
+		return fmt.Errorf("feedback: %q: %w", name, err)
 	}
 	*out = append(*out, Attachment{Filename: path.Base(name), Data: data})
 	return nil

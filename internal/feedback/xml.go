@@ -4,7 +4,10 @@
 // where reports come from or go.
 package feedback
 
-import "encoding/xml"
+import (
+	"encoding/xml"
+	"math"
+)
 
 // Namespace is RFC 9990's XML namespace; RFC 7489 reports have none.
 const Namespace = "urn:ietf:params:xml:ns:dmarc-2.0"
@@ -112,11 +115,17 @@ type SPFResult struct {
 	HumanResult string `xml:"human_result,omitempty"`
 }
 
-// Messages is the total count over the records.
+// Messages is the total count over the records, clamped to MaxCount per
+// record and saturating instead of overflowing: a report's counts are
+// the sender's to choose.
 func (f *Feedback) Messages() int64 {
 	var n int64
 	for _, r := range f.Records {
-		n += r.Row.Count
+		c := min(max(r.Row.Count, 0), MaxCount)
+		if n > math.MaxInt64-c {
+			return math.MaxInt64
+		}
+		n += c
 	}
 	return n
 }
