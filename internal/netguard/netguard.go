@@ -9,10 +9,11 @@
 //     instead of returning an error that would end the accept loop and,
 //     in a daemon, the daemon. An episode is logged once when it starts
 //     and once when it ends, and counted in Stats;
-//   - keeps at most MaxConns connections open: at the limit it first
-//     asks Evict to close one (a server can give up an idle connection
-//     for a new one), and otherwise waits for one to close, leaving
-//     newcomers in the kernel's accept queue;
+//   - keeps at most MaxConns connections open: a connection accepted at
+//     the limit first has Evict asked to close one (a server can give
+//     up an idle connection for a new one), and otherwise waits, held,
+//     for one to close, while later newcomers wait in the kernel's
+//     accept queue;
 //   - closes at once a connection from a peer address that already has
 //     MaxPerPeer open, unless the address is in PerPeerExempt (Postfix's
 //     smtpd processes all connect from one address, usually loopback: a
@@ -126,9 +127,6 @@ func (l *Listener) Stats() Stats {
 
 // Accept waits for a connection within the limits.
 func (l *Listener) Accept() (net.Conn, error) {
-	if err := l.takeSlot(); err != nil {
-		return nil, err
-	}
 	var delay time.Duration
 	var episode int // temporary errors in a row
 	var episodeStart time.Time
@@ -136,7 +134,6 @@ func (l *Listener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			if !Temporary(err) {
-				l.giveSlot()
 				return nil, err
 			}
 			l.tempErrors.Add(1)
@@ -155,7 +152,6 @@ func (l *Listener) Accept() (net.Conn, error) {
 				delay = maxBackoff
 			}
 			if !l.sleep(delay) {
-				l.giveSlot()
 				return nil, net.ErrClosed
 			}
 			continue
@@ -167,7 +163,16 @@ func (l *Listener) Accept() (net.Conn, error) {
 		peer, counted := l.peerOf(c)
 		if counted && !l.addPeer(peer) {
 			c.Close()
-			continue // the slot stays taken for the next one
+			continue
+		}
+		// The slot is taken after the accept, so a full listener evicts
+		// only for a connection that is really there. While it waits,
+		// this one connection is held beyond MaxConns; the rest wait in
+		// the kernel's queue.
+		if err := l.takeSlot(); err != nil {
+			l.dropPeer(peer, counted)
+			c.Close()
+			return nil, err
 		}
 		l.open.Add(1)
 		l.accepted.Add(1)
@@ -250,16 +255,22 @@ func (l *Listener) addPeer(a netip.Addr) bool {
 }
 
 func (l *Listener) release(c *conn) {
-	if c.counted {
-		l.mu.Lock()
-		if l.perPeer[c.peer]--; l.perPeer[c.peer] <= 0 {
-			delete(l.perPeer, c.peer)
-			delete(l.refusing, c.peer) // so the map holds only peers with connections open
-		}
-		l.mu.Unlock()
-	}
+	l.dropPeer(c.peer, c.counted)
 	l.open.Add(-1)
 	l.giveSlot()
+}
+
+// dropPeer uncounts a connection from a.
+func (l *Listener) dropPeer(a netip.Addr, counted bool) {
+	if !counted {
+		return
+	}
+	l.mu.Lock()
+	if l.perPeer[a]--; l.perPeer[a] <= 0 {
+		delete(l.perPeer, a)
+		delete(l.refusing, a) // so the map holds only peers with connections open
+	}
+	l.mu.Unlock()
 }
 
 // conn gives its slot back on the first Close.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"mailwall/internal/spf"
 )
@@ -120,7 +121,8 @@ func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 		recipient = ""
 	}
 	detail := func() string {
-		return fmt.Sprintf("client-ip=%s; helo=%s; envelope-from=%s; receiver=%s", ip, orUnknown(helo), orUnknown(sender), orUnknown(recipient))
+		return fmt.Sprintf("client-ip=%s; helo=%s; envelope-from=%s; receiver=%s", ip,
+			commentValue(orUnknown(helo)), commentValue(orUnknown(sender)), commentValue(orUnknown(recipient)))
 	}
 	for _, skip := range []struct {
 		list    []netip.Prefix
@@ -212,6 +214,32 @@ func (ru *rules) respond(act Action, out spf.Outcome, hdr spf.HeaderInfo) Respon
 		return Response{Action: Reject, Text: code + msg, Outcome: out}
 	}
 	return Response{Action: Prepend, Text: "Received-SPF: " + spf.ReceivedSPF(out, hdr), Outcome: out}
+}
+
+// maxCommentValue bounds each SMTP-supplied value in an X-Comment: the
+// longest RFC 5321 path (§4.5.3.1.3) is 256 octets, a domain 255.
+const maxCommentValue = 256
+
+// commentValue keeps an SMTP-supplied value (HELO, sender, recipient) in
+// an X-Comment header on one line and in one field, as spf.ReceivedSPF
+// does for Received-SPF: controls, spaces and ';' become '_' (a CR or LF
+// would start a header of the client's choosing), and it is cut to
+// maxCommentValue octets on a character boundary.
+func commentValue(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == ';' || (r >= 0x80 && r < 0xa0) {
+			return '_'
+		}
+		return r
+	}, s)
+	if len(s) <= maxCommentValue {
+		return s
+	}
+	cut := maxCommentValue
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 func orUnknown(s string) string {

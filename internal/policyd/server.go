@@ -8,32 +8,70 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"mailwall/internal/netguard"
 	"mailwall/internal/spf"
 )
 
 // Server answers policy requests on any number of listeners.
+//
+// Connections are bounded per listener (maxConns) and, for peers off
+// loopback, per peer address (MaxPerPeer), by internal/netguard, which
+// also keeps accepting through EMFILE. Postfix keeps one connection per
+// smtpd process and leaves it idle between requests for up to
+// smtpd_policy_service_max_idle (300 s), so idle connections are normal
+// and are not cut short; but when a listener is full, or the process is
+// out of file descriptors, the connection that has waited longest for a
+// request is closed to make room: first those that never sent one (smtpd
+// writes its request as soon as it connects), then the least recently
+// used. Postfix sends a request again on a new connection when the old
+// one was closed (smtpd_policy_service_try_limit, 2 by default), so a
+// legitimate smtpd loses at most its retry delay, and an attacker's
+// idle connections cannot keep a real request waiting.
 type Server struct {
-	rules atomic.Pointer[rules]
-	log   *slog.Logger
-	slots chan struct{}
+	// MaxPerPeer bounds the connections from one address off loopback
+	// (0: no limit); set it before Serve. Loopback is not counted: every
+	// local smtpd process connects from it, and eviction guards there.
+	MaxPerPeer int
+
+	rules    atomic.Pointer[rules]
+	log      *slog.Logger
+	maxConns int
+	// Tests shorten these and count loopback per peer; zero and nil
+	// mean the constants and loopback.
+	firstWait, requestWait time.Duration
+	countLoopback          bool
+	// evictLog limits eviction warnings to one per minute under attack.
+	evictLog struct {
+		last  time.Time
+		since int
+	}
 
 	mu        sync.Mutex
-	listeners []net.Listener
-	conns     map[net.Conn]struct{}
+	listeners []*netguard.Listener
+	conns     map[net.Conn]*connState
 	wg        sync.WaitGroup
 	closing   atomic.Bool
 
-	requests, malformed, internalErrors atomic.Uint64
+	requests, malformed, internalErrors, timeouts atomic.Uint64
 }
 
-// New returns a server. maxConns bounds concurrent connections; more wait
-// in the kernel's accept queue.
+// connState is what eviction reads about a connection; s.mu guards it.
+type connState struct {
+	ln       *netguard.Listener
+	accepted time.Time
+	lastDone time.Time // last answer written; zero: none yet
+	busy     bool      // a request has begun arriving, or is being decided
+}
+
+// New returns a server. maxConns bounds the connections open at once on
+// each listener.
 func New(checker *spf.Checker, opts Options, maxConns int, log *slog.Logger) *Server {
 	if maxConns <= 0 {
 		maxConns = 1000
@@ -41,7 +79,7 @@ func New(checker *spf.Checker, opts Options, maxConns int, log *slog.Logger) *Se
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log, slots: make(chan struct{}, maxConns), conns: map[net.Conn]struct{}{}}
+	s := &Server{log: log, maxConns: maxConns, conns: map[net.Conn]*connState{}}
 	s.Reload(checker, opts)
 	return s
 }
@@ -95,68 +133,161 @@ func Listen(addr string, mode os.FileMode) (net.Listener, error) {
 	return nil, fmt.Errorf("policyd: listen address %q: want inet:HOST:PORT or unix:PATH", addr)
 }
 
+// Timeouts of a connection. The idle one is longer than Postfix's
+// smtpd_policy_service_max_idle (300 s), so Postfix closes idle
+// connections first and never finds one closed under it; the others are
+// far above what Postfix needs, as it connects only to send a request
+// and writes each request, a few hundred bytes, at once.
+const (
+	idleTimeout         = 330 * time.Second // between requests
+	firstRequestTimeout = 10 * time.Second  // from accept to the first request's first byte
+	requestTimeout      = 10 * time.Second  // from a request's first byte to its empty line
+	writeTimeout        = 30 * time.Second
+)
+
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	var g *netguard.Listener
+	g = netguard.New(ln, netguard.Config{
+		Name:          "policyd " + ln.Addr().String(),
+		MaxConns:      s.maxConns,
+		MaxPerPeer:    s.MaxPerPeer,
+		PerPeerExempt: s.exempt(),
+		Evict:         func() bool { return s.evictIdle(g) },
+		Log:           s.log,
+	})
 	s.mu.Lock()
-	s.listeners = append(s.listeners, ln)
+	s.listeners = append(s.listeners, g)
 	s.mu.Unlock()
 	for {
-		s.slots <- struct{}{}
-		conn, err := ln.Accept()
+		conn, err := g.Accept()
 		if err != nil {
-			<-s.slots
 			if s.closing.Load() {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
 			return fmt.Errorf("policyd: accept: %w", err)
 		}
+		st := &connState{ln: g, accepted: time.Now()}
 		s.mu.Lock()
-		s.conns[conn] = struct{}{}
-		s.mu.Unlock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			conn.Close()
+			return nil
+		}
+		s.conns[conn] = st
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer func() {
 				s.mu.Lock()
 				delete(s.conns, conn)
 				s.mu.Unlock()
 				conn.Close()
-				<-s.slots
 				s.wg.Done()
 			}()
-			s.serveConn(conn)
+			s.serveConn(conn, st)
 		}()
 	}
 }
 
-// idleTimeout is longer than Postfix's smtpd_policy_service_max_idle
-// (300s), so Postfix closes idle connections first.
-const idleTimeout = 330 * time.Second
+// exempt are the peers MaxPerPeer does not count: loopback.
+func (s *Server) exempt() []netip.Prefix {
+	if s.countLoopback {
+		return nil
+	}
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
+
+// evictIdle closes the connection of g that has waited longest for a
+// request: one that never sent any, oldest first, else the least
+// recently answered. It reports whether it closed one. A scan of at most
+// maxConns entries, done only when g is full or out of descriptors.
+func (s *Server) evictIdle(g *netguard.Listener) bool {
+	s.mu.Lock()
+	var victim net.Conn
+	var best *connState
+	for c, st := range s.conns {
+		if st.ln != g || st.busy {
+			continue
+		}
+		if best == nil || evictFirst(st, best) {
+			victim, best = c, st
+		}
+	}
+	if victim == nil {
+		s.mu.Unlock()
+		return false
+	}
+	best.busy = true // not chosen twice
+	now := time.Now()
+	s.evictLog.since++
+	logIt := now.Sub(s.evictLog.last) >= time.Minute
+	n := s.evictLog.since
+	if logIt {
+		s.evictLog.last, s.evictLog.since = now, 0
+	}
+	s.mu.Unlock()
+	if logIt {
+		s.log.Warn("policy connections full, or out of file descriptors: closing those idle longest", "listener", g.Addr().String(),
+			"closed", n, "oldest_client", victim.RemoteAddr().String(), "connected", now.Sub(best.accepted).Round(time.Second).String(),
+			"had_requests", !best.lastDone.IsZero())
+	}
+	victim.Close()
+	return true
+}
+
+// evictFirst orders idle connections for eviction.
+func evictFirst(a, b *connState) bool {
+	if a.lastDone.IsZero() != b.lastDone.IsZero() {
+		return a.lastDone.IsZero()
+	}
+	if a.lastDone.IsZero() {
+		return a.accepted.Before(b.accepted)
+	}
+	return a.lastDone.Before(b.lastDone)
+}
 
 // serveConn answers requests on one connection. Postfix sends several
 // requests per connection, one per recipient among them; the answer for a
 // message (same "instance") is given once: later recipients get DUNNO
 // after a PREPEND, so the header is added once, or the same rejection.
-func (s *Server) serveConn(conn net.Conn) {
+func (s *Server) serveConn(conn net.Conn, st *connState) {
 	r := NewReader(conn)
 	w := bufio.NewWriter(conn)
 	var lastInstance string
 	var last Response
+	wait, reqWait := firstRequestTimeout, requestTimeout
+	if s.firstWait > 0 {
+		wait = s.firstWait
+	}
+	if s.requestWait > 0 {
+		reqWait = s.requestWait
+	}
 	for {
-		conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		conn.SetReadDeadline(time.Now().Add(wait))
+		wait = idleTimeout
 		// After setting the deadline: Shutdown sets closing before it
 		// cuts the deadlines short, so one of the two always wins.
 		if s.closing.Load() {
 			return
 		}
+		// Wait for the request's first byte as an idle connection, then
+		// give the whole request requestTimeout.
+		if _, err := r.Peek(1); err != nil {
+			s.connEnded(conn, err, st.lastDone.IsZero())
+			return
+		}
+		s.mu.Lock()
+		if st.busy { // chosen for eviction as the request came
+			s.mu.Unlock()
+			return
+		}
+		st.busy = true
+		s.mu.Unlock()
+		conn.SetReadDeadline(time.Now().Add(reqWait))
 		req, err := ReadRequest(r)
 		if err != nil && !errors.Is(err, ErrMalformed) {
-			if !errors.Is(err, io.EOF) && !s.closing.Load() {
-				s.log.Info("policy connection closed", "client", conn.RemoteAddr().String(), "err", err)
-			}
+			s.connEnded(conn, err, false)
 			return
 		}
 		s.requests.Add(1)
@@ -180,13 +311,34 @@ func (s *Server) serveConn(conn net.Conn) {
 			lastInstance, last = inst, resp
 			s.logDecision(req, resp)
 		}
-		conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		w.WriteString(resp.Line())
 		w.WriteString("\n\n")
 		if err := w.Flush(); err != nil {
 			return
 		}
+		s.mu.Lock()
+		st.busy, st.lastDone = false, time.Now()
+		s.mu.Unlock()
 	}
+}
+
+// connEnded logs why a connection ended, unless it was the client's
+// clean close or our shutdown. silent says it never sent a request.
+func (s *Server) connEnded(conn net.Conn, err error, silent bool) {
+	if errors.Is(err, io.EOF) || s.closing.Load() || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		s.timeouts.Add(1)
+		if silent {
+			// Debug: under attack there is one per idle connection.
+			s.log.Debug("policy connection closed: no request within the time allowed", "client", conn.RemoteAddr().String())
+			return
+		}
+	}
+	s.log.Info("policy connection closed", "client", conn.RemoteAddr().String(), "err", err)
 }
 
 // safeDecide turns a panic inside the checks into the configured
@@ -221,11 +373,30 @@ func (s *Server) logDecision(req Request, resp Response) {
 // Stats are the server's counters.
 type Stats struct {
 	Requests, Malformed, InternalErrors uint64
+	// Timeouts are connections closed for taking too long: to send a
+	// request, to finish one, or idle past idleTimeout.
+	Timeouts uint64
+	// Open, Evicted, AcceptErrors and PerPeerRefused sum the listeners'
+	// netguard counters: connections open, idle ones closed for a new
+	// one, accept errors retried (EMFILE...), connections refused over
+	// MaxPerPeer.
+	Open                                  int
+	Evicted, AcceptErrors, PerPeerRefused uint64
 }
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
-	return Stats{Requests: s.requests.Load(), Malformed: s.malformed.Load(), InternalErrors: s.internalErrors.Load()}
+	st := Stats{Requests: s.requests.Load(), Malformed: s.malformed.Load(), InternalErrors: s.internalErrors.Load(), Timeouts: s.timeouts.Load()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		g := l.Stats()
+		st.Open += g.Open
+		st.Evicted += g.Evicted
+		st.AcceptErrors += g.TemporaryErrors
+		st.PerPeerRefused += g.PerPeerRefused
+	}
+	return st
 }
 
 // Shutdown stops accepting, lets open connections finish their current
