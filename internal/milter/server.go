@@ -2,6 +2,7 @@ package milter
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mailwall/internal/netguard"
 )
 
 // Response is a filter's answer to one stage.
@@ -65,32 +68,128 @@ func (r Response) String() string {
 	return fmt.Sprintf("response %q", r.code)
 }
 
-// Macros are the values the MTA sent: those of the connection stage last
-// for the connection, those of later stages for the message.
+// Macros are the values the MTA sent, kept per stage: a stage's macro
+// command replaces what that stage sent before (as libmilter does), and a
+// later stage's value of a name hides an earlier stage's. Those of the
+// connection and HELO stages last for the connection, the others for the
+// message.
 type Macros struct {
-	conn, msg map[string]string
+	stages [macroStages][]macro
+	size   int // octets of names and values kept, over all stages
 }
+
+type macro struct{ name, value string }
+
+// Stages' places in Macros, in protocol order; macroOther holds stages
+// this package does not know.
+const (
+	macroConnect = iota
+	macroHelo
+	macroMail
+	macroRcpt
+	macroData
+	macroEOH
+	macroEOM
+	macroOther
+	macroStages
+)
+
+// MaxMacroBytes bounds the macros a connection keeps, names and values
+// over all stages; what would pass it is dropped. Postfix sends a few
+// hundred octets a stage.
+const MaxMacroBytes = 64 << 10
 
 // Get returns a macro by name, with or without braces: "j", "{auth_authen}".
 func (m *Macros) Get(name string) string {
-	name = strings.TrimSuffix(strings.TrimPrefix(name, "{"), "}")
-	if v, ok := m.msg[name]; ok {
-		return v
+	name = macroName(name)
+	for i := len(m.stages) - 1; i >= 0; i-- {
+		for _, kv := range m.stages[i] {
+			if kv.name == name {
+				return kv.value
+			}
+		}
 	}
-	return m.conn[name]
+	return ""
 }
 
-func (m *Macros) set(stage byte, pairs []string) {
-	target := &m.msg
-	if stage == cmdConnect || stage == cmdHelo {
-		target = &m.conn
+func macroName(name string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(name, "{"), "}")
+}
+
+func macroStage(stage byte) int {
+	switch stage {
+	case cmdConnect:
+		return macroConnect
+	case cmdHelo:
+		return macroHelo
+	case cmdMail:
+		return macroMail
+	case cmdRcpt:
+		return macroRcpt
+	case cmdData:
+		return macroData
+	case cmdEOH:
+		return macroEOH
+	case cmdEOB:
+		return macroEOM
 	}
-	if *target == nil {
-		*target = map[string]string{}
+	return macroOther
+}
+
+// set replaces a stage's macros with those in data (NUL-terminated names
+// and values), keeping only the names in keep (all when keep is nil) and
+// no more than MaxMacroBytes in all. It reports whether any was dropped
+// for the size.
+func (m *Macros) set(stage byte, data []byte, keep map[string]bool) (dropped bool) {
+	i := macroStage(stage)
+	for _, kv := range m.stages[i] {
+		m.size -= len(kv.name) + len(kv.value)
 	}
-	for i := 0; i+1 < len(pairs); i += 2 {
-		(*target)[strings.TrimSuffix(strings.TrimPrefix(pairs[i], "{"), "}")] = pairs[i+1]
+	old := m.stages[i]
+	kept := old[:0]
+	for len(data) > 0 {
+		name, rest, ok := bytes.Cut(data, []byte{0})
+		if !ok {
+			break // a name without its value
+		}
+		value, rest, _ := bytes.Cut(rest, []byte{0})
+		data = rest
+		name = bytes.TrimSuffix(bytes.TrimPrefix(name, []byte("{")), []byte("}"))
+		if keep != nil && !keep[string(name)] { // no allocation: map lookup by string(bytes)
+			continue
+		}
+		if m.size+len(name)+len(value) > MaxMacroBytes {
+			dropped = true
+			continue
+		}
+		m.size += len(name) + len(value)
+		kept = append(kept, macro{string(name), string(value)})
 	}
+	if len(kept) < len(old) {
+		clear(old[len(kept):]) // let go of the values replaced
+	}
+	m.stages[i] = kept
+	return dropped
+}
+
+// endMessage forgets the message's macros; the connection's stay.
+func (m *Macros) endMessage() {
+	for i := macroMail; i < macroStages; i++ {
+		for _, kv := range m.stages[i] {
+			m.size -= len(kv.name) + len(kv.value)
+		}
+		clear(m.stages[i])
+		m.stages[i] = m.stages[i][:0]
+	}
+}
+
+// reset forgets every macro, keeping the room.
+func (m *Macros) reset() {
+	for i := range m.stages {
+		clear(m.stages[i])
+		m.stages[i] = m.stages[i][:0]
+	}
+	m.size = 0
 }
 
 // Modifier collects the changes a filter makes at end of message.
@@ -204,18 +303,42 @@ type Server struct {
 	// Postfix's milter_default_action = tempfail would.
 	OnError *Response
 	Log     *slog.Logger
-	// IdleTimeout bounds waiting for the MTA; default 10 minutes.
+	// MacroNames are the macros the filters read, with or without
+	// braces ("i", "{auth_authen}"): the MTA's others are not kept.
+	// Empty keeps all, up to MaxMacroBytes a connection.
+	MacroNames []string
+	// HandshakeTimeout bounds the wait for the MTA's option negotiation
+	// once it has connected; default 10 seconds. Postfix sends it at
+	// once.
+	HandshakeTimeout time.Duration
+	// IdleTimeout bounds waiting for the MTA's next command, and for it
+	// to take a reply; default 10 minutes. Postfix holds its milter
+	// connection while its SMTP client is slow (smtpd_timeout, 300 s a
+	// command) and waits up to milter_content_timeout (300 s) itself, so
+	// this stays above both.
 	IdleTimeout time.Duration
+	// MaxConns bounds the connections open at once (default
+	// DefaultMaxConns): past it a newcomer takes the place of the oldest
+	// connection that has not negotiated yet, or else waits in the
+	// kernel's queue. MaxConnsPerPeer bounds those from one IP address
+	// (default DefaultMaxConnsPerPeer; unix sockets are not counted):
+	// more are closed at once, and Postfix applies its
+	// milter_default_action to that SMTP session. Negative: no limit.
+	MaxConns, MaxConnsPerPeer int
 
 	// buffers recycles sessions' readers, writers and packet buffers:
 	// a session per SMTP connection made them a good share of the garbage.
 	buffers sync.Pool
 
+	keepMacros map[string]bool // MacroNames, without braces; nil: all
+
 	mu        sync.Mutex
 	listeners []net.Listener
-	conns     map[net.Conn]struct{}
-	wg        sync.WaitGroup
-	closing   atomic.Bool
+	// conns are the connections open; the time is when one was accepted
+	// while it has not negotiated, zero after.
+	conns   map[net.Conn]time.Time
+	wg      sync.WaitGroup
+	closing atomic.Bool
 	// idle are the goroutines that have served a connection and wait,
 	// up to WorkerIdle, to be handed the next one; the last to finish
 	// is handed first. A new goroutine starts on a small stack and grows
@@ -227,30 +350,59 @@ type Server struct {
 	workers atomic.Uint64 // goroutines started to serve connections
 	idleFor time.Duration // WorkerIdle, unless set (tests)
 
-	sessions, panics atomic.Uint64
+	sessions, panics, evicted atomic.Uint64
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Defaults for Server's limits.
+const (
+	DefaultMaxConns         = 2048
+	DefaultMaxConnsPerPeer  = 1024
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultIdleTimeout      = 10 * time.Minute
+)
+
+// limit is a configured limit, its default when zero, none when negative.
+func limit(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0 // netguard: no limit
+	}
+	return v
+}
+
+// Serve accepts connections on ln until Shutdown. Running out of file
+// descriptors does not end it: it waits and tries again (netguard).
 func (s *Server) Serve(ln net.Listener) error {
+	gl := netguard.New(ln, netguard.Config{Name: "milter " + ln.Addr().String(), MaxConns: limit(s.MaxConns, DefaultMaxConns),
+		MaxPerPeer: limit(s.MaxConnsPerPeer, DefaultMaxConnsPerPeer), Evict: s.evictUnnegotiated, Log: s.log()})
 	s.mu.Lock()
-	s.listeners = append(s.listeners, ln)
+	s.listeners = append(s.listeners, gl)
 	if s.conns == nil {
-		s.conns = map[net.Conn]struct{}{}
+		s.conns = map[net.Conn]time.Time{}
 		s.done = make(chan struct{})
 		if s.closing.Load() {
 			close(s.done)
 		}
+		if len(s.MacroNames) > 0 {
+			s.keepMacros = map[string]bool{}
+			for _, n := range s.MacroNames {
+				s.keepMacros[macroName(n)] = true
+			}
+		}
 	}
+	closing := s.closing.Load()
 	s.mu.Unlock()
+	if closing {
+		gl.Close()
+		return nil
+	}
 	for {
-		c, err := ln.Accept()
+		c, err := gl.Accept()
 		if err != nil {
 			if s.closing.Load() {
 				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
 			}
 			return fmt.Errorf("milter: accept: %w", err)
 		}
@@ -260,7 +412,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			c.Close()
 			return nil
 		}
-		s.conns[c] = struct{}{}
+		s.conns[c] = time.Now()
 		if n := len(s.idle); n > 0 {
 			next := s.idle[n-1]
 			s.idle = s.idle[:n-1]
@@ -273,6 +425,38 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.workers.Add(1)
 		go s.work(c)
 	}
+}
+
+// evictUnnegotiated closes the connection that has waited longest
+// without negotiating, for a newcomer when connections or file
+// descriptors run out: an MTA negotiates at once, so that one is the
+// least likely to be one.
+func (s *Server) evictUnnegotiated() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var oldest net.Conn
+	var since time.Time
+	for c, t := range s.conns {
+		if !t.IsZero() && (oldest == nil || t.Before(since)) {
+			oldest, since = c, t
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	s.conns[oldest] = time.Time{} // evicted once
+	s.evicted.Add(1)
+	oldest.Close()
+	return true
+}
+
+// negotiated marks c as past its handshake: no longer the first to go.
+func (s *Server) negotiated(c net.Conn) {
+	s.mu.Lock()
+	if _, ok := s.conns[c]; ok {
+		s.conns[c] = time.Time{}
+	}
+	s.mu.Unlock()
 }
 
 // WorkerIdle is how long a goroutine waits for another connection after
@@ -367,10 +551,6 @@ type sessionBuffers struct {
 	packet []byte
 }
 
-// maxPooledPacket bounds a packet buffer kept for reuse: a body chunk
-// (64 KiB) and its header fit.
-const maxPooledPacket = 80 << 10
-
 type session struct {
 	s        *Server
 	conn     net.Conn
@@ -385,6 +565,8 @@ type session struct {
 	// EndOfMessageSent is due.
 	replied bool
 	buf     []byte
+	// macrosCut: macros were dropped for MaxMacroBytes (logged once).
+	macrosCut bool
 }
 
 func (s *Server) serve(c net.Conn) {
@@ -404,7 +586,7 @@ func (s *Server) serve(c net.Conn) {
 	defer func() {
 		ss.r.Reset(nil)
 		ss.w.Reset(nil)
-		if cap(ss.buf) > maxPooledPacket {
+		if cap(ss.buf) > maxKeptPacket {
 			ss.buf = nil
 		}
 		s.buffers.Put(&sessionBuffers{r: ss.r, w: ss.w, packet: ss.buf[:0]})
@@ -417,17 +599,36 @@ func (s *Server) serve(c net.Conn) {
 	}()
 	idle := s.IdleTimeout
 	if idle <= 0 {
-		idle = 10 * time.Minute
+		idle = DefaultIdleTimeout
 	}
+	handshake := s.HandshakeTimeout
+	if handshake <= 0 {
+		handshake = DefaultHandshakeTimeout
+	}
+	// Until the MTA negotiates, the deadline does not move: packets
+	// allowed before negotiation (macros, abort) cannot hold the
+	// connection open.
+	c.SetDeadline(time.Now().Add(handshake))
 	for {
-		c.SetReadDeadline(time.Now().Add(idle))
+		if ss.f != nil {
+			// Reads and the writes of replies: an MTA that stops taking
+			// them gives the connection up too.
+			c.SetDeadline(time.Now().Add(idle))
+		}
 		p, err := readPacketInto(ss.r, &ss.buf)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !s.closing.Load() {
+			switch {
+			case errors.Is(err, io.EOF) || s.closing.Load():
+			case ss.f == nil:
+				// Never negotiated: a port scan, or a connection evicted
+				// or timed out in a flood. Not worth a warning each.
+				s.log().Debug("milter connection ended before negotiation", "peer", c.RemoteAddr().String(), "err", err)
+			default:
 				s.log().Warn("milter connection ended", "peer", c.RemoteAddr().String(), "err", err)
 			}
 			return
 		}
+		negotiating := ss.f == nil
 		quit, err := ss.handle(p)
 		if err == nil {
 			err = ss.w.Flush()
@@ -442,6 +643,9 @@ func (s *Server) serve(c net.Conn) {
 		}
 		if quit {
 			return
+		}
+		if negotiating && ss.f != nil {
+			s.negotiated(c)
 		}
 	}
 }
@@ -505,8 +709,9 @@ func (ss *session) handle(p packet) (bool, error) {
 		ss.protocol = binary.BigEndian.Uint32(p.data[8:12]) & (wanted | noReply&(ProtoNRConn|ProtoNRHelo|ProtoNRMail|ProtoNRRcpt|ProtoNRData|ProtoNREOH))
 		return false, writePacket(ss.w, cmdOptNeg, u32(min(version, Version)), u32(ss.actions), u32(ss.protocol))
 	case cmdMacro:
-		if len(p.data) > 0 {
-			ss.macros.set(p.data[0], cstrings(p.data[1:]))
+		if len(p.data) > 0 && ss.macros.set(p.data[0], p.data[1:], ss.s.keepMacros) && !ss.macrosCut {
+			ss.macrosCut = true
+			ss.s.log().Warn("milter macros over the limit: dropped", "peer", ss.conn.RemoteAddr().String(), "limit", MaxMacroBytes)
 		}
 		return false, nil
 	case cmdQuit:
@@ -516,13 +721,15 @@ func (ss *session) handle(p packet) (bool, error) {
 		if ss.f != nil {
 			ss.f.Close()
 		}
-		ss.f, ss.macros, ss.done = ss.s.NewFilter(), Macros{}, false
+		ss.macros.reset()
+		ss.f, ss.done = ss.s.NewFilter(), false
 		return false, nil
 	case cmdAbort:
 		if ss.f != nil {
 			ss.f.Abort()
 		}
-		ss.macros.msg, ss.done = nil, false
+		ss.macros.endMessage()
+		ss.done = false
 		return false, nil
 	}
 	if ss.f == nil {
@@ -560,11 +767,13 @@ func (ss *session) handle(p packet) (bool, error) {
 	case cmdData:
 		r, noReply = Continue, ss.protocol&ProtoNRData != 0
 	case cmdHeader:
-		parts := cstrings(p.data)
-		if len(parts) < 2 {
-			parts = append(parts, "", "")
-		}
+		// After a final answer (such as too many fields) the rest cost
+		// nothing but their reading.
 		if !ss.done {
+			parts := cstrings(p.data)
+			if len(parts) < 2 {
+				parts = append(parts, "", "")
+			}
 			r = ss.call("header", func() Response { return ss.f.Header(parts[0], parts[1]) })
 		}
 		noReply = ss.protocol&ProtoNRHeader != 0
@@ -582,7 +791,8 @@ func (ss *session) handle(p packet) (bool, error) {
 		for _, m := range mod.mods {
 			writePacket(ss.w, m.cmd, m.data)
 		}
-		ss.macros.msg, ss.done, ss.replied = nil, false, true
+		ss.macros.endMessage()
+		ss.done, ss.replied = false, true
 	case cmdUnknown:
 		r, noReply = Continue, ss.protocol&ProtoNRUnknown != 0
 	default:
@@ -637,8 +847,9 @@ func parseConnect(b []byte) (Conn, error) {
 	return c, nil
 }
 
-// Stats are the server's counters.
-type Stats struct{ Sessions, Panics uint64 }
+// Stats are the server's counters: sessions served, filter panics, and
+// connections closed before negotiating to make room for others.
+type Stats struct{ Sessions, Panics, Evicted uint64 }
 
 // Stats returns the counters.
-func (s *Server) Stats() Stats { return Stats{s.sessions.Load(), s.panics.Load()} }
+func (s *Server) Stats() Stats { return Stats{s.sessions.Load(), s.panics.Load(), s.evicted.Load()} }

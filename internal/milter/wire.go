@@ -90,9 +90,15 @@ const (
 // Version is the protocol version spoken.
 const Version = 6
 
-// maxPacket bounds one packet: body chunks are at most 64 KiB (1 MiB with
-// SMFIP_MDS_1M); anything far larger is a broken peer.
-const maxPacket = 4 << 20
+// maxPacket bounds one packet. Body chunks are at most 64 KiB (more only
+// with SMFIP_MDS_256K or _1M, never offered); a header field is what the
+// MTA keeps of one, 100 KiB by Postfix's header_size_limit; macros are a
+// few hundred octets. Anything larger is a broken or hostile peer.
+const maxPacket = 1 << 20
+
+// maxKeptPacket bounds the buffer a session keeps for its next packets:
+// a body chunk and its command fit. Larger packets get one of their own.
+const maxKeptPacket = 80 << 10
 
 var errPacketTooLarge = errors.New("milter: packet too large")
 
@@ -121,13 +127,26 @@ func readPacketInto(r *bufio.Reader, buf *[]byte) (packet, error) {
 		return packet{}, errPacketTooLarge
 	}
 	var b []byte
-	if buf != nil && cap(*buf) >= int(n) {
+	switch {
+	case buf != nil && cap(*buf) >= int(n):
 		b = (*buf)[:n]
-	} else {
+	case n <= maxKeptPacket:
 		b = make([]byte, n)
-		if buf != nil && n <= 1<<20 {
+		if buf != nil {
 			*buf = b
 		}
+	default:
+		// Grow with what arrives: a peer announcing a large packet and
+		// sending nothing holds no memory for it.
+		var bb bytes.Buffer
+		if _, err := bb.ReadFrom(io.LimitReader(r, int64(n))); err != nil {
+			return packet{}, fmt.Errorf("milter: short packet: %w", err)
+		}
+		if bb.Len() < int(n) {
+			return packet{}, fmt.Errorf("milter: short packet: %w", io.ErrUnexpectedEOF)
+		}
+		b = bb.Bytes()
+		return packet{cmd: b[0], data: b[1:]}, nil
 	}
 	if _, err := io.ReadFull(r, b); err != nil {
 		return packet{}, fmt.Errorf("milter: short packet: %w", err)
