@@ -128,4 +128,18 @@ var migrations = []string{
 		reasons       TEXT NOT NULL
 	);
 	CREATE INDEX report_records_in_report ON report_records_in (report)`,
+
+	// Received reports are believed only when the message that carried
+	// them passed DMARC (RFC 9990 §3.3); those stored before this was
+	// checked count as unauthenticated. reporter is the domain a rate
+	// limit counts by. Counts are clamped as SaveReceived now does, so
+	// that sums cannot overflow.
+	`ALTER TABLE reports_in ADD COLUMN authenticated INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE reports_in ADD COLUMN auth TEXT NOT NULL DEFAULT 'stored before reports were authenticated';
+	ALTER TABLE reports_in ADD COLUMN reporter TEXT NOT NULL DEFAULT '';
+	CREATE INDEX reports_in_reporter ON reports_in (reporter, received_at);
+	UPDATE report_records_in SET count = 4294967296 WHERE count > 4294967296;
+	UPDATE report_records_in SET count = 0 WHERE count < 0;
+	UPDATE reports_in SET messages = 85899345920000 WHERE messages > 85899345920000;
+	UPDATE reports_in SET messages = 0 WHERE messages < 0`,
 }
