@@ -60,7 +60,8 @@ func newReporting(cfg *config.Config, st *store.Store, res dnsx.Resolver, log *s
 	rc := cfg.Reports
 	receiver, from := reportSender(cfg)
 	return &reporting{cfg: cfg, st: st, log: log,
-		gen: &report.Generator{Store: st, Receiver: receiver, OrgName: rc.OrgName, Email: from, Contact: rc.Contact, Version: buildVersion(), Log: log},
+		gen: &report.Generator{Store: st, Receiver: receiver, OrgName: rc.OrgName, Email: from, Contact: rc.Contact, Version: buildVersion(), Log: log,
+			NewPerHour: rc.NewDomainsPerHour, NewPerDay: rc.NewDomainsPerDay},
 		snd: &report.Sender{Store: st, DMARC: &dmarc.Evaluator{Resolver: res, PublicSuffixList: cfg.Checks.DMARCPSL}, Relay: rc.Relay,
 			Hostname: cfg.Hostname, From: from, Receiver: receiver, MaxAttempts: rc.MaxAttempts, Log: log, Outcome: outcome},
 	}

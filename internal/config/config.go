@@ -45,16 +45,20 @@ type Config struct {
 
 // ReportsConfig is DMARC aggregate reporting, both ways.
 type ReportsConfig struct {
-	Send        bool           `yaml:"send"`
-	Receiver    string         `yaml:"receiver"`
-	OrgName     string         `yaml:"org_name"`
-	From        string         `yaml:"from"`
-	Contact     string         `yaml:"contact"`
-	Relay       string         `yaml:"relay"`
-	Every       Duration       `yaml:"every"`
-	MaxAttempts int            `yaml:"max_attempts"`
-	Inbound     InboundReports `yaml:"inbound"`
-	Failure     FailureReports `yaml:"failure"`
+	Send        bool     `yaml:"send"`
+	Receiver    string   `yaml:"receiver"`
+	OrgName     string   `yaml:"org_name"`
+	From        string   `yaml:"from"`
+	Contact     string   `yaml:"contact"`
+	Relay       string   `yaml:"relay"`
+	Every       Duration `yaml:"every"`
+	MaxAttempts int      `yaml:"max_attempts"`
+	// NewDomainsPerHour and NewDomainsPerDay bound aggregate reports to
+	// policy domains never reported to before.
+	NewDomainsPerHour int            `yaml:"new_domains_per_hour"`
+	NewDomainsPerDay  int            `yaml:"new_domains_per_day"`
+	Inbound           InboundReports `yaml:"inbound"`
+	Failure           FailureReports `yaml:"failure"`
 }
 
 // FailureReports are RFC 9991 failure reports to ruf= addresses.
@@ -375,6 +379,7 @@ func (c *Config) Validate() error {
 	check(c.Reports.Every > 0, "reports.every must be positive")
 	check(!c.Reports.Failure.Send || c.Reports.Relay != "", "reports.relay: required when reports.failure.send is on")
 	check(c.Reports.Failure.PerDomainPerHour > 0 && c.Reports.Failure.PerHour > 0, "reports.failure.per_domain_per_hour and per_hour must be at least 1")
+	check(c.Reports.NewDomainsPerHour > 0 && c.Reports.NewDomainsPerDay > 0, "reports.new_domains_per_hour and new_domains_per_day must be at least 1")
 	for i, s := range c.Checks.Signing {
 		check(s.Domain != "" && s.Selector != "" && s.Key != "", "checks.signing[%d]: domain, selector and key are required", i)
 	}

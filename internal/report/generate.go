@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"mailwall/internal/dmarc"
@@ -36,8 +37,90 @@ type Generator struct {
 	// Grace is how long after a period ends its report waits for verdicts
 	// still being written (default 5 minutes).
 	Grace time.Duration
-	Now   func() time.Time
-	Log   *slog.Logger
+	// NewPerHour and NewPerDay bound the reports made for policy
+	// domains never reported to before (none in the store): mail from a
+	// flood of fresh domains, each with an rua= of its own, must not
+	// make us send a flood of reports (issue 23). The rest wait, their
+	// rows kept, for a later run. 0: 100 an hour, 1,000 a day; negative:
+	// no limit.
+	NewPerHour, NewPerDay int
+	Now                   func() time.Time
+	Log                   *slog.Logger
+
+	mu    sync.Mutex
+	newAt []time.Time     // when each report to a new domain was made, the last day's
+	known map[string]bool // domains with a report in the store
+}
+
+// newDomainLimits are NewPerHour and NewPerDay with their defaults.
+func (g *Generator) newDomainLimits() (hour, day int) {
+	hour, day = g.NewPerHour, g.NewPerDay
+	if hour == 0 {
+		hour = 100
+	}
+	if day == 0 {
+		day = 1000
+	}
+	return hour, day
+}
+
+// newDomainAllowed reports whether a report may be made now for domain:
+// always for one reported to before, else while the windows allow.
+func (g *Generator) newDomainAllowed(ctx context.Context, domain string, now time.Time) (isNew, ok bool, err error) {
+	hour, day := g.newDomainLimits()
+	if hour < 0 && day < 0 {
+		return false, true, nil
+	}
+	g.mu.Lock()
+	known := g.known[domain]
+	g.mu.Unlock()
+	if !known {
+		prev, err := g.Store.Reports(ctx, store.ReportFilter{Domain: domain, Limit: 1})
+		if err != nil {
+			return false, false, err
+		}
+		if len(prev) > 0 {
+			g.remember(domain)
+			known = true
+		}
+	}
+	if known {
+		return false, true, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	kept := g.newAt[:0]
+	lastHour := 0
+	for _, t := range g.newAt {
+		if now.Sub(t) < 24*time.Hour {
+			kept = append(kept, t)
+			if now.Sub(t) < time.Hour {
+				lastHour++
+			}
+		}
+	}
+	g.newAt = kept
+	if hour >= 0 && lastHour >= hour || day >= 0 && len(g.newAt) >= day {
+		return true, false, nil
+	}
+	return true, true, nil
+}
+
+// madeNew counts a report made for a new domain.
+func (g *Generator) madeNew(domain string, now time.Time) {
+	g.mu.Lock()
+	g.newAt = append(g.newAt, now)
+	g.mu.Unlock()
+	g.remember(domain)
+}
+
+func (g *Generator) remember(domain string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.known == nil || len(g.known) >= 100000 {
+		g.known = map[string]bool{} // bounded: forgetting costs one query
+	}
+	g.known[domain] = true
 }
 
 // Interval is the reporting period for a record's ri= (RFC 7489 §6.3;
@@ -73,7 +156,9 @@ func (g *Generator) Generate(ctx context.Context) ([]*store.ReportOut, error) {
 		return nil, err
 	}
 	var made []*store.ReportOut
+	deferred := 0
 	for _, d := range domains {
+		isNew := false
 		iv := Interval(d.RI)
 		secs := int64(iv / time.Second)
 		begin := time.Unix(d.Oldest.Unix()/secs*secs, 0).UTC()
@@ -91,6 +176,15 @@ func (g *Generator) Generate(ctx context.Context) ([]*store.ReportOut, error) {
 				}
 				continue
 			}
+			if !isNew {
+				var ok bool
+				if isNew, ok, err = g.newDomainAllowed(ctx, d.Domain, now); err != nil {
+					return made, err
+				} else if !ok {
+					deferred++
+					break // its rows wait for a later run
+				}
+			}
 			r, err := g.build(d.Domain, begin, end, p, now)
 			if err != nil {
 				return made, err
@@ -100,12 +194,20 @@ func (g *Generator) Generate(ctx context.Context) ([]*store.ReportOut, error) {
 				return made, err
 			}
 			if created {
+				if isNew {
+					g.madeNew(d.Domain, now)
+					isNew = false // counted once; its next periods are a known domain's
+				}
 				made = append(made, r)
 				if g.Log != nil {
 					g.Log.Info("dmarc report made", "domain", d.Domain, "report_id", r.ReportID, "records", r.Records, "messages", r.Messages, "destinations", len(p.RUA))
 				}
 			}
 		}
+	}
+	if deferred > 0 && g.Log != nil {
+		hour, day := g.newDomainLimits()
+		g.Log.Warn("dmarc reports to domains not reported to before: limit reached, the rest wait", "deferred_domains", deferred, "per_hour", hour, "per_day", day)
 	}
 	return made, nil
 }

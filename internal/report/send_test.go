@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/mail"
 	"strings"
 	"testing"
@@ -211,6 +212,63 @@ func TestSendLock(t *testing.T) {
 		unlock()
 		if _, err := sender(st, sink, day).Send(ctx, true); err != nil {
 			t.Errorf("after unlock: %v", err)
+		}
+	})
+}
+
+// TestNewDomainLimit: reports to policy domains never reported to before
+// are made at most NewPerHour an hour and NewPerDay a day; the rest wait
+// with their rows, and a domain reported to before is never held back.
+// Before issue 23, mail from 20 fresh domains made 20 reports at once.
+func TestNewDomainLimit(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		var vs []store.Verdict
+		for i := range 20 {
+			d := fmt.Sprintf("fresh%d.test", i)
+			vs = append(vs, verdictFor(day.Add(time.Hour), "192.0.2.1", d, d, "mailto:dmarc@"+d, -1, nil))
+		}
+		// known.test had a report the day before.
+		vs = append(vs, verdictFor(day.Add(-23*time.Hour), "192.0.2.1", "known.test", "known.test", "mailto:dmarc@known.test", -1, nil))
+		if err := st.InsertVerdicts(ctx, vs); err != nil {
+			t.Fatal(err)
+		}
+		now := day.Add(25 * time.Hour)
+		g := &Generator{Store: st, Receiver: "mx.receiver.test", NewPerHour: 3, NewPerDay: 5, Now: func() time.Time { return now }}
+		// The day before: known.test alone is due (its rows are older).
+		old := &Generator{Store: st, Receiver: "mx.receiver.test", NewPerHour: -1, NewPerDay: -1, Now: func() time.Time { return day.Add(time.Minute * 6) }}
+		if made, err := old.Generate(ctx); err != nil || len(made) != 1 || made[0].PolicyDomain != "known.test" {
+			t.Fatalf("the day before: %v %v", made, err)
+		}
+		vs = []store.Verdict{verdictFor(day.Add(2*time.Hour), "192.0.2.1", "known.test", "known.test", "mailto:dmarc@known.test", -1, nil)}
+		if err := st.InsertVerdicts(ctx, vs); err != nil {
+			t.Fatal(err)
+		}
+		count := func() (fresh int, known bool) {
+			rs, err := st.Reports(ctx, store.ReportFilter{Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				if strings.HasPrefix(r.PolicyDomain, "fresh") {
+					fresh++
+				}
+				known = known || r.PolicyDomain == "known.test" && r.Begin.Equal(day)
+			}
+			return fresh, known
+		}
+		for _, step := range []struct {
+			after time.Duration
+			fresh int
+		}{{0, 3}, {time.Minute, 3}, {time.Hour, 5}, {5 * time.Hour, 5}, {25 * time.Hour, 8}} {
+			now = day.Add(25*time.Hour + step.after)
+			if _, err := g.Generate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			fresh, known := count()
+			if fresh != step.fresh || !known {
+				t.Errorf("after %s: %d reports to fresh domains, want %d; known.test's made: %v", step.after, fresh, step.fresh, known)
+			}
 		}
 	})
 }
