@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,7 +21,10 @@ import (
 // files, and by domain the signer of its first DKIM key.
 func (f *File) Build(dir string) ([]string, map[string]*dkim.Signer, error) {
 	zones := filepath.Join(dir, "zones")
-	if err := os.MkdirAll(zones, 0o755); err != nil {
+	if err := ownDir(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	if err := ownDir(zones, 0o755); err != nil {
 		return nil, nil, err
 	}
 	dnsIP, err := f.dnsIP()
@@ -36,7 +38,7 @@ func (f *File) Build(dir string) ([]string, map[string]*dkim.Signer, error) {
 		path := filepath.Join(zones, origin+".zone")
 		text := fmt.Sprintf("; written by mailwall lab; edits are lost on the next run\n$ORIGIN %s.\n$TTL 300\n@ IN SOA ns1.%s. hostmaster.%s. %d 3600 900 1209600 300\n%s", origin, f.MX.Domain, f.MX.Domain, serial, body)
 		files = append(files, path)
-		return os.WriteFile(path, []byte(text), 0o644)
+		return writeFile(path, []byte(text), 0o644)
 	}
 	ptrs := map[string]string{f.MX.IP: f.MX.Name}
 	tlds := map[string]bool{}
@@ -123,6 +125,16 @@ func quoteTXT(s string) string {
 // loadOrGenerate reads a selector's key, or makes and saves one.
 func loadOrGenerate(dir string, d Domain, k Key) (crypto.Signer, error) {
 	path := keyPath(dir, d, k)
+	for _, p := range []string{filepath.Join(dir, "keys"), filepath.Dir(path)} {
+		if err := ownDir(p, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range []string{path, strings.TrimSuffix(path, ".private") + ".txt"} {
+		if err := noSymlink(p); err != nil {
+			return nil, err
+		}
+	}
 	key, err := dkim.LoadPrivateKey(path)
 	if err == nil {
 		return key, nil
@@ -132,9 +144,6 @@ func loadOrGenerate(dir string, d Domain, k Key) (crypto.Signer, error) {
 	}
 	key, err = dkim.GenerateKey(k.Algorithm, k.Bits)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
 	if _, _, err := dkim.WriteKeyFiles(filepath.Dir(path), k.Selector, d.Name, key); err != nil {

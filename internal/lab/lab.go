@@ -113,6 +113,9 @@ func (f *File) validate() error {
 	if f.MX.Name == "" || f.MX.Domain == "" {
 		return errors.New("mx: name and domain are required")
 	}
+	if err := fileName(f.MX.Domain); err != nil {
+		return fmt.Errorf("mx: domain %q: %w", f.MX.Domain, err)
+	}
 	if !strings.HasSuffix(f.MX.Name, "."+f.MX.Domain) {
 		return fmt.Errorf("mx: %s is not inside %s", f.MX.Name, f.MX.Domain)
 	}
@@ -133,6 +136,9 @@ func (f *File) validate() error {
 		if !strings.Contains(d.Name, ".") {
 			return fmt.Errorf("domain %q: need a name with a dot, such as example.test", d.Name)
 		}
+		if err := fileName(d.Name); err != nil {
+			return fmt.Errorf("domain %q: %w", d.Name, err)
+		}
 		if d.Sender == "" {
 			d.Sender = "info"
 		}
@@ -143,6 +149,9 @@ func (f *File) validate() error {
 			k := &d.DKIM[j]
 			if k.Selector == "" {
 				return fmt.Errorf("domain %s: a DKIM key without selector", d.Name)
+			}
+			if err := fileName(k.Selector); err != nil {
+				return fmt.Errorf("domain %s: selector %q: %w", d.Name, k.Selector, err)
 			}
 			switch k.Algorithm {
 			case "":
@@ -222,4 +231,13 @@ func (f *File) Host(fqdn string) (Domain, Host, bool) {
 // keyPath is where a selector's private key lives under the lab directory.
 func keyPath(dir string, d Domain, k Key) string {
 	return filepath.Join(dir, "keys", d.Name, k.Selector+".private")
+}
+
+// fileName checks a domain or selector that names a file or directory
+// under the lab directory: no path separators, nothing that climbs out.
+func fileName(s string) error {
+	if s == "" || strings.ContainsAny(s, "/\\\x00") || strings.HasPrefix(s, ".") || strings.Contains(s, "..") {
+		return errors.New("not usable as a file name under the lab directory")
+	}
+	return nil
 }

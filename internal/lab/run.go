@@ -54,6 +54,10 @@ func Start(f *File, opts Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{File: f, Dir: opts.Dir, DNS: dns, signers: signers}
+	if err := ownMaildir(filepath.Join(opts.Dir, "Maildir")); err != nil {
+		l.Close()
+		return nil, err
+	}
 	// The MX asks the lab DNS server and nothing else.
 	l.Resolver = dnsx.NewCache(&dnsx.Client{Servers: []string{dns.Addr()}, Timeout: 2 * time.Second}, dnsx.CacheOptions{})
 	pipe, err := opts.Pipeline(l.Resolver)
