@@ -21,6 +21,11 @@ import (
 	"mailwall/internal/verdict"
 )
 
+// newDKIMVerifier is the DKIM verifier checks.dkim configures.
+func newDKIMVerifier(dc config.DKIMConfig, res dnsx.Resolver) *dkim.Verifier {
+	return &dkim.Verifier{Resolver: res, AcceptRSASHA1: dc.AcceptRSASHA1, MaxSignatures: dc.MaxSignatures, Budget: dc.VerifyBudget.D()}
+}
+
 // newPipeline builds the receive pipeline from the config.
 func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error) {
 	cc := cfg.Checks
@@ -45,7 +50,7 @@ func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error
 	c := &verdict.Checker{
 		Resolver: res, AuthServID: id, Policy: pol,
 		SPF:   checkerFor(cfg, res),
-		DKIM:  &dkim.Verifier{Resolver: res},
+		DKIM:  newDKIMVerifier(cc.DKIM, res),
 		DMARC: &dmarc.Evaluator{Resolver: res, PublicSuffixList: cc.DMARCPSL},
 	}
 	for _, path := range cc.HeloRegexpTables {
@@ -71,7 +76,7 @@ func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error
 	c.Internal = internal
 	if cc.ARC.Verify || cc.ARC.Seal.Domain != "" {
 		// Sealing needs the incoming chain's status for its cv=.
-		c.ARC = &arc.Verifier{Resolver: res}
+		c.ARC = &arc.Verifier{Resolver: res, Budget: cc.DKIM.VerifyBudget.D()}
 	}
 	for _, d := range cc.ARC.TrustedSealers {
 		c.TrustedSealers = append(c.TrustedSealers, strings.ToLower(strings.TrimSuffix(d, ".")))

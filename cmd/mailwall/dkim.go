@@ -115,13 +115,13 @@ func cmdDKIMVerify(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		fmt.Fprintln(stderr, "usage: mailwall dkim verify [--dns HOST:PORT] [--json] < message")
 		return errUsage
 	}
-	_, res, err := loadResolver(*cfgPath, *dnsFlag)
+	cfg, res, err := loadResolver(*cfgPath, *dnsFlag)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	results, err := (&dkim.Verifier{Resolver: res}).Verify(ctx, stdin)
+	results, err := newDKIMVerifier(cfg.Checks.DKIM, res).Verify(ctx, stdin)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
@@ -79,6 +80,10 @@ type set struct {
 // Verifier validates chains. Resolver is required.
 type Verifier struct {
 	Resolver dnsx.Resolver
+	// Budget bounds the verification work on one message (dkim.Budget)
+	// when the context given to Finish carries none; 0 means
+	// dkim.DefaultBudget.
+	Budget time.Duration
 }
 
 // Validation is a chain validation in progress: feed it the body, then
@@ -90,6 +95,7 @@ type Validation struct {
 	n      int
 	err    error                  // a structural failure found in the header
 	bodies map[int]*dkim.BodyHash // AMS instance -> its body hash
+	index  *dkim.HeaderIndex      // the fields by name, for every AMS's h=
 }
 
 // Validate reads a whole message and validates its chain.
@@ -266,8 +272,12 @@ func parseSig(f dkim.Field, seal bool) (*sig, error) {
 	if s.bh, err = base64.StdEncoding.DecodeString(dkim.StripWhiteSpace(tags["bh"])); err != nil {
 		return nil, errors.New("bh= is not base64")
 	}
+	names := strings.Split(dkim.StripWhiteSpace(tags["h"]), ":")
+	if len(names) > dkim.MaxSignedHeaders {
+		return nil, fmt.Errorf("h= lists %d fields; at most %d accepted", len(names), dkim.MaxSignedHeaders)
+	}
 	signsFrom := false
-	for _, h := range strings.Split(dkim.StripWhiteSpace(tags["h"]), ":") {
+	for _, h := range names {
 		switch {
 		case h == "":
 			continue // matches no field, as DKIM verifiers read it
@@ -322,7 +332,9 @@ func validDomain(d string) bool {
 	return true
 }
 
-// Finish validates the chain (§5.2).
+// Finish validates the chain (§5.2). The signature checks draw on the
+// context's dkim.Budget, or on one of v.Budget: a chain that spends it
+// fails, not evaluated further.
 func (vn *Validation) Finish(ctx context.Context) Outcome {
 	if vn.err != nil {
 		return Outcome{Result: Fail, Reason: vn.err.Error(), Instances: len(vn.sets)}
@@ -350,25 +362,35 @@ func (vn *Validation) Finish(ctx context.Context) Outcome {
 			return fail(fmt.Sprintf("seal %d has cv=%s, want %s", i, cv, want))
 		}
 	}
+	b := dkim.BudgetFrom(ctx, vn.v.Budget)
 	// Step 4: the newest AMS must verify.
-	if err := vn.verifyAMS(ctx, vn.n); err != nil {
+	if b.Spent() {
+		return fail(fmt.Sprintf("message signature %d: %s", vn.n, b.Reason()))
+	}
+	if err := vn.verifyAMS(ctx, b, vn.n); err != nil {
 		return fail(fmt.Sprintf("message signature %d: %v", vn.n, err))
 	}
 	// Step 5: every seal, newest first.
 	for i := vn.n; i >= 1; i-- {
-		if err := vn.verifySeal(ctx, i); err != nil {
+		if b.Spent() {
+			return fail(fmt.Sprintf("seal %d: %s", i, b.Reason()))
+		}
+		if err := vn.verifySeal(ctx, b, i); err != nil {
 			return fail(fmt.Sprintf("seal %d: %v", i, err))
 		}
 	}
-	// Step 6: the oldest instance from which the AMS chain is unbroken.
+	// Step 6: the oldest instance from which the AMS chain is unbroken; a
+	// spent budget ends the search where it got to.
 	out.Result, out.OldestPass = Pass, vn.n
-	for i := vn.n - 1; i >= 1 && vn.verifyAMS(ctx, i) == nil; i-- {
+	for i := vn.n - 1; i >= 1 && !b.Spent() && vn.verifyAMS(ctx, b, i) == nil; i-- {
 		out.OldestPass = i
 	}
 	return out
 }
 
 func (vn *Validation) key(ctx context.Context, s *sig) (*dkim.Key, error) {
+	// Refused keys (over dkim.MaxRSABits, other exponents) come back as
+	// permerrors from LookupKey, before any arithmetic.
 	key, status, why := dkim.LookupKey(ctx, vn.v.Resolver, s.selector, s.domain)
 	if key == nil {
 		return nil, fmt.Errorf("%s: %s", status, why)
@@ -376,21 +398,36 @@ func (vn *Validation) key(ctx context.Context, s *sig) (*dkim.Key, error) {
 	if key.Type != strings.SplitN(s.algorithm, "-", 2)[0] {
 		return nil, fmt.Errorf("key type %s does not match a=%s", key.Type, s.algorithm)
 	}
+	if key.Type == "rsa" && key.Bits < dkim.MinRSABits {
+		return nil, fmt.Errorf("%d-bit RSA key is too short (RFC 8301)", key.Bits)
+	}
 	return key, nil
 }
 
 // verifyAMS checks instance i's message signature as a DKIM signature
 // (§5.1.2): body hash, then the h= fields bottom-up and the AMS itself.
-func (vn *Validation) verifyAMS(ctx context.Context, i int) error {
+// The work is charged to b, the key's DNS lookup is not.
+func (vn *Validation) verifyAMS(ctx context.Context, b *dkim.Budget, i int) error {
+	start := time.Now()
 	m := vn.sets[i].ams
 	if got := vn.bodies[i].Sum(); string(got) != string(m.bh) {
+		b.Charge(start)
 		return errors.New("body hash did not verify")
 	}
-	hashed := dkim.HeaderHash(vn.fields, m.field, m.algorithm, m.hc, m.headers)
+	if vn.index == nil {
+		// Every AMS's names at once: one pass over the fields.
+		vn.index = dkim.NewHeaderIndex(vn.fields)
+		for j := 1; j <= vn.n; j++ {
+			vn.index.Want(vn.sets[j].ams.headers)
+		}
+	}
+	hashed := vn.index.Hash(m.field, m.algorithm, m.hc, m.headers)
+	b.Charge(start)
 	key, err := vn.key(ctx, m)
 	if err != nil {
 		return err
 	}
+	defer b.Charge(time.Now())
 	if err := dkim.VerifyHash(key, m.algorithm, hashed, m.b); err != nil {
 		return errors.New("signature did not verify")
 	}
@@ -399,16 +436,17 @@ func (vn *Validation) verifyAMS(ctx context.Context, i int) error {
 
 // verifySeal checks seal i over the sets 1..i, each AAR, AMS, AS in that
 // order, relaxed, the seal itself without its b= and final CRLF (§5.1.1).
-func (vn *Validation) verifySeal(ctx context.Context, i int) error {
+func (vn *Validation) verifySeal(ctx context.Context, b *dkim.Budget, i int) error {
 	as := vn.sets[i].as
+	key, err := vn.key(ctx, as)
+	if err != nil {
+		return err
+	}
+	defer b.Charge(time.Now())
 	chain := make([]setFields, 0, i)
 	for j := 1; j <= i; j++ {
 		s := vn.sets[j]
 		chain = append(chain, setFields{aar: *s.aar, ams: s.ams.field, as: s.as.field})
-	}
-	key, err := vn.key(ctx, as)
-	if err != nil {
-		return err
 	}
 	if err := dkim.VerifyHash(key, as.algorithm, sealHash(as.algorithm, chain), as.b); err != nil {
 		return errors.New("signature did not verify")

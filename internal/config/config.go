@@ -120,9 +120,17 @@ type ChecksConfig struct {
 	SubjectTag       string          `yaml:"subject_tag"`
 	Actions          ActionsConfig   `yaml:"actions"`
 	Signing          []SigningConfig `yaml:"signing"`
+	DKIM             DKIMConfig      `yaml:"dkim"`
 	ARC              ARCConfig       `yaml:"arc"`
 	Phish            PhishConfig     `yaml:"phish"`
 	Score            ScoreConfig     `yaml:"score"`
+}
+
+// DKIMConfig is DKIM verification; its budget covers ARC's too.
+type DKIMConfig struct {
+	AcceptRSASHA1 bool     `yaml:"accept_rsa_sha1"`
+	MaxSignatures int      `yaml:"max_signatures"`
+	VerifyBudget  Duration `yaml:"verify_budget"`
 }
 
 // ARCConfig is ARC validation and sealing.
@@ -366,6 +374,8 @@ func (c *Config) Validate() error {
 	}
 	seal := c.Checks.ARC.Seal
 	check(seal == (SigningConfig{}) || seal.Domain != "" && seal.Selector != "" && seal.Key != "", "checks.arc.seal: domain, selector and key are all required to seal")
+	check(c.Checks.DKIM.MaxSignatures > 0, "checks.dkim.max_signatures must be at least 1")
+	check(c.Checks.DKIM.VerifyBudget > 0, "checks.dkim.verify_budget must be positive")
 	sc := c.Checks.Score
 	check(sc.Tag >= 0 && sc.Quarantine >= 0 && sc.Reject >= 0, "checks.score: thresholds must not be negative")
 	check(sc.Quarantine == 0 || sc.Tag == 0 || sc.Tag <= sc.Quarantine, "checks.score: tag (%d) above quarantine (%d)", sc.Tag, sc.Quarantine)

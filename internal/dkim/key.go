@@ -28,6 +28,35 @@ type Key struct {
 // ErrKeyRevoked is returned for a key record with an empty p=.
 var ErrKeyRevoked = errors.New("key revoked")
 
+// The RSA keys a verifier takes on. RFC 8301 §3.2: verifiers must handle
+// 1024 to 4096 bits and should not take shorter keys as valid. Longer keys
+// and other exponents are refused because the cost of a check is the
+// key's to choose: one 262,144-bit key with e=2^31-1 cost 3 s of CPU per
+// signature. Real keys use 65537, what every key generator writes.
+const (
+	MinRSABits  = 1024
+	MaxRSABits  = 4096
+	RSAExponent = 65537
+)
+
+// Refusal says why a verifier must not use the key for a check, before any
+// arithmetic with it: an RSA modulus over MaxRSABits or an exponent other
+// than RSAExponent. "" means the key may be used (a short key is refused
+// later, as "policy", by MinRSABits).
+func (k *Key) Refusal() string {
+	pub, ok := k.Public.(*rsa.PublicKey)
+	if !ok {
+		return ""
+	}
+	if k.Bits > MaxRSABits {
+		return fmt.Sprintf("RSA key of %d bits; at most %d accepted (RFC 8301)", k.Bits, MaxRSABits)
+	}
+	if pub.E != RSAExponent {
+		return fmt.Sprintf("RSA key exponent %d; only %d accepted", pub.E, RSAExponent)
+	}
+	return ""
+}
+
 // ParseKey parses a key record. A revoked key (empty p=) comes back with
 // Revoked set and ErrKeyRevoked.
 func ParseKey(record string) (*Key, error) {

@@ -1,8 +1,12 @@
 // Package dkim signs and verifies DomainKeys Identified Mail signatures
 // (RFC 6376) with rsa-sha256, ed25519-sha256 (RFC 8463) and, for
-// verification only and reported as weak, rsa-sha1. Bodies are hashed as
-// they stream by, so a message of any size costs constant memory; each
-// signature gets its own result, named as RFC 8601 names them.
+// verification only, when the verifier is told to accept it, and reported
+// as weak, rsa-sha1 (RFC 8301 §3.1). Bodies are hashed as they stream by,
+// so a message of any size costs constant memory; each signature gets its
+// own result, named as RFC 8601 names them. A message's verification work
+// is bounded: RSA keys of at most 4096 bits with e=65537, at most
+// MaxSignedHeaders names in h=, fields selected through a HeaderIndex in
+// linear time, the first MaxSignatures signatures, and a Budget.
 package dkim
 
 import (

@@ -44,8 +44,8 @@ type Result struct {
 	Algorithm  string `json:"algorithm"`
 	HeaderB    string `json:"header_b,omitempty"`
 	KeyBits    int    `json:"key_bits,omitempty"`
-	// Weak is set for rsa-sha1 (RFC 8301): verified, but not to be trusted
-	// as much as sha256.
+	// Weak is set for rsa-sha1 (RFC 8301), verified only with
+	// AcceptRSASHA1 and not to be trusted as much as sha256.
 	Weak bool `json:"weak,omitempty"`
 	// BodyLength is l= (-1 without); BodyBytes the canonical body length
 	// seen. With l= less than BodyBytes, content was added after signing.
@@ -60,9 +60,19 @@ type Verifier struct {
 	Resolver dnsx.Resolver
 	// MinRSABits: shorter RSA keys give "policy" (RFC 8301 §3.2 sets 1024).
 	MinRSABits int
-	// MaxSignatures bounds the signatures checked per message (default 10);
-	// more are reported as "policy" without work.
+	// MaxSignatures bounds the signatures checked per message (default
+	// DefaultMaxSignatures, as OpenDKIM's MaximumSignaturesToVerify): the
+	// first ones in the header are checked, the rest are reported together
+	// as one "policy" result, so results stay bounded too.
 	MaxSignatures int
+	// AcceptRSASHA1 verifies rsa-sha1 signatures, reported as weak.
+	// Without it they are "policy" results: RFC 8301 §3.1 says verifiers
+	// must not take them as valid.
+	AcceptRSASHA1 bool
+	// Budget bounds the verification work on one message (see Budget)
+	// when the context given to Finish carries none (WithBudget); 0 means
+	// DefaultBudget.
+	Budget time.Duration
 	// Now is the clock for x=; nil means time.Now.
 	Now func() time.Time
 
@@ -80,6 +90,9 @@ type keyCache struct {
 
 // maxCachedKeys bounds keyCache; when full it starts over.
 const maxCachedKeys = 4096
+
+// DefaultMaxSignatures is Verifier.MaxSignatures when unset.
+const DefaultMaxSignatures = 10
 
 func (c *keyCache) parse(record string) (*Key, error) {
 	c.mu.Lock()
@@ -119,10 +132,11 @@ func (v *Verifier) Verify(ctx context.Context, r io.Reader) ([]Result, error) {
 // Verification is one message being checked: the header is given up
 // front, the body is written in pieces, Finish checks the signatures.
 type Verification struct {
-	v       *Verifier
-	fields  []Field
-	sigs    []*pending
-	results []Result // for signatures that failed before the body
+	v         *Verifier
+	fields    []Field
+	sigs      []*pending
+	results   []Result // for signatures that failed before the body
+	unchecked int      // signatures past MaxSignatures
 }
 
 type pending struct {
@@ -134,23 +148,31 @@ type pending struct {
 // Start begins verifying a message with these header fields.
 func (v *Verifier) Start(fields []Field) *Verification {
 	vn := &Verification{v: v, fields: fields}
-	max := v.MaxSignatures
-	if max <= 0 {
-		max = 10
-	}
+	seen := 0
 	for _, f := range fields {
 		if !strings.EqualFold(f.Name, "DKIM-Signature") {
 			continue
 		}
-		if len(vn.sigs)+len(vn.results) >= max {
-			vn.results = append(vn.results, Result{Status: Policy, Reason: fmt.Sprintf("more than %d signatures; not checked", max), BodyLength: -1})
+		if seen >= v.maxSignatures() {
+			vn.unchecked++
 			continue
 		}
+		seen++
 		sig, err := ParseSignature(f.Value())
 		if err != nil {
 			res := Result{Status: Neutral, Reason: "signature syntax error: " + err.Error(), BodyLength: -1}
 			res.Domain, res.Selector = roughTags(f.Value())
 			vn.results = append(vn.results, res)
+			continue
+		}
+		// Refused before any work: no body hash, no key lookup.
+		switch {
+		case len(sig.Headers) > MaxSignedHeaders:
+			vn.results = append(vn.results, resultFor(sig).with(PermError,
+				fmt.Sprintf("h= lists %d fields; at most %d accepted", len(sig.Headers), MaxSignedHeaders)))
+			continue
+		case sig.Algorithm == RSASHA1 && !v.AcceptRSASHA1:
+			vn.results = append(vn.results, resultFor(sig).with(Policy, "rsa-sha1 is not accepted (RFC 8301)"))
 			continue
 		}
 		var h hash.Hash = sha256.New()
@@ -160,6 +182,19 @@ func (v *Verifier) Start(fields []Field) *Verification {
 		vn.sigs = append(vn.sigs, &pending{field: f, sig: sig, body: newBodyHasher(h, sig.BodyCanon, sig.Length)})
 	}
 	return vn
+}
+
+func (v *Verifier) maxSignatures() int {
+	if v.MaxSignatures <= 0 {
+		return DefaultMaxSignatures
+	}
+	return v.MaxSignatures
+}
+
+// resultFor is a signature's result before it is checked.
+func resultFor(sig *Signature) Result {
+	return Result{Domain: sig.Domain, Selector: sig.Selector, Identifier: sig.Identifier, Algorithm: sig.Algorithm,
+		HeaderB: sig.HeaderB, BodyLength: sig.Length, Signature: sig, Weak: sig.Algorithm == RSASHA1}
 }
 
 // roughTags pulls d= and s= out of a signature that did not parse, so the
@@ -186,21 +221,43 @@ func (vn *Verification) Write(p []byte) (int, error) {
 }
 
 // Finish ends the body and checks each signature; results keep the order
-// of the signatures in the header, parse failures first.
+// of the signatures in the header, those refused before the body first,
+// and one result for the signatures past MaxSignatures last. The checks
+// draw on the context's Budget (WithBudget), or on one of v.Budget.
 func (vn *Verification) Finish(ctx context.Context) []Result {
+	b := BudgetFrom(ctx, vn.v.Budget)
 	out := vn.results
-	for _, s := range vn.sigs {
-		out = append(out, vn.v.check(ctx, vn.fields, s))
+	if len(vn.sigs) > 0 {
+		start := time.Now()
+		ix := NewHeaderIndex(vn.fields)
+		for _, s := range vn.sigs {
+			ix.Want(s.sig.Headers)
+		}
+		b.Charge(start)
+		for _, s := range vn.sigs {
+			if b.Spent() {
+				out = append(out, resultFor(s.sig).with(Policy, b.Reason()))
+				continue
+			}
+			out = append(out, vn.v.check(ctx, ix, s, b))
+		}
+	}
+	if vn.unchecked > 0 {
+		out = append(out, Result{Status: Policy, BodyLength: -1,
+			Reason: fmt.Sprintf("%d more signatures not checked: at most %d per message", vn.unchecked, vn.v.maxSignatures())})
 	}
 	return out
 }
 
-func (v *Verifier) check(ctx context.Context, fields []Field, p *pending) Result {
+// check verifies one signature; the work is charged to b, the wait for
+// the key's DNS answer is not.
+func (v *Verifier) check(ctx context.Context, ix *HeaderIndex, p *pending, b *Budget) Result {
+	start := time.Now()
 	sig := p.sig
-	res := Result{Domain: sig.Domain, Selector: sig.Selector, Identifier: sig.Identifier, Algorithm: sig.Algorithm,
-		HeaderB: sig.HeaderB, BodyLength: sig.Length, Signature: sig, Weak: sig.Algorithm == RSASHA1}
+	res := resultFor(sig)
 	bodyHash := p.body.Sum()
 	res.BodyBytes = p.body.written
+	b.Charge(start)
 	now := time.Now()
 	if v.Now != nil {
 		now = v.Now()
@@ -212,6 +269,7 @@ func (v *Verifier) check(ctx context.Context, fields []Field, p *pending) Result
 	if key == nil {
 		return res.with(status, why)
 	}
+	defer b.Charge(time.Now())
 	res.KeyBits, res.Testing = key.Bits, key.Testing
 	keyAlg := strings.SplitN(sig.Algorithm, "-", 2)
 	if key.Type != keyAlg[0] {
@@ -223,7 +281,7 @@ func (v *Verifier) check(ctx context.Context, fields []Field, p *pending) Result
 	if !key.allowsEmail() {
 		return res.with(PermError, "key is not for email (s=)")
 	}
-	if key.Type == "rsa" && key.Bits < max(v.MinRSABits, 1024) {
+	if key.Type == "rsa" && key.Bits < max(v.MinRSABits, MinRSABits) {
 		return res.with(Policy, fmt.Sprintf("%d-bit RSA key is too short (RFC 8301)", key.Bits))
 	}
 	if key.Strict {
@@ -238,7 +296,7 @@ func (v *Verifier) check(ctx context.Context, fields []Field, p *pending) Result
 	if !bytes.Equal(bodyHash, sig.BodyHash) {
 		return res.with(Fail, "body hash did not verify")
 	}
-	hashed := HeaderHash(fields, p.field, sig.Algorithm, sig.HeaderCanon, sig.Headers)
+	hashed := ix.Hash(p.field, sig.Algorithm, sig.HeaderCanon, sig.Headers)
 	if err := verifySig(key, sig.Algorithm, hashed, sig.Signature); err != nil {
 		return res.with(Fail, "signature did not verify")
 	}
@@ -285,6 +343,9 @@ func lookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string, pa
 	for _, t := range txts {
 		k, err := parse(t)
 		if err == nil {
+			if why := k.Refusal(); why != "" {
+				return nil, PermError, why
+			}
 			return k, "", ""
 		}
 		if errors.Is(err, ErrKeyRevoked) {
@@ -297,30 +358,12 @@ func lookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string, pa
 	return nil, PermError, "key syntax error: " + firstErr.Error()
 }
 
-// HeaderHash computes the hash of the signed header fields and of the
-// signature field itself (RFC 6376 §3.7; an ARC-Message-Signature the
-// same, RFC 8617 §5.1.2): for each name in headers, the last instance not
-// yet used, bottom up; names with no instance left add nothing. The
-// signature field is hashed with its b= emptied and without its CRLF.
-func HeaderHash(fields []Field, sigField Field, alg, canon string, headers []string) []byte {
-	h := newHash(alg)
-	used := make(map[int]bool, len(headers))
-	for _, name := range headers {
-		for i := len(fields) - 1; i >= 0; i-- {
-			if used[i] || !strings.EqualFold(fields[i].Name, name) {
-				continue
-			}
-			used[i] = true
-			io.WriteString(h, canonHeader(fields[i], canon))
-			break
-		}
-	}
-	s := canonHeader(Field{Name: sigField.Name, Raw: withoutB(sigField.Raw)}, canon)
-	io.WriteString(h, strings.TrimSuffix(s, "\r\n"))
-	return h.Sum(nil)
-}
-
 func verifySig(key *Key, alg string, hashed, sigBytes []byte) error {
+	// The key's cost is checked before any arithmetic with it, whoever
+	// the caller (lookupKey refuses such keys already).
+	if why := key.Refusal(); why != "" {
+		return errors.New(why)
+	}
 	switch pub := key.Public.(type) {
 	case *rsa.PublicKey:
 		hf := crypto.SHA256
