@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
 
+	"mailwall/internal/config"
 	"mailwall/internal/dkim"
 	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
@@ -27,6 +29,7 @@ type milterFilter struct {
 	inbox   *reportInbox            // nil: no report addresses
 	failure *report.FailureReporter // nil: no failure reports
 	noReply uint32                  // the stages Postfix need not wait at
+	limits  headerLimits
 
 	client   netip.Addr
 	helo     string
@@ -42,6 +45,41 @@ type milterFilter struct {
 	tooBig  bool
 	// after is the last verdict's work left for after the reply.
 	after func()
+	// headerBytes counts the header's octets; overLimit is why the
+	// header went past f.limits (the fields are no longer kept).
+	headerBytes int
+	overLimit   string
+}
+
+// headerLimits bound one message's header in the milter
+// (milter.max_header_fields, max_header_bytes, too_many_headers). The
+// file path (dkim.ReadHeader) stops at the same defaults. Postfix's
+// header_size_limit bounds a field, not the header, so without these a
+// message of millions of small fields reaches the milter whole.
+type headerLimits struct {
+	fields, bytes int
+	tempfail      bool
+}
+
+// milterHeaderLimits reads the limits from the milter section.
+func milterHeaderLimits(c config.MilterConfig) headerLimits {
+	return headerLimits{fields: c.MaxHeaderFields, bytes: c.MaxHeaderBytes, tempfail: c.TooManyHeaders == "tempfail"}
+}
+
+// milterMacros are the macros milterFilter reads: the server keeps no
+// others.
+func milterMacros() []string { return []string{"i", "auth_authen"} }
+
+// refusal is the answer to a message whose header went past the limits.
+// X.3.4 (RFC 3463 §3.4, "message too big for system": a per-message
+// limit, physical or administrative) with 552 (RFC 5321 §4.2.2, exceeded
+// storage allocation), as Postfix answers past message_size_limit: the
+// message is not malformed (5.6.x) and no policy judged it (5.7.x).
+func (l headerLimits) refusal(why string) (verdict.Action, string) {
+	if l.tempfail {
+		return verdict.TempFail, "452 4.3.4 " + why + ", try again later"
+	}
+	return verdict.Reject, "552 5.3.4 " + why
 }
 
 // NoReply tells the milter server at which stages Postfix need not wait
@@ -85,6 +123,22 @@ func (f *milterFilter) RcptTo(rcpt string, args []string, m *milter.Macros) milt
 }
 
 func (f *milterFilter) Header(name, value string) milter.Response {
+	if f.overLimit != "" {
+		return f.refuse() // the server calls no more after a final answer
+	}
+	f.headerBytes += len(name) + len(value) + 3 // ":" and CRLF
+	switch {
+	case f.limits.fields > 0 && len(f.fields) >= f.limits.fields:
+		f.overLimit = fmt.Sprintf("Message header has more than %d fields", f.limits.fields)
+	case f.limits.bytes > 0 && f.headerBytes > f.limits.bytes:
+		f.overLimit = fmt.Sprintf("Message header exceeds %d octets", f.limits.bytes)
+	}
+	if f.overLimit != "" {
+		// Keep nothing more, and let go of what was kept: the verifiers
+		// never see the header.
+		f.fields, f.raw, f.keepRaw = nil, nil, false
+		return f.refuse()
+	}
 	f.fields = append(f.fields, dkim.NewField(name, value))
 	if f.keepRaw {
 		f.keep([]byte(name + ": " + strings.ReplaceAll(value, "\n", "\r\n") + "\r\n"))
@@ -93,6 +147,9 @@ func (f *milterFilter) Header(name, value string) milter.Response {
 }
 
 func (f *milterFilter) EndOfHeaders(m *milter.Macros) milter.Response {
+	if f.overLimit != "" {
+		return f.refuse()
+	}
 	if f.env.QueueID == "" {
 		f.env.QueueID = m.Get("i")
 	}
@@ -119,6 +176,12 @@ func (f *milterFilter) Body(chunk []byte) milter.Response {
 }
 
 func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milter.Response {
+	if f.overLimit != "" {
+		act, reply := f.limits.refusal(f.overLimit)
+		f.after = f.afterwards(verdict.Result{Action: act, Reply: reply, Stage: "limits", Verdict: "fail", Reasons: []string{f.overLimit}}, 0)
+		f.reset()
+		return milter.ReplyCode(reply)
+	}
 	if f.msg == nil {
 		f.EndOfHeaders(m)
 	}
@@ -226,6 +289,15 @@ func (f *milterFilter) reset() {
 	}
 	f.msg, f.fields, f.ctx, f.cancel = nil, nil, nil, nil
 	f.raw, f.keepRaw, f.tooBig = nil, false, false
+	f.headerBytes, f.overLimit = 0, ""
+}
+
+// refuse is the answer once the header went past the limits: at a header
+// or at end of headers when the MTA waits for one (Postfix does not, by
+// the protocol flags negotiated), and at end of message.
+func (f *milterFilter) refuse() milter.Response {
+	_, reply := f.limits.refusal(f.overLimit)
+	return milter.ReplyCode(reply)
 }
 
 // keep adds to the copy of a report message, up to the inbox's limit.

@@ -218,15 +218,21 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 	if cfg.Milter.OnError == "accept" {
 		onError = milter.Continue
 	}
+	limits := milterHeaderLimits(cfg.Milter)
 	ms := &milter.Server{
 		NewFilter: func() milter.Filter {
 			r := rules.Load()
 			return &milterFilter{pipe: r.pipe, log: log, timeout: r.timeout, node: r.node, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox,
-				failure: deps.failure, noReply: r.noReply}
+				failure: deps.failure, noReply: r.noReply, limits: limits}
 		},
-		Actions: milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
-		OnError: &onError,
-		Log:     log,
+		Actions:          milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
+		OnError:          &onError,
+		Log:              log,
+		MacroNames:       milterMacros(),
+		HandshakeTimeout: cfg.Milter.HandshakeTimeout.D(),
+		IdleTimeout:      cfg.Milter.IdleTimeout.D(),
+		MaxConns:         cfg.Milter.MaxConnections,
+		MaxConnsPerPeer:  cfg.Milter.MaxConnectionsPerPeer,
 	}
 	for _, addr := range cfg.Milter.Listen {
 		ln, err := policyd.Listen(addr, os.FileMode(mode))

@@ -105,6 +105,15 @@ type MilterConfig struct {
 	Listen   []string `yaml:"listen"`
 	UnixMode string   `yaml:"unix_mode"`
 	OnError  string   `yaml:"on_error"`
+	// Bounds on one message's header, and the answer past them.
+	MaxHeaderFields int    `yaml:"max_header_fields"`
+	MaxHeaderBytes  int    `yaml:"max_header_bytes"`
+	TooManyHeaders  string `yaml:"too_many_headers"`
+	// Bounds on connections.
+	HandshakeTimeout      Duration `yaml:"handshake_timeout"`
+	IdleTimeout           Duration `yaml:"idle_timeout"`
+	MaxConnections        int      `yaml:"max_connections"`
+	MaxConnectionsPerPeer int      `yaml:"max_connections_per_peer"`
 }
 
 // ChecksConfig is the receive pipeline.
@@ -359,6 +368,10 @@ func (c *Config) Validate() error {
 		check(strings.HasPrefix(l, "inet:") || strings.HasPrefix(l, "unix:"), "policyd.listen: %q must start with inet: or unix:", l)
 	}
 	check(oneOf(c.Milter.OnError, "tempfail", "accept"), "milter.on_error: %q is not tempfail or accept", c.Milter.OnError)
+	check(c.Milter.MaxHeaderFields > 0 && c.Milter.MaxHeaderBytes > 0, "milter.max_header_fields and milter.max_header_bytes must be at least 1")
+	check(oneOf(c.Milter.TooManyHeaders, "reject", "tempfail"), "milter.too_many_headers: %q is not reject or tempfail", c.Milter.TooManyHeaders)
+	check(c.Milter.HandshakeTimeout > 0 && c.Milter.IdleTimeout > 0, "milter.handshake_timeout and milter.idle_timeout must be positive")
+	check(c.Milter.MaxConnections > 0 && c.Milter.MaxConnectionsPerPeer > 0, "milter.max_connections and milter.max_connections_per_peer must be at least 1")
 	for _, l := range c.Milter.Listen {
 		check(strings.HasPrefix(l, "inet:") || strings.HasPrefix(l, "unix:"), "milter.listen: %q must start with inet: or unix:", l)
 	}
