@@ -5,13 +5,16 @@ import (
 	"embed"
 	"errors"
 	"html/template"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/miekg/dns"
 
@@ -32,6 +35,9 @@ type Dashboard struct {
 	Auth   *Auth
 	Log    *slog.Logger
 	Now    func() time.Time // default time.Now
+	// TrustedProxies are reverse proxies whose X-Forwarded-For names
+	// the client that login throttling counts.
+	TrustedProxies []netip.Prefix
 
 	pages map[string]*template.Template
 }
@@ -69,7 +75,11 @@ func (d *Dashboard) Handler() (http.Handler, error) {
 		d.pages[p] = t
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /static/", http.FileServerFS(files))
+	static, err := fs.Sub(files, "static")
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("GET /static/", staticOnly(http.StripPrefix("/static/", http.FileServerFS(static))))
 	mux.HandleFunc("GET /login", d.loginPage)
 	mux.HandleFunc("POST /login", d.loginPost)
 	mux.HandleFunc("POST /logout", d.authed(d.logout))
@@ -81,7 +91,49 @@ func (d *Dashboard) Handler() (http.Handler, error) {
 	mux.HandleFunc("GET /dns", d.authed(d.dns))
 	mux.HandleFunc("POST /dns/flush", d.authed(d.dnsFlush))
 	mux.HandleFunc("GET /config", d.authed(d.config))
-	return securityHeaders(mux), nil
+	return securityHeaders(limitBody(mux)), nil
+}
+
+// maxBody bounds a request body: the dashboard's forms are a few short
+// fields. Past it, form parsing fails and the request gets 400.
+const maxBody = 64 << 10
+
+func limitBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
+		if r.Method == http.MethodPost {
+			// Parsed here, so a form cut short is refused, not read as
+			// empty fields (a login with no password, counted as a
+			// failure).
+			if err := r.ParseForm(); err != nil {
+				code := http.StatusBadRequest
+				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+					code = http.StatusRequestEntityTooLarge
+				}
+				http.Error(w, "bad form", code)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// staticOnly refuses /static/ paths that could leave the static files
+// (dot segments, escaped or not; escaped slashes or backslashes) before
+// they reach the file server, which serves only the static directory
+// anyway (fs.Sub): the templates beside it are not for the public.
+func staticOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := strings.ToLower(r.URL.EscapedPath())
+		if strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(raw, "%2e") ||
+			strings.Contains(r.URL.Path, "..") || strings.Contains(r.URL.Path, "\\") {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // securityHeaders: no script runs, nothing frames the pages, and
@@ -160,9 +212,21 @@ func (d *Dashboard) noStore(w http.ResponseWriter, r *http.Request, p *page) boo
 	return true
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: a path with
+// exactly one leading slash, no scheme, no host, no backslash and no
+// control character (browsers drop tabs and newlines from a Location,
+// so "/\t/evil.test" would become "//evil.test"), else "/".
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if next == "" || len(next) > 2048 || strings.ContainsRune(next, '\\') ||
+		strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || unicode.IsSpace(r) }) {
+		return "/"
+	}
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") || strings.ContainsRune(u.Path, '\\') {
 		return "/"
 	}
 	return next
@@ -178,18 +242,22 @@ func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (d *Dashboard) loginPost(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
+	addr := clientAddr(r, d.TrustedProxies)
 	if !sameOrigin(r) {
-		d.Log.Warn("web: login form from another site refused", "client", clientAddr(r), "origin", r.Header.Get("Origin"), "fetch_site", r.Header.Get("Sec-Fetch-Site"))
+		d.Log.Warn("web: login form from another site refused", "client", addr, "origin", r.Header.Get("Origin"), "fetch_site", r.Header.Get("Sec-Fetch-Site"))
 		d.fail(w, r, http.StatusForbidden, "login form from another site")
 		return
 	}
-	addr := clientAddr(r)
-	token, err := d.Auth.login(addr, r.PostFormValue("user"), r.PostFormValue("password"))
+	token, err := d.Auth.login(r.Context(), addr, r.PostFormValue("user"), r.PostFormValue("password"))
 	if err != nil {
 		d.Log.Warn("web: login failed", "client", addr, "user", r.PostFormValue("user"), "err", err)
 		code := http.StatusUnauthorized
-		if errors.Is(err, errThrottled) {
+		switch {
+		case errors.Is(err, errThrottled), errors.Is(err, errSlowed):
 			code = http.StatusTooManyRequests
+		case errors.Is(err, errBusy):
+			code = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", "1")
 		}
 		d.render(w, r, code, "login", &page{Title: "Log in", Error: err.Error(), Content: next})
 		return

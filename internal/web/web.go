@@ -7,9 +7,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
+
+	"mailwall/internal/netguard"
 )
 
 // Health is one thing /healthz checks; nil Check means always fine.
@@ -24,9 +28,28 @@ type Server struct {
 	Health  []Health
 	// Dashboard serves every other path; nil: 404.
 	Dashboard http.Handler
+	// MaxConns bounds the connections open at once (0: no limit);
+	// MaxPerPeer those from one address, except from PerPeerExempt (the
+	// trusted proxies, through which every client comes). See
+	// internal/netguard.
+	MaxConns, MaxPerPeer int
+	PerPeerExempt        []netip.Prefix
+	Log                  *slog.Logger
 
 	srv *http.Server
 }
+
+// Timeouts and sizes of the HTTP server. A slow client cannot hold a
+// connection longer than ReadTimeout sending its request, nor
+// WriteTimeout (counted from the end of the request's headers) being
+// answered; pages read the store and answer in well under a second.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
 
 // Handler is the whole HTTP side, for tests and for Serve.
 func (s *Server) Handler() http.Handler {
@@ -64,8 +87,16 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 // Serve serves on ln until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	log := s.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	g := netguard.New(ln, netguard.Config{Name: "web " + ln.Addr().String(), MaxConns: s.MaxConns,
+		MaxPerPeer: s.MaxPerPeer, PerPeerExempt: s.PerPeerExempt, Log: log})
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	if err := s.srv.Serve(g); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
