@@ -216,7 +216,7 @@ func TestHardenReportAddressSmuggling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := time.Now().UTC().Truncate(24*time.Hour).Add(-72 * time.Hour)
+	old := time.Now().UTC().Truncate(24 * time.Hour).Add(-72 * time.Hour)
 	if _, err := st.SaveReport(context.Background(), &store.ReportOut{PolicyDomain: "attacker.test", Begin: old, End: old.Add(24*time.Hour - time.Second),
 		ReportID: "old.attacker.test@mx.rcpt.test", Filename: "old.xml.gz", Created: time.Now(), GZ: []byte{0x1f, 0x8b}},
 		[]dmarc.URI{{URI: hoSmuggled}}); err != nil {
