@@ -466,6 +466,11 @@ func (m *Message) Finish() Result {
 		in.SPFDomain, in.SPFScope = strings.ToLower(m.env.Helo), "helo"
 	}
 	for _, d := range r.DKIM {
+		if d.Domain == "" {
+			// No d= (the count of signatures past max_signatures, or one
+			// too broken to name its domain): nothing to align or report.
+			continue
+		}
 		in.DKIM = append(in.DKIM, dmarc.DKIMResult{Domain: d.Domain, Selector: d.Selector, Result: string(d.Status)})
 	}
 	r.DMARC = c.DMARC.Evaluate(m.ctx, in)
