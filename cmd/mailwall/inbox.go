@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"mailwall/internal/config"
 	"mailwall/internal/report"
 	"mailwall/internal/store"
 )
@@ -19,17 +20,18 @@ const maxReportMessage = 20 << 20
 // in the background: the mail itself is delivered as usual.
 type reportInbox struct {
 	addrs   map[string]bool
-	st      *store.Store
+	in      *report.Inbound
 	log     *slog.Logger
 	outcome func(string) // metrics, may be nil
 	sem     chan struct{}
 }
 
-func newReportInbox(addrs []string, st *store.Store, log *slog.Logger, outcome func(string)) *reportInbox {
+func newReportInbox(cfg *config.Config, st *store.Store, log *slog.Logger, outcome func(string)) *reportInbox {
+	addrs := cfg.Reports.Inbound.Addresses
 	if len(addrs) == 0 || st == nil {
 		return nil
 	}
-	in := &reportInbox{addrs: map[string]bool{}, st: st, log: log, outcome: outcome, sem: make(chan struct{}, 2)}
+	in := &reportInbox{addrs: map[string]bool{}, in: newInbound(cfg, st), log: log, outcome: outcome, sem: make(chan struct{}, 2)}
 	for _, a := range addrs {
 		in.addrs[strings.ToLower(a)] = true
 	}
@@ -44,8 +46,9 @@ func (in *reportInbox) count(outcome string) {
 	}
 }
 
-// take stores the reports in msg without holding the milter.
-func (in *reportInbox) take(msg []byte, tooBig bool, queueID string) {
+// take stores the reports in msg without holding the milter; auth is
+// the message's DMARC result, which decides whether they are believed.
+func (in *reportInbox) take(msg []byte, tooBig bool, queueID string, auth report.Auth) {
 	if tooBig {
 		in.log.Warn("dmarc report message too big to read; delivered unread", "queue_id", queueID, "limit", maxReportMessage)
 		in.count("malformed")
@@ -61,17 +64,24 @@ func (in *reportInbox) take(msg []byte, tooBig bool, queueID string) {
 		defer func() { <-in.sem }()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		rrs, err := report.IngestMessage(ctx, in.st, "milter", msg, time.Now())
+		rrs, err := in.in.IngestMessage(ctx, "milter", msg, auth, time.Now())
 		for _, rr := range rrs {
-			if rr.Error != "" {
+			switch {
+			case rr.Error != "":
 				in.count("malformed")
-			} else {
+			case !rr.Authenticated:
+				in.count("received_unauthenticated")
+			default:
 				in.count("received")
 			}
-			in.log.Info("dmarc report received", "queue_id", queueID, "org", rr.OrgName, "report_id", rr.ReportID, "domain", rr.Domain, "messages", rr.Messages, "error", rr.Error)
+			in.log.Info("dmarc report received", "queue_id", queueID, "org", rr.OrgName, "report_id", rr.ReportID, "domain", rr.Domain, "messages", rr.Messages,
+				"authenticated", rr.Authenticated, "auth", rr.Auth, "error", rr.Error)
+		}
+		if errors.Is(err, report.ErrRefused) {
+			in.count("refused")
 		}
 		if err != nil && !errors.Is(err, store.ErrDuplicate) {
-			in.log.Warn("dmarc report message", "queue_id", queueID, "err", err)
+			in.log.Warn("dmarc report message", "queue_id", queueID, "auth", auth.Why, "err", err)
 		}
 	}()
 }

@@ -57,9 +57,9 @@ Usage:
         "run" sends every host's test messages and prints what the MX concluded
   mailwall dns query NAME [TYPE] | mailwall dns flush [NAME]
         ask the running daemon what its DNS cache holds (remaining TTLs), or drop it
-  mailwall report list [--received] [--domain D] [--json] | show ID [--json] | send-now | import [--all] MAILDIR|FILE...
+  mailwall report list [--received] [--domain D] [--json] | show ID [--json] | send-now | import [--all] [--trusted] MAILDIR|FILE...
         DMARC aggregate reports: those made here (or received), one report's XML,
-        make and send what is due now, read received reports from a Maildir or files
+        make and send what is due now, read received reports from a Maildir, messages or files
   mailwall web password-hash < password | reset-password [--config FILE]
         print the bcrypt hash for web.password_hash, or make a new dashboard password
 `

@@ -240,9 +240,10 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 			f.reportFailure(&r, client, env, fields)
 		}
 		if keepRaw && r.Action != verdict.Reject && r.Action != verdict.TempFail {
-			// Reports that fail DMARC are refused with the rest: a report
-			// must pass DMARC (RFC 9990 §3.3) to be believed.
-			f.inbox.take(raw, tooBig, env.QueueID)
+			// A report must pass DMARC (RFC 9990 §3.3) to be believed:
+			// refused ones went with the rest, and those that fail under
+			// p=none are stored apart, marked unauthenticated.
+			f.inbox.take(raw, tooBig, env.QueueID, report.VerdictAuth(r.DMARC.Result, r.DMARC.HeaderFrom))
 		}
 		f.log.Info("message", "queue_id", env.QueueID, "client", client.String(), "helo", helo, "from", env.MailFrom,
 			"action", string(r.Action), "stage", r.Stage, "verdict", r.Verdict, "spf", string(r.SPF.Result), "dmarc", r.DMARC.Result,

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"mailwall/internal/config"
 	"mailwall/internal/dmarc"
@@ -30,7 +31,50 @@ type reporting struct {
 	st  *store.Store
 	gen *report.Generator
 	snd *report.Sender
+	in  *report.Inbound
 	log *slog.Logger
+}
+
+// newInbound reads received reports as the config says: those about
+// reports.inbound.domains, else about the signing domains and the
+// domains of the report addresses; believed when our
+// Authentication-Results say their message passed DMARC.
+func newInbound(cfg *config.Config, st *store.Store) *report.Inbound {
+	ic := cfg.Reports.Inbound
+	domains := ic.Domains
+	if len(domains) == 0 {
+		for _, s := range cfg.Checks.Signing {
+			domains = append(domains, s.Domain)
+		}
+		for _, a := range ic.Addresses {
+			if at := strings.LastIndexByte(a, '@'); at >= 0 {
+				domains = append(domains, a[at+1:])
+			}
+		}
+	}
+	id := cfg.Checks.AuthServID
+	if id == "" {
+		id = cfg.ReceiverName()
+	}
+	return &report.Inbound{Store: st, Domains: domains, AuthServID: id, PerReporterPerDay: ic.PerReporterPerDay}
+}
+
+// printable makes a string from a report (a sender's file name, org
+// name, an error quoting them) safe to print on a terminal: one with
+// control or format characters (escape sequences, bidi overrides, tabs
+// that would shift the table) is printed quoted, Go-escaped.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// looksLikeReport says whether a file is a report document (gzip, zip
+// or XML) rather than a mail message carrying one.
+func looksLikeReport(data []byte) bool {
+	return bytes.HasPrefix(data, []byte{0x1f, 0x8b}) || bytes.HasPrefix(data, []byte("PK\x03\x04")) ||
+		bytes.HasPrefix(bytes.TrimLeft(data, "\ufeff \t\r\n"), []byte("<"))
 }
 
 // reportSender is who reports say they are from: our domain and the
@@ -59,7 +103,7 @@ func newFailureReporter(cfg *config.Config, res dnsx.Resolver, log *slog.Logger,
 func newReporting(cfg *config.Config, st *store.Store, res dnsx.Resolver, log *slog.Logger, outcome func(string)) *reporting {
 	rc := cfg.Reports
 	receiver, from := reportSender(cfg)
-	return &reporting{cfg: cfg, st: st, log: log,
+	return &reporting{cfg: cfg, st: st, log: log, in: newInbound(cfg, st),
 		gen: &report.Generator{Store: st, Receiver: receiver, OrgName: rc.OrgName, Email: from, Contact: rc.Contact, Version: buildVersion(), Log: log,
 			NewPerHour: rc.NewDomainsPerHour, NewPerDay: rc.NewDomainsPerDay},
 		snd: &report.Sender{Store: st, DMARC: &dmarc.Evaluator{Resolver: res, PublicSuffixList: cfg.Checks.DMARCPSL}, Relay: rc.Relay,
@@ -78,12 +122,13 @@ func (r *reporting) tick(ctx context.Context) error {
 		r.log.Info("store: old records purged", "verdicts", p.Verdicts, "dmarc_rows", p.DMARCRows, "reports_out", p.ReportsOut, "reports_in", p.ReportsIn)
 	}
 	if dir := r.cfg.Reports.Inbound.Maildir; dir != "" {
-		res, err := report.ImportMaildir(ctx, r.st, dir, false, time.Now())
+		res, err := r.in.ImportMaildir(ctx, dir, false, time.Now())
 		if err != nil {
 			errs = append(errs, err)
 		}
 		if res.Messages > 0 {
-			r.log.Info("dmarc reports imported", "maildir", dir, "messages", res.Messages, "reports", res.Reports, "malformed", res.Malformed, "errors", strings.Join(res.Errors, "; "))
+			r.log.Info("dmarc reports imported", "maildir", dir, "messages", res.Messages, "reports", res.Reports, "malformed", res.Malformed,
+				"unauthenticated", res.Unauthenticated, "refused", res.Refused, "errors", strings.Join(res.Errors, "; "))
 		}
 	}
 	if r.cfg.Reports.Send {
@@ -125,6 +170,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	domain := fs.String("domain", "", "list: only this policy domain")
 	received := fs.Bool("received", false, "list: the reports received instead of those made here")
 	all := fs.Bool("all", false, "import: read cur/ too, not only new/")
+	trusted := fs.Bool("trusted", false, "import: believe bare report FILEs (you vouch for where they came from); messages are believed when our Authentication-Results say they passed DMARC")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
 		return err
@@ -149,9 +195,14 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				return errors.Join(err, enc.Encode(rs))
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tDOMAIN\tFROM\tBEGIN\tMESSAGES\tPOLICY\tERROR")
+			fmt.Fprintln(tw, "ID\tDOMAIN\tFROM\tBEGIN\tMESSAGES\tPOLICY\tAUTH\tERROR")
 			for _, r := range rs {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Domain, r.OrgName, r.Begin.Format("2006-01-02 15:04"), r.Messages, r.Policy, r.Error)
+				auth := "pass"
+				if !r.Authenticated {
+					auth = "unauthenticated: " + r.Auth
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, printable(r.Domain), printable(r.OrgName), r.Begin.Format("2006-01-02 15:04"), r.Messages,
+					printable(r.Policy), printable(auth), printable(r.Error))
 			}
 			return tw.Flush()
 		}
@@ -206,15 +257,17 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if len(pos) == 0 {
 			return fmt.Errorf("report import MAILDIR|FILE...: %w", errUsage)
 		}
+		in := newInbound(cfg, st)
 		for _, p := range pos {
 			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-				res, err := report.ImportMaildir(ctx, st, p, *all, time.Now())
+				res, err := in.ImportMaildir(ctx, p, *all, time.Now())
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "%s: %d messages, %d reports (%d malformed), %d already stored\n", p, res.Messages, res.Reports, res.Malformed, res.Duplicates)
+				fmt.Fprintf(stdout, "%s: %d messages, %d reports (%d malformed, %d unauthenticated), %d refused, %d already stored\n",
+					p, res.Messages, res.Reports, res.Malformed, res.Unauthenticated, res.Refused, res.Duplicates)
 				for _, e := range res.Errors {
-					fmt.Fprintf(stdout, "  %s\n", e)
+					fmt.Fprintf(stdout, "  %s\n", printable(e))
 				}
 				continue
 			}
@@ -222,14 +275,36 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if err != nil {
 				return err
 			}
-			rr, err := report.Ingest(ctx, st, "file:"+p, p, data, time.Now())
+			var rrs []*store.ReceivedReport
+			if looksLikeReport(data) {
+				auth := report.Auth{Why: "a file imported by hand"}
+				if *trusted {
+					auth = report.Auth{Pass: true, Why: "a file imported by hand with --trusted"}
+				}
+				var rr *store.ReceivedReport
+				rr, err = in.Ingest(ctx, "file:"+p, p, data, auth, time.Now())
+				if rr != nil && rr.ID != 0 {
+					rrs = append(rrs, rr)
+				}
+			} else {
+				rrs, err = in.IngestMessage(ctx, "file:"+p, data, report.MessageAuth(data, in.AuthServID), time.Now())
+			}
+			for _, rr := range rrs {
+				auth := ""
+				if !rr.Authenticated {
+					auth = " (unauthenticated: " + rr.Auth + ")"
+				}
+				fmt.Fprintf(stdout, "%s: %s report %s for %s, %d messages%s\n", p, printable(rr.OrgName), printable(rr.ReportID), printable(rr.Domain), rr.Messages, printable(auth))
+			}
 			switch {
 			case errors.Is(err, store.ErrDuplicate):
 				fmt.Fprintf(stdout, "%s: already stored\n", p)
+			case errors.Is(err, report.ErrRefused):
+				fmt.Fprintf(stdout, "%s: not stored: %s\n", p, printable(err.Error()))
+			case err != nil && len(rrs) > 0:
+				fmt.Fprintf(stdout, "%s: kept, flagged: %s\n", p, printable(err.Error()))
 			case err != nil:
-				fmt.Fprintf(stdout, "%s: kept, flagged: %v\n", p, err)
-			default:
-				fmt.Fprintf(stdout, "%s: %s report %s for %s, %d messages\n", p, rr.OrgName, rr.ReportID, rr.Domain, rr.Messages)
+				fmt.Fprintf(stdout, "%s: %s\n", p, printable(err.Error()))
 			}
 		}
 		return nil

@@ -118,7 +118,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if st != nil {
 		rec = st.NewRecorder(log, cfg.Store.Queue, met.StoreErrors)
 		defer rec.Close() // after the milter's shutdown: the last verdicts are written
-		inbox = newReportInbox(cfg.Reports.Inbound.Addresses, st, log, met.Report)
+		inbox = newReportInbox(cfg, st, log, met.Report)
 		rctx, stopReports := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { newReporting(cfg, st, resolver, log, met.Report).run(rctx); close(done) }()

@@ -68,10 +68,13 @@ type FailureReports struct {
 	PerHour          int  `yaml:"per_hour"`
 }
 
-// InboundReports says where reports for our domains arrive.
+// InboundReports says where reports for our domains arrive, and which
+// are read: those about our domains, within a rate per reporter.
 type InboundReports struct {
-	Addresses []string `yaml:"addresses"`
-	Maildir   string   `yaml:"maildir"`
+	Addresses         []string `yaml:"addresses"`
+	Maildir           string   `yaml:"maildir"`
+	Domains           []string `yaml:"domains"`
+	PerReporterPerDay int      `yaml:"per_reporter_per_day"`
 }
 
 // WebConfig is the dashboard, metrics and health listener.
@@ -403,6 +406,7 @@ func (c *Config) Validate() error {
 	check(!c.Reports.Failure.Send || c.Reports.Relay != "", "reports.relay: required when reports.failure.send is on")
 	check(c.Reports.Failure.PerDomainPerHour > 0 && c.Reports.Failure.PerHour > 0, "reports.failure.per_domain_per_hour and per_hour must be at least 1")
 	check(c.Reports.NewDomainsPerHour > 0 && c.Reports.NewDomainsPerDay > 0, "reports.new_domains_per_hour and new_domains_per_day must be at least 1")
+	check(c.Reports.Inbound.PerReporterPerDay >= 0, "reports.inbound.per_reporter_per_day must not be negative")
 	for i, s := range c.Checks.Signing {
 		check(s.Domain != "" && s.Selector != "" && s.Key != "", "checks.signing[%d]: domain, selector and key are required", i)
 	}

@@ -39,8 +39,12 @@ const (
 	// included (a record has about 20).
 	MaxElements = 50 * MaxRecords
 	// MaxRecordElements bounds the elements inside one child of
-	// <feedback>: a record with a dozen DKIM results has under 100.
-	MaxRecordElements = 256
+	// <feedback>: a record has about 20, plus 5 a DKIM result (our own
+	// tests report a message with 120 signatures).
+	MaxRecordElements = 1024
+	// MaxDKIMResults are kept of one record's DKIM results; the rest are
+	// counted (AuthResults.MoreDKIM).
+	MaxDKIMResults = 32
 	// MaxToken bounds one token: a tag with its attributes, a text, a
 	// comment. Report values are short.
 	MaxToken = 64 << 10

@@ -221,7 +221,7 @@ func TestParseLimits(t *testing.T) {
 		"nested in record":   {[]byte(head + "<record>" + strings.Repeat("<x>", 31) + strings.Repeat("</x>", 31) + "</record></feedback>"), defaultLimits(), "nested more than 32"},
 		"records":            {[]byte(head + strings.Repeat(record, 4) + "</feedback>"), small, "more than 3 records"},
 		"elements":           {[]byte(head + strings.Repeat("<x/>", 201) + "</feedback>"), small, "more than 200 elements"},
-		"elements in record": {[]byte(head + "<record>" + strings.Repeat("<x/>", MaxRecordElements+1) + "</record></feedback>"), defaultLimits(), "more than 256 elements in one"},
+		"elements in record": {[]byte(head + "<record>" + strings.Repeat("<x/>", MaxRecordElements+1) + "</record></feedback>"), defaultLimits(), "more than 1024 elements in one"},
 		"dkim results":       {[]byte(head + "<record><auth_results>" + strings.Repeat("<dkim/>", MaxRecordElements) + "</auth_results></record></feedback>"), defaultLimits(), "elements in one"},
 		"long token":         {[]byte(head + "<x a=\"" + strings.Repeat("b", MaxToken) + "\"/></feedback>"), defaultLimits(), "token longer than"},
 		"many attributes":    {[]byte(head + "<x" + strings.Repeat(" a=\"\"", MaxToken/5) + "/></feedback>"), defaultLimits(), "token longer than"},
@@ -239,6 +239,14 @@ func TestParseLimits(t *testing.T) {
 	// At the limits, a report is read.
 	if f, _, err := parse([]byte(head+strings.Repeat(record, 3)+"</feedback>"), small); err != nil || len(f.Records) != 3 {
 		t.Errorf("3 records at a limit of 3: %v", err)
+	}
+	// DKIM results past MaxDKIMResults are counted, not kept.
+	many := head + "<record><row><source_ip>192.0.2.1</source_ip><count>1</count><policy_evaluated><disposition>none</disposition></policy_evaluated></row>" +
+		"<identifiers><header_from>our.test</header_from></identifiers><auth_results>" + strings.Repeat("<dkim><domain>d.test</domain><result>pass</result></dkim>", 100) +
+		"<spf><domain>our.test</domain><result>pass</result></spf></auth_results></record></feedback>"
+	if f, err := Parse([]byte(many)); err != nil || len(f.Records[0].AuthResults.DKIM) != MaxDKIMResults || f.Records[0].AuthResults.MoreDKIM != 100-MaxDKIMResults ||
+		f.Records[0].AuthResults.SPF == nil || f.Records[0].AuthResults.DKIM[0].Domain != "d.test" {
+		t.Errorf("100 DKIM results: %v %+v", err, f)
 	}
 	if _, err := Parse(zipMany(MaxZipFiles)); err != nil {
 		t.Errorf("%d zip members: %v", MaxZipFiles, err)

@@ -97,6 +97,52 @@ type Identifiers struct {
 type AuthResults struct {
 	DKIM []DKIMResult `xml:"dkim"`
 	SPF  *SPFResult   `xml:"spf"`
+	// MoreDKIM counts the DKIM results read past MaxDKIMResults and not
+	// kept.
+	MoreDKIM int `xml:"-"`
+}
+
+// UnmarshalXML keeps at most MaxDKIMResults DKIM results: a message may
+// carry any number of signatures, and a report's records are kept in
+// memory until stored.
+func (a *AuthResults) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	for {
+		t, err := d.Token()
+		if err != nil {
+			return err
+		}
+		var se xml.StartElement
+		switch t := t.(type) {
+		case xml.EndElement:
+			return nil
+		case xml.StartElement:
+			se = t
+		default:
+			continue
+		}
+		switch {
+		case se.Name.Local == "dkim" && len(a.DKIM) < MaxDKIMResults:
+			var r DKIMResult
+			if err := d.DecodeElement(&r, &se); err != nil {
+				return err
+			}
+			a.DKIM = append(a.DKIM, r)
+		case se.Name.Local == "dkim":
+			a.MoreDKIM++
+			err = d.Skip()
+		case se.Name.Local == "spf":
+			var r SPFResult
+			if err := d.DecodeElement(&r, &se); err != nil {
+				return err
+			}
+			a.SPF = &r
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // DKIMResult is one signature's result.

@@ -85,8 +85,10 @@ func (s *Store) SaveReceived(ctx context.Context, r *ReceivedReport, raw []byte)
 	}
 	defer tx.Rollback()
 	var keep []byte
-	if r.Error != "" {
-		keep = raw // a malformed report is kept for a person to look at
+	if r.Error != "" && r.Authenticated {
+		// A malformed report is kept for a person to look at; not an
+		// unauthenticated one, which anyone may send by the hundred.
+		keep = raw
 	}
 	r.Messages = clamp(r.Messages, MaxReceivedMessages)
 	err = tx.QueryRowContext(ctx, `INSERT INTO reports_in (received_at, source, sha256, filename, org_name, email, report_id, domain, begin_at, end_at, policy, messages, error, raw,
