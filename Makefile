@@ -36,6 +36,7 @@ FUZZ_TARGETS = \
 	internal/phish:FuzzCheck \
 	internal/authres:FuzzParse \
 	internal/dmarc:FuzzParseRecord \
+	internal/dmarc:FuzzMailbox \
 	internal/conncheck:FuzzRegexpTable \
 	internal/milter:FuzzSession \
 	internal/feedback:FuzzParse \

@@ -115,3 +115,28 @@ func TestDestinationsDecoded(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMailbox: whatever a URI holds, an address Mailbox accepts is one
+// plain mailbox (nothing an SMTP command line could be split or extended
+// by), it checks again as itself, and Host is its domain.
+func FuzzMailbox(f *testing.F) {
+	f.Add("mailto:dmarc@example.test")
+	f.Add("mailto:victim%40victim.test%3E%20ORCPT%3Drfc822%3Bx@evil.test")
+	f.Add("mailto:r@b%C3%BCcher.example?subject=x")
+	f.Fuzz(func(t *testing.T, s string) {
+		u := URI{URI: s}
+		addr, err := u.Mailbox()
+		if err != nil {
+			return
+		}
+		if strings.ContainsAny(addr, "<> \t\r\n\x00,;:\"()[]\\%!") || strings.Count(addr, "@") != 1 {
+			t.Fatalf("%q gave %q", s, addr)
+		}
+		if again, err := CheckMailbox(addr); err != nil || again != addr {
+			t.Fatalf("%q gave %q, which checks as %q %v", s, addr, again, err)
+		}
+		if u.Host() != addr[strings.IndexByte(addr, '@')+1:] {
+			t.Fatalf("%q: host %q for %q", s, u.Host(), addr)
+		}
+	})
+}

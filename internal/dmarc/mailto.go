@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -97,7 +98,15 @@ func checkHost(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("no domain in the address")
 	}
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("domain %q is not UTF-8", s)
+	}
 	a, err := idna.Lookup.ToASCII(s)
+	if err == nil {
+		// The A-labels must stand for a name themselves (a stray
+		// escape can make a punycode label that does not).
+		_, err = idna.Lookup.ToUnicode(a)
+	}
 	if err != nil {
 		return "", fmt.Errorf("domain %q: %w", s, err)
 	}
