@@ -26,12 +26,23 @@ type HeaderIndex struct {
 // NewHeaderIndex returns an index over fields; names are added by Want or
 // by the first Hash that needs them.
 func NewHeaderIndex(fields []Field) *HeaderIndex {
-	return &HeaderIndex{fields: fields, slot: map[string]int{}}
+	return &HeaderIndex{fields: fields}
 }
+
+// smallHeader is the most fields Hash scans instead of indexing: up to
+// it, a scan per name costs less than building the index (most mail has
+// 10 to 30 fields), and with h= capped stays linear in the names.
+const smallHeader = 64
 
 // Want indexes the names not indexed yet, in one pass over the fields.
 // Giving every signature's names up front makes that one pass in all.
 func (ix *HeaderIndex) Want(names []string) {
+	if len(ix.fields) <= smallHeader {
+		return
+	}
+	if ix.slot == nil {
+		ix.slot = make(map[string]int)
+	}
 	first := len(ix.byName)
 	for _, n := range names {
 		if _, ok := ix.slot[string(ix.lower(n))]; !ok {
@@ -70,20 +81,54 @@ func (ix *HeaderIndex) lower(name string) []byte {
 // bottom up; names with no instance left add nothing. The signature field
 // is hashed with its b= emptied and without its CRLF.
 func (ix *HeaderIndex) Hash(sigField Field, alg, canon string, headers []string) []byte {
-	ix.Want(headers)
 	h := newHash(alg)
-	used := make([]int, len(ix.byName)) // instances taken, per name
-	for _, name := range headers {
-		j := ix.slot[string(ix.lower(name))]
-		list := ix.byName[j]
-		if n := used[j]; n < len(list) {
-			used[j] = n + 1
-			io.WriteString(h, canonHeader(ix.fields[list[len(list)-1-n]], canon))
+	if len(ix.fields) <= smallHeader {
+		var used uint64 // bit i: fields[i] taken
+		for _, name := range headers {
+			for i := len(ix.fields) - 1; i >= 0; i-- {
+				if used&(1<<i) == 0 && equalFoldASCII(ix.fields[i].Name, name) {
+					used |= 1 << i
+					io.WriteString(h, canonHeader(ix.fields[i], canon))
+					break
+				}
+			}
+		}
+	} else {
+		ix.Want(headers)
+		used := make([]int, len(ix.byName)) // instances taken, per name
+		for _, name := range headers {
+			j := ix.slot[string(ix.lower(name))]
+			list := ix.byName[j]
+			if n := used[j]; n < len(list) {
+				used[j] = n + 1
+				io.WriteString(h, canonHeader(ix.fields[list[len(list)-1-n]], canon))
+			}
 		}
 	}
 	s := canonHeader(Field{Name: sigField.Name, Raw: withoutB(sigField.Raw)}, canon)
 	io.WriteString(h, strings.TrimSuffix(s, "\r\n"))
 	return h.Sum(nil)
+}
+
+// equalFoldASCII compares field names as HeaderIndex does: ASCII letters
+// without case, other octets exactly.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // HeaderHash is Hash over fields indexed for this one signature.
