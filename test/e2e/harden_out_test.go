@@ -333,3 +333,55 @@ func TestHardenLabDNSAny(t *testing.T) {
 		t.Errorf("TXT over UDP: %d octets, truncated %v", n, resp.Truncated)
 	}
 }
+
+// TestHardenLabSymlinks runs the real "mailwall lab run" over a lab
+// directory where another user planted symlinks: a zone file pointing at
+// a file of ours, and (in a second directory) the key directory pointing
+// elsewhere. The zone file's target is untouched (the link replaced);
+// the key directory is refused and nothing is written through it.
+// Before issue 23 both were written through.
+func TestHardenLabSymlinks(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-ho-lab-")
+	labFile := filepath.Join(root, "lab.yaml")
+	os.WriteFile(labFile, []byte(`mx: {name: mx.rcpt.test, domain: rcpt.test, ip: 127.0.0.1}
+domains:
+  - name: example.test
+    spf: "v=spf1 ip4:127.0.0.2 -all"
+    dkim: [{selector: s1, algorithm: ed25519}]
+    hosts: [{name: mail, ip: 127.0.0.2, sign: true}]
+`), 0o644)
+	precious := filepath.Join(root, "precious")
+	os.WriteFile(precious, []byte("precious\n"), 0o644)
+	run := func(dir string) ([]byte, error) {
+		return exec.Command(bin, "lab", "run", labFile, "--dir", dir, "--dns", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--mx-port", "0").CombinedOutput()
+	}
+
+	dir := filepath.Join(root, "lab1")
+	os.MkdirAll(filepath.Join(dir, "zones"), 0o700)
+	os.Chmod(dir, 0o700)
+	if err := os.Symlink(precious, filepath.Join(dir, "zones", "example.test.zone")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(dir); err != nil {
+		t.Fatalf("lab run: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(precious); string(b) != "precious\n" {
+		t.Errorf("the zone file's symlink was written through: %q", b)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "zones", "example.test.zone")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("zone file: %v %v", fi, err)
+	}
+
+	dir = filepath.Join(root, "lab2")
+	elsewhere := filepath.Join(root, "elsewhere")
+	os.MkdirAll(elsewhere, 0o700)
+	os.MkdirAll(dir, 0o700)
+	os.Symlink(elsewhere, filepath.Join(dir, "keys"))
+	out, err := run(dir)
+	if err == nil || !strings.Contains(string(out), "symbolic link") {
+		t.Errorf("lab run with keys/ a symlink: %v\n%s", err, out)
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("written through the keys/ symlink: %v", ents)
+	}
+}
