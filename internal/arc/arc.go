@@ -93,9 +93,10 @@ type Validation struct {
 	fields []dkim.Field
 	sets   map[int]*set
 	n      int
-	err    error                  // a structural failure found in the header
-	bodies map[int]*dkim.BodyHash // AMS instance -> its body hash
-	index  *dkim.HeaderIndex      // the fields by name, for every AMS's h=
+	err    error                   // a structural failure found in the header
+	body   dkim.BodyHashes         // one pass per canonicalization, for all the AMS
+	bodies map[int]dkim.BodyHashID // AMS instance -> its body hash
+	index  *dkim.HeaderIndex       // the fields by name, for every AMS's h=
 }
 
 // Validate reads a whole message and validates its chain.
@@ -114,23 +115,18 @@ func (v *Verifier) Validate(ctx context.Context, r io.Reader) (Outcome, error) {
 
 // Start begins validating a message with these header fields.
 func (v *Verifier) Start(fields []dkim.Field) *Validation {
-	vn := &Validation{v: v, fields: fields, bodies: map[int]*dkim.BodyHash{}}
+	vn := &Validation{v: v, fields: fields, bodies: map[int]dkim.BodyHashID{}}
 	vn.sets, vn.err = collect(fields)
 	vn.n = len(vn.sets)
 	if vn.err == nil {
 		for i, s := range vn.sets {
-			vn.bodies[i] = dkim.NewBodyHash(s.ams.algorithm, s.ams.bc, s.ams.length)
+			vn.bodies[i] = vn.body.Add(s.ams.algorithm, s.ams.bc, s.ams.length)
 		}
 	}
 	return vn
 }
 
-func (vn *Validation) Write(p []byte) (int, error) {
-	for _, b := range vn.bodies {
-		b.Write(p)
-	}
-	return len(p), nil
-}
+func (vn *Validation) Write(p []byte) (int, error) { return vn.body.Write(p) }
 
 // collect parses the ARC fields into sets by instance and checks the
 // chain's structure (§5.2 steps 1-3 in part, §4.2.1).
@@ -410,7 +406,7 @@ func (vn *Validation) key(ctx context.Context, s *sig) (*dkim.Key, error) {
 func (vn *Validation) verifyAMS(ctx context.Context, b *dkim.Budget, i int) error {
 	start := time.Now()
 	m := vn.sets[i].ams
-	if got := vn.bodies[i].Sum(); string(got) != string(m.bh) {
+	if got, _ := vn.body.Sum(vn.bodies[i]); string(got) != string(m.bh) {
 		b.Charge(start)
 		return errors.New("body hash did not verify")
 	}

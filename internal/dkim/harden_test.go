@@ -359,3 +359,80 @@ func TestBudget(t *testing.T) {
 		t.Errorf("Verifier.Budget 1ns: %+v", r)
 	}
 }
+
+// TestBodyHashesMatchSeparate: the shared streams give each signature the
+// hash its own body hasher gave, for both canonicalizations, both hashes,
+// and l= values before, at and past the body's end.
+func TestBodyHashesMatchSeparate(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(23, 8617))
+	pieces := []string{"text", " ", "  ", "\t", "\r\n", "\n", "\r", "line of words\r\n", "\r\n\r\n"}
+	for round := range 200 {
+		var body strings.Builder
+		for range rng.IntN(60) {
+			body.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		var bs BodyHashes
+		type want struct {
+			id     BodyHashID
+			sum    []byte
+			length int64
+		}
+		var wants []want
+		for range 1 + rng.IntN(8) {
+			alg := []string{RSASHA256, Ed25519SHA256, RSASHA1}[rng.IntN(3)]
+			canon := []string{Simple, Relaxed}[rng.IntN(2)]
+			limit := int64(rng.IntN(body.Len()+10)) - 3
+			if limit < -1 {
+				limit = -1
+			}
+			one := newBodyHasher(newHash(alg), canon, limit)
+			writeInPieces(rng, one, body.String())
+			wants = append(wants, want{bs.Add(alg, canon, limit), one.Sum(), one.written})
+		}
+		writeInPieces(rng, &bs, body.String())
+		for i, w := range wants {
+			sum, n := bs.Sum(w.id)
+			if string(sum) != string(w.sum) || n != w.length {
+				t.Fatalf("round %d, signature %d (limit %d): length %d, want %d; sums differ: %v", round, i, w.id.limit, n, w.length, string(sum) != string(w.sum))
+			}
+		}
+		if len(bs.streams) > 4 {
+			t.Fatalf("%d streams", len(bs.streams))
+		}
+	}
+}
+
+func writeInPieces(rng *mrand.Rand, w interface{ Write([]byte) (int, error) }, s string) {
+	for len(s) > 0 {
+		n := 1 + rng.IntN(len(s))
+		w.Write([]byte(s[:n]))
+		s = s[n:]
+	}
+}
+
+// TestBodyHashedOncePerStream: ten signatures with ten different l= over
+// one canonicalization hash the body once, as one signature does.
+func TestBodyHashedOncePerStream(t *testing.T) {
+	keys, res := testKeys(t)
+	body := strings.Repeat("The quick brown fox jumps over the lazy dog, again and again.\r\n", 4<<20/64)
+	msg := "From: a@example.test\r\nSubject: big\r\n\r\n" + body
+	var signed strings.Builder
+	for i := range 10 {
+		s := &Signer{Domain: "example.test", Selector: "ed", Key: keys["ed"]}
+		field := sign(t, s, msg)
+		// An l= per signature (it breaks b=, not the body hash).
+		signed.WriteString(strings.Replace(field[:strings.Index(field, "From: a@")], "bh=", fmt.Sprintf("l=%d; bh=", len(body)-i), 1))
+	}
+	fields := parseFields(t, signed.String()+"From: a@example.test\r\nSubject: big\r\n\r\n")
+	vn := (&Verifier{Resolver: res}).Start(fields)
+	vn.Write([]byte(body))
+	if len(vn.sigs) != 10 || len(vn.bodies.streams) != 1 {
+		t.Fatalf("%d signatures, %d body streams", len(vn.sigs), len(vn.bodies.streams))
+	}
+	for _, r := range vn.Finish(context.Background()) {
+		// The body hash (of the whole body) does not match a prefix's.
+		if r.Status != Fail || r.BodyBytes != int64(len(body)) {
+			t.Errorf("%+v", r)
+		}
+	}
+}

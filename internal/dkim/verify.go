@@ -7,11 +7,8 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"crypto/sha1"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"strings"
 	"sync"
@@ -135,6 +132,7 @@ type Verification struct {
 	v         *Verifier
 	fields    []Field
 	sigs      []*pending
+	bodies    BodyHashes
 	results   []Result // for signatures that failed before the body
 	unchecked int      // signatures past MaxSignatures
 }
@@ -142,7 +140,7 @@ type Verification struct {
 type pending struct {
 	field Field
 	sig   *Signature
-	body  *bodyHasher
+	body  BodyHashID
 }
 
 // Start begins verifying a message with these header fields.
@@ -175,11 +173,7 @@ func (v *Verifier) Start(fields []Field) *Verification {
 			vn.results = append(vn.results, resultFor(sig).with(Policy, "rsa-sha1 is not accepted (RFC 8301)"))
 			continue
 		}
-		var h hash.Hash = sha256.New()
-		if sig.Algorithm == RSASHA1 {
-			h = sha1.New()
-		}
-		vn.sigs = append(vn.sigs, &pending{field: f, sig: sig, body: newBodyHasher(h, sig.BodyCanon, sig.Length)})
+		vn.sigs = append(vn.sigs, &pending{field: f, sig: sig, body: vn.bodies.Add(sig.Algorithm, sig.BodyCanon, sig.Length)})
 	}
 	return vn
 }
@@ -212,13 +206,8 @@ func roughTags(value string) (domain, selector string) {
 	return domain, selector
 }
 
-// Write feeds body octets to every signature's hash.
-func (vn *Verification) Write(p []byte) (int, error) {
-	for _, s := range vn.sigs {
-		s.body.Write(p)
-	}
-	return len(p), nil
-}
+// Write feeds body octets to the signatures' hashes.
+func (vn *Verification) Write(p []byte) (int, error) { return vn.bodies.Write(p) }
 
 // Finish ends the body and checks each signature; results keep the order
 // of the signatures in the header, those refused before the body first,
@@ -239,7 +228,7 @@ func (vn *Verification) Finish(ctx context.Context) []Result {
 				out = append(out, resultFor(s.sig).with(Policy, b.Reason()))
 				continue
 			}
-			out = append(out, vn.v.check(ctx, ix, s, b))
+			out = append(out, vn.v.check(ctx, ix, &vn.bodies, s, b))
 		}
 	}
 	if vn.unchecked > 0 {
@@ -251,12 +240,12 @@ func (vn *Verification) Finish(ctx context.Context) []Result {
 
 // check verifies one signature; the work is charged to b, the wait for
 // the key's DNS answer is not.
-func (v *Verifier) check(ctx context.Context, ix *HeaderIndex, p *pending, b *Budget) Result {
+func (v *Verifier) check(ctx context.Context, ix *HeaderIndex, bodies *BodyHashes, p *pending, b *Budget) Result {
 	start := time.Now()
 	sig := p.sig
 	res := resultFor(sig)
-	bodyHash := p.body.Sum()
-	res.BodyBytes = p.body.written
+	bodyHash, bodyBytes := bodies.Sum(p.body)
+	res.BodyBytes = bodyBytes
 	b.Charge(start)
 	now := time.Now()
 	if v.Now != nil {
