@@ -152,7 +152,7 @@ func TestServeAnswersAndStops(t *testing.T) {
 	}
 	var webAddr string
 	if !strings.Contains(said[0], "store "+filepath.Join(dir, "mailwall.db")) || !strings.Contains(said[3], "admin socket "+sock) ||
-		!strings.HasPrefix(said[1], "mailwall: dashboard login admin / ") || !strings.HasPrefix(said[2], "mailwall: web on http://") {
+		!strings.HasPrefix(said[1], "mailwall: dashboard login admin: first-run password in "+filepath.Join(dir, "initial-password")) || !strings.HasPrefix(said[2], "mailwall: web on http://") {
 		t.Fatalf("serve said %q", said)
 	}
 	fmt.Sscanf(said[2], "mailwall: web on http://%s", &webAddr)
@@ -471,11 +471,27 @@ func TestDashboardPasswordFirstRun(t *testing.T) {
 	}
 	defer st.Close()
 	cfg := config.Default()
+	cfg.Store.DSN = st.Name()
 	var out strings.Builder
 	hash, err := dashboardPassword(ctx, cfg, st, &out)
-	var password string
-	if _, scanErr := fmt.Sscanf(out.String(), "mailwall: dashboard login admin / %s ", &password); err != nil || scanErr != nil {
+	// Only the file's path is printed (stdout goes to the journal); the
+	// file beside the store is the owner's alone.
+	var path string
+	if _, scanErr := fmt.Sscanf(out.String(), "mailwall: dashboard login admin: first-run password in %s ", &path); err != nil || scanErr != nil {
 		t.Fatalf("first run: %q %v %v", out.String(), err, scanErr)
+	}
+	if want := filepath.Join(filepath.Dir(st.Name()), "initial-password"); path != want {
+		t.Errorf("password file %s, want %s", path, want)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 || !fi.Mode().IsRegular() {
+		t.Fatalf("password file: %v %v", fi.Mode(), err)
+	}
+	b, _ := os.ReadFile(path)
+	var password string
+	fmt.Sscanf(string(b), "user: admin\npassword: %s\n", &password)
+	if password == "" || strings.Contains(out.String(), password) {
+		t.Fatalf("password file %q, printed %q", b, out.String())
 	}
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
 		t.Error("the printed password does not match the hash kept")

@@ -78,6 +78,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	met.WatchCache(resolver.Stats)
 	opts.Observe = func(r policyd.Response, took time.Duration) { met.PolicyRequest(string(r.Action), took) }
 	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
+	srv.MaxPerPeer = cfg.Policyd.MaxConnectionsPerPeer
+	watchPolicyConns(met, srv)
 	mode, err := strconv.ParseUint(cfg.Policyd.UnixMode, 8, 32)
 	if err != nil {
 		return fmt.Errorf("policyd.unix_mode: %q is not an octal mode", cfg.Policyd.UnixMode)

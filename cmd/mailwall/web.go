@@ -3,11 +3,18 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
@@ -36,11 +43,27 @@ func startWeb(ctx context.Context, cfg *config.Config, st *store.Store, cache *d
 	if err != nil {
 		return nil, err
 	}
+	proxies, err := parsePrefixes(cfg.Web.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("web.trusted_proxies: %w", err)
+	}
+	ws.MaxConns, ws.MaxPerPeer, ws.PerPeerExempt, ws.Log = cfg.Web.MaxConnections, cfg.Web.MaxConnectionsPerPeer, proxies, log
+	if met != nil {
+		// Evidence for throttling that does not rest on timing: how many
+		// passwords were hashed, and how many logins were refused first.
+		met.Registry().MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mailwall_web_password_checks_total",
+				Help: "Dashboard logins whose password was checked (bcrypt comparisons)."},
+				func() float64 { return float64(auth.Stats().Checks) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mailwall_web_logins_refused_total",
+				Help: "Dashboard logins refused before any password check: throttled, or too many at once."},
+				func() float64 { return float64(auth.Stats().Refused) }))
+	}
 	shown, err := cfg.Redacted()
 	if err != nil {
 		return nil, err
 	}
-	dash := &web.Dashboard{Store: st, Cache: cache, Config: shown, Auth: auth, Log: log}
+	dash := &web.Dashboard{Store: st, Cache: cache, Config: shown, Auth: auth, Log: log, TrustedProxies: proxies}
 	if ws.Dashboard, err = dash.Handler(); err != nil {
 		return nil, err
 	}
@@ -59,8 +82,10 @@ func startWeb(ctx context.Context, cfg *config.Config, st *store.Store, cache *d
 
 // dashboardPassword is the bcrypt hash logins are checked against:
 // web.password_hash, else the one kept in the store, else a new random
-// password, printed once and kept hashed in the store. Without a store a
-// new one is printed at every start.
+// password, kept hashed in the store and written to a file only its
+// owner may read (initialPasswordFile), whose path is printed: stdout
+// goes to the journal, which more people read than should log in.
+// Without a store a new one is made at every start.
 func dashboardPassword(ctx context.Context, cfg *config.Config, st *store.Store, stdout io.Writer) (string, error) {
 	if cfg.Web.PasswordHash != "" {
 		return cfg.Web.PasswordHash, nil
@@ -75,18 +100,69 @@ func dashboardPassword(ctx context.Context, cfg *config.Config, st *store.Store,
 	if err != nil {
 		return "", err
 	}
+	if st != nil {
+		kept, created, err := st.InitSetting(ctx, passwordSetting, hash)
+		if err != nil || !created { // another node may have made one first: then it wrote it
+			return kept, err
+		}
+		hash = kept
+	}
+	path := initialPasswordFile(cfg)
+	if err := writeSecret(path, cfg.Web.User, password); err != nil {
+		return "", fmt.Errorf("web: first-run password: %w (or set web.password_hash)", err)
+	}
+	again := "mailwall web reset-password makes another"
 	if st == nil {
-		fmt.Fprintf(stdout, "mailwall: dashboard login %s / %s (no store: a new password at each start; set web.password_hash)\n", cfg.Web.User, password)
-		return hash, nil
+		again = "no store: a new one at each start; set web.password_hash"
 	}
-	kept, created, err := st.InitSetting(ctx, passwordSetting, hash)
+	fmt.Fprintf(stdout, "mailwall: dashboard login %s: first-run password in %s (mode 0600; delete it once you have logged in; %s)\n", cfg.Web.User, path, again)
+	return hash, nil
+}
+
+// initialPasswordFile is where the first-run password goes: beside the
+// SQLite store, else in systemd's StateDirectory, else /var/lib/mailwall.
+func initialPasswordFile(cfg *config.Config) string {
+	dir := "/var/lib/mailwall"
+	if cfg.Store.Driver == "sqlite" && cfg.Store.DSN != "" {
+		dir = filepath.Dir(cfg.Store.DSN)
+	} else if sd, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); sd != "" {
+		dir = sd
+	}
+	return filepath.Join(dir, "initial-password")
+}
+
+// writeSecret writes the login to path, mode 0600. A file left there is
+// replaced; a symlink planted there is removed, not followed (O_EXCL).
+func writeSecret(path, user, password string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", err
+		return err
 	}
-	if created { // another node may have made one first: then it printed it
-		fmt.Fprintf(stdout, "mailwall: dashboard login %s / %s (shown once; kept hashed in the store; mailwall web reset-password makes another)\n", cfg.Web.User, password)
+	_, err = fmt.Fprintf(f, "user: %s\npassword: %s\n", user, password)
+	return errors.Join(err, f.Sync(), f.Close())
+}
+
+// parsePrefixes reads addresses and CIDRs.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
-	return kept, nil
+	return out, nil
 }
 
 func cmdWeb(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {

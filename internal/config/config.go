@@ -82,6 +82,11 @@ type WebConfig struct {
 	Listen       string `yaml:"listen"`
 	User         string `yaml:"user"`
 	PasswordHash string `yaml:"password_hash"`
+	// Reverse proxies (CIDRs) whose X-Forwarded-For names the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Bounds on connections.
+	MaxConnections        int `yaml:"max_connections"`
+	MaxConnectionsPerPeer int `yaml:"max_connections_per_peer"`
 }
 
 // StoreConfig is the database.
@@ -232,6 +237,8 @@ type PolicydConfig struct {
 	ReasonMessage   string       `yaml:"reason_message"`
 	OnError         string       `yaml:"on_error"`
 	MaxConnections  int          `yaml:"max_connections"`
+	// Bound on connections from one address off loopback.
+	MaxConnectionsPerPeer int `yaml:"max_connections_per_peer"`
 }
 
 // UnmarshalYAML reads the section strictly, with helo_reject and
@@ -367,6 +374,13 @@ func (c *Config) Validate() error {
 	check(c.Policyd.MailFromReject != "Null", "policyd.mail_from_reject: Null applies to helo_reject only")
 	check(oneOf(c.Policyd.OnError, "dunno", "defer"), "policyd.on_error: %q is not dunno or defer", c.Policyd.OnError)
 	check(c.Policyd.MaxConnections > 0, "policyd.max_connections must be at least 1")
+	check(c.Policyd.MaxConnectionsPerPeer >= 0, "policyd.max_connections_per_peer must not be negative (0: no limit)")
+	check(c.Web.MaxConnections > 0 && c.Web.MaxConnectionsPerPeer > 0, "web.max_connections and web.max_connections_per_peer must be at least 1")
+	for _, p := range c.Web.TrustedProxies {
+		_, errP := netip.ParsePrefix(p)
+		_, errA := netip.ParseAddr(p)
+		check(errP == nil || errA == nil, "web.trusted_proxies: %q is not an address or CIDR", p)
+	}
 	for _, l := range c.Policyd.Listen {
 		check(strings.HasPrefix(l, "inet:") || strings.HasPrefix(l, "unix:"), "policyd.listen: %q must start with inet: or unix:", l)
 	}

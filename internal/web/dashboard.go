@@ -250,8 +250,7 @@ func (d *Dashboard) loginPost(w http.ResponseWriter, r *http.Request) {
 	}
 	token, err := d.Auth.login(r.Context(), addr, r.PostFormValue("user"), r.PostFormValue("password"))
 	if err != nil {
-		d.Log.Warn("web: login failed", "client", addr, "user", r.PostFormValue("user"), "err", err)
-		code := http.StatusUnauthorized
+		code, level := http.StatusUnauthorized, slog.LevelWarn
 		switch {
 		case errors.Is(err, errThrottled), errors.Is(err, errSlowed):
 			code = http.StatusTooManyRequests
@@ -259,6 +258,12 @@ func (d *Dashboard) loginPost(w http.ResponseWriter, r *http.Request) {
 			code = http.StatusServiceUnavailable
 			w.Header().Set("Retry-After", "1")
 		}
+		if code != http.StatusUnauthorized {
+			// Refused unchecked: under a flood, one line per attempt
+			// would bury the failures that matter (those checked).
+			level = slog.LevelDebug
+		}
+		d.Log.Log(r.Context(), level, "web: login failed", "client", addr, "user", r.PostFormValue("user"), "err", err)
 		d.render(w, r, code, "login", &page{Title: "Log in", Error: err.Error(), Content: next})
 		return
 	}

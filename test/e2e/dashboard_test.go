@@ -70,13 +70,7 @@ web:
   listen: 127.0.0.1:%d
 `, dbPath, webPort)), 0o644)
 	_, said := startProcessOutput(t, "mailwall: web on http://", bin, "serve", "--config", cfg)
-	var password string
-	for _, line := range said {
-		fmt.Sscanf(line, "mailwall: dashboard login admin / %s ", &password)
-	}
-	if password == "" {
-		t.Fatalf("no first-run password printed: %q", said)
-	}
+	password := hlInitialPassword(t, said)
 	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_milters = inet:127.0.0.1:%d\nmilter_default_action = tempfail\nmilter_protocol = 6\n", milterPort))
 	smtpAddr := fmt.Sprintf("127.0.0.1:%d", smtpPort)
 	body := func(subject string) string {

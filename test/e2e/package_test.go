@@ -164,7 +164,7 @@ wait $!`, root, pidFile)
 		close(lines)
 		exited <- ns.Wait()
 	}()
-	want := map[string]bool{"policy server listening on inet:127.0.0.1:10045": false, "milter listening on inet:127.0.0.1:8895": false, "web on http://127.0.0.1:8026": false, "dashboard login admin / ": false}
+	want := map[string]bool{"policy server listening on inet:127.0.0.1:10045": false, "milter listening on inet:127.0.0.1:8895": false, "web on http://127.0.0.1:8026": false, "dashboard login admin: first-run password in /var/lib/mailwall/initial-password": false}
 	deadline := time.After(30 * time.Second)
 	for waiting := len(want); waiting > 0; {
 		select {
