@@ -19,8 +19,8 @@ type BodyHashes struct {
 // bodyStream is one canonicalization feeding one hash.
 type bodyStream struct {
 	alg, canon string
-	body       *bodyHasher
-	h          *prefixHash
+	body       bodyHasher // writes to h
+	h          prefixHash
 	done       bool
 	final      []byte
 }
@@ -70,8 +70,9 @@ func (bs *BodyHashes) Add(alg, canon string, limit int64) BodyHashID {
 		}
 	}
 	if s == nil {
-		s = &bodyStream{alg: hashAlg, canon: canon, h: &prefixHash{Hash: newHash(hashAlg)}}
-		s.body = newBodyHasher(s.h, canon, -1)
+		// One allocation for the stream, its hasher and its hash wrapper.
+		s = &bodyStream{alg: hashAlg, canon: canon, h: prefixHash{Hash: newHash(hashAlg)}}
+		s.body = *newBodyHasher(&s.h, canon, -1)
 		bs.streams = append(bs.streams, s)
 	}
 	if limit >= 0 {
