@@ -22,6 +22,7 @@ import (
 	"github.com/miekg/dns"
 
 	"mailwall/internal/dnsx"
+	"mailwall/internal/netguard"
 )
 
 // Server answers on the admin socket.
@@ -30,8 +31,10 @@ type Server struct {
 	Log   *slog.Logger
 
 	http *http.Server
-	ln   net.Listener
+	ln   *netguard.Listener
 	path string
+	// timeout replaces readTimeout in tests.
+	timeout time.Duration
 }
 
 // DNSAnswer is the reply to a query: what the daemon's cache holds.
@@ -75,9 +78,42 @@ func (s *Server) Listen(path string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /dns/query", s.query)
 	mux.HandleFunc("POST /dns/flush", s.flush)
-	s.ln, s.path = ln, path
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log := s.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	s.ln = netguard.New(ln, netguard.Config{Name: "admin " + path, MaxConns: maxConns, Log: log})
+	s.path = path
+	rt := readTimeout
+	if s.timeout > 0 {
+		rt = s.timeout
+	}
+	s.http = &http.Server{Handler: noBody(mux), ReadHeaderTimeout: rt, ReadTimeout: rt,
+		WriteTimeout: writeTimeout, IdleTimeout: rt, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	return nil
+}
+
+// Bounds of the socket. Only the daemon's user can connect, but what it
+// runs (a script in a loop, a stuck client) must not take the daemon's
+// file descriptors or goroutines: connections are few, short and small.
+// The write timeout leaves room for a query's 10 s DNS wait.
+const (
+	maxConns     = 16
+	readTimeout  = 10 * time.Second
+	writeTimeout = 30 * time.Second
+)
+
+// noBody refuses request bodies: no endpoint reads one.
+func noBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > 0 {
+			http.Error(w, "no body expected", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 0)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Serve answers until Shutdown.
