@@ -40,7 +40,7 @@ The garbage collector's heap goal is kept at 16 MB or more; GOGC in the environm
 
 SIGHUP flushes the DNS cache and re-reads the config file. The checks, the SPF settings and the policy server's answers apply to the next request and the next milter connection; a message being checked finishes under the rules it began with. Listeners, dns, store, reports, web, admin and log need a restart, and the log names those that changed. A config that does not load leaves the running one in place. SIGTERM and SIGINT stop the daemon after the requests in progress.
 
-On first start without web.password_hash, a dashboard password is made, printed once on standard output and kept hashed in the store.`,
+On first start without web.password_hash, a dashboard password is made, kept hashed in the store and written to a file of mode 0600, initial-password beside the SQLite store (/var/lib/mailwall/initial-password by default; with PostgreSQL, in $STATE_DIRECTORY or /var/lib/mailwall); standard output, which goes to the journal, names only the file.`,
 			files: []manpage.Block{
 				{Tag: "/etc/mailwall/mailwall.yaml", Text: "the configuration the packaged service reads; see mailwall.yaml(5)"},
 				{Tag: "/var/lib/mailwall/mailwall.db", Text: "the SQLite store (store.dsn)"},
