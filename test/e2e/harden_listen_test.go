@@ -260,3 +260,45 @@ func TestHardenLoginThrottle(t *testing.T) {
 	}
 	d.alive(t)
 }
+
+// TestHardenWebPaths: /static/ with encoded dot segments used to serve
+// the embedded templates; /login?next=/%09/host redirected off the site
+// after login (browsers drop the tab from "/\t/host"); the first-run
+// password went to stdout, the journal. Now: 404s, a redirect to "/",
+// and the password only in its 0600 file.
+func TestHardenWebPaths(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-hl-web-")
+	d := startDaemon(t, bin, root, daemonSetup{dns: labtest.Lab(t)})
+	password := hlInitialPassword(t, d.said)
+	if strings.Contains(d.log(), password) {
+		t.Error("the first-run password is in serve's log")
+	}
+	for _, p := range []string{"/static/%2e%2e/templates/base.html", "/static/%2E%2E/templates/login.html",
+		"/static/..%2ftemplates/base.html", "/static/%2e%2e%2ftemplates%2fbase.html", "/static/%2e%2e%5ctemplates%5cbase.html"} {
+		c, err := net.DialTimeout("tcp", d.web, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Written by hand: an HTTP client would clean the path.
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", p, d.web)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		status, _, _ := strings.Cut(string(b), "\r\n")
+		if strings.Contains(string(b), "{{") || !strings.Contains(status, " 404 ") {
+			t.Errorf("GET %s: %s, want 404 and no template", p, status)
+		}
+	}
+	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("POST", "http://"+d.web+"/login", strings.NewReader(url.Values{"user": {"admin"}, "password": {password}, "next": {"/\t/evil.test"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://"+d.web)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/" {
+		t.Errorf("login with next=/%%09/evil.test: %d to %q, want 303 to /", resp.StatusCode, loc)
+	}
+}
