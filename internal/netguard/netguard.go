@@ -7,8 +7,9 @@
 //     net.Error that says it is a timeout) as temporary: it waits, 5 ms
 //     doubling to 1 s as net/http's Server.Serve does, and tries again,
 //     instead of returning an error that would end the accept loop and,
-//     in a daemon, the daemon. An episode is logged once when it starts
-//     and once when it ends, and counted in Stats;
+//     in a daemon, the daemon. Out of descriptors, it first asks Evict
+//     (below) to free one, once per pause. An episode is logged once
+//     when it starts and once when it ends, and counted in Stats;
 //   - keeps at most MaxConns connections open: a connection accepted at
 //     the limit first has Evict asked to close one (a server can give
 //     up an idle connection for a new one), and otherwise waits, held,
@@ -130,6 +131,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 	var delay time.Duration
 	var episode int // temporary errors in a row
 	var episodeStart time.Time
+	evicted := false // the last retry followed an eviction
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -142,10 +144,16 @@ func (l *Listener) Accept() (net.Conn, error) {
 				l.log.Warn("accept failed, retrying", "listener", l.cfg.Name, "err", err)
 			}
 			episode++
-			if isFDShortage(err) && l.cfg.Evict != nil && l.cfg.Evict() {
+			// One eviction per pause at most: if the descriptor freed
+			// went elsewhere (another listener, a file), evicting again
+			// at once would empty this server's idle connections for
+			// someone else's flood.
+			if !evicted && isFDShortage(err) && l.cfg.Evict != nil && l.cfg.Evict() {
 				l.evicted.Add(1)
+				evicted = true
 				continue
 			}
+			evicted = false
 			if delay == 0 {
 				delay = minBackoff
 			} else if delay *= 2; delay > maxBackoff {

@@ -242,3 +242,20 @@ func TestMaxPerPeer(t *testing.T) {
 		})
 	}
 }
+
+// When the descriptor an eviction freed goes elsewhere, the next retry
+// pauses before evicting again.
+func TestEvictOncePerPause(t *testing.T) {
+	evicts := 0
+	emfile := accErr(syscall.EMFILE)
+	l := New(newFake(emfile, emfile, emfile, emfile), Config{Log: quiet(), Evict: func() bool { evicts++; return true }})
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// evict, retry (EMFILE), pause, evict, retry (EMFILE), pause, accept.
+	if evicts != 2 {
+		t.Errorf("%d evictions for 4 EMFILEs, want 2", evicts)
+	}
+}
