@@ -290,6 +290,9 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				rrs, err = in.IngestMessage(ctx, "file:"+p, data, report.MessageAuth(data, in.AuthServID), time.Now())
 			}
 			for _, rr := range rrs {
+				if rr.Error != "" {
+					continue // said below
+				}
 				auth := ""
 				if !rr.Authenticated {
 					auth = " (unauthenticated: " + rr.Auth + ")"

@@ -172,7 +172,9 @@ func (in *Inbound) ingest(ctx context.Context, source, filename string, data []b
 	rr := &store.ReceivedReport{ReceivedAt: now, Source: source, Filename: filename, Authenticated: auth.Pass, Auth: auth.Why, Reporter: reporter}
 	f, perr := b.Parse(data)
 	if f != nil {
-		if !in.ours(f.PolicyPublished.Domain) {
+		// A report that names no domain is kept flagged, with the reason
+		// it could not be read.
+		if d := strings.TrimSpace(f.PolicyPublished.Domain); d != "" && !in.ours(d) {
 			return nil, fmt.Errorf("report: about %q, not one of our domains (reports.inbound.domains): %w", f.PolicyPublished.Domain, ErrRefused)
 		}
 		fill(rr, f)
