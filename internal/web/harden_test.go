@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,5 +307,74 @@ func TestBodyLimit(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("%d, want 413", resp.StatusCode)
+	}
+}
+
+// A slow client is cut off: headers that never end, a body that never
+// comes. Before, only ReadHeaderTimeout was set and a POST body could
+// trickle for ever, each holding a descriptor.
+func TestSlowClientsCut(t *testing.T) {
+	now := time.Now()
+	d := &Dashboard{Auth: fastAuth(t, &now)}
+	h, err := d.Handler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Dashboard: h, readFor: 300 * time.Millisecond, MaxConns: 100, MaxPerPeer: 4, Log: slog.New(slog.DiscardHandler)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	for _, tc := range []struct{ name, send string }{
+		{"headers", "POST /login HTTP/1.1\r\nHost: x\r\n"},
+		{"body", "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nuser=admin&pa"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.send)
+			start := time.Now()
+			c.SetReadDeadline(start.Add(5 * time.Second))
+			io.ReadAll(c) // until the server closes
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("still open after %v", took)
+			}
+		})
+	}
+	// Past MaxPerPeer, a connection is closed at once. (The slow ones'
+	// slots are given back just after the client sees them closed.)
+	for deadline := time.Now().Add(2 * time.Second); s.guard.Stats().Open > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var held []net.Conn
+	for range 5 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	// Read all at once: a Read past its deadline does not look for EOF.
+	var refused atomic.Int32
+	var wg sync.WaitGroup
+	for _, c := range held {
+		wg.Go(func() {
+			c.SetReadDeadline(time.Now().Add(150 * time.Millisecond)) // before readFor closes them all
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if refused.Load() != 1 {
+		t.Errorf("%d of 5 connections closed at once, want 1 (stats %+v)", refused.Load(), s.guard.Stats())
 	}
 }

@@ -36,7 +36,10 @@ type Server struct {
 	PerPeerExempt        []netip.Prefix
 	Log                  *slog.Logger
 
-	srv *http.Server
+	srv   *http.Server
+	guard *netguard.Listener
+	// readFor replaces readHeaderTimeout and readTimeout in tests.
+	readFor time.Duration
 }
 
 // Timeouts and sizes of the HTTP server. A slow client cannot hold a
@@ -93,9 +96,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	g := netguard.New(ln, netguard.Config{Name: "web " + ln.Addr().String(), MaxConns: s.MaxConns,
 		MaxPerPeer: s.MaxPerPeer, PerPeerExempt: s.PerPeerExempt, Log: log})
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+	rh, rt := readHeaderTimeout, readTimeout
+	if s.readFor > 0 {
+		rh, rt = s.readFor, s.readFor
+	}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: rh, ReadTimeout: rt,
 		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	s.guard = g
 	if err := s.srv.Serve(g); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
