@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"mailwall/internal/config"
 	"mailwall/internal/dmarc"
@@ -64,7 +65,9 @@ func newInbound(cfg *config.Config, st *store.Store) *report.Inbound {
 // control or format characters (escape sequences, bidi overrides, tabs
 // that would shift the table) is printed quoted, Go-escaped.
 func printable(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+	// Invalid UTF-8 is quoted too: a lone 0x9b is CSI to a Latin-1
+	// terminal.
+	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
 		return s
 	}
 	return strconv.Quote(s)
