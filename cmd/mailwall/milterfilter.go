@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"syscall"
 	"time"
 
 	"mailwall/internal/config"
@@ -69,6 +70,21 @@ func milterHeaderLimits(c config.MilterConfig) headerLimits {
 // milterMacros are the macros milterFilter reads: the server keeps no
 // others.
 func milterMacros() []string { return []string{"i", "auth_authen"} }
+
+// milterMaxConns is milter.max_connections, lowered to half the file
+// descriptors the process may open: idle milter connections alone then
+// cannot take the descriptors the policy server, the dashboard and the
+// store need (Go raises the soft limit to the hard one at start, so this
+// bites only where the hard limit is low).
+func milterMaxConns(configured int, log *slog.Logger) int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == 0 || lim.Cur >= uint64(2*configured) {
+		return configured
+	}
+	half := max(int(lim.Cur/2), 1)
+	log.Warn("milter.max_connections lowered to half the file descriptor limit", "max_connections", configured, "fd_limit", lim.Cur, "now", half)
+	return half
+}
 
 // refusal is the answer to a message whose header went past the limits.
 // X.3.4 (RFC 3463 §3.4, "message too big for system": a per-message

@@ -233,7 +233,7 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 		MacroNames:       milterMacros(),
 		HandshakeTimeout: cfg.Milter.HandshakeTimeout.D(),
 		IdleTimeout:      cfg.Milter.IdleTimeout.D(),
-		MaxConns:         cfg.Milter.MaxConnections,
+		MaxConns:         milterMaxConns(cfg.Milter.MaxConnections, log),
 		MaxConnsPerPeer:  cfg.Milter.MaxConnectionsPerPeer,
 	}
 	for _, addr := range cfg.Milter.Listen {
