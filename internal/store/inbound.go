@@ -66,6 +66,9 @@ const (
 	MaxReceivedMessages = MaxReceivedCount * 20_000
 )
 
+// MaxKeptRaw bounds the report file kept raw when it could not be read.
+const MaxKeptRaw = 1 << 20
+
 func clamp(n, hi int64) int64 { return min(max(n, 0), hi) }
 
 func boolInt(b bool) int {
@@ -85,9 +88,10 @@ func (s *Store) SaveReceived(ctx context.Context, r *ReceivedReport, raw []byte)
 	}
 	defer tx.Rollback()
 	var keep []byte
-	if r.Error != "" && r.Authenticated {
+	if r.Error != "" && r.Authenticated && len(raw) <= MaxKeptRaw {
 		// A malformed report is kept for a person to look at; not an
-		// unauthenticated one, which anyone may send by the hundred.
+		// unauthenticated one, which anyone may send by the hundred,
+		// nor a large one.
 		keep = raw
 	}
 	r.Messages = clamp(r.Messages, MaxReceivedMessages)

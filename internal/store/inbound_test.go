@@ -51,3 +51,31 @@ func TestPictureCounts(t *testing.T) {
 		}
 	})
 }
+
+// TestReceivedRaw: a malformed report is kept raw for a person to look
+// at only when authenticated and at most MaxKeptRaw octets: anyone can
+// mail unauthenticated ones by the hundred.
+func TestReceivedRaw(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		for i, c := range []struct {
+			authed bool
+			size   int
+			kept   bool
+		}{{true, 100, true}, {false, 100, false}, {true, MaxKeptRaw + 1, false}} {
+			raw := make([]byte, c.size)
+			raw[0] = byte(i)
+			r := &ReceivedReport{ReceivedAt: time.Now(), Error: "feedback: broken", Authenticated: c.authed}
+			if err := s.SaveReceived(ctx, r, raw); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(LENGTH(raw), 0) FROM reports_in WHERE id = $1`, r.ID).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if (n == c.size) != c.kept || (n != 0 && n != c.size) {
+				t.Errorf("%+v: %d octets kept", c, n)
+			}
+		}
+	})
+}
