@@ -317,8 +317,9 @@ type Server struct {
 	// command) and waits up to milter_content_timeout (300 s) itself, so
 	// this stays above both.
 	IdleTimeout time.Duration
-	// MaxConns bounds the connections open at once (default
-	// DefaultMaxConns): past it a newcomer takes the place of the oldest
+	// MaxConns bounds the connections open at once through each
+	// listener (default DefaultMaxConns): past it a newcomer, or an
+	// Accept out of file descriptors, takes the place of the oldest
 	// connection that has not negotiated yet, or else waits in the
 	// kernel's queue. MaxConnsPerPeer bounds those from one IP address
 	// (default DefaultMaxConnsPerPeer; unix sockets are not counted):
@@ -334,9 +335,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners []net.Listener
-	// conns are the connections open; the time is when one was accepted
-	// while it has not negotiated, zero after.
-	conns   map[net.Conn]time.Time
+	// conns are the connections open.
+	conns   map[net.Conn]connState
 	wg      sync.WaitGroup
 	closing atomic.Bool
 	// idle are the goroutines that have served a connection and wait,
@@ -375,12 +375,13 @@ func limit(v, def int) int {
 // Serve accepts connections on ln until Shutdown. Running out of file
 // descriptors does not end it: it waits and tries again (netguard).
 func (s *Server) Serve(ln net.Listener) error {
-	gl := netguard.New(ln, netguard.Config{Name: "milter " + ln.Addr().String(), MaxConns: limit(s.MaxConns, DefaultMaxConns),
-		MaxPerPeer: limit(s.MaxConnsPerPeer, DefaultMaxConnsPerPeer), Evict: s.evictUnnegotiated, Log: s.log()})
+	var gl *netguard.Listener
+	gl = netguard.New(ln, netguard.Config{Name: "milter " + ln.Addr().String(), MaxConns: limit(s.MaxConns, DefaultMaxConns),
+		MaxPerPeer: limit(s.MaxConnsPerPeer, DefaultMaxConnsPerPeer), Evict: func() bool { return s.evictUnnegotiated(gl) }, Log: s.log()})
 	s.mu.Lock()
 	s.listeners = append(s.listeners, gl)
 	if s.conns == nil {
-		s.conns = map[net.Conn]time.Time{}
+		s.conns = map[net.Conn]connState{}
 		s.done = make(chan struct{})
 		if s.closing.Load() {
 			close(s.done)
@@ -412,7 +413,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			c.Close()
 			return nil
 		}
-		s.conns[c] = time.Now()
+		s.conns[c] = connState{ln: gl, accepted: time.Now()}
 		if n := len(s.idle); n > 0 {
 			next := s.idle[n-1]
 			s.idle = s.idle[:n-1]
@@ -427,24 +428,32 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// evictUnnegotiated closes the connection that has waited longest
-// without negotiating, for a newcomer when connections or file
+// connState is what the server knows of an open connection.
+type connState struct {
+	ln net.Listener // it came through
+	// accepted is when, while it has not negotiated; zero after (or
+	// once evicted).
+	accepted time.Time
+}
+
+// evictUnnegotiated closes the connection through ln that has waited
+// longest without negotiating, for a newcomer when ln is full or file
 // descriptors run out: an MTA negotiates at once, so that one is the
 // least likely to be one.
-func (s *Server) evictUnnegotiated() bool {
+func (s *Server) evictUnnegotiated(ln net.Listener) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var oldest net.Conn
 	var since time.Time
-	for c, t := range s.conns {
-		if !t.IsZero() && (oldest == nil || t.Before(since)) {
-			oldest, since = c, t
+	for c, st := range s.conns {
+		if st.ln == ln && !st.accepted.IsZero() && (oldest == nil || st.accepted.Before(since)) {
+			oldest, since = c, st.accepted
 		}
 	}
 	if oldest == nil {
 		return false
 	}
-	s.conns[oldest] = time.Time{} // evicted once
+	s.conns[oldest] = connState{ln: ln} // evicted once
 	s.evicted.Add(1)
 	oldest.Close()
 	return true
@@ -453,8 +462,8 @@ func (s *Server) evictUnnegotiated() bool {
 // negotiated marks c as past its handshake: no longer the first to go.
 func (s *Server) negotiated(c net.Conn) {
 	s.mu.Lock()
-	if _, ok := s.conns[c]; ok {
-		s.conns[c] = time.Time{}
+	if st, ok := s.conns[c]; ok {
+		s.conns[c] = connState{ln: st.ln}
 	}
 	s.mu.Unlock()
 }
