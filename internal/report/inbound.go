@@ -150,8 +150,8 @@ func (in *Inbound) ours(domain string) bool {
 }
 
 // Ingest parses one report file and stores it. A malformed report is
-// stored too, flagged with its error (and, when authenticated, kept
-// raw); the error is also returned. store.ErrDuplicate means the same
+// stored too, flagged with its error (and, when authenticated and under
+// store.MaxKeptRaw, kept raw); the error is also returned. store.ErrDuplicate means the same
 // bytes were stored before; ErrRefused that nothing was stored.
 func (in *Inbound) Ingest(ctx context.Context, source, filename string, data []byte, auth Auth, now time.Time) (*store.ReceivedReport, error) {
 	b := feedback.MessageBudget()
@@ -166,7 +166,7 @@ func (in *Inbound) ingest(ctx context.Context, source, filename string, data []b
 			return nil, err
 		}
 		if n >= in.PerReporterPerDay {
-			return nil, fmt.Errorf("report: %d reports from %s in 24 hours, the most reports.inbound.per_reporter_per_day allows: %w", n, reporter, ErrRefused)
+			return nil, fmt.Errorf("report: %d reports from %q in 24 hours, the most reports.inbound.per_reporter_per_day allows: %w", n, reporter, ErrRefused)
 		}
 	}
 	rr := &store.ReceivedReport{ReceivedAt: now, Source: source, Filename: filename, Authenticated: auth.Pass, Auth: auth.Why, Reporter: reporter}
