@@ -444,3 +444,20 @@ func TestAttachments(t *testing.T) {
 		t.Errorf("text message: %v %d", err, len(atts))
 	}
 }
+
+// TestFuzzLimitsReached: FuzzParse's seeds reach its small limits, so
+// that the fuzzer explores the code past them from the start.
+func TestFuzzLimitsReached(t *testing.T) {
+	for _, c := range []struct {
+		seed []byte
+		want string
+	}{
+		{[]byte("<feedback>" + strings.Repeat("<a>", 20) + "</feedback>"), "nested more than 8"},
+		{[]byte("<feedback>" + strings.Repeat("<record/>", 20) + "</feedback>"), "more than 8 records"},
+		{gz([]byte("<feedback><record>" + strings.Repeat("<x/>", 100) + "</record></feedback>")), "more than 32 elements in one"},
+	} {
+		if _, _, err := parse(c.seed, fuzzLimits); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%.40q: %v, want %q", c.seed, err, c.want)
+		}
+	}
+}
