@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/publicsuffix"
+
 	"mailwall/internal/authres"
 	"mailwall/internal/feedback"
 	"mailwall/internal/store"
@@ -52,11 +54,19 @@ type Auth struct {
 // unauthenticated reports: their From domain is the sender's choice.
 const unauthenticatedReporter = "(unauthenticated)"
 
+// reporter is who the rate limit counts a report against: the
+// organizational domain of an authenticated From (by the Public Suffix
+// List), so that a sender cannot take a new allowance with each
+// subdomain.
 func (a Auth) reporter() string {
-	if a.Pass && a.Reporter != "" {
-		return strings.ToLower(a.Reporter)
+	if !a.Pass || a.Reporter == "" {
+		return unauthenticatedReporter
 	}
-	return unauthenticatedReporter
+	d := strings.TrimSuffix(strings.ToLower(a.Reporter), ".")
+	if org, err := publicsuffix.EffectiveTLDPlusOne(d); err == nil {
+		return org
+	}
+	return d
 }
 
 // VerdictAuth is the Auth of a message judged here: the milter knows

@@ -241,6 +241,10 @@ func TestIngestBelief(t *testing.T) {
 		if _, err := in.IngestMessage(ctx, "milter", reportMessage("bank.test", "r4", oneReport("bank.test", "r4", "1")), passed, now); !errors.Is(err, ErrRefused) {
 			t.Errorf("fourth report of the day: %v", err)
 		}
+		// Nor from a subdomain: the allowance is the organization's.
+		if _, err := in.IngestMessage(ctx, "milter", reportMessage("bank.test", "r4", oneReport("bank.test", "r4", "1")), VerdictAuth("pass", "x1.receiver.test"), now); !errors.Is(err, ErrRefused) {
+			t.Errorf("fourth report of the day, from a subdomain: %v", err)
+		}
 		if _, err := in.IngestMessage(ctx, "milter", reportMessage("bank.test", "r5", oneReport("bank.test", "r5", "1")), passed, now.Add(25*time.Hour)); err != nil {
 			t.Errorf("next day: %v", err)
 		}
