@@ -8,7 +8,7 @@ import (
 )
 
 // FuzzSession feeds arbitrary packets to a session: errors end it, nothing
-// panics.
+// panics, and the macros kept stay counted and within MaxMacroBytes.
 func FuzzSession(f *testing.F) {
 	var buf bytes.Buffer
 	w := bufio.NewWriter(&buf)
@@ -29,7 +29,17 @@ func FuzzSession(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if quit, err := ss.handle(p); quit || err != nil {
+			quit, err := ss.handle(p)
+			kept := 0
+			for _, st := range ss.macros.stages {
+				for _, kv := range st {
+					kept += len(kv.name) + len(kv.value)
+				}
+			}
+			if kept != ss.macros.size || kept > MaxMacroBytes {
+				t.Fatalf("macros: %d octets kept, %d counted, limit %d", kept, ss.macros.size, MaxMacroBytes)
+			}
+			if quit || err != nil {
 				return
 			}
 		}
