@@ -96,10 +96,9 @@ func mhMessage(extra string, n int, name string) string {
 }
 
 // TestHardenMilterHeaderFields: 2,000,000 header fields (8 MB) through
-// Postfix get the configured
-// reply, 552 5.3.4, and serve keeps none of them: its RSS grows by less
-// than 64 MB (it grew by 412 MB, to 458 MB, when the milter kept them
-// all).
+// Postfix get the configured reply, 552 5.3.4, within seconds, and serve
+// keeps none of them: its peak RSS grows by less than 64 MB (by 383 MB
+// when the milter kept them all, and the message was accepted).
 func TestHardenMilterHeaderFields(t *testing.T) {
 	requirePostfix(t)
 	root, bin := mhRoot(t, "mailwall-mh-fields-")
@@ -126,8 +125,8 @@ func TestHardenMilterHeaderFields(t *testing.T) {
 	if grew > 64<<20 {
 		t.Errorf("serve's peak RSS grew by %.0f MB, want under 64 MB", float64(grew)/(1<<20))
 	}
-	if cpu > 10*time.Second {
-		t.Errorf("serve used %v of CPU", cpu)
+	if cpu > 5*time.Second || took > 30*time.Second {
+		t.Errorf("serve used %v of CPU, the reply came after %v", cpu, took)
 	}
 	d.alive(t)
 	// Still serving.
