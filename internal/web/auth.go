@@ -211,10 +211,11 @@ func (a *Auth) login(ctx context.Context, addr, user, password string) (string, 
 		}
 		return "", errWrong
 	}
+	// A login clears the address's failures, but not while other attempts
+	// from it are being checked: clearing them then would give a burst of
+	// concurrent guesses more than maxFailures checks between them.
 	if f.pending == 0 && a.failures[key] == f {
 		delete(a.failures, key)
-	} else {
-		f.n = 0
 	}
 	token := randomToken(32)
 	a.sessions[token] = &session{csrf: randomToken(24), created: now, lastUsed: now}
