@@ -8,8 +8,11 @@
 //     doubling to 1 s as net/http's Server.Serve does, and tries again,
 //     instead of returning an error that would end the accept loop and,
 //     in a daemon, the daemon. Out of descriptors, it first asks Evict
-//     (below) to free one, once per pause. An episode is logged once
-//     when it starts and once when it ends, and counted in Stats;
+//     (below) to free one, once per pause. An episode is counted in
+//     Stats, and logged when it starts and when it ends, but at most one
+//     episode per LogEvery (10 s): under a sustained flood each eviction
+//     ends an episode, and logging each would write two lines per
+//     connection. The next episode logged says how many went unlogged;
 //   - keeps at most MaxConns connections open: a connection accepted at
 //     the limit first has Evict asked to close one (a server can give
 //     up an idle connection for a new one), and otherwise waits, held,
@@ -40,6 +43,10 @@ const (
 	minBackoff = 5 * time.Millisecond
 	maxBackoff = time.Second
 )
+
+// LogEvery is the least time between two logged temporary-error
+// episodes of one listener.
+const LogEvery = 10 * time.Second
 
 // Config says what a Listener allows. The zero value limits nothing but
 // still survives temporary accept errors.
@@ -76,6 +83,13 @@ type Stats struct {
 	FullWaits       uint64 // times Accept waited at MaxConns
 }
 
+// Add returns the sum of s and o: the counters of a server's listeners
+// together.
+func (s Stats) Add(o Stats) Stats {
+	return Stats{Open: s.Open + o.Open, Accepted: s.Accepted + o.Accepted, TemporaryErrors: s.TemporaryErrors + o.TemporaryErrors,
+		PerPeerRefused: s.PerPeerRefused + o.PerPeerRefused, Evicted: s.Evicted + o.Evicted, FullWaits: s.FullWaits + o.FullWaits}
+}
+
 // Listener is a guarded net.Listener. Its Accept returns only
 // connections within the limits, and an error only when the underlying
 // listener fails for good (closed, or an error not known as temporary).
@@ -95,12 +109,21 @@ type Listener struct {
 
 	open                                                     atomic.Int64
 	accepted, tempErrors, perPeerRefused, evicted, fullWaits atomic.Uint64
+
+	// Episode logging, rate-limited (logEpisode): when one was last
+	// logged, the episodes begun since, and the error and eviction
+	// totals then.
+	logEvery            time.Duration // LogEvery; tests shorten it
+	logMu               sync.Mutex
+	lastLog             time.Time
+	episodesSince       uint64
+	errorsAt, evictedAt uint64
 }
 
 // New wraps ln.
 func New(ln net.Listener, cfg Config) *Listener {
 	l := &Listener{Listener: ln, cfg: cfg, log: cfg.Log, done: make(chan struct{}),
-		perPeer: map[netip.Addr]int{}, refusing: map[netip.Addr]bool{}}
+		perPeer: map[netip.Addr]int{}, refusing: map[netip.Addr]bool{}, logEvery: LogEvery}
 	if l.log == nil {
 		l.log = slog.Default()
 	}
@@ -131,6 +154,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 	var delay time.Duration
 	var episode int // temporary errors in a row
 	var episodeStart time.Time
+	logged := false  // this episode has been logged, so its end will be
 	evicted := false // the last retry followed an eviction
 	for {
 		c, err := l.Listener.Accept()
@@ -141,7 +165,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.tempErrors.Add(1)
 			if episode == 0 {
 				episodeStart = time.Now()
-				l.log.Warn("accept failed, retrying", "listener", l.cfg.Name, "err", err)
+			}
+			// An episode not logged at its start is logged by a later
+			// error of it once LogEvery has passed: a long one shows.
+			if !logged {
+				logged = l.logEpisode(err, episode == 0)
 			}
 			episode++
 			// One eviction per pause at most: if the descriptor freed
@@ -165,8 +193,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		if episode > 0 {
-			l.log.Info("accepting again", "listener", l.cfg.Name, "errors", episode, "after", time.Since(episodeStart).Round(time.Millisecond).String())
-			episode, delay = 0, 0
+			if logged {
+				l.log.Info("accepting again", "listener", l.cfg.Name, "errors", episode, "after", time.Since(episodeStart).Round(time.Millisecond).String())
+			}
+			episode, delay, logged = 0, 0, false
 		}
 		peer, counted := l.peerOf(c)
 		if counted && !l.addPeer(peer) {
@@ -186,6 +216,31 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.accepted.Add(1)
 		return &conn{Conn: c, l: l, peer: peer, counted: counted}, nil
 	}
+}
+
+// logEpisode logs a temporary accept error of an episode (begun: its
+// first) unless another was logged less than logEvery ago, and reports
+// whether it did. A log after quiet ones says what they hid: episodes
+// begun, errors and evictions since the last log.
+func (l *Listener) logEpisode(err error, begun bool) bool {
+	l.logMu.Lock()
+	defer l.logMu.Unlock()
+	if begun {
+		l.episodesSince++
+	}
+	now := time.Now()
+	if !l.lastLog.IsZero() && now.Sub(l.lastLog) < l.logEvery {
+		return false
+	}
+	errs, evicted := l.tempErrors.Load(), l.evicted.Load()
+	args := []any{"listener", l.cfg.Name, "err", err}
+	if !l.lastLog.IsZero() {
+		args = append(args, "since_last_log", now.Sub(l.lastLog).Round(time.Second).String(),
+			"episodes", l.episodesSince, "errors", errs-l.errorsAt, "evicted", evicted-l.evictedAt)
+	}
+	l.log.Warn("accept failed, retrying", args...)
+	l.lastLog, l.episodesSince, l.errorsAt, l.evictedAt = now, 0, errs, evicted
+	return true
 }
 
 // takeSlot waits for one of MaxConns, asking Evict first.

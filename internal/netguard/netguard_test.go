@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -257,5 +258,58 @@ func TestEvictOncePerPause(t *testing.T) {
 	// evict, retry (EMFILE), pause, evict, retry (EMFILE), pause, accept.
 	if evicts != 2 {
 		t.Errorf("%d evictions for 4 EMFILEs, want 2", evicts)
+	}
+}
+
+// floodListener is a process out of descriptors under a connection flood:
+// every other Accept fails with EMFILE, and the one after an eviction
+// succeeds.
+type floodListener struct {
+	fakeListener
+	fail bool
+}
+
+func (f *floodListener) Accept() (net.Conn, error) {
+	if f.fail = !f.fail; f.fail {
+		return nil, accErr(syscall.EMFILE)
+	}
+	return f.fakeListener.Accept()
+}
+
+// TestEpisodeLogsRateLimited: under a sustained flood each eviction ends
+// the EMFILE episode. Before, each episode logged its start and its end,
+// two lines per connection (2,000 for 1,000 connections); now one episode
+// per LogEvery is logged, and the next one logged counts those hidden.
+func TestEpisodeLogsRateLimited(t *testing.T) {
+	var buf strings.Builder
+	l := New(&floodListener{fakeListener: *newFake()}, Config{Name: "flood", Log: slog.New(slog.NewTextHandler(&buf, nil)),
+		Evict: func() bool { return true }})
+	const n = 1000
+	accept := func() {
+		t.Helper()
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	for range n {
+		accept()
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `msg="accept failed, retrying"`) || !strings.Contains(lines[1], `msg="accepting again"`) {
+		t.Errorf("%d log lines for %d episodes within LogEvery, want 2 (a start, an end):\n%s", len(lines), n, strings.Join(lines[:min(len(lines), 6)], "\n"))
+	}
+	if st := l.Stats(); st.TemporaryErrors != n || st.Evicted != n || st.Accepted != n {
+		t.Errorf("stats %+v: the episodes not logged must still be counted", st)
+	}
+	// Past LogEvery, the next episode is logged with what went unlogged.
+	buf.Reset()
+	l.logEvery = 0
+	accept()
+	lines = strings.Split(strings.TrimSpace(buf.String()), "\n")
+	want := fmt.Sprintf("episodes=%d errors=%d evicted=%d", n, n, n)
+	if len(lines) != 2 || !strings.Contains(lines[0], want) {
+		t.Errorf("after LogEvery: want %q in the first of 2 lines:\n%s", want, buf.String())
 	}
 }
