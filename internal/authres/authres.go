@@ -70,7 +70,9 @@ func (h Header) join(sep string) string {
 }
 
 // String formats one result: method=value, its comment, reason and
-// properties.
+// properties. A property with no value is left out: RFC 8601 §2.3 lets a
+// result carry no ptype.property, and `header.d=""` (a DKIM result for
+// signatures never parsed, or one with no d=) names nothing.
 func (r Result) String() string {
 	var b strings.Builder
 	b.WriteString(r.Method)
@@ -86,6 +88,9 @@ func (r Result) String() string {
 		b.WriteString(" reason=" + quote(r.Reason))
 	}
 	for _, p := range r.Props {
+		if p.Value == "" {
+			continue
+		}
 		b.WriteString(" " + p.Type + "." + p.Name + "=" + pvalue(p.Value))
 		if p.Comment != "" {
 			b.WriteString(" (" + commentSafe(p.Comment) + ")")

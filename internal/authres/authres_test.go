@@ -153,3 +153,33 @@ func TestLimit(t *testing.T) {
 		t.Errorf("%+v", small)
 	}
 }
+
+// TestEmptyPropertiesOmitted: a DKIM result without a domain (the count
+// of signatures past the limit, or a signature with no d=) was written
+// `header.d="" header.s=""`; RFC 8601 §2.3 lets a result go without
+// properties, so empty ones are left out, and the field still parses.
+func TestEmptyPropertiesOmitted(t *testing.T) {
+	for _, tc := range []struct {
+		r    Result
+		want string
+	}{
+		{Result{Method: "dkim", Value: "policy", Comment: "3 more signatures not checked: at most 10 per message",
+			Props: []Prop{{Type: "header", Name: "d"}, {Type: "header", Name: "s"}}},
+			"dkim=policy (3 more signatures not checked: at most 10 per message)"},
+		{Result{Method: "dkim", Value: "permerror", Comment: "no d=",
+			Props: []Prop{{Type: "header", Name: "d"}, {Type: "header", Name: "s", Value: "sel"}}},
+			"dkim=permerror (no d=) header.s=sel"},
+		{Result{Method: "spf", Value: "none", Props: []Prop{{Type: "smtp", Name: "helo", Comment: "empty"}}}, "spf=none"},
+		{Result{Method: "dkim", Value: "pass", Props: []Prop{{Type: "header", Name: "d", Value: "example.test"}}},
+			"dkim=pass header.d=example.test"},
+	} {
+		got := tc.r.String()
+		if got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
+		}
+		h, err := Parse("mx.example.test; " + got)
+		if err != nil || len(h.Results) != 1 || h.Results[0].Value != tc.r.Value {
+			t.Errorf("%q does not parse back: %+v %v", got, h, err)
+		}
+	}
+}
