@@ -330,7 +330,8 @@ func validDomain(d string) bool {
 
 // Finish validates the chain (§5.2). The signature checks draw on the
 // context's dkim.Budget, or on one of v.Budget: a chain that spends it
-// fails, not evaluated further.
+// fails, not evaluated further; so does one whose ctx ends (the caller
+// has gone), checked between signatures.
 func (vn *Validation) Finish(ctx context.Context) Outcome {
 	if vn.err != nil {
 		return Outcome{Result: Fail, Reason: vn.err.Error(), Instances: len(vn.sets)}
@@ -359,17 +360,28 @@ func (vn *Validation) Finish(ctx context.Context) Outcome {
 		}
 	}
 	b := dkim.BudgetFrom(ctx, vn.v.Budget)
+	// stop is why no further signature is checked: the budget is spent,
+	// or the caller has gone (a cached key would need no DNS to notice).
+	stop := func() string {
+		if err := ctx.Err(); err != nil {
+			return "not evaluated: " + err.Error()
+		}
+		if b.Spent() {
+			return b.Reason()
+		}
+		return ""
+	}
 	// Step 4: the newest AMS must verify.
-	if b.Spent() {
-		return fail(fmt.Sprintf("message signature %d: %s", vn.n, b.Reason()))
+	if why := stop(); why != "" {
+		return fail(fmt.Sprintf("message signature %d: %s", vn.n, why))
 	}
 	if err := vn.verifyAMS(ctx, b, vn.n); err != nil {
 		return fail(fmt.Sprintf("message signature %d: %v", vn.n, err))
 	}
 	// Step 5: every seal, newest first.
 	for i := vn.n; i >= 1; i-- {
-		if b.Spent() {
-			return fail(fmt.Sprintf("seal %d: %s", i, b.Reason()))
+		if why := stop(); why != "" {
+			return fail(fmt.Sprintf("seal %d: %s", i, why))
 		}
 		if err := vn.verifySeal(ctx, b, i); err != nil {
 			return fail(fmt.Sprintf("seal %d: %v", i, err))
@@ -378,7 +390,7 @@ func (vn *Validation) Finish(ctx context.Context) Outcome {
 	// Step 6: the oldest instance from which the AMS chain is unbroken; a
 	// spent budget ends the search where it got to.
 	out.Result, out.OldestPass = Pass, vn.n
-	for i := vn.n - 1; i >= 1 && !b.Spent() && vn.verifyAMS(ctx, b, i) == nil; i-- {
+	for i := vn.n - 1; i >= 1 && stop() == "" && vn.verifyAMS(ctx, b, i) == nil; i-- {
 		out.OldestPass = i
 	}
 	return out

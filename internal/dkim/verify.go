@@ -212,7 +212,8 @@ func (vn *Verification) Write(p []byte) (int, error) { return vn.bodies.Write(p)
 // Finish ends the body and checks each signature; results keep the order
 // of the signatures in the header, those refused before the body first,
 // and one result for the signatures past MaxSignatures last. The checks
-// draw on the context's Budget (WithBudget), or on one of v.Budget.
+// draw on the context's Budget (WithBudget), or on one of v.Budget; those
+// not begun when ctx ends are temperrors, not evaluated.
 func (vn *Verification) Finish(ctx context.Context) []Result {
 	b := BudgetFrom(ctx, vn.v.Budget)
 	out := vn.results
@@ -226,6 +227,14 @@ func (vn *Verification) Finish(ctx context.Context) []Result {
 		for _, s := range vn.sigs {
 			if b.Spent() {
 				out = append(out, resultFor(s.sig).with(Policy, b.Reason()))
+				continue
+			}
+			// Checked between signatures: once the caller has gone (the
+			// milter client hung up, its deadline passed), the rest are
+			// not worth a key lookup or the arithmetic (a cached key would
+			// need no DNS to notice).
+			if err := ctx.Err(); err != nil {
+				out = append(out, resultFor(s.sig).with(TempError, "not evaluated: "+err.Error()))
 				continue
 			}
 			out = append(out, vn.v.check(ctx, ix, &vn.bodies, s, b))
