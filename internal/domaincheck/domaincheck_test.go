@@ -2,8 +2,13 @@ package domaincheck
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/netip"
 	"strings"
@@ -222,5 +227,56 @@ func TestSeconds(t *testing.T) {
 		if got := seconds(in); got != want {
 			t.Errorf("seconds(%d) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// dcKeyRecord is an RSA key record of a random odd modulus of bits bits
+// and exponent e: no key generation, so 8192 bits cost nothing.
+func dcKeyRecord(t *testing.T, bits, e int) string {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), uint(bits-1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.SetBit(n, bits-1, 1).SetBit(n, 0, 1)
+	der, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: n, E: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der)
+}
+
+// TestDKIMKeyRefusedByVerifiers: a key verifiers refuse (RFC 8301: over
+// 4096 bits; mailwall: an exponent other than 65537 too) is a failure
+// with the fix, not "RSA key of 8192 bits" passed as fine.
+func TestDKIMKeyRefusedByVerifiers(t *testing.T) {
+	for _, tc := range []struct {
+		bits, e int
+		status  Status
+		msg     string // in the message
+	}{
+		{2048, 65537, Pass, "RSA key of 2048 bits"},
+		{4096, 65537, Pass, "RSA key of 4096 bits"},
+		{1024, 65537, Warn, "RSA key of 1024 bits: weak"},
+		{512, 65537, Fail, "verifiers reject keys under 1024 bits (RFC 8301 §3.2; mailwall: dkim=policy)"},
+		{4097, 65537, Fail, "RSA key of 4097 bits; at most 4096 accepted (RFC 8301): verifiers refuse the key"},
+		{8192, 65537, Fail, "RSA key of 8192 bits; at most 4096 accepted (RFC 8301): verifiers refuse the key"},
+		{2048, 3, Fail, "RSA key exponent 3; only 65537 accepted: verifiers refuse the key"},
+		{2048, 1<<31 - 1, Fail, "RSA key exponent 2147483647; only 65537 accepted"},
+	} {
+		t.Run(fmt.Sprintf("%d-%d", tc.bits, tc.e), func(t *testing.T) {
+			r := &run{c: &Checker{}, ctx: context.Background(), rep: &Report{}}
+			r.dkimKey("k._domainkey.example.test", dcKeyRecord(t, tc.bits, tc.e))
+			if len(r.rep.Findings) != 1 {
+				t.Fatalf("findings %+v", r.rep.Findings)
+			}
+			f := r.rep.Findings[0]
+			if f.Section != SectionDKIM || f.Status != tc.status || !strings.Contains(f.Message, tc.msg) {
+				t.Errorf("%s %q, want %s %q", f.Status, f.Message, tc.status, tc.msg)
+			}
+			if tc.status == Fail && !strings.Contains(f.Fix, "mailwall dkim keygen --bits 2048") {
+				t.Errorf("fix %q", f.Fix)
+			}
+		})
 	}
 }

@@ -74,9 +74,17 @@ func (r *run) dkimKey(name, record string) {
 	if len(k.Hashes) > 0 && !slices.Contains(k.Hashes, "sha256") {
 		r.add(SectionDKIM, Fail, name, fmt.Sprintf("h=%s excludes sha256: RFC 8301 forbids rsa-sha1 signatures", strings.Join(k.Hashes, ":")), "remove h= or set h=sha256")
 	}
+	// RFC 8301 §3.2 asks verifiers to handle 1024 to 4096 bits; a longer
+	// key or another exponent than 65537 makes a check cost what the key
+	// chooses, and verifiers (mailwall: permerror) refuse it unchecked.
+	if why := k.Refusal(); why != "" {
+		r.add(SectionDKIM, Fail, name, why+": verifiers refuse the key without checking the signature (mailwall: dkim=permerror), so mail signed with it counts as unsigned",
+			"generate a 2048-bit key (exponent 65537) under a new selector: mailwall dkim keygen --bits 2048; then retire this one")
+		return
+	}
 	switch {
-	case k.Type == "rsa" && k.Bits < 1024:
-		r.add(SectionDKIM, Fail, name, fmt.Sprintf("RSA key of %d bits: verifiers reject keys under 1024 bits (RFC 8301 §3.2)", k.Bits), "generate a 2048-bit key: mailwall dkim keygen --bits 2048")
+	case k.Type == "rsa" && k.Bits < dkim.MinRSABits:
+		r.add(SectionDKIM, Fail, name, fmt.Sprintf("RSA key of %d bits: verifiers reject keys under %d bits (RFC 8301 §3.2; mailwall: dkim=policy)", k.Bits, dkim.MinRSABits), "generate a 2048-bit key: mailwall dkim keygen --bits 2048")
 	case k.Type == "rsa" && k.Bits < 2048:
 		r.add(SectionDKIM, Warn, name, fmt.Sprintf("RSA key of %d bits: weak today; 2048 is the norm", k.Bits), "generate a 2048-bit key under a new selector, then retire this one")
 	case k.Type == "rsa":
