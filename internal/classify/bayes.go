@@ -1,0 +1,161 @@
+package classify
+
+import (
+	"fmt"
+	"math"
+)
+
+// Bayes is a naive Bayes classifier over hashed features: per bucket,
+// how many junk and ham messages had it. Each feature's probability is
+// smoothed towards 0.5 as Robinson proposed, and the probabilities are
+// combined with Fisher's method (the inverse chi-square), as SpamBayes,
+// SpamAssassin and rspamd do, which says "unsure" (near 0.5) when the
+// evidence points both ways instead of 0 or 1.
+type Bayes struct {
+	// MinCount is how many messages must have had a feature before it
+	// counts.
+	MinCount uint32
+	// MinStrength is how far from 0.5 a feature's probability must be to
+	// count: near-neutral features only dilute the evidence.
+	MinStrength float64
+
+	bits        uint8
+	junk, ham   []uint32
+	nJunk, nHam uint64
+}
+
+// Robinson's smoothing: a feature seen n times has probability
+// (s*x + n*p)/(s + n), from x = 0.5 with the weight of s messages.
+const (
+	robinsonS = 1.0
+	robinsonX = 0.5
+)
+
+// NewBayes returns an untrained model of 2^bits buckets.
+func NewBayes(bits int) *Bayes {
+	bits = min(max(bits, minBits), maxBits)
+	return &Bayes{MinCount: 2, MinStrength: 0.1, bits: uint8(bits),
+		junk: make([]uint32, 1<<bits), ham: make([]uint32, 1<<bits)}
+}
+
+// Kind is "bayes".
+func (m *Bayes) Kind() string { return "bayes" }
+
+func (m *Bayes) bucket(h uint64) uint64 { return h >> (64 - m.bits) }
+
+// Learn counts the message's features.
+func (m *Bayes) Learn(v *Vector, junk bool) {
+	counts := m.ham
+	if junk {
+		counts = m.junk
+		m.nJunk++
+	} else {
+		m.nHam++
+	}
+	for _, h := range v.Hashes {
+		if i := m.bucket(h); counts[i] < math.MaxUint32 {
+			counts[i]++
+		}
+	}
+}
+
+// Predict returns the probability of junk; each contribution is the
+// feature's log-odds, ln(f/(1-f)).
+func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
+	if m.nJunk == 0 || m.nHam == 0 {
+		return 0.5
+	}
+	var lnJunk, lnHam float64 // sums of ln(f) and ln(1-f)
+	n := 0
+	for k, h := range v.Hashes {
+		i := m.bucket(h)
+		s, g := m.junk[i], m.ham[i]
+		if s+g < m.MinCount || s+g < s {
+			continue
+		}
+		ps, pg := float64(s)/float64(m.nJunk), float64(g)/float64(m.nHam)
+		p := ps / (ps + pg)
+		cnt := float64(s) + float64(g)
+		f := (robinsonS*robinsonX + cnt*p) / (robinsonS + cnt)
+		if math.Abs(f-0.5) < m.MinStrength {
+			continue
+		}
+		lnJunk += math.Log(f)
+		lnHam += math.Log1p(-f)
+		n++
+		if contrib != nil {
+			contrib[k] = math.Log(f) - math.Log1p(-f)
+		}
+	}
+	if n == 0 {
+		return 0.5
+	}
+	junk := 1 - chi2Q(-2*lnHam, 2*n) // the ham hypothesis fails: junk
+	ham := 1 - chi2Q(-2*lnJunk, 2*n)
+	return (junk - ham + 1) / 2
+}
+
+// chi2Q is the probability that a chi-square variable with v (even)
+// degrees of freedom is at least x2, summed in log space so that large
+// statistics (thousands of features) do not underflow.
+func chi2Q(x2 float64, v int) float64 {
+	m := x2 / 2
+	if m <= 0 {
+		return 1
+	}
+	lnM := math.Log(m)
+	lt := -m // ln of the term e^-m m^i / i!
+	maxLT := lt
+	sum := 1.0 // the terms divided by e^maxLT
+	for i := 1; i < v/2; i++ {
+		lt += lnM - math.Log(float64(i))
+		if lt > maxLT {
+			sum = sum*math.Exp(maxLT-lt) + 1
+			maxLT = lt
+		} else {
+			d := lt - maxLT
+			if d < -40 && float64(i) > m {
+				break // past the peak, the rest adds nothing
+			}
+			sum += math.Exp(d)
+		}
+	}
+	return min(1, math.Exp(maxLT)*sum)
+}
+
+// MemoryBytes is the size of the two tables.
+func (m *Bayes) MemoryBytes() int { return 8 << m.bits }
+
+// MarshalBinary saves the counts.
+func (m *Bayes) MarshalBinary() ([]byte, error) {
+	w := newModelWriter(kindBayes, m.bits)
+	w.uint64(m.nJunk)
+	w.uint64(m.nHam)
+	w.uint64(uint64(m.MinCount))
+	w.float64(m.MinStrength)
+	w.buckets(len(m.junk), func(i int) (uint32, uint32, bool) {
+		return m.junk[i], m.ham[i], m.junk[i] != 0 || m.ham[i] != 0
+	})
+	return w.b, nil
+}
+
+// UnmarshalBinary restores what MarshalBinary saved.
+func (m *Bayes) UnmarshalBinary(data []byte) error {
+	r, err := newModelReader(data, kindBayes)
+	if err != nil {
+		return err
+	}
+	m.bits = r.bits
+	m.nJunk, m.nHam = r.uint64(), r.uint64()
+	minCount := r.uint64()
+	m.MinStrength = r.float64()
+	if minCount > math.MaxUint32 || !(m.MinStrength >= 0 && m.MinStrength < 0.5) {
+		return fmt.Errorf("classify: bayes model: bad parameters")
+	}
+	m.MinCount = uint32(minCount)
+	m.junk, m.ham = make([]uint32, 1<<m.bits), make([]uint32, 1<<m.bits)
+	return r.buckets(func(i uint32, a, b uint32) error {
+		m.junk[i], m.ham[i] = a, b
+		return nil
+	})
+}

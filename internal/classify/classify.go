@@ -1,0 +1,274 @@
+// Package classify is mailwall's learning classifier: a statistical model
+// over hashed features of a message that says how likely it is junk
+// (phishing or spam) and which features made it say so.
+//
+// A message becomes a bounded set of features (Extractor): word tokens
+// and word pairs at distances one to three (orthogonal sparse bigrams, as
+// CRM114 and rspamd use), character bigrams for Japanese, Chinese and
+// Korean text, which has no spaces to split on, link hosts and their
+// registered domains, the shape of the header (field order, missing Date
+// or Message-ID, the mailer, how From, Reply-To and Message-ID relate),
+// the MIME structure and attachment types, and whatever outside signals
+// the caller names (authentication outcomes, rule hits). Each feature is
+// a 64-bit hash of its name; the name is kept beside it for the
+// explanation only.
+//
+// Two models learn from such vectors, both as a fixed-size table of
+// buckets indexed by the hash, so memory does not grow with the
+// vocabulary: logistic regression trained online with FTRL-Proximal
+// (FTRL) and a naive Bayes over the same features with Robinson's
+// smoothing and Fisher's combination (Bayes), as SpamAssassin and rspamd
+// combine token probabilities. Both serialize with encoding/binary and
+// are kept through a Store, so the model can later live in the database
+// that several MX hosts share.
+package classify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Model is a learned classifier over feature vectors. Implementations
+// are not safe for concurrent use: Classifier serializes them.
+type Model interface {
+	// Kind names the model ("ftrl", "bayes").
+	Kind() string
+	// Learn updates the model with one labelled message.
+	Learn(v *Vector, junk bool)
+	// Predict returns the probability that the message is junk and the
+	// contribution of each feature, in the order of v.Hashes, into
+	// contrib (when not nil; it must be as long as v.Hashes). A positive
+	// contribution pushes towards junk.
+	Predict(v *Vector, contrib []float64) float64
+	// MemoryBytes is what the model's table occupies.
+	MemoryBytes() int
+	// MarshalBinary and UnmarshalBinary (encoding.BinaryMarshaler) save
+	// and restore the learned state.
+	MarshalBinary() ([]byte, error)
+	UnmarshalBinary([]byte) error
+}
+
+// Contribution is one feature's share of a prediction.
+type Contribution struct {
+	Feature string  // "word:verify", "host:bit.ly", ...
+	Weight  float64 // log-odds towards junk (negative: towards ham)
+}
+
+// Result is a message's classification.
+type Result struct {
+	Model       string  // the model's Kind
+	Probability float64 // that the message is junk
+	Junk        bool    // Probability reached the threshold
+	Features    int     // how many features the message had
+	// Strongest are the features that pushed hardest towards the
+	// verdict, strongest first.
+	Strongest []Contribution
+}
+
+// String explains the result in one line, e.g. "classifier 0.97 junk:
+// strongest features: word 'verify'(+1.20), host 'bit.ly'(+0.90)".
+func (r Result) String() string {
+	verdict := "ham"
+	if r.Junk {
+		verdict = "junk"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "classifier %.2f %s", r.Probability, verdict)
+	if len(r.Strongest) > 0 {
+		b.WriteString(": strongest features: ")
+		for i, c := range r.Strongest {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			kind, text, _ := strings.Cut(c.Feature, ":")
+			fmt.Fprintf(&b, "%s %q(%+.2f)", kind, text, c.Weight)
+		}
+	}
+	return b.String()
+}
+
+// DefaultThreshold is the probability from which a message counts as
+// junk when the caller sets none.
+const DefaultThreshold = 0.5
+
+// explainTop bounds the features an explanation names.
+const explainTop = 5
+
+// Classifier wraps a Model for concurrent use: classification shares a
+// read lock, learning takes the write lock.
+type Classifier struct {
+	Threshold float64 // junk from this probability; 0 means DefaultThreshold
+
+	mu    sync.RWMutex
+	model Model
+	pool  sync.Pool // *Extractor
+}
+
+// NewClassifier returns a Classifier around m.
+func NewClassifier(m Model) *Classifier {
+	return &Classifier{model: m, pool: sync.Pool{New: func() any { return NewExtractor() }}}
+}
+
+// Model returns the wrapped model; the caller must not use it while the
+// Classifier is in use.
+func (c *Classifier) Model() Model { return c.model }
+
+// Classify extracts msg's features and predicts.
+func (c *Classifier) Classify(msg *Message) Result {
+	x := c.pool.Get().(*Extractor)
+	defer c.pool.Put(x)
+	v := x.Extract(msg)
+	return c.ClassifyVector(v)
+}
+
+// ClassifyVector predicts from features already extracted.
+func (c *Classifier) ClassifyVector(v *Vector) Result {
+	contrib := make([]float64, len(v.Hashes))
+	c.mu.RLock()
+	p := c.model.Predict(v, contrib)
+	kind := c.model.Kind()
+	c.mu.RUnlock()
+	t := c.Threshold
+	if t == 0 {
+		t = DefaultThreshold
+	}
+	r := Result{Model: kind, Probability: p, Junk: p >= t, Features: len(v.Hashes)}
+	r.Strongest = strongest(v, contrib, r.Junk, explainTop)
+	return r
+}
+
+// Learn extracts msg's features and teaches them to the model.
+func (c *Classifier) Learn(msg *Message, junk bool) {
+	x := c.pool.Get().(*Extractor)
+	defer c.pool.Put(x)
+	c.LearnVector(x.Extract(msg), junk)
+}
+
+// LearnVector teaches features already extracted.
+func (c *Classifier) LearnVector(v *Vector, junk bool) {
+	c.mu.Lock()
+	c.model.Learn(v, junk)
+	c.mu.Unlock()
+}
+
+// strongest picks the n features that pushed hardest towards the
+// verdict (towards junk when junk, towards ham otherwise), without
+// sorting them all.
+func strongest(v *Vector, contrib []float64, junk bool, n int) []Contribution {
+	idx := make([]int, 0, n)
+	better := func(a, b int) bool {
+		if junk {
+			return contrib[a] > contrib[b]
+		}
+		return contrib[a] < contrib[b]
+	}
+	for i, w := range contrib {
+		if w == 0 || (junk && w < 0) || (!junk && w > 0) {
+			continue
+		}
+		if len(idx) == n && !better(i, idx[n-1]) {
+			continue
+		}
+		if len(idx) < n {
+			idx = append(idx, i)
+		} else {
+			idx[n-1] = i
+		}
+		for j := len(idx) - 1; j > 0 && better(idx[j], idx[j-1]); j-- {
+			idx[j], idx[j-1] = idx[j-1], idx[j]
+		}
+	}
+	out := make([]Contribution, len(idx))
+	for k, i := range idx {
+		out[k] = Contribution{Feature: v.Name(i), Weight: math.Round(contrib[i]*100) / 100}
+	}
+	return out
+}
+
+// Store keeps serialized models by name. DirStore keeps them as files;
+// the store's database will keep them next, so that several MX hosts
+// share one model.
+type Store interface {
+	// Load returns the model saved under name, or ErrNoModel.
+	Load(ctx context.Context, name string) ([]byte, error)
+	// Save replaces the model saved under name.
+	Save(ctx context.Context, name string, data []byte) error
+}
+
+// ErrNoModel is Load's answer for a name never saved.
+var ErrNoModel = errors.New("classify: no such model")
+
+// DirStore is a Store of files in a directory, one per model, each
+// replaced atomically (written aside, then renamed).
+type DirStore struct{ Dir string }
+
+func (d DirStore) path(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
+		return "", fmt.Errorf("classify: model name %q", name)
+	}
+	return filepath.Join(d.Dir, name+".model"), nil
+}
+
+// Load reads the model file.
+func (d DirStore) Load(_ context.Context, name string) ([]byte, error) {
+	p, err := d.path(name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoModel
+	}
+	if err != nil {
+		return nil, fmt.Errorf("classify: load %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// Save writes the model file.
+func (d DirStore) Save(_ context.Context, name string, data []byte) error {
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(d.Dir, "."+name+".*")
+	if err != nil {
+		return fmt.Errorf("classify: save %s: %w", name, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("classify: save %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("classify: save %s: %w", name, err)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return fmt.Errorf("classify: save %s: %w", name, err)
+	}
+	return nil
+}
+
+// SaveModel serializes m into st under name.
+func SaveModel(ctx context.Context, st Store, name string, m Model) error {
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return st.Save(ctx, name, b)
+}
+
+// LoadModel restores the model saved under name, of whichever kind it is.
+func LoadModel(ctx context.Context, st Store, name string) (Model, error) {
+	b, err := st.Load(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return UnmarshalModel(b)
+}

@@ -1,0 +1,627 @@
+package classify
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"net/netip"
+	"net/textproto"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/publicsuffix"
+	"golang.org/x/text/encoding/htmlindex"
+
+	"mailwall/internal/dkim"
+	"mailwall/internal/phish"
+)
+
+// MaxFeatures bounds the features of one message: what is past it (the
+// end of a long text) is not read.
+const MaxFeatures = 4096
+
+// Limits on the MIME structure walk (the text itself is decoded by
+// phish.Extract, which has its own).
+const (
+	maxMIMEParts = 50
+	maxMIMEDepth = 5
+	maxLinks     = 100
+	maxTreeBytes = 120
+)
+
+// Message is what the classifier reads of a message.
+type Message struct {
+	Fields []dkim.Field
+	Body   []byte
+	// Recipients are the envelope recipients. Their addresses, domains
+	// and local parts in the text become the features "rcpt-address",
+	// "rcpt-domain" and "rcpt-local", not words: "Dear john, your
+	// example.com mailbox is full" reads the same whoever john is.
+	Recipients []string
+	// Extra names outside signals to learn beside the content, e.g.
+	// "dmarc=pass", "rule=brand_from_domain".
+	Extra []string
+}
+
+// ParseMessage splits a raw message into header fields and body. It
+// is lenient where dkim.ReadHeader is strict (a line without a colon is
+// skipped, not an error), since junk is often malformed.
+func ParseMessage(raw []byte) ([]dkim.Field, []byte) {
+	r := bytes.NewReader(raw)
+	br := bufio.NewReader(r)
+	if fields, err := dkim.ReadHeader(br); err == nil {
+		// The body is what the header reader did not consume.
+		return fields, raw[len(raw)-r.Len()-br.Buffered():]
+	}
+	var fields []dkim.Field
+	rest := raw
+	for len(rest) > 0 && len(fields) < 1000 {
+		line := rest
+		n := bytes.IndexByte(rest, '\n')
+		if n >= 0 {
+			line, rest = rest[:n+1], rest[n+1:]
+		} else {
+			rest = nil
+		}
+		content := bytes.TrimRight(line, "\r\n")
+		if len(content) == 0 {
+			return fields, rest
+		}
+		if (content[0] == ' ' || content[0] == '\t') && len(fields) > 0 {
+			f := &fields[len(fields)-1]
+			f.Raw += string(content) + "\r\n"
+			continue
+		}
+		if colon := bytes.IndexByte(content, ':'); colon > 0 {
+			fields = append(fields, dkim.Field{Name: string(bytes.TrimRight(content[:colon], " \t")), Raw: string(content) + "\r\n"})
+		}
+	}
+	return fields, rest
+}
+
+// Vector is a message's features: unique 64-bit hashes, at most
+// MaxFeatures, with their names for explanations.
+type Vector struct {
+	Hashes []uint64
+	names  []byte   // every name, one after the other
+	ends   []uint32 // ends[i] is where name i ends in names
+}
+
+// Name returns the name of feature i, "kind:text".
+func (v *Vector) Name(i int) string {
+	start := uint32(0)
+	if i > 0 {
+		start = v.ends[i-1]
+	}
+	return string(v.names[start:v.ends[i]])
+}
+
+// Extractor turns messages into Vectors. It reuses its buffers, so one
+// Extractor serves one goroutine, and the Vector it returns is valid
+// until its next Extract.
+type Extractor struct {
+	v    Vector
+	seen []uint64 // open-addressing set of the hashes in v; 0 is empty
+	buf  []byte   // a feature name being built
+	tok  tokenizer
+	rcpt recipients
+}
+
+// NewExtractor returns an Extractor.
+func NewExtractor() *Extractor {
+	return &Extractor{seen: make([]uint64, 2*MaxFeatures)}
+}
+
+// full reports whether the vector has MaxFeatures.
+func (x *Extractor) full() bool { return len(x.v.Hashes) >= MaxFeatures }
+
+// add adds the feature kind:text.
+func (x *Extractor) add(kind string, text []byte) {
+	if x.full() {
+		return
+	}
+	h := hashFeature(kind, text)
+	mask := uint64(len(x.seen) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		switch x.seen[i] {
+		case h:
+			return
+		case 0:
+			x.seen[i] = h
+			x.v.Hashes = append(x.v.Hashes, h)
+			x.v.names = append(x.v.names, kind...)
+			x.v.names = append(x.v.names, ':')
+			x.v.names = append(x.v.names, text...)
+			x.v.ends = append(x.v.ends, uint32(len(x.v.names)))
+			return
+		}
+	}
+}
+
+// addString adds kind:text.
+func (x *Extractor) addString(kind, text string) {
+	x.buf = append(x.buf[:0], text...)
+	x.add(kind, x.buf)
+}
+
+// hashFeature is FNV-1a over kind, ':' and text, then mixed (the
+// finalizer of MurmurHash3) so that the high and low bits both vary;
+// never 0, which marks an empty slot.
+func hashFeature(kind string, text []byte) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(kind); i++ {
+		h = (h ^ uint64(kind[i])) * prime
+	}
+	h = (h ^ ':') * prime
+	for _, c := range text {
+		h = (h ^ uint64(c)) * prime
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
+// Extract returns msg's features.
+func (x *Extractor) Extract(msg *Message) *Vector {
+	x.v.Hashes = x.v.Hashes[:0]
+	x.v.names = x.v.names[:0]
+	x.v.ends = x.v.ends[:0]
+	clear(x.seen)
+	x.rcpt.set(msg.Recipients)
+
+	for _, e := range msg.Extra {
+		x.addString("extra", e)
+	}
+	h := textproto.MIMEHeader{}
+	for _, f := range msg.Fields {
+		h.Add(textproto.CanonicalMIMEHeaderKey(f.Name), strings.TrimSpace(f.Value()))
+	}
+	from := x.header(msg.Fields, h)
+	x.mimeTree(h, msg.Body)
+	c := phish.Extract(msg.Fields, msg.Body)
+	x.links(c.Links, from)
+	x.tok.run(x, "subject", c.Subject)
+	x.textShape(c.Text)
+	x.tok.run(x, "word", c.Text)
+	return &x.v
+}
+
+// headerOrder are the fields whose order is a feature: those every
+// mailer writes, in the order it chose. Trace and mailing-list fields
+// are left out: they say which server and list carried the message, and
+// in a corpus, which collection it came from.
+var headerOrder = map[string]string{
+	"From": "from", "To": "to", "Cc": "cc", "Subject": "subject", "Date": "date",
+	"Message-Id": "message-id", "Mime-Version": "mime-version", "Content-Type": "content-type",
+	"Reply-To": "reply-to", "X-Mailer": "x-mailer", "User-Agent": "user-agent",
+	"Content-Transfer-Encoding": "content-transfer-encoding", "In-Reply-To": "in-reply-to",
+	"References": "references", "X-Priority": "x-priority", "Importance": "importance",
+	"Organization": "organization", "Thread-Index": "thread-index", "Thread-Topic": "thread-topic",
+}
+
+// header adds the header's shape and returns the From's registered
+// domain ("" when unreadable).
+func (x *Extractor) header(fields []dkim.Field, h textproto.MIMEHeader) string {
+	order := x.buf[:0]
+	prev := ""
+	for _, f := range fields {
+		name, ok := headerOrder[textproto.CanonicalMIMEHeaderKey(f.Name)]
+		if !ok || name == prev || bytes.Contains(order, []byte(name)) {
+			continue
+		}
+		if prev != "" {
+			x.addString("header-pair", prev+">"+name)
+		}
+		prev = name
+		if len(order) > 0 {
+			order = append(order, '>')
+		}
+		order = append(order, name...)
+	}
+	x.buf = order
+	x.add("header-order", order)
+	for _, name := range []string{"Date", "Message-Id", "Mime-Version", "To", "Subject"} {
+		if len(h[name]) == 0 {
+			x.addString("header", "no "+strings.ToLower(name))
+		}
+	}
+	for _, name := range []string{"Reply-To", "In-Reply-To", "References", "Organization", "X-Priority", "Importance", "Cc"} {
+		if len(h[name]) > 0 {
+			x.addString("header", "has "+strings.ToLower(name))
+		}
+	}
+	for _, name := range []string{"X-Mailer", "User-Agent"} {
+		if m := h.Get(name); m != "" {
+			x.addString("mailer", mailerName(m))
+		}
+	}
+
+	fromDomain := ""
+	froms := h["From"]
+	switch {
+	case len(froms) == 0:
+		x.addString("from", "missing")
+	case len(froms) > 1:
+		x.addString("from", "several fields")
+	}
+	if len(froms) > 0 {
+		fromDomain = x.from(froms[0])
+	}
+	if rt := h.Get("Reply-To"); rt != "" {
+		if a, err := mail.ParseAddress(decodeWords(rt)); err != nil {
+			x.addString("reply-to", "unparsed")
+		} else if d := domainOf(a.Address); d != fromDomain {
+			x.addString("reply-to", "other domain")
+			x.addString("reply-to-domain", d)
+		}
+	}
+	if id := h.Get("Message-Id"); id != "" {
+		_, d, ok := strings.Cut(strings.Trim(id, "<> "), "@")
+		switch {
+		case !ok:
+			x.addString("message-id", "no domain")
+		case registered(d) == fromDomain:
+			x.addString("message-id", "from's domain")
+		default:
+			x.addString("message-id", "other domain")
+		}
+	}
+	if s := h.Get("Subject"); strings.Contains(s, "=?") {
+		for _, w := range strings.Fields(s) {
+			if cs, _, ok := strings.Cut(strings.TrimPrefix(w, "=?"), "?"); ok && strings.HasPrefix(w, "=?") {
+				x.addString("subject-charset", strings.ToLower(cs))
+				break
+			}
+		}
+	}
+	return fromDomain
+}
+
+// from adds the From field's features and returns its registered domain.
+func (x *Extractor) from(v string) string {
+	dec := decodeWords(v)
+	a, err := mail.ParseAddress(dec)
+	if err != nil {
+		x.addString("from", "unparsed")
+		if strings.Count(dec, "@") > 1 {
+			x.addString("from", "several @")
+		}
+		if strings.Contains(dec, ",") {
+			x.addString("from", "comma")
+		}
+		// The last thing that looks like an address is what a mail
+		// client shows.
+		at := strings.LastIndexByte(dec, '@')
+		if at < 0 {
+			x.addString("from", "no @")
+			return ""
+		}
+		end := strings.IndexAny(dec[at:], "> \t,;")
+		if end < 0 {
+			end = len(dec) - at
+		}
+		a = &mail.Address{Address: dec[max(0, strings.LastIndexAny(dec[:at], "< \t,;\"")+1) : at+end]}
+	}
+	local, domain, _ := strings.Cut(strings.ToLower(a.Address), "@")
+	domain = strings.TrimSuffix(domain, ".")
+	org := registered(domain)
+	if x.rcpt.domain(domain) || x.rcpt.domain(org) {
+		x.addString("from", "recipient's domain")
+	} else {
+		x.addString("from-domain", org)
+		if suffix, _ := publicsuffix.PublicSuffix(domain); suffix != "" {
+			x.addString("from-tld", suffix)
+		}
+	}
+	if strings.ContainsAny(local, "0123456789") {
+		x.addString("from", "digits in local part")
+	}
+	if len(local) > 20 {
+		x.addString("from", "long local part")
+	}
+	name := a.Name
+	switch {
+	case name == "":
+		x.addString("from", "no display name")
+	case strings.Contains(name, "@"):
+		x.addString("from", "@ in display name")
+	}
+	if name != "" {
+		x.tok.run(x, "from-name", name)
+	}
+	return org
+}
+
+// mailerName is an X-Mailer or User-Agent reduced to its product name:
+// its first word, lower-cased, digits as 0.
+func mailerName(m string) string {
+	w, _, _ := strings.Cut(strings.TrimSpace(m), " ")
+	w, _, _ = strings.Cut(w, "/")
+	w = strings.ToLower(w)
+	if len(w) > 24 {
+		w = w[:24]
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return '0'
+		}
+		return r
+	}, w)
+}
+
+// wordDecoder decodes RFC 2047 encoded words in any charset the WHATWG
+// encoding index knows (ISO-2022-JP, Shift_JIS, ...).
+var wordDecoder = &mime.WordDecoder{CharsetReader: func(charset string, r io.Reader) (io.Reader, error) {
+	enc, err := htmlindex.Get(charset)
+	if err != nil {
+		return nil, fmt.Errorf("charset %q: %w", charset, err)
+	}
+	return enc.NewDecoder().Reader(r), nil
+}}
+
+// decodeWords decodes RFC 2047 encoded words where it can.
+func decodeWords(v string) string {
+	if !strings.Contains(v, "=?") {
+		return v
+	}
+	if d, err := wordDecoder.DecodeHeader(v); err == nil {
+		return d
+	}
+	return v
+}
+
+// mimeTree adds the MIME structure: one feature for the whole tree
+// ("mixed(alternative(plain,html),pdf)"), one per part type, transfer
+// encoding and charset, and the attachments' types and extensions.
+func (x *Extractor) mimeTree(h textproto.MIMEHeader, body []byte) {
+	var tree []byte
+	parts := 0
+	x.mimePart(h, body, 0, &parts, &tree)
+	if len(tree) > maxTreeBytes {
+		tree = tree[:maxTreeBytes]
+	}
+	x.add("mime-tree", tree)
+}
+
+func (x *Extractor) mimePart(h textproto.MIMEHeader, body []byte, depth int, parts *int, tree *[]byte) {
+	if *parts++; *parts > maxMIMEParts || depth > maxMIMEDepth {
+		return
+	}
+	media, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil {
+		if h.Get("Content-Type") != "" {
+			x.addString("mime", "bad content-type")
+		}
+		media = "text/plain"
+	}
+	_, sub, _ := strings.Cut(media, "/")
+	if cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))); cte != "" && cte != "7bit" {
+		x.addString("mime-cte", media+" "+cte)
+	}
+	if cs := params["charset"]; cs != "" {
+		x.addString("mime-charset", strings.ToLower(cs))
+	}
+	disp, dparams, _ := mime.ParseMediaType(h.Get("Content-Disposition"))
+	filename := dparams["filename"]
+	if filename == "" {
+		filename = params["name"]
+	}
+	if disp == "attachment" || filename != "" {
+		x.addString("attachment-type", media)
+		if ext := strings.ToLower(path.Ext(decodeWords(filename))); ext != "" && len(ext) <= 8 {
+			x.addString("attachment-ext", ext)
+			sub = strings.TrimPrefix(ext, ".")
+		}
+	} else {
+		x.addString("mime-part", media)
+	}
+	*tree = append(*tree, sub...)
+	if !strings.HasPrefix(media, "multipart/") {
+		return
+	}
+	boundary := params["boundary"]
+	if boundary == "" {
+		x.addString("mime", "multipart without boundary")
+		return
+	}
+	*tree = append(*tree, '(')
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
+	for i := 0; ; i++ {
+		p, err := mr.NextRawPart()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				x.addString("mime", "broken multipart")
+			}
+			break
+		}
+		if i > 0 {
+			*tree = append(*tree, ',')
+		}
+		var data bytes.Buffer
+		if media, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); strings.HasPrefix(media, "multipart/") {
+			data.ReadFrom(io.LimitReader(p, 2<<20))
+		}
+		x.mimePart(p.Header, data.Bytes(), depth+1, parts, tree)
+	}
+	*tree = append(*tree, ')')
+}
+
+// links adds each link's host, registered domain and public suffix, and
+// what is odd about it: an IP address, a port, user info, plain http, a
+// host in the recipient's domain.
+func (x *Extractor) links(links []phish.Link, fromOrg string) {
+	n, other := 0, 0
+	for _, l := range links {
+		if n == maxLinks {
+			break
+		}
+		href := strings.TrimSpace(l.Href)
+		scheme, rest, ok := strings.Cut(href, ":")
+		scheme = strings.ToLower(scheme)
+		switch {
+		case !ok || (scheme != "http" && scheme != "https"):
+			if strings.HasPrefix(strings.ToLower(href), "www.") {
+				scheme, rest = "http", "//"+href
+			} else {
+				if scheme == "mailto" {
+					x.addString("link", "mailto")
+				}
+				continue
+			}
+		}
+		n++
+		u, err := url.Parse(scheme + ":" + rest)
+		if err != nil || u.Host == "" {
+			x.addString("link", "unparsed")
+			continue
+		}
+		if scheme == "http" {
+			x.addString("link", "http")
+		}
+		if u.User != nil {
+			x.addString("link", "user info")
+		}
+		if u.Port() != "" {
+			x.addString("link", "port")
+		}
+		host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+		if _, err := netip.ParseAddr(host); err == nil {
+			x.addString("link", "ip address")
+			continue
+		}
+		if strings.HasPrefix(host, "xn--") || strings.Contains(host, ".xn--") {
+			x.addString("link", "punycode")
+		}
+		org := registered(host)
+		if x.rcpt.domain(host) || x.rcpt.domain(org) {
+			x.addString("link", "recipient's domain")
+			continue
+		}
+		x.addString("host", host)
+		x.addString("domain", org)
+		if suffix, _ := publicsuffix.PublicSuffix(host); suffix != "" {
+			x.addString("tld", suffix)
+		}
+		if org != fromOrg {
+			other++
+		}
+		if t := strings.ToLower(l.Text); strings.Contains(t, ".") && !strings.Contains(t, " ") {
+			th := t
+			if tu, err := url.Parse(t); err == nil && tu.Host != "" {
+				th = tu.Hostname()
+			}
+			if tr := registered(th); tr != org && strings.Contains(tr, ".") {
+				x.addString("link", "text shows another domain")
+			}
+		}
+		if len(u.Path) > 1 {
+			x.addString("link", "path")
+		}
+		if u.RawQuery != "" {
+			x.addString("link", "query")
+		}
+	}
+	x.addString("links", bucket(n))
+	if fromOrg != "" && n > 0 {
+		if other == 0 {
+			x.addString("links", "all in from's domain")
+		} else if other == n {
+			x.addString("links", "none in from's domain")
+		}
+	}
+}
+
+// textShape adds the text's length and how much of it is upper case.
+func (x *Extractor) textShape(text string) {
+	x.addString("text-length", bucket(len(text)))
+	letters, upper := 0, 0
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c >= 'a' && c <= 'z' {
+			letters++
+		} else if c >= 'A' && c <= 'Z' {
+			letters++
+			upper++
+		}
+	}
+	if letters > 20 {
+		x.addString("text-upper", strconv.Itoa(10*upper/letters*10)+"%")
+	}
+}
+
+// bucket is n rounded down to a power of two, as a string.
+func bucket(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	b := 1
+	for b*2 <= n {
+		b *= 2
+	}
+	return strconv.Itoa(b) + "+"
+}
+
+// registered returns a domain's registered domain (its organizational
+// domain), or the domain itself when it has none.
+func registered(domain string) string {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	if r, err := publicsuffix.EffectiveTLDPlusOne(domain); err == nil {
+		return r
+	}
+	return domain
+}
+
+// domainOf is an address's registered domain.
+func domainOf(addr string) string {
+	_, d, _ := strings.Cut(addr, "@")
+	return registered(d)
+}
+
+// recipients are the envelope recipients as the tokenizer looks for
+// them: addresses, domains (and registered domains, and their first
+// label: "example" of example.com) and local parts.
+type recipients struct {
+	addrs, domains, locals, labels []string
+}
+
+func (r *recipients) set(rcpts []string) {
+	r.addrs, r.domains, r.locals, r.labels = r.addrs[:0], r.domains[:0], r.locals[:0], r.labels[:0]
+	for _, a := range rcpts {
+		a = strings.ToLower(strings.Trim(a, "<> "))
+		local, domain, ok := strings.Cut(a, "@")
+		if !ok {
+			continue
+		}
+		r.addrs = append(r.addrs, a)
+		r.locals = append(r.locals, local)
+		org := registered(domain)
+		r.domains = append(r.domains, domain, org)
+		label, _, _ := strings.Cut(org, ".")
+		r.labels = append(r.labels, label)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *recipients) domain(d string) bool { return contains(r.domains, d) }
