@@ -11,10 +11,13 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,12 +126,15 @@ func dkDeliver(t *testing.T, addr string, fields [][2]string, body string) ([]mi
 
 // dkServe starts serve with the lab zones and costly.test, whose key at
 // k._domainkey is record.
-func dkServe(t *testing.T, record string) *daemon {
+func dkServe(t *testing.T, record string) *daemon { return dkServeWith(t, record, "") }
+
+// dkServeWith is dkServe with YAML sections added to serve's config.
+func dkServeWith(t *testing.T, record, extra string) *daemon {
 	t.Helper()
 	root, bin := e2eRoot(t, "mailwall-dkim-")
 	zone := labtest.Zone(t, "costly.test", dkim.ZoneRecord("k", "costly.test", record))
 	dns := labtest.Serve(t, append(labtest.LabZones(t), zone)...)
-	return startDaemon(t, bin, root, daemonSetup{dns: dns.Addr(), dnsTimeout: "2s"})
+	return startDaemon(t, bin, root, daemonSetup{dns: dns.Addr(), dnsTimeout: "2s", extra: extra})
 }
 
 // dkCheck sends the message, and asserts its verdict and its CPU cost.
@@ -190,4 +196,84 @@ func TestHardenDKIMLongHeaderList(t *testing.T) {
 // dkWarmup is a small unsigned message, sent first to warm serve up.
 func dkWarmup() [][2]string {
 	return [][2]string{{"From", "warm@costly.test"}, {"To", "bob@rcpt.test"}, {"Subject", "warm up"}}
+}
+
+// dkSignSHA1 signs the message made of fields and body with rsa-sha1 as
+// d=costly.test, s=k, relaxed/relaxed, by dkimpy (Debian's python3-dkim,
+// which .ci/run installs; our own signer makes only sha256): another
+// implementation's signature, as a real sender's would be. It returns the
+// DKIM-Signature field's value, folded with LF as Postfix passes it.
+func dkSignSHA1(t *testing.T, key *rsa.PrivateKey, fields [][2]string, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	var msg strings.Builder
+	for _, f := range fields {
+		msg.WriteString(f[0] + ": " + f[1] + "\r\n")
+	}
+	msg.WriteString("\r\n" + body)
+	msgFile, keyFile := filepath.Join(dir, "msg"), filepath.Join(dir, "key.pem")
+	os.WriteFile(msgFile, []byte(msg.String()), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	// Debian's python3, where python3-dkim is; a python3 earlier in PATH
+	// (pyenv) does not see it.
+	py := "/usr/bin/python3"
+	if exec.Command(py, "-c", "import dkim").Run() != nil {
+		t.Skip("dkimpy not installed (apt-get install python3-dkim, or run .ci/run)")
+	}
+	out, err := exec.Command(py, "-c", `import sys, dkim
+msg = open(sys.argv[1], "rb").read()
+key = open(sys.argv[2], "rb").read()
+sys.stdout.buffer.write(dkim.sign(msg, b"k", b"costly.test", key, canonicalize=(b"relaxed", b"relaxed"),
+    signature_algorithm=b"rsa-sha1", include_headers=[b"from", b"to", b"subject", b"date", b"message-id"]))`, msgFile, keyFile).Output()
+	if err != nil {
+		t.Fatalf("dkimpy: %v", err)
+	}
+	name, value, ok := strings.Cut(strings.TrimSuffix(string(out), "\r\n"), ":")
+	if !ok || name != "DKIM-Signature" || !strings.Contains(value, "a=rsa-sha1") {
+		t.Fatalf("dkimpy made %q", out)
+	}
+	return strings.ReplaceAll(strings.TrimLeft(value, " "), "\r\n", "\n")
+}
+
+// TestHardenDKIMRSASHA1: issue 23 item 10 against the real binary. A
+// message signed rsa-sha1 by another implementation (dkimpy), with a good
+// 2048-bit key, gets dkim=policy with the reason by default (RFC 8301
+// §3.1: rsa-sha1 must not be taken as valid; before issue 23 it passed),
+// and dkim=pass, flagged weak, with checks.dkim.accept_rsa_sha1.
+func TestHardenDKIMRSASHA1(t *testing.T) {
+	k, err := dkim.GenerateKey("rsa", 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, err := dkim.PublicKeyRecord(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := [][2]string{{"From", "Alice <alice@costly.test>"}, {"To", "bob@rcpt.test"}, {"Subject", "signed the old way"},
+		{"Date", "Mon, 23 Nov 2026 09:00:00 +0000"}, {"Message-ID", "<sha1@costly.test>"}}
+	body := "An ordinary message,\r\nsigned with rsa-sha1.\r\n"
+	signed := append([][2]string{{"DKIM-Signature", dkSignSHA1(t, k.(*rsa.PrivateKey), fields, body)}}, fields...)
+	for _, tc := range []struct {
+		name, extra string
+		want        []string // in Authentication-Results
+	}{
+		{"default", "", []string{"dkim=policy (rsa-sha1 is not accepted", "header.d=costly.test", "header.a=rsa-sha1"}},
+		{"accept_rsa_sha1", "checks:\n  dkim:\n    accept_rsa_sha1: true\n", []string{"dkim=pass (rsa-sha1 is weak", "header.d=costly.test", "header.a=rsa-sha1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := dkServeWith(t, record, tc.extra)
+			mods, reply := dkDeliver(t, d.milter, signed, body)
+			ar := header(mods, "Authentication-Results")
+			t.Logf("%s\n%s", reply, ar)
+			if reply.Code == 't' || strings.HasPrefix(reply.Text, "4") {
+				t.Errorf("tempfail: %s", reply)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(ar, w) {
+					t.Errorf("Authentication-Results lacks %q:\n%s", w, ar)
+				}
+			}
+			d.alive(t)
+		})
+	}
 }
