@@ -4,13 +4,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"mailwall/internal/metrics"
+	"mailwall/internal/netguard"
 	"mailwall/internal/policyd"
 )
 
 // watchPolicyConns exports the policy server's connection counters: how
 // many are open, and what the limits of internal/netguard and the
-// policy server's timeouts did.
+// policy server's timeouts did; under mailwall_policy_* (as first
+// exported) and as listener="policy" beside the other listeners.
 func watchPolicyConns(met *metrics.Metrics, srv *policyd.Server) {
+	met.WatchListener("policy", func() netguard.Stats {
+		s := srv.Stats()
+		return netguard.Stats{Open: s.Open, TemporaryErrors: s.AcceptErrors, Evicted: s.Evicted, PerPeerRefused: s.PerPeerRefused}
+	})
 	stat := func(f func(policyd.Stats) float64) func() float64 {
 		return func() float64 { return f(srv.Stats()) }
 	}

@@ -139,6 +139,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if msrv != nil {
+		met.WatchListener("milter", msrv.ListenerStats)
 		defer msrv.Shutdown()
 	}
 	if cfg.Web.Listen != "" {
@@ -157,6 +158,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			log.Warn("admin socket unavailable: mailwall dns query/flush will not reach this daemon", "err", err)
 		} else {
 			fmt.Fprintf(stdout, "mailwall: admin socket %s\n", cfg.Admin.Socket)
+			met.WatchListener("admin", adm.ListenerStats)
 			go func() {
 				if err := adm.Serve(); err != nil {
 					log.Error("admin socket", "err", err)

@@ -49,6 +49,7 @@ func startWeb(ctx context.Context, cfg *config.Config, st *store.Store, cache *d
 	}
 	ws.MaxConns, ws.MaxPerPeer, ws.PerPeerExempt, ws.Log = cfg.Web.MaxConnections, cfg.Web.MaxConnectionsPerPeer, proxies, log
 	if met != nil {
+		met.WatchListener("web", ws.ListenerStats)
 		// Evidence for throttling that does not rest on timing: how many
 		// passwords were hashed, and how many logins were refused first.
 		met.Registry().MustRegister(

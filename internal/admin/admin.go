@@ -116,6 +116,15 @@ func noBody(h http.Handler) http.Handler {
 	})
 }
 
+// ListenerStats are the counters of the socket's guarded listener
+// (internal/netguard); zero before Listen.
+func (s *Server) ListenerStats() netguard.Stats {
+	if s.ln == nil {
+		return netguard.Stats{}
+	}
+	return s.ln.Stats()
+}
+
 // Serve answers until Shutdown.
 func (s *Server) Serve() error {
 	err := s.http.Serve(s.ln)

@@ -1,10 +1,13 @@
 // Package metrics exports what mailwall does as Prometheus metrics: the
 // result of every stage, the actions taken, how long checks take, the DNS
-// cache's hit rate, store failures and aggregate reports sent.
+// cache's hit rate, store failures, reports sent and received, and what
+// the listeners' connection limits did.
 package metrics
 
 import (
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"mailwall/internal/dnsx"
+	"mailwall/internal/netguard"
 	"mailwall/internal/verdict"
 )
 
@@ -25,6 +29,7 @@ type Metrics struct {
 	reloads  *prometheus.CounterVec
 	reports  *prometheus.CounterVec
 	policyd  *prometheus.CounterVec
+	conns    *listenerCollector
 }
 
 // New makes the collectors, with the Go runtime's and the process's.
@@ -54,14 +59,16 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailwall_dmarc_reports_total",
-			Help: "DMARC aggregate report deliveries by outcome (sent, retry, failed, dropped) and reports received (received, malformed).",
+			Help: "DMARC reports by outcome: aggregate report deliveries (sent, retry, failed, dropped), failure reports (failure_sent, failure_failed, failure_dropped, failure_rate_limited), " +
+				"and reports received (received; received_unauthenticated: stored apart, its message did not pass DMARC; malformed; refused: not about our domains, or past the reporter's daily limit).",
 		}, []string{"outcome"}),
 		policyd: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailwall_policyd_requests_total",
 			Help: "Policy delegation requests by the action returned.",
 		}, []string{"action"}),
+		conns: &listenerCollector{watched: map[string][]func() netguard.Stats{}},
 	}
-	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd,
+	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.conns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -166,4 +173,62 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cacheLookups, prometheus.CounterValue, float64(s.Hits), "hit")
 	ch <- prometheus.MustNewConstMetric(cacheLookups, prometheus.CounterValue, float64(s.Misses), "miss")
 	ch <- prometheus.MustNewConstMetric(cacheEvictions, prometheus.CounterValue, float64(s.Evictions))
+}
+
+// WatchListener exports the counters of a server's guarded listeners
+// (internal/netguard), read at each scrape, labelled listener=name:
+// "milter", "policy", "web", "admin". Functions watched under one name
+// are summed.
+func (m *Metrics) WatchListener(name string, stats func() netguard.Stats) {
+	m.conns.mu.Lock()
+	defer m.conns.mu.Unlock()
+	m.conns.watched[name] = append(m.conns.watched[name], stats)
+}
+
+// listenerCollector is one set of metric families for every listener, so
+// that a dashboard can chart them side by side.
+type listenerCollector struct {
+	mu      sync.Mutex
+	watched map[string][]func() netguard.Stats
+}
+
+var (
+	listenerOpen = prometheus.NewDesc("mailwall_listener_connections_open",
+		"Connections open, by listener (milter, policy, web, admin).", []string{"listener"}, nil)
+	listenerAcceptErrors = prometheus.NewDesc("mailwall_listener_accept_errors_total",
+		"Accept errors retried after a pause, by listener: out of file descriptors (EMFILE, ENFILE), or a client gone before it was accepted (ECONNABORTED).", []string{"listener"}, nil)
+	listenerEvicted = prometheus.NewDesc("mailwall_listener_connections_evicted_total",
+		"Connections closed to make room for a new one (listener full, or out of file descriptors), by listener: idle policy connections, milter connections that had not negotiated.", []string{"listener"}, nil)
+	listenerRefused = prometheus.NewDesc("mailwall_listener_connections_refused_total",
+		"Connections closed at once for the listener's per-address limit (max_connections_per_peer), by listener.", []string{"listener"}, nil)
+)
+
+func (c *listenerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- listenerOpen
+	ch <- listenerAcceptErrors
+	ch <- listenerEvicted
+	ch <- listenerRefused
+}
+
+func (c *listenerCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	names := make([]string, 0, len(c.watched))
+	for name := range c.watched {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	sums := make([]netguard.Stats, len(names))
+	for i, name := range names {
+		for _, f := range c.watched[name] {
+			sums[i] = sums[i].Add(f())
+		}
+	}
+	c.mu.Unlock()
+	for i, name := range names {
+		s := sums[i]
+		ch <- prometheus.MustNewConstMetric(listenerOpen, prometheus.GaugeValue, float64(s.Open), name)
+		ch <- prometheus.MustNewConstMetric(listenerAcceptErrors, prometheus.CounterValue, float64(s.TemporaryErrors), name)
+		ch <- prometheus.MustNewConstMetric(listenerEvicted, prometheus.CounterValue, float64(s.Evicted), name)
+		ch <- prometheus.MustNewConstMetric(listenerRefused, prometheus.CounterValue, float64(s.PerPeerRefused), name)
+	}
 }

@@ -862,3 +862,18 @@ type Stats struct{ Sessions, Panics, Evicted uint64 }
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats { return Stats{s.sessions.Load(), s.panics.Load(), s.evicted.Load()} }
+
+// ListenerStats sums the counters of the listeners Serve guards
+// (internal/netguard): connections open, accept errors retried,
+// evictions, per-peer refusals.
+func (s *Server) ListenerStats() netguard.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st netguard.Stats
+	for _, l := range s.listeners {
+		if g, ok := l.(*netguard.Listener); ok {
+			st = st.Add(g.Stats())
+		}
+	}
+	return st
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"mailwall/internal/netguard"
@@ -37,6 +38,7 @@ type Server struct {
 	Log                  *slog.Logger
 
 	srv   *http.Server
+	mu    sync.Mutex // guard, set by Serve, read by ListenerStats
 	guard *netguard.Listener
 	// readFor replaces readHeaderTimeout and readTimeout in tests.
 	readFor time.Duration
@@ -103,11 +105,24 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: rh, ReadTimeout: rt,
 		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	s.mu.Lock()
 	s.guard = g
+	s.mu.Unlock()
 	if err := s.srv.Serve(g); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// ListenerStats are the counters of the listener Serve guards
+// (internal/netguard); zero before Serve.
+func (s *Server) ListenerStats() netguard.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.guard == nil {
+		return netguard.Stats{}
+	}
+	return s.guard.Stats()
 }
 
 // Close stops the server, letting requests in progress finish briefly.
