@@ -5,12 +5,7 @@ package arc
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
 	"fmt"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -19,22 +14,6 @@ import (
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labtest"
 )
-
-// costlyKeyRecord is a key record with a random odd modulus of bits bits
-// and exponent e: free to publish, costly to use.
-func costlyKeyRecord(t *testing.T, bits, e int) string {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), uint(bits-1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.SetBit(n, bits-1, 1).SetBit(n, 0, 1)
-	der, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: n, E: e})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der)
-}
 
 // hardenWorld serves an ed25519 key at good._domainkey.fwd.test and
 // records at costly._domainkey.fwd.test.
@@ -64,7 +43,7 @@ func TestCostlyKeysRefused(t *testing.T) {
 		{"512 bits", 512, 65537, "512-bit RSA key is too short (RFC 8301)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, good, bad := hardenWorld(t, costlyKeyRecord(t, tc.bits, tc.e))
+			v, good, bad := hardenWorld(t, labtest.CostlyRSAKeyRecord(t, tc.bits, tc.e))
 			// The costly key signs (by its record) the newest set.
 			one, _ := hop(t, v, good, plainMessage, "spf=pass smtp.mailfrom=origin.test")
 			bad.Key = good.Key

@@ -11,32 +11,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
-	"math/big"
+	"mailwall/internal/labtest"
 	mrand "math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 )
-
-// costlyKeyRecord is a key record an attacker can publish for free: a
-// random odd modulus of bits bits (no factoring needed to publish it)
-// with exponent e.
-func costlyKeyRecord(t testing.TB, bits, e int) string {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), uint(bits-1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.SetBit(n, bits-1, 1).SetBit(n, 0, 1)
-	der, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: n, E: e})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der)
-}
 
 // forgedSignatures puts n DKIM-Signature fields on msg, for d=domain and
 // s=selector, with a correct body hash (so a verifier goes on to the key)
@@ -79,7 +61,7 @@ func TestCostlyKeysRefused(t *testing.T) {
 		{"512 bits", 512, 65537, Policy, "512-bit RSA key is too short (RFC 8301)", 64, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := costlyKeyRecord(t, tc.bits, tc.e)
+			rec := labtest.CostlyRSAKeyRecord(t, tc.bits, tc.e)
 			v := &Verifier{Resolver: zoneResolver(t, "costly.test", ZoneRecord("k", "costly.test", rec))}
 			msg := forgedSignatures(tc.signature, "costly.test", "k", tc.sigBytes, plainMessage)
 			start := time.Now()
@@ -105,7 +87,7 @@ func TestCostlyKeysRefused(t *testing.T) {
 // TestVerifyHashRefusesCostlyKeys: the primitive ARC uses refuses such a
 // key too, whoever got it past LookupKey.
 func TestVerifyHashRefusesCostlyKeys(t *testing.T) {
-	k, err := ParseKey(costlyKeyRecord(t, 16384, 65537))
+	k, err := ParseKey(labtest.CostlyRSAKeyRecord(t, 16384, 65537))
 	if err != nil {
 		t.Fatal(err)
 	}

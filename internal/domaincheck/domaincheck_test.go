@@ -2,13 +2,8 @@ package domaincheck
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"strings"
@@ -230,22 +225,6 @@ func TestSeconds(t *testing.T) {
 	}
 }
 
-// dcKeyRecord is an RSA key record of a random odd modulus of bits bits
-// and exponent e: no key generation, so 8192 bits cost nothing.
-func dcKeyRecord(t *testing.T, bits, e int) string {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), uint(bits-1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.SetBit(n, bits-1, 1).SetBit(n, 0, 1)
-	der, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: n, E: e})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der)
-}
-
 // TestDKIMKeyRefusedByVerifiers: a key verifiers refuse (RFC 8301: over
 // 4096 bits; mailwall: an exponent other than 65537 too) is a failure
 // with the fix, not "RSA key of 8192 bits" passed as fine.
@@ -266,7 +245,7 @@ func TestDKIMKeyRefusedByVerifiers(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%d-%d", tc.bits, tc.e), func(t *testing.T) {
 			r := &run{c: &Checker{}, ctx: context.Background(), rep: &Report{}}
-			r.dkimKey("k._domainkey.example.test", dcKeyRecord(t, tc.bits, tc.e))
+			r.dkimKey("k._domainkey.example.test", labtest.CostlyRSAKeyRecord(t, tc.bits, tc.e))
 			if len(r.rep.Findings) != 1 {
 				t.Fatalf("findings %+v", r.rep.Findings)
 			}

@@ -5,7 +5,12 @@ package labtest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"log/slog"
+	"math/big"
 	"net"
 	"path/filepath"
 	"runtime"
@@ -159,4 +164,22 @@ func LabZones(tb testing.TB) []*labdns.Zone {
 		zones = append(zones, z)
 	}
 	return zones
+}
+
+// CostlyRSAKeyRecord is a DKIM key record an attacker can publish for
+// free: a random odd modulus of bits bits (nothing to factor or generate,
+// so 262,144 bits cost nothing to make) with exponent e. A verifier that
+// used it would pay for the modular exponentiation.
+func CostlyRSAKeyRecord(tb testing.TB, bits, e int) string {
+	tb.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), uint(bits-1)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n.SetBit(n, bits-1, 1).SetBit(n, 0, 1)
+	der, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: n, E: e})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der)
 }

@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -43,22 +42,6 @@ func dkCPU(t *testing.T, d *daemon) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-// dkKeyRecord is a key record with a random odd modulus of bits bits and
-// exponent e: free to publish, no factoring needed.
-func dkKeyRecord(t *testing.T, bits, e int) string {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), uint(bits-1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.SetBit(n, bits-1, 1).SetBit(n, 0, 1)
-	der, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: n, E: e})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der)
 }
 
 // dkMessage is a message from attacker@costly.test with n DKIM-Signature
@@ -167,7 +150,7 @@ func dkCheck(t *testing.T, d *daemon, fields [][2]string, body, want string, max
 // the modulus). Before, 30 s of CPU and a 451; now permerror, the key
 // refused before any arithmetic, in under 50 ms of CPU.
 func TestHardenDKIMHugeKey(t *testing.T) {
-	d := dkServe(t, dkKeyRecord(t, 262144, 1<<31-1))
+	d := dkServe(t, labtest.CostlyRSAKeyRecord(t, 262144, 1<<31-1))
 	body := strings.Repeat("A line of an ordinary message body, nothing to see here.\r\n", 200)
 	dkDeliver(t, d.milter, dkWarmup(), "warm up\r\n")
 	fields := dkMessage(10, "from:to:subject", 262144/8, nil, body)
@@ -181,7 +164,7 @@ func TestHardenDKIMHugeKey(t *testing.T) {
 // before any work.
 func TestHardenDKIMLongHeaderList(t *testing.T) {
 	// A real-sized key: the signatures get as far as the header hash.
-	d := dkServe(t, dkKeyRecord(t, 2048, 65537))
+	d := dkServe(t, labtest.CostlyRSAKeyRecord(t, 2048, 65537))
 	body := "hello\r\n"
 	dkDeliver(t, d.milter, dkWarmup(), "warm up\r\n")
 	extra := make([][2]string, 900)
