@@ -40,6 +40,7 @@ FUZZ_TARGETS = \
 	internal/conncheck:FuzzRegexpTable \
 	internal/milter:FuzzSession \
 	internal/feedback:FuzzParse \
+	internal/classify:FuzzExtract \
 	internal/feedback:FuzzAttachments
 
 fuzz:

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -35,7 +36,9 @@ func main() {
 	alpha := flag.Float64("alpha", 0, "FTRL alpha (0: default)")
 	l1 := flag.Float64("l1", -1, "FTRL L1 (-1: default)")
 	strength := flag.Float64("strength", -1, "Bayes MinStrength (-1: default)")
+	clues := flag.Int("clues", -1, "Bayes MaxClues (-1: default, 0: all)")
 	explain := flag.Int("explain", 3, "explain this many validate messages of each class")
+	thresholds := flag.String("thresholds", "", "more thresholds to report, comma-separated")
 	misses := flag.Bool("misses", false, "explain every ham flagged and junk passed at the default threshold")
 	flag.Parse()
 
@@ -113,6 +116,9 @@ func main() {
 			if *strength >= 0 {
 				b.MinStrength = *strength
 			}
+			if *clues >= 0 {
+				b.MaxClues = *clues
+			}
 			m = b
 		default:
 			log.Fatalf("unknown model %q", name)
@@ -144,6 +150,16 @@ func main() {
 		fmt.Printf("\n%s (%d epochs): learning %.0f messages/s (%.0f with feature extraction); classification %d us CPU a message (extraction included); memory %.1f MB (table 2^%d buckets), serialized %.1f MB\n",
 			name, n, perSec, withExtract, perMsg.Microseconds(), float64(m.MemoryBytes())/(1<<20), *bits, float64(len(data))/(1<<20))
 		classify.Measure(scored, classify.DefaultThreshold).Print(os.Stdout, "default threshold")
+		for _, t := range strings.Split(*thresholds, ",") {
+			if t == "" {
+				continue
+			}
+			v, err := strconv.ParseFloat(t, 64)
+			if err != nil {
+				log.Fatal(err)
+			}
+			classify.Measure(scored, v).Print(os.Stdout, "threshold "+t)
+		}
 		classify.Measure(scored, classify.HamThreshold(scored, 0.01)).Print(os.Stdout, "1% of ham flagged at most")
 		classify.Measure(scored, classify.HamThreshold(scored, 0.001)).Print(os.Stdout, "0.1% of ham flagged at most")
 		if *misses {

@@ -1,8 +1,10 @@
 package classify
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Bayes is a naive Bayes classifier over hashed features: per bucket,
@@ -18,6 +20,10 @@ type Bayes struct {
 	// MinStrength is how far from 0.5 a feature's probability must be to
 	// count: near-neutral features only dilute the evidence.
 	MinStrength float64
+	// MaxClues bounds the features combined, the strongest first (0: all
+	// of them): SpamBayes combines 150, since thousands of features make
+	// the chi-square saturate at 0 or 1 and lose the ranking.
+	MaxClues int
 
 	bits        uint8
 	junk, ham   []uint32
@@ -65,8 +71,11 @@ func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
 	if m.nJunk == 0 || m.nHam == 0 {
 		return 0.5
 	}
-	var lnJunk, lnHam float64 // sums of ln(f) and ln(1-f)
-	n := 0
+	type clue struct {
+		f float64
+		k int
+	}
+	clues := make([]clue, 0, len(v.Hashes))
 	for k, h := range v.Hashes {
 		i := m.bucket(h)
 		s, g := m.junk[i], m.ham[i]
@@ -77,19 +86,29 @@ func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
 		p := ps / (ps + pg)
 		cnt := float64(s) + float64(g)
 		f := (robinsonS*robinsonX + cnt*p) / (robinsonS + cnt)
-		if math.Abs(f-0.5) < m.MinStrength {
-			continue
-		}
-		lnJunk += math.Log(f)
-		lnHam += math.Log1p(-f)
-		n++
-		if contrib != nil {
-			contrib[k] = math.Log(f) - math.Log1p(-f)
+		if math.Abs(f-0.5) >= m.MinStrength {
+			clues = append(clues, clue{f, k})
 		}
 	}
-	if n == 0 {
+	if m.MaxClues > 0 && len(clues) > m.MaxClues {
+		slices.SortFunc(clues, func(a, b clue) int {
+			return cmp.Compare(math.Abs(b.f-0.5), math.Abs(a.f-0.5))
+		})
+		clues = clues[:m.MaxClues]
+	}
+	if len(clues) == 0 {
 		return 0.5
 	}
+	var lnJunk, lnHam float64 // sums of ln(f) and ln(1-f)
+	for _, c := range clues {
+		lj, lh := math.Log(c.f), math.Log1p(-c.f)
+		lnJunk += lj
+		lnHam += lh
+		if contrib != nil {
+			contrib[c.k] = lj - lh
+		}
+	}
+	n := len(clues)
 	junk := 1 - chi2Q(-2*lnHam, 2*n) // the ham hypothesis fails: junk
 	ham := 1 - chi2Q(-2*lnJunk, 2*n)
 	return (junk - ham + 1) / 2
@@ -133,6 +152,7 @@ func (m *Bayes) MarshalBinary() ([]byte, error) {
 	w.uint64(m.nHam)
 	w.uint64(uint64(m.MinCount))
 	w.float64(m.MinStrength)
+	w.uint64(uint64(m.MaxClues))
 	w.buckets(len(m.junk), func(i int) (uint32, uint32, bool) {
 		return m.junk[i], m.ham[i], m.junk[i] != 0 || m.ham[i] != 0
 	})
@@ -149,10 +169,11 @@ func (m *Bayes) UnmarshalBinary(data []byte) error {
 	m.nJunk, m.nHam = r.uint64(), r.uint64()
 	minCount := r.uint64()
 	m.MinStrength = r.float64()
-	if minCount > math.MaxUint32 || !(m.MinStrength >= 0 && m.MinStrength < 0.5) {
+	maxClues := r.uint64()
+	if minCount > math.MaxUint32 || !(m.MinStrength >= 0 && m.MinStrength < 0.5) || maxClues > MaxFeatures {
 		return fmt.Errorf("classify: bayes model: bad parameters")
 	}
-	m.MinCount = uint32(minCount)
+	m.MinCount, m.MaxClues = uint32(minCount), int(maxClues)
 	m.junk, m.ham = make([]uint32, 1<<m.bits), make([]uint32, 1<<m.bits)
 	return r.buckets(func(i uint32, a, b uint32) error {
 		m.junk[i], m.ham[i] = a, b

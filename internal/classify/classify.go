@@ -94,8 +94,9 @@ func (r Result) String() string {
 }
 
 // DefaultThreshold is the probability from which a message counts as
-// junk when the caller sets none.
-const DefaultThreshold = 0.5
+// junk when the caller sets none: on the corpus's train split with a
+// fifth held out, the lowest that flagged at most 0.5% of the ham.
+const DefaultThreshold = 0.95
 
 // explainTop bounds the features an explanation names.
 const explainTop = 5

@@ -107,11 +107,12 @@ func (v *Vector) Name(i int) string {
 // Extractor serves one goroutine, and the Vector it returns is valid
 // until its next Extract.
 type Extractor struct {
-	v    Vector
-	seen []uint64 // open-addressing set of the hashes in v; 0 is empty
-	buf  []byte   // a feature name being built
-	tok  tokenizer
-	rcpt recipients
+	v     Vector
+	seen  []uint64 // open-addressing set of the hashes in v; 0 is empty
+	buf   []byte   // a feature name being built
+	order []byte   // the header's field order
+	tok   tokenizer
+	rcpt  recipients
 }
 
 // NewExtractor returns an Extractor.
@@ -124,23 +125,30 @@ func (x *Extractor) full() bool { return len(x.v.Hashes) >= MaxFeatures }
 
 // add adds the feature kind:text.
 func (x *Extractor) add(kind string, text []byte) {
-	if x.full() {
-		return
+	if x.insert(hashFeature(kind, text)) {
+		x.v.names = append(x.v.names, kind...)
+		x.v.names = append(x.v.names, ':')
+		x.v.names = append(x.v.names, text...)
+		x.v.ends = append(x.v.ends, uint32(len(x.v.names)))
 	}
-	h := hashFeature(kind, text)
+}
+
+// insert adds the hash h to the vector and reports whether it was new
+// (and there was room): the caller then appends its name to x.v.names
+// and its end to x.v.ends.
+func (x *Extractor) insert(h uint64) bool {
+	if x.full() {
+		return false
+	}
 	mask := uint64(len(x.seen) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		switch x.seen[i] {
 		case h:
-			return
+			return false
 		case 0:
 			x.seen[i] = h
 			x.v.Hashes = append(x.v.Hashes, h)
-			x.v.names = append(x.v.names, kind...)
-			x.v.names = append(x.v.names, ':')
-			x.v.names = append(x.v.names, text...)
-			x.v.ends = append(x.v.ends, uint32(len(x.v.names)))
-			return
+			return true
 		}
 	}
 }
@@ -151,9 +159,8 @@ func (x *Extractor) addString(kind, text string) {
 	x.add(kind, x.buf)
 }
 
-// hashFeature is FNV-1a over kind, ':' and text, then mixed (the
-// finalizer of MurmurHash3) so that the high and low bits both vary;
-// never 0, which marks an empty slot.
+// hashFeature is FNV-1a over kind, ':' and text, then mixed so that the
+// high and low bits both vary.
 func hashFeature(kind string, text []byte) uint64 {
 	const prime = 1099511628211
 	h := uint64(14695981039346656037)
@@ -164,6 +171,12 @@ func hashFeature(kind string, text []byte) uint64 {
 	for _, c := range text {
 		h = (h ^ uint64(c)) * prime
 	}
+	return mix(h)
+}
+
+// mix is the finalizer of MurmurHash3; never 0, which marks an empty
+// slot.
+func mix(h uint64) uint64 {
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
 	h ^= h >> 33
@@ -204,25 +217,36 @@ func (x *Extractor) Extract(msg *Message) *Vector {
 // mailer writes, in the order it chose. Trace and mailing-list fields
 // are left out: they say which server and list carried the message, and
 // in a corpus, which collection it came from.
-var headerOrder = map[string]string{
-	"From": "from", "To": "to", "Cc": "cc", "Subject": "subject", "Date": "date",
-	"Message-Id": "message-id", "Mime-Version": "mime-version", "Content-Type": "content-type",
-	"Reply-To": "reply-to", "X-Mailer": "x-mailer", "User-Agent": "user-agent",
-	"Content-Transfer-Encoding": "content-transfer-encoding", "In-Reply-To": "in-reply-to",
-	"References": "references", "X-Priority": "x-priority", "Importance": "importance",
-	"Organization": "organization", "Thread-Index": "thread-index", "Thread-Topic": "thread-topic",
+var headerNames = []string{
+	"from", "to", "cc", "subject", "date", "message-id", "mime-version", "content-type",
+	"reply-to", "x-mailer", "user-agent", "content-transfer-encoding", "in-reply-to",
+	"references", "x-priority", "importance", "organization", "thread-index", "thread-topic",
 }
+
+// headerOrder maps a canonical field name to its index in headerNames.
+var headerOrder = func() map[string]int {
+	m := map[string]int{}
+	for i, n := range headerNames {
+		m[textproto.CanonicalMIMEHeaderKey(n)] = i
+	}
+	return m
+}()
 
 // header adds the header's shape and returns the From's registered
 // domain ("" when unreadable).
 func (x *Extractor) header(fields []dkim.Field, h textproto.MIMEHeader) string {
-	order := x.buf[:0]
+	// The order of the first occurrence of each field of headerOrder,
+	// as one feature and as consecutive pairs.
+	order := x.order[:0]
+	var seen uint64 // bit i: headerOrder's field i seen
 	prev := ""
 	for _, f := range fields {
-		name, ok := headerOrder[textproto.CanonicalMIMEHeaderKey(f.Name)]
-		if !ok || name == prev || bytes.Contains(order, []byte(name)) {
+		bit, ok := headerOrder[textproto.CanonicalMIMEHeaderKey(f.Name)]
+		if !ok || seen&(1<<bit) != 0 {
 			continue
 		}
+		seen |= 1 << bit
+		name := headerNames[bit]
 		if prev != "" {
 			x.addString("header-pair", prev+">"+name)
 		}
@@ -232,7 +256,7 @@ func (x *Extractor) header(fields []dkim.Field, h textproto.MIMEHeader) string {
 		}
 		order = append(order, name...)
 	}
-	x.buf = order
+	x.order = order
 	x.add("header-order", order)
 	for _, name := range []string{"Date", "Message-Id", "Mime-Version", "To", "Subject"} {
 		if len(h[name]) == 0 {
@@ -283,13 +307,21 @@ func (x *Extractor) header(fields []dkim.Field, h textproto.MIMEHeader) string {
 	if s := h.Get("Subject"); strings.Contains(s, "=?") {
 		for _, w := range strings.Fields(s) {
 			if cs, _, ok := strings.Cut(strings.TrimPrefix(w, "=?"), "?"); ok && strings.HasPrefix(w, "=?") {
-				x.addString("subject-charset", strings.ToLower(cs))
+				if cs = strings.ToLower(cs); !genericCharset[cs] {
+					x.addString("subject-charset", cs)
+				}
 				break
 			}
 		}
 	}
 	return fromDomain
 }
+
+// genericCharset are the charsets that say nothing of a message's
+// language, only of its age: UTF-8 is what mailers write now, ASCII and
+// Latin-1 what they wrote twenty years ago, and a corpus of old ham and
+// new junk would learn "UTF-8 is junk" from them.
+var genericCharset = map[string]bool{"utf-8": true, "utf8": true, "us-ascii": true, "ascii": true, "iso-8859-1": true, "windows-1252": true}
 
 // from adds the From field's features and returns its registered domain.
 func (x *Extractor) from(v string) string {
@@ -412,8 +444,8 @@ func (x *Extractor) mimePart(h textproto.MIMEHeader, body []byte, depth int, par
 	if cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))); cte != "" && cte != "7bit" {
 		x.addString("mime-cte", media+" "+cte)
 	}
-	if cs := params["charset"]; cs != "" {
-		x.addString("mime-charset", strings.ToLower(cs))
+	if cs := strings.ToLower(params["charset"]); cs != "" && !genericCharset[cs] {
+		x.addString("mime-charset", cs)
 	}
 	disp, dparams, _ := mime.ParseMediaType(h.Get("Content-Disposition"))
 	filename := dparams["filename"]
@@ -501,6 +533,7 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 		host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 		if _, err := netip.ParseAddr(host); err == nil {
 			x.addString("link", "ip address")
+			other++
 			continue
 		}
 		if strings.HasPrefix(host, "xn--") || strings.Contains(host, ".xn--") {

@@ -32,7 +32,7 @@ const (
 // learning parameters (chosen on the corpus's train split).
 func NewFTRL(bits int) *FTRL {
 	bits = min(max(bits, minBits), maxBits)
-	return &FTRL{Alpha: 0.1, Beta: 1, L1: 0.5, L2: 1, bits: uint8(bits),
+	return &FTRL{Alpha: 0.3, Beta: 1, L1: 1, L2: 1, bits: uint8(bits),
 		z: make([]float32, 1<<bits), n: make([]float32, 1<<bits)}
 }
 
@@ -122,7 +122,7 @@ func (m *FTRL) UnmarshalBinary(data []byte) error {
 	})
 }
 
-// FTRLEpochs is how many passes over a training set FTRL takes: one
-// pass over a few thousand messages leaves the weights short of where
-// they settle.
-const FTRLEpochs = 3
+// FTRLEpochs is how many passes over a training set FTRL takes: on the
+// corpus's train split (a fifth held out), more passes fit the training
+// messages better and the held-out ones worse.
+const FTRLEpochs = 1

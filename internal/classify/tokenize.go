@@ -22,6 +22,7 @@ type tokenizer struct {
 	word    []byte            // the word being read, lower-cased
 	runes   int               // its length in runes
 	prev    [osbWindow][]byte // the words before it, prev[0] the nearest
+	prevH   [osbWindow]uint64 // their hashes
 	nprev   int
 	cjkPrev rune // the previous CJK character of the current run, or 0
 	cjkRun  int  // length of the current CJK run
@@ -42,6 +43,13 @@ func (t *tokenizer) run(x *Extractor, kind, text string) {
 		// One chunk between white space at a time.
 		i := 0
 		for i < len(text) {
+			if c := text[i]; c < 0x80 {
+				if c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v' {
+					break
+				}
+				i++
+				continue
+			}
 			r, n := utf8.DecodeRuneInString(text[i:])
 			if unicode.IsSpace(r) {
 				break
@@ -97,6 +105,26 @@ func (t *tokenizer) address(chunk string) {
 // words splits a chunk into words and CJK runs.
 func (t *tokenizer) words(chunk string) {
 	for _, r := range chunk {
+		if r < 0x80 {
+			switch c := byte(r); {
+			case c >= 'a' && c <= 'z':
+				t.endCJK()
+				t.word = append(t.word, c)
+				t.runes++
+			case c >= 'A' && c <= 'Z':
+				t.endCJK()
+				t.word = append(t.word, c+'a'-'A')
+				t.runes++
+			case c >= '0' && c <= '9':
+				t.endCJK()
+				t.word = append(t.word, '0')
+				t.runes++
+			default:
+				t.flush()
+				t.endCJK()
+			}
+			continue
+		}
 		if r >= 0xFF01 && r <= 0xFF5E {
 			r -= 0xFEE0 // full-width ASCII reads as ASCII
 		}
@@ -170,20 +198,36 @@ func (t *tokenizer) flush() {
 			w = append(w[:0], "(recipient's domain)"...)
 		}
 	}
-	t.x.add(t.kind, w)
+	x := t.x
+	h := hashFeature(t.kind, w)
+	if x.insert(h) {
+		x.v.names = append(x.v.names, t.kind...)
+		x.v.names = append(x.v.names, ':')
+		x.v.names = append(x.v.names, w...)
+		x.v.ends = append(x.v.ends, uint32(len(x.v.names)))
+	}
 	for d := 0; d < t.nprev; d++ {
-		t.pair = append(t.pair[:0], t.prev[d]...)
-		t.pair = append(t.pair, ' ')
-		for range d {
-			t.pair = append(t.pair, '_', ' ')
+		// A pair's hash is made of its words' hashes, not of its name,
+		// which is written only when the pair is new.
+		if !x.insert(mix(t.prevH[d]*0x9e3779b97f4a7c15 ^ h ^ uint64(d+1)*0xbf58476d1ce4e5b9)) {
+			continue
 		}
-		t.pair = append(t.pair, w...)
-		t.x.add(t.pairs, t.pair)
+		x.v.names = append(x.v.names, t.pairs...)
+		x.v.names = append(x.v.names, ':')
+		x.v.names = append(x.v.names, t.prev[d]...)
+		x.v.names = append(x.v.names, ' ')
+		for range d {
+			x.v.names = append(x.v.names, '_', ' ')
+		}
+		x.v.names = append(x.v.names, w...)
+		x.v.ends = append(x.v.ends, uint32(len(x.v.names)))
 	}
 	// Shift the window: the oldest buffer is reused for this word.
 	last := t.prev[osbWindow-1]
 	copy(t.prev[1:], t.prev[:osbWindow-1])
 	t.prev[0] = append(last[:0], w...)
+	copy(t.prevH[1:], t.prevH[:osbWindow-1])
+	t.prevH[0] = h
 	t.nprev = min(t.nprev+1, osbWindow)
 	t.word = w[:0]
 }

@@ -1,0 +1,130 @@
+package classify
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// parse makes a Message of a raw message with LF line ends.
+func parse(raw string, rcpts ...string) *Message {
+	fields, body := ParseMessage([]byte(strings.ReplaceAll(raw, "\n", "\r\n")))
+	return &Message{Fields: fields, Body: body, Recipients: rcpts}
+}
+
+func names(v *Vector) []string {
+	out := make([]string, len(v.Hashes))
+	for i := range v.Hashes {
+		out[i] = v.Name(i)
+	}
+	return out
+}
+
+func TestExtract(t *testing.T) {
+	const head = "From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: Hello\nDate: Mon, 1 Dec 2026 10:00:00 +0000\nMessage-ID: <1@example.com>\n"
+	const plain = head + "\n"
+	tests := []struct {
+		name      string
+		msg       *Message
+		want, not []string
+	}{
+		{"words, digits as 0, pairs at distances 1 to 3",
+			parse(plain + "Verify your ACCOUNT 1234 now\n"),
+			[]string{"word:verify", "word:account", "word:0000", "word pair:verify your", "word pair:verify _ account",
+				"word pair:verify _ _ 0000", "word pair:your account", "subject:hello"},
+			[]string{"word pair:verify _ _ _ now", "header:no date", "header:no message-id"}},
+		{"Japanese: character bigrams, full-width ASCII as ASCII",
+			parse(plain + "お客様のアカウントを確認 ＡＢＣ\n"),
+			[]string{"word cjk:お客", "word cjk:客様", "word cjk:様の", "word cjk:確認", "word:abc"}, nil},
+		{"zero-width characters do not split a word",
+			parse(plain + "pa\u200byp\u00adal login\n"),
+			[]string{"word:paypal", "word pair:paypal login"}, []string{"word:pa"}},
+		{"the recipient's address, local part and domain",
+			parse(plain+"Dear phishing, your pot mailbox is full: phishing@pot admin@pot\n", "phishing@pot"),
+			[]string{"word:(recipient)", "word:(recipient's domain)", "address:recipient", "address:recipient's domain",
+				"word pair:(recipient) _ (recipient's domain)"},
+			[]string{"word:phishing", "word:pot"}},
+		{"links: host, registered domain, suffix; an IP address",
+			parse(plain + "Log in at https://login.secure.example.co.uk/x?a=1 or http://192.0.2.1/\n"),
+			[]string{"host:login.secure.example.co.uk", "domain:example.co.uk", "tld:co.uk", "link:ip address", "link:http",
+				"link:path", "link:query", "links:2+", "links:none in from's domain"},
+			[]string{"word:login", "word:secure"}},
+		{"header shape: missing fields, unreadable From, Reply-To elsewhere",
+			parse("From: Microsoft account team ,_<no-reply@x.test>\nReply-To: r@y.test\nX-Mailer: Microsoft Outlook 16.0\nSubject: a\n\nhi\n"),
+			[]string{"header:no date", "header:no message-id", "from:unparsed", "from:comma", "from-domain:x.test",
+				"reply-to:other domain", "reply-to-domain:y.test", "mailer:microsoft", "header-order:from>reply-to>x-mailer>subject",
+				"header-pair:from>reply-to"}, nil},
+		{"MIME tree, attachment type and extension, charsets",
+			parse(head + "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain; charset=iso-2022-jp\n\nhi\n--b\nContent-Type: application/octet-stream; name=\"invoice.html\"\nContent-Disposition: attachment; filename=\"invoice.html\"\nContent-Transfer-Encoding: base64\n\nPGh0bWw+\n--b--\n"),
+			[]string{"mime-tree:mixed(plain,html)", "attachment-ext:.html", "attachment-type:application/octet-stream",
+				"mime-charset:iso-2022-jp", "mime-part:multipart/mixed", "mime-cte:application/octet-stream base64"},
+			[]string{"mime-charset:utf-8"}},
+		{"outside signals",
+			&Message{Extra: []string{"dmarc=fail", "rule=brand_from_domain"}},
+			[]string{"extra:dmarc=fail", "extra:rule=brand_from_domain", "from:missing"}, nil},
+	}
+	x := NewExtractor()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := names(x.Extract(tt.msg))
+			for _, w := range tt.want {
+				if !slices.Contains(got, w) {
+					t.Errorf("no %q in %q", w, got)
+				}
+			}
+			for _, w := range tt.not {
+				if slices.Contains(got, w) {
+					t.Errorf("%q in %q", w, got)
+				}
+			}
+		})
+	}
+}
+
+// TestExtractBounded: a long text of distinct words stops at
+// MaxFeatures, each hash once.
+func TestExtractBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("Subject: x\n\n")
+	for i := range 50000 {
+		b.WriteString("w")
+		for n := i; n > 0; n /= 26 {
+			b.WriteByte(byte('a' + n%26))
+		}
+		b.WriteString(" ")
+	}
+	v := NewExtractor().Extract(parse(b.String()))
+	if len(v.Hashes) != MaxFeatures {
+		t.Fatalf("%d features, want %d", len(v.Hashes), MaxFeatures)
+	}
+	seen := map[uint64]bool{}
+	for _, h := range v.Hashes {
+		if seen[h] {
+			t.Fatalf("hash %x twice", h)
+		}
+		seen[h] = true
+	}
+}
+
+// TestExtractReuse: an Extractor gives the same features for the same
+// message whatever it read before.
+func TestExtractReuse(t *testing.T) {
+	m := parse("From: a@b.test\nSubject: s\n\nsome words here https://x.test/\n")
+	x := NewExtractor()
+	first := names(x.Extract(m))
+	x.Extract(parse("From: c@d.test\nSubject: other\n\nentirely different text お客様\n"))
+	if again := names(x.Extract(m)); !slices.Equal(first, again) {
+		t.Fatalf("%q, then %q", first, again)
+	}
+}
+
+func TestParseMessageLenient(t *testing.T) {
+	fields, body := ParseMessage([]byte("From: a@b.test\r\nnot a header line\r\nSubject: s\r\n continued\r\n\r\nbody\r\n"))
+	if len(fields) != 2 || fields[1].Name != "Subject" || !strings.Contains(fields[1].Raw, "continued") || string(body) != "body\r\n" {
+		t.Fatalf("fields %q body %q", fields, body)
+	}
+	fields, body = ParseMessage([]byte("From: a@b.test\r\n\r\nbody\r\n"))
+	if len(fields) != 1 || string(body) != "body\r\n" {
+		t.Fatalf("fields %q body %q", fields, body)
+	}
+}

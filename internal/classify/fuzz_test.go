@@ -1,0 +1,36 @@
+package classify
+
+import (
+	"testing"
+)
+
+// FuzzExtract: any message gives at most MaxFeatures features, each hash
+// once, each with a name, without a panic; a trained model predicts a
+// probability for it.
+func FuzzExtract(f *testing.F) {
+	f.Add("From: Amazon <amozon@x.test>\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/html; charset=Shift_JIS\r\nContent-Transfer-Encoding: base64\r\n\r\nPGEgaHJlZj0iaHR0cDovL3guZXhhbXBsZS8iPnd3dy5hbWF6b24uY28uanA8L2E+\r\n--b--\r\n")
+	f.Add("From: Microsoft account team ,_<no-reply@x.test>\r\nReply-To: =?ISO-2022-JP?B?GyRCM1g5OxsoQg==?= <b@c.test>\r\n\r\nお客様のアカウント http://www.yahoo.co:jp@h.test/ phishing@pot pa\u200bypal\r\n")
+	f.Add("Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Disposition: attachment; filename=\"x.pdf.exe\"\r\n\r\n--a--\r\n")
+	f.Add("no header at all")
+	m := NewBayes(minBits)
+	x := NewExtractor()
+	m.Learn(x.Extract(parse("Subject: a\n\nspam words\n")).Clone(), true)
+	m.Learn(x.Extract(parse("Subject: b\n\nham words\n")).Clone(), false)
+	f.Fuzz(func(t *testing.T, raw string) {
+		fields, body := ParseMessage([]byte(raw))
+		v := x.Extract(&Message{Fields: fields, Body: body, Recipients: []string{"phishing@pot"}, Extra: []string{raw[:min(len(raw), 10)]}})
+		if len(v.Hashes) > MaxFeatures || len(v.ends) != len(v.Hashes) {
+			t.Fatalf("%d features, %d names", len(v.Hashes), len(v.ends))
+		}
+		seen := map[uint64]bool{}
+		for i, h := range v.Hashes {
+			if seen[h] || h == 0 || v.Name(i) == "" {
+				t.Fatalf("feature %d %q hash %x", i, v.Name(i), h)
+			}
+			seen[h] = true
+		}
+		if p := m.Predict(v, make([]float64, len(v.Hashes))); !(p >= 0 && p <= 1) {
+			t.Fatalf("probability %v", p)
+		}
+	})
+}

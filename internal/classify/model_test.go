@@ -1,0 +1,125 @@
+package classify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+)
+
+// toyExamples: junk asks to verify an account at a link shortener, ham
+// talks about a meeting; each message has a few words of its own.
+func toyExamples() []Example {
+	x := NewExtractor()
+	var out []Example
+	for i := range 40 {
+		junk := fmt.Sprintf("From: Support <s%d@x%d.test>\nSubject: verify account\n\nverify your account now at https://bit.ly/%d unique%d\n", i, i, i, i)
+		ham := fmt.Sprintf("From: Bob <bob@example.org>\nSubject: meeting notes\n\nthe meeting moved to thursday, agenda attached item%d\n", i)
+		out = append(out, Example{V: x.Extract(parse(junk)).Clone(), Class: "spam"}, Example{V: x.Extract(parse(ham)).Clone(), Class: "ham"})
+	}
+	return out
+}
+
+func TestModelsLearn(t *testing.T) {
+	examples := toyExamples()
+	for _, m := range []Model{NewFTRL(16), NewBayes(16)} {
+		t.Run(m.Kind(), func(t *testing.T) {
+			Train(m, examples[:60], 3, 1)
+			for _, e := range examples[60:] {
+				p := m.Predict(e.V, nil)
+				if (p >= 0.9) != (e.Class != "ham") || (e.Class == "ham" && p > 0.1) {
+					t.Errorf("%s scored %.3f", e.Class, p)
+				}
+			}
+			c := NewClassifier(m)
+			r := c.Classify(parse("From: Support <s99@x99.test>\nSubject: verify account\n\nverify your account now at https://bit.ly/z\n"))
+			if !r.Junk || len(r.Strongest) == 0 || r.Strongest[0].Weight <= 0 {
+				t.Fatalf("%+v", r)
+			}
+			s := r.String()
+			if !strings.HasPrefix(s, "classifier 1.00 junk: strongest features: ") || !strings.Contains(s, `host "bit.ly"(+`) {
+				t.Errorf("explanation %q", s)
+			}
+		})
+	}
+}
+
+// TestModelRoundTrip: a saved and restored model predicts the same, and
+// damaged bytes are an error, never a panic or a huge allocation.
+func TestModelRoundTrip(t *testing.T) {
+	examples := toyExamples()
+	st := DirStore{Dir: t.TempDir()}
+	ctx := context.Background()
+	if _, err := LoadModel(ctx, st, "site"); !errors.Is(err, ErrNoModel) {
+		t.Fatalf("empty store: %v", err)
+	}
+	for _, m := range []Model{NewFTRL(16), NewBayes(16)} {
+		Train(m, examples, 1, 1)
+		if err := SaveModel(ctx, st, m.Kind(), m); err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadModel(ctx, st, m.Kind())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.Kind() != m.Kind() || back.MemoryBytes() != m.MemoryBytes() {
+			t.Fatalf("%s came back as %s of %d bytes", m.Kind(), back.Kind(), back.MemoryBytes())
+		}
+		for _, e := range examples {
+			if a, b := m.Predict(e.V, nil), back.Predict(e.V, nil); a != b {
+				t.Fatalf("%s: %v before, %v after", m.Kind(), a, b)
+			}
+		}
+		data, _ := m.MarshalBinary()
+		for _, n := range []int{0, 3, 7, 20, len(data) - 1} {
+			if _, err := UnmarshalModel(data[:n]); err == nil {
+				t.Errorf("%s: %d of %d bytes accepted", m.Kind(), n, len(data))
+			}
+		}
+		bad := append([]byte(nil), data...)
+		bad[6] = 40 // 2^40 buckets
+		if _, err := UnmarshalModel(bad); err == nil {
+			t.Errorf("%s: 2^40 buckets accepted", m.Kind())
+		}
+	}
+	if err := st.Save(ctx, "../x", nil); err == nil {
+		t.Error("a name with a slash saved")
+	}
+}
+
+func TestChi2Q(t *testing.T) {
+	tests := []struct {
+		x2   float64
+		v    int
+		want float64
+	}{
+		{0, 2, 1},
+		{2, 2, math.Exp(-1)},
+		{4, 4, 3 * math.Exp(-2)},
+		{20000, 200, 0},          // far in the tail, no NaN
+		{20000, 20000, 0.498670}, // thousands of terms, near the mean
+	}
+	for _, tt := range tests {
+		if got := chi2Q(tt.x2, tt.v); math.Abs(got-tt.want) > 1e-4 || math.IsNaN(got) {
+			t.Errorf("chi2Q(%v, %d) = %v, want %v", tt.x2, tt.v, got, tt.want)
+		}
+	}
+}
+
+func TestHamThreshold(t *testing.T) {
+	var s []Scored
+	for i := range 100 {
+		s = append(s, Scored{Class: "ham", P: float64(i) / 100}, Scored{Class: "spam", P: 0.5 + float64(i)/200})
+	}
+	for _, tt := range []struct {
+		rate    float64
+		flagged int
+	}{{0.01, 1}, {0.001, 0}, {0.1, 10}} {
+		o := Measure(s, HamThreshold(s, tt.rate))
+		if o.Flagged[2] != tt.flagged {
+			t.Errorf("rate %v: %d ham flagged, want %d", tt.rate, o.Flagged[2], tt.flagged)
+		}
+	}
+}
