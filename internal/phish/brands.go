@@ -73,7 +73,7 @@ func newBrandIndex(brands []Brand) *brandIndex {
 	ix := &brandIndex{brands: brands, names: make([][]string, len(brands)), phrases: make([][]string, len(brands))}
 	for i, b := range brands {
 		for _, w := range append([]string{b.Name}, b.Words...) {
-			w = strings.ToLower(norm.NFKC.String(w))
+			w = Normalize(w)
 			if isLatin(w) && len(tokens(w)) == 1 {
 				ix.names[i] = append(ix.names[i], w)
 			} else {
@@ -115,7 +115,7 @@ func (ix *brandIndex) match(s string, near bool) []brandMatch {
 			out = append(out, m)
 		}
 	}
-	folded := strings.ToLower(norm.NFKC.String(s))
+	folded := Normalize(s)
 	for _, tok := range tokens(folded) {
 		skel := skeleton(tok)
 		mapped := skel != tok
@@ -171,18 +171,18 @@ func isLatin(s string) bool {
 	return true
 }
 
-// confusables maps letters that look like Latin ones to them: Cyrillic
-// and Greek look-alikes, and digits used as letters (UTS #39 has the full
-// table; these are the ones phishing uses).
-var confusables = map[rune]string{
-	'а': "a", 'е': "e", 'о': "o", 'р': "p", 'с': "c", 'у': "y", 'х': "x", 'і': "i", 'ј': "j", 'ѕ': "s", 'һ': "h", 'ԁ': "d", 'ԛ': "q", 'ԝ': "w", 'ӏ': "l", 'к': "k", 'м': "m", 'т': "t", 'в': "b", 'н': "h", 'п': "n", 'г': "r",
-	'α': "a", 'ο': "o", 'ρ': "p", 'ε': "e", 'ι': "i", 'κ': "k", 'ν': "v", 'τ': "t", 'υ': "u", 'χ': "x", 'ѵ': "v",
+// extraConfusables are look-alikes phishing uses beyond confusableLatin
+// (UTS #39 maps to a letter of the same case, and digits to digits):
+// digits used as letters, and Cyrillic lower-case letters that look like
+// Latin small capitals.
+var extraConfusables = map[rune]string{
 	'0': "o", '1': "l", '3': "e", '4': "a", '5': "s", '7': "t", '8': "b", '9': "g",
-	'ı': "i", 'ɡ': "g", 'ł': "l", 'ø': "o", 'ß': "b",
+	'ß': "b", 'ӏ': "l", 'к': "k", 'м': "m", 'т': "t", 'в': "b", 'н': "h", 'п': "n", 'г': "r", 'ł': "l", 'ø': "o",
 }
 
 // skeleton lower-cases a token, strips accents, maps confusable letters
-// to Latin ones and the pairs rn and vv to m and w.
+// to Latin ones (UTS #39's table, confusables_table.go, then
+// extraConfusables) and the pairs rn and vv to m and w.
 func skeleton(tok string) string {
 	if plainLetters(tok) {
 		return tok // the usual token: nothing to map
@@ -192,8 +192,16 @@ func skeleton(tok string) string {
 		if unicode.Is(unicode.Mn, r) {
 			continue // combining accents
 		}
-		if s, ok := confusables[r]; ok {
+		if s, ok := extraConfusables[r]; ok {
 			b.WriteString(s)
+			continue
+		}
+		if c, ok := confusableLatin[r]; ok {
+			if s, ok := extraConfusables[rune(c)]; ok {
+				b.WriteString(s) // a look-alike of a digit used as a letter
+			} else {
+				b.WriteByte(c)
+			}
 			continue
 		}
 		b.WriteRune(r)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"mailwall/internal/dkim"
 )
@@ -39,5 +40,40 @@ func FuzzCheck(f *testing.F) {
 		if sum != r.Score {
 			t.Fatalf("score %d, weights %d", r.Score, sum)
 		}
+	})
+}
+
+// FuzzMailbox: any author field is read without a panic, in bounded
+// space; what it reads is valid UTF-8, whatever the bytes, and the
+// domain is in lower case.
+func FuzzMailbox(f *testing.F) {
+	for _, s := range []string{
+		"Microsoft account team ,_<no-reply@x.test>",
+		"Name, <addr@x.test>",
+		"<addr@x.test >",
+		"Message de LIDL, <a@b.test.>, Message de LIDL,\t<a@b.test>",
+		`"Volgen"<>63493<info@m.test>`,
+		"Bradesco",
+		`"unbalanced <a@b.test>`,
+		"=?utf-8?B?UGF5UGFsIDxzZXJ2aWNlQHBheXBhbC5jb20+?=",
+		"\x83A\x83}\x83]\x83\x93 <a@b.test>",
+		"\x1b$B%\"%^%>%s\x1b(B <a@b.test>",
+		"a@b.test, c@d.test",
+		"<a@b@c.test>",
+	} {
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, raw string, list bool) {
+		m := parseMailbox(raw, "Shift_JIS", list)
+		if len(m.Others) > maxCandidates || len(m.Malformed) > 8 || len(m.Name) > 4*maxAddressField {
+			t.Fatalf("unbounded: %d others, %d reasons, name %d octets", len(m.Others), len(m.Malformed), len(m.Name))
+		}
+		if m.Domain != strings.ToLower(m.Domain) {
+			t.Fatalf("domain %q not lower case", m.Domain)
+		}
+		if !utf8.ValidString(m.Name) || !utf8.ValidString(m.Address()) {
+			t.Fatalf("invalid UTF-8 read: %q", m.String())
+		}
+		_ = m.String()
 	})
 }

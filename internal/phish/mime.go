@@ -106,9 +106,11 @@ func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *in
 	}
 	media, params, err := mime.ParseMediaType(ctype)
 	if err != nil {
-		// RFC 2045 §5.2: an unreadable Content-Type is text/plain.
-		c.problem("Content-Type %q: %v", ctype, err)
-		media, params = "text/plain", map[string]string{}
+		// RFC 2045 §5.2 says an unreadable Content-Type is text/plain,
+		// but clients read what they can (a duplicate boundary, a stray
+		// ";"), and phishing counts on that: so do we.
+		c.problem("Content-Type %q: %v", clip(ctype), err)
+		media, params = parseMediaType(ctype)
 	}
 	switch {
 	case strings.HasPrefix(media, "multipart/"):
@@ -158,6 +160,44 @@ func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *in
 			c.plain(text)
 		}
 	}
+}
+
+// parseMediaType reads a Content-Type as a lenient client does: the
+// media type before the first ";", then each name=value, the first of a
+// name kept, quotes or not. A media type that is not type/subtype is
+// text/plain (RFC 2045 §5.2).
+func parseMediaType(v string) (string, map[string]string) {
+	if media, params, err := mime.ParseMediaType(v); err == nil {
+		return media, params
+	}
+	params := map[string]string{}
+	parts := strings.Split(v, ";")
+	if len(parts) > 32 {
+		parts = parts[:32]
+	}
+	media := strings.ToLower(strings.TrimSpace(parts[0]))
+	if t, sub, ok := strings.Cut(media, "/"); !ok || t == "" || sub == "" || strings.ContainsAny(media, " \t\"=") {
+		media = "text/plain"
+	}
+	for _, p := range parts[1:] {
+		k, val, ok := strings.Cut(p, "=")
+		if !ok {
+			continue
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		val = strings.TrimSpace(val)
+		if len(val) >= 2 && val[0] == '"' {
+			if end := strings.IndexByte(val[1:], '"'); end >= 0 {
+				val = val[1 : 1+end]
+			} else {
+				val = val[1:]
+			}
+		}
+		if _, dup := params[k]; !dup && k != "" {
+			params[k] = val
+		}
+	}
+	return media, params
 }
 
 // decodePart undoes the transfer encoding and converts to UTF-8. On a

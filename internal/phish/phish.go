@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ const (
 	URLBrandLookalike  = "url_brand_lookalike"  // link host imitates a brand
 	ReplyToOtherOrg    = "reply_to_other_org"   // Reply-To leaves the From's organization
 	DisplayNameAddress = "display_name_address" // display name holds an address of another domain
+	FromMalformed      = "from_malformed"       // From (Reply-To, Sender) is not one well-formed mailbox
 	FirstSeenDomain    = "first_seen_domain"    // From domain never seen before today
 	DMARCNoneBrand     = "dmarc_none_brand"     // p=none (or no DMARC) and a brand hit
 	PTRBareDomain      = "ptr_bare_domain"      // client PTR is a bare registered domain
@@ -54,7 +56,7 @@ func DefaultWeights() map[string]int {
 	return map[string]int{
 		BrandFromDomain: 45, BrandDisplayName: 30, BrandLocalPart: 30, MixedScript: 30, IDNFromDomain: 10,
 		URLUserinfo: 40, URLIPLiteral: 25, URLTextMismatch: 35, URLPunycode: 15, URLBrandLookalike: 35,
-		ReplyToOtherOrg: 15, DisplayNameAddress: 25, FirstSeenDomain: 10, DMARCNoneBrand: 20, PTRBareDomain: 10,
+		ReplyToOtherOrg: 15, DisplayNameAddress: 25, FromMalformed: 30, FirstSeenDomain: 10, DMARCNoneBrand: 20, PTRBareDomain: 10,
 		AuthDMARCFail: 20, AuthSPFFail: 10, AuthDKIMFail: 10, AuthNone: 15, AuthIPRevFail: 10, AuthS25R: 10, AuthARCFail: 5,
 	}
 }
@@ -142,9 +144,12 @@ type Hit struct {
 
 // Report is a message's score and the rules behind it.
 type Report struct {
-	Score   int      `json:"score"`
-	Hits    []Hit    `json:"hits"`
-	Brands  []string `json:"brands,omitempty"` // brands imitated
+	Score  int      `json:"score"`
+	Hits   []Hit    `json:"hits"`
+	Brands []string `json:"brands,omitempty"` // brands imitated
+	// From is the author as a mail client shows it, read tolerantly;
+	// nil when the message has no From field.
+	From    *Mailbox `json:"from,omitempty"`
 	Content Content  `json:"content"`
 	// Problems are things that could not be checked (history down, a part
 	// that did not decode); the score is what could be.
@@ -190,47 +195,33 @@ func (s *scoring) brand(i int) string {
 	return s.c.brands.brands[i].Name
 }
 
-// author is the parsed From.
-type author struct {
-	name, local, domain string // domain as written, lower case
-}
-
 // addressParser decodes encoded words in display names in any charset.
 var addressParser = &mail.AddressParser{WordDecoder: wordDecoder}
-
-func parseAuthor(fields []dkim.Field, name string) (author, bool) {
-	for _, f := range fields {
-		if !strings.EqualFold(f.Name, name) {
-			continue
-		}
-		v := strings.TrimSpace(strings.ReplaceAll(f.Value(), "\r\n", ""))
-		a, err := addressParser.Parse(v)
-		if err != nil {
-			return author{}, false
-		}
-		local, domain, ok := strings.Cut(a.Address, "@")
-		if !ok {
-			return author{}, false
-		}
-		return author{name: a.Name, local: local, domain: strings.ToLower(domain)}, true
-	}
-	return author{}, false
-}
 
 // Check scores a message.
 func (c *Checker) Check(ctx context.Context, in Input) Report {
 	s := &scoring{c: c, brands: map[int]bool{}}
 	s.r.Content = Extract(in.Fields, in.Body)
 	s.r.Problems = append(s.r.Problems, s.r.Content.Problems...)
-	from, ok := parseAuthor(in.Fields, "From")
+	charset := func() string { return messageCharset(in.Fields) }
+	from, present := readMailbox(in.Fields, "From", charset)
+	if present {
+		s.r.From = &from
+	} else {
+		from.bad("no From field")
+	}
+	s.checkMalformed("From", from)
 	fromOrg := ""
-	if ok {
-		fromOrg = registered(from.domain)
+	if from.Domain != "" {
+		fromOrg = registered(from.Domain)
 		s.checkFrom(from)
-		s.checkReplyTo(in.Fields, from)
+		s.checkReplyTo(in.Fields, from, charset)
 		s.checkFirstSeen(ctx, from)
 	} else {
 		s.r.Problems = append(s.r.Problems, "no readable From address")
+	}
+	if sender, ok := readMailbox(in.Fields, "Sender", charset); ok {
+		s.checkMalformed("Sender", sender)
 	}
 	s.checkLinks(fromOrg)
 	if in.PTRName != "" {
@@ -247,7 +238,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 		if in.DMARCPolicy != "" {
 			policy = "DMARC p=none"
 		}
-		s.fire(DMARCNoneBrand, "%s: %s asks for nothing to be done with failures, and the message imitates %s", from.domain, policy, strings.Join(s.brandNames(), ", "))
+		s.fire(DMARCNoneBrand, "%s: %s asks for nothing to be done with failures, and the message imitates %s", from.Domain, policy, strings.Join(s.brandNames(), ", "))
 	}
 	s.checkAuth(in)
 	s.r.Brands = s.brandNames()
@@ -264,52 +255,107 @@ func (s *scoring) brandNames() []string {
 	return out
 }
 
-func (s *scoring) checkFrom(from author) {
+// checkMalformed fires from_malformed for an author field that is not
+// one well-formed mailbox: phishing kits write "Name ,_<addr>", "Name,
+// <addr>", "<addr >" and two addresses; mailers of real organizations
+// do not.
+func (s *scoring) checkMalformed(field string, m Mailbox) {
+	if len(m.Malformed) == 0 {
+		return
+	}
+	shown := "no address"
+	if m.Address() != "" || m.Name != "" {
+		shown = clip(m.String())
+	}
+	s.fire(FromMalformed, "%s is not one well-formed mailbox: %s; read as %s", field, strings.Join(m.Malformed, ", "), shown)
+}
+
+func (s *scoring) checkFrom(from Mailbox) {
 	ix := s.c.brands
-	udomain, isIDN := unicodeDomain(from.domain)
+	udomain, isIDN := unicodeDomain(from.Domain)
 	if isIDN {
-		s.fire(IDNFromDomain, "From domain %s is %s", from.domain, udomain)
+		s.fire(IDNFromDomain, "From domain %s is %s", from.Domain, udomain)
 	}
-	if mixedScript(udomain) || mixedScript(from.name) || mixedScript(from.local) {
-		s.fire(MixedScript, "Latin letters mixed with Cyrillic or Greek in %q", strings.TrimSpace(from.name+" <"+from.local+"@"+udomain+">"))
+	name := Normalize(from.Name) // invisible characters hide nothing from here on
+	if mixedScript(udomain) || mixedScript(name) || mixedScript(from.Local) {
+		s.fire(MixedScript, "Latin letters mixed with Cyrillic or Greek in %q", strings.TrimSpace(from.Name+" <"+from.Local+"@"+udomain+">"))
 	}
+	s.brandDomain(from.Domain, udomain)
+	for _, d := range otherDomains(from) {
+		ud, _ := unicodeDomain(d)
+		s.brandDomain(d, ud)
+	}
+	for _, m := range ix.match(from.Local, true) {
+		if !ix.owns(m.brand, from.Domain) {
+			s.fire(BrandLocalPart, "local part %q: %s %q of %s, sent from %s", from.Local, m.how, m.token, s.brand(m.brand), from.Domain)
+		}
+	}
+	for _, m := range ix.match(name, true) {
+		if !ix.owns(m.brand, from.Domain) {
+			s.fire(BrandDisplayName, "display name %q: %s %q of %s, sent from %s", from.Name, m.how, m.token, s.brand(m.brand), from.Domain)
+		}
+	}
+	if !strings.Contains(name, "@") {
+		return // no address shown: spare the regexp
+	}
+	for _, addr := range emailPattern.FindAllString(name, 5) {
+		_, d, _ := strings.Cut(addr, "@")
+		if registered(d) != registered(from.Domain) {
+			s.fire(DisplayNameAddress, "display name shows %s, the address is %s", addr, from.Address())
+		}
+	}
+}
+
+// brandDomain fires brand_from_domain for a From domain (udomain its
+// Unicode form) that imitates a brand it does not belong to.
+func (s *scoring) brandDomain(domain, udomain string) {
+	ix := s.c.brands
 	for _, m := range ix.match(withoutSuffix(udomain), true) {
-		if !ix.owns(m.brand, from.domain) {
+		if !ix.owns(m.brand, domain) {
 			s.fire(BrandFromDomain, "From domain %s: %s %q, not one of %s's domains", udomain, m.how, m.token, s.brand(m.brand))
 		}
 	}
-	for _, m := range ix.match(from.local, true) {
-		if !ix.owns(m.brand, from.domain) {
-			s.fire(BrandLocalPart, "local part %q: %s %q of %s, sent from %s", from.local, m.how, m.token, s.brand(m.brand), from.domain)
+}
+
+// otherDomains are the domains of a From's further addresses, other than
+// its first's; each may imitate a brand too.
+func otherDomains(from Mailbox) []string {
+	var out []string
+	for _, a := range from.Others {
+		if _, d, ok := cutAddress(a); ok && d != from.Domain && !slices.Contains(out, d) {
+			out = append(out, d)
 		}
 	}
-	for _, m := range ix.match(from.name, true) {
-		if !ix.owns(m.brand, from.domain) {
-			s.fire(BrandDisplayName, "display name %q: %s %q of %s, sent from %s", from.name, m.how, m.token, s.brand(m.brand), from.domain)
+	return out
+}
+
+// messageCharset is the charset of the top-level Content-Type: the best
+// guess for raw 8-bit text in the header.
+func messageCharset(fields []dkim.Field) string {
+	for _, f := range fields {
+		if strings.EqualFold(f.Name, "Content-Type") {
+			_, params := parseMediaType(f.Value())
+			return params["charset"]
 		}
 	}
-	if !strings.Contains(from.name, "@") {
-		return // no address shown: spare the regexp
-	}
-	for _, addr := range emailPattern.FindAllString(from.name, 5) {
-		_, d, _ := strings.Cut(addr, "@")
-		if registered(d) != registered(from.domain) {
-			s.fire(DisplayNameAddress, "display name shows %s, the address is %s@%s", addr, from.local, from.domain)
-		}
-	}
+	return ""
 }
 
 var emailPattern = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+`)
 
-func (s *scoring) checkReplyTo(fields []dkim.Field, from author) {
-	rt, ok := parseAuthor(fields, "Reply-To")
-	if !ok || registered(rt.domain) == registered(from.domain) {
+func (s *scoring) checkReplyTo(fields []dkim.Field, from Mailbox, charset func() string) {
+	rt, ok := readMailbox(fields, "Reply-To", charset)
+	if !ok {
 		return
 	}
-	s.fire(ReplyToOtherOrg, "replies go to %s@%s, outside %s", rt.local, rt.domain, registered(from.domain))
+	s.checkMalformed("Reply-To", rt)
+	if rt.Domain == "" || registered(rt.Domain) == registered(from.Domain) {
+		return
+	}
+	s.fire(ReplyToOtherOrg, "replies go to %s, outside %s", rt.Address(), registered(from.Domain))
 }
 
-func (s *scoring) checkFirstSeen(ctx context.Context, from author) {
+func (s *scoring) checkFirstSeen(ctx context.Context, from Mailbox) {
 	if s.c.History == nil {
 		return
 	}
@@ -317,7 +363,7 @@ func (s *scoring) checkFirstSeen(ctx context.Context, from author) {
 	if s.c.Now != nil {
 		now = s.c.Now()
 	}
-	org := registered(from.domain)
+	org := registered(from.Domain)
 	if ch, ok := s.c.History.(CachedHistory); ok {
 		if first, since, ok := ch.SeenDomainCached(org, now); ok {
 			s.firstSeen(org, now, first, since)
@@ -397,7 +443,7 @@ func (s *scoring) checkLinks(fromOrg string) {
 		if l.Text == "" {
 			continue
 		}
-		shown := domainInText.FindStringSubmatch(l.Text)
+		shown := domainInText.FindStringSubmatch(Normalize(l.Text))
 		if shown == nil {
 			continue
 		}
