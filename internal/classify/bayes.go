@@ -115,31 +115,33 @@ func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
 }
 
 // chi2Q is the probability that a chi-square variable with v (even)
-// degrees of freedom is at least x2, summed in log space so that large
-// statistics (thousands of features) do not underflow.
+// degrees of freedom is at least x2: the sum of the Poisson terms
+// e^-m m^i / i! for i below v/2, m = x2/2. The terms are kept scaled
+// (e^-m underflows from m = 745, and messages have thousands of
+// features), one multiplication each, and the sum stops once past the
+// peak the terms no longer add anything.
 func chi2Q(x2 float64, v int) float64 {
 	m := x2 / 2
 	if m <= 0 {
 		return 1
 	}
-	lnM := math.Log(m)
-	lt := -m // ln of the term e^-m m^i / i!
-	maxLT := lt
-	sum := 1.0 // the terms divided by e^maxLT
+	const big = 1e250
+	lnScale := -m // ln of what term and sum are to be multiplied by
+	term := 1.0
+	sum := 1.0
 	for i := 1; i < v/2; i++ {
-		lt += lnM - math.Log(float64(i))
-		if lt > maxLT {
-			sum = sum*math.Exp(maxLT-lt) + 1
-			maxLT = lt
-		} else {
-			d := lt - maxLT
-			if d < -40 && float64(i) > m {
-				break // past the peak, the rest adds nothing
-			}
-			sum += math.Exp(d)
+		term *= m / float64(i)
+		sum += term
+		if sum > big {
+			term /= big
+			sum /= big
+			lnScale += math.Log(big)
+		}
+		if float64(i) > m && term < sum*1e-17 {
+			break
 		}
 	}
-	return min(1, math.Exp(maxLT)*sum)
+	return min(1, math.Exp(lnScale+math.Log(sum)))
 }
 
 // MemoryBytes is the size of the two tables.

@@ -351,9 +351,12 @@ func (x *Extractor) from(v string) string {
 	local, domain, _ := strings.Cut(strings.ToLower(a.Address), "@")
 	domain = strings.TrimSuffix(domain, ".")
 	org := registered(domain)
-	if x.rcpt.domain(domain) || x.rcpt.domain(org) {
-		x.addString("from", "recipient's domain")
-	} else {
+	// A From in the recipient's own domain is no feature: unauthenticated,
+	// it is what impersonation of the recipient's organization looks
+	// like; in the corpus it is the collector's own lists, and the model
+	// learnt "own domain: ham" from them. The pipeline can name it
+	// together with DMARC's result in Message.Extra.
+	if !x.rcpt.domain(domain) && !x.rcpt.domain(org) {
 		x.addString("from-domain", org)
 		if suffix, _ := publicsuffix.PublicSuffix(domain); suffix != "" {
 			x.addString("from-tld", suffix)
