@@ -15,6 +15,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"mailwall/internal/classify"
+	"mailwall/internal/phish"
 )
 
 func main() {
@@ -40,6 +42,9 @@ func main() {
 	clues := flag.Int("clues", -1, "Bayes MaxClues (-1: default, 0: all)")
 	explain := flag.Int("explain", 3, "explain this many validate messages of each class")
 	thresholds := flag.String("thresholds", "", "more thresholds to report, comma-separated")
+	rules := flag.Bool("rules", false, "run internal/phish's rules too: report them alone, and give their hits to the models as features")
+	trainOn := flag.String("train-classes", "phish,spam,ham", "classes to train on (spam,ham: the SpamAssassin part only, which may be shipped)")
+	save := flag.String("save", "", "save each trained model in this directory (as MODEL.model); never commit one trained on phish")
 	top := flag.Int("top", 0, "print the features with the strongest weights, this many each way")
 	misses := flag.Bool("misses", false, "explain every ham flagged and junk passed at the default threshold")
 	flag.Parse()
@@ -49,26 +54,36 @@ func main() {
 		log.Fatal(err)
 	}
 	var train, test []classify.Labelled
+	learnt := strings.Split(*trainOn, ",")
 	seen := map[string]int{}
 	for _, l := range all {
-		switch {
-		case *tune && l.Split == "train":
+		if l.Split != "train" && (*tune || l.Split != "validate") {
+			continue
+		}
+		holdout := l.Split == "validate"
+		if *tune {
 			// Every fifth of each class, so that the held-out part spans
 			// its sources (ids sort by source).
-			if seen[l.Class]++; seen[l.Class]%5 == 0 {
-				test = append(test, l)
-			} else {
-				train = append(train, l)
-			}
-		case !*tune && l.Split == "train":
-			train = append(train, l)
-		case !*tune && l.Split == "validate":
-			test = append(test, l)
+			seen[l.Class]++
+			holdout = seen[l.Class]%5 == 0
+		}
+		switch {
+		case holdout:
+			test = append(test, l) // every class is judged
+		case slices.Contains(learnt, l.Class):
+			train = append(train, l) // only the classes asked for are learnt
 		}
 	}
 
 	// Features once: each model sees the same vectors.
 	x := classify.NewExtractor()
+	var checker *phish.Checker
+	var ruleScores []classify.Scored // phish's score of each message, train then test
+	if *rules {
+		if checker, err = phish.New(phish.DefaultBrands(), nil); err != nil {
+			log.Fatal(err)
+		}
+	}
 	extract := func(ls []classify.Labelled) ([]classify.Example, []*classify.Message, time.Duration) {
 		var ex []classify.Example
 		var msgs []*classify.Message
@@ -77,6 +92,14 @@ func main() {
 			m, err := l.Load()
 			if err != nil {
 				log.Fatal(err)
+			}
+			if checker != nil {
+				r := checker.Check(context.Background(), phish.Input{Fields: m.Fields, Body: m.Body})
+				ruleScores = append(ruleScores, classify.Scored{Class: l.Class, P: float64(r.Score)})
+				for _, h := range r.Hits {
+					m.Extra = append(m.Extra, "rule="+h.Rule)
+				}
+				m.Content = &r.Content
 			}
 			start := cpu()
 			v := x.Extract(m).Clone()
@@ -88,6 +111,11 @@ func main() {
 	}
 	trainEx, _, trainCPU := extract(train)
 	testEx, testMsgs, _ := extract(test)
+	if checker != nil {
+		// The tag threshold of the default configuration.
+		test := ruleScores[len(trainEx):]
+		classify.Measure(test, 30).Print(os.Stdout, "internal/phish's rules alone, score 30 or more (no authentication results)")
+	}
 	feats := 0
 	for _, e := range trainEx {
 		feats += len(e.V.Hashes)
@@ -157,6 +185,11 @@ func main() {
 		data, err := m.MarshalBinary()
 		if err != nil {
 			log.Fatal(err)
+		}
+		if *save != "" {
+			if err := classify.SaveModel(context.Background(), classify.DirStore{Dir: *save}, name, m); err != nil {
+				log.Fatal(err)
+			}
 		}
 
 		fmt.Printf("\n%s (%d epochs): learning %.0f messages/s (%.0f with feature extraction); classification %d us CPU a message (extraction included; median %d us, 90th percentile %d us, 99th %d us); memory %.1f MB (table 2^%d buckets), serialized %.1f MB\n",

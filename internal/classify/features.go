@@ -48,6 +48,10 @@ type Message struct {
 	// Extra names outside signals to learn beside the content, e.g.
 	// "dmarc=pass", "rule=brand_from_domain".
 	Extra []string
+	// Content is the decoded text and links when the caller has them
+	// already (the phishing rules decode them too); nil: Extract
+	// decodes the message.
+	Content *phish.Content
 }
 
 // ParseMessage splits a raw message into header fields and body. It
@@ -205,7 +209,11 @@ func (x *Extractor) Extract(msg *Message) *Vector {
 	}
 	from := x.header(msg.Fields, h)
 	x.mimeTree(h, msg.Body)
-	c := phish.Extract(msg.Fields, msg.Body)
+	c := msg.Content
+	if c == nil {
+		decoded := phish.Extract(msg.Fields, msg.Body)
+		c = &decoded
+	}
 	x.links(c.Links, from)
 	x.tok.run(x, "subject", c.Subject)
 	x.textShape(c.Text)
