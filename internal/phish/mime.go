@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
-	"mime/quotedprintable"
 	"net/textproto"
 	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -131,7 +132,10 @@ func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *in
 			}
 			data.Reset()
 			if _, err := data.ReadFrom(io.LimitReader(p, maxPartBytes)); err != nil {
+				// A last part without its closing boundary: clients show
+				// what there is, and so the links in it count.
 				c.problem("part: %v", err)
+				c.walk(p.Header, data.Bytes(), depth+1, parts)
 				return
 			}
 			c.walk(p.Header, data.Bytes(), depth+1, parts)
@@ -146,9 +150,15 @@ func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *in
 		}
 		// The inner body is what the header reader did not consume.
 		c.walk(inner, body[len(body)-r.Len()-br.Buffered():], depth+1, parts)
-	case media == "text/plain" || media == "text/html":
-		if strings.HasPrefix(strings.ToLower(h.Get("Content-Disposition")), "attachment") {
+	case media == "text/plain" || media == "text/html" || htmlAttachment(h, params):
+		if media == "text/plain" && strings.HasPrefix(strings.ToLower(h.Get("Content-Disposition")), "attachment") {
 			return
+		}
+		// An HTML attachment is read too: "open the attached invoice"
+		// is a lure whose link is in the attachment, and a browser opens
+		// it whatever its Content-Type says.
+		if media != "text/plain" {
+			media = "text/html"
 		}
 		text, err := decodePart(body, h.Get("Content-Transfer-Encoding"), params["charset"])
 		if err != nil {
@@ -162,6 +172,27 @@ func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *in
 	}
 }
 
+// htmlAttachment reports a part whose file name says HTML (or SVG, which
+// carries links and scripts the same way), whatever its media type.
+func htmlAttachment(h textproto.MIMEHeader, params map[string]string) bool {
+	name := params["name"]
+	if cd := h.Get("Content-Disposition"); cd != "" {
+		if _, p := parseMediaType(cd); p["filename"] != "" {
+			name = p["filename"]
+		}
+	}
+	if name == "" {
+		return false
+	}
+	name = strings.ToLower(strings.TrimSpace(decodeHeader(name)))
+	for _, ext := range []string{".html", ".htm", ".shtml", ".xhtml", ".svg"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
+}
+
 // parseMediaType reads a Content-Type as a lenient client does: the
 // media type before the first ";", then each name=value, the first of a
 // name kept, quotes or not. A media type that is not type/subtype is
@@ -171,13 +202,19 @@ func parseMediaType(v string) (string, map[string]string) {
 		return media, params
 	}
 	params := map[string]string{}
-	parts := strings.Split(v, ";")
-	if len(parts) > 32 {
-		parts = parts[:32]
-	}
+	parts := strings.SplitN(v, ";", 32)
 	media := strings.ToLower(strings.TrimSpace(parts[0]))
+	if f := strings.Fields(media); len(f) > 0 {
+		media = f[0] // "TEXT/PLAIN charset=US-ASCII"
+	}
 	if t, sub, ok := strings.Cut(media, "/"); !ok || t == "" || sub == "" || strings.ContainsAny(media, " \t\"=") {
 		media = "text/plain"
+	}
+	if len(parts) == 1 {
+		// No ";" before the parameters: "text/plain charset=us-ascii".
+		if _, rest, ok := strings.Cut(strings.TrimSpace(v), " "); ok {
+			parts = append(parts, rest)
+		}
 	}
 	for _, p := range parts[1:] {
 		k, val, ok := strings.Cut(p, "=")
@@ -200,28 +237,32 @@ func parseMediaType(v string) (string, map[string]string) {
 	return media, params
 }
 
-// decodePart undoes the transfer encoding and converts to UTF-8. On a
-// charset it cannot read it returns the bytes as they are, with the error.
-// Text in 7bit, 8bit or binary and in ASCII or UTF-8, most mail, comes
-// back as a slice of body, not a copy.
+// decodePart undoes the transfer encoding and converts to UTF-8. A
+// broken encoding is decoded as far as a client would show it (a stray
+// "=", base64 padded in the middle): the error says what was wrong, and
+// the text is what could be read. On a charset it cannot read it returns
+// the bytes as they are, with the error. Text in 7bit, 8bit or binary
+// and in ASCII or UTF-8, most mail, comes back as a slice of body, not a
+// copy.
 func decodePart(body []byte, cte, charset string) ([]byte, error) {
 	raw := body[:min(len(body), maxPartBytes)]
-	var r io.Reader
+	var cteErr error
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "quoted-printable":
-		r = quotedprintable.NewReader(bytes.NewReader(body))
+		raw, cteErr = decodeQP(body)
 	case "base64":
-		r = base64.NewDecoder(base64.StdEncoding, &base64Cleaner{r: bytes.NewReader(body)})
+		raw, cteErr = decodeBase64(body)
 	}
-	if r != nil {
-		// Decoded text is never longer than its encoding.
-		buf := bytes.NewBuffer(make([]byte, 0, min(len(body), maxPartBytes)))
-		_, err := io.Copy(buf, io.LimitReader(r, maxPartBytes))
-		raw = buf.Bytes()
-		if err != nil {
-			return raw, fmt.Errorf("transfer encoding %s: %w", cte, err)
-		}
+	text, err := toUTF8(raw, charset)
+	if cteErr != nil {
+		return text, fmt.Errorf("transfer encoding %s: %w", cte, cteErr)
 	}
+	return text, err
+}
+
+// toUTF8 converts text in charset to UTF-8; on a charset it cannot read
+// it returns raw as it is, with the error.
+func toUTF8(raw []byte, charset string) ([]byte, error) {
 	charset = strings.ToLower(strings.TrimSpace(charset))
 	if charset == "" || charset == "us-ascii" || charset == "utf-8" {
 		return raw, nil
@@ -237,24 +278,100 @@ func decodePart(body []byte, cte, charset string) ([]byte, error) {
 	return out, nil
 }
 
-// base64Cleaner drops line breaks and other bytes outside the base64
-// alphabet, as RFC 2045 §6.8 tells decoders to.
-type base64Cleaner struct{ r io.Reader }
+// errBadEscape reports quoted-printable "=" not followed by two hex
+// digits or a line break.
+var errBadEscape = errors.New("\"=\" not followed by two hex digits, kept as written")
 
-func (b *base64Cleaner) Read(p []byte) (int, error) {
-	for {
-		n, err := b.r.Read(p)
-		k := 0
-		for _, c := range p[:n] {
-			if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
-				p[k] = c
-				k++
-			}
+// decodeQP decodes quoted-printable leniently, as RFC 2045 §6.7 note (1)
+// asks of a robust decoder: an "=" that starts no valid escape is kept
+// as it is, and decoding goes on. At most maxPartBytes come out.
+func decodeQP(body []byte) ([]byte, error) {
+	out := make([]byte, 0, min(len(body), maxPartBytes))
+	var err error
+	for i := 0; i < len(body) && len(out) < maxPartBytes; i++ {
+		c := body[i]
+		if c != '=' {
+			out = append(out, c)
+			continue
 		}
-		if k > 0 || err != nil {
-			return k, err
+		rest := body[i+1:]
+		// Soft line break, with the white space a sender may leave
+		// before it.
+		j := 0
+		for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t') {
+			j++
+		}
+		if j < len(rest) && (rest[j] == '\n' || rest[j] == '\r') {
+			if rest[j] == '\r' && j+1 < len(rest) && rest[j+1] == '\n' {
+				j++
+			}
+			i += j + 1
+			continue
+		}
+		if j == len(rest) {
+			break // "=" at the very end: a soft break before nothing
+		}
+		if len(rest) >= 2 && isHex(rest[0]) && isHex(rest[1]) {
+			out = append(out, unhex(rest[0])<<4|unhex(rest[1]))
+			i += 2
+			continue
+		}
+		out = append(out, '=')
+		err = errBadEscape
+	}
+	return out, err
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+// decodeBase64 decodes base64 leniently: bytes outside the alphabet are
+// dropped (RFC 2045 §6.8), and padding in the middle, where two encoded
+// pieces were joined, starts a new piece instead of ending the text. At
+// most maxPartBytes come out.
+func decodeBase64(body []byte) ([]byte, error) {
+	clean := make([]byte, 0, len(body))
+	for _, c := range body {
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
+			clean = append(clean, c)
 		}
 	}
+	out := make([]byte, 0, min(base64.RawStdEncoding.DecodedLen(len(clean)), maxPartBytes))
+	var err error
+	for len(clean) > 0 && len(out) < maxPartBytes {
+		piece := clean
+		if eq := bytes.IndexByte(clean, '='); eq >= 0 {
+			piece = clean[:eq]
+			clean = bytes.TrimLeft(clean[eq:], "=")
+		} else {
+			clean = nil
+		}
+		piece = piece[:min(len(piece), base64.RawStdEncoding.EncodedLen(maxPartBytes-len(out)))]
+		if len(piece)%4 == 1 {
+			piece = piece[:len(piece)-1] // a lone sextet encodes no byte
+			err = errors.New("base64 cut in the middle of a byte")
+		}
+		need := base64.RawStdEncoding.DecodedLen(len(piece))
+		n := len(out)
+		out = slices.Grow(out, need)[:n+need]
+		m, e := base64.RawStdEncoding.Decode(out[n:], piece)
+		out = out[:n+m]
+		if e != nil {
+			return out, e
+		}
+	}
+	return out, err
 }
 
 // urlPattern finds URLs in text. The host may hold non-ASCII letters
