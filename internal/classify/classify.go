@@ -54,6 +54,25 @@ type Model interface {
 	UnmarshalBinary([]byte) error
 }
 
+// DefaultModel is the kind of model a site starts with: on the corpus's
+// validate split naive Bayes flagged more at every threshold that flags
+// little ham (99.5% of the phishing and 98.5% of the spam with 0.33% of
+// the ham at 0.95; FTRL 95.5%, 97.0%, 0.67%), and it learns from one
+// message without the passes and the learning rate that FTRL needs.
+const DefaultModel = "bayes"
+
+// NewModel returns an untrained model of a kind ("bayes", "ftrl") with
+// 2^bits buckets.
+func NewModel(kind string, bits int) (Model, error) {
+	switch kind {
+	case "bayes":
+		return NewBayes(bits), nil
+	case "ftrl":
+		return NewFTRL(bits), nil
+	}
+	return nil, fmt.Errorf("classify: unknown model %q (bayes, ftrl)", kind)
+}
+
 // Contribution is one feature's share of a prediction.
 type Contribution struct {
 	Feature string  // "word:verify", "host:bit.ly", ...
