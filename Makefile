@@ -34,6 +34,7 @@ FUZZ_TARGETS = \
 	internal/lab:FuzzParse \
 	internal/arc:FuzzValidate \
 	internal/phish:FuzzCheck \
+	internal/dnsbl:FuzzParseSites \
 	internal/phish:FuzzMailbox \
 	internal/authres:FuzzParse \
 	internal/dmarc:FuzzParseRecord \

@@ -1,0 +1,187 @@
+package dnsbl
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/net/publicsuffix"
+)
+
+const hexDigits = "0123456789abcdef"
+
+// ipQueryName is the name under which zone lists ip (RFC 5782 §2.1): an
+// IPv4 address's four octets reversed, an IPv6 address's 32 nibbles
+// reversed, each a label, the zone after them. The address is used as
+// given: callers unmap IPv4-mapped addresses (a client's) but the IPv6
+// test point ::FFFF:7F00:2 (RFC 5782 §5) must stay mapped.
+func ipQueryName(ip netip.Addr, zone string) string {
+	var b strings.Builder
+	if ip.Is4() {
+		a := ip.As4()
+		fmt.Fprintf(&b, "%d.%d.%d.%d.", a[3], a[2], a[1], a[0])
+	} else {
+		a := ip.As16()
+		for i := len(a) - 1; i >= 0; i-- {
+			b.WriteByte(hexDigits[a[i]&0xf])
+			b.WriteByte('.')
+			b.WriteByte(hexDigits[a[i]>>4])
+			b.WriteByte('.')
+		}
+	}
+	b.WriteString(zone)
+	return b.String()
+}
+
+// maxName is the longest name in presentation form without the trailing
+// dot that fits the 255-octet wire limit (RFC 1035 §2.3.4).
+const maxName = 253
+
+// NormalizeDomain turns a host name from a message (a URL's host, a From
+// domain) into the form a domain list is asked about (RFC 5782 §2.2):
+// lower case, IDNA A-labels, no trailing dot, letters, digits, '-' and '_'
+// only, labels of at most 63 octets, at most 253 in all. The lookup name
+// adds the zone, so Domains also checks the sum.
+func NormalizeDomain(name string) (string, error) {
+	name = strings.TrimSuffix(strings.TrimSpace(name), ".")
+	if name == "" {
+		return "", errors.New("dnsbl: empty domain")
+	}
+	if len(name) > 4*maxName {
+		return "", errors.New("dnsbl: domain too long")
+	}
+	// idna.Lookup maps case and full-width dots and refuses what UTS #46
+	// refuses; ASCII names pass through lower-cased.
+	a, err := idna.Lookup.ToASCII(name)
+	if err != nil {
+		// Names with '_' (seen in real hosts) fail the STD3 rules; keep
+		// them when they are otherwise plain ASCII.
+		if !isASCII(name) {
+			return "", fmt.Errorf("dnsbl: domain %q: %w", name, err)
+		}
+		a = strings.ToLower(name)
+	}
+	if len(a) > maxName {
+		return "", fmt.Errorf("dnsbl: domain %q longer than %d octets", a, maxName)
+	}
+	labels := strings.Split(a, ".")
+	if len(labels) < 2 {
+		return "", fmt.Errorf("dnsbl: domain %q has a single label", a)
+	}
+	for _, l := range labels {
+		if err := validLabel(l); err != nil {
+			return "", fmt.Errorf("dnsbl: domain %q: %w", a, err)
+		}
+	}
+	return a, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// ipLiteral recognises a host that is an address: 192.0.2.1, [192.0.2.1],
+// [IPv6:2001:db8::1] (RFC 5321 §4.1.3), 2001:db8::1.
+func ipLiteral(host string) (netip.Addr, bool) {
+	h := strings.TrimSpace(host)
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+		if len(h) > 5 && strings.EqualFold(h[:5], "ipv6:") {
+			h = h[5:]
+		}
+	}
+	ip, err := netip.ParseAddr(h)
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
+}
+
+// names is the bounded, deduplicated set of things to ask lists about.
+type names struct {
+	ips     []netip.Addr
+	domains []string
+	dropped int      // over the cap
+	invalid []string // not a domain or address, quoted for the result
+}
+
+// collect sorts hosts into addresses and domains, adds each domain's
+// registered domain (publicsuffix's eTLD+1) before the hosts, dedupes,
+// and keeps at most max names in all. Registered domains come first so a
+// message with many hosts under one domain still gets its domain asked.
+func collect(hosts []string, max int) names {
+	var n names
+	seenIP := map[netip.Addr]bool{}
+	seen := map[string]bool{}
+	var regs, full []string
+	for _, h := range hosts {
+		if ip, ok := ipLiteral(h); ok {
+			if !seenIP[ip] {
+				seenIP[ip] = true
+				n.ips = append(n.ips, ip)
+			}
+			continue
+		}
+		d, err := NormalizeDomain(h)
+		if err != nil {
+			if len(n.invalid) < 5 {
+				n.invalid = append(n.invalid, sanitize(h, 80))
+			}
+			continue
+		}
+		// A host that is itself a public suffix (co.uk) has no registered
+		// domain: it is asked as it is.
+		if reg, err := publicsuffix.EffectiveTLDPlusOne(d); err == nil && reg != d {
+			regs = append(regs, reg)
+		}
+		full = append(full, d)
+	}
+	for _, d := range append(regs, full...) {
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		n.domains = append(n.domains, d)
+	}
+	if total := len(n.ips) + len(n.domains); total > max {
+		n.dropped = total - max
+		if len(n.ips) > max {
+			n.ips = n.ips[:max]
+		}
+		n.domains = n.domains[:max-len(n.ips)]
+	}
+	return n
+}
+
+// sanitize makes text from DNS (a TXT reason) or from a message safe to
+// log and to put in an SMTP reply: printable ASCII only (others become
+// '?'), runs of white space one space, at most max octets.
+func sanitize(s string, max int) string {
+	var b strings.Builder
+	space := false
+	for i := 0; i < len(s) && b.Len() < max; i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			space = true
+			continue
+		case c < 0x20 || c >= 0x7f:
+			c = '?'
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		if b.Len() < max {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
