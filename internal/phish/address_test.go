@@ -40,6 +40,7 @@ func TestParseMailbox(t *testing.T) {
 		{name: "encoded word in quotes", raw: `"=?UTF-8?B?UHJpbWU=?=" <res0lvdmaillmphbsh12375@perfectzecure.org.ng>`, wantName: "Prime", wantAddr: "res0lvdmaillmphbsh12375@perfectzecure.org.ng"},
 		{name: "encoded word then junk", raw: `"=?UTF-8?B?Ti5FLlQuRi5MLkkuWA==?=" ,JWK <admission@luc.edu>`, wantName: "N.E.T.F.L.I.X ,JWK", wantAddr: "admission@luc.edu", malformed: []string{`","`}},
 		{name: "whole field encoded", raw: "=?utf-8?B?" + base64.StdEncoding.EncodeToString([]byte("PayPal <service@paypal.com>")) + "?=", wantName: "PayPal", wantAddr: "service@paypal.com", malformed: []string{"inside an encoded word"}},
+		{name: "unknown charset in one word", raw: "=?x-unknown?q?Dear?= =?utf-8*en?q?Amazon?= <a@b.test>", wantName: "DearAmazon", wantAddr: "a@b.test"},
 		{name: "raw UTF-8 name", raw: "Suzana 💌 <newsmail@appri.serenitepure.fr>", wantName: "Suzana 💌", wantAddr: "newsmail@appri.serenitepure.fr"},
 		{name: "raw Shift_JIS name, message charset", raw: sjis + " <info@amaz0n.test>", charset: "Shift_JIS", wantName: "アマゾン", wantAddr: "info@amaz0n.test"},
 		{name: "raw Latin-1 name, no charset", raw: latin1 + " <info@societegenerale.test>", wantName: "Société Générale", wantAddr: "info@societegenerale.test"},

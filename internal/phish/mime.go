@@ -57,22 +57,28 @@ const maxText = 64 << 10
 // WHATWG encoding index knows (ISO-2022-JP, Shift_JIS, EUC-JP, ...).
 var wordDecoder = &mime.WordDecoder{CharsetReader: charsetReader}
 
+//
+// A charset it does not know does not stop the decoding of the rest of
+// the field, as it does in mime.WordDecoder: the word's bytes are kept as
+// they are (made valid UTF-8 by the caller), since a phisher who names
+// a charset that does not exist still gets the text shown.
 func charsetReader(charset string, r io.Reader) (io.Reader, error) {
+	charset, _, _ = strings.Cut(charset, "*") // RFC 2231 §5: "utf-8*ja"
 	enc, err := htmlindex.Get(charset)
 	if err != nil {
-		return nil, fmt.Errorf("charset %q: %w", charset, err)
+		return r, nil
 	}
 	return enc.NewDecoder().Reader(r), nil
 }
 
 // decodeHeader decodes encoded words in a header value; undecodable
-// words stay as written.
+// words stay as written. The result is valid UTF-8.
 func decodeHeader(v string) string {
 	v = strings.Join(strings.Fields(v), " ")
 	if d, err := wordDecoder.DecodeHeader(v); err == nil {
-		return d
+		v = d
 	}
-	return v
+	return strings.ToValidUTF8(v, "\uFFFD")
 }
 
 // Extract reads the text and HTML parts of a message: MIME structure,
