@@ -181,16 +181,44 @@ func (m *Mailbox) decode8bit(v string, charset func() string) string {
 		return v
 	}
 	m.note("raw 8-bit text that is not UTF-8")
-	if cs := strings.ToLower(strings.TrimSpace(charset())); cs != "" && cs != "utf-8" && cs != "us-ascii" {
+	guesses := []string{strings.ToLower(strings.TrimSpace(charset()))}
+	if strings.HasPrefix(guesses[0], "iso-2022-jp") {
+		// A 7-bit charset cannot be the header's: Japanese mailers that
+		// send ISO-2022-JP bodies write raw headers in Shift_JIS or EUC-JP.
+		guesses = []string{"shift_jis", "euc-jp"}
+	}
+	best, bestOdd := "", -1
+	for _, cs := range guesses {
+		if cs == "" || cs == "utf-8" || cs == "us-ascii" {
+			continue
+		}
 		if enc, err := htmlindex.Get(cs); err == nil {
 			if d, err := enc.NewDecoder().String(v); err == nil && utf8.ValidString(d) {
-				return d
+				if odd := oddRunes(d); bestOdd < 0 || odd < bestOdd {
+					best, bestOdd = d, odd
+				}
 			}
 		}
+	}
+	if best != "" {
+		return best
 	}
 	// The fallback of most clients in the West; it maps every byte.
 	d, _ := charmap.Windows1252.NewDecoder().String(v)
 	return d
+}
+
+// oddRunes counts what a wrong guess of a Japanese charset produces:
+// replacement characters, and half-width katakana (EUC-JP read as
+// Shift_JIS is all of them; real mail seldom uses them).
+func oddRunes(s string) int {
+	n := 0
+	for _, r := range s {
+		if r == utf8.RuneError || r >= 0xff61 && r <= 0xff9f {
+			n++
+		}
+	}
+	return n
 }
 
 // cutAddress splits local@domain at the last @ (a local part may quote

@@ -43,6 +43,8 @@ func TestParseMailbox(t *testing.T) {
 		{name: "unknown charset in one word", raw: "=?x-unknown?q?Dear?= =?utf-8*en?q?Amazon?= <a@b.test>", wantName: "DearAmazon", wantAddr: "a@b.test"},
 		{name: "raw UTF-8 name", raw: "Suzana 💌 <newsmail@appri.serenitepure.fr>", wantName: "Suzana 💌", wantAddr: "newsmail@appri.serenitepure.fr"},
 		{name: "raw Shift_JIS name, message charset", raw: sjis + " <info@amaz0n.test>", charset: "Shift_JIS", wantName: "アマゾン", wantAddr: "info@amaz0n.test"},
+		{name: "raw Shift_JIS name, ISO-2022-JP body", raw: sjis + " <info@amaz0n.test>", charset: "ISO-2022-JP", wantName: "アマゾン", wantAddr: "info@amaz0n.test"},
+		{name: "raw EUC-JP name, ISO-2022-JP body", raw: encode(t, japanese.EUCJP, "楽天カード") + " <info@rakuten.test>", charset: "iso-2022-jp", wantName: "楽天カード", wantAddr: "info@rakuten.test"},
 		{name: "raw Latin-1 name, no charset", raw: latin1 + " <info@societegenerale.test>", wantName: "Société Générale", wantAddr: "info@societegenerale.test"},
 		{name: "raw ISO-2022-JP", raw: encode(t, japanese.ISO2022JP, "楽天カード") + " <info@rakuten-card.test>", wantName: "楽天カード", wantAddr: "info@rakuten-card.test"},
 		{name: "unquoted @ in the name", raw: "phishing@pot.test <phishing@pot.test>", wantName: "phishing@pot.test", wantAddr: "phishing@pot.test", malformed: []string{`"@" in the display name`}},

@@ -57,8 +57,8 @@ const maxText = 64 << 10
 // WHATWG encoding index knows (ISO-2022-JP, Shift_JIS, EUC-JP, ...).
 var wordDecoder = &mime.WordDecoder{CharsetReader: charsetReader}
 
-//
-// A charset it does not know does not stop the decoding of the rest of
+// charsetReader converts an encoded word's charset to UTF-8. A charset
+// it does not know does not stop the decoding of the rest of
 // the field, as it does in mime.WordDecoder: the word's bytes are kept as
 // they are (made valid UTF-8 by the caller), since a phisher who names
 // a charset that does not exist still gets the text shown.
