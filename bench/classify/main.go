@@ -162,8 +162,12 @@ func main() {
 		perSec := float64(len(trainEx)*n) / learn.Seconds()
 		withExtract := float64(len(trainEx)*n) / (learn + trainCPU*time.Duration(n)).Seconds()
 		scored := classify.Score(m, testEx)
+		// Phishing or spam: a Bayes model learnt from the junk only.
+		kinds := classify.NewBayes(*bits)
+		classify.TrainKinds(kinds, trainEx, 1)
+		classify.ScoreKinds(kinds, testEx, scored)
 
-		c := classify.NewClassifier(m)
+		c := classify.NewClassifier(m, kinds)
 		start = cpu()
 		const rounds = 3
 		for range rounds {

@@ -48,9 +48,9 @@ func BenchmarkExtract(b *testing.B) {
 
 // trainedClassifier trains a model of kind on the messages.
 func trainedClassifier(b *testing.B, m Model, msgs []*Message, ls []Labelled) *Classifier {
-	c := NewClassifier(m)
+	c := NewClassifier(m, nil)
 	for i, msg := range msgs {
-		c.Learn(msg, ls[i].Junk())
+		c.Learn(msg, ls[i].Class)
 	}
 	return c
 }
@@ -74,10 +74,10 @@ func BenchmarkClassify(b *testing.B) {
 func BenchmarkLearn(b *testing.B) {
 	msgs, ls := benchMessages(b, 300)
 	for _, m := range []Model{NewFTRL(DefaultBits), NewBayes(DefaultBits)} {
-		c := NewClassifier(m)
+		c := NewClassifier(m, nil)
 		b.Run(m.Kind(), func(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
-				c.Learn(msgs[i%len(msgs)], ls[i%len(ls)].Junk())
+				c.Learn(msgs[i%len(msgs)], ls[i%len(ls)].Class)
 			}
 		})
 	}

@@ -84,21 +84,20 @@ type Result struct {
 	Model       string  // the model's Kind
 	Probability float64 // that the message is junk
 	Junk        bool    // Probability reached the threshold
-	Features    int     // how many features the message had
+	// Class is "phish" or "spam" for junk when the Classifier has a
+	// model that tells them apart ("junk" when not), "ham" otherwise.
+	Class    string
+	Features int // how many features the message had
 	// Strongest are the features that pushed hardest towards the
 	// verdict, strongest first.
 	Strongest []Contribution
 }
 
-// String explains the result in one line, e.g. "classifier 0.97 junk:
-// strongest features: word 'verify'(+1.20), host 'bit.ly'(+0.90)".
+// String explains the result in one line, e.g. "classifier 0.97 phish:
+// strongest features: word "verify"(+1.20), host "bit.ly"(+0.90)".
 func (r Result) String() string {
-	verdict := "ham"
-	if r.Junk {
-		verdict = "junk"
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "classifier %.2f %s", r.Probability, verdict)
+	fmt.Fprintf(&b, "classifier %.2f %s", r.Probability, r.Class)
 	if len(r.Strongest) > 0 {
 		b.WriteString(": strongest features: ")
 		for i, c := range r.Strongest {
@@ -121,23 +120,26 @@ const DefaultThreshold = 0.95
 const explainTop = 5
 
 // Classifier wraps a Model for concurrent use: classification shares a
-// read lock, learning takes the write lock.
+// read lock, learning takes the write lock. A second, optional model
+// tells phishing from spam among the junk.
 type Classifier struct {
 	Threshold float64 // junk from this probability; 0 means DefaultThreshold
 
 	mu    sync.RWMutex
-	model Model
+	model Model     // junk (phish or spam) against ham
+	kinds Model     // phish against spam, learnt from junk only; may be nil
 	pool  sync.Pool // *Extractor
 }
 
-// NewClassifier returns a Classifier around m.
-func NewClassifier(m Model) *Classifier {
-	return &Classifier{model: m, pool: sync.Pool{New: func() any { return NewExtractor() }}}
+// NewClassifier returns a Classifier around m, junk against ham, and
+// kinds, phishing against spam (nil: junk is not told apart).
+func NewClassifier(m, kinds Model) *Classifier {
+	return &Classifier{model: m, kinds: kinds, pool: sync.Pool{New: func() any { return NewExtractor() }}}
 }
 
-// Model returns the wrapped model; the caller must not use it while the
-// Classifier is in use.
-func (c *Classifier) Model() Model { return c.model }
+// Models returns the wrapped models; the caller must not use them while
+// the Classifier is in use.
+func (c *Classifier) Models() (junk, kinds Model) { return c.model, c.kinds }
 
 // Classify extracts msg's features and predicts.
 func (c *Classifier) Classify(msg *Message) Result {
@@ -153,28 +155,45 @@ func (c *Classifier) ClassifyVector(v *Vector) Result {
 	c.mu.RLock()
 	p := c.model.Predict(v, contrib)
 	kind := c.model.Kind()
-	c.mu.RUnlock()
 	t := c.Threshold
 	if t == 0 {
 		t = DefaultThreshold
 	}
-	r := Result{Model: kind, Probability: p, Junk: p >= t, Features: len(v.Hashes)}
+	r := Result{Model: kind, Probability: p, Junk: p >= t, Class: "ham", Features: len(v.Hashes)}
+	if r.Junk {
+		r.Class = "junk"
+		if c.kinds != nil {
+			r.Class = "spam"
+			if c.kinds.Predict(v, nil) >= 0.5 {
+				r.Class = "phish"
+			}
+		}
+	}
+	c.mu.RUnlock()
 	r.Strongest = strongest(v, contrib, r.Junk, explainTop)
 	return r
 }
 
-// Learn extracts msg's features and teaches them to the model.
-func (c *Classifier) Learn(msg *Message, junk bool) {
+// Learn extracts msg's features and teaches them as class: "phish",
+// "spam" or "ham".
+func (c *Classifier) Learn(msg *Message, class string) error {
 	x := c.pool.Get().(*Extractor)
 	defer c.pool.Put(x)
-	c.LearnVector(x.Extract(msg), junk)
+	return c.LearnVector(x.Extract(msg), class)
 }
 
 // LearnVector teaches features already extracted.
-func (c *Classifier) LearnVector(v *Vector, junk bool) {
+func (c *Classifier) LearnVector(v *Vector, class string) error {
+	if classIndex(class) < 0 {
+		return fmt.Errorf("classify: class %q (phish, spam, ham)", class)
+	}
 	c.mu.Lock()
-	c.model.Learn(v, junk)
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	c.model.Learn(v, class != "ham")
+	if c.kinds != nil && class != "ham" {
+		c.kinds.Learn(v, class == "phish")
+	}
+	return nil
 }
 
 // strongest picks the n features that pushed hardest towards the

@@ -38,6 +38,9 @@ func TestCorpus(t *testing.T) {
 	if len(train) < 2000 || len(validate) < 500 {
 		t.Fatalf("train %d, validate %d messages", len(train), len(validate))
 	}
+	// Phishing or spam, for the three-way confusion matrix.
+	kinds := NewBayes(DefaultBits)
+	TrainKinds(kinds, train, 1)
 	tests := []struct {
 		model Model
 		// minimum phishing and spam flagged, maximum ham flagged, in %
@@ -57,6 +60,7 @@ func TestCorpus(t *testing.T) {
 			}
 			Train(m, train, epochs, 1)
 			scored := Score(m, validate)
+			ScoreKinds(kinds, validate, scored)
 			o := Measure(scored, DefaultThreshold)
 			var b strings.Builder
 			o.Print(&b, m.Kind()+" on validate, default threshold")

@@ -36,10 +36,28 @@ func Train(m Model, examples []Example, epochs int, seed uint64) {
 	}
 }
 
+// TrainKinds teaches m to tell phishing (positive) from spam, from the
+// junk among the examples, once each in a shuffled order.
+func TrainKinds(m Model, examples []Example, seed uint64) {
+	var junk []Example
+	for _, e := range examples {
+		switch e.Class {
+		case "phish":
+			junk = append(junk, e)
+		case "spam":
+			junk = append(junk, Example{V: e.V, Class: "ham"}) // the negative class
+		}
+	}
+	Train(m, junk, 1, seed)
+}
+
 // Scored is a message's class and the probability a model gave it.
 type Scored struct {
 	Class string
 	P     float64
+	// Phish is the kinds model's probability that junk is phishing
+	// (ScoreKinds), for the three-way confusion matrix.
+	Phish float64
 }
 
 // Score predicts every example.
@@ -51,6 +69,13 @@ func Score(m Model, examples []Example) []Scored {
 	return out
 }
 
+// ScoreKinds sets each Scored's Phish from the kinds model.
+func ScoreKinds(kinds Model, examples []Example, scored []Scored) {
+	for i, e := range examples {
+		scored[i].Phish = kinds.Predict(e.V, nil)
+	}
+}
+
 // Classes are the corpus classes in the order they are reported.
 var Classes = [3]string{"phish", "spam", "ham"}
 
@@ -59,6 +84,9 @@ type Outcome struct {
 	Threshold float64
 	Flagged   [3]int // by Classes
 	Total     [3]int
+	// Called[i][j] counts messages of class i called class j: ham below
+	// the threshold, else phish when Phish >= 0.5, else spam.
+	Called [3][3]int
 }
 
 func classIndex(c string) int {
@@ -79,9 +107,15 @@ func Measure(scored []Scored, t float64) Outcome {
 			continue
 		}
 		o.Total[i]++
+		called := 2
 		if s.P >= t {
 			o.Flagged[i]++
+			called = 1
+			if s.Phish >= 0.5 {
+				called = 0
+			}
 		}
+		o.Called[i][called]++
 	}
 	return o
 }
@@ -118,12 +152,14 @@ func HamThreshold(scored []Scored, rate float64) float64 {
 	return math.Nextafter(ham[k], 2)
 }
 
-// Print writes the outcome as a confusion table and one line of rates.
+// Print writes the outcome as a confusion matrix (the class of each
+// message against what it was called; phish or spam is the kinds
+// model's call) and one line of rates.
 func (o Outcome) Print(w io.Writer, label string) {
 	fmt.Fprintf(w, "  %s (threshold %.6g): phish %.1f%%, spam %.1f%%, ham %.2f%% flagged\n",
 		label, o.Threshold, 100*o.Rate("phish"), 100*o.Rate("spam"), 100*o.Rate("ham"))
-	fmt.Fprintf(w, "    %-8s %8s %8s\n", "class", "flagged", "passed")
+	fmt.Fprintf(w, "    %-14s %8s %8s %8s\n", "class \\ called", "phish", "spam", "ham")
 	for i, c := range Classes {
-		fmt.Fprintf(w, "    %-8s %8d %8d\n", c, o.Flagged[i], o.Total[i]-o.Flagged[i])
+		fmt.Fprintf(w, "    %-14s %8d %8d %8d\n", c, o.Called[i][0], o.Called[i][1], o.Called[i][2])
 	}
 }

@@ -33,7 +33,7 @@ func TestModelsLearn(t *testing.T) {
 					t.Errorf("%s scored %.3f", e.Class, p)
 				}
 			}
-			c := NewClassifier(m)
+			c := NewClassifier(m, nil)
 			r := c.Classify(parse("From: Support <s99@x99.test>\nSubject: verify account\n\nverify your account now at https://bit.ly/z\n"))
 			if !r.Junk || len(r.Strongest) == 0 || r.Strongest[0].Weight <= 0 {
 				t.Fatalf("%+v", r)
@@ -43,6 +43,35 @@ func TestModelsLearn(t *testing.T) {
 				t.Errorf("explanation %q", s)
 			}
 		})
+	}
+}
+
+// TestClassifierKinds: with a kinds model, junk is called phish or spam;
+// learning an unknown class is an error.
+func TestClassifierKinds(t *testing.T) {
+	c := NewClassifier(NewBayes(16), NewBayes(16))
+	for i := range 30 {
+		for class, text := range map[string]string{
+			"phish": "Subject: your mailbox is full\n\nverify your password at https://login.x%d.test/ now",
+			"spam":  "Subject: cheap pills\n\nbest prices on pills, order today from shop%d",
+			"ham":   "Subject: meeting\n\nthe agenda for thursday, item %d",
+		} {
+			if err := c.Learn(parse(fmt.Sprintf(text, i)+"\n"), class); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for class, text := range map[string]string{
+		"phish": "Subject: your mailbox is full\n\nverify your password at https://login.y.test/ now\n",
+		"spam":  "Subject: cheap pills\n\nbest prices on pills, order today\n",
+		"ham":   "Subject: meeting\n\nthe agenda for thursday\n",
+	} {
+		if r := c.Classify(parse(text)); r.Class != class {
+			t.Errorf("%s called %s (%v)", class, r.Class, r)
+		}
+	}
+	if err := c.Learn(parse("Subject: x\n\ny\n"), "junk"); err == nil {
+		t.Error("class junk learnt")
 	}
 }
 
