@@ -56,6 +56,7 @@ fuzz:
 		echo "   corpus: $$(ls $$pkg/testdata/fuzz/$$name | wc -l) inputs in $$pkg/testdata/fuzz/$$name"; \
 	done
 
+model: ; $(GO) run ./bench/classify -corpus ../shared/corpus -train-classes spam,ham -save internal/classify/starter -explain 0  # the starter model: SpamAssassin train split only, never phishing_pot
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 

@@ -191,7 +191,14 @@ func main() {
 			log.Fatal(err)
 		}
 		if *save != "" {
-			if err := classify.SaveModel(context.Background(), classify.DirStore{Dir: *save}, name, m); err != nil {
+			if err := os.MkdirAll(*save, 0o755); err != nil {
+				log.Fatal(err)
+			}
+			st := classify.DirStore{Dir: *save}
+			if err := classify.SaveModel(context.Background(), st, name, m); err != nil {
+				log.Fatal(err)
+			}
+			if err := classify.SaveModel(context.Background(), st, name+"-kinds", kinds); err != nil {
 				log.Fatal(err)
 			}
 		}

@@ -164,7 +164,7 @@ func (c *Classifier) ClassifyVector(v *Vector) Result {
 		r.Class = "junk"
 		if c.kinds != nil {
 			r.Class = "spam"
-			if c.kinds.Predict(v, nil) >= 0.5 {
+			if c.kinds.Predict(v, nil) > 0.5 {
 				r.Class = "phish"
 			}
 		}

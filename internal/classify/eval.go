@@ -85,7 +85,7 @@ type Outcome struct {
 	Flagged   [3]int // by Classes
 	Total     [3]int
 	// Called[i][j] counts messages of class i called class j: ham below
-	// the threshold, else phish when Phish >= 0.5, else spam.
+	// the threshold, else phish when Phish > 0.5 (an untaught kinds model says 0.5), else spam.
 	Called [3][3]int
 }
 
@@ -111,7 +111,7 @@ func Measure(scored []Scored, t float64) Outcome {
 		if s.P >= t {
 			o.Flagged[i]++
 			called = 1
-			if s.Phish >= 0.5 {
+			if s.Phish > 0.5 {
 				called = 0
 			}
 		}
