@@ -65,6 +65,49 @@ func (m *Bayes) Learn(v *Vector, junk bool) {
 	}
 }
 
+// Unlearn takes back a Learn of the same message and class, as
+// SpamAssassin's sa-learn --forget does: after a mistaken click, or to
+// undo what a poisoner taught. Counts never go below 0.
+func (m *Bayes) Unlearn(v *Vector, junk bool) {
+	counts, n := m.ham, &m.nHam
+	if junk {
+		counts, n = m.junk, &m.nJunk
+	}
+	if *n == 0 {
+		return
+	}
+	*n--
+	for _, h := range v.Hashes {
+		if i := m.bucket(h); counts[i] > 0 {
+			counts[i]--
+		}
+	}
+}
+
+// Add adds other's counts to m, so that models learnt apart (on several
+// hosts, or a site's feedback on top of a starter model) combine: a
+// Bayes model's state is counts, and counts add up. Both must have the
+// same table size.
+func (m *Bayes) Add(other *Bayes) error {
+	if other.bits != m.bits {
+		return fmt.Errorf("classify: adding a model of 2^%d buckets to one of 2^%d", other.bits, m.bits)
+	}
+	for i := range m.junk {
+		m.junk[i] = satAdd(m.junk[i], other.junk[i])
+		m.ham[i] = satAdd(m.ham[i], other.ham[i])
+	}
+	m.nJunk += other.nJunk
+	m.nHam += other.nHam
+	return nil
+}
+
+func satAdd(a, b uint32) uint32 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return math.MaxUint32
+}
+
 // Predict returns the probability of junk; each contribution is the
 // feature's log-odds, ln(f/(1-f)).
 func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {

@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -17,6 +18,30 @@ type Example struct {
 // Clone copies v, so that it outlives the Extractor's next message.
 func (v *Vector) Clone() *Vector {
 	return &Vector{Hashes: slices.Clone(v.Hashes), names: slices.Clone(v.names), ends: slices.Clone(v.ends)}
+}
+
+// AppendHashes appends v's hashes to b (8 bytes each, little-endian):
+// what to keep of a verdict so that a later "spam" or "not spam" click
+// can be learnt without keeping the message.
+func (v *Vector) AppendHashes(b []byte) []byte {
+	for _, h := range v.Hashes {
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	return b
+}
+
+// VectorFromHashes is the Vector of hashes AppendHashes wrote, without
+// names (a model learns from it; explanations name no feature). At most
+// MaxFeatures are read.
+func VectorFromHashes(b []byte) (*Vector, error) {
+	if len(b)%8 != 0 || len(b)/8 > MaxFeatures {
+		return nil, fmt.Errorf("classify: %d bytes of feature hashes", len(b))
+	}
+	v := &Vector{Hashes: make([]uint64, len(b)/8), ends: make([]uint32, len(b)/8)}
+	for i := range v.Hashes {
+		v.Hashes[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return v, nil
 }
 
 // Train teaches m the examples, epochs times over, each time in a

@@ -118,6 +118,40 @@ func TestModelRoundTrip(t *testing.T) {
 	}
 }
 
+// TestBayesUnlearnAdd: unlearning a message restores the model exactly;
+// two models learnt apart and added predict as one learnt on both; a
+// vector kept as hashes teaches the same as the message.
+func TestBayesUnlearnAdd(t *testing.T) {
+	examples := toyExamples()
+	whole, a, b := NewBayes(16), NewBayes(16), NewBayes(16)
+	Train(whole, examples, 1, 1)
+	Train(a, examples[:40], 1, 1)
+	Train(b, examples[40:], 1, 1)
+	if err := a.Add(b); err != nil {
+		t.Fatal(err)
+	}
+	probe := examples[3].V
+	if pw, pa := whole.Predict(probe, nil), a.Predict(probe, nil); pw != pa {
+		t.Fatalf("added %v, whole %v", pa, pw)
+	}
+	if err := a.Add(NewBayes(17)); err == nil {
+		t.Error("a model of another size added")
+	}
+	before, _ := whole.MarshalBinary()
+	kept, err := VectorFromHashes(examples[5].V.AppendHashes(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole.Learn(kept, true)
+	whole.Unlearn(kept, true)
+	if after, _ := whole.MarshalBinary(); string(after) != string(before) {
+		t.Fatal("learn then unlearn changed the model")
+	}
+	if _, err := VectorFromHashes(make([]byte, 7)); err == nil {
+		t.Error("7 bytes read as hashes")
+	}
+}
+
 func TestChi2Q(t *testing.T) {
 	tests := []struct {
 		x2   float64
