@@ -111,7 +111,7 @@ func parseMailboxLazy(raw string, charset func() string, list bool) Mailbox {
 	m := parseMailbox1(raw, charset, list)
 	// An encoded word may say UTF-8 and hold other bytes: what is shown
 	// and matched is valid UTF-8.
-	m.Name = strings.ToValidUTF8(m.Name, "\uFFFD")
+	m.Name = strings.TrimSpace(strings.ToValidUTF8(m.Name, "\uFFFD"))
 	m.Local = strings.ToValidUTF8(m.Local, "\uFFFD")
 	m.Domain = strings.ToValidUTF8(m.Domain, "\uFFFD")
 	for i, o := range m.Others {
