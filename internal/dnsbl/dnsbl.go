@@ -391,7 +391,9 @@ func (c *Checker) ask(ctx context.Context, j job) ([]Hit, *LookupError) {
 		}
 		return e
 	}
-	if err := ctx.Err(); err != nil {
+	// The deadline is compared too: ctx.Err() is set by a timer that can
+	// fire a little after the deadline has passed.
+	if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
 		return nil, lerr(TempError, nil, fmt.Errorf("budget of %s spent before the query: %w", c.opts.Budget, dnsx.ErrTimeout))
 	}
 	c.queries.Add(1)

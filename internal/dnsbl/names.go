@@ -138,7 +138,7 @@ func collect(hosts []string, max int) names {
 		}
 		// A host that is itself a public suffix (co.uk) has no registered
 		// domain: it is asked as it is.
-		if reg, err := publicsuffix.EffectiveTLDPlusOne(d); err == nil && reg != d {
+		if reg, err := publicsuffix.EffectiveTLDPlusOne(d); err == nil {
 			regs = append(regs, reg)
 		}
 		full = append(full, d)
