@@ -574,6 +574,7 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 		}
 		if len(u.Path) > 1 {
 			x.addString("link", "path")
+			x.pathWords(u.EscapedPath())
 		}
 		if u.RawQuery != "" {
 			x.addString("link", "query")
@@ -586,6 +587,36 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 		} else if other == n {
 			x.addString("links", "none in from's domain")
 		}
+	}
+}
+
+// maxPathWords bounds the words taken from one link's path.
+const maxPathWords = 6
+
+// pathWords adds the words of a link's path ("wp-content", "login",
+// "php"): phishing kits and their hosting have their own vocabulary,
+// whatever the host is called this week.
+func (x *Extractor) pathWords(p string) {
+	n := 0
+	for len(p) > 0 && n < maxPathWords {
+		i := strings.IndexFunc(p, func(r rune) bool {
+			return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		})
+		if i < 0 {
+			return
+		}
+		p = p[i:]
+		j := strings.IndexFunc(p, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_')
+		})
+		if j < 0 {
+			j = len(p)
+		}
+		if w := p[:j]; len(w) >= 2 && len(w) <= 20 {
+			x.addString("url-word", strings.ToLower(w))
+			n++
+		}
+		p = p[j:]
 	}
 }
 

@@ -186,3 +186,28 @@ func TestHamThreshold(t *testing.T) {
 		}
 	}
 }
+
+// TestClassifierConcurrent: classification and learning from several
+// goroutines at once (run with -race).
+func TestClassifierConcurrent(t *testing.T) {
+	c := NewClassifier(NewBayes(12), NewBayes(12))
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 50 {
+				m := parse(fmt.Sprintf("Subject: s%d\n\nword%d other%d https://h%d.test/\n", i, g, i, i))
+				if g%2 == 0 {
+					if err := c.Learn(m, Classes[i%3]); err != nil {
+						t.Error(err)
+					}
+				} else if r := c.Classify(m); !(r.Probability >= 0 && r.Probability <= 1) {
+					t.Errorf("probability %v", r.Probability)
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+}
