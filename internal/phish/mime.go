@@ -10,6 +10,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/textproto"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -42,6 +43,10 @@ type Content struct {
 	// links are taken from all of it.
 	Text  string `json:"-"`
 	Links []Link `json:"links,omitempty"`
+	// Hidden counts the octets of HTML text a client does not show
+	// (display:none, font-size:0, ...): left out of Text and of link
+	// text, but filler hidden in a message is a sign of its own.
+	Hidden int `json:"hidden,omitempty"`
 	// Problems are parts that could not be decoded; the rest is read.
 	// A Report carries them in its own Problems.
 	Problems []string `json:"-"`
@@ -474,27 +479,52 @@ func (c *Content) html(b []byte) {
 	var anchor *Link
 	var anchorText strings.Builder
 	skip := 0 // inside <script> or <style>
+	// Text a client does not show (display:none, font-size:0, hidden) is
+	// not read: phishing pads brand names and hides filler words with it.
+	// hidden is the element that hid it, depth how many of that name are
+	// open inside it.
+	hidden, depth := "", 0
+	var base *url.URL // <base href>, against which relative links resolve
 	for {
-		switch z.Next() {
+		switch tt := z.Next(); tt {
 		case html.ErrorToken:
 			c.addText([]byte{'\n'})
 			return
 		case html.StartTagToken, html.SelfClosingTagToken:
 			name, hasAttr := z.TagName()
-			switch string(name) {
+			tag := string(name)
+			var href string
+			hide := false
+			for hasAttr {
+				var k, v []byte
+				k, v, hasAttr = z.TagAttr()
+				switch string(k) {
+				case "href":
+					href = strings.TrimSpace(string(v))
+				case "style":
+					hide = hide || hiddenStyle(v)
+				case "hidden":
+					hide = true
+				}
+			}
+			switch {
+			case hidden != "":
+				if tag == hidden && tt == html.StartTagToken {
+					depth++
+				}
+			case hide && tt == html.StartTagToken && !voidElements[tag]:
+				hidden, depth = tag, 1
+			}
+			switch tag {
 			case "script", "style":
 				skip++
-			case "a":
-				href := ""
-				for hasAttr {
-					var k, v []byte
-					k, v, hasAttr = z.TagAttr()
-					if string(k) == "href" {
-						href = strings.TrimSpace(string(v))
-					}
+			case "base":
+				if u, err := url.Parse(href); err == nil && (u.Scheme == "http" || u.Scheme == "https") && base == nil {
+					base = u
 				}
+			case "a":
 				if href != "" {
-					anchor = &Link{Href: href}
+					anchor = &Link{Href: resolveHref(base, href)}
 					anchorText.Reset()
 				}
 			case "br", "p", "div", "tr", "li":
@@ -502,6 +532,11 @@ func (c *Content) html(b []byte) {
 			}
 		case html.EndTagToken:
 			name, _ := z.TagName()
+			if hidden != "" && string(name) == hidden {
+				if depth--; depth == 0 {
+					hidden = ""
+				}
+			}
 			switch string(name) {
 			case "script", "style":
 				skip = max(skip-1, 0)
@@ -516,6 +551,10 @@ func (c *Content) html(b []byte) {
 			if skip > 0 {
 				continue
 			}
+			if hidden != "" {
+				c.Hidden += len(z.Raw())
+				continue
+			}
 			t := z.Text()
 			c.addText(t)
 			if anchor != nil {
@@ -525,4 +564,65 @@ func (c *Content) html(b []byte) {
 			}
 		}
 	}
+}
+
+// voidElements have no end tag, so they cannot hide what follows them.
+var voidElements = map[string]bool{
+	"area": true, "base": true, "br": true, "col": true, "embed": true, "hr": true, "img": true,
+	"input": true, "link": true, "meta": true, "source": true, "track": true, "wbr": true,
+}
+
+// hiddenStyle reports an inline style that hides an element's text:
+// display:none, visibility:hidden, font-size:0, opacity:0.
+func hiddenStyle(v []byte) bool {
+	if len(v) > 1024 {
+		v = v[:1024]
+	}
+	s := strings.ToLower(strings.Join(strings.Fields(string(v)), ""))
+	for _, decl := range strings.Split(s, ";") {
+		prop, val, _ := strings.Cut(decl, ":")
+		val = strings.TrimSuffix(val, "!important")
+		switch prop {
+		case "display":
+			if val == "none" {
+				return true
+			}
+		case "visibility":
+			if val == "hidden" {
+				return true
+			}
+		case "font-size", "opacity", "max-height":
+			if zeroLength(val) && (prop != "max-height" || strings.Contains(s, "overflow:hidden")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// zeroLength reports a CSS length or number that is zero: 0, 0px, 0.0em.
+func zeroLength(v string) bool {
+	v = strings.TrimRight(v, "abcdefghijklmnopqrstuvwxyz%")
+	if v == "" {
+		return false
+	}
+	for _, c := range v {
+		if c != '0' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// resolveHref resolves a relative link against <base href>, as a
+// browser would; links that are absolute or have no base stay as written.
+func resolveHref(base *url.URL, href string) string {
+	if base == nil {
+		return href
+	}
+	u, err := url.Parse(href)
+	if err != nil || u.Scheme != "" {
+		return href
+	}
+	return base.ResolveReference(u).String()
 }

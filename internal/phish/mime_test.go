@@ -24,6 +24,8 @@ func TestExtractBrokenParts(t *testing.T) {
 		{"text attachment still skipped", "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: text/plain\nContent-Disposition: attachment; filename=log.txt\n\nhttp://log.example/\n--b--\n", nil, false},
 		{"Content-Type without a semicolon", "Content-Type: TEXT/HTML charset=US-ASCII\n\n<a href=\"http://evil.example/\">x</a>\n", []string{"http://evil.example/|x"}, true},
 		{"entities and invisible characters in link text", "Content-Type: text/html\n\n<a href=\"http://evil.example/\">www.pay&#x200B;pal&period;com</a>\n", []string{"http://evil.example/|www.pay\u200bpal.com"}, false},
+		{"hidden text inside link text", "Content-Type: text/html\n\n<a href=\"http://evil.example/\">www.pay<span style=\"display: none !important\">xq</span>pal.com</a>\n", []string{"http://evil.example/|www.paypal.com"}, false},
+		{"relative link under <base>", "Content-Type: text/html\n\n<html><head><base href=\"http://evil.example/kit/\"></head><a href=\"login.php?a=b:c\">Sign in</a> <a href=\"https://ok.example/\">ok</a>\n", []string{"http://evil.example/kit/login.php?a=b:c|Sign in", "https://ok.example/|ok"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fields, body := msg(t, tc.raw)
@@ -58,5 +60,20 @@ func TestDecodeBounded(t *testing.T) {
 	}
 	for _, in := range []string{"", "=", "Q", "QQ==QQ", "====", "QUFB=QUFB"} {
 		decodeBase64([]byte(in)) // no panic
+	}
+}
+
+// TestHiddenHTMLText: text a client does not show is not read, and the
+// element that hid it ends where it ends, nested or not.
+func TestHiddenHTMLText(t *testing.T) {
+	raw := "Content-Type: text/html\n\n<p>Your <div style=\"font-size:0px\">lorem <div>ipsum</div> dolor</div>account <span hidden>sit</span>is <font style='opacity:0'>amet</font>locked." +
+		"<div style=\"max-height:0;overflow:hidden\">filler</div><span style=\"font-size:0.9em\">Read</span> <img style=\"display:none\" src=x>more</p>\n"
+	fields, body := msg(t, raw)
+	c := Extract(fields, body)
+	if got := strings.Join(strings.Fields(c.Text), " "); got != "Your account is locked. Read more" {
+		t.Errorf("text %q", got)
+	}
+	if want := len("lorem ipsum dolorsitametfiller"); c.Hidden != want {
+		t.Errorf("hidden %d octets, want %d", c.Hidden, want)
 	}
 }
