@@ -80,7 +80,15 @@ func main() {
 	var checker *phish.Checker
 	var ruleScores []classify.Scored // phish's score of each message, train then test
 	if *rules {
-		if checker, err = phish.New(phish.DefaultBrands(), nil); err != nil {
+		// The corpus's authentication results say nothing today (its
+		// README): the auth_ rules weigh 0, and are not features.
+		weights := phish.DefaultWeights()
+		for rule := range weights {
+			if strings.HasPrefix(rule, "auth_") {
+				weights[rule] = 0
+			}
+		}
+		if checker, err = phish.New(phish.DefaultBrands(), weights); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -97,7 +105,9 @@ func main() {
 				r := checker.Check(context.Background(), phish.Input{Fields: m.Fields, Body: m.Body})
 				ruleScores = append(ruleScores, classify.Scored{Class: l.Class, P: float64(r.Score)})
 				for _, h := range r.Hits {
-					m.Extra = append(m.Extra, "rule="+h.Rule)
+					if h.Weight > 0 {
+						m.Extra = append(m.Extra, "rule="+h.Rule)
+					}
 				}
 				m.Content = &r.Content
 			}
@@ -114,7 +124,7 @@ func main() {
 	if checker != nil {
 		// The tag threshold of the default configuration.
 		test := ruleScores[len(trainEx):]
-		classify.Measure(test, 30).Print(os.Stdout, "internal/phish's rules alone, score 30 or more (no authentication results)")
+		classify.Measure(test, 30).Print(os.Stdout, "internal/phish's rules alone, score 30 or more (authentication rules off)")
 	}
 	feats := 0
 	for _, e := range trainEx {
