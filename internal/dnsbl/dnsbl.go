@@ -17,6 +17,7 @@ package dnsbl
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,10 @@ type Options struct {
 	Budget time.Duration
 	// Concurrency bounds the queries of one Check in flight; default 8.
 	Concurrency int
+	// MaxInFlight bounds the queries of all Checks together, so a flood
+	// of connections cannot open sockets without end; default 64. A
+	// question waits for a slot within its budget.
+	MaxInFlight int
 	// MaxNames bounds the addresses and domains of one Check (after
 	// deduplication, registered domains first); default 20.
 	MaxNames int
@@ -59,9 +64,12 @@ type Options struct {
 	// ErrorRanges are like ErrorAnswers for whole ranges (nil:
 	// DefaultErrorRanges).
 	ErrorRanges map[netip.Prefix]string
-	// Logger receives a warning for each refusal or bogus answer and an
-	// info line for each temporary error; default discard.
-	Logger *slog.Logger
+	// Logger receives a warning for refusals and bogus answers and an
+	// info line for temporary errors, at most one line per zone and kind
+	// each LogEvery (default 1 minute) with the number left unlogged:
+	// a list that refuses us refuses every connection. Default discard.
+	Logger   *slog.Logger
+	LogEvery time.Duration
 }
 
 // DefaultErrorAnswers are the refusal codes of well-known lists. None of
@@ -134,6 +142,17 @@ func (e *LookupError) Error() string {
 
 func (e *LookupError) Unwrap() error { return e.Err }
 
+// MarshalJSON writes the error for stored results and the dashboard.
+func (e *LookupError) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Subject string       `json:"subject"`
+		Zone    string       `json:"zone"`
+		Kind    string       `json:"kind"`
+		Answers []netip.Addr `json:"answers,omitempty"`
+		Error   string       `json:"error"`
+	}{e.Subject, e.Zone, e.Kind.String(), e.Answers, e.Err.Error()})
+}
+
 // Hit is one site's listing of one subject.
 type Hit struct {
 	Subject string       `json:"subject"` // the address or domain listed
@@ -178,8 +197,8 @@ func (h Hit) Explanation() string {
 type Result struct {
 	Score   int            `json:"score"`
 	Hits    []Hit          `json:"hits,omitempty"`
-	Errors  []*LookupError `json:"-"`
-	Queries int            `json:"queries"` // A queries made or answered from cache
+	Errors  []*LookupError `json:"errors,omitempty"`
+	Queries int            `json:"queries"` // questions (subject × zone), asked or not
 	Dropped int            `json:"dropped,omitempty"`
 	Invalid []string       `json:"invalid,omitempty"` // hosts that were no domain
 }
@@ -216,8 +235,18 @@ type Checker struct {
 	errAddrs  map[netip.Addr]string
 	errRanges map[netip.Prefix]string
 	log       *slog.Logger
+	inFlight  chan struct{}
+
+	logMu   sync.Mutex
+	logNext map[logKey]time.Time // when a zone and kind may log again
+	logSkip map[logKey]int       // lines left unlogged since
 
 	queries, listed, notListed, hits, temp, refused, bogus, txt, dropped atomic.Uint64
+}
+
+type logKey struct {
+	zone string
+	kind ErrorKind
 }
 
 // zone is one list domain with the sites that read its answers.
@@ -259,8 +288,16 @@ func New(r dnsx.Resolver, opts Options) *Checker {
 	if opts.MaxReason <= 0 {
 		opts.MaxReason = 200
 	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 64
+	}
+	if opts.LogEvery <= 0 {
+		opts.LogEvery = time.Minute
+	}
 	c := &Checker{r: r, opts: opts, ipZones: group(opts.IPSites), domZones: group(opts.DomainSites),
-		errAddrs: opts.ErrorAnswers, errRanges: opts.ErrorRanges, log: opts.Logger}
+		errAddrs: opts.ErrorAnswers, errRanges: opts.ErrorRanges, log: opts.Logger,
+		inFlight: make(chan struct{}, opts.MaxInFlight),
+		logNext:  map[logKey]time.Time{}, logSkip: map[logKey]int{}}
 	if c.errAddrs == nil {
 		c.errAddrs = DefaultErrorAnswers()
 	}
@@ -381,14 +418,12 @@ func (c *Checker) ask(ctx context.Context, j job) ([]Hit, *LookupError) {
 		switch kind {
 		case TempError:
 			c.temp.Add(1)
-			c.log.Info("dnsbl: lookup failed, counted as neither listed nor clean", "zone", j.zone.name, "subject", j.subject, "kind", kind.String(), "err", err)
 		case Refused:
 			c.refused.Add(1)
-			c.log.Warn("dnsbl: the list refuses our queries; its answers are ignored until this is fixed", "zone", j.zone.name, "subject", j.subject, "err", err)
 		case Bogus:
 			c.bogus.Add(1)
-			c.log.Warn("dnsbl: the list answered outside 127.0.0.0/8 (RFC 5782 §2.3); answers ignored", "zone", j.zone.name, "subject", j.subject, "answers", answers)
 		}
+		c.logError(e)
 		return e
 	}
 	// The deadline is compared too: ctx.Err() is set by a timer that can
@@ -396,12 +431,22 @@ func (c *Checker) ask(ctx context.Context, j job) ([]Hit, *LookupError) {
 	if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
 		return nil, lerr(TempError, nil, fmt.Errorf("budget of %s spent before the query: %w", c.opts.Budget, dnsx.ErrTimeout))
 	}
+	select {
+	case c.inFlight <- struct{}{}:
+		defer func() { <-c.inFlight }()
+	case <-ctx.Done():
+		return nil, lerr(TempError, nil, fmt.Errorf("budget of %s spent waiting for one of %d query slots: %w", c.opts.Budget, c.opts.MaxInFlight, dnsx.ErrTimeout))
+	}
 	c.queries.Add(1)
 	qctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	ans, err := c.r.Query(qctx, j.qname, dns.TypeA)
 	if err != nil {
-		if strings.Contains(err.Error(), "(REFUSED)") {
+		// dnsx reports an RCODE other than NOERROR and NXDOMAIN as
+		// ErrServFail with the RCODE's name; REFUSED is a resolver
+		// that will not ask for us (TestCheckDNSFailures keeps this
+		// reading in step with dnsx).
+		if errors.Is(err, dnsx.ErrServFail) && strings.Contains(err.Error(), "REFUSED") {
 			return nil, lerr(Refused, nil, fmt.Errorf("the resolver answered REFUSED: %w", err))
 		}
 		if qctx.Err() != nil && !errors.Is(err, dnsx.ErrTimeout) {
@@ -464,6 +509,31 @@ func (c *Checker) ask(ctx context.Context, j job) ([]Hit, *LookupError) {
 		}
 	}
 	return hits, nil
+}
+
+// logError logs e, at most once per zone and kind each LogEvery.
+func (c *Checker) logError(e *LookupError) {
+	key := logKey{e.Zone, e.Kind}
+	now := time.Now()
+	c.logMu.Lock()
+	if now.Before(c.logNext[key]) {
+		c.logSkip[key]++
+		c.logMu.Unlock()
+		return
+	}
+	skipped := c.logSkip[key]
+	c.logNext[key] = now.Add(c.opts.LogEvery)
+	c.logSkip[key] = 0
+	c.logMu.Unlock()
+	args := []any{"zone", e.Zone, "subject", e.Subject, "kind", e.Kind.String(), "err", e.Err, "unlogged", skipped}
+	switch e.Kind {
+	case Refused:
+		c.log.Warn("dnsbl: the list refuses our queries; its answers are ignored until this is fixed", args...)
+	case Bogus:
+		c.log.Warn("dnsbl: the list answered outside 127.0.0.0/8 (RFC 5782 §2.3); its answers are ignored", append(args, "answers", e.Answers)...)
+	default:
+		c.log.Info("dnsbl: lookup failed; the subject is neither listed nor clean", args...)
+	}
 }
 
 // reason reads the listing's TXT record (RFC 5782 §2.1: "a TXT record

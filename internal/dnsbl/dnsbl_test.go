@@ -2,11 +2,14 @@ package dnsbl
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -407,32 +410,12 @@ func TestCheckBudget(t *testing.T) {
 }
 
 func TestCheckConcurrencyBound(t *testing.T) {
-	// A resolver that counts questions in flight.
-	var inFlight, peak int
-	mu := make(chan struct{}, 1)
-	mu <- struct{}{}
-	res := resolverFunc(func(ctx context.Context, name string, qtype uint16) (*dnsx.Answer, error) {
-		<-mu
-		inFlight++
-		peak = max(peak, inFlight)
-		mu <- struct{}{}
-		time.Sleep(5 * time.Millisecond)
-		<-mu
-		inFlight--
-		mu <- struct{}{}
-		return &dnsx.Answer{Name: name, Type: qtype, Rcode: dns.RcodeNameError}, nil
-	})
+	res := &countingResolver{}
 	c := New(res, Options{IPSites: mustSites(t, "a.test b.test c.test d.test e.test"), DomainSites: mustSites(t, "d.test"), Concurrency: 3})
 	r := c.Check(context.Background(), []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}, []string{"x.example", "y.example"})
-	if r.Queries != 12 || peak != 3 {
-		t.Errorf("queries %d peak in flight %d; want 12 and 3", r.Queries, peak)
+	if r.Queries != 12 || res.peak != 3 {
+		t.Errorf("queries %d peak in flight %d; want 12 and 3", r.Queries, res.peak)
 	}
-}
-
-type resolverFunc func(ctx context.Context, name string, qtype uint16) (*dnsx.Answer, error)
-
-func (f resolverFunc) Query(ctx context.Context, name string, qtype uint16) (*dnsx.Answer, error) {
-	return f(ctx, name, qtype)
 }
 
 func TestCheckCachedByTTL(t *testing.T) {
@@ -509,6 +492,107 @@ func BenchmarkCheckIPCached(b *testing.B) {
 	for b.Loop() {
 		if r := c.CheckIP(ctx, ip); r.Score != 4 {
 			b.Fatalf("score %d", r.Score)
+		}
+	}
+}
+
+// countingResolver answers NXDOMAIN after a pause and records the peak
+// number of questions in flight.
+type countingResolver struct {
+	mu             sync.Mutex
+	inFlight, peak int
+}
+
+func (r *countingResolver) Query(ctx context.Context, name string, qtype uint16) (*dnsx.Answer, error) {
+	r.mu.Lock()
+	r.inFlight++
+	r.peak = max(r.peak, r.inFlight)
+	r.mu.Unlock()
+	time.Sleep(5 * time.Millisecond)
+	r.mu.Lock()
+	r.inFlight--
+	r.mu.Unlock()
+	return &dnsx.Answer{Name: name, Type: qtype, Rcode: dns.RcodeNameError}, nil
+}
+
+func TestCheckMaxInFlight(t *testing.T) {
+	res := &countingResolver{}
+	c := New(res, Options{IPSites: mustSites(t, "a.test b.test c.test d.test e.test f.test"), Concurrency: 8, MaxInFlight: 4})
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := c.CheckIP(context.Background(), netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
+			if len(r.Errors) != 0 {
+				t.Errorf("errors %v", r.Errors)
+			}
+		}()
+	}
+	wg.Wait()
+	if res.peak != 4 {
+		t.Errorf("peak in flight over 10 concurrent checks %d, want 4", res.peak)
+	}
+	if st := c.Stats(); st.Queries != 60 || st.NotListed != 60 {
+		t.Errorf("stats %+v, want 60 queries not listed", st)
+	}
+}
+
+// recorder is a slog handler that keeps the records.
+type recorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec)
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+func TestCheckLogsRefusalOncePerInterval(t *testing.T) {
+	rec := &recorder{}
+	c, _ := labChecker(t, Options{Logger: slog.New(rec), LogEvery: 200 * time.Millisecond})
+	for range 5 {
+		c.CheckIP(context.Background(), netip.MustParseAddr("192.0.2.4"))
+	}
+	if len(rec.recs) != 1 || rec.recs[0].Level != slog.LevelWarn || !strings.Contains(rec.recs[0].Message, "refuses") {
+		t.Fatalf("5 refusals logged %d lines, want 1 warning", len(rec.recs))
+	}
+	time.Sleep(250 * time.Millisecond)
+	c.CheckIP(context.Background(), netip.MustParseAddr("192.0.2.4"))
+	if len(rec.recs) != 2 {
+		t.Fatalf("after the interval: %d lines, want 2", len(rec.recs))
+	}
+	var unlogged int64
+	rec.recs[1].Attrs(func(a slog.Attr) bool {
+		if a.Key == "unlogged" {
+			unlogged = a.Value.Int64()
+		}
+		return true
+	})
+	if unlogged != 4 {
+		t.Errorf("second line says %d unlogged, want 4", unlogged)
+	}
+	if st := c.Stats(); st.Refused != 6 {
+		t.Errorf("refused %d, want 6: every refusal is counted, logged or not", st.Refused)
+	}
+}
+
+func TestResultJSON(t *testing.T) {
+	c, _ := labChecker(t, Options{})
+	r := c.Check(context.Background(), []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.4")}, nil)
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"score":4`, `"zone":"zen.example.test"`, `"answers":["127.0.0.2","127.0.0.4"]`, `"kind":"refused"`, `"error":"query refused (Spamhaus code 127.255.255.254`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s\nlacks %s", b, want)
 		}
 	}
 }

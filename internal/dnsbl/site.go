@@ -260,11 +260,11 @@ func (s *octetSet) parse(field string) error {
 // octet reads a decimal number 0..255 (digits only, as ip_match's
 // tokenizer: no sign, leading zeros allowed).
 func octet(t string) (int, error) {
-	if t == "" || len(t) > 8 || strings.IndexFunc(t, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+	if t == "" || strings.IndexFunc(t, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
 		return 0, fmt.Errorf("%q: need decimal number 0..255", t)
 	}
-	v, _ := strconv.Atoi(t)
-	if v > 255 {
+	v, err := strconv.Atoi(t) // a long run of digits overflows: err
+	if err != nil || v > 255 {
 		return 0, fmt.Errorf("%q: need decimal number 0..255", t)
 	}
 	return v, nil
