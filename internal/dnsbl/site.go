@@ -106,9 +106,10 @@ func parseWeight(t string) (int, error) {
 // validZone checks a list's domain as Postfix's valid_hostname does
 // (letters, digits, '-' and '_'; labels of 1 to 63 characters not starting
 // or ending with '-'; at most 255 characters; not all numeric) and returns
-// it in lower case. One trailing dot is accepted and dropped.
+// it in lower case. A trailing dot is refused as Postfix refuses it
+// ("misplaced delimiter"), so a list that works here works in postscreen.
 func validZone(name string) (string, error) {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	name = strings.ToLower(name)
 	if name == "" {
 		return "", errors.New("empty")
 	}

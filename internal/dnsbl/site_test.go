@@ -23,7 +23,8 @@ func TestParseSite(t *testing.T) {
 		{in: "wl.mailspike.net=127.0.0.[17;18]*-1", zone: "wl.mailspike.net", filter: "127.0.0.[17;18]", weight: -1},
 		{in: "x.example=127.0.0.[2;4..6;9]*+2", zone: "x.example", filter: "127.0.0.[2;4..6;9]", weight: 2},
 		{in: "x.example=[127.0.0.2]", zone: "x.example", filter: "127.0.0.2", weight: 1}, // [] around the whole, as ip_match
-		{in: "X.Example.=127.000.0.2", zone: "x.example", filter: "127.000.0.2", weight: 1},
+		{in: "X.Example=127.000.0.2", zone: "x.example", filter: "127.000.0.2", weight: 1},
+		{in: "x.example.", err: "empty label"}, // Postfix: "misplaced delimiter"
 		{in: "_dmarc-ish.example", zone: "_dmarc-ish.example", weight: 1},
 		{in: "x.example*0", zone: "x.example", weight: 0},
 		// Errors, each as Postfix refuses it.
