@@ -35,7 +35,7 @@ func Normalize(s string) string {
 
 func isPrintableASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= utf8.RuneSelf || c < ' ' && c != '\t' {
+		if c := s[i]; c >= utf8.RuneSelf || c < ' ' && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
 			return false
 		}
 	}

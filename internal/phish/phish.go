@@ -207,10 +207,10 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 	from, present := readMailbox(in.Fields, "From", charset)
 	if present {
 		s.r.From = &from
+		s.checkMalformed("From", from)
 	} else {
-		from.bad("no From field")
+		s.fire(FromMalformed, "the message has no From field, which RFC 5322 §3.6 requires")
 	}
-	s.checkMalformed("From", from)
 	fromOrg := ""
 	if from.Domain != "" {
 		fromOrg = registered(from.Domain)
