@@ -362,7 +362,7 @@ func TestCheckDNSFailures(t *testing.T) {
 	if took > 600*time.Millisecond {
 		t.Errorf("took %v, want about the per-query timeout of 150ms", took)
 	}
-	if st := c.Stats(); st.TempErrors != 2 || st.Refused != 1 || st.Listed != 1 {
+	if st := c.Stats(); st.TempErrors != 2 || st.Refused != 1 || st.Listed != 1 || st.NotListed != 0 {
 		t.Errorf("stats %+v", st)
 	}
 }
