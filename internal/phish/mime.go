@@ -161,26 +161,39 @@ func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *in
 		}
 		// The inner body is what the header reader did not consume.
 		c.walk(inner, body[len(body)-r.Len()-br.Buffered():], depth+1, parts)
-	case media == "text/plain" || media == "text/html" || htmlAttachment(h, params):
-		if media == "text/plain" && strings.HasPrefix(strings.ToLower(h.Get("Content-Disposition")), "attachment") {
+	default:
+		kind := textKind(media, h, params)
+		if kind == "" {
 			return
-		}
-		// An HTML attachment is read too: "open the attached invoice"
-		// is a lure whose link is in the attachment, and a browser opens
-		// it whatever its Content-Type says.
-		if media != "text/plain" {
-			media = "text/html"
 		}
 		text, err := decodePart(body, h.Get("Content-Transfer-Encoding"), params["charset"])
 		if err != nil {
 			c.problem("%s: %v", media, err)
 		}
-		if media == "text/html" {
+		if kind == "html" {
 			c.html(text)
 		} else {
 			c.plain(text)
 		}
 	}
+}
+
+// textKind says how a leaf part is read: "html", "plain", or "" for not
+// at all. Inline text of any subtype is read (text/enriched, AMP's
+// text/x-amp-html); of attachments, those a browser or a calendar opens
+// with their links live: HTML and SVG files whatever their media type
+// ("open the attached invoice"), and calendar invitations.
+func textKind(media string, h textproto.MIMEHeader, params map[string]string) string {
+	attachment := strings.HasPrefix(strings.ToLower(h.Get("Content-Disposition")), "attachment")
+	switch {
+	case media == "text/html", media == "text/x-amp-html", media == "application/xhtml+xml", htmlAttachment(h, params):
+		return "html"
+	case media == "text/calendar":
+		return "plain"
+	case strings.HasPrefix(media, "text/") && !attachment:
+		return "plain"
+	}
+	return ""
 }
 
 // htmlAttachment reports a part whose file name says HTML (or SVG, which

@@ -24,6 +24,8 @@ func TestExtractBrokenParts(t *testing.T) {
 		{"text attachment still skipped", "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: text/plain\nContent-Disposition: attachment; filename=log.txt\n\nhttp://log.example/\n--b--\n", nil, false},
 		{"Content-Type without a semicolon", "Content-Type: TEXT/HTML charset=US-ASCII\n\n<a href=\"http://evil.example/\">x</a>\n", []string{"http://evil.example/|x"}, true},
 		{"entities and invisible characters in link text", "Content-Type: text/html\n\n<a href=\"http://evil.example/\">www.pay&#x200B;pal&period;com</a>\n", []string{"http://evil.example/|www.pay\u200bpal.com"}, false},
+		{"calendar invitation attached", "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nSee the invitation.\n--b\nContent-Type: text/calendar; method=REQUEST\nContent-Disposition: attachment; filename=invite.ics\n\nBEGIN:VCALENDAR\nDESCRIPTION:Review the document at https://evil.example/doc\nEND:VCALENDAR\n--b--\n", []string{"https://evil.example/doc"}, false},
+		{"AMP part", "Content-Type: text/x-amp-html\n\n<a href=\"http://evil.example/\">www.amazon.co.jp</a>\n", []string{"http://evil.example/|www.amazon.co.jp"}, false},
 		{"hidden text inside link text", "Content-Type: text/html\n\n<a href=\"http://evil.example/\">www.pay<span style=\"display: none !important\">xq</span>pal.com</a>\n", []string{"http://evil.example/|www.paypal.com"}, false},
 		{"relative link under <base>", "Content-Type: text/html\n\n<html><head><base href=\"http://evil.example/kit/\"></head><a href=\"login.php?a=b:c\">Sign in</a> <a href=\"https://ok.example/\">ok</a>\n", []string{"http://evil.example/kit/login.php?a=b:c|Sign in", "https://ok.example/|ok"}, false},
 	} {
