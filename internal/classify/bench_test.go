@@ -82,3 +82,26 @@ func BenchmarkLearn(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPredict: the model's share of a classification, features
+// already extracted.
+func BenchmarkPredict(b *testing.B) {
+	msgs, ls := benchMessages(b, 300)
+	x := NewExtractor()
+	var vs []*Vector
+	for _, m := range msgs {
+		vs = append(vs, x.Extract(m).Clone())
+	}
+	for _, m := range []Model{NewFTRL(DefaultBits), NewBayes(DefaultBits)} {
+		for i, v := range vs {
+			m.Learn(v, ls[i].Class != "ham")
+		}
+		contrib := make([]float64, MaxFeatures)
+		b.Run(m.Kind(), func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				v := vs[i%len(vs)]
+				m.Predict(v, contrib[:len(v.Hashes)])
+			}
+		})
+	}
+}

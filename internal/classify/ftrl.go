@@ -13,9 +13,13 @@ import (
 type FTRL struct {
 	Alpha, Beta, L1, L2 float64
 
-	bits uint8
-	z, n []float32
+	bits  uint8
+	table []ftrlBucket
 }
+
+// ftrlBucket keeps a bucket's z and n side by side: one cache line read
+// for both.
+type ftrlBucket struct{ z, n float32 }
 
 // DefaultBits is the table size of a new model, 2^21 buckets: a million
 // distinct features fill it half, and each model kind stores 8 bytes a
@@ -33,7 +37,7 @@ const (
 func NewFTRL(bits int) *FTRL {
 	bits = min(max(bits, minBits), maxBits)
 	return &FTRL{Alpha: 0.3, Beta: 1, L1: 1, L2: 1, bits: uint8(bits),
-		z: make([]float32, 1<<bits), n: make([]float32, 1<<bits)}
+		table: make([]ftrlBucket, 1<<bits)}
 }
 
 // Kind is "ftrl".
@@ -43,11 +47,12 @@ func (m *FTRL) bucket(h uint64) uint64 { return h >> (64 - m.bits) }
 
 // weight is bucket i's weight from its z and n.
 func (m *FTRL) weight(i uint64) float64 {
-	z := float64(m.z[i])
+	b := m.table[i]
+	z := float64(b.z)
 	if math.Abs(z) <= m.L1 {
 		return 0
 	}
-	return -(z - math.Copysign(m.L1, z)) / ((m.Beta+math.Sqrt(float64(m.n[i])))/m.Alpha + m.L2)
+	return -(z - math.Copysign(m.L1, z)) / ((m.Beta+math.Sqrt(float64(b.n)))/m.Alpha + m.L2)
 }
 
 // Predict returns the probability of junk; each contribution is the
@@ -78,10 +83,12 @@ func (m *FTRL) Learn(v *Vector, junk bool) {
 	g := m.Predict(v, nil) - y // the gradient of the log loss for each feature present
 	for _, h := range v.Hashes {
 		i := m.bucket(h)
-		n := float64(m.n[i])
+		w := m.weight(i)
+		b := &m.table[i]
+		n := float64(b.n)
 		sigma := (math.Sqrt(n+g*g) - math.Sqrt(n)) / m.Alpha
-		m.z[i] += float32(g - sigma*m.weight(i))
-		m.n[i] = float32(n + g*g)
+		b.z += float32(g - sigma*w)
+		b.n = float32(n + g*g)
 	}
 }
 
@@ -94,8 +101,9 @@ func (m *FTRL) MarshalBinary() ([]byte, error) {
 	for _, p := range []float64{m.Alpha, m.Beta, m.L1, m.L2} {
 		w.float64(p)
 	}
-	w.buckets(len(m.z), func(i int) (uint32, uint32, bool) {
-		return math.Float32bits(m.z[i]), math.Float32bits(m.n[i]), m.n[i] != 0
+	w.buckets(len(m.table), func(i int) (uint32, uint32, bool) {
+		b := m.table[i]
+		return math.Float32bits(b.z), math.Float32bits(b.n), b.n != 0
 	})
 	return w.b, nil
 }
@@ -111,13 +119,13 @@ func (m *FTRL) UnmarshalBinary(data []byte) error {
 	if !(m.Alpha > 0) || !(m.Beta >= 0) || !(m.L1 >= 0) || !(m.L2 >= 0) {
 		return fmt.Errorf("classify: ftrl model: bad parameters")
 	}
-	m.z, m.n = make([]float32, 1<<m.bits), make([]float32, 1<<m.bits)
+	m.table = make([]ftrlBucket, 1<<m.bits)
 	return r.buckets(func(i uint32, a, b uint32) error {
 		z, n := math.Float32frombits(a), math.Float32frombits(b)
 		if math.IsNaN(float64(z)) || math.IsInf(float64(z), 0) || !(n >= 0) || math.IsInf(float64(n), 0) {
 			return fmt.Errorf("classify: ftrl model: bucket %d: bad value", i)
 		}
-		m.z[i], m.n[i] = z, n
+		m.table[i] = ftrlBucket{z, n}
 		return nil
 	})
 }

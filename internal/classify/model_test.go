@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -210,4 +211,34 @@ func TestClassifierConcurrent(t *testing.T) {
 	for range 4 {
 		<-done
 	}
+}
+
+// TestMemoryBound: a model that has learnt a million distinct features
+// keeps its fixed table; the heap grows by less than the 64 MB issue 24
+// allows (16 MB a model of 2^21 buckets).
+func TestMemoryBound(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	models := []Model{NewBayes(DefaultBits), NewFTRL(DefaultBits)}
+	v := &Vector{Hashes: make([]uint64, MaxFeatures)}
+	for n := uint64(0); n < 1_000_000; n += MaxFeatures {
+		for i := range v.Hashes {
+			v.Hashes[i] = mix(n + uint64(i) + 1)
+		}
+		for _, m := range models {
+			m.Learn(v, n%2 == 0)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	for _, m := range models {
+		if m.MemoryBytes() > 16<<20 {
+			t.Errorf("%s: %d bytes", m.Kind(), m.MemoryBytes())
+		}
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 2*(16<<20)+(4<<20) {
+		t.Errorf("heap grew %d MB for two models", grew>>20)
+	}
+	runtime.KeepAlive(models)
 }
