@@ -46,8 +46,9 @@ func TestCorpus(t *testing.T) {
 		// minimum phishing and spam flagged, maximum ham flagged, in %
 		phish, spam, ham float64
 	}{
-		// Measured (2026-12-06): bayes 99.5% phish, 98.5% spam, 0.33% ham
-		// (1 of 300); ftrl 96.0%, 97.0%, 0.67%.
+		// Measured (2026-12-06): bayes 99.5% phish, 98.0-98.5% spam, 0.33%
+		// ham (1 of 300); ftrl 95.5-96.5%, 97.0%, 0.67%. The figures move a
+		// little with internal/phish's decoding, which the features read.
 		{NewBayes(DefaultBits), 97, 96, 1},
 		{NewFTRL(DefaultBits), 92, 93, 1.5},
 	}
