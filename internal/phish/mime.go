@@ -505,7 +505,6 @@ func (c *Content) html(b []byte) {
 			return
 		case html.StartTagToken, html.SelfClosingTagToken:
 			name, hasAttr := z.TagName()
-			tag := string(name)
 			var href string
 			hide := false
 			for hasAttr {
@@ -522,13 +521,13 @@ func (c *Content) html(b []byte) {
 			}
 			switch {
 			case hidden != "":
-				if tag == hidden && tt == html.StartTagToken {
+				if string(name) == hidden && tt == html.StartTagToken {
 					depth++
 				}
-			case hide && tt == html.StartTagToken && !voidElements[tag]:
-				hidden, depth = tag, 1
+			case hide && tt == html.StartTagToken && !voidElements[string(name)]:
+				hidden, depth = string(name), 1
 			}
-			switch tag {
+			switch string(name) {
 			case "script", "style":
 				skip++
 			case "base":
