@@ -112,6 +112,12 @@ func parseMailboxLazy(raw string, charset func() string, list bool) Mailbox {
 	// An encoded word may say UTF-8 and hold other bytes: what is shown
 	// and matched is valid UTF-8.
 	m.Name = strings.TrimSpace(strings.ToValidUTF8(m.Name, "\uFFFD"))
+	if strings.ContainsAny(m.Name, "\u202d\u202e") {
+		// Names in right-to-left scripts need no override (the bidi
+		// algorithm orders them); an override is there to show
+		// something other than what is written.
+		m.bad("a bidi override in the display name, shown as %q", clipName(shownOrder(m.Name)))
+	}
 	m.Local = strings.ToValidUTF8(m.Local, "\uFFFD")
 	m.Domain = strings.ToValidUTF8(m.Domain, "\uFFFD")
 	for i, o := range m.Others {

@@ -50,6 +50,8 @@ func TestParseMailbox(t *testing.T) {
 		{name: "unquoted @ in the name", raw: "phishing@pot.test <phishing@pot.test>", wantName: "phishing@pot.test", wantAddr: "phishing@pot.test", malformed: []string{`"@" in the display name`}},
 		{name: "two @", raw: "<ndtuftrz@uksyz@21cn.com>", wantAddr: "ndtuftrz@uksyz@21cn.com", malformed: []string{"two @"}},
 		{name: "empty", raw: "  ", malformed: []string{"empty"}},
+		{name: "right-to-left override", raw: "\"\u202emoc.lapyap\u202c Service\" <a@b.test>", wantName: "\u202emoc.lapyap\u202c Service", wantAddr: "a@b.test", malformed: []string{`bidi override in the display name, shown as "paypal.com Service"`}},
+		{name: "Hebrew name, no override", raw: "\"\u05e9\u05dc\u05d5\u05dd \u200fבנק\" <a@b.test>", wantName: "\u05e9\u05dc\u05d5\u05dd \u200fבנק", wantAddr: "a@b.test"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := parseMailbox(tc.raw, tc.charset, false)
@@ -124,6 +126,7 @@ func TestFromMalformedRule(t *testing.T) {
 		{"two From fields", "From: a@shop.example\nFrom: b@shop.example\n", []string{FromMalformed}, "2 From fields"},
 		{"bad Sender", "From: a@shop.example\nSender: Office, <x@shop.example>\n", []string{FromMalformed}, "Sender is not one well-formed mailbox"},
 		{"two addresses, second a brand look-alike", "From: News <news@shop.example>, Team <x@paypa1-secure.test>\n", []string{BrandFromDomain, FromMalformed}, "2 addresses"},
+		{"right-to-left override shows a brand", "From: \"\u202emoc.lapyap\u202c\" <service@notice.example>\n", []string{BrandDisplayName, FromMalformed}, `shown as "paypal.com"`},
 		{"invisible characters split the brand", "From: Pay\u200bPal\u2060 Service <service@notice.example>\n", []string{BrandDisplayName}, ""},
 		{"well formed", "From: \"Shop\" <news@shop.example>\nReply-To: a@shop.example, b@shop.example\n", nil, ""},
 	} {

@@ -1,6 +1,7 @@
 package phish
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -31,6 +32,24 @@ func Normalize(s string) string {
 	// NFKC can compose new format characters out of none, but not
 	// invisible ones out of visible: one pass is enough.
 	return strings.ToLower(s)
+}
+
+// shownOrder puts text under a right-to-left override (U+202E, up to
+// U+202C or the end) in the order a reader sees it: "\u202emoc.lapyap"
+// shows as "paypal.com". Brand matching must read what is shown.
+func shownOrder(s string) string {
+	i := strings.IndexRune(s, '\u202e')
+	if i < 0 {
+		return s
+	}
+	rest := s[i+len("\u202e"):]
+	end := strings.IndexRune(rest, '\u202c')
+	if end < 0 {
+		end = len(rest)
+	}
+	r := []rune(rest[:end])
+	slices.Reverse(r)
+	return s[:i] + string(r) + shownOrder(rest[min(end+len("\u202c"), len(rest)):])
 }
 
 func isPrintableASCII(s string) bool {

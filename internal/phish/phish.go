@@ -276,7 +276,7 @@ func (s *scoring) checkFrom(from Mailbox) {
 	if isIDN {
 		s.fire(IDNFromDomain, "From domain %s is %s", from.Domain, udomain)
 	}
-	name := Normalize(from.Name) // invisible characters hide nothing from here on
+	name := Normalize(shownOrder(from.Name)) // invisible characters hide nothing from here on
 	if mixedScript(udomain) || mixedScript(name) || mixedScript(from.Local) {
 		s.fire(MixedScript, "Latin letters mixed with Cyrillic or Greek in %q", strings.TrimSpace(from.Name+" <"+from.Local+"@"+udomain+">"))
 	}
