@@ -17,6 +17,7 @@ func FuzzCheck(f *testing.F) {
 	f.Add("From: =?ISO-2022-JP?B?GyRCM1g5OxsoQg==?= <a@xn--pypal-4ve.test>\r\nReply-To: b@c.test\r\n\r\nhttp://www.yahoo.co:jp@h.test/ http://3221225985/\r\n")
 	f.Add("Content-Type: message/rfc822\r\n\r\nContent-Type: multipart/mixed; boundary=\"\"\r\n\r\n")
 	f.Add("Content-Type: text/plain; charset=unknown\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=XX=\r\n")
+	f.Add("From: Microsoft account team ,_<no-reply@x.test >, <a@b>\r\nFrom: \"\u202emoc.lapyap\r\nSender: Office,\r\nContent-Type: multipart/mixed; boundary=b; boundary=c\r\n\r\n--b\r\nContent-Type: application/octet-stream; name=a.html\r\nContent-Transfer-Encoding: base64\r\n\r\nPGEgaHJlZj0ibG9naW4iPng8L2E+==PGJhc2UgaHJlZj0iaHR0cDovL3gvIj4\r\n--b\r\nContent-Type: text/html\r\n\r\n<base href=\"http://e.test/\"><div style=\"font-size:0\"><a href=\"x\">www.paypal.com</a>")
 	c, err := New(DefaultBrands(), nil)
 	if err != nil {
 		f.Fatal(err)
