@@ -142,4 +142,27 @@ var migrations = []string{
 	UPDATE report_records_in SET count = 0 WHERE count < 0;
 	UPDATE reports_in SET messages = 85899345920000 WHERE messages > 85899345920000;
 	UPDATE reports_in SET messages = 0 WHERE messages < 0`,
+
+	// Greylisting (internal/greylist): one row per triplet of client
+	// network, normalized sender and recipient, with when its delay began,
+	// when it was last asked for and when it passed (0: not yet); and per
+	// client, how many of its triplets passed (counted at most once an
+	// hour), for the auto-allow. Times are Unix seconds. last_seen is
+	// indexed for the retention purge.
+	`CREATE TABLE greylist_triplets (
+		client     TEXT NOT NULL,
+		sender     TEXT NOT NULL,
+		recipient  TEXT NOT NULL,
+		first_seen BIGINT NOT NULL,
+		last_seen  BIGINT NOT NULL,
+		passed_at  BIGINT NOT NULL,
+		PRIMARY KEY (client, sender, recipient)
+	);
+	CREATE INDEX greylist_triplets_last_seen ON greylist_triplets (last_seen);
+	CREATE TABLE greylist_clients (
+		client    TEXT PRIMARY KEY,
+		passes    BIGINT NOT NULL,
+		last_seen BIGINT NOT NULL
+	);
+	CREATE INDEX greylist_clients_last_seen ON greylist_clients (last_seen)`,
 }

@@ -46,6 +46,8 @@ type Store struct {
 	// inserts are the multi-row INSERTs prepared once (SQLite only: pgx
 	// keeps its own statement cache), by table and row count.
 	inserts insertCache
+	// grey are the greylist's statements (greylist.go).
+	grey greyStmts
 }
 
 type insertCache struct {

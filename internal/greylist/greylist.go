@@ -1,0 +1,397 @@
+// Package greylist defers the first delivery attempt of a triplet (client
+// network, envelope sender, recipient) for a while, as postgrey does
+// (https://postgrey.schweikert.ch/; RFC 6647): a real mail server retries
+// (RFC 5321 §4.5.4.1), most spam software does not.
+//
+// By default only the clients Rgrey would greylist are: those with no
+// forward-confirmed reverse name (Postfix's client_name "unknown") or
+// whose name matches an S25R rule (internal/conncheck), so mail from
+// well-configured servers is never delayed. Mode "all" greylists every
+// client not exempt.
+//
+// The state lives behind Store (internal/store keeps it in SQLite or in
+// one PostgreSQL database that several MX hosts share), with postgrey's
+// rules: a triplet passes once it is retried at least Delay after its
+// first attempt and within RetryWindow; a passed triplet is forgotten
+// after MaxAge without mail; a client whose triplets passed AutoAllow
+// times (counted at most once an hour) is no longer greylisted.
+package greylist
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailwall/internal/conncheck"
+	"mailwall/internal/dnsx"
+)
+
+// Modes say which clients are greylisted.
+const (
+	ModeRgrey = "rgrey" // no forward-confirmed PTR, or an S25R-looking one
+	ModeAll   = "all"   // every client not exempt
+)
+
+// Postgrey's defaults (postgrey(8): --delay, --retry-window, --max-age,
+// --auto-whitelist-clients).
+const (
+	DefaultDelay       = 300 * time.Second
+	DefaultRetryWindow = 48 * time.Hour
+	DefaultMaxAge      = 35 * 24 * time.Hour
+	DefaultAutoAllow   = 5
+	// DefaultText is the deferral's reply after "4.7.1 ", in the spirit of
+	// postgrey's greylist_text: {seconds} is the time left, {reason} why
+	// this client is greylisted, {client} its address, {recipient_domain}
+	// the recipient's domain.
+	DefaultText = "Greylisted, see RFC 6647 ({reason}): try again in {seconds} seconds"
+	// MaxTarpit bounds the wait before a deferral: Postfix gives a policy
+	// server smtpd_policy_service_timeout (100 s by default) per answer.
+	MaxTarpit = 60 * time.Second
+	// countEvery is how often a client's pass is counted (postgrey: one
+	// an hour), so one burst of retries does not auto-allow a client.
+	countEvery = time.Hour
+)
+
+// Config is what a Greylister does.
+type Config struct {
+	Mode        string        // ModeRgrey (default) or ModeAll
+	Delay       time.Duration // before a retry passes
+	RetryWindow time.Duration // for the first retry; past it the delay starts over
+	MaxAge      time.Duration // a passed triplet, or a client's count, kept after its last mail
+	AutoAllow   int           // passes after which a client is not greylisted; 0: never
+	Text        string        // deferral text after "4.7.1 " (DefaultText)
+	Tarpit      time.Duration // wait before answering a deferral (taRgrey); 0: none
+	// AllowNets are never greylisted (loopback never is).
+	AllowNets []netip.Prefix
+	// S25R matches dynamic-looking names; nil: the published rules.
+	S25R *conncheck.S25R
+	// VerifyNames makes the Greylister confirm the client's PTR itself
+	// through Resolver (iprev) instead of trusting the request's
+	// ClientName; a request without a ClientName is verified the same
+	// way when Resolver is set.
+	VerifyNames bool
+	Resolver    dnsx.Resolver
+}
+
+// Triplet is one greylist key. Client is the network (ClientKey),
+// Sender and Recipient are normalized (NormalizeSender, lower case).
+type Triplet struct{ Client, Sender, Recipient string }
+
+// Timing is what the store needs to update a triplet atomically.
+type Timing struct{ Delay, RetryWindow, MaxAge time.Duration }
+
+// Seen is a triplet's state after a request: when its delay began, and
+// when it passed (zero: not yet).
+type Seen struct{ First, Passed time.Time }
+
+// Store keeps the greylist. Each call is one statement, atomic in the
+// database, so that several hosts sharing it agree.
+type Store interface {
+	// SeenTriplet records a request for t at now and returns its state
+	// after it, by postgrey's rules: a new triplet (or one unseen for
+	// MaxAge) starts its delay now; one not yet passed whose delay began
+	// more than RetryWindow ago starts again; one retried at least Delay
+	// after its start passes (Passed is set to now, once).
+	SeenTriplet(ctx context.Context, t Triplet, now time.Time, tm Timing) (Seen, error)
+	// ClientPasses returns how many of the client's triplets passed, and
+	// when the count last moved; zero for a client unseen for maxAge.
+	ClientPasses(ctx context.Context, client string, now time.Time, maxAge time.Duration) (passes int, last time.Time, err error)
+	// CountClientPass counts one pass for client at now, unless one was
+	// counted less than an hour ago; a count unseen for maxAge starts
+	// again at one.
+	CountClientPass(ctx context.Context, client string, now time.Time, maxAge time.Duration) error
+}
+
+// Request is what a greylisting decision reads from one RCPT.
+type Request struct {
+	IP netip.Addr
+	// ClientName is Postfix's client_name: the forward-confirmed name,
+	// or "unknown" (SMTPD_POLICY_README); "" when the client sent none.
+	ClientName    string
+	Sender        string // envelope sender; "" for a bounce
+	Recipient     string
+	Authenticated bool // SASL login (sasl_username): never greylisted
+}
+
+// Outcome is what a check did, for logs and metrics.
+type Outcome string
+
+// Outcomes.
+const (
+	Exempt      Outcome = "exempt"       // loopback, allowed network, authenticated
+	NotSubject  Outcome = "not_subject"  // rgrey: a verified, static-looking name
+	Deferred    Outcome = "deferred"     // first attempt, or retried too soon
+	Passed      Outcome = "passed"       // retried after the delay (or passed before)
+	AutoAllowed Outcome = "auto_allowed" // the client passed AutoAllow times
+	Failed      Outcome = "error"        // the store failed: not greylisted
+)
+
+// Decision is the answer for one request.
+type Decision struct {
+	Outcome Outcome
+	Reason  string        // why the client is subject: the S25R rule, "no verified host name", "all"
+	Wait    time.Duration // Deferred: time left before a retry passes
+	Text    string        // Deferred: the reply, "4.7.1 ..."
+	Tarpit  time.Duration // Deferred: wait this long before answering
+	Err     error         // Failed
+}
+
+// Greylister decides. It is safe for concurrent use.
+type Greylister struct {
+	cfg   Config
+	store Store
+	now   func() time.Time
+}
+
+// New checks cfg, fills in postgrey's defaults for zero values, and
+// returns a Greylister over st.
+func New(cfg Config, st Store) (*Greylister, error) {
+	if st == nil {
+		return nil, fmt.Errorf("greylist: no store")
+	}
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = ModeRgrey
+	case ModeRgrey, ModeAll:
+	default:
+		return nil, fmt.Errorf("greylist: mode %q is not %s or %s", cfg.Mode, ModeRgrey, ModeAll)
+	}
+	if cfg.Delay <= 0 {
+		cfg.Delay = DefaultDelay
+	}
+	if cfg.RetryWindow <= 0 {
+		cfg.RetryWindow = DefaultRetryWindow
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.RetryWindow < cfg.Delay || cfg.MaxAge < cfg.RetryWindow {
+		return nil, fmt.Errorf("greylist: want delay (%s) <= retry_window (%s) <= max_age (%s)", cfg.Delay, cfg.RetryWindow, cfg.MaxAge)
+	}
+	if cfg.AutoAllow < 0 {
+		return nil, fmt.Errorf("greylist: auto_allow %d is negative", cfg.AutoAllow)
+	}
+	if cfg.Tarpit < 0 || cfg.Tarpit > MaxTarpit {
+		return nil, fmt.Errorf("greylist: tarpit %s is not between 0 and %s (Postfix waits smtpd_policy_service_timeout, 100s, for an answer)", cfg.Tarpit, MaxTarpit)
+	}
+	if cfg.Text == "" {
+		cfg.Text = DefaultText
+	}
+	if cfg.S25R == nil {
+		cfg.S25R = &conncheck.S25R{Rules: conncheck.DefaultS25R()}
+	}
+	return &Greylister{cfg: cfg, store: st, now: time.Now}, nil
+}
+
+// Check decides whether the request waits. A store failure gives Failed:
+// the mail is not greylisted (greylisting is an extra, never a reason to
+// hold mail longer than the store is down).
+func (g *Greylister) Check(ctx context.Context, r Request) Decision {
+	ip := r.IP.Unmap()
+	if !ip.IsValid() || ip.IsLoopback() || r.Authenticated {
+		return Decision{Outcome: Exempt}
+	}
+	for _, p := range g.cfg.AllowNets {
+		if p.Contains(ip) {
+			return Decision{Outcome: Exempt}
+		}
+	}
+	reason, subject := g.subject(ctx, ip, r.ClientName)
+	if !subject {
+		return Decision{Outcome: NotSubject}
+	}
+	now := g.now()
+	client := ClientKey(ip)
+	if g.cfg.AutoAllow > 0 {
+		// Counted per host address, as postgrey does (per /64 for IPv6,
+		// whose hosts change addresses inside it): a /24 of dynamic
+		// addresses is not allowed because one of them retried.
+		awl := autoAllowKey(ip)
+		n, last, err := g.store.ClientPasses(ctx, awl, now, g.cfg.MaxAge)
+		if err != nil {
+			return Decision{Outcome: Failed, Reason: reason, Err: err}
+		}
+		if n >= g.cfg.AutoAllow {
+			if now.Sub(last) >= countEvery {
+				// Keep the client from expiring (postgrey counts on).
+				if err := g.store.CountClientPass(ctx, awl, now, g.cfg.MaxAge); err != nil {
+					return Decision{Outcome: AutoAllowed, Reason: reason, Err: err}
+				}
+			}
+			return Decision{Outcome: AutoAllowed, Reason: reason}
+		}
+	}
+	t := Triplet{Client: client, Sender: NormalizeSender(r.Sender), Recipient: strings.ToLower(r.Recipient)}
+	seen, err := g.store.SeenTriplet(ctx, t, now, Timing{Delay: g.cfg.Delay, RetryWindow: g.cfg.RetryWindow, MaxAge: g.cfg.MaxAge})
+	if err != nil {
+		return Decision{Outcome: Failed, Reason: reason, Err: err}
+	}
+	if seen.Passed.IsZero() {
+		wait := g.cfg.Delay - now.Sub(seen.First)
+		if wait < time.Second {
+			wait = time.Second // same second as a pass elsewhere: say retry
+		}
+		return Decision{Outcome: Deferred, Reason: reason, Wait: wait, Text: g.text(reason, wait, ip, r.Recipient), Tarpit: g.cfg.Tarpit}
+	}
+	if g.cfg.AutoAllow > 0 && seen.Passed.Unix() == now.Unix() {
+		// This request is the one that passed: count it for the client.
+		if err := g.store.CountClientPass(ctx, autoAllowKey(ip), now, g.cfg.MaxAge); err != nil {
+			return Decision{Outcome: Passed, Reason: reason, Err: err}
+		}
+	}
+	return Decision{Outcome: Passed, Reason: reason}
+}
+
+// subject says whether the client is greylisted in this mode, and why.
+func (g *Greylister) subject(ctx context.Context, ip netip.Addr, name string) (string, bool) {
+	if g.cfg.Mode == ModeAll {
+		return "all clients", true
+	}
+	if g.cfg.Resolver != nil && (g.cfg.VerifyNames || name == "") {
+		rev := conncheck.CheckIPRev(ctx, g.cfg.Resolver, ip)
+		name = "unknown"
+		if rev.Result == "pass" {
+			name = rev.Name
+		}
+	}
+	rule, ok := g.cfg.S25R.Match(ip, name)
+	if !ok {
+		return "", false
+	}
+	if rule == "no verified host name" {
+		return "no forward-confirmed reverse DNS for " + ip.String(), true
+	}
+	return "host name " + shortName(name) + " looks dynamic (S25R " + rule + ")", true
+}
+
+// text fills in the deferral text; controls become spaces (the reply is
+// one SMTP line).
+func (g *Greylister) text(reason string, wait time.Duration, ip netip.Addr, rcpt string) string {
+	_, domain, _ := strings.Cut(rcpt, "@")
+	secs := int64((wait + time.Second - 1) / time.Second)
+	msg := strings.NewReplacer("{seconds}", strconv.FormatInt(secs, 10), "{reason}", reason, "{client}", ip.String(),
+		"{recipient_domain}", shortName(strings.ToLower(domain))).Replace(g.cfg.Text)
+	msg = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, msg)
+	return "4.7.1 " + msg
+}
+
+// shortName bounds a name put in a reply (an SMTP reply line is at most
+// 512 octets, RFC 5321 §4.5.3.1.5).
+func shortName(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "..."
+	}
+	return s
+}
+
+// ClientKey is the client's network in a triplet: its /24 for IPv4, its
+// /64 for IPv6, since large senders retry from another address of the
+// same pool (postgrey's default --lookup-by-subnet).
+func ClientKey(ip netip.Addr) string {
+	ip = ip.Unmap()
+	bits := 64
+	if ip.Is4() {
+		bits = 24
+	}
+	p, _ := ip.Prefix(bits)
+	return p.String()
+}
+
+// autoAllowKey is what a client's passes are counted by: the address
+// for IPv4 (as postgrey's client auto-whitelist), the /64 for IPv6.
+func autoAllowKey(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
+}
+
+// NormalizeSender is the sender as a triplet keeps it, as postgrey's
+// do_sender_substitutions makes it, so that one sender's mail shares a
+// triplet: lower case; a BATV tag (prvs=tag-val=local, RFC draft
+// levine-smtp-batv; also written prvs=local=tag-val) dropped; a +extension
+// dropped; each run of digits standing alone between word boundaries
+// (VERP counters, list bounce ids) replaced by "#". SRS addresses (SRS0=)
+// are kept whole: their hash and timestamp change daily, and the domain
+// that rewrote them is the one that retries. An address without "@" (a
+// bounce's empty sender) is returned lower-cased.
+func NormalizeSender(addr string) string {
+	addr = strings.ToLower(addr)
+	local, domain, ok := strings.Cut(addr, "@")
+	if !ok {
+		return addr
+	}
+	if strings.HasPrefix(local, "prvs=") || strings.HasPrefix(local, "msprvs1=") {
+		parts := strings.Split(local, "=")
+		if len(parts) == 3 {
+			// The tag is 10 characters of [0-9a-z] (K DDD SSSSSS); the
+			// other part is the address's local part.
+			switch {
+			case batvTag(parts[1]) && !batvTag(parts[2]):
+				local = parts[2]
+			case batvTag(parts[2]) && !batvTag(parts[1]):
+				local = parts[1]
+			default:
+				local = parts[2] // the standard order
+			}
+		}
+	}
+	if i := strings.IndexByte(local, '+'); i >= 0 {
+		local = local[:i]
+	}
+	return replaceNumbers(local) + "@" + domain
+}
+
+// batvTag reports whether s begins like a BATV tag-val: ten characters of
+// [0-9a-z] (postgrey's test).
+func batvTag(s string) bool {
+	if len(s) < 10 {
+		return false
+	}
+	for i := range 10 {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// replaceNumbers replaces each run of digits between word boundaries
+// (Perl's \b\d+\b: not next to a letter, digit or underscore) with "#".
+func replaceNumbers(s string) string {
+	word := func(c byte) bool {
+		return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= '0' && c <= '9' && (i == 0 || !word(s[i-1])) {
+			j := i
+			for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+				j++
+			}
+			if j == len(s) || !word(s[j]) {
+				b.WriteByte('#')
+				i = j
+				continue
+			}
+			b.WriteString(s[i:j])
+			i = j
+			continue
+		}
+		b.WriteByte(c)
+		i++
+	}
+	return b.String()
+}

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"mailwall/internal/greylist"
+)
+
+// The store is a greylist.Store: several MX hosts on one PostgreSQL
+// database greylist as one, each request one statement.
+var _ greylist.Store = (*Store)(nil)
+
+// greyStmts are the greylist's statements, prepared on first use (most
+// stores never greylist).
+type greyStmts struct {
+	mu                    sync.Mutex
+	seen, passes, counted *sql.Stmt
+}
+
+// seenTripletSQL applies postgrey's rules in one upsert. In DO UPDATE the
+// table's columns are the row as it was, so every CASE reads the old
+// state: a row unseen for max_age ($7) starts over; one not passed whose
+// delay began more than retry_window ($6) ago starts over; one asked for
+// at least delay ($5) after its start passes now ($4), once.
+const seenTripletSQL = `INSERT INTO greylist_triplets (client, sender, recipient, first_seen, last_seen, passed_at)
+	VALUES ($1, $2, $3, $4, $4, 0)
+	ON CONFLICT (client, sender, recipient) DO UPDATE SET
+	first_seen = CASE
+		WHEN $4 - greylist_triplets.last_seen > $7 THEN $4
+		WHEN greylist_triplets.passed_at = 0 AND $4 - greylist_triplets.first_seen > $6 THEN $4
+		ELSE greylist_triplets.first_seen END,
+	passed_at = CASE
+		WHEN $4 - greylist_triplets.last_seen > $7 THEN 0
+		WHEN greylist_triplets.passed_at <> 0 THEN greylist_triplets.passed_at
+		WHEN $4 - greylist_triplets.first_seen > $6 THEN 0
+		WHEN $4 - greylist_triplets.first_seen >= $5 THEN $4
+		ELSE 0 END,
+	last_seen = $4
+	RETURNING first_seen, passed_at`
+
+// countPassSQL counts a client's pass at most once an hour ($4); a count
+// unseen for max_age ($3) starts again at one.
+const countPassSQL = `INSERT INTO greylist_clients (client, passes, last_seen) VALUES ($1, 1, $2)
+	ON CONFLICT (client) DO UPDATE SET
+	passes = CASE
+		WHEN $2 - greylist_clients.last_seen > $3 THEN 1
+		WHEN $2 - greylist_clients.last_seen >= $4 THEN greylist_clients.passes + 1
+		ELSE greylist_clients.passes END,
+	last_seen = CASE
+		WHEN $2 - greylist_clients.last_seen >= $4 THEN $2
+		ELSE greylist_clients.last_seen END`
+
+const clientPassesSQL = `SELECT passes, last_seen FROM greylist_clients WHERE client = $1`
+
+// greyStmt returns one of the greylist statements, preparing them the
+// first time.
+func (s *Store) greyStmt(ctx context.Context, which func(*greyStmts) *sql.Stmt) (*sql.Stmt, error) {
+	g := &s.grey
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.seen == nil {
+		var err error
+		for _, p := range []struct {
+			st **sql.Stmt
+			q  string
+		}{{&g.seen, seenTripletSQL}, {&g.passes, clientPassesSQL}, {&g.counted, countPassSQL}} {
+			if *p.st, err = s.db.PrepareContext(ctx, p.q); err != nil {
+				g.seen, g.passes, g.counted = nil, nil, nil
+				return nil, fmt.Errorf("store: greylist: %w", err)
+			}
+		}
+	}
+	return which(g), nil
+}
+
+// SeenTriplet implements greylist.Store.
+func (s *Store) SeenTriplet(ctx context.Context, t greylist.Triplet, now time.Time, tm greylist.Timing) (greylist.Seen, error) {
+	st, err := s.greyStmt(ctx, func(g *greyStmts) *sql.Stmt { return g.seen })
+	if err != nil {
+		return greylist.Seen{}, err
+	}
+	var first, passed int64
+	if err := st.QueryRowContext(ctx, t.Client, t.Sender, t.Recipient, now.Unix(), seconds(tm.Delay), seconds(tm.RetryWindow), seconds(tm.MaxAge)).Scan(&first, &passed); err != nil {
+		return greylist.Seen{}, fmt.Errorf("store: greylist %s: %w", t.Client, err)
+	}
+	return greylist.SeenOf(first, passed), nil
+}
+
+// ClientPasses implements greylist.Store.
+func (s *Store) ClientPasses(ctx context.Context, client string, now time.Time, maxAge time.Duration) (int, time.Time, error) {
+	st, err := s.greyStmt(ctx, func(g *greyStmts) *sql.Stmt { return g.passes })
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	var n, last int64
+	switch err := st.QueryRowContext(ctx, client).Scan(&n, &last); {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, time.Time{}, nil
+	case err != nil:
+		return 0, time.Time{}, fmt.Errorf("store: greylist client %s: %w", client, err)
+	}
+	if now.Unix()-last > seconds(maxAge) {
+		return 0, time.Time{}, nil // expired, not yet purged
+	}
+	return int(n), time.Unix(last, 0), nil
+}
+
+// CountClientPass implements greylist.Store.
+func (s *Store) CountClientPass(ctx context.Context, client string, now time.Time, maxAge time.Duration) error {
+	st, err := s.greyStmt(ctx, func(g *greyStmts) *sql.Stmt { return g.counted })
+	if err != nil {
+		return err
+	}
+	if _, err := st.ExecContext(ctx, client, now.Unix(), seconds(maxAge), seconds(time.Hour)); err != nil {
+		return fmt.Errorf("store: greylist client %s: %w", client, err)
+	}
+	return nil
+}
+
+// GreylistRetention says how long greylist rows are kept: postgrey's
+// max_age after the last mail, and retry_window for triplets that never
+// passed. Zero values keep them.
+type GreylistRetention struct{ RetryWindow, MaxAge time.Duration }
+
+// PurgeGreylist deletes triplets and clients unseen for MaxAge and
+// triplets that never passed unseen for RetryWindow, as postgrey's nightly
+// maintenance does; it returns how many rows went.
+func (s *Store) PurgeGreylist(ctx context.Context, now time.Time, r GreylistRetention) (int64, error) {
+	if r.MaxAge <= 0 {
+		return 0, nil
+	}
+	var total int64
+	for _, q := range []struct {
+		sql string
+		age time.Duration
+	}{
+		{`DELETE FROM greylist_triplets WHERE last_seen < $1`, r.MaxAge},
+		{`DELETE FROM greylist_triplets WHERE passed_at = 0 AND last_seen < $1`, r.RetryWindow},
+		{`DELETE FROM greylist_clients WHERE last_seen < $1`, r.MaxAge},
+	} {
+		if q.age <= 0 {
+			continue
+		}
+		res, err := s.db.ExecContext(ctx, q.sql, now.Unix()-seconds(q.age))
+		if err != nil {
+			return total, fmt.Errorf("store: purge greylist: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+	}
+	return total, nil
+}
+
+func seconds(d time.Duration) int64 { return int64(d / time.Second) }
