@@ -64,7 +64,9 @@ type Config struct {
 	AutoAllow   int           // passes after which a client is not greylisted; 0: never
 	Text        string        // deferral text after "4.7.1 " (DefaultText)
 	Tarpit      time.Duration // wait before answering a deferral (taRgrey); 0: none
-	// AllowNets are never greylisted (loopback never is).
+	// AllowNets are never greylisted. Loopback is not exempt by itself
+	// (the lab sends from 127.0.0.x): list it here, as mailwall's
+	// defaults do.
 	AllowNets []netip.Prefix
 	// S25R matches dynamic-looking names; nil: the published rules.
 	S25R *conncheck.S25R
@@ -74,6 +76,8 @@ type Config struct {
 	// way when Resolver is set.
 	VerifyNames bool
 	Resolver    dnsx.Resolver
+	// Now is the clock; nil: time.Now. For tests.
+	Now func() time.Time
 }
 
 // Triplet is one greylist key. Client is the network (ClientKey),
@@ -121,7 +125,7 @@ type Outcome string
 
 // Outcomes.
 const (
-	Exempt      Outcome = "exempt"       // loopback, allowed network, authenticated
+	Exempt      Outcome = "exempt"       // allowed network, authenticated
 	NotSubject  Outcome = "not_subject"  // rgrey: a verified, static-looking name
 	Deferred    Outcome = "deferred"     // first attempt, or retried too soon
 	Passed      Outcome = "passed"       // retried after the delay (or passed before)
@@ -183,7 +187,10 @@ func New(cfg Config, st Store) (*Greylister, error) {
 	if cfg.S25R == nil {
 		cfg.S25R = &conncheck.S25R{Rules: conncheck.DefaultS25R()}
 	}
-	return &Greylister{cfg: cfg, store: st, now: time.Now}, nil
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Greylister{cfg: cfg, store: st, now: cfg.Now}, nil
 }
 
 // Check decides whether the request waits. A store failure gives Failed:
@@ -191,7 +198,7 @@ func New(cfg Config, st Store) (*Greylister, error) {
 // hold mail longer than the store is down).
 func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 	ip := r.IP.Unmap()
-	if !ip.IsValid() || ip.IsLoopback() || r.Authenticated {
+	if !ip.IsValid() || r.Authenticated {
 		return Decision{Outcome: Exempt}
 	}
 	for _, p := range g.cfg.AllowNets {

@@ -108,12 +108,13 @@ func TestCheck(t *testing.T) {
 			{at: time.Hour, ip: "198.51.100.10", want: Deferred, wait: 300 * time.Second, comment: "another network"},
 			{at: time.Hour, sender: "Alice+news@EXAMPLE.org", want: Passed, comment: "sender normalized"},
 		}},
-		{"who is greylisted (rgrey)", Config{AllowNets: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}, []step{
+		{"who is greylisted (rgrey)", Config{AllowNets: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"),
+			netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}, []step{
 			{name: "mail.example.org", want: NotSubject, comment: "verified static name"},
 			{name: "unknown", want: Deferred, wait: 300 * time.Second, comment: "no FCrDNS"},
 			{name: "dhcp0042.isp.test", sender: "x@y.test", want: Deferred, wait: 300 * time.Second, comment: "S25R rule6"},
-			{ip: "127.0.0.5", want: Exempt, comment: "loopback"},
-			{ip: "::1", want: Exempt, comment: "loopback v6"},
+			{ip: "127.0.0.5", want: Exempt, comment: "loopback, listed"},
+			{ip: "::1", want: Exempt, comment: "loopback v6, listed"},
 			{ip: "203.0.113.9", want: Exempt, comment: "allowed network"},
 			{auth: true, want: Exempt, comment: "SASL"},
 		}},

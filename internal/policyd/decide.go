@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"mailwall/internal/greylist"
 	"mailwall/internal/spf"
 )
 
@@ -30,7 +31,10 @@ const (
 type Options struct {
 	// Observe, when set, hears every decision and how long it took (for
 	// metrics); it must not block.
-	Observe         func(resp Response, took time.Duration)
+	Observe func(resp Response, took time.Duration)
+	// ObserveGreylist, when set, hears every greylisting decision (for
+	// metrics); it must not block.
+	ObserveGreylist func(greylist.Decision)
 	HeloReject      RejectPolicy
 	MailFromReject  RejectPolicy
 	PermErrorReject bool
@@ -60,6 +64,9 @@ type Response struct {
 	Text   string // header for PREPEND, reply text for REJECT/DEFER
 	// Outcome of the check that decided, for logs (zero for skips).
 	Outcome spf.Outcome
+	// exempt marks the answers of skip_addresses, allow_ips and
+	// allow_domains: those clients are not greylisted either.
+	exempt bool
 }
 
 // Line is the response as sent to Postfix.
@@ -130,13 +137,13 @@ func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 	}{{o.SkipAddresses, "SPF check N/A for local connections - "}, {o.AllowIPs, "SPF skipped for whitelisted relay - "}} {
 		for _, p := range skip.list {
 			if p.Contains(ip) {
-				return Response{Action: Prepend, Text: "X-Comment: " + skip.comment + detail()}
+				return Response{Action: Prepend, Text: "X-Comment: " + skip.comment + detail(), exempt: true}
 			}
 		}
 	}
 	for _, d := range o.AllowDomains {
 		if out := ru.checker.CheckHost(ctx, ip, d, "postmaster@"+d, helo); out.Result == spf.Pass {
-			return Response{Action: Prepend, Text: "X-Comment: SPF skipped for whitelisted relay domain - " + detail()}
+			return Response{Action: Prepend, Text: "X-Comment: SPF skipped for whitelisted relay domain - " + detail(), exempt: true}
 		}
 	}
 	if sender == "" && helo == "" {

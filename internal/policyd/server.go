@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailwall/internal/greylist"
 	"mailwall/internal/netguard"
 	"mailwall/internal/spf"
 )
@@ -41,6 +42,9 @@ type Server struct {
 	MaxPerPeer int
 
 	rules    atomic.Pointer[rules]
+	grey     atomic.Pointer[greylist.Greylister] // nil: no greylisting
+	stop     chan struct{}                       // closed by Shutdown: ends tarpits
+	stopOnce sync.Once
 	log      *slog.Logger
 	maxConns int
 	// Tests shorten these and count loopback per peer; zero and nil
@@ -79,7 +83,7 @@ func New(checker *spf.Checker, opts Options, maxConns int, log *slog.Logger) *Se
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log, maxConns: maxConns, conns: map[net.Conn]*connState{}}
+	s := &Server{log: log, maxConns: maxConns, conns: map[net.Conn]*connState{}, stop: make(chan struct{})}
 	s.Reload(checker, opts)
 	return s
 }
@@ -248,14 +252,17 @@ func evictFirst(a, b *connState) bool {
 }
 
 // serveConn answers requests on one connection. Postfix sends several
-// requests per connection, one per recipient among them; the answer for a
-// message (same "instance") is given once: later recipients get DUNNO
-// after a PREPEND, so the header is added once, or the same rejection.
+// requests per connection, one per recipient among them; SPF is decided
+// once a message (same "instance"): later recipients get DUNNO after a
+// PREPEND, so the header is added once, or the same rejection.
+// Greylisting is per recipient (each is a triplet): a greylisted one gets
+// DEFER_IF_PERMIT, and the header goes with the first that is not.
 func (s *Server) serveConn(conn net.Conn, st *connState) {
 	r := NewReader(conn)
 	w := bufio.NewWriter(conn)
 	var lastInstance string
 	var last Response
+	headerSent := false
 	wait, reqWait := firstRequestTimeout, requestTimeout
 	if s.firstWait > 0 {
 		wait = s.firstWait
@@ -296,20 +303,30 @@ func (s *Server) serveConn(conn net.Conn, st *connState) {
 			s.malformed.Add(1)
 			s.log.Warn("malformed policy request: DUNNO", "client", conn.RemoteAddr().String(), "err", err)
 			resp = Response{Action: Dunno}
-		} else if inst := req["instance"]; inst != "" && inst == lastInstance {
-			resp = last
-			if resp.Action == Prepend {
-				resp = Response{Action: Dunno}
-			}
 		} else {
 			start := time.Now()
 			ru := s.rules.Load()
-			resp = s.safeDecide(ru, req)
-			if ru.opts.Observe != nil {
+			inst := req["instance"]
+			same := inst != "" && inst == lastInstance
+			if !same {
+				last = s.safeDecide(ru, req)
+				lastInstance, headerSent = inst, false
+				s.logDecision(req, last)
+			}
+			resp = last
+			grey, wait, greylisted := s.greylistStep(ru, last, req)
+			if greylisted {
+				resp = grey
+			} else if resp.Action == Prepend {
+				if headerSent {
+					resp = Response{Action: Dunno}
+				}
+				headerSent = true
+			}
+			if !same && ru.opts.Observe != nil {
 				ru.opts.Observe(resp, time.Since(start))
 			}
-			lastInstance, last = inst, resp
-			s.logDecision(req, resp)
+			s.tarpit(wait)
 		}
 		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		w.WriteString(resp.Line())
@@ -403,6 +420,7 @@ func (s *Server) Stats() Stats {
 // request until ctx ends, then closes them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
 	s.mu.Lock()
 	for _, ln := range s.listeners {
 		ln.Close()
