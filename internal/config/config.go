@@ -41,6 +41,9 @@ type Config struct {
 	Store    StoreConfig   `yaml:"store"`
 	Reports  ReportsConfig `yaml:"reports"`
 	Web      WebConfig     `yaml:"web"`
+
+	// Greylist is greylisting in the policy server (issue 25).
+	Greylist GreylistConfig `yaml:"greylist"`
 }
 
 // ReportsConfig is DMARC aggregate reporting, both ways.
@@ -241,6 +244,20 @@ type PolicydConfig struct {
 	MaxConnectionsPerPeer int `yaml:"max_connections_per_peer"`
 }
 
+// GreylistConfig is greylisting in the policy server (internal/greylist).
+type GreylistConfig struct {
+	Enabled     bool     `yaml:"enabled"`
+	Mode        string   `yaml:"mode"`
+	ClientName  string   `yaml:"client_name"`
+	Delay       Duration `yaml:"delay"`
+	RetryWindow Duration `yaml:"retry_window"`
+	MaxAge      Duration `yaml:"max_age"`
+	AutoAllow   int      `yaml:"auto_allow"`
+	Text        string   `yaml:"text"`
+	Tarpit      Duration `yaml:"tarpit"`
+	AllowIPs    []string `yaml:"allow_ips"`
+}
+
 // UnmarshalYAML reads the section strictly, with helo_reject and
 // mail_from_reject taken as written: yaml.v3 never hands a null node to an
 // Unmarshaler, so "Null" would otherwise vanish into the default.
@@ -375,6 +392,13 @@ func (c *Config) Validate() error {
 	check(oneOf(c.Policyd.OnError, "dunno", "defer"), "policyd.on_error: %q is not dunno or defer", c.Policyd.OnError)
 	check(c.Policyd.MaxConnections > 0, "policyd.max_connections must be at least 1")
 	check(c.Policyd.MaxConnectionsPerPeer >= 0, "policyd.max_connections_per_peer must not be negative (0: no limit)")
+	g := c.Greylist
+	check(oneOf(g.Mode, "rgrey", "all"), "greylist.mode: %q is not rgrey or all", g.Mode)
+	check(oneOf(g.ClientName, "postfix", "dns"), "greylist.client_name: %q is not postfix or dns", g.ClientName)
+	check(g.Delay >= Duration(time.Second) && g.Delay <= g.RetryWindow && g.RetryWindow <= g.MaxAge,
+		"greylist: want 1s <= delay (%s) <= retry_window (%s) <= max_age (%s)", g.Delay.D(), g.RetryWindow.D(), g.MaxAge.D())
+	check(g.AutoAllow >= 0, "greylist.auto_allow must not be negative (0: off)")
+	check(g.Tarpit >= 0 && g.Tarpit <= Duration(60*time.Second), "greylist.tarpit: %s is not between 0 and 60s (Postfix's smtpd_policy_service_timeout is 100s)", g.Tarpit.D())
 	check(c.Web.MaxConnections > 0 && c.Web.MaxConnectionsPerPeer > 0, "web.max_connections and web.max_connections_per_peer must be at least 1")
 	for _, p := range c.Web.TrustedProxies {
 		_, errP := netip.ParsePrefix(p)
@@ -425,7 +449,7 @@ func (c *Config) Validate() error {
 		check(s.Domain != "" && s.Selector != "" && s.Key != "", "checks.signing[%d]: domain, selector and key are required", i)
 	}
 	for key, list := range map[string][]string{"policyd.skip_addresses": c.Policyd.SkipAddresses, "policyd.allow_ips": c.Policyd.AllowIPs, "lab_dns.axfr_allow": c.LabDNS.AXFRAllow,
-		"checks.s25r_allow_ips": c.Checks.S25RAllowIPs, "checks.internal_hosts": c.Checks.InternalHosts} {
+		"checks.s25r_allow_ips": c.Checks.S25RAllowIPs, "checks.internal_hosts": c.Checks.InternalHosts, "greylist.allow_ips": c.Greylist.AllowIPs} {
 		_, err := ParsePrefixes(list)
 		check(err == nil, "%s: %v", key, err)
 	}
