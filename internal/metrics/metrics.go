@@ -29,6 +29,7 @@ type Metrics struct {
 	reloads  *prometheus.CounterVec
 	reports  *prometheus.CounterVec
 	policyd  *prometheus.CounterVec
+	greylist *prometheus.CounterVec
 	conns    *listenerCollector
 }
 
@@ -66,9 +67,13 @@ func New() *Metrics {
 			Name: "mailwall_policyd_requests_total",
 			Help: "Policy delegation requests by the action returned.",
 		}, []string{"action"}),
+		greylist: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailwall_greylist_total",
+			Help: "Greylisting decisions by outcome: deferred, passed (retried after the delay), auto_allowed (the client passed often enough), error (the store failed: not greylisted), not_subject (rgrey: a verified, static-looking name), exempt.",
+		}, []string{"outcome"}),
 		conns: &listenerCollector{watched: map[string][]func() netguard.Stats{}},
 	}
-	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.conns,
+	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.conns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -132,6 +137,9 @@ func (m *Metrics) PolicyRequest(action string, took time.Duration) {
 	m.latency.WithLabelValues("policyd").Observe(took.Seconds())
 	m.policyd.WithLabelValues(action).Inc()
 }
+
+// Greylist counts a greylisting decision by its outcome.
+func (m *Metrics) Greylist(outcome string) { m.greylist.WithLabelValues(outcome).Inc() }
 
 // Reload counts a config reload; ok false: it failed.
 func (m *Metrics) Reload(ok bool) {

@@ -102,3 +102,23 @@ func TestReportOutcomesDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestGreylistOutcomes: greylisting decisions counted by outcome, each
+// outcome greylist.Check gives named in the help.
+func TestGreylistOutcomes(t *testing.T) {
+	m := New()
+	m.Greylist("deferred")
+	m.Greylist("deferred")
+	m.Greylist("passed")
+	out := scrape(t, m)
+	for _, want := range []string{`mailwall_greylist_total{outcome="deferred"} 2`, `mailwall_greylist_total{outcome="passed"} 1`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, outcome := range []string{"deferred", "passed", "auto_allowed", "error", "not_subject", "exempt"} {
+		if !strings.Contains(out, " "+outcome+" (") && !strings.Contains(out, " "+outcome+".") && !strings.Contains(out, " "+outcome+",") {
+			t.Errorf("help does not name %s", outcome)
+		}
+	}
+}
