@@ -10,9 +10,11 @@ import (
 
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/greylist"
 	"mailwall/internal/milter"
 	"mailwall/internal/phish"
 	"mailwall/internal/policyd"
+	"mailwall/internal/store"
 	"mailwall/internal/verdict"
 )
 
@@ -60,6 +62,10 @@ type reloader struct {
 	milter        *atomic.Pointer[milterRules] // nil: no milter
 	observe       func(policyd.Response, time.Duration)
 	log           *slog.Logger
+	// store is where greylisting keeps its state (nil: none);
+	// observeGreylist counts its decisions.
+	store           *store.Store
+	observeGreylist func(greylist.Decision)
 
 	running *config.Config
 }
@@ -76,7 +82,11 @@ func (r *reloader) reload() error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	opts.Observe = r.observe
+	opts.Observe, opts.ObserveGreylist = r.observe, r.observeGreylist
+	grey, err := newGreylister(cfg, r.store, r.res, r.log)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	var rules *milterRules
 	if r.milter != nil {
 		if rules, err = newMilterRules(cfg, r.res, r.milter.Load().history); err != nil {
@@ -85,6 +95,7 @@ func (r *reloader) reload() error {
 	}
 	// Everything is built: only now does anything change.
 	r.policy.Reload(checkerFor(cfg, r.res), opts)
+	r.policy.SetGreylist(grey)
 	if rules != nil {
 		r.milter.Store(rules)
 	}

@@ -124,6 +124,11 @@ func (r *reporting) tick(ctx context.Context) error {
 	} else if p != (store.Purged{}) {
 		r.log.Info("store: old records purged", "verdicts", p.Verdicts, "dmarc_rows", p.DMARCRows, "reports_out", p.ReportsOut, "reports_in", p.ReportsIn)
 	}
+	if n, err := r.st.PurgeGreylist(ctx, time.Now(), greylistRetention(r.cfg)); err != nil {
+		errs = append(errs, err)
+	} else if n > 0 {
+		r.log.Info("store: old greylist entries purged", "rows", n)
+	}
 	if dir := r.cfg.Reports.Inbound.Maildir; dir != "" {
 		res, err := r.in.ImportMaildir(ctx, dir, false, time.Now())
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/gcfloor"
+	"mailwall/internal/greylist"
 	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
 	"mailwall/internal/phish"
@@ -77,6 +78,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	met := metrics.New()
 	met.WatchCache(resolver.Stats)
 	opts.Observe = func(r policyd.Response, took time.Duration) { met.PolicyRequest(string(r.Action), took) }
+	opts.ObserveGreylist = func(d greylist.Decision) { met.Greylist(string(d.Outcome)) }
 	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
 	srv.MaxPerPeer = cfg.Policyd.MaxConnectionsPerPeer
 	watchPolicyConns(met, srv)
@@ -113,6 +115,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "mailwall: store %s\n", st.Name())
 		}
 	}
+	// Greylisting starts once the store is open (the listeners opened
+	// first answer without it for that long).
+	grey, err := newGreylister(cfg, st, resolver, log)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		return err
+	}
+	srv.SetGreylist(grey)
 	var (
 		rec   *store.Recorder
 		inbox *reportInbox
@@ -167,7 +177,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			defer adm.Shutdown(context.Background())
 		}
 	}
-	rl := &reloader{path: *cfgPath, dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, log: log, running: cfg}
+	rl := &reloader{path: *cfgPath, dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, log: log, running: cfg,
+		store: st, observeGreylist: opts.ObserveGreylist}
 	err = waitForStop(ctx, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.
 		st := resolver.Stats()
