@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mailwall/internal/greylist"
+	"mailwall/internal/pgtest"
 )
 
 // TestGreylistMatchesMemStore runs the same requests on the SQL store and
@@ -141,4 +142,39 @@ func TestPurgeGreylist(t *testing.T) {
 			t.Errorf("recent client purged")
 		}
 	})
+}
+
+// TestGreylistSharedPostgres: two stores on one PostgreSQL database (two
+// MX hosts) greylist as one: a triplet first seen by one passes on the
+// other after the delay, and a client's passes counted on either add up.
+func TestGreylistSharedPostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	a, err := Open(ctx, "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tm := greylist.Timing{Delay: 300 * time.Second, RetryWindow: 48 * time.Hour, MaxAge: 35 * 24 * time.Hour}
+	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	tr := greylist.Triplet{Client: "192.0.2.0/24", Sender: "alice@example.org", Recipient: "bob@rcpt.test"}
+	if got, err := a.SeenTriplet(ctx, tr, start, tm); err != nil || !got.Passed.IsZero() {
+		t.Fatalf("host a, first attempt: %+v %v", got, err)
+	}
+	if got, _ := b.SeenTriplet(ctx, tr, start.Add(100*time.Second), tm); !got.First.Equal(start) || !got.Passed.IsZero() {
+		t.Fatalf("host b, early retry: %+v, want the delay begun on host a", got)
+	}
+	if got, _ := b.SeenTriplet(ctx, tr, start.Add(300*time.Second), tm); !got.Passed.Equal(start.Add(300 * time.Second)) {
+		t.Fatalf("host b, retry after the delay: %+v, want passed", got)
+	}
+	a.CountClientPass(ctx, "192.0.2.7", start, tm.MaxAge)
+	b.CountClientPass(ctx, "192.0.2.7", start.Add(2*time.Hour), tm.MaxAge)
+	if n, _, _ := a.ClientPasses(ctx, "192.0.2.7", start.Add(2*time.Hour), tm.MaxAge); n != 2 {
+		t.Errorf("passes counted on both hosts: %d, want 2", n)
+	}
 }
