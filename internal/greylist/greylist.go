@@ -88,8 +88,15 @@ type Triplet struct{ Client, Sender, Recipient string }
 type Timing struct{ Delay, RetryWindow, MaxAge time.Duration }
 
 // Seen is a triplet's state after a request: when its delay began, and
-// when it passed (zero: not yet).
+// when it passed (zero: not yet). A store that leaves a passed triplet
+// untouched (seen again within TouchEvery) may answer with any non-zero
+// Passed before the request's time, without reading it.
 type Seen struct{ First, Passed time.Time }
+
+// TouchEvery is how often a store must record that a passed triplet is
+// still in use: its expiry (MaxAge) counts from that, so it may run up to
+// TouchEvery late, and a sender's steady mail costs no write.
+const TouchEvery = time.Hour
 
 // Store keeps the greylist. Each call is one statement, atomic in the
 // database, so that several hosts sharing it agree.
@@ -98,7 +105,8 @@ type Store interface {
 	// after it, by postgrey's rules: a new triplet (or one unseen for
 	// MaxAge) starts its delay now; one not yet passed whose delay began
 	// more than RetryWindow ago starts again; one retried at least Delay
-	// after its start passes (Passed is set to now, once).
+	// after its start passes (Passed is set to now, once). A passed
+	// triplet's last use is recorded at most once per TouchEvery.
 	SeenTriplet(ctx context.Context, t Triplet, now time.Time, tm Timing) (Seen, error)
 	// ClientPasses returns how many of the client's triplets passed, and
 	// when the count last moved; zero for a client unseen for maxAge.

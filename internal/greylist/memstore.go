@@ -30,6 +30,9 @@ func (m *MemStore) SeenTriplet(_ context.Context, t Triplet, now time.Time, tm T
 	n := now.Unix()
 	old, ok := m.triplets[t]
 	next := memTriplet{first: n, last: n}
+	if ok && old.passed != 0 && n >= old.last && n-old.last < secs(TouchEvery) {
+		return seenOf(old.first, old.passed), nil // passed, in use: not written
+	}
 	if ok && n-old.last <= secs(tm.MaxAge) {
 		next = old
 		next.last = n

@@ -27,6 +27,11 @@ type greyStmts struct {
 // state: a row unseen for max_age ($7) starts over; one not passed whose
 // delay began more than retry_window ($6) ago starts over; one asked for
 // at least delay ($5) after its start passes now ($4), once.
+//
+// A passed triplet seen within the last hour ($8) is not written again
+// (the WHERE of DO UPDATE), so that a sender's steady mail costs a read,
+// not a write: the statement then returns no row, which means "passed".
+// last_seen is thus up to an hour behind, against a max_age of days.
 const seenTripletSQL = `INSERT INTO greylist_triplets (client, sender, recipient, first_seen, last_seen, passed_at)
 	VALUES ($1, $2, $3, $4, $4, 0)
 	ON CONFLICT (client, sender, recipient) DO UPDATE SET
@@ -41,6 +46,7 @@ const seenTripletSQL = `INSERT INTO greylist_triplets (client, sender, recipient
 		WHEN $4 - greylist_triplets.first_seen >= $5 THEN $4
 		ELSE 0 END,
 	last_seen = $4
+	WHERE greylist_triplets.passed_at = 0 OR $4 - greylist_triplets.last_seen >= $8 OR $4 < greylist_triplets.last_seen
 	RETURNING first_seen, passed_at`
 
 // countPassSQL counts a client's pass at most once an hour ($4); a count
@@ -85,7 +91,13 @@ func (s *Store) SeenTriplet(ctx context.Context, t greylist.Triplet, now time.Ti
 		return greylist.Seen{}, err
 	}
 	var first, passed int64
-	if err := st.QueryRowContext(ctx, t.Client, t.Sender, t.Recipient, now.Unix(), seconds(tm.Delay), seconds(tm.RetryWindow), seconds(tm.MaxAge)).Scan(&first, &passed); err != nil {
+	err = st.QueryRowContext(ctx, t.Client, t.Sender, t.Recipient, now.Unix(), seconds(tm.Delay), seconds(tm.RetryWindow), seconds(tm.MaxAge),
+		seconds(greylist.TouchEvery)).Scan(&first, &passed)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Passed, and seen within TouchEvery: left as it was, not read.
+		return greylist.Seen{First: time.Unix(1, 0), Passed: time.Unix(1, 0)}, nil
+	}
+	if err != nil {
 		return greylist.Seen{}, fmt.Errorf("store: greylist %s: %w", t.Client, err)
 	}
 	return greylist.SeenOf(first, passed), nil
