@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailwall/internal/labtest"
+	"mailwall/internal/pgtest"
 )
 
 // glZones writes the zones of the greylisting test: gl.test with an SPF
@@ -123,4 +126,54 @@ web:
 		}
 		delivered(t, maildir, "gl-dyn-3")
 	})
+}
+
+// TestGreylistTwoNodesPostgres: two "mailwall serve" (two MX hosts) on
+// one PostgreSQL store greylist as one. Postfix's client_name=unknown (no
+// forward-confirmed PTR) makes the client subject. Its first attempt is
+// deferred by node 1, its early retry by node 2 (the delay begun on node
+// 1), its retry after the delay accepted by node 2 and then by node 1;
+// each node counts its own decisions in /metrics.
+func TestGreylistTwoNodesPostgres(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-e2e-gl-pg-")
+	dsn := pgtest.DSN(t)
+	lab := labtest.Lab(t)
+	t.Setenv("STATE_DIRECTORY", root) // the first-run password file, as the unit sets it
+	setup := func(n int) daemonSetup {
+		return daemonSetup{dns: lab, hostname: fmt.Sprintf("mx%d.rcpt.test", n), store: fmt.Sprintf("driver: postgres\n  dsn: %q", dsn),
+			extra: "greylist:\n  enabled: true\n  delay: 2s\n  allow_ips: []\n"}
+	}
+	n1 := startDaemon(t, bin, filepath.Join(root, "mx1"), setup(1))
+	n2 := startDaemon(t, bin, filepath.Join(root, "mx2"), setup(2))
+	ask := func(d *daemon) string {
+		return policyAsk(t, d.policy, "127.0.0.2", "mail.example.test", "alice@example.test")
+	}
+	const deferred = "action=DEFER_IF_PERMIT 4.7.1 Greylisted, see RFC 6647 (no forward-confirmed reverse DNS for 127.0.0.2): try again in "
+	start := time.Now()
+	if got := ask(n1); got != deferred+"2 seconds" {
+		t.Fatalf("node 1, first attempt: %s", got)
+	}
+	if got := ask(n2); !strings.HasPrefix(got, deferred) {
+		t.Fatalf("node 2, early retry: %s, want deferred (the triplet is node 1's)", got)
+	}
+	time.Sleep(time.Until(start.Add(2200 * time.Millisecond)))
+	for _, d := range []*daemon{n2, n1} {
+		if got := ask(d); !strings.HasPrefix(got, "action=PREPEND Received-SPF: Pass") {
+			t.Fatalf("%s after the delay: %s, want passed", d.policy, got)
+		}
+	}
+	for _, c := range []struct {
+		d      *daemon
+		sample string
+		want   float64
+	}{
+		{n1, `mailwall_greylist_total{outcome="deferred"}`, 1},
+		{n1, `mailwall_greylist_total{outcome="passed"}`, 1},
+		{n2, `mailwall_greylist_total{outcome="deferred"}`, 1},
+		{n2, `mailwall_greylist_total{outcome="passed"}`, 1},
+	} {
+		if got := c.d.metric(t, c.sample); got != c.want {
+			t.Errorf("%s %s = %v, want %v", c.d.web, c.sample, got, c.want)
+		}
+	}
 }
