@@ -158,8 +158,9 @@ type Greylister struct {
 	now   func() time.Time
 }
 
-// New checks cfg, fills in postgrey's defaults for zero values, and
-// returns a Greylister over st.
+// New checks cfg, fills in postgrey's defaults for zero durations and
+// the default text (AutoAllow 0 stays off), and returns a Greylister
+// over st.
 func New(cfg Config, st Store) (*Greylister, error) {
 	if st == nil {
 		return nil, fmt.Errorf("greylist: no store")
