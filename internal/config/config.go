@@ -44,6 +44,8 @@ type Config struct {
 
 	// Greylist is greylisting in the policy server (issue 25).
 	Greylist GreylistConfig `yaml:"greylist"`
+	// DNSBL is the DNS block and allow lists (issue 25).
+	DNSBL DNSBLConfig `yaml:"dnsbl"`
 }
 
 // ReportsConfig is DMARC aggregate reporting, both ways.
@@ -258,6 +260,21 @@ type GreylistConfig struct {
 	AllowIPs    []string `yaml:"allow_ips"`
 }
 
+// DNSBLConfig is the DNS block and allow lists (internal/dnsbl), asked by
+// the policy server at RCPT.
+type DNSBLConfig struct {
+	IPSites            []string          `yaml:"ip_sites"`
+	DomainSites        []string          `yaml:"domain_sites"`
+	Timeout            Duration          `yaml:"timeout"`
+	Budget             Duration          `yaml:"budget"`
+	RejectThreshold    int               `yaml:"reject_threshold"`
+	AllowlistThreshold int               `yaml:"allowlist_threshold"`
+	GreylistThreshold  int               `yaml:"greylist_threshold"`
+	Action             string            `yaml:"action"`
+	Reply              string            `yaml:"reply"`
+	ReplyNames         map[string]string `yaml:"reply_names"`
+}
+
 // UnmarshalYAML reads the section strictly, with helo_reject and
 // mail_from_reject taken as written: yaml.v3 never hands a null node to an
 // Unmarshaler, so "Null" would otherwise vanish into the default.
@@ -399,6 +416,7 @@ func (c *Config) Validate() error {
 		"greylist: want 1s <= delay (%s) <= retry_window (%s) <= max_age (%s)", g.Delay.D(), g.RetryWindow.D(), g.MaxAge.D())
 	check(g.AutoAllow >= 0, "greylist.auto_allow must not be negative (0: off)")
 	check(g.Tarpit >= 0 && g.Tarpit <= Duration(60*time.Second), "greylist.tarpit: %s is not between 0 and 60s (Postfix's smtpd_policy_service_timeout is 100s)", g.Tarpit.D())
+	c.validateDNSBL(check)
 	check(c.Web.MaxConnections > 0 && c.Web.MaxConnectionsPerPeer > 0, "web.max_connections and web.max_connections_per_peer must be at least 1")
 	for _, p := range c.Web.TrustedProxies {
 		_, errP := netip.ParsePrefix(p)
