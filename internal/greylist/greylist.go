@@ -126,6 +126,10 @@ type Request struct {
 	Sender        string // envelope sender; "" for a bounce
 	Recipient     string
 	Authenticated bool // SASL login (sasl_username): never greylisted
+	// Listed, when not empty, makes the client subject whatever the
+	// mode says, with this reason: a DNS blocklist score at or above
+	// dnsbl.greylist_threshold (issue 25 item 3).
+	Listed string
 }
 
 // Outcome is what a check did, for logs and metrics.
@@ -216,6 +220,9 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 		}
 	}
 	reason, subject := g.subject(ctx, ip, r.ClientName)
+	if !subject && r.Listed != "" {
+		reason, subject = r.Listed, true
+	}
 	if !subject {
 		return Decision{Outcome: NotSubject}
 	}

@@ -45,6 +45,8 @@ type Options struct {
 	HideReceiver    bool
 	ReasonMessage   string
 	DeferOnError    bool // internal failure: DEFER_IF_PERMIT, not DUNNO
+	// Blocklists are asked about the client before SPF (nil: none).
+	Blocklists *Blocklists
 }
 
 // Action is a policy answer's kind.
@@ -67,6 +69,10 @@ type Response struct {
 	// exempt marks the answers of skip_addresses, allow_ips and
 	// allow_domains: those clients are not greylisted either.
 	exempt bool
+	// allowlisted: the allow lists' score exempts the client from
+	// greylisting; greyReason: the blocklists' score greylists it.
+	allowlisted bool
+	greyReason  string
 }
 
 // Line is the response as sent to Postfix.
@@ -111,8 +117,8 @@ func (o *Options) action(p RejectPolicy, r spf.Result) Action {
 	return Prepend
 }
 
-// decide runs the checks for one request, in policyd-spf's order: skip
-// lists, HELO, then MAIL FROM.
+// decide runs the checks for one request: skip lists, the DNS
+// blocklists, then SPF in policyd-spf's order, HELO then MAIL FROM.
 func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 	o := &ru.opts
 	ip, err := netip.ParseAddr(req["client_address"])
@@ -146,6 +152,18 @@ func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 			return Response{Action: Prepend, Text: "X-Comment: SPF skipped for whitelisted relay domain - " + detail(), exempt: true}
 		}
 	}
+	bl := s.checkBlocklists(ctx, ru, ip, req)
+	if bl.resp != nil {
+		return *bl.resp
+	}
+	resp := ru.decideSPF(ctx, ip, sender, helo, recipient)
+	resp.allowlisted, resp.greyReason = bl.allowlisted, bl.greyReason
+	return resp
+}
+
+// decideSPF checks HELO, then MAIL FROM, as policyd-spf does.
+func (ru *rules) decideSPF(ctx context.Context, ip netip.Addr, sender, helo, recipient string) Response {
+	o := &ru.opts
 	if sender == "" && helo == "" {
 		return Response{Action: Dunno}
 	}

@@ -27,7 +27,7 @@ func (s *Server) SetGreylist(g *greylist.Greylister) { s.grey.Store(g) }
 // here too.
 func (s *Server) greylistStep(ru *rules, spfResp Response, req Request) (resp Response, tarpit time.Duration, ok bool) {
 	g := s.grey.Load()
-	if g == nil || spfResp.exempt || (spfResp.Action != Prepend && spfResp.Action != Dunno) {
+	if g == nil || spfResp.exempt || spfResp.allowlisted || (spfResp.Action != Prepend && spfResp.Action != Dunno) {
 		return Response{}, 0, false
 	}
 	defer func() {
@@ -43,7 +43,7 @@ func (s *Server) greylistStep(ru *rules, spfResp Response, req Request) (resp Re
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), greylistTimeout)
 	d := g.Check(ctx, greylist.Request{IP: ip, ClientName: req["client_name"], Sender: req["sender"], Recipient: req["recipient"],
-		Authenticated: req["sasl_username"] != ""})
+		Authenticated: req["sasl_username"] != "", Listed: spfResp.greyReason})
 	cancel()
 	if ru.opts.ObserveGreylist != nil {
 		ru.opts.ObserveGreylist(d)

@@ -40,6 +40,9 @@ type Server struct {
 	// (0: no limit); set it before Serve. Loopback is not counted: every
 	// local smtpd process connects from it, and eviction guards there.
 	MaxPerPeer int
+	// ObserveDNSBL, when set before Serve, hears each blocklist check
+	// (for metrics; it survives reloads); it must not block.
+	ObserveDNSBL func(BlocklistCheck)
 
 	rules    atomic.Pointer[rules]
 	grey     atomic.Pointer[greylist.Greylister] // nil: no greylisting
@@ -88,10 +91,12 @@ func New(checker *spf.Checker, opts Options, maxConns int, log *slog.Logger) *Se
 	return s
 }
 
-// rules are what a reload replaces: the checker and the options.
+// rules are what a reload replaces: the checker, the options and the
+// blocklists built from them (nil: none).
 type rules struct {
 	checker *spf.Checker
 	opts    Options
+	bl      *blocklister
 }
 
 // Reload makes later requests use checker and opts (a SIGHUP's new
@@ -106,7 +111,11 @@ func (s *Server) Reload(checker *spf.Checker, opts Options) {
 	if opts.MailFromReject == "" {
 		opts.MailFromReject = RejectFail
 	}
-	s.rules.Store(&rules{checker: checker, opts: opts})
+	ru := &rules{checker: checker, opts: opts}
+	if checker != nil {
+		ru.bl = newBlocklister(opts.Blocklists, checker.Resolver, s.log)
+	}
+	s.rules.Store(ru)
 }
 
 // Listen opens "inet:host:port" or "unix:/path". A stale unix socket file

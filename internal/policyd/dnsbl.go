@@ -1,0 +1,242 @@
+package policyd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailwall/internal/dnsbl"
+	"mailwall/internal/dnsx"
+)
+
+// BlocklistAction is what a blocklist score at or above the reject
+// threshold does.
+type BlocklistAction string
+
+// The actions of dnsbl.action.
+const (
+	BlocklistReject BlocklistAction = "reject" // 554 5.7.1, as reject_rbl_client
+	BlocklistDefer  BlocklistAction = "defer"  // DEFER_IF_PERMIT 4.7.1
+	BlocklistNone   BlocklistAction = "none"   // logged and counted only
+)
+
+// DefaultBlocklistReply is Postfix's reject_rbl_client text.
+const DefaultBlocklistReply = "Service unavailable; Client host [{ip}] blocked using {zone}"
+
+// Blocklists are the DNS block and allow lists asked about the client at
+// its first RCPT of a message, with postscreen's weighted scoring
+// (postconf(5) postscreen_dnsbl_sites, postscreen_dnsbl_threshold,
+// postscreen_dnsbl_allowlist_threshold).
+type Blocklists struct {
+	Sites []dnsbl.Site
+	// Timeout bounds each query, Budget all zones together; a zone not
+	// answered in time adds nothing (a timeout never blocks mail).
+	Timeout, Budget time.Duration
+	// A sum of weights at or above RejectThreshold (at least 1) takes
+	// Action.
+	RejectThreshold int
+	Action          BlocklistAction
+	// A sum at or below AllowlistThreshold (negative; 0: off) exempts
+	// the client from greylisting.
+	AllowlistThreshold int
+	// A sum at or above GreylistThreshold (0: off) greylists the client
+	// even when the greylist's mode would not.
+	GreylistThreshold int
+	// Reply is the text after the code: {zone}, {ip}, {reason} (the
+	// list's TXT, asked only when Reply uses it). Empty:
+	// DefaultBlocklistReply.
+	Reply string
+	// ReplyNames are shown instead of zones (postscreen_dnsbl_reply_map):
+	// a zone with an access key in it must not reach the client.
+	ReplyNames map[string]string
+}
+
+// BlocklistCheck is one client's check, for metrics: each zone's outcome
+// (listed, not_listed, error, refused) and what it led to (reject,
+// defer, scored: at the threshold with action none, greylist,
+// allowlisted, none).
+type BlocklistCheck struct {
+	Zones  map[string]string
+	Action string
+	Took   time.Duration
+}
+
+// blocklister is a Blocklists ready to ask.
+type blocklister struct {
+	cfg     Blocklists
+	checker *dnsbl.Checker
+	zones   []string // distinct zones of the sites, for per-zone outcomes
+}
+
+func newBlocklister(b *Blocklists, r dnsx.Resolver, log *slog.Logger) *blocklister {
+	if b == nil || len(b.Sites) == 0 || r == nil {
+		return nil
+	}
+	cfg := *b
+	if cfg.Reply == "" {
+		cfg.Reply = DefaultBlocklistReply
+	}
+	if cfg.RejectThreshold < 1 {
+		cfg.RejectThreshold = 1
+	}
+	if cfg.Action == "" {
+		cfg.Action = BlocklistReject
+	}
+	seen := map[string]bool{}
+	var zones []string
+	for _, s := range cfg.Sites {
+		if !seen[s.Zone] {
+			seen[s.Zone] = true
+			zones = append(zones, s.Zone)
+		}
+	}
+	return &blocklister{cfg: cfg, zones: zones, checker: dnsbl.New(r, dnsbl.Options{IPSites: cfg.Sites, Timeout: cfg.Timeout,
+		Budget: cfg.Budget, TXT: strings.Contains(cfg.Reply, "{reason}"), Logger: log})}
+}
+
+// blocklistVerdict is what the blocklists decided for one message.
+type blocklistVerdict struct {
+	resp        *Response // a rejection or deferral; nil: go on
+	allowlisted bool      // exempt from greylisting
+	greyReason  string    // greylist whatever the mode says, for this reason
+}
+
+// checkBlocklists asks the lists about ip. It runs before SPF, as
+// postscreen runs before smtpd: one cached A query per zone, in
+// parallel, is the cheapest check there is, and a listed client then
+// costs no SPF lookups. Errors and timeouts add nothing to the score.
+func (s *Server) checkBlocklists(ctx context.Context, ru *rules, ip netip.Addr, req Request) (v blocklistVerdict) {
+	bl := ru.bl
+	if bl == nil || req["sasl_username"] != "" {
+		return v
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.internalErrors.Add(1)
+			s.log.Error("blocklist check failed inside mailwall: not blocked", "panic", fmt.Sprint(p), "client_address", ip.String())
+			v = blocklistVerdict{}
+		}
+	}()
+	start := time.Now()
+	res := bl.checker.CheckIP(ctx, ip)
+	took := time.Since(start)
+	action := "none"
+	switch {
+	case res.Score >= bl.cfg.RejectThreshold && bl.cfg.Action == BlocklistReject:
+		action = "reject"
+		v.resp = &Response{Action: Reject, Text: "554 5.7.1 " + bl.reply(res, ip)}
+	case res.Score >= bl.cfg.RejectThreshold && bl.cfg.Action == BlocklistDefer:
+		action = "defer"
+		v.resp = &Response{Action: Defer, Text: "4.7.1 " + bl.reply(res, ip)}
+	case bl.cfg.GreylistThreshold > 0 && res.Score >= bl.cfg.GreylistThreshold:
+		action = "greylist"
+		v.greyReason = fmt.Sprintf("%s has a blocklist score of %d (%s)", ip, res.Score, bl.zoneNames(res))
+	case res.Score >= bl.cfg.RejectThreshold:
+		action = "scored"
+	case bl.cfg.AllowlistThreshold < 0 && res.Score <= bl.cfg.AllowlistThreshold:
+		action = "allowlisted"
+		v.allowlisted = true
+	}
+	s.logBlocklist(req, ip, res, action, took)
+	if s.ObserveDNSBL != nil {
+		s.ObserveDNSBL(BlocklistCheck{Zones: bl.outcomes(res), Action: action, Took: took})
+	}
+	return v
+}
+
+// outcomes gives each configured zone's outcome in res.
+func (bl *blocklister) outcomes(res *dnsbl.Result) map[string]string {
+	out := make(map[string]string, len(bl.zones))
+	for _, z := range bl.zones {
+		out[z] = "not_listed"
+	}
+	for _, h := range res.Hits {
+		out[h.Zone] = "listed"
+	}
+	for _, e := range res.Errors {
+		if e.Kind == dnsbl.TempError {
+			out[e.Zone] = "error"
+		} else {
+			// Refusal codes and answers outside 127/8: the list will
+			// not answer us; the admin must act.
+			out[e.Zone] = "refused"
+		}
+	}
+	return out
+}
+
+// reply fills in the reply text for the listing of the highest weight.
+func (bl *blocklister) reply(res *dnsbl.Result, ip netip.Addr) string {
+	var top dnsbl.Hit
+	for _, h := range res.Hits {
+		if h.Weight > top.Weight {
+			top = h
+		}
+	}
+	reason := ""
+	if top.Reason != "" {
+		reason = top.Reason
+	}
+	msg := strings.NewReplacer("{zone}", bl.replyName(top.Zone), "{ip}", ip.String(), "{reason}", reason).Replace(bl.cfg.Reply)
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, msg)
+}
+
+func (bl *blocklister) replyName(zone string) string {
+	if n, ok := bl.cfg.ReplyNames[zone]; ok {
+		return n
+	}
+	return zone
+}
+
+// zoneNames lists the listing zones by their public names.
+func (bl *blocklister) zoneNames(res *dnsbl.Result) string {
+	var names []string
+	seen := map[string]bool{}
+	for _, h := range res.Hits {
+		if n := bl.replyName(h.Zone); h.Weight > 0 && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// logBlocklist logs a client with hits or errors (info; warn for
+// refusals), and unlisted clients at debug: that is most mail.
+func (s *Server) logBlocklist(req Request, ip netip.Addr, res *dnsbl.Result, action string, took time.Duration) {
+	level := slog.LevelDebug
+	if len(res.Hits) > 0 || len(res.Errors) > 0 {
+		level = slog.LevelInfo
+	}
+	var hits, errs []string
+	for _, h := range res.Hits {
+		as := make([]string, len(h.Answers))
+		for i, a := range h.Answers {
+			as[i] = a.String()
+		}
+		hits = append(hits, h.Zone+"="+strings.Join(as, ",")+"*"+strconv.Itoa(h.Weight))
+	}
+	for _, e := range res.Errors {
+		errs = append(errs, e.Zone+": "+e.Kind.String())
+		if e.Kind != dnsbl.TempError {
+			level = slog.LevelWarn
+		}
+	}
+	if !s.log.Enabled(context.Background(), level) {
+		return
+	}
+	s.log.LogAttrs(context.Background(), level, "dnsbl", slog.String("queue_id", req["queue_id"]), slog.String("client", ip.String()),
+		slog.Int("score", res.Score), slog.String("hits", strings.Join(hits, " ")), slog.String("errors", strings.Join(errs, "; ")),
+		slog.String("action", action), slog.Duration("took", took))
+}
