@@ -81,6 +81,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts.ObserveGreylist = func(d greylist.Decision) { met.Greylist(string(d.Outcome)) }
 	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
 	srv.MaxPerPeer = cfg.Policyd.MaxConnectionsPerPeer
+	srv.ObserveDNSBL = func(c policyd.BlocklistCheck) { met.DNSBL(c.Zones, c.Action) }
 	watchPolicyConns(met, srv)
 	mode, err := strconv.ParseUint(cfg.Policyd.UnixMode, 8, 32)
 	if err != nil {
@@ -272,7 +273,12 @@ func policydOptions(cfg *config.Config) (policyd.Options, error) {
 	if err != nil {
 		return policyd.Options{}, err
 	}
+	bl, err := blocklistsFor(cfg)
+	if err != nil {
+		return policyd.Options{}, err
+	}
 	return policyd.Options{
+		Blocklists:      bl,
 		HeloReject:      policyd.RejectPolicy(p.HeloReject),
 		MailFromReject:  policyd.RejectPolicy(p.MailFromReject),
 		PermErrorReject: p.PermErrorReject,

@@ -30,6 +30,8 @@ type Metrics struct {
 	reports  *prometheus.CounterVec
 	policyd  *prometheus.CounterVec
 	greylist *prometheus.CounterVec
+	dnsbl    *prometheus.CounterVec
+	dnsblAct *prometheus.CounterVec
 	conns    *listenerCollector
 }
 
@@ -71,9 +73,17 @@ func New() *Metrics {
 			Name: "mailwall_greylist_total",
 			Help: "Greylisting decisions by outcome: deferred, passed (retried after the delay), auto_allowed (the client passed often enough), error (the store failed: not greylisted), not_subject (rgrey: a verified, static-looking name), exempt.",
 		}, []string{"outcome"}),
+		dnsbl: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailwall_dnsbl_lookups_total",
+			Help: "DNS blocklist lookups of client addresses by zone and outcome: listed, not_listed, error (timeout, SERVFAIL, budget spent: never a listing), refused (the list's refusal codes, REFUSED, answers outside 127/8: needs the admin).",
+		}, []string{"zone", "outcome"}),
+		dnsblAct: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailwall_dnsbl_actions_total",
+			Help: "What the DNS blocklists' score led to, once a message: reject, defer, scored (at the threshold, action none), greylist, allowlisted (exempt from greylisting), none.",
+		}, []string{"action"}),
 		conns: &listenerCollector{watched: map[string][]func() netguard.Stats{}},
 	}
-	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.conns,
+	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.dnsbl, m.dnsblAct, m.conns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -140,6 +150,14 @@ func (m *Metrics) PolicyRequest(action string, took time.Duration) {
 
 // Greylist counts a greylisting decision by its outcome.
 func (m *Metrics) Greylist(outcome string) { m.greylist.WithLabelValues(outcome).Inc() }
+
+// DNSBL counts one blocklist check: each zone's outcome and the action.
+func (m *Metrics) DNSBL(zones map[string]string, action string) {
+	for z, o := range zones {
+		m.dnsbl.WithLabelValues(z, o).Inc()
+	}
+	m.dnsblAct.WithLabelValues(action).Inc()
+}
 
 // Reload counts a config reload; ok false: it failed.
 func (m *Metrics) Reload(ok bool) {

@@ -122,3 +122,23 @@ func TestGreylistOutcomes(t *testing.T) {
 		}
 	}
 }
+
+// TestDNSBLCounts: blocklist lookups by zone and outcome, and the action
+// of each check.
+func TestDNSBLCounts(t *testing.T) {
+	m := New()
+	m.DNSBL(map[string]string{"bl.example.test": "listed", "slow.example.test": "error"}, "reject")
+	m.DNSBL(map[string]string{"bl.example.test": "not_listed", "slow.example.test": "error"}, "none")
+	out := scrape(t, m)
+	for _, want := range []string{
+		`mailwall_dnsbl_lookups_total{outcome="listed",zone="bl.example.test"} 1`,
+		`mailwall_dnsbl_lookups_total{outcome="not_listed",zone="bl.example.test"} 1`,
+		`mailwall_dnsbl_lookups_total{outcome="error",zone="slow.example.test"} 2`,
+		`mailwall_dnsbl_actions_total{action="reject"} 1`,
+		`mailwall_dnsbl_actions_total{action="none"} 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
