@@ -88,10 +88,8 @@ func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error
 		}
 		c.Sealer = &arc.Sealer{Domain: seal.Domain, Selector: seal.Selector, Key: key, AuthServID: id}
 	}
-	if cc.Phish.Enabled {
-		if c.Phish, err = newPhish(cc.Phish); err != nil {
-			return nil, err
-		}
+	if c.Analyzers, err = newAnalyzers(context.Background(), cc); err != nil {
+		return nil, err
 	}
 	c.Policy.ScoreTag, c.Policy.ScoreQuarantine, c.Policy.ScoreReject = cc.Score.Tag, cc.Score.Quarantine, cc.Score.Reject
 	c.Signers = map[string]*dkim.Signer{}
@@ -191,10 +189,8 @@ func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout
 	for _, why := range r.Reasons {
 		fmt.Fprintf(stdout, "# reason: %s\n", why)
 	}
-	if r.Phish != nil {
-		for _, h := range r.Phish.Hits {
-			fmt.Fprintf(stdout, "# rule: %s (%d): %s\n", h.Rule, h.Weight, h.Detail)
-		}
+	for _, h := range r.Hits {
+		fmt.Fprintf(stdout, "# rule: %s (%d): %s\n", h.Rule, h.Weight, h.Detail)
 	}
 	return nil
 }

@@ -37,8 +37,10 @@ func newMilterRules(cfg *config.Config, res dnsx.Resolver, history phish.History
 	if err != nil {
 		return nil, err
 	}
-	if pipe.Phish != nil {
-		pipe.Phish.History = history
+	for _, a := range pipe.Analyzers {
+		if p, ok := a.(*phish.Checker); ok {
+			p.History = history
+		}
 	}
 	// The pipeline decides at HELO, when a HELO rule can refuse, and
 	// otherwise at end of message only.

@@ -145,7 +145,10 @@ type ChecksConfig struct {
 	DKIM             DKIMConfig      `yaml:"dkim"`
 	ARC              ARCConfig       `yaml:"arc"`
 	Phish            PhishConfig     `yaml:"phish"`
-	Score            ScoreConfig     `yaml:"score"`
+	// Analyzers are the content analyzers to run, in order; each runs
+	// when its section is enabled.
+	Analyzers []string    `yaml:"analyzers"`
+	Score     ScoreConfig `yaml:"score"`
 }
 
 // DKIMConfig is DKIM verification; its budget covers ARC's too.
@@ -454,6 +457,14 @@ func (c *Config) Validate() error {
 	check(sc.Reject == 0 || sc.Quarantine == 0 || sc.Quarantine <= sc.Reject, "checks.score: quarantine (%d) above reject (%d)", sc.Quarantine, sc.Reject)
 	for i, b := range c.Checks.Phish.Brands {
 		check(b.Name != "" && len(b.Domains) > 0, "checks.phish.brands[%d]: name and domains are required", i)
+	}
+	listed := map[string]bool{}
+	for _, a := range c.Checks.Analyzers {
+		check(oneOf(a, "phish") && !listed[a], "checks.analyzers: %q is not phish, or is listed twice", a)
+		listed[a] = true
+	}
+	for name, on := range map[string]bool{"phish": c.Checks.Phish.Enabled} {
+		check(!on || listed[name], "checks.%s is enabled but not listed in checks.analyzers", name)
 	}
 	check(oneOf(c.Store.Driver, "sqlite", "postgres"), "store.driver: %q is not sqlite or postgres", c.Store.Driver)
 	check(c.Store.Retention.Verdicts >= 0 && c.Store.Retention.Reports >= 0, "store.retention: durations must not be negative")

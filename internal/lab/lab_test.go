@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwall/internal/analysis"
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/phish"
@@ -21,7 +22,8 @@ func pipeline(res dnsx.Resolver) (*verdict.Checker, error) {
 	if c.S25R, err = conncheck.NewS25R(nil, nil, nil); err != nil {
 		return nil, err
 	}
-	c.Phish, err = phish.New(phish.DefaultBrands(), nil)
+	p, err := phish.New(phish.DefaultBrands(), nil)
+	c.Analyzers = []analysis.Analyzer{p}
 	return c, err
 }
 

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/html"
 	"golang.org/x/text/encoding/htmlindex"
 
+	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
 )
 
@@ -30,27 +31,16 @@ const (
 	maxLinks     = 500
 )
 
-// Link is a hyperlink: where it goes and what it shows.
-type Link struct {
-	Href string `json:"href"`
-	Text string `json:"text,omitempty"` // the anchor text of an HTML link
-}
+// Link and Content are the decoded message the pipeline's analyzers
+// share (internal/analysis): Extract fills them.
+type (
+	Link    = analysis.Link
+	Content = analysis.Content
+)
 
-// Content is the readable text of a message and its links.
-type Content struct {
-	Subject string `json:"subject,omitempty"`
-	// Text is the start of the readable text, up to maxText octets; the
-	// links are taken from all of it.
-	Text  string `json:"-"`
-	Links []Link `json:"links,omitempty"`
-	// Hidden counts the octets of HTML text a client does not show
-	// (display:none, font-size:0, ...): left out of Text and of link
-	// text, but filler hidden in a message is a sign of its own.
-	Hidden int `json:"hidden,omitempty"`
-	// Problems are parts that could not be decoded; the rest is read.
-	// A Report carries them in its own Problems.
-	Problems []string `json:"-"`
-
+// extraction is a Content being filled.
+type extraction struct {
+	Content
 	text strings.Builder
 }
 
@@ -90,7 +80,7 @@ func decodeHeader(v string) string {
 // transfer encodings and charsets decoded. The Content holds copies only:
 // the caller may reuse body once Extract returns.
 func Extract(fields []dkim.Field, body []byte) Content {
-	var c Content
+	var c extraction
 	h := textproto.MIMEHeader{}
 	for _, f := range fields {
 		h.Add(textproto.CanonicalMIMEHeaderKey(f.Name), strings.TrimSpace(f.Value()))
@@ -99,16 +89,16 @@ func Extract(fields []dkim.Field, body []byte) Content {
 	parts := 0
 	c.walk(h, body, 0, &parts)
 	c.Text = c.text.String()
-	return c
+	return c.Content
 }
 
-func (c *Content) problem(format string, args ...any) {
+func (c *extraction) problem(format string, args ...any) {
 	if len(c.Problems) < 20 {
 		c.Problems = append(c.Problems, fmt.Sprintf(format, args...))
 	}
 }
 
-func (c *Content) walk(h textproto.MIMEHeader, body []byte, depth int, parts *int) {
+func (c *extraction) walk(h textproto.MIMEHeader, body []byte, depth int, parts *int) {
 	if *parts++; *parts > maxParts || depth > maxDepth {
 		return
 	}
@@ -404,7 +394,7 @@ func decodeBase64(body []byte) ([]byte, error) {
 var urlPattern = regexp.MustCompile(`(?i)\b(?:https?://|www\.)[^\s/?#<>"'\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303F}\x{FF00}-\x{FFEF}]+[!-~]*`)
 
 // plain collects the text and the links of a text/plain part.
-func (c *Content) plain(b []byte) {
+func (c *extraction) plain(b []byte) {
 	c.addText(b)
 	c.addText([]byte{'\n'})
 	// The pattern runs only on lines that can hold a URL: over a whole
@@ -438,14 +428,14 @@ func (c *Content) plain(b []byte) {
 }
 
 // findURLs adds the URLs written out in text.
-func (c *Content) findURLs(text []byte) {
+func (c *extraction) findURLs(text []byte) {
 	for _, u := range urlPattern.FindAll(text, maxLinks-len(c.Links)) {
 		c.addLink(Link{Href: trimURL(string(u))})
 	}
 }
 
 // addText appends to Text while it is shorter than maxText.
-func (c *Content) addText(b []byte) {
+func (c *extraction) addText(b []byte) {
 	if room := maxText - c.text.Len(); room > 0 {
 		c.text.Write(b[:min(len(b), room)])
 	}
@@ -479,7 +469,7 @@ func trimURL(u string) string {
 	return u
 }
 
-func (c *Content) addLink(l Link) {
+func (c *extraction) addLink(l Link) {
 	if len(c.Links) < maxLinks {
 		c.Links = append(c.Links, l)
 	}
@@ -487,7 +477,7 @@ func (c *Content) addLink(l Link) {
 
 // html collects the text and the links (href with anchor text) of an
 // HTML part.
-func (c *Content) html(b []byte) {
+func (c *extraction) html(b []byte) {
 	z := html.NewTokenizer(bytes.NewReader(b))
 	var anchor *Link
 	var anchorText strings.Builder

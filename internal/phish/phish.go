@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
 )
 
@@ -133,14 +134,13 @@ type Input struct {
 	// DMARCOverridden: a trusted forwarder vouched for a DMARC fail.
 	DMARCOverridden bool
 	ARC             string
+	// Content is Fields and Body decoded, when the caller has it
+	// already; nil: Check decodes them.
+	Content *Content
 }
 
-// Hit is a rule that fired.
-type Hit struct {
-	Rule   string `json:"rule"`
-	Weight int    `json:"weight"`
-	Detail string `json:"detail"`
-}
+// Hit is a rule that fired, in the form every analyzer's hits take.
+type Hit = analysis.Hit
 
 // Report is a message's score and the rules behind it.
 type Report struct {
@@ -163,6 +163,19 @@ func (r Report) Rules() []string {
 		out[i] = h.Rule + "=" + strconv.Itoa(h.Weight)
 	}
 	return out
+}
+
+// Name is the rules' config key, checks.phish.
+func (c *Checker) Name() string { return "phish" }
+
+// Analyze runs the rules as one of the pipeline's analyzers; the
+// Report is the Result's.
+func (c *Checker) Analyze(ctx context.Context, m *analysis.Message) analysis.Result {
+	in := Input{Fields: m.Fields, Body: m.Body, Content: m.Content(), ClientIP: m.ClientIP, PTRName: m.PTRName, IPRev: m.IPRev,
+		S25R: m.S25R, SPF: m.SPF, DKIMPass: m.DKIMPass, DKIMFail: m.DKIMFail, DMARC: m.DMARC, DMARCPolicy: m.DMARCPolicy,
+		DMARCOverridden: m.DMARCOverridden, ARC: m.ARC}
+	rep := c.Check(ctx, in)
+	return analysis.Result{Hits: rep.Hits, Problems: rep.Problems, Report: &rep}
 }
 
 type scoring struct {
@@ -201,7 +214,11 @@ var addressParser = &mail.AddressParser{WordDecoder: wordDecoder}
 // Check scores a message.
 func (c *Checker) Check(ctx context.Context, in Input) Report {
 	s := &scoring{c: c, brands: map[int]bool{}}
-	s.r.Content = Extract(in.Fields, in.Body)
+	if in.Content != nil {
+		s.r.Content = *in.Content
+	} else {
+		s.r.Content = Extract(in.Fields, in.Body)
+	}
 	s.r.Problems = append(s.r.Problems, s.r.Content.Problems...)
 	charset := func() string { return messageCharset(in.Fields) }
 	from, present := readMailbox(in.Fields, "From", charset)

@@ -403,7 +403,7 @@ func TestWWWDot(t *testing.T) {
 func TestPlainLinks(t *testing.T) {
 	text := "https://a.test/1 first line\nplain.\nsee www.b.test. and c.test\n\nwww. alone, x://y\nmore text, no link.\nlast http://d.test/x"
 	for _, in := range []string{text, text + "\n", "\n" + text} {
-		var c Content
+		var c extraction
 		c.plain([]byte(in))
 		var got []string
 		for _, l := range c.Links {
@@ -424,7 +424,7 @@ func BenchmarkPlain(b *testing.B) {
 	text := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again.\r\n", 512<<10/64))
 	b.SetBytes(int64(len(text)))
 	for b.Loop() {
-		var c Content
+		var c extraction
 		c.plain(text)
 		if len(c.Links) != 0 {
 			b.Fatal(c.Links)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwall/internal/analysis"
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
@@ -120,10 +121,11 @@ func TestPhishFromPNoneDomainIsTaggedNotRejected(t *testing.T) {
 // sees its own links only.
 func TestLargeBodiesShareNoBuffer(t *testing.T) {
 	c, _ := world(t)
-	var err error
-	if c.Phish, err = phish.New(nil, nil); err != nil {
+	p, err := phish.New(nil, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	c.Analyzers = []analysis.Analyzer{p}
 	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.example.test", MailFrom: "alice@example.test"}
 	filler := strings.Repeat("a line of filler text to make the body long\r\n", 3000) // 135 KB
 	for _, tc := range []struct{ body, want string }{
@@ -225,6 +227,11 @@ func TestFromDomains(t *testing.T) {
 // protocol around them.
 func BenchmarkMessage(b *testing.B) {
 	c, signer := world(b)
+	benchMessage(b, c, signer)
+}
+
+// benchMessage is BenchmarkMessage's loop on checker c.
+func benchMessage(b *testing.B, c *Checker, signer *dkim.Signer) {
 	body := strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 28)
 	m := "From: Alice <alice@example.test>\r\nTo: bob@rcpt.test\r\nSubject: lunch\r\nMessage-ID: <1@example.test>\r\n\r\n" + body
 	sig, err := signer.Sign(strings.NewReader(m))

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"mailwall/internal/analysis"
 	"mailwall/internal/arc"
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dkim"
@@ -99,9 +100,11 @@ func (w *world) pipeline(t *testing.T, now time.Time) *verdict.Checker {
 		t.Fatal(err)
 	}
 	c.TrustedSealers = []string{"lists.example.test"}
-	if c.Phish, err = phish.New(append(phish.DefaultBrands(), localBrands...), nil); err != nil {
+	p, err := phish.New(append(phish.DefaultBrands(), localBrands...), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	c.Analyzers = []analysis.Analyzer{p}
 	ctx := context.Background()
 	st, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
 	if err != nil {
@@ -116,8 +119,8 @@ func (w *world) pipeline(t *testing.T, now time.Time) *verdict.Checker {
 	if err := st.SetCreated(ctx, now.AddDate(0, 0, -30)); err != nil {
 		t.Fatal(err)
 	}
-	c.Phish.History, c.Phish.Warmup = st, 7*24*time.Hour
-	c.Phish.Now = func() time.Time { return now }
+	p.History, p.Warmup = st, 7*24*time.Hour
+	p.Now = func() time.Time { return now }
 	return c
 }
 

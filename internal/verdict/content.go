@@ -1,0 +1,85 @@
+// The content stage: the analyzers the config lists (the phishing rules,
+// the classifier, ...) in its order, their hits summed into the score,
+// the score mapped to an action.
+
+package verdict
+
+import (
+	"fmt"
+	"strings"
+
+	"mailwall/internal/analysis"
+	"mailwall/internal/dkim"
+	"mailwall/internal/phish"
+)
+
+// analysisMessage is what the analyzers read: the message and what
+// authentication found. The text is decoded once, by the first analyzer
+// that asks (phish.Extract).
+func (m *Message) analysisMessage() *analysis.Message {
+	r := &m.res
+	am := &analysis.Message{Fields: m.fields, Body: m.body, Rcpts: m.env.Rcpts,
+		ClientIP: m.env.ClientIP, IPRev: r.IPRev.Result, S25R: r.S25R != "", SPF: string(r.SPF.Result), SPFDomain: spfDomain(m.env),
+		DMARC: r.DMARC.Result, HeaderFrom: r.DMARC.HeaderFrom, DMARCOverridden: r.Override != "", ARC: string(r.ARC.Result),
+		Decode: phish.Extract}
+	if r.IPRev.Result == "pass" {
+		am.PTRName = r.IPRev.Name
+	}
+	if r.DMARC.Record != nil {
+		am.DMARCPolicy = string(r.DMARC.Policy)
+	}
+	for _, d := range r.DKIM {
+		switch d.Status {
+		case dkim.Pass:
+			am.DKIMPass = append(am.DKIMPass, d.Domain)
+		case dkim.Fail:
+			am.DKIMFail = true
+		}
+	}
+	return am
+}
+
+// spfDomain is the domain SPF checked: MAIL FROM's, or HELO's for a
+// bounce (RFC 7208 §2.4).
+func spfDomain(env Envelope) string {
+	if _, d, ok := strings.Cut(env.MailFrom, "@"); ok {
+		return strings.ToLower(d)
+	}
+	return strings.ToLower(env.Helo)
+}
+
+// analyze runs the analyzers, adds their weights into the score and maps
+// the score to an action.
+func (m *Message) analyze() {
+	c, r := m.c, &m.res
+	if len(c.Analyzers) == 0 {
+		return
+	}
+	am := m.analysisMessage()
+	for _, a := range c.Analyzers {
+		out := a.Analyze(m.ctx, am)
+		r.Analyses = append(r.Analyses, Analysis{Name: a.Name(), Result: out})
+		r.Hits = append(r.Hits, out.Hits...)
+		am.Hits = r.Hits[:len(r.Hits):len(r.Hits)] // an analyzer appending to it copies
+		if rep, ok := out.Report.(*phish.Report); ok {
+			r.Phish = rep
+		}
+	}
+	if len(r.Hits) == 0 {
+		return
+	}
+	score := r.Score()
+	rules := strings.Join(r.Rules(), ", ")
+	why := fmt.Sprintf("score %d: %s", score, rules)
+	p := c.Policy
+	switch {
+	case p.ScoreReject > 0 && score >= p.ScoreReject:
+		r.decide(Reject, "score", why, "550 5.7.1 Message rejected as likely phishing ("+rules+")")
+	case p.ScoreQuarantine > 0 && score >= p.ScoreQuarantine:
+		r.decide(Quarantine, "score", why, "")
+	case p.ScoreTag > 0 && score >= p.ScoreTag:
+		r.decide(Tag, "score", why, "")
+	default:
+		r.Reasons = append(r.Reasons, why)
+	}
+}
