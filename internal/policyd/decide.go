@@ -73,6 +73,8 @@ type Response struct {
 	// greylisting; greyReason: the blocklists' score greylists it.
 	allowlisted bool
 	greyReason  string
+	// blocklisted: the blocklists decided, SPF was not asked.
+	blocklisted bool
 }
 
 // Line is the response as sent to Postfix.
@@ -154,7 +156,9 @@ func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 	}
 	bl := s.checkBlocklists(ctx, ru, ip, req)
 	if bl.resp != nil {
-		return *bl.resp
+		resp := *bl.resp
+		resp.blocklisted = true
+		return resp
 	}
 	resp := ru.decideSPF(ctx, ip, sender, helo, recipient)
 	resp.allowlisted, resp.greyReason = bl.allowlisted, bl.greyReason

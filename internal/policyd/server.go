@@ -384,7 +384,7 @@ func (s *Server) safeDecide(ru *rules, req Request) (resp Response) {
 }
 
 func (s *Server) logDecision(req Request, resp Response) {
-	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+	if resp.blocklisted || !s.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
 	o := resp.Outcome
