@@ -25,8 +25,16 @@ func blocklistsFor(cfg *config.Config) (*policyd.Blocklists, error) {
 		}
 		sites = append(sites, s)
 	}
-	return &policyd.Blocklists{
-		Sites:              sites,
+	b := blocklistPolicy(cfg)
+	b.Sites = sites
+	return &b, nil
+}
+
+// blocklistPolicy is the dnsbl section's thresholds, action and reply,
+// without sites (the lab serves its own).
+func blocklistPolicy(cfg *config.Config) policyd.Blocklists {
+	d := cfg.DNSBL
+	return policyd.Blocklists{
 		Timeout:            d.Timeout.D(),
 		Budget:             d.Budget.D(),
 		RejectThreshold:    d.RejectThreshold,
@@ -35,5 +43,5 @@ func blocklistsFor(cfg *config.Config) (*policyd.Blocklists, error) {
 		GreylistThreshold:  d.GreylistThreshold,
 		Reply:              d.Reply,
 		ReplyNames:         d.ReplyNames,
-	}, nil
+	}
 }

@@ -50,7 +50,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg.Hostname = f.MX.Name
 	logger := newLogger(cfg, stderr)
-	l, err := lab.Start(f, lab.Options{Dir: *dir, Logger: logger,
+	l, err := lab.Start(f, lab.Options{Dir: *dir, Logger: logger, Blocklists: blocklistPolicy(cfg),
 		Pipeline: func(res dnsx.Resolver) (*verdict.Checker, error) { return newPipeline(cfg, res) }})
 	if err != nil {
 		return err

@@ -94,6 +94,22 @@ func (f *File) Build(dir string) ([]string, map[string]*dkim.Signer, error) {
 	if err := write("127.in-addr.arpa", rev.String()); err != nil {
 		return nil, nil, err
 	}
+	for _, bl := range f.Blocklists {
+		var b strings.Builder
+		fmt.Fprintf(&b, "@ IN NS ns1.%s.\n", f.MX.Domain)
+		for _, l := range bl.Listed {
+			a := netip.MustParseAddr(l.IP).As4()
+			name := fmt.Sprintf("%d.%d.%d.%d", a[3], a[2], a[1], a[0]) // RFC 5782 §2.1
+			fmt.Fprintf(&b, "%s IN A %s\n", name, l.Answer)
+			if l.Reason != "" {
+				fmt.Fprintf(&b, "%s IN TXT %s\n", name, quoteTXT(l.Reason))
+			}
+		}
+		if err := write(bl.Zone, b.String()); err != nil {
+			return nil, nil, err
+		}
+		tlds[bl.Zone[strings.LastIndexByte(bl.Zone, '.')+1:]] = true
+	}
 	for tld := range tlds {
 		if err := write(tld, fmt.Sprintf("@ IN NS ns1.%s.\n", f.MX.Domain)); err != nil {
 			return nil, nil, err

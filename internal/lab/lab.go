@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"mailwall/internal/dnsbl"
 )
 
 // File is a lab file.
@@ -28,6 +30,27 @@ type File struct {
 	Domains []Domain `yaml:"domains"`
 	// Messages to send; when empty, every host sends as every domain.
 	Messages []Case `yaml:"messages"`
+	// Blocklists are DNS block and allow lists the lab DNS serves and
+	// the MX asks about each client at RCPT, as serve's policy server
+	// does (the thresholds, action and reply from the config's dnsbl
+	// section).
+	Blocklists []Blocklist `yaml:"blocklists"`
+}
+
+// Blocklist is a DNSxL zone of the lab (RFC 5782).
+type Blocklist struct {
+	Zone string `yaml:"zone"` // its name, such as bl.rcpt.test
+	// Weight is added to the client's score for a listing (postscreen's
+	// *weight); 0 means 1, negative makes an allow list.
+	Weight int       `yaml:"weight"`
+	Listed []Listing `yaml:"listed"`
+}
+
+// Listing is one address a lab list lists.
+type Listing struct {
+	IP     string `yaml:"ip"`
+	Answer string `yaml:"answer"` // the A record; default 127.0.0.2 (RFC 5782 §5's test code)
+	Reason string `yaml:"reason"` // a TXT record, optional
 }
 
 // MX is the receiving server: the pipeline behind a built-in SMTP server.
@@ -178,6 +201,9 @@ func (f *File) validate() error {
 			hosts[h.FQDN(*d)] = true
 		}
 	}
+	if err := f.validateBlocklists(); err != nil {
+		return err
+	}
 	for _, c := range f.Messages {
 		if !hosts[c.Host] {
 			return fmt.Errorf("message from %s: no such host", c.Host)
@@ -187,6 +213,61 @@ func (f *File) validate() error {
 		}
 	}
 	return nil
+}
+
+// validateBlocklists checks the lab's lists: zone names usable by
+// postscreen's syntax and as zone files, apart from every other zone the
+// lab writes; IPv4 listings with answers in 127.0.0.0/8 (RFC 5782 §2.3).
+func (f *File) validateBlocklists() error {
+	taken := map[string]string{f.MX.Domain: "the mx domain", "127.in-addr.arpa": "the reverse zone"}
+	for _, d := range f.Domains {
+		taken[d.Name] = "a domain"
+		taken[d.Name[strings.LastIndexByte(d.Name, '.')+1:]] = "a top-level domain"
+	}
+	taken[f.MX.Domain[strings.LastIndexByte(f.MX.Domain, '.')+1:]] = "a top-level domain"
+	for i := range f.Blocklists {
+		b := &f.Blocklists[i]
+		b.Zone = strings.ToLower(strings.TrimSuffix(b.Zone, "."))
+		if _, err := dnsbl.ParseSite(b.Zone); err != nil || !strings.Contains(b.Zone, ".") {
+			return fmt.Errorf("blocklist %q: not a list domain", b.Zone)
+		}
+		if err := fileName(b.Zone); err != nil {
+			return fmt.Errorf("blocklist %q: %w", b.Zone, err)
+		}
+		if what, ok := taken[b.Zone]; ok {
+			return fmt.Errorf("blocklist %s: the name is %s already", b.Zone, what)
+		}
+		taken[b.Zone] = "a blocklist"
+		if b.Weight == 0 {
+			b.Weight = 1
+		}
+		for j := range b.Listed {
+			l := &b.Listed[j]
+			ip, err := netip.ParseAddr(l.IP)
+			if err != nil || !ip.Is4() {
+				return fmt.Errorf("blocklist %s: listed %q is not an IPv4 address", b.Zone, l.IP)
+			}
+			if strings.ContainsFunc(l.Reason, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				return fmt.Errorf("blocklist %s: the reason for %s has a control character", b.Zone, l.IP)
+			}
+			if l.Answer == "" {
+				l.Answer = "127.0.0.2"
+			}
+			if a, err := netip.ParseAddr(l.Answer); err != nil || !a.Is4() || !a.IsLoopback() {
+				return fmt.Errorf("blocklist %s: answer %q for %s is not in 127.0.0.0/8 (RFC 5782 §2.3)", b.Zone, l.Answer, l.IP)
+			}
+		}
+	}
+	return nil
+}
+
+// Sites are the lab's lists in postscreen's syntax, any answer counting.
+func (f *File) Sites() []dnsbl.Site {
+	var sites []dnsbl.Site
+	for _, b := range f.Blocklists {
+		sites = append(sites, dnsbl.Site{Zone: b.Zone, Weight: b.Weight})
+	}
+	return sites
 }
 
 // loopback checks that a lab address stays on this machine.

@@ -17,8 +17,10 @@ import (
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labdns"
+	"mailwall/internal/policyd"
 	"mailwall/internal/receiver"
 	"mailwall/internal/sendtest"
+	"mailwall/internal/spf"
 	"mailwall/internal/verdict"
 )
 
@@ -28,6 +30,10 @@ type Options struct {
 	// Pipeline builds the MX's receive pipeline on the lab's resolver.
 	Pipeline func(dnsx.Resolver) (*verdict.Checker, error)
 	Logger   *slog.Logger
+	// Blocklists are the thresholds, action and reply of the lab file's
+	// lists (its Sites are the file's); the MX asks them at RCPT through
+	// the policy server's code, as serve does.
+	Blocklists policyd.Blocklists
 }
 
 // Lab is a running lab: DNS and the MX.
@@ -65,13 +71,18 @@ func Start(f *File, opts Options) (*Lab, error) {
 		l.Close()
 		return nil, fmt.Errorf("lab: pipeline: %w", err)
 	}
+	var checkRcpt func(verdict.Envelope, string) *receiver.Refusal
+	if len(f.Blocklists) > 0 {
+		checkRcpt = blocklistCheck(f, opts, l.Resolver)
+	}
 	l.MX, err = receiver.Listen(receiver.Config{
-		Addr:     net.JoinHostPort(f.MX.IP, strconv.Itoa(f.MX.Port)),
-		Hostname: f.MX.Name,
-		Maildir:  filepath.Join(opts.Dir, "Maildir"),
-		Domains:  []string{f.MX.Domain},
-		Pipeline: pipe,
-		Logger:   opts.Logger,
+		Addr:      net.JoinHostPort(f.MX.IP, strconv.Itoa(f.MX.Port)),
+		Hostname:  f.MX.Name,
+		Maildir:   filepath.Join(opts.Dir, "Maildir"),
+		Domains:   []string{f.MX.Domain},
+		Pipeline:  pipe,
+		Logger:    opts.Logger,
+		CheckRcpt: checkRcpt,
 		OnDelivery: func(d receiver.Delivery) {
 			l.mu.Lock()
 			l.last = &d
@@ -84,6 +95,47 @@ func Start(f *File, opts Options) (*Lab, error) {
 	}
 	go l.MX.Serve()
 	return l, nil
+}
+
+// blocklistCheck asks the lab's lists about a client at RCPT with the
+// policy server's decision (SPF is left to the MX's pipeline).
+func blocklistCheck(f *File, opts Options, res dnsx.Resolver) func(verdict.Envelope, string) *receiver.Refusal {
+	bl := opts.Blocklists
+	bl.Sites = f.Sites()
+	srv := policyd.New(&spf.Checker{Resolver: res}, policyd.Options{HeloReject: policyd.RejectNoCheck, MailFromReject: policyd.RejectNoCheck,
+		Blocklists: &bl}, 1, opts.Logger)
+	return func(env verdict.Envelope, rcpt string) *receiver.Refusal {
+		resp := srv.Decide(policyd.Request{"request": "smtpd_access_policy", "protocol_state": "RCPT", "client_address": env.ClientIP.String(),
+			"helo_name": env.Helo, "sender": env.MailFrom, "recipient": rcpt, "queue_id": env.QueueID})
+		return refusal(resp)
+	}
+}
+
+// refusal turns a policy answer into the reply Postfix would give:
+// "554 5.7.1 text" as it is, a deferral as 450 (Postfix's
+// access_map_defer_code), anything else accepted.
+func refusal(resp policyd.Response) *receiver.Refusal {
+	r := &receiver.Refusal{Code: 450, Enhanced: [3]int{4, 7, 1}}
+	text := resp.Text
+	switch resp.Action {
+	case policyd.Reject:
+		r.Code, r.Enhanced = 554, [3]int{5, 7, 1}
+		code, rest, _ := strings.Cut(text, " ")
+		if n, err := strconv.Atoi(code); err == nil && n >= 400 && n < 600 {
+			r.Code, text = n, rest
+		}
+	case policyd.Defer:
+	default:
+		return nil
+	}
+	if enh, rest, ok := strings.Cut(text, " "); ok {
+		var e [3]int
+		if _, err := fmt.Sscanf(enh, "%d.%d.%d", &e[0], &e[1], &e[2]); err == nil && e[0] == r.Code/100 {
+			r.Enhanced, text = e, rest
+		}
+	}
+	r.Message = text
+	return r
 }
 
 // StartDNS builds the lab's zones and keys under dir and serves the zones

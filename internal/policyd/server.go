@@ -383,6 +383,14 @@ func (s *Server) safeDecide(ru *rules, req Request) (resp Response) {
 	return s.decide(context.Background(), ru, req)
 }
 
+// Decide answers one request as the first of its message, without a
+// connection: for a receiver that plays Postfix's part in-process (the
+// lab's MX). Greylisting is not applied, and only the blocklists log
+// (the receiver logs the rest).
+func (s *Server) Decide(req Request) Response {
+	return s.safeDecide(s.rules.Load(), req)
+}
+
 func (s *Server) logDecision(req Request, resp Response) {
 	if resp.blocklisted || !s.log.Enabled(context.Background(), slog.LevelInfo) {
 		return

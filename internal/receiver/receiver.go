@@ -57,6 +57,17 @@ type Config struct {
 	Logger  *slog.Logger
 	// OnDelivery, when set, is called after each message's decision.
 	OnDelivery func(Delivery)
+	// CheckRcpt, when set, is asked at each accepted RCPT, as Postfix
+	// asks a policy server (check_policy_service): a non-nil Refusal
+	// refuses the recipient with it.
+	CheckRcpt func(env verdict.Envelope, rcpt string) *Refusal
+}
+
+// Refusal is an SMTP reply refusing a recipient.
+type Refusal struct {
+	Code     int    // 4xx or 5xx
+	Enhanced [3]int // RFC 3463
+	Message  string
 }
 
 // Server is a running receiver.
@@ -177,6 +188,11 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		}
 		if !ok {
 			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "<" + to + ">: Relay access denied"}
+		}
+	}
+	if check := s.s.cfg.CheckRcpt; check != nil {
+		if r := check(s.env, to); r != nil {
+			return &smtp.SMTPError{Code: r.Code, EnhancedCode: smtp.EnhancedCode(r.Enhanced), Message: r.Message}
 		}
 	}
 	s.env.Rcpts = append(s.env.Rcpts, to)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -171,4 +172,30 @@ dnsbl:
 		}
 	})
 	d.alive(t)
+}
+
+// TestDNSBLLabRun: "mailwall lab run examples/lab-blocklist.yaml" serves
+// the file's lists from lab DNS and prints the listed host refused at
+// RCPT with the zone, the other accepted.
+func TestDNSBLLabRun(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-e2e-bl-lab-")
+	out, err := exec.Command(bin, "lab", "run", "../../examples/lab-blocklist.yaml", "--dir", filepath.Join(root, "lab"),
+		"--dns", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--mx-port", "0").Output()
+	if err != nil {
+		t.Fatalf("lab run: %v\n%s", err, out)
+	}
+	t.Logf("lab run:\n%s", out)
+	var listed, clean bool
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) > 0 && f[0] == "bulk.shop.test":
+			listed = strings.Contains(l, "refused") && strings.Contains(l, "554 5.7.1 Service unavailable; Client host [127.0.0.12] blocked using bl.rcpt.test")
+		case len(f) > 0 && f[0] == "mail.shop.test":
+			clean = strings.Contains(l, "accept") && strings.Contains(l, " 250 ")
+		}
+	}
+	if !listed || !clean {
+		t.Errorf("want bulk.shop.test refused with the zone and mail.shop.test accepted:\n%s", out)
+	}
 }
