@@ -1,9 +1,13 @@
 package policyd
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,5 +226,45 @@ func TestBlocklistGreylist(t *testing.T) {
 	}
 	if obs := observed(); len(obs) != 2 || obs[0].Action != "greylist" {
 		t.Errorf("observed %+v", obs)
+	}
+}
+
+// BenchmarkRequestBlocklists is BenchmarkRequestWarm with three lists
+// asked, all cached (an unlisted client: the common case), and with the
+// client listed (refused before SPF).
+func BenchmarkRequestBlocklists(b *testing.B) {
+	for _, bc := range []struct{ name, ip, want string }{
+		{"unlisted", "127.0.0.5", "action=PREPEND Received-SPF: Pass"},
+		{"listed", "127.0.0.2", "action=554 5.7.1"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			srv := labtest.Serve(b, blZones(b)...)
+			res := dnsx.NewCache(&dnsx.Client{Servers: []string{srv.Addr()}}, dnsx.CacheOptions{})
+			addr := startPolicyd(b, res, Options{Blocklists: &Blocklists{Sites: blSites(b, "bl.example.test*3, secretkey.dq.example.test, wl.example.test*-2")}})
+			req := func(i int64) string { return blRequest(bc.ip, "unknown", "r@rcpt.test", fmt.Sprint(i), "") }
+			warm, _ := net.Dial("tcp", addr)
+			fmt.Fprintf(warm, "%s\n\n", req(-1))
+			bufio.NewReader(warm).ReadString('\n')
+			warm.Close()
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for pb.Next() {
+					fmt.Fprintf(c, "%s\n\n", req(n.Add(1)))
+					line, err := r.ReadString('\n')
+					if err != nil || !strings.HasPrefix(line, bc.want) {
+						b.Fatalf("%q %v", line, err)
+					}
+					r.ReadString('\n')
+				}
+			})
+		})
 	}
 }
