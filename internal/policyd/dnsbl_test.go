@@ -268,3 +268,26 @@ func BenchmarkRequestBlocklists(b *testing.B) {
 		})
 	}
 }
+
+// TestBlocklistReload: a reload (SIGHUP) replaces the lists: a client
+// listed by the new ones is refused, and lists removed are not asked.
+func TestBlocklistReload(t *testing.T) {
+	zs := labtest.Serve(t, blZones(t)...)
+	checker := &spf.Checker{Resolver: dnsx.NewCache(&dnsx.Client{Servers: []string{zs.Addr()}, Timeout: time.Second, Attempts: 1}, dnsx.CacheOptions{})}
+	s := New(checker, Options{}, 10, quiet)
+	ask := func(inst string) string {
+		return s.Decide(Request{"request": "smtpd_access_policy", "client_address": "127.0.0.2", "helo_name": "example.test",
+			"sender": "a@example.test", "recipient": "r@rcpt.test", "instance": inst}).Line()
+	}
+	if got := ask("1"); !strings.HasPrefix(got, "action=PREPEND Received-SPF: Pass") {
+		t.Fatalf("no lists: %s", got)
+	}
+	s.Reload(checker, Options{Blocklists: &Blocklists{Sites: blSites(t, "bl.example.test")}})
+	if got := ask("2"); !strings.HasPrefix(got, "action=554 5.7.1") {
+		t.Errorf("after a reload with a list: %s", got)
+	}
+	s.Reload(checker, Options{})
+	if got := ask("3"); !strings.HasPrefix(got, "action=PREPEND Received-SPF: Pass") {
+		t.Errorf("after a reload without lists: %s", got)
+	}
+}
