@@ -83,18 +83,21 @@ type Message struct {
 	// Decode turns Fields and Body into Content; the pipeline sets it,
 	// so that analyzers that read the text share one decoding.
 	Decode  func(fields []dkim.Field, body []byte) Content
-	content *Content
+	content Content
+	decoded bool
 }
 
 // Content returns the decoded text and links, decoding on the first
 // call: MIME is decoded once per message, and not at all when no
 // analyzer reads the text. Nil when the Message has no Decode.
 func (m *Message) Content() *Content {
-	if m.content == nil && m.Decode != nil {
-		c := m.Decode(m.Fields, m.Body)
-		m.content = &c
+	if !m.decoded {
+		if m.Decode == nil {
+			return nil
+		}
+		m.content, m.decoded = m.Decode(m.Fields, m.Body), true
 	}
-	return m.content
+	return &m.content
 }
 
 // Link is a hyperlink: where it goes and what it shows.

@@ -13,15 +13,17 @@ import (
 	"mailwall/internal/phish"
 )
 
-// analysisMessage is what the analyzers read: the message and what
-// authentication found. The text is decoded once, by the first analyzer
-// that asks (phish.Extract).
+// analysisMessage fills in what the analyzers read: the message and
+// what authentication found. The text is decoded once, by the first
+// analyzer that asks (phish.Extract). It lives in the Message, not in
+// an allocation of its own.
 func (m *Message) analysisMessage() *analysis.Message {
 	r := &m.res
-	am := &analysis.Message{Fields: m.fields, Body: m.body, Rcpts: m.env.Rcpts,
+	m.am = analysis.Message{Fields: m.fields, Body: m.body, Rcpts: m.env.Rcpts,
 		ClientIP: m.env.ClientIP, IPRev: r.IPRev.Result, S25R: r.S25R != "", SPF: string(r.SPF.Result), SPFDomain: spfDomain(m.env),
 		DMARC: r.DMARC.Result, HeaderFrom: r.DMARC.HeaderFrom, DMARCOverridden: r.Override != "", ARC: string(r.ARC.Result),
 		Decode: phish.Extract}
+	am := &m.am
 	if r.IPRev.Result == "pass" {
 		am.PTRName = r.IPRev.Name
 	}
@@ -56,6 +58,7 @@ func (m *Message) analyze() {
 		return
 	}
 	am := m.analysisMessage()
+	r.Analyses = make([]Analysis, 0, len(c.Analyzers))
 	for _, a := range c.Analyzers {
 		out := a.Analyze(m.ctx, am)
 		r.Analyses = append(r.Analyses, Analysis{Name: a.Name(), Result: out})

@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 
+	"mailwall/internal/analysis"
 	"mailwall/internal/arc"
 	"mailwall/internal/dkim"
 )
@@ -26,6 +27,7 @@ type Message struct {
 	pooled   *[]byte // body's buffer when it came from c.bodies
 	signing  *dkim.Signing
 	internal bool
+	am       analysis.Message // what the analyzers read, filled at Finish
 }
 
 // Header adds one header field as received.
