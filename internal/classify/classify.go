@@ -75,22 +75,22 @@ func NewModel(kind string, bits int) (Model, error) {
 
 // Contribution is one feature's share of a prediction.
 type Contribution struct {
-	Feature string  // "word:verify", "host:bit.ly", ...
-	Weight  float64 // log-odds towards junk (negative: towards ham)
+	Feature string  `json:"feature"` // "word:verify", "host:bit.ly", ...
+	Weight  float64 `json:"weight"`  // log-odds towards junk (negative: towards ham)
 }
 
 // Result is a message's classification.
 type Result struct {
-	Model       string  // the model's Kind
-	Probability float64 // that the message is junk
-	Junk        bool    // Probability reached the threshold
+	Model       string  `json:"model"`       // the model's Kind
+	Probability float64 `json:"probability"` // that the message is junk
+	Junk        bool    `json:"junk"`        // Probability reached the threshold
 	// Class is "phish" or "spam" for junk when the Classifier has a
 	// model that tells them apart ("junk" when not), "ham" otherwise.
-	Class    string
-	Features int // how many features the message had
+	Class    string `json:"class"`
+	Features int    `json:"features"` // how many features the message had
 	// Strongest are the features that pushed hardest towards the
 	// verdict, strongest first.
-	Strongest []Contribution
+	Strongest []Contribution `json:"strongest,omitempty"`
 }
 
 // String explains the result in one line, e.g. "classifier 0.97 phish:

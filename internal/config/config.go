@@ -145,10 +145,25 @@ type ChecksConfig struct {
 	DKIM             DKIMConfig      `yaml:"dkim"`
 	ARC              ARCConfig       `yaml:"arc"`
 	Phish            PhishConfig     `yaml:"phish"`
+	// Classifier is the learning classifier, an analyzer like Phish.
+	Classifier ClassifierConfig `yaml:"classifier"`
 	// Analyzers are the content analyzers to run, in order; each runs
 	// when its section is enabled.
 	Analyzers []string    `yaml:"analyzers"`
 	Score     ScoreConfig `yaml:"score"`
+}
+
+// ClassifierConfig is the learning classifier (internal/classify) as an
+// analyzer: its probability that a message is junk becomes a weighted
+// hit.
+type ClassifierConfig struct {
+	Enabled         bool    `yaml:"enabled"`
+	Model           string  `yaml:"model"`
+	Kind            string  `yaml:"kind"`
+	Threshold       float64 `yaml:"threshold"`
+	Weight          int     `yaml:"weight"`
+	StrongThreshold float64 `yaml:"strong_threshold"`
+	StrongWeight    int     `yaml:"strong_weight"`
 }
 
 // DKIMConfig is DKIM verification; its budget covers ARC's too.
@@ -458,12 +473,18 @@ func (c *Config) Validate() error {
 	for i, b := range c.Checks.Phish.Brands {
 		check(b.Name != "" && len(b.Domains) > 0, "checks.phish.brands[%d]: name and domains are required", i)
 	}
+	cl := c.Checks.Classifier
+	check(!cl.Enabled || cl.Model != "", "checks.classifier.model: a model file is required when the classifier is enabled (make model writes internal/classify/starter/bayes.model)")
+	check(oneOf(cl.Kind, "bayes", "ftrl"), "checks.classifier.kind: %q is not bayes or ftrl", cl.Kind)
+	check(cl.Threshold > 0 && cl.Threshold < 1 && cl.Threshold <= cl.StrongThreshold && cl.StrongThreshold < 1,
+		"checks.classifier: want 0 < threshold (%g) <= strong_threshold (%g) < 1", cl.Threshold, cl.StrongThreshold)
+	check(cl.Weight >= 0 && cl.StrongWeight >= 0, "checks.classifier: weights must not be negative")
 	listed := map[string]bool{}
 	for _, a := range c.Checks.Analyzers {
-		check(oneOf(a, "phish") && !listed[a], "checks.analyzers: %q is not phish, or is listed twice", a)
+		check(oneOf(a, "phish", "classifier") && !listed[a], "checks.analyzers: %q is not phish or classifier, or is listed twice", a)
 		listed[a] = true
 	}
-	for name, on := range map[string]bool{"phish": c.Checks.Phish.Enabled} {
+	for name, on := range map[string]bool{"phish": c.Checks.Phish.Enabled, "classifier": cl.Enabled} {
 		check(!on || listed[name], "checks.%s is enabled but not listed in checks.analyzers", name)
 	}
 	check(oneOf(c.Store.Driver, "sqlite", "postgres"), "store.driver: %q is not sqlite or postgres", c.Store.Driver)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"mailwall/internal/analysis"
+	"mailwall/internal/classify"
 	"mailwall/internal/phish"
 )
 
@@ -90,16 +93,104 @@ func TestNoAnalyzers(t *testing.T) {
 	}
 }
 
-// BenchmarkMessageAnalyzers is BenchmarkMessage with the phishing rules
-// (serve's default).
-func BenchmarkMessageAnalyzers(b *testing.B) {
-	b.Run("phish", func(b *testing.B) {
-		c, signer := world(b)
-		p, err := phish.New(phish.DefaultBrands(), nil)
+// trainHandwritten trains a Bayes model on internal/classify's
+// handwritten test messages (four spam, four ham), each three times,
+// in 2^bits buckets.
+func trainHandwritten(t testing.TB, bits int) *classify.Classifier {
+	t.Helper()
+	paths, err := filepath.Glob("../classify/testdata/handwritten/*.eml")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no training messages: %v", err)
+	}
+	c := classify.NewClassifier(classify.NewBayes(bits), nil)
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
 		if err != nil {
-			b.Fatal(err)
+			t.Fatal(err)
 		}
-		c.Analyzers = []analysis.Analyzer{p}
-		benchMessage(b, c, signer)
-	})
+		fields, body := classify.ParseMessage(raw)
+		for range 3 {
+			if err := c.Learn(&classify.Message{Fields: fields, Body: body}, strings.SplitN(filepath.Base(p), "-", 2)[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return c
+}
+
+const spammyMsg = "From: Alice <alice@example.test>\r\nTo: bob@rcpt.test\r\nSubject: Claim your free prize now\r\nMessage-ID: <s@example.test>\r\n\r\n" +
+	"Congratulations winner, you won our lottery draw! Claim your cash prize now: click here, send your bank account\r\n" +
+	"details and the small processing fee. Limited time exclusive offer, act now.\r\n"
+
+// TestClassifierAnalyzer: after the phishing rules, the classifier's hit
+// joins the score with its explanation, in X-Mailwall-Score, the
+// reasons and the JSON.
+func TestClassifierAnalyzer(t *testing.T) {
+	c, _ := world(t)
+	p, err := phish.New(phish.DefaultBrands(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := trainHandwritten(t, 16)
+	c.Analyzers = []analysis.Analyzer{p, &classify.Analyzer{C: cl, Threshold: 0.95, Weight: 30, StrongThreshold: 0.99, StrongWeight: 45}}
+	r := check(t, c, Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.example.test", MailFrom: "alice@example.test", Rcpts: []string{"bob@rcpt.test"}}, spammyMsg)
+	if r.DMARC.Result != "pass" || r.Phish == nil || len(r.Phish.Hits) != 0 {
+		t.Fatalf("dmarc %s phish %+v", r.DMARC.Result, r.Phish)
+	}
+	if len(r.Hits) != 1 || r.Hits[0].Rule != "classifier" || r.Hits[0].Weight != 45 || !strings.HasPrefix(r.Hits[0].Detail, "classifier 1.00 junk: strongest features: ") {
+		t.Fatalf("hits %+v", r.Hits)
+	}
+	if r.Action != Tag || header(r, "X-Mailwall-Score") != " 45 (classifier=45)" || !slices.Contains(r.Reasons, "score: score 45: classifier=45") {
+		t.Errorf("action %s X-Mailwall-Score:%s reasons %q", r.Action, header(r, "X-Mailwall-Score"), r.Reasons)
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Phish      struct{ Score int }
+		Classifier struct {
+			Probability float64
+			Explanation string
+		}
+	}
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Classifier.Probability < 0.99 || got.Classifier.Explanation != r.Hits[0].Detail {
+		t.Errorf("classifier report %+v in %s", got.Classifier, data)
+	}
+}
+
+// BenchmarkMessageAnalyzers is BenchmarkMessage with the phishing rules
+// (serve's default), and with the classifier after them: the model
+// MAILWALL_BENCH_MODEL names (make model's), or one of the default size
+// trained on the handwritten messages.
+func BenchmarkMessageAnalyzers(b *testing.B) {
+	for _, classifier := range []bool{false, true} {
+		name := "phish"
+		if classifier {
+			name = "phish+classifier"
+		}
+		b.Run(name, func(b *testing.B) {
+			c, signer := world(b)
+			p, err := phish.New(phish.DefaultBrands(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Analyzers = []analysis.Analyzer{p}
+			if classifier {
+				var cl *classify.Classifier
+				if path := os.Getenv("MAILWALL_BENCH_MODEL"); path != "" {
+					if cl, err = classify.LoadFile(context.Background(), path, "bayes"); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					cl = trainHandwritten(b, classify.DefaultBits)
+				}
+				c.Analyzers = append(c.Analyzers, &classify.Analyzer{C: cl, Threshold: 0.95, Weight: 30, StrongThreshold: 0.99, StrongWeight: 45})
+			}
+			benchMessage(b, c, signer)
+		})
+	}
 }

@@ -1,0 +1,117 @@
+package classify
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"mailwall/internal/analysis"
+	"mailwall/internal/phish"
+)
+
+// handwritten trains a Bayes model on testdata/handwritten (four spam,
+// four ham, written for these tests), each message taught three times so
+// that a few messages say something, and saves it as DIR/bayes.model.
+func handwritten(t *testing.T) string {
+	t.Helper()
+	paths, err := filepath.Glob("testdata/handwritten/*.eml")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no training messages: %v", err)
+	}
+	c := NewClassifier(NewBayes(16), nil)
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		class := strings.SplitN(filepath.Base(p), "-", 2)[0]
+		fields, body := ParseMessage(raw)
+		for range 3 {
+			if err := c.Learn(&Message{Fields: fields, Body: body}, class); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := t.TempDir()
+	m, _ := c.Models()
+	if err := SaveModel(context.Background(), DirStore{Dir: dir}, "bayes", m); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "bayes.model")
+}
+
+const spammy = "From: Lottery Desk <desk@win-big.example>\r\nTo: bob@rcpt.test\r\nSubject: Claim your free prize now\r\n" +
+	"Date: Fri, 04 Dec 2026 10:00:00 +0000\r\nMessage-ID: <s@win-big.example>\r\n\r\n" +
+	"Congratulations winner, you won our lottery draw! Claim your cash prize now: click here, send your bank account\r\n" +
+	"details and the small processing fee. Limited time exclusive offer, act now.\r\n"
+
+const hammy = "From: Alice Example <alice@example.test>\r\nTo: bob@rcpt.test\r\nSubject: Meeting on Thursday\r\n" +
+	"Date: Fri, 04 Dec 2026 10:00:00 +0000\r\nMessage-ID: <m@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" +
+	"Hi Bob, could we review the release schedule and the test plan at the team meeting on Thursday? Thanks, Alice\r\n"
+
+// TestAnalyzer: a model loaded from its file (as checks.classifier.model
+// names it) gives a spammy message the hit "classifier" with the strong
+// weight and the explanation, and an ordinary one no hit; the
+// pipeline's findings are named as features.
+func TestAnalyzer(t *testing.T) {
+	c, err := LoadFile(context.Background(), handwritten(t), "bayes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Analyzer{C: c, Threshold: 0.95, Weight: 30, StrongThreshold: 0.99, StrongWeight: 45}
+	for _, tc := range []struct {
+		name, raw  string
+		wantWeight int
+	}{
+		{"spammy", spammy, 45},
+		{"ordinary", hammy, 0},
+	} {
+		fields, body := ParseMessage([]byte(tc.raw))
+		m := &analysis.Message{Fields: fields, Body: body, Rcpts: []string{"bob@rcpt.test"}, SPF: "pass", SPFDomain: "win-big.example",
+			DMARC: "pass", HeaderFrom: "win-big.example", Hits: []analysis.Hit{{Rule: "reply_to_other_org", Weight: 15}}, Decode: phish.Extract}
+		out := a.Analyze(context.Background(), m)
+		rep, ok := out.Report.(*Report)
+		if !ok {
+			t.Fatalf("%s: report %T", tc.name, out.Report)
+		}
+		t.Logf("%s: %s", tc.name, rep.Explanation)
+		got := analysis.Score(out.Hits)
+		if got != tc.wantWeight {
+			t.Errorf("%s: weight %d, want %d (%s)", tc.name, got, tc.wantWeight, rep.Explanation)
+		}
+		if tc.wantWeight > 0 {
+			h := out.Hits[0]
+			if h.Rule != Rule || !strings.HasPrefix(h.Detail, "classifier 1.00 junk: strongest features: ") || h.Detail != rep.Explanation {
+				t.Errorf("%s: hit %+v", tc.name, h)
+			}
+		}
+		if m.Content() == nil {
+			t.Errorf("%s: the content was not decoded through the Message", tc.name)
+		}
+	}
+	m := &analysis.Message{SPF: "pass", SPFDomain: "Example.COM", DMARC: "pass", HeaderFrom: "example.com", DKIMPass: []string{"example.com"},
+		Hits: []analysis.Hit{{Rule: "brand_from_domain", Weight: 45}, {Rule: "off", Weight: 0}}}
+	want := []string{"spf=pass", "dmarc=pass", "dkim=pass", "aligned-from=example.com", "spf-domain=example.com", "dkim-domain=example.com", "rule=brand_from_domain"}
+	if got := Extras(m); !slices.Equal(got, want) {
+		t.Errorf("extras %q, want %q", got, want)
+	}
+}
+
+// TestLoadFileErrors: a missing file, a name that does not end in
+// .model and a model of another kind are refused with the path.
+func TestLoadFileErrors(t *testing.T) {
+	path := handwritten(t)
+	for _, tc := range []struct{ path, kind, want string }{
+		{filepath.Join(t.TempDir(), "none.model"), "bayes", "does not exist"},
+		{filepath.Join(filepath.Dir(path), "bayes.bin"), "bayes", "must end in .model"},
+		{path, "ftrl", "holds a bayes model, not ftrl"},
+	} {
+		_, err := LoadFile(context.Background(), tc.path, tc.kind)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
+			t.Errorf("%s %s: %v, want %q", tc.path, tc.kind, err, tc.want)
+		}
+	}
+}
