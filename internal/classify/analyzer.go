@@ -16,7 +16,8 @@ const Rule = "classifier"
 // Analyzer is a Classifier as one of the receive pipeline's analyzers
 // (internal/analysis): a probability from Threshold on is the hit
 // "classifier" weighing Weight, from StrongThreshold on StrongWeight,
-// explained by the features that decided.
+// explained by the features that decided. A StrongThreshold of 0 has no
+// strong band.
 type Analyzer struct {
 	C                          *Classifier
 	Threshold, StrongThreshold float64
@@ -42,7 +43,7 @@ func (a *Analyzer) Analyze(_ context.Context, m *analysis.Message) analysis.Resu
 	rep := &Report{Result: r, Explanation: r.String()}
 	w := 0
 	switch {
-	case r.Probability >= a.StrongThreshold:
+	case a.StrongThreshold > 0 && r.Probability >= a.StrongThreshold:
 		w = a.StrongWeight
 	case r.Probability >= a.Threshold:
 		w = a.Weight
