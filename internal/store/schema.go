@@ -167,4 +167,50 @@ var migrations = []string{
 		last_seen BIGINT NOT NULL
 	);
 	CREATE INDEX greylist_clients_last_seen ON greylist_clients (last_seen)`,
+
+	// The allow and block lists (internal/lists, store/lists.go): one row
+	// per list, kind and normalized value; expires 0 is never. Every
+	// change bumps meta's lists_version, which each host's cache polls.
+	`CREATE TABLE list_entries (
+		id         {{id}},
+		list       TEXT NOT NULL,
+		kind       TEXT NOT NULL,
+		value      TEXT NOT NULL,
+		note       TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		UNIQUE (list, kind, value)
+	)`,
+
+	// The classifier's Bayes models (store/model.go, classify.Shared):
+	// per model its table size, a version raised by every change and the
+	// messages learnt; per bucket in use its junk and ham counts and the
+	// version that last changed it, so that each host rereads only what
+	// changed; and the messages learnt (a hash, never the text), against
+	// learning one twice. IF NOT EXISTS: an upgrade test replays the
+	// migrations over these tables.
+	`CREATE TABLE IF NOT EXISTS model_meta (
+		name    TEXT PRIMARY KEY,
+		bits    INTEGER NOT NULL,
+		version BIGINT NOT NULL,
+		junk    BIGINT NOT NULL,
+		ham     BIGINT NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS model_buckets (
+		name    TEXT NOT NULL,
+		bucket  BIGINT NOT NULL,
+		junk    BIGINT NOT NULL,
+		ham     BIGINT NOT NULL,
+		version BIGINT NOT NULL,
+		PRIMARY KEY (name, bucket)
+	){{without_rowid}};
+	CREATE INDEX IF NOT EXISTS model_buckets_version ON model_buckets (name, version);
+	CREATE TABLE IF NOT EXISTS model_learned (
+		name       TEXT NOT NULL,
+		msg_key    TEXT NOT NULL,
+		learned_as TEXT NOT NULL,
+		learned_at BIGINT NOT NULL,
+		PRIMARY KEY (name, msg_key)
+	);
+	CREATE INDEX IF NOT EXISTS model_learned_at ON model_learned (name, learned_at)`,
 }

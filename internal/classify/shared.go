@@ -1,0 +1,235 @@
+package classify
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// BucketCount is one bucket of a model kept as counts: how many junk and
+// ham messages had a feature hashed into it.
+type BucketCount struct {
+	Bucket    uint32
+	Junk, Ham int64
+}
+
+// ModelState is what a CountStore holds of a model besides its buckets.
+type ModelState struct {
+	Bits      int   // the table has 2^Bits buckets; 0: no such model
+	Version   int64 // raised by every change; buckets carry the version that last changed them
+	Junk, Ham int64 // messages learnt
+}
+
+// CountStore keeps Bayes models as counts per bucket in a database that
+// several MX hosts share (internal/store implements it). Learning adds to
+// the counts of one message's buckets in one transaction, so hosts that
+// learn at once add up instead of overwriting each other's snapshot, and
+// a reader fetches only the buckets changed since the version it holds.
+type CountStore interface {
+	// LearnCounts teaches model name (2^bits buckets) one message whose
+	// features fall in buckets (a bucket listed twice counts twice), in
+	// one transaction. key identifies the message so that it is not
+	// learnt twice ("": not recorded); class is "junk" or "ham", or ""
+	// to forget what was learnt of key. A key learnt before as the other
+	// class is unlearnt first (a user who changed their mind); as the
+	// same class, nothing changes. prev is key's class before ("" none)
+	// and changed whether anything was written.
+	LearnCounts(ctx context.Context, name string, bits int, key, class string, buckets []uint32) (prev string, changed bool, err error)
+	// AddCounts adds a whole model's counts (a starter model) to name.
+	AddCounts(ctx context.Context, name string, bits int, junk, ham int64, buckets []BucketCount) error
+	// ModelCounts hands fn every bucket of name changed after version
+	// since (0: every bucket in use) and returns the model's state.
+	ModelCounts(ctx context.Context, name string, since int64, fn func(BucketCount)) (ModelState, error)
+}
+
+// SiteModel is the store's name of the model every recipient shares.
+const SiteModel = "site"
+
+// RecipientModel is the store's name of one recipient's own model.
+func RecipientModel(addr string) string { return "rcpt:" + strings.ToLower(addr) }
+
+// Shared is a Bayes model that lives in a CountStore: a Classifier
+// classifies from a copy in memory (never a query per message), and
+// Refresh brings in what any host learnt since, bucket by bucket.
+type Shared struct {
+	St   CountStore
+	Name string
+	C    *Classifier
+	// Every is how old the copy may grow before Due says so.
+	Every time.Duration
+
+	bayes      *Bayes // C's model; its counts change under C.mu
+	mu         sync.Mutex
+	version    int64
+	last       atomic.Int64 // Unix nanoseconds of the last refresh
+	refreshing atomic.Bool
+}
+
+// OpenShared reads model name from st, all of it; a model never learnt
+// is an empty one of DefaultBits buckets, which says 0.5 of everything
+// until both classes have been learnt.
+func OpenShared(ctx context.Context, st CountStore, name string, every time.Duration) (*Shared, error) {
+	s := &Shared{St: st, Name: name, Every: every, bayes: NewBayes(DefaultBits)}
+	s.C = NewClassifier(s.bayes, nil)
+	if err := s.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Refresh reads the buckets changed in the store since the last refresh
+// and swaps their counts in.
+func (s *Shared) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var changed []BucketCount
+	st, err := s.St.ModelCounts(ctx, s.Name, s.version, func(b BucketCount) { changed = append(changed, b) })
+	if err != nil {
+		return fmt.Errorf("classify: model %s: %w", s.Name, err)
+	}
+	s.last.Store(time.Now().UnixNano())
+	if st.Bits == 0 {
+		return nil // nothing learnt yet
+	}
+	m := s.bayes
+	if st.Bits != int(m.bits) {
+		if s.version != 0 || st.Bits < minBits || st.Bits > maxBits {
+			return fmt.Errorf("classify: model %s: 2^%d buckets in the store, 2^%d here", s.Name, st.Bits, m.bits)
+		}
+		m = NewBayes(st.Bits) // the first read: build the table the store's size
+	}
+	s.C.mu.Lock()
+	for _, b := range changed {
+		if uint64(b.Bucket) < uint64(len(m.table)) {
+			m.table[b.Bucket] = bayesBucket{clampCount(b.Junk), clampCount(b.Ham)}
+		}
+	}
+	m.nJunk, m.nHam = uint64(max(st.Junk, 0)), uint64(max(st.Ham, 0))
+	if m != s.bayes {
+		s.bayes, s.C.model = m, m
+	}
+	s.C.mu.Unlock()
+	s.version = st.Version
+	return nil
+}
+
+func clampCount(n int64) uint32 { return uint32(min(max(n, 0), math.MaxUint32)) }
+
+// Due reports whether the copy is older than Every and no refresh runs;
+// it then counts as running, and the caller must call Refresh.
+func (s *Shared) Due(now time.Time) bool {
+	if s.Every <= 0 || now.UnixNano()-s.last.Load() < int64(s.Every) {
+		return false
+	}
+	return s.refreshing.CompareAndSwap(false, true)
+}
+
+// RefreshInBackground refreshes in a goroutine of its own, when Due:
+// what a message's classification calls, so that it never waits on the
+// store. An error leaves the copy as it was and is handed to onErr (may
+// be nil).
+func (s *Shared) RefreshInBackground(now time.Time, onErr func(error)) {
+	if !s.Due(now) {
+		return
+	}
+	go func() {
+		defer s.refreshing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Refresh(ctx); err != nil && onErr != nil {
+			onErr(err)
+		}
+	}()
+}
+
+// Learner teaches a model in a CountStore, one message at a time.
+type Learner struct {
+	St   CountStore
+	Name string // SiteModel, or RecipientModel(addr)
+	Bits int    // 0: DefaultBits
+	x    *Extractor
+}
+
+// LearnOutcome is what Learn did.
+type LearnOutcome struct {
+	Key     string // the message's identity in the store
+	Prev    string // the class it had been learnt as ("" none)
+	Changed bool   // false: already learnt so (or nothing to forget)
+}
+
+// Learn teaches msg, whose raw form is raw, as class: "spam" or "phish"
+// (junk), "ham", or "" to forget it. The message is known by MessageKey.
+func (l *Learner) Learn(ctx context.Context, raw []byte, msg *Message, class string) (LearnOutcome, error) {
+	c := ""
+	switch class {
+	case "spam", "phish", "junk":
+		c = "junk"
+	case "ham":
+		c = "ham"
+	case "":
+	default:
+		return LearnOutcome{}, fmt.Errorf("classify: class %q (spam, ham)", class)
+	}
+	if l.x == nil {
+		l.x = NewExtractor()
+	}
+	bits := l.Bits
+	if bits == 0 {
+		bits = DefaultBits
+	}
+	v := l.x.Extract(msg)
+	buckets := make([]uint32, len(v.Hashes))
+	for i, h := range v.Hashes {
+		buckets[i] = uint32(h >> (64 - bits))
+	}
+	key := MessageKey(msg, raw)
+	prev, changed, err := l.St.LearnCounts(ctx, l.Name, bits, key, c, buckets)
+	if err != nil {
+		return LearnOutcome{}, fmt.Errorf("classify: learn into %s: %w", l.Name, err)
+	}
+	return LearnOutcome{Key: key, Prev: prev, Changed: changed}, nil
+}
+
+// MessageKey identifies a message for the guard against learning it
+// twice: a hash of its Message-ID and its body, so the same message
+// delivered to two folders (or copied back) is one, while a
+// Message-ID reused by a bulk sender for different text is not. No
+// text is kept, only the hash.
+func MessageKey(msg *Message, raw []byte) string {
+	h := sha256.New()
+	for _, f := range msg.Fields {
+		if strings.EqualFold(f.Name, "Message-ID") {
+			h.Write([]byte(strings.TrimSpace(f.Value())))
+			break
+		}
+	}
+	h.Write([]byte{0})
+	body := msg.Body
+	if len(msg.Fields) == 0 {
+		body = raw
+	}
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Import adds the counts of a Bayes model (a starter model file) to
+// model name in st.
+func Import(ctx context.Context, st CountStore, name string, m Model) error {
+	b, ok := m.(*Bayes)
+	if !ok {
+		return fmt.Errorf("classify: only a bayes model can seed the store, not %s", m.Kind())
+	}
+	var rows []BucketCount
+	for i, c := range b.table {
+		if c.junk != 0 || c.ham != 0 {
+			rows = append(rows, BucketCount{Bucket: uint32(i), Junk: int64(c.junk), Ham: int64(c.ham)})
+		}
+	}
+	return st.AddCounts(ctx, name, int(b.bits), int64(b.nJunk), int64(b.nHam), rows)
+}

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"mailwall/internal/classify"
+	"mailwall/internal/pgtest"
+)
+
+func modelMsg(i int, junk bool) []byte {
+	if junk {
+		return fmt.Appendf(nil, "From: Prize Desk <win%d@lotto.example>\r\nSubject: You won $1,000,000 now\r\nMessage-ID: <j%d@lotto.example>\r\n\r\nClaim your prize now, click http://bit.ly/x%d and send your bank details. Winner winner jackpot.\r\n", i, i, i)
+	}
+	return fmt.Appendf(nil, "From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: minutes of meeting %d\r\nDate: Mon, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <h%d@example.org>\r\n\r\nHi Bob, attached are the minutes of our meeting; the build passed and the release is on Thursday.\r\n", i, i)
+}
+
+func learnRaw(t testing.TB, l *classify.Learner, raw []byte, class string) classify.LearnOutcome {
+	t.Helper()
+	f, b := classify.ParseMessage(raw)
+	out, err := l.Learn(context.Background(), raw, &classify.Message{Fields: f, Body: b}, class)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestModelLearnGuard: learning counts into the store, once per message
+// and class; a switch of class moves the message's counts, unlearning
+// takes them back; a Shared model reads it all and classifies.
+func TestModelLearnGuard(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		l := &classify.Learner{St: s, Name: classify.SiteModel}
+		for i := range 20 {
+			learnRaw(t, l, modelMsg(i, true), "spam")
+			learnRaw(t, l, modelMsg(i, false), "ham")
+		}
+		if out := learnRaw(t, l, modelMsg(3, true), "spam"); out.Changed || out.Prev != "junk" {
+			t.Errorf("the same message learnt twice: %+v", out)
+		}
+		sh, err := classify.OpenShared(ctx, s, classify.SiteModel, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := s.ModelCounts(ctx, classify.SiteModel, 0, func(classify.BucketCount) {})
+		if st.Junk != 20 || st.Ham != 20 {
+			t.Fatalf("messages counted: %+v, want 20 and 20", st)
+		}
+		f, b := classify.ParseMessage(modelMsg(99, true))
+		if r := sh.C.Classify(&classify.Message{Fields: f, Body: b}); !r.Junk {
+			t.Errorf("junk-like message after learning: %v", r)
+		}
+		// A user moves ham 5 into Junk: its counts move.
+		if out := learnRaw(t, l, modelMsg(5, false), "spam"); !out.Changed || out.Prev != "ham" {
+			t.Errorf("switching class: %+v", out)
+		}
+		st, _ = s.ModelCounts(ctx, classify.SiteModel, 0, func(classify.BucketCount) {})
+		if st.Junk != 21 || st.Ham != 19 {
+			t.Errorf("after a switch: %+v, want 21 and 19", st)
+		}
+		// Unlearnt: back to where it was, bucket by bucket.
+		before := map[uint32]classify.BucketCount{}
+		learnRaw(t, l, modelMsg(7, false), "") // ham 7 forgotten
+		learnRaw(t, l, modelMsg(7, false), "ham")
+		s.ModelCounts(ctx, classify.SiteModel, 0, func(b classify.BucketCount) { before[b.Bucket] = b })
+		v0 := st.Version
+		learnRaw(t, l, modelMsg(50, true), "spam")
+		learnRaw(t, l, modelMsg(50, true), "")
+		after := map[uint32]classify.BucketCount{}
+		st, _ = s.ModelCounts(ctx, classify.SiteModel, 0, func(b classify.BucketCount) { after[b.Bucket] = b })
+		for k, b := range after {
+			if o := before[k]; o.Junk != b.Junk || o.Ham != b.Ham {
+				t.Fatalf("bucket %d after learn and unlearn: %+v, was %+v", k, b, o)
+			}
+		}
+		if out := learnRaw(t, l, modelMsg(50, true), ""); out.Changed {
+			t.Errorf("forgetting a message never learnt changed the model")
+		}
+		// Refresh reads only what changed since.
+		n := 0
+		s.ModelCounts(ctx, classify.SiteModel, st.Version, func(classify.BucketCount) { n++ })
+		if n != 0 || st.Version <= v0 {
+			t.Errorf("buckets changed since the last version: %d (version %d after %d)", n, st.Version, v0)
+		}
+		if err := sh.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestModelImport: a model file's counts seed the store, and a Shared
+// model read from it predicts as the file's model does.
+func TestModelImport(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		m := classify.NewBayes(classify.DefaultBits)
+		x := classify.NewExtractor()
+		for i := range 30 {
+			f, b := classify.ParseMessage(modelMsg(i, i%2 == 0))
+			m.Learn(x.Extract(&classify.Message{Fields: f, Body: b}), i%2 == 0)
+		}
+		if err := classify.Import(ctx, s, classify.SiteModel, m); err != nil {
+			t.Fatal(err)
+		}
+		sh, err := classify.OpenShared(ctx, s, classify.SiteModel, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, b := classify.ParseMessage(modelMsg(77, true))
+		v := x.Extract(&classify.Message{Fields: f, Body: b})
+		if got, want := sh.C.ClassifyVector(v).Probability, m.Predict(v, nil); got != want {
+			t.Errorf("imported model says %v, the file's %v", got, want)
+		}
+	})
+}
+
+// TestModelSharedPostgres: two stores on one PostgreSQL database (two MX
+// hosts) learn into one model, each seeing the other's learning at its
+// next refresh.
+func TestModelSharedPostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	a, err := Open(ctx, "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	sa, err := classify.OpenShared(ctx, a, classify.SiteModel, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := classify.OpenShared(ctx, b, classify.SiteModel, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	la := &classify.Learner{St: a, Name: classify.SiteModel}
+	lb := &classify.Learner{St: b, Name: classify.SiteModel}
+	// Both hosts learn at once: the counts add up.
+	done := make(chan error, 2)
+	for k, l := range []*classify.Learner{la, lb} {
+		go func() {
+			for i := range 10 {
+				raw := modelMsg(100*k+i, true)
+				f, body := classify.ParseMessage(raw)
+				if _, err := l.Learn(ctx, raw, &classify.Message{Fields: f, Body: body}, "spam"); err != nil {
+					done <- err
+					return
+				}
+				raw = modelMsg(100*k+i, false)
+				f, body = classify.ParseMessage(raw)
+				if _, err := l.Learn(ctx, raw, &classify.Message{Fields: f, Body: body}, "ham"); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sh := range []*classify.Shared{sa, sb} {
+		if err := sh.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, body := classify.ParseMessage(modelMsg(999, true))
+	msg := &classify.Message{Fields: f, Body: body}
+	ra, rb := sa.C.Classify(msg), sb.C.Classify(msg)
+	if !ra.Junk || ra.Probability != rb.Probability {
+		t.Errorf("host a says %v, host b %v: want the same junk verdict", ra, rb)
+	}
+	st, _ := a.ModelCounts(ctx, classify.SiteModel, 0, func(classify.BucketCount) {})
+	if st.Junk != 20 || st.Ham != 20 {
+		t.Errorf("messages learnt on two hosts at once: %+v, want 20 and 20", st)
+	}
+}
+
+// BenchmarkModelLearn: learning through the store (feature extraction,
+// one transaction a message), messages a second.
+func BenchmarkModelLearn(b *testing.B) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		b.Run(driver, func(b *testing.B) {
+			dsn := b.TempDir() + "/m.db"
+			if driver == "postgres" {
+				dsn = pgtest.DSN(b)
+			}
+			s, err := Open(context.Background(), driver, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			l := &classify.Learner{St: s, Name: classify.SiteModel}
+			b.ResetTimer()
+			for i := range b.N {
+				learnRaw(b, l, modelMsg(i, i%2 == 0), map[bool]string{true: "spam", false: "ham"}[i%2 == 0])
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
