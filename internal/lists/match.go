@@ -1,0 +1,226 @@
+package lists
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Set is a snapshot of both lists compiled for matching. The zero Set
+// and a nil *Set match nothing.
+type Set struct {
+	nets    []netEntry
+	addrs   map[string][]Entry
+	domains map[string][]Entry
+	rcpts   map[string][]Entry
+	n       int
+}
+
+type netEntry struct {
+	p netip.Prefix
+	e Entry
+}
+
+// Compile builds a Set from entries (already normalized, as the store
+// keeps them; an entry that does not normalize is skipped).
+func Compile(entries []Entry) *Set {
+	s := &Set{addrs: map[string][]Entry{}, domains: map[string][]Entry{}, rcpts: map[string][]Entry{}}
+	for _, e := range entries {
+		v, err := Normalize(e.Kind, e.Value)
+		if err != nil || (e.List != Allow && e.List != Block) {
+			continue
+		}
+		e.Value = v
+		s.n++
+		switch e.Kind {
+		case IP:
+			s.nets = append(s.nets, netEntry{netip.MustParsePrefix(v), e})
+		case Sender:
+			s.addrs[v] = append(s.addrs[v], e)
+		case Domain:
+			s.domains[v] = append(s.domains[v], e)
+		case Rcpt:
+			s.rcpts[v] = append(s.rcpts[v], e)
+		}
+	}
+	return s
+}
+
+// Len is the number of entries in the set.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return s.n
+}
+
+// Query is what is known about a message when the lists are asked. The
+// policy server knows the client, MAIL FROM and SPF at RCPT; the milter
+// knows everything at end of message.
+type Query struct {
+	IP netip.Addr
+	// MailFrom is the envelope sender ("" for a bounce); MailFromAuth
+	// says SPF passed for its domain.
+	MailFrom     string
+	MailFromAuth bool
+	// From are the header From addresses; FromDomain the author domain
+	// DMARC evaluated and FromAuth whether it is authenticated (DMARC
+	// pass, or an aligned DKIM or SPF pass without a DMARC record).
+	From       []string
+	FromDomain string
+	FromAuth   bool
+	// Rcpts are the recipients: an allow by recipient applies when every
+	// one of them is on the list.
+	Rcpts []string
+	// Now is when the entries' expiry is judged; zero: time.Now().
+	Now time.Time
+}
+
+// Hit is one entry that matched, with the identity it matched.
+type Hit struct {
+	Entry    Entry
+	Identity string // "client 192.0.2.1", "MAIL FROM a@b", "From a@b", "recipient a@b"
+}
+
+// String says which entry matched what, for reasons and logs.
+func (h Hit) String() string {
+	s := fmt.Sprintf("%s %s %s matches %s", h.Entry.List, h.Entry.Kind, h.Entry.Value, h.Identity)
+	if h.Entry.Note != "" {
+		s += " (" + h.Entry.Note + ")"
+	}
+	return s
+}
+
+// Decision is what the lists say about a message.
+type Decision struct {
+	// Block is the first block entry that matched; it wins over Allow.
+	Block *Hit
+	// Allow is the allow entry that applies (nil: none).
+	Allow *Hit
+	// Unauthenticated are allow entries that matched an identity that
+	// was not authenticated, and so did not apply.
+	Unauthenticated []Hit
+}
+
+// Allowed reports whether an allow entry applies and no block entry does.
+func (d Decision) Allowed() bool { return d.Block == nil && d.Allow != nil }
+
+// Blocked reports whether a block entry matched.
+func (d Decision) Blocked() bool { return d.Block != nil }
+
+// Reasons are the decision's lines for a verdict's reasons.
+func (d Decision) Reasons() []string {
+	var out []string
+	if d.Block != nil {
+		out = append(out, "lists: "+d.Block.String())
+	}
+	if d.Allow != nil {
+		w := "lists: "
+		if d.Block != nil {
+			w += "not applied, blocked: "
+		}
+		out = append(out, w+d.Allow.String())
+	}
+	for _, h := range d.Unauthenticated {
+		out = append(out, "lists: not applied, not authenticated: "+h.String())
+	}
+	return out
+}
+
+// Check matches q against the lists.
+func (s *Set) Check(q Query) Decision {
+	var d Decision
+	if s.Len() == 0 {
+		return d
+	}
+	now := q.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	note := func(e Entry, identity string, authenticated bool) {
+		if e.Expired(now) {
+			return
+		}
+		h := Hit{Entry: e, Identity: identity}
+		switch {
+		case e.List == Block:
+			if d.Block == nil {
+				d.Block = &h
+			}
+		case !authenticated:
+			d.Unauthenticated = append(d.Unauthenticated, h)
+		case d.Allow == nil:
+			d.Allow = &h
+		}
+	}
+	if q.IP.IsValid() {
+		ip := q.IP.Unmap()
+		for _, n := range s.nets {
+			if n.p.Contains(ip) {
+				note(n.e, "client "+ip.String(), true)
+			}
+		}
+	}
+	sender := func(addr, label string, auth bool) {
+		addr = strings.ToLower(strings.Trim(addr, "<> "))
+		_, dom, ok := strings.Cut(addr, "@")
+		if !ok {
+			return
+		}
+		for _, e := range s.addrs[addr] {
+			note(e, label+" "+addr, auth)
+		}
+		s.domainHits(dom, func(e Entry) { note(e, label+" "+addr, auth) })
+	}
+	if q.MailFrom != "" {
+		sender(q.MailFrom, "MAIL FROM", q.MailFromAuth)
+	}
+	for _, a := range q.From {
+		// Only an address in the authenticated domain counts as
+		// authenticated: with several From addresses DMARC judged one.
+		_, dom, _ := strings.Cut(strings.ToLower(a), "@")
+		sender(a, "From", q.FromAuth && dom == strings.ToLower(q.FromDomain))
+	}
+	if len(q.Rcpts) > 0 {
+		var first *Entry
+		all := true
+		for _, r := range q.Rcpts {
+			r = strings.ToLower(strings.Trim(r, "<> "))
+			found := false
+			for _, e := range s.rcpts[r] {
+				if e.Expired(now) {
+					continue
+				}
+				if e.List == Block {
+					note(e, "recipient "+r, true)
+					continue
+				}
+				found = true
+				if first == nil {
+					first = &e
+				}
+			}
+			all = all && found
+		}
+		if all && first != nil {
+			note(*first, "recipient "+strings.Join(q.Rcpts, ", "), true)
+		}
+	}
+	return d
+}
+
+// domainHits calls f for each entry on dom or a parent domain of it.
+func (s *Set) domainHits(dom string, f func(Entry)) {
+	dom = strings.TrimSuffix(dom, ".")
+	for dom != "" {
+		for _, e := range s.domains[dom] {
+			f(e)
+		}
+		_, rest, ok := strings.Cut(dom, ".")
+		if !ok {
+			return
+		}
+		dom = rest
+	}
+}
