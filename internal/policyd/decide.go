@@ -75,6 +75,9 @@ type Response struct {
 	greyReason  string
 	// blocklisted: the blocklists decided, SPF was not asked.
 	blocklisted bool
+	// listHit: the site's allow or block list decided (logged by
+	// logList, not as SPF).
+	listHit bool
 }
 
 // Line is the response as sent to Postfix.
@@ -119,8 +122,9 @@ func (o *Options) action(p RejectPolicy, r spf.Result) Action {
 	return Prepend
 }
 
-// decide runs the checks for one request: skip lists, the DNS
-// blocklists, then SPF in policyd-spf's order, HELO then MAIL FROM.
+// decide runs the checks for one request: the site's allow and block
+// lists, skip lists, the DNS blocklists, then SPF in policyd-spf's
+// order, HELO then MAIL FROM.
 func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 	o := &ru.opts
 	ip, err := netip.ParseAddr(req["client_address"])
@@ -138,6 +142,12 @@ func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 	detail := func() string {
 		return fmt.Sprintf("client-ip=%s; helo=%s; envelope-from=%s; receiver=%s", ip,
 			commentValue(orUnknown(helo)), commentValue(orUnknown(sender)), commentValue(orUnknown(recipient)))
+	}
+	set := s.listSet()
+	if set != nil {
+		if resp := s.checkListsBefore(set, ip, sender, req, detail); resp != nil {
+			return *resp
+		}
 	}
 	for _, skip := range []struct {
 		list    []netip.Prefix
@@ -162,6 +172,9 @@ func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 	}
 	resp := ru.decideSPF(ctx, ip, sender, helo, recipient)
 	resp.allowlisted, resp.greyReason = bl.allowlisted, bl.greyReason
+	if set != nil {
+		s.checkListsAfter(set, ip, sender, &resp, req)
+	}
 	return resp
 }
 

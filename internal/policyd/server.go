@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mailwall/internal/greylist"
+	"mailwall/internal/lists"
 	"mailwall/internal/netguard"
 	"mailwall/internal/spf"
 )
@@ -46,6 +47,7 @@ type Server struct {
 
 	rules    atomic.Pointer[rules]
 	grey     atomic.Pointer[greylist.Greylister] // nil: no greylisting
+	lists    atomic.Pointer[lists.Cache]         // nil: no allow and block lists
 	stop     chan struct{}                       // closed by Shutdown: ends tarpits
 	stopOnce sync.Once
 	log      *slog.Logger
@@ -323,8 +325,15 @@ func (s *Server) serveConn(conn net.Conn, st *connState) {
 				s.logDecision(req, last)
 			}
 			resp = last
-			grey, wait, greylisted := s.greylistStep(ru, last, req)
-			if greylisted {
+			var wait time.Duration
+			grey, listed := s.listRcpt(s.listSet(), last, req)
+			greylisted := false
+			if !listed {
+				grey, wait, greylisted = s.greylistStep(ru, last, req)
+			}
+			if listed && grey.Action != Prepend {
+				resp = grey
+			} else if greylisted {
 				resp = grey
 			} else if resp.Action == Prepend {
 				if headerSent {
@@ -392,7 +401,7 @@ func (s *Server) Decide(req Request) Response {
 }
 
 func (s *Server) logDecision(req Request, resp Response) {
-	if resp.blocklisted || !s.log.Enabled(context.Background(), slog.LevelInfo) {
+	if resp.blocklisted || resp.listHit || !s.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
 	o := resp.Outcome
