@@ -5,6 +5,7 @@ package verdict
 
 import (
 	"fmt"
+	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"mailwall/internal/authres"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
+	"mailwall/internal/lists"
+	"mailwall/internal/spf"
 )
 
 // Finish runs the end-of-message stages (authentication, then the
@@ -41,10 +44,13 @@ func (m *Message) Finish() Result {
 	}
 	m.authenticate()
 	m.analyze()
+	m.applyLists()
 	m.releaseBody()
 	switch {
 	case r.Action == Reject || r.Action == Quarantine || r.DMARC.Result == dmarc.Fail && r.Override == "":
 		r.Verdict = "fail"
+	case r.Action == Accept && r.Stage == "lists":
+		r.Verdict = "pass" // allow-listed: its reason is not a doubt
 	case r.Action == Tag || len(r.Reasons) > 0:
 		r.Verdict = "suspicious"
 	default:
@@ -69,6 +75,69 @@ func (m *Message) Finish() Result {
 		r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Score", fmt.Sprintf(" %d (%s)", r.Score(), foldRules(rules))})
 	}
 	return *r
+}
+
+// ListReply is the reply to mail a block entry matched.
+const ListReply = "550 5.7.1 sender is on this site's block list"
+
+// applyLists applies the site's allow and block lists once
+// authentication and the score are known. A block entry rejects. An
+// allow entry accepts in place of whatever the checks and the score
+// decided, the headers still added; a sender or From entry only for an
+// identity authenticated (internal/lists), and an envelope sender's
+// entry never carries a From that fails DMARC: SPF passing for a bounce
+// domain says nothing of the From a spoofer wrote beside it.
+func (m *Message) applyLists() {
+	r := &m.res
+	set := m.c.Lists.Set()
+	if set.Len() == 0 {
+		return
+	}
+	dmarcFail := r.DMARC.Result == dmarc.Fail && r.Override == ""
+	q := lists.Query{IP: m.env.ClientIP, MailFrom: m.env.MailFrom, From: fromAddresses(m.fields), FromDomain: r.DMARC.HeaderFrom,
+		MailFromAuth: m.env.MailFrom != "" && r.SPF.Result == spf.Pass && r.SPF.Identity == spf.MailFrom && !dmarcFail,
+		FromAuth:     r.DMARC.Result == dmarc.Pass || r.DMARC.Result == dmarc.None && (r.DMARC.DKIMAligned || r.DMARC.SPFAligned),
+		Rcpts:        m.env.Rcpts}
+	d := set.Check(q)
+	switch {
+	case d.Blocked():
+		r.decide(Reject, "lists", d.Block.String(), ListReply)
+		r.Reasons = append(r.Reasons, d.Reasons()[1:]...)
+	case d.Allowed():
+		r.Reasons = append(r.Reasons, d.Reasons()...)
+		if r.Action != Accept && r.Action != "" {
+			r.Reasons = append(r.Reasons, fmt.Sprintf("lists: %s (stage %s) set aside", r.Action, r.Stage))
+		}
+		if dmarcFail {
+			localPolicy(&r.DMARC.Row, Accept)
+		}
+		r.Action, r.Stage, r.Reply = Accept, "lists", ""
+	default:
+		r.Reasons = append(r.Reasons, d.Reasons()...)
+	}
+}
+
+// fromAddresses are the header From addresses, lower case; a From that
+// does not parse gives its domains as "@domain", so that a malformed
+// From cannot dodge a domain's block entry.
+func fromAddresses(fields []dkim.Field) []string {
+	var out []string
+	for _, f := range fields {
+		if !strings.EqualFold(f.Name, "From") {
+			continue
+		}
+		addrs, err := mail.ParseAddressList(strings.TrimSpace(strings.ReplaceAll(f.Value(), "\r\n", "")))
+		if err != nil {
+			for _, d := range fromDomains([]dkim.Field{f}) {
+				out = append(out, "@"+d)
+			}
+			continue
+		}
+		for _, a := range addrs {
+			out = append(out, strings.ToLower(a.Address))
+		}
+	}
+	return out
 }
 
 // foldRules folds the list of rules for a header line.

@@ -23,6 +23,7 @@ import (
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/lists"
 	"mailwall/internal/phish"
 	"mailwall/internal/spf"
 )
@@ -116,7 +117,10 @@ type Checker struct {
 	// Analyzers examine the message after authentication, in order
 	// (the phishing rules, the classifier, ...); the weights of their
 	// hits add up to the score. None: no score.
-	Analyzers  []analysis.Analyzer
+	Analyzers []analysis.Analyzer
+	// Lists are the site's allow and block lists (nil: none), applied
+	// after authentication (decision.go).
+	Lists      *lists.Cache
 	S25R       *conncheck.S25R // nil: no S25R check
 	HeloTables []*conncheck.RegexpTable
 	// Internal networks and authenticated senders are signed, not checked
