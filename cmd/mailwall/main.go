@@ -18,6 +18,7 @@ import (
 
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/lists"
 )
 
 const usage = `mailwall: one program for SPF checking and the DNS to test it.
@@ -62,6 +63,10 @@ Usage:
         make and send what is due now, read received reports from a Maildir, messages or files
   mailwall web password-hash < password | reset-password [--config FILE]
         print the bcrypt hash for web.password_hash, or make a new dashboard password
+  mailwall allow|block add|remove|list [--ip CIDR | --sender ADDR | --domain D | --rcpt ADDR] [--note TEXT] [--expires DURATION] [--json]
+        the site's allow and block lists in the store (sender and domain allow entries apply only when authenticated)
+  mailwall allow|block import --postfix-access FILE [--table client|sender|recipient] | --policyd-spf FILE
+        add a Postfix access table's OK (allow) or REJECT (block) lines, or policyd-spf's Whitelist and Domain_Whitelist
 `
 
 // errUsage makes main exit with status 2.
@@ -110,6 +115,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdReport(ctx, args[1:], stdout, stderr)
 	case "web":
 		err = cmdWeb(ctx, args[1:], stdin, stdout, stderr)
+	case "allow":
+		err = cmdLists(ctx, lists.Allow, args[1:], stdout, stderr)
+	case "block":
+		err = cmdLists(ctx, lists.Block, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

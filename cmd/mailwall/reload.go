@@ -11,6 +11,7 @@ import (
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/greylist"
+	"mailwall/internal/lists"
 	"mailwall/internal/milter"
 	"mailwall/internal/phish"
 	"mailwall/internal/policyd"
@@ -26,6 +27,7 @@ type milterRules struct {
 	timeout time.Duration
 	node    string
 	history phish.History // kept for the next reload
+	lists   *lists.Cache  // kept for the next reload (nil: none)
 	// noReply are the milter stages Postfix need not wait at.
 	noReply uint32
 }
@@ -94,6 +96,8 @@ func (r *reloader) reload() error {
 		if rules, err = newMilterRules(cfg, r.res, r.milter.Load().history); err != nil {
 			return fmt.Errorf("reload: %w", err)
 		}
+		rules.lists = r.milter.Load().lists
+		rules.pipe.Lists = rules.lists
 	}
 	// Everything is built: only now does anything change.
 	r.policy.Reload(checkerFor(cfg, r.res), opts)

@@ -18,6 +18,7 @@ import (
 	"mailwall/internal/dnsx"
 	"mailwall/internal/gcfloor"
 	"mailwall/internal/greylist"
+	"mailwall/internal/lists"
 	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
 	"mailwall/internal/phish"
@@ -124,6 +125,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	srv.SetGreylist(grey)
+	listCache := startLists(ctx, st, log)
+	srv.SetLists(listCache)
 	var (
 		rec   *store.Recorder
 		inbox *reportInbox
@@ -144,7 +147,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer stopFailure()
 		failure.Start(fctx)
 	}
-	msrv, rules, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox, failure: failure}, log, stdout, errc)
+	msrv, rules, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox, failure: failure, lists: listCache}, log, stdout, errc)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -208,6 +211,7 @@ type milterDeps struct {
 	metrics *metrics.Metrics
 	inbox   *reportInbox
 	failure *report.FailureReporter
+	lists   *lists.Cache // nil: no allow and block lists
 }
 
 // startMilter listens for Postfix's milter connections, when configured.
@@ -224,6 +228,7 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 	if err != nil {
 		return nil, nil, err
 	}
+	first.lists, first.pipe.Lists = deps.lists, deps.lists
 	rules := new(atomic.Pointer[milterRules])
 	rules.Store(first)
 	mode, err := strconv.ParseUint(cfg.Milter.UnixMode, 8, 32)
