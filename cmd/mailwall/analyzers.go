@@ -7,13 +7,17 @@ import (
 	"mailwall/internal/analysis"
 	"mailwall/internal/classify"
 	"mailwall/internal/config"
+	"mailwall/internal/dnsbl"
+	"mailwall/internal/dnsx"
 )
 
 // newAnalyzers builds the content analyzers checks.analyzers lists, in
 // its order, those whose section is enabled. This is the one place that
 // knows them: a new analyzer is its package, its config section and a
 // case here. Models are read here, so at start and on every SIGHUP.
-func newAnalyzers(ctx context.Context, cc config.ChecksConfig) ([]analysis.Analyzer, error) {
+// res is the resolver of the analyzers that ask the DNS (dnsbl).
+func newAnalyzers(ctx context.Context, cfg *config.Config, res dnsx.Resolver) ([]analysis.Analyzer, error) {
+	cc := cfg.Checks
 	var out []analysis.Analyzer
 	for _, name := range cc.Analyzers {
 		switch name {
@@ -38,6 +42,14 @@ func newAnalyzers(ctx context.Context, cc config.ChecksConfig) ([]analysis.Analy
 			c.Threshold = cl.Threshold
 			out = append(out, &classify.Analyzer{C: c, Threshold: cl.Threshold, Weight: cl.Weight,
 				StrongThreshold: cl.StrongThreshold, StrongWeight: cl.StrongWeight})
+		case dnsbl.AnalyzerName:
+			a, err := newDNSBLAnalyzer(cfg.DNSBL, res)
+			if err != nil {
+				return nil, err
+			}
+			if a != nil {
+				out = append(out, a)
+			}
 		default:
 			return nil, fmt.Errorf("checks.analyzers: unknown analyzer %q", name)
 		}

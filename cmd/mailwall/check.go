@@ -88,7 +88,7 @@ func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error
 		}
 		c.Sealer = &arc.Sealer{Domain: seal.Domain, Selector: seal.Selector, Key: key, AuthServID: id}
 	}
-	if c.Analyzers, err = newAnalyzers(context.Background(), cc); err != nil {
+	if c.Analyzers, err = newAnalyzers(context.Background(), cfg, res); err != nil {
 		return nil, err
 	}
 	c.Policy.ScoreTag, c.Policy.ScoreQuarantine, c.Policy.ScoreReject = cc.Score.Tag, cc.Score.Quarantine, cc.Score.Reject

@@ -6,6 +6,7 @@ import (
 
 	"mailwall/internal/config"
 	"mailwall/internal/dnsbl"
+	"mailwall/internal/dnsx"
 	"mailwall/internal/policyd"
 )
 
@@ -44,4 +45,41 @@ func blocklistPolicy(cfg *config.Config) policyd.Blocklists {
 		Reply:              d.Reply,
 		ReplyNames:         d.ReplyNames,
 	}
+}
+
+// newDNSBLAnalyzer is the milter's "dnsbl" analyzer on the dnsbl
+// section's lists; nil when none is configured, so the default costs
+// nothing.
+func newDNSBLAnalyzer(d config.DNSBLConfig, res dnsx.Resolver) (*dnsbl.Analyzer, error) {
+	if len(d.IPSites) == 0 && len(d.DomainSites) == 0 {
+		return nil, nil
+	}
+	parse := func(key string, entries []string) ([]dnsbl.Site, error) {
+		var sites []dnsbl.Site
+		for _, e := range entries {
+			s, err := dnsbl.ParseSite(strings.TrimSpace(e))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", key, err)
+			}
+			sites = append(sites, s)
+		}
+		return sites, nil
+	}
+	ip, err := parse("dnsbl.ip_sites", d.IPSites)
+	if err != nil {
+		return nil, err
+	}
+	dom, err := parse("dnsbl.domain_sites", d.DomainSites)
+	if err != nil {
+		return nil, err
+	}
+	// The TXT reason is asked only for a listing, and only the
+	// explanation shows it.
+	c := dnsbl.New(res, dnsbl.Options{IPSites: ip, DomainSites: dom, Timeout: d.Timeout.D(), Budget: d.Budget.D(), TXT: true})
+	// Zones are lower case once parsed; the names' keys are made so.
+	names := make(map[string]string, len(d.ReplyNames))
+	for z, n := range d.ReplyNames {
+		names[strings.ToLower(strings.TrimSuffix(z, "."))] = n
+	}
+	return &dnsbl.Analyzer{C: c, Points: d.ScoreWeight, Names: names}, nil
 }

@@ -279,10 +279,11 @@ type GreylistConfig struct {
 }
 
 // DNSBLConfig is the DNS block and allow lists (internal/dnsbl), asked by
-// the policy server at RCPT.
+// the policy server at RCPT and by the milter's "dnsbl" analyzer.
 type DNSBLConfig struct {
 	IPSites            []string          `yaml:"ip_sites"`
 	DomainSites        []string          `yaml:"domain_sites"`
+	ScoreWeight        int               `yaml:"score_weight"` // the milter score's points per unit of a site's weight
 	Timeout            Duration          `yaml:"timeout"`
 	Budget             Duration          `yaml:"budget"`
 	RejectThreshold    int               `yaml:"reject_threshold"`
@@ -481,7 +482,7 @@ func (c *Config) Validate() error {
 	check(cl.Weight >= 0 && cl.StrongWeight >= 0, "checks.classifier: weights must not be negative")
 	listed := map[string]bool{}
 	for _, a := range c.Checks.Analyzers {
-		check(oneOf(a, "phish", "classifier") && !listed[a], "checks.analyzers: %q is not phish or classifier, or is listed twice", a)
+		check(oneOf(a, "phish", "classifier", "dnsbl") && !listed[a], "checks.analyzers: %q is not phish, classifier or dnsbl, or is listed twice", a)
 		listed[a] = true
 	}
 	for name, on := range map[string]bool{"phish": c.Checks.Phish.Enabled, "classifier": cl.Enabled} {

@@ -10,7 +10,7 @@ func TestDNSBLDefaultsOff(t *testing.T) {
 	if len(d.IPSites) != 0 || len(d.DomainSites) != 0 {
 		t.Errorf("default lists zones: %v %v (their operators' terms apply: the admin must choose)", d.IPSites, d.DomainSites)
 	}
-	if d.RejectThreshold != 1 || d.AllowlistThreshold != 0 || d.Action != "reject" {
+	if d.RejectThreshold != 1 || d.AllowlistThreshold != 0 || d.Action != "reject" || d.ScoreWeight != 20 {
 		t.Errorf("defaults = %+v, want postscreen's threshold 1, allow list off, reject", d)
 	}
 }
@@ -34,6 +34,10 @@ func TestDNSBLValidate(t *testing.T) {
 		{"dnsbl: {reply: \" \"}", "dnsbl.reply"},
 		{"dnsbl: {reply_names: {\"k.zen.example\": \"a\\nb\"}}", "reply_names"},
 		{"dnsbl: {no_such_key: 1}", "no_such_key"},
+		{"dnsbl: {score_weight: 0}", "dnsbl.score_weight"},
+		{"dnsbl: {score_weight: 101}", "dnsbl.score_weight"},
+		{"checks: {analyzers: [dnsbl, dnsbl]}", "checks.analyzers"},
+		{"checks: {analyzers: [dnsbl, phish]}", ""},
 	} {
 		_, err := Parse([]byte(tc.yaml))
 		switch {

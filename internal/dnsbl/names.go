@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/idna"
@@ -18,21 +19,23 @@ const hexDigits = "0123456789abcdef"
 // given: callers unmap IPv4-mapped addresses (a client's) but the IPv6
 // test point ::FFFF:7F00:2 (RFC 5782 §5) must stay mapped.
 func ipQueryName(ip netip.Addr, zone string) string {
-	var b strings.Builder
+	// One allocation: this runs for every zone of every check.
+	var b []byte
 	if ip.Is4() {
 		a := ip.As4()
-		fmt.Fprintf(&b, "%d.%d.%d.%d.", a[3], a[2], a[1], a[0])
+		b = make([]byte, 0, 16+len(zone))
+		for i := 3; i >= 0; i-- {
+			b = strconv.AppendUint(b, uint64(a[i]), 10)
+			b = append(b, '.')
+		}
 	} else {
 		a := ip.As16()
+		b = make([]byte, 0, 64+len(zone))
 		for i := len(a) - 1; i >= 0; i-- {
-			b.WriteByte(hexDigits[a[i]&0xf])
-			b.WriteByte('.')
-			b.WriteByte(hexDigits[a[i]>>4])
-			b.WriteByte('.')
+			b = append(b, hexDigits[a[i]&0xf], '.', hexDigits[a[i]>>4], '.')
 		}
 	}
-	b.WriteString(zone)
-	return b.String()
+	return string(append(b, zone...))
 }
 
 // maxName is the longest name in presentation form without the trailing

@@ -75,7 +75,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		dnsbl: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailwall_dnsbl_lookups_total",
-			Help: "DNS blocklist lookups of client addresses by zone and outcome: listed, not_listed, error (timeout, SERVFAIL, budget spent: never a listing), refused (the list's refusal codes, REFUSED, answers outside 127/8: needs the admin).",
+			Help: "DNS blocklist checks by zone and outcome, one a zone per policy request (the client) and per milter message (the client and the message's domains): listed, not_listed, error (timeout, SERVFAIL, budget spent: never a listing), refused (the list's refusal codes, REFUSED, answers outside 127/8: needs the admin).",
 		}, []string{"zone", "outcome"}),
 		dnsblAct: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailwall_dnsbl_actions_total",
@@ -124,6 +124,15 @@ func (m *Metrics) Message(r *verdict.Result, took time.Duration) {
 	count("arc", string(r.ARC.Result))
 	if r.Phish != nil {
 		count("phish", phishBand(r.Phish.Score))
+	}
+	// The milter's dnsbl analyzer: each zone's outcome, as the policy
+	// server's checks count theirs.
+	for _, a := range r.Analyses {
+		if z, ok := a.Report.(interface{ ZoneOutcomes() map[string]string }); ok {
+			for zone, outcome := range z.ZoneOutcomes() {
+				m.dnsbl.WithLabelValues(zone, outcome).Inc()
+			}
+		}
 	}
 }
 
