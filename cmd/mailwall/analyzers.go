@@ -35,6 +35,13 @@ func newAnalyzers(ctx context.Context, cfg *config.Config, res dnsx.Resolver) ([
 			if !cl.Enabled {
 				continue
 			}
+			if cl.Source == "store" {
+				// Its model is read from the store by storeModels,
+				// once the store is open.
+				out = append(out, &classify.Analyzer{Threshold: cl.Threshold, Weight: cl.Weight,
+					StrongThreshold: cl.StrongThreshold, StrongWeight: cl.StrongWeight})
+				continue
+			}
 			c, err := classify.LoadFile(ctx, cl.Model, cl.Kind)
 			if err != nil {
 				return nil, fmt.Errorf("checks.classifier.model: %w", err)

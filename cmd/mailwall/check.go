@@ -159,6 +159,11 @@ func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout
 	if err != nil {
 		return err
 	}
+	closeStore, err := checkStoreModels(ctx, pipe.Analyzers, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	env := verdict.Envelope{ClientIP: ip, Helo: *helo, MailFrom: strings.Trim(*sender, "<>"), AuthUser: *auth}
 	if *rcpt != "" {
 		env.Rcpts = []string{strings.Trim(*rcpt, "<>")}

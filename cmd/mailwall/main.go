@@ -36,6 +36,8 @@ Usage:
         print the embedded defaults, or check a config file
   mailwall check-message --ip IP --helo NAME --sender ADDR [--rcpt ADDR] [--auth USER] [--dns HOST:PORT] [--json] < message
         run the receive pipeline offline and print the headers it would add
+  mailwall learn spam|ham [--rcpt ADDR] < message | learn --maildir DIR --as spam|ham | learn --import FILE | unlearn spam|ham < message
+        teach the store's classifier model (checks.classifier.source: store); a running serve reads it at its next refresh
   mailwall import [--policyd-spf FILE] [--opendkim FILE] [--opendmarc FILE] [--main-cf FILE] [--out FILE|-] [--force]
         read policyd-spf, OpenDKIM, OpenDMARC and Postfix settings (Debian's paths by default),
         write a mailwall config that behaves the same and print what each setting became
@@ -103,6 +105,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdPostfixConfig(args[1:], stdout, stderr)
 	case "check-message":
 		err = cmdCheckMessage(ctx, args[1:], stdin, stdout, stderr)
+	case "learn", "unlearn":
+		err = cmdLearn(ctx, args[1:], args[0] == "unlearn", stdin, stdout, stderr)
 	case "domain":
 		err = cmdDomain(ctx, args[1:], stdout, stderr)
 	case "send-test":

@@ -44,6 +44,10 @@ func newMilterRules(cfg *config.Config, res dnsx.Resolver, history phish.History
 			p.History = history
 		}
 	}
+	// The store is the history; a classifier's model may live there.
+	if err := storeModels(pipe.Analyzers, cfg, history); err != nil {
+		return nil, err
+	}
 	// The pipeline decides at HELO, when a HELO rule can refuse, and
 	// otherwise at end of message only.
 	noReply := milter.ProtoNRConn | milter.ProtoNRMail | milter.ProtoNRRcpt | milter.ProtoNREOH

@@ -117,6 +117,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "mailwall: store %s\n", st.Name())
 		}
 	}
+	// Users' Junk folders teach the store's model (stopped before the
+	// store closes).
+	defer startJunkWatcher(ctx, cfg, st, log)()
 	// Greylisting starts once the store is open (the listeners opened
 	// first answer without it for that long).
 	grey, err := newGreylister(cfg, st, resolver, log)

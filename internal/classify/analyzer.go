@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"mailwall/internal/analysis"
 )
@@ -22,6 +23,12 @@ type Analyzer struct {
 	C                          *Classifier
 	Threshold, StrongThreshold float64
 	Weight, StrongWeight       int
+	// Shared, when set, is the model in the store that classifies in
+	// C's place; a message that finds its copy older than Shared.Every
+	// starts a refresh in the background (never waiting for it).
+	Shared *Shared
+	// RefreshError hears of a failed refresh (may be nil).
+	RefreshError func(error)
 }
 
 // Report is what the classifier said of a message, for check-message
@@ -38,8 +45,16 @@ func (a *Analyzer) Name() string { return "classifier" }
 // authentication outcomes, the aligned identities and the earlier
 // analyzers' hits as features beside it.
 func (a *Analyzer) Analyze(_ context.Context, m *analysis.Message) analysis.Result {
+	c := a.C
+	if a.Shared != nil {
+		a.Shared.RefreshInBackground(time.Now(), a.RefreshError)
+		c = a.Shared.C
+	}
+	if c == nil {
+		return analysis.Result{} // a store model not attached: no store
+	}
 	msg := Message{Fields: m.Fields, Body: m.Body, Recipients: m.Rcpts, Content: m.Content(), Extra: Extras(m)}
-	r := a.C.Classify(&msg)
+	r := c.Classify(&msg)
 	rep := &Report{Result: r, Explanation: r.String()}
 	w := 0
 	switch {

@@ -36,7 +36,8 @@ type CountStore interface {
 	// features fall in buckets (a bucket listed twice counts twice), in
 	// one transaction. key identifies the message so that it is not
 	// learnt twice ("": not recorded); class is "junk" or "ham", or ""
-	// to forget what was learnt of key. A key learnt before as the other
+	// to forget what was learnt of key ("!junk", "!ham": only if it was
+	// learnt as that class). A key learnt before as the other
 	// class is unlearnt first (a user who changed their mind); as the
 	// same class, nothing changes. prev is key's class before ("" none)
 	// and changed whether anything was written.
@@ -164,7 +165,8 @@ type LearnOutcome struct {
 }
 
 // Learn teaches msg, whose raw form is raw, as class: "spam" or "phish"
-// (junk), "ham", or "" to forget it. The message is known by MessageKey.
+// (junk), "ham", or "" to forget it ("!spam", "!ham": only if it was
+// learnt so). The message is known by MessageKey.
 func (l *Learner) Learn(ctx context.Context, raw []byte, msg *Message, class string) (LearnOutcome, error) {
 	c := ""
 	switch class {
@@ -172,7 +174,10 @@ func (l *Learner) Learn(ctx context.Context, raw []byte, msg *Message, class str
 		c = "junk"
 	case "ham":
 		c = "ham"
-	case "":
+	case "", "!junk", "!ham":
+		c = class
+	case "!spam", "!phish":
+		c = "!junk"
 	default:
 		return LearnOutcome{}, fmt.Errorf("classify: class %q (spam, ham)", class)
 	}

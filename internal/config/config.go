@@ -164,6 +164,27 @@ type ClassifierConfig struct {
 	Weight          int     `yaml:"weight"`
 	StrongThreshold float64 `yaml:"strong_threshold"`
 	StrongWeight    int     `yaml:"strong_weight"`
+	// Source is where the model is read: "file" (Model) or "store"
+	// (the store's model, which mailwall learn and the Maildir watcher
+	// teach, re-read every Refresh).
+	Source  string                `yaml:"source"`
+	Refresh Duration              `yaml:"refresh"`
+	Learn   ClassifierLearnConfig `yaml:"learn"`
+}
+
+// ClassifierLearnConfig is learning from users' Maildir folders: a
+// message that appears in a Junk folder is learnt as spam, one moved
+// from Junk to the inbox as ham.
+type ClassifierLearnConfig struct {
+	Maildirs   []LearnMaildirConfig `yaml:"maildirs"`
+	Interval   Duration             `yaml:"interval"`
+	MaxPerPass int                  `yaml:"max_per_pass"`
+}
+
+// LearnMaildirConfig is one user's Maildir and its Junk folder.
+type LearnMaildirConfig struct {
+	Path string `yaml:"path"`
+	Junk string `yaml:"junk"`
 }
 
 // DKIMConfig is DKIM verification; its budget covers ARC's too.
@@ -475,7 +496,14 @@ func (c *Config) Validate() error {
 		check(b.Name != "" && len(b.Domains) > 0, "checks.phish.brands[%d]: name and domains are required", i)
 	}
 	cl := c.Checks.Classifier
-	check(!cl.Enabled || cl.Model != "", "checks.classifier.model: a model file is required when the classifier is enabled (make model writes internal/classify/starter/bayes.model)")
+	check(oneOf(cl.Source, "file", "store"), "checks.classifier.source: %q is not file or store", cl.Source)
+	check(!cl.Enabled || cl.Source == "store" || cl.Model != "", "checks.classifier.model: a model file is required when the classifier is enabled (make model writes internal/classify/starter/bayes.model)")
+	check(!cl.Enabled || cl.Source != "store" || c.Store.DSN != "", "checks.classifier.source: store needs a store (store.dsn)")
+	check(cl.Refresh.D() >= time.Second, "checks.classifier.refresh: %s is under 1s", cl.Refresh.D())
+	check(cl.Learn.Interval.D() >= time.Second && cl.Learn.MaxPerPass > 0, "checks.classifier.learn: interval must be at least 1s and max_per_pass positive")
+	for i, m := range cl.Learn.Maildirs {
+		check(m.Path != "" && m.Junk != "" && !strings.Contains(m.Junk, "/"), "checks.classifier.learn.maildirs[%d]: path and junk (a folder name such as .Junk) are required", i)
+	}
 	check(oneOf(cl.Kind, "bayes", "ftrl"), "checks.classifier.kind: %q is not bayes or ftrl", cl.Kind)
 	check(cl.Threshold > 0 && cl.Threshold < 1 && cl.Threshold <= cl.StrongThreshold && cl.StrongThreshold < 1,
 		"checks.classifier: want 0 < threshold (%g) <= strong_threshold (%g) < 1", cl.Threshold, cl.StrongThreshold)

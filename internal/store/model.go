@@ -50,6 +50,10 @@ func column(class string) (string, error) {
 // LearnCounts implements classify.CountStore: one transaction, one
 // statement per 512 buckets.
 func (s *Store) LearnCounts(ctx context.Context, name string, bits int, key, class string, buckets []uint32) (prev string, changed bool, err error) {
+	only, forget := strings.CutPrefix(class, "!")
+	if forget {
+		class = ""
+	}
 	if class != "" {
 		if _, err := column(class); err != nil {
 			return "", false, err
@@ -71,7 +75,7 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, key, cla
 			return "", false, fmt.Errorf("store: model %s: %w", name, err)
 		}
 	}
-	if prev == class || (class == "" && key == "") {
+	if prev == class || (class == "" && key == "") || (forget && prev != only) {
 		return prev, false, nil // learnt so already, or nothing known to forget
 	}
 	counts := map[uint32]int64{}
