@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mailwall/internal/milter"
+)
+
+// bmZones writes the zones of the milter blocklist test: bm.test, whose
+// SPF passes all of loopback and which has no DMARC record (the score
+// decides); zen.bm.test lists the client 127.0.0.61 with a reason;
+// dbl.bm.test lists the domain evil-bm.test.
+func bmZones(t *testing.T, dir string) []string {
+	t.Helper()
+	soa := func(o string) string {
+		return "$ORIGIN " + o + "\n$TTL 300\n@ IN SOA ns1.bm.test. hostmaster.bm.test. ( 1 3600 600 86400 60 )\n@ IN NS ns1.bm.test.\n"
+	}
+	files := map[string]string{
+		"bm.test.zone":     soa("bm.test.") + "@ IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\nns1 IN A 127.0.0.1\n",
+		"zen.bm.test.zone": soa("zen.bm.test.") + "61.0.0.127 IN A 127.0.0.2\n61.0.0.127 IN TXT \"listed in the lab\"\n",
+		"dbl.bm.test.zone": soa("dbl.bm.test.") + "evil-bm.test IN A 127.0.1.2\n",
+	}
+	var paths []string
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// bmSend runs one milter session from client ip for alice@bm.test with
+// body, and returns X-Mailwall-Score and the end-of-message reply.
+func bmSend(t *testing.T, addr, ip, queueID, body string) (string, milter.Reply) {
+	t.Helper()
+	c, err := milter.Dial("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	step := func(name string, r milter.Reply, err error) {
+		if err != nil || r.Code != 'c' {
+			t.Fatalf("%s: %v %v", name, r, err)
+		}
+	}
+	r, err := c.Connect("host.bm.test", netip.MustParseAddr(ip), 40000)
+	step("connect", r, err)
+	r, err = c.Helo("host.bm.test")
+	step("helo", r, err)
+	c.Macro('M', "i", queueID)
+	r, err = c.Mail("<alice@bm.test>")
+	step("mail", r, err)
+	r, err = c.Rcpt("<bob@rcpt.test>")
+	step("rcpt", r, err)
+	for _, h := range [][2]string{{"From", "Alice <alice@bm.test>"}, {"To", "bob@rcpt.test"}, {"Subject", "invoice " + queueID}, {"Message-ID", "<" + queueID + "@bm.test>"}} {
+		if _, err := c.Header(h[0], h[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.EndOfHeaders(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Body([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	mods, reply, err := c.EndOfMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return header(mods, "X-Mailwall-Score"), reply
+}
+
+// TestDNSBLMilter: serve with a lab IP list and a lab domain list (the
+// dnsbl analyzer is in the default checks.analyzers): a message linking
+// to a listed domain gets dnsbl:dbl.bm.test=40 (weight 2 × score_weight
+// 20) in X-Mailwall-Score, one from a listed client dnsbl:zen.bm.test=60,
+// a clean one neither; each zone's outcome is counted in /metrics.
+func TestDNSBLMilter(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-dnsbl-milter-")
+	dns, _ := startLabDNS(t, bin, bmZones(t, root)...)
+	d := startDaemon(t, bin, root, daemonSetup{dns: dns, dnsTimeout: "2s",
+		extra: "dnsbl:\n  ip_sites: [\"zen.bm.test*3\"]\n  domain_sites: [\"dbl.bm.test*2\"]\n  action: none\n"})
+
+	link := "Your invoice is ready: https://www.evil-bm.test/pay?id=1 (or https://bm.test/help).\r\n"
+	plain := "Your invoice is attached.\r\n"
+	score, reply := bmSend(t, d.milter, "127.0.0.62", "BM1", link)
+	t.Logf("listed link: X-Mailwall-Score:%s", score)
+	if !strings.Contains(score, "dnsbl:dbl.bm.test=40") || strings.Contains(score, "zen.bm.test") {
+		t.Errorf("listed link: X-Mailwall-Score:%s (reply %c), want dnsbl:dbl.bm.test=40 only\n%s", score, reply.Code, d.log())
+	}
+	score, reply = bmSend(t, d.milter, "127.0.0.61", "BM2", plain)
+	t.Logf("listed client: X-Mailwall-Score:%s", score)
+	if !strings.Contains(score, "dnsbl:zen.bm.test=60") || strings.Contains(score, "dbl.bm.test") {
+		t.Errorf("listed client: X-Mailwall-Score:%s (reply %c), want dnsbl:zen.bm.test=60 only", score, reply.Code)
+	}
+	score, _ = bmSend(t, d.milter, "127.0.0.62", "BM3", plain)
+	if strings.Contains(score, "dnsbl") {
+		t.Errorf("clean: X-Mailwall-Score:%s, want no dnsbl hit", score)
+	}
+	for sample, want := range map[string]float64{
+		`mailwall_dnsbl_lookups_total{outcome="listed",zone="dbl.bm.test"}`:     1,
+		`mailwall_dnsbl_lookups_total{outcome="not_listed",zone="dbl.bm.test"}`: 2,
+		`mailwall_dnsbl_lookups_total{outcome="listed",zone="zen.bm.test"}`:     1,
+		`mailwall_dnsbl_lookups_total{outcome="not_listed",zone="zen.bm.test"}`: 2,
+	} {
+		if got := d.metric(t, sample); got != want {
+			t.Errorf("%s = %v, want %v", sample, got, want)
+		}
+	}
+	d.alive(t)
+}
+
+// TestDNSBLMilterTimeout: a domain list that never answers costs a
+// message at most the dnsbl budget (300 ms here), adds no hit, does not
+// hold or refuse the mail, and is counted as an error.
+func TestDNSBLMilterTimeout(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-dnsbl-milter-slow-")
+	lab, _ := startLabDNS(t, bin, bmZones(t, root)...)
+	d := startDaemon(t, bin, root, daemonSetup{dns: blDropProxy(t, lab, "slow.bm.test."), dnsTimeout: "2s",
+		extra: "dnsbl:\n  domain_sites: [\"slow.bm.test*5\"]\n  timeout: 300ms\n  budget: 300ms\n"})
+	link := "Your invoice is ready: https://www.evil-bm.test/pay?id=1\r\n"
+	bmSend(t, d.milter, "127.0.0.62", "BMW", link) // warm the cache for SPF and the rest
+	start := time.Now()
+	score, reply := bmSend(t, d.milter, "127.0.0.62", "BMT", link)
+	took := time.Since(start)
+	t.Logf("a list that never answers: %s, X-Mailwall-Score:%s", took, score)
+	if took > 2*time.Second || strings.Contains(score, "dnsbl") || !accepted(reply) {
+		t.Errorf("took %s, X-Mailwall-Score:%s, reply %c: want within the 300 ms budget (and slack), no hit, accepted", took, score, reply.Code)
+	}
+	if got := d.metric(t, `mailwall_dnsbl_lookups_total{outcome="error",zone="slow.bm.test"}`); got != 2 {
+		t.Errorf("errors counted: %v, want 2", got)
+	}
+}
