@@ -105,7 +105,7 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 // attacker cannot vary freely first: the header's and envelope's
 // domains, then the links' hosts (at most MaxLinks distinct ones).
 func (a *Analyzer) sources(m *analysis.Message) []source {
-	var out []source
+	out := make([]source, 0, 8)
 	from := m.HeaderFrom
 	if from == "" {
 		if ds := fieldDomains(m.Fields, "From"); len(ds) > 0 {
@@ -214,12 +214,6 @@ func fieldDomains(fields []dkim.Field, name string) []string {
 		rest = rest[end:]
 	}
 	return out
-}
-
-// mayBeIP is a cheap test before ipLiteral: a host name has a letter
-// and neither '[' nor ':'.
-func mayBeIP(h string) bool {
-	return strings.ContainsAny(h, "[:") || strings.Trim(h, "0123456789.") == ""
 }
 
 // labels maps each name the Checker asks (normalized; a host's

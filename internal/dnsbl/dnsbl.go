@@ -352,7 +352,7 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 	res := &Result{Dropped: n.dropped, Invalid: n.invalid}
 	c.dropped.Add(uint64(n.dropped))
 
-	var jobs []job
+	jobs := make([]job, 0, len(n.ips)*len(c.ipZones)+len(n.domains)*len(c.domZones))
 	for _, ip := range n.ips {
 		subject := ip.String()
 		for i := range c.ipZones {
@@ -375,7 +375,14 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 		return res
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Budget)
+	// When every question starts at once (one wave of workers), the
+	// check's own deadline, the budget or the per-query timeout whichever
+	// comes first, bounds each query too: no context per query.
+	limit, perQuery := c.opts.Budget, true
+	if len(jobs) <= c.opts.Concurrency && c.opts.Timeout <= limit {
+		limit, perQuery = c.opts.Timeout, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	type outcome struct {
 		hits []Hit
@@ -390,7 +397,7 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 			if i >= len(jobs) {
 				return
 			}
-			out[i].hits, out[i].err = c.ask(ctx, jobs[i])
+			out[i].hits, out[i].err = c.ask(ctx, jobs[i], perQuery)
 		}
 	}
 	// The caller is one of the workers: answers from the cache need no
@@ -419,7 +426,7 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 }
 
 // ask makes one A query and reads it through the zone's sites.
-func (c *Checker) ask(ctx context.Context, j job) ([]Hit, *LookupError) {
+func (c *Checker) ask(ctx context.Context, j job, perQuery bool) ([]Hit, *LookupError) {
 	lerr := func(kind ErrorKind, answers []netip.Addr, err error) *LookupError {
 		e := &LookupError{Subject: j.subject, Zone: j.zone.name, Kind: kind, Answers: answers, Err: err}
 		switch kind {
@@ -445,8 +452,12 @@ func (c *Checker) ask(ctx context.Context, j job) ([]Hit, *LookupError) {
 		return nil, lerr(TempError, nil, fmt.Errorf("budget of %s spent waiting for one of %d query slots: %w", c.opts.Budget, c.opts.MaxInFlight, dnsx.ErrTimeout))
 	}
 	c.queries.Add(1)
-	qctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	defer cancel()
+	qctx := ctx
+	if perQuery {
+		var cancel context.CancelFunc
+		qctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
 	ans, err := c.r.Query(qctx, j.qname, dns.TypeA)
 	if err != nil {
 		// dnsx reports an RCODE other than NOERROR and NXDOMAIN as

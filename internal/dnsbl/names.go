@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,8 +57,13 @@ func NormalizeDomain(name string) (string, error) {
 		return "", errors.New("dnsbl: domain too long")
 	}
 	// idna.Lookup maps case and full-width dots and refuses what UTS #46
-	// refuses; ASCII names pass through lower-cased.
-	a, err := idna.Lookup.ToASCII(name)
+	// refuses; ASCII names pass through lower-cased. Names already in
+	// that form (most) skip it: it allocates, and this runs for every
+	// name of every message. A-labels (xn--) are always checked.
+	a, err := name, error(nil)
+	if !plainLDH(name) {
+		a, err = idna.Lookup.ToASCII(name)
+	}
 	if err != nil {
 		// Names with '_' (seen in real hosts) fail the STD3 rules; keep
 		// them when they are otherwise plain ASCII.
@@ -79,6 +85,25 @@ func NormalizeDomain(name string) (string, error) {
 		}
 	}
 	return a, nil
+}
+
+// plainLDH reports whether s is lower-case letters, digits, '-' and
+// '.' only, without an A-label: what idna.Lookup.ToASCII returns as it
+// is (the labels are checked after).
+func plainLDH(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return !strings.Contains(s, "xn--")
+}
+
+// mayBeIP is a cheap test before ipLiteral: a host name has a letter
+// and neither '[' nor ':'.
+func mayBeIP(h string) bool {
+	return strings.ContainsAny(h, "[:") || strings.Trim(h, "0123456789.") == ""
 }
 
 func isASCII(s string) bool {
@@ -124,13 +149,20 @@ func collect(hosts []string, max int) names {
 	seenIP := map[netip.Addr]bool{}
 	seen := map[string]bool{}
 	var regs, full []string
-	for _, h := range hosts {
-		if ip, ok := ipLiteral(h); ok {
-			if !seenIP[ip] {
-				seenIP[ip] = true
-				n.ips = append(n.ips, ip)
-			}
+	for i, h := range hosts {
+		// The same name often comes twice (From, DKIM d=, MAIL FROM):
+		// normalize it once. Linear: callers pass a few dozen names.
+		if i < 64 && slices.Contains(hosts[:i], h) {
 			continue
+		}
+		if mayBeIP(h) {
+			if ip, ok := ipLiteral(h); ok {
+				if !seenIP[ip] {
+					seenIP[ip] = true
+					n.ips = append(n.ips, ip)
+				}
+				continue
+			}
 		}
 		d, err := NormalizeDomain(h)
 		if err != nil {

@@ -58,14 +58,14 @@ func (c *Checker) testPair(ctx context.Context, z *zone, yes, yesName, no, noNam
 	defer cancel()
 	// A bare site with no filter: any non-error answer lists.
 	bare := &zone{name: z.name, sites: []Site{{Zone: z.name, Weight: 1}}}
-	hits, lerr := c.ask(ctx, job{subject: yesName, qname: yes, zone: bare})
+	hits, lerr := c.ask(ctx, job{subject: yesName, qname: yes, zone: bare}, true)
 	if lerr != nil {
 		return fmt.Errorf("dnsbl: %s: test point %s: %w", z.name, yesName, lerr)
 	}
 	if len(hits) == 0 {
 		return fmt.Errorf("dnsbl: %s: test point %s is not listed (RFC 5782 §5 says it must be)", z.name, yesName)
 	}
-	hits, lerr = c.ask(ctx, job{subject: noName, qname: no, zone: bare})
+	hits, lerr = c.ask(ctx, job{subject: noName, qname: no, zone: bare}, true)
 	if lerr != nil {
 		return fmt.Errorf("dnsbl: %s: test point %s: %w", z.name, noName, lerr)
 	}
