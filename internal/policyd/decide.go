@@ -144,6 +144,11 @@ func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 			commentValue(orUnknown(helo)), commentValue(orUnknown(sender)), commentValue(orUnknown(recipient)))
 	}
 	set := s.listSet()
+	if req["sasl_username"] != "" {
+		// Our own users, wherever they roam (as the blocklists): a
+		// client network blocked for spam must not refuse them.
+		set = nil
+	}
 	if set != nil {
 		if resp := s.checkListsBefore(set, ip, sender, req, detail); resp != nil {
 			return *resp

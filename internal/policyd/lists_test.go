@@ -72,6 +72,21 @@ func TestListsAtRCPT(t *testing.T) {
 	}
 }
 
+// TestListsSkipAuthenticated: our own users are not refused for the
+// network they roam on (as the blocklists do).
+func TestListsSkipAuthenticated(t *testing.T) {
+	srv := New(&spf.Checker{Resolver: labResolver(t)}, Options{HideReceiver: true}, 100, quiet)
+	srv.SetLists(listCache(t, lists.Entry{List: lists.Block, Kind: lists.IP, Value: "127.0.0.9"}))
+	req := Request{"client_address": "127.0.0.9", "helo_name": "roaming.test", "sender": "a@stranger.test"}
+	if got := srv.Decide(req); got.Action != Reject {
+		t.Fatalf("unauthenticated: %s", got.Line())
+	}
+	req["sasl_username"] = "alice"
+	if got := srv.Decide(req); got.Action != Prepend {
+		t.Errorf("authenticated: %s", got.Line())
+	}
+}
+
 // TestListsSpoofedSenderAtRCPT: an allowed MAIL FROM that fails SPF (a
 // spoof) is rejected by SPF as it would be without the entry.
 func TestListsSpoofedSenderAtRCPT(t *testing.T) {

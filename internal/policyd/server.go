@@ -326,7 +326,10 @@ func (s *Server) serveConn(conn net.Conn, st *connState) {
 			}
 			resp = last
 			var wait time.Duration
-			grey, listed := s.listRcpt(s.listSet(), last, req)
+			grey, listed := Response{}, false
+			if req["sasl_username"] == "" {
+				grey, listed = s.listRcpt(s.listSet(), last, req)
+			}
 			greylisted := false
 			if !listed {
 				grey, wait, greylisted = s.greylistStep(ru, last, req)
