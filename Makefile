@@ -25,6 +25,7 @@ FUZZ_TARGETS = \
 	internal/spf:FuzzParse \
 	internal/spf:FuzzExplanation \
 	internal/policyd:FuzzReadRequest \
+	internal/migrate:FuzzReadAccess \
 	internal/greylist:FuzzNormalizeSender \
 	internal/labdns:FuzzParseZoneFile \
 	internal/dnsx:FuzzTXTEscapes \

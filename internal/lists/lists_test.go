@@ -63,11 +63,11 @@ func TestCheck(t *testing.T) {
 	}
 	ip := netip.MustParseAddr
 	for _, c := range []struct {
-		name  string
-		q     Query
-		want  string // "allow", "block" or ""
-		entry string // the deciding entry's value
-		unauth int   // allow entries that matched unauthenticated
+		name   string
+		q      Query
+		want   string // "allow", "block" or ""
+		entry  string // the deciding entry's value
+		unauth int    // allow entries that matched unauthenticated
 	}{
 		{"allowed network", Query{IP: ip("198.51.100.200")}, "allow", "198.51.100.0/24", 0},
 		{"allowed network, mapped address", Query{IP: ip("::ffff:198.51.100.7")}, "allow", "198.51.100.0/24", 0},
