@@ -37,6 +37,7 @@ FUZZ_TARGETS = \
 	internal/arc:FuzzValidate \
 	internal/phish:FuzzCheck \
 	internal/dnsbl:FuzzParseSites \
+	internal/dnsbl:FuzzNormalizeDomainFastPath \
 	internal/phish:FuzzMailbox \
 	internal/authres:FuzzParse \
 	internal/dmarc:FuzzParseRecord \

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/net/idna"
+
 	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
@@ -196,4 +198,27 @@ type stuck struct{}
 func (stuck) Query(ctx context.Context, _ string, _ uint16) (*dnsx.Answer, error) {
 	<-ctx.Done()
 	return nil, dnsx.ErrTimeout
+}
+
+// FuzzNormalizeDomainFastPath: the fast path for names already in
+// lower-case LDH form gives what going through IDNA gave (its answer,
+// or for an ASCII name it refuses, the name as it is).
+func FuzzNormalizeDomainFastPath(f *testing.F) {
+	for _, s := range []string{"example.test", "a-b.c0.example", "-bad.example", "a..b", "xn--bcher-kva.example", "xn--zz.example", "1.2.3.4", "a.b-", "000.0.", "00--0.0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if !plainLDH(name) {
+			return
+		}
+		got, err := NormalizeDomain(name)
+		trimmed := strings.TrimSuffix(name, ".")
+		want, werr := idna.Lookup.ToASCII(trimmed)
+		if werr != nil {
+			want = trimmed
+		}
+		if err == nil && got != want {
+			t.Fatalf("%q: fast path %q, idna %q %v", name, got, want, werr)
+		}
+	})
 }
