@@ -134,3 +134,19 @@ func BenchmarkCheck(b *testing.B) {
 		set.Check(q)
 	}
 }
+
+// TestCheckMostSpecific: of several networks holding the client, the
+// longest prefix is the one reported.
+func TestCheckMostSpecific(t *testing.T) {
+	set := Compile([]Entry{{List: Allow, Kind: IP, Value: "10.0.0.0/8"}, {List: Allow, Kind: IP, Value: "10.1.2.0/24"},
+		{List: Allow, Kind: IP, Value: "10.1.0.0/16"}, {List: Allow, Kind: IP, Value: "::/0"}})
+	if d := set.Check(Query{IP: netip.MustParseAddr("10.1.2.3")}); d.Allow == nil || d.Allow.Entry.Value != "10.1.2.0/24" {
+		t.Errorf("got %+v", d.Allow)
+	}
+	if d := set.Check(Query{IP: netip.MustParseAddr("10.9.9.9")}); d.Allow == nil || d.Allow.Entry.Value != "10.0.0.0/8" {
+		t.Errorf("got %+v", d.Allow)
+	}
+	if d := set.Check(Query{IP: netip.MustParseAddr("2001:db8::1")}); d.Allow == nil || d.Allow.Entry.Value != "::/0" {
+		t.Errorf("v6: got %+v", d.Allow)
+	}
+}

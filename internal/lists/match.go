@@ -3,6 +3,7 @@ package lists
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -10,22 +11,21 @@ import (
 // Set is a snapshot of both lists compiled for matching. The zero Set
 // and a nil *Set match nothing.
 type Set struct {
-	nets    []netEntry
-	addrs   map[string][]Entry
-	domains map[string][]Entry
-	rcpts   map[string][]Entry
-	n       int
-}
-
-type netEntry struct {
-	p netip.Prefix
-	e Entry
+	// nets are the IP entries by prefix, and bits the prefix lengths in
+	// use (IPv4 and IPv6 apart): a lookup is one map access per length,
+	// whatever the number of entries.
+	nets         map[netip.Prefix][]Entry
+	bits4, bits6 []int
+	addrs        map[string][]Entry
+	domains      map[string][]Entry
+	rcpts        map[string][]Entry
+	n            int
 }
 
 // Compile builds a Set from entries (already normalized, as the store
 // keeps them; an entry that does not normalize is skipped).
 func Compile(entries []Entry) *Set {
-	s := &Set{addrs: map[string][]Entry{}, domains: map[string][]Entry{}, rcpts: map[string][]Entry{}}
+	s := &Set{nets: map[netip.Prefix][]Entry{}, addrs: map[string][]Entry{}, domains: map[string][]Entry{}, rcpts: map[string][]Entry{}}
 	for _, e := range entries {
 		v, err := Normalize(e.Kind, e.Value)
 		if err != nil || (e.List != Allow && e.List != Block) {
@@ -35,7 +35,15 @@ func Compile(entries []Entry) *Set {
 		s.n++
 		switch e.Kind {
 		case IP:
-			s.nets = append(s.nets, netEntry{netip.MustParsePrefix(v), e})
+			p := netip.MustParsePrefix(v)
+			if len(s.nets[p]) == 0 {
+				if p.Addr().Is4() {
+					s.bits4 = addBits(s.bits4, p.Bits())
+				} else {
+					s.bits6 = addBits(s.bits6, p.Bits())
+				}
+			}
+			s.nets[p] = append(s.nets[p], e)
 		case Sender:
 			s.addrs[v] = append(s.addrs[v], e)
 		case Domain:
@@ -156,9 +164,14 @@ func (s *Set) Check(q Query) Decision {
 	}
 	if q.IP.IsValid() {
 		ip := q.IP.Unmap()
-		for _, n := range s.nets {
-			if n.p.Contains(ip) {
-				note(n.e, "client "+ip.String(), true)
+		bits := s.bits6
+		if ip.Is4() {
+			bits = s.bits4
+		}
+		for _, b := range bits {
+			p, _ := ip.Prefix(b)
+			for _, e := range s.nets[p] {
+				note(e, "client "+ip.String(), true)
 			}
 		}
 	}
@@ -208,6 +221,20 @@ func (s *Set) Check(q Query) Decision {
 		}
 	}
 	return d
+}
+
+// addBits adds n to the prefix lengths bs, longest first (so that the
+// most specific entry is found first), once.
+func addBits(bs []int, n int) []int {
+	for i, b := range bs {
+		if b == n {
+			return bs
+		}
+		if b < n {
+			return slices.Insert(bs, i, n)
+		}
+	}
+	return append(bs, n)
 }
 
 // domainHits calls f for each entry on dom or a parent domain of it.

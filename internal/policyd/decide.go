@@ -178,7 +178,7 @@ func (s *Server) decide(ctx context.Context, ru *rules, req Request) Response {
 	resp := ru.decideSPF(ctx, ip, sender, helo, recipient)
 	resp.allowlisted, resp.greyReason = bl.allowlisted, bl.greyReason
 	if set != nil {
-		s.checkListsAfter(set, ip, sender, &resp, req)
+		s.checkListsAfter(set, sender, &resp, req)
 	}
 	return resp
 }

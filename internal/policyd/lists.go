@@ -53,11 +53,12 @@ func (s *Server) checkListsBefore(set *lists.Set, ip netip.Addr, sender string, 
 // checkListsAfter exempts from greylisting a message whose MAIL FROM
 // passed SPF and is on the allow list: at RCPT, SPF is the only
 // authentication known (DMARC needs the header).
-func (s *Server) checkListsAfter(set *lists.Set, ip netip.Addr, sender string, resp *Response, req Request) {
+func (s *Server) checkListsAfter(set *lists.Set, sender string, resp *Response, req Request) {
 	if sender == "" || resp.Outcome.Result != spf.Pass || resp.Outcome.Identity != spf.MailFrom {
 		return
 	}
-	if d := set.Check(lists.Query{IP: ip, MailFrom: sender, MailFromAuth: true}); d.Allowed() {
+	// The client was matched before SPF; only the sender is new.
+	if d := set.Check(lists.Query{MailFrom: sender, MailFromAuth: true}); d.Allowed() {
 		s.logList(req, "allow", d.Allow.String())
 		resp.exempt = true
 	}
