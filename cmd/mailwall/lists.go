@@ -15,19 +15,22 @@ import (
 )
 
 // startLists loads the allow and block lists from st into a cache that
-// follows changes made on any host (nil without a store).
-func startLists(ctx context.Context, st *store.Store, log *slog.Logger) *lists.Cache {
+// follows changes made on any host (nil without a store); stop ends its
+// refreshing and waits for it, to be called before the store closes.
+func startLists(ctx context.Context, st *store.Store, log *slog.Logger) (c *lists.Cache, stop func()) {
 	if st == nil {
-		return nil
+		return nil, func() {}
 	}
-	c := lists.NewCache(st, log)
+	c = lists.NewCache(st, log)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	if err := c.Refresh(rctx); err != nil {
 		log.Warn("allow and block lists not loaded yet: retried in the background", "err", err)
 	}
 	cancel()
-	go c.Run(ctx, lists.DefaultRefresh)
-	return c
+	runCtx, cancelRun := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { c.Run(runCtx, lists.DefaultRefresh); close(done) }()
+	return c, func() { cancelRun(); <-done }
 }
 
 // cmdLists is "mailwall allow|block add|remove|list|import".

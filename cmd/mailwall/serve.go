@@ -128,7 +128,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	srv.SetGreylist(grey)
-	listCache := startLists(ctx, st, log)
+	listCache, stopLists := startLists(ctx, st, log)
+	defer stopLists() // before the store closes
 	srv.SetLists(listCache)
 	var (
 		rec   *store.Recorder
