@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +138,53 @@ func TestDNSBLMilterTimeout(t *testing.T) {
 	}
 	if got := d.metric(t, `mailwall_dnsbl_lookups_total{outcome="error",zone="slow.bm.test"}`); got != 2 {
 		t.Errorf("errors counted: %v, want 2", got)
+	}
+}
+
+// bmCPU is serve's user plus system CPU time so far (/proc/PID/stat's
+// utime and stime, in clock ticks of 10 ms).
+func bmCPU(t *testing.T, d *daemon) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// TestDNSBLMilterCost: serve's CPU a message with three lists asked from
+// the cache (two IP lists, one domain list; nothing listed) against serve
+// without lists, the same messages in turns. Bound: 1.5x (the machine
+// is shared); the ratio measured is logged.
+func TestDNSBLMilterCost(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-dnsbl-milter-cost-")
+	dns, _ := startLabDNS(t, bin, bmZones(t, root)...)
+	off := startDaemon(t, bin, filepath.Join(root, "off"), daemonSetup{dns: dns, dnsTimeout: "2s"})
+	on := startDaemon(t, bin, filepath.Join(root, "on"), daemonSetup{dns: dns, dnsTimeout: "2s",
+		extra: "dnsbl:\n  ip_sites: [\"zen.bm.test*3\", \"bl2.bm.test\"]\n  domain_sites: [\"dbl.bm.test*2\"]\n  action: none\n"})
+	body := "Your invoice is ready: https://bm.test/invoice?id=1 and https://www.bm.test/help.\r\n"
+	const n = 400
+	var cpu [2]time.Duration
+	for round := range 2 {
+		for i, d := range []*daemon{off, on} {
+			bmSend(t, d.milter, "127.0.0.62", fmt.Sprintf("BMW%d", round), body) // the cache warm
+			start := bmCPU(t, d)
+			for j := range n {
+				bmSend(t, d.milter, "127.0.0.62", fmt.Sprintf("BMC%d%d", round, j), body)
+			}
+			cpu[i] += bmCPU(t, d) - start
+		}
+	}
+	per := func(d time.Duration) time.Duration { return d / (2 * n) }
+	ratio := float64(cpu[1]) / float64(max(cpu[0], 10*time.Millisecond))
+	t.Logf("serve CPU a message: without lists %s, three cached lists %s (%.2fx)", per(cpu[0]), per(cpu[1]), ratio)
+	if ratio > 1.5 {
+		t.Errorf("three cached lists cost %.2fx the CPU of none (%s against %s a message), want at most 1.5x", ratio, per(cpu[1]), per(cpu[0]))
+	}
+	if got := on.metric(t, `mailwall_dnsbl_lookups_total{outcome="not_listed",zone="bl2.bm.test"}`); got < 2*n {
+		t.Errorf("bl2.bm.test asked %v times, want %d at least", got, 2*n)
 	}
 }
