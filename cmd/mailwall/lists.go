@@ -14,6 +14,10 @@ import (
 	"mailwall/internal/store"
 )
 
+// listExpiredKept is how long an expired entry is kept (matching skips
+// it) before the retention loop deletes it.
+const listExpiredKept = 7 * 24 * time.Hour
+
 // startLists loads the allow and block lists from st into a cache that
 // follows changes made on any host (nil without a store); stop ends its
 // refreshing and waits for it, to be called before the store closes.

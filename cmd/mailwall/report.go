@@ -129,6 +129,12 @@ func (r *reporting) tick(ctx context.Context) error {
 	} else if n > 0 {
 		r.log.Info("store: old greylist entries purged", "rows", n)
 	}
+	// Expired list entries stay a week, shown as expired by "list".
+	if n, err := r.st.PurgeListEntries(ctx, time.Now().Add(-listExpiredKept)); err != nil {
+		errs = append(errs, err)
+	} else if n > 0 {
+		r.log.Info("store: expired allow and block list entries purged", "entries", n)
+	}
 	if dir := r.cfg.Reports.Inbound.Maildir; dir != "" {
 		res, err := r.in.ImportMaildir(ctx, dir, false, time.Now())
 		if err != nil {

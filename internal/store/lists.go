@@ -95,7 +95,9 @@ func (s *Store) listTx(ctx context.Context, f func(*sql.Tx) error) error {
 		return err
 	}
 	defer tx.Rollback()
-	if err := f(tx); err != nil {
+	if err := f(tx); errors.Is(err, errNothingChanged) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, bumpListsVersionSQL); err != nil {
@@ -149,15 +151,19 @@ func (s *Store) ListsVersion(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// PurgeListEntries deletes entries expired before now.
-func (s *Store) PurgeListEntries(ctx context.Context, now time.Time) (int64, error) {
+// PurgeListEntries deletes entries expired before before; the lists'
+// version changes only when one went, so that a purge finding nothing
+// costs the caches no reread.
+func (s *Store) PurgeListEntries(ctx context.Context, before time.Time) (int64, error) {
 	var n int64
 	err := s.listTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM list_entries WHERE expires_at <> 0 AND expires_at <= $1`, now.Unix())
+		res, err := tx.ExecContext(ctx, `DELETE FROM list_entries WHERE expires_at <> 0 AND expires_at <= $1`, before.Unix())
 		if err != nil {
 			return err
 		}
-		n, _ = res.RowsAffected()
+		if n, _ = res.RowsAffected(); n == 0 {
+			return errNothingChanged
+		}
 		return nil
 	})
 	if err != nil {
@@ -165,3 +171,6 @@ func (s *Store) PurgeListEntries(ctx context.Context, now time.Time) (int64, err
 	}
 	return n, nil
 }
+
+// errNothingChanged ends a listTx without bumping the version.
+var errNothingChanged = errors.New("nothing changed")

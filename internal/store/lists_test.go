@@ -71,8 +71,16 @@ func TestListEntries(t *testing.T) {
 		if _, err := s.AddListEntry(ctx, lists.Entry{List: lists.Block, Kind: lists.Rcpt, Value: "old@example.test", Expires: time.Now().Add(-time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
+		v2, _ := s.ListsVersion(ctx)
 		if n, err := s.PurgeListEntries(ctx, time.Now()); err != nil || n != 1 {
 			t.Errorf("purge: %d %v", n, err)
+		}
+		v3, _ := s.ListsVersion(ctx)
+		if n, err := s.PurgeListEntries(ctx, time.Now()); err != nil || n != 0 {
+			t.Errorf("second purge: %d %v", n, err)
+		}
+		if v4, _ := s.ListsVersion(ctx); v3 != v2+1 || v4 != v3 {
+			t.Errorf("versions around the purges: %d %d %d", v2, v3, v4)
 		}
 	})
 }
