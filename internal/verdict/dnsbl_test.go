@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"slices"
 	"strings"
@@ -54,6 +55,20 @@ func TestDNSBLAnalyzerVerdict(t *testing.T) {
 	}
 	if len(r.Hits) == 1 && r.Hits[0].Detail != "link domain evil-link.test is listed in dbl.lists.test (127.0.1.2): weight 2" {
 		t.Errorf("detail %q", r.Hits[0].Detail)
+	}
+	// check-message --json: the analyzer's report under "dnsbl".
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		DNSBL struct {
+			Score int               `json:"score"`
+			Zones map[string]string `json:"zones"`
+		} `json:"dnsbl"`
+	}
+	if err := json.Unmarshal(data, &got); err != nil || got.DNSBL.Score != 2 || got.DNSBL.Zones["dbl.lists.test"] != "listed" || got.DNSBL.Zones["zen.lists.test"] != "not_listed" {
+		t.Errorf("JSON report %+v (%v) in %s", got.DNSBL, err, data)
 	}
 
 	// 192.0.2.66 fails example.test's SPF: a domain without a DMARC
