@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
 
 	"mailwall/internal/lists"
+	"mailwall/internal/pgtest"
 )
 
 // TestListEntries adds, updates, lists and removes entries on both
@@ -83,4 +85,52 @@ func TestListEntries(t *testing.T) {
 			t.Errorf("versions around the purges: %d %d %d", v2, v3, v4)
 		}
 	})
+}
+
+// TestListsSharedPostgres: an entry added through one host's store
+// reaches another host's cache on the same PostgreSQL database at its
+// next refresh, and a refresh with nothing changed rereads nothing.
+func TestListsSharedPostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	a, err := Open(ctx, "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	src := &countingSource{Source: b}
+	cache := lists.NewCache(src, slog.New(slog.DiscardHandler))
+	if err := cache.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AddListEntry(ctx, lists.Entry{List: lists.Block, Kind: lists.Domain, Value: "spam.example"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := cache.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := cache.Set().Check(lists.Query{MailFrom: "x@spam.example"}); !d.Blocked() {
+		t.Errorf("host b does not see host a's entry: %+v", d)
+	}
+	if src.reads != 2 {
+		t.Errorf("entries read %d times, want 2 (the first load and the one change)", src.reads)
+	}
+}
+
+// countingSource counts the full reads of the entries.
+type countingSource struct {
+	lists.Source
+	reads int
+}
+
+func (c *countingSource) ListEntries(ctx context.Context) ([]lists.Entry, error) {
+	c.reads++
+	return c.Source.ListEntries(ctx)
 }

@@ -71,6 +71,24 @@ func TestListsDecide(t *testing.T) {
 		t.Errorf("spoofed allowed From (p=none): action %s stage %s dmarc %s %q", r.Action, r.Stage, r.DMARC.Result, r.Reasons)
 	}
 
+	// An allowed envelope sender that passes SPF does not carry a From
+	// of another domain that fails DMARC.
+	withLists(t, c, lists.Entry{List: lists.Allow, Kind: lists.Sender, Value: "alice@example.test"})
+	r = check(t, c, good, strings.Replace(msg, "alice@example.test", "ceo@desctrl.test", 1))
+	if r.Action != Quarantine || r.Stage != "score" || r.DMARC.Result != "fail" ||
+		!slices.Contains(r.Reasons, "lists: not applied, not authenticated: allow sender alice@example.test matches MAIL FROM alice@example.test") {
+		t.Errorf("allowed MAIL FROM, From failing DMARC: action %s stage %s dmarc %s %q", r.Action, r.Stage, r.DMARC.Result, r.Reasons)
+	}
+	// Alone with its own From it is allowed.
+	if r = check(t, c, good, msg); r.Action != Accept || r.Stage != "lists" {
+		t.Errorf("allowed MAIL FROM: action %s stage %s %q", r.Action, r.Stage, r.Reasons)
+	}
+	withLists(t, c,
+		lists.Entry{List: lists.Allow, Kind: lists.Domain, Value: "example.test", Note: "partner"},
+		lists.Entry{List: lists.Allow, Kind: lists.IP, Value: "198.51.100.0/24"},
+		lists.Entry{List: lists.Block, Kind: lists.Sender, Value: "pest@example.test"},
+	)
+
 	// An allowed network: a DMARC failure is accepted as local policy.
 	relay := spoof
 	relay.ClientIP = netip.MustParseAddr("198.51.100.5")
