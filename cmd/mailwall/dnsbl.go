@@ -43,8 +43,19 @@ func blocklistPolicy(cfg *config.Config) policyd.Blocklists {
 		AllowlistThreshold: d.AllowlistThreshold,
 		GreylistThreshold:  d.GreylistThreshold,
 		Reply:              d.Reply,
-		ReplyNames:         d.ReplyNames,
+		ReplyNames:         replyNames(d),
 	}
+}
+
+// replyNames is dnsbl.reply_names keyed as the zones are once parsed
+// (lower case, no trailing dot): "KEY.zen.dq.spamhaus.net" as written
+// in the config must still hide the key.
+func replyNames(d config.DNSBLConfig) map[string]string {
+	names := make(map[string]string, len(d.ReplyNames))
+	for z, n := range d.ReplyNames {
+		names[strings.ToLower(strings.TrimSuffix(z, "."))] = n
+	}
+	return names
 }
 
 // newDNSBLAnalyzer is the milter's "dnsbl" analyzer on the dnsbl
@@ -76,10 +87,5 @@ func newDNSBLAnalyzer(d config.DNSBLConfig, res dnsx.Resolver) (*dnsbl.Analyzer,
 	// The TXT reason is asked only for a listing, and only the
 	// explanation shows it.
 	c := dnsbl.New(res, dnsbl.Options{IPSites: ip, DomainSites: dom, Timeout: d.Timeout.D(), Budget: d.Budget.D(), TXT: true})
-	// Zones are lower case once parsed; the names' keys are made so.
-	names := make(map[string]string, len(d.ReplyNames))
-	for z, n := range d.ReplyNames {
-		names[strings.ToLower(strings.TrimSuffix(z, "."))] = n
-	}
-	return &dnsbl.Analyzer{C: c, Points: d.ScoreWeight, Names: names}, nil
+	return &dnsbl.Analyzer{C: c, Points: d.ScoreWeight, Names: replyNames(d)}, nil
 }

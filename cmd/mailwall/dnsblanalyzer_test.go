@@ -41,3 +41,20 @@ func TestDNSBLAnalyzerBuilt(t *testing.T) {
 		t.Errorf("analyzer %+v", got)
 	}
 }
+
+// TestDNSBLReplyNamesCase: a reply name keyed with capitals in the config
+// (the default file's example, "KEY.zen.dq.spamhaus.net") hides the zone
+// in the policy server's replies too: zones are lower case once parsed.
+func TestDNSBLReplyNamesCase(t *testing.T) {
+	cfg, err := config.Parse([]byte("dnsbl:\n  ip_sites: [\"KEY.zen.example.test\"]\n  reply_names: {KEY.zen.example.test.: zen.example.test}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bl, err := blocklistsFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zone := bl.Sites[0].Zone; bl.ReplyNames[zone] != "zen.example.test" {
+		t.Errorf("zone %q, reply names %v: the zone would be shown", zone, bl.ReplyNames)
+	}
+}
