@@ -155,6 +155,26 @@ verify checks every signature of a message and prints one line per signature wit
 			flagsOf:     [][]string{{"web", "reset-password"}},
 			description: `password-hash reads a password on standard input and prints its bcrypt hash for web.password_hash. reset-password makes a new random password, keeps its hash in the store and prints it; it applies at the daemon's next start.`,
 		},
+		{
+			name:    "allow",
+			summary: "the site's allow list",
+			synopsis: []string{"mailwall allow add|remove [--ip CIDR | --sender ADDR | --domain D | --rcpt ADDR] [--note TEXT] [--expires DURATION] [--config FILE]",
+				"mailwall allow list [--ip|--sender|--domain|--rcpt X] [--json] [--config FILE]",
+				"mailwall allow import --postfix-access FILE [--table client|sender|recipient] | --policyd-spf FILE [--config FILE]"},
+			flagsOf: [][]string{{"allow", "add"}},
+			description: `Edits the allow list in the configured store; every mailwall serve on that store applies a change within seconds (the lists are held in memory and reread when their version changes). Entries: a client address or network (--ip), a sender address (--sender) or domain with its subdomains (--domain), matched against the envelope MAIL FROM and the header From, and a recipient (--rcpt) who wants all mail.
+
+An allowed client skips the policy server's SPF rejection, the DNS blocklists and greylisting, and the milter's score and checks. A sender or domain entry applies only to an identity that is authenticated: a From domain that passes DMARC (or, without a DMARC record, an aligned DKIM or SPF pass), an envelope sender that passes SPF beside a From that does not fail DMARC. A forged From never benefits from its domain's entry. Authenticated mail still gets its Authentication-Results; the verdict's reasons name the entry.
+
+import adds a Postfix access(5) table's OK and 2xx lines (its source file; --table says which restriction it serves, which decides what its keys mean) or policyd-spf.conf's Whitelist and Domain_Whitelist.`,
+		},
+		{
+			name:        "block",
+			summary:     "the site's block list",
+			synopsis:    []string{"mailwall block add|remove|list|import ... (as mailwall allow)"},
+			flagsOf:     [][]string{{"block", "add"}},
+			description: `Edits the block list, as mailwall allow does the allow list. A blocked client, sender or recipient is refused with 550 5.7.1 by the policy server at RCPT and by the milter at end of message. Block entries need no authentication, as Postfix's check_sender_access does not: mail claiming a blocked sender is that sender's or a forgery of it, and neither is wanted. A block entry wins over an allow entry. import adds an access table's REJECT and 5xx lines.`,
+		},
 	}
 }
 

@@ -65,10 +65,11 @@ Usage:
         make and send what is due now, read received reports from a Maildir, messages or files
   mailwall web password-hash < password | reset-password [--config FILE]
         print the bcrypt hash for web.password_hash, or make a new dashboard password
-  mailwall allow|block add|remove|list [--ip CIDR | --sender ADDR | --domain D | --rcpt ADDR] [--note TEXT] [--expires DURATION] [--json]
-        the site's allow and block lists in the store (sender and domain allow entries apply only when authenticated)
-  mailwall allow|block import --postfix-access FILE [--table client|sender|recipient] | --policyd-spf FILE
-        add a Postfix access table's OK (allow) or REJECT (block) lines, or policyd-spf's Whitelist and Domain_Whitelist
+  mailwall allow add|remove|list [--ip CIDR | --sender ADDR | --domain D | --rcpt ADDR] [--note TEXT] [--expires DURATION] [--json]
+        the site's allow list in the store (a sender or domain entry applies only when authenticated);
+        import --postfix-access FILE [--table client|sender|recipient] | --policyd-spf FILE adds a table's OK lines
+  mailwall block add|remove|list|import ...
+        the site's block list, as allow (import adds an access table's REJECT lines)
 `
 
 // errUsage makes main exit with status 2.
