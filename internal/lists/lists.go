@@ -16,7 +16,8 @@
 // claimed identity: a message claiming a blocked sender is either from
 // that sender or a forgery of it, and the admin wants neither. Refusing
 // it can only keep mail out, never let a spoof in. A block entry wins
-// over any allow entry.
+// over any allow entry but a recipient's: postmaster@ gets even a
+// blocked sender's mail (RFC 5321 §4.5.1).
 package lists
 
 import (

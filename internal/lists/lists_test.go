@@ -90,6 +90,9 @@ func TestCheck(t *testing.T) {
 		{"every recipient wants everything", Query{Rcpts: []string{"Abuse@here.example", "postmaster@here.example"}}, "allow", "abuse@here.example", 0},
 		{"one recipient does not", Query{Rcpts: []string{"abuse@here.example", "bob@here.example"}}, "", "", 0},
 		{"blocked recipient", Query{Rcpts: []string{"gone@here.example"}}, "block", "gone@here.example", 0},
+		{"recipient who wants everything beats a block", Query{IP: ip("203.0.113.9"), Rcpts: []string{"postmaster@here.example"}}, "allow", "postmaster@here.example", 0},
+		{"but not for other recipients", Query{IP: ip("203.0.113.9"), Rcpts: []string{"postmaster@here.example", "bob@here.example"}}, "block", "203.0.113.9/32", 0},
+		{"recipient allow in place of a client allow", Query{IP: ip("198.51.100.1"), Rcpts: []string{"abuse@here.example"}}, "allow", "abuse@here.example", 0},
 		{"expired entry", Query{From: []string{"a@old.example"}, FromDomain: "old.example", FromAuth: true}, "", "", 0},
 		{"nothing", Query{IP: ip("192.0.2.1"), MailFrom: "a@b.example", From: []string{"a@b.example"}}, "", "", 0},
 	} {

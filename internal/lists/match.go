@@ -102,7 +102,8 @@ func (h Hit) String() string {
 
 // Decision is what the lists say about a message.
 type Decision struct {
-	// Block is the first block entry that matched; it wins over Allow.
+	// Block is the first block entry that matched; it wins over Allow
+	// unless that is a recipient's (Blocked, Allowed).
 	Block *Hit
 	// Allow is the allow entry that applies (nil: none).
 	Allow *Hit
@@ -111,24 +112,32 @@ type Decision struct {
 	Unauthenticated []Hit
 }
 
-// Allowed reports whether an allow entry applies and no block entry does.
-func (d Decision) Allowed() bool { return d.Block == nil && d.Allow != nil }
+// Allowed reports whether an allow entry applies: no block entry
+// matched, or the allow is by recipient. Recipients who want everything
+// get even a blocked sender's mail: RFC 5321 §4.5.1 expects postmaster
+// to take mail from anyone, and abuse@ wants the spam it is told of.
+func (d Decision) Allowed() bool {
+	return d.Allow != nil && (d.Block == nil || d.Allow.Entry.Kind == Rcpt)
+}
 
-// Blocked reports whether a block entry matched.
-func (d Decision) Blocked() bool { return d.Block != nil }
+// Blocked reports whether a block entry applies.
+func (d Decision) Blocked() bool { return d.Block != nil && !d.Allowed() }
 
-// Reasons are the decision's lines for a verdict's reasons.
+// Reasons are the decision's lines for a verdict's reasons, the entry
+// that decided first.
 func (d Decision) Reasons() []string {
 	var out []string
-	if d.Block != nil {
+	switch {
+	case d.Blocked():
 		out = append(out, "lists: "+d.Block.String())
-	}
-	if d.Allow != nil {
-		w := "lists: "
-		if d.Block != nil {
-			w += "not applied, blocked: "
+		if d.Allow != nil {
+			out = append(out, "lists: not applied, blocked: "+d.Allow.String())
 		}
-		out = append(out, w+d.Allow.String())
+	case d.Allowed():
+		out = append(out, "lists: "+d.Allow.String())
+		if d.Block != nil {
+			out = append(out, "lists: not applied, every recipient wants everything: "+d.Block.String())
+		}
 	}
 	for _, h := range d.Unauthenticated {
 		out = append(out, "lists: not applied, not authenticated: "+h.String())
@@ -217,7 +226,9 @@ func (s *Set) Check(q Query) Decision {
 			all = all && found
 		}
 		if all && first != nil {
-			note(*first, "recipient "+strings.Join(q.Rcpts, ", "), true)
+			// In place of any other allow: a recipient's wins over a
+			// block (Allowed).
+			d.Allow = &Hit{Entry: *first, Identity: "recipient " + strings.Join(q.Rcpts, ", ")}
 		}
 	}
 	return d

@@ -107,4 +107,12 @@ func TestListsDecide(t *testing.T) {
 	if !slices.Contains(r.Reasons, "lists: not applied, blocked: allow domain example.test matches MAIL FROM pest@example.test (partner)") {
 		t.Errorf("the allow a block beat is not shown: %q", r.Reasons)
 	}
+
+	// Postmaster wants everything, a blocked sender's mail too.
+	withLists(t, c, lists.Entry{List: lists.Block, Kind: lists.Sender, Value: "pest@example.test"},
+		lists.Entry{List: lists.Allow, Kind: lists.Rcpt, Value: "postmaster@rcpt.test"})
+	blocked.Rcpts = []string{"postmaster@rcpt.test"}
+	if r = check(t, c, blocked, msg); r.Action != Accept || r.Stage != "lists" {
+		t.Errorf("blocked sender to postmaster: action %s stage %s %q", r.Action, r.Stage, r.Reasons)
+	}
 }
