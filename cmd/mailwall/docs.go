@@ -173,7 +173,7 @@ import adds a Postfix access(5) table's OK and 2xx lines (its source file; --tab
 			summary:     "the site's block list",
 			synopsis:    []string{"mailwall block add|remove|list|import ... (as mailwall allow)"},
 			flagsOf:     [][]string{{"block", "add"}},
-			description: `Edits the block list, as mailwall allow does the allow list. A blocked client, sender or recipient is refused with 550 5.7.1 by the policy server at RCPT and by the milter at end of message. Block entries need no authentication, as Postfix's check_sender_access does not: mail claiming a blocked sender is that sender's or a forgery of it, and neither is wanted. A block entry wins over an allow entry. import adds an access table's REJECT and 5xx lines.`,
+			description: `Edits the block list, as mailwall allow does the allow list. A blocked client, sender or recipient is refused with 550 5.7.1 by the policy server at RCPT and by the milter at end of message. Block entries need no authentication, as Postfix's check_sender_access does not: mail claiming a blocked sender is that sender's or a forgery of it, and neither is wanted. A block entry wins over an allow entry, except a recipient's: postmaster@ gets every sender's mail (RFC 5321 section 4.5.1). import adds an access table's REJECT and 5xx lines.`,
 		},
 	}
 }
