@@ -83,6 +83,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
 	srv.MaxPerPeer = cfg.Policyd.MaxConnectionsPerPeer
 	srv.ObserveDNSBL = func(c policyd.BlocklistCheck) { met.DNSBL(c.Zones, c.Action) }
+	srv.ObserveLists = met.ListHit
 	watchPolicyConns(met, srv)
 	mode, err := strconv.ParseUint(cfg.Policyd.UnixMode, 8, 32)
 	if err != nil {

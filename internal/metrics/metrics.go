@@ -32,6 +32,7 @@ type Metrics struct {
 	greylist *prometheus.CounterVec
 	dnsbl    *prometheus.CounterVec
 	dnsblAct *prometheus.CounterVec
+	lists    *prometheus.CounterVec
 	conns    *listenerCollector
 }
 
@@ -83,7 +84,11 @@ func New() *Metrics {
 		}, []string{"action"}),
 		conns: &listenerCollector{watched: map[string][]func() netguard.Stats{}},
 	}
-	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.dnsbl, m.dnsblAct, m.conns,
+	m.lists = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailwall_lists_total",
+		Help: "Policy requests the site's allow and block lists decided, by list (allow, block); the milter's show in mailwall_messages_total as stage lists.",
+	}, []string{"list"})
+	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.dnsbl, m.dnsblAct, m.lists, m.conns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -159,6 +164,9 @@ func (m *Metrics) PolicyRequest(action string, took time.Duration) {
 
 // Greylist counts a greylisting decision by its outcome.
 func (m *Metrics) Greylist(outcome string) { m.greylist.WithLabelValues(outcome).Inc() }
+
+// ListHit counts a policy request decided by the allow or block list.
+func (m *Metrics) ListHit(list string) { m.lists.WithLabelValues(list).Inc() }
 
 // DNSBL counts one blocklist check: each zone's outcome and the action.
 func (m *Metrics) DNSBL(zones map[string]string, action string) {

@@ -90,6 +90,13 @@ func (s *Server) listRcpt(set *lists.Set, resp Response, req Request) (Response,
 }
 
 func (s *Server) logList(req Request, action, hit string) {
+	if s.ObserveLists != nil {
+		list := "allow"
+		if action == "reject" {
+			list = "block"
+		}
+		s.ObserveLists(list)
+	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "lists", slog.String("queue_id", req["queue_id"]),
 		slog.String("client", req["client_address"]), slog.String("sender", req["sender"]), slog.String("recipient", req["recipient"]),
 		slog.String("action", action), slog.String("entry", hit))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -44,6 +45,11 @@ func TestListsAtRCPT(t *testing.T) {
 	}
 	srv := New(&spf.Checker{Resolver: labResolver(t)}, Options{HideReceiver: true}, 100, quiet)
 	srv.SetGreylist(g)
+	var observed sync.Map
+	srv.ObserveLists = func(list string) {
+		n, _ := observed.LoadOrStore(list, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+	}
 	srv.SetLists(listCache(t,
 		lists.Entry{List: lists.Block, Kind: lists.IP, Value: "127.0.0.9"},
 		lists.Entry{List: lists.Allow, Kind: lists.IP, Value: "127.0.0.3/32"},
@@ -73,6 +79,14 @@ func TestListsAtRCPT(t *testing.T) {
 		got := c.ask(t, greyRequest(tc.ip, "unknown", tc.sender, tc.rcpt, tc.name, ""))
 		if !strings.HasPrefix(got, tc.want) {
 			t.Errorf("%s: %s, want %s...", tc.name, got, tc.want)
+		}
+	}
+	// allow: the client, the sender twice (once before its recipient was
+	// blocked), the recipient twice.
+	for list, want := range map[string]int64{"block": 3, "allow": 5} {
+		n, _ := observed.Load(list)
+		if got, _ := n.(*atomic.Int64); got == nil || got.Load() != want {
+			t.Errorf("%s observed %v times, want %d", list, got, want)
 		}
 	}
 }

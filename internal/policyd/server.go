@@ -44,6 +44,9 @@ type Server struct {
 	// ObserveDNSBL, when set before Serve, hears each blocklist check
 	// (for metrics; it survives reloads); it must not block.
 	ObserveDNSBL func(BlocklistCheck)
+	// ObserveLists, when set before Serve, hears each request the allow
+	// or block list decided ("allow", "block"); it must not block.
+	ObserveLists func(list string)
 
 	rules    atomic.Pointer[rules]
 	grey     atomic.Pointer[greylist.Greylister] // nil: no greylisting

@@ -81,12 +81,18 @@ func TestListsPostfix(t *testing.T) {
 		if !strings.Contains(err.Error(), "Recipient address rejected") {
 			t.Errorf("not refused at RCPT: %v", err)
 		}
+		if n := d.metric(t, `mailwall_lists_total{list="block"}`); n < 2 {
+			t.Errorf("block list refusals counted: %v", n)
+		}
 	})
 	t.Run("allowed From passing DMARC skips the score's quarantine", func(t *testing.T) {
 		if err := sendMessage(smtpAddr, "127.0.0.5", "mail.amozonjp-update.test", "update-account@amozonjp-update.test", "bob@rcpt.test", lsLookalike("ls-allowed")); err != nil {
 			t.Fatalf("send: %v", err)
 		}
 		got := delivered(t, maildir, "ls-allowed")
+		if n := d.metric(t, `mailwall_messages_total{action="accept",stage="lists"}`); n != 1 {
+			t.Errorf("messages the allow list accepted: %v, want 1", n)
+		}
 		for _, want := range []string{"dmarc=pass", "X-Mailwall-Score: ", "brand_from_domain=45", "X-Mailwall-Verdict: pass (action=accept"} {
 			if !strings.Contains(got, want) {
 				t.Errorf("delivered message lacks %q:\n%s", want, got)
