@@ -50,7 +50,7 @@ func newAnalyzers(ctx context.Context, cfg *config.Config, res dnsx.Resolver) ([
 			out = append(out, &classify.Analyzer{C: c, Threshold: cl.Threshold, Weight: cl.Weight,
 				StrongThreshold: cl.StrongThreshold, StrongWeight: cl.StrongWeight})
 		case dnsbl.AnalyzerName:
-			a, err := newDNSBLAnalyzer(cfg.DNSBL, res)
+			a, err := newDNSBLAnalyzer(cfg, res)
 			if err != nil {
 				return nil, err
 			}

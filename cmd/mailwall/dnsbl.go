@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"mailwall/internal/config"
@@ -60,8 +61,11 @@ func replyNames(d config.DNSBLConfig) map[string]string {
 
 // newDNSBLAnalyzer is the milter's "dnsbl" analyzer on the dnsbl
 // section's lists; nil when none is configured, so the default costs
-// nothing.
-func newDNSBLAnalyzer(d config.DNSBLConfig, res dnsx.Resolver) (*dnsbl.Analyzer, error) {
+// nothing. A list that refuses or fails is logged on stderr, as serve
+// logs (at most a line a zone and kind a minute), besides the problem
+// recorded with the message.
+func newDNSBLAnalyzer(cfg *config.Config, res dnsx.Resolver) (*dnsbl.Analyzer, error) {
+	d := cfg.DNSBL
 	if len(d.IPSites) == 0 && len(d.DomainSites) == 0 {
 		return nil, nil
 	}
@@ -86,6 +90,7 @@ func newDNSBLAnalyzer(d config.DNSBLConfig, res dnsx.Resolver) (*dnsbl.Analyzer,
 	}
 	// The TXT reason is asked only for a listing, and only the
 	// explanation shows it.
-	c := dnsbl.New(res, dnsbl.Options{IPSites: ip, DomainSites: dom, Timeout: d.Timeout.D(), Budget: d.Budget.D(), TXT: true})
+	c := dnsbl.New(res, dnsbl.Options{IPSites: ip, DomainSites: dom, Timeout: d.Timeout.D(), Budget: d.Budget.D(), TXT: true,
+		Logger: newLogger(cfg, os.Stderr).With("via", "milter")})
 	return &dnsbl.Analyzer{C: c, Points: d.ScoreWeight, Names: replyNames(d)}, nil
 }

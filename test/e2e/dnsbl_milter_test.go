@@ -153,6 +153,9 @@ func TestDNSBLMilterTimeout(t *testing.T) {
 	if got := bmMetric(t, d, `mailwall_dnsbl_lookups_total{outcome="error",zone="slow.bm.test"}`, 2); got != 2 {
 		t.Errorf("errors counted: %v, want 2", got)
 	}
+	if log := d.log(); !strings.Contains(log, "dnsbl: lookup failed") || !strings.Contains(log, "zone=slow.bm.test") {
+		t.Errorf("the failing list is not logged:\n%s", log)
+	}
 }
 
 // bmCPU is serve's user plus system CPU time so far (/proc/PID/stat's
