@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 
 	"mailwall/internal/classify"
@@ -207,4 +208,80 @@ func BenchmarkModelLearn(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
+}
+
+// lnCorpus reads up to n SpamAssassin messages of the corpus's train
+// split (spam and ham alternately); the benchmarks skip without it.
+func lnCorpus(b *testing.B, n int) (raws [][]byte, classes []string) {
+	all, err := classify.ReadCorpus("../../../shared/corpus")
+	if err != nil {
+		b.Skip(err)
+	}
+	for _, l := range all {
+		if l.Split != "train" || l.Class == "phish" || len(raws) == n {
+			continue
+		}
+		raw, err := os.ReadFile(l.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raws, classes = append(raws, raw), append(classes, l.Class)
+	}
+	return raws, classes
+}
+
+// BenchmarkModelLearnCorpus: learning real mail (the SpamAssassin train
+// split) through the store, one transaction a message, messages a
+// second; after the first round each message switches class (unlearn
+// and learn in one transaction).
+func BenchmarkModelLearnCorpus(b *testing.B) {
+	raws, classes := lnCorpus(b, 1000)
+	for _, driver := range []string{"sqlite", "postgres"} {
+		b.Run(driver, func(b *testing.B) {
+			dsn := b.TempDir() + "/m.db"
+			if driver == "postgres" {
+				dsn = pgtest.DSN(b)
+			}
+			s, err := Open(context.Background(), driver, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			l := &classify.Learner{St: s, Name: classify.SiteModel}
+			b.ResetTimer()
+			for i := range b.N {
+				k := i % len(raws)
+				class := classes[k]
+				if (i/len(raws))%2 == 1 {
+					class = map[string]string{"spam": "ham", "ham": "spam"}[class]
+				}
+				learnRaw(b, l, raws[k], class)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
+// BenchmarkModelOpenShared: reading a whole model learnt from the
+// corpus into memory, what serve does at start and on SIGHUP.
+func BenchmarkModelOpenShared(b *testing.B) {
+	raws, classes := lnCorpus(b, 1000)
+	s, err := Open(context.Background(), "sqlite", b.TempDir()+"/m.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	l := &classify.Learner{St: s, Name: classify.SiteModel}
+	for k := range raws {
+		learnRaw(b, l, raws[k], classes[k])
+	}
+	n := 0
+	s.ModelCounts(context.Background(), classify.SiteModel, 0, func(classify.BucketCount) { n++ })
+	b.ResetTimer()
+	for range b.N {
+		if _, err := classify.OpenShared(context.Background(), s, classify.SiteModel, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n), "buckets")
 }
