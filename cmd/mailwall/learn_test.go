@@ -218,3 +218,25 @@ func TestJunkWatcher(t *testing.T) {
 	}
 	step("bounded pass 3", 0, 5, 1)
 }
+
+// TestLearnImport: learn --import seeds the store's model from a model
+// file (as make model writes it, here of 2^16 buckets): check-message on
+// the store then gives the file model's hit, and learning goes on at the
+// imported model's size.
+func TestLearnImport(t *testing.T) {
+	_, modelPath := classifierModel(t)
+	cfgPath, _ := lnStoreConfig(t)
+	code, out, errs := runCLI("learn", "--config", cfgPath, "--import", modelPath)
+	if code != 0 || !strings.Contains(out, "imported") {
+		t.Fatalf("learn --import: exit %d: %s\n%s", code, out, errs)
+	}
+	check := []string{"check-message", "--config", cfgPath, "--dns", "127.0.0.1:1", "--ip", "127.0.1.1", "--helo", "desctrl.test",
+		"--sender", "desk@desctrl.test", "--rcpt", "taro@rcpt.test"}
+	code, out, errs = runCLIWithInput(lnLottery(99), check...)
+	if code != 0 || !strings.Contains(out, "# rule: classifier (45): classifier 1.00 junk") {
+		t.Errorf("check-message on the imported model: exit %d: %s\n%s", code, out, errs)
+	}
+	if code, out, errs = runCLIWithInput(lnLottery(1), "learn", "spam", "--config", cfgPath); code != 0 || strings.TrimSpace(out) != "learnt as spam" {
+		t.Errorf("learn after import: exit %d: %s\n%s", code, out, errs)
+	}
+}

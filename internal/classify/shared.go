@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -153,7 +154,7 @@ func (s *Shared) RefreshInBackground(now time.Time, onErr func(error)) {
 type Learner struct {
 	St   CountStore
 	Name string // SiteModel, or RecipientModel(addr)
-	Bits int    // 0: DefaultBits
+	Bits int    // 0: the store's model's, or DefaultBits for a new one
 	x    *Extractor
 }
 
@@ -184,10 +185,16 @@ func (l *Learner) Learn(ctx context.Context, raw []byte, msg *Message, class str
 	if l.x == nil {
 		l.x = NewExtractor()
 	}
-	bits := l.Bits
-	if bits == 0 {
-		bits = DefaultBits
+	if l.Bits == 0 {
+		// The store's size when it has the model (a starter model may
+		// have been imported at another size), DefaultBits when not.
+		st, err := l.St.ModelCounts(ctx, l.Name, math.MaxInt64, func(BucketCount) {})
+		if err != nil {
+			return LearnOutcome{}, fmt.Errorf("classify: learn into %s: %w", l.Name, err)
+		}
+		l.Bits = cmp.Or(st.Bits, DefaultBits)
 	}
+	bits := l.Bits
 	v := l.x.Extract(msg)
 	buckets := make([]uint32, len(v.Hashes))
 	for i, h := range v.Hashes {
