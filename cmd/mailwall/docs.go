@@ -78,6 +78,20 @@ With --apply, it runs "postfix check" first and changes nothing if that fails; b
 			description: `Reads a message on standard input and checks it as if it had come over SMTP with that envelope: HELO, iprev, S25R, SPF, DKIM, ARC, DMARC and the phishing score, as the milter does inside Postfix. It prints the headers it would add, the action and every reason; with --json, the whole result.`,
 		},
 		{
+			name:    "learn",
+			summary: "teach the store's classifier model spam or ham, or take a lesson back",
+			synopsis: []string{
+				"mailwall learn spam|ham [--config FILE] [--rcpt ADDR] < MESSAGE",
+				"mailwall learn --maildir DIR --as spam|ham [--config FILE]",
+				"mailwall learn --import FILE [--config FILE]",
+				"mailwall unlearn spam|ham [--config FILE] < MESSAGE",
+			},
+			flagsOf: [][]string{{"learn"}},
+			description: `Teaches the Bayes model kept in the config's store, the one serve classifies with when checks.classifier.source is store; each running serve reads the change at its next refresh (checks.classifier.refresh). Learning adds to the counts of the message's features in one transaction, so several hosts and this command learn into one model at once.
+
+The same message (known by a hash of its Message-ID and body, never its text) is not counted twice as the same class; learnt as the other class, the first learning is taken back. --maildir learns every message of DIR's new/ and cur/. unlearn takes back a message learnt so, and only that. --import adds a model file's counts (make model's internal/classify/starter/bayes.model) to the store's model, to start from. --rcpt names the recipient, whose address then reads as "(recipient)" rather than as words.`,
+		},
+		{
 			name:    "spf",
 			summary: "check SPF for a client, or lint a domain's SPF record",
 			synopsis: []string{
