@@ -130,18 +130,39 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 			if err != nil {
 				return fmt.Errorf("%s --maildir: %w", name, err)
 			}
-			out, err := learnRaw(ctx, l, raw, rcpts, class)
-			if err != nil {
+			fields, body := classify.ParseMessage(raw)
+			if err := l.Add(ctx, raw, &classify.Message{Fields: fields, Body: body, Recipients: rcpts}, class); err != nil {
 				return err
 			}
 			n++
-			if out.Changed {
-				changed++
+			if l.Pending() == learnBatch {
+				if changed, err = flushLearner(ctx, l, changed); err != nil {
+					return err
+				}
 			}
 		}
 	}
+	if changed, err = flushLearner(ctx, l, changed); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "%d messages read, %d %s as %s (the others were already)\n", n, changed, map[bool]string{false: "learnt", true: "unlearnt"}[unlearn], strings.TrimPrefix(class, "!"))
 	return nil
+}
+
+// learnBatch is how many messages one transaction learns: the counts
+// of their common features are written once.
+const learnBatch = 200
+
+// flushLearner learns what l holds and adds the messages that changed
+// the model to changed.
+func flushLearner(ctx context.Context, l *classify.Learner, changed int) (int, error) {
+	out, err := l.Flush(ctx)
+	for _, o := range out {
+		if o.Changed {
+			changed++
+		}
+	}
+	return changed, err
 }
 
 func readLearnFile(path string) ([]byte, error) {
@@ -194,6 +215,13 @@ type junkWatcher struct {
 	max     int
 	log     *slog.Logger
 	inJunk  []map[string]bool // per Maildir, the names seen in Junk
+	pending []lnPending       // the pass's messages queued in learner
+}
+
+// lnPending is a message queued: its file, class and Maildir.
+type lnPending struct {
+	path, class string
+	md          int
 }
 
 func newJunkWatcher(st classify.CountStore, lc config.ClassifierLearnConfig, log *slog.Logger) *junkWatcher {
@@ -264,7 +292,7 @@ func listMaildir(dir string) (map[string]string, error) {
 // pass looks at every Maildir once and reads at most w.max messages;
 // it returns how many it taught.
 func (w *junkWatcher) pass(ctx context.Context) (int, error) {
-	read, learnt := 0, 0
+	read := 0
 	var errs []error
 	for i, md := range w.dirs {
 		junk, err := listMaildir(filepath.Join(md.Path, md.Junk))
@@ -293,9 +321,7 @@ func (w *junkWatcher) pass(ctx context.Context) (int, error) {
 				continue // to Trash or deleted: nothing to learn
 			}
 			read++
-			if w.learnFile(ctx, path, "ham") {
-				learnt++
-			}
+			w.add(ctx, i, path, "ham")
 		}
 		for name, path := range junk {
 			if seen[name] {
@@ -306,30 +332,53 @@ func (w *junkWatcher) pass(ctx context.Context) (int, error) {
 			}
 			seen[name] = true
 			read++
-			if w.learnFile(ctx, path, "spam") {
-				learnt++
-			}
+			w.add(ctx, i, path, "spam")
 		}
 	}
-	return learnt, errors.Join(errs...)
+	learnt, err := w.flush(ctx)
+	return learnt, errors.Join(append(errs, err)...)
 }
 
-// learnFile learns one message; it says whether the model changed.
-func (w *junkWatcher) learnFile(ctx context.Context, path, class string) bool {
+// add queues one message to be learnt at the end of the pass.
+func (w *junkWatcher) add(ctx context.Context, md int, path, class string) {
 	raw, err := readLearnFile(path)
 	if err != nil {
 		w.log.Warn("classifier: a Maildir message not read", "path", path, "err", err)
-		return false
+		return
 	}
-	out, err := learnRaw(ctx, w.learner, raw, nil, class)
-	if err != nil {
+	fields, body := classify.ParseMessage(raw)
+	if err := w.learner.Add(ctx, raw, &classify.Message{Fields: fields, Body: body}, class); err != nil {
 		w.log.Warn("classifier: a Maildir message not learnt", "path", path, "err", err)
-		return false
+		return
 	}
-	if out.Changed {
-		w.log.Info("classifier: learnt from a Maildir", "path", path, "as", class, "was", out.Prev)
+	w.pending = append(w.pending, lnPending{path, class, md})
+}
+
+// flush learns the pass's messages in one transaction; it returns how
+// many changed the model.
+func (w *junkWatcher) flush(ctx context.Context) (int, error) {
+	pending := w.pending
+	w.pending = nil
+	out, err := w.learner.Flush(ctx)
+	if err != nil {
+		// Not learnt: the next pass tries again (a message still in
+		// Junk is new to it, one gone from Junk is gone again).
+		for _, p := range pending {
+			w.inJunk[p.md][uniq(filepath.Base(p.path))] = p.class == "ham"
+			if p.class == "spam" {
+				delete(w.inJunk[p.md], uniq(filepath.Base(p.path)))
+			}
+		}
+		return 0, err
 	}
-	return out.Changed
+	n := 0
+	for i, o := range out {
+		if o.Changed {
+			n++
+			w.log.Info("classifier: learnt from a Maildir", "path", pending[i].path, "as", pending[i].class, "was", o.Prev)
+		}
+	}
+	return n, nil
 }
 
 // checkStoreModels opens the store for check-message when a classifier

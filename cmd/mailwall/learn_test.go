@@ -240,3 +240,53 @@ func TestLearnImport(t *testing.T) {
 		t.Errorf("learn after import: exit %d: %s\n%s", code, out, errs)
 	}
 }
+
+// lnFailingStore fails every LearnCounts while down.
+type lnFailingStore struct {
+	classify.CountStore
+	down bool
+}
+
+func (f *lnFailingStore) LearnCounts(ctx context.Context, name string, bits int, items []classify.Learning) ([]classify.Learnt, error) {
+	if f.down {
+		return nil, fmt.Errorf("store down")
+	}
+	return f.CountStore.LearnCounts(ctx, name, bits, items)
+}
+
+// TestJunkWatcherStoreDown: what a pass could not learn because the
+// store failed is learnt by the next pass once the store is back.
+func TestJunkWatcherStoreDown(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	md := filepath.Join(t.TempDir(), "Maildir")
+	lnWriteMaildir(t, md)
+	lnWriteMaildir(t, filepath.Join(md, ".Junk"))
+	fs := &lnFailingStore{CountStore: st}
+	w := newJunkWatcher(fs, config.ClassifierLearnConfig{Maildirs: []config.LearnMaildirConfig{{Path: md, Junk: ".Junk"}}, MaxPerPass: 10},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	os.WriteFile(filepath.Join(md, ".Junk", "new", "1.M1.host"), []byte(lnLottery(1)), 0o600)
+	os.WriteFile(filepath.Join(md, ".Junk", "cur", "2.M2.host:2,S"), []byte(lnLottery(2)), 0o600)
+	if n, err := w.pass(ctx); err != nil || n != 2 {
+		t.Fatalf("first pass: %d %v", n, err)
+	}
+	// Store down: one message moved back to the inbox, one new in Junk.
+	fs.down = true
+	os.Rename(filepath.Join(md, ".Junk", "cur", "2.M2.host:2,S"), filepath.Join(md, "cur", "2.M2.host:2,S"))
+	os.WriteFile(filepath.Join(md, ".Junk", "new", "3.M3.host"), []byte(lnLottery(3)), 0o600)
+	if _, err := w.pass(ctx); err == nil {
+		t.Fatal("a pass with the store down says nothing")
+	}
+	fs.down = false
+	if n, err := w.pass(ctx); err != nil || n != 2 {
+		t.Errorf("pass after the store is back: learnt %d (%v), want 2 (one ham, one spam)", n, err)
+	}
+	ms, _ := st.ModelCounts(ctx, classify.SiteModel, 0, func(classify.BucketCount) {})
+	if ms.Junk != 2 || ms.Ham != 1 {
+		t.Errorf("model: %+v, want 2 spam 1 ham", ms)
+	}
+}

@@ -20,6 +20,25 @@ type BucketCount struct {
 	Junk, Ham int64
 }
 
+// Learning is one message to learn: Buckets are where its features
+// fall (a bucket listed twice counts twice); Key identifies the message
+// so that it is not learnt twice ("": not recorded); Class is "junk" or
+// "ham", "" to forget what was learnt of Key, "!junk" or "!ham" to forget
+// it only if it was learnt so. A Key learnt before as the other class is
+// unlearnt first (a user who changed their mind); as the same class,
+// nothing changes.
+type Learning struct {
+	Key, Class string
+	Buckets    []uint32
+}
+
+// Learnt is what a Learning did: Prev is its Key's class before ("":
+// none), Changed whether the model changed.
+type Learnt struct {
+	Prev    string
+	Changed bool
+}
+
 // ModelState is what a CountStore holds of a model besides its buckets.
 type ModelState struct {
 	Bits      int   // the table has 2^Bits buckets; 0: no such model
@@ -33,16 +52,9 @@ type ModelState struct {
 // learn at once add up instead of overwriting each other's snapshot, and
 // a reader fetches only the buckets changed since the version it holds.
 type CountStore interface {
-	// LearnCounts teaches model name (2^bits buckets) one message whose
-	// features fall in buckets (a bucket listed twice counts twice), in
-	// one transaction. key identifies the message so that it is not
-	// learnt twice ("": not recorded); class is "junk" or "ham", or ""
-	// to forget what was learnt of key ("!junk", "!ham": only if it was
-	// learnt as that class). A key learnt before as the other
-	// class is unlearnt first (a user who changed their mind); as the
-	// same class, nothing changes. prev is key's class before ("" none)
-	// and changed whether anything was written.
-	LearnCounts(ctx context.Context, name string, bits int, key, class string, buckets []uint32) (prev string, changed bool, err error)
+	// LearnCounts teaches model name (2^bits buckets) a batch of
+	// messages in one transaction and says what it did to each.
+	LearnCounts(ctx context.Context, name string, bits int, items []Learning) ([]Learnt, error)
 	// AddCounts adds a whole model's counts (a starter model) to name.
 	AddCounts(ctx context.Context, name string, bits int, junk, ham int64, buckets []BucketCount) error
 	// ModelCounts hands fn every bucket of name changed after version
@@ -155,7 +167,9 @@ type Learner struct {
 	St   CountStore
 	Name string // SiteModel, or RecipientModel(addr)
 	Bits int    // 0: the store's model's, or DefaultBits for a new one
-	x    *Extractor
+
+	x     *Extractor
+	batch []Learning
 }
 
 // LearnOutcome is what Learn did.
@@ -167,8 +181,21 @@ type LearnOutcome struct {
 
 // Learn teaches msg, whose raw form is raw, as class: "spam" or "phish"
 // (junk), "ham", or "" to forget it ("!spam", "!ham": only if it was
-// learnt so). The message is known by MessageKey.
+// learnt so), at once. The message is known by MessageKey.
 func (l *Learner) Learn(ctx context.Context, raw []byte, msg *Message, class string) (LearnOutcome, error) {
+	if err := l.Add(ctx, raw, msg, class); err != nil {
+		return LearnOutcome{}, err
+	}
+	out, err := l.Flush(ctx)
+	if err != nil {
+		return LearnOutcome{}, err
+	}
+	return out[0], nil
+}
+
+// Add queues msg to be learnt as class (as Learn) at the next Flush:
+// a batch is one transaction, its messages' counts summed per bucket.
+func (l *Learner) Add(ctx context.Context, raw []byte, msg *Message, class string) error {
 	c := ""
 	switch class {
 	case "spam", "phish", "junk":
@@ -180,7 +207,7 @@ func (l *Learner) Learn(ctx context.Context, raw []byte, msg *Message, class str
 	case "!spam", "!phish":
 		c = "!junk"
 	default:
-		return LearnOutcome{}, fmt.Errorf("classify: class %q (spam, ham)", class)
+		return fmt.Errorf("classify: class %q (spam, ham)", class)
 	}
 	if l.x == nil {
 		l.x = NewExtractor()
@@ -190,22 +217,39 @@ func (l *Learner) Learn(ctx context.Context, raw []byte, msg *Message, class str
 		// have been imported at another size), DefaultBits when not.
 		st, err := l.St.ModelCounts(ctx, l.Name, math.MaxInt64, func(BucketCount) {})
 		if err != nil {
-			return LearnOutcome{}, fmt.Errorf("classify: learn into %s: %w", l.Name, err)
+			return fmt.Errorf("classify: learn into %s: %w", l.Name, err)
 		}
 		l.Bits = cmp.Or(st.Bits, DefaultBits)
 	}
-	bits := l.Bits
 	v := l.x.Extract(msg)
 	buckets := make([]uint32, len(v.Hashes))
 	for i, h := range v.Hashes {
-		buckets[i] = uint32(h >> (64 - bits))
+		buckets[i] = uint32(h >> (64 - l.Bits))
 	}
-	key := MessageKey(msg, raw)
-	prev, changed, err := l.St.LearnCounts(ctx, l.Name, bits, key, c, buckets)
+	l.batch = append(l.batch, Learning{Key: MessageKey(msg, raw), Class: c, Buckets: buckets})
+	return nil
+}
+
+// Pending is how many messages wait for Flush.
+func (l *Learner) Pending() int { return len(l.batch) }
+
+// Flush learns the queued messages in one transaction and says what it
+// did to each, in the order they were added.
+func (l *Learner) Flush(ctx context.Context) ([]LearnOutcome, error) {
+	batch := l.batch
+	l.batch = nil
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	res, err := l.St.LearnCounts(ctx, l.Name, l.Bits, batch)
 	if err != nil {
-		return LearnOutcome{}, fmt.Errorf("classify: learn into %s: %w", l.Name, err)
+		return nil, fmt.Errorf("classify: learn into %s: %w", l.Name, err)
 	}
-	return LearnOutcome{Key: key, Prev: prev, Changed: changed}, nil
+	out := make([]LearnOutcome, len(batch))
+	for i, r := range res {
+		out[i] = LearnOutcome{Key: batch[i].Key, Prev: r.Prev, Changed: r.Changed}
+	}
+	return out, nil
 }
 
 // MessageKey identifies a message for the guard against learning it

@@ -47,97 +47,117 @@ func column(class string) (string, error) {
 	return "", fmt.Errorf("store: model class %q (junk, ham)", class)
 }
 
-// LearnCounts implements classify.CountStore: one transaction, one
-// statement per 512 buckets.
-func (s *Store) LearnCounts(ctx context.Context, name string, bits int, key, class string, buckets []uint32) (prev string, changed bool, err error) {
-	only, forget := strings.CutPrefix(class, "!")
-	if forget {
-		class = ""
-	}
-	if class != "" {
-		if _, err := column(class); err != nil {
-			return "", false, err
-		}
-	}
+// LearnCounts implements classify.CountStore: one transaction for the
+// batch, the counts of its messages summed per bucket first (common
+// words are written once a batch, not once a message), one statement
+// per 512 buckets.
+func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []classify.Learning) ([]classify.Learnt, error) {
+	out := make([]classify.Learnt, len(items))
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return "", false, fmt.Errorf("store: model %s: %w", name, err)
+		return nil, fmt.Errorf("store: model %s: %w", name, err)
 	}
 	defer tx.Rollback()
 	ver, err := bumpModel(ctx, tx, name, bits)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
-	if key != "" {
-		switch err := tx.QueryRowContext(ctx, `SELECT learned_as FROM model_learned WHERE name = $1 AND msg_key = $2`, name, key).Scan(&prev); {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return "", false, fmt.Errorf("store: model %s: %w", name, err)
+	// net change per bucket of each column; messages per column.
+	delta := map[string]map[uint32]int64{"junk": {}, "ham": {}}
+	msgs := map[string]int64{}
+	inBatch := map[string]string{} // keys met in this batch, their class now
+	changedAny := false
+	now := time.Now().UnixNano()
+	for i, it := range items {
+		only, forget := strings.CutPrefix(it.Class, "!")
+		class := it.Class
+		if forget {
+			class = ""
 		}
-	}
-	if prev == class || (class == "" && key == "") || (forget && prev != only) {
-		return prev, false, nil // learnt so already, or nothing known to forget
-	}
-	counts := map[uint32]int64{}
-	for _, b := range buckets {
-		counts[b]++
-	}
-	if prev != "" {
-		if err := subCounts(ctx, tx, name, ver, prev, counts); err != nil {
-			return "", false, err
-		}
-	}
-	if class != "" {
-		rows := make([]classify.BucketCount, 0, len(counts))
-		for _, b := range slices.Sorted(maps.Keys(counts)) {
-			r := classify.BucketCount{Bucket: b}
-			if class == "junk" {
-				r.Junk = counts[b]
-			} else {
-				r.Ham = counts[b]
+		if class != "" {
+			if _, err := column(class); err != nil {
+				return nil, err
 			}
-			rows = append(rows, r)
 		}
-		if err := addCounts(ctx, tx, name, ver, rows); err != nil {
-			return "", false, err
+		prev, seen := inBatch[it.Key]
+		if it.Key != "" && !seen {
+			switch err := tx.QueryRowContext(ctx, `SELECT learned_as FROM model_learned WHERE name = $1 AND msg_key = $2`, name, it.Key).Scan(&prev); {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return nil, fmt.Errorf("store: model %s: %w", name, err)
+			}
+		}
+		out[i].Prev = prev
+		if prev == class || (class == "" && it.Key == "") || (forget && prev != only) {
+			continue // learnt so already, or nothing known to forget
+		}
+		out[i].Changed, changedAny = true, true
+		for c, sign := range map[string]int64{prev: -1, class: 1} {
+			if c == "" {
+				continue
+			}
+			msgs[c] += sign
+			for _, b := range it.Buckets {
+				delta[c][b] += sign
+			}
+		}
+		if it.Key != "" {
+			inBatch[it.Key] = class
+			q, args := `DELETE FROM model_learned WHERE name = $1 AND msg_key = $2`, []any{name, it.Key}
+			if class != "" {
+				q, args = `INSERT INTO model_learned (name, msg_key, learned_as, learned_at) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (name, msg_key) DO UPDATE SET learned_as = excluded.learned_as, learned_at = excluded.learned_at`,
+					[]any{name, it.Key, class, now}
+			}
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+				return nil, fmt.Errorf("store: model %s: %w", name, err)
+			}
 		}
 	}
-	var dj, dh int64
-	for c, d := range map[string]int64{prev: -1, class: 1} {
-		switch c {
-		case "junk":
-			dj += d
-		case "ham":
-			dh += d
+	if !changedAny {
+		return out, nil
+	}
+	var rows []classify.BucketCount
+	for _, b := range slices.Sorted(maps.Keys(delta["junk"])) {
+		if d := delta["junk"][b]; d > 0 {
+			rows = append(rows, classify.BucketCount{Bucket: b, Junk: d, Ham: max(delta["ham"][b], 0)})
+		}
+	}
+	for _, b := range slices.Sorted(maps.Keys(delta["ham"])) {
+		if d := delta["ham"][b]; d > 0 && delta["junk"][b] <= 0 {
+			rows = append(rows, classify.BucketCount{Bucket: b, Ham: d})
+		}
+	}
+	if err := addCounts(ctx, tx, name, ver, rows); err != nil {
+		return nil, err
+	}
+	for _, c := range []string{"junk", "ham"} {
+		sub := map[uint32]int64{}
+		for b, d := range delta[c] {
+			if d < 0 {
+				sub[b] = -d
+			}
+		}
+		if err := subCounts(ctx, tx, name, ver, c, sub); err != nil {
+			return nil, err
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE model_meta SET junk = CASE WHEN junk + $2 < 0 THEN 0 ELSE junk + $2 END,
-		ham = CASE WHEN ham + $3 < 0 THEN 0 ELSE ham + $3 END WHERE name = $1`, name, dj, dh); err != nil {
-		return "", false, fmt.Errorf("store: model %s: %w", name, err)
+		ham = CASE WHEN ham + $3 < 0 THEN 0 ELSE ham + $3 END WHERE name = $1`, name, msgs["junk"], msgs["ham"]); err != nil {
+		return nil, fmt.Errorf("store: model %s: %w", name, err)
 	}
-	if key != "" {
-		q, args := `DELETE FROM model_learned WHERE name = $1 AND msg_key = $2`, []any{name, key}
-		if class != "" {
-			q, args = `INSERT INTO model_learned (name, msg_key, learned_as, learned_at) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (name, msg_key) DO UPDATE SET learned_as = excluded.learned_as, learned_at = excluded.learned_at`,
-				[]any{name, key, class, time.Now().UnixNano()}
-		}
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return "", false, fmt.Errorf("store: model %s: %w", name, err)
-		}
-		// The bound is kept every 256th change: the query walks the
-		// index past maxLearned rows.
-		if ver%256 == 0 {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM model_learned WHERE name = $1 AND learned_at <
-				(SELECT learned_at FROM model_learned WHERE name = $1 ORDER BY learned_at DESC LIMIT 1 OFFSET $2)`, name, maxLearned); err != nil {
-				return "", false, fmt.Errorf("store: model %s: %w", name, err)
-			}
+	// The bound on remembered messages is kept every 256th change: the
+	// query walks the index past maxLearned rows.
+	if ver%256 == 0 || len(items) > 256 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM model_learned WHERE name = $1 AND learned_at <
+			(SELECT learned_at FROM model_learned WHERE name = $1 ORDER BY learned_at DESC LIMIT 1 OFFSET $2)`, name, maxLearned); err != nil {
+			return nil, fmt.Errorf("store: model %s: %w", name, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return "", false, fmt.Errorf("store: model %s: %w", name, err)
+		return nil, fmt.Errorf("store: model %s: %w", name, err)
 	}
-	return prev, true, nil
+	return out, nil
 }
 
 // AddCounts implements classify.CountStore.

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"testing"
 
 	"mailwall/internal/classify"
@@ -262,6 +264,46 @@ func BenchmarkModelLearnCorpus(b *testing.B) {
 	}
 }
 
+// BenchmarkModelLearnCorpusBatch: the same mail learnt as mailwall
+// learn --maildir and the Maildir watcher learn it, 200 messages a
+// transaction.
+func BenchmarkModelLearnCorpusBatch(b *testing.B) {
+	raws, classes := lnCorpus(b, 1000)
+	for _, driver := range []string{"sqlite", "postgres"} {
+		b.Run(driver, func(b *testing.B) {
+			dsn := b.TempDir() + "/m.db"
+			if driver == "postgres" {
+				dsn = pgtest.DSN(b)
+			}
+			s, err := Open(context.Background(), driver, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			l := &classify.Learner{St: s, Name: classify.SiteModel}
+			b.ResetTimer()
+			for i := range b.N {
+				k := i % len(raws)
+				class := classes[k]
+				if (i/len(raws))%2 == 1 {
+					class = map[string]string{"spam": "ham", "ham": "spam"}[class]
+				}
+				f, body := classify.ParseMessage(raws[k])
+				if err := l.Add(ctx, raws[k], &classify.Message{Fields: f, Body: body}, class); err != nil {
+					b.Fatal(err)
+				}
+				if l.Pending() == 200 || i == b.N-1 {
+					if _, err := l.Flush(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
 // BenchmarkModelOpenShared: reading a whole model learnt from the
 // corpus into memory, what serve does at start and on SIGHUP.
 func BenchmarkModelOpenShared(b *testing.B) {
@@ -284,4 +326,61 @@ func BenchmarkModelOpenShared(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n), "buckets")
+}
+
+// TestModelLearnBatch: a batch (one transaction, counts summed per
+// bucket) leaves the same buckets as the same messages learnt one by
+// one, a message met twice in the batch included (the second time as
+// the other class: a switch).
+func TestModelLearnBatch(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		type step struct {
+			i     int
+			junk  bool
+			class string
+		}
+		steps := []step{{1, true, "spam"}, {2, false, "ham"}, {3, true, "spam"}, {2, false, "spam"}, {4, false, "ham"}, {1, true, "spam"}, {3, true, "!spam"}}
+		one := &classify.Learner{St: s, Name: "one"}
+		batch := &classify.Learner{St: s, Name: "batch"}
+		for _, st := range steps {
+			learnRaw(t, one, modelMsg(st.i, st.junk), st.class)
+			raw := modelMsg(st.i, st.junk)
+			f, b := classify.ParseMessage(raw)
+			if err := batch.Add(ctx, raw, &classify.Message{Fields: f, Body: b}, st.class); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := batch.Flush(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var changed []bool
+		for _, o := range out {
+			changed = append(changed, o.Changed)
+		}
+		if want := []bool{true, true, true, true, true, false, true}; !slices.Equal(changed, want) {
+			t.Errorf("changed per message: %v, want %v", changed, want)
+		}
+		read := func(name string) (classify.ModelState, map[uint32][2]int64) {
+			m := map[uint32][2]int64{}
+			st, err := s.ModelCounts(ctx, name, 0, func(b classify.BucketCount) {
+				if b.Junk != 0 || b.Ham != 0 {
+					m[b.Bucket] = [2]int64{b.Junk, b.Ham}
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st, m
+		}
+		s1, m1 := read("one")
+		s2, m2 := read("batch")
+		if s1.Junk != s2.Junk || s1.Ham != s2.Ham || s1.Junk != 2 || s1.Ham != 1 {
+			t.Errorf("messages: one by one %+v, batch %+v, want 2 spam 1 ham", s1, s2)
+		}
+		if !maps.Equal(m1, m2) {
+			t.Errorf("buckets differ: one by one %d, batch %d", len(m1), len(m2))
+		}
+	})
 }
