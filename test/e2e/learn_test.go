@@ -109,4 +109,11 @@ func TestLearnMaildirMilter(t *testing.T) {
 		t.Errorf("ordinary: X-Mailwall-Score:%s, want no classifier hit", got)
 	}
 	d.alive(t)
+	// The model's copy is a 16 MB table; serve with it stays well
+	// under what a small MX host has.
+	rss := d.peakRSS(t)
+	t.Logf("serve's peak RSS with the store's model: %d MB", rss>>20)
+	if rss > 256<<20 {
+		t.Errorf("peak RSS %d MB, want under 256 MB", rss>>20)
+	}
 }
