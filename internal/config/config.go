@@ -499,6 +499,7 @@ func (c *Config) Validate() error {
 	check(oneOf(cl.Source, "file", "store"), "checks.classifier.source: %q is not file or store", cl.Source)
 	check(!cl.Enabled || cl.Source == "store" || cl.Model != "", "checks.classifier.model: a model file is required when the classifier is enabled (make model writes internal/classify/starter/bayes.model)")
 	check(!cl.Enabled || cl.Source != "store" || c.Store.DSN != "", "checks.classifier.source: store needs a store (store.dsn)")
+	check(cl.Source != "store" || cl.Kind == "bayes", "checks.classifier.source: the store keeps bayes models only, not %s", cl.Kind)
 	check(cl.Refresh.D() >= time.Second, "checks.classifier.refresh: %s is under 1s", cl.Refresh.D())
 	check(cl.Learn.Interval.D() >= time.Second && cl.Learn.MaxPerPass > 0, "checks.classifier.learn: interval must be at least 1s and max_per_pass positive")
 	for i, m := range cl.Learn.Maildirs {

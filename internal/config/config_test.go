@@ -53,6 +53,10 @@ func TestLoadRejects(t *testing.T) {
 		{"bad cidr", "policyd:\n  skip_addresses: [10.0.0.0/33]\n", "skip_addresses"},
 		{"bad listener", "policyd:\n  listen: [\"127.0.0.1:1\"]\n", "inet: or unix:"},
 		{"null for mail from", "policyd:\n  mail_from_reject: Null\n", "mail_from_reject"},
+		{"classifier source", "checks:\n  classifier:\n    source: db\n", "not file or store"},
+		{"classifier store without a store", "store:\n  dsn: \"\"\nchecks:\n  classifier:\n    enabled: true\n    source: store\n", "source: store needs a store"},
+		{"classifier store ftrl", "checks:\n  classifier:\n    source: store\n    kind: ftrl\n", "bayes models only"},
+		{"learn maildir without junk", "checks:\n  classifier:\n    learn:\n      maildirs: [{path: /m}]\n", "maildirs[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))
