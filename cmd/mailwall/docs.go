@@ -189,6 +189,12 @@ import adds a Postfix access(5) table's OK and 2xx lines (its source file; --tab
 			flagsOf:     [][]string{{"block", "add"}},
 			description: `Edits the block list, as mailwall allow does the allow list. A blocked client, sender or recipient is refused with 550 5.7.1 by the policy server at RCPT and by the milter at end of message. Block entries need no authentication, as Postfix's check_sender_access does not: mail claiming a blocked sender is that sender's or a forgery of it, and neither is wanted. A block entry wins over an allow entry, except a recipient's: postmaster@ gets every sender's mail (RFC 5321 section 4.5.1). import adds an access table's REJECT and 5xx lines.`,
 		},
+		{
+			name:        "version",
+			summary:     "print which build of mailwall this is",
+			synopsis:    []string{"mailwall version", "mailwall --version"},
+			description: `Prints the version (the Debian package's, stamped in when the package is built, else the Go module's), the commit the binary was built from and its time, and the Go version. A running daemon exports the same as the metric mailwall_build_info{version,revision,goversion}.`,
+		},
 	}
 }
 

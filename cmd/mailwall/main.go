@@ -19,6 +19,7 @@ import (
 	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/lists"
+	"mailwall/internal/version"
 )
 
 const usage = `mailwall: one program for SPF checking and the DNS to test it.
@@ -70,6 +71,8 @@ Usage:
         import --postfix-access FILE [--table client|sender|recipient] | --policyd-spf FILE adds a table's OK lines
   mailwall block add|remove|list|import ...
         the site's block list, as allow (import adds an access table's REJECT lines)
+  mailwall version | --version
+        print the version, the commit it was built from and the Go version
 `
 
 // errUsage makes main exit with status 2.
@@ -124,6 +127,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdLists(ctx, lists.Allow, args[1:], stdout, stderr)
 	case "block":
 		err = cmdLists(ctx, lists.Block, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.Get())
+		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
