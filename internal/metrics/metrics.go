@@ -17,6 +17,7 @@ import (
 	"mailwall/internal/dnsx"
 	"mailwall/internal/netguard"
 	"mailwall/internal/verdict"
+	"mailwall/internal/version"
 )
 
 // Metrics holds the collectors of one daemon, in its own registry.
@@ -88,9 +89,29 @@ func New() *Metrics {
 		Name: "mailwall_lists_total",
 		Help: "Policy requests the site's allow and block lists decided, by list (allow, block); the milter's show in mailwall_messages_total as stage lists.",
 	}, []string{"list"})
-	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.dnsbl, m.dnsblAct, m.lists, m.conns,
+	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.dnsbl, m.dnsblAct, m.lists, m.conns, buildInfo(version.Get()),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The series the shipped alert rules watch start at 0: increase() over
+	// a series that appears at 1 is 0, so the first failure would not alert.
+	for _, o := range []string{"ok", "failed"} {
+		m.reloads.WithLabelValues(o)
+	}
+	for _, o := range []string{"sent", "retry", "failed", "dropped", "failure_sent", "failure_failed", "failure_dropped"} {
+		m.reports.WithLabelValues(o)
+	}
 	return m
+}
+
+// buildInfo is the conventional constant 1 whose labels say which build
+// runs, so dashboards can show it and alerts can join on it.
+func buildInfo(v version.Info) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "mailwall_build_info",
+		Help:        "Always 1; the labels are the running build's version, VCS revision and Go version.",
+		ConstLabels: prometheus.Labels{"version": v.Version, "revision": v.Revision, "goversion": v.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 // Handler serves the metrics in the Prometheus text format.
