@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/mail"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -49,7 +50,9 @@ type milterFilter struct {
 	// headerBytes counts the header's octets; overLimit is why the
 	// header went past f.limits (the fields are no longer kept).
 	headerBytes int
-	overLimit   string
+	// bodyBytes counts the body's octets, for the log line's size.
+	bodyBytes int64
+	overLimit string
 }
 
 // headerLimits bound one message's header in the milter
@@ -182,6 +185,7 @@ func (f *milterFilter) EndOfHeaders(m *milter.Macros) milter.Response {
 }
 
 func (f *milterFilter) Body(chunk []byte) milter.Response {
+	f.bodyBytes += int64(len(chunk))
 	if f.msg != nil {
 		f.msg.Write(chunk)
 	}
@@ -245,6 +249,9 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 	env, client, helo, raw, tooBig, fields := f.env, f.client, f.helo, f.raw, f.tooBig, f.fields
 	keepRaw := f.keepRaw
+	// The header's octets, the blank line, the body's: the size Postfix
+	// passed to the milter (as it logs size= in its qmgr line).
+	size := int64(f.headerBytes) + 2 + f.bodyBytes
 	return func() {
 		if f.metrics != nil {
 			f.metrics.Message(&r, took)
@@ -264,8 +271,57 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 		f.log.Info("message", "queue_id", env.QueueID, "client", client.String(), "helo", helo, "from", env.MailFrom,
 			"action", string(r.Action), "stage", r.Stage, "verdict", r.Verdict, "spf", string(r.SPF.Result), "dmarc", r.DMARC.Result,
 			"dkim", verdict.DKIMSummary(r.DKIM), "iprev", r.IPRev.Result, "arc", string(r.ARC.Result), "score", r.Score(), "rules", strings.Join(r.Rules(), ","),
-			"reasons", strings.Join(r.Reasons, "; "))
+			"reasons", strings.Join(r.Reasons, "; "),
+			"header_from", milterFromDomain(&r, fields), "message_id", milterFieldValue(fields, "Message-ID"),
+			"size", size, "duration", took, "signed_with", milterSigningKey(&r))
 	}
+}
+
+// milterFieldValue is the first field named name, unfolded and trimmed.
+func milterFieldValue(fields []dkim.Field, name string) string {
+	for _, fl := range fields {
+		if strings.EqualFold(fl.Name, name) {
+			return strings.Join(strings.Fields(fl.Value()), " ")
+		}
+	}
+	return ""
+}
+
+// milterFromDomain is the header From domain: DMARC's (RFC 7489 §3.1),
+// else, for internal mail DMARC does not check, the From field's.
+func milterFromDomain(r *verdict.Result, fields []dkim.Field) string {
+	if r.DMARC.HeaderFrom != "" {
+		return r.DMARC.HeaderFrom
+	}
+	from := milterFieldValue(fields, "From")
+	if a, err := mail.ParseAddress(from); err == nil {
+		from = a.Address
+	}
+	if _, d, ok := strings.Cut(from, "@"); ok {
+		return strings.ToLower(strings.TrimSuffix(d, ">"))
+	}
+	return ""
+}
+
+// milterSigningKey names the key mailwall signed with, from the
+// DKIM-Signature it added: "d=DOMAIN s=SELECTOR a=ALGORITHM"; empty when
+// the message was not signed here.
+func milterSigningKey(r *verdict.Result) string {
+	if !r.Signed {
+		return ""
+	}
+	for _, h := range r.Headers {
+		if !strings.EqualFold(h.Name, "DKIM-Signature") {
+			continue
+		}
+		tags := map[string]string{}
+		for tag := range strings.SplitSeq(h.Value, ";") {
+			name, value, _ := strings.Cut(tag, "=")
+			tags[strings.TrimSpace(name)] = strings.Join(strings.Fields(value), "")
+		}
+		return fmt.Sprintf("d=%s s=%s a=%s", tags["d"], tags["s"], tags["a"])
+	}
+	return ""
 }
 
 // EndOfMessageSent does the verdict's remaining work (milter.AfterReply).
@@ -306,7 +362,7 @@ func (f *milterFilter) reset() {
 	}
 	f.msg, f.fields, f.ctx, f.cancel = nil, nil, nil, nil
 	f.raw, f.keepRaw, f.tooBig = nil, false, false
-	f.headerBytes, f.overLimit = 0, ""
+	f.headerBytes, f.bodyBytes, f.overLimit = 0, 0, ""
 }
 
 // refuse is the answer once the header went past the limits: at a header
