@@ -29,13 +29,17 @@ pkg="$stage/mailwall"
 install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" "$pkg/etc/mailwall" \
   "$pkg/usr/share/man/man5" "$pkg/usr/share/man/man8" "$pkg/usr/share/doc/mailwall"
 
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$pkg/usr/bin/mailwall" ./cmd/mailwall
+# The .deb's version is stamped in, so "mailwall version" and
+# mailwall_build_info name the package that is installed.
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X mailwall/internal/version.Stamped=$version" -o "$pkg/usr/bin/mailwall" ./cmd/mailwall
 "$pkg/usr/bin/mailwall" config default >"$pkg/etc/mailwall/mailwall.yaml"
 install -m 0644 dist/mailwall.service "$pkg/lib/systemd/system/mailwall.service"
 for page in docs/man/*.[58]; do
   gzip -9n <"$page" >"$pkg/usr/share/man/man${page##*.}/$(basename "$page").gz"
 done
 install -m 0644 README.md docs/*.md "$pkg/usr/share/doc/mailwall/"
+# A Grafana dashboard and Prometheus alert rules, to copy into each.
+install -D -m 0644 -t "$pkg/usr/share/mailwall/monitoring" dist/monitoring/mailwall-dashboard.json dist/monitoring/mailwall-alerts.yml
 install -m 0755 dist/debian/postinst dist/debian/prerm dist/debian/postrm "$pkg/DEBIAN/"
 echo /etc/mailwall/mailwall.yaml >"$pkg/DEBIAN/conffiles"
 size="$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)"
