@@ -1,6 +1,7 @@
 package phish
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -22,41 +23,76 @@ type Brand struct {
 	Words []string `yaml:"words,omitempty" json:"words,omitempty"`
 }
 
-// DefaultBrands are brands phished in Japan and elsewhere, with their
-// main domains. Admins add their own (their bank, their company).
+// DefaultBrands are brands phished in Japan and elsewhere, with the
+// registered domains they send from and link to: their country domains,
+// short-link and CDN domains too, since a link to one of them is the
+// brand's own. Admins add their own (their bank, their company).
 func DefaultBrands() []Brand {
 	return []Brand{
-		{Name: "amazon", Domains: []string{"amazon.com", "amazon.co.jp", "amazon.co.uk", "amazon.de", "amazon.fr", "amazon.ca", "amazon.in", "amazonses.com", "amazonaws.com", "amazon.jobs", "a2z.com"}, Words: []string{"amzn", "アマゾン"}},
-		{Name: "apple", Domains: []string{"apple.com", "icloud.com", "me.com", "mac.com", "apple.co.jp", "itunes.com"}, Words: []string{"icloud", "アップル"}},
-		{Name: "microsoft", Domains: []string{"microsoft.com", "office.com", "office365.com", "outlook.com", "live.com", "hotmail.com", "microsoftonline.com", "msn.com", "sharepoint.com", "onmicrosoft.com"}, Words: []string{"office365", "outlook", "onedrive", "sharepoint", "マイクロソフト"}},
-		{Name: "google", Domains: []string{"google.com", "gmail.com", "google.co.jp", "googlemail.com", "youtube.com", "accounts.google.com"}, Words: []string{"gmail", "グーグル"}},
-		{Name: "paypal", Domains: []string{"paypal.com", "paypal.jp", "paypal.me"}, Words: []string{"ペイパル"}},
-		{Name: "netflix", Domains: []string{"netflix.com"}, Words: []string{"ネットフリックス"}},
-		{Name: "facebook", Domains: []string{"facebook.com", "facebookmail.com", "meta.com", "fb.com"}},
-		{Name: "instagram", Domains: []string{"instagram.com", "facebookmail.com"}},
-		{Name: "linkedin", Domains: []string{"linkedin.com"}},
-		{Name: "dropbox", Domains: []string{"dropbox.com", "dropboxmail.com"}},
+		{Name: "amazon", Domains: append(country("amazon", "com", "co.jp", "co.uk", "de", "fr", "it", "es", "nl", "se", "pl", "ca", "com.mx", "com.br", "com.au", "in", "sg", "ae", "sa", "com.tr", "eg", "cn", "com.be"),
+			"amazonses.com", "amazonaws.com", "amazon.jobs", "a2z.com", "amzn.to", "amzn.com", "amzn.asia", "amzn.eu", "media-amazon.com", "ssl-images-amazon.com", "awstrack.me", "primevideo.com", "audible.com", "audible.co.jp", "kindle.com"), Words: []string{"amzn", "アマゾン"}},
+		{Name: "apple", Domains: []string{"apple.com", "icloud.com", "me.com", "mac.com", "apple.co.jp", "itunes.com", "apple.co", "mzstatic.com", "icloud-content.com", "cdn-apple.com", "apple.news"}, Words: []string{"icloud", "アップル"}},
+		{Name: "microsoft", Domains: []string{"microsoft.com", "microsoft.co.jp", "office.com", "office365.com", "office.net", "outlook.com", "live.com", "live.jp", "hotmail.com", "hotmail.co.jp", "hotmail.co.uk", "microsoftonline.com", "msn.com", "sharepoint.com", "onmicrosoft.com", "onedrive.com", "1drv.ms", "aka.ms", "msft.net", "azure.com", "windows.com", "windows.net", "bing.com", "skype.com", "xbox.com", "microsoftstore.com", "msauth.net", "msftauth.net", "microsoft365.com", "dynamics.com"}, Words: []string{"office365", "outlook", "onedrive", "sharepoint", "マイクロソフト"}},
+		{Name: "google", Domains: append(country("google", "com", "co.jp", "co.uk", "de", "fr", "it", "es", "nl", "be", "ch", "at", "se", "dk", "no", "fi", "pl", "pt", "ie", "gr", "cz", "hu", "ro", "ru", "ca", "com.mx", "com.br", "com.ar", "cl", "com.co", "com.pe", "com.au", "co.nz", "co.in", "co.kr", "com.tw", "com.hk", "com.sg", "co.id", "com.ph", "com.vn", "co.th", "com.my", "com.tr", "co.il", "ae", "com.sa", "com.eg", "co.za", "com.ua", "cn"),
+			"gmail.com", "googlemail.com", "youtube.com", "youtu.be", "ytimg.com", "googleusercontent.com", "googleapis.com", "gstatic.com", "googlegroups.com", "googlesource.com", "goo.gl", "g.co", "g.page", "withgoogle.com", "blogger.com", "blogspot.com", "ggpht.com", "android.com", "googlevideo.com", "doubleclick.net", "googleadservices.com", "googlesyndication.com", "google-analytics.com", "googletagmanager.com", "chromium.org", "chrome.com", "firebaseapp.com", "web.app", "appspot.com", "forms.gle"), Words: []string{"gmail", "グーグル"}},
+		{Name: "paypal", Domains: []string{"paypal.com", "paypal.jp", "paypal.me", "paypal-communication.com", "paypalobjects.com", "paypal.de", "paypal.co.uk", "paypal.fr"}, Words: []string{"ペイパル"}},
+		{Name: "netflix", Domains: []string{"netflix.com", "netflix.net", "nflxext.com", "nflximg.net", "nflxso.net", "nflxvideo.net"}, Words: []string{"ネットフリックス"}},
+		{Name: "facebook", Domains: []string{"facebook.com", "facebookmail.com", "meta.com", "fb.com", "fb.me", "fbcdn.net", "messenger.com"}},
+		{Name: "instagram", Domains: []string{"instagram.com", "facebookmail.com", "cdninstagram.com"}},
+		{Name: "linkedin", Domains: []string{"linkedin.com", "lnkd.in", "licdn.com"}},
+		{Name: "dropbox", Domains: []string{"dropbox.com", "dropboxmail.com", "db.tt", "dropboxusercontent.com"}},
 		{Name: "docusign", Domains: []string{"docusign.com", "docusign.net"}},
-		{Name: "dhl", Domains: []string{"dhl.com", "dhl.de", "dhl.co.jp"}},
+		{Name: "dhl", Domains: []string{"dhl.com", "dhl.de", "dhl.co.jp", "dhl.co.uk", "dhl.fr", "dhl.it", "dhl.es", "dhl.nl", "dpdhl.com", "dhl-news.com"}},
 		{Name: "fedex", Domains: []string{"fedex.com"}},
-		{Name: "rakuten", Domains: []string{"rakuten.co.jp", "rakuten.com", "rakuten-card.co.jp", "rakuten-bank.co.jp", "rakuten-sec.co.jp"}, Words: []string{"楽天"}},
-		{Name: "smbc", Domains: []string{"smbc.co.jp", "smbc-card.com", "vpass.ne.jp"}, Words: []string{"vpass", "三井住友"}},
+		{Name: "ups", Domains: []string{"ups.com"}},
+		{Name: "usps", Domains: []string{"usps.com", "usps.gov"}},
+		{Name: "rakuten", Domains: []string{"rakuten.co.jp", "rakuten.com", "rakuten.ne.jp", "rakuten-card.co.jp", "rakuten-bank.co.jp", "rakuten-sec.co.jp", "r10.to", "rakuten.jp"}, Words: []string{"楽天"}},
+		{Name: "smbc", Domains: []string{"smbc.co.jp", "smbc-card.com", "vpass.ne.jp", "smbc-fg.com"}, Words: []string{"vpass", "三井住友"}},
 		{Name: "mufg", Domains: []string{"mufg.jp", "bk.mufg.jp", "cr.mufg.jp"}, Words: []string{"三菱UFJ", "三菱ＵＦＪ"}},
 		{Name: "mizuho", Domains: []string{"mizuhobank.co.jp", "mizuho-fg.co.jp", "mizuho-sc.com"}, Words: []string{"みずほ"}},
-		{Name: "yahoo", Domains: []string{"yahoo.co.jp", "yahoo.com", "yahoo-net.jp", "yahooinc.com"}, Words: []string{"ヤフー"}},
+		{Name: "resona", Domains: []string{"resonabank.co.jp", "resona-gr.co.jp"}, Words: []string{"りそな"}},
+		{Name: "saisoncard", Domains: []string{"saisoncard.co.jp", "credit-saison.co.jp"}, Words: []string{"セゾン"}},
+		{Name: "orico", Domains: []string{"orico.co.jp"}, Words: []string{"オリコ"}},
+		{Name: "epos", Domains: []string{"eposcard.co.jp", "0101.co.jp"}, Words: []string{"eposcard", "エポスカード"}},
+		{Name: "amex", Domains: []string{"americanexpress.com", "americanexpress.co.jp", "aexp.com", "aexp-static.com"}, Words: []string{"americanexpress", "アメリカン・エキスプレス"}},
+		{Name: "paypay", Domains: []string{"paypay.ne.jp", "paypay-bank.co.jp", "paypay-card.co.jp"}, Words: []string{"ペイペイ"}},
+		{Name: "yahoo", Domains: append(country("yahoo", "com", "co.jp", "co.uk", "fr", "de", "it", "es", "ca", "com.au", "co.in", "com.br", "com.mx", "com.ar", "com.tw", "com.hk", "com.sg", "co.id", "com.ph", "com.vn", "co.nz", "gr", "se", "dk", "no", "fi", "ie", "pl", "ro", "at", "be", "ch", "nl", "net"),
+			"yahoo-net.jp", "yahooinc.com", "yimg.com", "yimg.jp", "ymail.com", "rocketmail.com", "yahoodns.net", "yahoo-mail.jp"), Words: []string{"ヤフー"}},
 		{Name: "docomo", Domains: []string{"docomo.ne.jp", "nttdocomo.co.jp", "docomo.co.jp"}, Words: []string{"ドコモ"}},
 		{Name: "softbank", Domains: []string{"softbank.jp", "softbank.ne.jp", "softbank.co.jp"}, Words: []string{"ソフトバンク"}},
-		{Name: "jcb", Domains: []string{"jcb.co.jp", "jcb.jp"}},
-		{Name: "aeon", Domains: []string{"aeon.co.jp", "aeon.com", "aeonbank.co.jp"}, Words: []string{"イオンカード", "イオン銀行"}},
+		{Name: "jcb", Domains: []string{"jcb.co.jp", "jcb.jp", "jcb.com", "jcbcard.co.jp"}},
+		{Name: "aeon", Domains: []string{"aeon.co.jp", "aeon.com", "aeonbank.co.jp", "aeon.jp"}, Words: []string{"イオンカード", "イオン銀行"}},
 		{Name: "ekinet", Domains: []string{"eki-net.com", "jreast.co.jp"}, Words: []string{"eki-net", "えきねっと"}},
+		{Name: "smartex", Domains: []string{"smart-ex.jp", "jr-central.co.jp"}, Words: []string{"smart-ex", "スマートex", "スマートEX"}},
 		{Name: "yamato", Domains: []string{"kuronekoyamato.co.jp", "yamato-hd.co.jp"}, Words: []string{"kuronekoyamato", "ヤマト運輸", "クロネコ"}},
 		{Name: "sagawa", Domains: []string{"sagawa-exp.co.jp"}, Words: []string{"佐川急便"}},
-		{Name: "japanpost", Domains: []string{"japanpost.jp", "post.japanpost.jp", "jp-bank.japanpost.jp"}, Words: []string{"日本郵便", "ゆうちょ"}},
+		{Name: "japanpost", Domains: []string{"japanpost.jp", "post.japanpost.jp", "jp-bank.japanpost.jp"}, Words: []string{"日本郵便", "ゆうちょ", "郵便局"}},
+		{Name: "nta", Domains: []string{"nta.go.jp", "e-tax.nta.go.jp"}, Words: []string{"国税庁", "e-tax"}},
+		{Name: "tepco", Domains: []string{"tepco.co.jp"}, Words: []string{"東京電力"}},
 		{Name: "mercari", Domains: []string{"mercari.com", "mercari.jp"}, Words: []string{"メルカリ"}},
-		{Name: "binance", Domains: []string{"binance.com"}},
-		{Name: "coinbase", Domains: []string{"coinbase.com"}},
-		{Name: "ntt", Domains: []string{"ntt.com", "ntt.co.jp", "ntt-east.co.jp", "ntt-west.co.jp"}},
+		{Name: "binance", Domains: []string{"binance.com", "binance.us", "binance.info"}},
+		{Name: "coinbase", Domains: []string{"coinbase.com", "coinbase.de"}},
+		{Name: "metamask", Domains: []string{"metamask.io", "consensys.io", "consensys.net"}},
+		{Name: "ntt", Domains: []string{"ntt.com", "ntt.co.jp", "ntt-east.co.jp", "ntt-west.co.jp", "ntt.jp"}},
 	}
+}
+
+// country returns label under each public suffix: a brand's country
+// domains.
+func country(label string, suffixes ...string) []string {
+	out := make([]string, len(suffixes))
+	for i, s := range suffixes {
+		out[i] = label + "." + s
+	}
+	return out
+}
+
+// commonWords are brand names and words that are also ordinary English
+// words: they match whole tokens only (no substring, no look-alike), and
+// in a host name only in its registered label, so "outlook.4team.biz"
+// and "outlooksecure" are not Microsoft's, "pineapple" not Apple's.
+var commonWords = map[string]bool{
+	"outlook": true, "apple": true, "ups": true,
 }
 
 // brandIndex matches text against brands.
@@ -103,33 +139,72 @@ type brandMatch struct {
 	token string // what matched, as written
 }
 
-// match finds brands named or imitated in tokens of s (a domain without
-// its public suffix, a local part, a display name). near allows one edit
-// for longer names (amozon for amazon).
+// match finds brands named or imitated in tokens of s (a local part, a
+// display name). near allows one edit for longer names (amozon for
+// amazon).
 func (ix *brandIndex) match(s string, near bool) []brandMatch {
-	var out []brandMatch
-	seen := map[int]bool{}
-	add := func(m brandMatch) {
-		if !seen[m.brand] {
-			seen[m.brand] = true
+	return ix.matchIn(nil, s, near, true)
+}
+
+// matchHost finds brands named or imitated in a host name (Unicode form)
+// without its public suffix. Names that are ordinary words count only in
+// its registered label: "outlook-login.example" imitates Microsoft,
+// "outlook.4team.biz" is 4team's page about Outlook.
+func (ix *brandIndex) matchHost(host string) []brandMatch {
+	full := withoutSuffix(host)
+	dot := strings.LastIndexByte(full, '.')
+	if dot < 0 {
+		return ix.matchIn(nil, full, true, true) // the registered label alone
+	}
+	out := ix.matchIn(nil, full, true, false)
+	label := full[dot+1:]
+	for _, m := range ix.matchIn(nil, label, false, true) {
+		if commonWords[m.token] && !slices.ContainsFunc(out, func(o brandMatch) bool { return o.brand == m.brand }) {
 			out = append(out, m)
 		}
+	}
+	return out
+}
+
+// matchIn appends to out the brands found in s; common says whether
+// names that are ordinary words (commonWords) count.
+func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []brandMatch {
+	add := func(m brandMatch) {
+		for _, o := range out {
+			if o.brand == m.brand {
+				return
+			}
+		}
+		out = append(out, m)
 	}
 	folded := Normalize(s)
 	for _, tok := range tokens(folded) {
 		skel := skeleton(tok)
 		mapped := skel != tok
-		lookAlike := near && len(skel) <= maxNearToken && !ordinaryWords[tok]
+		// An English word one edit from a name (finance, cloud) is that
+		// word, not a look-alike.
+		lookAlike := near && len(skel) <= maxNearToken && !ordinaryWords[tok] && !ordinaryWords[skel] && !ix.isName(tok)
+		pieces := []string{skel}
+		if lookAlike && hasOrdinary(skel) {
+			pieces = withoutOrdinary(skel)
+		}
 		for i, names := range ix.names {
 			for _, name := range names {
 				how := ""
-				switch {
-				case tok == name || len(name) >= 6 && strings.Contains(tok, name):
-					how = "name"
-				case mapped && (skel == name || len(name) >= 6 && strings.Contains(skel, name)):
-					how = "homoglyph"
-				case lookAlike && len(name) >= 6 && nearSubstring(skel, name):
-					how = "look-alike"
+				if commonWords[name] {
+					// Whole tokens only, homoglyphs included.
+					if common && (tok == name || mapped && skel == name) {
+						how = map[bool]string{false: "name", true: "homoglyph"}[mapped && tok != name]
+					}
+				} else {
+					switch {
+					case tok == name || len(name) >= 6 && strings.Contains(tok, name):
+						how = "name"
+					case mapped && (skel == name || len(name) >= 6 && strings.Contains(skel, name)):
+						how = "homoglyph"
+					case lookAlike && len(name) >= 6 && slices.ContainsFunc(pieces, func(p string) bool { return nearSubstring(p, name) }):
+						how = "look-alike"
+					}
 				}
 				if how != "" {
 					add(brandMatch{brand: i, how: how, token: tok})
@@ -147,6 +222,39 @@ func (ix *brandIndex) match(s string, near bool) []brandMatch {
 	return out
 }
 
+// hasOrdinary reports whether tok holds one of ordinaryWords.
+func hasOrdinary(tok string) bool {
+	for w := range ordinaryWords {
+		if strings.Contains(tok, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutOrdinary splits a token at the ordinary words in it: the
+// pieces where a look-alike may hide ("yahoofinance" is "yahoo", not a
+// look-alike of binance).
+func withoutOrdinary(tok string) []string {
+	for w := range ordinaryWords {
+		if strings.Contains(tok, w) {
+			tok = strings.ReplaceAll(tok, w, " ")
+		}
+	}
+	return strings.Fields(tok)
+}
+
+// isName reports whether tok is one of the brands' names as it is: it
+// is that brand, not a look-alike of another (paypal, paypay).
+func (ix *brandIndex) isName(tok string) bool {
+	for _, names := range ix.names {
+		if slices.Contains(names, tok) {
+			return true
+		}
+	}
+	return false
+}
+
 // maxNearToken bounds the tokens searched for look-alikes (a label or a
 // local part is at most 63 or 64 octets): the search is quadratic.
 const maxNearToken = 64
@@ -154,7 +262,8 @@ const maxNearToken = 64
 // ordinaryWords are words one edit from a brand name that are not
 // look-alikes.
 var ordinaryWords = map[string]bool{
-	"amazing": true, "amazingly": true, "goggle": true, "goggles": true, "paypals": true,
+	"amazing": true, "amazingly": true, "goggle": true, "goggles": true, "googly": true, "googol": true, "paypals": true,
+	"finance": true, "finances": true, "financed": true, "cloud": true, "clouds": true, "cloudy": true,
 }
 
 // tokens splits at anything that is not a letter or digit.
@@ -274,9 +383,16 @@ func mixedScript(s string) bool {
 }
 
 // nearSubstring reports whether some substring of s is within one edit
-// of name.
+// of name at its start or end. A deletion from a six-letter name leaves five letters, an
+// ordinary word as often as not (cloud from icloud): only longer names
+// are matched with a letter missing. A substring that is an ordinary
+// word (finance in yahoofinance) is that word.
 func nearSubstring(s, name string) bool {
-	if len(s) < len(name)-1 {
+	low := len(name) - 1
+	if len(name) < 7 {
+		low = len(name)
+	}
+	if len(s) < low {
 		return false
 	}
 	// One edit changes at most one half of name, so a near substring
@@ -285,9 +401,15 @@ func nearSubstring(s, name string) bool {
 	if h := len(name) / 2; !strings.Contains(s, name[:h]) && !strings.Contains(s, name[h:]) {
 		return false
 	}
-	for n := len(name) - 1; n <= len(name)+1; n++ {
+	for n := low; n <= len(name)+1; n++ {
 		for i := 0; i+n <= len(s); i++ {
-			if editDistanceAtMost1(s[i:i+n], name) {
+			if i > 0 && i+n < len(s) {
+				// Inside a longer word (sagewa in messagewall, resoni in
+				// firesonic): chance. Look-alikes lead or end a token
+				// (amozonjp, secureamozon).
+				continue
+			}
+			if w := s[i : i+n]; editDistanceAtMost1(w, name) && !ordinaryWords[w] {
 				return true
 			}
 		}

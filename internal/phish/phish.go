@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/publicsuffix"
+
 	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
 )
@@ -240,7 +242,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 	if sender, ok := readMailbox(in.Fields, "Sender", charset); ok {
 		s.checkMalformed("Sender", sender)
 	}
-	s.checkLinks(fromOrg)
+	s.checkLinks(fromOrg, in.DKIMPass)
 	if in.PTRName != "" {
 		ptr := strings.ToLower(strings.TrimSuffix(in.PTRName, "."))
 		if ptr == registered(ptr) && strings.Contains(ptr, ".") {
@@ -327,7 +329,7 @@ func (s *scoring) checkFrom(from Mailbox) {
 // Unicode form) that imitates a brand it does not belong to.
 func (s *scoring) brandDomain(domain, udomain string) {
 	ix := s.c.brands
-	for _, m := range ix.match(withoutSuffix(udomain), true) {
+	for _, m := range ix.matchHost(udomain) {
 		if !ix.owns(m.brand, domain) {
 			s.fire(BrandFromDomain, "From domain %s: %s %q, not one of %s's domains", udomain, m.how, m.token, s.brand(m.brand))
 		}
@@ -428,7 +430,9 @@ func (s *scoring) firstSeen(org string, now, first, since time.Time) {
 // "https://amazon.co.jp/...").
 var domainInText = regexp.MustCompile(`(?i)(?:https?://)?((?:[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+[a-z]{2,})`)
 
-func (s *scoring) checkLinks(fromOrg string) {
+// checkLinks looks at every link; own are the organizations that sent
+// the message (From's, and the verified DKIM d= domains').
+func (s *scoring) checkLinks(fromOrg string, dkimPass []string) {
 	ix := s.c.brands
 	seen := map[Link]bool{}
 	hosts := map[string]bool{}
@@ -460,23 +464,64 @@ func (s *scoring) checkLinks(fromOrg string) {
 		if l.Text == "" {
 			continue
 		}
-		shown := domainInText.FindStringSubmatch(Normalize(l.Text))
-		if shown == nil {
+		shown := shownHost(l.Text)
+		if shown == "" {
 			continue
 		}
-		shownOrg := registered(shown[1])
-		// A sender may track its own links through a mail service, so a
-		// link showing the sender's own domain is not counted; one showing
-		// a third party's while going elsewhere is.
-		if shownOrg != registered(host) && shownOrg != fromOrg {
-			s.fire(URLTextMismatch, "link shows %s but goes to %s", shown[1], host)
-			for i := range ix.brands {
-				if ix.owns(i, shownOrg) {
-					s.brand(i)
-				}
+		shownOrg, target := registered(shown), registered(host)
+		if shownOrg == target || shownOrg == fromOrg {
+			continue
+		}
+		// A brand's site shown by someone else, whatever the link goes
+		// through.
+		brand := -1
+		for i := range ix.brands {
+			if ix.owns(i, shownOrg) && !ix.owns(i, fromOrg) {
+				brand = i
+				break
 			}
 		}
+		if brand < 0 && (target == fromOrg || clickTrackers[target] || ownedBy(target, dkimPass)) {
+			// The sender's links tracked through its own or its mail
+			// service's redirector: newsletters do this.
+			continue
+		}
+		s.fire(URLTextMismatch, "link shows %s but goes to %s", shown, host)
+		if brand >= 0 {
+			s.brand(brand)
+		}
 	}
+}
+
+// shownHost returns the host name a link's text shows, "" when it shows
+// none: a name under a real public suffix, written as a host. "ASP.NET"
+// and "Node.JS" are product names: a suffix in capitals counts only after
+// http:// or www.
+func shownHost(text string) string {
+	shown := domainInText.FindStringSubmatch(Normalize(text))
+	if shown == nil {
+		return ""
+	}
+	host := shown[1]
+	suffix, icann := publicsuffix.PublicSuffix(host)
+	if !icann && !strings.Contains(suffix, ".") || suffix == host {
+		return "" // no such top-level domain ("file.txt", "readme.md" aside)
+	}
+	if !strings.HasPrefix(shown[0], "http") && !strings.HasPrefix(host, "www.") && strings.Contains(text, "."+strings.ToUpper(suffix)) {
+		return ""
+	}
+	return host
+}
+
+// ownedBy reports whether org is the registered domain of one of the
+// verified DKIM d= domains.
+func ownedBy(org string, dkimPass []string) bool {
+	for _, d := range dkimPass {
+		if registered(d) == org {
+			return true
+		}
+	}
+	return false
 }
 
 // checkHost looks at a link's host name: punycode, brand look-alikes.
@@ -489,7 +534,7 @@ func (s *scoring) checkHost(host string) {
 	if isIDN {
 		s.fire(URLPunycode, "link host %s is %s", host, uhost)
 	}
-	for _, m := range ix.match(withoutSuffix(uhost), true) {
+	for _, m := range ix.matchHost(uhost) {
 		if !ix.owns(m.brand, host) {
 			s.fire(URLBrandLookalike, "link host %s: %s %q of %s", uhost, m.how, m.token, s.brand(m.brand))
 		}
