@@ -195,13 +195,14 @@ func loadConfig(path, dnsFlag string) (*config.Config, error) {
 }
 
 // loadResolver reads the config, applies --dns, and builds the caching
-// resolver: what every command that checks mail starts with.
-func loadResolver(path, dnsFlag string) (*config.Config, *dnsx.Cache, error) {
+// resolver: what every command that checks mail starts with. wrap, if
+// given, wraps the upstream client under the cache (serve's metrics).
+func loadResolver(path, dnsFlag string, wrap ...func(dnsx.Resolver) dnsx.Resolver) (*config.Config, *dnsx.Cache, error) {
 	cfg, err := loadConfig(path, dnsFlag)
 	if err != nil {
 		return nil, nil, err
 	}
-	res, err := newResolver(cfg)
+	res, err := newResolver(cfg, wrap...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -220,12 +221,16 @@ func newClient(cfg *config.Config) (*dnsx.Client, error) {
 }
 
 // newResolver builds the caching resolver from the config.
-func newResolver(cfg *config.Config) (*dnsx.Cache, error) {
+func newResolver(cfg *config.Config, wrap ...func(dnsx.Resolver) dnsx.Resolver) (*dnsx.Cache, error) {
 	client, err := newClient(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return dnsx.NewCache(client, dnsx.CacheOptions{
+	var upstream dnsx.Resolver = client
+	for _, w := range wrap {
+		upstream = w(upstream)
+	}
+	return dnsx.NewCache(upstream, dnsx.CacheOptions{
 		MaxEntries:  cfg.DNS.CacheSize,
 		MaxTTL:      cfg.DNS.MaxTTL.D(),
 		MaxNegative: cfg.DNS.MaxNegativeTTL.D(),

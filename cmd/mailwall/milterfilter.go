@@ -115,6 +115,9 @@ func (f *milterFilter) Connect(c milter.Conn, m *milter.Macros) milter.Response 
 func (f *milterFilter) Helo(name string, m *milter.Macros) milter.Response {
 	f.helo = name
 	act, reply, why := f.pipe.CheckHelo(name)
+	if f.metrics != nil {
+		f.metrics.Helo(string(act))
+	}
 	switch act {
 	case verdict.Reject, verdict.TempFail:
 		f.log.Info("helo rejected", "client", f.client.String(), "helo", name, "reason", why, "reply", reply)

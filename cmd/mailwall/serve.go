@@ -67,7 +67,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errUsage
 	}
 	defer gcfloor.Start(gcHeapFloor).Stop()
-	cfg, resolver, err := loadResolver(*cfgPath, *dnsFlag)
+	met := metrics.New()
+	cfg, resolver, err := loadResolver(*cfgPath, *dnsFlag, met.CountUpstream)
 	if err != nil {
 		return err
 	}
@@ -76,7 +77,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	met := metrics.New()
 	met.WatchCache(resolver.Stats)
 	opts.Observe = func(r policyd.Response, took time.Duration) { met.PolicyRequest(string(r.Action), took) }
 	opts.ObserveGreylist = func(d greylist.Decision) { met.Greylist(string(d.Outcome)) }

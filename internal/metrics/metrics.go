@@ -5,6 +5,8 @@
 package metrics
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"sync"
@@ -34,6 +36,8 @@ type Metrics struct {
 	dnsbl    *prometheus.CounterVec
 	dnsblAct *prometheus.CounterVec
 	lists    *prometheus.CounterVec
+	helo     *prometheus.CounterVec
+	upstream *prometheus.CounterVec
 	conns    *listenerCollector
 }
 
@@ -89,6 +93,15 @@ func New() *Metrics {
 		Name: "mailwall_lists_total",
 		Help: "Policy requests the site's allow and block lists decided, by list (allow, block); the milter's show in mailwall_messages_total as stage lists.",
 	}, []string{"list"})
+	m.helo = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailwall_helo_total",
+		Help: "The milter's HELO checks (HELO tables, syntax) by action: accept, reject, tempfail, quarantine (a table's HOLD).",
+	}, []string{"action"})
+	m.upstream = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailwall_dns_upstream_errors_total",
+		Help: "DNS queries the upstream servers (dns.servers) failed after every server and attempt, by kind: timeout, servfail (SERVFAIL, REFUSED and other error codes), network (other transport errors), invalid (a name that cannot be asked).",
+	}, []string{"kind"})
+	m.reg.MustRegister(m.helo, m.upstream)
 	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.dnsbl, m.dnsblAct, m.lists, m.conns, buildInfo(version.Get()),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The series the shipped alert rules watch start at 0: increase() over
@@ -99,7 +112,44 @@ func New() *Metrics {
 	for _, o := range []string{"sent", "retry", "failed", "dropped", "failure_sent", "failure_failed", "failure_dropped"} {
 		m.reports.WithLabelValues(o)
 	}
+	for _, k := range []string{"timeout", "servfail", "network", "invalid"} {
+		m.upstream.WithLabelValues(k)
+	}
 	return m
+}
+
+// Helo counts the milter's HELO check by the action it led to.
+func (m *Metrics) Helo(action string) { m.helo.WithLabelValues(action).Inc() }
+
+// CountUpstream wraps the upstream DNS client (under the cache, so only
+// real queries count) to count its failures by kind.
+func (m *Metrics) CountUpstream(r dnsx.Resolver) dnsx.Resolver {
+	return upstreamCounter{r, m.upstream}
+}
+
+type upstreamCounter struct {
+	dnsx.Resolver
+	errs *prometheus.CounterVec
+}
+
+func (u upstreamCounter) Query(ctx context.Context, name string, qtype uint16) (*dnsx.Answer, error) {
+	a, err := u.Resolver.Query(ctx, name, qtype)
+	if err != nil {
+		u.errs.WithLabelValues(upstreamKind(err)).Inc()
+	}
+	return a, err
+}
+
+func upstreamKind(err error) string {
+	switch {
+	case errors.Is(err, dnsx.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, dnsx.ErrServFail):
+		return "servfail"
+	case !dnsx.IsTemporary(err):
+		return "invalid"
+	}
+	return "network"
 }
 
 // buildInfo is the conventional constant 1 whose labels say which build

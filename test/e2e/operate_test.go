@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -189,5 +190,32 @@ func TestOpDebShipsMonitoring(t *testing.T) {
 	}
 	if want := "mailwall " + strings.TrimSpace(string(pkgVersion)) + " "; !strings.HasPrefix(string(got), want) {
 		t.Errorf("mailwall --version: %q, want the package's %q", got, want)
+	}
+}
+
+// TestOpHeloAndUpstreamMetrics runs serve against a DNS server that is not
+// there (a closed loopback port): the policy request's lookups count as
+// upstream errors, and the milter session's HELO as a HELO check.
+func TestOpHeloAndUpstreamMetrics(t *testing.T) {
+	if os.Getenv("MAILWALL_E2E") != "1" {
+		t.Skip("MAILWALL_E2E=1 runs serve")
+	}
+	root, bin := e2eRoot(t, "mailwall-operate-")
+	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	d := startDaemon(t, bin, root, daemonSetup{dns: dead, dnsTimeout: "200ms"})
+	if got := d.metric(t, `mailwall_helo_total{action="accept"}`); got != 0 {
+		t.Fatalf("HELO checks before any session: %v", got)
+	}
+	policyAsk(t, d.policy, "127.0.0.2", "mail.example.test", "a@example.test")
+	deliver(d.milter, "OPHELO1") // its verdict is a tempfail: DNS is down
+	if got := d.metric(t, `mailwall_helo_total{action="accept"}`); got != 1 {
+		t.Errorf("mailwall_helo_total{action=\"accept\"} = %v, want 1", got)
+	}
+	var upstream float64
+	for _, kind := range []string{"network", "timeout", "servfail"} {
+		upstream += d.metric(t, `mailwall_dns_upstream_errors_total{kind="`+kind+`"}`)
+	}
+	if upstream == 0 {
+		t.Error("no mailwall_dns_upstream_errors_total with the DNS server down")
 	}
 }
