@@ -26,22 +26,23 @@ import (
 // Rule names. Those starting with auth_ score authentication outcomes,
 // so one threshold covers both.
 const (
-	BrandFromDomain    = "brand_from_domain"    // From domain imitates a brand it does not belong to
-	BrandDisplayName   = "brand_display_name"   // display name names a brand; From is not the brand's
-	BrandLocalPart     = "brand_local_part"     // local part names or imitates a brand
-	MixedScript        = "mixed_script"         // Latin mixed with Cyrillic or Greek in a From name
-	IDNFromDomain      = "idn_from_domain"      // From domain in punycode
-	URLUserinfo        = "url_userinfo"         // http://www.yahoo.co:jp@evil.test/
-	URLIPLiteral       = "url_ip_literal"       // http://192.0.2.1/login
-	URLTextMismatch    = "url_text_mismatch"    // link shows one domain, goes to another
-	URLPunycode        = "url_punycode"         // link host in punycode or non-ASCII
-	URLBrandLookalike  = "url_brand_lookalike"  // link host imitates a brand
-	ReplyToOtherOrg    = "reply_to_other_org"   // Reply-To leaves the From's organization
-	DisplayNameAddress = "display_name_address" // display name holds an address of another domain
-	FromMalformed      = "from_malformed"       // From (Reply-To, Sender) is not one well-formed mailbox
-	FirstSeenDomain    = "first_seen_domain"    // From domain never seen before today
-	DMARCNoneBrand     = "dmarc_none_brand"     // p=none (or no DMARC) and a brand hit
-	PTRBareDomain      = "ptr_bare_domain"      // client PTR is a bare registered domain
+	BrandFromDomain    = "brand_from_domain"        // From domain imitates a brand it does not belong to
+	BrandDisplayName   = "brand_display_name"       // display name names a brand; From is not the brand's
+	BrandLocalPart     = "brand_local_part"         // local part names or imitates a brand
+	MixedScript        = "mixed_script"             // Latin mixed with Cyrillic or Greek in a From name
+	IDNFromDomain      = "idn_from_domain"          // From domain in punycode
+	URLUserinfo        = "url_userinfo"             // http://www.yahoo.co:jp@evil.test/
+	URLIPLiteral       = "url_ip_literal"           // http://192.0.2.1/login
+	URLTextMismatch    = "url_text_mismatch"        // link shows one domain, goes to another
+	URLPunycode        = "url_punycode"             // link host in punycode or non-ASCII
+	URLBrandLookalike  = "url_brand_lookalike"      // link host imitates a brand
+	ReplyToOtherOrg    = "reply_to_other_org"       // Reply-To leaves the From's organization
+	DisplayNameAddress = "display_name_address"     // display name holds an address of another domain
+	FromMalformed      = "from_malformed"           // From (Reply-To, Sender) is not one well-formed mailbox
+	OwnDomain          = "own_domain_impersonation" // unauthenticated From claims the recipient's own domain
+	FirstSeenDomain    = "first_seen_domain"        // From domain never seen before today
+	DMARCNoneBrand     = "dmarc_none_brand"         // p=none (or no DMARC) and a brand hit
+	PTRBareDomain      = "ptr_bare_domain"          // client PTR is a bare registered domain
 	AuthDMARCFail      = "auth_dmarc_fail"
 	AuthSPFFail        = "auth_spf_fail"
 	AuthDKIMFail       = "auth_dkim_fail"
@@ -59,7 +60,7 @@ func DefaultWeights() map[string]int {
 	return map[string]int{
 		BrandFromDomain: 45, BrandDisplayName: 30, BrandLocalPart: 30, MixedScript: 30, IDNFromDomain: 10,
 		URLUserinfo: 40, URLIPLiteral: 25, URLTextMismatch: 35, URLPunycode: 15, URLBrandLookalike: 35,
-		ReplyToOtherOrg: 15, DisplayNameAddress: 25, FromMalformed: 30, FirstSeenDomain: 10, DMARCNoneBrand: 20, PTRBareDomain: 10,
+		ReplyToOtherOrg: 15, DisplayNameAddress: 25, FromMalformed: 30, OwnDomain: 30, FirstSeenDomain: 10, DMARCNoneBrand: 20, PTRBareDomain: 10,
 		AuthDMARCFail: 20, AuthSPFFail: 10, AuthDKIMFail: 10, AuthNone: 15, AuthIPRevFail: 10, AuthS25R: 10, AuthARCFail: 5,
 	}
 }
@@ -136,6 +137,11 @@ type Input struct {
 	// DMARCOverridden: a trusted forwarder vouched for a DMARC fail.
 	DMARCOverridden bool
 	ARC             string
+	// Rcpts are the envelope recipients (RCPT TO): whose own domain a
+	// fake mail administrator claims.
+	Rcpts []string
+	// SPFDomain is the domain SPF checked (MAIL FROM's, or HELO's).
+	SPFDomain string
 	// Content is Fields and Body decoded, when the caller has it
 	// already; nil: Check decodes them.
 	Content *Content
@@ -175,7 +181,7 @@ func (c *Checker) Name() string { return "phish" }
 func (c *Checker) Analyze(ctx context.Context, m *analysis.Message) analysis.Result {
 	in := Input{Fields: m.Fields, Body: m.Body, Content: m.Content(), ClientIP: m.ClientIP, PTRName: m.PTRName, IPRev: m.IPRev,
 		S25R: m.S25R, SPF: m.SPF, DKIMPass: m.DKIMPass, DKIMFail: m.DKIMFail, DMARC: m.DMARC, DMARCPolicy: m.DMARCPolicy,
-		DMARCOverridden: m.DMARCOverridden, ARC: m.ARC}
+		DMARCOverridden: m.DMARCOverridden, ARC: m.ARC, Rcpts: m.Rcpts, SPFDomain: m.SPFDomain}
 	rep := c.Check(ctx, in)
 	return analysis.Result{Hits: rep.Hits, Problems: rep.Problems, Report: &rep}
 }
@@ -236,6 +242,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 		s.checkFrom(from)
 		s.checkReplyTo(in.Fields, from, charset)
 		s.checkFirstSeen(ctx, from)
+		s.checkOwnDomain(in, from)
 	} else {
 		s.r.Problems = append(s.r.Problems, "no readable From address")
 	}
@@ -372,6 +379,72 @@ func (s *scoring) checkReplyTo(fields []dkim.Field, from Mailbox, charset func()
 		return
 	}
 	s.fire(ReplyToOtherOrg, "replies go to %s, outside %s", rt.Address(), registered(from.Domain))
+}
+
+// checkOwnDomain fires own_domain_impersonation for mail that claims to
+// come from the recipient's own organization ("mailbox full", "password
+// expires", "quarantined messages" from a fake mail administrator) in
+// its From address or its display name, when nothing authenticates the
+// claim: no DMARC pass for a From in that organization, no DKIM
+// signature and no SPF pass for a domain of it (RFC 7489 §3.1, relaxed
+// alignment). Real mail from one's own organization is signed or comes
+// from its own servers.
+func (s *scoring) checkOwnDomain(in Input, from Mailbox) {
+	if len(in.Rcpts) == 0 || in.DMARCOverridden {
+		return
+	}
+	fromOrg := registered(from.Domain)
+	name := ""
+	for _, rcpt := range in.Rcpts {
+		_, d, ok := cutAddress(strings.Trim(rcpt, "<> "))
+		if !ok || d == "" {
+			continue
+		}
+		org := registered(d)
+		if ownedBy(org, in.DKIMPass) || in.SPF == "pass" && in.SPFDomain != "" && registered(in.SPFDomain) == org {
+			continue // the organization's own servers or signature
+		}
+		if org == fromOrg {
+			if in.DMARC != "pass" {
+				s.fire(OwnDomain, "From %s claims %s, the recipient's own domain, and neither DMARC, DKIM nor SPF authenticates it", from.Address(), org)
+				return
+			}
+			continue
+		}
+		if from.Name == "" {
+			continue
+		}
+		if name == "" {
+			name = Normalize(from.Name)
+		}
+		if containsDomain(name, org) {
+			s.fire(OwnDomain, "display name %q names %s, the recipient's own domain, but the mail is from %s", clip(from.Name), org, from.Address())
+			return
+		}
+	}
+}
+
+// containsDomain reports whether text names domain as a whole name:
+// "rcpt.test" in "rcpt.test mail admin", not in "abcrcpt.test".
+func containsDomain(text, domain string) bool {
+	for i := 0; ; {
+		j := strings.Index(text[i:], domain)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(domain)
+		before := start == 0 || !isHostByte(text[start-1])
+		// A full stop ends a sentence, not the name: "... of rcpt.test."
+		after := end == len(text) || !isHostByte(text[end]) || text[end] == '.' && (end+1 == len(text) || !isHostByte(text[end+1]))
+		if before && after {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+func isHostByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.'
 }
 
 func (s *scoring) checkFirstSeen(ctx context.Context, from Mailbox) {

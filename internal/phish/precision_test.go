@@ -198,3 +198,39 @@ func TestShownHost(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnDomainImpersonation(t *testing.T) {
+	c, err := New(DefaultBrands(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpts := []string{"alice@corp.example.com"}
+	tests := []struct {
+		name string
+		from string
+		in   Input
+		want bool
+	}{
+		{"fake administrator in the recipient's domain, nothing passes", `"Mail Administrator" <postmaster@corp.example.com>`, Input{Rcpts: rcpts, SPF: "softfail", DMARC: "none"}, true},
+		{"a subdomain of the recipient's organization", `"IT Helpdesk" <it@mail.example.com>`, Input{Rcpts: rcpts, SPF: "none"}, true},
+		{"display name claims the domain, address elsewhere", `"example.com Mailbox Quota" <alert@quota-notice.example.net>`, Input{Rcpts: rcpts, SPF: "pass", SPFDomain: "quota-notice.example.net"}, true},
+		{"display name ends a sentence with the domain", `"Password expiry for example.com." <alert@quota-notice.example.net>`, Input{Rcpts: []string{"<alice@corp.example.com>"}}, true},
+		{"colleague, DMARC passes", `"Bob" <bob@corp.example.com>`, Input{Rcpts: rcpts, SPF: "pass", SPFDomain: "corp.example.com", DMARC: "pass"}, false},
+		{"colleague, aligned DKIM without DMARC record", `"Bob" <bob@corp.example.com>`, Input{Rcpts: rcpts, DKIMPass: []string{"example.com"}, DMARC: "none"}, false},
+		{"colleague, aligned SPF", `"Bob" <bob@example.com>`, Input{Rcpts: rcpts, SPF: "pass", SPFDomain: "bounces.example.com", DMARC: "none"}, false},
+		{"another organization", `"Newsletter" <news@shop.example.net>`, Input{Rcpts: rcpts, SPF: "none"}, false},
+		{"display name with a longer domain", `"notexample.com team" <a@shop.example.net>`, Input{Rcpts: rcpts}, false},
+		{"no recipients known", `"Mail Administrator" <postmaster@corp.example.com>`, Input{SPF: "fail"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in
+			in.Fields, in.Body = msg(t, "From: "+tc.from+"\nSubject: Your mailbox is full\n\nVerify your account.\n")
+			r := c.Check(context.Background(), in)
+			got := slices.ContainsFunc(r.Hits, func(h Hit) bool { return h.Rule == OwnDomain })
+			if got != tc.want {
+				t.Errorf("own_domain_impersonation %v, want %v: %v", got, tc.want, r.Rules())
+			}
+		})
+	}
+}
