@@ -73,6 +73,14 @@ func DefaultBrands() []Brand {
 		{Name: "binance", Domains: []string{"binance.com", "binance.us", "binance.info"}},
 		{Name: "coinbase", Domains: []string{"coinbase.com", "coinbase.de"}},
 		{Name: "metamask", Domains: []string{"metamask.io", "consensys.io", "consensys.net"}},
+		{Name: "spotify", Domains: []string{"spotify.com", "scdn.co", "spotifycdn.com", "spoti.fi"}},
+		{Name: "chase", Domains: []string{"chase.com", "jpmorgan.com", "jpmorganchase.com", "jpmchase.com"}},
+		{Name: "wellsfargo", Domains: []string{"wellsfargo.com", "wf.com", "wellsfargoemail.com"}, Words: []string{"wells fargo"}},
+		{Name: "bankofamerica", Domains: []string{"bankofamerica.com", "bofa.com", "ml.com", "emcom.bankofamerica.com"}, Words: []string{"bank of america"}},
+		{Name: "adobe", Domains: []string{"adobe.com", "adobesign.com", "adobe.io", "adobelogin.com", "typekit.net", "echosign.com"}},
+		{Name: "wetransfer", Domains: []string{"wetransfer.com", "we.tl", "wetransfer.net"}},
+		{Name: "norton", Domains: []string{"norton.com", "nortonlifelock.com", "symantec.com", "gendigital.com"}},
+		{Name: "mcafee", Domains: []string{"mcafee.com"}},
 		{Name: "ntt", Domains: []string{"ntt.com", "ntt.co.jp", "ntt-east.co.jp", "ntt-west.co.jp", "ntt.jp"}},
 	}
 }
@@ -90,9 +98,10 @@ func country(label string, suffixes ...string) []string {
 // commonWords are brand names and words that are also ordinary English
 // words: they match whole tokens only (no substring, no look-alike), and
 // in a host name only in its registered label, so "outlook.4team.biz"
-// and "outlooksecure" are not Microsoft's, "pineapple" not Apple's.
+// and "outlooksecure" are not Microsoft's, "pineapple" not Apple's. A
+// surname is one too: Horton and Morton are not Norton.
 var commonWords = map[string]bool{
-	"outlook": true, "apple": true, "ups": true,
+	"outlook": true, "apple": true, "ups": true, "chase": true, "norton": true,
 }
 
 // brandIndex matches text against brands.

@@ -149,6 +149,8 @@ func TestBrandPrecision(t *testing.T) {
 		{"Outlook Web Access", false, "microsoft"},
 		{"outlooksecure", false, ""},
 		{"MetaMask Inc", false, "metamask"},
+		{"Tim Hortons", false, ""},
+		{"Norton Security", false, "norton"},
 		{"outlook.4team.biz", true, ""},
 		{"outlook-login.example", true, "microsoft"},
 		{"outlook.mail-tools.example.com", true, ""},
