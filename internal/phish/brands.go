@@ -108,21 +108,24 @@ var commonWords = map[string]bool{
 type brandIndex struct {
 	brands []Brand
 	// names are each brand's Latin names, lower case: matched to tokens.
-	names [][]string
+	names [][]brandName
+	// exact holds every name, for isName.
+	exact map[string]bool
 	// phrases are names in other scripts or with punctuation, NFKC and
 	// lower case: matched as substrings.
-	phrases [][]string
+	phrases [][]brandName
 }
 
 func newBrandIndex(brands []Brand) *brandIndex {
-	ix := &brandIndex{brands: brands, names: make([][]string, len(brands)), phrases: make([][]string, len(brands))}
+	ix := &brandIndex{brands: brands, names: make([][]brandName, len(brands)), phrases: make([][]brandName, len(brands)), exact: map[string]bool{}}
 	for i, b := range brands {
 		for _, w := range append([]string{b.Name}, b.Words...) {
 			w = Normalize(w)
 			if isLatin(w) && len(tokens(w)) == 1 {
-				ix.names[i] = append(ix.names[i], w)
+				ix.names[i] = append(ix.names[i], brandName{word: w, common: commonWords[w]})
+				ix.exact[w] = true
 			} else {
-				ix.phrases[i] = append(ix.phrases[i], w)
+				ix.phrases[i] = append(ix.phrases[i], brandName{word: w, ascii: isLatin(w)})
 			}
 		}
 	}
@@ -192,26 +195,26 @@ func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []b
 		mapped := skel != tok
 		// An English word one edit from a name (finance, cloud) is that
 		// word, not a look-alike.
-		lookAlike := near && len(skel) <= maxNearToken && !ordinaryWords[tok] && !ordinaryWords[skel] && !ix.isName(tok)
-		pieces := []string{skel}
-		if lookAlike && hasOrdinary(skel) {
-			pieces = withoutOrdinary(skel)
-		}
+		lookAlike := near && len(skel) <= maxNearToken && !ordinaryWords[tok] && !ordinaryWords[skel] && !ix.exact[tok]
 		for i, names := range ix.names {
-			for _, name := range names {
-				how := ""
-				if commonWords[name] {
+			for _, bn := range names {
+				how, name := "", bn.word
+				if bn.common {
 					// Whole tokens only, homoglyphs included.
-					if common && (tok == name || mapped && skel == name) {
-						how = map[bool]string{false: "name", true: "homoglyph"}[mapped && tok != name]
+					switch {
+					case !common:
+					case tok == name:
+						how = "name"
+					case mapped && skel == name:
+						how = "homoglyph"
 					}
 				} else {
 					switch {
-					case tok == name || len(name) >= 6 && strings.Contains(tok, name):
+					case tok == name || len(name) >= 6 && len(tok) > len(name) && strings.Contains(tok, name):
 						how = "name"
-					case mapped && (skel == name || len(name) >= 6 && strings.Contains(skel, name)):
+					case mapped && (skel == name || len(name) >= 6 && len(skel) > len(name) && strings.Contains(skel, name)):
 						how = "homoglyph"
-					case lookAlike && len(name) >= 6 && slices.ContainsFunc(pieces, func(p string) bool { return nearSubstring(p, name) }):
+					case lookAlike && len(name) >= 6 && nearSubstring(skel, name) && nearOutsideOrdinary(skel, name):
 						how = "look-alike"
 					}
 				}
@@ -221,10 +224,11 @@ func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []b
 			}
 		}
 	}
+	ascii := isLatin(folded)
 	for i, phrases := range ix.phrases {
 		for _, p := range phrases {
-			if strings.Contains(folded, p) {
-				add(brandMatch{brand: i, how: "name", token: p})
+			if (p.ascii || !ascii) && strings.Contains(folded, p.word) {
+				add(brandMatch{brand: i, how: "name", token: p.word})
 			}
 		}
 	}
@@ -241,6 +245,16 @@ func hasOrdinary(tok string) bool {
 	return false
 }
 
+// nearOutsideOrdinary reports whether the look-alike of name in tok lies
+// outside the ordinary words in it; asked only after nearSubstring
+// found one, so the common token costs nothing more.
+func nearOutsideOrdinary(tok, name string) bool {
+	if !hasOrdinary(tok) {
+		return true
+	}
+	return slices.ContainsFunc(withoutOrdinary(tok), func(p string) bool { return nearSubstring(p, name) })
+}
+
 // withoutOrdinary splits a token at the ordinary words in it: the
 // pieces where a look-alike may hide ("yahoofinance" is "yahoo", not a
 // look-alike of binance).
@@ -253,15 +267,12 @@ func withoutOrdinary(tok string) []string {
 	return strings.Fields(tok)
 }
 
-// isName reports whether tok is one of the brands' names as it is: it
-// is that brand, not a look-alike of another (paypal, paypay).
-func (ix *brandIndex) isName(tok string) bool {
-	for _, names := range ix.names {
-		if slices.Contains(names, tok) {
-			return true
-		}
-	}
-	return false
+// brandName is a name of a brand as matched: common, an ordinary word
+// (commonWords); ascii, a phrase that ASCII text may hold (others are
+// not looked for in it).
+type brandName struct {
+	word          string
+	common, ascii bool
 }
 
 // maxNearToken bounds the tokens searched for look-alikes (a label or a
