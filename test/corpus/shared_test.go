@@ -82,7 +82,7 @@ type sharedTally struct {
 // (60), and how many each rule fired on. Tune on train;
 // the validate figures are the ones to quote. It asserts that
 // from_malformed fires on no ham and that no more ham is flagged or held
-// than before the tolerant From parser (sharedHamBefore).
+// than sharedHamBefore records.
 //
 //	go test -v -run TestSharedCorpusFromMalformed ./test/corpus
 func TestSharedCorpusFromMalformed(t *testing.T) {
