@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"mailwall/internal/classify"
-	"mailwall/internal/lab"
 )
 
 // classifierModel trains a Bayes model on internal/classify's handwritten
@@ -54,24 +53,11 @@ func classifierModel(t *testing.T) (cfgPath, modelPath string) {
 // phishing rules' under "phish" as before) and in X-Mailwall-Score.
 func TestCheckMessageClassifier(t *testing.T) {
 	cfgPath, _ := classifierModel(t)
-	data, err := os.ReadFile("../../testdata/corpus/lab.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := lab.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.DNS = "127.0.0.1:0"
-	srv, _, err := f.StartDNS(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
+	dnsAddr := corpusLabDNS(t)
 	msg := "From: Lottery Desk <desk@desctrl.test>\r\nTo: taro@rcpt.test\r\nSubject: Claim your free prize now\r\nMessage-ID: <s@desctrl.test>\r\n\r\n" +
 		"Congratulations winner, you won our lottery draw! Claim your cash prize now: click here, send your bank account\r\n" +
 		"details and the small processing fee. Limited time exclusive offer, act now.\r\n"
-	args := []string{"check-message", "--config", cfgPath, "--dns", srv.Addr(), "--ip", "127.0.1.1", "--helo", "desctrl.test",
+	args := []string{"check-message", "--config", cfgPath, "--dns", dnsAddr, "--ip", "127.0.1.1", "--helo", "desctrl.test",
 		"--sender", "desk@desctrl.test", "--rcpt", "taro@rcpt.test"}
 	code, out, errs := runCLIWithInput(msg, append(args, "--json")...)
 	if code != 0 {

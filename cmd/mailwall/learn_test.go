@@ -12,7 +12,6 @@ import (
 
 	"mailwall/internal/classify"
 	"mailwall/internal/config"
-	"mailwall/internal/lab"
 	"mailwall/internal/store"
 )
 
@@ -54,21 +53,8 @@ func lnWriteMaildir(t *testing.T, dir string) {
 // back, and unlearn only takes back what was learnt so.
 func TestLearnCommand(t *testing.T) {
 	cfgPath, _ := lnStoreConfig(t)
-	data, err := os.ReadFile("../../testdata/corpus/lab.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := lab.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.DNS = "127.0.0.1:0"
-	srv, _, err := f.StartDNS(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	check := []string{"check-message", "--config", cfgPath, "--dns", srv.Addr(), "--ip", "127.0.1.1", "--helo", "desctrl.test",
+	dnsAddr := corpusLabDNS(t)
+	check := []string{"check-message", "--config", cfgPath, "--dns", dnsAddr, "--ip", "127.0.1.1", "--helo", "desctrl.test",
 		"--sender", "desk@desctrl.test", "--rcpt", "taro@rcpt.test"}
 	code, out, errs := runCLIWithInput(lnLottery(99), check...)
 	if code != 0 || strings.Contains(out, "# rule: classifier") {
@@ -146,11 +132,7 @@ func TestLearnCommand(t *testing.T) {
 // max_per_pass messages.
 func TestJunkWatcher(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteStore(t)
 	md := filepath.Join(t.TempDir(), "Maildir")
 	for _, d := range []string{md, filepath.Join(md, ".Junk"), filepath.Join(md, ".Trash")} {
 		lnWriteMaildir(t, d)
@@ -258,11 +240,7 @@ func (f *lnFailingStore) LearnCounts(ctx context.Context, name string, bits int,
 // store failed is learnt by the next pass once the store is back.
 func TestJunkWatcherStoreDown(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteStore(t)
 	md := filepath.Join(t.TempDir(), "Maildir")
 	lnWriteMaildir(t, md)
 	lnWriteMaildir(t, filepath.Join(md, ".Junk"))

@@ -118,11 +118,81 @@ type syncPipe struct{ w *io.PipeWriter }
 
 func (s syncPipe) Write(p []byte) (int, error) { return s.w.Write(p) }
 
-func TestServeAnswersAndStops(t *testing.T) {
-	dns := labDNS(t)
+// serveFirstLine runs serve in-process with the config file cfg, fails
+// the test unless the first line it prints contains want, discards the
+// rest and stops it when the test ends.
+func serveFirstLine(t *testing.T, cfg, want string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	pr, pw := io.Pipe()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfg}, nil, syncPipe{pw}, io.Discard)
+		pw.Close()
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	if line, _ := bufio.NewReader(pr).ReadString('\n'); !strings.Contains(line, want) {
+		t.Fatalf("serve said %q", line)
+	}
+	go io.Copy(io.Discard, pr)
+}
+
+// freeTCPAddr returns a loopback address whose port was free a moment ago.
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
+	return addr
+}
+
+// dialMilter connects a milter client to addr, closed when the test ends.
+func dialMilter(t *testing.T, addr string) *milter.Client {
+	t.Helper()
+	c, err := milter.Dial("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// openSQLiteStore opens a new SQLite store in a temporary directory,
+// closed when the test ends.
+func openSQLiteStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// corpusLabDNS serves the corpus lab's DNS (testdata/corpus/lab.yaml) on
+// a free port until the test ends and returns its address.
+func corpusLabDNS(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("../../testdata/corpus/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := lab.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.DNS = "127.0.0.1:0"
+	srv, _, err := f.StartDNS(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return srv.Addr()
+}
+
+func TestServeAnswersAndStops(t *testing.T) {
+	dns := labDNS(t)
+	addr := freeTCPAddr(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "mailwall.yaml")
 	sock := filepath.Join(dir, "run", "admin.sock")
@@ -407,25 +477,12 @@ func TestLabRunCommand(t *testing.T) {
 // corpus's first) against the corpus lab's DNS: every rule that fired is
 // in the JSON, with the action.
 func TestCheckMessageStory(t *testing.T) {
-	data, err := os.ReadFile("../../testdata/corpus/lab.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := lab.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.DNS = "127.0.0.1:0"
-	srv, _, err := f.StartDNS(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
+	dnsAddr := corpusLabDNS(t)
 	msg, err := os.ReadFile("../../testdata/corpus/01-phish-story-amazon-lookalike.eml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs := runCLIWithInput(string(msg), "check-message", "--dns", srv.Addr(), "--ip", "127.0.1.1", "--helo", "desctrl.test",
+	code, out, errs := runCLIWithInput(string(msg), "check-message", "--dns", dnsAddr, "--ip", "127.0.1.1", "--helo", "desctrl.test",
 		"--sender", "amozonjp-update-account@desctrl.test", "--rcpt", "taro@rcpt.test", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -465,11 +522,7 @@ func httpGet(t *testing.T, url string) (string, int) {
 
 func TestDashboardPasswordFirstRun(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteStore(t)
 	cfg := config.Default()
 	cfg.Store.DSN = st.Name()
 	var out strings.Builder
@@ -528,9 +581,7 @@ func TestServeFailureReports(t *testing.T) {
 		labtest.Zone(t, "bank.test", `@ IN TXT "v=spf1 ip4:192.0.2.1 -all"`,
 			`_dmarc IN TXT "v=DMARC1; p=reject; ruf=mailto:failures@bank.test; fo=1"`))
 	sink := labtest.NewSink(t)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	milterAddr := ln.Addr().String()
-	ln.Close()
+	milterAddr := freeTCPAddr(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "mailwall.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
@@ -553,24 +604,9 @@ reports:
   failure:
     send: true
 `, dns.Addr(), milterAddr, sink.Addr())), 0o644)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	pr, pw := io.Pipe()
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", cfg}, nil, syncPipe{pw}, io.Discard)
-		pw.Close()
-	}()
-	defer func() { cancel(); <-done }()
-	if line, _ := bufio.NewReader(pr).ReadString('\n'); !strings.Contains(line, "milter listening") {
-		t.Fatalf("serve said %q", line)
-	}
-	go io.Copy(io.Discard, pr)
+	serveFirstLine(t, cfg, "milter listening")
 
-	c, err := milter.Dial("tcp", milterAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialMilter(t, milterAddr)
 	c.Connect("unknown", netip.MustParseAddr("192.0.2.66"), 25)
 	c.Helo("spoofer.example")
 	c.Macro('M', "i", "4QiD9")

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -82,9 +80,7 @@ func TestMilterHeaderLimits(t *testing.T) {
 // the filter and the server.
 func TestServeMilterLimits(t *testing.T) {
 	dns := labDNS(t)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	milterAddr := ln.Addr().String()
-	ln.Close()
+	milterAddr := freeTCPAddr(t)
 	cfg := filepath.Join(t.TempDir(), "mailwall.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
 log:
@@ -106,24 +102,9 @@ store:
 web:
   listen: ""
 `, dns, milterAddr)), 0o644)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	pr, pw := io.Pipe()
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", cfg}, nil, syncPipe{pw}, io.Discard)
-		pw.Close()
-	}()
-	defer func() { cancel(); <-done }()
-	if line, _ := bufio.NewReader(pr).ReadString('\n'); !strings.Contains(line, "milter listening") {
-		t.Fatalf("serve said %q", line)
-	}
-	go io.Copy(io.Discard, pr)
+	serveFirstLine(t, cfg, "milter listening")
 
-	c, err := milter.Dial("tcp", milterAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialMilter(t, milterAddr)
 	c.Connect("mail.example.test", netip.MustParseAddr("192.0.2.1"), 25)
 	c.Helo("mail.example.test")
 	c.Macro('M', "i", "4QiD9")
