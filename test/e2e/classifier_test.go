@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"mailwall/internal/classify"
 	"mailwall/internal/labtest"
-	"mailwall/internal/milter"
 )
 
 // classifierE2EModel trains a Bayes model on internal/classify's
@@ -49,40 +47,9 @@ func classifierE2EModel(t *testing.T, dir string) string {
 // passes 127.0.0.2) and returns X-Mailwall-Score as serve added it.
 func classifierE2ESend(t *testing.T, addr, queueID, subject, body string) string {
 	t.Helper()
-	c, err := milter.Dial("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	step := func(name string, r milter.Reply, err error) {
-		if err != nil || r.Code != 'c' {
-			t.Fatalf("%s: %v %v", name, r, err)
-		}
-	}
-	r, err := c.Connect("mail.example.test", netip.MustParseAddr("127.0.0.2"), 40000)
-	step("connect", r, err)
-	r, err = c.Helo("mail.example.test")
-	step("helo", r, err)
-	c.Macro('M', "i", queueID)
-	r, err = c.Mail("<alice@example.test>")
-	step("mail", r, err)
-	r, err = c.Rcpt("<bob@rcpt.test>")
-	step("rcpt", r, err)
-	for _, h := range [][2]string{{"From", "Alice <alice@example.test>"}, {"To", "bob@rcpt.test"}, {"Subject", subject}, {"Message-ID", "<" + queueID + "@example.test>"}} {
-		if _, err := c.Header(h[0], h[1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.EndOfHeaders(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Body([]byte(body)); err != nil {
-		t.Fatal(err)
-	}
-	mods, _, err := c.EndOfMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mods, _ := milterSend(t, addr, 10*time.Second, milterMsg{host: "mail.example.test", ip: "127.0.0.2", queueID: queueID, from: "<alice@example.test>", rcpt: "<bob@rcpt.test>",
+		fields: [][2]string{{"From", "Alice <alice@example.test>"}, {"To", "bob@rcpt.test"}, {"Subject", subject}, {"Message-ID", "<" + queueID + "@example.test>"}},
+		body:   body})
 	return header(mods, "X-Mailwall-Score")
 }
 

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,15 +26,7 @@ func bmZones(t *testing.T, dir string) []string {
 		"zen.bm.test.zone": soa("zen.bm.test.") + "61.0.0.127 IN A 127.0.0.2\n61.0.0.127 IN TXT \"listed in the lab\"\n",
 		"dbl.bm.test.zone": soa("dbl.bm.test.") + "evil-bm.test IN A 127.0.1.2\n",
 	}
-	var paths []string
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
-	}
-	return paths
+	return writeZones(t, dir, files)
 }
 
 // bmMetric waits up to 5 s for a sample of /metrics to reach want (the
@@ -56,40 +47,9 @@ func bmMetric(t *testing.T, d *daemon, sample string, want float64) float64 {
 // body, and returns X-Mailwall-Score and the end-of-message reply.
 func bmSend(t *testing.T, addr, ip, queueID, body string) (string, milter.Reply) {
 	t.Helper()
-	c, err := milter.Dial("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	step := func(name string, r milter.Reply, err error) {
-		if err != nil || r.Code != 'c' {
-			t.Fatalf("%s: %v %v", name, r, err)
-		}
-	}
-	r, err := c.Connect("host.bm.test", netip.MustParseAddr(ip), 40000)
-	step("connect", r, err)
-	r, err = c.Helo("host.bm.test")
-	step("helo", r, err)
-	c.Macro('M', "i", queueID)
-	r, err = c.Mail("<alice@bm.test>")
-	step("mail", r, err)
-	r, err = c.Rcpt("<bob@rcpt.test>")
-	step("rcpt", r, err)
-	for _, h := range [][2]string{{"From", "Alice <alice@bm.test>"}, {"To", "bob@rcpt.test"}, {"Subject", "invoice " + queueID}, {"Message-ID", "<" + queueID + "@bm.test>"}} {
-		if _, err := c.Header(h[0], h[1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.EndOfHeaders(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Body([]byte(body)); err != nil {
-		t.Fatal(err)
-	}
-	mods, reply, err := c.EndOfMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mods, reply := milterSend(t, addr, 10*time.Second, milterMsg{host: "host.bm.test", ip: ip, queueID: queueID, from: "<alice@bm.test>", rcpt: "<bob@rcpt.test>",
+		fields: [][2]string{{"From", "Alice <alice@bm.test>"}, {"To", "bob@rcpt.test"}, {"Subject", "invoice " + queueID}, {"Message-ID", "<" + queueID + "@bm.test>"}},
+		body:   body})
 	return header(mods, "X-Mailwall-Score"), reply
 }
 

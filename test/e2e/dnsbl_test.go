@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -33,15 +32,7 @@ mx IN A 127.0.0.52
 		"bl.lab.test.zone": soa("bl.lab.test.") + "51.0.0.127 IN A 127.0.0.2\n51.0.0.127 IN TXT \"listed in the lab\"\n2.0.0.127 IN A 127.0.0.2\n",
 		"wl.lab.test.zone": soa("wl.lab.test.") + "53.0.0.127 IN A 127.0.10.2\n",
 	}
-	var paths []string
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
-	}
-	return paths
+	return writeZones(t, dir, files)
 }
 
 // blDropProxy is a DNS proxy on loopback that passes queries to upstream

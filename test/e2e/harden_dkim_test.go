@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,41 +69,12 @@ func dkMessage(n int, h string, sigBytes int, extra [][2]string, body string) []
 // dkDeliver sends one message over the milter and returns the verdict.
 func dkDeliver(t *testing.T, addr string, fields [][2]string, body string) ([]milter.Modification, milter.Reply) {
 	t.Helper()
-	c, err := milter.Dial("tcp", addr, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	sent := make([][2]string, len(fields))
+	for i, f := range fields {
+		sent[i] = [2]string{f[0], " " + f[1]}
 	}
-	defer c.Close()
-	step := func(what string, r milter.Reply, err error) {
-		if err != nil || r.Code != 'c' {
-			t.Fatalf("%s: %v %v", what, r, err)
-		}
-	}
-	r, err := c.Connect("mail.example.test", netip.MustParseAddr("127.0.0.2"), 40000)
-	step("connect", r, err)
-	r, err = c.Helo("mail.example.test")
-	step("helo", r, err)
-	c.Macro('M', "i", "DK"+strconv.FormatInt(time.Now().UnixNano(), 36))
-	r, err = c.Mail("<attacker@costly.test>")
-	step("mail", r, err)
-	r, err = c.Rcpt("<bob@rcpt.test>")
-	step("rcpt", r, err)
-	for _, f := range fields {
-		if _, err := c.Header(f[0], " "+f[1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.EndOfHeaders(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Body([]byte(body)); err != nil {
-		t.Fatal(err)
-	}
-	mods, reply, err := c.EndOfMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mods, reply
+	return milterSend(t, addr, 30*time.Second, milterMsg{host: "mail.example.test", ip: "127.0.0.2", queueID: "DK" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		from: "<attacker@costly.test>", rcpt: "<bob@rcpt.test>", fields: sent, body: body})
 }
 
 // dkServe starts serve with the lab zones and costly.test, whose key at
