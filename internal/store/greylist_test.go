@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"mailwall/internal/greylist"
-	"mailwall/internal/pgtest"
 )
 
 // TestGreylistMatchesMemStore runs the same requests on the SQL store and
@@ -152,17 +151,7 @@ func TestPurgeGreylist(t *testing.T) {
 // other after the delay, and a client's passes counted on either add up.
 func TestGreylistSharedPostgres(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgtest.DSN(t)
-	a, err := Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := sharedPostgres(t)
 	tm := greylist.Timing{Delay: 300 * time.Second, RetryWindow: 48 * time.Hour, MaxAge: 35 * 24 * time.Hour}
 	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	tr := greylist.Triplet{Client: "192.0.2.0/24", Sender: "alice@example.org", Recipient: "bob@rcpt.test"}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"mailwall/internal/lists"
-	"mailwall/internal/pgtest"
 )
 
 // TestListEntries adds, updates, lists and removes entries on both
@@ -92,17 +91,7 @@ func TestListEntries(t *testing.T) {
 // next refresh, and a refresh with nothing changed rereads nothing.
 func TestListsSharedPostgres(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgtest.DSN(t)
-	a, err := Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := sharedPostgres(t)
 	src := &countingSource{Source: b}
 	cache := lists.NewCache(src, slog.New(slog.DiscardHandler))
 	if err := cache.Refresh(ctx); err != nil {

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"mailwall/internal/classify"
-	"mailwall/internal/pgtest"
 )
 
 func modelMsg(i int, junk bool) []byte {
@@ -124,17 +123,7 @@ func TestModelImport(t *testing.T) {
 // next refresh.
 func TestModelSharedPostgres(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgtest.DSN(t)
-	a, err := Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := sharedPostgres(t)
 	sa, err := classify.OpenShared(ctx, a, classify.SiteModel, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -193,14 +182,7 @@ func TestModelSharedPostgres(t *testing.T) {
 func BenchmarkModelLearn(b *testing.B) {
 	for _, driver := range []string{"sqlite", "postgres"} {
 		b.Run(driver, func(b *testing.B) {
-			dsn := b.TempDir() + "/m.db"
-			if driver == "postgres" {
-				dsn = pgtest.DSN(b)
-			}
-			s, err := Open(context.Background(), driver, dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := openBench(b, driver)
 			defer s.Close()
 			l := &classify.Learner{St: s, Name: classify.SiteModel}
 			b.ResetTimer()
@@ -240,14 +222,7 @@ func BenchmarkModelLearnCorpus(b *testing.B) {
 	raws, classes := lnCorpus(b, 1000)
 	for _, driver := range []string{"sqlite", "postgres"} {
 		b.Run(driver, func(b *testing.B) {
-			dsn := b.TempDir() + "/m.db"
-			if driver == "postgres" {
-				dsn = pgtest.DSN(b)
-			}
-			s, err := Open(context.Background(), driver, dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := openBench(b, driver)
 			defer s.Close()
 			l := &classify.Learner{St: s, Name: classify.SiteModel}
 			b.ResetTimer()
@@ -271,14 +246,7 @@ func BenchmarkModelLearnCorpusBatch(b *testing.B) {
 	raws, classes := lnCorpus(b, 1000)
 	for _, driver := range []string{"sqlite", "postgres"} {
 		b.Run(driver, func(b *testing.B) {
-			dsn := b.TempDir() + "/m.db"
-			if driver == "postgres" {
-				dsn = pgtest.DSN(b)
-			}
-			s, err := Open(context.Background(), driver, dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := openBench(b, driver)
 			defer s.Close()
 			ctx := context.Background()
 			l := &classify.Learner{St: s, Name: classify.SiteModel}

@@ -40,6 +40,39 @@ func eachDriver(t *testing.T, test func(t *testing.T, s *Store)) {
 	})
 }
 
+// sharedPostgres opens two stores on one new PostgreSQL database, as two
+// MX hosts would, both closed when the test ends.
+func sharedPostgres(t *testing.T) (a, b *Store) {
+	t.Helper()
+	dsn := pgtest.DSN(t)
+	a, err := Open(context.Background(), "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err = Open(context.Background(), "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
+// openBench opens a new store of driver (a SQLite file or a PostgreSQL
+// database) for a benchmark, which closes it.
+func openBench(b *testing.B, driver string) *Store {
+	b.Helper()
+	dsn := b.TempDir() + "/m.db"
+	if driver == "postgres" {
+		dsn = pgtest.DSN(b)
+	}
+	s, err := Open(context.Background(), driver, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
 func TestSeenDomain(t *testing.T) {
 	eachDriver(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
