@@ -169,6 +169,34 @@ func openSQLiteStore(t *testing.T) *store.Store {
 	return st
 }
 
+// serveMilter writes a config for serve with only its milter listening,
+// on a free port (milterExtra: more lines for the milter section), the
+// DNS server dns and the sections more, starts serve with it and returns
+// the milter's address.
+func serveMilter(t *testing.T, dns, milterExtra, more string) string {
+	t.Helper()
+	addr := freeTCPAddr(t)
+	cfg := filepath.Join(t.TempDir(), "mailwall.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
+log:
+  level: error
+dns:
+  servers: [%q]
+policyd:
+  listen: []
+milter:
+  listen: ["inet:%s"]
+%sadmin:
+  socket: ""
+store:
+  dsn: ""
+web:
+  listen: ""
+%s`, dns, addr, milterExtra, more)), 0o644)
+	serveFirstLine(t, cfg, "milter listening")
+	return addr
+}
+
 // corpusLabDNS serves the corpus lab's DNS (testdata/corpus/lab.yaml) on
 // a free port until the test ends and returns its address.
 func corpusLabDNS(t *testing.T) string {
@@ -581,30 +609,7 @@ func TestServeFailureReports(t *testing.T) {
 		labtest.Zone(t, "bank.test", `@ IN TXT "v=spf1 ip4:192.0.2.1 -all"`,
 			`_dmarc IN TXT "v=DMARC1; p=reject; ruf=mailto:failures@bank.test; fo=1"`))
 	sink := labtest.NewSink(t)
-	milterAddr := freeTCPAddr(t)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "mailwall.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
-log:
-  level: error
-dns:
-  servers: [%q]
-policyd:
-  listen: []
-milter:
-  listen: ["inet:%s"]
-admin:
-  socket: ""
-store:
-  dsn: ""
-web:
-  listen: ""
-reports:
-  relay: %q
-  failure:
-    send: true
-`, dns.Addr(), milterAddr, sink.Addr())), 0o644)
-	serveFirstLine(t, cfg, "milter listening")
+	milterAddr := serveMilter(t, dns.Addr(), "", fmt.Sprintf("reports:\n  relay: %q\n  failure:\n    send: true\n", sink.Addr()))
 
 	c := dialMilter(t, milterAddr)
 	c.Connect("unknown", netip.MustParseAddr("192.0.2.66"), 25)

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,29 +78,7 @@ func TestMilterHeaderLimits(t *testing.T) {
 // the filter and the server.
 func TestServeMilterLimits(t *testing.T) {
 	dns := labDNS(t)
-	milterAddr := freeTCPAddr(t)
-	cfg := filepath.Join(t.TempDir(), "mailwall.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: mx.rcpt.test
-log:
-  level: error
-dns:
-  servers: [%q]
-policyd:
-  listen: []
-milter:
-  listen: ["inet:%s"]
-  max_header_fields: 50
-  too_many_headers: tempfail
-  handshake_timeout: 1s
-  max_connections_per_peer: 3
-admin:
-  socket: ""
-store:
-  dsn: ""
-web:
-  listen: ""
-`, dns, milterAddr)), 0o644)
-	serveFirstLine(t, cfg, "milter listening")
+	milterAddr := serveMilter(t, dns, "  max_header_fields: 50\n  too_many_headers: tempfail\n  handshake_timeout: 1s\n  max_connections_per_peer: 3\n", "")
 
 	c := dialMilter(t, milterAddr)
 	c.Connect("mail.example.test", netip.MustParseAddr("192.0.2.1"), 25)
