@@ -28,15 +28,7 @@ mx IN A 127.0.0.42
 		"41.zone": "$ORIGIN 41.0.0.127.in-addr.arpa.\n$TTL 300\n" + soa + "@ IN PTR 1-2-3-4.dyn.gl.test.\n",
 		"42.zone": "$ORIGIN 42.0.0.127.in-addr.arpa.\n$TTL 300\n" + soa + "@ IN PTR mx.gl.test.\n",
 	}
-	var paths []string
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
-	}
-	return paths
+	return writeZones(t, dir, files)
 }
 
 // TestGreylistRgrey: through a real Postfix with check_policy_service
