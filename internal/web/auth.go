@@ -211,12 +211,11 @@ func (a *Auth) login(ctx context.Context, addr, user, password string) (string, 
 		}
 		return "", errWrong
 	}
-	// A login clears the address's failures, but not while other attempts
-	// from it are being checked: clearing them then would give a burst of
-	// concurrent guesses more than maxFailures checks between them.
-	if f.pending == 0 && a.failures[key] == f {
-		delete(a.failures, key)
-	}
+	// A login does not clear the address's failures: they expire with
+	// their window. Clearing them would let a burst of concurrent guesses
+	// that holds the right password get more than maxFailures checks
+	// (those reserved after the login finished), and the one who logged
+	// in has a session and no need of more tries.
 	token := randomToken(32)
 	a.sessions[token] = &session{csrf: randomToken(24), created: now, lastUsed: now}
 	a.expire(now)
