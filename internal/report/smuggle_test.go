@@ -1,12 +1,8 @@
 package report
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,77 +27,9 @@ func smuggleDNS(t *testing.T) *dmarc.Evaluator {
 	return &dmarc.Evaluator{Resolver: &dnsx.Client{Servers: []string{dns.Addr()}, Timeout: time.Second}}
 }
 
-// lineSink is an SMTP server that says yes to everything and keeps the
-// RCPT TO command lines as they came, parameters and all: what a relay
-// would have been asked, whether or not it took it.
-type lineSink struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	rcpts []string
-}
-
-func newLineSink(t *testing.T) *lineSink {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &lineSink{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				r := bufio.NewReader(c)
-				fmt.Fprintf(c, "220 sink\r\n")
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					line = strings.TrimRight(line, "\r\n")
-					switch verb := strings.ToUpper(strings.SplitN(line, ":", 2)[0]); {
-					case strings.HasPrefix(verb, "QUIT"):
-						fmt.Fprintf(c, "221 bye\r\n")
-						return
-					case verb == "RCPT TO":
-						s.mu.Lock()
-						s.rcpts = append(s.rcpts, line)
-						s.mu.Unlock()
-						fmt.Fprintf(c, "250 ok\r\n")
-					case strings.HasPrefix(verb, "DATA"):
-						fmt.Fprintf(c, "354 go on\r\n")
-						for l := ""; l != ".\r\n"; {
-							if l, err = r.ReadString('\n'); err != nil {
-								return
-							}
-						}
-						fmt.Fprintf(c, "250 queued\r\n")
-					default:
-						fmt.Fprintf(c, "250 ok\r\n")
-					}
-				}
-			}()
-		}
-	}()
-	return s
-}
-
-func (s *lineSink) Addr() string { return s.ln.Addr().String() }
-
-func (s *lineSink) Rcpts() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.rcpts...)
-}
-
 // onlyRcpts fails the test unless the relay was asked for exactly want
 // (RCPT TO lines), nothing for victim.test and no parameters.
-func onlyRcpts(t *testing.T, sink *lineSink, want ...string) {
+func onlyRcpts(t *testing.T, sink *labtest.LineSink, want ...string) {
 	t.Helper()
 	got := sink.Rcpts()
 	for _, l := range got {
@@ -135,7 +63,7 @@ func TestSendSmuggledAddress(t *testing.T) {
 		if _, err := st.SaveReport(ctx, r, []dmarc.URI{{URI: smuggled}, {URI: "mailto:dmarc@evil.test"}}); err != nil {
 			t.Fatal(err)
 		}
-		sink := newLineSink(t)
+		sink := labtest.NewLineSink(t)
 		s := &Sender{Store: st, Relay: sink.Addr(), Hostname: "mx.receiver.test", From: "dmarc-noreply@receiver.test", Receiver: "mx.receiver.test",
 			Now: func() time.Time { return day.Add(25 * time.Hour) }}
 		if check {
@@ -153,7 +81,7 @@ func TestSendSmuggledAddress(t *testing.T) {
 func TestFailureReportSmuggledAddress(t *testing.T) {
 	eval := smuggleDNS(t)
 	for _, check := range []bool{true, false} {
-		sink := newLineSink(t)
+		sink := labtest.NewLineSink(t)
 		r := &FailureReporter{Relay: sink.Addr(), Hostname: "mx.rcpt.test", From: "dmarc-noreply@rcpt.test", Receiver: "rcpt.test", UserAgent: "mailwall/test"}
 		if check {
 			r.DMARC = eval
@@ -176,7 +104,7 @@ func TestFailureReportSmuggledAddress(t *testing.T) {
 
 // TestRelayRefusesNonMailbox: the last guard, at RCPT TO.
 func TestRelayRefusesNonMailbox(t *testing.T) {
-	sink := newLineSink(t)
+	sink := labtest.NewLineSink(t)
 	for _, to := range []string{"victim@victim.test> ORCPT=rfc822;x@evil.test", "a@b.test> NOTIFY=NEVER", "a@b.test\r\nRSET", ""} {
 		if err := relayMail(context.Background(), sink.Addr(), "mx.test", "r@mx.test", to, []byte("Subject: x\r\n\r\nx\r\n"), time.Second); err == nil {
 			t.Errorf("%q: sent", to)

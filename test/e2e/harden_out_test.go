@@ -5,17 +5,14 @@ package e2e
 // Helpers here are prefixed "ho".
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,92 +25,17 @@ import (
 	"mailwall/internal/store"
 )
 
-// hoSink is an SMTP server on loopback that answers yes to everything and
-// keeps every command line as it arrived, ESMTP parameters included.
-type hoSink struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	lines []string
-}
-
-func hoNewSink(t *testing.T) *hoSink {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &hoSink{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c)
-		}
-	}()
-	return s
-}
-
-func (s *hoSink) serve(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(c)
-	fmt.Fprintf(c, "220 sink.test ESMTP\r\n")
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		line = strings.TrimRight(line, "\r\n")
-		s.mu.Lock()
-		s.lines = append(s.lines, line)
-		s.mu.Unlock()
-		switch verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0]); {
-		case verb == "QUIT":
-			fmt.Fprintf(c, "221 bye\r\n")
-			return
-		case verb == "DATA":
-			fmt.Fprintf(c, "354 go on\r\n")
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" || l == ".\n" {
-					break
-				}
-			}
-			fmt.Fprintf(c, "250 queued\r\n")
-		default:
-			fmt.Fprintf(c, "250 ok\r\n")
-		}
-	}
-}
-
-// rcpts returns the RCPT TO lines so far.
-func (s *hoSink) rcpts() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, l := range s.lines {
-		if strings.HasPrefix(strings.ToUpper(l), "RCPT TO:") {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-func (s *hoSink) waitRcpt(t *testing.T, want string, within time.Duration) {
+// hoWaitRcpt waits for an RCPT TO line holding want at the sink.
+func hoWaitRcpt(t *testing.T, s *labtest.LineSink, want string, within time.Duration) {
 	t.Helper()
 	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
-		for _, l := range s.rcpts() {
+		for _, l := range s.Rcpts() {
 			if strings.Contains(l, want) {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no RCPT TO %s at the sink within %s; it has %q", want, within, s.rcpts())
+			t.Fatalf("no RCPT TO %s at the sink within %s; it has %q", want, within, s.Rcpts())
 		}
 	}
 }
@@ -180,14 +102,14 @@ func TestHardenReportAddressSmuggling(t *testing.T) {
 			`_dmarc IN TXT "v=DMARC1; p=none; fo=1; rua=`+hoSmuggled+`,mailto:agg@attacker.test; ruf=`+hoSmuggled+`,mailto:fail@attacker.test"`),
 		labtest.Zone(t, "evil.test", `*._report._dmarc IN TXT "v=DMARC1"`),
 		labtest.Zone(t, "victim.test", `@ IN A 192.0.2.9`))
-	sink := hoNewSink(t)
+	sink := labtest.NewLineSink(t)
 	d := startDaemon(t, bin, root, daemonSetup{dns: lab.Addr(), extra: fmt.Sprintf(`reports:
   send: true
   relay: %q
   every: 1h
   failure:
     send: true
-`, sink.ln.Addr().String())})
+`, sink.Addr())})
 
 	mods, r, err := hoDeliver(d.milter, "HOQ1", "x@attacker.test", [][2]string{{"From", "x@attacker.test"}, {"To", "bob@rcpt.test"},
 		{"Subject", "report smuggling"}, {"Message-ID", "<ho1@attacker.test>"}}, "hello\r\n")
@@ -197,7 +119,7 @@ func TestHardenReportAddressSmuggling(t *testing.T) {
 	if ar := header(mods, "Authentication-Results"); !strings.Contains(ar, "dmarc=fail") {
 		t.Fatalf("Authentication-Results %q", ar)
 	}
-	sink.waitRcpt(t, "<fail@attacker.test>", 20*time.Second) // the failure report
+	hoWaitRcpt(t, sink, "<fail@attacker.test>", 20*time.Second) // the failure report
 	waitStored(t, d.db, []string{"HOQ1"}, 10*time.Second)
 	d.cmd.Process.Kill()
 	d.cmd.Wait()
@@ -231,8 +153,8 @@ func TestHardenReportAddressSmuggling(t *testing.T) {
 	if !strings.Contains(string(out), "made 1 reports; sent 1") || !strings.Contains(string(out), "dropped 1") {
 		t.Errorf("send-now: %s", out)
 	}
-	sink.waitRcpt(t, "<agg@attacker.test>", 5*time.Second)
-	got := sink.rcpts()
+	hoWaitRcpt(t, sink, "<agg@attacker.test>", 5*time.Second)
+	got := sink.Rcpts()
 	for _, l := range got {
 		if strings.Contains(strings.ToLower(l), "victim") || strings.Contains(strings.ToUpper(l), "ORCPT") {
 			t.Errorf("the relay was asked for %q", l)
