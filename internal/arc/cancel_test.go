@@ -2,27 +2,10 @@ package arc
 
 import (
 	"context"
+	"mailwall/internal/labtest"
 	"strings"
-	"sync/atomic"
 	"testing"
-
-	"mailwall/internal/dnsx"
 )
-
-// cancelingResolver answers as r does whatever the context, as a cache
-// holding the key would, and cancels the message's context at the first
-// lookup: the milter client hanging up while its message is validated.
-type cancelingResolver struct {
-	r       dnsx.Resolver
-	cancel  context.CancelFunc
-	lookups atomic.Int32
-}
-
-func (c *cancelingResolver) Query(_ context.Context, name string, qtype uint16) (*dnsx.Answer, error) {
-	c.lookups.Add(1)
-	c.cancel()
-	return c.r.Query(context.Background(), name, qtype)
-}
 
 // TestCanceledBetweenSignatures: a chain of three sets needs a key for
 // the newest AMS, then each seal; once the context ends after the first,
@@ -38,12 +21,12 @@ func TestCanceledBetweenSignatures(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cr := &cancelingResolver{r: v.Resolver, cancel: cancel}
+	cr := &labtest.CancelingResolver{R: v.Resolver, Cancel: cancel}
 	out, err := (&Verifier{Resolver: cr}).Validate(ctx, strings.NewReader(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := cr.lookups.Load(); n != 1 {
+	if n := cr.Lookups.Load(); n != 1 {
 		t.Errorf("%d key lookups after the context was canceled at the first, want 1", n)
 	}
 	if out.Result != Fail || out.Reason != "seal 3: not evaluated: context canceled" {

@@ -2,27 +2,10 @@ package dkim
 
 import (
 	"context"
+	"mailwall/internal/labtest"
 	"strings"
-	"sync/atomic"
 	"testing"
-
-	"mailwall/internal/dnsx"
 )
-
-// cancelingResolver answers as r does whatever the context, as a cache
-// holding the key would, and cancels the message's context at the first
-// lookup: the milter client hanging up while its message is verified.
-type cancelingResolver struct {
-	r       dnsx.Resolver
-	cancel  context.CancelFunc
-	lookups atomic.Int32
-}
-
-func (c *cancelingResolver) Query(_ context.Context, name string, qtype uint16) (*dnsx.Answer, error) {
-	c.lookups.Add(1)
-	c.cancel()
-	return c.r.Query(context.Background(), name, qtype)
-}
 
 // TestCanceledBetweenSignatures: once the context ends, the signatures
 // not yet begun are not checked (no key lookup, no arithmetic) but
@@ -34,12 +17,12 @@ func TestCanceledBetweenSignatures(t *testing.T) {
 	msg := sign(t, s, sign(t, s, sign(t, s, plainMessage)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cr := &cancelingResolver{r: res, cancel: cancel}
+	cr := &labtest.CancelingResolver{R: res, Cancel: cancel}
 	r, err := (&Verifier{Resolver: cr}).Verify(ctx, strings.NewReader(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := cr.lookups.Load(); n != 1 {
+	if n := cr.Lookups.Load(); n != 1 {
 		t.Errorf("%d key lookups after the context was canceled at the first, want 1", n)
 	}
 	if len(r) != 3 || r[0].Status != Pass {
