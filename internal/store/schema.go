@@ -213,4 +213,56 @@ var migrations = []string{
 		PRIMARY KEY (name, msg_key)
 	);
 	CREATE INDEX IF NOT EXISTS model_learned_at ON model_learned (name, learned_at)`,
+	// Every decision, searchable (the admin's day): where it was decided
+	// (milter, policy, helo, connect), the header From, Message-ID,
+	// Subject (or its hash, store.subject_hash), size, the reply the
+	// client saw, details as JSON (each stage's result and reason, every
+	// hit with weight and explanation, headers added), the feedback a
+	// person gave, and the classifier's hashed features (never text) so
+	// that a click in the dashboard can be learnt without the message.
+	`ALTER TABLE verdicts ADD COLUMN source TEXT NOT NULL DEFAULT 'milter';
+	ALTER TABLE verdicts ADD COLUMN header_from TEXT NOT NULL DEFAULT '';
+	ALTER TABLE verdicts ADD COLUMN message_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE verdicts ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+	ALTER TABLE verdicts ADD COLUMN size BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE verdicts ADD COLUMN reply TEXT NOT NULL DEFAULT '';
+	ALTER TABLE verdicts ADD COLUMN details TEXT NOT NULL DEFAULT '';
+	ALTER TABLE verdicts ADD COLUMN feedback TEXT NOT NULL DEFAULT '';
+	ALTER TABLE verdicts ADD COLUMN features {{blob}};
+	CREATE INDEX verdicts_queue_id ON verdicts (queue_id);
+	CREATE INDEX verdicts_message_id ON verdicts (message_id);
+	CREATE INDEX verdicts_client_ip ON verdicts (client_ip, at);
+	CREATE INDEX verdicts_mail_from ON verdicts (mail_from, at)`,
+
+	// Reputation of authenticated identities (internal/reputation): per
+	// kind (from_domain, dkim, spf, net) and identity, ham and spam
+	// evidence that decays with time (the decay applied at updated_at).
+	// correspondents: outside addresses our own users wrote to (seen when
+	// mailwall signs), for the known-correspondent ham signal.
+	// learn_quota: what one sender domain taught per day and class, the
+	// guard against poisoning by automatic learning.
+	`CREATE TABLE reputation (
+		kind       TEXT NOT NULL,
+		identity   TEXT NOT NULL,
+		ham        DOUBLE PRECISION NOT NULL,
+		spam       DOUBLE PRECISION NOT NULL,
+		first_seen BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL,
+		PRIMARY KEY (kind, identity)
+	);
+	CREATE INDEX reputation_updated ON reputation (updated_at);
+	CREATE TABLE correspondents (
+		address    TEXT PRIMARY KEY,
+		first_seen BIGINT NOT NULL,
+		last_seen  BIGINT NOT NULL,
+		messages   BIGINT NOT NULL
+	);
+	CREATE INDEX correspondents_last_seen ON correspondents (last_seen);
+	CREATE TABLE learn_quota (
+		day    BIGINT NOT NULL,
+		domain TEXT NOT NULL,
+		class  TEXT NOT NULL,
+		count  BIGINT NOT NULL,
+		PRIMARY KEY (day, domain, class)
+	)`,
 }

@@ -179,6 +179,7 @@ func TestUpgradeFromFirstSchema(t *testing.T) {
 	// Rebuild the first release's layout by hand.
 	for _, q := range []string{`DROP TABLE verdicts`, `DROP TABLE dmarc_rows`, `DROP TABLE report_deliveries`, `DROP TABLE reports_out`,
 		`DROP TABLE report_records_in`, `DROP TABLE reports_in`, `DROP TABLE greylist_triplets`, `DROP TABLE greylist_clients`, `DROP TABLE list_entries`,
+		`DROP TABLE reputation`, `DROP TABLE correspondents`, `DROP TABLE learn_quota`,
 		`UPDATE meta SET value = '2' WHERE key = 'schema'`,
 		`INSERT INTO sender_domains VALUES ('old.example', 1, 2, 3)`} {
 		if _, err := s.db.Exec(q); err != nil {
