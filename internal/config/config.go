@@ -92,6 +92,8 @@ type WebConfig struct {
 	// Bounds on connections.
 	MaxConnections        int `yaml:"max_connections"`
 	MaxConnectionsPerPeer int `yaml:"max_connections_per_peer"`
+	// Timezone the dashboard shows times in (IANA name); "": the system's.
+	Timezone string `yaml:"timezone"`
 }
 
 // StoreConfig is the database.
@@ -100,6 +102,8 @@ type StoreConfig struct {
 	DSN       string         `yaml:"dsn"`
 	Queue     int            `yaml:"queue"`
 	Retention StoreRetention `yaml:"retention"`
+	// Subject: keep the Subject of each verdict, or only its hash.
+	Subject string `yaml:"subject"`
 }
 
 // StoreRetention says how long records are kept (0: for ever).
@@ -518,6 +522,9 @@ func (c *Config) Validate() error {
 		check(!on || listed[name], "checks.%s is enabled but not listed in checks.analyzers", name)
 	}
 	check(oneOf(c.Store.Driver, "sqlite", "postgres"), "store.driver: %q is not sqlite or postgres", c.Store.Driver)
+	check(oneOf(c.Store.Subject, "keep", "hash"), "store.subject: %q is not keep or hash", c.Store.Subject)
+	_, tzErr := c.Web.Location()
+	check(tzErr == nil, "web.timezone: %v", tzErr)
 	check(c.Store.Retention.Verdicts >= 0 && c.Store.Retention.Reports >= 0, "store.retention: durations must not be negative")
 	check(!c.Reports.Send || c.Reports.Relay != "", "reports.relay: required when reports.send is on")
 	check(c.Reports.Every > 0, "reports.every must be positive")
