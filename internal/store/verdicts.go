@@ -2,28 +2,36 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"iter"
 	"math/bits"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"mailwall/internal/dmarc"
 )
 
-// Verdict is what the store keeps of one message: the envelope, each
-// stage's result and the action, never the content.
+// Verdict is what the store keeps of one decision: the envelope, each
+// stage's result and the action, never the content. Source says where it
+// was decided: "milter" (a message), "policy" (the policy server's answer
+// to one recipient), "helo" or "connect" (the milter refused the
+// client before any message).
 type Verdict struct {
 	ID         int64     `json:"id"`
 	At         time.Time `json:"at"`
 	Node       string    `json:"node"` // the MX host that decided
+	Source     string    `json:"source"`
 	QueueID    string    `json:"queue_id"`
 	ClientIP   string    `json:"client_ip"`
-	ClientName string    `json:"client_name"`
+	ClientName string    `json:"client_name"` // the client's PTR name as Postfix verified it
 	Helo       string    `json:"helo"`
 	MailFrom   string    `json:"mail_from"`
 	FromDomain string    `json:"from_domain"`
@@ -39,9 +47,61 @@ type Verdict struct {
 	Score      int       `json:"score"`
 	Rules      []string  `json:"rules"`
 	Reasons    []string  `json:"reasons"`
+	HeaderFrom string    `json:"header_from"` // the From address
+	MessageID  string    `json:"message_id"`  // without angle brackets
+	// Subject is the decoded Subject, or "sha256:HEX" of it under
+	// store.subject: hash (SubjectHash).
+	Subject string `json:"subject"`
+	Size    int64  `json:"size"`  // octets, as Postfix passed them to the milter
+	Reply   string `json:"reply"` // the SMTP reply the client got, "" when accepted
+	// Details say why: each stage's result and reason, every hit with
+	// its weight and explanation, the headers added.
+	Details Details `json:"details"`
+	// Feedback is what a person said of the verdict ("spam", "ham");
+	// read here, written by the dashboard's actions.
+	Feedback string `json:"feedback"`
+	// Features are the classifier's hashed features (never text), for
+	// learning from a click; nil when the classifier did not run.
+	Features []byte `json:"-"`
 	// DMARC is the evaluation as aggregate reports count it; nil when
 	// DMARC was not evaluated (no From domain, internal mail).
 	DMARCRow *DMARCRow `json:"-"`
+}
+
+// Details are a verdict's explanations, kept as JSON.
+type Details struct {
+	Stages  []StageResult `json:"stages,omitempty"`
+	Hits    []Hit         `json:"hits,omitempty"`
+	Headers []Header      `json:"headers,omitempty"` // added to the message
+	// Facts are further things known of the decision, in order
+	// ("protocol_state": "RCPT", "list": "block").
+	Facts []Fact `json:"facts,omitempty"`
+}
+
+// StageResult is one stage's result and why (iprev: fail, "no PTR").
+type StageResult struct {
+	Stage  string `json:"stage"`
+	Result string `json:"result"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Hit is one rule that fired, with its weight and explanation.
+type Hit struct {
+	Rule   string `json:"rule"`
+	Weight int    `json:"weight"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Header is a header field added to the message.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Fact is a named value of a decision.
+type Fact struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // DMARCRow is one DMARC evaluation kept for aggregate reports, with the
@@ -87,7 +147,7 @@ func (s *Store) InsertVerdicts(ctx context.Context, vs []Verdict) error {
 	return s.commitWithSeen(ctx, tx)
 }
 
-// rowsPerInsert bounds the rows of one INSERT: 64 verdicts are 1,280
+// rowsPerInsert bounds the rows of one INSERT: 64 verdicts are 1,792
 // parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
 const rowsPerInsert = 64
 
@@ -132,19 +192,29 @@ func (s *Store) insertStmt(ctx context.Context, table string, rows int, query fu
 	return st, nil
 }
 
-const verdictColumns = 20
+const verdictColumns = 28
 
 // insertVerdictRows inserts vs with one statement and sets their IDs.
 func (s *Store) insertVerdictRows(ctx context.Context, tx *sql.Tx, vs []Verdict) error {
 	args := make([]any, 0, len(vs)*verdictColumns)
 	for i := range vs {
-		v := &vs[i]
+		v := bounded(&vs[i])
+		details, err := v.Details.encode()
+		if err != nil {
+			return fmt.Errorf("store: verdicts: %w", err)
+		}
+		var features any
+		if v.Features != nil {
+			features = v.Features
+		}
 		args = append(args, v.At.Unix(), v.Node, v.QueueID, v.ClientIP, v.ClientName, v.Helo, v.MailFrom, strings.ToLower(v.FromDomain), strings.Join(v.Rcpts, " "),
-			v.Action, v.Stage, v.Verdict, v.IPRev, v.SPF, v.DKIM, v.DMARC, v.ARC, v.Score, strings.Join(v.Rules, " "), strings.Join(v.Reasons, "\n"))
+			v.Action, v.Stage, v.Verdict, v.IPRev, v.SPF, v.DKIM, v.DMARC, v.ARC, v.Score, strings.Join(v.Rules, " "), strings.Join(v.Reasons, "\n"),
+			v.Source, v.HeaderFrom, v.MessageID, v.Subject, v.Size, v.Reply, details, features)
 	}
 	q := func() string {
 		return `INSERT INTO verdicts (at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts,
-		action, stage, verdict, iprev, spf, dkim, dmarc, arc, score, rules, reasons) VALUES ` + s.placeholders(len(vs), verdictColumns) + ` RETURNING id`
+		action, stage, verdict, iprev, spf, dkim, dmarc, arc, score, rules, reasons,
+		source, header_from, message_id, subject, size, reply, details, features) VALUES ` + s.placeholders(len(vs), verdictColumns) + ` RETURNING id`
 	}
 	st, err := s.insertStmt(ctx, "verdicts", len(vs), q)
 	var rows *sql.Rows
@@ -254,27 +324,61 @@ func (s *Store) placeholders(rows, cols int) string {
 	return b.String()
 }
 
-// VerdictFilter selects verdicts; zero fields match everything.
+// VerdictFilter selects verdicts; zero fields match everything. Keys
+// given together must all match.
 type VerdictFilter struct {
 	Since, Until time.Time
 	Action       string
+	Source       string // milter, policy, helo, connect
 	Domain       string // From domain, or the MAIL FROM's
 	ClientIP     string
-	Search       string // a substring of the reasons or rules
-	Limit        int    // default 100, at most 1000
-	BeforeID     int64  // paging: only verdicts older than this one
+	// Client is an IP address (matched exactly) or a client name: the
+	// name itself or any name under it ("example.test" finds
+	// "mx1.example.test").
+	Client    string
+	QueueID   string // exact
+	MessageID string // exact, with or without angle brackets
+	// MailFrom is the envelope sender: an address (exact but for case,
+	// as the store keeps addresses in lower case) or, without "@", a
+	// domain.
+	MailFrom   string
+	Rcpt       string // a recipient: a substring of any, without regard to case
+	HeaderFrom string // the From address: a substring, without regard to case
+	// Subject: a substring, without regard to case; a Subject kept only
+	// as its hash is found by the whole Subject.
+	Subject  string
+	Rule     string // a rule that fired, by name
+	Search   string // a substring of the reasons or rules
+	Limit    int    // default 100, at most 1000
+	BeforeID int64  // paging: only verdicts older than this one
 }
 
-// Verdicts lists verdicts, newest first.
+// maxFilterValue bounds a search value: a longer one is cut, and matches
+// what it matches.
+const maxFilterValue = 512
+
+// Verdicts lists verdicts, newest first. Every value is a parameter;
+// the exact keys (queue ID, Message-ID, client IP, envelope sender) and
+// the time range use the indexes, the substring keys scan what the others
+// leave, at most Limit rows returned.
 func (s *Store) Verdicts(ctx context.Context, f VerdictFilter) ([]Verdict, error) {
 	var (
 		where []string
 		args  []any
 	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", fmt.Sprintf("$%d", len(args))))
+	// add appends cond, its "?" numbered as the parameters of vals.
+	add := func(cond string, vals ...any) {
+		var b strings.Builder
+		for i, part := range strings.Split(cond, "?") {
+			if i > 0 {
+				args = append(args, vals[min(i-1, len(vals)-1)])
+				fmt.Fprintf(&b, "$%d", len(args))
+			}
+			b.WriteString(part)
+		}
+		where = append(where, b.String())
 	}
+	val := func(v string) string { return cut(strings.TrimSpace(v), maxFilterValue) }
 	if !f.Since.IsZero() {
 		add("at >= ?", f.Since.Unix())
 	}
@@ -282,17 +386,52 @@ func (s *Store) Verdicts(ctx context.Context, f VerdictFilter) ([]Verdict, error
 		add("at < ?", f.Until.Unix())
 	}
 	if f.Action != "" {
-		add("action = ?", f.Action)
+		add("action = ?", val(f.Action))
 	}
-	if f.Domain != "" {
-		d := strings.ToLower(f.Domain)
-		add("(from_domain = ? OR mail_from LIKE '%@' || ?)", d)
+	if f.Source != "" {
+		add("source = ?", val(f.Source))
 	}
-	if f.ClientIP != "" {
-		add("client_ip = ?", f.ClientIP)
+	if d := strings.ToLower(val(f.Domain)); d != "" {
+		add("(from_domain = ? OR mail_from LIKE ? ESCAPE '\\')", d, "%@"+likeEscape(d))
 	}
-	if f.Search != "" {
-		add("(reasons LIKE '%' || ? || '%' OR rules LIKE '%' || ? || '%')", f.Search)
+	if ip := val(f.ClientIP); ip != "" {
+		add("client_ip = ?", normalIP(ip))
+	}
+	if c := val(f.Client); c != "" {
+		if _, err := netip.ParseAddr(c); err == nil {
+			add("client_ip = ?", normalIP(c))
+		} else {
+			c = strings.ToLower(strings.TrimSuffix(c, "."))
+			add("(client_name = ? OR client_name LIKE ? ESCAPE '\\')", c, "%."+likeEscape(c))
+		}
+	}
+	if q := val(f.QueueID); q != "" {
+		add("queue_id = ?", q)
+	}
+	if m := strings.Trim(val(f.MessageID), "<>"); m != "" {
+		add("message_id = ?", m)
+	}
+	if m := strings.Trim(val(f.MailFrom), "<>"); m != "" {
+		if strings.Contains(m, "@") {
+			add("mail_from = ?", strings.ToLower(m))
+		} else {
+			add("mail_from LIKE ? ESCAPE '\\'", "%@"+likeEscape(strings.ToLower(m)))
+		}
+	}
+	for _, c := range []struct{ col, v string }{{"rcpts", f.Rcpt}, {"header_from", f.HeaderFrom}} {
+		if v := strings.Trim(val(c.v), "<>"); v != "" {
+			add("LOWER("+c.col+") LIKE ? ESCAPE '\\'", "%"+likeEscape(strings.ToLower(v))+"%")
+		}
+	}
+	if sub := val(f.Subject); sub != "" {
+		add("(LOWER(subject) LIKE ? ESCAPE '\\' OR subject = ?)", "%"+likeEscape(strings.ToLower(sub))+"%", SubjectHash(sub))
+	}
+	if r := val(f.Rule); r != "" {
+		// rules is "name=weight name=weight".
+		add("(' ' || rules) LIKE ? ESCAPE '\\'", "% "+likeEscape(r)+"=%")
+	}
+	if q := val(f.Search); q != "" {
+		add("(reasons LIKE ? ESCAPE '\\' OR rules LIKE ? ESCAPE '\\')", "%"+likeEscape(q)+"%")
 	}
 	if f.BeforeID > 0 {
 		add("id < ?", f.BeforeID)
@@ -304,9 +443,55 @@ func (s *Store) Verdicts(ctx context.Context, f VerdictFilter) ([]Verdict, error
 	return s.verdicts(ctx, where, args, limit)
 }
 
+// likeEscape makes s match itself in a LIKE pattern with ESCAPE '\'.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// normalIP writes an address as the store does (netip's form: "::ffff:"
+// prefixes dropped, IPv6 compressed), so that any spelling finds it.
+func normalIP(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().String()
+	}
+	return s
+}
+
+// Related are the other decisions about the same mail: those with v's
+// queue ID, and those about the same client within window either side
+// that have v's envelope sender or none (a HELO refusal, the policy
+// server's answer before MAIL FROM), oldest first, at most limit. This
+// joins a policy-server refusal or a HELO refusal to the message that
+// came later, and back.
+func (s *Store) Related(ctx context.Context, v *Verdict, window time.Duration, limit int) ([]Verdict, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if v.QueueID != "" {
+		args = append(args, v.QueueID)
+		where = append(where, fmt.Sprintf("queue_id = $%d", len(args)))
+	}
+	if v.ClientIP != "" {
+		args = append(args, v.ClientIP, v.At.Add(-window).Unix(), v.At.Add(window).Unix(), v.MailFrom)
+		n := len(args)
+		where = append(where, fmt.Sprintf("(client_ip = $%d AND at >= $%d AND at <= $%d AND (mail_from = $%d OR mail_from = ''))", n-3, n-2, n-1, n))
+	}
+	if len(where) == 0 {
+		return nil, nil
+	}
+	args = append(args, v.ID)
+	cond := []string{"(" + strings.Join(where, " OR ") + ")", fmt.Sprintf("id <> $%d", len(args))}
+	rel, err := s.verdicts(ctx, cond, args, max(limit, 1))
+	slices.Reverse(rel)
+	return rel, err
+}
+
+const verdictSelect = `SELECT id, at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts, action, stage, verdict,
+		iprev, spf, dkim, dmarc, arc, score, rules, reasons, source, header_from, message_id, subject, size, reply, details, feedback FROM verdicts`
+
 func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit int) ([]Verdict, error) {
-	q := `SELECT id, at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts, action, stage, verdict,
-		iprev, spf, dkim, dmarc, arc, score, rules, reasons FROM verdicts`
+	q := verdictSelect
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -319,12 +504,13 @@ func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit 
 	var out []Verdict
 	for rows.Next() {
 		var (
-			v                     Verdict
-			at                    int64
-			rcpts, rules, reasons string
+			v                              Verdict
+			at                             int64
+			rcpts, rules, reasons, details string
 		)
 		if err := rows.Scan(&v.ID, &at, &v.Node, &v.QueueID, &v.ClientIP, &v.ClientName, &v.Helo, &v.MailFrom, &v.FromDomain, &rcpts,
-			&v.Action, &v.Stage, &v.Verdict, &v.IPRev, &v.SPF, &v.DKIM, &v.DMARC, &v.ARC, &v.Score, &rules, &reasons); err != nil {
+			&v.Action, &v.Stage, &v.Verdict, &v.IPRev, &v.SPF, &v.DKIM, &v.DMARC, &v.ARC, &v.Score, &rules, &reasons,
+			&v.Source, &v.HeaderFrom, &v.MessageID, &v.Subject, &v.Size, &v.Reply, &details, &v.Feedback); err != nil {
 			return nil, fmt.Errorf("store: verdicts: %w", err)
 		}
 		v.At = time.Unix(at, 0).UTC()
@@ -332,7 +518,130 @@ func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit 
 		if reasons != "" {
 			v.Reasons = strings.Split(reasons, "\n")
 		}
+		if details != "" {
+			// A row this version cannot read still lists: its details
+			// are left out, the rest is shown.
+			_ = json.Unmarshal([]byte(details), &v.Details)
+		}
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// SubjectHash is what store.subject: hash keeps of a Subject: the
+// SHA-256 of its words joined by single spaces, "sha256:" and hex.
+func SubjectHash(subject string) string {
+	sum := sha256.Sum256([]byte(strings.Join(strings.Fields(subject), " ")))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Bounds on what one verdict keeps: the SMTP client chooses most of it
+// (HELO, addresses, Message-ID, Subject, header From), so each field is
+// cut to a length that holds any legitimate value (RFC 5321 §4.5.3.1:
+// paths of 256 octets, domains of 255) and lists to a count. A verdict
+// stays under about 100 KB whatever the client sends.
+const (
+	maxShort    = 255  // IP, queue ID, names, results, stage
+	maxAddress  = 320  // an address: 64 + "@" + 255
+	maxText     = 1024 // Message-ID, Subject, reply, a reason, a detail
+	maxRcpts    = 100  // as Postfix's smtpd_recipient_limit default
+	maxReasons  = 64
+	maxRules    = 100
+	maxStages   = 32
+	maxHeaders  = 16
+	maxHeaderV  = 2048
+	maxFacts    = 16
+	maxFeatures = 64 << 10
+)
+
+// bounded is v with every field within the bounds above, control
+// characters made spaces (a newline would split the stored reasons).
+func bounded(v *Verdict) Verdict {
+	b := *v
+	short := func(s string) string { return clean(s, maxShort) }
+	b.Node, b.Source, b.QueueID, b.ClientIP, b.ClientName, b.Helo = short(b.Node), short(b.Source), short(b.QueueID), short(b.ClientIP), short(b.ClientName), short(b.Helo)
+	b.FromDomain, b.Action, b.Stage, b.Verdict, b.IPRev, b.SPF = short(b.FromDomain), short(b.Action), short(b.Stage), short(b.Verdict), short(b.IPRev), short(b.SPF)
+	b.DMARC, b.ARC, b.DKIM = short(b.DMARC), short(b.ARC), clean(b.DKIM, maxText)
+	// Addresses lower-cased, as the policy server reads them: one
+	// spelling to search and to join by.
+	b.MailFrom, b.HeaderFrom = strings.ToLower(clean(b.MailFrom, maxAddress)), strings.ToLower(clean(b.HeaderFrom, maxAddress))
+	b.MessageID, b.Subject, b.Reply = clean(b.MessageID, maxText), clean(b.Subject, maxText), clean(b.Reply, maxText)
+	b.Rcpts = cleanList(b.Rcpts, maxRcpts, maxAddress, true)
+	b.Rules = cleanList(b.Rules, maxRules, maxShort, true)
+	b.Reasons = cleanList(b.Reasons, maxReasons, maxText, false)
+	if len(b.Features) > maxFeatures {
+		b.Features = nil
+	}
+	d := &b.Details
+	d.Stages = slices.Clone(d.Stages[:min(len(d.Stages), maxStages)])
+	for i := range d.Stages {
+		st := &d.Stages[i]
+		st.Stage, st.Result, st.Reason = short(st.Stage), short(st.Result), clean(st.Reason, maxText)
+	}
+	d.Hits = slices.Clone(d.Hits[:min(len(d.Hits), maxRules)])
+	for i := range d.Hits {
+		d.Hits[i].Rule, d.Hits[i].Detail = short(d.Hits[i].Rule), clean(d.Hits[i].Detail, maxText)
+	}
+	d.Headers = slices.Clone(d.Headers[:min(len(d.Headers), maxHeaders)])
+	for i := range d.Headers {
+		// A folded value keeps its line breaks out: one line shown.
+		d.Headers[i].Name, d.Headers[i].Value = short(d.Headers[i].Name), clean(d.Headers[i].Value, maxHeaderV)
+	}
+	d.Facts = slices.Clone(d.Facts[:min(len(d.Facts), maxFacts)])
+	for i := range d.Facts {
+		d.Facts[i].Name, d.Facts[i].Value = short(d.Facts[i].Name), clean(d.Facts[i].Value, maxText)
+	}
+	return b
+}
+
+// cleanList bounds a list's length and each item; noSpace also turns
+// spaces into "_", for lists stored space separated.
+func cleanList(l []string, n, each int, noSpace bool) []string {
+	if l == nil {
+		return nil
+	}
+	out := make([]string, 0, min(len(l), n))
+	for _, s := range l[:min(len(l), n)] {
+		s = clean(s, each)
+		if noSpace {
+			s = strings.ReplaceAll(s, " ", "_")
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// clean cuts s to n octets on a character boundary, with "…" when cut,
+// control characters and invalid UTF-8 made spaces or U+FFFD.
+func clean(s string, n int) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }) {
+		s = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, strings.ToValidUTF8(s, "\uFFFD"))
+	}
+	return cut(s, n)
+}
+
+// cut cuts s to at most n octets on a character boundary, ending in "…"
+// when it cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	end := n - len("…")
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return s[:end] + "…"
+}
+
+func (d Details) encode() (string, error) {
+	if len(d.Stages) == 0 && len(d.Hits) == 0 && len(d.Headers) == 0 && len(d.Facts) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(d)
+	return string(b), err
 }
