@@ -13,6 +13,13 @@ build:
 test:
 	MAILWALL_E2E=1 $(GO) test -count=1 ./...
 
+# What make test needs, on a test machine, never a mail server (as root:
+# the Debian packages of the e2e tests and peers, and a clean Debian root
+# for the package test). .ci/run runs the same script.
+.PHONY: test-deps
+test-deps:
+	bash .ci/test-deps
+
 check:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
