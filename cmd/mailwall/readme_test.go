@@ -66,6 +66,30 @@ func TestREADMECommandsAtTop(t *testing.T) {
 	}
 }
 
+// TestREADMELinksIntoDocs checks that the README leads to each page the
+// admin needs; TestDocLinks checks that the links work.
+func TestREADMELinksIntoDocs(t *testing.T) {
+	readme := string(readRepoFile(t, "README.md"))
+	for _, page := range []string{
+		"docs/migration.md",
+		"docs/operating.md",
+		"docs/lab.md",
+		"docs/phishing.md",
+		"docs/classifier.md",
+		"docs/reports.md",
+		"docs/config.md",
+		"docs/man/",
+		"docs/security.md",
+		"docs/reliability.md",
+		"docs/benchmarks.md",
+		"docs/development.md",
+	} {
+		if !strings.Contains(readme, "]("+page) {
+			t.Errorf("README.md has no link to %s", page)
+		}
+	}
+}
+
 // readmeTopCommands returns the first n commands of the first fenced code
 // block, which must start within readmeCommandsWithin lines; a command is
 // a line's text before its "#" comment, trimmed.
@@ -287,5 +311,29 @@ func TestHeadingSlug(t *testing.T) {
 		if got := headingSlug(tc.heading); got != tc.want {
 			t.Errorf("headingSlug(%q) = %q, want %q", tc.heading, got, tc.want)
 		}
+	}
+}
+
+func TestREADMETopCommandsReading(t *testing.T) {
+	for _, tc := range []struct {
+		name, readme string
+		want         []string
+		err          bool
+	}{
+		{"commands with comments", "# x\n\ntext\n\n```sh\ngo run ./cmd/mailwall serve   # start\nmake test  # test\nmore\n```\n", readmeCommands, false},
+		{"block too far down", strings.Repeat("text\n", readmeCommandsWithin) + "```sh\ngo run ./cmd/mailwall serve\nmake test\n```\n", nil, true},
+		{"one command only", "```sh\ngo run ./cmd/mailwall serve\n```\nmake test\n", nil, true},
+		{"no code block", "# x\n\njust text\n", nil, true},
+		{"other order", "```\nmake test\ngo run ./cmd/mailwall serve\n```\n", []string{"make test", "go run ./cmd/mailwall serve"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readmeTopCommands([]byte(tc.readme), 2)
+			if (err != nil) != tc.err {
+				t.Fatalf("error %v, want error: %v", err, tc.err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
