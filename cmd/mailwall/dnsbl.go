@@ -13,8 +13,19 @@ import (
 
 // blocklistsFor maps the dnsbl section onto the policy server's
 // blocklists; nil when no IP list is configured (the default: each list's
-// operator sets its terms, the admin must choose).
+// operator sets its terms, the admin must choose), or when the milter
+// applies them at RCPT (dnsbl.rcpt_via).
 func blocklistsFor(cfg *config.Config) (*policyd.Blocklists, error) {
+	b, err := parseBlocklists(cfg)
+	if err != nil || cfg.DNSBL.RcptVia == "milter" {
+		return nil, err
+	}
+	return b, nil
+}
+
+// parseBlocklists is the dnsbl section's IP lists with their thresholds;
+// nil when none is configured.
+func parseBlocklists(cfg *config.Config) (*policyd.Blocklists, error) {
 	d := cfg.DNSBL
 	if len(d.IPSites) == 0 {
 		return nil, nil

@@ -1,20 +1,36 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
 	"mailwall/internal/config"
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/greylist"
+	"mailwall/internal/lists"
+	"mailwall/internal/metrics"
+	"mailwall/internal/policyd"
 	"mailwall/internal/store"
+	"mailwall/internal/verdict"
 )
 
 // newGreylister builds the policy server's greylisting from the config;
-// nil when greylisting is off. It needs the store: without one it is off,
-// with a warning.
+// nil when greylisting is off, or done by the milter (greylist.via). It
+// needs the store: without one it is off, with a warning.
 func newGreylister(cfg *config.Config, st *store.Store, res dnsx.Resolver, log *slog.Logger) (*greylist.Greylister, error) {
+	if cfg.Greylist.Via == "milter" {
+		return nil, nil
+	}
+	return buildGreylister(cfg, st, res, log)
+}
+
+// buildGreylister is the greylist section as a Greylister on st; nil
+// when greylisting is off or there is no store.
+func buildGreylister(cfg *config.Config, st *store.Store, res dnsx.Resolver, log *slog.Logger) (*greylist.Greylister, error) {
 	gc := cfg.Greylist
 	if !gc.Enabled {
 		return nil, nil
@@ -40,6 +56,120 @@ func newGreylister(cfg *config.Config, st *store.Store, res dnsx.Resolver, log *
 		AutoAllow: gc.AutoAllow, Text: gc.Text, Tarpit: gc.Tarpit.D(), AllowNets: allow, S25R: s25r,
 		VerifyNames: gc.ClientName == "dns", Resolver: res,
 	}, st)
+}
+
+// milterRcpt is what the milter does at RCPT for a site whose policy
+// server does not (greylist.via and dnsbl.rcpt_via "milter"): the DNS
+// blocklists' thresholds, then greylisting, with the policy server's
+// decisions, replies, logs and metrics, and its greylist state in the
+// store. Clients the pipeline treats as ours (checks.internal_hosts,
+// authenticated senders, local submission) and clients or recipients on
+// the site's allow list are neither refused nor greylisted here.
+type milterRcpt struct {
+	bl   *policyd.RcptBlocklists // nil: the policy server asks them
+	grey *greylist.Greylister    // nil: no greylisting here
+	// lists are the site's allow and block lists (nil: none).
+	lists   *lists.Cache
+	observe func(greylist.Decision) // nil: not counted
+	log     *slog.Logger
+	// sleep waits out a tarpit (time.Sleep; tests replace it).
+	sleep func(time.Duration)
+}
+
+// newMilterRcpt builds the milter's RCPT stage; nil when neither the
+// blocklists nor greylisting is the milter's, or neither is configured.
+func newMilterRcpt(cfg *config.Config, st *store.Store, res dnsx.Resolver, lc *lists.Cache, met *metrics.Metrics, log *slog.Logger) (*milterRcpt, error) {
+	r := &milterRcpt{lists: lc, log: log, sleep: time.Sleep}
+	if cfg.Greylist.Via == "milter" {
+		g, err := buildGreylister(cfg, st, res, log)
+		if err != nil {
+			return nil, err
+		}
+		r.grey = g
+	}
+	if cfg.DNSBL.RcptVia == "milter" {
+		b, err := parseBlocklists(cfg)
+		if err != nil {
+			return nil, err
+		}
+		r.bl = policyd.NewRcptBlocklists(b, res, log.With("via", "milter"))
+	}
+	if r.bl == nil && r.grey == nil {
+		return nil, nil
+	}
+	if met != nil {
+		r.observe = func(d greylist.Decision) { met.Greylist(string(d.Outcome)) }
+		if r.bl != nil {
+			r.bl.Observe = func(c policyd.BlocklistCheck) { met.DNSBL(c.Zones, c.Action) }
+		}
+	}
+	return r, nil
+}
+
+// rcptTimeout bounds the store's part of one RCPT, as the policy
+// server's greylistTimeout: past it the recipient is not greylisted.
+const rcptTimeout = 5 * time.Second
+
+// milterRcptConn is one milter connection's RCPT stage: the blocklists
+// are asked once per connection (the client does not change).
+type milterRcptConn struct {
+	*milterRcpt
+	blDone bool
+	listed policyd.RcptBlocklistVerdict
+}
+
+// conn starts a connection's RCPT stage; nil for a nil r.
+func (r *milterRcpt) conn() *milterRcptConn {
+	if r == nil {
+		return nil
+	}
+	return &milterRcptConn{milterRcpt: r}
+}
+
+// check decides one recipient of env's message: "" lets it on, else the
+// SMTP reply that refuses or defers it. clientName is the MTA's name for
+// the client from the milter's connect ("unknown", or "[address]" as
+// Postfix sends a name it could not verify).
+func (c *milterRcptConn) check(pipe *verdict.Checker, env verdict.Envelope, clientName, rcpt string) string {
+	if !env.ClientIP.IsValid() || pipe.IsInternal(env) {
+		return ""
+	}
+	if set := c.lists.Set(); set.Len() > 0 {
+		// An allowed client or recipient skips both, as in the policy
+		// server; a block entry is the pipeline's to apply.
+		if d := set.Check(lists.Query{IP: env.ClientIP, Rcpts: []string{rcpt}}); d.Allowed() {
+			return ""
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rcptTimeout)
+	defer cancel()
+	if c.bl != nil && !c.blDone {
+		c.blDone = true
+		c.listed = c.bl.Check(ctx, env.ClientIP, env.QueueID)
+	}
+	if c.listed.Reply != "" {
+		return c.listed.Reply
+	}
+	if c.grey == nil || c.listed.Allowlisted {
+		return ""
+	}
+	if strings.HasPrefix(clientName, "[") {
+		clientName = "unknown"
+	}
+	d := c.grey.Check(ctx, greylist.Request{IP: env.ClientIP, ClientName: clientName, Sender: env.MailFrom, Recipient: rcpt, Listed: c.listed.GreyReason})
+	if c.observe != nil {
+		c.observe(d)
+	}
+	policyd.LogGreylist(c.log, env.QueueID, env.ClientIP.String(), clientName, env.MailFrom, rcpt, d)
+	if d.Outcome != greylist.Deferred {
+		return ""
+	}
+	if d.Tarpit > 0 {
+		c.sleep(d.Tarpit)
+	}
+	// The policy server's DEFER_IF_PERMIT text, with the code Postfix
+	// gives it.
+	return "450 " + d.Text
 }
 
 // greylistRetention is what the retention loop purges of the greylist:

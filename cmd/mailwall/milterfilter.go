@@ -32,8 +32,12 @@ type milterFilter struct {
 	failure *report.FailureReporter // nil: no failure reports
 	noReply uint32                  // the stages Postfix need not wait at
 	limits  headerLimits
+	// rcpt greylists and applies the blocklists at RCPT when the
+	// milter does it in place of the policy server (nil: not here).
+	rcpt *milterRcptConn
 
 	client   netip.Addr
+	host     string // the MTA's name for the client, from connect
 	helo     string
 	heloHold string // a HELO table said HOLD: quarantine the messages
 	env      verdict.Envelope
@@ -105,22 +109,29 @@ func (l headerLimits) refusal(why string) (verdict.Action, string) {
 // (milter.NoReplier). When HELO replies are left out, a HELO rule that
 // came to refuse after a reload still counts: the pipeline's Start checks
 // the HELO again, and the message is refused at its end.
-func (f *milterFilter) NoReply() uint32 { return f.noReply }
+func (f *milterFilter) NoReply() uint32 {
+	if f.rcpt != nil {
+		return f.noReply &^ milter.ProtoNRRcpt // a recipient may be refused
+	}
+	return f.noReply
+}
 
 func (f *milterFilter) Connect(c milter.Conn, m *milter.Macros) milter.Response {
 	f.client = c.Addr
+	f.host = c.Hostname
 	return milter.Continue
 }
 
 func (f *milterFilter) Helo(name string, m *milter.Macros) milter.Response {
 	f.helo = name
-	act, reply, why := f.pipe.CheckHelo(name)
+	act, reply, why := f.pipe.CheckHeloClient(f.client, name)
 	if f.metrics != nil {
 		f.metrics.Helo(string(act))
 	}
 	switch act {
 	case verdict.Reject, verdict.TempFail:
 		f.log.Info("helo rejected", "client", f.client.String(), "helo", name, "reason", why, "reply", reply)
+		f.recordRefusal("helo", act, reply, why)
 		return milter.ReplyCode(reply)
 	case verdict.Quarantine:
 		f.heloHold = why
@@ -131,12 +142,17 @@ func (f *milterFilter) Helo(name string, m *milter.Macros) milter.Response {
 func (f *milterFilter) MailFrom(from string, args []string, m *milter.Macros) milter.Response {
 	f.reset()
 	f.env = verdict.Envelope{ClientIP: f.client, Helo: f.helo, MailFrom: strings.Trim(from, "<>"), AuthUser: m.Get("auth_authen"), QueueID: m.Get("i"),
-		Local: !f.client.IsValid()}
+		Local: !f.client.IsValid(), ClientName: f.clientName}
 	return milter.Continue
 }
 
 func (f *milterFilter) RcptTo(rcpt string, args []string, m *milter.Macros) milter.Response {
 	addr := strings.Trim(rcpt, "<>")
+	if f.rcpt != nil {
+		if reply := f.rcpt.check(f.pipe, f.env, f.host, addr); reply != "" {
+			return milter.ReplyCode(reply)
+		}
+	}
 	f.env.Rcpts = append(f.env.Rcpts, addr)
 	if f.inbox != nil && f.inbox.wants(addr) {
 		f.keepRaw = true
@@ -225,18 +241,9 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 		mod.ChangeHeader(1, "Subject", verdict.MilterValue(subj))
 	}
 	switch r.Action {
-	case verdict.Reject:
-		reply := r.Reply
-		if reply == "" || reply[0] != '5' {
-			reply = "550 5.7.1 Message rejected: " + strings.Join(r.Reasons, "; ")
-		}
-		return milter.ReplyCode(reply)
-	case verdict.TempFail:
-		reply := r.Reply
-		if reply == "" || reply[0] != '4' {
-			reply = "451 4.7.1 Temporary failure, try again later"
-		}
-		return milter.ReplyCode(reply)
+	case verdict.Reject, verdict.TempFail:
+		// The reply the store records as sent.
+		return milter.ReplyCode(r.SentReply())
 	case verdict.Quarantine:
 		mod.Quarantine("mailwall: " + strings.Join(r.Reasons, "; "))
 	}
@@ -260,7 +267,10 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 			f.metrics.Message(&r, took)
 		}
 		if f.rec != nil {
-			f.rec.Record(r.Record(env, f.node, time.Now()))
+			v := r.Record(env, f.node, time.Now())
+			v.HeaderFrom, v.MessageID, v.Subject = verdict.MessageFacts(fields)
+			v.Size = size
+			f.rec.Record(v)
 		}
 		if f.failure != nil && r.Action != verdict.TempFail { // a tempfail comes back: reported then
 			f.reportFailure(&r, client, env, fields)
@@ -278,6 +288,25 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 			"header_from", milterFromDomain(&r, fields), "message_id", milterFieldValue(fields, "Message-ID"),
 			"size", size, "duration", took, "signed_with", milterSigningKey(&r))
 	}
+}
+
+// recordRefusal records and counts a refusal before any message (source
+// helo or connect): Postfix gives the client reply and the client may
+// go on (another HELO) or leave. It only queues: the recorder writes.
+func (f *milterFilter) recordRefusal(source string, act verdict.Action, reply, why string) {
+	if f.metrics != nil {
+		f.metrics.Decision(source, string(act))
+	}
+	if f.rec == nil {
+		return
+	}
+	v := store.Verdict{At: time.Now(), Node: f.node, Source: source, ClientName: f.clientName, Helo: f.helo,
+		Action: string(act), Stage: source, Verdict: "fail", Reply: reply, Reasons: []string{source + ": " + why},
+		Details: store.Details{Stages: []store.StageResult{{Stage: source, Result: "fail", Reason: why}}}}
+	if f.client.IsValid() {
+		v.ClientIP = f.client.Unmap().String()
+	}
+	f.rec.Record(v)
 }
 
 // milterFieldValue is the first field named name, unfolded and trimmed.

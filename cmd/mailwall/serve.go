@@ -132,6 +132,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listCache, stopLists := startLists(ctx, st, log)
 	defer stopLists() // before the store closes
 	srv.SetLists(listCache)
+	mrcpt, err := newMilterRcpt(cfg, st, resolver, listCache, met, log)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		return err
+	}
 	var (
 		rec   *store.Recorder
 		inbox *reportInbox
@@ -152,7 +157,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer stopFailure()
 		failure.Start(fctx)
 	}
-	msrv, rules, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox, failure: failure, lists: listCache}, log, stdout, errc)
+	msrv, rules, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox, failure: failure, lists: listCache, rcpt: mrcpt}, log, stdout, errc)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -217,6 +222,7 @@ type milterDeps struct {
 	inbox   *reportInbox
 	failure *report.FailureReporter
 	lists   *lists.Cache // nil: no allow and block lists
+	rcpt    *milterRcpt  // nil: nothing at RCPT (greylist.via, dnsbl.rcpt_via)
 }
 
 // startMilter listens for Postfix's milter connections, when configured.
@@ -249,7 +255,7 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 		NewFilter: func() milter.Filter {
 			r := rules.Load()
 			return &milterFilter{pipe: r.pipe, log: log, timeout: r.timeout, node: r.node, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox,
-				failure: deps.failure, noReply: r.noReply, limits: limits}
+				failure: deps.failure, noReply: r.noReply, limits: limits, rcpt: deps.rcpt.conn()}
 		},
 		Actions:          milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
 		OnError:          &onError,

@@ -304,6 +304,7 @@ type GreylistConfig struct {
 }
 
 // DNSBLConfig is the DNS block and allow lists (internal/dnsbl), asked by
+	Via         string   `yaml:"via"` // policy (the policy server) or milter: which one greylists at RCPT
 // the policy server at RCPT and by the milter's "dnsbl" analyzer.
 type DNSBLConfig struct {
 	IPSites            []string          `yaml:"ip_sites"`
@@ -320,6 +321,7 @@ type DNSBLConfig struct {
 }
 
 // UnmarshalYAML reads the section strictly, with helo_reject and
+	RcptVia            string            `yaml:"rcpt_via"` // policy or milter: which one applies the thresholds at RCPT
 // mail_from_reject taken as written: yaml.v3 never hands a null node to an
 // Unmarshaler, so "Null" would otherwise vanish into the default.
 func (p *PolicydConfig) UnmarshalYAML(n *yaml.Node) error {
@@ -463,6 +465,8 @@ func (c *Config) Validate() error {
 	c.validateDNSBL(check)
 	check(c.Web.MaxConnections > 0 && c.Web.MaxConnectionsPerPeer > 0, "web.max_connections and web.max_connections_per_peer must be at least 1")
 	for _, p := range c.Web.TrustedProxies {
+	check(oneOf(g.Via, "policy", "milter"), "greylist.via: %q is not policy or milter", g.Via)
+	check(g.Via != "milter" || g.Tarpit <= Duration(20*time.Second), "greylist.tarpit: %s is over 20s, with via milter (Postfix's milter_command_timeout is 30s)", g.Tarpit.D())
 		_, errP := netip.ParsePrefix(p)
 		_, errA := netip.ParseAddr(p)
 		check(errP == nil || errA == nil, "web.trusted_proxies: %q is not an address or CIDR", p)

@@ -30,6 +30,7 @@ func (c *Config) validateDNSBL(check func(ok bool, format string, args ...any)) 
 	check(d.GreylistThreshold >= 0, "dnsbl.greylist_threshold must not be negative (0: off)")
 	check(oneOf(d.Action, "reject", "defer", "none"), "dnsbl.action: %q is not reject, defer or none", d.Action)
 	check(strings.TrimSpace(d.Reply) != "", "dnsbl.reply must not be empty")
+	check(oneOf(d.RcptVia, "policy", "milter"), "dnsbl.rcpt_via: %q is not policy or milter", d.RcptVia)
 	check(d.ScoreWeight >= 1 && d.ScoreWeight <= 100, "dnsbl.score_weight: %d is not 1 to 100 (points per unit of weight)", d.ScoreWeight)
 	for zone, name := range d.ReplyNames {
 		check(zone != "" && name != "" && !strings.ContainsAny(name, "\r\n"), "dnsbl.reply_names: %q: want a zone and a one-line name", zone)

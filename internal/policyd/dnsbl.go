@@ -125,7 +125,19 @@ func (s *Server) checkBlocklists(ctx context.Context, ru *rules, ip netip.Addr, 
 	start := time.Now()
 	res := bl.checker.CheckIP(ctx, ip)
 	took := time.Since(start)
-	action := "none"
+	action, v := bl.judge(res, ip)
+	logBlocklist(s.log, req["queue_id"], ip, res, action, took)
+	if s.ObserveDNSBL != nil {
+		s.ObserveDNSBL(BlocklistCheck{Zones: bl.outcomes(res), Action: action, Took: took})
+	}
+	return v
+}
+
+// judge maps a check's score to what it leads to (postscreen's order: the
+// reject threshold, then the allow-list threshold) and the action's name
+// for logs and metrics.
+func (bl *blocklister) judge(res *dnsbl.Result, ip netip.Addr) (action string, v blocklistVerdict) {
+	action = "none"
 	switch {
 	case res.Score >= bl.cfg.RejectThreshold && bl.cfg.Action == BlocklistReject:
 		action = "reject"
@@ -142,11 +154,65 @@ func (s *Server) checkBlocklists(ctx context.Context, ru *rules, ip netip.Addr, 
 		action = "allowlisted"
 		v.allowlisted = true
 	}
-	s.logBlocklist(req, ip, res, action, took)
-	if s.ObserveDNSBL != nil {
-		s.ObserveDNSBL(BlocklistCheck{Zones: bl.outcomes(res), Action: action, Took: took})
+	return action, v
+}
+
+// RcptBlocklists are Blocklists asked outside the policy server, by the
+// milter at RCPT for a site that runs no policy server: the same query,
+// score and decision as the policy server's.
+type RcptBlocklists struct {
+	bl  *blocklister
+	log *slog.Logger
+	// Observe, when set, hears each check (for metrics); it must not
+	// block.
+	Observe func(BlocklistCheck)
+}
+
+// NewRcptBlocklists readies b on r; nil when b lists no site.
+func NewRcptBlocklists(b *Blocklists, r dnsx.Resolver, log *slog.Logger) *RcptBlocklists {
+	if log == nil {
+		log = slog.Default()
 	}
-	return v
+	bl := newBlocklister(b, r, log)
+	if bl == nil {
+		return nil
+	}
+	return &RcptBlocklists{bl: bl, log: log}
+}
+
+// RcptBlocklistVerdict is what the blocklists decided about one client.
+type RcptBlocklistVerdict struct {
+	// Reply is the refusal as an SMTP reply ("554 5.7.1 ..." or, for
+	// dnsbl.action defer, "450 4.7.1 ..."); "" lets the client on.
+	Reply string
+	// Allowlisted: the allow lists' sum exempts the client from
+	// greylisting. GreyReason, when set, greylists it whatever the
+	// greylist's mode says.
+	Allowlisted bool
+	GreyReason  string
+}
+
+// Check asks the lists about ip, logs what they said as the policy
+// server does, and decides. Errors and timeouts add nothing.
+func (g *RcptBlocklists) Check(ctx context.Context, ip netip.Addr, queueID string) RcptBlocklistVerdict {
+	ip = ip.Unmap()
+	start := time.Now()
+	res := g.bl.checker.CheckIP(ctx, ip)
+	took := time.Since(start)
+	action, v := g.bl.judge(res, ip)
+	logBlocklist(g.log, queueID, ip, res, action, took)
+	if g.Observe != nil {
+		g.Observe(BlocklistCheck{Zones: g.bl.outcomes(res), Action: action, Took: took})
+	}
+	out := RcptBlocklistVerdict{Allowlisted: v.allowlisted, GreyReason: v.greyReason}
+	if v.resp != nil {
+		out.Reply = v.resp.Text
+		if v.resp.Action == Defer {
+			// Postfix answers DEFER_IF_PERMIT with 450.
+			out.Reply = "450 " + v.resp.Text
+		}
+	}
+	return out
 }
 
 // outcomes gives each configured zone's outcome in res.
@@ -214,7 +280,7 @@ func (bl *blocklister) zoneNames(res *dnsbl.Result) string {
 
 // logBlocklist logs a client with hits or errors (info; warn for
 // refusals), and unlisted clients at debug: that is most mail.
-func (s *Server) logBlocklist(req Request, ip netip.Addr, res *dnsbl.Result, action string, took time.Duration) {
+func logBlocklist(log *slog.Logger, queueID string, ip netip.Addr, res *dnsbl.Result, action string, took time.Duration) {
 	level := slog.LevelDebug
 	if len(res.Hits) > 0 || len(res.Errors) > 0 {
 		level = slog.LevelInfo
@@ -233,10 +299,10 @@ func (s *Server) logBlocklist(req Request, ip netip.Addr, res *dnsbl.Result, act
 			level = slog.LevelWarn
 		}
 	}
-	if !s.log.Enabled(context.Background(), level) {
+	if !log.Enabled(context.Background(), level) {
 		return
 	}
-	s.log.LogAttrs(context.Background(), level, "dnsbl", slog.String("queue_id", req["queue_id"]), slog.String("client", ip.String()),
+	log.LogAttrs(context.Background(), level, "dnsbl", slog.String("queue_id", queueID), slog.String("client", ip.String()),
 		slog.Int("score", res.Score), slog.String("hits", strings.Join(hits, " ")), slog.String("errors", strings.Join(errs, "; ")),
 		slog.String("action", action), slog.Duration("took", took))
 }

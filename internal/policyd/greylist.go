@@ -73,12 +73,20 @@ func (s *Server) tarpit(d time.Duration) {
 // logGreylist logs what greylisting did to a subject client (not the
 // exempt and not-subject ones: that is most mail).
 func (s *Server) logGreylist(req Request, d greylist.Decision) {
+	LogGreylist(s.log, req["queue_id"], req["client_address"], req["client_name"], req["sender"], req["recipient"], d)
+}
+
+// LogGreylist logs a greylisting decision on log as the policy server
+// does (the milter's greylisting logs the same line): a subject client's
+// outcome at info, a store failure at warn, nothing for exempt and
+// not-subject clients (most mail).
+func LogGreylist(log *slog.Logger, queueID, client, clientName, sender, recipient string, d greylist.Decision) {
 	if d.Outcome == greylist.Exempt || d.Outcome == greylist.NotSubject {
 		return
 	}
 	level := slog.LevelInfo
-	attrs := []slog.Attr{slog.String("queue_id", req["queue_id"]), slog.String("client", req["client_address"]),
-		slog.String("client_name", req["client_name"]), slog.String("sender", req["sender"]), slog.String("recipient", req["recipient"]),
+	attrs := []slog.Attr{slog.String("queue_id", queueID), slog.String("client", client),
+		slog.String("client_name", clientName), slog.String("sender", sender), slog.String("recipient", recipient),
 		slog.String("outcome", string(d.Outcome)), slog.String("reason", d.Reason)}
 	if d.Outcome == greylist.Deferred {
 		attrs = append(attrs, slog.Int64("wait_seconds", int64(d.Wait/time.Second)))
@@ -87,5 +95,5 @@ func (s *Server) logGreylist(req Request, d greylist.Decision) {
 		level = slog.LevelWarn
 		attrs = append(attrs, slog.String("err", d.Err.Error()))
 	}
-	s.log.LogAttrs(context.Background(), level, "greylist", attrs...)
+	log.LogAttrs(context.Background(), level, "greylist", attrs...)
 }

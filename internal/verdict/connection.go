@@ -6,9 +6,11 @@ package verdict
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"mailwall/internal/conncheck"
+	"mailwall/internal/lists"
 	"mailwall/internal/spf"
 )
 
@@ -35,6 +37,34 @@ func (c *Checker) CheckHelo(helo string) (Action, string, string) {
 		return c.Policy.HeloInvalid, reply, "invalid HELO " + helo
 	}
 	return Accept, "", ""
+}
+
+// CheckHeloClient is CheckHelo for a client at ip: a client the site's
+// allow list names by address or network passes the HELO stage whatever
+// its HELO, as Postfix's "smtpd_helo_restrictions = check_client_access
+// ..., check_helo_access ..." lets an OK for the client end the list
+// before any HELO table or syntax rule is read (postconf(5)
+// smtpd_helo_restrictions; postscreen's allow list likewise skips its
+// tests). ip may be the zero Addr (unknown): CheckHelo.
+func (c *Checker) CheckHeloClient(ip netip.Addr, helo string) (Action, string, string) {
+	if c.clientAllowed(ip) {
+		return Accept, "", ""
+	}
+	return c.CheckHelo(helo)
+}
+
+// clientAllowed reports whether an allow entry names ip (an address or a
+// network: the only entries known before MAIL FROM, and the only ones
+// that need no authentication).
+func (c *Checker) clientAllowed(ip netip.Addr) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	set := c.Lists.Set()
+	if set.Len() == 0 {
+		return false
+	}
+	return set.Check(lists.Query{IP: ip}).Allowed()
 }
 
 // heloRefusal is the action of a HELO table decision that refuses:
@@ -93,7 +123,7 @@ func (c *Checker) Start(ctx context.Context, env Envelope) *Message {
 	if m.internal {
 		return m
 	}
-	act, reply, why := c.CheckHelo(env.Helo)
+	act, reply, why := c.CheckHeloClient(env.ClientIP, env.Helo)
 	m.res.Helo = "pass"
 	if why != "" {
 		m.res.Helo = "fail"

@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// g1Zones are glZones (gl.test, the dynamic-looking 127.0.0.41, the
+// static mx.gl.test at 127.0.0.42, 127.0.0.43 without PTR) and two lab
+// lists: bl.g1.test lists 127.0.0.44, the allow list wl.g1.test lists
+// 127.0.0.45 (no PTR either).
+func g1Zones(t *testing.T, dir string) []string {
+	t.Helper()
+	soa := func(o string) string {
+		return "$ORIGIN " + o + "\n$TTL 300\n@ IN SOA ns1.gl.test. hostmaster.gl.test. ( 1 3600 600 86400 60 )\n@ IN NS ns1.gl.test.\n"
+	}
+	zones := glZones(t, dir)
+	return append(zones, writeZones(t, dir, map[string]string{
+		"bl.g1.test.zone": soa("bl.g1.test.") + "44.0.0.127 IN A 127.0.0.2\n",
+		"wl.g1.test.zone": soa("wl.g1.test.") + "45.0.0.127 IN A 127.0.10.2\n",
+	})...)
+}
+
+// g1Score is the number in a message's X-Mailwall-Score.
+func g1Score(t *testing.T, msg string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^X-Mailwall-Score: (-?\d+)`).FindStringSubmatch(msg)
+	if m == nil {
+		t.Fatalf("no X-Mailwall-Score:\n%s", msg)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// TestG1MilterRcpt: a site whose Postfix asks the policy server only for
+// SPF and leaves greylisting and the blocklists' thresholds to the
+// milter (greylist.via: milter, dnsbl.rcpt_via: milter). Through a real
+// Postfix: a dynamic-looking client gets the policy server's greylisting
+// text at RCPT, from the milter (no "Recipient address rejected", which
+// Postfix puts before a policy server's answer: the policy server does
+// not greylist too), is accepted when it retries after the delay and is
+// not greylisted again; a client on the lab blocklist is refused at RCPT
+// with reject_rbl_client's text; a client on the lab allow list (no PTR,
+// so greylisted otherwise) is not greylisted and its X-Mailwall-Score is
+// 40 lower than a static client's for the same message; a static client
+// is never greylisted.
+func TestG1MilterRcpt(t *testing.T) {
+	requirePostfix(t)
+	root, bin := e2eRoot(t, "mailwall-e2e-g1-")
+	dns, _ := startLabDNS(t, bin, g1Zones(t, root)...)
+	d := startDaemon(t, bin, filepath.Join(root, "mw"), daemonSetup{dns: dns, dnsTimeout: "2s", extra: `greylist:
+  enabled: true
+  via: milter
+  client_name: dns
+  delay: 2s
+  allow_ips: []
+dnsbl:
+  ip_sites: ["bl.g1.test*3", "wl.g1.test=127.0.10.2*-2"]
+  rcpt_via: milter
+  reject_threshold: 3
+  allowlist_threshold: -1
+`})
+	smtpPort := freePort(t)
+	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service inet:%s\nsmtpd_policy_service_timeout = 30s\n"+
+		"smtpd_milters = inet:%s\nmilter_default_action = tempfail\nmilter_protocol = 6", d.policy, d.milter))
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", smtpPort)
+	maildir := filepath.Join(root, "mail", "inbox")
+
+	start := time.Now()
+	t.Run("dynamic-looking client greylisted by the milter", func(t *testing.T) {
+		err := send(smtpAddr, "127.0.0.41", "client.gl.test", "alice@gl.test", "bob@rcpt.test", "g1-dyn-1")
+		want := "4.7.1 Greylisted, see RFC 6647 (host name 1-2-3-4.dyn.gl.test looks dynamic (S25R rule1)): try again in 2 seconds"
+		if smtpCode(err) != 450 || !strings.Contains(err.Error(), want) {
+			t.Fatalf("first attempt: %v, want 450 %s", err, want)
+		}
+		if strings.Contains(err.Error(), "Recipient address rejected") {
+			t.Errorf("deferred by the policy server, not the milter: %v", err)
+		}
+	})
+	t.Run("blocklisted client refused at RCPT", func(t *testing.T) {
+		err := send(smtpAddr, "127.0.0.44", "client.gl.test", "alice@gl.test", "bob@rcpt.test", "g1-listed")
+		want := "5.7.1 Service unavailable; Client host [127.0.0.44] blocked using bl.g1.test"
+		if smtpCode(err) != 554 || !strings.Contains(err.Error(), want) {
+			t.Fatalf("listed client: %v, want 554 %s", err, want)
+		}
+	})
+	var static int
+	t.Run("static client not greylisted", func(t *testing.T) {
+		if err := send(smtpAddr, "127.0.0.42", "mx.gl.test", "alice@gl.test", "bob@rcpt.test", "g1-static"); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		static = g1Score(t, delivered(t, maildir, "g1-static"))
+	})
+	t.Run("DNSWL-listed client not greylisted, its score lower", func(t *testing.T) {
+		if err := send(smtpAddr, "127.0.0.45", "mx.gl.test", "alice@gl.test", "bob@rcpt.test", "g1-dnswl"); err != nil {
+			t.Fatalf("send: %v (an allow-listed client must not be greylisted)", err)
+		}
+		msg := delivered(t, maildir, "g1-dnswl")
+		if !strings.Contains(msg, "dnswl:wl.g1.test=-40") {
+			t.Errorf("no dnswl hit in the score:\n%s", msg)
+		}
+		// 127.0.0.45 has no PTR where 127.0.0.42 has one: iprev rules
+		// may add to its score; the allow list must still take 40 off
+		// whatever the rest is.
+		if got := g1Score(t, msg); got > static-40+g1IPRevWeight(msg) {
+			t.Errorf("score %d, want at most the static client's %d - 40 (+ iprev's rules)", got, static)
+		}
+	})
+	t.Run("retry after the delay accepted, and not greylisted again", func(t *testing.T) {
+		time.Sleep(time.Until(start.Add(2500 * time.Millisecond)))
+		for _, subj := range []string{"g1-dyn-2", "g1-dyn-3"} {
+			if err := send(smtpAddr, "127.0.0.41", "client.gl.test", "alice@gl.test", "bob@rcpt.test", subj); err != nil {
+				t.Fatalf("%s: %v", subj, err)
+			}
+			delivered(t, maildir, subj)
+		}
+	})
+	for sample, want := range map[string]float64{
+		`mailwall_greylist_total{outcome="deferred"}`:                          1,
+		`mailwall_greylist_total{outcome="passed"}`:                            2,
+		`mailwall_dnsbl_lookups_total{outcome="listed",zone="bl.g1.test"}`:     1,
+		`mailwall_dnsbl_lookups_total{outcome="listed",zone="wl.g1.test"}`:     1,
+		`mailwall_dnsbl_lookups_total{outcome="not_listed",zone="bl.g1.test"}`: 1,
+	} {
+		if got := bmMetric(t, d, sample, want); got < want {
+			t.Errorf("%s = %v, want at least %v", sample, got, want)
+		}
+	}
+	if log := d.log(); !strings.Contains(log, "msg=greylist") || !strings.Contains(log, "outcome=deferred") {
+		t.Errorf("the milter's greylisting is not logged:\n%s", log)
+	}
+	d.alive(t)
+}
+
+// g1IPRevWeight sums the weights of the rules in msg's X-Mailwall-Score
+// that only a client without a verified PTR gets.
+func g1IPRevWeight(msg string) int {
+	n := 0
+	for _, m := range regexp.MustCompile(`\b(iprev\w*|ptr\w*|s25r\w*)=(-?\d+)`).FindAllStringSubmatch(msg, -1) {
+		w, _ := strconv.Atoi(m[2])
+		n += w
+	}
+	return n
+}
