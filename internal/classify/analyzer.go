@@ -36,6 +36,7 @@ type Analyzer struct {
 type Report struct {
 	Result
 	Explanation string `json:"explanation"`
+	kept        []byte // what the verdict keeps (FeatureHashes)
 }
 
 // Name is the analyzer's config key, checks.classifier.
@@ -54,8 +55,8 @@ func (a *Analyzer) Analyze(_ context.Context, m *analysis.Message) analysis.Resu
 		return analysis.Result{} // a store model not attached: no store
 	}
 	msg := Message{Fields: m.Fields, Body: m.Body, Recipients: m.Rcpts, Content: m.Content(), Extra: Extras(m)}
-	r := c.Classify(&msg)
-	rep := &Report{Result: r, Explanation: r.String()}
+	r, kept := c.classifyKept(&msg)
+	rep := &Report{Result: r, Explanation: r.String(), kept: kept}
 	w := 0
 	switch {
 	case a.StrongThreshold > 0 && r.Probability >= a.StrongThreshold:

@@ -3,6 +3,7 @@ package classify
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,11 @@ type Labelled struct {
 	Class string // "phish", "spam" or "ham"
 	Split string // "train" or "validate"
 	Path  string
+	// ClientIP is the client's address when the labels give one.
+	ClientIP netip.Addr
+	// Rcpts are the envelope recipients (RCPT TO), as the pipeline
+	// would have them.
+	Rcpts []string
 }
 
 // Junk reports whether the class is phishing or spam.

@@ -174,7 +174,7 @@ func HamThreshold(scored []Scored, rate float64) float64 {
 	}
 	// Just above the (k+1)th highest ham score: k ham at most are at or
 	// above it.
-	return math.Nextafter(ham[k], 2)
+	return math.Nextafter(ham[k], math.Inf(1))
 }
 
 // Print writes the outcome as a confusion matrix (the class of each

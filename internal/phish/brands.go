@@ -195,7 +195,8 @@ func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []b
 		out = append(out, m)
 	}
 	folded := Normalize(s)
-	for _, tok := range tokens(folded) {
+	for _, tk := range compoundTokens(folded) {
+		tok := tk.text
 		skel := skeleton(tok)
 		mapped := skel != tok
 		// An English word one edit from a name (finance, cloud) is that
@@ -207,7 +208,9 @@ func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []b
 				if bn.common {
 					// Whole tokens only, homoglyphs included.
 					switch {
-					case !common:
+					case !common || tk.tail:
+						// "Start-ups", "follow-ups": the second word
+						// of a compound is the ordinary word.
 					case tok == name:
 						how = "name"
 					case mapped && skel == name:
@@ -289,6 +292,40 @@ const maxNearToken = 64
 var ordinaryWords = map[string]bool{
 	"amazing": true, "amazingly": true, "goggle": true, "goggles": true, "googly": true, "googol": true, "paypals": true,
 	"finance": true, "finances": true, "financed": true, "cloud": true, "clouds": true, "cloudy": true,
+}
+
+// compoundToken is a token of compoundTokens: tail says it follows a
+// hyphen joined to a word before it ("ups" in "start-ups").
+type compoundToken struct {
+	text string
+	tail bool
+}
+
+// compoundTokens splits as tokens does and marks the tokens that end a
+// hyphenated compound.
+func compoundTokens(s string) []compoundToken {
+	var out []compoundToken
+	start := -1
+	for i, r := range s + " " {
+		if i < len(s) && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 {
+			tail := false
+			if start >= 2 {
+				if h, n := utf8.DecodeLastRuneInString(s[:start]); h == '-' || h == '\u2010' {
+					p, _ := utf8.DecodeLastRuneInString(s[:start-n])
+					tail = unicode.IsLetter(p) || unicode.IsDigit(p)
+				}
+			}
+			out = append(out, compoundToken{s[start:i], tail})
+			start = -1
+		}
+	}
+	return out
 }
 
 // tokens splits at anything that is not a letter or digit.

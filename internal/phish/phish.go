@@ -249,7 +249,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 	if sender, ok := readMailbox(in.Fields, "Sender", charset); ok {
 		s.checkMalformed("Sender", sender)
 	}
-	s.checkLinks(fromOrg, in.DKIMPass)
+	s.checkLinks(fromOrg, nameOrgs(from), in.DKIMPass)
 	if in.PTRName != "" {
 		ptr := strings.ToLower(strings.TrimSuffix(in.PTRName, "."))
 		if ptr == registered(ptr) && strings.Contains(ptr, ".") {
@@ -503,9 +503,30 @@ func (s *scoring) firstSeen(org string, now, first, since time.Time) {
 // "https://amazon.co.jp/...").
 var domainInText = regexp.MustCompile(`(?i)(?:https?://)?((?:[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+[a-z]{2,})`)
 
+// nameOrgs are the organizations of the addresses a From's display
+// name shows: a forwarding service writes the original sender there
+// ("Newsletter news@list.example [user/alias]" <alias@forwarder.example>).
+func nameOrgs(from Mailbox) []string {
+	if !strings.Contains(from.Name, "@") {
+		return nil
+	}
+	var out []string
+	for _, addr := range emailPattern.FindAllString(Normalize(shownOrder(from.Name)), 5) {
+		_, d, _ := strings.Cut(addr, "@")
+		if org := registered(d); org != "" && !slices.Contains(out, org) {
+			out = append(out, org)
+		}
+	}
+	return out
+}
+
 // checkLinks looks at every link; own are the organizations that sent
-// the message (From's, and the verified DKIM d= domains').
-func (s *scoring) checkLinks(fromOrg string, dkimPass []string) {
+// the message (From's, and the verified DKIM d= domains'). A link
+// through the redirector of an organization whose address the display
+// name shows counts as the sender's own too: it leads to whom the
+// message says it is from, where a lure leads elsewhere (a brand's site
+// shown still fires, and display_name_address weighs the name itself).
+func (s *scoring) checkLinks(fromOrg string, nameOrgs, dkimPass []string) {
 	ix := s.c.brands
 	seen := map[Link]bool{}
 	hosts := map[string]bool{}
@@ -554,7 +575,7 @@ func (s *scoring) checkLinks(fromOrg string, dkimPass []string) {
 				break
 			}
 		}
-		if brand < 0 && (target == fromOrg || clickTrackers[target] || ownedBy(target, dkimPass)) {
+		if brand < 0 && (target == fromOrg || clickTrackers[target] || ownedBy(target, dkimPass) || slices.Contains(nameOrgs, target)) {
 			// The sender's links tracked through its own or its mail
 			// service's redirector: newsletters do this.
 			continue

@@ -82,6 +82,31 @@ func TestPrecision(t *testing.T) {
 			in:   none,
 		},
 		{
+			name: "start-ups and follow-ups are not UPS",
+			raw:  "From: Start-ups Weekly <news@founders.example>\nSubject: Follow-ups\n\nStart-ups and pick-ups: https://founders.example/\n",
+			in:   none,
+		},
+		{
+			name: "a forwarding service's alias: the newsletter's address in the display name, links through its redirector",
+			raw: "From: \"Dev Newsletter news@devsite.example [alias/devsite.example]\" <ticket_x1@forwarder.example>\nContent-Type: text/html\n\n" +
+				`<a href="http://lists.devsite.example/t?1">www.partner-one.example.com</a> <a href="http://lists.devsite.example/t?2">www.partner-two.example.org</a>` + "\n",
+			in:   none,
+			want: []string{DisplayNameAddress},
+		},
+		{
+			name: "phishing: UPS first in a compound is UPS",
+			raw:  "From: UPS-Zustellung <paket@zustell-info.example>\n\nIhr Paket wartet.\n",
+			in:   none,
+			want: []string{BrandDisplayName, DMARCNoneBrand},
+		},
+		{
+			name: "phishing: the display name's address elsewhere, a brand's site shown",
+			raw: "From: \"service@paypal.com\" <alert@evil-host.example>\nContent-Type: text/html\n\n" +
+				`<a href="http://paypal.com.evil-host.example/x">https://www.paypal.com/signin</a>` + "\n",
+			in:   none,
+			want: []string{BrandDisplayName, DisplayNameAddress, DMARCNoneBrand, URLBrandLookalike, URLTextMismatch},
+		},
+		{
 			name: "phishing: a brand's site shown, the link goes to the sender's own domain",
 			raw: "From: Amazon <account@desctrl.example>\nContent-Type: text/html\n\n" +
 				`<a href="http://desctrl.example/signin">https://www.amazon.co.jp/gp/css/homepage.html</a>` + "\n",

@@ -99,21 +99,6 @@ func TestSharedCorpusFromMalformed(t *testing.T) {
 		t.Fatal(err)
 	}
 	const tag, hold = 30, 60
-	// phishing_pot wrote its own address, phishing@pot, over the
-	// victim's, in From too (the kit's "mail from yourself") and inside
-	// other addresses (VERP): a domain without a dot, a second @, that
-	// the collection made, not the phisher. Checked as pot.invalid
-	// (phishing=pot.invalid inside an address), and the difference
-	// counted apart.
-	potAddr := regexp.MustCompile(`(?i)phish(?:ing)?@pot([@A-Za-z0-9]?)`)
-	potFix := func(head []byte) []byte {
-		return potAddr.ReplaceAllFunc(head, func(b []byte) []byte {
-			if last := b[len(b)-1]; last == '@' || last != 't' && last != 'T' {
-				return append([]byte("phishing=pot.invalid"), last)
-			}
-			return []byte("phishing@pot.invalid")
-		})
-	}
 	// MAILWALL_CORPUS_DUMP=FILE writes each message's score and rules,
 	// to compare two versions of the rules (on train).
 	var dump *os.File
@@ -244,7 +229,7 @@ func TestSharedCorpusFromMalformed(t *testing.T) {
 // url_text_mismatch only for real hosts and not through the sender's own
 // or its mail service's redirector) it was train 21 and 11, validate 6
 // and 5.
-var sharedHamBefore = map[string][2]int{"train": {0, 0}, "validate": {1, 1}}
+var sharedHamBefore = map[string][2]int{"train": {0, 0}, "validate": {0, 0}}
 
 // sharedKind shortens a from_malformed reason to its kind, without the
 // message's own text.
@@ -255,6 +240,24 @@ func sharedKind(s string) string {
 		}
 	}
 	return s
+}
+
+// phishing_pot wrote its own address, phishing@pot, over the victim's,
+// in From too (the kit's "mail from yourself") and inside other
+// addresses (VERP): a domain without a dot, a second @, that the
+// collection made, not the phisher. Checked as pot.invalid
+// (phishing=pot.invalid inside an address), and the difference counted
+// apart.
+var potAddr = regexp.MustCompile(`(?i)phish(?:ing)?@pot([@A-Za-z0-9]?)`)
+
+// potFix rewrites phishing_pot's address in a header block.
+func potFix(head []byte) []byte {
+	return potAddr.ReplaceAllFunc(head, func(b []byte) []byte {
+		if last := b[len(b)-1]; last == '@' || last != 't' && last != 'T' {
+			return append([]byte("phishing=pot.invalid"), last)
+		}
+		return []byte("phishing@pot.invalid")
+	})
 }
 
 // sharedRcpts is the recipient the corpus's messages were delivered to
