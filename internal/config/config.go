@@ -301,10 +301,10 @@ type GreylistConfig struct {
 	Text        string   `yaml:"text"`
 	Tarpit      Duration `yaml:"tarpit"`
 	AllowIPs    []string `yaml:"allow_ips"`
+	Via         string   `yaml:"via"` // policy (the policy server) or milter: which one greylists at RCPT
 }
 
 // DNSBLConfig is the DNS block and allow lists (internal/dnsbl), asked by
-	Via         string   `yaml:"via"` // policy (the policy server) or milter: which one greylists at RCPT
 // the policy server at RCPT and by the milter's "dnsbl" analyzer.
 type DNSBLConfig struct {
 	IPSites            []string          `yaml:"ip_sites"`
@@ -318,10 +318,10 @@ type DNSBLConfig struct {
 	Action             string            `yaml:"action"`
 	Reply              string            `yaml:"reply"`
 	ReplyNames         map[string]string `yaml:"reply_names"`
+	RcptVia            string            `yaml:"rcpt_via"` // policy or milter: which one applies the thresholds at RCPT
 }
 
 // UnmarshalYAML reads the section strictly, with helo_reject and
-	RcptVia            string            `yaml:"rcpt_via"` // policy or milter: which one applies the thresholds at RCPT
 // mail_from_reject taken as written: yaml.v3 never hands a null node to an
 // Unmarshaler, so "Null" would otherwise vanish into the default.
 func (p *PolicydConfig) UnmarshalYAML(n *yaml.Node) error {
@@ -462,11 +462,11 @@ func (c *Config) Validate() error {
 		"greylist: want 1s <= delay (%s) <= retry_window (%s) <= max_age (%s)", g.Delay.D(), g.RetryWindow.D(), g.MaxAge.D())
 	check(g.AutoAllow >= 0, "greylist.auto_allow must not be negative (0: off)")
 	check(g.Tarpit >= 0 && g.Tarpit <= Duration(60*time.Second), "greylist.tarpit: %s is not between 0 and 60s (Postfix's smtpd_policy_service_timeout is 100s)", g.Tarpit.D())
+	check(oneOf(g.Via, "policy", "milter"), "greylist.via: %q is not policy or milter", g.Via)
+	check(g.Via != "milter" || g.Tarpit <= Duration(20*time.Second), "greylist.tarpit: %s is over 20s, with via milter (Postfix's milter_command_timeout is 30s)", g.Tarpit.D())
 	c.validateDNSBL(check)
 	check(c.Web.MaxConnections > 0 && c.Web.MaxConnectionsPerPeer > 0, "web.max_connections and web.max_connections_per_peer must be at least 1")
 	for _, p := range c.Web.TrustedProxies {
-	check(oneOf(g.Via, "policy", "milter"), "greylist.via: %q is not policy or milter", g.Via)
-	check(g.Via != "milter" || g.Tarpit <= Duration(20*time.Second), "greylist.tarpit: %s is over 20s, with via milter (Postfix's milter_command_timeout is 30s)", g.Tarpit.D())
 		_, errP := netip.ParsePrefix(p)
 		_, errA := netip.ParseAddr(p)
 		check(errP == nil || errA == nil, "web.trusted_proxies: %q is not an address or CIDR", p)
