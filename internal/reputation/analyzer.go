@@ -1,0 +1,362 @@
+package reputation
+
+import (
+	"context"
+	"fmt"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+
+	"mailwall/internal/analysis"
+)
+
+// The rules' names.
+const (
+	RuleBad           = "reputation_bad"
+	RuleGood          = "reputation_good"
+	RuleNewBrand      = "reputation_new_brand"
+	RuleCorrespondent = "known_correspondent"
+)
+
+// Rules are the analyzer's weights and thresholds.
+type Rules struct {
+	// Bad weighs an identity with a mostly spam history (NetBad for a
+	// client network, which many senders may share); Good, negative, a
+	// long good history; NewBrand a first message from identities never
+	// seen that imitates a brand; Correspondent, negative, an aligned
+	// From our users wrote to.
+	Bad, NetBad, Good, NewBrand, Correspondent int
+	// MinEvidence is the evidence (in messages, decayed) an identity
+	// needs before its history counts, NetMinEvidence a network's;
+	// GoodMinHam and NetGoodMinHam the ham a good history needs.
+	MinEvidence, NetMinEvidence, GoodMinHam, NetGoodMinHam float64
+	// StrongHit: the score after reputation's negative hits is never
+	// below the largest other hit of at least this weight, so a long
+	// good history cannot cancel a strong phishing signal.
+	StrongHit int
+	// BrandRules are the rules that say a message imitates a brand
+	// (for reputation_new_brand).
+	BrandRules []string
+}
+
+// DefaultRules are the built-in weights.
+func DefaultRules() Rules {
+	return Rules{Bad: 40, NetBad: 20, Good: -15, NewBrand: 40, Correspondent: -20,
+		MinEvidence: 3, NetMinEvidence: 10, GoodMinHam: 5, NetGoodMinHam: 20, StrongHit: 40,
+		BrandRules: []string{"brand_from_domain", "brand_display_name", "brand_local_part", "url_brand_lookalike", "own_domain_impersonation"}}
+}
+
+// The shares of spam from which a history is bad, and up to which it
+// is good (mox's 0.9 and 0.1 for DKIM and SPF).
+const (
+	badRatio  = 0.9
+	goodRatio = 0.1
+)
+
+// Analyzer is reputation as one of the pipeline's analyzers. List it
+// last: it weighs the other analyzers' hits (the brand rules, the cap
+// on its negative weights) and may learn from them.
+type Analyzer struct {
+	Rep   *Reputation // nil: no store, nothing said
+	Rules Rules
+}
+
+// Name is the analyzer's config key, checks.reputation.
+func (a *Analyzer) Name() string { return "reputation" }
+
+// Report is what reputation found, under "reputation" in check-message
+// --json.
+type Report struct {
+	Identities []IdentityReport `json:"identities"`
+	// Correspondent is the aligned From address our users wrote to.
+	Correspondent string `json:"known_correspondent,omitempty"`
+	// Decided is the identity whose history decided ("" none).
+	Decided string `json:"decided,omitempty"`
+
+	ids   Identities
+	claim string     // the From domain as written, for the learning quota
+	learn *learnItem // a candidate for automatic learning
+}
+
+// IdentityReport is one identity's history as of the message.
+type IdentityReport struct {
+	Kind     Kind    `json:"kind"`
+	Identity string  `json:"identity"`
+	Ham      float64 `json:"ham"`
+	Spam     float64 `json:"spam"`
+	Seen     bool    `json:"seen"`
+}
+
+// IdentitiesOf are the identities of m that authentication vouched for.
+func IdentitiesOf(m *analysis.Message) Identities {
+	ids := Identities{DKIM: m.DKIMPass, Net: Network(m.ClientIP)}
+	if m.DMARC == "pass" {
+		ids.FromDomain = m.HeaderFrom
+	}
+	if m.SPF == "pass" {
+		ids.SPF = m.SPFDomain
+	}
+	return ids
+}
+
+// Analyze judges m's identities by their history.
+func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Result {
+	if a.Rep == nil {
+		return analysis.Result{}
+	}
+	ids := IdentitiesOf(m)
+	keys := ids.Keys()
+	rep := &Report{ids: ids, claim: strings.ToLower(m.HeaderFrom)}
+	out := analysis.Result{Report: rep}
+	counts, seen, err := a.Rep.Lookup(ctx, keys)
+	if err != nil {
+		out.Problems = append(out.Problems, err.Error())
+	}
+	for _, k := range keys {
+		c := counts[k]
+		rep.Identities = append(rep.Identities, IdentityReport{Kind: k.Kind, Identity: k.Identity, Ham: round(c.Ham), Spam: round(c.Spam), Seen: seen[k]})
+	}
+	dmarcFail := m.DMARC == "fail"
+	var hits []analysis.Hit
+	if verdict, k := a.judge(keys, counts); verdict != 0 {
+		c := counts[k]
+		rep.Decided = k.String()
+		why := fmt.Sprintf("%s: %.1f spam, %.1f ham (half-life %s)", k, c.Spam, c.Ham, days(a.Rep.Cfg.HalfLife))
+		switch {
+		case verdict > 0:
+			w := a.Rules.Bad
+			if k.Kind == Net {
+				w = a.Rules.NetBad
+			}
+			hits = append(hits, analysis.Hit{Rule: RuleBad, Weight: w, Detail: why})
+		case !dmarcFail && a.Rules.Good != 0:
+			hits = append(hits, analysis.Hit{Rule: RuleGood, Weight: a.Rules.Good, Detail: why})
+		}
+	}
+	if brand := a.brandHit(m.Hits); brand != "" && err == nil && len(keys) > 0 && a.Rules.NewBrand != 0 {
+		unseen := true
+		for _, k := range keys {
+			unseen = unseen && !seen[k]
+		}
+		if unseen {
+			names := make([]string, len(keys))
+			for i, k := range keys {
+				names[i] = k.String()
+			}
+			hits = append(hits, analysis.Hit{Rule: RuleNewBrand, Weight: a.Rules.NewBrand,
+				Detail: fmt.Sprintf("first message from %s, and %s fired", strings.Join(names, ", "), brand)})
+		}
+	}
+	if m.DMARC == "pass" && a.Rules.Correspondent != 0 {
+		if addr := alignedFrom(m); addr != "" {
+			known, kerr := a.Rep.Known(ctx, addr)
+			if kerr != nil {
+				out.Problems = append(out.Problems, kerr.Error())
+			}
+			if known {
+				rep.Correspondent = addr
+				hits = append(hits, analysis.Hit{Rule: RuleCorrespondent, Weight: a.Rules.Correspondent,
+					Detail: "From " + addr + " (DMARC pass): our users wrote to this address"})
+			}
+		}
+	}
+	out.Hits = a.capNegative(m.Hits, hits)
+	a.Rep.candidate(m, rep, out.Hits)
+	return out
+}
+
+// judge applies mox's order: the From domain's history decides when it
+// has enough (mixed: nothing more is asked); then DKIM and SPF
+// together (they must not disagree); then the network. It returns +1
+// (bad), -1 (good) or 0, and the identity that decided.
+func (a *Analyzer) judge(keys []Key, counts map[Key]Counts) (int, Key) {
+	r := a.Rules
+	class := func(k Key) int {
+		c := counts[k]
+		min, good := r.MinEvidence, r.GoodMinHam
+		if k.Kind == Net {
+			min, good = r.NetMinEvidence, r.NetGoodMinHam
+		}
+		switch {
+		case c.Total() < min:
+			return 2 // not enough to say
+		case c.SpamRatio() >= badRatio:
+			return 1
+		case c.SpamRatio() <= goodRatio && c.Ham >= good:
+			return -1
+		}
+		return 0 // mixed
+	}
+	for _, k := range keys {
+		if k.Kind != FromDomain {
+			continue
+		}
+		if v := class(k); v != 2 {
+			return min(v, 1), k
+		}
+	}
+	var bad, good []Key
+	mixed := false
+	for _, k := range keys {
+		if k.Kind != DKIM && k.Kind != SPF {
+			continue
+		}
+		switch class(k) {
+		case 1:
+			bad = append(bad, k)
+		case -1:
+			good = append(good, k)
+		case 0:
+			mixed = true
+		}
+	}
+	switch {
+	case len(bad) > 0 && len(good) == 0:
+		return 1, bad[0]
+	case len(good) > 0 && len(bad) == 0 && !mixed:
+		return -1, good[0]
+	case len(bad) > 0 || len(good) > 0 || mixed:
+		return 0, Key{}
+	}
+	for _, k := range keys {
+		if k.Kind == Net {
+			if v := class(k); v == 1 || v == -1 {
+				return v, k
+			}
+		}
+	}
+	return 0, Key{}
+}
+
+// brandHit is the first brand rule among the earlier hits.
+func (a *Analyzer) brandHit(hits []analysis.Hit) string {
+	for _, h := range hits {
+		if h.Weight > 0 && slices.Contains(a.Rules.BrandRules, h.Rule) {
+			return h.Rule
+		}
+	}
+	return ""
+}
+
+// capNegative lowers reputation's negative weights so that the score
+// stays at or above the largest earlier hit of StrongHit or more: a
+// good history lowers a score, it does not cancel a strong signal.
+func (a *Analyzer) capNegative(earlier, ours []analysis.Hit) []analysis.Hit {
+	strong := 0
+	for _, h := range earlier {
+		if h.Weight >= a.Rules.StrongHit && h.Weight > strong {
+			strong = h.Weight
+		}
+	}
+	if strong == 0 {
+		return ours
+	}
+	room := analysis.Score(earlier) - strong
+	for _, h := range ours {
+		if h.Weight > 0 {
+			room += h.Weight
+		}
+	}
+	out := ours[:0]
+	for _, h := range ours {
+		if h.Weight < 0 {
+			if room <= 0 {
+				continue
+			}
+			if -h.Weight > room {
+				h.Weight = -room
+				h.Detail += fmt.Sprintf(" (capped: a %d-point hit stands)", strong)
+			}
+			room += h.Weight
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// alignedFrom is the From address when it is one mailbox in the domain
+// DMARC evaluated ("" otherwise), lower case.
+func alignedFrom(m *analysis.Message) string {
+	var from string
+	for _, f := range m.Fields {
+		if strings.EqualFold(f.Name, "From") {
+			if from != "" {
+				return "" // two From fields
+			}
+			from = f.Value()
+		}
+	}
+	a, err := mail.ParseAddress(strings.TrimSpace(strings.ReplaceAll(from, "\r\n", "")))
+	if err != nil || len(a.Address) > maxIdentity {
+		return ""
+	}
+	addr := strings.ToLower(a.Address)
+	if _, d, ok := strings.Cut(addr, "@"); !ok || d != strings.ToLower(m.HeaderFrom) {
+		return ""
+	}
+	return addr
+}
+
+func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// days writes a half-life as days when it is whole days.
+func days(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+// Outcome is what became of a message, for Observe.
+type Outcome struct {
+	Action string // accept, tag, quarantine, tempfail, reject
+	Stage  string // the stage that decided
+	Hits   []analysis.Hit
+	// Report is this analyzer's report on the message (nil: it did not
+	// run).
+	Report *Report
+	// Probability is the classifier's (-1: it did not run).
+	Probability float64
+	// Internal mail from our own users; Signed: mailwall signed it;
+	// Rcpts its envelope recipients.
+	Internal, Signed bool
+	Rcpts            []string
+}
+
+// Observe turns a message's outcome into evidence: the recipients of
+// mail we signed become correspondents; a message rejected or
+// quarantined on the other analyzers' score (or near certainly junk to
+// the classifier) is spam evidence, one accepted with a low score ham
+// evidence. Reputation's own hits are left out of the score it judges
+// by, so a good history does not feed itself. Queued learning is
+// confirmed here. It never waits on the store.
+func (r *Reputation) Observe(o Outcome) {
+	if o.Internal {
+		if o.Signed {
+			r.Wrote(o.Rcpts)
+		}
+		return
+	}
+	if o.Report == nil {
+		return
+	}
+	other := 0
+	for _, h := range o.Hits {
+		switch h.Rule {
+		case RuleBad, RuleGood, RuleNewBrand, RuleCorrespondent:
+		default:
+			other += h.Weight
+		}
+	}
+	keys := o.Report.ids.Keys()
+	switch {
+	case o.Action == "tempfail":
+	case o.Probability >= r.Cfg.SpamProbability,
+		(o.Action == "reject" || o.Action == "quarantine") && (o.Stage == "score") && other >= r.Cfg.QuarantineScore:
+		r.add(keys, 0, r.Cfg.OutcomeSpam)
+	case o.Action == "accept" && other < r.Cfg.HamMaxScore && o.Probability < 0.5:
+		r.add(keys, r.Cfg.OutcomeHam, 0)
+	}
+	r.confirmLearn(o, other)
+}
