@@ -23,7 +23,7 @@ func requireChromium(t *testing.T) string {
 		if os.Getenv("MAILWALL_E2E") == "1" {
 			t.Fatal("MAILWALL_E2E=1 but chromium is not installed")
 		}
-		t.Skip("chromium not installed (apt-get install chromium, or run .ci/run)")
+		t.Skip("chromium not installed (apt-get install chromium, or sudo make test-deps)")
 	}
 	return path
 }

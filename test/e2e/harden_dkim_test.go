@@ -153,7 +153,7 @@ func dkWarmup() [][2]string {
 
 // dkSignSHA1 signs the message made of fields and body with rsa-sha1 as
 // d=costly.test, s=k, relaxed/relaxed, by dkimpy (Debian's python3-dkim,
-// which .ci/run installs; our own signer makes only sha256): another
+// which make test-deps installs; our own signer makes only sha256): another
 // implementation's signature, as a real sender's would be. It returns the
 // DKIM-Signature field's value, folded with LF as Postfix passes it.
 func dkSignSHA1(t *testing.T, key *rsa.PrivateKey, fields [][2]string, body string) string {
@@ -171,7 +171,7 @@ func dkSignSHA1(t *testing.T, key *rsa.PrivateKey, fields [][2]string, body stri
 	// (pyenv) does not see it.
 	py := "/usr/bin/python3"
 	if exec.Command(py, "-c", "import dkim").Run() != nil {
-		t.Skip("dkimpy not installed (apt-get install python3-dkim, or run .ci/run)")
+		t.Skip("dkimpy not installed (apt-get install python3-dkim, or sudo make test-deps)")
 	}
 	out, err := exec.Command(py, "-c", `import sys, dkim
 msg = open(sys.argv[1], "rb").read()

@@ -22,7 +22,7 @@ import (
 	"mailwall/internal/milter"
 )
 
-// requireDebRoot returns the clean Debian root .ci/run prepares with
+// requireDebRoot returns the clean Debian root make test-deps prepares with
 // debootstrap (the machine's release, minbase with systemd, procps and man-db). The
 // tests never fetch it themselves: they reach only loopback.
 func requireDebRoot(t *testing.T) string {
@@ -42,7 +42,7 @@ func requireDebRoot(t *testing.T) string {
 			}
 		}
 		if _, err := os.Stat(filepath.Join(root, "usr/bin/systemd-analyze")); err != nil {
-			missing = "no Debian root with systemd at " + root + " (.ci/run makes it with debootstrap)"
+			missing = "no Debian root with systemd at " + root + " (make test-deps makes it with debootstrap)"
 		}
 	}
 	if missing != "" {

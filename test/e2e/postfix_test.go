@@ -2,7 +2,7 @@
 // zones, "mailwall serve" is Postfix's check_policy_service, and mail is
 // sent over SMTP from several loopback addresses.
 //
-// Postfix must be installed (.ci/run installs it). Without it the test is
+// Postfix must be installed (make test-deps installs it). Without it the test is
 // skipped, unless MAILWALL_E2E=1, where its absence is a failure.
 package e2e
 
@@ -26,7 +26,7 @@ func requirePostfix(t *testing.T) {
 		if os.Getenv("MAILWALL_E2E") == "1" {
 			t.Fatal("MAILWALL_E2E=1 but postfix is not installed")
 		}
-		t.Skip("postfix not installed (apt-get install postfix, or run .ci/run)")
+		t.Skip("postfix not installed (apt-get install postfix, or sudo make test-deps)")
 	}
 	if os.Geteuid() != 0 {
 		if os.Getenv("MAILWALL_E2E") == "1" {
