@@ -24,6 +24,11 @@ type Client struct {
 	// UDPSize is the EDNS0 buffer size advertised; zero means 1232, the
 	// size recommended by DNS Flag Day 2020 to avoid fragmentation.
 	UDPSize uint16
+	// OnServerError, if set, is called for each exchange with one server
+	// that failed (timeout, transport error, or an rcode other than
+	// NOERROR and NXDOMAIN), even when another server then answers: which
+	// of several servers is failing. It must be safe for concurrent use.
+	OnServerError func(server string, err error)
 }
 
 // maxCNAMEHops bounds CNAME chains, as resolvers commonly do.
@@ -171,6 +176,9 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.
 			resp, tcp, err := c.exchangeOne(ctx, m, server, timeout, size)
 			if err != nil {
 				lastErr = fmt.Errorf("%s: %w", server, err)
+				if c.OnServerError != nil && ctx.Err() == nil {
+					c.OnServerError(server, err)
+				}
 				continue
 			}
 			switch resp.Rcode {
@@ -178,6 +186,9 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.
 				return resp, server, tcp, nil
 			default:
 				lastErr = fmt.Errorf("%s: %w (%s)", server, ErrServFail, dns.RcodeToString[resp.Rcode])
+				if c.OnServerError != nil {
+					c.OnServerError(server, fmt.Errorf("%w (%s)", ErrServFail, dns.RcodeToString[resp.Rcode]))
+				}
 			}
 		}
 	}

@@ -257,3 +257,29 @@ func TestCacheEntries(t *testing.T) {
 		t.Errorf("expired entries listed: %+v", got)
 	}
 }
+
+// TestOnServerErrorNamesEachServer: the hook hears of every server that
+// failed, with the kind of failure, even when a later one answered, and
+// of none that answered.
+func TestOnServerErrorNamesEachServer(t *testing.T) {
+	good := labServer(t, zone(t, "www IN A 127.0.0.1"))
+	refusing, silent := labServer(t), labtest.Silent(t)
+	var mu sync.Mutex
+	got := map[string]error{}
+	c := &dnsx.Client{Servers: []string{silent, refusing.Addr(), good.Addr()}, Timeout: 100 * time.Millisecond, Attempts: 1,
+		OnServerError: func(server string, err error) { mu.Lock(); got[server] = err; mu.Unlock() }}
+	if _, err := c.Query(context.Background(), "www.example.test", dns.TypeA); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		server string
+		kind   error
+	}{{silent, dnsx.ErrTimeout}, {refusing.Addr(), dnsx.ErrServFail}} {
+		if !errors.Is(got[w.server], w.kind) {
+			t.Errorf("%s: hook heard %v, want %v", w.server, got[w.server], w.kind)
+		}
+	}
+	if err, ok := got[good.Addr()]; ok || len(got) != 2 {
+		t.Errorf("hook heard %d servers (%v), the answering one %v", len(got), got, err)
+	}
+}

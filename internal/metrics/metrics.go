@@ -18,6 +18,8 @@ import (
 
 	"mailwall/internal/dnsx"
 	"mailwall/internal/netguard"
+	"mailwall/internal/policyd"
+	"mailwall/internal/spf"
 	"mailwall/internal/verdict"
 	"mailwall/internal/version"
 )
@@ -38,7 +40,9 @@ type Metrics struct {
 	lists    *prometheus.CounterVec
 	helo     *prometheus.CounterVec
 	upstream *prometheus.CounterVec
-	conns    *listenerCollector
+	// decisions counts what the verdict list records, by source.
+	decisions *prometheus.CounterVec
+	conns     *listenerCollector
 }
 
 // New makes the collectors, with the Go runtime's and the process's.
@@ -95,13 +99,20 @@ func New() *Metrics {
 	}, []string{"list"})
 	m.helo = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailwall_helo_total",
-		Help: "The milter's HELO checks (HELO tables, syntax) by action: accept, reject, tempfail, quarantine (a table's HOLD).",
-	}, []string{"action"})
+		Help: "HELO checks by source and action. source milter: the milter's HELO tables and syntax checks, action accept, reject, tempfail or quarantine (a table's HOLD). " +
+			"source policy: policy answers the HELO identity's SPF result decided (policyd.helo_reject), action reject, tempfail or accept.",
+	}, []string{"source", "action"})
 	m.upstream = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailwall_dns_upstream_errors_total",
-		Help: "DNS queries the upstream servers (dns.servers) failed after every server and attempt, by kind: timeout, servfail (SERVFAIL, REFUSED and other error codes), network (other transport errors), invalid (a name that cannot be asked).",
-	}, []string{"kind"})
+		Help: "Exchanges with an upstream DNS server (dns.servers) that failed, by server and kind, counted even when another server then answered: " +
+			"timeout, servfail (SERVFAIL, REFUSED and other error codes), network (other transport errors), invalid (a name that cannot be asked).",
+	}, []string{"kind", "server"})
 	m.reg.MustRegister(m.helo, m.upstream)
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailwall_decisions_total",
+		Help: "Decisions as the dashboard's verdict list records them, by source (milter: a message; policy: the policy server's refusals, one a recipient; helo and connect: the milter's refusals before a message) and action (accept, tag, quarantine, reject, tempfail).",
+	}, []string{"source", "action"})
+	m.reg.MustRegister(m.decisions)
 	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.dnsbl, m.dnsblAct, m.lists, m.conns, buildInfo(version.Get()),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The series the shipped alert rules watch start at 0: increase() over
@@ -112,19 +123,54 @@ func New() *Metrics {
 	for _, o := range []string{"sent", "retry", "failed", "dropped", "failure_sent", "failure_failed", "failure_dropped"} {
 		m.reports.WithLabelValues(o)
 	}
-	for _, k := range []string{"timeout", "servfail", "network", "invalid"} {
-		m.upstream.WithLabelValues(k)
-	}
 	return m
 }
 
-// Helo counts the milter's HELO check by the action it led to.
-func (m *Metrics) Helo(action string) { m.helo.WithLabelValues(action).Inc() }
+// Decision counts a decision of the policy server or the milter's HELO or
+// connection stage (the milter's messages are counted by Message).
+func (m *Metrics) Decision(source, action string) {
+	m.decisions.WithLabelValues(source, action).Inc()
+}
 
-// CountUpstream wraps the upstream DNS client (under the cache, so only
-// real queries count) to count its failures by kind.
+// Helo counts the milter's HELO check by the action it led to.
+func (m *Metrics) Helo(action string) { m.helo.WithLabelValues("milter", action).Inc() }
+
+// ObservePolicy counts a policy answer (as PolicyRequest) and, when the
+// HELO identity's SPF result decided it, a HELO check of source policy.
+// Answers MAIL FROM decided do not show the HELO result they passed.
+func (m *Metrics) ObservePolicy(r policyd.Response, took time.Duration) {
+	m.PolicyRequest(string(r.Action), took)
+	if r.Outcome.Identity != spf.Helo {
+		return
+	}
+	action := "accept"
+	switch r.Action {
+	case policyd.Reject:
+		action = "reject"
+	case policyd.Defer:
+		action = "tempfail"
+	}
+	m.helo.WithLabelValues("policy", action).Inc()
+}
+
+// CountUpstream counts the failures of the upstream DNS client, under the
+// cache so only real queries count. A *dnsx.Client is counted per server
+// through its OnServerError hook (which this sets) and returned as it
+// is; its servers' series start at 0, so an alert sees the first
+// failure. Any other resolver is wrapped and its failed queries counted
+// with an empty server label.
 func (m *Metrics) CountUpstream(r dnsx.Resolver) dnsx.Resolver {
-	return upstreamCounter{r, m.upstream}
+	c, ok := r.(*dnsx.Client)
+	if !ok {
+		return upstreamCounter{r, m.upstream}
+	}
+	for _, s := range c.Servers {
+		for _, k := range []string{"timeout", "servfail", "network"} {
+			m.upstream.WithLabelValues(k, s)
+		}
+	}
+	c.OnServerError = func(server string, err error) { m.upstream.WithLabelValues(upstreamKind(err), server).Inc() }
+	return c
 }
 
 type upstreamCounter struct {
@@ -135,7 +181,7 @@ type upstreamCounter struct {
 func (u upstreamCounter) Query(ctx context.Context, name string, qtype uint16) (*dnsx.Answer, error) {
 	a, err := u.Resolver.Query(ctx, name, qtype)
 	if err != nil {
-		u.errs.WithLabelValues(upstreamKind(err)).Inc()
+		u.errs.WithLabelValues(upstreamKind(err), "").Inc()
 	}
 	return a, err
 }
@@ -180,6 +226,7 @@ func (m *Metrics) Message(r *verdict.Result, took time.Duration) {
 		stage = "none"
 	}
 	m.actions.WithLabelValues(string(r.Action), stage).Inc()
+	m.decisions.WithLabelValues("milter", string(r.Action)).Inc()
 	if r.Internal {
 		return
 	}

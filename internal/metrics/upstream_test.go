@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/miekg/dns"
 
 	"mailwall/internal/dnsx"
+	"mailwall/internal/labtest"
+	"mailwall/internal/policyd"
+	"mailwall/internal/spf"
 )
 
 type fakeUpstream struct{ err error }
@@ -20,8 +25,8 @@ func (f fakeUpstream) Query(context.Context, string, uint16) (*dnsx.Answer, erro
 	return &dnsx.Answer{}, nil
 }
 
-// TestUpstreamAndHeloCounters: the upstream client's failures are counted
-// by kind, its answers not at all, and HELO checks by action.
+// TestUpstreamAndHeloCounters: a wrapped resolver's failures are counted
+// by kind, its answers not at all, and HELO checks by source and action.
 func TestUpstreamAndHeloCounters(t *testing.T) {
 	m := New()
 	for _, err := range []error{
@@ -37,17 +42,61 @@ func TestUpstreamAndHeloCounters(t *testing.T) {
 	m.Helo("accept")
 	m.Helo("accept")
 	m.Helo("reject")
-	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, want := range []string{
-		`mailwall_dns_upstream_errors_total{kind="timeout"} 1`,
-		`mailwall_dns_upstream_errors_total{kind="servfail"} 2`,
-		`mailwall_dns_upstream_errors_total{kind="network"} 1`,
-		`mailwall_dns_upstream_errors_total{kind="invalid"} 1`,
-		`mailwall_helo_total{action="accept"} 2`,
-		`mailwall_helo_total{action="reject"} 1`,
+	for _, r := range []policyd.Response{
+		{Action: policyd.Reject, Outcome: spf.Outcome{Identity: spf.Helo, Result: spf.Fail}},
+		{Action: policyd.Prepend, Outcome: spf.Outcome{Identity: spf.Helo, Result: spf.Pass}},
+		{Action: policyd.Defer, Outcome: spf.Outcome{Identity: spf.Helo, Result: spf.TempError}},
+		{Action: policyd.Reject, Outcome: spf.Outcome{Identity: spf.MailFrom, Result: spf.Fail}}, // not HELO's
+		{Action: policyd.Dunno},
 	} {
-		if !strings.Contains(rec.Body.String(), want+"\n") {
+		m.ObservePolicy(r, time.Millisecond)
+	}
+	body := scrape(t, m)
+	for _, want := range []string{
+		`mailwall_dns_upstream_errors_total{kind="timeout",server=""} 1`,
+		`mailwall_dns_upstream_errors_total{kind="servfail",server=""} 2`,
+		`mailwall_dns_upstream_errors_total{kind="network",server=""} 1`,
+		`mailwall_dns_upstream_errors_total{kind="invalid",server=""} 1`,
+		`mailwall_helo_total{action="accept",source="milter"} 2`,
+		`mailwall_helo_total{action="reject",source="milter"} 1`,
+		`mailwall_helo_total{action="reject",source="policy"} 1`,
+		`mailwall_helo_total{action="accept",source="policy"} 1`,
+		`mailwall_helo_total{action="tempfail",source="policy"} 1`,
+		`mailwall_policyd_requests_total{action="REJECT"} 2`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// TestUpstreamPerServer: through a real client on loopback, each failing
+// server is counted under its own address and kind, even when a later
+// server answered; the answering server's series stay at 0, present from
+// the start.
+func TestUpstreamPerServer(t *testing.T) {
+	good := labtest.Serve(t, labtest.Zone(t, "example.test", "www IN A 127.0.0.1"))
+	refusing, silent := labtest.Serve(t), labtest.Silent(t)
+	m := New()
+	c := &dnsx.Client{Servers: []string{silent, refusing.Addr(), good.Addr()}, Timeout: 100 * time.Millisecond, Attempts: 1}
+	res := m.CountUpstream(c)
+	if !strings.Contains(scrape(t, m), `mailwall_dns_upstream_errors_total{kind="timeout",server="`+good.Addr()+`"} 0`) {
+		t.Error("no series at 0 for a configured server before any query")
+	}
+	for range 2 {
+		if _, err := res.Query(context.Background(), "www.example.test", dns.TypeA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := scrape(t, m)
+	for _, want := range []string{
+		`mailwall_dns_upstream_errors_total{kind="timeout",server="` + silent + `"} 2`,
+		`mailwall_dns_upstream_errors_total{kind="servfail",server="` + refusing.Addr() + `"} 2`,
+		`mailwall_dns_upstream_errors_total{kind="timeout",server="` + good.Addr() + `"} 0`,
+		`mailwall_dns_upstream_errors_total{kind="servfail",server="` + good.Addr() + `"} 0`,
+		`mailwall_dns_upstream_errors_total{kind="network",server="` + good.Addr() + `"} 0`,
+	} {
+		if !strings.Contains(body, want+"\n") {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
