@@ -106,7 +106,7 @@ func cmdDKIMSign(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 func cmdDKIMVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("dkim verify", stderr)
 	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated")
-	cfgPath := fs.String("config", "", "config file")
+	cfgPath := fs.String("config", "", configFlagHelp)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -21,7 +21,7 @@ func cmdDNS(args []string, stdout, stderr io.Writer) error {
 	sub := args[0]
 	fs := newFlags("dns "+sub, stderr)
 	socket := fs.String("socket", "", "the daemon's admin socket (default: admin.socket of the config)")
-	cfgPath := fs.String("config", "", "config file")
+	cfgPath := fs.String("config", "", configFlagHelp)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {

@@ -24,7 +24,7 @@ func cmdDomain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	args = args[1:]
 	fs := newFlags("domain check", stderr)
 	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated (default: the config's, else /etc/resolv.conf)")
-	cfgPath := fs.String("config", "", "config file")
+	cfgPath := fs.String("config", "", configFlagHelp)
 	var selectors []string
 	fs.Func("selector", "DKIM selector to check (repeat, or comma separated); common ones are tried too", func(s string) error {
 		selectors = append(selectors, strings.Split(s, ",")...)

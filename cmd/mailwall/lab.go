@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 
+	"mailwall/internal/config"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/lab"
 	"mailwall/internal/verdict"
@@ -44,7 +45,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *mxPort >= 0 {
 		f.MX.Port = *mxPort
 	}
-	cfg, err := loadConfig(*cfgPath, "")
+	cfg, err := config.Load(*cfgPath) // a lab never reads the host's /etc config
 	if err != nil {
 		return err
 	}

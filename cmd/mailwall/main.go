@@ -1,6 +1,8 @@
-// Command mailwall is a mail filter for Postfix: SPF checking as a policy
-// server today, with the lab DNS server and tools that make it testable on
-// one machine. Run "mailwall help" for the subcommands.
+// Command mailwall is the mail-authentication stack beside Postfix: a
+// milter (SPF, DKIM, DMARC, ARC, a phishing score, signing), an SPF policy
+// server, DMARC reports and a dashboard, with the lab DNS server and tools
+// that make it testable on one machine. Run "mailwall help" for the
+// subcommands, "mailwall CMD -h" for one of them.
 package main
 
 import (
@@ -22,23 +24,32 @@ import (
 	"mailwall/internal/version"
 )
 
-const usage = `mailwall: one program for SPF checking and the DNS to test it.
+const usage = `mailwall: the mail-authentication stack beside Postfix in one program:
+a milter (SPF, DKIM, DMARC, ARC, a phishing score, DKIM signing), an SPF
+policy server, DMARC reports, a dashboard, and a mail lab on loopback.
+"mailwall CMD -h" prints one command's help.
 
 Usage:
   mailwall serve [--config FILE] [--dns HOST:PORT]
-        run the Postfix policy server (embedded defaults without --config)
+        run the milter, the SPF policy server, reports and the dashboard
+        (--config default: /etc/mailwall/mailwall.yaml if it exists, else the embedded defaults)
   mailwall spf --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] [--json]
         check SPF and print the Received-SPF header
   mailwall spf lint DOMAIN [--dns HOST:PORT] [--json]
         list what is wrong with a domain's SPF record
   mailwall lab-dns [--listen 127.0.0.1:5353] [--axfr-allow CIDR] ZONEFILE...
         serve zone files authoritatively on loopback (SIGHUP reloads)
-  mailwall config default|check FILE
-        print the embedded defaults, or check a config file
+  mailwall config default|check [FILE]
+        print the embedded defaults, or check a config file (default /etc/mailwall/mailwall.yaml)
+        as serve would: its syntax, the files it names (keys, brands, tables), listen addresses
   mailwall check-message --ip IP --helo NAME --sender ADDR [--rcpt ADDR] [--auth USER] [--dns HOST:PORT] [--json] < message
         run the receive pipeline offline and print the headers it would add
   mailwall learn spam|ham [--rcpt ADDR] < message | learn --maildir DIR --as spam|ham | learn --import FILE | unlearn spam|ham < message
         teach the store's classifier model (checks.classifier.source: store); a running serve reads it at its next refresh
+  mailwall train --labels FILE [--split S] [--classes phish,spam,ham] -o OUT DIR
+        learn a classifier model from labelled messages (make model writes the starter model so)
+  mailwall eval --labels FILE [--split S] [--model FILE | --train-labels FILE [--train-split S]] DIR
+        the content analyzers over labelled messages: confusion matrix, detection at the thresholds and at 1% and 0.1% of ham flagged, the rules and features that decided
   mailwall import [--policyd-spf FILE] [--opendkim FILE] [--opendmarc FILE] [--main-cf FILE] [--out FILE|-] [--force]
         read policyd-spf, OpenDKIM, OpenDMARC and Postfix settings (Debian's paths by default),
         write a mailwall config that behaves the same and print what each setting became
@@ -87,6 +98,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if wantsHelp(ctx, args) {
+		return printHelp(ctx, args, stdout)
+	}
+	if args[0] == "help" && len(args) > 1 {
+		return printHelp(ctx, args[1:], stdout)
+	}
 	var err error
 	switch args[0] {
 	case "serve":
@@ -111,6 +128,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdCheckMessage(ctx, args[1:], stdin, stdout, stderr)
 	case "learn", "unlearn":
 		err = cmdLearn(ctx, args[1:], args[0] == "unlearn", stdin, stdout, stderr)
+	case "train":
+		err = cmdTrain(ctx, args[1:], stdout, stderr)
+	case "eval":
+		err = cmdEval(ctx, args[1:], stdout, stderr)
 	case "domain":
 		err = cmdDomain(ctx, args[1:], stdout, stderr)
 	case "send-test":
@@ -140,8 +161,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
-		if !errors.Is(err, flag.ErrHelp) && err != errUsage {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		if err != errUsage {
 			fmt.Fprintf(stderr, "mailwall: %v\n", err)
 		}
 		return 2
@@ -183,8 +206,9 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 }
 
 // loadConfig reads the config file (or the defaults) and applies --dns.
+// Without a path, /etc/mailwall/mailwall.yaml when it exists.
 func loadConfig(path, dnsFlag string) (*config.Config, error) {
-	cfg, err := config.Load(path)
+	cfg, err := config.Load(configPath(path, defaultConfigFile))
 	if err != nil {
 		return nil, err
 	}
@@ -274,20 +298,4 @@ func waitForStop(ctx context.Context, errc <-chan error, onHUP func()) error {
 			return nil
 		}
 	}
-}
-
-func cmdConfig(args []string, stdout, stderr io.Writer) error {
-	switch {
-	case len(args) == 1 && args[0] == "default":
-		_, err := stdout.Write(config.DefaultYAML())
-		return err
-	case len(args) == 2 && args[0] == "check":
-		if _, err := config.Load(args[1]); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s: ok\n", args[1])
-		return nil
-	}
-	fmt.Fprint(stderr, "usage: mailwall config default | mailwall config check FILE\n")
-	return errUsage
 }

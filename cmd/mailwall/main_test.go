@@ -90,9 +90,16 @@ func TestUsageErrorsExit2(t *testing.T) {
 
 func TestSPFLintCommand(t *testing.T) {
 	dns := labDNS(t)
+	// An error exits 1, as domain check does; a clean record 0.
 	code, out, _ := runCLI("spf", "lint", "voids.example.test", "--dns", dns)
-	if code != 0 || !strings.Contains(out, "void lookups: 3 of 2") || !strings.Contains(out, "error: voids.example.test: 3 lookups return no records") {
-		t.Errorf("exit %d:\n%s", code, out)
+	if code != 1 || !strings.Contains(out, "void lookups: 3 of 2") || !strings.Contains(out, "error: voids.example.test: 3 lookups return no records") {
+		t.Errorf("exit %d (want 1):\n%s", code, out)
+	}
+	if code, out, _ := runCLI("spf", "lint", "voids.example.test", "--dns", dns, "--json"); code != 1 || !strings.Contains(out, `"severity": "error"`) {
+		t.Errorf("--json: exit %d (want 1):\n%s", code, out)
+	}
+	if code, out, _ := runCLI("spf", "lint", "example.test", "--dns", dns); code != 0 || !strings.Contains(out, "no problems found") {
+		t.Errorf("clean record: exit %d (want 0):\n%s", code, out)
 	}
 }
 

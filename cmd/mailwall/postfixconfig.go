@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"mailwall/internal/config"
 	"mailwall/internal/migrate"
 )
 
@@ -32,7 +31,7 @@ func postfixAddr(listen string) string {
 
 func cmdPostfixConfig(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("postfix-config", stderr)
-	cfgPath := fs.String("config", "", "config file (default: embedded defaults)")
+	cfgPath := fs.String("config", "", configFlagHelp)
 	dir := fs.String("postfix-dir", "/etc/postfix", "Postfix's config_directory, read with postconf")
 	apply := fs.Bool("apply", false, "make the changes: back up main.cf and master.cf, postconf, postfix check (undone if it fails), postfix reload")
 	noReload := fs.Bool("no-reload", false, "with --apply: do not reload Postfix")
@@ -40,7 +39,7 @@ func cmdPostfixConfig(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath, "")
 	if err != nil {
 		return err
 	}

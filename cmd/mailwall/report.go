@@ -178,7 +178,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	sub := args[0]
 	fs := newFlags("report "+sub, stderr)
-	cfgPath := fs.String("config", "", "config file (default: embedded defaults)")
+	cfgPath := fs.String("config", "", configFlagHelp)
 	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT (overrides dns.servers)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	domain := fs.String("domain", "", "list: only this policy domain")

@@ -34,7 +34,7 @@ const gcHeapFloor = 16 << 20
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	cfgPath := fs.String("config", "", "config file (default: embedded defaults)")
+	cfgPath := fs.String("config", "", configFlagHelp)
 	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated (overrides dns.servers)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile to this file at shutdown (for go tool pprof)")
@@ -78,7 +78,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	met.WatchCache(resolver.Stats)
-	opts.Observe = func(r policyd.Response, took time.Duration) { met.PolicyRequest(string(r.Action), took) }
+	opts.Observe = met.ObservePolicy // HELO results too: mailwall_helo_total{source="policy"}
 	opts.ObserveGreylist = func(d greylist.Decision) { met.Greylist(string(d.Outcome)) }
 	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
 	srv.MaxPerPeer = cfg.Policyd.MaxConnectionsPerPeer
@@ -143,6 +143,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	)
 	if st != nil {
 		rec = st.NewRecorder(log, cfg.Store.Queue, met.StoreErrors)
+		rec.HashSubjects(cfg.Store.Subject == "hash")
 		defer rec.Close() // after the milter's shutdown: the last verdicts are written
 		inbox = newReportInbox(cfg, st, log, met.Report)
 		rctx, stopReports := context.WithCancel(ctx)
@@ -150,6 +151,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		go func() { newReporting(cfg, st, resolver, log, met.Report).run(rctx); close(done) }()
 		defer func() { stopReports(); <-done }() // before the store closes
 	}
+	// Every refusal of the policy server is counted and recorded.
+	srv.SetRecord(recordPolicy(met, rec, cfg.Hostname))
 	var failure *report.FailureReporter
 	if cfg.Reports.Failure.Send {
 		failure = newFailureReporter(cfg, resolver, log, met.Report)
@@ -191,7 +194,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			defer adm.Shutdown(context.Background())
 		}
 	}
-	rl := &reloader{path: *cfgPath, dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, log: log, running: cfg,
+	rl := &reloader{path: configPath(*cfgPath, defaultConfigFile), dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, log: log, running: cfg,
 		store: st, observeGreylist: opts.ObserveGreylist}
 	err = waitForStop(ctx, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.

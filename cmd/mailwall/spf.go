@@ -33,7 +33,7 @@ func cmdSPF(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	helo := fs.String("helo", "", "HELO/EHLO name")
 	sender := fs.String("sender", "", "MAIL FROM address (empty: a bounce, checked as postmaster@HELO)")
 	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated")
-	cfgPath := fs.String("config", "", "config file")
+	cfgPath := fs.String("config", "", configFlagHelp)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -65,7 +65,7 @@ func cmdSPF(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 func cmdSPFLint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("spf lint", stderr)
 	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated")
-	cfgPath := fs.String("config", "", "config file")
+	cfgPath := fs.String("config", "", configFlagHelp)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -84,15 +84,33 @@ func cmdSPFLint(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer cancel()
 	rep := spf.Lint(ctx, checker.Resolver, domain)
 	if *asJSON {
-		return writeJSON(stdout, rep)
+		if err := writeJSON(stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "%s: %q\n", rep.Domain, rep.Record)
+		fmt.Fprintf(stdout, "DNS lookups: %d of 10, void lookups: %d of 2\n", rep.Lookups, rep.Voids)
+		if len(rep.Findings) == 0 {
+			fmt.Fprintln(stdout, "no problems found")
+		}
+		for _, f := range rep.Findings {
+			fmt.Fprintln(stdout, f.String())
+		}
 	}
-	fmt.Fprintf(stdout, "%s: %q\n", rep.Domain, rep.Record)
-	fmt.Fprintf(stdout, "DNS lookups: %d of 10, void lookups: %d of 2\n", rep.Lookups, rep.Voids)
-	if len(rep.Findings) == 0 {
-		fmt.Fprintln(stdout, "no problems found")
-	}
+	// Exit 1 on an error, as domain check does, so scripts can tell.
+	n := 0
 	for _, f := range rep.Findings {
-		fmt.Fprintln(stdout, f.String())
+		if f.Severity == spf.SevError {
+			n++
+		}
+	}
+	if n > 0 {
+		return errLintErrors(n)
 	}
 	return nil
 }
+
+// errLintErrors makes spf lint exit 1 after printing its report.
+type errLintErrors int
+
+func (e errLintErrors) Error() string { return fmt.Sprintf("%d errors in the SPF record", int(e)) }

@@ -65,6 +65,7 @@ func startWeb(ctx context.Context, cfg *config.Config, st *store.Store, cache *d
 		return nil, err
 	}
 	dash := &web.Dashboard{Store: st, Cache: cache, Config: shown, Auth: auth, Log: log, TrustedProxies: proxies}
+	dash.Postsuper = strings.Fields(cfg.Web.Postsuper) // release and delete of held mail, no shell
 	if ws.Dashboard, err = dash.Handler(); err != nil {
 		return nil, err
 	}
@@ -171,7 +172,7 @@ func cmdWeb(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fmt.Errorf("web: password-hash or reset-password: %w", errUsage)
 	}
 	fs := newFlags("web "+args[0], stderr)
-	cfgPath := fs.String("config", "", "config file (default: embedded defaults)")
+	cfgPath := fs.String("config", "", configFlagHelp)
 	if _, err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
