@@ -131,6 +131,7 @@ func (f *milterFilter) Helo(name string, m *milter.Macros) milter.Response {
 	switch act {
 	case verdict.Reject, verdict.TempFail:
 		f.log.Info("helo rejected", "client", f.client.String(), "helo", name, "reason", why, "reply", reply)
+		f.recordRefusal("helo", act, reply, why)
 		return milter.ReplyCode(reply)
 	case verdict.Quarantine:
 		f.heloHold = why
@@ -141,7 +142,7 @@ func (f *milterFilter) Helo(name string, m *milter.Macros) milter.Response {
 func (f *milterFilter) MailFrom(from string, args []string, m *milter.Macros) milter.Response {
 	f.reset()
 	f.env = verdict.Envelope{ClientIP: f.client, Helo: f.helo, MailFrom: strings.Trim(from, "<>"), AuthUser: m.Get("auth_authen"), QueueID: m.Get("i"),
-		Local: !f.client.IsValid()}
+		Local: !f.client.IsValid(), ClientName: milterClientName(f.host)}
 	return milter.Continue
 }
 
@@ -240,18 +241,9 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 		mod.ChangeHeader(1, "Subject", verdict.MilterValue(subj))
 	}
 	switch r.Action {
-	case verdict.Reject:
-		reply := r.Reply
-		if reply == "" || reply[0] != '5' {
-			reply = "550 5.7.1 Message rejected: " + strings.Join(r.Reasons, "; ")
-		}
-		return milter.ReplyCode(reply)
-	case verdict.TempFail:
-		reply := r.Reply
-		if reply == "" || reply[0] != '4' {
-			reply = "451 4.7.1 Temporary failure, try again later"
-		}
-		return milter.ReplyCode(reply)
+	case verdict.Reject, verdict.TempFail:
+		// The reply the store records as sent.
+		return milter.ReplyCode(r.SentReply())
 	case verdict.Quarantine:
 		mod.Quarantine("mailwall: " + strings.Join(r.Reasons, "; "))
 	}
@@ -275,7 +267,10 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 			f.metrics.Message(&r, took)
 		}
 		if f.rec != nil {
-			f.rec.Record(r.Record(env, f.node, time.Now()))
+			v := r.Record(env, f.node, time.Now())
+			v.HeaderFrom, v.MessageID, v.Subject = verdict.MessageFacts(fields)
+			v.Size = size
+			f.rec.Record(v)
 		}
 		if f.failure != nil && r.Action != verdict.TempFail { // a tempfail comes back: reported then
 			f.reportFailure(&r, client, env, fields)
@@ -293,6 +288,35 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 			"header_from", milterFromDomain(&r, fields), "message_id", milterFieldValue(fields, "Message-ID"),
 			"size", size, "duration", took, "signed_with", milterSigningKey(&r))
 	}
+}
+
+// recordRefusal records and counts a refusal before any message (source
+// helo or connect): Postfix gives the client reply and the client may
+// go on (another HELO) or leave. It only queues: the recorder writes.
+func (f *milterFilter) recordRefusal(source string, act verdict.Action, reply, why string) {
+	if f.metrics != nil {
+		f.metrics.Decision(source, string(act))
+	}
+	if f.rec == nil {
+		return
+	}
+	v := store.Verdict{At: time.Now(), Node: f.node, Source: source, ClientName: milterClientName(f.host), Helo: f.helo,
+		Action: string(act), Stage: source, Verdict: "fail", Reply: reply, Reasons: []string{source + ": " + why},
+		Details: store.Details{Stages: []store.StageResult{{Stage: source, Result: "fail", Reason: why}}}}
+	if f.client.IsValid() {
+		v.ClientIP = f.client.Unmap().String()
+	}
+	f.rec.Record(v)
+}
+
+// milterClientName is the client's name as the store keeps it: Postfix
+// sends its verified name, or "unknown" (milter8.c: smtpd's
+// state->name); Sendmail's "[address]" is "unknown" too.
+func milterClientName(host string) string {
+	if host == "" || strings.HasPrefix(host, "[") {
+		return "unknown"
+	}
+	return strings.ToLower(host)
 }
 
 // milterFieldValue is the first field named name, unfolded and trimmed.

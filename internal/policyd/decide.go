@@ -78,6 +78,116 @@ type Response struct {
 	// listHit: the site's allow or block list decided (logged by
 	// logList, not as SPF).
 	listHit bool
+	// failed: a panic inside the checks answered (safeDecide).
+	failed bool
+}
+
+// stage names the check that decided r, for the store: lists, dnsbl,
+// error or spf.
+func (r Response) stage() string {
+	switch {
+	case r.listHit:
+		return "lists"
+	case r.blocklisted:
+		return "dnsbl"
+	case r.failed:
+		return "error"
+	}
+	return "spf"
+}
+
+// Decision is one refusal the policy server answered (REJECT or
+// DEFER_IF_PERMIT), as the store keeps it: from the request, who asked
+// about what, and the answer.
+type Decision struct {
+	At            time.Time
+	ClientIP      string // as Postfix sent it, unmapped
+	ClientName    string // Postfix's verified client name, "unknown" when none
+	Helo          string
+	Sender        string
+	Recipient     string
+	QueueID       string // Postfix sends it once the queue file is open
+	ProtocolState string // RCPT, DATA, END-OF-MESSAGE...
+	Instance      string
+	SASL          bool
+	Action        string // "reject" or "tempfail"
+	// Stage is the check that refused: spf, dnsbl, greylist, lists, or
+	// error (the checks failed and policyd.defer_on_error deferred).
+	Stage string
+	// Answer is the action line's text; Reply the SMTP reply Postfix
+	// makes of it (see PostfixReply).
+	Answer, Reply string
+	// SPF is the SPF outcome when SPF decided (zero otherwise).
+	SPF spf.Outcome
+}
+
+// SetRecord makes every later refusal heard by f (nil: none), which must
+// not block: the store's recorder queues it. It may be set while serving.
+func (s *Server) SetRecord(f func(Decision)) {
+	if f == nil {
+		s.record.Store(nil)
+		return
+	}
+	s.record.Store(&f)
+}
+
+// recordRefusal hands a refusal to the record hook, if any.
+func (s *Server) recordRefusal(req Request, resp Response, stage string) {
+	f := s.record.Load()
+	if f == nil {
+		return
+	}
+	ip := req["client_address"]
+	if a, err := netip.ParseAddr(ip); err == nil {
+		ip = a.Unmap().String()
+	}
+	d := Decision{At: time.Now(), ClientIP: ip, ClientName: req["client_name"], Helo: req["helo_name"], Sender: req["sender"],
+		Recipient: req["recipient"], QueueID: req["queue_id"], ProtocolState: req["protocol_state"], Instance: req["instance"],
+		SASL: req["sasl_username"] != "", Action: "reject", Stage: stage, Answer: strings.TrimPrefix(resp.Line(), "action="),
+		Reply: PostfixReply(req, resp)}
+	if resp.Action == Defer {
+		d.Action = "tempfail"
+	}
+	if stage == "spf" {
+		d.SPF = resp.Outcome
+	}
+	(*f)(d)
+}
+
+// PostfixReply is the SMTP reply Postfix makes of a refusal when the
+// policy service is in smtpd_recipient_restrictions (as postfix-config
+// puts it), by smtpd_check.c's check_table_result: "NNN X.Y.Z text"
+// keeps its code and status; REJECT is 554 5.7.1 and DEFER_IF_PERMIT
+// 450 4.7.1 (the defaults of access_map_reject_code and
+// access_map_defer_code), a status at the text's start taking the place
+// of 5.7.1 or 4.7.1; and before the text, "<recipient>: Recipient
+// address rejected: " (or the state's own words outside RCPT).
+func PostfixReply(req Request, resp Response) string {
+	text := resp.Text
+	code, status := "554", "5.7.1"
+	if resp.Action == Defer {
+		code, status = "450", "4.7.1"
+	} else if c, rest, ok := strings.Cut(text, " "); ok && len(c) == 3 && (c[0] == '4' || c[0] == '5') {
+		code, text = c, rest
+	}
+	if st, rest, ok := strings.Cut(text, " "); ok && len(st) >= 5 && st[1] == '.' && (st[0] == '4' || st[0] == '5') {
+		status, text = st, rest
+	}
+	what, name := "Recipient address", req["recipient"]
+	switch req["protocol_state"] {
+	case "CONNECT":
+		what, name = "Client host", req["client_name"]+"["+req["client_address"]+"]"
+	case "EHLO", "HELO":
+		what, name = "Helo command", req["helo_name"]
+	case "MAIL":
+		what, name = "Sender address", req["sender"]
+	case "DATA", "END-OF-MESSAGE", "BDAT":
+		what = "Data command"
+	}
+	if name == "" {
+		return code + " " + status + " " + what + " rejected: " + text
+	}
+	return code + " " + status + " <" + name + ">: " + what + " rejected: " + text
 }
 
 // Line is the response as sent to Postfix.

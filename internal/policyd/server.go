@@ -48,6 +48,9 @@ type Server struct {
 	// or block list decided ("allow", "block"); it must not block.
 	ObserveLists func(list string)
 
+	// record, when set (SetRecord), hears every refusal answered.
+	record atomic.Pointer[func(Decision)]
+
 	rules    atomic.Pointer[rules]
 	grey     atomic.Pointer[greylist.Greylister] // nil: no greylisting
 	lists    atomic.Pointer[lists.Cache]         // nil: no allow and block lists
@@ -350,6 +353,15 @@ func (s *Server) serveConn(conn net.Conn, st *connState) {
 			if !same && ru.opts.Observe != nil {
 				ru.opts.Observe(resp, time.Since(start))
 			}
+			if resp.Action == Reject || resp.Action == Defer {
+				stage := last.stage()
+				if listed && grey.Action != Prepend {
+					stage = "lists"
+				} else if greylisted {
+					stage = "greylist"
+				}
+				s.recordRefusal(req, resp, stage)
+			}
 			s.tarpit(wait)
 		}
 		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -391,7 +403,7 @@ func (s *Server) safeDecide(ru *rules, req Request) (resp Response) {
 			s.log.Error("policy check failed inside mailwall", "panic", fmt.Sprint(p), "client_address", req["client_address"], "sender", req["sender"])
 			resp = Response{Action: Dunno}
 			if ru.opts.DeferOnError {
-				resp = Response{Action: Defer, Text: "4.7.24 temporary failure in the SPF check"}
+				resp = Response{Action: Defer, Text: "4.7.24 temporary failure in the SPF check", failed: true}
 			}
 		}
 	}()

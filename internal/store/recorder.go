@@ -26,6 +26,10 @@ type Recorder struct {
 	// failed write.
 	retryMin, retryMax time.Duration
 
+	// hashSubjects: keep only SubjectHash of each Subject
+	// (store.subject: hash).
+	hashSubjects atomic.Bool
+
 	lost    atomic.Int64
 	written atomic.Int64
 	held    atomic.Int64
@@ -50,6 +54,10 @@ func (s *Store) newRecorder(log *slog.Logger, queue int, onError func(lost int),
 	go r.run()
 	return r
 }
+
+// HashSubjects makes the recorder keep only the SHA-256 of each Subject
+// it writes from now on (store.subject: hash), or the Subject itself.
+func (r *Recorder) HashSubjects(on bool) { r.hashSubjects.Store(on) }
 
 // Record queues v for writing and returns at once.
 func (r *Recorder) Record(v Verdict) {
@@ -136,6 +144,9 @@ func (r *Recorder) run() {
 		r.held.Store(int64(len(pending)))
 	}
 	take := func(v Verdict) {
+		if v.Subject != "" && r.hashSubjects.Load() {
+			v.Subject = SubjectHash(v.Subject)
+		}
 		if len(pending) >= r.hold {
 			// The oldest go first: the newest say most about now.
 			r.lose(1, "store down and memory bound reached: oldest held verdict dropped", nil)

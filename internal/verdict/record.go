@@ -1,35 +1,155 @@
 package verdict
 
 import (
+	"fmt"
+	"mime"
+	"net/mail"
 	"strings"
 	"time"
 
+	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
+	"mailwall/internal/spf"
 	"mailwall/internal/store"
 )
 
 // Record is what the store keeps of this result: the envelope, each
-// stage's result and the action, and the DMARC evaluation as aggregate
-// reports count it (only when a DMARC record was found and applied).
+// stage's result and the action, the reply the client got, every rule
+// that fired with its weight and explanation, the headers added, and the
+// DMARC evaluation as aggregate reports count it (only when a DMARC
+// record was found and applied). The store bounds every field.
 func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 	v := store.Verdict{
-		At: at, Node: node, QueueID: env.QueueID, ClientName: env.ClientName, Helo: env.Helo, MailFrom: env.MailFrom,
+		At: at, Node: node, Source: "milter", QueueID: env.QueueID, ClientName: env.ClientName, Helo: env.Helo, MailFrom: env.MailFrom,
 		FromDomain: r.DMARC.HeaderFrom, Rcpts: env.Rcpts,
 		Action: string(r.Action), Stage: r.Stage, Verdict: r.Verdict,
 		IPRev: r.IPRev.Result, SPF: string(r.SPF.Result), DKIM: DKIMSummary(r.DKIM), DMARC: r.DMARC.Result, ARC: string(r.ARC.Result),
-		Score: r.Score(), Rules: r.Rules(), Reasons: r.Reasons,
+		Score: r.Score(), Rules: r.Rules(), Reasons: r.Reasons, Reply: r.SentReply(),
+		Details: store.Details{Stages: r.stageResults()},
 	}
 	if env.ClientIP.IsValid() {
-		v.ClientIP = env.ClientIP.String()
+		v.ClientIP = env.ClientIP.Unmap().String()
 	}
 	if r.Internal {
 		v.Stage, v.Verdict = "internal", "internal"
+	}
+	for _, h := range r.Hits {
+		v.Details.Hits = append(v.Details.Hits, store.Hit{Rule: h.Rule, Weight: h.Weight, Detail: h.Detail})
+	}
+	for _, h := range r.Headers {
+		v.Details.Headers = append(v.Details.Headers, store.Header{Name: h.Name, Value: strings.Join(strings.Fields(h.Value), " ")})
 	}
 	if d := r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == dmarc.Pass || d.Result == dmarc.Fail) {
 		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
 	}
 	return v
+}
+
+// SentReply is the SMTP reply a client gets for r: its Reply for a
+// reject or tempfail when it has one of the right class, else the
+// milter's default; "" for the actions that deliver.
+func (r *Result) SentReply() string {
+	switch r.Action {
+	case Reject:
+		if r.Reply == "" || r.Reply[0] != '5' {
+			return "550 5.7.1 Message rejected: " + strings.Join(r.Reasons, "; ")
+		}
+		return r.Reply
+	case TempFail:
+		if r.Reply == "" || r.Reply[0] != '4' {
+			return "451 4.7.1 Temporary failure, try again later"
+		}
+		return r.Reply
+	}
+	return ""
+}
+
+// stageResults are each check's result and why, in pipeline order;
+// checks that did not run are left out.
+func (r *Result) stageResults() []store.StageResult {
+	var out []store.StageResult
+	add := func(stage, result, reason string) {
+		if result != "" {
+			out = append(out, store.StageResult{Stage: stage, Result: result, Reason: reason})
+		}
+	}
+	if r.Internal {
+		add("internal", "signed, not checked", "internal host or authenticated sender")
+	}
+	add("helo", r.Helo, "")
+	ipr := r.IPRev.Reason
+	if r.IPRev.Name != "" {
+		ipr = strings.TrimPrefix(ipr+"; name "+r.IPRev.Name, "; ")
+	}
+	add("iprev", r.IPRev.Result, ipr)
+	if r.S25R != "" {
+		add("s25r", "dynamic-looking", r.S25R)
+	}
+	spfWhy := r.SPF.Problem
+	if spfWhy == "" && r.SPF.Mechanism != "" {
+		spfWhy = "matched " + r.SPF.Mechanism
+	}
+	if r.SPF.Domain != "" {
+		spfWhy = strings.TrimSuffix("domain "+r.SPF.Domain+"; "+spfWhy, "; ")
+	}
+	if r.SPF.Result == spf.Fail && r.SPF.Explanation != "" {
+		spfWhy += "; " + r.SPF.Explanation
+	}
+	add("spf", string(r.SPF.Result), spfWhy)
+	if len(r.DKIM) == 0 && r.DMARC.Result != "" {
+		add("dkim", "none", "no signature")
+	}
+	for _, d := range r.DKIM {
+		why := "d=" + d.Domain + " s=" + d.Selector
+		if d.Reason != "" {
+			why += ": " + d.Reason
+		}
+		add("dkim", string(d.Status), why)
+	}
+	add("arc", string(r.ARC.Result), r.ARC.Reason)
+	dm := r.DMARC.Reason
+	if r.DMARC.PolicyDomain != "" {
+		dm = strings.TrimSuffix(fmt.Sprintf("policy domain %s, p=%s; %s", r.DMARC.PolicyDomain, r.DMARC.Policy, dm), "; ")
+	}
+	if r.Override != "" {
+		dm += "; set aside: " + r.Override
+	}
+	add("dmarc", r.DMARC.Result, dm)
+	for _, a := range r.Analyses {
+		score := analysis.Score(a.Hits)
+		why := strings.Join(a.Problems, "; ")
+		add(a.Name, fmt.Sprintf("score %d", score), why)
+	}
+	return out
+}
+
+// MessageFacts are what the store keeps of a message's header: the From
+// address, the Message-ID without brackets and the Subject, decoded
+// (RFC 2047) where it can be.
+func MessageFacts(fields []dkim.Field) (from, messageID, subject string) {
+	get := func(name string) string {
+		for _, f := range fields {
+			if strings.EqualFold(f.Name, name) {
+				return strings.Join(strings.Fields(f.Value()), " ")
+			}
+		}
+		return ""
+	}
+	from = get("From")
+	if a, err := mail.ParseAddress(from); err == nil {
+		from = a.Address
+	} else if i, j := strings.LastIndexByte(from, '<'), strings.LastIndexByte(from, '>'); i >= 0 && j > i {
+		from = from[i+1 : j]
+	}
+	messageID = strings.Trim(get("Message-ID"), "<> ")
+	subject = get("Subject")
+	// RFC 2047 encoded words in the charsets Go knows (UTF-8,
+	// ISO-8859-1, US-ASCII); others stay encoded.
+	if dec, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
+		subject = dec
+	}
+	return strings.ToLower(from), messageID, subject
 }
 
 // DKIMSummary lists the signatures' results as "status:domain", space
