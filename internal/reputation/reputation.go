@@ -684,3 +684,18 @@ func (r *Reputation) Known(ctx context.Context, addr string) (bool, error) {
 	r.mu.Unlock()
 	return got[addr], nil
 }
+
+// CacheLen is how many identities the cache holds.
+func (r *Reputation) CacheLen() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.cache)
+}
+
+// PendingLen is how many identities have evidence waiting to be
+// written.
+func (r *Reputation) PendingLen() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending)
+}
