@@ -44,6 +44,7 @@ func (m *Message) Finish() Result {
 	}
 	m.authenticate()
 	m.analyze()
+	m.blocklistReply()
 	m.applyLists()
 	m.releaseBody()
 	switch {
@@ -75,6 +76,30 @@ func (m *Message) Finish() Result {
 		r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Score", fmt.Sprintf(" %d (%s)", r.Score(), foldRules(rules))})
 	}
 	return *r
+}
+
+// blocklistReply rewords a rejection by the score that the DNS
+// blocklists' hits decided (the score without them is under the reject
+// threshold): "likely phishing" would be wrong, and the sending admin
+// must learn that a list is why, to ask for delisting (as Postfix's
+// reject_rbl_client names the list).
+func (m *Message) blocklistReply() {
+	r := &m.res
+	if r.Action != Reject || r.Stage != "score" {
+		return
+	}
+	listed, rest := 0, 0
+	for _, h := range r.Hits {
+		if strings.HasPrefix(h.Rule, "dnsbl:") && h.Weight > 0 {
+			listed += h.Weight
+		} else {
+			rest += h.Weight
+		}
+	}
+	if listed == 0 || rest >= m.c.Policy.ScoreReject {
+		return
+	}
+	r.Reply = "550 5.7.1 Message rejected: listed on DNS blocklists (" + strings.Join(r.Rules(), ", ") + ")"
 }
 
 // ListReply is the reply to mail a block entry matched.
