@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -192,4 +194,172 @@ func (s *Store) Verdict(ctx context.Context, id int64) (*Verdict, error) {
 		return nil, err
 	}
 	return &vs[0], nil
+}
+
+// Reason is what decided the mail not accepted: a deciding stage and the
+// action it led to, with how many verdicts and one reason as an example.
+type Reason struct {
+	Stage   string `json:"stage"`
+	Action  string `json:"action"`
+	Count   int64  `json:"count"`
+	Example string `json:"example"` // the first reason line of one of them
+}
+
+// maxExample bounds a reason shown as an example.
+const maxExample = 200
+
+// TopReasons lists the deciding stages and actions of the verdicts in
+// [since, until) that were not accepted, the most frequent first.
+func (s *Store) TopReasons(ctx context.Context, since, until time.Time, limit int) ([]Reason, error) {
+	if limit <= 0 || limit > 100 {
+		limit = 10
+	}
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT stage, action, COUNT(*), MAX(reasons) FROM verdicts
+		WHERE at >= $1 AND at < $2 AND action NOT IN ('accept', 'internal')
+		GROUP BY stage, action ORDER BY 3 DESC, 1, 2 LIMIT %d`, limit), since.Unix(), until.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("store: top reasons: %w", err)
+	}
+	defer rows.Close()
+	var out []Reason
+	for rows.Next() {
+		var r Reason
+		if err := rows.Scan(&r.Stage, &r.Action, &r.Count, &r.Example); err != nil {
+			return nil, fmt.Errorf("store: top reasons: %w", err)
+		}
+		r.Example, _, _ = strings.Cut(r.Example, "\n")
+		if len(r.Example) > maxExample {
+			r.Example = strings.ToValidUTF8(r.Example[:maxExample], "") + "…"
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// RuleCount is one scoring rule's hits.
+type RuleCount struct {
+	Rule     string `json:"rule"`
+	Messages int64  `json:"messages"` // verdicts it fired on
+	Refused  int64  `json:"refused"`  // of those, rejected, quarantined or deferred
+	Weight   int64  `json:"weight"`   // the sum of its weights
+}
+
+// maxRuleScan bounds the verdicts TopRules reads: the rules column is a
+// list that SQL does not split the same way on SQLite and PostgreSQL, so
+// it is read and counted here, newest first.
+const maxRuleScan = 50000
+
+// TopRules counts the scoring rules of the verdicts in [since, until),
+// the most frequent first. truncated is true when more than the newest
+// maxRuleScan verdicts with rules fell in the range: the counts are of
+// those only.
+func (s *Store) TopRules(ctx context.Context, since, until time.Time, limit int) (rules []RuleCount, truncated bool, err error) {
+	if limit <= 0 || limit > 100 {
+		limit = 10
+	}
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT rules, action FROM verdicts
+		WHERE at >= $1 AND at < $2 AND rules <> '' ORDER BY at DESC LIMIT %d`, maxRuleScan+1), since.Unix(), until.Unix())
+	if err != nil {
+		return nil, false, fmt.Errorf("store: top rules: %w", err)
+	}
+	defer rows.Close()
+	byName := map[string]*RuleCount{}
+	n := 0
+	for rows.Next() {
+		var list, action string
+		if err := rows.Scan(&list, &action); err != nil {
+			return nil, false, fmt.Errorf("store: top rules: %w", err)
+		}
+		if n++; n > maxRuleScan {
+			truncated = true
+			break
+		}
+		// "name=weight ...", as the X-Mailwall-Score header lists them.
+		for _, f := range strings.Fields(list) {
+			name, weight, _ := strings.Cut(f, "=")
+			rc := byName[name]
+			if rc == nil {
+				if len(byName) >= 10000 {
+					continue // a bound on names, against a store of junk
+				}
+				rc = &RuleCount{Rule: name}
+				byName[name] = rc
+			}
+			rc.Messages++
+			if action == "reject" || action == "quarantine" || action == "tempfail" {
+				rc.Refused++
+			}
+			w, _ := strconv.ParseInt(weight, 10, 64)
+			rc.Weight += w
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("store: top rules: %w", err)
+	}
+	for _, rc := range byName {
+		rules = append(rules, *rc)
+	}
+	slices.SortFunc(rules, func(a, b RuleCount) int {
+		if c := cmp.Compare(b.Messages, a.Messages); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Rule, b.Rule)
+	})
+	return rules[:min(len(rules), limit)], truncated, nil
+}
+
+// FailedDelivery is a report delivery given up, with its report's domain.
+type FailedDelivery struct {
+	Delivery
+	PolicyDomain string    `json:"policy_domain"`
+	Begin        time.Time `json:"begin"`
+}
+
+// DeliveryStates counts the deliveries of the reports made since a time
+// by state, and lists the newest of them that failed (at most limit).
+func (s *Store) DeliveryStates(ctx context.Context, since time.Time, limit int) (map[string]int64, []FailedDelivery, error) {
+	if limit <= 0 || limit > 100 {
+		limit = 5
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT d.state, COUNT(*) FROM report_deliveries d JOIN reports_out r ON r.id = d.report
+		WHERE r.created_at >= $1 GROUP BY d.state`, since.Unix())
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: delivery states: %w", err)
+	}
+	counts := map[string]int64{}
+	for rows.Next() {
+		var (
+			state string
+			n     int64
+		)
+		if err := rows.Scan(&state, &n); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("store: delivery states: %w", err)
+		}
+		counts[state] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("store: delivery states: %w", err)
+	}
+	rows, err = s.db.QueryContext(ctx, fmt.Sprintf(`SELECT d.id, d.report, d.uri, d.attempts, d.last_error, r.policy_domain, r.begin_at
+		FROM report_deliveries d JOIN reports_out r ON r.id = d.report
+		WHERE r.created_at >= $1 AND d.state = 'failed' ORDER BY d.id DESC LIMIT %d`, limit), since.Unix())
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: failed deliveries: %w", err)
+	}
+	defer rows.Close()
+	var failed []FailedDelivery
+	for rows.Next() {
+		var (
+			f     FailedDelivery
+			begin int64
+		)
+		if err := rows.Scan(&f.ID, &f.Report, &f.URI, &f.Attempts, &f.LastError, &f.PolicyDomain, &begin); err != nil {
+			return nil, nil, fmt.Errorf("store: failed deliveries: %w", err)
+		}
+		f.State, f.Begin = Failed, time.Unix(begin, 0).UTC()
+		failed = append(failed, f)
+	}
+	return counts, failed, rows.Err()
 }

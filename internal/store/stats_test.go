@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailwall/internal/dmarc"
 )
 
 // classOf is the test's own reading of a stage result, to check the SQL
@@ -164,6 +166,92 @@ func TestSettings(t *testing.T) {
 		}
 		if _, ok, _ := s.Setting(ctx, "schema"); ok {
 			t.Error("settings reach the schema version")
+		}
+	})
+}
+
+// TestTopReasonsRulesAndDeliveries: the overview's tables, on both
+// drivers: not-accepted verdicts grouped by deciding stage and action,
+// scoring rules counted by name with their refusals, and report
+// deliveries by state with the failed ones listed; all within the range.
+func TestTopReasonsRulesAndDeliveries(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		since := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+		until := since.Add(24 * time.Hour)
+		var vs []Verdict
+		add := func(n int, at time.Time, stage, action string, rules ...string) {
+			for range n {
+				v := testVerdict(at, "bank.test", "192.0.2.1", action)
+				v.Stage, v.Rules, v.DMARCRow = stage, rules, nil
+				v.Reasons = []string{stage + ": " + action + " because", "second line"}
+				vs = append(vs, v)
+			}
+		}
+		add(5, since.Add(time.Hour), "dmarc", "reject", "brand_from_domain=45", "fresh_domain=10")
+		add(3, since.Add(2*time.Hour), "score", "quarantine", "brand_from_domain=40")
+		add(2, since.Add(3*time.Hour), "spf", "tempfail")
+		add(4, since.Add(4*time.Hour), "", "accept", "fresh_domain=10") // accepted: no reason, but its rules count
+		add(7, since.Add(-time.Hour), "dmarc", "tag", "outside=1")      // before the range
+		add(7, until, "dmarc", "tag", "outside=1")                      // at its end: outside
+		if err := s.InsertVerdicts(ctx, vs); err != nil {
+			t.Fatal(err)
+		}
+		reasons, err := s.TopReasons(ctx, since, until, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Reason{{"dmarc", "reject", 5, "dmarc: reject because"}, {"score", "quarantine", 3, "score: quarantine because"}, {"spf", "tempfail", 2, "spf: tempfail because"}}
+		if fmt.Sprint(reasons) != fmt.Sprint(want) {
+			t.Errorf("top reasons\n got %v\nwant %v", reasons, want)
+		}
+		if r, _ := s.TopReasons(ctx, since, until, 1); len(r) != 1 {
+			t.Errorf("limit 1: %v", r)
+		}
+		rules, truncated, err := s.TopRules(ctx, since, until, 10)
+		if err != nil || truncated {
+			t.Fatal(err, truncated)
+		}
+		wantRules := []RuleCount{{"fresh_domain", 9, 5, 90}, {"brand_from_domain", 8, 8, 345}}
+		if fmt.Sprint(rules) != fmt.Sprint(wantRules) {
+			t.Errorf("top rules\n got %v\nwant %v", rules, wantRules)
+		}
+
+		// Deliveries: one failed, one sent, one pending, of a report made
+		// in the range; one failed of an older report, not counted.
+		for i, created := range []time.Time{since.Add(time.Hour), since.Add(-48 * time.Hour)} {
+			r := &ReportOut{PolicyDomain: fmt.Sprintf("d%d.test", i), Begin: created.Add(-24 * time.Hour), End: created, ReportID: fmt.Sprint("r", i),
+				Filename: "f.xml.gz", Created: created, GZ: []byte{1}}
+			if _, err := s.SaveReport(ctx, r, []dmarc.URI{{URI: "mailto:a@x.test"}, {URI: "mailto:b@x.test"}, {URI: "mailto:c@x.test"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		due, err := s.DueDeliveries(ctx, time.Time{})
+		if err != nil || len(due) != 6 {
+			t.Fatalf("deliveries %v %v", due, err)
+		}
+		for i, d := range due {
+			switch i % 3 {
+			case 0:
+				d.State, d.LastError = Failed, "550 5.1.1 no such user"
+			case 1:
+				d.State, d.SentAt = Sent, since
+			default:
+				continue
+			}
+			if err := s.FinishDelivery(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		counts, failed, err := s.DeliveryStates(ctx, since, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts[Failed] != 1 || counts[Sent] != 1 || counts[Pending] != 1 || len(counts) != 3 {
+			t.Errorf("states %v, want one each of failed, sent, pending", counts)
+		}
+		if len(failed) != 1 || failed[0].PolicyDomain != "d0.test" || failed[0].LastError != "550 5.1.1 no such user" || failed[0].URI != "mailto:a@x.test" {
+			t.Errorf("failed %+v", failed)
 		}
 	})
 }
