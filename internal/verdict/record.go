@@ -28,6 +28,7 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 		Score: r.Score(), Rules: r.Rules(), Reasons: r.Reasons, Reply: r.SentReply(),
 		Details: store.Details{Stages: r.stageResults()},
 	}
+	v.Features = r.featureHashes() // the classifier's hashes, for a later "spam" click
 	if env.ClientIP.IsValid() {
 		v.ClientIP = env.ClientIP.Unmap().String()
 	}

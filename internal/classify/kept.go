@@ -1,0 +1,95 @@
+package classify
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math"
+)
+
+// What a verdict keeps of a classified message so that a later "spam"
+// or "not spam" click on the dashboard can be learnt without the
+// message: its key (MessageKey, so that the click is learnt once, and a
+// second click of the other class takes the first back) and its feature
+// hashes, never its text. Layout: keptMagic, the 16 octets of the key,
+// then the hashes as AppendHashes writes them.
+var keptMagic = []byte("mwf1")
+
+const keptKeyLen = 16
+
+// classifyKept is Classify that also returns what a verdict keeps of
+// msg (Kept).
+func (c *Classifier) classifyKept(msg *Message) (Result, []byte) {
+	x := c.pool.Get().(*Extractor)
+	defer c.pool.Put(x)
+	v := x.Extract(msg)
+	r := c.ClassifyVector(v)
+	return r, Kept(MessageKey(msg, nil), v)
+}
+
+// Kept encodes key (MessageKey's hex) and v's hashes for the store;
+// nil when key is not MessageKey's form.
+func Kept(key string, v *Vector) []byte {
+	k, err := hex.DecodeString(key)
+	if err != nil || len(k) != keptKeyLen {
+		return nil
+	}
+	b := make([]byte, 0, len(keptMagic)+keptKeyLen+8*len(v.Hashes))
+	b = append(append(b, keptMagic...), k...)
+	return v.AppendHashes(b)
+}
+
+// ParseKept decodes what Kept wrote: the message's key and its
+// features (without names). A blob that is not Kept's, or holds more
+// than MaxFeatures hashes, is refused.
+func ParseKept(b []byte) (key string, v *Vector, err error) {
+	if !bytes.HasPrefix(b, keptMagic) || len(b) < len(keptMagic)+keptKeyLen {
+		return "", nil, fmt.Errorf("classify: kept features: %d octets, not in the kept form", len(b))
+	}
+	b = b[len(keptMagic):]
+	v, err = VectorFromHashes(b[keptKeyLen:])
+	if err != nil {
+		return "", nil, err
+	}
+	return hex.EncodeToString(b[:keptKeyLen]), v, nil
+}
+
+// FeatureHashes is what a verdict keeps of the message this Report is
+// of (Kept's form); nil when none was made.
+func (r *Report) FeatureHashes() []byte { return r.kept }
+
+// AddKept queues a message kept as Kept wrote it to be learnt as class,
+// as Add does for a message: "spam" or "phish" (junk), "ham", "" to
+// forget it. The key kept with it makes the learning idempotent: a
+// message learnt as spam and then as ham is unlearnt as spam first.
+func (l *Learner) AddKept(ctx context.Context, kept []byte, class string) error {
+	key, v, err := ParseKept(kept)
+	if err != nil {
+		return err
+	}
+	c := ""
+	switch class {
+	case "spam", "phish", "junk":
+		c = "junk"
+	case "ham":
+		c = "ham"
+	case "":
+	default:
+		return fmt.Errorf("classify: class %q (spam, ham)", class)
+	}
+	if l.Bits == 0 {
+		st, err := l.St.ModelCounts(ctx, l.Name, math.MaxInt64, func(BucketCount) {})
+		if err != nil {
+			return fmt.Errorf("classify: learn into %s: %w", l.Name, err)
+		}
+		l.Bits = cmp.Or(st.Bits, DefaultBits)
+	}
+	buckets := make([]uint32, len(v.Hashes))
+	for i, h := range v.Hashes {
+		buckets[i] = uint32(h >> (64 - l.Bits))
+	}
+	l.batch = append(l.batch, Learning{Key: key, Class: c, Buckets: buckets})
+	return nil
+}

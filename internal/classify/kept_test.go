@@ -1,0 +1,103 @@
+package classify
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"testing"
+)
+
+// TestKept: what a verdict keeps reads back as the message's key and
+// hashes, learns as the message itself does, and anything else is
+// refused.
+func TestKept(t *testing.T) {
+	raw := []byte("From: a@example.test\r\nMessage-ID: <k@example.test>\r\nSubject: hello\r\n\r\nverify your account now\r\n")
+	fields, body := ParseMessage(raw)
+	msg := &Message{Fields: fields, Body: body}
+	v := NewExtractor().Extract(msg).Clone()
+	kept := Kept(MessageKey(msg, nil), v)
+	key, back, err := ParseKept(kept)
+	if err != nil || key != MessageKey(msg, nil) || !slices.Equal(back.Hashes, v.Hashes) {
+		t.Fatalf("ParseKept: %q %v %v", key, back, err)
+	}
+	if bytes.Contains(kept, []byte("verify")) {
+		t.Error("the text is kept")
+	}
+	// The analyzer keeps the same.
+	c := NewClassifier(NewBayes(16), nil)
+	_, k2 := c.classifyKept(msg)
+	if !bytes.Equal(k2, kept) {
+		t.Error("classifyKept keeps other bytes than Kept")
+	}
+	for name, b := range map[string][]byte{
+		"empty":       nil,
+		"no magic":    v.AppendHashes(make([]byte, 20)),
+		"short":       kept[:10],
+		"odd length":  kept[:len(kept)-3],
+		"too many":    append(slices.Clone(kept[:20]), make([]byte, 8*(MaxFeatures+1))...),
+		"hashes only": v.AppendHashes(nil),
+	} {
+		if _, _, err := ParseKept(b); err == nil {
+			t.Errorf("%s: read", name)
+		}
+	}
+	if Kept("not hex", v) != nil {
+		t.Error("a key not MessageKey's was kept")
+	}
+
+	// Learnt from what was kept, a message counts as if learnt whole.
+	st := newMemCounts()
+	whole := &Learner{St: st, Name: "a"}
+	if _, err := whole.Learn(context.Background(), raw, msg, "spam"); err != nil {
+		t.Fatal(err)
+	}
+	fromKept := &Learner{St: st, Name: "b"}
+	if err := fromKept.AddKept(context.Background(), kept, "spam"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fromKept.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !st.same("a", "b") {
+		t.Error("learning the kept features differs from learning the message")
+	}
+	if err := fromKept.AddKept(context.Background(), kept, "eggs"); err == nil {
+		t.Error("class eggs accepted")
+	}
+}
+
+// memCounts is a CountStore in memory, enough for TestKept: counts per
+// model and bucket, no keys.
+type memCounts struct{ buckets map[string]map[uint32]int64 }
+
+func newMemCounts() *memCounts { return &memCounts{buckets: map[string]map[uint32]int64{}} }
+
+func (m *memCounts) LearnCounts(_ context.Context, name string, _ int, items []Learning) ([]Learnt, error) {
+	if m.buckets[name] == nil {
+		m.buckets[name] = map[uint32]int64{}
+	}
+	for _, it := range items {
+		for _, b := range it.Buckets {
+			m.buckets[name][b]++
+		}
+	}
+	return make([]Learnt, len(items)), nil
+}
+
+func (m *memCounts) AddCounts(context.Context, string, int, int64, int64, []BucketCount) error { return nil }
+
+func (m *memCounts) ModelCounts(context.Context, string, int64, func(BucketCount)) (ModelState, error) {
+	return ModelState{}, nil
+}
+
+func (m *memCounts) same(a, b string) bool {
+	if len(m.buckets[a]) == 0 || len(m.buckets[a]) != len(m.buckets[b]) {
+		return false
+	}
+	for k, n := range m.buckets[a] {
+		if m.buckets[b][k] != n {
+			return false
+		}
+	}
+	return true
+}
