@@ -94,6 +94,9 @@ type WebConfig struct {
 	MaxConnectionsPerPeer int `yaml:"max_connections_per_peer"`
 	// Timezone the dashboard shows times in (IANA name); "": the system's.
 	Timezone string `yaml:"timezone"`
+	// Postsuper is the command prefix that releases (-H) or deletes (-d)
+	// a held message, split at spaces, run without a shell; "": none.
+	Postsuper string `yaml:"postsuper"`
 }
 
 // StoreConfig is the database.

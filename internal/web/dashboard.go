@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"html/template"
@@ -38,6 +39,13 @@ type Dashboard struct {
 	// TrustedProxies are reverse proxies whose X-Forwarded-For names
 	// the client that login throttling counts.
 	TrustedProxies []netip.Prefix
+	// Postsuper is the command that releases (-H ID) or deletes (-d ID)
+	// a held message (web.postsuper, split); nil: the page gives the
+	// command to run by hand.
+	Postsuper []string
+	// Feedback, when set, hears of each "spam" / "not spam" click (class
+	// "spam", "ham", "" to forget), for reputation.
+	Feedback func(ctx context.Context, v *store.Verdict, class string) error
 
 	pages map[string]*template.Template
 }
@@ -67,8 +75,8 @@ func (d *Dashboard) Handler() (http.Handler, error) {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	d.pages = map[string]*template.Template{}
-	for _, p := range []string{"login", "overview", "verdicts", "verdict", "dmarc", "domain", "dns", "config", "error"} {
-		t, err := template.New(p).Funcs(funcs).ParseFS(files, "templates/base.html", "templates/"+p+".html")
+	for _, p := range []string{"login", "overview", "verdicts", "verdict", "dmarc", "domain", "dns", "config", "error", "acted", "deliveries", "lists"} {
+		t, err := template.New(p).Funcs(funcs).Funcs(actionFuncs).ParseFS(files, "templates/base.html", "templates/actions.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, err
 		}
@@ -91,6 +99,14 @@ func (d *Dashboard) Handler() (http.Handler, error) {
 	mux.HandleFunc("GET /dns", d.authed(d.dns))
 	mux.HandleFunc("POST /dns/flush", d.authed(d.dnsFlush))
 	mux.HandleFunc("GET /config", d.authed(d.config))
+	mux.HandleFunc("POST /verdicts/{id}/list", d.authed(d.verdictList))
+	mux.HandleFunc("POST /verdicts/{id}/learn", d.authed(d.verdictLearn))
+	mux.HandleFunc("POST /verdicts/{id}/queue", d.authed(d.verdictQueue))
+	mux.HandleFunc("GET /deliveries", d.authed(d.deliveries))
+	mux.HandleFunc("POST /deliveries/{id}/resend", d.authed(d.resend))
+	mux.HandleFunc("GET /lists", d.authed(d.lists))
+	mux.HandleFunc("POST /lists", d.authed(d.listAdd))
+	mux.HandleFunc("POST /lists/{id}/remove", d.authed(d.listRemove))
 	return securityHeaders(limitBody(mux)), nil
 }
 

@@ -27,7 +27,7 @@ type testSite struct {
 	now   time.Time
 }
 
-func newSite(t *testing.T) *testSite {
+func newSite(t *testing.T, opts ...func(*Dashboard)) *testSite {
 	t.Helper()
 	st, err := store.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
 	if err != nil {
@@ -46,6 +46,9 @@ func newSite(t *testing.T) *testSite {
 		t.Fatal(err)
 	}
 	d := &Dashboard{Store: st, Cache: cache, Auth: auth, Config: []byte("hostname: mx.rcpt.test\n"), Now: func() time.Time { return site.now }}
+	for _, o := range opts {
+		o(d)
+	}
 	h, err := d.Handler()
 	if err != nil {
 		t.Fatal(err)
