@@ -15,10 +15,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"mailwall/internal/dnsbl"
+	"mailwall/internal/greylist"
 )
 
 // File is a lab file.
@@ -35,7 +37,28 @@ type File struct {
 	// does (the thresholds, action and reply from the config's dnsbl
 	// section).
 	Blocklists []Blocklist `yaml:"blocklists"`
+	// Greylist, when set, makes the MX greylist at RCPT as serve does
+	// (internal/greylist, its state in memory) with a lab-short delay;
+	// lab run sends a deferred message again once the delay is over.
+	Greylist *Greylist `yaml:"greylist"`
 }
+
+// Greylist is the lab MX's greylisting.
+type Greylist struct {
+	// Mode is rgrey (default: clients with no forward-confirmed PTR,
+	// or a name S25R finds dynamic, as 1-2-3-4.pool.example.test) or
+	// all.
+	Mode string `yaml:"mode"`
+	// Delay before a retry passes: default DefaultGreylistDelay, at
+	// most MaxGreylistDelay (lab run waits it out).
+	Delay time.Duration `yaml:"delay"`
+}
+
+// The lab's greylisting delay: short, since lab run waits for it.
+const (
+	DefaultGreylistDelay = 2 * time.Second
+	MaxGreylistDelay     = time.Minute
+)
 
 // Blocklist is a DNSxL zone of the lab (RFC 5782).
 type Blocklist struct {
@@ -203,6 +226,21 @@ func (f *File) validate() error {
 	}
 	if err := f.validateBlocklists(); err != nil {
 		return err
+	}
+	if g := f.Greylist; g != nil {
+		switch g.Mode {
+		case "":
+			g.Mode = greylist.ModeRgrey
+		case greylist.ModeRgrey, greylist.ModeAll:
+		default:
+			return fmt.Errorf("greylist: mode %q is not %s or %s", g.Mode, greylist.ModeRgrey, greylist.ModeAll)
+		}
+		if g.Delay == 0 {
+			g.Delay = DefaultGreylistDelay
+		}
+		if g.Delay < time.Second || g.Delay > MaxGreylistDelay {
+			return fmt.Errorf("greylist: delay %s is not between 1s and %s", g.Delay, MaxGreylistDelay)
+		}
 	}
 	for _, c := range f.Messages {
 		if !hosts[c.Host] {

@@ -16,11 +16,11 @@ import (
 
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/greylist"
 	"mailwall/internal/labdns"
 	"mailwall/internal/policyd"
 	"mailwall/internal/receiver"
 	"mailwall/internal/sendtest"
-	"mailwall/internal/spf"
 	"mailwall/internal/verdict"
 )
 
@@ -71,9 +71,10 @@ func Start(f *File, opts Options) (*Lab, error) {
 		l.Close()
 		return nil, fmt.Errorf("lab: pipeline: %w", err)
 	}
-	var checkRcpt func(verdict.Envelope, string) *receiver.Refusal
-	if len(f.Blocklists) > 0 {
-		checkRcpt = blocklistCheck(f, opts, l.Resolver)
+	checkRcpt, err := rcptCheck(f, opts, l.Resolver)
+	if err != nil {
+		l.Close()
+		return nil, err
 	}
 	l.MX, err = receiver.Listen(receiver.Config{
 		Addr:      net.JoinHostPort(f.MX.IP, strconv.Itoa(f.MX.Port)),
@@ -97,36 +98,61 @@ func Start(f *File, opts Options) (*Lab, error) {
 	return l, nil
 }
 
-// blocklistCheck asks the lab's lists about a client at RCPT with the
-// policy server's decision (SPF is left to the MX's pipeline).
-func blocklistCheck(f *File, opts Options, res dnsx.Resolver) func(verdict.Envelope, string) *receiver.Refusal {
-	bl := opts.Blocklists
-	bl.Sites = f.Sites()
-	srv := policyd.New(&spf.Checker{Resolver: res}, policyd.Options{HeloReject: policyd.RejectNoCheck, MailFromReject: policyd.RejectNoCheck,
-		Blocklists: &bl}, 1, opts.Logger)
-	return func(env verdict.Envelope, rcpt string) *receiver.Refusal {
-		resp := srv.Decide(policyd.Request{"request": "smtpd_access_policy", "protocol_state": "RCPT", "client_address": env.ClientIP.String(),
-			"helo_name": env.Helo, "sender": env.MailFrom, "recipient": rcpt, "queue_id": env.QueueID})
-		return refusal(resp)
+// rcptCheck is what the MX does at RCPT, as serve does: the lab's lists
+// asked about the client with the policy server's decision, then
+// greylisting (SPF is left to the MX's pipeline). nil when the lab has
+// neither.
+func rcptCheck(f *File, opts Options, res dnsx.Resolver) (func(verdict.Envelope, string) *receiver.Refusal, error) {
+	var bl *policyd.RcptBlocklists
+	if len(f.Blocklists) > 0 {
+		b := opts.Blocklists
+		b.Sites = f.Sites()
+		bl = policyd.NewRcptBlocklists(&b, res, opts.Logger)
 	}
+	var grey *greylist.Greylister
+	if g := f.Greylist; g != nil {
+		var err error
+		// The client's name is verified through lab DNS, as
+		// greylist.client_name: dns does (no Postfix to say it).
+		grey, err = greylist.New(greylist.Config{Mode: g.Mode, Delay: g.Delay, VerifyNames: true, Resolver: res}, greylist.NewMemStore())
+		if err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+	}
+	if bl == nil && grey == nil {
+		return nil, nil
+	}
+	return func(env verdict.Envelope, rcpt string) *receiver.Refusal {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var v policyd.RcptBlocklistVerdict
+		if bl != nil {
+			v = bl.Check(ctx, env.ClientIP, env.QueueID)
+		}
+		if v.Reply != "" {
+			return refusal(v.Reply)
+		}
+		if grey == nil || v.Allowlisted {
+			return nil
+		}
+		d := grey.Check(ctx, greylist.Request{IP: env.ClientIP, Sender: env.MailFrom, Recipient: rcpt, Listed: v.GreyReason})
+		policyd.LogGreylist(opts.Logger, env.QueueID, env.ClientIP.String(), "", env.MailFrom, rcpt, d)
+		if d.Outcome != greylist.Deferred {
+			return nil
+		}
+		return refusal("450 " + d.Text)
+	}, nil
 }
 
-// refusal turns a policy answer into the reply Postfix would give:
-// "554 5.7.1 text" as it is, a deferral as 450 (Postfix's
-// access_map_defer_code), anything else accepted.
-func refusal(resp policyd.Response) *receiver.Refusal {
+// refusal turns a reply ("554 5.7.1 text", "450 4.7.1 text") into the
+// MX's refusal; a reply without a code of its own is a 450 4.7.1.
+func refusal(reply string) *receiver.Refusal {
 	r := &receiver.Refusal{Code: 450, Enhanced: [3]int{4, 7, 1}}
-	text := resp.Text
-	switch resp.Action {
-	case policyd.Reject:
-		r.Code, r.Enhanced = 554, [3]int{5, 7, 1}
-		code, rest, _ := strings.Cut(text, " ")
-		if n, err := strconv.Atoi(code); err == nil && n >= 400 && n < 600 {
-			r.Code, text = n, rest
-		}
-	case policyd.Defer:
-	default:
-		return nil
+	text := reply
+	code, rest, _ := strings.Cut(text, " ")
+	if n, err := strconv.Atoi(code); err == nil && n >= 400 && n < 600 {
+		r.Code, text = n, rest
+		r.Enhanced = [3]int{n / 100, 0, 0}
 	}
 	if enh, rest, ok := strings.Cut(text, " "); ok {
 		var e [3]int
@@ -182,7 +208,10 @@ type Row struct {
 	Score    int      `json:"score"`
 	Rules    []string `json:"rules,omitempty"` // phishing rules that fired
 	Reply    string   `json:"reply"`           // the SMTP reply to the message
-	Reasons  []string `json:"reasons,omitempty"`
+	// Retry marks the second attempt of a message the MX greylisted,
+	// sent once the delay was over.
+	Retry   bool     `json:"retry,omitempty"`
+	Reasons []string `json:"reasons,omitempty"`
 }
 
 // Run sends every case from its host, signed when the host signs for the
@@ -194,6 +223,24 @@ func (l *Lab) Run(ctx context.Context) ([]Row, error) {
 		if err != nil {
 			return rows, err
 		}
+		rows = append(rows, row)
+		if g := l.File.Greylist; g == nil || !strings.HasPrefix(row.Reply, "450 ") {
+			continue
+		}
+		// Greylisted (or deferred): retry as a real server would, once
+		// the delay is over.
+		t := time.NewTimer(l.File.Greylist.Delay + 200*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return rows, ctx.Err()
+		case <-t.C:
+		}
+		row, err = l.send(ctx, c)
+		if err != nil {
+			return rows, err
+		}
+		row.Retry = true
 		rows = append(rows, row)
 	}
 	return rows, nil
@@ -219,6 +266,9 @@ func (l *Lab) send(ctx context.Context, c Case) (Row, error) {
 		return Row{}, fmt.Errorf("lab: %s: %w", c.Host, err)
 	}
 	row := Row{Host: c.Host, IP: h.IP, MailFrom: c.From, Action: "refused", Reply: fmt.Sprintf("%d %s", res.Code, firstLine(res.Reply))}
+	if res.Code >= 400 && res.Code < 500 {
+		row.Action = "deferred" // greylisted, or a blocklist's defer: a real server retries
+	}
 	l.mu.Lock()
 	last := l.last
 	l.mu.Unlock()
@@ -249,7 +299,11 @@ func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tIP\tFROM\tSPF\tDKIM\tDMARC\tSCORE\tACTION\tREPLY")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Host, r.IP, r.MailFrom, dash(r.SPF), dash(r.DKIM), dash(r.DMARC), r.Score, r.Action, r.Reply)
+		host := r.Host
+		if r.Retry {
+			host += " (retry)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", host, r.IP, r.MailFrom, dash(r.SPF), dash(r.DKIM), dash(r.DMARC), r.Score, r.Action, r.Reply)
 	}
 	return tw.Flush()
 }
