@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +25,10 @@ const maxLearned = 200_000
 // modelChunk bounds the rows of one multi-row statement: a message has
 // at most classify.MaxFeatures buckets.
 const modelChunk = 512
+
+// keyChunk bounds the message keys of one statement (two parameters
+// each, well under SQLite's and PostgreSQL's limits).
+const keyChunk = 500
 
 // bumpModelSQL creates the model's row or raises its version, and locks
 // it for the transaction: on PostgreSQL concurrent learners of one model
@@ -48,11 +51,24 @@ func column(class string) (string, error) {
 }
 
 // LearnCounts implements classify.CountStore: one transaction for the
-// batch, the counts of its messages summed per bucket first (common
-// words are written once a batch, not once a message), one statement
-// per 512 buckets.
+// batch, whatever the batch's size, in a handful of statements: the
+// batch's keys looked up at once, the counts of its messages summed per
+// bucket first (common words are written once a batch, not once a
+// message), the buckets written 512 to a statement, the keys learnt
+// written at once.
 func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []classify.Learning) ([]classify.Learnt, error) {
 	out := make([]classify.Learnt, len(items))
+	var keys []string
+	for _, it := range items {
+		if c := strings.TrimPrefix(it.Class, "!"); c != "" {
+			if _, err := column(c); err != nil {
+				return nil, err
+			}
+		}
+		if it.Key != "" {
+			keys = append(keys, it.Key)
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: model %s: %w", name, err)
@@ -62,88 +78,65 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 	if err != nil {
 		return nil, err
 	}
-	// net change per bucket of each column; messages per column.
-	delta := map[string]map[uint32]int64{"junk": {}, "ham": {}}
-	msgs := map[string]int64{}
-	inBatch := map[string]string{} // keys met in this batch, their class now
-	changedAny := false
-	now := time.Now().UnixNano()
+	// class of each key now: as the store has it, then as the batch
+	// leaves it.
+	classOf, err := learnedClasses(ctx, tx, name, keys)
+	if err != nil {
+		return nil, err
+	}
+	delta := map[uint32]bucketDelta{}
+	var msgs bucketDelta // messages per class
+	var written []string // keys whose class changed, in order
+	wrote := map[string]bool{}
 	for i, it := range items {
 		only, forget := strings.CutPrefix(it.Class, "!")
 		class := it.Class
 		if forget {
 			class = ""
 		}
-		if class != "" {
-			if _, err := column(class); err != nil {
-				return nil, err
-			}
-		}
-		prev, seen := inBatch[it.Key]
-		if it.Key != "" && !seen {
-			switch err := tx.QueryRowContext(ctx, `SELECT learned_as FROM model_learned WHERE name = $1 AND msg_key = $2`, name, it.Key).Scan(&prev); {
-			case errors.Is(err, sql.ErrNoRows):
-			case err != nil:
-				return nil, fmt.Errorf("store: model %s: %w", name, err)
-			}
+		prev := ""
+		if it.Key != "" {
+			prev = classOf[it.Key]
 		}
 		out[i].Prev = prev
 		if prev == class || (class == "" && it.Key == "") || (forget && prev != only) {
 			continue // learnt so already, or nothing known to forget
 		}
-		out[i].Changed, changedAny = true, true
-		for c, sign := range map[string]int64{prev: -1, class: 1} {
-			if c == "" {
+		out[i].Changed = true
+		for _, c := range [2]struct {
+			class string
+			sign  int64
+		}{{prev, -1}, {class, 1}} {
+			col := classIndex(c.class)
+			if col < 0 {
 				continue
 			}
-			msgs[c] += sign
+			msgs[col] += c.sign
 			for _, b := range it.Buckets {
-				delta[c][b] += sign
+				d := delta[b]
+				d[col] += c.sign
+				delta[b] = d
 			}
 		}
 		if it.Key != "" {
-			inBatch[it.Key] = class
-			q, args := `DELETE FROM model_learned WHERE name = $1 AND msg_key = $2`, []any{name, it.Key}
-			if class != "" {
-				q, args = `INSERT INTO model_learned (name, msg_key, learned_as, learned_at) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (name, msg_key) DO UPDATE SET learned_as = excluded.learned_as, learned_at = excluded.learned_at`,
-					[]any{name, it.Key, class, now}
-			}
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return nil, fmt.Errorf("store: model %s: %w", name, err)
+			classOf[it.Key] = class
+			if !wrote[it.Key] {
+				wrote[it.Key] = true
+				written = append(written, it.Key)
 			}
 		}
 	}
-	if !changedAny {
+	if !slices.ContainsFunc(out, func(l classify.Learnt) bool { return l.Changed }) {
 		return out, nil
 	}
-	var rows []classify.BucketCount
-	for _, b := range slices.Sorted(maps.Keys(delta["junk"])) {
-		if d := delta["junk"][b]; d > 0 {
-			rows = append(rows, classify.BucketCount{Bucket: b, Junk: d, Ham: max(delta["ham"][b], 0)})
-		}
-	}
-	for _, b := range slices.Sorted(maps.Keys(delta["ham"])) {
-		if d := delta["ham"][b]; d > 0 && delta["junk"][b] <= 0 {
-			rows = append(rows, classify.BucketCount{Bucket: b, Ham: d})
-		}
-	}
-	if err := addCounts(ctx, tx, name, ver, rows); err != nil {
+	if err := writeLearned(ctx, tx, name, written, classOf, time.Now().UnixNano()); err != nil {
 		return nil, err
 	}
-	for _, c := range []string{"junk", "ham"} {
-		sub := map[uint32]int64{}
-		for b, d := range delta[c] {
-			if d < 0 {
-				sub[b] = -d
-			}
-		}
-		if err := subCounts(ctx, tx, name, ver, c, sub); err != nil {
-			return nil, err
-		}
+	if err := writeDeltas(ctx, tx, name, ver, delta); err != nil {
+		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE model_meta SET junk = CASE WHEN junk + $2 < 0 THEN 0 ELSE junk + $2 END,
-		ham = CASE WHEN ham + $3 < 0 THEN 0 ELSE ham + $3 END WHERE name = $1`, name, msgs["junk"], msgs["ham"]); err != nil {
+		ham = CASE WHEN ham + $3 < 0 THEN 0 ELSE ham + $3 END WHERE name = $1`, name, msgs[0], msgs[1]); err != nil {
 		return nil, fmt.Errorf("store: model %s: %w", name, err)
 	}
 	// The bound on remembered messages is kept every 256th change: the
@@ -158,6 +151,163 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 		return nil, fmt.Errorf("store: model %s: %w", name, err)
 	}
 	return out, nil
+}
+
+// bucketDelta is a change of a bucket's counts: junk, ham.
+type bucketDelta [2]int64
+
+// classIndex is a class's place in a bucketDelta, -1 for none.
+func classIndex(class string) int {
+	switch class {
+	case "junk":
+		return 0
+	case "ham":
+		return 1
+	}
+	return -1
+}
+
+// learnedClasses reads the classes keys were learnt as, 500 keys a
+// statement.
+func learnedClasses(ctx context.Context, tx *sql.Tx, name string, keys []string) (map[string]string, error) {
+	got := make(map[string]string, len(keys))
+	var q strings.Builder
+	args := []any{name}
+	for len(keys) > 0 {
+		n := min(len(keys), keyChunk)
+		q.Reset()
+		q.WriteString(`SELECT msg_key, learned_as FROM model_learned WHERE name = $1 AND msg_key IN (`)
+		args = args[:1]
+		for i, k := range keys[:n] {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			args = append(args, k)
+			fmt.Fprintf(&q, "$%d", len(args))
+		}
+		q.WriteByte(')')
+		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: model %s: %w", name, err)
+		}
+		for rows.Next() {
+			var k, c string
+			if err := rows.Scan(&k, &c); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: model %s: %w", name, err)
+			}
+			got[k] = c
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("store: model %s: %w", name, err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: model %s: %w", name, err)
+		}
+		keys = keys[n:]
+	}
+	return got, nil
+}
+
+// writeLearned records the class each of keys ends the batch with
+// (forgetting those that end with none), a statement per 500 keys and
+// kind.
+func writeLearned(ctx context.Context, tx *sql.Tx, name string, keys []string, classOf map[string]string, now int64) error {
+	var learnt, forgot []string
+	for _, k := range keys {
+		if classOf[k] == "" {
+			forgot = append(forgot, k)
+		} else {
+			learnt = append(learnt, k)
+		}
+	}
+	var q strings.Builder
+	for len(learnt) > 0 {
+		n := min(len(learnt), keyChunk)
+		q.Reset()
+		q.WriteString(`INSERT INTO model_learned (name, msg_key, learned_as, learned_at) VALUES `)
+		args := []any{name, now}
+		for i, k := range learnt[:n] {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			args = append(args, k, classOf[k])
+			fmt.Fprintf(&q, "($1,$%d,$%d,$2)", len(args)-1, len(args))
+		}
+		q.WriteString(` ON CONFLICT (name, msg_key) DO UPDATE SET learned_as = excluded.learned_as, learned_at = excluded.learned_at`)
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("store: model %s: %w", name, err)
+		}
+		learnt = learnt[n:]
+	}
+	for len(forgot) > 0 {
+		n := min(len(forgot), keyChunk)
+		q.Reset()
+		q.WriteString(`DELETE FROM model_learned WHERE name = $1 AND msg_key IN (`)
+		args := []any{name}
+		for i, k := range forgot[:n] {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			args = append(args, k)
+			fmt.Fprintf(&q, "$%d", len(args))
+		}
+		q.WriteByte(')')
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("store: model %s: %w", name, err)
+		}
+		forgot = forgot[n:]
+	}
+	return nil
+}
+
+// writeDeltas applies a batch's net change per bucket, no count going
+// below 0. Buckets that only gain are added in one upsert per 512; those
+// that lose in a column are changed by one UPDATE ... FROM (VALUES ...)
+// per 512, and those of them missing from the table then inserted with
+// what they gain (the model's row lock keeps another learner from
+// inserting in between).
+func writeDeltas(ctx context.Context, tx *sql.Tx, name string, ver int64, delta map[uint32]bucketDelta) error {
+	var gain []classify.BucketCount
+	var mixed []uint32
+	for _, b := range slices.Sorted(maps.Keys(delta)) {
+		switch d := delta[b]; {
+		case d == bucketDelta{}:
+		case d[0] >= 0 && d[1] >= 0:
+			gain = append(gain, classify.BucketCount{Bucket: b, Junk: d[0], Ham: d[1]})
+		default:
+			mixed = append(mixed, b)
+		}
+	}
+	if err := addCounts(ctx, tx, name, ver, gain); err != nil {
+		return err
+	}
+	var q strings.Builder
+	var missing []classify.BucketCount
+	for len(mixed) > 0 {
+		n := min(len(mixed), modelChunk)
+		q.Reset()
+		q.WriteString(`UPDATE model_buckets SET
+			junk = CASE WHEN model_buckets.junk + d.column2 < 0 THEN 0 ELSE model_buckets.junk + d.column2 END,
+			ham = CASE WHEN model_buckets.ham + d.column3 < 0 THEN 0 ELSE model_buckets.ham + d.column3 END,
+			version = $2 FROM (VALUES `)
+		for i, b := range mixed[:n] {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			d := delta[b]
+			fmt.Fprintf(&q, "(%d,%d,%d)", b, d[0], d[1])
+			if d[0] > 0 || d[1] > 0 {
+				missing = append(missing, classify.BucketCount{Bucket: b, Junk: max(d[0], 0), Ham: max(d[1], 0)})
+			}
+		}
+		q.WriteString(`) AS d WHERE model_buckets.name = $1 AND model_buckets.bucket = d.column1`)
+		if _, err := tx.ExecContext(ctx, q.String(), name, ver); err != nil {
+			return fmt.Errorf("store: model %s: %w", name, err)
+		}
+		mixed = mixed[n:]
+	}
+	return insertCounts(ctx, tx, name, ver, missing, ` ON CONFLICT (name, bucket) DO NOTHING`)
 }
 
 // AddCounts implements classify.CountStore.
@@ -229,10 +379,17 @@ func bumpModel(ctx context.Context, tx *sql.Tx, name string, bits int) (int64, e
 	return ver, nil
 }
 
-// addCounts adds rows' counts to their buckets. The numbers are written
-// into the statement (they are integers formatted here), so that 512
-// buckets take one statement and two parameters.
+// addCounts adds rows' counts to their buckets.
 func addCounts(ctx context.Context, tx *sql.Tx, name string, ver int64, rows []classify.BucketCount) error {
+	return insertCounts(ctx, tx, name, ver, rows, ` ON CONFLICT (name, bucket) DO UPDATE SET junk = model_buckets.junk + excluded.junk,
+			ham = model_buckets.ham + excluded.ham, version = excluded.version`)
+}
+
+// insertCounts inserts rows, onConflict saying what becomes of a bucket
+// already there. The numbers are written into the statement (they are
+// integers formatted here), so that 512 buckets take one statement and
+// two parameters.
+func insertCounts(ctx context.Context, tx *sql.Tx, name string, ver int64, rows []classify.BucketCount, onConflict string) error {
 	var q strings.Builder
 	for len(rows) > 0 {
 		n := min(len(rows), modelChunk)
@@ -244,46 +401,11 @@ func addCounts(ctx context.Context, tx *sql.Tx, name string, ver int64, rows []c
 			}
 			fmt.Fprintf(&q, "($1,%d,%d,%d,$2)", r.Bucket, max(r.Junk, 0), max(r.Ham, 0))
 		}
-		q.WriteString(` ON CONFLICT (name, bucket) DO UPDATE SET junk = model_buckets.junk + excluded.junk,
-			ham = model_buckets.ham + excluded.ham, version = excluded.version`)
+		q.WriteString(onConflict)
 		if _, err := tx.ExecContext(ctx, q.String(), name, ver); err != nil {
 			return fmt.Errorf("store: model %s: %w", name, err)
 		}
 		rows = rows[n:]
-	}
-	return nil
-}
-
-// subCounts takes counts back from class's column, never below 0, one
-// statement per distinct count (nearly always one: 1).
-func subCounts(ctx context.Context, tx *sql.Tx, name string, ver int64, class string, counts map[uint32]int64) error {
-	col, err := column(class)
-	if err != nil {
-		return err
-	}
-	byN := map[int64][]uint32{}
-	for b, n := range counts {
-		byN[n] = append(byN[n], b)
-	}
-	var q strings.Builder
-	for n, list := range byN {
-		slices.Sort(list)
-		for len(list) > 0 {
-			k := min(len(list), modelChunk)
-			q.Reset()
-			fmt.Fprintf(&q, `UPDATE model_buckets SET %s = CASE WHEN %s > %d THEN %s - %d ELSE 0 END, version = $2 WHERE name = $1 AND bucket IN (`, col, col, n, col, n)
-			for i, b := range list[:k] {
-				if i > 0 {
-					q.WriteByte(',')
-				}
-				q.WriteString(strconv.FormatUint(uint64(b), 10))
-			}
-			q.WriteByte(')')
-			if _, err := tx.ExecContext(ctx, q.String(), name, ver); err != nil {
-				return fmt.Errorf("store: model %s: %w", name, err)
-			}
-			list = list[k:]
-		}
 	}
 	return nil
 }
