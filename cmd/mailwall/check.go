@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -17,7 +18,9 @@ import (
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/lists"
 	"mailwall/internal/phish"
+	"mailwall/internal/store"
 	"mailwall/internal/verdict"
 )
 
@@ -133,6 +136,37 @@ func newPhish(pc config.PhishConfig) (*phish.Checker, error) {
 	return p, nil
 }
 
+// checkLists reads the site's allow and block lists from the store serve
+// uses, so that check-message gives serve's verdict. An SQLite store
+// that does not exist has no lists and is not made; a store that does
+// not open (another host's PostgreSQL, a file only mailwall may read) is
+// said on stderr and the message is checked without lists.
+func checkLists(ctx context.Context, cfg *config.Config, stderr io.Writer) (*lists.Cache, func()) {
+	none := func() {}
+	if cfg.Store.DSN == "" {
+		return nil, none
+	}
+	if cfg.Store.Driver == "sqlite" {
+		if _, err := os.Stat(cfg.Store.DSN); err != nil {
+			return nil, none
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailwall: check-message: the allow and block lists are not applied: %v\n", err)
+		return nil, none
+	}
+	c := lists.NewCache(st, slog.New(slog.DiscardHandler))
+	if err := c.Refresh(ctx); err != nil {
+		st.Close()
+		fmt.Fprintf(stderr, "mailwall: check-message: the allow and block lists are not applied: %v\n", err)
+		return nil, none
+	}
+	return c, func() { st.Close() }
+}
+
 func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("check-message", stderr)
 	ipFlag := fs.String("ip", "", "client IP address")
@@ -143,6 +177,7 @@ func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout
 	dnsFlag := fs.String("dns", "", "DNS server(s) HOST:PORT, comma separated")
 	cfgPath := fs.String("config", "", "config file")
 	asJSON := fs.Bool("json", false, "print JSON")
+	noLists := fs.Bool("no-lists", false, "do not read the allow and block lists from the store")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -164,6 +199,11 @@ func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout
 		return err
 	}
 	defer closeStore()
+	if !*noLists {
+		c, closeLists := checkLists(ctx, cfg, stderr)
+		defer closeLists()
+		pipe.Lists = c
+	}
 	env := verdict.Envelope{ClientIP: ip, Helo: *helo, MailFrom: strings.Trim(*sender, "<>"), AuthUser: *auth}
 	if *rcpt != "" {
 		env.Rcpts = []string{strings.Trim(*rcpt, "<>")}
