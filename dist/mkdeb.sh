@@ -42,6 +42,10 @@ install -m 0644 README.md docs/*.md "$pkg/usr/share/doc/mailwall/"
 install -D -m 0644 -t "$pkg/usr/share/mailwall/monitoring" dist/monitoring/mailwall-dashboard.json dist/monitoring/mailwall-alerts.yml
 install -m 0755 dist/debian/postinst dist/debian/prerm dist/debian/postrm "$pkg/DEBIAN/"
 echo /etc/mailwall/mailwall.yaml >"$pkg/DEBIAN/conffiles"
+# The dashboard's release and delete of held mail (postsuper -H/-d, one
+# queue ID) for user mailwall; sudo wants it 0440 and root's.
+install -D -m 0440 dist/sudoers "$pkg/etc/sudoers.d/mailwall"
+echo /etc/sudoers.d/mailwall >>"$pkg/DEBIAN/conffiles"
 size="$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)"
 cat >"$pkg/DEBIAN/control" <<CONTROL
 Package: mailwall
@@ -51,6 +55,7 @@ Maintainer: mailwall developers <mailwall@example.test>
 Installed-Size: $size
 Depends: passwd, procps
 Recommends: postfix
+Suggests: sudo
 Section: mail
 Priority: optional
 Description: one mail filter for Postfix: SPF, DKIM, DMARC, ARC and phishing checks
