@@ -9,6 +9,7 @@ import (
 	"mailwall/internal/config"
 	"mailwall/internal/dnsbl"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/reputation"
 )
 
 // newAnalyzers builds the content analyzers checks.analyzers lists, in
@@ -48,7 +49,13 @@ func newAnalyzers(ctx context.Context, cfg *config.Config, res dnsx.Resolver) ([
 			}
 			c.Threshold = cl.Threshold
 			out = append(out, &classify.Analyzer{C: c, Threshold: cl.Threshold, Weight: cl.Weight,
-				StrongThreshold: cl.StrongThreshold, StrongWeight: cl.StrongWeight})
+				StrongThreshold: cl.StrongThreshold, StrongWeight: cl.StrongWeight,
+				StarterWeight: cl.StarterWeight})
+		case "reputation":
+			if cc.Reputation.Enabled {
+				// Its history, the store's, is given by setReputation.
+				out = append(out, &reputation.Analyzer{Rules: reputationRules(cfg)})
+			}
 		case dnsbl.AnalyzerName:
 			a, err := newDNSBLAnalyzer(cfg, res)
 			if err != nil {

@@ -98,17 +98,17 @@ func TestCheckMessageClassifier(t *testing.T) {
 	}
 }
 
-// TestClassifierModelErrors: a classifier enabled without a model, or
-// with a missing one, stops check-message (and serve, and a reload) with
-// the key and the path.
+// TestClassifierModelErrors: a classifier of a kind the starter model is
+// not, without a model, or with a missing model, stops check-message (and
+// serve, and a reload) with the key and the path.
 func TestClassifierModelErrors(t *testing.T) {
 	_, modelPath := classifierModel(t)
 	dir := t.TempDir()
 	for _, tc := range []struct{ cfg, want string }{
-		{"checks:\n  classifier:\n    enabled: true\n", "checks.classifier.model: a model file is required"},
+		{"checks:\n  classifier:\n    enabled: true\n    kind: ftrl\n", "checks.classifier.model: the starter model is a bayes model; kind ftrl needs a model file"},
 		{"checks:\n  classifier:\n    enabled: true\n    model: " + filepath.Join(dir, "none.model") + "\n", "checks.classifier.model: classify: model file " + filepath.Join(dir, "none.model") + " does not exist"},
 		{"checks:\n  classifier:\n    enabled: true\n    kind: ftrl\n    model: " + modelPath + "\n", "holds a bayes model, not ftrl"},
-		{"checks:\n  analyzers: [phish]\n  classifier:\n    enabled: true\n    model: " + modelPath + "\n", "checks.classifier is enabled but not listed in checks.analyzers"},
+		{"checks:\n  analyzers: [classifier]\n  classifier:\n    enabled: true\n    model: " + modelPath + "\n", "checks.phish is enabled but not listed in checks.analyzers"},
 	} {
 		path := filepath.Join(dir, "mailwall.yaml")
 		if err := os.WriteFile(path, []byte(tc.cfg), 0o600); err != nil {

@@ -46,6 +46,8 @@ Usage:
         run the receive pipeline offline and print the headers it would add
   mailwall learn spam|ham [--rcpt ADDR] < message | learn --maildir DIR --as spam|ham | learn --import FILE | unlearn spam|ham < message
         teach the store's classifier model (checks.classifier.source: store); a running serve reads it at its next refresh
+  mailwall reputation show [IDENTITY] [--kind K] [-n N]
+        the ham and spam history of authenticated identities (checks.reputation), or of one
   mailwall train --labels FILE [--split S] [--classes phish,spam,ham] -o OUT DIR
         learn a classifier model from labelled messages (make model writes the starter model so)
   mailwall eval --labels FILE [--split S] [--model FILE | --train-labels FILE [--train-split S]] DIR
@@ -128,6 +130,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdCheckMessage(ctx, args[1:], stdin, stdout, stderr)
 	case "learn", "unlearn":
 		err = cmdLearn(ctx, args[1:], args[0] == "unlearn", stdin, stdout, stderr)
+	case "reputation":
+		err = cmdReputation(ctx, args[1:], stdout, stderr)
 	case "train":
 		err = cmdTrain(ctx, args[1:], stdout, stderr)
 	case "eval":

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +25,10 @@ type Analyzer struct {
 	C                          *Classifier
 	Threshold, StrongThreshold float64
 	Weight, StrongWeight       int
+	// StarterWeight caps the hit while C is the starter model
+	// (LoadFile ""): it fires from StrongThreshold and weighs at most
+	// this.
+	StarterWeight int
 	// Shared, when set, is the model in the store that classifies in
 	// C's place; a message that finds its copy older than Shared.Every
 	// starts a refresh in the background (never waiting for it).
@@ -59,6 +65,14 @@ func (a *Analyzer) Analyze(_ context.Context, m *analysis.Message) analysis.Resu
 	rep := &Report{Result: r, Explanation: r.String(), kept: kept}
 	w := 0
 	switch {
+	case c.starter:
+		// The starter model learnt 2002 mail, not this site's: until
+		// the site has a model of its own, it speaks only when sure,
+		// and too softly to tag a message alone.
+		if r.Probability >= max(a.Threshold, a.StrongThreshold) {
+			w = min(a.Weight, a.StarterWeight)
+			rep.Explanation += " (the starter model: weight capped at " + strconv.Itoa(w) + ")"
+		}
 	case a.StrongThreshold > 0 && r.Probability >= a.StrongThreshold:
 		w = a.StrongWeight
 	case r.Probability >= a.Threshold:
@@ -117,14 +131,50 @@ func Extras(m *analysis.Message) []string {
 	return out
 }
 
-// LoadFile reads the model file at path (NAME.model, as "make model" and
-// bench/classify -save write it) and, when there is one, NAME-kinds.model
-// beside it, which tells phishing from spam. kind is the kind of model
-// the file must hold ("bayes", "ftrl").
+// ModelName names the model LoadFile(path) reads, for messages.
+func ModelName(path string) string {
+	if path == "" {
+		return "the starter model (built in: the SpamAssassin messages of the corpus's train split)"
+	}
+	return path
+}
+
+// LoadFile reads the model file at path: NAME.model, as bench/classify
+// -save and mailwall train write it, with NAME-kinds.model beside it
+// when there is one (it tells phishing from spam); or a file in the
+// compact encoding (mailwall train -o FILE); or, for "", the starter
+// model built into the binary (Starter). kind is the kind of model the
+// file must hold ("bayes", "ftrl").
 func LoadFile(ctx context.Context, path, kind string) (*Classifier, error) {
+	if path == "" {
+		if kind != "bayes" {
+			return nil, fmt.Errorf("classify: the starter model is a bayes model, not %s", kind)
+		}
+		m, err := Starter()
+		if err != nil {
+			return nil, err
+		}
+		c := NewClassifier(m, nil)
+		c.starter = true
+		return c, nil
+	}
 	name, ok := strings.CutSuffix(filepath.Base(path), ".model")
 	if !ok || name == "" {
-		return nil, fmt.Errorf("classify: model file %s: the name must end in .model", path)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("classify: model file %w", err)
+		}
+		if !IsCompact(b) {
+			return nil, fmt.Errorf("classify: model file %s: not in the compact encoding, and the name of one in the other must end in .model", path)
+		}
+		if kind != "bayes" {
+			return nil, fmt.Errorf("classify: model file %s holds a bayes model, not %s", path, kind)
+		}
+		m, err := DecodeCompact(b)
+		if err != nil {
+			return nil, fmt.Errorf("classify: model file %s: %w", path, err)
+		}
+		return NewClassifier(m, nil), nil
 	}
 	st := DirStore{Dir: filepath.Dir(path)}
 	m, err := LoadModel(ctx, st, name)

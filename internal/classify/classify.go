@@ -129,7 +129,13 @@ type Classifier struct {
 	model Model     // junk (phish or spam) against ham
 	kinds Model     // phish against spam, learnt from junk only; may be nil
 	pool  sync.Pool // *Extractor
+	// starter: the model is the shipped starter model (LoadFile ""),
+	// whose hit the Analyzer caps.
+	starter bool
 }
+
+// Starter reports whether c classifies with the shipped starter model.
+func (c *Classifier) Starter() bool { return c.starter }
 
 // NewClassifier returns a Classifier around m, junk against ham, and
 // kinds, phishing against spam (nil: junk is not told apart).

@@ -143,10 +143,20 @@ type Pipeline struct {
 	Tag, Quarantine, Reject int
 	// Read returns a message's bytes; nil: ReadMessage.
 	Read func(Labelled) ([]byte, error)
+	// Envelope, when set, fills in each message's envelope (Rcpts,
+	// ClientIP) before it is read.
+	Envelope func(*Labelled)
+	// Drop are kinds of features (EraKinds, for one) (the part of a name before ':', as
+	// "mime-cte") that Examples leaves out: a model learnt without them
+	// gives them no weight.
+	Drop []string
 }
 
 // message is l as the analyzers see it, with the rules' hits.
 func (p *Pipeline) message(ctx context.Context, l Labelled) (*analysis.Message, error) {
+	if p.Envelope != nil {
+		p.Envelope(&l)
+	}
 	read := p.Read
 	if read == nil {
 		read = ReadMessage
@@ -177,7 +187,17 @@ func (p *Pipeline) Examples(ctx context.Context, ls []Labelled) ([]Example, erro
 			return nil, err
 		}
 		v := x.Extract(messageOf(am))
-		out = append(out, Example{V: &Vector{Hashes: slices.Clone(v.Hashes)}, Class: l.Class})
+		keep := &Vector{Hashes: make([]uint64, 0, len(v.Hashes))}
+		for i, h := range v.Hashes {
+			if len(p.Drop) > 0 {
+				kind, _, _ := strings.Cut(v.Name(i), ":")
+				if slices.Contains(p.Drop, kind) {
+					continue
+				}
+			}
+			keep.Hashes = append(keep.Hashes, h)
+		}
+		out = append(out, Example{V: keep, Class: l.Class})
 	}
 	return out, nil
 }
@@ -214,6 +234,14 @@ func TrainModel(kind string, examples []Example) (m, kinds Model, err error) {
 	}
 	return m, kinds, nil
 }
+
+// EraKinds are the kinds of features that date a message more than
+// they tell junk from ham: MIME structure, transfer encodings and
+// charsets, header field order, the mailer. In 2002 ham was 7-bit plain
+// text and spam HTML; today's ham is base64 and quoted-printable HTML
+// from the same mailers as spam. The starter model, learnt from 2002
+// mail, is learnt without them (mailwall train --era-neutral).
+var EraKinds = []string{"header-order", "header-pair", "mailer", "mime", "mime-tree", "mime-part", "mime-cte", "mime-charset", "subject-charset"}
 
 // Actions are what a score leads to, in the order reported.
 var Actions = [4]string{"accept", "tag", "quarantine", "reject"}
@@ -390,7 +418,11 @@ func PrintReport(w io.Writer, js []Judged, p *Pipeline) {
 	}
 	for _, j := range js {
 		if j.Class == "ham" && j.Flagged() {
-			fmt.Fprintf(w, "ham %s: %s, score %d: %s\n", j.ID, j.Action, j.Score, strings.Join(analysis.Rules(j.Hits), " "))
+			fmt.Fprintf(w, "ham %s: %s, score %d: %s", j.ID, j.Action, j.Score, strings.Join(analysis.Rules(j.Hits), " "))
+			if j.P >= 0 {
+				fmt.Fprintf(w, " (classifier %.4f)", j.P)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }

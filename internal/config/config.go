@@ -154,6 +154,9 @@ type ChecksConfig struct {
 	Phish            PhishConfig     `yaml:"phish"`
 	// Classifier is the learning classifier, an analyzer like Phish.
 	Classifier ClassifierConfig `yaml:"classifier"`
+	// Reputation is the history of authenticated identities, an
+	// analyzer like Phish (internal/reputation).
+	Reputation ReputationConfig `yaml:"reputation"`
 	// Analyzers are the content analyzers to run, in order; each runs
 	// when its section is enabled.
 	Analyzers []string    `yaml:"analyzers"`
@@ -171,12 +174,16 @@ type ClassifierConfig struct {
 	Weight          int     `yaml:"weight"`
 	StrongThreshold float64 `yaml:"strong_threshold"`
 	StrongWeight    int     `yaml:"strong_weight"`
+	StarterWeight   int     `yaml:"starter_weight"`
 	// Source is where the model is read: "file" (Model) or "store"
 	// (the store's model, which mailwall learn and the Maildir watcher
 	// teach, re-read every Refresh).
 	Source  string                `yaml:"source"`
 	Refresh Duration              `yaml:"refresh"`
 	Learn   ClassifierLearnConfig `yaml:"learn"`
+	// Autolearn teaches the store's model without asking
+	// (internal/reputation).
+	Autolearn AutolearnConfig `yaml:"autolearn"`
 }
 
 // ClassifierLearnConfig is learning from users' Maildir folders: a
@@ -468,6 +475,7 @@ func (c *Config) Validate() error {
 	check(oneOf(g.Via, "policy", "milter"), "greylist.via: %q is not policy or milter", g.Via)
 	check(g.Via != "milter" || g.Tarpit <= Duration(20*time.Second), "greylist.tarpit: %s is over 20s, with via milter (Postfix's milter_command_timeout is 30s)", g.Tarpit.D())
 	c.validateDNSBL(check)
+	c.validateReputation(check)
 	check(c.Web.MaxConnections > 0 && c.Web.MaxConnectionsPerPeer > 0, "web.max_connections and web.max_connections_per_peer must be at least 1")
 	for _, p := range c.Web.TrustedProxies {
 		_, errP := netip.ParsePrefix(p)
@@ -508,7 +516,7 @@ func (c *Config) Validate() error {
 	}
 	cl := c.Checks.Classifier
 	check(oneOf(cl.Source, "file", "store"), "checks.classifier.source: %q is not file or store", cl.Source)
-	check(!cl.Enabled || cl.Source == "store" || cl.Model != "", "checks.classifier.model: a model file is required when the classifier is enabled (make model writes internal/classify/starter/bayes.model)")
+	check(!cl.Enabled || cl.Source == "store" || cl.Model != "" || cl.Kind == "bayes", "checks.classifier.model: the starter model is a bayes model; kind %s needs a model file", cl.Kind)
 	check(!cl.Enabled || cl.Source != "store" || c.Store.DSN != "", "checks.classifier.source: store needs a store (store.dsn)")
 	check(cl.Source != "store" || cl.Kind == "bayes", "checks.classifier.source: the store keeps bayes models only, not %s", cl.Kind)
 	check(cl.Refresh.D() >= time.Second, "checks.classifier.refresh: %s is under 1s", cl.Refresh.D())
@@ -519,13 +527,15 @@ func (c *Config) Validate() error {
 	check(oneOf(cl.Kind, "bayes", "ftrl"), "checks.classifier.kind: %q is not bayes or ftrl", cl.Kind)
 	check(cl.Threshold > 0 && cl.Threshold < 1 && cl.Threshold <= cl.StrongThreshold && cl.StrongThreshold < 1,
 		"checks.classifier: want 0 < threshold (%g) <= strong_threshold (%g) < 1", cl.Threshold, cl.StrongThreshold)
-	check(cl.Weight >= 0 && cl.StrongWeight >= 0, "checks.classifier: weights must not be negative")
+	check(cl.Weight >= 0 && cl.StrongWeight >= 0 && cl.StarterWeight >= 0, "checks.classifier: weights must not be negative")
 	listed := map[string]bool{}
 	for _, a := range c.Checks.Analyzers {
-		check(oneOf(a, "phish", "classifier", "dnsbl") && !listed[a], "checks.analyzers: %q is not phish, classifier or dnsbl, or is listed twice", a)
+		check(oneOf(a, "phish", "classifier", "dnsbl", "reputation") && !listed[a], "checks.analyzers: %q is not phish, classifier, dnsbl or reputation, or is listed twice", a)
 		listed[a] = true
 	}
-	for name, on := range map[string]bool{"phish": c.Checks.Phish.Enabled, "classifier": cl.Enabled} {
+	// The classifier is on by default (the starter model): a list of
+	// analyzers without it, as configs before it wrote, runs without it.
+	for name, on := range map[string]bool{"phish": c.Checks.Phish.Enabled} {
 		check(!on || listed[name], "checks.%s is enabled but not listed in checks.analyzers", name)
 	}
 	check(oneOf(c.Store.Driver, "sqlite", "postgres"), "store.driver: %q is not sqlite or postgres", c.Store.Driver)

@@ -20,6 +20,8 @@ import (
 
 	"mailwall/internal/analysis"
 	"mailwall/internal/arc"
+	"mailwall/internal/classify"
+	"mailwall/internal/config"
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
@@ -105,6 +107,15 @@ func (w *world) pipeline(t *testing.T, now time.Time) *verdict.Checker {
 		t.Fatal(err)
 	}
 	c.Analyzers = []analysis.Analyzer{p}
+	if cc := config.Default().Checks.Classifier; cc.Enabled {
+		// The classifier as the defaults have it: the starter model.
+		m, err := classify.LoadFile(context.Background(), cc.Model, cc.Kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Analyzers = append(c.Analyzers, &classify.Analyzer{C: m, Threshold: cc.Threshold, Weight: cc.Weight,
+			StrongThreshold: cc.StrongThreshold, StrongWeight: cc.StrongWeight, StarterWeight: cc.StarterWeight})
+	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
 	if err != nil {
