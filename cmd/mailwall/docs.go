@@ -92,6 +92,15 @@ With --apply, it runs "postfix check" first and changes nothing if that fails; b
 The same message (known by a hash of its Message-ID and body, never its text) is not counted twice as the same class; learnt as the other class, the first learning is taken back. --maildir learns every message of DIR's new/ and cur/. unlearn takes back a message learnt so, and only that. --import adds a model file's counts (make model's internal/classify/starter/bayes.model) to the store's model, to start from. --rcpt names the recipient, whose address then reads as "(recipient)" rather than as words.`,
 		},
 		{
+			name:     "reputation",
+			summary:  "show the ham and spam history of authenticated identities",
+			synopsis: []string{"mailwall reputation show [IDENTITY] [--kind from_domain|dkim|spf|net] [-n N] [--config FILE]"},
+			flagsOf:  [][]string{{"reputation"}},
+			description: `Prints what the store's reputation history (checks.reputation) holds: without IDENTITY the N identities with the most evidence, with it every kind's row for that domain or network (a kind= prefix, as the verdict explanations write it, is allowed). The counts are messages, decayed to now with the configured half-life; feedback counts feedback_weight each.
+
+Identities are only those authentication vouched for: the From domain of mail that passed DMARC (from_domain), verified DKIM d= (dkim), the SPF-pass MAIL FROM domain (spf) and the client's /24 or /56 (net).`,
+		},
+		{
 			name:    "spf",
 			summary: "check SPF for a client, or lint a domain's SPF record",
 			synopsis: []string{

@@ -113,6 +113,11 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 		if err != nil {
 			return err
 		}
+		if out.Changed { // a person's judgement: reputation hears it too
+			if err := feedbackReputation(ctx, cfg, st, raw, class); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintln(stdout, describeLearn(out, class))
 		return nil
 	}
@@ -216,6 +221,8 @@ type junkWatcher struct {
 	log     *slog.Logger
 	inJunk  []map[string]bool // per Maildir, the names seen in Junk
 	pending []lnPending       // the pass's messages queued in learner
+	// feedback tells reputation of a message learnt (nil: nothing).
+	feedback func(ctx context.Context, path, class string)
 }
 
 // lnPending is a message queued: its file, class and Maildir.
@@ -240,6 +247,7 @@ func startJunkWatcher(ctx context.Context, cfg *config.Config, st *store.Store, 
 		return func() {}
 	}
 	w := newJunkWatcher(st, lc, log)
+	w.feedback = junkFeedback(cfg, st, log)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -376,6 +384,9 @@ func (w *junkWatcher) flush(ctx context.Context) (int, error) {
 		if o.Changed {
 			n++
 			w.log.Info("classifier: learnt from a Maildir", "path", pending[i].path, "as", pending[i].class, "was", o.Prev)
+			if w.feedback != nil {
+				w.feedback(ctx, pending[i].path, pending[i].class)
+			}
 		}
 	}
 	return n, nil

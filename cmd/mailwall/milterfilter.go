@@ -15,6 +15,7 @@ import (
 	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
 	"mailwall/internal/report"
+	"mailwall/internal/reputation"
 	"mailwall/internal/store"
 	"mailwall/internal/verdict"
 )
@@ -32,6 +33,7 @@ type milterFilter struct {
 	failure *report.FailureReporter // nil: no failure reports
 	noReply uint32                  // the stages Postfix need not wait at
 	limits  headerLimits
+	rep     *reputation.Reputation // nil: no reputation history
 	// rcpt greylists and applies the blocklists at RCPT when the
 	// milter does it in place of the policy server (nil: not here).
 	rcpt *milterRcptConn
@@ -271,6 +273,9 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 			v.HeaderFrom, v.MessageID, v.Subject = verdict.MessageFacts(fields)
 			v.Size = size
 			f.rec.Record(v)
+		}
+		if f.rep != nil {
+			observeReputation(f.rep, f.pipe.Analyzers, &r, env)
 		}
 		if f.failure != nil && r.Action != verdict.TempFail { // a tempfail comes back: reported then
 			f.reportFailure(&r, client, env, fields)

@@ -15,6 +15,7 @@ import (
 	"mailwall/internal/milter"
 	"mailwall/internal/phish"
 	"mailwall/internal/policyd"
+	"mailwall/internal/reputation"
 	"mailwall/internal/store"
 	"mailwall/internal/verdict"
 )
@@ -74,6 +75,8 @@ type reloader struct {
 	// observeGreylist counts its decisions.
 	store           *store.Store
 	observeGreylist func(greylist.Decision)
+	// rep is the reputation history the analyzer reads (nil: none).
+	rep *reputation.Reputation
 
 	running *config.Config
 }
@@ -102,6 +105,7 @@ func (r *reloader) reload() error {
 		}
 		rules.lists = r.milter.Load().lists
 		rules.pipe.Lists = rules.lists
+		setReputation(rules.pipe.Analyzers, r.rep)
 	}
 	// Everything is built: only now does anything change.
 	r.policy.Reload(checkerFor(cfg, r.res), opts)

@@ -24,6 +24,7 @@ import (
 	"mailwall/internal/phish"
 	"mailwall/internal/policyd"
 	"mailwall/internal/report"
+	"mailwall/internal/reputation"
 	"mailwall/internal/store"
 )
 
@@ -160,7 +161,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer stopFailure()
 		failure.Start(fctx)
 	}
-	msrv, rules, err := startMilter(cfg, resolver, milterDeps{store: st, rec: rec, metrics: met, inbox: inbox, failure: failure, lists: listCache, rcpt: mrcpt}, log, stdout, errc)
+	// The reputation history's writer stops after the milter, before
+	// the store closes.
+	rep, stopRep := startReputation(cfg, st, log)
+	defer stopRep()
+	msrv, rules, err := startMilter(cfg, resolver, milterDeps{rep: rep, store: st, rec: rec, metrics: met, inbox: inbox, failure: failure, lists: listCache, rcpt: mrcpt}, log, stdout, errc)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -195,7 +200,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	rl := &reloader{path: configPath(*cfgPath, defaultConfigFile), dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, log: log, running: cfg,
-		store: st, observeGreylist: opts.ObserveGreylist}
+		store: st, rep: rep, observeGreylist: opts.ObserveGreylist}
 	err = waitForStop(ctx, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.
 		st := resolver.Stats()
@@ -226,6 +231,8 @@ type milterDeps struct {
 	failure *report.FailureReporter
 	lists   *lists.Cache // nil: no allow and block lists
 	rcpt    *milterRcpt  // nil: nothing at RCPT (greylist.via, dnsbl.rcpt_via)
+	// rep is the reputation history (nil: none).
+	rep *reputation.Reputation
 }
 
 // startMilter listens for Postfix's milter connections, when configured.
@@ -243,6 +250,7 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 		return nil, nil, err
 	}
 	first.lists, first.pipe.Lists = deps.lists, deps.lists
+	setReputation(first.pipe.Analyzers, deps.rep)
 	rules := new(atomic.Pointer[milterRules])
 	rules.Store(first)
 	mode, err := strconv.ParseUint(cfg.Milter.UnixMode, 8, 32)
@@ -258,7 +266,7 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 		NewFilter: func() milter.Filter {
 			r := rules.Load()
 			return &milterFilter{pipe: r.pipe, log: log, timeout: r.timeout, node: r.node, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox,
-				failure: deps.failure, noReply: r.noReply, limits: limits, rcpt: deps.rcpt.conn()}
+				failure: deps.failure, noReply: r.noReply, limits: limits, rep: deps.rep, rcpt: deps.rcpt.conn()}
 		},
 		Actions:          milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
 		OnError:          &onError,

@@ -41,7 +41,9 @@ import (
 	"sync"
 	"time"
 
+	"mailwall/internal/authres"
 	"mailwall/internal/classify"
+	"mailwall/internal/dkim"
 )
 
 // Kind is a kind of identity.
@@ -698,4 +700,53 @@ func (r *Reputation) PendingLen() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.pending)
+}
+
+// FromAuthResults reads the identities from the first
+// Authentication-Results field of a delivered message that our
+// authserv-id wrote (the milter removes others' claiming it): what
+// mailwall learn and the Junk watcher give Feedback. None: no such
+// field.
+func FromAuthResults(fields []dkim.Field, authServID string) Identities {
+	for _, f := range fields {
+		if !strings.EqualFold(f.Name, "Authentication-Results") {
+			continue
+		}
+		v := strings.TrimSpace(f.Value())
+		if !authres.IsOurs(v, authServID) {
+			continue
+		}
+		h, err := authres.Parse(v)
+		if err != nil {
+			return Identities{}
+		}
+		var ids Identities
+		for _, r := range h.Results {
+			switch strings.ToLower(r.Method) {
+			case "dmarc":
+				if r.Value == "pass" {
+					ids.FromDomain = r.Prop("header", "from")
+				}
+			case "dkim":
+				if d := r.Prop("header", "d"); r.Value == "pass" && d != "" && len(ids.DKIM) < MaxDKIM {
+					ids.DKIM = append(ids.DKIM, d)
+				}
+			case "spf":
+				if r.Value != "pass" {
+					continue
+				}
+				if mf := r.Prop("smtp", "mailfrom"); mf != "" {
+					_, ids.SPF, _ = strings.Cut(mf, "@")
+				} else {
+					ids.SPF = r.Prop("smtp", "helo")
+				}
+			case "iprev":
+				if ip, err := netip.ParseAddr(r.Prop("policy", "iprev")); err == nil {
+					ids.Net = Network(ip)
+				}
+			}
+		}
+		return ids
+	}
+	return Identities{}
 }
