@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailwall/internal/analysis"
 	"mailwall/internal/classify"
 	"mailwall/internal/phish"
 )
@@ -75,9 +76,11 @@ func main() {
 		}
 	}
 
-	// Features once: each model sees the same vectors.
+	// Features once: each model sees the same vectors, read as the
+	// pipeline reads them (classify.Pipeline, which mailwall eval and
+	// the shared-corpus test use too).
 	x := classify.NewExtractor()
-	var checker *phish.Checker
+	p := &classify.Pipeline{}
 	var ruleScores []classify.Scored // phish's score of each message, train then test
 	if *rules {
 		// The corpus's authentication results say nothing today (its
@@ -88,7 +91,7 @@ func main() {
 				weights[rule] = 0
 			}
 		}
-		if checker, err = phish.New(phish.DefaultBrands(), weights); err != nil {
+		if p.Rules, err = phish.New(phish.DefaultBrands(), weights); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -97,19 +100,14 @@ func main() {
 		var msgs []*classify.Message
 		var spent time.Duration
 		for _, l := range ls {
-			m, err := l.Load()
+			m, hits, err := p.Message(context.Background(), l)
 			if err != nil {
 				log.Fatal(err)
 			}
-			if checker != nil {
-				r := checker.Check(context.Background(), phish.Input{Fields: m.Fields, Body: m.Body})
-				ruleScores = append(ruleScores, classify.Scored{Class: l.Class, P: float64(r.Score)})
-				for _, h := range r.Hits {
-					if h.Weight > 0 {
-						m.Extra = append(m.Extra, "rule="+h.Rule)
-					}
-				}
-				m.Content = &r.Content
+			if p.Rules != nil {
+				ruleScores = append(ruleScores, classify.Scored{Class: l.Class, P: float64(analysis.Score(hits))})
+			} else {
+				m.Content = nil // the classification timed decodes MIME itself
 			}
 			start := cpu()
 			v := x.Extract(m).Clone()
@@ -121,7 +119,7 @@ func main() {
 	}
 	trainEx, _, trainCPU := extract(train)
 	testEx, testMsgs, _ := extract(test)
-	if checker != nil {
+	if p.Rules != nil {
 		// The tag threshold of the default configuration.
 		test := ruleScores[len(trainEx):]
 		classify.Measure(test, 30).Print(os.Stdout, "internal/phish's rules alone, score 30 or more (authentication rules off)")

@@ -176,17 +176,27 @@ func (p *Pipeline) message(ctx context.Context, l Labelled) (*analysis.Message, 
 	return am, nil
 }
 
+// Message reads l and returns it as the classifier reads it in the
+// pipeline, with the rules' hits (their names among its features).
+func (p *Pipeline) Message(ctx context.Context, l Labelled) (*Message, []analysis.Hit, error) {
+	am, err := p.message(ctx, l)
+	if err != nil {
+		return nil, nil, err
+	}
+	return messageOf(am), am.Hits, nil
+}
+
 // Examples are the features of ls as the classifier sees them in the
 // pipeline (the rules' hits among them), for Train.
 func (p *Pipeline) Examples(ctx context.Context, ls []Labelled) ([]Example, error) {
 	x := NewExtractor()
 	out := make([]Example, 0, len(ls))
 	for _, l := range ls {
-		am, err := p.message(ctx, l)
+		msg, _, err := p.Message(ctx, l)
 		if err != nil {
 			return nil, err
 		}
-		v := x.Extract(messageOf(am))
+		v := x.Extract(msg)
 		keep := &Vector{Hashes: make([]uint64, 0, len(v.Hashes))}
 		for i, h := range v.Hashes {
 			if len(p.Drop) > 0 {
