@@ -79,12 +79,26 @@ type reloader struct {
 	rep *reputation.Reputation
 
 	running *config.Config
+	// live tells the dashboard the config in effect and the reloads
+	// (nil: no dashboard).
+	live *liveConfig
+	// restart: what the last reload left for a restart.
+	restart []string
 }
 
 // restartOnly are the config sections a reload does not apply.
 var restartOnly = []string{"log", "dns", "lab_dns", "admin", "store", "reports", "web"}
 
-func (r *reloader) reload() error {
+func (r *reloader) reload() (err error) {
+	defer func() {
+		switch {
+		case r.live == nil:
+		case err != nil:
+			r.live.failed(err)
+		default:
+			r.live.reloaded(r.running, r.restart)
+		}
+	}()
 	cfg, err := loadConfig(r.path, r.dnsFlag)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
@@ -113,7 +127,8 @@ func (r *reloader) reload() error {
 	if rules != nil {
 		r.milter.Store(rules)
 	}
-	if changed := changedSections(r.running, cfg); len(changed) > 0 {
+	r.restart = changedSections(r.running, cfg)
+	if changed := r.restart; len(changed) > 0 {
 		r.log.Warn("config reloaded; these changes need a restart", "sections", changed)
 	} else {
 		r.log.Info("config reloaded", "path", r.path)

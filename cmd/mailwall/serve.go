@@ -174,8 +174,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		met.WatchListener("milter", msrv.ListenerStats)
 		defer msrv.Shutdown()
 	}
+	// What the dashboard shows as the config in effect, reloads included.
+	live := newLiveConfig(cfg, configPath(*cfgPath, defaultConfigFile))
 	if cfg.Web.Listen != "" {
-		ws, err := startWeb(ctx, cfg, st, resolver, met, log, stdout)
+		ws, err := startWeb(ctx, cfg, live, st, resolver, met, log, stdout)
 		if err != nil {
 			// The dashboard is not needed for mail: say so and go on.
 			log.Error("web listener unavailable: no dashboard, /metrics or /healthz", "err", err)
@@ -200,7 +202,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	rl := &reloader{path: configPath(*cfgPath, defaultConfigFile), dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, log: log, running: cfg,
-		store: st, rep: rep, observeGreylist: opts.ObserveGreylist}
+		live: live, store: st, rep: rep, observeGreylist: opts.ObserveGreylist}
 	err = waitForStop(ctx, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.
 		st := resolver.Stats()

@@ -28,7 +28,8 @@ import (
 const passwordSetting = "web.password_hash"
 
 // startWeb serves the dashboard, /metrics and /healthz.
-func startWeb(ctx context.Context, cfg *config.Config, st *store.Store, cache *dnsx.Cache, met *metrics.Metrics, log *slog.Logger, stdout io.Writer) (*web.Server, error) {
+// live is the configuration in effect as reloads change it.
+func startWeb(ctx context.Context, cfg *config.Config, live *liveConfig, st *store.Store, cache *dnsx.Cache, met *metrics.Metrics, log *slog.Logger, stdout io.Writer) (*web.Server, error) {
 	ws := &web.Server{Metrics: met.Handler()}
 	if st != nil {
 		ws.Health = append(ws.Health, web.Health{Name: "store", Check: st.Ping})
@@ -64,7 +65,14 @@ func startWeb(ctx context.Context, cfg *config.Config, st *store.Store, cache *d
 	if err != nil {
 		return nil, err
 	}
-	dash := &web.Dashboard{Store: st, Cache: cache, Config: shown, Auth: auth, Log: log, TrustedProxies: proxies}
+	loc, err := cfg.Web.Location()
+	if err != nil {
+		return nil, fmt.Errorf("web.timezone: %w", err)
+	}
+	dash := &web.Dashboard{Store: st, Cache: cache, Config: shown, Auth: auth, Log: log, TrustedProxies: proxies, Location: loc}
+	if live != nil {
+		dash.Running = live.get
+	}
 	dash.Postsuper = strings.Fields(cfg.Web.Postsuper) // release and delete of held mail, no shell
 	if ws.Dashboard, err = dash.Handler(); err != nil {
 		return nil, err

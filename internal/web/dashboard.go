@@ -46,22 +46,18 @@ type Dashboard struct {
 	// Feedback, when set, hears of each "spam" / "not spam" click (class
 	// "spam", "ham", "" to forget), for reputation.
 	Feedback func(ctx context.Context, v *store.Verdict, class string) error
+	// Location is the time zone pages show and read times in
+	// (web.timezone); nil: the system's.
+	Location *time.Location
+	// Running, when set, is the configuration in effect now (after any
+	// reload) and the reloads so far; it takes Config's place.
+	Running func() Running
 
 	pages map[string]*template.Template
 }
 
 // actions are the verdicts' actions, in the order pages list them.
 var actions = []string{"accept", "tag", "quarantine", "reject", "tempfail"}
-
-// Ranges offered on the overview: how far back and the width of a bar.
-var ranges = []struct {
-	Name          string
-	Span, Buckets time.Duration
-}{
-	{"24h", 24 * time.Hour, time.Hour},
-	{"7d", 7 * 24 * time.Hour, 6 * time.Hour},
-	{"30d", 30 * 24 * time.Hour, 24 * time.Hour},
-}
 
 // Handler serves the dashboard.
 func (d *Dashboard) Handler() (http.Handler, error) {
@@ -294,73 +290,6 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, _ *page) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// overviewData is the front page.
-type overviewData struct {
-	Range   string
-	Ranges  []string
-	Since   time.Time
-	Until   time.Time
-	Actions []actionCount
-	Total   int64
-	Charts  []chart
-	Domains []store.Sender
-	IPs     []store.Sender
-}
-
-type actionCount struct {
-	Action string
-	Count  int64
-}
-
-func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, p *page) {
-	if d.noStore(w, r, p) {
-		return
-	}
-	rg := ranges[0]
-	for _, x := range ranges {
-		if x.Name == r.URL.Query().Get("range") {
-			rg = x
-		}
-	}
-	// Bars start on whole buckets (UTC), the last one ending after now.
-	until := d.Now().UTC().Truncate(rg.Buckets).Add(rg.Buckets)
-	since := until.Add(-rg.Span)
-	ctx := r.Context()
-	series, err := d.Store.StageRates(ctx, since, until, rg.Buckets)
-	if err != nil {
-		d.storeError(w, r, err)
-		return
-	}
-	counts, err := d.Store.ActionCounts(ctx, since)
-	if err != nil {
-		d.storeError(w, r, err)
-		return
-	}
-	od := overviewData{Range: rg.Name, Since: since, Until: until, Charts: charts(series, since, rg.Buckets)}
-	for _, x := range ranges {
-		od.Ranges = append(od.Ranges, x.Name)
-	}
-	for _, a := range actions {
-		od.Actions = append(od.Actions, actionCount{a, counts[a]})
-		od.Total += counts[a]
-		delete(counts, a)
-	}
-	for a, n := range counts { // "internal" and any added later
-		od.Actions = append(od.Actions, actionCount{a, n})
-		od.Total += n
-	}
-	if od.Domains, err = d.Store.TopSenders(ctx, "domain", since, 10); err != nil {
-		d.storeError(w, r, err)
-		return
-	}
-	if od.IPs, err = d.Store.TopSenders(ctx, "ip", since, 10); err != nil {
-		d.storeError(w, r, err)
-		return
-	}
-	p.Title, p.Nav, p.Content = "Overview", "overview", od
-	d.render(w, r, http.StatusOK, "overview", p)
-}
-
 type verdictsData struct {
 	Filter  url.Values
 	Actions []string
@@ -516,11 +445,6 @@ func (d *Dashboard) dnsFlush(w http.ResponseWriter, r *http.Request, _ *page) {
 	http.Redirect(w, r, "/dns?flushed="+url.QueryEscape(what), http.StatusSeeOther)
 }
 
-func (d *Dashboard) config(w http.ResponseWriter, r *http.Request, p *page) {
-	p.Title, p.Nav, p.Content = "Configuration", "config", string(d.Config)
-	d.render(w, r, http.StatusOK, "config", p)
-}
-
 var funcs = template.FuncMap{
 	"time": func(t time.Time) string {
 		if t.IsZero() {
@@ -533,6 +457,7 @@ var funcs = template.FuncMap{
 	"rrtype": func(t uint16) string { return dns.TypeToString[t] },
 	"rcode":  func(c int) string { return dns.RcodeToString[c] },
 	"left":   func(d time.Duration) string { return d.Round(time.Second).String() },
+	"mean":   func(sum, n int64) string { return strconv.FormatFloat(float64(sum)/float64(max(n, 1)), 'f', 0, 64) },
 	"pct": func(n, of int64) string {
 		if of == 0 {
 			return "–"
