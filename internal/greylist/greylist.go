@@ -156,10 +156,16 @@ type Decision struct {
 }
 
 // Greylister decides. It is safe for concurrent use.
+//
+// It remembers passed triplets and auto-allowed clients for as long as
+// the store would answer them without a write (passCache), so that their
+// mail costs no statement; a passed triplet's expiry (MaxAge) may then
+// run up to twice TouchEvery late.
 type Greylister struct {
-	cfg   Config
-	store Store
-	now   func() time.Time
+	cfg    Config
+	store  Store
+	now    func() time.Time
+	passed *passCache
 }
 
 // New checks cfg, fills in postgrey's defaults for zero durations and
@@ -203,7 +209,7 @@ func New(cfg Config, st Store) (*Greylister, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Greylister{cfg: cfg, store: st, now: cfg.Now}, nil
+	return &Greylister{cfg: cfg, store: st, now: cfg.Now, passed: newPassCache(passCacheSize)}, nil
 }
 
 // Check decides whether the request waits. A store failure gives Failed:
@@ -228,11 +234,23 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 	}
 	now := g.now()
 	client := ClientKey(ip)
+	// Counted per host address, as postgrey does (per /64 for IPv6,
+	// whose hosts change addresses inside it): a /24 of dynamic
+	// addresses is not allowed because one of them retried.
+	awl := autoAllowKey(ip)
+	awlKey := cacheKey{kind: 'c', a: awl}
+	if g.cfg.AutoAllow > 0 && g.passed.get(awlKey, now.Unix()) {
+		return Decision{Outcome: AutoAllowed, Reason: reason}
+	}
+	t := Triplet{Client: client, Sender: NormalizeSender(r.Sender), Recipient: strings.ToLower(r.Recipient)}
+	tKey := cacheKey{kind: 't', a: t.Client, b: t.Sender, c: t.Recipient}
+	if g.passed.get(tKey, now.Unix()) {
+		// The store would leave it as it is: no statement. (Were the
+		// client auto-allowed meanwhile by another host, its mail
+		// passes all the same.)
+		return Decision{Outcome: Passed, Reason: reason}
+	}
 	if g.cfg.AutoAllow > 0 {
-		// Counted per host address, as postgrey does (per /64 for IPv6,
-		// whose hosts change addresses inside it): a /24 of dynamic
-		// addresses is not allowed because one of them retried.
-		awl := autoAllowKey(ip)
 		n, last, err := g.store.ClientPasses(ctx, awl, now, g.cfg.MaxAge)
 		if err != nil {
 			return Decision{Outcome: Failed, Reason: reason, Err: err}
@@ -243,14 +261,18 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 				if err := g.store.CountClientPass(ctx, awl, now, g.cfg.MaxAge); err != nil {
 					return Decision{Outcome: AutoAllowed, Reason: reason, Err: err}
 				}
+				last = now
 			}
+			g.passed.put(awlKey, last.Add(countEvery).Unix())
 			return Decision{Outcome: AutoAllowed, Reason: reason}
 		}
 	}
-	t := Triplet{Client: client, Sender: NormalizeSender(r.Sender), Recipient: strings.ToLower(r.Recipient)}
 	seen, err := g.store.SeenTriplet(ctx, t, now, Timing{Delay: g.cfg.Delay, RetryWindow: g.cfg.RetryWindow, MaxAge: g.cfg.MaxAge})
 	if err != nil {
 		return Decision{Outcome: Failed, Reason: reason, Err: err}
+	}
+	if !seen.Passed.IsZero() {
+		g.passed.put(tKey, now.Add(TouchEvery).Unix())
 	}
 	if seen.Passed.IsZero() {
 		wait := g.cfg.Delay - now.Sub(seen.First)
