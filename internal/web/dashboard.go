@@ -8,7 +8,6 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -290,68 +289,6 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, _ *page) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-type verdictsData struct {
-	Filter  url.Values
-	Actions []string
-	List    []store.Verdict
-	Next    template.URL // query for the next page, "" at the end
-}
-
-func (d *Dashboard) verdicts(w http.ResponseWriter, r *http.Request, p *page) {
-	if d.noStore(w, r, p) {
-		return
-	}
-	q := r.URL.Query()
-	f := store.VerdictFilter{Action: q.Get("action"), Domain: strings.TrimSpace(q.Get("domain")), ClientIP: strings.TrimSpace(q.Get("ip")),
-		Search: strings.TrimSpace(q.Get("q")), Limit: 100}
-	if h := q.Get("hours"); h != "" {
-		n, err := strconv.Atoi(h)
-		if err != nil || n <= 0 {
-			p.Error = "hours: a whole number of hours, like 24"
-		} else {
-			f.Since = d.Now().Add(-time.Duration(n) * time.Hour)
-		}
-	}
-	if b := q.Get("before"); b != "" {
-		f.BeforeID, _ = strconv.ParseInt(b, 10, 64)
-	}
-	list, err := d.Store.Verdicts(r.Context(), f)
-	if err != nil {
-		d.storeError(w, r, err)
-		return
-	}
-	vd := verdictsData{Filter: q, Actions: actions, List: list}
-	if len(list) == f.Limit {
-		next := maps.Clone(q)
-		next.Set("before", strconv.FormatInt(list[len(list)-1].ID, 10))
-		vd.Next = template.URL(next.Encode())
-	}
-	p.Title, p.Nav, p.Content = "Verdicts", "verdicts", vd
-	d.render(w, r, http.StatusOK, "verdicts", p)
-}
-
-func (d *Dashboard) verdict(w http.ResponseWriter, r *http.Request, p *page) {
-	if d.noStore(w, r, p) {
-		return
-	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		d.fail(w, r, http.StatusNotFound, "no such verdict")
-		return
-	}
-	v, err := d.Store.Verdict(r.Context(), id)
-	if err != nil {
-		d.storeError(w, r, err)
-		return
-	}
-	if v == nil {
-		d.fail(w, r, http.StatusNotFound, "no such verdict (it may have passed its retention)")
-		return
-	}
-	p.Title, p.Nav, p.Content = "Verdict "+r.PathValue("id"), "verdicts", v
-	d.render(w, r, http.StatusOK, "verdict", p)
-}
-
 type dmarcData struct {
 	Domains []string
 	Sent    []store.ReportOut
@@ -473,4 +410,8 @@ var funcs = template.FuncMap{
 		}
 		return template.URL(v.Encode())
 	},
+	// The verdict pages' (verdicts.go).
+	"local":       localTime,
+	"decidedBy":   decidedBy,
+	"actionsPage": actionsPage,
 }
