@@ -57,7 +57,9 @@ type Report struct {
 	Result
 	// Zones is each configured zone's outcome: listed, not_listed, error
 	// (a timeout, SERVFAIL, the budget spent) or refused (a refusal
-	// code, REFUSED, an answer outside 127/8).
+	// code, REFUSED, an answer outside 127/8); listed_cached and
+	// not_listed_cached when the resolver's cache answered every
+	// question to the zone (no lookup was made).
 	Zones map[string]string `json:"zones"`
 }
 
@@ -381,6 +383,14 @@ func (a *Analyzer) outcomes(res *Result, asked [2]bool) map[string]string {
 			out[e.Zone] = "error"
 		} else {
 			out[e.Zone] = "refused"
+		}
+	}
+	// A zone the cache answered was asked already, by the policy server
+	// at RCPT or for an earlier message: counted apart, not as a second
+	// lookup (issue 25).
+	for z, o := range out {
+		if res.ZoneCached(z) && (o == "listed" || o == "not_listed") {
+			out[z] = o + "_cached"
 		}
 	}
 	return out

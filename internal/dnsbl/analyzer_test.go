@@ -2,18 +2,21 @@ package dnsbl
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/net/idna"
 
 	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/labtest"
 )
 
 // amsg is a message as the pipeline hands it to analyzers: the client,
@@ -221,4 +224,47 @@ func FuzzNormalizeDomainFastPath(f *testing.F) {
 			t.Fatalf("%q: fast path %q, idna %q %v", name, got, want, werr)
 		}
 	})
+}
+
+// TestAnalyzerCachedOutcomes: a zone the resolver's cache answered in
+// full (the client asked a moment ago, as the policy server does at
+// RCPT) is counted as listed_cached or not_listed_cached, not as a
+// second lookup; the check's Cached says how many questions the cache
+// answered, and the hits are those of the first check.
+func TestAnalyzerCachedOutcomes(t *testing.T) {
+	lab := labtest.Serve(t, labZones(t)...)
+	cache := dnsx.NewCache(&dnsx.Client{Servers: []string{lab.Addr()}, Timeout: time.Second, Attempts: 1}, dnsx.CacheOptions{})
+	a := &Analyzer{C: New(cache, Options{IPSites: mustSites(t, "zen.example.test*3 bl2.example.test"),
+		DomainSites: mustSites(t, "dbl.example.test*2")}), Points: 10}
+	ctx := context.Background()
+	// The policy server's check at RCPT: the client only, asked upstream.
+	if r := a.C.CheckIP(ctx, netip.MustParseAddr("192.0.2.1")); r.Cached != 0 || r.ZoneCached("zen.example.test") {
+		t.Fatalf("first check: %d cached, zen cached %v; want none", r.Cached, r.ZoneCached("zen.example.test"))
+	}
+	for _, tc := range []struct {
+		name   string
+		msg    amsg
+		zones  map[string]string
+		cached int
+	}{
+		{"client cached, domain new", amsg{client: "192.0.2.1", from: "evil.example"},
+			map[string]string{"zen.example.test": "listed_cached", "bl2.example.test": "listed_cached", "dbl.example.test": "listed"}, 2},
+		{"all cached", amsg{client: "192.0.2.1", from: "evil.example"},
+			map[string]string{"zen.example.test": "listed_cached", "bl2.example.test": "listed_cached", "dbl.example.test": "listed_cached"}, 3},
+		{"one name of a zone new", amsg{client: "192.0.2.1", from: "evil.example", replyTo: "x@clean.example"},
+			map[string]string{"zen.example.test": "listed_cached", "bl2.example.test": "listed_cached", "dbl.example.test": "listed"}, 3},
+		{"clean client, new then cached", amsg{client: "192.0.2.99"},
+			map[string]string{"zen.example.test": "not_listed", "bl2.example.test": "not_listed"}, 0},
+		{"clean client cached", amsg{client: "192.0.2.99"},
+			map[string]string{"zen.example.test": "not_listed_cached", "bl2.example.test": "not_listed_cached"}, 2},
+	} {
+		res := a.Analyze(ctx, tc.msg.message())
+		rep := res.Report.(*Report)
+		if !maps.Equal(rep.ZoneOutcomes(), tc.zones) || rep.Cached != tc.cached {
+			t.Errorf("%s: zones %v cached %d, want %v and %d", tc.name, rep.ZoneOutcomes(), rep.Cached, tc.zones, tc.cached)
+		}
+		if tc.msg.from != "" && (len(res.Hits) != 3 || rep.Score != 3+1+2) {
+			t.Errorf("%s: hits %v score %d, want zen, bl2 and dbl (6)", tc.name, res.Hits, rep.Score)
+		}
+	}
 }

@@ -201,7 +201,18 @@ type Result struct {
 	Queries int            `json:"queries"` // questions (subject × zone), asked or not
 	Dropped int            `json:"dropped,omitempty"`
 	Invalid []string       `json:"invalid,omitempty"` // hosts that were no domain
+	// Cached is how many of the questions the resolver's cache answered
+	// (a dnsx.Cache: asked a moment ago, by the policy server at RCPT or
+	// by an earlier message), without a query.
+	Cached int `json:"cached,omitempty"`
+
+	cachedZones map[string]bool
 }
+
+// ZoneCached reports whether the cache answered every question to zone
+// in this check: the lookup counters count such a check apart, so that
+// a client asked at RCPT and again at end of message is one lookup.
+func (r *Result) ZoneCached(zone string) bool { return r.cachedZones[zone] }
 
 // TempErrors reports whether some lookup failed temporarily.
 func (r *Result) TempErrors() bool {
@@ -215,7 +226,7 @@ func (r *Result) TempErrors() bool {
 
 // Stats are a Checker's counters since it was made.
 type Stats struct {
-	Queries    uint64 // A lookups made (cache hits included)
+	Queries    uint64 // A lookups made (cache hits included, read or asked)
 	Listed     uint64 // lookups with at least one usable answer
 	NotListed  uint64 // NXDOMAIN or no A records
 	Hits       uint64 // site hits (a lookup may feed several sites)
@@ -375,42 +386,37 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 		return res
 	}
 
-	// When every question starts at once (one wave of workers), the
-	// check's own deadline, the budget or the per-query timeout whichever
-	// comes first, bounds each query too: no context per query.
-	limit, perQuery := c.opts.Budget, true
-	if len(jobs) <= c.opts.Concurrency && c.opts.Timeout <= limit {
-		limit, perQuery = c.opts.Timeout, false
-	}
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
 	type outcome struct {
 		hits []Hit
 		err  *LookupError
 	}
 	out := make([]outcome, len(jobs))
-	var wg sync.WaitGroup
-	next := atomic.Int64{}
-	work := func() {
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= len(jobs) {
-				return
+	// Answers the cache holds are read first, in the caller: they need
+	// neither a deadline nor a worker, and a message whose names were all
+	// asked a moment ago (by the policy server at RCPT, by the message
+	// before) costs no goroutine and no timer.
+	todo := make([]int, 0, len(jobs))
+	fresh := map[string]bool{} // zones asked upstream (not only cached)
+	if p, ok := c.r.(peeker); ok {
+		for i, j := range jobs {
+			if ans, _, hit := p.Peek(j.qname, dns.TypeA); hit {
+				c.queries.Add(1)
+				res.Cached++
+				out[i].hits, out[i].err = c.read(ctx, j, ans)
+				continue
 			}
-			out[i].hits, out[i].err = c.ask(ctx, jobs[i], perQuery)
+			todo = append(todo, i)
+			fresh[j.zone.name] = true
+		}
+	} else {
+		for i, j := range jobs {
+			todo = append(todo, i)
+			fresh[j.zone.name] = true
 		}
 	}
-	// The caller is one of the workers: answers from the cache need no
-	// goroutine at all.
-	for range min(c.opts.Concurrency, len(jobs)) - 1 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work()
-		}()
+	if len(todo) > 0 {
+		c.askAll(ctx, jobs, todo, func(i int, hits []Hit, err *LookupError) { out[i].hits, out[i].err = hits, err })
 	}
-	work()
-	wg.Wait()
 	// Results in job order: deterministic for tests and for score lines.
 	for _, o := range out {
 		if o.err != nil {
@@ -422,23 +428,64 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 		}
 	}
 	res.Queries = len(jobs)
+	for _, j := range jobs {
+		if !fresh[j.zone.name] {
+			if res.cachedZones == nil {
+				res.cachedZones = map[string]bool{}
+			}
+			res.cachedZones[j.zone.name] = true
+		}
+	}
 	return res
+}
+
+// peeker is a resolver with a cache that can be read without asking
+// upstream (dnsx.Cache).
+type peeker interface {
+	Peek(name string, qtype uint16) (*dnsx.Answer, time.Duration, bool)
+}
+
+// askAll asks the jobs of todo upstream, in parallel within the budget,
+// handing each outcome to set.
+func (c *Checker) askAll(ctx context.Context, jobs []job, todo []int, set func(i int, hits []Hit, err *LookupError)) {
+	// When every question starts at once (one wave of workers), the
+	// check's own deadline, the budget or the per-query timeout whichever
+	// comes first, bounds each query too: no context per query.
+	limit, perQuery := c.opts.Budget, true
+	if len(todo) <= c.opts.Concurrency && c.opts.Timeout <= limit {
+		limit, perQuery = c.opts.Timeout, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	work := func() {
+		for {
+			k := int(next.Add(1) - 1)
+			if k >= len(todo) {
+				return
+			}
+			i := todo[k]
+			hits, err := c.ask(ctx, jobs[i], perQuery)
+			set(i, hits, err)
+		}
+	}
+	// The caller is one of the workers.
+	for range min(c.opts.Concurrency, len(todo)) - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
 }
 
 // ask makes one A query and reads it through the zone's sites.
 func (c *Checker) ask(ctx context.Context, j job, perQuery bool) ([]Hit, *LookupError) {
 	lerr := func(kind ErrorKind, answers []netip.Addr, err error) *LookupError {
-		e := &LookupError{Subject: j.subject, Zone: j.zone.name, Kind: kind, Answers: answers, Err: err}
-		switch kind {
-		case TempError:
-			c.temp.Add(1)
-		case Refused:
-			c.refused.Add(1)
-		case Bogus:
-			c.bogus.Add(1)
-		}
-		c.logError(e)
-		return e
+		return c.lookupError(j, kind, answers, err)
 	}
 	// The deadline is compared too: ctx.Err() is set by a timer that can
 	// fire a little after the deadline has passed.
@@ -471,6 +518,29 @@ func (c *Checker) ask(ctx context.Context, j job, perQuery bool) ([]Hit, *Lookup
 			err = fmt.Errorf("%w: %w", dnsx.ErrTimeout, err)
 		}
 		return nil, lerr(TempError, nil, err)
+	}
+	return c.read(ctx, j, ans)
+}
+
+// lookupError counts, logs and returns a failed question.
+func (c *Checker) lookupError(j job, kind ErrorKind, answers []netip.Addr, err error) *LookupError {
+	e := &LookupError{Subject: j.subject, Zone: j.zone.name, Kind: kind, Answers: answers, Err: err}
+	switch kind {
+	case TempError:
+		c.temp.Add(1)
+	case Refused:
+		c.refused.Add(1)
+	case Bogus:
+		c.bogus.Add(1)
+	}
+	c.logError(e)
+	return e
+}
+
+// read reads an answer to j through the zone's sites.
+func (c *Checker) read(ctx context.Context, j job, ans *dnsx.Answer) ([]Hit, *LookupError) {
+	lerr := func(kind ErrorKind, answers []netip.Addr, err error) *LookupError {
+		return c.lookupError(j, kind, answers, err)
 	}
 	var addrs []netip.Addr
 	for _, rr := range ans.Records {
