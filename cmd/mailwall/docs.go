@@ -89,7 +89,28 @@ With --apply, it runs "postfix check" first and changes nothing if that fails; b
 			flagsOf: [][]string{{"learn"}},
 			description: `Teaches the Bayes model kept in the config's store, the one serve classifies with when checks.classifier.source is store; each running serve reads the change at its next refresh (checks.classifier.refresh). Learning adds to the counts of the message's features in one transaction, so several hosts and this command learn into one model at once.
 
-The same message (known by a hash of its Message-ID and body, never its text) is not counted twice as the same class; learnt as the other class, the first learning is taken back. --maildir learns every message of DIR's new/ and cur/. unlearn takes back a message learnt so, and only that. --import adds a model file's counts (make model's internal/classify/starter/bayes.model) to the store's model, to start from. --rcpt names the recipient, whose address then reads as "(recipient)" rather than as words.`,
+The same message (known by a hash of its Message-ID and body, never its text) is not counted twice as the same class; learnt as the other class, the first learning is taken back. --maildir learns every message of DIR's new/ and cur/. unlearn takes back a message learnt so, and only that. --import adds a model file's counts (bench/classify -save's NAME.model) to the store's model, to start from. --rcpt names the recipient, whose address then reads as "(recipient)" rather than as words.`,
+		},
+		{
+			name:    "train",
+			summary: "learn a classifier model from labelled messages",
+			synopsis: []string{
+				"mailwall train --labels FILE [--split S] [--classes phish,spam,ham] [--era-neutral] [--config FILE] [--rcpt ADDR] -o OUT DIR",
+			},
+			flagsOf: [][]string{{"train"}},
+			description: `Learns a model (checks.classifier.kind) from the messages under DIR that the labels file names, read as serve reads them: the phishing rules of the config run first and their hits are features, with the authentication rules at 0 (archived mail's SPF, DKIM and DMARC say nothing today). The labels file is tab-separated: FILE and CLASS (phish, spam or ham) a row, or a header row naming the columns id, class, split and ip, as ../shared/corpus/labels.tsv and split.tsv have them. OUT named NAME.model is written as bench/classify writes models (with NAME-kinds.model, which tells phishing from spam, when both are learnt); any other name gets the compact encoding, which checks.classifier.model reads too. The same messages give the same file byte for byte.
+
+make model writes the starter model built into mailwall this way: the SpamAssassin messages of the corpus's train split, --era-neutral (without the features that date a message: MIME structure, transfer encodings, charsets, header order, the mailer).`,
+		},
+		{
+			name:    "eval",
+			summary: "measure the content analyzers on labelled messages",
+			synopsis: []string{
+				"mailwall eval --labels FILE [--split S] [--model FILE] [--no-classifier] [--config FILE] [--rcpt ADDR] DIR",
+				"mailwall eval --labels FILE [--split S] --train-labels FILE [--train-split S] [--train-classes C] DIR",
+			},
+			flagsOf:     [][]string{{"eval"}},
+			description: `Runs the config's content analyzers (the phishing rules, then the classifier with the rules' hits as features; authentication rules at 0) over labelled messages and prints the confusion matrix of class against action at the configured score thresholds; the classifier's probability alone at its threshold and where at most 1% and 0.1% of the ham is flagged, and the score likewise; the rules and features that decided most for each class; and every ham flagged with why. The classifier's model is --model, else checks.classifier.model, else the starter model; --train-labels learns one from other labelled messages first (for example the train split, judged on validate).`,
 		},
 		{
 			name:     "reputation",

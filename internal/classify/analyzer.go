@@ -162,7 +162,7 @@ func LoadFile(ctx context.Context, path, kind string) (*Classifier, error) {
 	if !ok || name == "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("classify: model file %w", err)
+			return nil, fmt.Errorf("classify: model file: %w", err)
 		}
 		if !IsCompact(b) {
 			return nil, fmt.Errorf("classify: model file %s: not in the compact encoding, and the name of one in the other must end in .model", path)

@@ -100,13 +100,19 @@ func TestAnalyzer(t *testing.T) {
 	}
 }
 
-// TestLoadFileErrors: a missing file, a name that does not end in
-// .model and a model of another kind are refused with the path.
+// TestLoadFileErrors: a missing file, a file neither named .model nor
+// in the compact encoding, and a model of another kind are refused with
+// the path.
 func TestLoadFileErrors(t *testing.T) {
 	path := handwritten(t)
+	junk := filepath.Join(filepath.Dir(path), "bayes.bin")
+	if err := os.WriteFile(junk, []byte("not a model"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ path, kind, want string }{
 		{filepath.Join(t.TempDir(), "none.model"), "bayes", "does not exist"},
-		{filepath.Join(filepath.Dir(path), "bayes.bin"), "bayes", "must end in .model"},
+		{filepath.Join(t.TempDir(), "none.mwc"), "bayes", "no such file"},
+		{junk, "bayes", "not in the compact encoding, and the name of one in the other must end in .model"},
 		{path, "ftrl", "holds a bayes model, not ftrl"},
 	} {
 		_, err := LoadFile(context.Background(), tc.path, tc.kind)

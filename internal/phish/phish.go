@@ -40,6 +40,7 @@ const (
 	DisplayNameAddress = "display_name_address"     // display name holds an address of another domain
 	FromMalformed      = "from_malformed"           // From (Reply-To, Sender) is not one well-formed mailbox
 	OwnDomain          = "own_domain_impersonation" // unauthenticated From claims the recipient's own domain
+	BrandDomainSpoof   = "brand_domain_spoof"       // From is a brand's own domain, unauthenticated, and no DMARC policy enforces it
 	FirstSeenDomain    = "first_seen_domain"        // From domain never seen before today
 	DMARCNoneBrand     = "dmarc_none_brand"         // p=none (or no DMARC) and a brand hit
 	PTRBareDomain      = "ptr_bare_domain"          // client PTR is a bare registered domain
@@ -60,7 +61,7 @@ func DefaultWeights() map[string]int {
 	return map[string]int{
 		BrandFromDomain: 45, BrandDisplayName: 30, BrandLocalPart: 30, MixedScript: 30, IDNFromDomain: 10,
 		URLUserinfo: 40, URLIPLiteral: 25, URLTextMismatch: 35, URLPunycode: 15, URLBrandLookalike: 35,
-		ReplyToOtherOrg: 15, DisplayNameAddress: 25, FromMalformed: 30, OwnDomain: 30, FirstSeenDomain: 10, DMARCNoneBrand: 20, PTRBareDomain: 10,
+		ReplyToOtherOrg: 15, DisplayNameAddress: 25, FromMalformed: 30, OwnDomain: 30, BrandDomainSpoof: 30, FirstSeenDomain: 10, DMARCNoneBrand: 20, PTRBareDomain: 10,
 		AuthDMARCFail: 20, AuthSPFFail: 10, AuthDKIMFail: 10, AuthNone: 15, AuthIPRevFail: 10, AuthS25R: 10, AuthARCFail: 5,
 	}
 }
@@ -266,6 +267,9 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 		}
 		s.fire(DMARCNoneBrand, "%s: %s asks for nothing to be done with failures, and the message imitates %s", from.Domain, policy, strings.Join(s.brandNames(), ", "))
 	}
+	if from.Domain != "" {
+		s.checkBrandSpoof(in, from)
+	}
 	s.checkAuth(in)
 	s.r.Brands = s.brandNames()
 	return s.r
@@ -422,6 +426,42 @@ func (s *scoring) checkOwnDomain(in Input, from Mailbox) {
 			return
 		}
 	}
+}
+
+// checkBrandSpoof fires brand_domain_spoof for a From in a brand's own
+// domain that nothing authenticates while the domain publishes no DMARC
+// policy that would have the receiver act (no record, or p=none): the
+// forgery only DMARC could catch (RFC 7489 §2, RFC 9989 §2), which such
+// a brand leaves to the receiver. It needs DMARC evaluated: without a
+// result (offline, or DNS down) it says nothing. It runs after
+// dmarc_none_brand, which it would otherwise double.
+func (s *scoring) checkBrandSpoof(in Input, from Mailbox) {
+	if in.DMARCOverridden || !(in.DMARC == "none" || in.DMARC == "fail" && in.DMARCPolicy == "none") {
+		return
+	}
+	org := registered(from.Domain)
+	if ownedBy(org, in.DKIMPass) || in.SPF == "pass" && in.SPFDomain != "" && registered(in.SPFDomain) == org {
+		return // the brand's own signature or servers
+	}
+	ix := s.c.brands
+	for i := range ix.brands {
+		if ix.owns(i, from.Domain) {
+			policy := "has no DMARC record"
+			if in.DMARCPolicy == "none" {
+				policy = "publishes DMARC p=none"
+			}
+			s.fire(BrandDomainSpoof, "From %s is %s's own domain, which %s, and neither DKIM nor SPF authenticates it (SPF %s)", from.Address(), s.brand(i), policy, orNone(in.SPF))
+			return
+		}
+	}
+}
+
+// orNone is s, or "none" when empty.
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // containsDomain reports whether text names domain as a whole name:

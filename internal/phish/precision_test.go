@@ -107,6 +107,39 @@ func TestPrecision(t *testing.T) {
 			want: []string{BrandDisplayName, DisplayNameAddress, DMARCNoneBrand, URLBrandLookalike, URLTextMismatch},
 		},
 		{
+			name: "a brand's own mail, signed by the brand",
+			raw:  "From: PayPal <service@paypal.com>\n\nYour receipt.\n",
+			in:   Input{DMARC: "none", DKIMPass: []string{"paypal.com"}, SPF: "none"},
+		},
+		{
+			name: "a brand's own mail from its own servers (SPF), no DKIM",
+			raw:  "From: PayPal <service@paypal.com>\n\nYour receipt.\n",
+			in:   Input{DMARC: "none", SPF: "pass", SPFDomain: "mail.paypal.com"},
+		},
+		{
+			name: "a brand's domain with DMARC not evaluated (offline) says nothing",
+			raw:  "From: PayPal <service@paypal.com>\n\nYour receipt.\n",
+			in:   none,
+		},
+		{
+			name: "a brand's domain failing an enforcing DMARC policy is DMARC's to judge",
+			raw:  "From: PayPal <service@paypal.com>\n\nYour receipt.\n",
+			in:   Input{DMARC: "fail", DMARCPolicy: "reject", SPF: "fail"},
+			want: []string{AuthDMARCFail, AuthSPFFail},
+		},
+		{
+			name: "phishing: a brand's own domain forged, no DMARC record",
+			raw:  "From: PayPal <service@paypal.com>\n\nVerify your account.\n",
+			in:   Input{DMARC: "none", SPF: "softfail", SPFDomain: "bulk.example"},
+			want: []string{AuthSPFFail, BrandDomainSpoof},
+		},
+		{
+			name: "phishing: a brand's subdomain forged, DMARC p=none",
+			raw:  "From: Amazon <no-reply@account.amazon.co.jp>\n\nVerify your account.\n",
+			in:   Input{DMARC: "fail", DMARCPolicy: "none", SPF: "none"},
+			want: []string{AuthDMARCFail, BrandDomainSpoof},
+		},
+		{
 			name: "phishing: a brand's site shown, the link goes to the sender's own domain",
 			raw: "From: Amazon <account@desctrl.example>\nContent-Type: text/html\n\n" +
 				`<a href="http://desctrl.example/signin">https://www.amazon.co.jp/gp/css/homepage.html</a>` + "\n",

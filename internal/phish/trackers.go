@@ -6,14 +6,21 @@ package phish
 // url_text_mismatch does not fire for them; the rest of the link checks
 // still look at the host. Each is a domain the service's own
 // documentation names for its tracked links or hosted pages. Read only.
+// Checked on 2026-12-06 against the providers' pages where they name the
+// host: SparkPost's tracking-domains API (spgo.io, eu.spgo.io by
+// default), Postmark's link-tracking guide (click.pstmrk.it), Mailgun's
+// tracking CNAME (to mailgun.org), Amazon SES's configurable redirect
+// domain (an "Amazon SES-operated domain", *.r.REGION.awstrack.me in
+// delivered mail), Mailchimp's click-tracking help (a redirect through
+// its servers, on *.list-manage.com).
 var clickTrackers = map[string]bool{
 	"list-manage.com":     true, // Mailchimp: *.us1.list-manage.com/track/click
 	"mcusercontent.com":   true, // Mailchimp: hosted files and images
 	"mailchi.mp":          true, // Mailchimp: campaign pages
 	"sendgrid.net":        true, // Twilio SendGrid: ct.sendgrid.net, u123.ct.sendgrid.net
-	"mailgun.org":         true, // Mailgun: email.mg.* CNAMEs point here
-	"sparkpostmail.com":   true, // SparkPost: spgo.io and *.sparkpostmail.com click tracking
-	"spgo.io":             true, // SparkPost: short tracking domain
+	"mailgun.org":         true, // Mailgun: a sender's tracking host (email.mg.*) is a CNAME to mailgun.org
+	"sparkpostmail.com":   true, // SparkPost: its sending and bounce domain
+	"spgo.io":             true, // SparkPost: the default tracking domain (eu.spgo.io for EU accounts)
 	"hubspotlinks.com":    true, // HubSpot: tracked links in marketing email
 	"hubspotemail.net":    true, // HubSpot: marketing email tracking
 	"hs-sites.com":        true, // HubSpot: hosted landing pages
@@ -29,11 +36,11 @@ var clickTrackers = map[string]bool{
 	"klaviyo.com":         true, // Klaviyo: trk.klaviyo.com, ctrk.klaviyo.com
 	"klclick.com":         true, // Klaviyo: click tracking domain
 	"mandrillapp.com":     true, // Mailchimp Transactional (Mandrill): mandrillapp.com/track/click
-	"awstrack.me":         true, // Amazon SES: click tracking (*.r.us-east-1.awstrack.me)
+	"awstrack.me":         true, // Amazon SES: click tracking (*.r.us-east-1.awstrack.me, one per region)
 	"mktomail.com":        true, // Adobe Marketo: tracked links
 	"sailthru.com":        true, // Sailthru
-	"postmarkapp.com":     true, // Postmark: click tracking (track.pstmrk.it since 2021)
-	"pstmrk.it":           true, // Postmark: click tracking
+	"postmarkapp.com":     true, // Postmark: its own site, linked from its mail
+	"pstmrk.it":           true, // Postmark: tracked links go through click.pstmrk.it
 	"brevo.com":           true, // Brevo (Sendinblue)
 	"sendibt3.com":        true, // Brevo (Sendinblue): tracked links
 	"sendinblue.com":      true, // Brevo, former name
