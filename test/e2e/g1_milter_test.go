@@ -151,3 +151,43 @@ func g1IPRevWeight(msg string) int {
 	}
 	return n
 }
+
+// TestG1MilterRcptTimeout: with the blocklists' thresholds in the
+// milter (dnsbl.rcpt_via: milter), a list that never answers costs the
+// RCPT at most its budget (300 ms), refuses no one (the message is
+// accepted) and is logged and counted as an error.
+func TestG1MilterRcptTimeout(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-e2e-g1-slow-")
+	lab, _ := startLabDNS(t, bin, g1Zones(t, root)...)
+	d := startDaemon(t, bin, root, daemonSetup{dns: blDropProxy(t, lab, "slow.g1.test."), dnsTimeout: "2s", extra: `dnsbl:
+  ip_sites: ["bl.g1.test*3", "slow.g1.test*3"]
+  rcpt_via: milter
+  reject_threshold: 3
+  timeout: 300ms
+  budget: 300ms
+`})
+	msg := func(queueID string) milterMsg {
+		return milterMsg{host: "mx.gl.test", ip: "127.0.0.42", queueID: queueID, from: "<alice@gl.test>", rcpt: "<bob@rcpt.test>",
+			fields: [][2]string{{"From", "Alice <alice@gl.test>"}, {"To", "bob@rcpt.test"}, {"Subject", "hello " + queueID}}, body: "Hello.\r\n"}
+	}
+	milterSend(t, d.milter, 10*time.Second, msg("G1W")) // the cache warm for SPF, the PTR and bl.g1.test
+	start := time.Now()
+	_, reply := milterSend(t, d.milter, 10*time.Second, msg("G1T")) // fails the test unless RCPT continues
+	took := time.Since(start)
+	t.Logf("a session with one list never answering: %s (budget 300ms at RCPT and again for the score)", took.Round(time.Millisecond))
+	if !accepted(reply) {
+		t.Errorf("reply %c, want the message accepted", reply.Code)
+	}
+	// The budget at RCPT, the budget again in the dnsbl analyzer (the
+	// client's lists are asked for the score too), and slack.
+	if took > 2*300*time.Millisecond+time.Second {
+		t.Errorf("the session took %s, want at most twice the 300 ms budget and slack", took)
+	}
+	if got := bmMetric(t, d, `mailwall_dnsbl_lookups_total{outcome="error",zone="slow.g1.test"}`, 4); got < 4 {
+		t.Errorf("slow.g1.test errors counted: %v, want 4 (RCPT and score, two messages)", got)
+	}
+	if log := d.log(); !strings.Contains(log, "msg=dnsbl") || !strings.Contains(log, "slow.g1.test: ") || !strings.Contains(log, "via=milter") {
+		t.Errorf("the RCPT check's failing list is not logged:\n%s", log)
+	}
+	d.alive(t)
+}
