@@ -38,6 +38,9 @@ type Dashboard struct {
 	// TrustedProxies are reverse proxies whose X-Forwarded-For names
 	// the client that login throttling counts.
 	TrustedProxies []netip.Prefix
+	// Location is the time zone pages show and read times in
+	// (web.timezone); nil: the system's.
+	Location *time.Location
 	// Postsuper is the command that releases (-H ID) or deletes (-d ID)
 	// a held message (web.postsuper, split); nil: the page gives the
 	// command to run by hand.
@@ -45,9 +48,6 @@ type Dashboard struct {
 	// Feedback, when set, hears of each "spam" / "not spam" click (class
 	// "spam", "ham", "" to forget), for reputation.
 	Feedback func(ctx context.Context, v *store.Verdict, class string) error
-	// Location is the time zone pages show and read times in
-	// (web.timezone); nil: the system's.
-	Location *time.Location
 	// Running, when set, is the configuration in effect now (after any
 	// reload) and the reloads so far; it takes Config's place.
 	Running func() Running
