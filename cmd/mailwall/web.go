@@ -74,6 +74,7 @@ func startWeb(ctx context.Context, cfg *config.Config, live *liveConfig, st *sto
 		dash.Running = live.get
 	}
 	dash.Postsuper = strings.Fields(cfg.Web.Postsuper) // release and delete of held mail, no shell
+	dash.Feedback = dashboardFeedback(cfg, st) // spam / not spam clicks into reputation
 	if ws.Dashboard, err = dash.Handler(); err != nil {
 		return nil, err
 	}

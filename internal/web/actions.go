@@ -247,7 +247,7 @@ func (d *Dashboard) verdictLearn(w http.ResponseWriter, r *http.Request, p *page
 		return
 	}
 	if d.Feedback != nil {
-		if err := d.Feedback(ctx, v, class); err != nil {
+		if err := d.Feedback(ctx, v, fb.Feedback, class); err != nil {
 			d.Log.Warn("web: feedback not passed on", "verdict", v.ID, "err", err)
 			a.Done = append(a.Done, "The reputation of its identities was not updated: "+err.Error())
 		}
@@ -323,6 +323,20 @@ func (d *Dashboard) verdictQueue(w http.ResponseWriter, r *http.Request, p *page
 	d.Log.Info("web: held message "+op+"d", "queue_id", v.QueueID, "verdict", v.ID, "user", d.Auth.user, "output", out)
 	past := map[string]string{"release": "Released from the hold queue", "delete": "Deleted from the queue"}[op]
 	a.Done = []string{past + ": " + v.QueueID + " (postsuper says what it did below; it says nothing of an ID it did not find)."}
+	if op == "release" {
+		// postsuper -H moves the message to the deferred queue, tried
+		// at the queue manager's next scan (queue_run_delay, 5 minutes
+		// by default); postqueue -i, which needs no privilege
+		// (authorized_flush_users), asks for it now.
+		if pq := postqueueFor(d.Postsuper); pq != nil {
+			if qout, err := runCommand(r.Context(), append(pq, "-i", v.QueueID)); err != nil {
+				d.Log.Warn("web: postqueue -i failed: the released message waits for the next queue run", "queue_id", v.QueueID, "err", err, "output", qout)
+				a.Done = append(a.Done, "It is delivered at Postfix's next queue run ("+strings.Join(pq, " ")+" -i failed: "+err.Error()+").")
+			} else {
+				a.Done = append(a.Done, "Its delivery is asked for now (postqueue -i).")
+			}
+		}
+	}
 	d.acted(w, r, p, http.StatusOK, a)
 }
 
@@ -347,6 +361,18 @@ func handCommand(prefix []string) string {
 		return "postsuper"
 	}
 	return strings.Join(prefix, " ")
+}
+
+// postqueueFor is the postqueue beside the configured postsuper, with
+// its options (-c DIR) and without sudo; nil when the command is not a
+// postsuper.
+func postqueueFor(prefix []string) []string {
+	cmd := strings.Fields(handCommand(prefix))
+	if len(prefix) == 0 || len(cmd) == 0 || (cmd[0] != "postsuper" && !strings.HasSuffix(cmd[0], "/postsuper")) {
+		return nil
+	}
+	cmd[0] = strings.TrimSuffix(cmd[0], "postsuper") + "postqueue"
+	return cmd
 }
 
 // runCommand runs argv without a shell, bounded in time and output.

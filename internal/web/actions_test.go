@@ -237,14 +237,19 @@ func TestValidQueueID(t *testing.T) {
 	}
 }
 
-// w2FakePostsuper is a stand-in for sudo postsuper that records its
-// arguments, one a line, and exits with code.
+// w2FakePostsuper is a stand-in for sudo postsuper, and the postqueue
+// beside it, that record their name and arguments, one a line; postsuper
+// exits with code.
 func w2FakePostsuper(t *testing.T, code int) (argv []string, log string) {
 	dir := t.TempDir()
 	log = filepath.Join(dir, "args")
-	script := filepath.Join(dir, "postsuper")
-	os.WriteFile(script, []byte(fmt.Sprintf("#!/bin/sh\nfor a in \"$@\"; do echo \"$a\" >> %s; done\necho 'postsuper: %s: said'\nexit %d\n", log, "x", code)), 0o755)
-	return []string{script, "-c", "/etc/postfix"}, log
+	for name, exit := range map[string]int{"postsuper": code, "postqueue": 0} {
+		script := fmt.Sprintf("#!/bin/sh\necho %s >> %s\nfor a in \"$@\"; do echo \"$a\" >> %s; done\necho '%s: x: said'\nexit %d\n", name, log, log, name, exit)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{filepath.Join(dir, "postsuper"), "-c", "/etc/postfix"}, log
 }
 
 func TestVerdictQueue(t *testing.T) {
@@ -258,11 +263,11 @@ func TestVerdictQueue(t *testing.T) {
 		args    string // what the command got; "" not run
 		page    []string
 	}{
-		{name: "release", queueID: "4F2A91C3D", op: "release", code: http.StatusOK, args: "-c\n/etc/postfix\n-H\n4F2A91C3D\n",
-			page: []string{"Released from the hold queue: 4F2A91C3D", "postsuper: x: said"}},
-		{name: "delete long ID", queueID: "4dD1YL0bm2zJbk", op: "delete", code: http.StatusOK, args: "-c\n/etc/postfix\n-d\n4dD1YL0bm2zJbk\n",
+		{name: "release", queueID: "4F2A91C3D", op: "release", code: http.StatusOK, args: "postsuper\n-c\n/etc/postfix\n-H\n4F2A91C3D\npostqueue\n-c\n/etc/postfix\n-i\n4F2A91C3D\n",
+			page: []string{"Released from the hold queue: 4F2A91C3D", "postsuper: x: said", "Its delivery is asked for now (postqueue -i)."}},
+		{name: "delete long ID", queueID: "4dD1YL0bm2zJbk", op: "delete", code: http.StatusOK, args: "postsuper\n-c\n/etc/postfix\n-d\n4dD1YL0bm2zJbk\n",
 			page: []string{"Deleted from the queue: 4dD1YL0bm2zJbk"}},
-		{name: "command fails", fail: true, queueID: "4F2A91C3D", op: "release", code: http.StatusBadGateway, args: "-c\n/etc/postfix\n-H\n4F2A91C3D\n",
+		{name: "command fails", fail: true, queueID: "4F2A91C3D", op: "release", code: http.StatusBadGateway, args: "postsuper\n-c\n/etc/postfix\n-H\n4F2A91C3D\n",
 			page: []string{"failed (exit status 1)", `<pre id="command">` + "%s -c /etc/postfix -H 4F2A91C3D</pre>", "run this as root on mx1"}},
 		{name: "no command", none: true, queueID: "4F2A91C3D", op: "delete", code: http.StatusOK,
 			page: []string{`<pre id="command">postsuper -d 4F2A91C3D</pre>`, "web.postsuper"}},
@@ -302,6 +307,20 @@ func TestVerdictQueue(t *testing.T) {
 	}
 }
 
+func TestPostqueueFor(t *testing.T) {
+	for prefix, want := range map[string]string{
+		"sudo -n /usr/sbin/postsuper":         "/usr/sbin/postqueue",
+		"/usr/sbin/postsuper -c /etc/postfix": "/usr/sbin/postqueue -c /etc/postfix",
+		"postsuper":                           "postqueue",
+		"/usr/local/bin/release-held":         "",
+		"":                                    "",
+	} {
+		if got := strings.Join(postqueueFor(strings.Fields(prefix)), " "); got != want {
+			t.Errorf("postqueueFor(%q) = %q, want %q", prefix, got, want)
+		}
+	}
+}
+
 func TestHandCommand(t *testing.T) {
 	for prefix, want := range map[string]string{
 		"sudo -n /usr/sbin/postsuper":                "/usr/sbin/postsuper",
@@ -321,8 +340,8 @@ func TestHandCommand(t *testing.T) {
 func TestVerdictLearn(t *testing.T) {
 	var heard []string
 	s := newSite(t, func(d *Dashboard) {
-		d.Feedback = func(_ context.Context, v *store.Verdict, class string) error {
-			heard = append(heard, fmt.Sprintf("%d:%s", v.ID, class))
+		d.Feedback = func(_ context.Context, v *store.Verdict, prev, class string) error {
+			heard = append(heard, fmt.Sprintf("%d:%s>%s", v.ID, prev, class))
 			return nil
 		}
 	})
@@ -366,7 +385,7 @@ func TestVerdictLearn(t *testing.T) {
 			t.Errorf("after %q: feedback %+v %v, want %q", step.class, fb, err, step.feedback)
 		}
 	}
-	if want := fmt.Sprintf("%d:spam %d:spam %d:ham %d: %d:", id, id, id, id, id); strings.Join(heard, " ") != want {
+	if want := fmt.Sprintf("%d:>spam %d:spam>spam %d:spam>ham %d:ham> %d:>", id, id, id, id, id); strings.Join(heard, " ") != want {
 		t.Errorf("the feedback hook heard %q, want %q", strings.Join(heard, " "), want)
 	}
 	// A verdict without features: feedback kept, nothing learnt.

@@ -46,8 +46,9 @@ type Dashboard struct {
 	// command to run by hand.
 	Postsuper []string
 	// Feedback, when set, hears of each "spam" / "not spam" click (class
-	// "spam", "ham", "" to forget), for reputation.
-	Feedback func(ctx context.Context, v *store.Verdict, class string) error
+	// "spam", "ham", "" to forget; prev what the verdict's feedback was
+	// before), for reputation.
+	Feedback func(ctx context.Context, v *store.Verdict, prev, class string) error
 	// Running, when set, is the configuration in effect now (after any
 	// reload) and the reloads so far; it takes Config's place.
 	Running func() Running
