@@ -70,14 +70,6 @@ func (c *passCache) putLocked(k cacheKey, until int64) {
 	c.cur[k] = until
 }
 
-// forget drops k (the store said otherwise).
-func (c *passCache) forget(k cacheKey) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.cur, k)
-	delete(c.prev, k)
-}
-
 // len is how many entries are kept, both generations.
 func (c *passCache) len() int {
 	c.mu.Lock()
