@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +19,8 @@ var _ greylist.Store = (*Store)(nil)
 // greyStmts are the greylist's statements, prepared on first use (most
 // stores never greylist).
 type greyStmts struct {
-	mu                    sync.Mutex
-	seen, passes, counted *sql.Stmt
+	mu                                sync.Mutex
+	seen, passes, counted, seenClient *sql.Stmt
 }
 
 // seenTripletSQL applies postgrey's rules in one upsert. In DO UPDATE the
@@ -63,6 +64,14 @@ const countPassSQL = `INSERT INTO greylist_clients (client, passes, last_seen) V
 
 const clientPassesSQL = `SELECT passes, last_seen FROM greylist_clients WHERE client = $1`
 
+// seenTripletClientSQL is seenTripletSQL that also reads the client's
+// passes ($9, unseen for max_age $7: none), in the same statement: a new
+// triplet costs one round trip, not ClientPasses's and SeenTriplet's.
+var seenTripletClientSQL = strings.TrimSuffix(seenTripletSQL, "RETURNING first_seen, passed_at") +
+	`RETURNING first_seen, passed_at,
+	COALESCE((SELECT passes FROM greylist_clients WHERE client = $9 AND $4 - last_seen <= $7), 0),
+	COALESCE((SELECT last_seen FROM greylist_clients WHERE client = $9 AND $4 - last_seen <= $7), 0)`
+
 // greyStmt returns one of the greylist statements, preparing them the
 // first time.
 func (s *Store) greyStmt(ctx context.Context, which func(*greyStmts) *sql.Stmt) (*sql.Stmt, error) {
@@ -74,9 +83,9 @@ func (s *Store) greyStmt(ctx context.Context, which func(*greyStmts) *sql.Stmt) 
 		for _, p := range []struct {
 			st **sql.Stmt
 			q  string
-		}{{&g.seen, seenTripletSQL}, {&g.passes, clientPassesSQL}, {&g.counted, countPassSQL}} {
+		}{{&g.seen, seenTripletSQL}, {&g.passes, clientPassesSQL}, {&g.counted, countPassSQL}, {&g.seenClient, seenTripletClientSQL}} {
 			if *p.st, err = s.db.PrepareContext(ctx, p.q); err != nil {
-				g.seen, g.passes, g.counted = nil, nil, nil
+				g.seen, g.passes, g.counted, g.seenClient = nil, nil, nil, nil
 				return nil, fmt.Errorf("store: greylist: %w", err)
 			}
 		}
@@ -101,6 +110,33 @@ func (s *Store) SeenTriplet(ctx context.Context, t greylist.Triplet, now time.Ti
 		return greylist.Seen{}, fmt.Errorf("store: greylist %s: %w", t.Client, err)
 	}
 	return greylist.SeenOf(first, passed), nil
+}
+
+// SeenTripletClient is SeenTriplet and ClientPasses (of client, an
+// auto-allow key) in one statement, for the greylister's request that
+// would make both: the triplet is recorded as SeenTriplet records it,
+// and the client's passes are read as ClientPasses reads them (0 and
+// the zero time for a client unseen for tm.MaxAge). When the triplet had
+// passed and was seen within greylist.TouchEvery nothing is written or
+// read: passes is then -1 (unknown; the triplet passes anyway).
+func (s *Store) SeenTripletClient(ctx context.Context, t greylist.Triplet, client string, now time.Time, tm greylist.Timing) (seen greylist.Seen, passes int, last time.Time, err error) {
+	st, err := s.greyStmt(ctx, func(g *greyStmts) *sql.Stmt { return g.seenClient })
+	if err != nil {
+		return greylist.Seen{}, 0, time.Time{}, err
+	}
+	var first, passed, n, lastSeen int64
+	err = st.QueryRowContext(ctx, t.Client, t.Sender, t.Recipient, now.Unix(), seconds(tm.Delay), seconds(tm.RetryWindow), seconds(tm.MaxAge),
+		seconds(greylist.TouchEvery), client).Scan(&first, &passed, &n, &lastSeen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return greylist.Seen{First: time.Unix(1, 0), Passed: time.Unix(1, 0)}, -1, time.Time{}, nil
+	}
+	if err != nil {
+		return greylist.Seen{}, 0, time.Time{}, fmt.Errorf("store: greylist %s: %w", t.Client, err)
+	}
+	if n > 0 {
+		last = time.Unix(lastSeen, 0)
+	}
+	return greylist.SeenOf(first, passed), int(n), last, nil
 }
 
 // ClientPasses implements greylist.Store.

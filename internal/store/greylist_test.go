@@ -170,3 +170,61 @@ func TestGreylistSharedPostgres(t *testing.T) {
 		t.Errorf("passes counted on both hosts: %d, want 2", n)
 	}
 }
+
+// TestGreylistSeenTripletClient: the one-statement request answers what
+// ClientPasses then SeenTriplet answer on a store that saw the same
+// requests, step by step: a new triplet of an unknown client, its
+// retry, a client with counted passes, one whose passes expired; a
+// passed triplet seen within the hour is neither written nor read
+// (passes -1).
+func TestGreylistSeenTripletClient(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		ref := greylist.NewMemStore()
+		tm := greylist.Timing{Delay: 300 * time.Second, RetryWindow: 48 * time.Hour, MaxAge: 35 * 24 * time.Hour}
+		start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		const client = "192.0.2.0/24"
+		count := func(at time.Time) {
+			if err := s.CountClientPass(ctx, client, at, tm.MaxAge); err != nil {
+				t.Fatal(err)
+			}
+			ref.CountClientPass(ctx, client, at, tm.MaxAge)
+		}
+		for _, step := range []struct {
+			name   string
+			rcpt   string
+			at     time.Duration
+			count  bool // count a pass for the client first
+			passes int
+		}{
+			{"new triplet, unknown client", "a@rcpt.test", 0, false, 0},
+			{"retried too early", "a@rcpt.test", time.Minute, false, 0},
+			{"retried after the delay", "a@rcpt.test", 5 * time.Minute, false, 0},
+			{"passed, seen within the hour", "a@rcpt.test", 10 * time.Minute, false, -1},
+			{"client with a pass, new triplet", "b@rcpt.test", 2 * time.Hour, true, 1},
+			{"two passes", "c@rcpt.test", 4 * time.Hour, true, 2},
+			{"passes expired", "d@rcpt.test", 4*time.Hour + tm.MaxAge + time.Second, false, 0},
+		} {
+			at := start.Add(step.at)
+			if step.count {
+				count(at.Add(-time.Second))
+			}
+			tr := greylist.Triplet{Client: client, Sender: "alice@example.org", Recipient: step.rcpt}
+			seen, passes, last, err := s.SeenTripletClient(ctx, tr, client, at, tm)
+			if err != nil {
+				t.Fatalf("%s: %v", step.name, err)
+			}
+			wantN, wantLast, _ := ref.ClientPasses(ctx, client, at, tm.MaxAge)
+			want, _ := ref.SeenTriplet(ctx, tr, at, tm)
+			if passes != step.passes || passes >= 0 && (passes != wantN || !last.Equal(wantLast)) {
+				t.Errorf("%s: passes %d last %v, want %d (ClientPasses: %d, %v)", step.name, passes, last, step.passes, wantN, wantLast)
+			}
+			if passes < 0 {
+				continue // passed and in use: not read
+			}
+			if !seen.First.Equal(want.First) || !seen.Passed.Equal(want.Passed) {
+				t.Errorf("%s: seen %+v, SeenTriplet %+v", step.name, seen, want)
+			}
+		}
+	})
+}
