@@ -23,7 +23,7 @@ func reputationConfig(cfg *config.Config) reputation.Config {
 	r := cfg.Checks.Reputation
 	al := cfg.Checks.Classifier.Autolearn
 	rc := reputation.Config{HalfLife: r.HalfLife.D(), OutcomeSpam: r.OutcomeSpam, OutcomeHam: r.OutcomeHam, FeedbackWeight: r.FeedbackWeight,
-		HamMaxScore: r.HamMaxScore, SpamProbability: r.SpamProbability, QuarantineScore: cfg.Checks.Score.Quarantine,
+		HamMaxScore: r.HamMaxScore, QuarantineScore: cfg.Checks.Score.Quarantine,
 		CacheSize: r.CacheSize, CacheTTL: r.CacheTTL.D(), LookupTimeout: r.LookupTimeout.D(), FlushInterval: r.FlushInterval.D(),
 		Learn: reputation.LearnConfig{Enabled: al.Enabled && cfg.Checks.Classifier.Source == "store", RejectScore: cfg.Checks.Score.Reject,
 			SpamProbability: al.SpamProbability, HamMaxScore: al.HamMaxScore, Balance: al.Balance, PerDomainPerDay: al.PerDomainPerDay}}

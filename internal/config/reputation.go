@@ -17,11 +17,10 @@ type ReputationConfig struct {
 	StrongHit      int      `yaml:"strong_hit"`
 	BrandRules     []string `yaml:"brand_rules"`
 	// Evidence from outcomes and feedback.
-	OutcomeSpam     float64 `yaml:"outcome_spam"`
-	OutcomeHam      float64 `yaml:"outcome_ham"`
-	FeedbackWeight  float64 `yaml:"feedback_weight"`
-	HamMaxScore     int     `yaml:"ham_max_score"`
-	SpamProbability float64 `yaml:"spam_probability"`
+	OutcomeSpam    float64 `yaml:"outcome_spam"`
+	OutcomeHam     float64 `yaml:"outcome_ham"`
+	FeedbackWeight float64 `yaml:"feedback_weight"`
+	HamMaxScore    int     `yaml:"ham_max_score"`
 	// The cache and the writer.
 	CacheSize     int      `yaml:"cache_size"`
 	CacheTTL      Duration `yaml:"cache_ttl"`
@@ -60,7 +59,6 @@ func (c *Config) validateReputation(check func(ok bool, format string, args ...a
 		"checks.reputation: min_evidence, net_min_evidence, good_min_ham and net_good_min_ham must be positive")
 	check(r.StrongHit > 0, "checks.reputation.strong_hit must be at least 1")
 	check(r.OutcomeSpam >= 0 && r.OutcomeHam >= 0 && r.FeedbackWeight > 0, "checks.reputation: outcome_spam and outcome_ham must not be negative, feedback_weight must be positive")
-	check(r.SpamProbability > 0.5 && r.SpamProbability <= 1, "checks.reputation.spam_probability: %g is not above 0.5 and at most 1", r.SpamProbability)
 	check(r.CacheSize > 0 && r.CacheTTL > 0 && r.LookupTimeout > 0 && r.FlushInterval > 0,
 		"checks.reputation: cache_size, cache_ttl, lookup_timeout and flush_interval must be positive")
 	check(r.LookupTimeout.D() <= 10*time.Second, "checks.reputation.lookup_timeout: %s is over 10s (a message waits for it)", r.LookupTimeout.D())

@@ -326,9 +326,11 @@ type Outcome struct {
 
 // Observe turns a message's outcome into evidence: the recipients of
 // mail we signed become correspondents; a message rejected or
-// quarantined on the other analyzers' score (or near certainly junk to
-// the classifier) is spam evidence, one accepted with a low score ham
-// evidence. Reputation's own hits are left out of the score it judges
+// quarantined on the other analyzers' score (the classifier's hit
+// among them, at the weight its config trusts it with) is spam
+// evidence, one accepted with a low score ham evidence. A DMARC or
+// list decision is not: a forwarder's DMARC failures say nothing of
+// its network's mail. Reputation's own hits are left out of the score it judges
 // by, so a good history does not feed itself. Queued learning is
 // confirmed here. It never waits on the store.
 func (r *Reputation) Observe(o Outcome) {
@@ -352,10 +354,9 @@ func (r *Reputation) Observe(o Outcome) {
 	keys := o.Report.ids.Keys()
 	switch {
 	case o.Action == "tempfail":
-	case o.Probability >= r.Cfg.SpamProbability,
-		(o.Action == "reject" || o.Action == "quarantine") && (o.Stage == "score") && other >= r.Cfg.QuarantineScore:
+	case (o.Action == "reject" || o.Action == "quarantine") && o.Stage == "score" && other >= r.Cfg.QuarantineScore:
 		r.add(keys, 0, r.Cfg.OutcomeSpam)
-	case o.Action == "accept" && other < r.Cfg.HamMaxScore && o.Probability < 0.5:
+	case (o.Action == "accept" || o.Action == "") && other < r.Cfg.HamMaxScore:
 		r.add(keys, r.Cfg.OutcomeHam, 0)
 	}
 	r.confirmLearn(o, other)

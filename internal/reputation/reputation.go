@@ -8,9 +8,8 @@
 // now. The unauthenticated From is never counted: anyone can write it.
 //
 // Evidence comes from outcomes and from people: a message rejected or
-// quarantined on the other analyzers' score, or one the classifier
-// holds near certainly junk, is spam evidence; one delivered with a low
-// score weak ham evidence; feedback (mailwall learn, the Junk folder
+// quarantined on the other analyzers' score is spam evidence; one
+// delivered with a low score weak ham evidence; feedback (mailwall learn, the Junk folder
 // watcher, the dashboard's buttons, through Feedback) counts several
 // times more.
 //
@@ -115,7 +114,21 @@ type Store interface {
 	// TakeLearnQuota counts one message of class taught by domain on day
 	// (Unix days) and says whether it was within max.
 	TakeLearnQuota(ctx context.Context, day int64, domain, class string, max int) (bool, error)
+	// PurgeReputation and PurgeCorrespondents delete what was not
+	// updated since before.
+	PurgeReputation(ctx context.Context, before time.Time) (int64, error)
+	PurgeCorrespondents(ctx context.Context, before time.Time) (int64, error)
 }
+
+// Forgetting: an identity's row goes once its evidence has halved
+// forgetHalfLives times (a 4,096th is left), a correspondent once our
+// users have not written to it for forgetCorrespondent. The writer
+// purges once a day.
+const (
+	forgetHalfLives     = 12
+	forgetCorrespondent = 2 * 365 * 24 * time.Hour
+	purgeEvery          = 24 * time.Hour
+)
 
 // Decay is the factor evidence keeps after d at half-life hl.
 func Decay(d, hl time.Duration) float64 {
@@ -243,9 +256,6 @@ type Config struct {
 	// under HamMaxScore; FeedbackWeight that of a person's judgement.
 	OutcomeSpam, OutcomeHam, FeedbackWeight float64
 	HamMaxScore                             int
-	// SpamProbability: a classifier probability from which a message is
-	// spam evidence whatever its action.
-	SpamProbability float64
 	// QuarantineScore is the pipeline's quarantine threshold: spam
 	// evidence needs the other analyzers to reach it.
 	QuarantineScore int
@@ -270,7 +280,7 @@ type Config struct {
 // DefaultConfig is what an unconfigured Reputation uses.
 func DefaultConfig() Config {
 	return Config{HalfLife: 30 * 24 * time.Hour, OutcomeSpam: 1, OutcomeHam: 0.25, FeedbackWeight: 3, HamMaxScore: 10,
-		SpamProbability: 0.99, QuarantineScore: 60, CacheSize: 100_000, CacheTTL: 5 * time.Minute, LookupTimeout: 500 * time.Millisecond,
+		QuarantineScore: 60, CacheSize: 100_000, CacheTTL: 5 * time.Minute, LookupTimeout: 500 * time.Millisecond,
 		FlushInterval: 5 * time.Second, MaxPending: 10_000, Learn: DefaultLearnConfig()}
 }
 
@@ -329,7 +339,6 @@ func New(st Store, cfg Config, log *slog.Logger) *Reputation {
 	fill(&cfg.OutcomeSpam, d.OutcomeSpam)
 	fill(&cfg.OutcomeHam, d.OutcomeHam)
 	fill(&cfg.FeedbackWeight, d.FeedbackWeight)
-	fill(&cfg.SpamProbability, d.SpamProbability)
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = d.CacheSize
 	}
@@ -537,6 +546,7 @@ func (r *Reputation) run() {
 	defer close(r.done)
 	t := time.NewTicker(r.Cfg.FlushInterval)
 	defer t.Stop()
+	var purged time.Time
 	for {
 		select {
 		case <-r.stop:
@@ -548,8 +558,31 @@ func (r *Reputation) run() {
 		if err := r.Flush(ctx); err != nil {
 			r.Log.Warn("reputation: evidence not written, kept for the next try", "err", err)
 		}
+		if now := r.now(); now.Sub(purged) >= purgeEvery {
+			purged = now
+			if err := r.Purge(ctx, now); err != nil {
+				r.Log.Warn("reputation: old history not purged", "err", err)
+			}
+		}
 		cancel()
 	}
+}
+
+// Purge forgets the identities whose evidence has faded and the
+// correspondents not written to for two years.
+func (r *Reputation) Purge(ctx context.Context, now time.Time) error {
+	ids, err := r.St.PurgeReputation(ctx, now.Add(-forgetHalfLives*r.Cfg.HalfLife))
+	if err != nil {
+		return fmt.Errorf("reputation: %w", err)
+	}
+	addrs, err := r.St.PurgeCorrespondents(ctx, now.Add(-forgetCorrespondent))
+	if err != nil {
+		return fmt.Errorf("reputation: %w", err)
+	}
+	if ids+addrs > 0 {
+		r.Log.Info("reputation: old history purged", "identities", ids, "correspondents", addrs)
+	}
+	return nil
 }
 
 // Flush writes the pending evidence and correspondents in one batch
@@ -639,7 +672,9 @@ func (r *Reputation) Wrote(rcpts []string) {
 			continue
 		}
 		r.rcpts[a]++
-		r.known[a] = knownAt{known: true, loaded: r.now()}
+		if _, cached := r.known[a]; cached || len(r.known) < r.Cfg.CacheSize {
+			r.known[a] = knownAt{known: true, loaded: r.now()}
+		}
 	}
 }
 

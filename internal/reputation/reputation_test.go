@@ -209,7 +209,7 @@ func TestObserve(t *testing.T) {
 		{"quarantined on the score", "quarantine", "score", []analysis.Hit{{Rule: "brand_from_domain", Weight: 65}}, -1, 0, 1},
 		{"rejected by DMARC: not spam evidence", "reject", "dmarc", nil, -1, 0, 0},
 		{"quarantined only with reputation's own hit", "quarantine", "score", []analysis.Hit{{Rule: "url_ip_literal", Weight: 25}, {Rule: "reputation_bad", Weight: 40}}, -1, 0, 0},
-		{"the classifier is sure", "accept", "", []analysis.Hit{{Rule: "classifier", Weight: 45}}, 0.995, 0, 1},
+		{"the classifier's hit alone, delivered: nothing", "accept", "", []analysis.Hit{{Rule: "classifier", Weight: 15}}, 0.995, 0, 0},
 		{"delivered with a low score", "accept", "", []analysis.Hit{{Rule: "auth_none", Weight: 5}, {Rule: "reputation_good", Weight: -15}}, 0.1, 0.25, 0},
 		{"delivered but tagged", "tag", "score", []analysis.Hit{{Rule: "brand_display_name", Weight: 30}}, -1, 0, 0},
 		{"tempfail", "tempfail", "dns", nil, -1, 0, 0},
@@ -275,5 +275,40 @@ func TestStoreDown(t *testing.T) {
 	}
 	if rep.PendingLen() != 1 {
 		t.Errorf("pending after a failed flush: %d, want 1 (kept for the next try)", rep.PendingLen())
+	}
+}
+
+// TestPurge: a history faded past twelve half-lives and a
+// correspondent not written to for two years are forgotten; fresher
+// ones stay.
+func TestPurge(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	rep := reputation.New(st, reputation.DefaultConfig(), nil)
+	rep.Now = func() time.Time { return now }
+	rep.Add(reputation.Identities{DKIM: []string{"old.example"}}, 1, 0)
+	rep.Wrote([]string{"old@partner.example"})
+	if err := rep.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(700 * 24 * time.Hour)
+	rep.Add(reputation.Identities{DKIM: []string{"new.example"}}, 1, 0)
+	rep.Wrote([]string{"new@partner.example"})
+	if err := rep.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(800 * 24 * time.Hour)
+	if err := rep.Purge(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := st.ReputationCounts(ctx, []reputation.Key{{Kind: reputation.DKIM, Identity: "old.example"}, {Kind: reputation.DKIM, Identity: "new.example"}})
+	if len(got) != 1 || got[reputation.Key{Kind: reputation.DKIM, Identity: "new.example"}].Ham != 1 {
+		t.Errorf("identities after the purge: %v, want new.example only (old.example is 800 days, 26 half-lives, old)", got)
+	}
+	known, _ := st.KnownCorrespondents(ctx, []string{"old@partner.example", "new@partner.example"})
+	if len(known) != 1 || !known["new@partner.example"] {
+		t.Errorf("correspondents after the purge: %v, want new@ only", known)
 	}
 }
