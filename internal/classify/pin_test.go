@@ -21,7 +21,7 @@ var pinMessages = map[string]string{
 		"<html><body><p style=3D\"display:none\">hidden</p><a href=3D\"http://192.0.2.7/p?u=3D1\">www.paypal.com</a> &amp; caf=E9 &#x41;&#66; pa&#8203;ypal</body></html>\n--zz\n" +
 		"Content-Type: application/pdf; name=\"inv.pdf\"\nContent-Disposition: attachment; filename=\"inv.pdf\"\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--zz--\n",
 	"malformed": "From: Microsoft account team ,_<no-reply@x.test>\nTo: undisclosed-recipients:;\nSubject: a\nX-Mailer: PHPMailer 6.0\n\nWin $1,000,000 now!!! Click http://bit.ly/abc and www.example.test/x\n",
-	"empty": "Subject: \n\n",
+	"empty":     "Subject: \n\n",
 }
 
 // pinDigest is a digest of the features of msg as a multiset (their
