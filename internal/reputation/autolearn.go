@@ -5,6 +5,7 @@
 package reputation
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -84,7 +85,11 @@ func (r *Reputation) candidate(m *analysis.Message, rep *Report, ours []analysis
 	if class == "junk" {
 		dom = cmpOr(rep.claim, rep.ids.SPF, rep.ids.Net)
 	}
-	rep.learn = &learnItem{key: classify.MessageKey(msg, nil), class: class, domain: registered(dom), hashes: append([]uint64(nil), v.Hashes...)}
+	// The key is the one mailwall unlearn computes from the message as
+	// delivered: a Maildir file ends its lines in LF where the milter
+	// saw CRLF.
+	key := classify.MessageKey(&classify.Message{Fields: m.Fields, Body: bytes.ReplaceAll(m.Body, []byte("\r\n"), []byte("\n"))}, nil)
+	rep.learn = &learnItem{key: key, class: class, domain: registered(dom), hashes: append([]uint64(nil), v.Hashes...)}
 }
 
 func hasRule(hits []analysis.Hit, rule string) bool {

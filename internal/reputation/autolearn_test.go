@@ -1,6 +1,7 @@
 package reputation_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -93,8 +94,9 @@ func TestAutolearn(t *testing.T) {
 		t.Errorf("model: %+v, want 1 ham (DMARC fail and an unknown address teach nothing)", c)
 	}
 
-	// Unlearn, as mailwall unlearn does it, takes the lesson back.
-	raw := spamRaw("sure.example", 7)
+	// Unlearn, as mailwall unlearn does it from the message as a
+	// Maildir holds it (LF line ends), takes the lesson back.
+	raw := bytes.ReplaceAll(spamRaw("sure.example", 7), []byte("\r\n"), []byte("\n"))
 	f, b := classify.ParseMessage(raw)
 	l := &classify.Learner{St: st, Name: classify.SiteModel}
 	if out, err := l.Learn(ctx, raw, &classify.Message{Fields: f, Body: b}, "!spam"); err != nil || !out.Changed {
