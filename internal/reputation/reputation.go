@@ -38,6 +38,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailwall/internal/authres"
@@ -304,7 +305,9 @@ type Reputation struct {
 	learn   []learnItem
 	dropped int64
 	stats   LearnStats
-	extract sync.Pool // *classify.Extractor
+	// downUntil: no reads before this (Unix ns) after a failed one.
+	downUntil atomic.Int64
+	extract   sync.Pool // *classify.Extractor
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -387,11 +390,9 @@ func (r *Reputation) Lookup(ctx context.Context, keys []Key) (counts map[Key]Cou
 	}
 	r.mu.Unlock()
 	if len(miss) > 0 {
-		lctx, cancel := context.WithTimeout(ctx, r.Cfg.LookupTimeout)
-		got, lerr := r.St.ReputationCounts(lctx, miss)
-		cancel()
+		got, lerr := read(ctx, r, func(ctx context.Context) (map[Key]Counts, error) { return r.St.ReputationCounts(ctx, miss) })
 		if lerr != nil {
-			err = fmt.Errorf("reputation: %w", lerr)
+			err = lerr
 		} else {
 			r.mu.Lock()
 			r.makeRoom(len(miss))
@@ -426,6 +427,33 @@ func (r *Reputation) Lookup(ctx context.Context, keys []Key) (counts map[Key]Cou
 		seen[k] = (ok && e.found) || pending
 	}
 	return counts, seen, err
+}
+
+// ErrStoreDown is a lookup not tried: the store failed a read less
+// than storeDownFor ago.
+var ErrStoreDown = errors.New("reputation: the store failed a moment ago; not asked")
+
+// storeDownFor is how long after a failed read messages do not ask the
+// store: one that hangs would otherwise cost every message with a new
+// identity LookupTimeout.
+const storeDownFor = 10 * time.Second
+
+// read runs one read of the store for a message, bounded by
+// LookupTimeout, unless the last read failed under storeDownFor ago.
+func read[T any](ctx context.Context, r *Reputation, fn func(context.Context) (T, error)) (T, error) {
+	var zero T
+	now := r.now()
+	if until := r.downUntil.Load(); until != 0 && now.UnixNano() < until {
+		return zero, ErrStoreDown
+	}
+	lctx, cancel := context.WithTimeout(ctx, r.Cfg.LookupTimeout)
+	defer cancel()
+	v, err := fn(lctx)
+	if err != nil {
+		r.downUntil.Store(now.Add(storeDownFor).UnixNano())
+		return zero, fmt.Errorf("reputation: %w", err)
+	}
+	return v, nil
 }
 
 // makeRoom drops entries, picked at random (a map's order), when the
@@ -700,11 +728,11 @@ func (r *Reputation) Known(ctx context.Context, addr string) (bool, error) {
 	if ok && now.Sub(k.loaded) <= r.Cfg.CacheTTL {
 		return k.known, nil
 	}
-	lctx, cancel := context.WithTimeout(ctx, r.Cfg.LookupTimeout)
-	got, err := r.St.KnownCorrespondents(lctx, []string{addr})
-	cancel()
+	got, err := read(ctx, r, func(ctx context.Context) (map[string]bool, error) {
+		return r.St.KnownCorrespondents(ctx, []string{addr})
+	})
 	if err != nil {
-		return ok && k.known, fmt.Errorf("reputation: %w", err)
+		return ok && k.known, err
 	}
 	r.mu.Lock()
 	if len(r.known) >= r.Cfg.CacheSize {

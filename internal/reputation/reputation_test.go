@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -268,6 +269,11 @@ func TestStoreDown(t *testing.T) {
 	out := a.Analyze(ctx, m)
 	if len(out.Hits) != 0 || len(out.Problems) == 0 {
 		t.Errorf("store closed: hits %v problems %v, want no hit (not seen is not known) and a problem", rules(out.Hits), out.Problems)
+	}
+	// The next message does not ask the store that just failed.
+	m = msg("y@other.example", "pass", []string{"other.example"}, "192.0.2.201")
+	if out := a.Analyze(ctx, m); len(out.Problems) == 0 || !strings.Contains(out.Problems[0], "not asked") {
+		t.Errorf("right after a failure: problems %v, want the store not asked", out.Problems)
 	}
 	rep.Add(reputation.Identities{DKIM: []string{"x.example"}}, 0, 1)
 	if err := rep.Flush(ctx); err == nil {
