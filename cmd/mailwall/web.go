@@ -73,8 +73,10 @@ func startWeb(ctx context.Context, cfg *config.Config, live *liveConfig, st *sto
 	if live != nil {
 		dash.Running = live.get
 	}
-	dash.Postsuper = strings.Fields(cfg.Web.Postsuper) // release and delete of held mail, no shell
-	dash.Feedback = dashboardFeedback(cfg, st) // spam / not spam clicks into reputation
+	// Release and delete of held mail (no shell), only of this host's;
+	// spam / not spam clicks into reputation.
+	dash.Postsuper, dash.Node = strings.Fields(cfg.Web.Postsuper), cfg.Hostname
+	dash.Feedback = dashboardFeedback(cfg, st)
 	if ws.Dashboard, err = dash.Handler(); err != nil {
 		return nil, err
 	}

@@ -311,6 +311,14 @@ func (d *Dashboard) verdictQueue(w http.ResponseWriter, r *http.Request, p *page
 		d.acted(w, r, p, http.StatusOK, a)
 		return
 	}
+	if d.Node != "" && v.Node != "" && !strings.EqualFold(v.Node, d.Node) {
+		// Queue IDs are unique per host only: here the same ID may be
+		// another message.
+		a.Command = hand
+		a.Done = []string{"The message is held on " + v.Node + ", not on " + d.Node + " where this dashboard runs: run this as root on " + v.Node + "."}
+		d.acted(w, r, p, http.StatusOK, a)
+		return
+	}
 	out, err := runCommand(r.Context(), append(append([]string(nil), d.Postsuper...), flag, v.QueueID))
 	a.Output = out
 	if err != nil {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -255,6 +256,7 @@ func w2FakePostsuper(t *testing.T, code int) (argv []string, log string) {
 func TestVerdictQueue(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
+		node    string // the verdict's MX host; default mx1, the dashboard's
 		fail    bool
 		none    bool
 		queueID string
@@ -271,6 +273,8 @@ func TestVerdictQueue(t *testing.T) {
 			page: []string{"failed (exit status 1)", `<pre id="command">` + "%s -c /etc/postfix -H 4F2A91C3D</pre>", "run this as root on mx1"}},
 		{name: "no command", none: true, queueID: "4F2A91C3D", op: "delete", code: http.StatusOK,
 			page: []string{`<pre id="command">postsuper -d 4F2A91C3D</pre>`, "web.postsuper"}},
+		{name: "another host's", node: "mx2", queueID: "4F2A91C3D", op: "delete", code: http.StatusOK,
+			page: []string{"held on mx2, not on mx1", `<pre id="command">%s -c /etc/postfix -d 4F2A91C3D</pre>`}},
 		{name: "bad op", queueID: "4F2A91C3D", op: "requeue", code: http.StatusBadRequest},
 		{name: "ALL", queueID: "ALL", op: "delete", code: http.StatusBadRequest},
 		{name: "option", queueID: "-d ALL", op: "delete", code: http.StatusBadRequest},
@@ -283,8 +287,9 @@ func TestVerdictQueue(t *testing.T) {
 				if !tc.none {
 					d.Postsuper = argv
 				}
+				d.Node = "mx1"
 			})
-			id := w2Verdict(t, s, store.Verdict{Node: "mx1", QueueID: tc.queueID, ClientIP: "192.0.2.7", Action: "quarantine", Stage: "score"})
+			id := w2Verdict(t, s, store.Verdict{Node: cmp.Or(tc.node, "mx1"), QueueID: tc.queueID, ClientIP: "192.0.2.7", Action: "quarantine", Stage: "score"})
 			c := s.client()
 			token := w2Token(t, s, c, id)
 			code, body, _ := fetch(t, c, "POST", fmt.Sprintf("%s/verdicts/%d/queue", s.URL, id), url.Values{"csrf": {token}, "op": {tc.op}})

@@ -45,6 +45,9 @@ type Dashboard struct {
 	// a held message (web.postsuper, split); nil: the page gives the
 	// command to run by hand.
 	Postsuper []string
+	// Node is this host's name (hostname), as verdicts name the MX host
+	// that decided: a held message of another host is not touched here.
+	Node string
 	// Feedback, when set, hears of each "spam" / "not spam" click (class
 	// "spam", "ham", "" to forget; prev what the verdict's feedback was
 	// before), for reputation.
