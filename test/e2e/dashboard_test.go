@@ -142,8 +142,9 @@ web:
 			}
 		}
 		// Columns: time, action, decided by, From domain, MAIL FROM,
-		// client, iprev, SPF, DKIM, DMARC, ARC, score, queue ID.
-		if seen == nil || len(seen.Cells) != 13 || seen.Cells[1] != "reject" || seen.Cells[2] != "dmarc: fail" || seen.Cells[3] != "example.test" ||
+		// client, iprev, SPF, DKIM, DMARC, ARC, score, queue ID, then
+		// source, header From, Subject, recipients (w1_find_test.go).
+		if seen == nil || len(seen.Cells) != 17 || seen.Cells[13] != "milter" || seen.Cells[15] != "web-spoof" || seen.Cells[1] != "reject" || seen.Cells[2] != "dmarc: fail" || seen.Cells[3] != "example.test" ||
 			!strings.HasPrefix(seen.Cells[5], "127.0.0.3") || seen.Cells[7] != "fail" || seen.Cells[9] != "fail" || seen.Cells[12] != spoof.QueueID ||
 			seen.Cells[0] != spoof.At.UTC().Format("2006-01-02 15:04:05") {
 			t.Fatalf("the spoof (queue ID %s) as shown: %+v\nall rows: %+v", spoof.QueueID, seen, rows)
