@@ -326,13 +326,14 @@ type Outcome struct {
 
 // Observe turns a message's outcome into evidence: the recipients of
 // mail we signed become correspondents; a message rejected or
-// quarantined on the other analyzers' score (the classifier's hit
-// among them, at the weight its config trusts it with) is spam
-// evidence, one accepted with a low score ham evidence. A DMARC or
-// list decision is not: a forwarder's DMARC failures say nothing of
-// its network's mail. Reputation's own hits are left out of the score it judges
-// by, so a good history does not feed itself. Queued learning is
-// confirmed here. It never waits on the store.
+// quarantined whose other analyzers' score reaches the quarantine
+// threshold (the classifier's hit among them, at the weight its config
+// trusts it with) is spam evidence, one accepted with a low score ham
+// evidence. A DMARC failure alone is not: a forwarder's DMARC failures
+// say nothing of its network's own mail; nor is an allow or block
+// entry. Reputation's own hits are left out of the score it judges by,
+// so a good history does not feed itself. Queued learning is confirmed
+// here. It never waits on the store.
 func (r *Reputation) Observe(o Outcome) {
 	if o.Internal {
 		if o.Signed {
@@ -354,7 +355,7 @@ func (r *Reputation) Observe(o Outcome) {
 	keys := o.Report.ids.Keys()
 	switch {
 	case o.Action == "tempfail":
-	case (o.Action == "reject" || o.Action == "quarantine") && o.Stage == "score" && other >= r.Cfg.QuarantineScore:
+	case (o.Action == "reject" || o.Action == "quarantine") && o.Stage != "lists" && other >= r.Cfg.QuarantineScore:
 		r.add(keys, 0, r.Cfg.OutcomeSpam)
 	case (o.Action == "accept" || o.Action == "") && other < r.Cfg.HamMaxScore:
 		r.add(keys, r.Cfg.OutcomeHam, 0)

@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"mailwall/internal/classify"
 	"mailwall/internal/dkim"
 	"mailwall/internal/labtest"
 	"mailwall/internal/milter"
 	"mailwall/internal/pgtest"
+	"mailwall/internal/store"
 )
 
 // TestReputationTwoServe runs two "mailwall serve" on one PostgreSQL
@@ -208,4 +211,92 @@ func repWaitShow(t *testing.T, bin, cfg, identity string, ok func(string) bool) 
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// TestReputationAutolearn: with the classifier's model in the store,
+// mail from a correspondent our user wrote to (signed on the way out)
+// is learnt as ham without anyone asking, a message rejected on its
+// score as spam; mailwall unlearn, given the ham as a Maildir holds it
+// (LF line ends), takes that lesson back.
+func TestReputationAutolearn(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-autolearn-")
+	key, err := dkim.GenerateKey("ed25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile, _, err := dkim.WriteKeyFiles(root, "rep", "rcpt.test", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, bin, root, daemonSetup{dns: labtest.Lab(t), extra: fmt.Sprintf(`checks:
+  internal_hosts: ["127.0.0.9/32"]
+  signing:
+    - domain: rcpt.test
+      selector: rep
+      key: %q
+  classifier:
+    enabled: true
+    source: store
+    refresh: 1s
+  reputation:
+    enabled: true
+    flush_interval: 1s
+`, keyFile)})
+	model := func() classify.ModelState {
+		st, err := store.Open(context.Background(), "sqlite", d.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		s, err := st.ModelCounts(context.Background(), classify.SiteModel, math.MaxInt64, func(classify.BucketCount) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	waitModel := func(what string, ok func(classify.ModelState) bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !ok(model()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the model holds %+v\n%s", what, model(), d.log())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+
+	repInternal(t, d.milter)
+	time.Sleep(1500 * time.Millisecond) // the correspondent is written
+	ham := repMsg("REPHAM", "alice", "127.0.0.2")
+	mods, r := milterSend(t, d.milter, 10*time.Second, ham)
+	if !accepted(r) || !strings.Contains(header(mods, "X-Mailwall-Score"), "known_correspondent") {
+		t.Fatalf("mail from alice: %v, X-Mailwall-Score %q", r, header(mods, "X-Mailwall-Score"))
+	}
+	waitModel("the correspondent's mail learnt as ham", func(s classify.ModelState) bool { return s.Ham == 1 && s.Junk == 0 })
+
+	// Phishing rejected on its score alone (no DMARC record to fail).
+	spam := milterMsg{host: "x.example.test", ip: "127.0.0.3", queueID: "REPSPAM", from: "<>", rcpt: "<bob@rcpt.test>",
+		fields: [][2]string{{"From", "PayPal Security <security@paypa1-login.test>"}, {"To", "bob@rcpt.test"}, {"Subject", "Your account is limited"},
+			{"Message-ID", "<spam1@paypa1-login.test>"}, {"Content-Type", "text/html; charset=utf-8"}},
+		body: `<p>Verify your PayPal account now:</p><a href="http://paypal.com@198.51.100.7/login">https://www.paypal.com/signin</a>` +
+			`<a href="http://198.51.100.7/verify">www.paypal.com</a>` + "\r\n"}
+	mods, r = milterSend(t, d.milter, 10*time.Second, spam)
+	t.Logf("the phishing: reply %v, X-Mailwall-Score %q", r, header(mods, "X-Mailwall-Score"))
+	if r.Code != 'y' || !strings.HasPrefix(r.Text, "550") {
+		t.Fatalf("the phishing was not rejected: %v", r)
+	}
+	waitModel("the rejected phishing learnt as spam", func(s classify.ModelState) bool { return s.Junk == 1 })
+
+	// The user disagrees: unlearn the ham as delivered.
+	raw := bytes.ReplaceAll(repDelivered(mods[:0], ham), []byte("\r\n"), []byte("\n"))
+	cmd := exec.Command(bin, "unlearn", "ham", "--config", d.cfg)
+	cmd.Stdin = bytes.NewReader(raw)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "unlearnt as ham") {
+		t.Fatalf("unlearn ham: %v\n%s", err, out)
+	}
+	if s := model(); s.Ham != 0 || s.Junk != 1 {
+		t.Errorf("after unlearn: %+v, want no ham and the one spam", s)
+	}
+	d.alive(t)
 }
