@@ -115,13 +115,32 @@ type Extractor struct {
 	seen  []uint64 // open-addressing set of the hashes in v; 0 is empty
 	buf   []byte   // a feature name being built
 	order []byte   // the header's field order
+	lower []byte   // a field name in lower case
+	hdr   textproto.MIMEHeader
 	tok   tokenizer
 	rcpt  recipients
 }
 
 // NewExtractor returns an Extractor.
 func NewExtractor() *Extractor {
-	return &Extractor{seen: make([]uint64, 2*MaxFeatures)}
+	return &Extractor{seen: make([]uint64, 2*MaxFeatures), hdr: textproto.MIMEHeader{}}
+}
+
+// forget empties the set of hashes seen: the slots of the vector's
+// hashes only, latest first (a hash's probe only ever crossed the slots
+// of hashes added before it, still there when it is looked for), which
+// is a few hundred stores where clearing the table is 8,192.
+func (x *Extractor) forget() {
+	mask := uint64(len(x.seen) - 1)
+	for k := len(x.v.Hashes) - 1; k >= 0; k-- {
+		h := x.v.Hashes[k]
+		for i := h & mask; ; i = (i + 1) & mask {
+			if x.seen[i] == h {
+				x.seen[i] = 0
+				break
+			}
+		}
+	}
 }
 
 // full reports whether the vector has MaxFeatures.
@@ -194,20 +213,50 @@ func mix(h uint64) uint64 {
 
 // Extract returns msg's features.
 func (x *Extractor) Extract(msg *Message) *Vector {
+	x.forget()
 	x.v.Hashes = x.v.Hashes[:0]
 	x.v.names = x.v.names[:0]
 	x.v.ends = x.v.ends[:0]
-	clear(x.seen)
 	x.rcpt.set(msg.Recipients)
 
 	for _, e := range msg.Extra {
 		x.addString("extra", e)
 	}
-	h := textproto.MIMEHeader{}
-	for _, f := range msg.Fields {
-		h.Add(textproto.CanonicalMIMEHeaderKey(f.Name), strings.TrimSpace(f.Value()))
+	// The fields read by name, each once: their values in h (kept
+	// between messages, emptied), their place in the header's order.
+	h := x.hdr
+	for k, v := range h {
+		h[k] = v[:0]
 	}
-	from := x.header(msg.Fields, h)
+	x.order = x.order[:0]
+	var seenOrder uint64 // bit i: headerNames[i] seen
+	prev := ""
+	for _, f := range msg.Fields {
+		fi, ok := fieldInfos[string(x.lowerName(f.Name))]
+		if !ok {
+			continue
+		}
+		if fi.canon != "" {
+			h[fi.canon] = append(h[fi.canon], strings.TrimSpace(f.Value()))
+		}
+		if fi.order < 0 || seenOrder&(1<<fi.order) != 0 {
+			continue
+		}
+		// The order of the first occurrence of each field of
+		// headerNames, as one feature and as consecutive pairs.
+		seenOrder |= 1 << fi.order
+		name := headerNames[fi.order]
+		if prev != "" {
+			x.buf = append(append(append(x.buf[:0], prev...), '>'), name...)
+			x.add("header-pair", x.buf)
+		}
+		prev = name
+		if len(x.order) > 0 {
+			x.order = append(x.order, '>')
+		}
+		x.order = append(x.order, name...)
+	}
+	from := x.header(h)
 	x.mimeTree(h, msg.Body)
 	c := msg.Content
 	if c == nil {
@@ -231,49 +280,73 @@ var headerNames = []string{
 	"references", "x-priority", "importance", "organization", "thread-index", "thread-topic",
 }
 
-// headerOrder maps a canonical field name to its index in headerNames.
-var headerOrder = func() map[string]int {
-	m := map[string]int{}
+// readFields are the fields Extract reads by name, besides those of
+// headerNames: canonical, as they are keyed in the header map.
+var readFields = []string{"From", "Date", "Message-Id", "Mime-Version", "To", "Subject", "Reply-To", "In-Reply-To",
+	"References", "Organization", "X-Priority", "Importance", "Cc", "X-Mailer", "User-Agent",
+	"Content-Type", "Content-Transfer-Encoding", "Content-Disposition"}
+
+// fieldInfo is what Extract does with a field of a name.
+type fieldInfo struct {
+	canon string // its key in the header map; "": not kept
+	order int    // its index in headerNames, -1: not in the order
+}
+
+// fieldInfos maps a field name in lower case (ASCII) to its fieldInfo:
+// for names of token characters, which all these are, lower case
+// names the same field as textproto.CanonicalMIMEHeaderKey does.
+var fieldInfos = func() map[string]fieldInfo {
+	m := map[string]fieldInfo{}
+	for _, n := range readFields {
+		m[strings.ToLower(n)] = fieldInfo{canon: n, order: -1}
+	}
 	for i, n := range headerNames {
-		m[textproto.CanonicalMIMEHeaderKey(n)] = i
+		fi, ok := m[n]
+		if !ok {
+			fi.canon = ""
+		}
+		fi.order = i
+		m[n] = fi
 	}
 	return m
 }()
 
-// header adds the header's shape and returns the From's registered
-// domain ("" when unreadable).
-func (x *Extractor) header(fields []dkim.Field, h textproto.MIMEHeader) string {
-	// The order of the first occurrence of each field of headerOrder,
-	// as one feature and as consecutive pairs.
-	order := x.order[:0]
-	var seen uint64 // bit i: headerOrder's field i seen
-	prev := ""
-	for _, f := range fields {
-		bit, ok := headerOrder[textproto.CanonicalMIMEHeaderKey(f.Name)]
-		if !ok || seen&(1<<bit) != 0 {
-			continue
+// lowerName is name in ASCII lower case, in a buffer of x's.
+func (x *Extractor) lowerName(name string) []byte {
+	b := x.lower[:0]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
 		}
-		seen |= 1 << bit
-		name := headerNames[bit]
-		if prev != "" {
-			x.addString("header-pair", prev+">"+name)
-		}
-		prev = name
-		if len(order) > 0 {
-			order = append(order, '>')
-		}
-		order = append(order, name...)
+		b = append(b, c)
 	}
-	x.order = order
-	x.add("header-order", order)
-	for _, name := range []string{"Date", "Message-Id", "Mime-Version", "To", "Subject"} {
-		if len(h[name]) == 0 {
-			x.addString("header", "no "+strings.ToLower(name))
-		}
-	}
-	for _, name := range []string{"Reply-To", "In-Reply-To", "References", "Organization", "X-Priority", "Importance", "Cc"} {
-		if len(h[name]) > 0 {
-			x.addString("header", "has "+strings.ToLower(name))
+	x.lower = b
+	return b
+}
+
+// presence are the header's "no FIELD" and "has FIELD" features.
+var presence = []struct {
+	field, missing, present string
+}{
+	{"Date", "no date", ""}, {"Message-Id", "no message-id", ""}, {"Mime-Version", "no mime-version", ""},
+	{"To", "no to", ""}, {"Subject", "no subject", ""},
+	{"Reply-To", "", "has reply-to"}, {"In-Reply-To", "", "has in-reply-to"}, {"References", "", "has references"},
+	{"Organization", "", "has organization"}, {"X-Priority", "", "has x-priority"}, {"Importance", "", "has importance"},
+	{"Cc", "", "has cc"},
+}
+
+// header adds the header's shape (its fields in h, their order in
+// x.order) and returns the From's registered domain ("" when
+// unreadable).
+func (x *Extractor) header(h textproto.MIMEHeader) string {
+	x.add("header-order", x.order)
+	for _, p := range presence {
+		switch n := len(h[p.field]); {
+		case n == 0 && p.missing != "":
+			x.addString("header", p.missing)
+		case n > 0 && p.present != "":
+			x.addString("header", p.present)
 		}
 	}
 	for _, name := range []string{"X-Mailer", "User-Agent"} {
@@ -513,12 +586,13 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 			break
 		}
 		href := strings.TrimSpace(l.Href)
-		scheme, rest, ok := strings.Cut(href, ":")
+		scheme, _, ok := strings.Cut(href, ":")
 		scheme = strings.ToLower(scheme)
+		raw := href // url.Parse lower-cases the scheme itself
 		switch {
 		case !ok || (scheme != "http" && scheme != "https"):
-			if strings.HasPrefix(strings.ToLower(href), "www.") {
-				scheme, rest = "http", "//"+href
+			if hasPrefixFold(href, "www.") {
+				scheme, raw = "http", "http://"+href
 			} else {
 				if scheme == "mailto" {
 					x.addString("link", "mailto")
@@ -527,7 +601,7 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 			}
 		}
 		n++
-		u, err := url.Parse(scheme + ":" + rest)
+		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
 			x.addString("link", "unparsed")
 			continue
@@ -542,7 +616,7 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 			x.addString("link", "port")
 		}
 		host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-		if _, err := netip.ParseAddr(host); err == nil {
+		if mayBeAddr(host) && isAddr(host) {
 			x.addString("link", "ip address")
 			other++
 			continue
@@ -588,6 +662,18 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 			x.addString("links", "none in from's domain")
 		}
 	}
+}
+
+// mayBeAddr is a cheap test before isAddr: only a host of digits and
+// dots, or one with a colon, can be an address (a host name need not be
+// parsed: the parser's error allocates).
+func mayBeAddr(host string) bool {
+	return strings.IndexByte(host, ':') >= 0 || strings.Trim(host, "0123456789.") == ""
+}
+
+func isAddr(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil
 }
 
 // maxPathWords bounds the words taken from one link's path.
