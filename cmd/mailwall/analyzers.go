@@ -39,8 +39,16 @@ func newAnalyzers(ctx context.Context, cfg *config.Config, res dnsx.Resolver) ([
 			if cl.Source == "store" {
 				// Its model is read from the store by storeModels,
 				// once the store is open.
-				out = append(out, &classify.Analyzer{Threshold: cl.Threshold, Weight: cl.Weight,
-					StrongThreshold: cl.StrongThreshold, StrongWeight: cl.StrongWeight})
+				a := &classify.Analyzer{Threshold: cl.Threshold, Weight: cl.Weight,
+					StrongThreshold: cl.StrongThreshold, StrongWeight: cl.StrongWeight,
+					StarterWeight: cl.StarterWeight, StarterUntil: cl.StarterUntil}
+				if cl.StarterUntil > 0 {
+					var err error
+					if a.Starter, err = classify.LoadFile(ctx, "", "bayes"); err != nil {
+						return nil, fmt.Errorf("checks.classifier.starter_until: %w", err)
+					}
+				}
+				out = append(out, a)
 				continue
 			}
 			c, err := classify.LoadFile(ctx, cl.Model, cl.Kind)

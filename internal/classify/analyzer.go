@@ -29,6 +29,12 @@ type Analyzer struct {
 	// (LoadFile ""): it fires from StrongThreshold and weighs at most
 	// this.
 	StarterWeight int
+	// Starter, with Shared, classifies in the store model's place
+	// (capped as above) until that model has learnt StarterUntil junk
+	// and StarterUntil ham messages: a site that learns starts from the
+	// starter model and goes over to its own examples.
+	Starter      *Classifier
+	StarterUntil int
 	// Shared, when set, is the model in the store that classifies in
 	// C's place; a message that finds its copy older than Shared.Every
 	// starts a refresh in the background (never waiting for it).
@@ -56,6 +62,9 @@ func (a *Analyzer) Analyze(_ context.Context, m *analysis.Message) analysis.Resu
 	if a.Shared != nil {
 		a.Shared.RefreshInBackground(time.Now(), a.RefreshError)
 		c = a.Shared.C
+		if a.Starter != nil && !c.learnt(a.StarterUntil) {
+			c = a.Starter
+		}
 	}
 	if c == nil {
 		return analysis.Result{} // a store model not attached: no store

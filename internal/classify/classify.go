@@ -137,6 +137,15 @@ type Classifier struct {
 // Starter reports whether c classifies with the shipped starter model.
 func (c *Classifier) Starter() bool { return c.starter }
 
+// learnt reports whether c's model is a Bayes model that has learnt at
+// least n junk and n ham messages (other models: always).
+func (c *Classifier) learnt(n int) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	b, ok := c.model.(*Bayes)
+	return !ok || b.nJunk >= uint64(n) && b.nHam >= uint64(n)
+}
+
 // NewClassifier returns a Classifier around m, junk against ham, and
 // kinds, phishing against spam (nil: junk is not told apart).
 func NewClassifier(m, kinds Model) *Classifier {

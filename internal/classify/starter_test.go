@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"mailwall/internal/analysis"
 	"mailwall/internal/phish"
 )
 
@@ -143,5 +145,65 @@ func TestStarterReproducible(t *testing.T) {
 	}
 	if !bytes.Equal(b, starterModel) {
 		t.Errorf("make model gives %d bytes that differ from the committed starter/bayes.mwc (%d bytes): the features, the rules or the corpus changed; run make model and commit the file", len(b), len(starterModel))
+	}
+}
+
+// TestStarterCapAndHandover: the starter model's hit fires only from
+// strong_threshold and weighs StarterWeight (a model of the site's own,
+// the same counts, weighs StrongWeight); with a store model it classifies
+// until that model has learnt StarterUntil of each class, then the
+// site's model does.
+func TestStarterCapAndHandover(t *testing.T) {
+	ctx := context.Background()
+	starter, err := LoadFile(ctx, "", "bayes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(name string) *analysis.Message {
+		raw, err := os.ReadFile(filepath.Join("testdata", "handwritten", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, b := ParseMessage(raw)
+		return &analysis.Message{Fields: f, Body: b, Decode: phish.Extract}
+	}
+	hit := func(a *Analyzer, name string) analysis.Hit {
+		r := a.Analyze(ctx, msg(name))
+		if len(r.Hits) != 1 {
+			t.Fatalf("%s: hits %v, want one", name, r.Hits)
+		}
+		return r.Hits[0]
+	}
+	weights := Analyzer{Threshold: 0.95, Weight: 30, StrongThreshold: 0.99, StrongWeight: 45, StarterWeight: 15}
+
+	a := weights
+	a.C = starter
+	if h := hit(&a, "spam-1.eml"); h.Weight != 15 || !strings.Contains(h.Detail, "(the starter model: weight capped at 15)") {
+		t.Errorf("starter: %+v", h)
+	}
+	m, _ := starter.Models()
+	own := weights
+	own.C = NewClassifier(m, nil) // the same counts, as a site's own file
+	if h := hit(&own, "spam-1.eml"); h.Weight != 45 || strings.Contains(h.Detail, "starter") {
+		t.Errorf("own model: %+v", h)
+	}
+
+	sh, err := OpenShared(ctx, newMemCounts(), SiteModel, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := weights
+	st.Shared, st.Starter, st.StarterUntil = sh, starter, 2
+	if h := hit(&st, "spam-1.eml"); h.Weight != 15 {
+		t.Errorf("store model learnt nothing yet, the starter's hit: %+v", h)
+	}
+	for _, name := range []string{"spam-2.eml", "spam-3.eml", "ham-1.eml", "ham-2.eml"} {
+		m := msg(name)
+		if err := sh.C.Learn(&Message{Fields: m.Fields, Body: m.Body}, strings.SplitN(name, "-", 2)[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := hit(&st, "spam-1.eml"); h.Weight != 45 || strings.Contains(h.Detail, "starter") {
+		t.Errorf("store model learnt 2 of each, its own hit: %+v", h)
 	}
 }

@@ -146,6 +146,7 @@ type ChecksConfig struct {
 	S25RAllowIPs     []string        `yaml:"s25r_allow_ips"`
 	DMARCPSL         bool            `yaml:"dmarc_psl"`
 	InternalHosts    []string        `yaml:"internal_hosts"`
+	NotChecked       []string        `yaml:"not_checked"`
 	SubjectTag       string          `yaml:"subject_tag"`
 	Actions          ActionsConfig   `yaml:"actions"`
 	Signing          []SigningConfig `yaml:"signing"`
@@ -175,6 +176,7 @@ type ClassifierConfig struct {
 	StrongThreshold float64 `yaml:"strong_threshold"`
 	StrongWeight    int     `yaml:"strong_weight"`
 	StarterWeight   int     `yaml:"starter_weight"`
+	StarterUntil    int     `yaml:"starter_until"`
 	// Source is where the model is read: "file" (Model) or "store"
 	// (the store's model, which mailwall learn and the Maildir watcher
 	// teach, re-read every Refresh).
@@ -237,6 +239,9 @@ type ScoreConfig struct {
 	Tag        int `yaml:"tag"`
 	Quarantine int `yaml:"quarantine"`
 	Reject     int `yaml:"reject"`
+	// RejectText is the reply text of a rejection by the score; the
+	// rules go to the log and the dashboard only.
+	RejectText string `yaml:"reject_text"`
 }
 
 // ActionsConfig maps outcomes to actions.
@@ -527,7 +532,7 @@ func (c *Config) Validate() error {
 	check(oneOf(cl.Kind, "bayes", "ftrl"), "checks.classifier.kind: %q is not bayes or ftrl", cl.Kind)
 	check(cl.Threshold > 0 && cl.Threshold < 1 && cl.Threshold <= cl.StrongThreshold && cl.StrongThreshold < 1,
 		"checks.classifier: want 0 < threshold (%g) <= strong_threshold (%g) < 1", cl.Threshold, cl.StrongThreshold)
-	check(cl.Weight >= 0 && cl.StrongWeight >= 0 && cl.StarterWeight >= 0, "checks.classifier: weights must not be negative")
+	check(cl.Weight >= 0 && cl.StrongWeight >= 0 && cl.StarterWeight >= 0 && cl.StarterUntil >= 0, "checks.classifier: weights and starter_until must not be negative")
 	listed := map[string]bool{}
 	for _, a := range c.Checks.Analyzers {
 		check(oneOf(a, "phish", "classifier", "dnsbl", "reputation") && !listed[a], "checks.analyzers: %q is not phish, classifier, dnsbl or reputation, or is listed twice", a)
@@ -557,6 +562,10 @@ func (c *Config) Validate() error {
 		_, err := ParsePrefixes(list)
 		check(err == nil, "%s: %v", key, err)
 	}
+	_, ncErr := ParsePrefixes(c.Checks.NotChecked)
+	check(ncErr == nil, "checks.not_checked: %v", ncErr)
+	check(len(c.Checks.Score.RejectText) <= 200 && !strings.ContainsFunc(c.Checks.Score.RejectText, func(r rune) bool { return r < 0x20 || r == 0x7f }),
+		"checks.score.reject_text: at most 200 characters on one line")
 	return errors.Join(errs...)
 }
 
