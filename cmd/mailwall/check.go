@@ -77,6 +77,9 @@ func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error
 		return nil, err
 	}
 	c.Internal = internal
+	if c.NotChecked, err = config.ParsePrefixes(cc.NotChecked); err != nil {
+		return nil, fmt.Errorf("checks.not_checked: %w", err)
+	}
 	if cc.ARC.Verify || cc.ARC.Seal.Domain != "" {
 		// Sealing needs the incoming chain's status for its cv=.
 		c.ARC = &arc.Verifier{Resolver: res, Budget: cc.DKIM.VerifyBudget.D()}
@@ -95,6 +98,7 @@ func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error
 		return nil, err
 	}
 	c.Policy.ScoreTag, c.Policy.ScoreQuarantine, c.Policy.ScoreReject = cc.Score.Tag, cc.Score.Quarantine, cc.Score.Reject
+	c.Policy.ScoreRejectText = cc.Score.RejectText // the sender's text; the rules are logged
 	c.Signers = map[string]*dkim.Signer{}
 	for _, s := range cc.Signing {
 		key, err := dkim.LoadPrivateKey(s.Key)

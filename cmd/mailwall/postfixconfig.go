@@ -79,10 +79,10 @@ func cmdPostfixConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if milterAddr != "" {
-		warnNotListening(stderr, cfg.Milter.Listen[0])
+		warnNotListening(stderr, cfg.Milter.Listen[0], "Postfix answers every message with 451 4.7.1 (milter_default_action = tempfail) and senders retry")
 	}
 	if policyAddr != "" {
-		warnNotListening(stderr, cfg.Policyd.Listen[0])
+		warnNotListening(stderr, cfg.Policyd.Listen[0], "Postfix answers every recipient with 451 4.3.5 Server configuration problem and senders retry")
 	}
 	if *noReload {
 		fmt.Fprintln(stdout, "# not reloaded (--no-reload): run postfix reload")
@@ -247,16 +247,16 @@ func reloadPostfix(dir string, stdout io.Writer) error {
 }
 
 // warnNotListening says so when nothing answers at a mailwall listener
-// Postfix now uses: with milter_default_action = tempfail, mail would be
-// deferred until mailwall serve runs.
-func warnNotListening(stderr io.Writer, listen string) {
+// Postfix now uses, and what Postfix does with mail until it does
+// (consequence).
+func warnNotListening(stderr io.Writer, listen, consequence string) {
 	network, addr := "tcp", strings.TrimPrefix(listen, "inet:")
 	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
 		network, addr = "unix", path
 	}
 	c, err := net.DialTimeout(network, addr, time.Second)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailwall: warning: nothing answers at %s yet (%v): start mailwall serve, or Postfix defers mail\n", listen, err)
+		fmt.Fprintf(stderr, "mailwall: warning: nothing answers at %s yet (%v): until mailwall serve runs, %s; start it now (systemctl start mailwall)\n", listen, err, consequence)
 		return
 	}
 	c.Close()

@@ -127,6 +127,11 @@ func policyAddrs(svcs []string) map[string]bool {
 	return addrs
 }
 
+// MilterTempfailWhy says why the plan sets milter_default_action =
+// tempfail.
+const MilterTempfailWhy = "while mailwall is stopped or does not answer, Postfix answers 451 4.7.1 and senders retry later; " +
+	"with accept (Postfix's default) mail would pass unchecked and internal mail would leave unsigned, with no sign of it"
+
 // PlanPostfix works out the changes that put mailwall's milter (at
 // milterAddr, "" for none) and policy server (policyAddr, "" for none) in
 // place of OpenDKIM, OpenDMARC and policyd-spf, keeping every other milter
@@ -167,6 +172,10 @@ func PlanPostfix(st PostfixState, milterAddr, policyAddr string, alsoReplace ...
 		if _, ok := st.Main["smtpd_milters"]; !ok {
 			plan.Changes = append(plan.Changes, PostfixChange{Param: "smtpd_milters", New: milterAddr,
 				Why: "mail received over SMTP goes through mailwall's milter"})
+		}
+		if v := st.Main["milter_default_action"]; v != "tempfail" {
+			plan.Changes = append(plan.Changes, PostfixChange{Param: "milter_default_action", Old: v, New: "tempfail",
+				Why: MilterTempfailWhy})
 		}
 	}
 

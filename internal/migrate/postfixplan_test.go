@@ -36,6 +36,7 @@ func TestPlanPostfix(t *testing.T) {
 				"smtpd_milters":                milter + ", inet:127.0.0.1:3310",
 				"smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination, check_policy_service " + policy,
 				"policyd-spf_time_limit":       "-",
+				"milter_default_action":        "tempfail",
 			},
 			wantDisable: []string{"policyd-spf/unix"},
 		},
@@ -57,6 +58,7 @@ func TestPlanPostfix(t *testing.T) {
 				"non_smtpd_milters":             milter,
 				"submission/inet/smtpd_milters": milter,
 				"smtpd_recipient_restrictions":  "reject_unauth_destination, check_policy_service { " + policy + ", timeout=20s }",
+				"milter_default_action":         "tempfail",
 			},
 			wantDisable: []string{"spfcheck/unix"},
 		},
@@ -66,6 +68,7 @@ func TestPlanPostfix(t *testing.T) {
 			want: map[string]string{
 				"smtpd_milters":                milter,
 				"smtpd_recipient_restrictions": "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination, check_policy_service " + policy,
+				"milter_default_action":        "tempfail",
 			},
 		},
 		{
@@ -77,21 +80,25 @@ func TestPlanPostfix(t *testing.T) {
 			want: map[string]string{
 				"smtpd_milters":                "inet:127.0.0.1:3310, " + milter,
 				"smtpd_recipient_restrictions": "reject_unauth_destination, check_policy_service " + policy,
+				"milter_default_action":        "tempfail",
 			},
 		},
 		{
-			name:        "rspamd for authentication only",
-			st:          PostfixState{Main: map[string]string{"smtpd_milters": "inet:localhost:11332, inet:127.0.0.1:3310", "non_smtpd_milters": "inet:localhost:11332", "smtpd_recipient_restrictions": "reject_unauth_destination"}},
+			name: "rspamd for authentication only",
+			st: PostfixState{Main: map[string]string{"smtpd_milters": "inet:localhost:11332, inet:127.0.0.1:3310", "non_smtpd_milters": "inet:localhost:11332",
+				"smtpd_recipient_restrictions": "reject_unauth_destination", "milter_default_action": "accept"}},
 			alsoReplace: []string{"inet:localhost:11332"},
 			want: map[string]string{
 				"smtpd_milters":                milter + ", inet:127.0.0.1:3310",
 				"non_smtpd_milters":            milter,
 				"smtpd_recipient_restrictions": "reject_unauth_destination, check_policy_service " + policy,
+				"milter_default_action":        "tempfail", // was accept
 			},
 		},
 		{
 			name: "already applied",
 			st: PostfixState{Main: map[string]string{
+				"milter_default_action":        "tempfail",
 				"smtpd_milters":                milter + ", inet:127.0.0.1:3310",
 				"smtpd_recipient_restrictions": "reject_unauth_destination, check_policy_service " + policy,
 			}},

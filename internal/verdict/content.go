@@ -77,7 +77,13 @@ func (m *Message) analyze() {
 	p := c.Policy
 	switch {
 	case p.ScoreReject > 0 && score >= p.ScoreReject:
-		r.decide(Reject, "score", why, "550 5.7.1 Message rejected as likely phishing ("+rules+")")
+		// The sender sees a generic text; the rules are in why, for the
+		// log and the dashboard, not for whoever tunes a phish to pass.
+		text := p.ScoreRejectText
+		if text == "" {
+			text = DefaultScoreRejectText
+		}
+		r.decide(Reject, "score", why, "550 5.7.1 "+text)
 	case p.ScoreQuarantine > 0 && score >= p.ScoreQuarantine:
 		r.decide(Quarantine, "score", why, "")
 	case p.ScoreTag > 0 && score >= p.ScoreTag:
@@ -86,3 +92,7 @@ func (m *Message) analyze() {
 		r.Reasons = append(r.Reasons, why)
 	}
 }
+
+// DefaultScoreRejectText is the reply text of a rejection by the score
+// when the config gives none.
+const DefaultScoreRejectText = "Message rejected as likely phishing"

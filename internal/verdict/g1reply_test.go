@@ -15,7 +15,7 @@ import (
 func TestBlocklistRejectReply(t *testing.T) {
 	const (
 		listed   = "550 5.7.1 Message rejected: listed on DNS blocklists ("
-		phishing = "550 5.7.1 Message rejected as likely phishing ("
+		phishing = "550 5.7.1 Message rejected as likely phishing" // the rules only in the log (checks.score.reject_text)
 	)
 	for _, tc := range []struct {
 		name string
@@ -26,10 +26,10 @@ func TestBlocklistRejectReply(t *testing.T) {
 		{"list tips the score", []analysis.Hit{{Rule: "brand_from_domain", Weight: 60}, {Rule: "dnsbl:zen.lists.test", Weight: 60}},
 			listed + "brand_from_domain=60, dnsbl:zen.lists.test=60)"},
 		{"rules reject on their own", []analysis.Hit{{Rule: "brand_from_domain", Weight: 100}, {Rule: "dnsbl:dbl.lists.test", Weight: 40}},
-			phishing + "brand_from_domain=100, dnsbl:dbl.lists.test=40)"},
-		{"no list", []analysis.Hit{{Rule: "brand_from_domain", Weight: 110}}, phishing + "brand_from_domain=110)"},
+			phishing},
+		{"no list", []analysis.Hit{{Rule: "brand_from_domain", Weight: 110}}, phishing},
 		{"allow list hit is no listing", []analysis.Hit{{Rule: "brand_from_domain", Weight: 140}, {Rule: "dnswl:wl.lists.test", Weight: -40}},
-			phishing + "brand_from_domain=140, dnswl:wl.lists.test=-40)"},
+			phishing},
 		{"under the threshold", []analysis.Hit{{Rule: "dnsbl:zen.lists.test", Weight: 60}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

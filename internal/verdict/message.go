@@ -28,6 +28,9 @@ type Message struct {
 	signing  *dkim.Signing
 	internal bool
 	am       analysis.Message // what the analyzers read, filled at Finish
+
+	// notChecked: internal's path (nothing checked) without signing.
+	notChecked bool
 }
 
 // Header adds one header field as received.
@@ -37,7 +40,7 @@ func (m *Message) Header(f dkim.Field) { m.fields = append(m.fields, f) }
 // our own.
 func (m *Message) EndOfHeaders() {
 	if m.internal {
-		if s := m.signer(); s != nil {
+		if s := m.signer(); s != nil && !m.notChecked {
 			m.signing, _ = s.Start(m.fields)
 		}
 		return

@@ -79,6 +79,10 @@ type Policy struct {
 	// Score thresholds: a message whose phishing score reaches one gets
 	// that action (tag, quarantine, reject); 0 turns a threshold off.
 	ScoreTag, ScoreQuarantine, ScoreReject int
+	// ScoreRejectText is what a rejection by the score tells the sender
+	// after "550 5.7.1 " ("" for the default): the rules stay in the
+	// reasons, for the log and the dashboard.
+	ScoreRejectText string
 }
 
 // DefaultPolicy is what an admin expects of OpenDKIM+OpenDMARC with
@@ -126,6 +130,9 @@ type Checker struct {
 	// Internal networks and authenticated senders are signed, not checked
 	// (OpenDKIM's InternalHosts).
 	Internal []netip.Prefix
+	// NotChecked networks' mail is passed on as it is: not checked, not
+	// signed (OpenDMARC's IgnoreHosts; checks.not_checked).
+	NotChecked []netip.Prefix
 	// Signers by lower-case domain: mail from these domains is signed when
 	// it comes from an internal host or an authenticated sender.
 	Signers map[string]*dkim.Signer
@@ -167,6 +174,8 @@ type Result struct {
 	DKIM     []dkim.Result   `json:"dkim"`
 	DMARC    dmarc.Result    `json:"dmarc"`
 	ARC      arc.Outcome     `json:"arc"`
+	// NotChecked: the client is in NotChecked; nothing was checked.
+	NotChecked bool `json:"not_checked,omitempty"`
 	// Phish is the phishing rules' report when they ran (also among
 	// Analyses, under "phish").
 	Phish *phish.Report `json:"-"`
