@@ -53,7 +53,6 @@ FUZZ_TARGETS = \
 	internal/milter:FuzzSession \
 	internal/feedback:FuzzParse \
 	internal/classify:FuzzExtract \
-	internal/classify:FuzzDecodeCompact \
 	internal/feedback:FuzzAttachments
 
 fuzz:

@@ -152,6 +152,7 @@ func (f *milterFilter) RcptTo(rcpt string, args []string, m *milter.Macros) milt
 	addr := strings.Trim(rcpt, "<>")
 	if f.rcpt != nil {
 		if reply := f.rcpt.check(f.pipe, f.env, f.host, addr); reply != "" {
+			f.recordRcptRefusal(addr, reply)
 			return milter.ReplyCode(reply)
 		}
 	}
@@ -308,6 +309,32 @@ func (f *milterFilter) recordRefusal(source string, act verdict.Action, reply, w
 	v := store.Verdict{At: time.Now(), Node: f.node, Source: source, ClientName: milterClientName(f.host), Helo: f.helo,
 		Action: string(act), Stage: source, Verdict: "fail", Reply: reply, Reasons: []string{source + ": " + why},
 		Details: store.Details{Stages: []store.StageResult{{Stage: source, Result: "fail", Reason: why}}}}
+	if f.client.IsValid() {
+		v.ClientIP = f.client.Unmap().String()
+	}
+	f.rec.Record(v)
+}
+
+// recordRcptRefusal records and counts the milter's refusal of one
+// recipient (greylisting or the DNS blocklists at RCPT, in place of the
+// policy server): source rcpt, the reply as Postfix passes it on.
+func (f *milterFilter) recordRcptRefusal(rcpt, reply string) {
+	act, stage := verdict.Reject, "dnsbl"
+	if strings.HasPrefix(reply, "4") {
+		act = verdict.TempFail
+		if strings.Contains(reply, "reylist") {
+			stage = "greylist"
+		}
+	}
+	if f.metrics != nil {
+		f.metrics.Decision("rcpt", string(act))
+	}
+	if f.rec == nil {
+		return
+	}
+	v := store.Verdict{At: time.Now(), Node: f.node, Source: "rcpt", QueueID: f.env.QueueID, ClientName: milterClientName(f.host), Helo: f.helo,
+		MailFrom: f.env.MailFrom, Rcpts: []string{rcpt}, Action: string(act), Stage: stage, Verdict: "fail", Reply: reply,
+		Reasons: []string{stage + ": " + reply}, Details: store.Details{Stages: []store.StageResult{{Stage: stage, Result: string(act), Reason: reply}}}}
 	if f.client.IsValid() {
 		v.ClientIP = f.client.Unmap().String()
 	}

@@ -110,7 +110,7 @@ func New() *Metrics {
 	m.reg.MustRegister(m.helo, m.upstream)
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailwall_decisions_total",
-		Help: "Decisions as the dashboard's verdict list records them, by source (milter: a message; policy: the policy server's refusals, one a recipient; helo and connect: the milter's refusals before a message) and action (accept, tag, quarantine, reject, tempfail).",
+		Help: "Decisions as the dashboard's verdict list records them, by source (milter: a message; policy: the policy server's refusals, one a recipient; rcpt: the milter's, greylisting or blocklisting at RCPT; helo and connect: the milter's refusals before a message) and action (accept, tag, quarantine, reject, tempfail).",
 	}, []string{"source", "action"})
 	m.reg.MustRegister(m.decisions)
 	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.dnsbl, m.dnsblAct, m.lists, m.conns, buildInfo(version.Get()),

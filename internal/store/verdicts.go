@@ -22,7 +22,8 @@ import (
 // Verdict is what the store keeps of one decision: the envelope, each
 // stage's result and the action, never the content. Source says where it
 // was decided: "milter" (a message), "policy" (the policy server's answer
-// to one recipient), "helo" or "connect" (the milter refused the
+// to one recipient), "rcpt" (the milter's, greylisting or blocklisting
+// at RCPT in its place), "helo" or "connect" (the milter refused the
 // client before any message).
 type Verdict struct {
 	ID         int64     `json:"id"`
@@ -329,7 +330,7 @@ func (s *Store) placeholders(rows, cols int) string {
 type VerdictFilter struct {
 	Since, Until time.Time
 	Action       string
-	Source       string // milter, policy, helo, connect
+	Source       string // milter, policy, rcpt, helo, connect
 	Domain       string // From domain, or the MAIL FROM's
 	ClientIP     string
 	// Client is an IP address (matched exactly) or a client name: the

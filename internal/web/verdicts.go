@@ -32,7 +32,7 @@ var verdictKeys = []struct {
 }
 
 // sources are the verdicts' sources, in the order the form lists them.
-var sources = []string{"milter", "policy", "helo", "connect"}
+var sources = []string{"milter", "policy", "rcpt", "helo", "connect"}
 
 // timeLayout is how the search form reads and writes times (the HTML
 // datetime-local input's value).
