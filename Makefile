@@ -53,6 +53,7 @@ FUZZ_TARGETS = \
 	internal/milter:FuzzSession \
 	internal/feedback:FuzzParse \
 	internal/classify:FuzzExtract \
+	internal/classify:FuzzDecodeCompact \
 	internal/feedback:FuzzAttachments
 
 fuzz:

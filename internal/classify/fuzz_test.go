@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -31,6 +32,39 @@ func FuzzExtract(f *testing.F) {
 		}
 		if p := m.Predict(v, make([]float64, len(v.Hashes))); !(p >= 0 && p <= 1) {
 			t.Fatalf("probability %v", p)
+		}
+	})
+}
+
+// FuzzDecodeCompact: any bytes either are refused or decode to a model
+// that encodes back to a model of the same counts, without a panic and
+// without a table larger than the encoding allows.
+func FuzzDecodeCompact(f *testing.F) {
+	m := NewBayes(minBits)
+	x := NewExtractor()
+	m.Learn(x.Extract(parse("Subject: a\n\nspam words\n")).Clone(), true)
+	m.Learn(x.Extract(parse("Subject: b\n\nham words\n")).Clone(), false)
+	good, err := EncodeCompact(m)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(compactMagic + "\x01"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := DecodeCompact(b)
+		if err != nil {
+			return
+		}
+		if len(got.table) != 1<<got.bits || got.bits < minBits || got.bits > maxBits {
+			t.Fatalf("table of %d buckets, bits %d", len(got.table), got.bits)
+		}
+		again, err := EncodeCompact(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := DecodeCompact(again)
+		if err != nil || back.nJunk != got.nJunk || back.nHam != got.nHam || !slices.Equal(back.table, got.table) {
+			t.Fatalf("re-encoding differs: %v", err)
 		}
 	})
 }

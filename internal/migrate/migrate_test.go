@@ -78,9 +78,13 @@ func TestImportDebian(t *testing.T) {
 	if c.SPF.Timeout.D().Seconds() != 10 || c.Checks.AuthServID != "mx.example.test" {
 		t.Errorf("spf.timeout %v, authserv_id %q", c.SPF.Timeout.D(), c.Checks.AuthServID)
 	}
-	// InternalHosts and IgnoreHosts together; the host name is left out.
-	if want := []string{"127.0.0.1/32", "::1/128", "10.20.0.0/16", "10.30.0.0/16"}; !slices.Equal(c.Checks.InternalHosts, want) {
+	// InternalHosts (signed, not checked) apart from IgnoreHosts (neither
+	// checked nor signed); the host name is left out.
+	if want := []string{"127.0.0.1/32", "::1/128", "10.20.0.0/16"}; !slices.Equal(c.Checks.InternalHosts, want) {
 		t.Errorf("internal_hosts %q, want %q", c.Checks.InternalHosts, want)
+	}
+	if want := []string{"127.0.0.1/32", "10.20.0.0/16", "10.30.0.0/16"}; !slices.Equal(c.Checks.NotChecked, want) {
+		t.Errorf("not_checked %q, want %q", c.Checks.NotChecked, want)
 	}
 	key := filepath.Join(root, "etc/opendkim/keys/example.test/sel.private")
 	wantSigning := []config.SigningConfig{{Domain: "example.test", Selector: "sel", Key: key}, {Domain: "example.org", Selector: "mail", Key: key}}
@@ -206,8 +210,10 @@ func TestImportDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := res.Config
-	if !slices.Equal(c.Checks.InternalHosts, []string{"127.0.0.1/32"}) || c.Checks.Actions.DMARCReject != "tag" || len(c.Policyd.Listen) != 0 || len(c.Checks.Signing) != 0 {
-		t.Errorf("internal %q, dmarc_reject %q, policyd.listen %q, signing %v", c.Checks.InternalHosts, c.Checks.Actions.DMARCReject, c.Policyd.Listen, c.Checks.Signing)
+	if !slices.Equal(c.Checks.InternalHosts, []string{"127.0.0.1/32"}) || !slices.Equal(c.Checks.NotChecked, []string{"127.0.0.1/32"}) ||
+		c.Checks.Actions.DMARCReject != "tag" || len(c.Policyd.Listen) != 0 || len(c.Checks.Signing) != 0 {
+		t.Errorf("internal %q, not_checked %q, dmarc_reject %q, policyd.listen %q, signing %v", c.Checks.InternalHosts, c.Checks.NotChecked,
+			c.Checks.Actions.DMARCReject, c.Policyd.Listen, c.Checks.Signing)
 	}
 	// OpenDKIM's On-DNSError defaults to tempfail.
 	if c.Checks.Actions.TempError != "tempfail" {

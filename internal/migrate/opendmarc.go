@@ -37,7 +37,8 @@ func (im *importer) openDMARC(path string) error {
 	}
 	if _, ok := get["ignorehosts"]; !ok {
 		// opendmarc.conf(5): IgnoreHosts defaults to 127.0.0.1.
-		im.defaultInternal(path, "IgnoreHosts (unset: 127.0.0.1)", "OpenDMARC's default: mail from the host itself is not checked")
+		im.cfg.Checks.NotChecked = appendNew(im.cfg.Checks.NotChecked, "127.0.0.1/32")
+		im.add(path, 0, "IgnoreHosts (unset: 127.0.0.1)", "checks.not_checked: [127.0.0.1/32]", "OpenDMARC's default: mail from the host itself is not checked. "+notCheckedNote)
 	}
 	if _, ok := get["rejectfailures"]; !ok {
 		im.add(path, 0, "RejectFailures (unset: false)", "checks.actions.dmarc_reject: tag", "OpenDMARC's default: a DMARC failure only adds Authentication-Results. mailwall's own default is reject: set it once you trust the results")
@@ -62,11 +63,14 @@ func (im *importer) openDMARC(path string) error {
 				add("checks.actions.dmarc_quarantine: tag", "")
 			}
 		case "ignorehosts":
-			becomes, skipped, err := im.internalHosts(path, d)
+			entries, _, err := dataset(d.value)
 			if err != nil {
-				return err
+				return fmt.Errorf("migrate: %s, line %d: %s: %w", path, d.line, d.name, err)
 			}
-			note := "mailwall has one list for OpenDKIM's InternalHosts and OpenDMARC's IgnoreHosts: mail from these hosts is signed, not checked"
+			prefixes, skipped := hostsToPrefixes(entries)
+			im.cfg.Checks.NotChecked = appendNew(im.cfg.Checks.NotChecked, prefixes...)
+			becomes := "checks.not_checked: " + flow(prefixes)
+			note := notCheckedNote
 			if len(skipped) > 0 {
 				note += "; not imported (addresses and CIDRs only): " + strings.Join(skipped, ", ")
 			}
@@ -113,3 +117,7 @@ func (im *importer) openDMARC(path string) error {
 	}
 	return nil
 }
+
+// notCheckedNote says what IgnoreHosts became.
+const notCheckedNote = "Mail from these hosts is passed on with no checks and no signature, as OpenDMARC left it; " +
+	"hosts that should also be signed belong in checks.internal_hosts (OpenDKIM's InternalHosts), which wins where both list a host"
