@@ -146,7 +146,7 @@ func (d *Dashboard) verdictList(w http.ResponseWriter, r *http.Request, p *page)
 	d.Log.Info("web: list entry added", "list", e.List, "kind", e.Kind, "value", e.Value, "verdict", v.ID, "user", d.Auth.user)
 	done := fmt.Sprintf("%s list: %s %s added", e.List, e.Kind, e.Value)
 	if !e.Expires.IsZero() {
-		done += ", until " + e.Expires.UTC().Format("2006-01-02 15:04") + " UTC"
+		done += ", until " + e.Expires.In(d.location()).Format("2006-01-02 15:04 MST")
 	}
 	a := actedData{VerdictID: v.ID, Done: []string{done + ".", fmt.Sprintf("Every mailwall on this store applies it within %v.", lists.DefaultRefresh)}}
 	if list == lists.Allow && (e.Kind == lists.Sender || e.Kind == lists.Domain) {
@@ -445,7 +445,7 @@ func (d *Dashboard) resend(w http.ResponseWriter, r *http.Request, p *page) {
 		return
 	}
 	d.Log.Info("web: report delivery queued again", "delivery", id, "user", d.Auth.user)
-	d.acted(w, r, p, http.StatusOK, actedData{Done: []string{fmt.Sprintf("Delivery %d is queued again: the report sender sends it at its next run, with a fresh count of attempts.", id)}})
+	d.acted(w, r, p, http.StatusOK, actedData{Done: []string{fmt.Sprintf("Delivery %d is queued again: the report sender sends it at its next run (reports.every), with a fresh count of attempts; mailwall report send-now sends it at once.", id)}})
 }
 
 // actionFuncs are the functions the action templates call.

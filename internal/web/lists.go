@@ -21,6 +21,8 @@ const maxListShown = 1000
 type listsData struct {
 	Query   string
 	Now     time.Time
+	Loc     *time.Location // the admin's time zone (web.timezone)
+	Zone    string
 	Entries []lists.Entry
 	More    int // matching entries not shown
 }
@@ -35,7 +37,8 @@ func (d *Dashboard) lists(w http.ResponseWriter, r *http.Request, p *page) {
 		return
 	}
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
-	ld := listsData{Query: q, Now: d.Now()}
+	loc := d.location()
+	ld := listsData{Query: q, Now: d.Now(), Loc: loc, Zone: d.Now().In(loc).Format("MST")}
 	for _, e := range all {
 		if q != "" && !strings.Contains(e.Value, strings.ToLower(q)) && !strings.Contains(strings.ToLower(e.Note), strings.ToLower(q)) {
 			continue
