@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,11 +79,16 @@ const addReputationSQL = `INSERT INTO reputation (kind, identity, ham, spam, fir
 	updated_at = {{greatest}}(reputation.updated_at, excluded.updated_at)`
 
 // AddReputation implements reputation.Store: one transaction for the
-// batch.
+// batch, its rows in key order, so that two hosts writing the same rows
+// at once wait for each other instead of deadlocking.
 func (s *Store) AddReputation(ctx context.Context, deltas []reputation.Delta, halfLife time.Duration) error {
 	if len(deltas) == 0 {
 		return nil
 	}
+	deltas = slices.Clone(deltas)
+	slices.SortFunc(deltas, func(a, b reputation.Delta) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Identity, b.Identity))
+	})
 	q := strings.ReplaceAll(addReputationSQL, "{{greatest}}", map[bool]string{true: "GREATEST", false: "max"}[s.driver == "postgres"])
 	hl := max(halfLife.Seconds(), 1)
 	tx, err := s.db.BeginTx(ctx, nil)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -121,6 +122,9 @@ func TestReputationTwoHosts(t *testing.T) {
 		wg.Go(func() {
 			for range 10 {
 				r.Add(ids, 0, 1)
+				for j := range 50 { // many rows in one batch, as a busy host writes them
+					r.Add(reputation.Identities{DKIM: []string{fmt.Sprintf("d%d.example", j)}}, 1, 0)
+				}
 				if err := r.Flush(ctx); err != nil {
 					t.Error(err)
 				}
@@ -134,6 +138,10 @@ func TestReputationTwoHosts(t *testing.T) {
 		if err != nil || !seen[k] || math.Abs(c[k].Spam-20) > 0.01 {
 			t.Errorf("host %s sees %+v %v %v, want 20 spam", name, c[k], seen[k], err)
 		}
+	}
+	d7 := reputation.Key{Kind: reputation.DKIM, Identity: "d7.example"}
+	if c, _, _ := rb.Lookup(ctx, []reputation.Key{d7}); math.Abs(c[d7].Ham-20) > 0.01 {
+		t.Errorf("d7.example: %+v, want 20 ham from both hosts' batches", c[d7])
 	}
 	if err := rb.Feedback(ctx, ids, false, false); err != nil {
 		t.Fatal(err)
