@@ -188,7 +188,7 @@ func LoadFile(ctx context.Context, path, kind string) (*Classifier, error) {
 	st := DirStore{Dir: filepath.Dir(path)}
 	m, err := LoadModel(ctx, st, name)
 	if errors.Is(err, ErrNoModel) {
-		return nil, fmt.Errorf("classify: model file %s does not exist (make model writes internal/classify/starter/bayes.model)", path)
+		return nil, fmt.Errorf("classify: model file %s does not exist (mailwall train writes one; an empty checks.classifier.model is the starter model)", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("classify: model file %s: %w", path, err)
