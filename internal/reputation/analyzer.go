@@ -135,13 +135,20 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 		}
 	}
 	if brand := a.brandHit(m.Hits); brand != "" && err == nil && len(keys) > 0 && a.Rules.NewBrand != 0 {
+		// The authenticated domains decide when there are any: a new
+		// look-alike domain sending through a big provider's network,
+		// seen often, is still new. Without them, the network does.
+		ask := keys
+		if keys[len(keys)-1].Kind == Net && len(keys) > 1 {
+			ask = keys[:len(keys)-1]
+		}
 		unseen := true
-		for _, k := range keys {
+		for _, k := range ask {
 			unseen = unseen && !seen[k]
 		}
 		if unseen {
-			names := make([]string, len(keys))
-			for i, k := range keys {
+			names := make([]string, len(ask))
+			for i, k := range ask {
 				names[i] = k.String()
 			}
 			hits = append(hits, analysis.Hit{Rule: RuleNewBrand, Weight: a.Rules.NewBrand,

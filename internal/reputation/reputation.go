@@ -17,8 +17,9 @@
 // (an identity with a mostly spam history), reputation_good (a long good
 // history; a negative weight that never applies when DMARC failed and
 // never takes the score below the largest strong hit of the others),
-// reputation_new_brand (a first message from identities never seen
-// that also imitates a brand) and known_correspondent (an aligned From
+// reputation_new_brand (a message imitating a brand whose
+// authenticated domains were never seen, or with none, whose network
+// was never seen) and known_correspondent (an aligned From
 // that our own users wrote to: mailwall records the recipients of the
 // mail it signs). It may also learn the classifier's store model without
 // asking (autolearn.go), behind guards against poisoning.

@@ -156,6 +156,10 @@ func TestAnalyzerRules(t *testing.T) {
 		{"a network needs more evidence", msg("x@other.example", "none", nil, "198.51.100.9"), nil},
 		{"a network with enough spam", msg("x@other.example", "none", nil, "203.0.113.9"), []string{"reputation_bad=20"}},
 		{"new identities imitating a brand", msg("x@paypa1.example", "pass", []string{"paypa1.example"}, "192.0.2.200", brand), []string{"reputation_new_brand=40"}},
+		{"a new domain imitating a brand from a network seen before", msg("x@paypa2.example", "pass", []string{"paypa2.example"}, "198.51.100.9", brand),
+			[]string{"reputation_new_brand=40"}},
+		{"nothing authenticated, a new network, a brand", msg("x@paypa3.example", "fail", nil, "192.0.2.210", brand), []string{"reputation_new_brand=40"}},
+		{"nothing authenticated, a network seen, a brand", msg("x@paypa3.example", "fail", nil, "198.51.100.9", brand), nil},
 		{"new identities, no brand", msg("x@new.example", "pass", []string{"new.example"}, "192.0.2.200"), nil},
 		{"a brand rule from a known identity", msg("x@mixed.example", "pass", nil, "192.0.2.200", brand), nil},
 	} {
