@@ -72,8 +72,8 @@ type listTarget struct {
 }
 
 // listTargets are what of v the lists can name: the sender's address
-// (the header From's, else the envelope's), the From domain, the
-// client's address and its network (/24, /56).
+// (the header From's, else the envelope's), the From domain (else the
+// envelope sender's), the client's address and its network (/24, /56).
 func listTargets(v *store.Verdict) []listTarget {
 	var out []listTarget
 	add := func(k lists.Kind, value, label string) {
@@ -86,7 +86,13 @@ func listTargets(v *store.Verdict) []listTarget {
 		sender = v.MailFrom
 	}
 	add(lists.Sender, sender, "sender")
-	add(lists.Domain, v.FromDomain, "From domain")
+	if v.FromDomain != "" {
+		add(lists.Domain, v.FromDomain, "From domain")
+	} else if _, d, ok := strings.Cut(v.MailFrom, "@"); ok {
+		// Refused before the message (policy server, HELO): the
+		// envelope's domain, which domain entries match too.
+		add(lists.Domain, d, "sender's domain")
+	}
 	if ip, err := netip.ParseAddr(v.ClientIP); err == nil {
 		ip = ip.Unmap()
 		add(lists.IP, ip.String(), "client")

@@ -156,6 +156,32 @@ func TestVerdictListActions(t *testing.T) {
 	}
 }
 
+// TestListTargets: what a verdict offers to list, by where it was
+// decided.
+func TestListTargets(t *testing.T) {
+	for _, tc := range []struct {
+		v    store.Verdict
+		want string
+	}{
+		{store.Verdict{Source: "milter", ClientIP: "192.0.2.7", MailFrom: "b@mail.bank.test", HeaderFrom: "A@Bank.test", FromDomain: "bank.test"},
+			"sender:a@bank.test domain:bank.test ip:192.0.2.7/32 ip:192.0.2.0/24"},
+		// A refusal at RCPT knows only the envelope.
+		{store.Verdict{Source: "policy", ClientIP: "::ffff:192.0.2.7", MailFrom: "b@mail.bank.test"},
+			"sender:b@mail.bank.test domain:mail.bank.test ip:192.0.2.7/32 ip:192.0.2.0/24"},
+		// A bounce refused at HELO: the client alone.
+		{store.Verdict{Source: "helo", ClientIP: "2001:db8::1", Helo: "x"}, "ip:2001:db8::1/128 ip:2001:db8::/56"},
+		{store.Verdict{Source: "helo", ClientIP: "unknown", MailFrom: "not an address"}, ""},
+	} {
+		var got []string
+		for _, x := range listTargets(&tc.v) {
+			got = append(got, string(x.Kind)+":"+x.Value)
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.v, strings.Join(got, " "), tc.want)
+		}
+	}
+}
+
 func TestListsPage(t *testing.T) {
 	s := newSite(t)
 	ctx := context.Background()
