@@ -44,6 +44,9 @@ func startWeb(ctx context.Context, cfg *config.Config, live *liveConfig, st *sto
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Web.PasswordHash == "" && st != nil {
+		go watchPassword(ctx, st, auth, passwordRefresh, log) // reset-password applies with no restart
+	}
 	proxies, err := parsePrefixes(cfg.Web.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("web.trusted_proxies: %w", err)
@@ -219,7 +222,7 @@ func cmdWeb(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if err := st.SetSetting(ctx, passwordSetting, hash); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "dashboard login %s / %s (restart mailwall serve to use it)\n", cfg.Web.User, password)
+		fmt.Fprintf(stdout, "dashboard login %s / %s (a running mailwall serve takes it within %v and ends the sessions open)\n", cfg.Web.User, password, passwordRefresh)
 		if cfg.Web.PasswordHash != "" {
 			fmt.Fprintf(stdout, "note: web.password_hash in the config takes precedence over this password\n")
 		}

@@ -68,7 +68,7 @@ var maxHashing = max(1, runtime.NumCPU()/2)
 // expects of a loopback tool.
 type Auth struct {
 	user string
-	hash []byte
+	hash atomic.Pointer[[]byte] // SetHash replaces it
 	now  func() time.Time
 	// hashing holds a token per bcrypt comparison running.
 	hashing chan struct{}
@@ -116,8 +116,11 @@ func NewAuth(user, bcryptHash string, now func() time.Time) (*Auth, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Auth{user: user, hash: []byte(bcryptHash), now: now, hashing: make(chan struct{}, maxHashing),
-		sessions: map[string]*session{}, failures: map[string]*failures{}}, nil
+	a := &Auth{user: user, now: now, hashing: make(chan struct{}, maxHashing),
+		sessions: map[string]*session{}, failures: map[string]*failures{}}
+	h := []byte(bcryptHash)
+	a.hash.Store(&h)
+	return a, nil
 }
 
 // HashPassword makes the bcrypt hash kept in web.password_hash.
@@ -195,7 +198,7 @@ func (a *Auth) login(ctx context.Context, addr, user, password string) (string, 
 		return "", errBusy
 	}
 	a.checks.Add(1)
-	passOK := bcrypt.CompareHashAndPassword(a.hash, []byte(password)) == nil
+	passOK := bcrypt.CompareHashAndPassword(*a.hash.Load(), []byte(password)) == nil
 	<-a.hashing
 	now := a.now()
 	a.mu.Lock()
