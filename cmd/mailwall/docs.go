@@ -117,7 +117,7 @@ make model writes the starter model built into mailwall this way: the SpamAssass
 			summary:  "show the ham and spam history of authenticated identities",
 			synopsis: []string{"mailwall reputation show [IDENTITY] [--kind from_domain|dkim|spf|net] [-n N] [--config FILE]"},
 			flagsOf:  [][]string{{"reputation"}},
-			description: `Prints what the store's reputation history (checks.reputation) holds: without IDENTITY the N identities with the most evidence, with it every kind's row for that domain or network (a kind= prefix, as the verdict explanations write it, is allowed). The counts are messages, decayed to now with the configured half-life; feedback counts feedback_weight each.
+			description: `Prints what the store's reputation history (checks.reputation) holds: without IDENTITY the N identities with the most evidence, with it every kind's row for that domain or network (a kind= prefix, as the verdict explanations write it, is allowed); for an address, whether it is a known correspondent. The counts are messages, decayed to now with the configured half-life; feedback counts feedback_weight each.
 
 Identities are only those authentication vouched for: the From domain of mail that passed DMARC (from_domain), verified DKIM d= (dkim), the SPF-pass MAIL FROM domain (spf) and the client's /24 or /56 (net).`,
 		},

@@ -177,6 +177,18 @@ func cmdReputation(ctx context.Context, args []string, stdout, stderr io.Writer)
 				id = v
 			}
 		}
+		if strings.Contains(id, "@") {
+			known, err := st.KnownCorrespondents(ctx, []string{id})
+			if err != nil {
+				return err
+			}
+			if known[id] {
+				fmt.Fprintf(stdout, "%s: a known correspondent (our users wrote to it): its DMARC-passing mail gets known_correspondent\n", id)
+			} else {
+				fmt.Fprintf(stdout, "%s: not a correspondent\n", id)
+			}
+			return nil
+		}
 		rows, err = st.FindReputation(ctx, id)
 		if err == nil && len(rows) == 0 {
 			fmt.Fprintf(stdout, "%s: no history\n", id)

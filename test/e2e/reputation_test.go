@@ -99,6 +99,10 @@ func TestReputationTwoServe(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 
+	if out := repShow(t, bin, n2.cfg, "Alice@example.test"); !strings.Contains(out, "a known correspondent") {
+		t.Errorf("reputation show alice@example.test: %s", out)
+	}
+
 	// People say example.test's mail is spam: mailwall learn reads the
 	// identities from node 2's Authentication-Results (node 2's
 	// authserv-id is its hostname, so node 2's config reads them).
