@@ -379,10 +379,40 @@ func (s *scoring) checkReplyTo(fields []dkim.Field, from Mailbox, charset func()
 		return
 	}
 	s.checkMalformed("Reply-To", rt)
-	if rt.Domain == "" || registered(rt.Domain) == registered(from.Domain) {
+	if rt.Domain == "" || registered(rt.Domain) == registered(from.Domain) || listAddress(fields, rt) {
 		return
 	}
 	s.fire(ReplyToOtherOrg, "replies go to %s, outside %s", rt.Address(), registered(from.Domain))
+}
+
+// listAddress reports whether rt is the address of the mailing list
+// that carried the message: the one List-Post names (RFC 2369 §3.4), or
+// one in the domain of its List-Id (RFC 2919). Lists that set Reply-To
+// to themselves send replies to the list, not away from the author.
+func listAddress(fields []dkim.Field, rt Mailbox) bool {
+	addr := strings.ToLower(rt.Address())
+	org := registered(rt.Domain)
+	for _, f := range fields {
+		switch {
+		case strings.EqualFold(f.Name, "List-Post"):
+			v := strings.ToLower(f.Value())
+			if i := strings.Index(v, "mailto:"); i >= 0 {
+				post, _, _ := strings.Cut(v[i+len("mailto:"):], ">")
+				post, _, _ = strings.Cut(post, "?")
+				if strings.TrimSpace(post) == addr {
+					return true
+				}
+			}
+		case strings.EqualFold(f.Name, "List-Id"):
+			v := strings.ToLower(f.Value())
+			if i, j := strings.LastIndexByte(v, '<'), strings.LastIndexByte(v, '>'); i >= 0 && j > i {
+				if id := strings.TrimSpace(v[i+1 : j]); org != "" && (id == org || strings.HasSuffix(id, "."+org)) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // checkOwnDomain fires own_domain_impersonation for mail that claims to

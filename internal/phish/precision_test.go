@@ -107,6 +107,22 @@ func TestPrecision(t *testing.T) {
 			want: []string{BrandDisplayName, DisplayNameAddress, DMARCNoneBrand, URLBrandLookalike, URLTextMismatch},
 		},
 		{
+			name: "a mailing list that sets Reply-To to itself (List-Post)",
+			raw:  "From: Ann <ann@uni.example>\nReply-To: users@lists.project.example\nList-Post: <mailto:users@lists.project.example>\n\nA question for the list.\n",
+			in:   none,
+		},
+		{
+			name: "a mailing list that sets Reply-To to itself (List-Id)",
+			raw:  "From: Ann <ann@uni.example>\nReply-To: Users <users@groups.example.org>\nList-Id: The users list <users.groups.example.org>\n\nA question for the list.\n",
+			in:   none,
+		},
+		{
+			name: "Reply-To elsewhere than the list the message claims",
+			raw:  "From: Ann <ann@uni.example>\nReply-To: payout@claims.example\nList-Id: <users.groups.example.org>\nList-Post: <mailto:users@groups.example.org>\n\nSend your details.\n",
+			in:   none,
+			want: []string{ReplyToOtherOrg},
+		},
+		{
 			name: "a brand's own mail, signed by the brand",
 			raw:  "From: PayPal <service@paypal.com>\n\nYour receipt.\n",
 			in:   Input{DMARC: "none", DKIMPass: []string{"paypal.com"}, SPF: "none"},
