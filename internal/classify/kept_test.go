@@ -17,8 +17,15 @@ func TestKept(t *testing.T) {
 	v := NewExtractor().Extract(msg).Clone()
 	kept := Kept(MessageKey(msg, nil), v)
 	key, back, err := ParseKept(kept)
-	if err != nil || key != MessageKey(msg, nil) || !slices.Equal(back.Hashes, v.Hashes) {
+	top := make([]uint64, len(v.Hashes))
+	for i, h := range v.Hashes {
+		top[i] = h &^ (1<<32 - 1)
+	}
+	if err != nil || key != MessageKey(msg, nil) || !slices.Equal(back.Hashes, top) {
 		t.Fatalf("ParseKept: %q %v %v", key, back, err)
+	}
+	if len(kept) != 4+16+4*len(v.Hashes) {
+		t.Errorf("%d octets kept for %d features", len(kept), len(v.Hashes))
 	}
 	if bytes.Contains(kept, []byte("verify")) {
 		t.Error("the text is kept")
@@ -32,9 +39,10 @@ func TestKept(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"empty":       nil,
 		"no magic":    v.AppendHashes(make([]byte, 20)),
+		"old magic":   append([]byte("mwf1"), kept[4:]...),
 		"short":       kept[:10],
 		"odd length":  kept[:len(kept)-3],
-		"too many":    append(slices.Clone(kept[:20]), make([]byte, 8*(MaxFeatures+1))...),
+		"too many":    append(slices.Clone(kept[:20]), make([]byte, 4*(MaxFeatures+1))...),
 		"hashes only": v.AppendHashes(nil),
 	} {
 		if _, _, err := ParseKept(b); err == nil {
@@ -84,7 +92,9 @@ func (m *memCounts) LearnCounts(_ context.Context, name string, _ int, items []L
 	return make([]Learnt, len(items)), nil
 }
 
-func (m *memCounts) AddCounts(context.Context, string, int, int64, int64, []BucketCount) error { return nil }
+func (m *memCounts) AddCounts(context.Context, string, int, int64, int64, []BucketCount) error {
+	return nil
+}
 
 func (m *memCounts) ModelCounts(context.Context, string, int64, func(BucketCount)) (ModelState, error) {
 	return ModelState{}, nil
