@@ -3,6 +3,7 @@ package classify
 import (
 	"bytes"
 	"context"
+	"os"
 	"slices"
 	"testing"
 )
@@ -110,4 +111,37 @@ func (m *memCounts) same(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// TestKeptSizeCorpus measures what verdicts keep for the dashboard's
+// clicks on the development corpus (../shared/corpus): the figures in
+// Kept's comment, printed with -v. The bound is the layout's: 4 octets
+// a feature, so a verdict never keeps more than 16 KB.
+func TestKeptSizeCorpus(t *testing.T) {
+	if _, err := os.Stat(corpusDir); err != nil {
+		t.Skipf("no corpus at %s", corpusDir)
+	}
+	all, err := ReadCorpus(corpusDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewExtractor()
+	var sizes []int
+	for _, l := range all {
+		m, err := l.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(Kept(MessageKey(m, nil), x.Extract(m))))
+	}
+	slices.Sort(sizes)
+	sum := 0
+	for _, n := range sizes {
+		sum += n
+	}
+	mean, most := sum/len(sizes), sizes[len(sizes)-1]
+	t.Logf("%d messages: kept octets mean %d, median %d, 99th percentile %d, most %d", len(sizes), mean, sizes[len(sizes)/2], sizes[len(sizes)*99/100], most)
+	if most > len(keptMagic)+keptKeyLen+4*MaxFeatures || mean > 4<<10 {
+		t.Errorf("kept octets: mean %d, most %d; want a mean under 4 KB and at most %d", mean, most, len(keptMagic)+keptKeyLen+4*MaxFeatures)
+	}
 }
