@@ -226,11 +226,18 @@ func (a *Analyzer) judge(keys []Key, counts map[Key]Counts) (int, Key) {
 	case len(bad) > 0 || len(good) > 0 || mixed:
 		return 0, Key{}
 	}
+	// The network last. Its good name counts only for mail with nothing
+	// else authenticated: a fresh domain on a shared host's network
+	// (phishing's usual home) does not inherit it.
 	for _, k := range keys {
-		if k.Kind == Net {
-			if v := class(k); v == 1 || v == -1 {
-				return v, k
-			}
+		if k.Kind != Net {
+			continue
+		}
+		switch v := class(k); {
+		case v == 1:
+			return v, k
+		case v == -1 && len(keys) == 1:
+			return v, k
 		}
 	}
 	return 0, Key{}

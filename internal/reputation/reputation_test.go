@@ -123,6 +123,7 @@ func TestAnalyzerRules(t *testing.T) {
 		{reputation.Identities{Net: "198.51.100.0/24"}, 0, 5},        // too little for a network
 		{reputation.Identities{Net: "203.0.113.0/24"}, 0, 15},        // enough
 		{reputation.Identities{DKIM: []string{"esp.example"}}, 8, 0}, // good DKIM
+		{reputation.Identities{Net: "198.18.0.0/24"}, 25, 0},         // a good network
 	}
 	for _, h := range history {
 		rep.Add(h.ids, h.ham, h.spam)
@@ -155,6 +156,8 @@ func TestAnalyzerRules(t *testing.T) {
 		{"DKIM good and bad disagree", msg("x@other.example", "none", []string{"esp.example", "bulk.example"}, "192.0.2.1"), nil},
 		{"a network needs more evidence", msg("x@other.example", "none", nil, "198.51.100.9"), nil},
 		{"a network with enough spam", msg("x@other.example", "none", nil, "203.0.113.9"), []string{"reputation_bad=20"}},
+		{"a network with a good name, nothing else authenticated", msg("x@other.example", "none", nil, "198.18.0.9"), []string{"reputation_good=-15"}},
+		{"a new domain does not inherit its network's good name", msg("x@fresh.example", "pass", []string{"fresh.example"}, "198.18.0.9"), nil},
 		{"new identities imitating a brand", msg("x@paypa1.example", "pass", []string{"paypa1.example"}, "192.0.2.200", brand), []string{"reputation_new_brand=40"}},
 		{"a new domain imitating a brand from a network seen before", msg("x@paypa2.example", "pass", []string{"paypa2.example"}, "198.51.100.9", brand),
 			[]string{"reputation_new_brand=40"}},
