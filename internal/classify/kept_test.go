@@ -145,3 +145,35 @@ func TestKeptSizeCorpus(t *testing.T) {
 		t.Errorf("kept octets: mean %d, most %d; want a mean under 4 KB and at most %d", mean, most, len(keptMagic)+keptKeyLen+4*MaxFeatures)
 	}
 }
+
+// BenchmarkClassifyKept: what keeping a verdict's features (the key's
+// SHA-256 over the body, 4 octets a feature) adds to the classifier's
+// analyzer, beside classifying alone.
+func BenchmarkClassifyKept(b *testing.B) {
+	msgs, ls := benchMessages(b, 300)
+	c := trainedClassifier(b, NewBayes(DefaultBits), msgs, ls)
+	b.Run("classify", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			c.Classify(msgs[i%len(msgs)])
+		}
+	})
+	b.Run("classify+kept", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			c.classifyKept(msgs[i%len(msgs)])
+		}
+	})
+	// The difference alone, which the two above measure in their noise.
+	vs := make([]*Vector, len(msgs))
+	x := NewExtractor()
+	for i, m := range msgs {
+		vs[i] = x.Extract(m).Clone()
+	}
+	b.Run("kept", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			Kept(MessageKey(msgs[i%len(msgs)], nil), vs[i%len(vs)])
+		}
+	})
+}
