@@ -175,8 +175,11 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 
 // judge applies mox's order: the From domain's history decides when it
 // has enough (mixed: nothing more is asked); then DKIM and SPF
-// together (they must not disagree); then the network. It returns +1
-// (bad), -1 (good) or 0, and the identity that decided.
+// together (they must not disagree); then the network. Unlike mox, a
+// good name is never borrowed by something new: DKIM and SPF domains
+// vouch only when the From domain is not a fresh one, the network only
+// when nothing else is authenticated. It returns +1 (bad), -1 (good)
+// or 0, and the identity that decided.
 func (a *Analyzer) judge(keys []Key, counts map[Key]Counts) (int, Key) {
 	r := a.Rules
 	class := func(k Key) int {
@@ -195,6 +198,7 @@ func (a *Analyzer) judge(keys []Key, counts map[Key]Counts) (int, Key) {
 		}
 		return 0 // mixed
 	}
+	freshFrom := false // a From domain that passed DMARC, too new to judge
 	for _, k := range keys {
 		if k.Kind != FromDomain {
 			continue
@@ -202,6 +206,7 @@ func (a *Analyzer) judge(keys []Key, counts map[Key]Counts) (int, Key) {
 		if v := class(k); v != 2 {
 			return min(v, 1), k
 		}
+		freshFrom = true
 	}
 	var bad, good []Key
 	mixed := false
@@ -221,7 +226,9 @@ func (a *Analyzer) judge(keys []Key, counts map[Key]Counts) (int, Key) {
 	switch {
 	case len(bad) > 0 && len(good) == 0:
 		return 1, bad[0]
-	case len(good) > 0 && len(bad) == 0 && !mixed:
+	case len(good) > 0 && len(bad) == 0 && !mixed && !freshFrom:
+		// A fresh From domain does not borrow the good name of its
+		// mail service's DKIM or SPF domain.
 		return -1, good[0]
 	case len(bad) > 0 || len(good) > 0 || mixed:
 		return 0, Key{}

@@ -153,6 +153,7 @@ func TestAnalyzerRules(t *testing.T) {
 		{"the From domain's mixed history says nothing, the DKIM domain is not asked", msg("x@mixed.example", "pass", []string{"bulk.example"}, "192.0.2.1"), nil},
 		{"DMARC failed: no good history, no correspondent", msg("alice@friend.example", "fail", []string{"esp.example"}, "192.0.2.1"), nil},
 		{"good DKIM alone, DMARC none", msg("x@other.example", "none", []string{"esp.example"}, "192.0.2.1"), []string{"reputation_good=-15"}},
+		{"a fresh From domain does not borrow its mail service's good DKIM", msg("x@fresh2.example", "pass", []string{"fresh2.example", "esp.example"}, "192.0.2.1"), nil},
 		{"DKIM good and bad disagree", msg("x@other.example", "none", []string{"esp.example", "bulk.example"}, "192.0.2.1"), nil},
 		{"a network needs more evidence", msg("x@other.example", "none", nil, "198.51.100.9"), nil},
 		{"a network with enough spam", msg("x@other.example", "none", nil, "203.0.113.9"), []string{"reputation_bad=20"}},
