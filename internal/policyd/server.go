@@ -315,7 +315,13 @@ func (s *Server) serveConn(conn net.Conn, st *connState) {
 			return
 		}
 		s.requests.Add(1)
-		var resp Response
+		var (
+			resp Response
+			// a refusal to record after the answer (recordRefusal)
+			recordReq   Request
+			recordResp  Response
+			recordStage string
+		)
 		if err != nil {
 			s.malformed.Add(1)
 			s.log.Warn("malformed policy request: DUNNO", "client", conn.RemoteAddr().String(), "err", err)
@@ -360,7 +366,9 @@ func (s *Server) serveConn(conn net.Conn, st *connState) {
 				} else if greylisted {
 					stage = "greylist"
 				}
-				s.recordRefusal(req, resp, stage)
+				// Recorded once the answer is written: Postfix waits
+				// for nothing of it.
+				recordReq, recordResp, recordStage = req, resp, stage
 			}
 			s.tarpit(wait)
 		}
@@ -369,6 +377,10 @@ func (s *Server) serveConn(conn net.Conn, st *connState) {
 		w.WriteString("\n\n")
 		if err := w.Flush(); err != nil {
 			return
+		}
+		if recordReq != nil {
+			s.recordRefusal(recordReq, recordResp, recordStage)
+			recordReq = nil
 		}
 		s.mu.Lock()
 		st.busy, st.lastDone = false, time.Now()

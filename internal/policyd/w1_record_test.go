@@ -52,15 +52,25 @@ func TestRecordRefusals(t *testing.T) {
 		before := len(got)
 		mu.Unlock()
 		line := c.ask(t, tc.req)
-		mu.Lock()
-		rec := got[before:]
-		mu.Unlock()
+		count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
 		if tc.stage == "" {
-			if len(rec) != 0 {
+			// Records are made after the answer, in request order: once
+			// the next refusal is recorded, this one would have been.
+			c.ask(t, greyRequest("127.0.0.9", "unknown", "x@other.test", "carol@rcpt.test", tc.name, ""))
+			waitFor(t, func() bool { return count() > before })
+			mu.Lock()
+			rec := got[before:]
+			got = got[:before]
+			mu.Unlock()
+			if len(rec) != 1 || rec[0].Stage != "lists" {
 				t.Errorf("%s (%s): recorded %+v", tc.name, line, rec)
 			}
 			continue
 		}
+		waitFor(t, func() bool { return count() > before })
+		mu.Lock()
+		rec := got[before:]
+		mu.Unlock()
 		if len(rec) != 1 {
 			t.Fatalf("%s (%s): %d records", tc.name, line, len(rec))
 		}
@@ -78,6 +88,9 @@ func TestRecordRefusals(t *testing.T) {
 	}
 	srv.SetRecord(nil)
 	c.ask(t, greyRequest("127.0.0.9", "unknown", "x@other.test", "carol@rcpt.test", "i5", ""))
+	c.ask(t, greyRequest("127.0.0.9", "unknown", "x@other.test", "carol@rcpt.test", "i6", ""))
+	mu.Lock()
+	defer mu.Unlock()
 	if len(got) != 3 {
 		t.Errorf("recorded after SetRecord(nil): %d records", len(got))
 	}

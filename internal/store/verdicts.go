@@ -363,10 +363,13 @@ const maxFilterValue = 512
 // the time range use the indexes, the substring keys scan what the others
 // leave, at most Limit rows returned.
 func (s *Store) Verdicts(ctx context.Context, f VerdictFilter) ([]Verdict, error) {
-	var (
-		where []string
-		args  []any
-	)
+	where, args, limit := s.verdictWhere(f)
+	return s.verdicts(ctx, where, args, limit)
+}
+
+// verdictWhere is f as the conditions of a query, their parameters and
+// the row limit.
+func (s *Store) verdictWhere(f VerdictFilter) (where []string, args []any, limit int) {
 	// add appends cond, its "?" numbered as the parameters of vals.
 	add := func(cond string, vals ...any) {
 		var b strings.Builder
@@ -381,7 +384,18 @@ func (s *Store) Verdicts(ctx context.Context, f VerdictFilter) ([]Verdict, error
 	}
 	val := func(v string) string { return cut(strings.TrimSpace(v), maxFilterValue) }
 	if !f.Since.IsZero() {
-		add("at >= ?", f.Since.Unix())
+		// The second condition adds nothing to the first but a range of
+		// ids, which a substring search then scans newest first instead
+		// of the whole table: every verdict at or after Since has an id
+		// at least the least of theirs, read from verdicts_at. SQLite
+		// is told to: left alone, it reads the table in id order up to
+		// the first verdict since then (on a million rows, the last
+		// 1% of them: 0.5 ms against 93 ms).
+		indexed := ""
+		if s.driver == "sqlite" {
+			indexed = " INDEXED BY verdicts_at"
+		}
+		add("at >= ? AND id >= (SELECT COALESCE(MIN(id), 0) FROM verdicts"+indexed+" WHERE at >= ?)", f.Since.Unix())
 	}
 	if !f.Until.IsZero() {
 		add("at < ?", f.Until.Unix())
@@ -437,11 +451,11 @@ func (s *Store) Verdicts(ctx context.Context, f VerdictFilter) ([]Verdict, error
 	if f.BeforeID > 0 {
 		add("id < ?", f.BeforeID)
 	}
-	limit := min(f.Limit, 1000)
+	limit = min(f.Limit, 1000)
 	if limit <= 0 {
 		limit = 100
 	}
-	return s.verdicts(ctx, where, args, limit)
+	return where, args, limit
 }
 
 // likeEscape makes s match itself in a LIKE pattern with ESCAPE '\'.
@@ -491,13 +505,17 @@ func (s *Store) Related(ctx context.Context, v *Verdict, window time.Duration, l
 const verdictSelect = `SELECT id, at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts, action, stage, verdict,
 		iprev, spf, dkim, dmarc, arc, score, rules, reasons, source, header_from, message_id, subject, size, reply, details, feedback FROM verdicts`
 
-func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit int) ([]Verdict, error) {
+// verdictQuery is the SELECT of verdicts under where, newest first.
+func verdictQuery(where []string, limit int) string {
 	q := verdictSelect
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	return q + fmt.Sprintf(" ORDER BY id DESC LIMIT %d", limit)
+}
+
+func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit int) ([]Verdict, error) {
+	rows, err := s.db.QueryContext(ctx, verdictQuery(where, limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: verdicts: %w", err)
 	}
