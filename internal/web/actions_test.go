@@ -415,6 +415,13 @@ func TestVerdictLearn(t *testing.T) {
 		if fb, err := s.st.VerdictFeedback(ctx, id); err != nil || fb.Feedback != step.feedback {
 			t.Errorf("after %q: feedback %+v %v, want %q", step.class, fb, err, step.feedback)
 		}
+		// The verdict's page says what was said, and offers to forget it.
+		_, page, _ := fetch(t, c, "GET", fmt.Sprintf("%s/verdicts/%d", s.URL, id), nil)
+		said := map[string]string{"spam": "said so far: spam", "ham": "said so far: not spam"}[step.feedback]
+		if said != "" && (!strings.Contains(page, said) || !strings.Contains(page, `id="learn-forget"`)) ||
+			said == "" && strings.Contains(page, `id="learn-forget"`) {
+			t.Errorf("after %q: the verdict's page does not say %q", step.class, said)
+		}
 	}
 	if want := fmt.Sprintf("%d:>spam %d:spam>spam %d:spam>ham %d:ham> %d:>", id, id, id, id, id); strings.Join(heard, " ") != want {
 		t.Errorf("the feedback hook heard %q, want %q", strings.Join(heard, " "), want)
