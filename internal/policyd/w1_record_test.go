@@ -1,11 +1,15 @@
 package policyd
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 
+	"mailwall/internal/dnsx"
 	"mailwall/internal/greylist"
 	"mailwall/internal/lists"
 	"mailwall/internal/spf"
@@ -119,5 +123,59 @@ func TestPostfixReply(t *testing.T) {
 		if got := PostfixReply(req, Response{Action: tc.act, Text: tc.text}); got != tc.want {
 			t.Errorf("%s %q: %q, want %q", tc.state, tc.text, got, tc.want)
 		}
+	}
+}
+
+// BenchmarkRequestRefusedRecorded: a refusal by the block list (no DNS),
+// without a record hook and with one that takes the decision as the
+// store's recorder would (queued, written elsewhere): what recording
+// adds to a refusal.
+func BenchmarkRequestRefusedRecorded(b *testing.B) {
+	for _, recorded := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[recorded], func(b *testing.B) {
+			// The block list answers before any DNS.
+			srv := New(&spf.Checker{Resolver: dnsx.NewCache(&dnsx.Client{Servers: []string{labDNS(b)}}, dnsx.CacheOptions{})}, Options{}, 100, quiet)
+			c := lists.NewCache(memLists{{List: lists.Block, Kind: lists.IP, Value: "127.0.0.9"}}, quiet)
+			if err := c.Refresh(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			srv.SetLists(c)
+			queue := make(chan Decision, 1024)
+			if recorded {
+				srv.SetRecord(func(d Decision) {
+					select {
+					case queue <- d:
+					default:
+					}
+				})
+				go func() {
+					for range queue {
+					}
+				}()
+			}
+			ln, err := Listen("inet:127.0.0.1:0", 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			go srv.Serve(ln)
+			defer srv.Shutdown(context.Background())
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			r := bufio.NewReader(conn)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				fmt.Fprintf(conn, "%s\n\n", greyRequest("127.0.0.9", "unknown", "x@other.test", "carol@rcpt.test", fmt.Sprint(i), ""))
+				line, err := r.ReadString('\n')
+				if err != nil || !strings.HasPrefix(line, "action=550 5.7.1") {
+					b.Fatalf("%q %v", line, err)
+				}
+				r.ReadString('\n')
+			}
+		})
 	}
 }
