@@ -89,12 +89,46 @@ type Shared struct {
 // is an empty one of DefaultBits buckets, which says 0.5 of everything
 // until both classes have been learnt.
 func OpenShared(ctx context.Context, st CountStore, name string, every time.Duration) (*Shared, error) {
-	s := &Shared{St: st, Name: name, Every: every, bayes: NewBayes(DefaultBits)}
-	s.C = NewClassifier(s.bayes, nil)
-	if err := s.Refresh(ctx); err != nil {
+	s := &Shared{St: st, Name: name, Every: every}
+	m, version, err := s.load(ctx)
+	if err != nil {
 		return nil, err
 	}
+	s.bayes, s.version = m, version
+	s.C = NewClassifier(m, nil)
 	return s, nil
+}
+
+// load reads the whole model from the store into a new table, each
+// bucket straight into its place: a million buckets cost the table's
+// 16 MB, not as much again gathered first. A model never learnt is an
+// empty table of DefaultBits (version 0).
+func (s *Shared) load(ctx context.Context) (*Bayes, int64, error) {
+	meta, err := s.St.ModelCounts(ctx, s.Name, math.MaxInt64, func(BucketCount) {})
+	if err != nil {
+		return nil, 0, fmt.Errorf("classify: model %s: %w", s.Name, err)
+	}
+	s.last.Store(time.Now().UnixNano())
+	if meta.Bits == 0 {
+		return NewBayes(DefaultBits), 0, nil
+	}
+	if meta.Bits < minBits || meta.Bits > maxBits {
+		return nil, 0, fmt.Errorf("classify: model %s: 2^%d buckets in the store", s.Name, meta.Bits)
+	}
+	m := NewBayes(meta.Bits)
+	st, err := s.St.ModelCounts(ctx, s.Name, 0, func(b BucketCount) {
+		if uint64(b.Bucket) < uint64(len(m.table)) {
+			m.table[b.Bucket] = bayesBucket{clampCount(b.Junk), clampCount(b.Ham)}
+		}
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("classify: model %s: %w", s.Name, err)
+	}
+	if st.Bits != meta.Bits {
+		return nil, 0, fmt.Errorf("classify: model %s: 2^%d buckets in the store, then 2^%d", s.Name, meta.Bits, st.Bits)
+	}
+	m.nJunk, m.nHam = uint64(max(st.Junk, 0)), uint64(max(st.Ham, 0))
+	return m, st.Version, nil
 }
 
 // Refresh reads the buckets changed in the store since the last refresh
@@ -102,6 +136,19 @@ func OpenShared(ctx context.Context, st CountStore, name string, every time.Dura
 func (s *Shared) Refresh(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.version == 0 {
+		// Nothing read yet: the whole model, into a table of its own
+		// swapped in at once.
+		m, version, err := s.load(ctx)
+		if err != nil || version == 0 {
+			return err
+		}
+		s.C.mu.Lock()
+		s.bayes, s.C.model = m, m
+		s.C.mu.Unlock()
+		s.version = version
+		return nil
+	}
 	var changed []BucketCount
 	st, err := s.St.ModelCounts(ctx, s.Name, s.version, func(b BucketCount) { changed = append(changed, b) })
 	if err != nil {
@@ -113,10 +160,7 @@ func (s *Shared) Refresh(ctx context.Context) error {
 	}
 	m := s.bayes
 	if st.Bits != int(m.bits) {
-		if s.version != 0 || st.Bits < minBits || st.Bits > maxBits {
-			return fmt.Errorf("classify: model %s: 2^%d buckets in the store, 2^%d here", s.Name, st.Bits, m.bits)
-		}
-		m = NewBayes(st.Bits) // the first read: build the table the store's size
+		return fmt.Errorf("classify: model %s: 2^%d buckets in the store, 2^%d here", s.Name, st.Bits, m.bits)
 	}
 	s.C.mu.Lock()
 	for _, b := range changed {
@@ -125,9 +169,6 @@ func (s *Shared) Refresh(ctx context.Context) error {
 		}
 	}
 	m.nJunk, m.nHam = uint64(max(st.Junk, 0)), uint64(max(st.Ham, 0))
-	if m != s.bayes {
-		s.bayes, s.C.model = m, m
-	}
 	s.C.mu.Unlock()
 	s.version = st.Version
 	return nil
