@@ -172,7 +172,15 @@ checks:
 		}
 		// serve rereads the lists when their version changes (every 10 s).
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(d.log(), `msg="allow and block lists loaded" entries=1`) {
+		loaded := func() bool {
+			for _, l := range strings.Split(d.log(), "\n") {
+				if strings.Contains(l, "allow and block lists loaded") && strings.Contains(l, "entries=1 ") {
+					return true
+				}
+			}
+			return false
+		}
+		for !loaded() {
 			if time.Now().After(deadline) {
 				t.Fatalf("serve never loaded the entry:\n%s", d.log())
 			}
