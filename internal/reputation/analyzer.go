@@ -308,15 +308,40 @@ func alignedFrom(m *analysis.Message) string {
 			from = f.Value()
 		}
 	}
-	a, err := mail.ParseAddress(strings.TrimSpace(strings.ReplaceAll(from, "\r\n", "")))
-	if err != nil || len(a.Address) > maxIdentity {
+	addr, ok := simpleAngleAddr(from)
+	if !ok {
+		a, err := mail.ParseAddress(strings.TrimSpace(strings.ReplaceAll(from, "\r\n", "")))
+		if err != nil {
+			return ""
+		}
+		addr = a.Address
+	}
+	if len(addr) > maxIdentity {
 		return ""
 	}
-	addr := strings.ToLower(a.Address)
+	addr = strings.ToLower(addr)
 	if _, d, ok := strings.Cut(addr, "@"); !ok || d != strings.ToLower(m.HeaderFrom) {
 		return ""
 	}
 	return addr
+}
+
+// simpleAngleAddr reads the common From, "Name <local@domain>" with
+// one angle bracket of each kind and a plain address inside, without
+// net/mail's parser (most of this analyzer's cost); anything else is
+// not simple and goes to the parser.
+func simpleAngleAddr(v string) (string, bool) {
+	lt, gt := strings.IndexByte(v, '<'), strings.IndexByte(v, '>')
+	if lt < 0 || gt < lt || strings.Count(v, "<") != 1 || strings.Count(v, ">") != 1 || strings.TrimSpace(v[gt+1:]) != "" {
+		return "", false
+	}
+	addr := v[lt+1 : gt]
+	at := strings.IndexByte(addr, '@')
+	if at <= 0 || at != strings.LastIndexByte(addr, '@') || at == len(addr)-1 ||
+		strings.ContainsAny(addr, " \t\r\n\"(),:;[]\\") || strings.ContainsAny(v[:lt], "\"\\") {
+		return "", false
+	}
+	return addr, true
 }
 
 func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
