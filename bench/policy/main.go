@@ -22,6 +22,8 @@
 // half SPF lets through is deferred, one insert each), "passed triplets"
 // senders whose triplets passed before the measured runs (a read each,
 // no write). The bound: within 2x of greylisting off.
+// MAILWALL_CPUPROFILE and MAILWALL_GREYLIST_CPUPROFILE name files for
+// the two servers' CPU profiles.
 package main
 
 import (
@@ -399,7 +401,11 @@ func startMailwall(dir, dnsAddr, logLevel, extra string) *mailwall {
 	// which could meet an installed mailwall's, and a store in dir.
 	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: %s\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\", \"unix:%s\"]\n  skip_addresses: []\nmilter:\n  listen: []\nstore:\n  dsn: %q\nweb:\n  listen: \"\"\nadmin:\n  socket: \"\"\n%s", logLevel, dnsAddr, tcpAddr, m.sock, filepath.Join(dir, "mailwall.db"), extra)), 0o644)
 	args := []string{"serve", "--config", cfg}
-	if p := os.Getenv("MAILWALL_CPUPROFILE"); p != "" {
+	profile := "MAILWALL_CPUPROFILE" // the server with greylisting off
+	if extra != "" {
+		profile = "MAILWALL_GREYLIST_CPUPROFILE"
+	}
+	if p := os.Getenv(profile); p != "" {
 		args = append(args, "--cpuprofile", p)
 	}
 	m.cmd = command(bin, args...)

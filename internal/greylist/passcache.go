@@ -7,8 +7,8 @@ import "sync"
 // bytes each), however many a flood of senders makes.
 const passCacheSize = 1 << 16
 
-// cacheKey is a triplet (kind 't') or an auto-allowed client (kind 'c',
-// in a).
+// cacheKey is a passed triplet (kind 't'), an auto-allowed client (kind
+// 'c', in a) or a client short of being auto-allowed (kind 'n').
 type cacheKey struct {
 	kind    byte
 	a, b, c string
@@ -16,13 +16,15 @@ type cacheKey struct {
 
 // passCache remembers, in this process, what the store would answer
 // without a write: a triplet that passed (the store leaves it untouched
-// for TouchEvery) and a client auto-allowed (its count is not counted
-// again for countEvery). A request it answers costs no statement: with
-// greylisting on, a sender's steady mail then costs what it costs with
-// greylisting off. Each entry stands until a Unix second; past it the
-// store is asked again, and its answer cached again. Nothing is cached
-// that another host could undo sooner: a pass is only forgotten after
-// MaxAge (days) without mail, a client's count never goes down.
+// for TouchEvery), a client auto-allowed (its count is not counted again
+// for countEvery) and a client two or more passes short of it (one pass
+// at most is counted in an hour). A request it answers costs no
+// statement, or one fewer: with greylisting on, a sender's steady mail
+// costs what it costs with greylisting off. Each entry stands until a
+// Unix second; past it the store is asked again, and its answer cached
+// again. Nothing is cached that another host could undo sooner: a pass
+// is only forgotten after MaxAge (days) without mail, a client's count
+// does not go up faster than one an hour.
 //
 // Two generations bound it: when the current one is full it becomes
 // the previous one, and the previous one is dropped; a hit in the

@@ -40,8 +40,10 @@ func (c *countingStore) CountClientPass(ctx context.Context, client string, now 
 
 // TestPassCacheSparesTheStore: a passed triplet's next mail within
 // TouchEvery, and an auto-allowed client's within the hour its count
-// stands, cost no statement, with the same outcome; past those, the
-// store is asked again. Deferrals and store failures are never cached.
+// stands, cost no statement, with the same outcome; a client two passes
+// or more short of auto-allowed is not asked about for an hour; past
+// those, the store is asked again. Deferrals and store failures are
+// never cached.
 func TestPassCacheSparesTheStore(t *testing.T) {
 	st := &countingStore{Store: NewMemStore()}
 	c := &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
@@ -59,15 +61,15 @@ func TestPassCacheSparesTheStore(t *testing.T) {
 		}
 	}
 	start := c.t
-	ask("alice@example.org", Deferred, 2) // ClientPasses, SeenTriplet
-	ask("alice@example.org", Deferred, 2) // a deferral is not cached
+	ask("alice@example.org", Deferred, 2) // ClientPasses (0: two short, cached for the hour), SeenTriplet
+	ask("alice@example.org", Deferred, 1) // a deferral is not cached
 	c.t = start.Add(2 * time.Minute)
-	ask("alice@example.org", Passed, 3) // ..., and CountClientPass
+	ask("alice@example.org", Passed, 2) // SeenTriplet, CountClientPass
 	ask("alice@example.org", Passed, 0)
 	c.t = start.Add(2*time.Minute + TouchEvery - time.Second)
 	ask("alice@example.org", Passed, 0)
 	c.t = start.Add(2*time.Minute + TouchEvery)
-	ask("alice@example.org", Passed, 2) // asked again, cached again
+	ask("alice@example.org", Passed, 2) // asked again (1 pass: one short, not cached), cached again
 	ask("alice@example.org", Passed, 0)
 
 	// A second sender's pass, an hour after the first, auto-allows the
@@ -80,6 +82,16 @@ func TestPassCacheSparesTheStore(t *testing.T) {
 	c.t = c.t.Add(countEvery)
 	ask("erin@example.org", AutoAllowed, 2) // ClientPasses, CountClientPass keeps it alive
 	ask("frank@example.org", AutoAllowed, 0)
+
+	// With AutoAllow 1 the next pass allows: the count is asked each
+	// time.
+	g1, _ := New(Config{Delay: time.Minute, AutoAllow: 1, Now: c.now}, st)
+	for range 2 {
+		before := st.calls.Load()
+		if d := g1.Check(context.Background(), Request{IP: netip.MustParseAddr("192.0.2.77"), ClientName: dyn, Sender: "y@example.org", Recipient: "bob@rcpt.test"}); d.Outcome != Deferred || st.calls.Load()-before != 2 {
+			t.Errorf("AutoAllow 1: %s with %d statements, want deferred with 2", d.Outcome, st.calls.Load()-before)
+		}
+	}
 
 	// A failing store's answer is not cached.
 	st.fail.Store(true)
