@@ -58,7 +58,7 @@ const (
 // last: it weighs the other analyzers' hits (the brand rules, the cap
 // on its negative weights) and may learn from them.
 type Analyzer struct {
-	Rep   *Reputation // nil: no store, nothing said
+	Rep   *Reputation // nil: no store, nothing said (but that)
 	Rules Rules
 }
 
@@ -103,7 +103,7 @@ func IdentitiesOf(m *analysis.Message) Identities {
 // Analyze judges m's identities by their history.
 func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Result {
 	if a.Rep == nil {
-		return analysis.Result{}
+		return analysis.Result{Problems: []string{"reputation: no store to read the history from"}}
 	}
 	ids := IdentitiesOf(m)
 	keys := ids.Keys()
