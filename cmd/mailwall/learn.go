@@ -114,7 +114,7 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 			return err
 		}
 		if out.Changed { // a person's judgement: reputation hears it too
-			if err := feedbackReputation(ctx, cfg, st, raw, class); err != nil {
+			if err := feedbackReputation(ctx, cfg, st, raw, out.Prev, class); err != nil {
 				return err
 			}
 		}
@@ -222,7 +222,7 @@ type junkWatcher struct {
 	inJunk  []map[string]bool // per Maildir, the names seen in Junk
 	pending []lnPending       // the pass's messages queued in learner
 	// feedback tells reputation of a message learnt (nil: nothing).
-	feedback func(ctx context.Context, path, class string)
+	feedback func(ctx context.Context, path, prev, class string)
 }
 
 // lnPending is a message queued: its file, class and Maildir.
@@ -385,7 +385,7 @@ func (w *junkWatcher) flush(ctx context.Context) (int, error) {
 			n++
 			w.log.Info("classifier: learnt from a Maildir", "path", pending[i].path, "as", pending[i].class, "was", o.Prev)
 			if w.feedback != nil {
-				w.feedback(ctx, pending[i].path, pending[i].class)
+				w.feedback(ctx, pending[i].path, o.Prev, pending[i].class)
 			}
 		}
 	}

@@ -108,9 +108,11 @@ func observeReputation(rep *reputation.Reputation, analyzers []analysis.Analyzer
 // feedbackReputation tells the history a person's judgement of a
 // delivered message, raw (mailwall learn, the Junk watcher): its
 // identities are read from our Authentication-Results field. class is
-// spam or ham, "!spam" or "!ham" to take it back. Nothing when the
-// history is off or the message has no such field.
-func feedbackReputation(ctx context.Context, cfg *config.Config, st reputation.Store, raw []byte, class string) error {
+// spam or ham, "!spam" or "!ham" to take it back; prev is what the
+// message had been learnt as before ("junk", "ham", ""), whose
+// feedback a change of mind takes back first. Nothing when the history
+// is off or the message has no such field.
+func feedbackReputation(ctx context.Context, cfg *config.Config, st reputation.Store, raw []byte, prev, class string) error {
 	if !cfg.Checks.Reputation.Enabled || st == nil {
 		return nil
 	}
@@ -120,22 +122,29 @@ func feedbackReputation(ctx context.Context, cfg *config.Config, st reputation.S
 	}
 	fields, _ := classify.ParseMessage(raw)
 	ids := reputation.FromAuthResults(fields, id)
-	retract := strings.HasPrefix(class, "!")
-	class = strings.TrimPrefix(class, "!")
-	return reputation.New(st, reputationConfig(cfg), nil).Feedback(ctx, ids, class != "ham", retract)
+	rep := reputation.New(st, reputationConfig(cfg), nil)
+	if c, retract := strings.CutPrefix(class, "!"); retract {
+		return rep.Feedback(ctx, ids, c != "ham", true)
+	}
+	if prev != "" {
+		if err := rep.Feedback(ctx, ids, prev != "ham", true); err != nil {
+			return err
+		}
+	}
+	return rep.Feedback(ctx, ids, class != "ham", false)
 }
 
 // junkFeedback is the Junk watcher's feedback into reputation: the
 // learnt message's file is read again (its header) for its
 // identities.
-func junkFeedback(cfg *config.Config, st *store.Store, log *slog.Logger) func(ctx context.Context, path, class string) {
+func junkFeedback(cfg *config.Config, st *store.Store, log *slog.Logger) func(ctx context.Context, path, prev, class string) {
 	if !cfg.Checks.Reputation.Enabled {
 		return nil
 	}
-	return func(ctx context.Context, path, class string) {
+	return func(ctx context.Context, path, prev, class string) {
 		raw, err := readLearnFile(path)
 		if err == nil {
-			err = feedbackReputation(ctx, cfg, st, raw, class)
+			err = feedbackReputation(ctx, cfg, st, raw, prev, class)
 		}
 		if err != nil {
 			log.Warn("reputation: feedback from a Maildir not recorded", "path", path, "err", err)
