@@ -56,7 +56,20 @@ func blocklistPolicy(cfg *config.Config) policyd.Blocklists {
 		GreylistThreshold:  d.GreylistThreshold,
 		Reply:              d.Reply,
 		ReplyNames:         replyNames(d),
+		ZoneActions:        zoneActions(d),
 	}
+}
+
+// zoneActions is dnsbl.zone_actions keyed as the zones are once parsed.
+func zoneActions(d config.DNSBLConfig) map[string]policyd.BlocklistAction {
+	if len(d.ZoneActions) == 0 {
+		return nil
+	}
+	acts := make(map[string]policyd.BlocklistAction, len(d.ZoneActions))
+	for z, a := range d.ZoneActions {
+		acts[strings.ToLower(strings.TrimSuffix(strings.TrimSpace(z), "."))] = policyd.BlocklistAction(a)
+	}
+	return acts
 }
 
 // replyNames is dnsbl.reply_names keyed as the zones are once parsed

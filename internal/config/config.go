@@ -333,7 +333,8 @@ type DNSBLConfig struct {
 	Action             string            `yaml:"action"`
 	Reply              string            `yaml:"reply"`
 	ReplyNames         map[string]string `yaml:"reply_names"`
-	RcptVia            string            `yaml:"rcpt_via"` // policy or milter: which one applies the thresholds at RCPT
+	RcptVia            string            `yaml:"rcpt_via"`     // policy or milter: which one applies the thresholds at RCPT
+	ZoneActions        map[string]string `yaml:"zone_actions"` // zone: reject or defer, whatever the sum
 }
 
 // UnmarshalYAML reads the section strictly, with helo_reject and

@@ -31,6 +31,10 @@ func (c *Config) validateDNSBL(check func(ok bool, format string, args ...any)) 
 	check(oneOf(d.Action, "reject", "defer", "none"), "dnsbl.action: %q is not reject, defer or none", d.Action)
 	check(strings.TrimSpace(d.Reply) != "", "dnsbl.reply must not be empty")
 	check(oneOf(d.RcptVia, "policy", "milter"), "dnsbl.rcpt_via: %q is not policy or milter", d.RcptVia)
+	for zone, act := range d.ZoneActions {
+		_, err := dnsbl.ParseSite(strings.TrimSuffix(strings.TrimSpace(zone), "."))
+		check(err == nil && oneOf(act, "reject", "defer"), "dnsbl.zone_actions: %q: %q: want a list's zone and reject or defer", zone, act)
+	}
 	check(d.ScoreWeight >= 1 && d.ScoreWeight <= 100, "dnsbl.score_weight: %d is not 1 to 100 (points per unit of weight)", d.ScoreWeight)
 	for zone, name := range d.ReplyNames {
 		check(zone != "" && name != "" && !strings.ContainsAny(name, "\r\n"), "dnsbl.reply_names: %q: want a zone and a one-line name", zone)

@@ -54,6 +54,11 @@ type Blocklists struct {
 	// ReplyNames are shown instead of zones (postscreen_dnsbl_reply_map):
 	// a zone with an access key in it must not reach the client.
 	ReplyNames map[string]string
+	// ZoneActions give a zone its own action (reject or defer): a
+	// listing there (with a positive weight) takes it whatever the sum
+	// and Action say, as Postfix's reject_rbl_client for that zone
+	// beside postscreen's scoring of the others.
+	ZoneActions map[string]BlocklistAction
 }
 
 // BlocklistCheck is one client's check, for metrics: each zone's outcome
@@ -138,6 +143,15 @@ func (s *Server) checkBlocklists(ctx context.Context, ru *rules, ip netip.Addr, 
 // for logs and metrics.
 func (bl *blocklister) judge(res *dnsbl.Result, ip netip.Addr) (action string, v blocklistVerdict) {
 	action = "none"
+	if h, act := bl.zoneAction(res); act != "" {
+		// A zone's own action; reject before defer (zoneAction).
+		if act == BlocklistReject {
+			v.resp = &Response{Action: Reject, Text: "554 5.7.1 " + bl.replyFor(h, ip)}
+		} else {
+			v.resp = &Response{Action: Defer, Text: "4.7.1 " + bl.replyFor(h, ip)}
+		}
+		return string(act), v
+	}
 	switch {
 	case res.Score >= bl.cfg.RejectThreshold && bl.cfg.Action == BlocklistReject:
 		action = "reject"
@@ -236,6 +250,30 @@ func (bl *blocklister) outcomes(res *dnsbl.Result) map[string]string {
 	return out
 }
 
+// zoneAction is the hit of a zone with its own action, and the action: a
+// reject zone's before a defer zone's, the first listed of each. None:
+// "".
+func (bl *blocklister) zoneAction(res *dnsbl.Result) (dnsbl.Hit, BlocklistAction) {
+	if len(bl.cfg.ZoneActions) == 0 {
+		return dnsbl.Hit{}, ""
+	}
+	var found dnsbl.Hit
+	var act BlocklistAction
+	for _, h := range res.Hits {
+		a := bl.cfg.ZoneActions[h.Zone]
+		if h.Weight <= 0 || (a != BlocklistReject && a != BlocklistDefer) {
+			continue
+		}
+		if a == BlocklistReject {
+			return h, a
+		}
+		if act == "" {
+			found, act = h, a
+		}
+	}
+	return found, act
+}
+
 // reply fills in the reply text for the listing of the highest weight.
 func (bl *blocklister) reply(res *dnsbl.Result, ip netip.Addr) string {
 	var top dnsbl.Hit
@@ -244,11 +282,12 @@ func (bl *blocklister) reply(res *dnsbl.Result, ip netip.Addr) string {
 			top = h
 		}
 	}
-	reason := ""
-	if top.Reason != "" {
-		reason = top.Reason
-	}
-	msg := strings.NewReplacer("{zone}", bl.replyName(top.Zone), "{ip}", ip.String(), "{reason}", reason).Replace(bl.cfg.Reply)
+	return bl.replyFor(top, ip)
+}
+
+// replyFor fills in the reply text for the listing h.
+func (bl *blocklister) replyFor(top dnsbl.Hit, ip netip.Addr) string {
+	msg := strings.NewReplacer("{zone}", bl.replyName(top.Zone), "{ip}", ip.String(), "{reason}", top.Reason).Replace(bl.cfg.Reply)
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
