@@ -11,9 +11,9 @@ import (
 )
 
 // g1Zones are glZones (gl.test, the dynamic-looking 127.0.0.41, the
-// static mx.gl.test at 127.0.0.42, 127.0.0.43 without PTR) and two lab
+// static mx.gl.test at 127.0.0.42, 127.0.0.43 without PTR) and lab
 // lists: bl.g1.test lists 127.0.0.44, the allow list wl.g1.test lists
-// 127.0.0.45 (no PTR either).
+// 127.0.0.45 (no PTR either), zr.g1.test lists 127.0.0.46.
 func g1Zones(t *testing.T, dir string) []string {
 	t.Helper()
 	soa := func(o string) string {
@@ -23,6 +23,7 @@ func g1Zones(t *testing.T, dir string) []string {
 	return append(zones, writeZones(t, dir, map[string]string{
 		"bl.g1.test.zone": soa("bl.g1.test.") + "44.0.0.127 IN A 127.0.0.2\n",
 		"wl.g1.test.zone": soa("wl.g1.test.") + "45.0.0.127 IN A 127.0.10.2\n",
+		"zr.g1.test.zone": soa("zr.g1.test.") + "46.0.0.127 IN A 127.0.0.2\n",
 	})...)
 }
 
@@ -45,7 +46,9 @@ func g1Score(t *testing.T, msg string) int {
 // Postfix puts before a policy server's answer: the policy server does
 // not greylist too), is accepted when it retries after the delay and is
 // not greylisted again; a client on the lab blocklist is refused at RCPT
-// with reject_rbl_client's text; a client on the lab allow list (no PTR,
+// with reject_rbl_client's text, and so is one listed in a zone whose
+// weight is under the threshold but which has its own action
+// (dnsbl.zone_actions); a client on the lab allow list (no PTR,
 // so greylisted otherwise) is not greylisted and its X-Mailwall-Score is
 // 40 lower than a static client's for the same message; a static client
 // is never greylisted.
@@ -60,10 +63,11 @@ func TestG1MilterRcpt(t *testing.T) {
   delay: 2s
   allow_ips: []
 dnsbl:
-  ip_sites: ["bl.g1.test*3", "wl.g1.test=127.0.10.2*-2"]
+  ip_sites: ["bl.g1.test*3", "wl.g1.test=127.0.10.2*-2", "zr.g1.test*1"]
   rcpt_via: milter
   reject_threshold: 3
   allowlist_threshold: -1
+  zone_actions: {"zr.g1.test": reject}
 `})
 	smtpPort := freePort(t)
 	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service inet:%s\nsmtpd_policy_service_timeout = 30s\n"+
@@ -85,6 +89,15 @@ dnsbl:
 	t.Run("blocklisted client refused at RCPT", func(t *testing.T) {
 		err := send(smtpAddr, "127.0.0.44", "client.gl.test", "alice@gl.test", "bob@rcpt.test", "g1-listed")
 		want := "5.7.1 Service unavailable; Client host [127.0.0.44] blocked using bl.g1.test"
+		if smtpCode(err) != 554 || !strings.Contains(err.Error(), want) {
+			t.Fatalf("listed client: %v, want 554 %s", err, want)
+		}
+	})
+	t.Run("client listed in a zone with its own action refused at RCPT", func(t *testing.T) {
+		// Its weight (1) is under the threshold (3): the zone's action
+		// refuses.
+		err := send(smtpAddr, "127.0.0.46", "client.gl.test", "alice@gl.test", "bob@rcpt.test", "g1-zone")
+		want := "5.7.1 Service unavailable; Client host [127.0.0.46] blocked using zr.g1.test"
 		if smtpCode(err) != 554 || !strings.Contains(err.Error(), want) {
 			t.Fatalf("listed client: %v, want 554 %s", err, want)
 		}
