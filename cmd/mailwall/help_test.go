@@ -142,3 +142,25 @@ func TestConfigPath(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigCheckRefusesWhatServeWould: config check fails, naming the
+// key, on what would stop serve (or, for web.listen, its dashboard), not
+// only on what the YAML parser sees.
+func TestConfigCheckRefusesWhatServeWould(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ name, yaml, want string }{
+		{"brands file missing", "checks:\n  phish:\n    brands_file: " + filepath.Join(dir, "none.yaml") + "\n", "checks.phish.brands_file"},
+		{"signing key missing", "checks:\n  signing:\n    - {domain: example.test, selector: s1, key: " + filepath.Join(dir, "s1.private") + "}\n", "s1.private"},
+		{"policy port out of range", "policyd:\n  listen: [\"inet:127.0.0.1:70000\"]\n", "policyd.listen"},
+		{"milter port not a number", "milter:\n  listen: [\"inet:127.0.0.1:milter\"]\n", "milter.listen"},
+		{"web address without a port", "web:\n  listen: 127.0.0.1\n", "web.listen"},
+		{"HELO table missing", "checks:\n  helo_regexp_tables: [" + filepath.Join(dir, "helo.regexp") + "]\n", "helo.regexp"},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".yaml")
+		os.WriteFile(path, []byte(c.yaml), 0o600)
+		code, _, errs := runCLI("config", "check", path)
+		if code != 1 || !strings.Contains(errs, c.want) || !strings.Contains(errs, "serve would refuse it") {
+			t.Errorf("%s: exit %d, %q; want 1 naming %s", c.name, code, errs, c.want)
+		}
+	}
+}
