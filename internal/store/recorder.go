@@ -59,10 +59,12 @@ func (s *Store) newRecorder(log *slog.Logger, queue int, onError func(lost int),
 // it writes from now on (store.subject: hash), or the Subject itself.
 func (r *Recorder) HashSubjects(on bool) { r.hashSubjects.Store(on) }
 
-// Record queues v for writing and returns at once.
+// Record queues v for writing and returns at once. What is queued is
+// v within the store's bounds (bounded), so that the queue's memory is
+// bounded whatever the client sent.
 func (r *Recorder) Record(v Verdict) {
 	select {
-	case r.q <- v:
+	case r.q <- bounded(&v):
 	default:
 		r.lose(1, "store queue full: verdict not recorded", nil)
 	}
