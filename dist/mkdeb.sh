@@ -34,6 +34,9 @@ install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" "$pkg/etc/mail
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X mailwall/internal/version.Stamped=$version" -o "$pkg/usr/bin/mailwall" ./cmd/mailwall
 "$pkg/usr/bin/mailwall" config default >"$pkg/etc/mailwall/mailwall.yaml"
 install -m 0644 dist/mailwall.service "$pkg/lib/systemd/system/mailwall.service"
+# The dashboard's release and delete of held mail: a root helper per
+# connection on a socket of group mailwall (mailwall web queue-helper).
+install -m 0644 dist/mailwall-queue.socket dist/mailwall-queue@.service "$pkg/lib/systemd/system/"
 for page in docs/man/*.[58]; do
   gzip -9n <"$page" >"$pkg/usr/share/man/man${page##*.}/$(basename "$page").gz"
 done
@@ -42,10 +45,6 @@ install -m 0644 README.md docs/*.md "$pkg/usr/share/doc/mailwall/"
 install -D -m 0644 -t "$pkg/usr/share/mailwall/monitoring" dist/monitoring/mailwall-dashboard.json dist/monitoring/mailwall-alerts.yml
 install -m 0755 dist/debian/postinst dist/debian/prerm dist/debian/postrm "$pkg/DEBIAN/"
 echo /etc/mailwall/mailwall.yaml >"$pkg/DEBIAN/conffiles"
-# The dashboard's release and delete of held mail (postsuper -H/-d, one
-# queue ID) for user mailwall; sudo wants it 0440 and root's.
-install -D -m 0440 dist/sudoers "$pkg/etc/sudoers.d/mailwall"
-echo /etc/sudoers.d/mailwall >>"$pkg/DEBIAN/conffiles"
 size="$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)"
 cat >"$pkg/DEBIAN/control" <<CONTROL
 Package: mailwall
@@ -55,7 +54,6 @@ Maintainer: mailwall developers <mailwall@example.test>
 Installed-Size: $size
 Depends: passwd, procps
 Recommends: postfix
-Suggests: sudo
 Section: mail
 Priority: optional
 Description: one mail filter for Postfix: SPF, DKIM, DMARC, ARC and phishing checks

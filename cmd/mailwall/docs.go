@@ -194,10 +194,10 @@ verify checks every signature of a message and prints one line per signature wit
 		},
 		{
 			name:        "web",
-			summary:     "manage the dashboard's password",
-			synopsis:    []string{"mailwall web password-hash < PASSWORD", "mailwall web reset-password [--config FILE]"},
-			flagsOf:     [][]string{{"web", "reset-password"}},
-			description: `password-hash reads a password on standard input and prints its bcrypt hash for web.password_hash. reset-password makes a new random password, keeps its hash in the store and prints it; it applies at the daemon's next start.`,
+			summary:     "manage the dashboard's password; release or delete held mail for it",
+			synopsis:    []string{"mailwall web password-hash < PASSWORD", "mailwall web reset-password [--config FILE]", "mailwall web postsuper -H|-d QUEUEID [--socket PATH]", "mailwall web queue-helper [--postfix-config DIR]"},
+			flagsOf:     [][]string{{"web", "reset-password"}, {"web", "postsuper"}, {"web", "queue-helper"}},
+			description: `password-hash reads a password on standard input and prints its bcrypt hash for web.password_hash. reset-password makes a new random password, keeps its hash in the store and prints it; it applies at the daemon's next start. postsuper is how the dashboard (web.postsuper) releases (-H) or deletes (-d) a message held in Postfix's hold queue: it asks mailwall-queue.socket (/run/mailwall-queue.sock, group mailwall), whose root helper, queue-helper, one per connection, checks the queue ID and runs postsuper, and for a release postqueue -i, without a shell.`,
 		},
 		{
 			name:    "allow",

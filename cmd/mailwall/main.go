@@ -79,6 +79,8 @@ Usage:
         make and send what is due now, read received reports from a Maildir, messages or files
   mailwall web password-hash < password | reset-password [--config FILE]
         print the bcrypt hash for web.password_hash, or make a new dashboard password
+  mailwall web postsuper -H|-d QUEUEID [--socket PATH] | queue-helper [--postfix-config DIR]
+        release or delete a held message for the dashboard, through mailwall-queue.socket's root helper
   mailwall allow add|remove|list [--ip CIDR | --sender ADDR | --domain D | --rcpt ADDR] [--note TEXT] [--expires DURATION] [--json]
         the site's allow list in the store (a sender or domain entry applies only when authenticated);
         import --postfix-access FILE [--table client|sender|recipient] | --policyd-spf FILE adds a table's OK lines

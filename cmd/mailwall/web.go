@@ -185,6 +185,12 @@ func cmdWeb(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if len(args) == 0 {
 		return fmt.Errorf("web: password-hash or reset-password: %w", errUsage)
 	}
+	switch args[0] { // the dashboard's way to Postfix's hold queue (webqueue.go)
+	case "postsuper":
+		return cmdWebPostsuper(ctx, args[1:], stdout, stderr)
+	case "queue-helper":
+		return cmdWebQueueHelper(ctx, args[1:], stdin, stdout, stderr)
+	}
 	fs := newFlags("web "+args[0], stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	if _, err := parseArgs(fs, args[1:]); err != nil {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -262,12 +263,12 @@ func (d *Dashboard) verdictLearn(w http.ResponseWriter, r *http.Request, p *page
 	d.acted(w, r, p, http.StatusOK, a)
 }
 
-// validQueueID accepts only Postfix queue IDs: the short form, upper
+// ValidQueueID accepts only Postfix queue IDs: the short form, upper
 // case hexadecimal, or the long form (enable_long_queue_ids), Postfix's
 // base-51 alphabet of digits and consonants with 'z' between the time
 // and the inode number. Nothing else reaches postsuper: not "ALL", not
 // a queue name, not an option.
-func validQueueID(id string) bool {
+func ValidQueueID(id string) bool {
 	if len(id) < 5 || len(id) > 32 {
 		return false
 	}
@@ -305,7 +306,7 @@ func (d *Dashboard) verdictQueue(w http.ResponseWriter, r *http.Request, p *page
 		d.fail(w, r, http.StatusBadRequest, "op: release or delete")
 		return
 	}
-	if !validQueueID(v.QueueID) {
+	if !ValidQueueID(v.QueueID) {
 		d.fail(w, r, http.StatusBadRequest, fmt.Sprintf("the verdict's queue ID %q is not a Postfix queue ID", v.QueueID))
 		return
 	}
@@ -362,27 +363,37 @@ func hostOf(v *store.Verdict) string {
 	return "the MX host"
 }
 
-// handCommand is the configured command without sudo (it is for a root
-// shell), "postsuper" when none is configured.
+// handCommand is the command to run in a root shell: the configured
+// postsuper with its options (-c DIR) and without sudo, else postsuper.
 func handCommand(prefix []string) string {
+	cmd := withoutSudo(prefix)
+	if len(cmd) == 0 || !isPostsuper(cmd[0]) {
+		return "postsuper" // mailwall web postsuper, or another way in
+	}
+	return strings.Join(cmd, " ")
+}
+
+// withoutSudo is prefix without a leading sudo and its options.
+func withoutSudo(prefix []string) []string {
 	if len(prefix) > 0 && (prefix[0] == "sudo" || strings.HasSuffix(prefix[0], "/sudo")) {
 		prefix = prefix[1:]
 		for len(prefix) > 0 && strings.HasPrefix(prefix[0], "-") {
 			prefix = prefix[1:]
 		}
 	}
-	if len(prefix) == 0 {
-		return "postsuper"
-	}
-	return strings.Join(prefix, " ")
+	return prefix
+}
+
+func isPostsuper(path string) bool {
+	return path == "postsuper" || strings.HasSuffix(path, "/postsuper")
 }
 
 // postqueueFor is the postqueue beside the configured postsuper, with
 // its options (-c DIR) and without sudo; nil when the command is not a
-// postsuper.
+// postsuper (mailwall web postsuper's helper asks postqueue itself).
 func postqueueFor(prefix []string) []string {
-	cmd := strings.Fields(handCommand(prefix))
-	if len(prefix) == 0 || len(cmd) == 0 || (cmd[0] != "postsuper" && !strings.HasSuffix(cmd[0], "/postsuper")) {
+	cmd := slices.Clone(withoutSudo(prefix))
+	if len(cmd) == 0 || !isPostsuper(cmd[0]) {
 		return nil
 	}
 	cmd[0] = strings.TrimSuffix(cmd[0], "postsuper") + "postqueue"
@@ -459,7 +470,7 @@ var actionFuncs = template.FuncMap{
 	"listTargets": listTargets,
 	// held: the verdict's message may be in Postfix's hold queue (the
 	// milter quarantined it) under a queue ID postsuper can be given.
-	"held": func(v *store.Verdict) bool { return v.Action == "quarantine" && validQueueID(v.QueueID) },
+	"held": func(v *store.Verdict) bool { return v.Action == "quarantine" && ValidQueueID(v.QueueID) },
 	"feedbackWord": func(f string) string {
 		return map[string]string{feedbackSpam: "spam", feedbackHam: "not spam"}[f]
 	},

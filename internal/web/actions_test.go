@@ -258,8 +258,8 @@ func TestValidQueueID(t *testing.T) {
 		"4dD1YL0bm2JbkQ":        false, // long-form letters, no 'z'
 		strings.Repeat("A", 33): false,
 	} {
-		if got := validQueueID(id); got != ok {
-			t.Errorf("validQueueID(%q) = %v, want %v", id, got, ok)
+		if got := ValidQueueID(id); got != ok {
+			t.Errorf("ValidQueueID(%q) = %v, want %v", id, got, ok)
 		}
 	}
 }
@@ -344,6 +344,7 @@ func TestPostqueueFor(t *testing.T) {
 		"/usr/sbin/postsuper -c /etc/postfix": "/usr/sbin/postqueue -c /etc/postfix",
 		"postsuper":                           "postqueue",
 		"/usr/local/bin/release-held":         "",
+		"mailwall web postsuper":              "",
 		"":                                    "",
 	} {
 		if got := strings.Join(postqueueFor(strings.Fields(prefix)), " "); got != want {
@@ -357,6 +358,7 @@ func TestHandCommand(t *testing.T) {
 		"sudo -n /usr/sbin/postsuper":                "/usr/sbin/postsuper",
 		"/usr/bin/sudo -n /usr/sbin/postsuper -c /x": "/usr/sbin/postsuper -c /x",
 		"/usr/sbin/postsuper":                        "/usr/sbin/postsuper",
+		"mailwall web postsuper":                     "postsuper",
 		"":                                           "postsuper",
 	} {
 		if got := handCommand(strings.Fields(prefix)); got != want {

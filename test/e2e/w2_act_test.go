@@ -34,6 +34,39 @@ func w2Verdict(t *testing.T, st *store.Store, subject string) store.Verdict {
 	}
 }
 
+// w2QueueSocket listens as mailwall-queue.socket does (Accept=yes), with
+// systemd's own systemd-socket-activate: each connection starts
+// "mailwall web queue-helper" on the Postfix instance of etc.
+func w2QueueSocket(t *testing.T, bin, etc string) string {
+	t.Helper()
+	activate, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Fatal("systemd-socket-activate (package systemd) is needed to play mailwall-queue.socket")
+	}
+	sock := filepath.Join(t.TempDir(), "queue.sock")
+	cmd := exec.Command(activate, "--accept", "--inetd", "-l", sock, bin, "web", "queue-helper", "--postfix-config", etc)
+	var logs strings.Builder
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("queue helper:\n%s", logs.String())
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("systemd-socket-activate did not listen on %s: %s", sock, logs.String())
+		}
+	}
+}
+
 // w2Click clicks the element sel on the page at path and returns the
 // text of the page it leads to.
 func w2Click(t *testing.T, b context.Context, base, path, sel string) string {
@@ -86,9 +119,10 @@ func w2Parcel(subject string, n int) string {
 //   - a look-alike of a brand that passes DMARC is held (score 45 over
 //     quarantine at 40); "Allow From domain" on its verdict puts the
 //     domain on the allow list, and the next such message is delivered;
-//   - "Release" on the held message's verdict runs the real postsuper
-//     (web.postsuper with the test's config_directory): the hold queue
-//     empties and the message is delivered;
+//   - "Release" on the held message's verdict goes through "mailwall
+//     web postsuper" to the root helper on its socket (as the package's
+//     mailwall-queue.socket), which runs the real postsuper and
+//     postqueue: the hold queue empties and the message is delivered;
 //   - "Spam" on two verdicts of a lure the model never saw is learnt
 //     into the store's model (its counts change, a second click counts
 //     nothing), and a next message of the same kind scores higher.
@@ -120,8 +154,14 @@ func TestW2ActInBrowser(t *testing.T) {
 	}
 
 	etc := filepath.Join(root, "etc")
+	// The dashboard reaches the hold queue as the package has it: the
+	// daemon runs "mailwall web postsuper", which asks the root helper
+	// on a socket; systemd-socket-activate plays mailwall-queue.socket
+	// (one helper a connection, on its stdin and stdout), the helper
+	// runs the real postsuper on the test's Postfix.
+	sock := w2QueueSocket(t, bin, etc)
 	// daemonConfig ends in the web section: its first lines are web's.
-	d := startDaemon(t, bin, dir, daemonSetup{dns: lab, extra: fmt.Sprintf(`  postsuper: /usr/sbin/postsuper -c %s
+	d := startDaemon(t, bin, dir, daemonSetup{dns: lab, extra: fmt.Sprintf(`  postsuper: %s web postsuper --socket %s
 checks:
   score:
     quarantine: 40
@@ -130,7 +170,7 @@ checks:
     enabled: true
     source: store
     refresh: 1s
-`, etc)})
+`, bin, sock)})
 	password := hlInitialPassword(t, d.said)
 	smtpPort := freePort(t)
 	startPostfix(t, root, smtpPort, fmt.Sprintf("smtpd_milters = inet:%s\nmilter_default_action = tempfail\nmilter_protocol = 6\n", d.milter))
@@ -211,7 +251,8 @@ checks:
 			t.Skip("no held message")
 		}
 		page := w2Click(t, b, base, fmt.Sprintf("/verdicts/%d", held.ID), "#queue-release")
-		if !strings.Contains(page, "Released from the hold queue: "+held.QueueID) {
+		// postsuper's own words, passed on by the helper.
+		if !strings.Contains(page, "Released from the hold queue: "+held.QueueID) || !strings.Contains(page, held.QueueID+": released from hold") {
 			t.Fatalf("after release:\n%s", page)
 		}
 		delivered(t, maildir, "w2-held")
