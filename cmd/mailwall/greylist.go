@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"mailwall/internal/config"
@@ -104,6 +105,28 @@ func newMilterRcpt(cfg *config.Config, st *store.Store, res dnsx.Resolver, lc *l
 		}
 	}
 	return r, nil
+}
+
+// loadMilterRcpt is the RCPT stage p holds; nil for a nil p.
+func loadMilterRcpt(p *atomic.Pointer[milterRcpt]) *milterRcpt {
+	if p == nil {
+		return nil
+	}
+	return p.Load()
+}
+
+// reloadMilterRcpt rebuilds the milter's RCPT stage from a reloaded
+// config, as the reload rebuilt the policy server's greylisting and
+// blocklists: greylist.via or dnsbl.rcpt_via moving between the policy
+// server and the milter moves the work, never doubles or drops it. New
+// milter connections get it; those open keep theirs.
+func reloadMilterRcpt(p *atomic.Pointer[milterRcpt], cfg *config.Config, st *store.Store, res dnsx.Resolver, lc *lists.Cache, met *metrics.Metrics, log *slog.Logger) {
+	r, err := newMilterRcpt(cfg, st, res, lc, met, log)
+	if err != nil {
+		log.Error("SIGHUP: the milter's greylisting and blocklists at RCPT not rebuilt, the old ones stay", "err", err)
+		return
+	}
+	p.Store(r)
 }
 
 // rcptTimeout bounds the store's part of one RCPT, as the policy

@@ -138,6 +138,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		srv.Shutdown(context.Background())
 		return err
 	}
+	milterRcpts := new(atomic.Pointer[milterRcpt]) // a reload swaps it
+	milterRcpts.Store(mrcpt)
+	rebuildRcpt := func(c *config.Config) { reloadMilterRcpt(milterRcpts, c, st, resolver, listCache, met, log) }
 	var (
 		rec   *store.Recorder
 		inbox *reportInbox
@@ -165,7 +168,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// the store closes.
 	rep, stopRep := startReputation(cfg, st, log)
 	defer stopRep()
-	msrv, rules, err := startMilter(cfg, resolver, milterDeps{rep: rep, store: st, rec: rec, metrics: met, inbox: inbox, failure: failure, lists: listCache, rcpt: mrcpt}, log, stdout, errc)
+	msrv, rules, err := startMilter(cfg, resolver, milterDeps{rep: rep, store: st, rec: rec, metrics: met, inbox: inbox, failure: failure, lists: listCache, rcpt: milterRcpts}, log, stdout, errc)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -212,6 +215,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return // embedded defaults: nothing to re-read
 		}
 		err := rl.reload()
+		if err == nil {
+			// The milter's RCPT stage follows greylist.via and dnsbl.rcpt_via.
+			rebuildRcpt(rl.running)
+		}
 		met.Reload(err == nil)
 		if err != nil {
 			log.Error("SIGHUP: config not reloaded, the running config stays", "err", err)
@@ -232,7 +239,9 @@ type milterDeps struct {
 	inbox   *reportInbox
 	failure *report.FailureReporter
 	lists   *lists.Cache // nil: no allow and block lists
-	rcpt    *milterRcpt  // nil: nothing at RCPT (greylist.via, dnsbl.rcpt_via)
+	// rcpt is the milter's RCPT stage (greylist.via, dnsbl.rcpt_via:
+	// milter), swapped by a reload; holding nil, or nil: none.
+	rcpt *atomic.Pointer[milterRcpt]
 	// rep is the reputation history (nil: none).
 	rep *reputation.Reputation
 }
@@ -268,7 +277,7 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 		NewFilter: func() milter.Filter {
 			r := rules.Load()
 			return &milterFilter{pipe: r.pipe, log: log, timeout: r.timeout, node: r.node, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox,
-				failure: deps.failure, noReply: r.noReply, limits: limits, rep: deps.rep, rcpt: deps.rcpt.conn()}
+				failure: deps.failure, noReply: r.noReply, limits: limits, rep: deps.rep, rcpt: loadMilterRcpt(deps.rcpt).conn()}
 		},
 		Actions:          milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
 		OnError:          &onError,

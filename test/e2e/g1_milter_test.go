@@ -2,12 +2,17 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"mailwall/internal/milter"
 )
 
 // g1Zones are glZones (gl.test, the dynamic-looking 127.0.0.41, the
@@ -201,6 +206,72 @@ func TestG1MilterRcptTimeout(t *testing.T) {
 	}
 	if log := d.log(); !strings.Contains(log, "msg=dnsbl") || !strings.Contains(log, "slow.g1.test: ") || !strings.Contains(log, "via=milter") {
 		t.Errorf("the RCPT check's failing list is not logged:\n%s", log)
+	}
+	d.alive(t)
+}
+
+// g1Rcpt runs a milter session from ip up to its recipient and returns
+// the milter's answer to RCPT.
+func g1Rcpt(t *testing.T, addr, ip, rcpt string) milter.Reply {
+	t.Helper()
+	c, err := milter.Dial("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Connect("client.gl.test", netip.MustParseAddr(ip), 40000); err != nil {
+		t.Fatal(err)
+	}
+	c.Helo("client.gl.test")
+	if _, err := c.Mail("<alice@gl.test>"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Rcpt(rcpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestG1ReloadGreylistVia: a SIGHUP that moves greylisting from the
+// policy server to the milter (greylist.via) moves it: before, the
+// policy server defers a client without PTR and the milter lets its
+// recipient through; after, the milter defers and the policy server
+// does not.
+func TestG1ReloadGreylistVia(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-e2e-g1-reload-")
+	dns, _ := startLabDNS(t, bin, g1Zones(t, root)...)
+	d := startDaemon(t, bin, root, daemonSetup{dns: dns, dnsTimeout: "2s",
+		extra: "greylist:\n  enabled: true\n  via: policy\n  client_name: dns\n  delay: 60s\n  allow_ips: []\n"})
+	const greylisted = "action=DEFER_IF_PERMIT 4.7.1 Greylisted"
+	if got := policyAsk(t, d.policy, "127.0.0.43", "client.gl.test", "alice@gl.test"); !strings.HasPrefix(got, greylisted) {
+		t.Fatalf("policy server before: %s, want deferred", got)
+	}
+	if r := g1Rcpt(t, d.milter, "127.0.0.43", "<before@rcpt.test>"); r.Code != 'c' {
+		t.Fatalf("milter before: %c %s, want continue", r.Code, r.Text)
+	}
+	b, err := os.ReadFile(d.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.cfg, []byte(strings.Replace(string(b), "via: policy", "via: milter", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.log(), "config reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload in the log:\n%s", d.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := g1Rcpt(t, d.milter, "127.0.0.43", "<after@rcpt.test>"); r.Code != 'y' || !strings.HasPrefix(r.Text, "450 4.7.1 Greylisted") {
+		t.Errorf("milter after: %c %s, want 450 4.7.1 Greylisted", r.Code, r.Text)
+	}
+	if got := policyAsk(t, d.policy, "127.0.0.43", "client.gl.test", "carol@gl.test"); strings.HasPrefix(got, greylisted) {
+		t.Errorf("policy server after: %s, want no greylisting", got)
 	}
 	d.alive(t)
 }
