@@ -7,6 +7,7 @@ import (
 
 	"mailwall/internal/config"
 	"mailwall/internal/reputation"
+	"mailwall/internal/verdict"
 )
 
 // TestFeedbackReputation: mailwall learn's feedback reaches the
@@ -54,4 +55,47 @@ func TestFeedbackReputation(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("unlearn ham", 0, 0)
+}
+
+// TestReputationWiring: checks.reputation puts the analyzer in the
+// pipeline with the config's weights; it reads the history once given
+// it, and the milter's observation of a message we signed records its
+// recipients (those outside our signing domains) only while the
+// analyzer is on.
+func TestReputationWiring(t *testing.T) {
+	ctx := context.Background()
+	st := openSQLiteStore(t)
+	cfg := config.Default()
+	cfg.Checks.Reputation.Enabled = true
+	cfg.Checks.Reputation.Weights.Bad = 55
+	cfg.Checks.Signing = []config.SigningConfig{{Domain: "Our.test"}}
+	as, err := newAnalyzers(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, ok := as[len(as)-1].(*reputation.Analyzer)
+	if !ok || ra.Rules.Bad != 55 || ra.Rep != nil {
+		t.Fatalf("last analyzer %#v, want reputation with reputation_bad 55 and no history yet", as[len(as)-1])
+	}
+	rep := reputation.New(st, reputationConfig(cfg), nil)
+	signed := &verdict.Result{Action: verdict.Accept, Internal: true, Signed: true}
+	observeReputation(rep, as, signed, verdict.Envelope{Rcpts: []string{"dave@partner.example"}}) // no history given: off
+	setReputation(as, rep)
+	if ra.Rep != rep {
+		t.Fatal("setReputation did not give the analyzer its history")
+	}
+	observeReputation(rep, as, signed, verdict.Envelope{Rcpts: []string{"alice@partner.example", "bob@our.test", "carol@partner.example"}})
+	if err := rep.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	known, err := st.KnownCorrespondents(ctx, []string{"alice@partner.example", "bob@our.test", "carol@partner.example", "dave@partner.example"})
+	if err != nil || len(known) != 2 || !known["alice@partner.example"] || !known["carol@partner.example"] {
+		t.Errorf("correspondents %v %v, want alice and carol (bob is at our own domain, dave's mail went while the analyzer was off)", known, err)
+	}
+	cfg.Checks.Reputation.Enabled = false
+	if as, _ := newAnalyzers(ctx, cfg, nil); len(as) > 0 {
+		if _, ok := as[len(as)-1].(*reputation.Analyzer); ok {
+			t.Error("reputation off, yet in the pipeline")
+		}
+	}
 }
