@@ -46,30 +46,35 @@ func BenchmarkAnalyze(b *testing.B) {
 	})
 }
 
-// BenchmarkObserve is an outcome turned into pending evidence (the
-// milter's work after the reply), and the batch written to SQLite
-// every 1,000 messages.
+// BenchmarkObserve is an outcome turned into pending evidence, the
+// milter's work after the reply ("memory"), and with the batches
+// written to SQLite every 1,000 messages, as the writer does in its own
+// goroutine ("sqlite").
 func BenchmarkObserve(b *testing.B) {
 	ctx := context.Background()
-	st := openStore(b)
-	rep := reputation.New(st, reputation.DefaultConfig(), nil)
-	a := &reputation.Analyzer{Rep: rep, Rules: reputation.DefaultRules()}
-	var reports []*reputation.Report
-	for i := range 1000 {
-		d := fmt.Sprintf("d%d.example", i)
-		out := a.Analyze(ctx, msg("x@"+d, "pass", []string{d}, "192.0.2.1"))
-		reports = append(reports, out.Report.(*reputation.Report))
-	}
-	hits := []analysis.Hit{{Rule: "auth_none", Weight: 5}}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		rep.Observe(reputation.Outcome{Action: "accept", Hits: hits, Report: reports[i%len(reports)], Probability: -1})
-		i++
-		if i%1000 == 0 {
-			if err := rep.Flush(ctx); err != nil {
-				b.Fatal(err)
+	for _, flush := range []bool{false, true} {
+		b.Run(map[bool]string{false: "memory", true: "sqlite"}[flush], func(b *testing.B) {
+			st := openStore(b)
+			rep := reputation.New(st, reputation.DefaultConfig(), nil)
+			a := &reputation.Analyzer{Rep: rep, Rules: reputation.DefaultRules()}
+			var reports []*reputation.Report
+			for i := range 1000 {
+				d := fmt.Sprintf("d%d.example", i)
+				out := a.Analyze(ctx, msg("x@"+d, "pass", []string{d}, "192.0.2.1"))
+				reports = append(reports, out.Report.(*reputation.Report))
 			}
-		}
+			hits := []analysis.Hit{{Rule: "auth_none", Weight: 5}}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				rep.Observe(reputation.Outcome{Action: "accept", Hits: hits, Report: reports[i%len(reports)], Probability: -1})
+				i++
+				if flush && i%1000 == 0 {
+					if err := rep.Flush(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
