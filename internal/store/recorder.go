@@ -30,6 +30,11 @@ type Recorder struct {
 	// (store.subject: hash).
 	hashSubjects atomic.Bool
 
+	// bytes is about how much memory the verdicts queued and held
+	// take (verdictSize); past maxBytes, new ones are lost.
+	bytes    atomic.Int64
+	maxBytes int64
+
 	lost    atomic.Int64
 	written atomic.Int64
 	held    atomic.Int64
@@ -49,7 +54,7 @@ func (s *Store) newRecorder(log *slog.Logger, queue int, onError func(lost int),
 		queue = 4096
 	}
 	r := &Recorder{st: s, log: log, q: make(chan Verdict, queue), hold: max(queue, maxBatch), onError: onError, stop: make(chan struct{}),
-		retryMin: retryMin, retryMax: 30 * retryMin}
+		retryMin: retryMin, retryMax: 30 * retryMin, maxBytes: maxRecorderBytes}
 	r.wg.Add(1)
 	go r.run()
 	return r
@@ -59,15 +64,64 @@ func (s *Store) newRecorder(log *slog.Logger, queue int, onError func(lost int),
 // it writes from now on (store.subject: hash), or the Subject itself.
 func (r *Recorder) HashSubjects(on bool) { r.hashSubjects.Store(on) }
 
-// Record queues v for writing and returns at once. What is queued is
-// v within the store's bounds (bounded), so that the queue's memory is
-// bounded whatever the client sent.
+// maxRecorderBytes bounds the memory of the verdicts queued and held:
+// a few kilobytes each as mail goes, the queue's 4,096 and as many held
+// are some 30 MB; at most 64 MB whatever clients send (each verdict is
+// bounded first, but a bounded verdict may still be 100 KB).
+const maxRecorderBytes = 64 << 20
+
+// Record queues v for writing and returns at once. What is queued is v
+// within the store's bounds (bounded), its Subject hashed under
+// store.subject: hash, and the memory of all queued is bounded
+// (maxRecorderBytes): past it, or when the queue is full, v is lost
+// (logged and counted).
 func (r *Recorder) Record(v Verdict) {
+	b := bounded(&v)
+	if b.Subject != "" && r.hashSubjects.Load() {
+		b.Subject = SubjectHash(b.Subject)
+	}
+	size := verdictSize(&b)
+	if r.bytes.Add(size) > r.maxBytes {
+		r.bytes.Add(-size)
+		r.lose(1, "store queue over its memory bound: verdict not recorded", nil)
+		return
+	}
 	select {
-	case r.q <- bounded(&v):
+	case r.q <- b:
 	default:
+		r.bytes.Add(-size)
 		r.lose(1, "store queue full: verdict not recorded", nil)
 	}
+}
+
+// verdictSize is about the memory v holds: its strings and lists, and
+// a fixed part for the struct and the DMARC row.
+func verdictSize(v *Verdict) int64 {
+	n := 512 + len(v.Node) + len(v.Source) + len(v.QueueID) + len(v.ClientIP) + len(v.ClientName) + len(v.Helo) + len(v.MailFrom) +
+		len(v.FromDomain) + len(v.Action) + len(v.Stage) + len(v.Verdict) + len(v.IPRev) + len(v.SPF) + len(v.DKIM) + len(v.DMARC) + len(v.ARC) +
+		len(v.HeaderFrom) + len(v.MessageID) + len(v.Subject) + len(v.Reply) + len(v.Feedback) + len(v.Features)
+	for _, l := range [][]string{v.Rcpts, v.Rules, v.Reasons} {
+		for _, x := range l {
+			n += 16 + len(x)
+		}
+	}
+	d := &v.Details
+	for _, x := range d.Stages {
+		n += 48 + len(x.Stage) + len(x.Result) + len(x.Reason)
+	}
+	for _, x := range d.Hits {
+		n += 40 + len(x.Rule) + len(x.Detail)
+	}
+	for _, x := range d.Headers {
+		n += 32 + len(x.Name) + len(x.Value)
+	}
+	for _, x := range d.Facts {
+		n += 32 + len(x.Name) + len(x.Value)
+	}
+	if v.DMARCRow != nil {
+		n += 1024
+	}
+	return int64(n)
 }
 
 // Lost is how many records were lost, Written how many were stored and
@@ -129,6 +183,9 @@ func (r *Recorder) run() {
 				return false
 			}
 			r.written.Add(int64(n))
+			for i := range pending[:n] {
+				r.bytes.Add(-verdictSize(&pending[i]))
+			}
 			pending = pending[n:]
 		}
 		if pause > 0 {
@@ -146,12 +203,10 @@ func (r *Recorder) run() {
 		r.held.Store(int64(len(pending)))
 	}
 	take := func(v Verdict) {
-		if v.Subject != "" && r.hashSubjects.Load() {
-			v.Subject = SubjectHash(v.Subject)
-		}
 		if len(pending) >= r.hold {
 			// The oldest go first: the newest say most about now.
 			r.lose(1, "store down and memory bound reached: oldest held verdict dropped", nil)
+			r.bytes.Add(-verdictSize(&pending[0]))
 			pending = pending[1:]
 		}
 		pending = append(pending, v)

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -273,4 +275,36 @@ func BenchmarkVerdictSearch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestRecorderMemoryBound: verdicts a client made large are queued
+// within the store's bounds, and past the recorder's memory bound (here
+// 1 MB, the store down so that nothing drains) the next ones are lost
+// and counted, not kept.
+func TestRecorderMemoryBound(t *testing.T) {
+	s, err := Open(context.Background(), "sqlite", t.TempDir()+"/gone.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var lost atomic.Int64
+	r := s.newRecorder(slog.New(slog.DiscardHandler), 1000, func(n int) { lost.Add(int64(n)) }, time.Hour)
+	r.maxBytes = 1 << 20
+	big := strings.Repeat("x", 1<<20)
+	for range 100 {
+		v := testVerdict(time.Now(), "x.test", "192.0.2.1", "accept")
+		v.Subject, v.Reasons = big, []string{big, big}
+		for range 100 {
+			v.Details.Hits = append(v.Details.Hits, Hit{Rule: "r", Detail: big})
+		}
+		r.Record(v)
+		if n := r.bytes.Load(); n > r.maxBytes {
+			t.Fatalf("%d bytes queued, over the bound", n)
+		}
+	}
+	// About 100 KB each after bounding: some 10 fit in 1 MB.
+	if got := lost.Load(); got < 80 || got == 100 {
+		t.Errorf("%d of 100 lost, want most but not all", got)
+	}
+	r.Close()
 }
