@@ -238,19 +238,19 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 	// whose hosts change addresses inside it): a /24 of dynamic
 	// addresses is not allowed because one of them retried.
 	awl := autoAllowKey(ip)
-	awlKey := cacheKey{kind: 'c', a: awl}
+	awlKey := keyOf('c', awl)
 	if g.cfg.AutoAllow > 0 && g.passed.get(awlKey, now.Unix()) {
 		return Decision{Outcome: AutoAllowed, Reason: reason}
 	}
 	t := Triplet{Client: client, Sender: NormalizeSender(r.Sender), Recipient: strings.ToLower(r.Recipient)}
-	tKey := cacheKey{kind: 't', a: t.Client, b: t.Sender, c: t.Recipient}
+	tKey := keyOf('t', t.Client, t.Sender, t.Recipient)
 	if g.passed.get(tKey, now.Unix()) {
 		// The store would leave it as it is: no statement. (Were the
 		// client auto-allowed meanwhile by another host, its mail
 		// passes all the same.)
 		return Decision{Outcome: Passed, Reason: reason}
 	}
-	notYet := cacheKey{kind: 'n', a: awl}
+	notYet := keyOf('n', awl)
 	if g.cfg.AutoAllow > 0 && !g.passed.get(notYet, now.Unix()) {
 		n, last, err := g.store.ClientPasses(ctx, awl, now, g.cfg.MaxAge)
 		if err != nil {

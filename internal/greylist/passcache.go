@@ -1,17 +1,38 @@
 package greylist
 
-import "sync"
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"sync"
+)
 
 // passCacheSize bounds each of the pass cache's two generations: at most
-// twice this many triplets and clients are remembered (a few hundred
-// bytes each), however many a flood of senders makes.
+// twice this many triplets and clients are remembered (some 50 bytes
+// each: keys are hashed, however long the addresses a client sent),
+// however many a flood of senders makes.
 const passCacheSize = 1 << 16
 
 // cacheKey is a passed triplet (kind 't'), an auto-allowed client (kind
-// 'c', in a) or a client short of being auto-allowed (kind 'n').
+// 'c') or a client short of being auto-allowed (kind 'n'), by a SHA-256
+// of its parts cut to 128 bits (no two keys a sender could make meet).
 type cacheKey struct {
-	kind    byte
-	a, b, c string
+	kind byte
+	sum  [16]byte
+}
+
+// keyOf is the key of kind for parts, each length-prefixed so that no
+// two lists of parts hash alike.
+func keyOf(kind byte, parts ...string) cacheKey {
+	h := sha256.New()
+	var n [8]byte
+	for _, p := range parts {
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write([]byte(p))
+	}
+	k := cacheKey{kind: kind}
+	copy(k.sum[:], h.Sum(nil))
+	return k
 }
 
 // passCache remembers, in this process, what the store would answer

@@ -3,6 +3,7 @@ package greylist
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -106,23 +107,29 @@ func TestPassCacheSparesTheStore(t *testing.T) {
 
 // TestPassCacheBounded: however many entries go in, at most twice the
 // bound are kept, the newest among them; an entry past its second is
-// gone.
+// gone; keys do not run into each other where parts do.
 func TestPassCacheBounded(t *testing.T) {
 	c := newPassCache(4)
+	key := func(i int) cacheKey {
+		return keyOf('t', "192.0.2.0/24", fmt.Sprintf("s%d@example.org", i), "bob@rcpt.test")
+	}
 	for i := range 100 {
-		c.put(cacheKey{kind: 't', a: string(rune('a' + i%26)), b: string(rune('A' + i/26))}, 1000)
+		c.put(key(i), 1000)
 		if n := c.len(); n > 8 {
 			t.Fatalf("%d entries after %d puts, want at most 8", n, i+1)
 		}
 	}
-	last := cacheKey{kind: 't', a: string(rune('a' + 99%26)), b: string(rune('A' + 99/26))}
+	last := key(99)
 	if !c.get(last, 999) {
 		t.Error("the newest entry is gone")
 	}
 	if c.get(last, 1000) {
 		t.Error("an entry stands past its second")
 	}
-	if c.get(cacheKey{kind: 't', a: "a", b: "A"}, 0) {
+	if c.get(key(0), 0) {
 		t.Error("the oldest entry is still there")
+	}
+	if keyOf('t', "ab", "c") == keyOf('t', "a", "bc") || keyOf('t', "a") == keyOf('n', "a") {
+		t.Error("keys of different parts or kinds are equal")
 	}
 }
