@@ -40,13 +40,30 @@ func (s *Store) SetVerdictFeedback(ctx context.Context, id int64, feedback strin
 	return n == 1, nil
 }
 
-// FailedDeliveries lists the report deliveries given up (state failed),
-// newest report first, at most limit (default 100).
-func (s *Store) FailedDeliveries(ctx context.Context, limit int) ([]Delivery, error) {
+// FailedDeliveries lists the report deliveries given up (state failed)
+// with their reports' domain and start, newest report first, at most
+// limit (default 100).
+func (s *Store) FailedDeliveries(ctx context.Context, limit int) ([]FailedDelivery, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	return s.deliveries(ctx, fmt.Sprintf(`WHERE state = 'failed' AND id IN (SELECT id FROM report_deliveries WHERE state = 'failed' ORDER BY report DESC, id DESC LIMIT %d)`, limit))
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT d.id, d.report, d.uri, d.attempts, d.last_error, r.policy_domain, r.begin_at
+		FROM report_deliveries d JOIN reports_out r ON r.id = d.report WHERE d.state = 'failed' ORDER BY d.report DESC, d.id DESC LIMIT %d`, limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: failed deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []FailedDelivery
+	for rows.Next() {
+		f := FailedDelivery{Delivery: Delivery{State: Failed}}
+		var begin int64
+		if err := rows.Scan(&f.ID, &f.Report, &f.URI, &f.Attempts, &f.LastError, &f.PolicyDomain, &begin); err != nil {
+			return nil, fmt.Errorf("store: failed deliveries: %w", err)
+		}
+		f.Begin = time.Unix(begin, 0).UTC()
+		out = append(out, f)
+	}
+	return out, rows.Err()
 }
 
 // RetryDelivery puts a failed delivery back in the queue, due at now

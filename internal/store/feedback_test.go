@@ -69,7 +69,8 @@ func TestRetryDelivery(t *testing.T) {
 			}
 		}
 		failed, err := s.FailedDeliveries(ctx, 0)
-		if err != nil || len(failed) != 1 || failed[0].ID != ds[0].ID || failed[0].Attempts != 1 {
+		if err != nil || len(failed) != 1 || failed[0].ID != ds[0].ID || failed[0].Attempts != 1 || failed[0].PolicyDomain != "bank.test" ||
+			!failed[0].Begin.Equal(r.Begin) || failed[0].LastError != "550 no" {
 			t.Fatalf("failed: %+v %v", failed, err)
 		}
 		for _, d := range ds[1:] {

@@ -423,7 +423,9 @@ func (c *capped) Write(b []byte) (int, error) {
 }
 
 type deliveriesData struct {
-	Failed []store.Delivery
+	Failed []store.FailedDelivery
+	Loc    *time.Location // the admin's time zone (web.timezone)
+	Zone   string
 }
 
 // deliveries lists the DMARC report deliveries that failed, each with a
@@ -437,7 +439,8 @@ func (d *Dashboard) deliveries(w http.ResponseWriter, r *http.Request, p *page) 
 		d.storeError(w, r, err)
 		return
 	}
-	p.Title, p.Nav, p.Content = "DMARC report deliveries that failed", "dmarc", deliveriesData{Failed: failed}
+	loc := d.location()
+	p.Title, p.Nav, p.Content = "DMARC report deliveries that failed", "dmarc", deliveriesData{Failed: failed, Loc: loc, Zone: d.Now().In(loc).Format("MST")}
 	d.render(w, r, http.StatusOK, "deliveries", p)
 }
 

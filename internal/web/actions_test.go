@@ -472,7 +472,7 @@ func TestResendDelivery(t *testing.T) {
 	_, body, _ := fetch(t, c, "GET", s.URL+"/deliveries", nil)
 	token := csrfField.FindStringSubmatch(body)[1]
 	if !strings.Contains(body, fmt.Sprintf(`data-id="%d"`, failed.ID)) || strings.Contains(body, fmt.Sprintf(`data-id="%d"`, sent.ID)) ||
-		!strings.Contains(body, "550 5.1.1 no such user") {
+		!strings.Contains(body, "550 5.1.1 no such user") || !strings.Contains(body, `<a href="/dmarc/bank.test">bank.test</a>`) {
 		t.Errorf("failed deliveries page:\n%s", body)
 	}
 	if code, _, _ := fetch(t, c, "POST", fmt.Sprintf("%s/deliveries/%d/resend", s.URL, failed.ID), url.Values{}); code != http.StatusForbidden {
