@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"strings"
 
 	"mailwall/internal/config"
@@ -34,7 +33,7 @@ func commandDocs() []commandDoc {
 			summary:  "run the milter and the Postfix policy server",
 			synopsis: []string{"mailwall serve [--config FILE] [--dns HOST:PORT] [--cpuprofile FILE] [--memprofile FILE]"},
 			flagsOf:  [][]string{{"serve"}},
-			description: `Runs mailwall's daemon: the Postfix policy delegation server (policyd.listen), the milter (milter.listen), the store's recorder, DMARC report sending and reading, the web dashboard with /metrics and /healthz (web.listen) and the admin socket (admin.socket). Without --config it runs on the embedded defaults: every listener on loopback.
+			description: `Runs mailwall's daemon: the Postfix policy delegation server (policyd.listen), the milter (milter.listen), the store's recorder, DMARC report sending and reading, the web dashboard with /metrics and /healthz (web.listen) and the admin socket (admin.socket). Without --config it reads /etc/mailwall/mailwall.yaml when that exists, else runs on the embedded defaults: every listener on loopback.
 
 The garbage collector's heap goal is kept at 16 MB or more; GOGC in the environment turns that off.
 
@@ -52,7 +51,7 @@ On first start without web.password_hash, a dashboard password is made, kept has
 			summary:  "turn policyd-spf, OpenDKIM, OpenDMARC and Postfix settings into a mailwall config",
 			synopsis: []string{"mailwall import [--policyd-spf FILE] [--opendkim FILE] [--opendmarc FILE] [--main-cf FILE] [--out FILE|-] [--table-dir DIR] [--force]"},
 			flagsOf:  [][]string{{"import"}},
-			description: `Reads the configuration of the stack mailwall replaces, where Debian puts it or where the options say: policyd-spf.conf; opendkim.conf with its KeyTable, SigningTable and InternalHosts; opendmarc.conf; and the check_helo_access and check_client_access tables main.cf names. A default path that does not exist is skipped (the daemon is not installed); a path given as an option must exist.
+			description: `Reads the configuration of the stack mailwall replaces, where Debian puts it or where the options say: policyd-spf.conf; opendkim.conf with its KeyTable, SigningTable and InternalHosts (checks.internal_hosts: signed, not checked); opendmarc.conf, whose IgnoreHosts become checks.not_checked (neither checked nor signed); and the check_helo_access and check_client_access tables main.cf names. A default path that does not exist is skipped (the daemon is not installed); a path given as an option must exist.
 
 It writes a mailwall config that behaves the same, holding only the keys that differ from the embedded defaults, after checking that it reads back as the same configuration. It prints every old setting with the file and line it came from and what it became, or why it has no equivalent.
 
@@ -66,9 +65,9 @@ Signing keys are referenced where they are, never copied; a key others can read 
 			flagsOf:  [][]string{{"postfix-config"}},
 			description: `Reads the Postfix instance in --postfix-dir with postconf(1) and prints the main.cf and master.cf changes that hand mail to the config's milter and policy server.
 
-OpenDKIM's and OpenDMARC's entries in smtpd_milters, non_smtpd_milters and master.cf -o overrides (known by their socket names, or ports 8891 to 8893) become mailwall's milter, in the first one's place, as do the milters given with --replace (rspamd's, when mailwall takes over its authentication checks); other milters keep theirs. A check_policy_service that names a master.cf service running policyd-spf becomes mailwall's policy server, keeping the settings of a { address, name=value } group; the service is commented out and its _time_limit removed. With nothing to replace, the milter is appended and the policy check is added after reject_unauth_destination. A unix socket under /var/spool/postfix is written relative to it, as the chrooted smtpd sees it.
+OpenDKIM's and OpenDMARC's entries in smtpd_milters, non_smtpd_milters and master.cf -o overrides (known by their socket names, or ports 8891 to 8893) become mailwall's milter, in the first one's place, as do the milters given with --replace (rspamd's, when mailwall takes over its authentication checks); other milters keep theirs. A check_policy_service that names a master.cf service running policyd-spf becomes mailwall's policy server, keeping the settings of a { address, name=value } group; the service is commented out and its _time_limit removed. With nothing to replace, the milter is appended and the policy check is added after reject_unauth_destination. A unix socket under /var/spool/postfix is written relative to it, as the chrooted smtpd sees it. milter_default_action becomes tempfail: while mailwall is stopped Postfix answers 451 4.7.1 and senders retry, where accept (Postfix's default) would pass mail unchecked and leave internal mail unsigned.
 
-With --apply, it runs "postfix check" first and changes nothing if that fails; backs up main.cf and master.cf as main.cf.mailwall-TIMESTAMP and master.cf.mailwall-TIMESTAMP; makes the changes with postconf; runs "postfix check" again and puts the backups back if it fails; warns when mailwall does not answer at its addresses yet; and reloads Postfix if it runs. A second run finds nothing to change.`,
+With --apply, it runs "postfix check" first and changes nothing if that fails; backs up main.cf and master.cf as main.cf.mailwall-TIMESTAMP and master.cf.mailwall-TIMESTAMP; makes the changes with postconf; runs "postfix check" again and puts the backups back if it fails; warns when mailwall does not answer at its addresses yet, saying what Postfix answers until it does; and reloads Postfix if it runs. A second run finds nothing to change.`,
 		},
 		{
 			name:        "check-message",
@@ -115,11 +114,11 @@ make model writes the starter model built into mailwall this way: the SpamAssass
 		{
 			name:     "reputation",
 			summary:  "show the ham and spam history of authenticated identities",
-			synopsis: []string{"mailwall reputation show [IDENTITY] [--kind from_domain|dkim|spf|net] [-n N] [--config FILE]"},
+			synopsis: []string{"mailwall reputation show [IDENTITY] [--kind from_domain|from_org|dkim|spf|net] [-n N] [--config FILE]"},
 			flagsOf:  [][]string{{"reputation"}},
 			description: `Prints what the store's reputation history (checks.reputation) holds: without IDENTITY the N identities with the most evidence, with it every kind's row for that domain or network (a kind= prefix, as the verdict explanations write it, is allowed); for an address, whether it is a known correspondent. The counts are messages, decayed to now with the configured half-life; feedback counts feedback_weight each.
 
-Identities are only those authentication vouched for: the From domain of mail that passed DMARC (from_domain), verified DKIM d= (dkim), the SPF-pass MAIL FROM domain (spf) and the client's /24 or /56 (net).`,
+Identities are only those authentication vouched for: the From domain of mail that passed DMARC (from_domain) and, for a subdomain, its registered domain (from_org), verified DKIM d= (dkim), the SPF-pass MAIL FROM domain (spf) and the client's /24 or /56 (net).`,
 		},
 		{
 			name:    "spf",
@@ -131,7 +130,7 @@ Identities are only those authentication vouched for: the From domain of mail th
 			flagsOf: [][]string{{"spf"}, {"spf", "lint"}},
 			description: `mailwall spf evaluates SPF (RFC 7208) for a client address, HELO name and envelope sender and prints the Received-SPF header, or with --json the result, explanation and lookup count. An empty --sender checks the HELO identity. The exit status is 0 for any SPF result.
 
-mailwall spf lint fetches a domain's record and walks its includes, reporting more than 10 DNS lookups, void lookups, +all and ?all, ptr, several SPF records, strings over 255 octets, answers that need TCP, terms after all, and syntax errors with their position.`,
+mailwall spf lint fetches a domain's record and walks its includes, reporting more than 10 DNS lookups, void lookups, +all and ?all, ptr, several SPF records, strings over 255 octets, answers that need TCP, terms after all, and syntax errors with their position. It exits 1 when it reports an error, as domain check does, 0 otherwise.`,
 		},
 		{
 			name:     "dkim",
@@ -175,8 +174,8 @@ verify checks every signature of a message and prints one line per signature wit
 		{
 			name:        "config",
 			summary:     "print the embedded defaults or check a config file",
-			synopsis:    []string{"mailwall config default", "mailwall config check FILE"},
-			description: `"config default" prints the embedded default configuration with its comments: the file the package installs as /etc/mailwall/mailwall.yaml. "config check" reads a file as serve would and reports the first error with its line; unknown keys are errors. mailwall.yaml(5) describes every key.`,
+			synopsis:    []string{"mailwall config default", "mailwall config check [FILE]"},
+			description: `"config default" prints the embedded default configuration with its comments: the file the package installs as /etc/mailwall/mailwall.yaml. "config check" reads a file (default /etc/mailwall/mailwall.yaml) as serve would and reports the first error with its line; unknown keys are errors. It also refuses what would stop serve: a brands file, HELO table or signing key that cannot be read, a listen address without a valid port. mailwall.yaml(5) describes every key.`,
 		},
 		{
 			name:        "report",
@@ -197,7 +196,7 @@ verify checks every signature of a message and prints one line per signature wit
 			summary:     "manage the dashboard's password; release or delete held mail for it",
 			synopsis:    []string{"mailwall web password-hash < PASSWORD", "mailwall web reset-password [--config FILE]", "mailwall web postsuper -H|-d QUEUEID [--socket PATH]", "mailwall web queue-helper [--postfix-config DIR]"},
 			flagsOf:     [][]string{{"web", "reset-password"}, {"web", "postsuper"}, {"web", "queue-helper"}},
-			description: `password-hash reads a password on standard input and prints its bcrypt hash for web.password_hash. reset-password makes a new random password, keeps its hash in the store and prints it; it applies at the daemon's next start. postsuper is how the dashboard (web.postsuper) releases (-H) or deletes (-d) a message held in Postfix's hold queue: it asks mailwall-queue.socket (/run/mailwall-queue.sock, group mailwall), whose root helper, queue-helper, one per connection, checks the queue ID and runs postsuper, and for a release postqueue -i, without a shell.`,
+			description: `password-hash reads a password on standard input and prints its bcrypt hash for web.password_hash. reset-password makes a new random password, keeps its hash in the store and prints it; a running serve reads it within 10 seconds and ends the sessions open. postsuper is how the dashboard (web.postsuper) releases (-H) or deletes (-d) a message held in Postfix's hold queue: it asks mailwall-queue.socket (/run/mailwall-queue.sock, group mailwall), whose root helper, queue-helper, one per connection, checks the queue ID and runs postsuper, and for a release postqueue -i, without a shell.`,
 		},
 		{
 			name:    "allow",
@@ -231,10 +230,10 @@ import adds a Postfix access(5) table's OK and 2xx lines (its source file; --tab
 // flagBlocks runs a subcommand with -h and turns what its flag set prints
 // into tagged paragraphs.
 func flagBlocks(args []string) []manpage.Block {
-	var stderr bytes.Buffer
-	run(context.Background(), append(append([]string{}, args...), "-h"), strings.NewReader(""), io.Discard, &stderr)
+	// The flag set's own listing (help.go), as "-h" alone no longer
+	// reaches the command.
 	var blocks []manpage.Block
-	for _, l := range strings.Split(stderr.String(), "\n") {
+	for _, l := range strings.Split(commandFlags(context.Background(), args), "\n") {
 		switch {
 		case strings.HasPrefix(l, "  -"):
 			name, typ, _ := strings.Cut(strings.TrimPrefix(l, "  -"), " ")
@@ -285,7 +284,7 @@ func manPages() (map[string][]byte, error) {
 		Sections: []manpage.Section{
 			{Heading: "Description", Blocks: paragraphs(`mailwall replaces the filter stack beside Postfix (postfix-policyd-spf-python, OpenDKIM, OpenDMARC, HELO and S25R access tables) with one daemon: a milter (protocol 6) and a policy delegation server that check the client's reverse DNS, HELO, SPF, DKIM, DMARC and ARC, score phishing signs, sign outgoing mail, add Authentication-Results and Received-SPF, and send and read DMARC reports, with a dashboard and Prometheus metrics.
 
-Every command reads the embedded defaults unless given --config; mailwall.yaml(5) lists every key. Listeners are on loopback unless the configuration says otherwise.`)},
+Every command reads /etc/mailwall/mailwall.yaml when it exists, else the embedded defaults, unless given --config; "mailwall CMD -h" prints one command's help; mailwall.yaml(5) lists every key. Listeners are on loopback unless the configuration says otherwise.`)},
 			{Heading: "Commands", Blocks: overview},
 			{Heading: "Exit status", Blocks: paragraphs("0 on success, 1 on an error, 2 on a usage error.")},
 			{Heading: "See also", Blocks: []manpage.Block{{Text: "mailwall.yaml(5), postconf(5), postfix(1)"}}},
