@@ -31,7 +31,21 @@ func (c *Classifier) classifyKept(msg *Message) (Result, []byte) {
 	defer c.pool.Put(x)
 	v := x.Extract(msg)
 	r := c.ClassifyVector(v)
-	return r, Kept(MessageKey(msg, nil), v)
+	return r, Kept(keptKey(msg), v)
+}
+
+// keptKey is MessageKey of msg as a mailbox keeps it: the milter gets
+// lines ending in CRLF, a Maildir file (which the Junk watcher and
+// mailwall learn read) ends them in LF, and the same message must have
+// the same key, so that a click on its verdict and a move into Junk
+// count once.
+func keptKey(msg *Message) string {
+	if bytes.Contains(msg.Body, []byte("\r\n")) {
+		m := *msg
+		m.Body = bytes.ReplaceAll(msg.Body, []byte("\r\n"), []byte("\n"))
+		msg = &m
+	}
+	return MessageKey(msg, nil)
 }
 
 // Kept encodes key (MessageKey's hex) and v's hashes for the store;

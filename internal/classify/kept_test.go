@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -16,13 +17,13 @@ func TestKept(t *testing.T) {
 	fields, body := ParseMessage(raw)
 	msg := &Message{Fields: fields, Body: body}
 	v := NewExtractor().Extract(msg).Clone()
-	kept := Kept(MessageKey(msg, nil), v)
+	kept := Kept(keptKey(msg), v)
 	key, back, err := ParseKept(kept)
 	top := make([]uint64, len(v.Hashes))
 	for i, h := range v.Hashes {
 		top[i] = h &^ (1<<32 - 1)
 	}
-	if err != nil || key != MessageKey(msg, nil) || !slices.Equal(back.Hashes, top) {
+	if err != nil || key != keptKey(msg) || !slices.Equal(back.Hashes, top) {
 		t.Fatalf("ParseKept: %q %v %v", key, back, err)
 	}
 	if len(kept) != 4+16+4*len(v.Hashes) {
@@ -31,11 +32,18 @@ func TestKept(t *testing.T) {
 	if bytes.Contains(kept, []byte("verify")) {
 		t.Error("the text is kept")
 	}
-	// The analyzer keeps the same.
+	// The analyzer keeps the same, and the message as the milter gets
+	// it (CRLF) has the key of its Maildir file (LF), which the Junk
+	// watcher and mailwall learn read.
 	c := NewClassifier(NewBayes(16), nil)
 	_, k2 := c.classifyKept(msg)
 	if !bytes.Equal(k2, kept) {
 		t.Error("classifyKept keeps other bytes than Kept")
+	}
+	lf := []byte(strings.ReplaceAll(string(raw), "\r\n", "\n"))
+	lfFields, lfBody := ParseMessage(lf)
+	if k, _, _ := ParseKept(k2); k != MessageKey(&Message{Fields: lfFields, Body: lfBody}, lf) {
+		t.Error("the milter's message and its Maildir file have different keys")
 	}
 	for name, b := range map[string][]byte{
 		"empty":       nil,

@@ -302,6 +302,13 @@ checks:
 		if fb, _ := st.VerdictFeedback(ctx, clicked[0].ID); fb.Feedback != "spam" {
 			t.Errorf("feedback column: %q", fb.Feedback)
 		}
+		// The same message learnt again from its mailbox copy (as the
+		// Junk watcher would) is known by the same key: not counted twice.
+		cmd := exec.Command(bin, "learn", "spam", "--config", d.cfg)
+		cmd.Stdin = strings.NewReader(delivered(t, maildir, "w2-parcel-0"))
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "already learnt as spam") {
+			t.Errorf("mailwall learn spam of the clicked message's Maildir copy: %v: %s", err, out)
+		}
 		p1 := w2Probability(t, bin, d.cfg, next)
 		t.Logf("classifier probability of the next parcel lure: %.4f before the clicks, %.4f after", p0, p1)
 		if p1 <= p0 {
