@@ -78,7 +78,7 @@ func startWeb(ctx context.Context, cfg *config.Config, live *liveConfig, st *sto
 	}
 	// Release and delete of held mail (no shell), only of this host's;
 	// spam / not spam clicks into reputation.
-	dash.Postsuper, dash.Node = strings.Fields(cfg.Web.Postsuper), cfg.Hostname
+	dash.Postsuper, dash.Node = postsuperCommand(cfg.Web.Postsuper), cfg.Hostname
 	dash.Feedback = dashboardFeedback(cfg, st)
 	if ws.Dashboard, err = dash.Handler(); err != nil {
 		return nil, err

@@ -98,6 +98,19 @@ func cmdWebPostsuper(ctx context.Context, args []string, stdout, stderr io.Write
 	return fmt.Errorf("web postsuper: the queue helper answered %q", status)
 }
 
+// postsuperCommand is web.postsuper split at spaces, "mailwall" (the
+// default's) meaning this very binary, so that the client is the
+// daemon's own version wherever it is installed.
+func postsuperCommand(setting string) []string {
+	cmd := strings.Fields(setting)
+	if len(cmd) > 0 && cmd[0] == "mailwall" {
+		if self, err := os.Executable(); err == nil {
+			cmd[0] = self
+		}
+	}
+	return cmd
+}
+
 // queueHelper is the root side: its commands, from the unit's command
 // line (never from the client).
 type queueHelper struct {

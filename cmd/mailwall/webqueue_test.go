@@ -120,3 +120,22 @@ func TestWebPostsuper(t *testing.T) {
 		t.Errorf("no helper: exit %d, %q", code, stderr.String())
 	}
 }
+
+// TestPostsuperCommand: web.postsuper's "mailwall" is the running
+// binary; any other command is taken as written.
+func TestPostsuperCommand(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for setting, want := range map[string]string{
+		"mailwall web postsuper":                       self + " web postsuper",
+		"  /usr/sbin/postsuper   -c /etc/postfix-mx2 ": "/usr/sbin/postsuper -c /etc/postfix-mx2",
+		"/opt/mailwall web postsuper":                  "/opt/mailwall web postsuper",
+		"":                                             "",
+	} {
+		if got := strings.Join(postsuperCommand(setting), " "); got != want {
+			t.Errorf("postsuperCommand(%q) = %q, want %q", setting, got, want)
+		}
+	}
+}
