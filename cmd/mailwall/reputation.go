@@ -156,7 +156,7 @@ func junkFeedback(cfg *config.Config, st *store.Store, log *slog.Logger) func(ct
 func cmdReputation(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("reputation", stderr)
 	cfgPath := fs.String("config", "", "config file (its store holds the history)")
-	kind := fs.String("kind", "", "only this kind: from_domain, dkim, spf or net")
+	kind := fs.String("kind", "", "only this kind: from_domain, from_org, dkim, spf or net")
 	n := fs.Int("n", 20, "how many identities to list")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -167,7 +167,7 @@ func cmdReputation(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("reputation show [IDENTITY] [--kind K] [-n N]: %w", errUsage)
 	}
 	if _, ok := reputation.ParseKind(*kind); *kind != "" && !ok {
-		return fmt.Errorf("reputation: --kind %q is not from_domain, dkim, spf or net: %w", *kind, errUsage)
+		return fmt.Errorf("reputation: --kind %q is not from_domain, from_org, dkim, spf or net: %w", *kind, errUsage)
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

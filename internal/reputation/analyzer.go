@@ -109,11 +109,28 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 	keys := ids.Keys()
 	rep := &Report{ids: ids, claim: strings.ToLower(m.HeaderFrom)}
 	out := analysis.Result{Report: rep}
-	counts, seen, err := a.Rep.Lookup(ctx, keys)
+	// A subdomain's organization is judged by the mail of its other
+	// subdomains (from_org) and of the registered domain itself (that
+	// domain's from_domain): one more key to read, not to write.
+	ask := keys
+	var orgSelf Key
+	for _, k := range keys {
+		if k.Kind == FromOrg {
+			orgSelf = Key{FromDomain, k.Identity}
+			ask = append(slices.Clip(keys), orgSelf)
+		}
+	}
+	counts, seen, err := a.Rep.Lookup(ctx, ask)
 	if err != nil {
 		out.Problems = append(out.Problems, err.Error())
 	}
 	for _, k := range keys {
+		if k.Kind == FromOrg {
+			o := counts[orgSelf]
+			c := counts[k]
+			c.Ham, c.Spam = c.Ham+o.Ham, c.Spam+o.Spam
+			counts[k], seen[k] = c, seen[k] || seen[orgSelf]
+		}
 		c := counts[k]
 		rep.Identities = append(rep.Identities, IdentityReport{Kind: k.Kind, Identity: k.Identity, Ham: round(c.Ham), Spam: round(c.Spam), Seen: seen[k]})
 	}
@@ -174,7 +191,8 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 }
 
 // judge applies mox's order: the From domain's history decides when it
-// has enough (mixed: nothing more is asked); then DKIM and SPF
+// has enough (mixed: nothing more is asked), else its organization's
+// (the registered domain, for a subdomain); then DKIM and SPF
 // together (they must not disagree); then the network. Unlike mox, a
 // good name is never borrowed by something new: DKIM and SPF domains
 // vouch only when the From domain is not a fresh one, the network only
@@ -198,15 +216,17 @@ func (a *Analyzer) judge(keys []Key, counts map[Key]Counts) (int, Key) {
 		}
 		return 0 // mixed
 	}
-	freshFrom := false // a From domain that passed DMARC, too new to judge
-	for _, k := range keys {
-		if k.Kind != FromDomain {
-			continue
+	freshFrom := false                                 // a From domain that passed DMARC, too new to judge
+	for _, kind := range []Kind{FromDomain, FromOrg} { // the domain, then its organization
+		for _, k := range keys {
+			if k.Kind != kind {
+				continue
+			}
+			if v := class(k); v != 2 {
+				return min(v, 1), k
+			}
+			freshFrom = true
 		}
-		if v := class(k); v != 2 {
-			return min(v, 1), k
-		}
-		freshFrom = true
 	}
 	var bad, good []Key
 	mixed := false

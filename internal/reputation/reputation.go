@@ -1,8 +1,9 @@
 // Package reputation keeps the history of the identities that
 // authentication vouched for, as mox does: for each DMARC-aligned From
-// domain that passed DMARC (from_domain), each verified DKIM d= (dkim),
-// each SPF-pass MAIL FROM domain (spf) and each client network, a /24
-// or /56 (net), how much ham and how much spam came from it, the
+// domain that passed DMARC (from_domain; for a subdomain, its
+// registered domain too: from_org), each verified DKIM d= (dkim), each
+// SPF-pass MAIL FROM domain (spf) and each client network, a /24 or
+// /56 (net), how much ham and how much spam came from it, the
 // evidence decaying with a half-life (30 days by default) so that an
 // identity's past fades and a changed sender is judged by what it does
 // now. The unauthenticated From is never counted: anyone can write it.
@@ -53,13 +54,17 @@ type Kind string
 // The kinds of identity, strongest first.
 const (
 	FromDomain Kind = "from_domain" // RFC5322.From domain, DMARC pass
-	DKIM       Kind = "dkim"        // d= of a verified signature
-	SPF        Kind = "spf"         // MAIL FROM (or HELO) domain, SPF pass
-	Net        Kind = "net"         // the client's /24 (IPv4) or /56 (IPv6)
+	// FromOrg is the registered domain of a From domain that is a
+	// subdomain (DMARC pass): mail from its subdomains adds up there,
+	// so a fresh subdomain is judged by its organization.
+	FromOrg Kind = "from_org"
+	DKIM    Kind = "dkim" // d= of a verified signature
+	SPF     Kind = "spf"  // MAIL FROM (or HELO) domain, SPF pass
+	Net     Kind = "net"  // the client's /24 (IPv4) or /56 (IPv6)
 )
 
 // Kinds lists the kinds, strongest first.
-var Kinds = []Kind{FromDomain, DKIM, SPF, Net}
+var Kinds = []Kind{FromDomain, FromOrg, DKIM, SPF, Net}
 
 // ParseKind reads a kind's name.
 func ParseKind(s string) (Kind, bool) {
@@ -191,6 +196,11 @@ func (ids Identities) Keys() []Key {
 		}
 	}
 	add(FromDomain, ids.FromDomain)
+	if len(out) == 1 {
+		if org := registered(out[0].Identity); org != out[0].Identity {
+			add(FromOrg, org)
+		}
+	}
 	for i, d := range ids.DKIM {
 		if i == MaxDKIM {
 			break

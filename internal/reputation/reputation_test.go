@@ -120,10 +120,11 @@ func TestAnalyzerRules(t *testing.T) {
 		{reputation.Identities{DKIM: []string{"bulk.example"}}, 0.2, 12},
 		{reputation.Identities{FromDomain: "friend.example", DKIM: []string{"friend.example"}}, 30, 0.5},
 		{reputation.Identities{FromDomain: "mixed.example"}, 5, 5},
-		{reputation.Identities{Net: "198.51.100.0/24"}, 0, 5},        // too little for a network
-		{reputation.Identities{Net: "203.0.113.0/24"}, 0, 15},        // enough
-		{reputation.Identities{DKIM: []string{"esp.example"}}, 8, 0}, // good DKIM
-		{reputation.Identities{Net: "198.18.0.0/24"}, 25, 0},         // a good network
+		{reputation.Identities{Net: "198.51.100.0/24"}, 0, 5},            // too little for a network
+		{reputation.Identities{Net: "203.0.113.0/24"}, 0, 15},            // enough
+		{reputation.Identities{DKIM: []string{"esp.example"}}, 8, 0},     // good DKIM
+		{reputation.Identities{Net: "198.18.0.0/24"}, 25, 0},             // a good network
+		{reputation.Identities{FromDomain: "a.brand-bad.example"}, 0, 5}, // spam from one subdomain
 	}
 	for _, h := range history {
 		rep.Add(h.ids, h.ham, h.spam)
@@ -154,6 +155,8 @@ func TestAnalyzerRules(t *testing.T) {
 		{"DMARC failed: no good history, no correspondent", msg("alice@friend.example", "fail", []string{"esp.example"}, "192.0.2.1"), nil},
 		{"good DKIM alone, DMARC none", msg("x@other.example", "none", []string{"esp.example"}, "192.0.2.1"), []string{"reputation_good=-15"}},
 		{"a fresh From domain does not borrow its mail service's good DKIM", msg("x@fresh2.example", "pass", []string{"fresh2.example", "esp.example"}, "192.0.2.1"), nil},
+		{"a fresh subdomain of an organization with spam history", msg("x@b.brand-bad.example", "pass", nil, "192.0.2.1"), []string{"reputation_bad=40"}},
+		{"a fresh subdomain of a good organization", msg("x@news.friend.example", "pass", nil, "192.0.2.1"), []string{"reputation_good=-15"}},
 		{"DKIM good and bad disagree", msg("x@other.example", "none", []string{"esp.example", "bulk.example"}, "192.0.2.1"), nil},
 		{"a network needs more evidence", msg("x@other.example", "none", nil, "198.51.100.9"), nil},
 		{"a network with enough spam", msg("x@other.example", "none", nil, "203.0.113.9"), []string{"reputation_bad=20"}},
