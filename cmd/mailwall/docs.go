@@ -284,7 +284,7 @@ func manPages() (map[string][]byte, error) {
 		Sections: []manpage.Section{
 			{Heading: "Description", Blocks: paragraphs(`mailwall replaces the filter stack beside Postfix (postfix-policyd-spf-python, OpenDKIM, OpenDMARC, HELO and S25R access tables) with one daemon: a milter (protocol 6) and a policy delegation server that check the client's reverse DNS, HELO, SPF, DKIM, DMARC and ARC, score phishing signs, sign outgoing mail, add Authentication-Results and Received-SPF, and send and read DMARC reports, with a dashboard and Prometheus metrics.
 
-Every command reads /etc/mailwall/mailwall.yaml when it exists, else the embedded defaults, unless given --config; "mailwall CMD -h" prints one command's help; mailwall.yaml(5) lists every key. Listeners are on loopback unless the configuration says otherwise.`)},
+Every command but lab and lab-dns reads /etc/mailwall/mailwall.yaml when it exists, else the embedded defaults, unless given --config; "mailwall CMD -h" prints one command's help; mailwall.yaml(5) lists every key. Listeners are on loopback unless the configuration says otherwise.`)},
 			{Heading: "Commands", Blocks: overview},
 			{Heading: "Exit status", Blocks: paragraphs("0 on success, 1 on an error, 2 on a usage error.")},
 			{Heading: "See also", Blocks: []manpage.Block{{Text: "mailwall.yaml(5), postconf(5), postfix(1)"}}},
