@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,8 +55,9 @@ func column(class string) (string, error) {
 // batch, whatever the batch's size, in a handful of statements: the
 // batch's keys looked up at once, the counts of its messages summed per
 // bucket first (common words are written once a batch, not once a
-// message), the buckets written 512 to a statement, the keys learnt
-// written at once.
+// message), the buckets written by one statement of arrays on
+// PostgreSQL and by statements of 512 rows prepared once on SQLite, the
+// keys learnt written at once.
 func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []classify.Learning) ([]classify.Learnt, error) {
 	out := make([]classify.Learnt, len(items))
 	var keys []string
@@ -69,7 +71,21 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 			keys = append(keys, it.Key)
 		}
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: model %s: %w", name, err)
+	}
+	defer conn.Close()
+	if s.driver == "sqlite" {
+		// A batch's buckets are spread over the whole table: a page
+		// cache of 32 MB (the default is 2) keeps them for the
+		// transaction, and is given back after it.
+		if _, err := conn.ExecContext(ctx, `PRAGMA cache_size = -32768`); err != nil {
+			return nil, fmt.Errorf("store: model %s: %w", name, err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA cache_size = -2000`)
+	}
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: model %s: %w", name, err)
 	}
@@ -80,7 +96,8 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 	}
 	// class of each key now: as the store has it, then as the batch
 	// leaves it.
-	classOf, err := learnedClasses(ctx, tx, name, keys)
+	mt := modelTx{tx: tx, pg: s.driver == "postgres", name: name, ver: ver, stmts: map[string]*sql.Stmt{}}
+	classOf, err := mt.learnedClasses(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -129,10 +146,10 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 	if !slices.ContainsFunc(out, func(l classify.Learnt) bool { return l.Changed }) {
 		return out, nil
 	}
-	if err := writeLearned(ctx, tx, name, written, classOf, time.Now().UnixNano()); err != nil {
+	if err := mt.writeLearned(ctx, written, classOf, time.Now().UnixNano()); err != nil {
 		return nil, err
 	}
-	if err := writeDeltas(ctx, tx, name, ver, delta); err != nil {
+	if err := mt.writeDeltas(ctx, delta); err != nil {
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE model_meta SET junk = CASE WHEN junk + $2 < 0 THEN 0 ELSE junk + $2 END,
@@ -167,12 +184,54 @@ func classIndex(class string) int {
 	return -1
 }
 
-// learnedClasses reads the classes keys were learnt as, 500 keys a
-// statement.
-func learnedClasses(ctx context.Context, tx *sql.Tx, name string, keys []string) (map[string]string, error) {
+// modelTx is a transaction writing to one model at one version. On
+// PostgreSQL a statement takes its rows as arrays (unnest), however
+// many: one statement, planned once, where SQLite takes them written
+// into the statement, 512 at a time.
+type modelTx struct {
+	tx    *sql.Tx
+	pg    bool
+	name  string
+	ver   int64
+	stmts map[string]*sql.Stmt // SQLite's statements of the transaction, by text
+}
+
+func (mt modelTx) exec(ctx context.Context, q string, args ...any) error {
+	if _, err := mt.tx.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("store: model %s: %w", mt.name, err)
+	}
+	return nil
+}
+
+// learnedClasses reads the classes keys were learnt as.
+func (mt modelTx) learnedClasses(ctx context.Context, keys []string) (map[string]string, error) {
 	got := make(map[string]string, len(keys))
+	read := func(q string, args ...any) error {
+		rows, err := mt.tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("store: model %s: %w", mt.name, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k, c string
+			if err := rows.Scan(&k, &c); err != nil {
+				return fmt.Errorf("store: model %s: %w", mt.name, err)
+			}
+			got[k] = c
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: model %s: %w", mt.name, err)
+		}
+		return nil
+	}
+	if mt.pg {
+		if len(keys) == 0 {
+			return got, nil
+		}
+		return got, read(`SELECT msg_key, learned_as FROM model_learned WHERE name = $1 AND msg_key = ANY($2::text[])`, mt.name, keys)
+	}
 	var q strings.Builder
-	args := []any{name}
+	args := []any{mt.name}
 	for len(keys) > 0 {
 		n := min(len(keys), keyChunk)
 		q.Reset()
@@ -186,23 +245,8 @@ func learnedClasses(ctx context.Context, tx *sql.Tx, name string, keys []string)
 			fmt.Fprintf(&q, "$%d", len(args))
 		}
 		q.WriteByte(')')
-		rows, err := tx.QueryContext(ctx, q.String(), args...)
-		if err != nil {
-			return nil, fmt.Errorf("store: model %s: %w", name, err)
-		}
-		for rows.Next() {
-			var k, c string
-			if err := rows.Scan(&k, &c); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: model %s: %w", name, err)
-			}
-			got[k] = c
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("store: model %s: %w", name, err)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("store: model %s: %w", name, err)
+		if err := read(q.String(), args...); err != nil {
+			return nil, err
 		}
 		keys = keys[n:]
 	}
@@ -210,41 +254,53 @@ func learnedClasses(ctx context.Context, tx *sql.Tx, name string, keys []string)
 }
 
 // writeLearned records the class each of keys ends the batch with
-// (forgetting those that end with none), a statement per 500 keys and
-// kind.
-func writeLearned(ctx context.Context, tx *sql.Tx, name string, keys []string, classOf map[string]string, now int64) error {
-	var learnt, forgot []string
+// (forgetting those that end with none).
+func (mt modelTx) writeLearned(ctx context.Context, keys []string, classOf map[string]string, now int64) error {
+	var learnt, classes, forgot []string
 	for _, k := range keys {
-		if classOf[k] == "" {
+		if c := classOf[k]; c == "" {
 			forgot = append(forgot, k)
 		} else {
-			learnt = append(learnt, k)
+			learnt, classes = append(learnt, k), append(classes, c)
 		}
+	}
+	const upsert = ` ON CONFLICT (name, msg_key) DO UPDATE SET learned_as = excluded.learned_as, learned_at = excluded.learned_at`
+	if mt.pg {
+		if len(learnt) > 0 {
+			if err := mt.exec(ctx, `INSERT INTO model_learned (name, msg_key, learned_as, learned_at)
+				SELECT $1, k, c, $2 FROM unnest($3::text[], $4::text[]) AS d(k, c)`+upsert, mt.name, now, learnt, classes); err != nil {
+				return err
+			}
+		}
+		if len(forgot) > 0 {
+			return mt.exec(ctx, `DELETE FROM model_learned WHERE name = $1 AND msg_key = ANY($2::text[])`, mt.name, forgot)
+		}
+		return nil
 	}
 	var q strings.Builder
 	for len(learnt) > 0 {
 		n := min(len(learnt), keyChunk)
 		q.Reset()
 		q.WriteString(`INSERT INTO model_learned (name, msg_key, learned_as, learned_at) VALUES `)
-		args := []any{name, now}
+		args := []any{mt.name, now}
 		for i, k := range learnt[:n] {
 			if i > 0 {
 				q.WriteByte(',')
 			}
-			args = append(args, k, classOf[k])
+			args = append(args, k, classes[i])
 			fmt.Fprintf(&q, "($1,$%d,$%d,$2)", len(args)-1, len(args))
 		}
-		q.WriteString(` ON CONFLICT (name, msg_key) DO UPDATE SET learned_as = excluded.learned_as, learned_at = excluded.learned_at`)
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("store: model %s: %w", name, err)
+		q.WriteString(upsert)
+		if err := mt.exec(ctx, q.String(), args...); err != nil {
+			return err
 		}
-		learnt = learnt[n:]
+		learnt, classes = learnt[n:], classes[n:]
 	}
 	for len(forgot) > 0 {
 		n := min(len(forgot), keyChunk)
 		q.Reset()
 		q.WriteString(`DELETE FROM model_learned WHERE name = $1 AND msg_key IN (`)
-		args := []any{name}
+		args := []any{mt.name}
 		for i, k := range forgot[:n] {
 			if i > 0 {
 				q.WriteByte(',')
@@ -253,8 +309,8 @@ func writeLearned(ctx context.Context, tx *sql.Tx, name string, keys []string, c
 			fmt.Fprintf(&q, "$%d", len(args))
 		}
 		q.WriteByte(')')
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("store: model %s: %w", name, err)
+		if err := mt.exec(ctx, q.String(), args...); err != nil {
+			return err
 		}
 		forgot = forgot[n:]
 	}
@@ -262,52 +318,55 @@ func writeLearned(ctx context.Context, tx *sql.Tx, name string, keys []string, c
 }
 
 // writeDeltas applies a batch's net change per bucket, no count going
-// below 0. Buckets that only gain are added in one upsert per 512; those
-// that lose in a column are changed by one UPDATE ... FROM (VALUES ...)
-// per 512, and those of them missing from the table then inserted with
-// what they gain (the model's row lock keeps another learner from
-// inserting in between).
-func writeDeltas(ctx context.Context, tx *sql.Tx, name string, ver int64, delta map[uint32]bucketDelta) error {
-	var gain []classify.BucketCount
-	var mixed []uint32
+// below 0. Buckets that only gain are added by an upsert; those that
+// lose in a column are changed by an UPDATE ... FROM, and those of them
+// missing from the table then inserted with what they gain (the
+// model's row lock keeps another learner from inserting in between).
+func (mt modelTx) writeDeltas(ctx context.Context, delta map[uint32]bucketDelta) error {
+	var gain, mixed, missing []classify.BucketCount
 	for _, b := range slices.Sorted(maps.Keys(delta)) {
 		switch d := delta[b]; {
 		case d == bucketDelta{}:
 		case d[0] >= 0 && d[1] >= 0:
 			gain = append(gain, classify.BucketCount{Bucket: b, Junk: d[0], Ham: d[1]})
 		default:
-			mixed = append(mixed, b)
-		}
-	}
-	if err := addCounts(ctx, tx, name, ver, gain); err != nil {
-		return err
-	}
-	var q strings.Builder
-	var missing []classify.BucketCount
-	for len(mixed) > 0 {
-		n := min(len(mixed), modelChunk)
-		q.Reset()
-		q.WriteString(`UPDATE model_buckets SET
-			junk = CASE WHEN model_buckets.junk + d.column2 < 0 THEN 0 ELSE model_buckets.junk + d.column2 END,
-			ham = CASE WHEN model_buckets.ham + d.column3 < 0 THEN 0 ELSE model_buckets.ham + d.column3 END,
-			version = $2 FROM (VALUES `)
-		for i, b := range mixed[:n] {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			d := delta[b]
-			fmt.Fprintf(&q, "(%d,%d,%d)", b, d[0], d[1])
+			mixed = append(mixed, classify.BucketCount{Bucket: b, Junk: d[0], Ham: d[1]})
 			if d[0] > 0 || d[1] > 0 {
 				missing = append(missing, classify.BucketCount{Bucket: b, Junk: max(d[0], 0), Ham: max(d[1], 0)})
 			}
 		}
-		q.WriteString(`) AS d WHERE model_buckets.name = $1 AND model_buckets.bucket = d.column1`)
-		if _, err := tx.ExecContext(ctx, q.String(), name, ver); err != nil {
-			return fmt.Errorf("store: model %s: %w", name, err)
-		}
-		mixed = mixed[n:]
 	}
-	return insertCounts(ctx, tx, name, ver, missing, ` ON CONFLICT (name, bucket) DO NOTHING`)
+	if err := mt.addCounts(ctx, gain); err != nil {
+		return err
+	}
+	if len(mixed) > 0 && mt.pg {
+		b, j, h := columns(mixed)
+		if err := mt.exec(ctx, `UPDATE model_buckets SET junk = GREATEST(model_buckets.junk + d.j, 0),
+			ham = GREATEST(model_buckets.ham + d.h, 0), version = $2
+			FROM unnest($3::bigint[], $4::bigint[], $5::bigint[]) AS d(b, j, h)
+			WHERE model_buckets.name = $1 AND model_buckets.bucket = d.b`, mt.name, mt.ver, b, j, h); err != nil {
+			return err
+		}
+	}
+	if !mt.pg {
+		if err := mt.rows(ctx, mixed, `UPDATE model_buckets SET
+			junk = CASE WHEN model_buckets.junk + d.column2 < 0 THEN 0 ELSE model_buckets.junk + d.column2 END,
+			ham = CASE WHEN model_buckets.ham + d.column3 < 0 THEN 0 ELSE model_buckets.ham + d.column3 END,
+			version = ? FROM (VALUES `, "(?,?,?)", `) AS d WHERE model_buckets.name = ? AND model_buckets.bucket = d.column1`,
+			[]any{mt.ver}, false, []any{mt.name}); err != nil {
+			return err
+		}
+	}
+	return mt.insertCounts(ctx, missing, ` ON CONFLICT (name, bucket) DO NOTHING`)
+}
+
+// columns are rows' buckets and counts as arrays, for unnest.
+func columns(rows []classify.BucketCount) (b, j, h []int64) {
+	b, j, h = make([]int64, len(rows)), make([]int64, len(rows)), make([]int64, len(rows))
+	for i, r := range rows {
+		b[i], j[i], h[i] = int64(r.Bucket), r.Junk, r.Ham
+	}
+	return b, j, h
 }
 
 // AddCounts implements classify.CountStore.
@@ -321,7 +380,8 @@ func (s *Store) AddCounts(ctx context.Context, name string, bits int, junk, ham 
 	if err != nil {
 		return err
 	}
-	if err := addCounts(ctx, tx, name, ver, buckets); err != nil {
+	mt := modelTx{tx: tx, pg: s.driver == "postgres", name: name, ver: ver, stmts: map[string]*sql.Stmt{}}
+	if err := mt.addCounts(ctx, buckets); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE model_meta SET junk = junk + $2, ham = ham + $3 WHERE name = $1`, name, junk, ham); err != nil {
@@ -387,32 +447,82 @@ func bumpModel(ctx context.Context, tx *sql.Tx, name string, bits int) (int64, e
 }
 
 // addCounts adds rows' counts to their buckets.
-func addCounts(ctx context.Context, tx *sql.Tx, name string, ver int64, rows []classify.BucketCount) error {
-	return insertCounts(ctx, tx, name, ver, rows, ` ON CONFLICT (name, bucket) DO UPDATE SET junk = model_buckets.junk + excluded.junk,
+func (mt modelTx) addCounts(ctx context.Context, rows []classify.BucketCount) error {
+	return mt.insertCounts(ctx, rows, ` ON CONFLICT (name, bucket) DO UPDATE SET junk = model_buckets.junk + excluded.junk,
 			ham = model_buckets.ham + excluded.ham, version = excluded.version`)
 }
 
-// insertCounts inserts rows, onConflict saying what becomes of a bucket
-// already there. The numbers are written into the statement (they are
-// integers formatted here), so that 512 buckets take one statement and
-// two parameters.
-func insertCounts(ctx context.Context, tx *sql.Tx, name string, ver int64, rows []classify.BucketCount, onConflict string) error {
-	var q strings.Builder
-	for len(rows) > 0 {
-		n := min(len(rows), modelChunk)
-		q.Reset()
-		q.WriteString(`INSERT INTO model_buckets (name, bucket, junk, ham, version) VALUES `)
-		for i, r := range rows[:n] {
-			if i > 0 {
-				q.WriteByte(',')
+// insertCounts inserts rows (counts below 0 as 0), onConflict saying
+// what becomes of a bucket already there. On SQLite the numbers are
+// written into the statement (they are integers formatted here), so
+// that 512 buckets take one statement and two parameters.
+func (mt modelTx) insertCounts(ctx context.Context, rows []classify.BucketCount, onConflict string) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if mt.pg {
+		b, j, h := columns(rows)
+		return mt.exec(ctx, `INSERT INTO model_buckets (name, bucket, junk, ham, version)
+			SELECT $1, b, GREATEST(j, 0), GREATEST(h, 0), $2 FROM unnest($3::bigint[], $4::bigint[], $5::bigint[]) AS d(b, j, h)`+onConflict,
+			mt.name, mt.ver, b, j, h)
+	}
+	for i := range rows {
+		rows[i].Junk, rows[i].Ham = max(rows[i].Junk, 0), max(rows[i].Ham, 0)
+	}
+	return mt.rows(ctx, rows, `INSERT INTO model_buckets (name, bucket, junk, ham, version) VALUES `, "(?,?,?,?,?)", onConflict, nil, true, nil)
+}
+
+// rowChunks are the numbers of rows SQLite's statements take: a batch's
+// rows go 512 at a time, the rest in 64s, 8s and ones, so that a
+// transaction parses at most four statements of a kind, each once.
+var rowChunks = []int{modelChunk, 64, 8, 1}
+
+// rows runs head, then row for each row, then tail, on SQLite, as few
+// statements as rowChunks allow, each prepared once a transaction. The
+// parameters are ?s (SQLite binds $N ones by name, at a cost that grows
+// with their number): pre's, then each row's bucket, junk and ham (with
+// the model's name before them and its version after when whole), then
+// post's.
+func (mt modelTx) rows(ctx context.Context, rows []classify.BucketCount, head, row, tail string, pre []any, whole bool, post []any) error {
+	per := 3
+	if whole {
+		per = 5
+	}
+	args := make([]any, 0, len(pre)+per*modelChunk+len(post))
+	for _, n := range rowChunks {
+		for len(rows) >= n {
+			key := head + strconv.Itoa(n)
+			st, ok := mt.stmts[key]
+			if !ok {
+				var q strings.Builder
+				q.WriteString(head)
+				for i := range n {
+					if i > 0 {
+						q.WriteByte(',')
+					}
+					q.WriteString(row)
+				}
+				q.WriteString(tail)
+				var err error
+				if st, err = mt.tx.PrepareContext(ctx, q.String()); err != nil {
+					return fmt.Errorf("store: model %s: %w", mt.name, err)
+				}
+				mt.stmts[key] = st
 			}
-			fmt.Fprintf(&q, "($1,%d,%d,%d,$2)", r.Bucket, max(r.Junk, 0), max(r.Ham, 0))
+			args = append(args[:0], pre...)
+			for _, r := range rows[:n] {
+				if whole {
+					args = append(args, mt.name, int64(r.Bucket), r.Junk, r.Ham, mt.ver)
+				} else {
+					args = append(args, int64(r.Bucket), r.Junk, r.Ham)
+				}
+			}
+			args = append(args, post...)
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("store: model %s: %w", mt.name, err)
+			}
+			rows = rows[n:]
 		}
-		q.WriteString(onConflict)
-		if _, err := tx.ExecContext(ctx, q.String(), name, ver); err != nil {
-			return fmt.Errorf("store: model %s: %w", name, err)
-		}
-		rows = rows[n:]
 	}
 	return nil
 }

@@ -244,8 +244,12 @@ func BenchmarkModelLearnCorpus(b *testing.B) {
 // transaction.
 func BenchmarkModelLearnCorpusBatch(b *testing.B) {
 	raws, classes := lnCorpus(b, 1000)
-	for _, driver := range []string{"sqlite", "postgres"} {
-		b.Run(driver, func(b *testing.B) {
+	for _, run := range []struct {
+		driver string
+		batch  int
+	}{{"sqlite", 200}, {"postgres", 200}, {"sqlite", 1000}, {"postgres", 1000}} {
+		driver := run.driver
+		b.Run(fmt.Sprintf("%s/%d", driver, run.batch), func(b *testing.B) {
 			s := openBench(b, driver)
 			defer s.Close()
 			ctx := context.Background()
@@ -261,7 +265,7 @@ func BenchmarkModelLearnCorpusBatch(b *testing.B) {
 				if err := l.Add(ctx, raws[k], &classify.Message{Fields: f, Body: body}, class); err != nil {
 					b.Fatal(err)
 				}
-				if l.Pending() == 200 || i == b.N-1 {
+				if l.Pending() == run.batch || i == b.N-1 {
 					if _, err := l.Flush(ctx); err != nil {
 						b.Fatal(err)
 					}
