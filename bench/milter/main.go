@@ -7,6 +7,14 @@
 //	bash bench/peers/opendkim-threadsafe.sh && bash bench/peers/rspamd-auth-only.sh
 //	go run ./bench/milter [-n 2000] [-t 5s] [-runs 3] [-c 1,8,64] [-sizes small,1MB] [-baseline OLDBIN]
 //
+// -all runs mailwall with everything on (phishing rules, DNS blocklists
+// on the lab zones bench/peers/nsd-lab-lists.sh adds, the classifier,
+// reputation, allow and block lists); bench/peers/rspamd-full.sh gives
+// rspamd its default full configuration beside it:
+//
+//	bash bench/peers/nsd-no-rrl.sh && bash bench/peers/nsd-lab-lists.sh && bash bench/peers/rspamd-full.sh
+//	go run ./bench/milter -all -peer-c none -baseline OLDBIN
+//
 // (make bench-peers does all of it.) rspamd, when start.sh started it, is
 // driven through its milter (the proxy worker, which hands each message
 // to the normal worker); rspamd-auth-only.sh leaves it the same checks.
@@ -72,6 +80,7 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of each row, the milters taking turns; the row shows the median and the range")
 	minTime := flag.Duration("t", 5*time.Second, "the least time a row runs: it sends its -n messages and more until then")
 	baseline := flag.String("baseline", "", "a mailwall binary built from an earlier commit, run in turn with this tree's as \"mailwall-baseline\" on the same messages: the side-by-side check that a change did not slow ordinary mail")
+	all := flag.Bool("all", false, "run this tree's mailwall with everything on: the phishing rules, the DNS blocklists (zen.bl.test, bl2.bl.test, dbl.bl.test: bench/peers/nsd-lab-lists.sh serves them; cached as any list's answers), the classifier with its starter model, reputation, and allow and block lists in its store; the messages get a link (the lists and the rules have a host to read). -baseline's binary keeps the configuration it knew")
 	pin := flag.Bool("pin", false, "run the milters on CPU 1 and this load generator and the lab DNS on CPU 0, so the milter under test has one CPU of its own")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -89,7 +98,7 @@ func main() {
 		log.Fatalf("%v (start the peers first: see the command's doc)", err)
 	}
 	signer := &dkim.Signer{Domain: "example.test", Selector: "sel", Key: key}
-	msgs := map[string][]byte{"small": message(signer, 2<<10), "1MB": message(signer, 1<<20)}
+	msgs := map[string][]byte{"small": message(signer, 2<<10, *all), "1MB": message(signer, 1<<20, *all)}
 
 	dir, _ := os.MkdirTemp("", "mailwall-bench-milter-")
 	defer os.RemoveAll(dir)
@@ -118,13 +127,13 @@ func main() {
 		pinAll([]int{0}, []int{0})
 		mwCPU = "1"
 	}
-	mw := startMailwall(dir, "", *dnsAddr, mwCPU, *heloReject)
+	mw := startMailwall(dir, "", *dnsAddr, mwCPU, *heloReject, *all)
 	defer mw.stop()
 	var base *mailwall
 	if *baseline != "" {
 		baseDir := filepath.Join(dir, "baseline")
 		os.Mkdir(baseDir, 0o700)
-		base = startMailwall(baseDir, *baseline, *dnsAddr, mwCPU, *heloReject)
+		base = startMailwall(baseDir, *baseline, *dnsAddr, mwCPU, *heloReject, false)
 		defer base.stop()
 	}
 
@@ -133,6 +142,9 @@ func main() {
 		fmt.Println("mailwall refuses invalid HELO names at HELO (its default): Postfix waits for it there")
 	} else {
 		fmt.Println("mailwall tags invalid HELO names and, as the peers, answers at end of message only (-helo-reject: its default)")
+	}
+	if *all {
+		fmt.Println("mailwall with everything on: phishing rules, DNS blocklists zen.bl.test, bl2.bl.test, dbl.bl.test (lab, cached), classifier (starter model), reputation, allow and block lists; each message has a link")
 	}
 	if *pin {
 		fmt.Println("pinned: each milter on CPU 1; this load generator and the lab DNS on CPU 0")
@@ -240,9 +252,13 @@ func main() {
 	}
 }
 
-// message builds a signed message with a body of about size bytes.
-func message(s *dkim.Signer, size int) []byte {
+// message builds a signed message with a body of about size bytes; link
+// puts a link in its first line.
+func message(s *dkim.Signer, size int, link bool) []byte {
 	var body bytes.Buffer
+	if link {
+		body.WriteString("Your statement is ready: https://www.example.test/account/statement?id=4711\r\n")
+	}
 	line := "The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
 	for body.Len() < size {
 		body.WriteString(line)
@@ -458,7 +474,7 @@ func pinAll(pids []int, cpus []int) {
 // startMailwall starts bin, or when bin is "" builds this tree's mailwall
 // and starts that; cpus, when set, is a taskset CPU list for it, so its
 // runtime sizes itself (GOMAXPROCS) to those.
-func startMailwall(dir, bin, dnsAddr, cpus string, heloReject bool) *mailwall {
+func startMailwall(dir, bin, dnsAddr, cpus string, heloReject, all bool) *mailwall {
 	if bin == "" {
 		bin = filepath.Join(dir, "mailwall")
 		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mailwall").CombinedOutput(); err != nil {
@@ -481,7 +497,27 @@ func startMailwall(dir, bin, dnsAddr, cpus string, heloReject bool) *mailwall {
 	}
 	// Its own store in dir, as a fresh installation's; no dashboard or
 	// admin socket, which could meet an installed mailwall's.
-	os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: lab.example.test\nlog:\n  level: info\ndns:\n  servers: [%q]\npolicyd:\n  listen: []\nmilter:\n  listen: [\"inet:%s\"]\nstore:\n  dsn: %q\nweb:\n  listen: \"\"\nadmin:\n  socket: \"\"\nchecks:\n  dmarc_psl: true\n  actions:\n    helo_invalid: %s\n", dnsAddr, addr, filepath.Join(dir, "mailwall.db"), heloInvalid)), 0o644)
+	conf := fmt.Sprintf("hostname: lab.example.test\nlog:\n  level: info\ndns:\n  servers: [%q]\npolicyd:\n  listen: []\nmilter:\n  listen: [\"inet:%s\"]\nstore:\n  dsn: %q\nweb:\n  listen: \"\"\nadmin:\n  socket: \"\"\nchecks:\n  dmarc_psl: true\n  actions:\n    helo_invalid: %s\n", dnsAddr, addr, filepath.Join(dir, "mailwall.db"), heloInvalid)
+	if all {
+		// Everything on (-all): the lab's lists score and never refuse
+		// (action none is the policy server's; the milter scores);
+		// the classifier's starter model; reputation in the store.
+		conf += "  phish:\n    enabled: true\n  classifier:\n    enabled: true\n  reputation:\n    enabled: true\n" +
+			"dnsbl:\n  ip_sites: [\"zen.bl.test*3\", \"bl2.bl.test\"]\n  domain_sites: [\"dbl.bl.test*2\"]\n  action: none\n"
+	}
+	os.WriteFile(cfg, []byte(conf), 0o644)
+	if all {
+		// Lists with entries the benchmark's mail does not match: the
+		// milter's list stage reads them for every message.
+		for _, a := range [][]string{
+			{"allow", "add", "--ip", "192.0.2.0/24"}, {"allow", "add", "--domain", "partner-bench.test"},
+			{"block", "add", "--domain", "blocked-bench.test"}, {"block", "add", "--sender", "spammer@blocked-bench.test"},
+		} {
+			if out, err := exec.Command(bin, append(a, "--config", cfg)...).CombinedOutput(); err != nil {
+				log.Fatalf("mailwall %s: %v\n%s", strings.Join(a, " "), err, out)
+			}
+		}
+	}
 	args := []string{"serve", "--config", cfg}
 	if p := os.Getenv("MAILWALL_CPUPROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p)
