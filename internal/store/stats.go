@@ -363,3 +363,45 @@ func (s *Store) DeliveryStates(ctx context.Context, since time.Time, limit int) 
 	}
 	return counts, failed, rows.Err()
 }
+
+// ActionRates counts the verdicts of [since, until) in buckets of width
+// by action: out[bucket][i] counts actions[i], and out[bucket][len(actions)]
+// every other action.
+func (s *Store) ActionRates(ctx context.Context, since, until time.Time, width time.Duration, actions []string) ([][]int64, error) {
+	w := int64(width / time.Second)
+	if w <= 0 || !since.Before(until) {
+		return nil, fmt.Errorf("store: action rates: empty range or bucket")
+	}
+	n := (until.Unix() - since.Unix() + w - 1) / w
+	if n > 10000 {
+		return nil, fmt.Errorf("store: action rates: %d buckets is too many", n)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT (at - $1) / $2 AS b, action, COUNT(*) FROM verdicts WHERE at >= $1 AND at < $3 GROUP BY b, action`,
+		since.Unix(), w, until.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("store: action rates: %w", err)
+	}
+	defer rows.Close()
+	out := make([][]int64, n)
+	for i := range out {
+		out[i] = make([]int64, len(actions)+1)
+	}
+	for rows.Next() {
+		var (
+			b, count int64
+			action   string
+		)
+		if err := rows.Scan(&b, &action, &count); err != nil {
+			return nil, fmt.Errorf("store: action rates: %w", err)
+		}
+		i := slices.Index(actions, action)
+		if i < 0 {
+			i = len(actions)
+		}
+		out[b][i] += count
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: action rates: %w", err)
+	}
+	return out, nil
+}

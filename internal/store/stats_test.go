@@ -255,3 +255,33 @@ func TestTopReasonsRulesAndDeliveries(t *testing.T) {
 		}
 	})
 }
+
+// TestActionRates: verdicts counted by action in their buckets, other
+// actions in the last column, nothing outside the range.
+func TestActionRates(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		since := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+		var vs []Verdict
+		for _, x := range []struct {
+			at     time.Duration
+			action string
+		}{{-time.Minute, "reject"}, {0, "accept"}, {30 * time.Minute, "accept"}, {time.Hour, "reject"}, {90 * time.Minute, "internal"},
+			{5*time.Hour + 59*time.Minute, "tempfail"}, {6 * time.Hour, "accept"}} {
+			v := testVerdict(since.Add(x.at), "bank.test", "192.0.2.1", x.action)
+			v.DMARCRow = nil
+			vs = append(vs, v)
+		}
+		if err := s.InsertVerdicts(ctx, vs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ActionRates(ctx, since, since.Add(6*time.Hour), time.Hour, []string{"accept", "reject", "tempfail"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := [][]int64{{2, 0, 0, 0}, {0, 1, 0, 1}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 1, 0}}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("rates\n got %v\nwant %v", got, want)
+		}
+	})
+}

@@ -30,6 +30,8 @@ type chart struct {
 	XTicks []string
 	Unit   string // what a bar counts: "messages an hour"
 	Grid   float64
+	// Totals are the actions chart's sums per action (empty for a stage).
+	Totals []actionCount
 }
 
 type bar struct {
@@ -39,6 +41,8 @@ type bar struct {
 	Counts store.ClassCounts
 	X, W   float64
 	Parts  []part // bottom to top; empty classes left out
+	// Actions are the actions chart's counts of the bar, every class.
+	Actions []actionCount
 }
 
 type part struct {
@@ -59,9 +63,7 @@ func charts(series []store.StageSeries, since time.Time, width time.Duration, lo
 			peak = max(peak, b.Total())
 		}
 	}
-	// The scale's top: the peak rounded up to an even number, so the
-	// middle line is a whole number too.
-	top := max(peak+peak%2, 2)
+	top := scaleTop(peak)
 	var out []chart
 	for _, s := range series {
 		c := chart{Stage: s.Stage, Total: s.Total, Width: chartWidth, Height: chartHeight, Unit: "messages per " + span(width),
@@ -94,6 +96,46 @@ func charts(series []store.StageSeries, since time.Time, width time.Duration, lo
 	}
 	return out
 }
+
+// actionsChart draws the messages of each bucket stacked by action, in
+// the order of names (the last class, "other", for actions not named),
+// on the scale top; its Totals are each action's sum.
+func actionsChart(rates [][]int64, names []string, since time.Time, width time.Duration, loc *time.Location, tick string, top int64) chart {
+	c := chart{Stage: "actions", Width: chartWidth, Height: chartHeight, Unit: "messages per " + span(width),
+		YTicks: []string{strconv.FormatInt(top, 10), strconv.FormatInt(top/2, 10), "0"}, Grid: chartHeight / 2}
+	classes := append(append([]string(nil), names...), "other")
+	c.Totals = make([]actionCount, len(classes))
+	for i, name := range classes {
+		c.Totals[i].Action = name
+	}
+	step := float64(chartWidth) / float64(max(len(rates), 1))
+	for i, counts := range rates {
+		b := bar{Start: since.Add(time.Duration(i) * width), X: float64(i) * step, W: max(step-chartGap, 1)}
+		b.End = b.Start.Add(width)
+		b.Label = b.Start.In(loc).Format("2006-01-02 15:04") + " to " + b.End.In(loc).Format("15:04")
+		y := float64(chartHeight)
+		for j, n := range counts {
+			c.Totals[j].Count += n
+			b.Actions = append(b.Actions, actionCount{classes[j], n})
+			if n == 0 {
+				continue
+			}
+			h := float64(chartHeight) * float64(n) / float64(top)
+			y -= h
+			b.Parts = append(b.Parts, part{Class: classes[j], Y: y, H: h})
+		}
+		c.Bars = append(c.Bars, b)
+	}
+	every := tickEvery(len(rates))
+	for i := 0; i <= len(rates); i += every {
+		c.XTicks = append(c.XTicks, since.Add(time.Duration(i)*width).In(loc).Format(tick))
+	}
+	return c
+}
+
+// scaleTop is the top of a scale whose busiest bar is peak: rounded up
+// to an even number, so the middle line is a whole number too.
+func scaleTop(peak int64) int64 { return max(peak+peak%2, 2) }
 
 // tickEvery is how many bars apart the time axis's ticks are: a divisor
 // of n, so the ticks fall on bar edges and space evenly, giving 4 to 8

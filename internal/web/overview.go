@@ -85,6 +85,7 @@ type overviewData struct {
 	Actions []actionCount
 	Total   int64
 	Charts  []chart
+	Mail    chart // the messages of each bar by action
 	Reasons []store.Reason
 	Rules   []store.RuleCount
 	// RulesPartial: the rules are counted over the newest verdicts only.
@@ -135,6 +136,11 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, p *page) {
 		d.storeError(w, r, err)
 		return
 	}
+	rates, err := d.Store.ActionRates(ctx, since, until, width, actions)
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
 	counts, err := d.Store.ActionCounts(ctx, since)
 	if err != nil {
 		d.storeError(w, r, err)
@@ -143,6 +149,15 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, p *page) {
 	od := overviewData{Range: rg.Name, Ranges: overviewRanges, Zone: zoneName(now),
 		From: since.Format("2006-01-02 15:04"), To: until.Format("2006-01-02 15:04"),
 		Charts: charts(series, since, width, loc, tickFormat(rg.Name))}
+	var peak int64
+	for _, b := range rates {
+		var n int64
+		for _, x := range b {
+			n += x
+		}
+		peak = max(peak, n)
+	}
+	od.Mail = actionsChart(rates, actions, since, width, loc, tickFormat(rg.Name), scaleTop(peak))
 	for _, a := range actions {
 		od.Actions = append(od.Actions, actionCount{a, counts[a]})
 		od.Total += counts[a]

@@ -112,6 +112,8 @@ func TestOverviewToday(t *testing.T) {
 		`<div class="yaxis" aria-hidden="true"><span>2</span><span>1</span><span>0</span></div>`,
 		`<div class="xaxis" aria-hidden="true"><span>00:00</span><span>06:00</span><span>12:00</span><span>18:00</span><span>00:00</span></div>`,
 		`<p class="unit">messages per hour</p>`,
+		`<title>2026-11-23 00:00 to 01:00: 0 accept 0 tag 1 quarantine 1 reject 0 tempfail 0 other</title>`, // the actions chart
+		`<span class="key reject"></span> reject <b class="n-reject">1</b>`,
 		`<title>2026-11-23 00:00 to 01:00: 0 pass, 2 fail, 0 other, 0 none</title>`,
 		`· total <b class="n-total">2</b>`,
 		`<td>dmarc</td><td><a href="/verdicts?action=reject">reject</a></td><td>1</td><td class="wrap">dmarc: the reason long-`,
@@ -133,6 +135,9 @@ func TestOverviewToday(t *testing.T) {
 	}
 	if n := strings.Count(body, `<g class="bar"`); n != 5*24 {
 		t.Errorf("%d bars, want 24 for each of 5 stages", n)
+	}
+	if n := strings.Count(body, `<g class="mbar"`); n != 24 {
+		t.Errorf("%d bars of actions, want 24", n)
 	}
 	// The last 24 hours take yesterday's reject in.
 	_, body, _ = fetch(t, c, "GET", s.URL+"/?range=24h", nil)
