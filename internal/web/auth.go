@@ -218,7 +218,10 @@ func (a *Auth) login(ctx context.Context, addr, user, password string) (string, 
 	// their window. Clearing them would let a burst of concurrent guesses
 	// that holds the right password get more than maxFailures checks
 	// (those reserved after the login finished), and the one who logged
-	// in has a session and no need of more tries.
+	// in has a session and no need of more tries. The login's own slot
+	// is freed: a wrong guess reserved after it is still one of the
+	// address's maxFailures (what bounds guessing is wrong passwords
+	// checked), and an admin who mistyped once may log in again.
 	token := randomToken(32)
 	a.sessions[token] = &session{csrf: randomToken(24), created: now, lastUsed: now}
 	a.expire(now)
