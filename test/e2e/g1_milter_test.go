@@ -257,12 +257,17 @@ func TestG1ReloadGreylistVia(t *testing.T) {
 	if err := os.WriteFile(d.cfg, []byte(strings.Replace(string(b), "via: policy", "via: milter", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// serve takes SIGHUP once it waits for signals, a moment after it
+	// says the dashboard listens; a SIGHUP before that ends it (Go's
+	// default): give it that moment.
+	time.Sleep(time.Second)
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(d.log(), "config reloaded") {
 		if time.Now().After(deadline) {
+			d.alive(t)
 			t.Fatalf("no reload in the log:\n%s", d.log())
 		}
 		time.Sleep(100 * time.Millisecond)
