@@ -16,6 +16,7 @@ import (
 	"mailwall/internal/phish"
 	"mailwall/internal/policyd"
 	"mailwall/internal/reputation"
+	"mailwall/internal/spf"
 	"mailwall/internal/store"
 	"mailwall/internal/verdict"
 )
@@ -70,6 +71,7 @@ type reloader struct {
 	policy        *policyd.Server
 	milter        *atomic.Pointer[milterRules] // nil: no milter
 	observe       func(policyd.Response, time.Duration)
+	observeHelo   func(spf.Result, policyd.Action)
 	log           *slog.Logger
 	// store is where greylisting keeps its state (nil: none);
 	// observeGreylist counts its decisions.
@@ -108,6 +110,7 @@ func (r *reloader) reload() (err error) {
 		return fmt.Errorf("reload: %w", err)
 	}
 	opts.Observe, opts.ObserveGreylist = r.observe, r.observeGreylist
+	opts.ObserveHelo = r.observeHelo
 	grey, err := newGreylister(cfg, r.store, r.res, r.log)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)

@@ -79,7 +79,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	met.WatchCache(resolver.Stats)
-	opts.Observe = met.ObservePolicy // HELO results too: mailwall_helo_total{source="policy"}
+	opts.Observe = met.ObservePolicy
+	opts.ObserveHelo = met.PolicyHelo // mailwall_helo_total{source="policy"}
 	opts.ObserveGreylist = func(d greylist.Decision) { met.Greylist(string(d.Outcome)) }
 	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
 	srv.MaxPerPeer = cfg.Policyd.MaxConnectionsPerPeer
@@ -204,7 +205,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			defer adm.Shutdown(context.Background())
 		}
 	}
-	rl := &reloader{path: configPath(*cfgPath, defaultConfigFile), dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, log: log, running: cfg,
+	rl := &reloader{path: configPath(*cfgPath, defaultConfigFile), dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, observeHelo: opts.ObserveHelo, log: log, running: cfg,
 		live: live, store: st, rep: rep, observeGreylist: opts.ObserveGreylist}
 	err = waitForStop(ctx, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.

@@ -100,7 +100,7 @@ func New() *Metrics {
 	m.helo = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailwall_helo_total",
 		Help: "HELO checks by source and action. source milter: the milter's HELO tables and syntax checks, action accept, reject, tempfail or quarantine (a table's HOLD). " +
-			"source policy: policy answers the HELO identity's SPF result decided (policyd.helo_reject), action reject, tempfail or accept.",
+			"source policy: the policy server's SPF checks of the HELO identity (policyd.helo_reject), by the action the result alone leads to: reject, tempfail or accept.",
 	}, []string{"source", "action"})
 	m.upstream = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailwall_dns_upstream_errors_total",
@@ -135,16 +135,16 @@ func (m *Metrics) Decision(source, action string) {
 // Helo counts the milter's HELO check by the action it led to.
 func (m *Metrics) Helo(action string) { m.helo.WithLabelValues("milter", action).Inc() }
 
-// ObservePolicy counts a policy answer (as PolicyRequest) and, when the
-// HELO identity's SPF result decided it, a HELO check of source policy.
-// Answers MAIL FROM decided do not show the HELO result they passed.
+// ObservePolicy counts a policy answer, as PolicyRequest.
 func (m *Metrics) ObservePolicy(r policyd.Response, took time.Duration) {
 	m.PolicyRequest(string(r.Action), took)
-	if r.Outcome.Identity != spf.Helo {
-		return
-	}
+}
+
+// PolicyHelo counts one of the policy server's HELO checks by the action
+// its result alone leads to: reject, tempfail (a defer) or accept.
+func (m *Metrics) PolicyHelo(_ spf.Result, act policyd.Action) {
 	action := "accept"
-	switch r.Action {
+	switch act {
 	case policyd.Reject:
 		action = "reject"
 	case policyd.Defer:

@@ -42,15 +42,12 @@ func TestUpstreamAndHeloCounters(t *testing.T) {
 	m.Helo("accept")
 	m.Helo("accept")
 	m.Helo("reject")
-	for _, r := range []policyd.Response{
-		{Action: policyd.Reject, Outcome: spf.Outcome{Identity: spf.Helo, Result: spf.Fail}},
-		{Action: policyd.Prepend, Outcome: spf.Outcome{Identity: spf.Helo, Result: spf.Pass}},
-		{Action: policyd.Defer, Outcome: spf.Outcome{Identity: spf.Helo, Result: spf.TempError}},
-		{Action: policyd.Reject, Outcome: spf.Outcome{Identity: spf.MailFrom, Result: spf.Fail}}, // not HELO's
-		{Action: policyd.Dunno},
-	} {
+	for _, r := range []policyd.Response{{Action: policyd.Reject}, {Action: policyd.Prepend}, {Action: policyd.Reject}} {
 		m.ObservePolicy(r, time.Millisecond)
 	}
+	m.PolicyHelo(spf.Fail, policyd.Reject)
+	m.PolicyHelo(spf.Pass, policyd.Prepend)
+	m.PolicyHelo(spf.TempError, policyd.Defer)
 	body := scrape(t, m)
 	for _, want := range []string{
 		`mailwall_dns_upstream_errors_total{kind="timeout",server=""} 1`,

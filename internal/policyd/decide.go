@@ -35,6 +35,11 @@ type Options struct {
 	// ObserveGreylist, when set, hears every greylisting decision (for
 	// metrics); it must not block.
 	ObserveGreylist func(greylist.Decision)
+	// ObserveHelo, when set, hears every HELO check (helo_reject not
+	// "no_check") with the action its result alone leads to (for
+	// metrics); it must not block.
+	ObserveHelo func(result spf.Result, act Action)
+
 	HeloReject      RejectPolicy
 	MailFromReject  RejectPolicy
 	PermErrorReject bool
@@ -317,6 +322,9 @@ func (ru *rules) decideSPF(ctx context.Context, ip netip.Addr, sender, helo, rec
 		heloAct = o.action(o.HeloReject, heloOut.Result)
 		if o.HeloReject == RejectNull && sender != "" {
 			heloAct = Prepend // Null: HELO results count only for bounces
+		}
+		if o.ObserveHelo != nil {
+			o.ObserveHelo(heloOut.Result, heloAct)
 		}
 		if heloAct == Reject || heloAct == Defer || sender == "" {
 			return ru.respond(heloAct, heloOut, hdr)
