@@ -73,14 +73,12 @@ type milterRcpt struct {
 	lists   *lists.Cache
 	observe func(greylist.Decision) // nil: not counted
 	log     *slog.Logger
-	// sleep waits out a tarpit (time.Sleep; tests replace it).
-	sleep func(time.Duration)
 }
 
 // newMilterRcpt builds the milter's RCPT stage; nil when neither the
 // blocklists nor greylisting is the milter's, or neither is configured.
 func newMilterRcpt(cfg *config.Config, st *store.Store, res dnsx.Resolver, lc *lists.Cache, met *metrics.Metrics, log *slog.Logger) (*milterRcpt, error) {
-	r := &milterRcpt{lists: lc, log: log, sleep: time.Sleep}
+	r := &milterRcpt{lists: lc, log: log}
 	if cfg.Greylist.Via == "milter" {
 		g, err := buildGreylister(cfg, st, res, log)
 		if err != nil {
@@ -188,7 +186,9 @@ func (c *milterRcptConn) check(pipe *verdict.Checker, env verdict.Envelope, clie
 		return ""
 	}
 	if d.Tarpit > 0 {
-		c.sleep(d.Tarpit)
+		// taRgrey's tarpit, at most 20 s with via milter (config):
+		// Postfix waits milter_command_timeout, 30 s, for the answer.
+		time.Sleep(d.Tarpit)
 	}
 	// The policy server's DEFER_IF_PERMIT text, with the code Postfix
 	// gives it.
