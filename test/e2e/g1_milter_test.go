@@ -280,3 +280,22 @@ func TestG1ReloadGreylistVia(t *testing.T) {
 	}
 	d.alive(t)
 }
+
+// TestG1MilterTarpit: with greylisting in the milter and a tarpit
+// (taRgrey), a deferred recipient's answer waits the tarpit out; a
+// client that is not greylisted goes on.
+func TestG1MilterTarpit(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-e2e-g1-tarpit-")
+	dns, _ := startLabDNS(t, bin, g1Zones(t, root)...)
+	d := startDaemon(t, bin, root, daemonSetup{dns: dns, dnsTimeout: "2s",
+		extra: "greylist:\n  enabled: true\n  via: milter\n  client_name: dns\n  delay: 60s\n  tarpit: 1s\n  allow_ips: []\n"})
+	g1Rcpt(t, d.milter, "127.0.0.42", "<warm@rcpt.test>") // the PTR lookups cached
+	start := time.Now()
+	r := g1Rcpt(t, d.milter, "127.0.0.43", "<bob@rcpt.test>")
+	if took := time.Since(start); r.Code != 'y' || !strings.HasPrefix(r.Text, "450 4.7.1 Greylisted") || took < time.Second {
+		t.Errorf("deferred after %s: %c %s, want 450 4.7.1 Greylisted after the 1s tarpit", took, r.Code, r.Text)
+	}
+	if r := g1Rcpt(t, d.milter, "127.0.0.42", "<bob@rcpt.test>"); r.Code != 'c' {
+		t.Errorf("static client: %c %s, want continue", r.Code, r.Text)
+	}
+}
