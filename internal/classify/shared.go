@@ -62,6 +62,18 @@ type CountStore interface {
 	ModelCounts(ctx context.Context, name string, since int64, fn func(BucketCount)) (ModelState, error)
 }
 
+// DeltaStore is a CountStore that keeps learning as a log of changes
+// (internal/store): a host's refresh reads the changes after the
+// version it holds, not the buckets they changed.
+type DeltaStore interface {
+	CountStore
+	// ModelDeltas hands fn the changes to model name after version
+	// since, in the order they were learnt, as signed counts, and the
+	// model's state; gap true when they can no longer be told (folded
+	// away, or a model imported since): read the whole model again.
+	ModelDeltas(ctx context.Context, name string, since int64, fn func(BucketCount)) (st ModelState, gap bool, err error)
+}
+
 // SiteModel is the store's name of the model every recipient shares.
 const SiteModel = "site"
 
@@ -149,6 +161,9 @@ func (s *Shared) Refresh(ctx context.Context) error {
 		s.version = version
 		return nil
 	}
+	if ds, ok := s.St.(DeltaStore); ok {
+		return s.refreshDeltas(ctx, ds)
+	}
 	var changed []BucketCount
 	st, err := s.St.ModelCounts(ctx, s.Name, s.version, func(b BucketCount) { changed = append(changed, b) })
 	if err != nil {
@@ -166,6 +181,47 @@ func (s *Shared) Refresh(ctx context.Context) error {
 	for _, b := range changed {
 		if uint64(b.Bucket) < uint64(len(m.table)) {
 			m.table[b.Bucket] = bayesBucket{clampCount(b.Junk), clampCount(b.Ham)}
+		}
+	}
+	m.nJunk, m.nHam = uint64(max(st.Junk, 0)), uint64(max(st.Ham, 0))
+	s.C.mu.Unlock()
+	s.version = st.Version
+	return nil
+}
+
+// refreshDeltas applies the changes learnt since the copy's version,
+// in order, each count kept within 0 and 2^32-1; when the store can no
+// longer tell them, the whole model is read again into a new table.
+func (s *Shared) refreshDeltas(ctx context.Context, ds DeltaStore) error {
+	var deltas []BucketCount
+	st, gap, err := ds.ModelDeltas(ctx, s.Name, s.version, func(b BucketCount) { deltas = append(deltas, b) })
+	if err != nil {
+		return fmt.Errorf("classify: model %s: %w", s.Name, err)
+	}
+	s.last.Store(time.Now().UnixNano())
+	if gap {
+		m, version, err := s.load(ctx)
+		if err != nil {
+			return err
+		}
+		s.C.mu.Lock()
+		s.bayes, s.C.model = m, m
+		s.C.mu.Unlock()
+		s.version = version
+		return nil
+	}
+	if st.Version <= s.version {
+		return nil
+	}
+	m := s.bayes
+	if st.Bits != int(m.bits) {
+		return fmt.Errorf("classify: model %s: 2^%d buckets in the store, 2^%d here", s.Name, st.Bits, m.bits)
+	}
+	s.C.mu.Lock()
+	for _, d := range deltas {
+		if uint64(d.Bucket) < uint64(len(m.table)) {
+			b := &m.table[d.Bucket]
+			b.junk, b.ham = clampCount(int64(b.junk)+d.Junk), clampCount(int64(b.ham)+d.Ham)
 		}
 	}
 	m.nJunk, m.nHam = uint64(max(st.Junk, 0)), uint64(max(st.Ham, 0))

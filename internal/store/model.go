@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -149,7 +151,10 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 	if err := mt.writeLearned(ctx, written, classOf, time.Now().UnixNano()); err != nil {
 		return nil, err
 	}
-	if err := mt.writeDeltas(ctx, delta); err != nil {
+	if err := mt.logDeltas(ctx, delta); err != nil {
+		return nil, err
+	}
+	if err := mt.compact(ctx, compactAt); err != nil {
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE model_meta SET junk = CASE WHEN junk + $2 < 0 THEN 0 ELSE junk + $2 END,
@@ -393,19 +398,36 @@ func (s *Store) AddCounts(ctx context.Context, name string, bits int, junk, ham 
 	return nil
 }
 
-// ModelCounts implements classify.CountStore. The model's row is read
-// before its buckets: a bucket written after it is read again next time
-// (counts are absolute, so twice is harmless), none is missed.
+// ModelCounts implements classify.CountStore: the buckets as
+// model_buckets has them, with the changes the log holds added (never
+// below 0), in one read transaction, so that a fold of the log running
+// at the same time is seen whole or not at all.
 func (s *Store) ModelCounts(ctx context.Context, name string, since int64, fn func(classify.BucketCount)) (classify.ModelState, error) {
-	var st classify.ModelState
-	switch err := s.db.QueryRowContext(ctx, `SELECT bits, version, junk, ham FROM model_meta WHERE name = $1`, name).Scan(&st.Bits, &st.Version, &st.Junk, &st.Ham); {
-	case errors.Is(err, sql.ErrNoRows):
-		return classify.ModelState{}, nil
-	case err != nil:
-		return st, fmt.Errorf("store: model %s: %w", name, err)
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return classify.ModelState{}, fmt.Errorf("store: model %s: %w", name, err)
 	}
-	if st.Version <= since {
-		return st, nil
+	defer tx.Rollback()
+	st, err := modelState(ctx, tx, name)
+	if err != nil || st.Version <= since {
+		return st, err
+	}
+	// The log: the sum of its changes per bucket, and the buckets it
+	// changed after since.
+	pending := map[uint32]bucketDelta{}
+	after := map[uint32]bool{}
+	if err := readLog(ctx, tx, name, 0, func(version int64, b uint32, d bucketDelta) {
+		p := pending[b]
+		pending[b] = bucketDelta{p[0] + d[0], p[1] + d[1]}
+		if version > since {
+			after[b] = true
+		}
+	}); err != nil {
+		return st, err
+	}
+	emit := func(b uint32, junk, ham int64) {
+		d := pending[b]
+		fn(classify.BucketCount{Bucket: b, Junk: max(junk+d[0], 0), Ham: max(ham+d[1], 0)})
 	}
 	// A whole model (since 0, a host's first read) is read along the
 	// primary key; the version index is for the few buckets a refresh
@@ -414,24 +436,256 @@ func (s *Store) ModelCounts(ctx context.Context, name string, since int64, fn fu
 	if since <= 0 {
 		q, args = `SELECT bucket, junk, ham FROM model_buckets WHERE name = $1`, args[:1]
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return st, fmt.Errorf("store: model %s: %w", name, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var b classify.BucketCount
-		var bucket int64
-		if err := rows.Scan(&bucket, &b.Junk, &b.Ham); err != nil {
-			return st, fmt.Errorf("store: model %s: %w", name, err)
+	done := map[uint32]bool{}
+	if err := scanBuckets(ctx, tx, name, q, args, func(b uint32, junk, ham int64) {
+		emit(b, junk, ham)
+		if len(after) > 0 {
+			done[b] = true
 		}
-		b.Bucket = uint32(bucket)
-		fn(b)
+	}); err != nil {
+		return st, err
 	}
-	if err := rows.Err(); err != nil {
+	// The buckets the log changed that model_buckets did not give: read
+	// the count they start from, 500 a statement.
+	var rest []uint32
+	for b := range after {
+		if !done[b] {
+			rest = append(rest, b)
+		}
+	}
+	slices.Sort(rest)
+	for len(rest) > 0 {
+		n := min(len(rest), keyChunk)
+		var q strings.Builder
+		q.WriteString(`SELECT bucket, junk, ham FROM model_buckets WHERE name = $1 AND bucket IN (`)
+		for i, b := range rest[:n] {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(strconv.FormatUint(uint64(b), 10))
+		}
+		q.WriteByte(')')
+		if err := scanBuckets(ctx, tx, name, q.String(), []any{name}, func(b uint32, junk, ham int64) {
+			emit(b, junk, ham)
+			done[b] = true
+		}); err != nil {
+			return st, err
+		}
+		rest = rest[n:]
+	}
+	for b := range after {
+		if !done[b] {
+			emit(b, 0, 0)
+		}
+	}
+	return st, tx.Commit()
+}
+
+// ModelDeltas implements classify.DeltaStore: the changes learnt after
+// version since, in the order they were learnt. gap: they can no longer
+// be told apart (the log was folded into model_buckets after since, or
+// a model was imported): the caller reads the whole model again.
+func (s *Store) ModelDeltas(ctx context.Context, name string, since int64, fn func(classify.BucketCount)) (st classify.ModelState, gap bool, err error) {
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return st, false, fmt.Errorf("store: model %s: %w", name, err)
+	}
+	defer tx.Rollback()
+	if st, err = modelState(ctx, tx, name); err != nil || st.Version <= since {
+		return st, false, err
+	}
+	var folded int64
+	switch err := tx.QueryRowContext(ctx, `SELECT version FROM model_buckets WHERE name = $1 ORDER BY version DESC LIMIT 1`, name).Scan(&folded); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return st, false, fmt.Errorf("store: model %s: %w", name, err)
+	}
+	if folded > since {
+		return st, true, tx.Commit()
+	}
+	err = readLog(ctx, tx, name, since, func(_ int64, b uint32, d bucketDelta) {
+		fn(classify.BucketCount{Bucket: b, Junk: d[0], Ham: d[1]})
+	})
+	if err != nil {
+		return st, false, err
+	}
+	return st, false, tx.Commit()
+}
+
+// CompactModel folds model name's log of changes into its buckets now
+// (learning does when the log holds compactAt changes).
+func (s *Store) CompactModel(ctx context.Context, name string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: model %s: %w", name, err)
+	}
+	defer tx.Rollback()
+	var bits int
+	if err := tx.QueryRowContext(ctx, `SELECT bits FROM model_meta WHERE name = $1`, name).Scan(&bits); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		return fmt.Errorf("store: model %s: %w", name, err)
+	}
+	ver, err := bumpModel(ctx, tx, name, bits)
+	if err != nil {
+		return err
+	}
+	mt := modelTx{tx: tx, pg: s.driver == "postgres", name: name, ver: ver, stmts: map[string]*sql.Stmt{}}
+	if err := mt.compact(ctx, 0); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: model %s: %w", name, err)
+	}
+	return nil
+}
+
+// readTx begins a transaction that reads one state of the database: on
+// PostgreSQL a repeatable-read one (a snapshot); SQLite's transactions
+// see one state already.
+func (s *Store) readTx(ctx context.Context) (*sql.Tx, error) {
+	if s.driver == "postgres" {
+		return s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	}
+	return s.db.BeginTx(ctx, nil)
+}
+
+// modelState reads a model's row; the zero state for none.
+func modelState(ctx context.Context, tx *sql.Tx, name string) (classify.ModelState, error) {
+	var st classify.ModelState
+	switch err := tx.QueryRowContext(ctx, `SELECT bits, version, junk, ham FROM model_meta WHERE name = $1`, name).Scan(&st.Bits, &st.Version, &st.Junk, &st.Ham); {
+	case errors.Is(err, sql.ErrNoRows):
+		return classify.ModelState{}, nil
+	case err != nil:
 		return st, fmt.Errorf("store: model %s: %w", name, err)
 	}
 	return st, nil
+}
+
+// scanBuckets runs q and hands fn each bucket row.
+func scanBuckets(ctx context.Context, tx *sql.Tx, name, q string, args []any, fn func(b uint32, junk, ham int64)) error {
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("store: model %s: %w", name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var bucket, junk, ham int64
+		if err := rows.Scan(&bucket, &junk, &ham); err != nil {
+			return fmt.Errorf("store: model %s: %w", name, err)
+		}
+		fn(uint32(bucket), junk, ham)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: model %s: %w", name, err)
+	}
+	return nil
+}
+
+// compactAt is how many bucket changes a model's log holds before
+// learning folds them into model_buckets (about 12 MB of log): a
+// refresh reads only the changes after its version, and the fold writes
+// a bucket once for all the batches that changed it.
+const compactAt = 2 << 20
+
+// logDeltas writes a batch's net change per bucket as one row of the
+// model's log: the buckets in order, each as the varint of its distance
+// from the one before and the zigzag varints of its junk and ham change.
+func (mt modelTx) logDeltas(ctx context.Context, delta map[uint32]bucketDelta) error {
+	buf := make([]byte, 0, 6*len(delta))
+	n, prev := 0, uint32(0)
+	for _, b := range slices.Sorted(maps.Keys(delta)) {
+		d := delta[b]
+		if d == (bucketDelta{}) {
+			continue
+		}
+		buf = binary.AppendUvarint(buf, uint64(b-prev))
+		buf = binary.AppendVarint(buf, d[0])
+		buf = binary.AppendVarint(buf, d[1])
+		prev = b
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return mt.exec(ctx, `INSERT INTO model_deltas (name, version, n, deltas) VALUES ($1, $2, $3, $4)`, mt.name, mt.ver, n, buf)
+}
+
+// readLog hands fn the changes of the model's log after version since,
+// in order.
+func readLog(ctx context.Context, tx *sql.Tx, name string, since int64, fn func(version int64, b uint32, d bucketDelta)) error {
+	rows, err := tx.QueryContext(ctx, `SELECT version, deltas FROM model_deltas WHERE name = $1 AND version > $2 ORDER BY version`, name, since)
+	if err != nil {
+		return fmt.Errorf("store: model %s: %w", name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var version int64
+		var buf []byte
+		if err := rows.Scan(&version, &buf); err != nil {
+			return fmt.Errorf("store: model %s: %w", name, err)
+		}
+		if err := decodeDeltas(buf, func(b uint32, d bucketDelta) { fn(version, b, d) }); err != nil {
+			return fmt.Errorf("store: model %s, version %d: %w", name, version, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: model %s: %w", name, err)
+	}
+	return nil
+}
+
+// decodeDeltas reads a row of the log written by logDeltas.
+func decodeDeltas(buf []byte, fn func(b uint32, d bucketDelta)) error {
+	var b uint64
+	for len(buf) > 0 {
+		gap, n := binary.Uvarint(buf)
+		if n <= 0 {
+			return errors.New("bad bucket in the log")
+		}
+		buf = buf[n:]
+		junk, n := binary.Varint(buf)
+		if n <= 0 {
+			return errors.New("bad junk count in the log")
+		}
+		buf = buf[n:]
+		ham, n := binary.Varint(buf)
+		if n <= 0 {
+			return errors.New("bad ham count in the log")
+		}
+		buf = buf[n:]
+		if b += gap; b > math.MaxUint32 {
+			return errors.New("bucket out of range in the log")
+		}
+		fn(uint32(b), bucketDelta{junk, ham})
+	}
+	return nil
+}
+
+// compact folds the model's log into model_buckets when it holds at
+// least limit changes (0: whenever it holds any), the buckets stamped
+// with the transaction's version, so that a host whose copy is older
+// reads them (and, its log gone, the whole model: ModelDeltas's gap).
+func (mt modelTx) compact(ctx context.Context, limit int64) error {
+	var pending int64
+	if err := mt.tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0) FROM model_deltas WHERE name = $1`, mt.name).Scan(&pending); err != nil {
+		return fmt.Errorf("store: model %s: %w", mt.name, err)
+	}
+	if pending == 0 || pending < limit {
+		return nil
+	}
+	sum := map[uint32]bucketDelta{}
+	if err := readLog(ctx, mt.tx, mt.name, 0, func(_ int64, b uint32, d bucketDelta) {
+		s := sum[b]
+		sum[b] = bucketDelta{s[0] + d[0], s[1] + d[1]}
+	}); err != nil {
+		return err
+	}
+	if err := mt.writeDeltas(ctx, sum); err != nil {
+		return err
+	}
+	return mt.exec(ctx, `DELETE FROM model_deltas WHERE name = $1 AND version <= $2`, mt.name, mt.ver)
 }
 
 func bumpModel(ctx context.Context, tx *sql.Tx, name string, bits int) (int64, error) {

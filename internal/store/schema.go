@@ -265,4 +265,16 @@ var migrations = []string{
 		count  BIGINT NOT NULL,
 		PRIMARY KEY (day, domain, class)
 	)`,
+
+	// The classifier models' learning as a log (store/model.go): a
+	// batch's net change per bucket is one row (n changes, packed),
+	// folded into model_buckets when the log grows long; a host reads
+	// the changes after the version it holds.
+	`CREATE TABLE IF NOT EXISTS model_deltas (
+		name    TEXT NOT NULL,
+		version BIGINT NOT NULL,
+		n       BIGINT NOT NULL,
+		deltas  {{blob}} NOT NULL,
+		PRIMARY KEY (name, version)
+	)`,
 }
