@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -412,6 +413,9 @@ func (s *Store) ModelCounts(ctx context.Context, name string, since int64, fn fu
 	if err != nil || st.Version <= since {
 		return st, err
 	}
+	if since <= 0 {
+		return st, wholeModel(ctx, tx, name, fn)
+	}
 	// The log: the sum of its changes per bucket, and the buckets it
 	// changed after since.
 	pending := map[uint32]bucketDelta{}
@@ -429,20 +433,12 @@ func (s *Store) ModelCounts(ctx context.Context, name string, since int64, fn fu
 		d := pending[b]
 		fn(classify.BucketCount{Bucket: b, Junk: max(junk+d[0], 0), Ham: max(ham+d[1], 0)})
 	}
-	// A whole model (since 0, a host's first read) is read along the
-	// primary key; the version index is for the few buckets a refresh
-	// wants (through it, a million buckets took SQLite 30 s).
-	q, args := `SELECT bucket, junk, ham FROM model_buckets WHERE name = $1 AND version > $2`, []any{name, since}
-	if since <= 0 {
-		q, args = `SELECT bucket, junk, ham FROM model_buckets WHERE name = $1`, args[:1]
-	}
 	done := map[uint32]bool{}
-	if err := scanBuckets(ctx, tx, name, q, args, func(b uint32, junk, ham int64) {
-		emit(b, junk, ham)
-		if len(after) > 0 {
+	if err := scanBuckets(ctx, tx, name, `SELECT bucket, junk, ham FROM model_buckets WHERE name = $1 AND version > $2`, []any{name, since},
+		func(b uint32, junk, ham int64) {
+			emit(b, junk, ham)
 			done[b] = true
-		}
-	}); err != nil {
+		}); err != nil {
 		return st, err
 	}
 	// The buckets the log changed that model_buckets did not give: read
@@ -479,6 +475,56 @@ func (s *Store) ModelCounts(ctx context.Context, name string, since int64, fn fu
 		}
 	}
 	return st, tx.Commit()
+}
+
+// wholeModel hands fn every bucket of the model: model_buckets read in
+// bucket order along the primary key (not through the version index:
+// that way a million buckets took SQLite 30 s), merged with the log's
+// changes summed per bucket in a sorted slice (no map: a log about to
+// be folded holds half a million changes).
+func wholeModel(ctx context.Context, tx *sql.Tx, name string, fn func(classify.BucketCount)) error {
+	type change struct {
+		b uint32
+		d bucketDelta
+	}
+	var total int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0) FROM model_deltas WHERE name = $1`, name).Scan(&total); err != nil {
+		return fmt.Errorf("store: model %s: %w", name, err)
+	}
+	log := make([]change, 0, min(total, 4*compactAt))
+	if err := readLog(ctx, tx, name, 0, func(_ int64, b uint32, d bucketDelta) { log = append(log, change{b, d}) }); err != nil {
+		return err
+	}
+	slices.SortStableFunc(log, func(x, y change) int { return cmp.Compare(x.b, y.b) })
+	sum := log[:0]
+	for _, c := range log {
+		if n := len(sum); n > 0 && sum[n-1].b == c.b {
+			sum[n-1].d = bucketDelta{sum[n-1].d[0] + c.d[0], sum[n-1].d[1] + c.d[1]}
+			continue
+		}
+		sum = append(sum, c)
+	}
+	emit := func(b uint32, junk, ham int64) {
+		fn(classify.BucketCount{Bucket: b, Junk: max(junk, 0), Ham: max(ham, 0)})
+	}
+	if err := scanBuckets(ctx, tx, name, `SELECT bucket, junk, ham FROM model_buckets WHERE name = $1 ORDER BY bucket`, []any{name},
+		func(b uint32, junk, ham int64) {
+			for len(sum) > 0 && sum[0].b < b {
+				emit(sum[0].b, sum[0].d[0], sum[0].d[1])
+				sum = sum[1:]
+			}
+			if len(sum) > 0 && sum[0].b == b {
+				junk, ham = junk+sum[0].d[0], ham+sum[0].d[1]
+				sum = sum[1:]
+			}
+			emit(b, junk, ham)
+		}); err != nil {
+		return err
+	}
+	for _, c := range sum {
+		emit(c.b, c.d[0], c.d[1])
+	}
+	return tx.Commit()
 }
 
 // ModelDeltas implements classify.DeltaStore: the changes learnt after
@@ -584,10 +630,12 @@ func scanBuckets(ctx context.Context, tx *sql.Tx, name, q string, args []any, fn
 }
 
 // compactAt is how many bucket changes a model's log holds before
-// learning folds them into model_buckets (about 12 MB of log): a
-// refresh reads only the changes after its version, and the fold writes
-// a bucket once for all the batches that changed it.
-const compactAt = 2 << 20
+// learning folds them into model_buckets (a few thousand messages, 3 MB
+// of log): a refresh reads only the changes after its version, the fold
+// writes a bucket once for all the batches that changed it, and a whole
+// read sums the log in memory (BenchmarkModelMemory1M reads a model of a
+// million buckets with a log this long).
+const compactAt = 1 << 19
 
 // logDeltas writes a batch's net change per bucket as one row of the
 // model's log: the buckets in order, each as the varint of its distance
