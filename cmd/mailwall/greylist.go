@@ -19,6 +19,10 @@ import (
 	"mailwall/internal/verdict"
 )
 
+// The store records a new triplet and reads its client's count in one
+// statement.
+var _ greylist.TripletClientStore = (*store.Store)(nil)
+
 // newGreylister builds the policy server's greylisting from the config;
 // nil when greylisting is off, or done by the milter (greylist.via). It
 // needs the store: without one it is off, with a warning.

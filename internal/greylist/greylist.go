@@ -117,6 +117,17 @@ type Store interface {
 	CountClientPass(ctx context.Context, client string, now time.Time, maxAge time.Duration) error
 }
 
+// TripletClientStore is a Store that also records a triplet and reads
+// its client's passes in one statement (internal/store): a request that
+// needs both, the first of a new client, costs one round trip.
+type TripletClientStore interface {
+	Store
+	// SeenTripletClient is SeenTriplet of t and ClientPasses of client
+	// at once. When the triplet had passed and the store left it
+	// untouched (TouchEvery), passes is -1: unknown, and not needed.
+	SeenTripletClient(ctx context.Context, t Triplet, client string, now time.Time, tm Timing) (seen Seen, passes int, last time.Time, err error)
+}
+
 // Request is what a greylisting decision reads from one RCPT.
 type Request struct {
 	IP netip.Addr
@@ -160,7 +171,11 @@ type Decision struct {
 // It remembers passed triplets and auto-allowed clients for as long as
 // the store would answer them without a write (passCache), so that their
 // mail costs no statement; a passed triplet's expiry (MaxAge) may then
-// run up to twice TouchEvery late.
+// run up to twice TouchEvery late. With a TripletClientStore, a request
+// that needs the client's count and its triplet asks both in one
+// statement, so an auto-allowed client's new triplets are recorded too,
+// where postgrey only reads the count: another address of its /24
+// sending the same mail a delay later then passes at once.
 type Greylister struct {
 	cfg    Config
 	store  Store
@@ -250,9 +265,31 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 		// passes all the same.)
 		return Decision{Outcome: Passed, Reason: reason}
 	}
+	tm := Timing{Delay: g.cfg.Delay, RetryWindow: g.cfg.RetryWindow, MaxAge: g.cfg.MaxAge}
+	var (
+		seen     Seen
+		seenDone bool
+	)
 	notYet := keyOf('n', awl)
 	if g.cfg.AutoAllow > 0 && !g.passed.get(notYet, now.Unix()) {
-		n, last, err := g.store.ClientPasses(ctx, awl, now, g.cfg.MaxAge)
+		var (
+			n    int
+			last time.Time
+			err  error
+		)
+		if both, ok := g.store.(TripletClientStore); ok {
+			// One statement for both. The triplet is recorded even
+			// when the client turns out auto-allowed: a row more,
+			// where postgrey would have read only.
+			seen, n, last, err = both.SeenTripletClient(ctx, t, awl, now, tm)
+			seenDone = true
+			if err == nil && n < 0 {
+				g.passed.put(tKey, now.Add(TouchEvery).Unix())
+				return Decision{Outcome: Passed, Reason: reason}
+			}
+		} else {
+			n, last, err = g.store.ClientPasses(ctx, awl, now, g.cfg.MaxAge)
+		}
 		if err != nil {
 			return Decision{Outcome: Failed, Reason: reason, Err: err}
 		}
@@ -274,9 +311,11 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 			return Decision{Outcome: AutoAllowed, Reason: reason}
 		}
 	}
-	seen, err := g.store.SeenTriplet(ctx, t, now, Timing{Delay: g.cfg.Delay, RetryWindow: g.cfg.RetryWindow, MaxAge: g.cfg.MaxAge})
-	if err != nil {
-		return Decision{Outcome: Failed, Reason: reason, Err: err}
+	if !seenDone {
+		var err error
+		if seen, err = g.store.SeenTriplet(ctx, t, now, tm); err != nil {
+			return Decision{Outcome: Failed, Reason: reason, Err: err}
+		}
 	}
 	if !seen.Passed.IsZero() {
 		g.passed.put(tKey, now.Add(TouchEvery).Unix())
