@@ -40,7 +40,11 @@ install -m 0644 dist/mailwall-queue.socket dist/mailwall-queue@.service "$pkg/li
 for page in docs/man/*.[58]; do
   gzip -9n <"$page" >"$pkg/usr/share/man/man${page##*.}/$(basename "$page").gz"
 done
-install -m 0644 README.md docs/*.md "$pkg/usr/share/doc/mailwall/"
+# The docs keep their layout, so the README's docs/... links and the
+# pages' ../README.md and man/... links hold in the installed copy.
+install -m 0644 README.md "$pkg/usr/share/doc/mailwall/"
+install -D -m 0644 -t "$pkg/usr/share/doc/mailwall/docs" docs/*.md
+install -D -m 0644 -t "$pkg/usr/share/doc/mailwall/docs/man" docs/man/*.[58]
 # A Grafana dashboard and Prometheus alert rules, to copy into each.
 install -D -m 0644 -t "$pkg/usr/share/mailwall/monitoring" dist/monitoring/mailwall-dashboard.json dist/monitoring/mailwall-alerts.yml
 install -m 0755 dist/debian/postinst dist/debian/prerm dist/debian/postrm "$pkg/DEBIAN/"
