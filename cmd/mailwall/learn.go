@@ -155,10 +155,9 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 	return nil
 }
 
-// learnBatch is how many messages one transaction learns: the counts
-// of their common features are written once, and the more messages a
-// batch has, the fewer rows each costs (on SQLite 1,000 learn at about
-// twice the rate of 200: BenchmarkModelLearnCorpusBatch).
+// learnBatch is how many messages one transaction learns: their
+// changes are summed per bucket and written as one row of the model's
+// log (BenchmarkModelLearnCorpusBatch).
 const learnBatch = 1000
 
 // flushLearner learns what l holds and adds the messages that changed
