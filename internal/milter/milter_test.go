@@ -19,6 +19,7 @@ type recorder struct {
 	mu      *sync.Mutex
 	events  *[]string
 	heloAns Response
+	rcptAns map[string]Response // answers by recipient; Continue when absent
 	panicAt string
 }
 
@@ -70,6 +71,9 @@ func (r *recorder) MailFrom(from string, args []string, m *Macros) Response {
 }
 func (r *recorder) RcptTo(rcpt string, args []string, m *Macros) Response {
 	r.log("rcpt", rcpt)
+	if a, ok := r.rcptAns[rcpt]; ok {
+		return a
+	}
 	return Continue
 }
 func (r *recorder) Header(name, value string) Response {
@@ -180,6 +184,43 @@ func TestSession(t *testing.T) {
 	got := events()
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A refusal at RCPT refuses that recipient only (libmilter's
+// xxfi_envrcpt): Postfix goes on with the others, and the filter must
+// still see the message's header and body.
+func TestRefusedRecipientKeepsMessage(t *testing.T) {
+	rec, events := newRecorder()
+	rec.rcptAns = map[string]Response{"<new@example.org>": ReplyCode("450 4.7.1 Greylisted")}
+	addr := startServer(t, func() Filter { return rec })
+	c, err := Dial("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Connect("x", netip.MustParseAddr("192.0.2.1"), 25)
+	c.Helo("client.example.org")
+	c.Mail("<alice@example.test>")
+	if r, err := c.Rcpt("<new@example.org>"); err != nil || r.Code != 'y' {
+		t.Fatalf("refused rcpt: %+v %v", r, err)
+	}
+	if r, err := c.Rcpt("<bob@example.org>"); err != nil || r.Code != 'c' {
+		t.Fatalf("second rcpt: %+v %v", r, err)
+	}
+	c.Header("From", " Alice <alice@example.test>")
+	c.EndOfHeaders()
+	c.Body([]byte("hello\r\n"))
+	if _, r, err := c.EndOfMessage(); err != nil || r.Code != 'a' {
+		t.Fatalf("eom: %+v %v", r, err)
+	}
+	c.Close()
+	time.Sleep(50 * time.Millisecond)
+	got := strings.Join(events(), "|")
+	for _, want := range []string{"header From: Alice <alice@example.test>", "body hello"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("after a refused recipient the filter missed %q: %s", want, got)
+		}
 	}
 }
 

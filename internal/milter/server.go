@@ -810,7 +810,10 @@ func (ss *session) handle(p packet) (bool, error) {
 	if r.code == 0 {
 		r = Continue
 	}
-	if r.Final() {
+	// A final answer ends the message, except at RCPT: there it refuses
+	// that recipient only (libmilter's xxfi_envrcpt) and the MTA goes on
+	// with the others, whose header and body the filter must still see.
+	if r.Final() && p.cmd != cmdRcpt {
 		ss.done = true
 	}
 	if noReply {
