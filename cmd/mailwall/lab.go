@@ -80,7 +80,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	_, dnsPort, _ := net.SplitHostPort(l.DNS.Addr())
 	fmt.Fprintf(stdout, "  mailwall domain check %s --dns %s --ns-port %s\n", f.Domains[0].Name, l.DNS.Addr(), dnsPort)
-	return waitForStop(ctx, nil, func() {
+	return waitForStop(ctx, nil, nil, func() {
 		if err := l.DNS.Reload(); err != nil {
 			logger.Error("lab-dns reload", "err", err)
 		}

@@ -56,7 +56,7 @@ func cmdLabDNS(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "mailwall: lab DNS listening on %s (udp+tcp), %d zone file(s); SIGHUP reloads\n", srv.Addr(), len(files))
-	waitForStop(ctx, nil, func() {
+	waitForStop(ctx, nil, nil, func() {
 		if err := srv.Reload(); err != nil {
 			log.Error("reload failed; the zones in service are kept", "err", err)
 		}

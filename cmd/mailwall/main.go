@@ -284,11 +284,23 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// waitForStop blocks until SIGINT or SIGTERM, ctx's end, or an error on
-// errc (nil errc: none), calling onHUP for each SIGHUP in between.
-func waitForStop(ctx context.Context, errc <-chan error, onHUP func()) error {
-	sigs := make(chan os.Signal, 1)
+// stopSignals starts catching SIGINT, SIGTERM and SIGHUP, early in a
+// daemon's start: a SIGHUP sent while it is still opening its store or
+// listeners must not kill it (the default action), but wait to be acted
+// on by waitForStop.
+func stopSignals() chan os.Signal {
+	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	return sigs
+}
+
+// waitForStop blocks until SIGINT or SIGTERM on sigs (from stopSignals;
+// nil: start catching now), ctx's end, or an error on errc (nil errc:
+// none), calling onHUP for each SIGHUP in between.
+func waitForStop(ctx context.Context, sigs chan os.Signal, errc <-chan error, onHUP func()) error {
+	if sigs == nil {
+		sigs = stopSignals()
+	}
 	defer signal.Stop(sigs)
 	for {
 		select {

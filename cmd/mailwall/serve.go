@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
@@ -42,6 +43,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	sigs := stopSignals()
+	defer signal.Stop(sigs)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -207,7 +210,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	rl := &reloader{path: configPath(*cfgPath, defaultConfigFile), dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, observeHelo: opts.ObserveHelo, log: log, running: cfg,
 		live: live, store: st, rep: rep, observeGreylist: opts.ObserveGreylist}
-	err = waitForStop(ctx, errc, func() {
+	err = waitForStop(ctx, sigs, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.
 		st := resolver.Stats()
 		resolver.Flush()
