@@ -106,15 +106,18 @@ func BenchmarkModelMemory1M(b *testing.B) {
 	}
 	rows = nil
 	// And a log of changes just short of its fold, which a whole read
-	// sums in memory.
-	log := classify.Learning{Class: "junk", Buckets: make([]uint32, compactAt-1)}
-	for i := range log.Buckets {
-		log.Buckets[i] = uint32(i*0x9E3779B1+12345) & (1<<classify.DefaultBits - 1)
+	// sums in memory: rows of 100,000 changes, as batches of a few
+	// hundred messages write them.
+	for i := 0; i < compactAt-1; {
+		log := classify.Learning{Class: "junk", Buckets: make([]uint32, min(100_000, compactAt-1-i))}
+		for k := range log.Buckets {
+			log.Buckets[k] = uint32((i+k)*0x9E3779B1+12345) & (1<<classify.DefaultBits - 1)
+		}
+		if _, err := s.LearnCounts(ctx, classify.SiteModel, classify.DefaultBits, []classify.Learning{log}); err != nil {
+			b.Fatal(err)
+		}
+		i += len(log.Buckets)
 	}
-	if _, err := s.LearnCounts(ctx, classify.SiteModel, classify.DefaultBits, []classify.Learning{log}); err != nil {
-		b.Fatal(err)
-	}
-	log.Buckets = nil
 	b.ResetTimer()
 	var live, peak, alloc float64
 	for range b.N {

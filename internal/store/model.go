@@ -483,23 +483,27 @@ func (s *Store) ModelCounts(ctx context.Context, name string, since int64, fn fu
 // changes summed per bucket in a sorted slice (no map: a log about to
 // be folded holds half a million changes).
 func wholeModel(ctx context.Context, tx *sql.Tx, name string, fn func(classify.BucketCount)) error {
+	// 12 octets a change: a log row's change, and the sum of a log's,
+	// is at most the messages learnt, far inside 32 bits.
 	type change struct {
-		b uint32
-		d bucketDelta
+		b    uint32
+		j, h int32
 	}
+	sat := func(n int64) int32 { return int32(min(max(n, math.MinInt32), math.MaxInt32)) }
 	var total int64
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0) FROM model_deltas WHERE name = $1`, name).Scan(&total); err != nil {
 		return fmt.Errorf("store: model %s: %w", name, err)
 	}
 	log := make([]change, 0, min(total, 4*compactAt))
-	if err := readLog(ctx, tx, name, 0, func(_ int64, b uint32, d bucketDelta) { log = append(log, change{b, d}) }); err != nil {
+	if err := readLog(ctx, tx, name, 0, func(_ int64, b uint32, d bucketDelta) { log = append(log, change{b, sat(d[0]), sat(d[1])}) }); err != nil {
 		return err
 	}
 	slices.SortStableFunc(log, func(x, y change) int { return cmp.Compare(x.b, y.b) })
 	sum := log[:0]
 	for _, c := range log {
 		if n := len(sum); n > 0 && sum[n-1].b == c.b {
-			sum[n-1].d = bucketDelta{sum[n-1].d[0] + c.d[0], sum[n-1].d[1] + c.d[1]}
+			sum[n-1].j = sat(int64(sum[n-1].j) + int64(c.j))
+			sum[n-1].h = sat(int64(sum[n-1].h) + int64(c.h))
 			continue
 		}
 		sum = append(sum, c)
@@ -510,11 +514,11 @@ func wholeModel(ctx context.Context, tx *sql.Tx, name string, fn func(classify.B
 	if err := scanBuckets(ctx, tx, name, `SELECT bucket, junk, ham FROM model_buckets WHERE name = $1 ORDER BY bucket`, []any{name},
 		func(b uint32, junk, ham int64) {
 			for len(sum) > 0 && sum[0].b < b {
-				emit(sum[0].b, sum[0].d[0], sum[0].d[1])
+				emit(sum[0].b, int64(sum[0].j), int64(sum[0].h))
 				sum = sum[1:]
 			}
 			if len(sum) > 0 && sum[0].b == b {
-				junk, ham = junk+sum[0].d[0], ham+sum[0].d[1]
+				junk, ham = junk+int64(sum[0].j), ham+int64(sum[0].h)
 				sum = sum[1:]
 			}
 			emit(b, junk, ham)
@@ -522,7 +526,7 @@ func wholeModel(ctx context.Context, tx *sql.Tx, name string, fn func(classify.B
 		return err
 	}
 	for _, c := range sum {
-		emit(c.b, c.d[0], c.d[1])
+		emit(c.b, int64(c.j), int64(c.h))
 	}
 	return tx.Commit()
 }
@@ -630,12 +634,13 @@ func scanBuckets(ctx context.Context, tx *sql.Tx, name, q string, args []any, fn
 }
 
 // compactAt is how many bucket changes a model's log holds before
-// learning folds them into model_buckets (a few thousand messages, 3 MB
-// of log): a refresh reads only the changes after its version, the fold
+// learning folds them into model_buckets (some 4,000 messages, 6 MB of
+// log): a refresh reads only the changes after its version, the fold
 // writes a bucket once for all the batches that changed it, and a whole
-// read sums the log in memory (BenchmarkModelMemory1M reads a model of a
-// million buckets with a log this long).
-const compactAt = 1 << 19
+// read sums the log in memory, 12 octets a change
+// (BenchmarkModelMemory1M reads a model of a million buckets with a log
+// this long).
+const compactAt = 1 << 20
 
 // logDeltas writes a batch's net change per bucket as one row of the
 // model's log: the buckets in order, each as the varint of its distance

@@ -246,18 +246,33 @@ func BenchmarkModelLearnCorpus(b *testing.B) {
 // BenchmarkModelLearnCorpusBatch: the same mail learnt as mailwall
 // learn --maildir (1,000 messages a transaction) and the Maildir watcher
 // (a pass, 500 at most) learn it, 200 and 1,000 messages a transaction,
-// the fold of the log into the buckets included.
+// the fold of the log into the buckets included; /1M into a model that
+// has a million buckets already (the fold's upserts cost more there).
 func BenchmarkModelLearnCorpusBatch(b *testing.B) {
 	raws, classes := lnCorpus(b, 1000)
 	for _, run := range []struct {
 		driver string
 		batch  int
-	}{{"sqlite", 200}, {"postgres", 200}, {"sqlite", 1000}, {"postgres", 1000}} {
+		big    bool // into a model of a million buckets already
+	}{{"sqlite", 200, false}, {"postgres", 200, false}, {"sqlite", 1000, false}, {"postgres", 1000, false}, {"sqlite", 1000, true}, {"postgres", 1000, true}} {
 		driver := run.driver
-		b.Run(fmt.Sprintf("%s/%d", driver, run.batch), func(b *testing.B) {
+		name := fmt.Sprintf("%s/%d", driver, run.batch)
+		if run.big {
+			name += "/1M"
+		}
+		b.Run(name, func(b *testing.B) {
 			s := openBench(b, driver)
 			defer s.Close()
 			ctx := context.Background()
+			if run.big {
+				rows := make([]classify.BucketCount, 1<<20)
+				for i := range rows {
+					rows[i] = classify.BucketCount{Bucket: uint32(i * 2), Junk: int64(i%7 + 1), Ham: int64(i%5 + 1)}
+				}
+				if err := s.AddCounts(ctx, classify.SiteModel, classify.DefaultBits, 1000, 1000, rows); err != nil {
+					b.Fatal(err)
+				}
+			}
 			l := &classify.Learner{St: s, Name: classify.SiteModel}
 			b.ResetTimer()
 			for i := range b.N {
