@@ -28,6 +28,13 @@ type Config struct {
 	// REFUSED. Empty means nobody.
 	AXFRAllow []netip.Prefix
 	Logger    *slog.Logger
+	// UpdateKeys are the TSIG keys that may send dynamic updates (RFC
+	// 2136), each for its zones (update.go). None: no updates at all.
+	UpdateKeys []UpdateKey
+	// WriteZones writes an updated zone back to its file.
+	WriteZones bool
+	// Signer, if set, signs the zones under a lab root (sign.go).
+	Signer *Signer
 }
 
 // Server answers for a set of zones over UDP and TCP.
@@ -39,6 +46,9 @@ type Server struct {
 	udp, tcp *dns.Server
 	udpAddr  net.Addr
 	tcpAddr  net.Addr
+
+	keys tsigKeys // update.go
+	upd  updater
 }
 
 type zoneSet map[string]*Zone // by origin
@@ -51,7 +61,7 @@ func (zs zoneSet) find(qname string) *Zone {
 		}
 		i, end := dns.NextLabel(n, 0)
 		if end {
-			return nil
+			return zs["."] // a signed lab's root zone, if any
 		}
 		n = n[i:]
 	}
@@ -97,6 +107,13 @@ func (s *Server) Reload() error {
 
 // SetZones replaces the zones in service.
 func (s *Server) SetZones(zones ...*Zone) error {
+	if s.cfg.Signer != nil {
+		signed, err := s.cfg.Signer.Sign(zones)
+		if err != nil {
+			return err
+		}
+		zones = signed
+	}
 	zs := make(zoneSet, len(zones))
 	for _, z := range zones {
 		if _, dup := zs[z.Origin]; dup {
@@ -113,13 +130,18 @@ func (s *Server) SetZones(zones ...*Zone) error {
 
 // Start listens on cfg.Listen (UDP and TCP) and serves in the background.
 func (s *Server) Start() error {
+	keys, err := newTSIGKeys(s.cfg.UpdateKeys)
+	if err != nil {
+		return err
+	}
+	s.keys = keys
 	pc, ln, err := ListenUDPTCP(s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("labdns: %w", err)
 	}
 	s.udpAddr, s.tcpAddr = pc.LocalAddr(), ln.Addr()
-	s.udp = &dns.Server{PacketConn: pc, Handler: s}
-	s.tcp = &dns.Server{Listener: ln, Handler: s}
+	s.udp = &dns.Server{PacketConn: pc, Handler: s, TsigProvider: s.tsigProvider(), MsgAcceptFunc: s.acceptFunc()}
+	s.tcp = &dns.Server{Listener: ln, Handler: s, TsigProvider: s.tsigProvider(), MsgAcceptFunc: s.acceptFunc()}
 	started := make(chan struct{}, 2)
 	s.udp.NotifyStartedFunc = func() { started <- struct{}{} }
 	s.tcp.NotifyStartedFunc = func() { started <- struct{}{} }
@@ -184,6 +206,10 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		w.WriteMsg(resp)
 		return
 	}
+	if r.Opcode == dns.OpcodeUpdate {
+		s.update(w, r) // update.go
+		return
+	}
 	if r.Opcode != dns.OpcodeQuery {
 		resp.SetRcode(r, dns.RcodeNotImplemented)
 		w.WriteMsg(resp)
@@ -198,7 +224,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		s.transfer(w, r, zones[qname], isTCP)
 		return
 	}
-	z := zones.find(qname)
+	z := zones.zoneOf(qname, q.Qtype) // a DS is the parent's
 	if z == nil || q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		// Not ours: an authoritative-only server refuses rather than
 		// recursing, so it can never be used as an open resolver.
@@ -210,6 +236,10 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	resp.Authoritative = true
 	resp.RecursionAvailable = false
 	resp.Rcode = z.lookup(resp, qname, q.Qtype, zones.find)
+	do := r.IsEdns0() != nil && r.IsEdns0().Do()
+	if do {
+		addDNSSEC(resp, zones, qname, q.Qtype)
+	}
 	if q.Qtype == dns.TypeANY && !isTCP {
 		// RFC 8482 §4.1: over UDP, ANY gets one RRset, not the lot: no
 		// amplifying reflector. TCP still answers in full (§4.4).
@@ -221,7 +251,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		// RFC 6891 §6.2.5 and the DNS flag day 2020 size: at most 1232
 		// octets over UDP, whatever the client offers.
 		size = max(dns.MinMsgSize, min(int(opt.UDPSize()), MaxUDPSize))
-		resp.SetEdns0(uint16(size), false)
+		resp.SetEdns0(uint16(size), do) // RFC 3225 §3: DO echoed
 	}
 	if !isTCP {
 		// RFC 1035 §4.2.1 / RFC 6891 §7: what does not fit the client's
