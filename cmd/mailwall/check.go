@@ -15,6 +15,7 @@ import (
 	"mailwall/internal/arc"
 	"mailwall/internal/config"
 	"mailwall/internal/conncheck"
+	"mailwall/internal/debuglog"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
 	"mailwall/internal/dnsx"
@@ -31,6 +32,7 @@ func newDKIMVerifier(dc config.DKIMConfig, res dnsx.Resolver) *dkim.Verifier {
 
 // newPipeline builds the receive pipeline from the config.
 func newPipeline(cfg *config.Config, res dnsx.Resolver) (*verdict.Checker, error) {
+	res = debuglog.Wrap(res) // a debug peer's log shows each DNS answer
 	cc := cfg.Checks
 	pol := verdict.DefaultPolicy()
 	pol.HeloRequireFQDN, pol.SubjectTag = cc.HeloRequireFQDN, cc.SubjectTag

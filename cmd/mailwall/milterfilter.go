@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mailwall/internal/config"
+	"mailwall/internal/debuglog"
 	"mailwall/internal/dkim"
 	"mailwall/internal/metrics"
 	"mailwall/internal/milter"
@@ -37,6 +38,9 @@ type milterFilter struct {
 	// rcpt greylists and applies the blocklists at RCPT when the
 	// milter does it in place of the policy server (nil: not here).
 	rcpt *milterRcptConn
+	// debug are log.debug_peers: a client in them gets a detail log
+	// through the message's context (nil: none).
+	debug *debuglog.Peers
 
 	client   netip.Addr
 	host     string // the MTA's name for the client, from connect
@@ -127,6 +131,9 @@ func (f *milterFilter) Connect(c milter.Conn, m *milter.Macros) milter.Response 
 func (f *milterFilter) Helo(name string, m *milter.Macros) milter.Response {
 	f.helo = name
 	act, reply, why := f.pipe.CheckHeloClient(f.client, name)
+	if dl := f.debug.Logger(f.client); dl != nil {
+		dl.Info("debug: helo", "helo", debuglog.Clip(name, debuglog.MaxValue), "client_name", f.host, "action", string(act), "reason", why, "reply", reply)
+	}
 	if f.metrics != nil {
 		f.metrics.Helo(string(act))
 	}
@@ -195,6 +202,7 @@ func (f *milterFilter) EndOfHeaders(m *milter.Macros) milter.Response {
 		f.env.QueueID = m.Get("i")
 	}
 	f.ctx, f.cancel = context.WithTimeout(context.Background(), f.timeout)
+	f.ctx = debuglog.With(f.ctx, f.debug.Logger(f.client))
 	f.msg = f.pipe.Start(f.ctx, f.env)
 	for _, fl := range f.fields {
 		f.msg.Header(fl)

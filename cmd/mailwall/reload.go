@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mailwall/internal/config"
+	"mailwall/internal/debuglog"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/greylist"
 	"mailwall/internal/lists"
@@ -79,6 +80,8 @@ type reloader struct {
 	observeGreylist func(greylist.Decision)
 	// rep is the reputation history the analyzer reads (nil: none).
 	rep *reputation.Reputation
+	// debug are log.debug_peers, which a reload applies (nil: none).
+	debug *debuglog.Peers
 
 	running *config.Config
 	// live tells the dashboard the config in effect and the reloads
@@ -124,11 +127,22 @@ func (r *reloader) reload() (err error) {
 		rules.pipe.Lists = rules.lists
 		setReputation(rules.pipe.Analyzers, r.rep)
 	}
+	debugPeers, err := cfg.Log.DebugPeerPrefixes()
+	if err != nil {
+		return fmt.Errorf("reload: log.debug_peers: %w", err)
+	}
 	// Everything is built: only now does anything change.
 	r.policy.Reload(checkerFor(cfg, r.res), opts)
 	r.policy.SetGreylist(grey)
 	if rules != nil {
 		r.milter.Store(rules)
+	}
+	if r.debug != nil {
+		// log.debug_peers applies now, the rest of log at a restart.
+		r.debug.Set(debugPeers)
+		run := *r.running
+		run.Log.DebugPeers = cfg.Log.DebugPeers
+		r.running = &run
 	}
 	r.restart = changedSections(r.running, cfg)
 	if changed := r.restart; len(changed) > 0 {

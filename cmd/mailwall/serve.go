@@ -16,6 +16,7 @@ import (
 
 	"mailwall/internal/admin"
 	"mailwall/internal/config"
+	"mailwall/internal/debuglog"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/gcfloor"
 	"mailwall/internal/greylist"
@@ -85,7 +86,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts.Observe = met.ObservePolicy
 	opts.ObserveHelo = met.PolicyHelo // mailwall_helo_total{source="policy"}
 	opts.ObserveGreylist = func(d greylist.Decision) { met.Greylist(string(d.Outcome)) }
+	debugPrefixes, err := cfg.Log.DebugPeerPrefixes()
+	if err != nil {
+		return fmt.Errorf("log.debug_peers: %w", err)
+	}
+	debugPeers := debuglog.NewPeers(log, debugPrefixes) // a reload sets them
 	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
+	srv.Debug = debugPeers
 	srv.MaxPerPeer = cfg.Policyd.MaxConnectionsPerPeer
 	srv.ObserveDNSBL = func(c policyd.BlocklistCheck) { met.DNSBL(c.Zones, c.Action) }
 	srv.ObserveLists = met.ListHit
@@ -172,7 +179,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// the store closes.
 	rep, stopRep := startReputation(cfg, st, log)
 	defer stopRep()
-	msrv, rules, err := startMilter(cfg, resolver, milterDeps{rep: rep, store: st, rec: rec, metrics: met, inbox: inbox, failure: failure, lists: listCache, rcpt: milterRcpts}, log, stdout, errc)
+	msrv, rules, err := startMilter(cfg, resolver, milterDeps{debug: debugPeers, rep: rep, store: st, rec: rec, metrics: met, inbox: inbox, failure: failure, lists: listCache, rcpt: milterRcpts}, log, stdout, errc)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -209,7 +216,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	rl := &reloader{path: configPath(*cfgPath, defaultConfigFile), dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, observeHelo: opts.ObserveHelo, log: log, running: cfg,
-		live: live, store: st, rep: rep, observeGreylist: opts.ObserveGreylist}
+		live: live, store: st, rep: rep, observeGreylist: opts.ObserveGreylist, debug: debugPeers}
 	err = waitForStop(ctx, sigs, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.
 		st := resolver.Stats()
@@ -248,6 +255,8 @@ type milterDeps struct {
 	rcpt *atomic.Pointer[milterRcpt]
 	// rep is the reputation history (nil: none).
 	rep *reputation.Reputation
+	// debug are log.debug_peers (nil: none).
+	debug *debuglog.Peers
 }
 
 // startMilter listens for Postfix's milter connections, when configured.
@@ -281,7 +290,8 @@ func startMilter(cfg *config.Config, res dnsx.Resolver, deps milterDeps, log *sl
 		NewFilter: func() milter.Filter {
 			r := rules.Load()
 			return &milterFilter{pipe: r.pipe, log: log, timeout: r.timeout, node: r.node, rec: deps.rec, metrics: deps.metrics, inbox: deps.inbox,
-				failure: deps.failure, noReply: r.noReply, limits: limits, rep: deps.rep, rcpt: loadMilterRcpt(deps.rcpt).conn()}
+				failure: deps.failure, noReply: r.noReply, limits: limits, rep: deps.rep, rcpt: loadMilterRcpt(deps.rcpt).conn(),
+				debug: deps.debug}
 		},
 		Actions:          milter.ActAddHeader | milter.ActChangeHeader | milter.ActQuarantine,
 		OnError:          &onError,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mailwall/internal/config"
+	"mailwall/internal/debuglog"
 	"mailwall/internal/dnsx"
 
 	"mailwall/internal/spf"
@@ -24,6 +25,7 @@ func newChecker(cfgPath, dnsFlag string) (*spf.Checker, time.Duration, error) {
 }
 
 func checkerFor(cfg *config.Config, r dnsx.Resolver) *spf.Checker {
+	r = debuglog.Wrap(r) // a debug peer's log shows each DNS answer
 	return &spf.Checker{Resolver: r, MaxLookups: cfg.SPF.MaxLookups, MaxVoidLookups: cfg.SPF.MaxVoidLookups, Receiver: cfg.ReceiverName(), Timeout: cfg.SPF.Timeout.D()}
 }
 

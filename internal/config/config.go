@@ -266,6 +266,9 @@ type SigningConfig struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
+	// DebugPeers are client networks whose mail is logged stage by
+	// stage (debug_peers.go).
+	DebugPeers []string `yaml:"debug_peers"`
 }
 
 // DNSConfig is the resolver and its cache.
@@ -462,6 +465,7 @@ func (c *Config) Validate() error {
 	}
 	check(oneOf(c.Log.Level, "debug", "info", "warn", "error"), "log.level: %q is not debug, info, warn or error", c.Log.Level)
 	check(oneOf(c.Log.Format, "text", "json"), "log.format: %q is not text or json", c.Log.Format)
+	check(c.validDebugPeers() == nil, "log.debug_peers: %v", c.validDebugPeers())
 	check(c.DNS.Timeout > 0, "dns.timeout must be positive")
 	check(c.DNS.Attempts > 0, "dns.attempts must be at least 1")
 	check(c.DNS.CacheSize > 0, "dns.cache_size must be at least 1")

@@ -50,6 +50,10 @@ type Result struct {
 	BodyBytes  int64      `json:"body_bytes"`
 	Testing    bool       `json:"testing,omitempty"` // key t=y
 	Signature  *Signature `json:"-"`
+	// BodyHash and HeaderHash are the hashes computed here, beside the
+	// signature's bh= (a debug peer's log shows both); nil when the
+	// check stopped before computing them.
+	BodyHash, HeaderHash []byte `json:"-"`
 }
 
 // Verifier checks signatures. Resolver is required.
@@ -254,7 +258,7 @@ func (v *Verifier) check(ctx context.Context, ix *HeaderIndex, bodies *BodyHashe
 	sig := p.sig
 	res := resultFor(sig)
 	bodyHash, bodyBytes := bodies.Sum(p.body)
-	res.BodyBytes = bodyBytes
+	res.BodyBytes, res.BodyHash = bodyBytes, bodyHash
 	b.Charge(start)
 	now := time.Now()
 	if v.Now != nil {
@@ -295,6 +299,7 @@ func (v *Verifier) check(ctx context.Context, ix *HeaderIndex, bodies *BodyHashe
 		return res.with(Fail, "body hash did not verify")
 	}
 	hashed := ix.Hash(p.field, sig.Algorithm, sig.HeaderCanon, sig.Headers)
+	res.HeaderHash = hashed
 	if err := verifySig(key, sig.Algorithm, hashed, sig.Signature); err != nil {
 		return res.with(Fail, "signature did not verify")
 	}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailwall/internal/debuglog"
 	"mailwall/internal/greylist"
 	"mailwall/internal/lists"
 	"mailwall/internal/netguard"
@@ -47,6 +48,10 @@ type Server struct {
 	// ObserveLists, when set before Serve, hears each request the allow
 	// or block list decided ("allow", "block"); it must not block.
 	ObserveLists func(list string)
+	// Debug, when set before Serve, are log.debug_peers: a request from
+	// a client in them is logged with its answer, and its checks' DNS
+	// answers (package debuglog).
+	Debug *debuglog.Peers
 
 	// record, when set (SetRecord), hears every refusal answered.
 	record atomic.Pointer[func(Decision)]
@@ -419,7 +424,19 @@ func (s *Server) safeDecide(ru *rules, req Request) (resp Response) {
 			}
 		}
 	}()
-	return s.decide(context.Background(), ru, req)
+	ctx := context.Background()
+	if s.Debug != nil {
+		if ip, err := netip.ParseAddr(req["client_address"]); err == nil {
+			if dl := s.Debug.Logger(ip); dl != nil {
+				dl.Info("debug: policy request", "request", debugRequest(req))
+				ctx = debuglog.With(ctx, dl)
+				defer func() {
+					dl.Info("debug: policy answer", "action", string(resp.Action), "text", resp.Text, "line", debuglog.Clip(resp.Line(), debuglog.MaxValue))
+				}()
+			}
+		}
+	}
+	return s.decide(ctx, ru, req)
 }
 
 // Decide answers one request as the first of its message, without a

@@ -86,6 +86,9 @@ func (m *Message) authenticate() {
 	case dmarc.PermError:
 		r.Reasons = append(r.Reasons, "dmarc: permerror: "+r.DMARC.Reason)
 	}
+	if m.dbg != nil {
+		m.debugAuth(in.FromDomains)
+	}
 	if r.SPF.Result == spf.TempError && r.DMARC.Result != dmarc.Pass {
 		r.decide(c.Policy.TempError, "spf", "", "451 4.7.24 SPF check failed temporarily, try again later")
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"mailwall/internal/conncheck"
+	"mailwall/internal/debuglog"
 	"mailwall/internal/lists"
 	"mailwall/internal/spf"
 )
@@ -130,7 +131,7 @@ func (c *Checker) IsInternal(env Envelope) bool {
 // Start begins a message. The connection and SPF checks run here, before
 // the body arrives.
 func (c *Checker) Start(ctx context.Context, env Envelope) *Message {
-	m := &Message{c: c, ctx: ctx, env: env, internal: c.IsInternal(env)}
+	m := &Message{c: c, ctx: ctx, env: env, internal: c.IsInternal(env), dbg: debuglog.From(ctx)}
 	m.res.Action = Accept
 	m.res.Internal = m.internal
 	if m.internal {
@@ -172,6 +173,9 @@ func (c *Checker) Start(ctx context.Context, env Envelope) *Message {
 		m.res.decide(c.Policy.SPFFail, "spf", "fail: "+m.res.SPF.Explanation, "550 5.7.23 SPF fail: "+m.res.SPF.Explanation)
 	case spf.TempError:
 		m.res.Reasons = append(m.res.Reasons, "spf: temperror: "+m.res.SPF.Problem)
+	}
+	if m.dbg != nil {
+		m.debugStart()
 	}
 	return m
 }

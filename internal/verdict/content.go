@@ -68,6 +68,9 @@ func (m *Message) analyze() {
 			r.Phish = rep
 		}
 	}
+	if m.dbg != nil {
+		m.debugAnalyses()
+	}
 	if len(r.Hits) == 0 {
 		return
 	}

@@ -40,6 +40,10 @@ func (m *Message) Finish() Result {
 				r.Signed = true
 			}
 		}
+		if m.dbg != nil {
+			m.debugStart()
+			m.debugResult()
+		}
 		return *r
 	}
 	m.authenticate()
@@ -74,6 +78,9 @@ func (m *Message) Finish() Result {
 		}
 		// A mail client rule can sort on the number; the rules say why.
 		r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Score", fmt.Sprintf(" %d (%s)", r.Score(), foldRules(rules))})
+	}
+	if m.dbg != nil {
+		m.debugResult()
 	}
 	return *r
 }

@@ -6,6 +6,7 @@ package verdict
 import (
 	"context"
 	"io"
+	"log/slog"
 
 	"mailwall/internal/analysis"
 	"mailwall/internal/arc"
@@ -28,6 +29,7 @@ type Message struct {
 	signing  *dkim.Signing
 	internal bool
 	am       analysis.Message // what the analyzers read, filled at Finish
+	dbg      *slog.Logger     // a debug peer's detail log (debuglog); nil: none
 
 	// notChecked: internal's path (nothing checked) without signing.
 	notChecked bool

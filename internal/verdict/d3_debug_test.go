@@ -1,0 +1,107 @@
+package verdict
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"mailwall/internal/analysis"
+	"mailwall/internal/debuglog"
+	"mailwall/internal/phish"
+)
+
+// TestDebugPeerDetail: a message checked with a detail logger in its
+// context (a debug peer's) logs each stage: the DNS answers the checks
+// used (the SPF record, the DKIM key, the DMARC record, the PTR), the
+// DKIM body hash signed and computed, the From as the rules parsed it
+// with its display name normalized, the links, the verdict. The same
+// message without one logs nothing.
+func TestDebugPeerDetail(t *testing.T) {
+	c, signer := world(t)
+	res := debuglog.Wrap(c.Resolver)
+	c.Resolver, c.SPF.Resolver, c.DKIM.Resolver, c.DMARC.Resolver, c.ARC.Resolver = res, res, res, res, res
+	p, err := phish.New(phish.DefaultBrands(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Analyzers = []analysis.Analyzer{p}
+	const m = "From: \"Ａｌｉｃｅ\u200b Smith\" <alice@example.test>\r\nTo: bob@rcpt.test\r\nSubject: lunch\r\nMessage-ID: <2@example.test>\r\n" +
+		"Content-Type: text/html\r\n\r\n<p>See <a href=\"https://menu.example.test/today\">the menu</a>.</p>\r\n"
+	sig, err := signer.Sign(strings.NewReader(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.example.test", MailFrom: "alice@example.test", Rcpts: []string{"bob@rcpt.test"}}
+
+	// The pipeline has no logger of its own: without a detail logger in
+	// the context nothing of this is formatted (the milter's and the
+	// policy server's tests check that other clients get none).
+	r, _, err := c.CheckMessage(context.Background(), env, strings.NewReader(sig+m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Action != Accept || r.DMARC.Result != "pass" {
+		t.Fatalf("without the detail log: %+v", r)
+	}
+
+	var buf bytes.Buffer
+	dl := debuglog.NewPeers(slog.New(slog.NewTextHandler(&buf, nil)), []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}).Logger(env.ClientIP)
+	r2, _, err := c.CheckMessage(debuglog.With(context.Background(), dl), env, strings.NewReader(sig+m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Action != r.Action || r2.Verdict != r.Verdict {
+		t.Errorf("the detail log changed the verdict: %s/%s, was %s/%s", r2.Action, r2.Verdict, r.Action, r.Verdict)
+	}
+	got := buf.String()
+	// The signature's bh= as signed: the log must show it beside the
+	// one computed, and here they agree.
+	bh := ""
+	for part := range strings.SplitSeq(strings.Join(strings.Fields(sig), ""), ";") {
+		if v, ok := strings.CutPrefix(part, "bh="); ok {
+			bh = v
+		}
+	}
+	if _, err := base64.StdEncoding.DecodeString(bh); err != nil || bh == "" {
+		t.Fatalf("no bh= in %q", sig)
+	}
+	for _, want := range []string{
+		`msg="debug: envelope"`, "mail_from=alice@example.test",
+		`msg="debug: dns" debug_peer=true client=192.0.2.10 name=example.test type=TXT rcode=NOERROR`, `v=spf1 ip4:192.0.2.10 -all`,
+		"name=sel._domainkey.example.test type=TXT", "name=_dmarc.example.test type=TXT", `v=DMARC1; p=reject`, "name=10.2.0.192.in-addr.arpa. type=PTR",
+		`msg="debug: spf"`, "result=pass", "mechanism=ip4:192.0.2.10",
+		`msg="debug: dkim"`, `bh_signed="` + bh + `"`, `bh_computed="` + bh + `"`, "header_hash_computed=", "canonicalization=relaxed/relaxed",
+		`msg="debug: dmarc"`, "spf_aligned=true dkim_aligned=true",
+		`msg="debug: analysis"`, "analyzer=phish", `from_name_normalized="alice smith"`, "from_address=alice@example.test",
+		"https://menu.example.test/today text=the menu",
+		`msg="debug: verdict"`, "action=accept",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("detail log lacks %s", want)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(got), "\n") {
+		if !strings.Contains(line, " debug_peer=true client=192.0.2.10") {
+			t.Errorf("a line without debug_peer=true and the client: %s", line)
+		}
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", got)
+	}
+
+	// A body changed after signing: the two hashes differ in the log,
+	// which is what an admin looks for.
+	buf.Reset()
+	tampered := strings.Replace(sig+m, "the menu", "the MENU", 1)
+	if _, _, err := c.CheckMessage(debuglog.With(context.Background(), dl), env, strings.NewReader(tampered)); err != nil {
+		t.Fatal(err)
+	}
+	got = buf.String()
+	if !strings.Contains(got, `bh_signed="`+bh+`"`) || strings.Contains(got, `bh_computed="`+bh+`"`) || !strings.Contains(got, `reason="body hash did not verify"`) {
+		t.Errorf("tampered body: want bh_signed %s and another bh_computed:\n%s", bh, got)
+	}
+}
