@@ -23,6 +23,7 @@ type Zone struct {
 	// an owner and the apex, so NODATA and NXDOMAIN are told apart
 	// (RFC 8020).
 	exists map[string]bool
+	sec    *zoneSec // DNSSEC signatures and denial chain; nil: unsigned (sign.go)
 }
 
 // NewZone builds a zone from records. Exactly one SOA, at the apex, is
