@@ -206,7 +206,9 @@ func (z *Zone) nsec3Covering(name string) dns.RR {
 	if len(chain) == 0 {
 		return nil
 	}
-	owner := func(i int) string { return strings.TrimSuffix(chain[i].Hdr.Name, "."+strings.TrimPrefix(z.Origin, ".")) }
+	owner := func(i int) string {
+		return strings.TrimSuffix(chain[i].Hdr.Name, "."+strings.TrimPrefix(z.Origin, "."))
+	}
 	i := sort.Search(len(chain), func(i int) bool { return owner(i) > h })
 	if i == 0 {
 		i = len(chain) // before the first hash: the last NSEC3 wraps round
