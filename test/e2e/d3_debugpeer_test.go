@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mailwall/internal/dkim"
+	"mailwall/internal/labtest"
+)
+
+// d3Fields signs a message from alice@d3.test and returns its fields as
+// the milter gets them (values after the colon, LF folded), and its body.
+func d3Fields(t *testing.T, signer *dkim.Signer, subject string) ([][2]string, string) {
+	t.Helper()
+	const body = "See https://menu.d3.test/today for lunch.\r\n"
+	head := "From: Alice <alice@d3.test>\r\nTo: bob@rcpt.test\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@d3.test>\r\n" +
+		"Date: Sun, 06 Dec 2026 10:00:00 +0000\r\n"
+	sig, err := signer.Sign(strings.NewReader(head + "\r\n" + body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields [][2]string
+	for _, f := range strings.SplitAfter(strings.TrimSuffix(sig+head, "\r\n"), "\r\n") {
+		if f == "" {
+			continue
+		}
+		if f[0] == ' ' || f[0] == '\t' { // a folded line of the field before
+			fields[len(fields)-1][1] += "\n" + strings.TrimSuffix(f, "\r\n")
+			continue
+		}
+		name, value, _ := strings.Cut(strings.TrimSuffix(f, "\r\n"), ":")
+		fields = append(fields, [2]string{name, value})
+	}
+	return fields, body
+}
+
+// d3DebugLines are the detail lines logged for client ip.
+func d3DebugLines(log, ip string) []string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "debug_peer=true") && strings.Contains(l, "client="+ip+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestD3DebugPeers: serve with log.debug_peers: [127.0.0.51]. A signed
+// message and a policy request from 127.0.0.51 log their details (the
+// policy request and answer, the DNS answers, DKIM's hashes, the rules'
+// inputs); the same from 127.0.0.52 log none. A SIGHUP that adds
+// 127.0.0.52 makes its next message logged in detail, with no "needs a
+// restart" warning.
+func TestD3DebugPeers(t *testing.T) {
+	root, bin := e2eRoot(t, "mailwall-e2e-d3-debug-")
+	key, err := dkim.GenerateKey("ed25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := dkim.PublicKeyRecord(key)
+	zone := labtest.Zone(t, "d3.test", `@ IN TXT "v=spf1 ip4:127.0.0.51 ip4:127.0.0.52 -all"`, `_dmarc IN TXT "v=DMARC1; p=reject"`,
+		dkim.ZoneRecord("s1", "d3.test", rec))
+	dns := labtest.Serve(t, append(labtest.LabZones(t), zone)...)
+	const peersLine = "log:\n  level: info\n"
+	d := mhStartDaemon(t, bin, root, daemonSetup{dns: dns.Addr(), dnsTimeout: "2s"}, func(cfg string) string {
+		if !strings.Contains(cfg, peersLine) {
+			t.Fatalf("the config has no %q", peersLine)
+		}
+		return strings.Replace(cfg, peersLine, peersLine+"  debug_peers: [127.0.0.51]\n", 1)
+	})
+	signer := &dkim.Signer{Domain: "d3.test", Selector: "s1", Key: key}
+	send := func(ip, subject string) {
+		t.Helper()
+		fields, body := d3Fields(t, signer, subject)
+		mods, reply := milterSend(t, d.milter, 30*time.Second, milterMsg{host: "mail.d3.test", ip: ip, queueID: "D3" + subject,
+			from: "<alice@d3.test>", rcpt: "<bob@rcpt.test>", fields: fields, body: body})
+		if ar := header(mods, "Authentication-Results"); reply.Code != 'c' || !strings.Contains(ar, "dkim=pass") || !strings.Contains(ar, "dmarc=pass") {
+			t.Fatalf("%s: %c %s\n%s", ip, reply.Code, reply.Text, ar)
+		}
+	}
+	waitLogged := func(ip, what string) []string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			lines := d3DebugLines(d.log(), ip)
+			if strings.Contains(strings.Join(lines, "\n"), what) {
+				return lines
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s for %s in the log:\n%s", what, ip, d.log())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	if got := policyAsk(t, d.policy, "127.0.0.51", "mail.d3.test", "alice@d3.test"); !strings.HasPrefix(got, "action=") {
+		t.Fatalf("policy answer: %s", got)
+	}
+	policyAsk(t, d.policy, "127.0.0.52", "mail.d3.test", "alice@d3.test")
+	send("127.0.0.51", "one")
+	send("127.0.0.52", "two")
+	lines := waitLogged("127.0.0.51", `msg="debug: verdict"`)
+	all := strings.Join(lines, "\n")
+	for _, want := range []string{
+		`msg="debug: policy request"`, "client_address=127.0.0.51", `msg="debug: policy answer"`,
+		`msg="debug: dns"`, `v=spf1 ip4:127.0.0.51 ip4:127.0.0.52 -all`, "name=s1._domainkey.d3.test", `v=DMARC1; p=reject`,
+		`msg="debug: helo"`, `msg="debug: spf"`, `msg="debug: dkim"`, "bh_signed=", "bh_computed=",
+		`msg="debug: dmarc"`, `msg="debug: analysis"`, "from_name_normalized=alice", "https://menu.d3.test/today",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("127.0.0.51's detail lines lack %s", want)
+		}
+	}
+	// The verdict of 127.0.0.52 is logged, its details are not.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.log(), "queue_id=D3two") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := d3DebugLines(d.log(), "127.0.0.52"); len(got) > 0 {
+		t.Errorf("127.0.0.52 is not a debug peer, yet:\n%s", strings.Join(got, "\n"))
+	}
+
+	b, err := os.ReadFile(d.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.cfg, []byte(strings.Replace(string(b), "debug_peers: [127.0.0.51]", "debug_peers: [127.0.0.51, 127.0.0.52/32]", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// serve takes SIGHUP once it waits for signals (TestG1ReloadGreylistVia).
+	time.Sleep(time.Second)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.log(), "config reloaded") {
+		if time.Now().After(deadline) {
+			d.alive(t)
+			t.Fatalf("no reload in the log:\n%s", d.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(d.log(), "need a restart") {
+		t.Errorf("log.debug_peers alone asked for a restart:\n%s", d.log())
+	}
+	send("127.0.0.52", "three")
+	waitLogged("127.0.0.52", "bh_computed=")
+	d.alive(t)
+}
