@@ -172,6 +172,13 @@ verify checks every signature of a message and prints one line per signature wit
 			description: `Serves BIND-style zone files over UDP and TCP, authoritatively only: names outside the zones get REFUSED, never a recursive answer. The origin comes from $ORIGIN, else from the file name (example.test.zone, db.example.test); ORIGIN=FILE names it. Zone transfers (AXFR) go only over TCP and only to the CIDRs of --axfr-allow. SIGHUP reloads the files and keeps the old zones if one is broken.`,
 		},
 		{
+			name:        "ddns",
+			summary:     "keep a changing address's A/AAAA and SPF records up to date",
+			synopsis:    []string{"mailwall ddns [--config FILE] [--address IP] [--dry-run] [--json]"},
+			flagsOf:     [][]string{{"ddns"}},
+			description: `Learns the server's public address (ddns.interface, or ddns.url answering it as text; a global unicast address only) and compares it with the A/AAAA records of ddns.names at the zone's primary. When they differ it sends one dynamic update (RFC 2136) signed with the TSIG key of ddns.key_file: the records are replaced, and in the SPF record of each of ddns.spf_names the ip4: or ip6: term that named the old address gets the new one, every other byte kept; prerequisites make the server refuse the update if the records changed meanwhile. It then asks each name server of the zone directly until it shows the change (ddns.verify_attempts, with backoff) and says which do not. Nothing is sent when the records are up to date. With ddns.enabled, serve does the same every ddns.every.`,
+		},
+		{
 			name:        "config",
 			summary:     "print the embedded defaults or check a config file",
 			synopsis:    []string{"mailwall config default", "mailwall config check [FILE]"},

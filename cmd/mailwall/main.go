@@ -39,6 +39,9 @@ Usage:
         list what is wrong with a domain's SPF record
   mailwall lab-dns [--listen 127.0.0.1:5353] [--axfr-allow CIDR] ZONEFILE...
         serve zone files authoritatively on loopback (SIGHUP reloads)
+  mailwall ddns [--config FILE] [--address IP] [--dry-run] [--json]
+        publish this server's current address: A/AAAA and the SPF ip4:/ip6: term, by TSIG-signed
+        dynamic update, then check every name server of the zone shows it
   mailwall config default|check [FILE]
         print the embedded defaults, or check a config file (default /etc/mailwall/mailwall.yaml)
         as serve would: its syntax, the files it names (keys, brands, tables), listen addresses
@@ -120,6 +123,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	case "lab-dns":
 		err = cmdLabDNS(ctx, args[1:], stdout, stderr)
+	case "ddns":
+		err = cmdDDNS(ctx, args[1:], stdout, stderr)
 	case "config":
 		err = cmdConfig(args[1:], stdout, stderr)
 	case "dkim":

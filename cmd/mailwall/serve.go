@@ -175,6 +175,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer stopFailure()
 		failure.Start(fctx)
 	}
+	stopDDNS, err := startDDNS(ctx, cfg, log) // ddns.go; off unless ddns.enabled
+	if err != nil {
+		return err
+	}
+	defer stopDDNS()
 	// The reputation history's writer stops after the milter, before
 	// the store closes.
 	rep, stopRep := startReputation(cfg, st, log)

@@ -46,6 +46,8 @@ type Config struct {
 	Greylist GreylistConfig `yaml:"greylist"`
 	// DNSBL is the DNS block and allow lists (issue 25).
 	DNSBL DNSBLConfig `yaml:"dnsbl"`
+	// DDNS is dynamic DNS for a server on a changing address (issue 27).
+	DDNS DDNSConfig `yaml:"ddns"`
 }
 
 // ReportsConfig is DMARC aggregate reporting, both ways.
@@ -183,6 +185,11 @@ type ClassifierConfig struct {
 	Source  string                `yaml:"source"`
 	Refresh Duration              `yaml:"refresh"`
 	Learn   ClassifierLearnConfig `yaml:"learn"`
+	// PerRecipient adds a recipient's own statistics to the site's for
+	// mail to one recipient, once they taught RecipientMinLearns of
+	// each class (internal/classify's recipient.go).
+	PerRecipient       bool `yaml:"per_recipient"`
+	RecipientMinLearns int  `yaml:"recipient_min_learns"`
 	// Autolearn teaches the store's model without asking
 	// (internal/reputation).
 	Autolearn AutolearnConfig `yaml:"autolearn"`
@@ -201,6 +208,9 @@ type ClassifierLearnConfig struct {
 type LearnMaildirConfig struct {
 	Path string `yaml:"path"`
 	Junk string `yaml:"junk"`
+	// Rcpt is the address whose mail the Maildir holds: with
+	// per_recipient, its lessons are that recipient's too.
+	Rcpt string `yaml:"rcpt"`
 }
 
 // DKIMConfig is DKIM verification; its budget covers ARC's too.
@@ -369,6 +379,9 @@ type LabDNSConfig struct {
 	Listen    string   `yaml:"listen"`
 	Zones     []string `yaml:"zones"`
 	AXFRAllow []string `yaml:"axfr_allow"`
+	// UpdateKeys may send TSIG-signed dynamic updates (ddns.go).
+	UpdateKeys []LabDNSUpdateKey `yaml:"update_keys"`
+	WriteZones bool              `yaml:"write_zones"`
 }
 
 // RejectPolicy is one of policyd-spf's HELO_reject / Mail_From_reject
@@ -485,6 +498,7 @@ func (c *Config) Validate() error {
 	check(oneOf(g.Via, "policy", "milter"), "greylist.via: %q is not policy or milter", g.Via)
 	check(g.Via != "milter" || g.Tarpit <= Duration(20*time.Second), "greylist.tarpit: %s is over 20s, with via milter (Postfix's milter_command_timeout is 30s)", g.Tarpit.D())
 	c.validateDNSBL(check)
+	c.validateDDNS(check)
 	c.validateReputation(check)
 	check(c.Web.MaxConnections > 0 && c.Web.MaxConnectionsPerPeer > 0, "web.max_connections and web.max_connections_per_peer must be at least 1")
 	for _, p := range c.Web.TrustedProxies {
@@ -538,6 +552,7 @@ func (c *Config) Validate() error {
 	check(cl.Threshold > 0 && cl.Threshold < 1 && cl.Threshold <= cl.StrongThreshold && cl.StrongThreshold < 1,
 		"checks.classifier: want 0 < threshold (%g) <= strong_threshold (%g) < 1", cl.Threshold, cl.StrongThreshold)
 	check(cl.Weight >= 0 && cl.StrongWeight >= 0 && cl.StarterWeight >= 0 && cl.StarterUntil >= 0, "checks.classifier: weights and starter_until must not be negative")
+	check(cl.RecipientMinLearns >= 1, "checks.classifier.recipient_min_learns must be at least 1")
 	listed := map[string]bool{}
 	for _, a := range c.Checks.Analyzers {
 		check(oneOf(a, "phish", "classifier", "dnsbl", "reputation") && !listed[a], "checks.analyzers: %q is not phish, classifier, dnsbl or reputation, or is listed twice", a)
