@@ -40,6 +40,14 @@ func cmdLabDNS(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := newLogger(cfg, stderr)
 	lc := labdns.Config{Listen: cfg.LabDNS.Listen, AXFRAllow: allow, Logger: log}
+	lc.WriteZones = cfg.LabDNS.WriteZones // TSIG-signed updates: lab_dns.update_keys
+	for _, k := range cfg.LabDNS.UpdateKeys {
+		secret, err := config.ReadTSIGSecret(k.KeyFile)
+		if err != nil {
+			return fmt.Errorf("lab_dns.update_keys: %s: %w", k.Name, err)
+		}
+		lc.UpdateKeys = append(lc.UpdateKeys, labdns.UpdateKey{Name: k.Name, Algorithm: k.Algorithm, Secret: secret, Zones: k.Zones})
+	}
 	for _, f := range files {
 		// FILE or ORIGIN=FILE, for files without $ORIGIN and an unusual name.
 		zf := labdns.ZoneFile{Path: f}
