@@ -3,7 +3,10 @@ package ddns
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
@@ -277,5 +280,47 @@ func TestUsable(t *testing.T) {
 		if (err == nil) != tc.want {
 			t.Errorf("Usable(%s, lab %v) = %v", tc.ip, tc.lab, err)
 		}
+	}
+}
+
+func TestDiscover(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, " 127.0.0.5\r\n") })
+	mux.HandleFunc("/private", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "10.0.0.1") })
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, strings.Repeat("1", 1<<20)) })
+	mux.HandleFunc("/html", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html>127.0.0.5</html>") })
+	mux.HandleFunc("/err", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusInternalServerError) })
+	web := httptest.NewServer(mux)
+	defer web.Close()
+	for _, tc := range []struct {
+		name, iface, url string
+		lab              bool
+		want             string // "" : an error containing errText
+		errText          string
+	}{
+		{"url", "", web.URL + "/ok", true, "127.0.0.5", ""},
+		{"url loopback without lab flag", "", web.URL + "/ok", false, "", "not a global unicast"},
+		{"url private", "", web.URL + "/private", true, "", "not a global unicast"},
+		{"url too big", "", web.URL + "/big", true, "", "more than 128 octets"},
+		{"url not an address", "", web.URL + "/html", true, "", "not an address"},
+		{"url error status", "", web.URL + "/err", true, "", "500"},
+		{"url not http", "", "file:///etc/passwd", true, "", "not http(s)"},
+		{"interface lo", "lo", "", true, "127.0.0.1", ""},
+		{"interface lo without lab flag", "lo", "", false, "", "no global unicast address"},
+		{"both", "lo", web.URL, true, "", "not both"},
+		{"neither", "", "", true, "", "no address source"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Discover(context.Background(), tc.iface, tc.url, tc.lab, web.Client())
+			if tc.want == "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errText) {
+					t.Errorf("got %v, %v; want an error with %q", got, err, tc.errText)
+				}
+				return
+			}
+			if err != nil || len(got) == 0 || got[0].String() != tc.want {
+				t.Errorf("got %v, %v; want %s", got, err, tc.want)
+			}
+		})
 	}
 }
