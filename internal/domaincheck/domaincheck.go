@@ -128,6 +128,7 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 	r.dkim(domain)
 	r.dmarc(domain)
 	r.mx(domain)
+	r.mxAgree(domain) // mxagree.go
 	r.ns(domain)
 	return r.rep
 }
