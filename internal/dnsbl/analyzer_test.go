@@ -2,6 +2,7 @@ package dnsbl
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"mailwall/internal/analysis"
+	"mailwall/internal/debuglog"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/labtest"
@@ -233,10 +235,42 @@ func FuzzNormalizeDomainFastPath(f *testing.F) {
 // answered, and the hits are those of the first check.
 func TestAnalyzerCachedOutcomes(t *testing.T) {
 	lab := labtest.Serve(t, labZones(t)...)
+	for _, wrapped := range []bool{false, true} {
+		cache := dnsx.NewCache(&dnsx.Client{Servers: []string{lab.Addr()}, Timeout: time.Second, Attempts: 1}, dnsx.CacheOptions{})
+		var res dnsx.Resolver = cache
+		if wrapped {
+			res = debuglog.Wrap(cache) // as serve's pipeline has it
+		}
+		t.Run(map[bool]string{false: "cache", true: "debuglog"}[wrapped], func(t *testing.T) {
+			cachedOutcomes(t, res, context.Background())
+		})
+	}
+	// A debug peer's message: the cached answers are asked through the
+	// resolver (its detail log shows them), and still count as cached.
 	cache := dnsx.NewCache(&dnsx.Client{Servers: []string{lab.Addr()}, Timeout: time.Second, Attempts: 1}, dnsx.CacheOptions{})
-	a := &Analyzer{C: New(cache, Options{IPSites: mustSites(t, "zen.example.test*3 bl2.example.test"),
+	var lines atomic.Int32
+	logger := slog.New(countHandler{&lines})
+	cachedOutcomes(t, debuglog.Wrap(cache), debuglog.With(context.Background(), logger))
+	if lines.Load() == 0 {
+		t.Error("a debug peer's detail log shows no DNS answer")
+	}
+}
+
+// countHandler counts the records logged.
+type countHandler struct{ n *atomic.Int32 }
+
+func (h countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countHandler) Handle(context.Context, slog.Record) error {
+	h.n.Add(1)
+	return nil
+}
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countHandler) WithGroup(string) slog.Handler      { return h }
+
+func cachedOutcomes(t *testing.T, res dnsx.Resolver, ctx context.Context) {
+	t.Helper()
+	a := &Analyzer{C: New(res, Options{IPSites: mustSites(t, "zen.example.test*3 bl2.example.test"),
 		DomainSites: mustSites(t, "dbl.example.test*2")}), Points: 10}
-	ctx := context.Background()
 	// The policy server's check at RCPT: the client only, asked upstream.
 	if r := a.C.CheckIP(ctx, netip.MustParseAddr("192.0.2.1")); r.Cached != 0 || r.ZoneCached("zen.example.test") {
 		t.Fatalf("first check: %d cached, zen cached %v; want none", r.Cached, r.ZoneCached("zen.example.test"))

@@ -29,6 +29,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"mailwall/internal/debuglog"
 	"mailwall/internal/dnsx"
 )
 
@@ -397,12 +398,19 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 	// before) costs no goroutine and no timer.
 	todo := make([]int, 0, len(jobs))
 	fresh := map[string]bool{} // zones asked upstream (not only cached)
-	if p, ok := c.r.(peeker); ok {
+	if p, ok := c.peeker(); ok {
+		// A debug peer's detail log shows every answer, those from the
+		// cache too: they are asked through Query, which logs them.
+		debug := debuglog.From(ctx) != nil
 		for i, j := range jobs {
 			if ans, _, hit := p.Peek(j.qname, dns.TypeA); hit {
-				c.queries.Add(1)
 				res.Cached++
-				out[i].hits, out[i].err = c.read(ctx, j, ans)
+				if debug {
+					out[i].hits, out[i].err = c.ask(ctx, j, true)
+				} else {
+					c.queries.Add(1)
+					out[i].hits, out[i].err = c.read(ctx, j, ans)
+				}
 				continue
 			}
 			todo = append(todo, i)
@@ -443,6 +451,17 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 // upstream (dnsx.Cache).
 type peeker interface {
 	Peek(name string, qtype uint16) (*dnsx.Answer, time.Duration, bool)
+}
+
+// peeker returns the Checker's resolver's cache, under the debug-log
+// wrapper serve puts around it.
+func (c *Checker) peeker() (peeker, bool) {
+	r := c.r
+	if d, ok := r.(debuglog.Resolver); ok {
+		r = d.Resolver
+	}
+	p, ok := r.(peeker)
+	return p, ok
 }
 
 // askAll asks the jobs of todo upstream, in parallel within the budget,
