@@ -1,7 +1,10 @@
 package labdns
 
 import (
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -195,5 +198,53 @@ func TestUpdateKeysChecked(t *testing.T) {
 	}
 	if _, err := newTSIGKeys(nil); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestUpdateFromNsupdate: BIND's own client, nsupdate, signs updates the
+// server takes (over UDP and over TCP), and its wrong-secret update is
+// refused in a way nsupdate understands.
+func TestUpdateFromNsupdate(t *testing.T) {
+	bin, err := exec.LookPath("nsupdate")
+	if err != nil {
+		t.Skip("nsupdate (Debian bind9-dnsutils) not installed")
+	}
+	s, _ := startUpdServer(t, false)
+	host, port, _ := net.SplitHostPort(s.Addr())
+	script := func(addr string) string {
+		return fmt.Sprintf("server %s %s\nzone upd.test\nprereq yxrrset mail.upd.test A\nupdate delete mail.upd.test A\nupdate add mail.upd.test 300 A %s\nsend\n", host, port, addr)
+	}
+	for _, tc := range []struct {
+		name, secret, addr string
+		tcp                bool
+		ok                 bool
+	}{
+		{"udp", updSecret, "127.0.0.30", false, true},
+		{"tcp", updSecret, "127.0.0.31", true, true},
+		{"wrong secret", "b3RoZXItb3RoZXItb3RoZXItMzItb2N0ZXRzISEhISE=", "127.0.0.32", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"-y", "hmac-sha256:" + strings.TrimSuffix(updKey, ".") + ":" + tc.secret, "-t", "5"}
+			if tc.tcp {
+				args = append(args, "-v")
+			}
+			before := mailA(t, s)
+			cmd := exec.Command(bin, args...)
+			cmd.Stdin = strings.NewReader(script(tc.addr))
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != tc.ok {
+				t.Fatalf("nsupdate: %v\n%s", err, out)
+			}
+			want := tc.addr
+			if !tc.ok {
+				want = before
+				if !strings.Contains(string(out), "tsig") && !strings.Contains(string(out), "TSIG") && !strings.Contains(string(out), "NOTAUTH") {
+					t.Errorf("nsupdate did not say why:\n%s", out)
+				}
+			}
+			if got := mailA(t, s); got != want {
+				t.Errorf("mail A %s, want %s\n%s", got, want, out)
+			}
+		})
 	}
 }
