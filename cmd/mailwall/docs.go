@@ -144,18 +144,20 @@ sign prints the message with a DKIM-Signature field added. Keys may be PEM (PKCS
 verify checks every signature of a message and prints one line per signature with its result and reason, or with --json a list of results.`,
 		},
 		{
-			name:        "domain",
-			summary:     "check a domain's SPF, DKIM, DMARC, MX and name servers",
-			synopsis:    []string{"mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--timeout D] [--json]"},
-			flagsOf:     [][]string{{"domain", "check"}},
-			description: `Reads a domain's records as receivers read them and prints a pass, warn or fail line for each finding: the SPF record and its include tree; DKIM keys for the selectors given and common ones; the DMARC record and its report destinations; the MX hosts with forward-confirmed reverse DNS; each authoritative name server asked on its own (serials, same answers, zone transfer refused).`,
+			name:     "domain",
+			summary:  "check a domain's SPF, DKIM, DMARC, MX and name servers",
+			synopsis: []string{"mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--timeout D] [--json]", "mailwall domain check --sending DOMAIN [--ip IP] [--helo NAME] [--mail-from DOMAIN] [--message FILE]"},
+			flagsOf:  [][]string{{"domain", "check"}},
+			description: `Reads a domain's records as receivers read them and prints a pass, warn or fail line for each finding: the SPF record and its include tree; DKIM keys for the selectors given and common ones; the DMARC record and its report destinations; the MX hosts with forward-confirmed reverse DNS; each authoritative name server asked on its own (serials, same answers, zone transfer refused).
+
+--sending adds what Gmail, Yahoo and Outlook.com require of senders (https://support.google.com/a/answer/81126, https://senders.yahooinc.com/best-practices/, https://sendersupport.olc.protection.outlook.com/pm/): SPF passing for the sending address (--ip), a DKIM key and, in a message as sent (--message), a passing signature by the From domain, a DMARC record (p=none is enough) and a pass through an aligned identifier, forward-confirmed reverse DNS matching the HELO name (--helo), one From, Date and Message-ID, and one-click unsubscribe (RFC 8058) for bulk mail, each with its fix; and says what cannot be seen from here: TLS, the spam complaint rate (under 0.3 %), reputation (warm up; Google Postmaster Tools, Microsoft SNDS).`,
 		},
 		{
 			name:        "send-test",
 			summary:     "send a well-formed, optionally signed, test message",
-			synopsis:    []string{"mailwall send-test --from ADDR --to ADDR --server HOST:PORT [--source-ip IP] [--helo NAME] [--sign-domain D --selector S --key FILE] [--subject S] [--tls-insecure]"},
+			synopsis:    []string{"mailwall send-test --from ADDR --to ADDR --server HOST:PORT [--source-ip IP] [--helo NAME] [--sign-domain D --selector S --key FILE] [--subject S] [--tls-insecure] [--bulk] [--print]"},
 			flagsOf:     [][]string{{"send-test"}},
-			description: `Sends one message with Date, Message-ID and MIME headers over SMTP, DKIM-signed when given a key, from a chosen source address (127.0.0.x plays several hosts on one machine), with STARTTLS when the server offers it, and prints the whole SMTP dialogue.`,
+			description: `Sends one message with Date, Message-ID and MIME headers over SMTP, DKIM-signed when given a key, from a chosen source address (127.0.0.x plays several hosts on one machine), with STARTTLS when the server offers it, and prints the whole SMTP dialogue. --bulk makes a message that meets the bulk sender requirements (List-Unsubscribe with an https and a mailto URI, List-Unsubscribe-Post: List-Unsubscribe=One-Click, signed by the From domain); --print writes the message instead of sending it, for domain check --sending --message.`,
 		},
 		{
 			name:        "lab",

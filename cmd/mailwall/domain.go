@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -18,7 +20,7 @@ func (e errFindings) Error() string { return fmt.Sprintf("%d checks failed", int
 
 func cmdDomain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--json]")
+		fmt.Fprintln(stderr, domainUsage)
 		return errUsage
 	}
 	args = args[1:]
@@ -33,15 +35,29 @@ func cmdDomain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	nsPort := fs.Int("ns-port", 53, "port to ask each authoritative name server on (a lab's lab-dns port)")
 	timeout := fs.Duration("timeout", 3*time.Second, "bound on each query to an authoritative server")
 	asJSON := fs.Bool("json", false, "print JSON")
+	sending := fs.String("sending", "", "DOMAIN: add what Gmail, Yahoo and Outlook.com require of senders (SPF, DKIM, DMARC and alignment, reverse DNS, format, unsubscribe), and what cannot be seen from here")
+	sendIP := fs.String("ip", "", "with --sending: the address mail leaves from (SPF, reverse DNS)")
+	sendHelo := fs.String("helo", "", "with --sending: the name the sending host greets with (smtp_helo_name or myhostname)")
+	mailFrom := fs.String("mail-from", "", "with --sending: the envelope sender's domain (default: DOMAIN)")
+	sample := fs.String("message", "", "with --sending: a message as sent (file, - for stdin), to check its format, signature and unsubscribe fields")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--json]")
+	if *sending != "" && len(pos) == 0 {
+		pos = []string{*sending}
+	}
+	if len(pos) != 1 || *sending != "" && !strings.EqualFold(pos[0], *sending) || *sending == "" && (*sendIP != "" || *sendHelo != "" || *mailFrom != "" || *sample != "") {
+		fmt.Fprintln(stderr, domainUsage)
 		return errUsage
 	}
 	domain := pos[0]
+	var send domaincheck.Sending
+	if *sending != "" {
+		if send, err = sendingFlags(*sendIP, *sendHelo, *mailFrom, *sample); err != nil {
+			return err
+		}
+	}
 	cfg, err := loadConfig(*cfgPath, *dnsFlag)
 	if err != nil {
 		return err
@@ -56,6 +72,9 @@ func cmdDomain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	res := dnsx.NewCache(client, dnsx.CacheOptions{})
 	c := &domaincheck.Checker{Resolver: res, Selectors: selectors, NSPort: *nsPort, Timeout: *timeout}
 	rep := c.Check(ctx, domain)
+	if *sending != "" {
+		c.CheckSending(ctx, rep, domain, send)
+	}
 	if *asJSON {
 		if err := writeJSON(stdout, rep); err != nil {
 			return err
@@ -67,6 +86,39 @@ func cmdDomain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errFindings(n)
 	}
 	return nil
+}
+
+// domainUsage is domain check's usage line.
+const domainUsage = "usage: mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--json]\n" +
+	"       mailwall domain check --sending DOMAIN [--ip IP] [--helo NAME] [--mail-from DOMAIN] [--message FILE] [...]"
+
+// sendingFlags reads --sending's companions.
+func sendingFlags(ip, helo, mailFrom, sample string) (domaincheck.Sending, error) {
+	s := domaincheck.Sending{Helo: helo, MailFrom: mailFrom}
+	if ip != "" {
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return s, fmt.Errorf("--ip: %w", err)
+		}
+		s.IP = a
+	}
+	if sample != "" {
+		var r io.Reader = os.Stdin
+		if sample != "-" {
+			f, err := os.Open(sample)
+			if err != nil {
+				return s, fmt.Errorf("--message: %w", err)
+			}
+			defer f.Close()
+			r = f
+		}
+		b, err := io.ReadAll(io.LimitReader(r, domaincheck.MaxSampleMessage+1))
+		if err != nil {
+			return s, fmt.Errorf("--message: %w", err)
+		}
+		s.Message = b
+	}
+	return s, nil
 }
 
 // printDomainReport writes the report section by section, each finding on

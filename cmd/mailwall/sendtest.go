@@ -34,11 +34,14 @@ func cmdSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	noTLS := fs.Bool("no-tls", false, "never use STARTTLS")
 	timeout := fs.Duration("timeout", 60*time.Second, "bound on the whole exchange")
 	asJSON := fs.Bool("json", false, "print JSON")
+	bulk := fs.Bool("bulk", false, "make the message meet the bulk sender requirements (one-click unsubscribe fields, RFC 8058; signed by the From domain: needs --key)")
+	unsub := fs.String("unsubscribe", "", "with --bulk: the https URI of List-Unsubscribe (default: one at the From domain)")
+	printOnly := fs.Bool("print", false, "print the message instead of sending it (for domain check --sending --message -)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *from == "" || *to == "" || *server == "" || fs.NArg() != 0 || (*keyPath != "") != (*selector != "") {
-		fmt.Fprintln(stderr, "usage: mailwall send-test --from ADDR --to ADDR --server HOST:PORT [--source-ip IP] [--helo NAME] [--sign-domain D --selector S --key FILE] [--subject S]")
+	if *from == "" || *to == "" || *server == "" && !*printOnly || fs.NArg() != 0 || (*keyPath != "") != (*selector != "") || *bulk && *keyPath == "" {
+		fmt.Fprintln(stderr, "usage: mailwall send-test --from ADDR --to ADDR --server HOST:PORT [--source-ip IP] [--helo NAME] [--sign-domain D --selector S --key FILE] [--subject S] [--bulk] [--print]")
 		return errUsage
 	}
 	opts := sendtest.Options{Server: *server, Helo: *helo, InsecureTLS: *insecure, NoTLS: *noTLS, Timeout: *timeout}
@@ -49,7 +52,7 @@ func cmdSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		opts.SourceIP = ip
 	}
-	m := sendtest.Message{From: *from, To: *to, Subject: *subject, Body: *body}
+	m := sendtest.Message{From: *from, To: *to, Subject: *subject, Body: *body, Bulk: *bulk, Unsubscribe: *unsub}
 	if *keyPath != "" {
 		key, err := dkim.LoadPrivateKey(*keyPath)
 		if err != nil {
@@ -62,6 +65,10 @@ func cmdSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	msg, err := sendtest.Build(m)
 	if err != nil {
+		return err
+	}
+	if *printOnly {
+		_, err := io.WriteString(stdout, msg)
 		return err
 	}
 	res, err := sendtest.Send(ctx, opts, *from, *to, msg)

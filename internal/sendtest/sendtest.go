@@ -31,6 +31,15 @@ type Message struct {
 	// Signing, when Key is set: DKIM with d=Domain, s=Selector.
 	Domain, Selector string
 	Key              crypto.Signer
+	// Bulk makes the message meet what Gmail, Yahoo and Outlook.com
+	// ask of bulk mail (package domaincheck's sending checks): one-click
+	// unsubscribe (RFC 8058: List-Unsubscribe with an https and a mailto
+	// URI, List-Unsubscribe-Post), signed by the From domain. It needs
+	// Key, and Domain the From address's domain.
+	Bulk bool
+	// Unsubscribe is the https URI for Bulk; "" makes one at the From
+	// domain.
+	Unsubscribe string
 }
 
 // Build returns the message in wire form (CRLF line ends), signed when m
@@ -52,12 +61,28 @@ func Build(m Message) (string, error) {
 	}
 	id := make([]byte, 12)
 	rand.Read(id)
+	if m.Bulk {
+		if m.Key == nil || !strings.EqualFold(m.Domain, domainOf(m.From)) {
+			return "", fmt.Errorf("sendtest: bulk mail must be DKIM-signed by the From domain %s (a key, and d= that domain), for DMARC alignment", domainOf(m.From))
+		}
+		if m.Unsubscribe == "" {
+			m.Unsubscribe = "https://" + domainOf(m.From) + "/unsubscribe?id=" + hex.EncodeToString(id)
+		}
+		if !strings.HasPrefix(strings.ToLower(m.Unsubscribe), "https://") || strings.ContainsAny(m.Unsubscribe, "<>, \r\n") {
+			return "", fmt.Errorf("sendtest: unsubscribe URI %q: want https:// without spaces, commas or angle brackets (RFC 8058 §3.1)", m.Unsubscribe)
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Date: %s\r\n", m.Date.Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "From: <%s>\r\n", m.From)
 	fmt.Fprintf(&b, "To: <%s>\r\n", m.To)
 	fmt.Fprintf(&b, "Subject: %s\r\n", m.Subject)
 	fmt.Fprintf(&b, "Message-ID: <%s@%s>\r\n", hex.EncodeToString(id), domainOf(m.From))
+	if m.Bulk {
+		// RFC 8058 §3.1; the signer's default h= covers both (§4).
+		fmt.Fprintf(&b, "List-Unsubscribe: <%s>,\r\n <mailto:unsubscribe@%s?subject=unsubscribe>\r\n", m.Unsubscribe, domainOf(m.From))
+		b.WriteString("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+	}
 	b.WriteString("MIME-Version: 1.0\r\n")
 	if isASCII(body) {
 		b.WriteString("Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n")

@@ -56,3 +56,46 @@ func TestBuildSigned(t *testing.T) {
 		t.Errorf("signature: %+v %v", r, err)
 	}
 }
+
+// TestBuildBulk: --bulk's message has the one-click unsubscribe fields
+// (RFC 8058 §3.1), signed (§4) by the From domain, and verifies; without
+// a key, with another signing domain or with a URI that is not https it
+// is refused.
+func TestBuildBulk(t *testing.T) {
+	key, _ := dkim.GenerateKey("ed25519", 0)
+	rec, _ := dkim.PublicKeyRecord(key)
+	dns := labtest.Serve(t, labtest.Zone(t, "example.test", dkim.ZoneRecord("s1", "", rec)))
+	msg, err := Build(Message{From: "news@example.test", To: "b@rcpt.test", Domain: "example.test", Selector: "s1", Key: key, Bulk: true,
+		Unsubscribe: "https://example.test/u?id=42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"List-Unsubscribe: <https://example.test/u?id=42>,\r\n <mailto:unsubscribe@example.test?subject=unsubscribe>\r\n",
+		"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "Message-ID: <", "Date: "} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("lacks %q:\n%s", want, msg)
+		}
+	}
+	v := &dkim.Verifier{Resolver: &dnsx.Client{Servers: []string{dns.Addr()}, Timeout: time.Second}}
+	r, err := v.Verify(context.Background(), strings.NewReader(msg))
+	if err != nil || len(r) != 1 || r[0].Status != dkim.Pass {
+		t.Fatalf("signature: %+v %v", r, err)
+	}
+	h := strings.ToLower(strings.Join(r[0].Signature.Headers, ":"))
+	if !strings.Contains(h, "list-unsubscribe:") || !strings.Contains(h, "list-unsubscribe-post") {
+		t.Errorf("h=%s does not cover both fields", h)
+	}
+	for _, tc := range []struct {
+		name string
+		m    Message
+	}{
+		{"no key", Message{From: "news@example.test", To: "b@rcpt.test", Bulk: true}},
+		{"another domain signs", Message{From: "news@example.test", To: "b@rcpt.test", Domain: "esp.test", Selector: "s1", Key: key, Bulk: true}},
+		{"http", Message{From: "news@example.test", To: "b@rcpt.test", Domain: "example.test", Selector: "s1", Key: key, Bulk: true, Unsubscribe: "http://example.test/u"}},
+		{"injected field", Message{From: "news@example.test", To: "b@rcpt.test", Domain: "example.test", Selector: "s1", Key: key, Bulk: true, Unsubscribe: "https://x.test/>\r\nBcc: a@b"}},
+	} {
+		if _, err := Build(tc.m); err == nil {
+			t.Errorf("%s: built", tc.name)
+		}
+	}
+}
