@@ -40,6 +40,8 @@ func storeModels(as []analysis.Analyzer, cfg *config.Config, st any) error {
 		}
 		sh.C.Threshold = c.Threshold
 		c.Shared = sh
+		c.PerRecipient = cfg.Checks.Classifier.PerRecipient
+		c.Recipient = classify.RecipientOptions{MinLearns: cfg.Checks.Classifier.RecipientMinLearns}
 		c.RefreshError = func(err error) {
 			slog.Warn("classifier: the store's model not re-read, the copy in memory stays", "err", err)
 		}
@@ -57,7 +59,7 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 	}
 	fs := newFlags(name, stderr)
 	cfgPath := fs.String("config", "", "config file (its store is where the model lives)")
-	rcpt := fs.String("rcpt", "", "the recipient the message was for (read as \"(recipient)\", not as words)")
+	rcpt := fs.String("rcpt", "", "the recipient the message was for (read as \"(recipient)\", not as words; with checks.classifier.per_recipient, learnt for that recipient too)")
 	maildir := fs.String("maildir", "", "learn every message of this Maildir (its new/ and cur/)")
 	as := fs.String("as", "", "with --maildir: spam or ham")
 	imp := fs.String("import", "", "add a model file's counts (make model's bayes.model) to the store's model")
@@ -105,12 +107,16 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 	if *rcpt != "" {
 		rcpts = []string{*rcpt}
 	}
+	own := "" // the recipient whose own statistics learn too
+	if cfg.Checks.Classifier.PerRecipient {
+		own = *rcpt
+	}
 	if *maildir == "" {
 		raw, err := io.ReadAll(io.LimitReader(stdin, maxLearnMessage))
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		out, err := learnRaw(ctx, l, raw, rcpts, class)
+		out, err := learnRaw(ctx, l, raw, rcpts, class, own)
 		if err != nil {
 			return err
 		}
@@ -137,7 +143,7 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 				return fmt.Errorf("%s --maildir: %w", name, err)
 			}
 			fields, body := classify.ParseMessage(raw)
-			if err := l.Add(ctx, raw, &classify.Message{Fields: fields, Body: body, Recipients: rcpts}, class); err != nil {
+			if err := l.AddFor(ctx, raw, &classify.Message{Fields: fields, Body: body, Recipients: rcpts}, class, own); err != nil {
 				return err
 			}
 			n++
@@ -181,9 +187,11 @@ func readLearnFile(path string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, maxLearnMessage))
 }
 
-func learnRaw(ctx context.Context, l *classify.Learner, raw []byte, rcpts []string, class string) (classify.LearnOutcome, error) {
+// learnRaw learns a raw message for the site and, when own is not
+// empty, for that recipient's own statistics too (AddFor).
+func learnRaw(ctx context.Context, l *classify.Learner, raw []byte, rcpts []string, class, own string) (classify.LearnOutcome, error) {
 	fields, body := classify.ParseMessage(raw)
-	return l.Learn(ctx, raw, &classify.Message{Fields: fields, Body: body, Recipients: rcpts}, class)
+	return l.LearnFor(ctx, raw, &classify.Message{Fields: fields, Body: body, Recipients: rcpts}, class, own)
 }
 
 func describeLearn(out classify.LearnOutcome, class string) string {
@@ -220,6 +228,8 @@ type junkWatcher struct {
 	learner *classify.Learner
 	dirs    []config.LearnMaildirConfig
 	max     int
+	// perRcpt: a Maildir's rcpt learns for that recipient too.
+	perRcpt bool
 	log     *slog.Logger
 	inJunk  []map[string]bool // per Maildir, the names seen in Junk
 	pending []lnPending       // the pass's messages queued in learner
@@ -249,6 +259,7 @@ func startJunkWatcher(ctx context.Context, cfg *config.Config, st *store.Store, 
 		return func() {}
 	}
 	w := newJunkWatcher(st, lc, log)
+	w.perRcpt = cfg.Checks.Classifier.PerRecipient
 	w.feedback = junkFeedback(cfg, st, log)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -357,7 +368,11 @@ func (w *junkWatcher) add(ctx context.Context, md int, path, class string) {
 		return
 	}
 	fields, body := classify.ParseMessage(raw)
-	if err := w.learner.Add(ctx, raw, &classify.Message{Fields: fields, Body: body}, class); err != nil {
+	own := ""
+	if w.perRcpt {
+		own = w.dirs[md].Rcpt
+	}
+	if err := w.learner.AddFor(ctx, raw, &classify.Message{Fields: fields, Body: body}, class, own); err != nil {
 		w.log.Warn("classifier: a Maildir message not learnt", "path", path, "err", err)
 		return
 	}

@@ -41,6 +41,12 @@ type Analyzer struct {
 	Shared *Shared
 	// RefreshError hears of a failed refresh (may be nil).
 	RefreshError func(error)
+	// PerRecipient classifies a message for exactly one recipient on
+	// the site's statistics and that recipient's own (Recipient says
+	// how), and keeps the recipient's salt with its features so that a
+	// click on its verdict teaches the recipient too.
+	PerRecipient bool
+	Recipient    RecipientOptions
 }
 
 // Report is what the classifier said of a message, for check-message
@@ -70,8 +76,15 @@ func (a *Analyzer) Analyze(_ context.Context, m *analysis.Message) analysis.Resu
 		return analysis.Result{} // a store model not attached: no store
 	}
 	msg := Message{Fields: m.Fields, Body: m.Body, Recipients: m.Rcpts, Content: m.Content(), Extra: Extras(m)}
-	r, kept := c.classifyKept(&msg)
+	var salt uint64
+	if a.PerRecipient && len(m.Rcpts) == 1 {
+		salt = RecipientSalt(m.Rcpts[0])
+	}
+	r, kept := c.classifyKeptFor(&msg, salt, a.Recipient)
 	rep := &Report{Result: r, Explanation: r.String(), kept: kept}
+	if r.Recipient {
+		rep.Explanation += " (with the recipient's own statistics)"
+	}
 	w := 0
 	switch {
 	case c.starter:

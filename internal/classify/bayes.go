@@ -250,3 +250,151 @@ func (m *Bayes) UnmarshalBinary(data []byte) error {
 		return nil
 	})
 }
+
+// clue is a feature's smoothed probability of junk from a bucket's
+// counts over messages learnt of each class; ok false when the feature
+// has too little evidence or is too near 0.5 to count.
+func (m *Bayes) clue(b bayesBucket, nJunk, nHam uint64) (f float64, ok bool) {
+	s, g := b.junk, b.ham
+	if s+g < m.MinCount || s+g < s {
+		return 0.5, false
+	}
+	f = smoothed(b, nJunk, nHam, robinsonS, robinsonX)
+	return f, math.Abs(f-0.5) >= m.MinStrength
+}
+
+// smoothed is Robinson's smoothed probability of junk of a bucket's
+// counts: (s*x + n*p)/(s + n) with p the counts' own, normalized by the
+// messages learnt of each class.
+func smoothed(b bayesBucket, nJunk, nHam uint64, s, x float64) float64 {
+	ps, pg := float64(b.junk)/float64(max(nJunk, 1)), float64(b.ham)/float64(max(nHam, 1))
+	if ps+pg == 0 {
+		return x
+	}
+	cnt := float64(b.junk) + float64(b.ham)
+	return (s*x + cnt*ps/(ps+pg)) / (s + cnt)
+}
+
+// RecipientLearns is how many junk and ham messages the recipient of
+// salt has taught (the counts of their count bucket).
+func (m *Bayes) RecipientLearns(salt uint64) (junk, ham uint64) {
+	b := m.table[m.bucket(recipientCountHash(salt))]
+	return uint64(b.junk), uint64(b.ham)
+}
+
+// PredictFor is Predict for a message to the one recipient of salt,
+// combining the site's features with the recipient's salted ones as
+// mode says (RecipientAdd, RecipientOverride, RecipientOnly), once the
+// recipient has taught at least minLearns messages of each class;
+// before, or for salt 0, it is Predict. contrib (as long as v.Hashes)
+// gets the site features' contributions, rcontrib (as long, may be
+// nil) the recipient's. used says whether the recipient's statistics
+// took part.
+func (m *Bayes) PredictFor(v *Vector, salt uint64, mode string, minLearns int, contrib, rcontrib []float64) (p float64, used bool) {
+	return m.predictFor(v, salt, mode, minLearns, recipientPriorS, contrib, rcontrib)
+}
+
+// recipientPriorS is the weight, in messages, of the site's probability
+// of a feature as the prior of a recipient's (RecipientPrior).
+const recipientPriorS = 1
+
+func (m *Bayes) predictFor(v *Vector, salt uint64, mode string, minLearns int, priorS float64, contrib, rcontrib []float64) (p float64, used bool) {
+	if salt == 0 || m.nJunk == 0 || m.nHam == 0 {
+		return m.Predict(v, contrib), false
+	}
+	uJunk, uHam := m.RecipientLearns(salt)
+	if uJunk < uint64(max(minLearns, 1)) || uHam < uint64(max(minLearns, 1)) {
+		return m.Predict(v, contrib), false
+	}
+	type clue struct {
+		f    float64
+		k    int
+		user bool
+	}
+	clues := make([]clue, 0, 2*len(v.Hashes))
+	for k, h := range v.Hashes {
+		ub := m.table[m.bucket(saltHash(h, salt))]
+		if ub.junk > uint32(min(uJunk, math.MaxUint32)) || ub.ham > uint32(min(uHam, math.MaxUint32)) {
+			// More messages than the recipient taught: the bucket is
+			// shared with a feature of the site's or of another
+			// recipient's (a collision), and says nothing of this
+			// recipient.
+			ub = bayesBucket{}
+		}
+		if mode == RecipientPrior {
+			// The recipient's counts smoothed towards the site's
+			// probability instead of 0.5: one clue a feature, the
+			// recipient's as far as their evidence goes.
+			f, _ := m.clue(m.table[m.bucket(h)], m.nJunk, m.nHam)
+			n := ub.junk + ub.ham
+			user := n > 0 && n >= ub.junk
+			if user {
+				f = smoothed(ub, uJunk, uHam, priorS, f)
+			}
+			if math.Abs(f-0.5) >= m.MinStrength {
+				clues = append(clues, clue{f, k, user})
+			}
+			continue
+		}
+		uf, uok := m.clue(ub, uJunk, uHam)
+		if uok {
+			clues = append(clues, clue{uf, k, true})
+		}
+		switch mode {
+		case RecipientOnly:
+			continue
+		case RecipientOverride:
+			if ub.junk+ub.ham >= m.MinCount {
+				continue // the recipient has an opinion of its own
+			}
+		}
+		if f, ok := m.clue(m.table[m.bucket(h)], m.nJunk, m.nHam); ok {
+			clues = append(clues, clue{f, k, false})
+		}
+	}
+	if m.MaxClues > 0 && len(clues) > m.MaxClues {
+		slices.SortFunc(clues, func(a, b clue) int {
+			return cmp.Compare(math.Abs(b.f-0.5), math.Abs(a.f-0.5))
+		})
+		clues = clues[:m.MaxClues]
+	}
+	if len(clues) == 0 {
+		return 0.5, true
+	}
+	var lnJunk, lnHam float64
+	for _, c := range clues {
+		lj, lh := math.Log(c.f), math.Log1p(-c.f)
+		lnJunk += lj
+		lnHam += lh
+		switch {
+		case c.user && rcontrib != nil:
+			rcontrib[c.k] = lj - lh
+		case !c.user && contrib != nil:
+			contrib[c.k] = lj - lh
+		}
+	}
+	n := len(clues)
+	junk := 1 - chi2Q(-2*lnHam, 2*n)
+	ham := 1 - chi2Q(-2*lnJunk, 2*n)
+	return (junk - ham + 1) / 2, true
+}
+
+// LearnFor is Learn for a message to the one recipient of salt: its
+// features as they are and salted for the recipient, and the
+// recipient's count (salt 0: Learn). Counting the message once for
+// the site, it is what a Learner queues for a store.
+func (m *Bayes) LearnFor(v *Vector, salt uint64, junk bool) {
+	m.Learn(v, junk)
+	if salt == 0 {
+		return
+	}
+	for _, b := range saltedBuckets(nil, v.Hashes, salt, int(m.bits)) {
+		c := &m.table[b].ham
+		if junk {
+			c = &m.table[b].junk
+		}
+		if *c < math.MaxUint32 {
+			*c++
+		}
+	}
+}

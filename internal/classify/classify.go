@@ -24,6 +24,7 @@
 package classify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,6 +89,9 @@ type Result struct {
 	// model that tells them apart ("junk" when not), "ham" otherwise.
 	Class    string `json:"class"`
 	Features int    `json:"features"` // how many features the message had
+	// Recipient says the recipient's own statistics took part
+	// (PredictFor): their features are named "rcpt-KIND".
+	Recipient bool `json:"recipient,omitempty"`
 	// Strongest are the features that pushed hardest towards the
 	// verdict, strongest first.
 	Strongest []Contribution `json:"strongest,omitempty"`
@@ -185,7 +189,56 @@ func (c *Classifier) ClassifyVector(v *Vector) Result {
 		}
 	}
 	c.mu.RUnlock()
-	r.Strongest = strongest(v, contrib, r.Junk, explainTop)
+	r.Strongest = strongest(v.Name, contrib, r.Junk, explainTop)
+	return r
+}
+
+// RecipientOptions is how a message for one recipient is classified
+// (Bayes.PredictFor): Mode is RecipientAdd, RecipientOverride or
+// RecipientOnly ("": DefaultRecipientMode), MinLearns the messages of
+// each class the recipient must have taught (0:
+// DefaultRecipientMinLearns).
+type RecipientOptions struct {
+	Mode      string
+	MinLearns int
+	priorS    float64 // RecipientPrior's weight of the site (0: recipientPriorS)
+}
+
+// ClassifyVectorFor is ClassifyVector for a message to the one
+// recipient of salt (RecipientSalt; 0: none), with the recipient's own
+// statistics when the model is a Bayes model and the recipient has
+// taught enough.
+func (c *Classifier) ClassifyVectorFor(v *Vector, salt uint64, o RecipientOptions) Result {
+	c.mu.RLock()
+	b, ok := c.model.(*Bayes)
+	if salt == 0 || !ok {
+		c.mu.RUnlock()
+		return c.ClassifyVector(v)
+	}
+	n := len(v.Hashes)
+	contrib := make([]float64, 2*n) // the site's features, then the recipient's
+	p, used := b.predictFor(v, salt, cmp.Or(o.Mode, DefaultRecipientMode), cmp.Or(o.MinLearns, DefaultRecipientMinLearns), cmp.Or(o.priorS, recipientPriorS), contrib[:n], contrib[n:])
+	t := c.Threshold
+	if t == 0 {
+		t = DefaultThreshold
+	}
+	r := Result{Model: b.Kind(), Probability: p, Junk: p >= t, Class: "ham", Features: n, Recipient: used}
+	if r.Junk {
+		r.Class = "junk"
+		if c.kinds != nil {
+			r.Class = "spam"
+			if c.kinds.Predict(v, nil) > 0.5 {
+				r.Class = "phish"
+			}
+		}
+	}
+	c.mu.RUnlock()
+	r.Strongest = strongest(func(i int) string {
+		if i < n {
+			return v.Name(i)
+		}
+		return "rcpt-" + v.Name(i-n)
+	}, contrib, r.Junk, explainTop)
 	return r
 }
 
@@ -214,7 +267,7 @@ func (c *Classifier) LearnVector(v *Vector, class string) error {
 // strongest picks the n features that pushed hardest towards the
 // verdict (towards junk when junk, towards ham otherwise), without
 // sorting them all.
-func strongest(v *Vector, contrib []float64, junk bool, n int) []Contribution {
+func strongest(name func(int) string, contrib []float64, junk bool, n int) []Contribution {
 	idx := make([]int, 0, n)
 	better := func(a, b int) bool {
 		if junk {
@@ -240,7 +293,7 @@ func strongest(v *Vector, contrib []float64, junk bool, n int) []Contribution {
 	}
 	out := make([]Contribution, len(idx))
 	for k, i := range idx {
-		out[k] = Contribution{Feature: v.Name(i), Weight: math.Round(contrib[i]*100) / 100}
+		out[k] = Contribution{Feature: name(i), Weight: math.Round(contrib[i]*100) / 100}
 	}
 	return out
 }
