@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -158,5 +159,31 @@ func TestDDNSCommandRefusals(t *testing.T) {
 				t.Errorf("A changed to %s", got)
 			}
 		})
+	}
+}
+
+// TestDDNSInServe: with ddns.enabled, serve publishes the address the
+// URL gives at its start, and stops cleanly.
+func TestDDNSInServe(t *testing.T) {
+	server, configFor := d2Lab(t)
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "127.0.0.40") }))
+	defer web.Close()
+	dir := t.TempDir()
+	cfg := configFor("", fmt.Sprintf("  enabled: true\n  url: %s\nlog:\n  level: error\npolicyd:\n  listen: [\"inet:%s\"]\nmilter:\n  listen: []\nadmin:\n  socket: \"\"\nstore:\n  dsn: %q\nweb:\n  listen: 127.0.0.1:0\n",
+		web.URL, freeTCPAddr(t), filepath.Join(dir, "mailwall.db")))
+	serveFirstLine(t, cfg, "listening on inet:")
+	// The first round runs at start; wait for it (bounded), not for a
+	// time.
+	for i := 0; ; i++ {
+		if got := d2Ask(t, server, "mail.home.test.", dns.TypeA); got == "127.0.0.40" {
+			break
+		}
+		if i == 300 {
+			t.Fatalf("serve did not publish 127.0.0.40 in 30s: A is %s", d2Ask(t, server, "mail.home.test.", dns.TypeA))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := d2Ask(t, server, "home.test.", dns.TypeTXT); got != "v=spf1 mx a:relay.provider.test ip4:127.0.0.40 -all" {
+		t.Errorf("SPF %s", got)
 	}
 }
