@@ -1,9 +1,11 @@
 package verdict
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
+	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"mailwall/internal/analysis"
 	"mailwall/internal/debuglog"
+	"mailwall/internal/dkim"
 	"mailwall/internal/phish"
 )
 
@@ -103,5 +106,59 @@ func TestDebugPeerDetail(t *testing.T) {
 	got = buf.String()
 	if !strings.Contains(got, `bh_signed="`+bh+`"`) || strings.Contains(got, `bh_computed="`+bh+`"`) || !strings.Contains(got, `reason="body hash did not verify"`) {
 		t.Errorf("tampered body: want bh_signed %s and another bh_computed:\n%s", bh, got)
+	}
+}
+
+// BenchmarkMessageDebugPeers is BenchmarkMessage three ways: the
+// resolver as it was; wrapped for debug peers, the client not one of
+// them (what every other client pays: a context lookup per DNS query);
+// and the client a debug peer, its detail lines formatted (to a
+// discarding handler).
+func BenchmarkMessageDebugPeers(b *testing.B) {
+	for _, bc := range []struct {
+		name          string
+		wrap, logging bool
+	}{{"plain", false, false}, {"wrapped_other_client", true, false}, {"debug_peer", true, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			c, signer := world(b)
+			if bc.wrap {
+				res := debuglog.Wrap(c.Resolver)
+				c.Resolver, c.SPF.Resolver, c.DKIM.Resolver, c.DMARC.Resolver, c.ARC.Resolver = res, res, res, res, res
+			}
+			ctx := context.Background()
+			if bc.logging {
+				dl := debuglog.NewPeers(slog.New(slog.NewTextHandler(io.Discard, nil)), []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}).Logger(netip.MustParseAddr("192.0.2.10"))
+				ctx = debuglog.With(ctx, dl)
+			}
+			benchMessageCtx(b, ctx, c, signer)
+		})
+	}
+}
+
+// benchMessageCtx is benchMessage with the message's context given.
+func benchMessageCtx(b *testing.B, ctx context.Context, c *Checker, signer *dkim.Signer) {
+	body := strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 28)
+	m := "From: Alice <alice@example.test>\r\nTo: bob@rcpt.test\r\nSubject: lunch\r\nMessage-ID: <1@example.test>\r\n\r\n" + body
+	sig, err := signer.Sign(strings.NewReader(m))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fields, err := dkim.ReadHeader(bufio.NewReader(strings.NewReader(sig + m)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.10"), Helo: "mail.example.test", MailFrom: "alice@example.test", Rcpts: []string{"bob@rcpt.test"}}
+	bodyBytes := []byte(body)
+	b.ReportAllocs()
+	for b.Loop() {
+		msg := c.Start(ctx, env)
+		for _, f := range fields {
+			msg.Header(f)
+		}
+		msg.EndOfHeaders()
+		msg.Write(bodyBytes)
+		if r := msg.Finish(); r.Action != Accept {
+			b.Fatal(r.Action, r.Reasons)
+		}
 	}
 }
