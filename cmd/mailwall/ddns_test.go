@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -185,5 +187,54 @@ func TestDDNSInServe(t *testing.T) {
 	}
 	if got := d2Ask(t, server, "home.test.", dns.TypeTXT); got != "v=spf1 mx a:relay.provider.test ip4:127.0.0.40 -all" {
 		t.Errorf("SPF %s", got)
+	}
+}
+
+// TestDDNSAgainstLabDNSCommand: "mailwall lab-dns" with lab_dns.update_keys
+// (the key file as tsig-keygen writes it) and write_zones takes the update
+// of "mailwall ddns" and writes the zone file back.
+func TestDDNSAgainstLabDNSCommand(t *testing.T) {
+	dir := t.TempDir()
+	zone := filepath.Join(dir, "home.test.zone")
+	os.WriteFile(zone, []byte(d2Zone), 0o644)
+	key := filepath.Join(dir, "home.key")
+	os.WriteFile(key, []byte("key \"home-ddns\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0LXNlY3JldC1zZWNyZXQtMzItb2N0ZXRzISE=\";\n};\n"), 0o600)
+	listen := freeTCPAddr(t)
+	_, port, _ := net.SplitHostPort(listen)
+	cfg := filepath.Join(dir, "mailwall.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`lab_dns:
+  listen: %s
+  zones: [%s]
+  update_keys: [{name: home-ddns, key_file: %s, zones: [home.test]}]
+  write_zones: true
+ddns:
+  names: [mail.home.test]
+  spf_names: [home.test]
+  server: %s
+  key_name: home-ddns
+  key_file: %s
+  ns_port: %s
+  lab_allow_loopback: true
+`, listen, zone, key, listen, key, port)), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	pr, pw := io.Pipe()
+	go func() {
+		done <- run(ctx, []string{"lab-dns", "--config", cfg}, nil, syncPipe{pw}, io.Discard)
+		pw.Close()
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	if line, _ := bufio.NewReader(pr).ReadString('\n'); !strings.Contains(line, "lab DNS listening on "+listen) {
+		t.Fatalf("lab-dns said %q", line)
+	}
+	go io.Copy(io.Discard, pr)
+
+	code, out, errs := runCLI("ddns", "--config", cfg, "--address", "127.0.0.50")
+	if code != 0 || !strings.Contains(out, "visible at ns1.home.test.@127.0.0.1:"+port) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	text, _ := os.ReadFile(zone)
+	if !strings.Contains(string(text), "127.0.0.50") || !strings.Contains(string(text), `"v=spf1 mx a:relay.provider.test ip4:127.0.0.50 -all"`) {
+		t.Errorf("zone file not written back:\n%s", text)
 	}
 }
