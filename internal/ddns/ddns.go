@@ -82,6 +82,9 @@ type Updater struct {
 	// sleep waits between verification attempts (replaced in tests only
 	// to count the waits; it must honour ctx).
 	sleep func(ctx context.Context, d time.Duration) error
+	// beforeSend, when set, runs between reading the records and sending
+	// the update (tests: a concurrent change).
+	beforeSend func()
 }
 
 // New checks cfg and makes an Updater.
@@ -307,6 +310,9 @@ func (u *Updater) Run(ctx context.Context, addrs []netip.Addr) (*Result, error) 
 	}
 	if u.cfg.DryRun {
 		return res, nil
+	}
+	if u.beforeSend != nil {
+		u.beforeSend()
 	}
 	r, err := u.exchange(ctx, m, u.cfg.Server, true)
 	if r != nil && r.Rcode != dns.RcodeSuccess {

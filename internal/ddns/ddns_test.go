@@ -324,3 +324,37 @@ func TestDiscover(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentChangeNotClobbered: the admin edits the SPF record between
+// the read and the update; the prerequisites make the server refuse the
+// update, so the edit stays and the A record is not half-changed.
+func TestConcurrentChangeNotClobbered(t *testing.T) {
+	l := startLab(t)
+	u, _ := l.updater(t, labSecret, nil)
+	edited := strings.Replace(labZone, "include:_spf.provider.test", "include:_spf.provider.test include:_spf.newsletter.test", 1)
+	u.beforeSend = func() {
+		if err := l.primary.SetZones(parseZone(t, edited)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := u.Run(context.Background(), []netip.Addr{netip.MustParseAddr("127.0.0.20")})
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "NXRRSET") || res.Sent {
+		t.Fatalf("err %v, sent %v; want refused with NXRRSET", err, res.Sent)
+	}
+	if a := ask(t, l.primary.Addr(), "mail.home.test.", dns.TypeA); a[0].(*dns.A).A.String() != "127.0.0.10" {
+		t.Errorf("A changed to %v", a)
+	}
+	got := txts(t, l.primary.Addr())
+	if !strings.Contains(strings.Join(got[1], ""), "include:_spf.newsletter.test ip4:127.0.0.10") {
+		t.Errorf("the admin's edit is gone: %q", got)
+	}
+	// The next run reads the edit and keeps it.
+	u.beforeSend = nil
+	if _, err := u.Run(context.Background(), []netip.Addr{netip.MustParseAddr("127.0.0.20")}); !errors.Is(err, ErrNotVisible) {
+		t.Fatalf("second run: %v (want the update accepted; the secondary is stale)", err)
+	}
+	got = txts(t, l.primary.Addr())
+	if want := "v=spf1 mx include:_spf.provider.test include:_spf.newsletter.test ip4:127.0.0.20 ~all"; strings.Join(got[1], "") != want {
+		t.Errorf("SPF %q, want %q", got[1], want)
+	}
+}
