@@ -109,6 +109,7 @@ func TestD3DebugPeers(t *testing.T) {
 		`msg="debug: dns"`, `v=spf1 ip4:127.0.0.51 ip4:127.0.0.52 -all`, "name=s1._domainkey.d3.test", `v=DMARC1; p=reject`,
 		`msg="debug: helo"`, `msg="debug: spf"`, `msg="debug: dkim"`, "bh_signed=", "bh_computed=",
 		`msg="debug: dmarc"`, `msg="debug: analysis"`, "from_name_normalized=alice", "https://menu.d3.test/today",
+		"analyzer=classifier", "strongest features:",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("127.0.0.51's detail lines lack %s", want)
