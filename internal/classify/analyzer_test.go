@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -118,6 +119,64 @@ func TestLoadFileErrors(t *testing.T) {
 		_, err := LoadFile(context.Background(), tc.path, tc.kind)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
 			t.Errorf("%s %s: %v, want %q", tc.path, tc.kind, err, tc.want)
+		}
+	}
+}
+
+// TestAnalyzerPerRecipient: with PerRecipient, a message to one
+// recipient who reported its kind as spam gets the hit, explained by
+// the recipient's features, and keeps the recipient's salt for a click;
+// the same message to another recipient, to two recipients, or with
+// PerRecipient off is classified on the site's statistics alone and
+// keeps no salt.
+func TestAnalyzerPerRecipient(t *testing.T) {
+	const alice, bob = "alice@rcpt.test", "bob@rcpt.test"
+	news := func(i int, to string) string {
+		return "From: Garden Weekly <news@deals.test>\r\nTo: " + to + "\r\nSubject: Garden Weekly, issue " + strconv.Itoa(10+i) + "\r\n" +
+			"Message-ID: <" + strconv.Itoa(i) + to + "@deals.test>\r\n\r\n" +
+			"This week's garden deals: pruning shears, hose reels and raised beds at our members' prices. Unsubscribe any time.\r\n"
+	}
+	m := NewBayes(16)
+	x := NewExtractor()
+	learn := func(raw, rcpt string, junk bool) {
+		fields, body := ParseMessage([]byte(raw))
+		m.LearnFor(x.Extract(&Message{Fields: fields, Body: body}), RecipientSalt(rcpt), junk)
+	}
+	for i := range 8 {
+		learn(spammy, "", true)
+		learn(hammy, "", false)
+		learn(news(i, bob), bob, false)
+		learn(news(20+i, alice), alice, true)
+		learn(hammy, alice, false)
+		learn(spammy, bob, true)
+	}
+	a := &Analyzer{C: NewClassifier(m, nil), Threshold: 0.95, Weight: 30, StrongThreshold: 0.99, StrongWeight: 45,
+		PerRecipient: true, Recipient: RecipientOptions{MinLearns: 3}}
+	for _, tc := range []struct {
+		name  string
+		rcpts []string
+		off   bool
+		hit   bool
+		salt  uint64
+	}{
+		{"alice", []string{"<Alice@rcpt.test>"}, false, true, RecipientSalt(alice)},
+		{"bob", []string{bob}, false, false, RecipientSalt(bob)},
+		{"both", []string{alice, bob}, false, false, 0},
+		{"alice, per_recipient off", []string{alice}, true, false, 0},
+	} {
+		a.PerRecipient = !tc.off
+		fields, body := ParseMessage([]byte(news(99, "x@rcpt.test")))
+		out := a.Analyze(context.Background(), &analysis.Message{Fields: fields, Body: body, Rcpts: tc.rcpts, Decode: phish.Extract})
+		rep := out.Report.(*Report)
+		if hit := len(out.Hits) > 0; hit != tc.hit {
+			t.Errorf("%s: hits %v, want a hit %v (%s)", tc.name, out.Hits, tc.hit, rep.Explanation)
+		}
+		if tc.hit && !strings.Contains(rep.Explanation, "rcpt-") || rep.Recipient != (tc.salt != 0) ||
+			strings.HasSuffix(rep.Explanation, "(with the recipient's own statistics)") != (tc.salt != 0) {
+			t.Errorf("%s: %+v", tc.name, rep)
+		}
+		if _, _, salt, err := ParseKeptFor(rep.FeatureHashes()); err != nil || salt != tc.salt {
+			t.Errorf("%s: kept salt %x, want %x (%v)", tc.name, salt, tc.salt, err)
 		}
 	}
 }

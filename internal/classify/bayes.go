@@ -311,7 +311,11 @@ func (m *Bayes) predictFor(v *Vector, salt uint64, mode string, minLearns int, p
 		k    int
 		user bool
 	}
-	clues := make([]clue, 0, 2*len(v.Hashes))
+	n := len(v.Hashes) // RecipientPrior: a clue a feature at most
+	if mode != RecipientPrior {
+		n *= 2
+	}
+	clues := make([]clue, 0, n)
 	for k, h := range v.Hashes {
 		ub := m.table[m.bucket(saltHash(h, salt))]
 		if ub.junk > uint32(min(uJunk, math.MaxUint32)) || ub.ham > uint32(min(uHam, math.MaxUint32)) {
@@ -373,7 +377,7 @@ func (m *Bayes) predictFor(v *Vector, salt uint64, mode string, minLearns int, p
 			contrib[c.k] = lj - lh
 		}
 	}
-	n := len(clues)
+	n = len(clues)
 	junk := 1 - chi2Q(-2*lnHam, 2*n)
 	ham := 1 - chi2Q(-2*lnJunk, 2*n)
 	return (junk - ham + 1) / 2, true

@@ -390,3 +390,35 @@ func TestRecipientCollisions(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkClassifyRecipient: classifying a message for a recipient
+// with statistics of their own (two buckets a feature) beside the
+// site's alone, on features already extracted.
+func BenchmarkClassifyRecipient(b *testing.B) {
+	msgs, ls := benchMessages(b, 300)
+	m := NewBayes(DefaultBits)
+	x := NewExtractor()
+	vs := make([]*Vector, len(msgs))
+	salt := RecipientSalt("alice@site.test")
+	for i, msg := range msgs {
+		vs[i] = x.Extract(msg).Clone()
+		s := uint64(0)
+		if i%3 == 0 {
+			s = salt // a third of the lessons are alice's
+		}
+		m.LearnFor(vs[i], s, ls[i].Junk())
+	}
+	c := NewClassifier(m, nil)
+	b.Run("site", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			c.ClassifyVector(vs[i%len(vs)])
+		}
+	})
+	b.Run("recipient", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if !c.ClassifyVectorFor(vs[i%len(vs)], salt, RecipientOptions{}).Recipient {
+				b.Fatal("the recipient's statistics were not used")
+			}
+		}
+	})
+}
