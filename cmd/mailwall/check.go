@@ -184,6 +184,7 @@ func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout
 	cfgPath := fs.String("config", "", "config file")
 	asJSON := fs.Bool("json", false, "print JSON")
 	noLists := fs.Bool("no-lists", false, "do not read the allow and block lists from the store")
+	debug := fs.Bool("debug", false, "log each stage's detail to stderr, as for a debug peer (log.debug_peers): DNS answers, DKIM hashes, the rules' inputs")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -216,6 +217,9 @@ func cmdCheckMessage(ctx context.Context, args []string, stdin io.Reader, stdout
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.SPF.Timeout.D()+10*time.Second)
 	defer cancel()
+	if *debug {
+		ctx = debuglog.With(ctx, slog.New(slog.NewTextHandler(stderr, nil)).With("debug_peer", true))
+	}
 	r, fields, err := pipe.CheckMessage(ctx, env, stdin)
 	if err != nil {
 		return err

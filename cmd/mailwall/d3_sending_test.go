@@ -87,3 +87,22 @@ func TestD3DomainCheckSending(t *testing.T) {
 		t.Errorf("--ip without --sending: exit %d, want 2 (usage)", code)
 	}
 }
+
+// TestD3CheckMessageDebug: check-message --debug logs each stage's detail
+// to stderr, as for a debug peer; without it, none.
+func TestD3CheckMessageDebug(t *testing.T) {
+	dns := labDNS(t)
+	const msg = "From: A <a@example.test>\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nhello\r\n"
+	args := []string{"check-message", "--dns", dns, "--ip", "127.0.0.2", "--helo", "mail.example.test", "--sender", "a@example.test", "--rcpt", "b@rcpt.test", "--no-lists"}
+	code, _, errs := runCLIWithInput(msg, args...)
+	if code > 1 || strings.Contains(errs, "debug:") {
+		t.Errorf("without --debug: exit %d, stderr:\n%s", code, errs)
+	}
+	code, _, errs = runCLIWithInput(msg, append(args, "--debug")...)
+	for _, want := range []string{`msg="debug: dns" debug_peer=true name=example.test type=TXT`, `msg="debug: spf" debug_peer=true`, "result=pass",
+		`msg="debug: dmarc"`, `msg="debug: verdict"`} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("--debug: stderr lacks %s (exit %d):\n%s", want, code, errs)
+		}
+	}
+}
