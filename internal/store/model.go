@@ -152,11 +152,16 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 	if err := mt.writeLearned(ctx, written, classOf, time.Now().UnixNano()); err != nil {
 		return nil, err
 	}
+	// The log's length is looked at every 16th change, and after a
+	// batch of many: in between it can pass compactAt by at most 15
+	// small batches (a statement saved for a message learnt alone).
 	if err := mt.logDeltas(ctx, delta); err != nil {
 		return nil, err
 	}
-	if err := mt.compact(ctx, compactAt); err != nil {
-		return nil, err
+	if ver%16 == 0 || len(delta) > compactAt/64 {
+		if err := mt.compact(ctx, compactAt); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE model_meta SET junk = CASE WHEN junk + $2 < 0 THEN 0 ELSE junk + $2 END,
 		ham = CASE WHEN ham + $3 < 0 THEN 0 ELSE ham + $3 END WHERE name = $1`, name, msgs[0], msgs[1]); err != nil {
