@@ -284,7 +284,7 @@ func checkPrereqs(z *Zone, pre []dns.RR) (int, string) {
 			} else if len(z.rrset(name, h.Rrtype)) != 0 {
 				return dns.RcodeYXRrset, fmt.Sprintf("%s %s exists", name, dns.TypeToString[h.Rrtype])
 			}
-		case h.Class == dns.ClassINET:
+		case h.Class == dns.ClassINET && !empty && !metaType(h.Rrtype):
 			k := key{name, h.Rrtype}
 			if _, seen := valueSets[k]; !seen {
 				order = append(order, k)
@@ -332,6 +332,9 @@ func sameSet(have, want []dns.RR) bool {
 // class field says (an update's NONE-class delete names an IN record).
 func sameData(a, b dns.RR) bool {
 	a, b = dns.Copy(a), dns.Copy(b)
+	if a == nil || b == nil { // a bare header copies to nil
+		return false
+	}
 	a.Header().Class, b.Header().Class = dns.ClassINET, dns.ClassINET
 	return dns.IsDuplicate(a, b)
 }
@@ -364,7 +367,9 @@ func prescan(origin string, upd []dns.RR) (int, string) {
 				return dns.RcodeFormatError, "malformed RRset delete"
 			}
 		case dns.ClassNONE:
-			if h.Ttl != 0 || metaType(h.Rrtype) {
+			// A record delete names the record: without data it
+			// names none.
+			if h.Ttl != 0 || metaType(h.Rrtype) || isEmpty(rr) {
 				return dns.RcodeFormatError, "malformed record delete"
 			}
 		default:

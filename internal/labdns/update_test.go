@@ -248,3 +248,32 @@ func TestUpdateFromNsupdate(t *testing.T) {
 		})
 	}
 }
+
+// malformed is an update whose one record (a delete of class NONE, or
+// with prereq a value-dependent prerequisite of class IN) has no data.
+func malformed(class uint16, prereq bool) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetUpdate(updZone)
+	bare := &dns.ANY{Hdr: dns.RR_Header{Name: "mail.upd.test.", Rrtype: dns.TypeA, Class: class}}
+	if prereq {
+		m.Answer = append(m.Answer, bare)
+	} else {
+		m.Ns = append(m.Ns, bare)
+	}
+	return m
+}
+
+// TestUpdateMalformed: records without data where data is needed are
+// FORMERR (they once crashed the server: a bare header copies to nil).
+func TestUpdateMalformed(t *testing.T) {
+	s, _ := startUpdServer(t, false)
+	for _, m := range []*dns.Msg{malformed(dns.ClassNONE, false), malformed(dns.ClassINET, true), malformed(dns.ClassINET, false)} {
+		r, err := sendUpdate(t, s, m, updKey, dns.HmacSHA256, updSecret)
+		if err != nil || r.Rcode != dns.RcodeFormatError {
+			t.Errorf("%v: %s, %v; want FORMERR", m.Ns, dns.RcodeToString[r.Rcode], err)
+		}
+	}
+	if got := mailA(t, s); got != "127.0.0.10" {
+		t.Errorf("mail A %s", got)
+	}
+}
