@@ -395,6 +395,11 @@ func (u *Updater) verify(ctx context.Context, zone string, wants []want, res *Re
 	return nil
 }
 
+// maxNameServers bounds the servers asked when verifying (and so the
+// queries a hostile NS RRset can cause): 13 is the most a root-style
+// referral carries; real zones have 2 to 6.
+const maxNameServers = 13
+
 // nameServers returns "host (addr:port)" for every address of every NS of
 // the zone, as the primary lists them. Addresses come from the primary
 // when it is authoritative for them, else from the system resolver.
@@ -405,6 +410,9 @@ func (u *Updater) nameServers(ctx context.Context, zone string) ([]string, error
 	}
 	if len(nsRRs) == 0 {
 		return nil, fmt.Errorf("%s lists no NS for %s", u.cfg.Server, zone)
+	}
+	if len(nsRRs) > maxNameServers {
+		return nil, fmt.Errorf("%s lists %d NS for %s, more than the %d verified", u.cfg.Server, len(nsRRs), zone, maxNameServers)
 	}
 	var out []string
 	port := strconv.Itoa(u.cfg.NSPort)
