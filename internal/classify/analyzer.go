@@ -77,7 +77,9 @@ func (a *Analyzer) Analyze(_ context.Context, m *analysis.Message) analysis.Resu
 	}
 	msg := Message{Fields: m.Fields, Body: m.Body, Recipients: m.Rcpts, Content: m.Content(), Extra: Extras(m)}
 	var salt uint64
-	if a.PerRecipient && len(m.Rcpts) == 1 {
+	if a.PerRecipient && len(m.Rcpts) == 1 && !c.starter && c != a.Starter {
+		// (The starter model has no recipients: their buckets there
+		// are other features'.)
 		salt = RecipientSalt(m.Rcpts[0])
 	}
 	r, kept := c.classifyKeptFor(&msg, salt, a.Recipient)

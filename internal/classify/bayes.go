@@ -276,10 +276,14 @@ func smoothed(b bayesBucket, nJunk, nHam uint64, s, x float64) float64 {
 }
 
 // RecipientLearns is how many junk and ham messages the recipient of
-// salt has taught (the counts of their count bucket).
+// salt has taught: the least counts of their count buckets.
 func (m *Bayes) RecipientLearns(salt uint64) (junk, ham uint64) {
-	b := m.table[m.bucket(recipientCountHash(salt))]
-	return uint64(b.junk), uint64(b.ham)
+	junk, ham = math.MaxUint32, math.MaxUint32
+	for i := range recipientCounts {
+		b := m.table[m.bucket(recipientCountHash(salt, i))]
+		junk, ham = min(junk, uint64(b.junk)), min(ham, uint64(b.ham))
+	}
+	return junk, ham
 }
 
 // PredictFor is Predict for a message to the one recipient of salt,

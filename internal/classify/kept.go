@@ -154,7 +154,7 @@ func (l *Learner) AddKept(ctx context.Context, kept []byte, class string) error 
 		}
 		l.Bits = cmp.Or(st.Bits, DefaultBits)
 	}
-	buckets := make([]uint32, len(v.Hashes), 2*len(v.Hashes)+1)
+	buckets := make([]uint32, len(v.Hashes), 2*len(v.Hashes)+recipientCounts)
 	for i, h := range v.Hashes {
 		buckets[i] = uint32(h >> (64 - l.Bits))
 	}

@@ -127,7 +127,7 @@ func TestKeptRecipient(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := fromKept.batch[0], fromMsg.batch[0]
-	if a.Key != b.Key || !strings.HasSuffix(a.Key, fmt.Sprintf(".%x", salt)) || len(a.Buckets) != 2*len(v.Hashes)+1 {
+	if a.Key != b.Key || !strings.HasSuffix(a.Key, fmt.Sprintf(".%x", salt)) || len(a.Buckets) != 2*len(v.Hashes)+recipientCounts {
 		t.Fatalf("keys %q and %q, %d buckets for %d features", a.Key, b.Key, len(a.Buckets), len(v.Hashes))
 	}
 	if fmt.Sprint(a.Buckets) != fmt.Sprint(b.Buckets) {
@@ -326,6 +326,19 @@ func TestRecipientCollisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := flagged(site)
+	// Recipients who taught nothing, whose count buckets the site's
+	// features fill: how many look as if they had taught enough.
+	ghosts := 0
+	const strangers = 10000
+	for u := range strangers {
+		if j, h := site.RecipientLearns(RecipientSalt(fmt.Sprintf("stranger%d@site.test", u))); j >= DefaultRecipientMinLearns && h >= DefaultRecipientMinLearns {
+			ghosts++
+		}
+	}
+	t.Logf("recipients who taught nothing yet count as having taught %d of each class: %d of %d", DefaultRecipientMinLearns, ghosts, strangers)
+	if ghosts > strangers/1000 { // one count bucket: 52 (0.5%)
+		t.Errorf("%d of %d recipients who taught nothing count as having taught enough", ghosts, strangers)
+	}
 	t.Logf("site alone: %d buckets in use of %d (%.1f%%); validate flagged: %v", inUse(site), len(site.table), 100*float64(inUse(site))/float64(len(site.table)), before)
 	for _, users := range []int{10, 100} {
 		shared := &Bayes{}
