@@ -90,7 +90,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("log.debug_peers: %w", err)
 	}
-	debugPeers := debuglog.NewPeers(log, debugPrefixes) // a reload sets them
+	// A debug peer's lines are at info level, and shown whatever
+	// log.level says (as Postfix's debug_peer_list raises verbosity).
+	debugCfg := *cfg
+	debugCfg.Log.Level = "info"
+	debugPeers := debuglog.NewPeers(newLogger(&debugCfg, stderr), debugPrefixes) // a reload sets them
 	srv := policyd.New(checkerFor(cfg, resolver), opts, cfg.Policyd.MaxConnections, log)
 	srv.Debug = debugPeers
 	srv.MaxPerPeer = cfg.Policyd.MaxConnectionsPerPeer
