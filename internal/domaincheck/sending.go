@@ -257,6 +257,9 @@ func (r *sendingRun) sendDMARC() {
 	case res.Result == dmarc.TempError:
 		r.add(Fail, subject, "the record's lookup failed: "+res.Reason, "")
 		return
+	case res.Result == dmarc.PermError:
+		r.add(Fail, subject, "permerror: "+res.Reason+": receivers apply no policy", "publish one valid record (\"mailwall domain check "+r.fromDomain+"\" says what is wrong)")
+		return
 	case res.Record == nil:
 		r.add(Fail, subject, "no DMARC record: Gmail, Yahoo and Outlook.com require one from bulk senders",
 			fmt.Sprintf("publish _dmarc.%s TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@%s\"", r.fromDomain, r.fromDomain))
@@ -277,8 +280,10 @@ func (r *sendingRun) sendDMARC() {
 			fmt.Sprintf("sign with d=%s, or send with a MAIL FROM in %s whose SPF record lists the sending address", r.fromDomain, r.fromDomain))
 	case res.SPFAligned && res.DKIMAligned:
 		r.add(Pass, "alignment", "DMARC pass: "+why, "")
-	case r.s.Message == nil && res.SPFAligned:
+	case r.s.Message == nil:
 		r.add(Pass, "alignment", "DMARC pass through SPF: "+why+" (DKIM not evaluated without --message)", "")
+	case !r.s.IP.IsValid():
+		r.add(Pass, "alignment", fmt.Sprintf("DMARC pass through DKIM (d=%s); SPF not evaluated without --ip", res.AlignedDKIM), "")
 	default:
 		// Both is what Outlook.com prefers, and what survives a
 		// forwarder that breaks one of them.

@@ -113,6 +113,8 @@ func TestSendingRequirements(t *testing.T) {
 			wants: []want{{Warn, "not its PTR name", "smtp_helo_name (or myhostname) in main.cf to the PTR name (mail.good.test)"}}},
 		{name: "HELO elsewhere", domain: "good.test", s: Sending{IP: ip61, Helo: "elsewhere.good.test"},
 			wants: []want{{Fail, "does not resolve to the sending address", "mail.good.test"}}},
+		{name: "message, no IP", domain: "good.test", s: Sending{Message: sample(t, "good.test", key, true, nil)},
+			wants: []want{{Pass, "DMARC pass through DKIM (d=good.test); SPF not evaluated", ""}, {Pass, "one-click", ""}}},
 		{name: "no IP, no HELO", domain: "good.test", s: Sending{},
 			wants: []want{{Info, "give --ip ADDRESS to evaluate it", ""}, {Info, "give --ip ADDRESS (and --helo NAME)", ""}}},
 		{name: "format", domain: "good.test", s: Sending{IP: ip61, Helo: "mail.good.test", Message: sample(t, "good.test", key, true, func(m string) string {
