@@ -10,10 +10,13 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"mailwall/internal/analysis"
 	"mailwall/internal/debuglog"
 	"mailwall/internal/dkim"
+	"mailwall/internal/dnsx"
+	"mailwall/internal/labtest"
 	"mailwall/internal/phish"
 )
 
@@ -106,6 +109,56 @@ func TestDebugPeerDetail(t *testing.T) {
 	got = buf.String()
 	if !strings.Contains(got, `bh_signed="`+bh+`"`) || strings.Contains(got, `bh_computed="`+bh+`"`) || !strings.Contains(got, `reason="body hash did not verify"`) {
 		t.Errorf("tampered body: want bh_signed %s and another bh_computed:\n%s", bh, got)
+	}
+}
+
+// TestDebugPeerRSAHeaderHash: for an RSA signature the log shows the
+// header hash the signature signed beside the one computed: equal when
+// it verifies, different when a signed field changed in transit.
+func TestDebugPeerRSAHeaderHash(t *testing.T) {
+	key, err := dkim.GenerateKey("rsa", 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := dkim.PublicKeyRecord(key)
+	s := labtest.Serve(t, labtest.Zone(t, "test"), labtest.Zone(t, "rsa.test", `@ IN TXT "v=spf1 -all"`, dkim.ZoneRecord("r1", "rsa.test", rec)))
+	res := debuglog.Wrap(dnsx.NewCache(&dnsx.Client{Servers: []string{s.Addr()}, Timeout: time.Second}, dnsx.CacheOptions{}))
+	c := newChecker(res)
+	const m = "From: <a@rsa.test>\r\nTo: b@rcpt.test\r\nSubject: original\r\n\r\nbody\r\n"
+	sig, err := (&dkim.Signer{Domain: "rsa.test", Selector: "r1", Key: key}).Sign(strings.NewReader(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := Envelope{ClientIP: netip.MustParseAddr("192.0.2.99"), Helo: "x.rsa.test", MailFrom: "a@rsa.test", Rcpts: []string{"b@rcpt.test"}}
+	hashes := func(msg string) (signed, computed, result string) {
+		t.Helper()
+		var buf bytes.Buffer
+		l := slog.New(slog.NewTextHandler(&buf, nil))
+		if _, _, err := c.CheckMessage(debuglog.With(context.Background(), l), env, strings.NewReader(msg)); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(buf.String(), "\n") {
+			if !strings.Contains(line, `msg="debug: dkim"`) {
+				continue
+			}
+			for _, f := range []struct {
+				key string
+				dst *string
+			}{{"header_hash_signed=", &signed}, {"header_hash_computed=", &computed}, {"result=", &result}} {
+				if _, v, ok := strings.Cut(line, " "+f.key); ok {
+					*f.dst, _, _ = strings.Cut(v, " ")
+				}
+			}
+		}
+		return signed, computed, result
+	}
+	signed, computed, result := hashes(sig + m)
+	if result != "pass" || signed == "" || signed != computed {
+		t.Errorf("verifying: result %s, signed %s, computed %s", result, signed, computed)
+	}
+	signed2, computed2, result2 := hashes(sig + strings.Replace(m, "original", "changed!", 1))
+	if result2 != "fail" || signed2 != signed || computed2 == computed || computed2 == "" {
+		t.Errorf("changed Subject: result %s, signed %s (was %s), computed %s (was %s)", result2, signed2, signed, computed2, computed)
 	}
 }
 
