@@ -54,7 +54,10 @@ FUZZ_TARGETS = \
 	internal/feedback:FuzzParse \
 	internal/classify:FuzzExtract \
 	internal/classify:FuzzDecodeCompact \
-	internal/feedback:FuzzAttachments
+	internal/feedback:FuzzAttachments \
+	internal/ddns:FuzzRewriteSPF \
+	internal/labdns:FuzzUpdate \
+	internal/reputation:FuzzSimpleAngleAddr
 
 fuzz:
 	@set -e; cache="$$($(GO) env GOCACHE)/fuzz/mailwall"; \
