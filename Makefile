@@ -39,6 +39,7 @@ FUZZ_TARGETS = \
 	internal/dkim:FuzzParseSignature \
 	internal/dkim:FuzzParseKey \
 	internal/dkim:FuzzBodyCanonicalization \
+	internal/dkim:FuzzSelfCanonical \
 	internal/dkim:FuzzReadHeader \
 	internal/lab:FuzzParse \
 	internal/arc:FuzzValidate \
