@@ -2,14 +2,18 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"mailwall/internal/labtest"
 	"mailwall/internal/pgtest"
+	"mailwall/internal/store"
 )
 
 // p1Message is a raw message (CRLF) from local@example.test to rcpt.
@@ -158,4 +162,82 @@ func TestP1TwoServeOneModel(t *testing.T) {
 	for _, d := range nodes {
 		d.alive(t)
 	}
+}
+
+// TestP1ClickRecipient: a "spam" click in the dashboard (headless
+// Chromium) on the verdict of a message to one recipient teaches that
+// recipient's statistics, since the verdict kept the recipient's salt
+// with its features. Alice clicks "Spam" on four issues of a newsletter
+// sent to her, bob "Not spam" on four sent to him: the next issue is
+// junk for alice through the milter, and neither for bob nor for carol,
+// who taught nothing and reads it as the site does.
+func TestP1ClickRecipient(t *testing.T) {
+	chromium := requireChromium(t)
+	root, bin := e2eRoot(t, "mailwall-p1click-")
+	d := startDaemon(t, bin, root, daemonSetup{dns: labtest.Lab(t), extra: `checks:
+  classifier:
+    enabled: true
+    source: store
+    refresh: 1s
+    per_recipient: true
+    recipient_min_learns: 2
+    autolearn:
+      enabled: false
+`})
+	password := hlInitialPassword(t, d.said)
+	st, err := store.Open(context.Background(), "sqlite", d.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const (
+		alice, bob = "alice@rcpt.test", "bob@rcpt.test"
+		spammy     = "Congratulations winner, you won our lottery draw! Claim your cash prize now: click here, send your bank account\r\n" +
+			"details and the small processing fee. Limited time exclusive offer, act now.\r\n"
+		news = "This week's garden deals: pruning shears, hose reels and raised beds at our members' prices.\r\n" +
+			"Read the whole issue on our site. You receive Garden Weekly as a member; unsubscribe at any time.\r\n"
+	)
+	for i := range 4 {
+		p1Learn(t, bin, d.cfg, "spam", "", p1Message(fmt.Sprintf("lot%d", i), "Prize Desk <desk@example.test>", "carol@rcpt.test",
+			fmt.Sprintf("Claim your free prize now %d", i), fmt.Sprintf("%sTicket %d.\r\n", spammy, i)))
+		p1Learn(t, bin, d.cfg, "ham", "", p1Message(fmt.Sprintf("meet%d", i), "Alice <alice@example.test>", "carol@rcpt.test",
+			fmt.Sprintf("Meeting %d", i), fmt.Sprintf("Hi Carol, the release schedule and the test plan for the team meeting %d. Thanks, Alice\r\n", i)))
+	}
+	for i := range 2 {
+		p1Learn(t, bin, d.cfg, "ham", alice, p1Message(fmt.Sprintf("lunch%d", i), "Carol <carol@example.test>", alice,
+			fmt.Sprintf("Lunch %d", i), fmt.Sprintf("Hi Alice, lunch on Friday at the usual place, table %d? Carol\r\n", i)))
+		p1Learn(t, bin, d.cfg, "spam", bob, p1Message(fmt.Sprintf("blot%d", i), "Prize Desk <desk@example.test>", bob,
+			fmt.Sprintf("You are a winner %d", i), fmt.Sprintf("%sTicket %d.\r\n", spammy, 20+i)))
+	}
+	b := browser(t, chromium)
+	base := "http://" + d.web
+	if err := chromedp.Do(b, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("password")),
+		chromedp.SendKeys(chromedp.ID("user"), "admin"), chromedp.SendKeys(chromedp.ID("password"), password)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.RunResponse(b, chromedp.Click(chromedp.ID("login"))); err != nil {
+		t.Fatal(err)
+	}
+	// Four issues to each: alice clicks "Spam", bob "Not spam". The
+	// site learns four of each, and says neither.
+	for i := range 4 {
+		for _, c := range []struct{ rcpt, button, done string }{{alice, "#learn-spam", "Learnt as spam."}, {bob, "#learn-ham", "Learnt as not spam."}} {
+			subject := fmt.Sprintf("Garden Weekly, issue 2%d p1c%s", i, c.rcpt[:1])
+			p1Send(t, d, fmt.Sprintf("P1C%s%d", c.rcpt[:1], i), c.rcpt, subject, news)
+			v := w2Verdict(t, st, subject)
+			page := w2Click(t, b, base, fmt.Sprintf("/verdicts/%d", v.ID), c.button)
+			if !strings.Contains(page, c.done) {
+				t.Fatalf("after the click on %s:\n%s", subject, page)
+			}
+		}
+	}
+	// Carol taught nothing: she has the site's view.
+	forAlice := p1Until(t, d, "AFTER", alice, "Garden Weekly, issue 30", news, func(s string) bool { return strings.Contains(s, "classifier=") })
+	forBob := p1Send(t, d, "P1CBOB", bob, "Garden Weekly, issue 30", news)
+	forCarol := p1Send(t, d, "P1CCAROL", "carol@rcpt.test", "Garden Weekly, issue 30", news)
+	t.Logf("after the clicks, the newsletter: for alice X-Mailwall-Score:%s, for bob X-Mailwall-Score:%s, for carol X-Mailwall-Score:%s", forAlice, forBob, forCarol)
+	if strings.Contains(forBob, "classifier") || strings.Contains(forCarol, "classifier") || p1Score(forAlice) <= p1Score(forBob) {
+		t.Errorf("after the clicks: %q for alice, %q for bob, %q for carol; want the classifier's hit for alice only", forAlice, forBob, forCarol)
+	}
+	d.alive(t)
 }
