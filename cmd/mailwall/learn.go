@@ -125,7 +125,11 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 				return err
 			}
 		}
-		fmt.Fprintln(stdout, describeLearn(out, class))
+		said := describeLearn(out, class)
+		if own != "" {
+			said += " (for the site and for " + classify.NormalizeRecipient(own) + "'s own statistics)"
+		}
+		fmt.Fprintln(stdout, said)
 		return nil
 	}
 	var n, changed int
