@@ -158,7 +158,11 @@ func (f *milterFilter) MailFrom(from string, args []string, m *milter.Macros) mi
 func (f *milterFilter) RcptTo(rcpt string, args []string, m *milter.Macros) milter.Response {
 	addr := strings.Trim(rcpt, "<>")
 	if f.rcpt != nil {
-		if reply := f.rcpt.check(f.pipe, f.env, f.host, addr); reply != "" {
+		reply := f.rcpt.check(f.pipe, f.env, f.host, addr)
+		if dl := f.debug.Logger(f.client); dl != nil {
+			dl.Info("debug: rcpt", "rcpt", debuglog.Clip(addr, debuglog.MaxValue), "reply", reply)
+		}
+		if reply != "" {
 			f.recordRcptRefusal(addr, reply)
 			return milter.ReplyCode(reply)
 		}

@@ -59,6 +59,12 @@ func (p *Peers) Prefixes() []netip.Prefix {
 	return *p.set.Load()
 }
 
+// Active reports whether the set has any prefix: a caller with an
+// address to parse first asks this.
+func (p *Peers) Active() bool {
+	return p != nil && len(*p.set.Load()) > 0
+}
+
 // Match reports whether ip is in the set.
 func (p *Peers) Match(ip netip.Addr) bool {
 	if p == nil || !ip.IsValid() {

@@ -2,6 +2,7 @@ package policyd
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -34,10 +35,23 @@ func TestDebugPeerRequest(t *testing.T) {
 	for _, want := range []string{
 		`msg="debug: policy request" debug_peer=true client=127.0.0.2 request="[client_address=127.0.0.2 helo_name=mail.example.test`,
 		`msg="debug: dns" debug_peer=true client=127.0.0.2 name=example.test type=TXT rcode=NOERROR`, "v=spf1 ip4:127.0.0.2",
-		`msg="debug: policy answer" debug_peer=true client=127.0.0.2 action=` + string(resp.Action),
+		`msg="debug: policy checks" debug_peer=true client=127.0.0.2 action=` + string(resp.Action),
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("log lacks %s:\n%s", want, got)
 		}
+	}
+
+	// Served: the answer Postfix gets is logged too.
+	ln, err := Listen("inet:127.0.0.1:0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	buf.Reset()
+	line := dial(t, "tcp", ln.Addr().String()).ask(t, "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=127.0.0.2\nhelo_name=mail.example.test\nsender=a@example.test\nrecipient=b@rcpt.test\ninstance=x1")
+	if want := `msg="debug: policy answer" debug_peer=true client=127.0.0.2 line="` + line + `"`; !strings.Contains(buf.String(), want) {
+		t.Errorf("log lacks %s:\n%s", want, buf.String())
 	}
 }

@@ -1,6 +1,7 @@
 package policyd
 
 import (
+	"net/netip"
 	"slices"
 
 	"mailwall/internal/debuglog"
@@ -18,4 +19,19 @@ func debugRequest(req Request) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// debugFinal logs the answer Postfix gets (after greylisting and the
+// lists) for a debug peer's request.
+func (s *Server) debugFinal(req Request, resp Response) {
+	if !s.Debug.Active() {
+		return
+	}
+	ip, err := netip.ParseAddr(req["client_address"])
+	if err != nil {
+		return
+	}
+	if dl := s.Debug.Logger(ip); dl != nil {
+		dl.Info("debug: policy answer", "line", debuglog.Clip(resp.Line(), debuglog.MaxValue))
+	}
 }

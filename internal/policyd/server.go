@@ -376,6 +376,7 @@ func (s *Server) serveConn(conn net.Conn, st *connState) {
 				recordReq, recordResp, recordStage = req, resp, stage
 			}
 			s.tarpit(wait)
+			s.debugFinal(req, resp)
 		}
 		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		w.WriteString(resp.Line())
@@ -425,13 +426,13 @@ func (s *Server) safeDecide(ru *rules, req Request) (resp Response) {
 		}
 	}()
 	ctx := context.Background()
-	if s.Debug != nil {
+	if s.Debug.Active() {
 		if ip, err := netip.ParseAddr(req["client_address"]); err == nil {
 			if dl := s.Debug.Logger(ip); dl != nil {
 				dl.Info("debug: policy request", "request", debugRequest(req))
 				ctx = debuglog.With(ctx, dl)
 				defer func() {
-					dl.Info("debug: policy answer", "action", string(resp.Action), "text", resp.Text, "line", debuglog.Clip(resp.Line(), debuglog.MaxValue))
+					dl.Info("debug: policy checks", "action", string(resp.Action), "text", resp.Text, "stage", resp.stage())
 				}()
 			}
 		}
