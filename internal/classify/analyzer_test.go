@@ -171,7 +171,7 @@ func TestAnalyzerPerRecipient(t *testing.T) {
 		if hit := len(out.Hits) > 0; hit != tc.hit {
 			t.Errorf("%s: hits %v, want a hit %v (%s)", tc.name, out.Hits, tc.hit, rep.Explanation)
 		}
-		if tc.hit && !strings.Contains(rep.Explanation, "rcpt-") || rep.Recipient != (tc.salt != 0) ||
+		if tc.hit && !strings.Contains(rep.Explanation, "rcpt/") || rep.Recipient != (tc.salt != 0) ||
 			strings.HasSuffix(rep.Explanation, "(with the recipient's own statistics)") != (tc.salt != 0) {
 			t.Errorf("%s: %+v", tc.name, rep)
 		}

@@ -90,7 +90,7 @@ type Result struct {
 	Class    string `json:"class"`
 	Features int    `json:"features"` // how many features the message had
 	// Recipient says the recipient's own statistics took part
-	// (PredictFor): their features are named "rcpt-KIND".
+	// (PredictFor): their features are named "rcpt/KIND".
 	Recipient bool `json:"recipient,omitempty"`
 	// Strongest are the features that pushed hardest towards the
 	// verdict, strongest first.
@@ -237,7 +237,7 @@ func (c *Classifier) ClassifyVectorFor(v *Vector, salt uint64, o RecipientOption
 		if i < n {
 			return v.Name(i)
 		}
-		return "rcpt-" + v.Name(i-n)
+		return "rcpt/" + v.Name(i-n)
 	}, contrib, r.Junk, explainTop)
 	return r
 }

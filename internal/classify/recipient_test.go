@@ -76,7 +76,7 @@ func TestRecipientToy(t *testing.T) {
 	check("12 lessons", bob, false)
 	check("12 lessons", "", false)
 	r := c.ClassifyVectorFor(x.Extract(list(90)), RecipientSalt(alice), o)
-	if !r.Recipient || len(r.Strongest) == 0 || !strings.HasPrefix(r.Strongest[0].Feature, "rcpt-") {
+	if !r.Recipient || len(r.Strongest) == 0 || !strings.HasPrefix(r.Strongest[0].Feature, "rcpt/") {
 		t.Errorf("alice's result does not say her statistics decided: %+v", r)
 	}
 	// Her other mail is as the site's.
