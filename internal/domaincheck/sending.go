@@ -476,6 +476,8 @@ func containsFold(list []string, s string) bool {
 func (r *sendingRun) unseen() {
 	r.add(Info, "complaints", "not visible from here: Gmail and Yahoo want user-reported spam under 0.3 % (aim for 0.1 %)",
 		"watch the spam rate in Google Postmaster Tools and Yahoo's Sender Hub; send only mail recipients asked for")
+	r.add(Info, "unsubscribe", "not visible from here: Gmail and Yahoo want unsubscribe requests honored within two days",
+		"take the one-click POST and mailto requests off the list at once")
 	r.add(Info, "reputation", "not visible from here: a new address or domain has no reputation, and builds one over weeks",
 		"warm up: start with low volume to engaged recipients and raise it gradually; keep the same IP and domain; watch Google Postmaster Tools, Microsoft SNDS, Yahoo's Sender Hub")
 	r.add(Info, "sources", "the published requirements: "+strings.Join(SenderGuidelines, " "), "")
