@@ -29,7 +29,16 @@ type Client struct {
 	// NOERROR and NXDOMAIN), even when another server then answers: which
 	// of several servers is failing. It must be safe for concurrent use.
 	OnServerError func(server string, err error)
+	// Validator, if set, checks answers with DNSSEC and says so in
+	// Answer.Security (dnssec.go); bogus answers become errors.
+	Validator *Validator
 }
+
+// queryFlags are the header and EDNS bits a query sets: DO (and CD, so an
+// upstream validator hands over what it finds bogus for us to judge, RFC
+// 4035 §3.2.2) when validating, AD when trusting the upstream's (RFC 6840
+// §5.7).
+type queryFlags struct{ do, ad bool }
 
 // maxCNAMEHops bounds CNAME chains, as resolvers commonly do.
 const maxCNAMEHops = 8
@@ -65,10 +74,13 @@ func (c *Client) Query(ctx context.Context, name string, qtype uint16) (*Answer,
 	if _, ok := dns.IsDomainName(qname); !ok || len(qname) > 254 {
 		return nil, &Error{Name: qname, Type: qtype, Err: errors.New("invalid domain name")}
 	}
+	if c.Validator != nil {
+		return c.Validator.query(ctx, c, qname, qtype)
+	}
 	ans := &Answer{Name: qname, Type: qtype, TTL: ^uint32(0)}
 	target := qname
 	for hop := 0; ; hop++ {
-		resp, server, tcp, err := c.exchange(ctx, target, qtype)
+		resp, server, tcp, err := c.exchange(ctx, target, qtype, queryFlags{})
 		if err != nil {
 			return nil, &Error{Name: qname, Type: qtype, Temporary: true, Err: err}
 		}
@@ -146,7 +158,7 @@ func hasOwner(rrs []dns.RR, name string) bool {
 
 // exchange sends one question, trying each server in turn for Attempts
 // rounds, and retries over TCP when a UDP answer is truncated.
-func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, string, bool, error) {
+func (c *Client) exchange(ctx context.Context, name string, qtype uint16, fl queryFlags) (*dns.Msg, string, bool, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
@@ -165,7 +177,9 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*dns.
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.RecursionDesired = true
-	m.SetEdns0(size, false)
+	m.SetEdns0(size, fl.do)
+	m.CheckingDisabled = fl.do
+	m.AuthenticatedData = fl.ad
 
 	var lastErr error
 	for range attempts {

@@ -42,6 +42,11 @@ type Answer struct {
 	// Truncated and TCP tell how the answer was obtained, for diagnostics.
 	TCP    bool
 	Server string
+	// Security is the DNSSEC status (dnssec.go); the zero value,
+	// Unvalidated, when validation is off. SecurityReason says why an
+	// answer is insecure or unvalidated.
+	Security       Security
+	SecurityReason string
 }
 
 // NXDomain reports whether the name does not exist.

@@ -117,6 +117,11 @@ func addDNSSEC(msg *dns.Msg, zones zoneSet, qname string, qtype uint16) {
 				if m := z.nsec3Matching(target); m != nil {
 					addProof(z, m)
 				} else {
+					// The closest ancestor with an NSEC3 of its own.
+					ce := parentName(target)
+					for ce != z.Origin && z.nsec3Matching(ce) == nil {
+						ce = parentName(ce)
+					}
 					addProof(z, z.nsec3Matching(ce))
 					addProof(z, z.nsec3Covering(nextCloser(target, ce)))
 				}

@@ -54,8 +54,10 @@ func NewZone(rrs []dns.RR) (*Zone, error) {
 			if n == z.Origin {
 				break
 			}
-			i, _ := dns.NextLabel(n, 0)
-			n = n[i:]
+			i, end := dns.NextLabel(n, 0)
+			if n = n[i:]; end {
+				n = "." // the root zone's apex (a signed lab's, sign.go)
+			}
 		}
 	}
 	return z, nil
