@@ -68,9 +68,13 @@ Usage:
   mailwall dkim verify [--dns HOST:PORT] [--json] < message
         check every DKIM signature of a message
   mailwall domain check DOMAIN [--dns HOST:PORT] [--selector S ...] [--ns-port N] [--json]
-        check a domain's SPF, DKIM, DMARC, MX and name servers as receivers see them
+                        [--sending DOMAIN [--ip IP] [--helo NAME] [--message FILE]]
+        check a domain's SPF, DKIM, DMARC, MX and name servers as receivers see them;
+        --sending adds what Gmail, Yahoo and Outlook.com require of senders, each with
+        its fix (support.google.com/a/answer/81126, senders.yahooinc.com/best-practices,
+        sendersupport.olc.protection.outlook.com/pm), and what cannot be seen from here
   mailwall send-test --from ADDR --to ADDR --server HOST:PORT [--source-ip IP] [--helo NAME]
-                     [--sign-domain D --selector S --key FILE] [--subject S] [--tls-insecure]
+                     [--sign-domain D --selector S --key FILE] [--subject S] [--tls-insecure] [--bulk] [--print]
         send a well-formed (and signed) test message and print the SMTP dialogue
   mailwall lab [run] LABFILE [--dir DIR]
         a mail lab on loopback from a lab file: keys, zones, lab DNS, a receiving MX;
