@@ -256,6 +256,9 @@ func newClient(cfg *config.Config) (*dnsx.Client, error) {
 	}
 	client.Timeout = cfg.DNS.Timeout.D()
 	client.Attempts = cfg.DNS.Attempts
+	if client.Validator, err = cfg.DNS.Validator(); err != nil { // dns.dnssec
+		return nil, err
+	}
 	return client, nil
 }
 

@@ -289,6 +289,11 @@ type DNSConfig struct {
 	CacheSize      int      `yaml:"cache_size"`
 	MaxTTL         Duration `yaml:"max_ttl"`
 	MaxNegativeTTL Duration `yaml:"max_negative_ttl"`
+
+	// DNSSEC validation (dns.go).
+	DNSSEC         string   `yaml:"dnssec"`
+	TrustAnchors   []string `yaml:"trust_anchors"`
+	TrustADServers []string `yaml:"trust_ad_servers"`
 }
 
 // SPFConfig tunes SPF evaluation.
@@ -482,6 +487,7 @@ func (c *Config) Validate() error {
 	check(c.DNS.Timeout > 0, "dns.timeout must be positive")
 	check(c.DNS.Attempts > 0, "dns.attempts must be at least 1")
 	check(c.DNS.CacheSize > 0, "dns.cache_size must be at least 1")
+	c.validateDNSSEC(check) // dns.go
 	check(c.SPF.MaxLookups > 0 && c.SPF.MaxVoidLookups > 0, "spf.max_lookups and spf.max_void_lookups must be at least 1")
 	check(c.SPF.Timeout > 0, "spf.timeout must be positive")
 	check(c.Policyd.MailFromReject != "Null", "policyd.mail_from_reject: Null applies to helo_reject only")
