@@ -371,6 +371,14 @@ func (mt modelTx) writeDeltas(ctx context.Context, delta map[uint32]bucketDelta)
 	return mt.insertCounts(ctx, missing, ` ON CONFLICT (name, bucket) DO NOTHING`)
 }
 
+// setFolded records that the model's buckets changed outside its log at
+// the transaction's version (a fold, an import): a host whose copy is
+// older reads the model whole.
+func (mt modelTx) setFolded(ctx context.Context) error {
+	return mt.exec(ctx, `INSERT INTO model_folds (name, folded) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET folded = excluded.folded`, mt.name, mt.ver)
+}
+
 // columns are rows' buckets and counts as arrays, for unnest.
 func columns(rows []classify.BucketCount) (b, j, h []int64) {
 	b, j, h = make([]int64, len(rows)), make([]int64, len(rows)), make([]int64, len(rows))
@@ -395,6 +403,9 @@ func (s *Store) AddCounts(ctx context.Context, name string, bits int, junk, ham 
 	if err := mt.addCounts(ctx, buckets); err != nil {
 		return err
 	}
+	if err := mt.setFolded(ctx); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE model_meta SET junk = junk + $2, ham = ham + $3 WHERE name = $1`, name, junk, ham); err != nil {
 		return fmt.Errorf("store: model %s: %w", name, err)
 	}
@@ -414,11 +425,13 @@ func (s *Store) ModelCounts(ctx context.Context, name string, since int64, fn fu
 		return classify.ModelState{}, fmt.Errorf("store: model %s: %w", name, err)
 	}
 	defer tx.Rollback()
-	st, err := modelState(ctx, tx, name)
+	st, folded, err := modelState(ctx, tx, name)
 	if err != nil || st.Version <= since {
 		return st, err
 	}
-	if since <= 0 {
+	if since <= 0 || folded > since {
+		// Everything, or a fold since: every bucket (counts are
+		// absolute, so those unchanged read again are harmless).
 		return st, wholeModel(ctx, tx, name, fn)
 	}
 	// The log: the sum of its changes per bucket, and the buckets it
@@ -439,15 +452,8 @@ func (s *Store) ModelCounts(ctx context.Context, name string, since int64, fn fu
 		fn(classify.BucketCount{Bucket: b, Junk: max(junk+d[0], 0), Ham: max(ham+d[1], 0)})
 	}
 	done := map[uint32]bool{}
-	if err := scanBuckets(ctx, tx, name, `SELECT bucket, junk, ham FROM model_buckets WHERE name = $1 AND version > $2`, []any{name, since},
-		func(b uint32, junk, ham int64) {
-			emit(b, junk, ham)
-			done[b] = true
-		}); err != nil {
-		return st, err
-	}
-	// The buckets the log changed that model_buckets did not give: read
-	// the count they start from, 500 a statement.
+	// The buckets the log changed after since: the count they start
+	// from, 500 a statement.
 	var rest []uint32
 	for b := range after {
 		if !done[b] {
@@ -483,10 +489,9 @@ func (s *Store) ModelCounts(ctx context.Context, name string, since int64, fn fu
 }
 
 // wholeModel hands fn every bucket of the model: model_buckets read in
-// bucket order along the primary key (not through the version index:
-// that way a million buckets took SQLite 30 s), merged with the log's
-// changes summed per bucket in a sorted slice (no map: a log about to
-// be folded holds half a million changes).
+// bucket order along the primary key, merged with the log's changes
+// summed per bucket in a sorted slice (no map: a log about to be folded
+// holds a million changes).
 func wholeModel(ctx context.Context, tx *sql.Tx, name string, fn func(classify.BucketCount)) error {
 	// 12 octets a change: a log row's change, and the sum of a log's,
 	// is at most the messages learnt, far inside 32 bits.
@@ -546,14 +551,9 @@ func (s *Store) ModelDeltas(ctx context.Context, name string, since int64, fn fu
 		return st, false, fmt.Errorf("store: model %s: %w", name, err)
 	}
 	defer tx.Rollback()
-	if st, err = modelState(ctx, tx, name); err != nil || st.Version <= since {
-		return st, false, err
-	}
 	var folded int64
-	switch err := tx.QueryRowContext(ctx, `SELECT version FROM model_buckets WHERE name = $1 ORDER BY version DESC LIMIT 1`, name).Scan(&folded); {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return st, false, fmt.Errorf("store: model %s: %w", name, err)
+	if st, folded, err = modelState(ctx, tx, name); err != nil || st.Version <= since {
+		return st, false, err
 	}
 	if folded > since {
 		return st, true, tx.Commit()
@@ -606,16 +606,17 @@ func (s *Store) readTx(ctx context.Context) (*sql.Tx, error) {
 	return s.db.BeginTx(ctx, nil)
 }
 
-// modelState reads a model's row; the zero state for none.
-func modelState(ctx context.Context, tx *sql.Tx, name string) (classify.ModelState, error) {
-	var st classify.ModelState
-	switch err := tx.QueryRowContext(ctx, `SELECT bits, version, junk, ham FROM model_meta WHERE name = $1`, name).Scan(&st.Bits, &st.Version, &st.Junk, &st.Ham); {
+// modelState reads a model's row, and the version of its last fold
+// (or import); the zero state for none.
+func modelState(ctx context.Context, tx *sql.Tx, name string) (st classify.ModelState, folded int64, err error) {
+	switch err := tx.QueryRowContext(ctx, `SELECT m.bits, m.version, m.junk, m.ham, COALESCE(f.folded, 0)
+		FROM model_meta m LEFT JOIN model_folds f ON f.name = m.name WHERE m.name = $1`, name).Scan(&st.Bits, &st.Version, &st.Junk, &st.Ham, &folded); {
 	case errors.Is(err, sql.ErrNoRows):
-		return classify.ModelState{}, nil
+		return classify.ModelState{}, 0, nil
 	case err != nil:
-		return st, fmt.Errorf("store: model %s: %w", name, err)
+		return st, 0, fmt.Errorf("store: model %s: %w", name, err)
 	}
-	return st, nil
+	return st, folded, nil
 }
 
 // scanBuckets runs q and hands fn each bucket row.
@@ -722,9 +723,9 @@ func decodeDeltas(buf []byte, fn func(b uint32, d bucketDelta)) error {
 }
 
 // compact folds the model's log into model_buckets when it holds at
-// least limit changes (0: whenever it holds any), the buckets stamped
-// with the transaction's version, so that a host whose copy is older
-// reads them (and, its log gone, the whole model: ModelDeltas's gap).
+// least limit changes (0: whenever it holds any), and records the fold
+// at the transaction's version (model_folds), so that a host whose copy
+// is older, its log gone, reads the whole model (ModelDeltas's gap).
 func (mt modelTx) compact(ctx context.Context, limit int64) error {
 	var pending int64
 	if err := mt.tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0) FROM model_deltas WHERE name = $1`, mt.name).Scan(&pending); err != nil {
@@ -741,6 +742,9 @@ func (mt modelTx) compact(ctx context.Context, limit int64) error {
 		return err
 	}
 	if err := mt.writeDeltas(ctx, sum); err != nil {
+		return err
+	}
+	if err := mt.setFolded(ctx); err != nil {
 		return err
 	}
 	return mt.exec(ctx, `DELETE FROM model_deltas WHERE name = $1 AND version <= $2`, mt.name, mt.ver)
