@@ -288,7 +288,8 @@ func (m *Bayes) RecipientLearns(salt uint64) (junk, ham uint64) {
 
 // PredictFor is Predict for a message to the one recipient of salt,
 // combining the site's features with the recipient's salted ones as
-// mode says (RecipientAdd, RecipientOverride, RecipientOnly), once the
+// mode says (RecipientPrior, RecipientOverride, RecipientAdd,
+// RecipientOnly), once the
 // recipient has taught at least minLearns messages of each class;
 // before, or for salt 0, it is Predict. contrib (as long as v.Hashes)
 // gets the site features' contributions, rcontrib (as long, may be
@@ -334,8 +335,7 @@ func (m *Bayes) predictFor(v *Vector, salt uint64, mode string, minLearns int, p
 			// probability instead of 0.5: one clue a feature, the
 			// recipient's as far as their evidence goes.
 			f, _ := m.clue(m.table[m.bucket(h)], m.nJunk, m.nHam)
-			n := ub.junk + ub.ham
-			user := n > 0 && n >= ub.junk
+			user := ub.junk != 0 || ub.ham != 0
 			if user {
 				f = smoothed(ub, uJunk, uHam, priorS, f)
 			}
