@@ -289,12 +289,11 @@ func (m *Bayes) RecipientLearns(salt uint64) (junk, ham uint64) {
 // PredictFor is Predict for a message to the one recipient of salt,
 // combining the site's features with the recipient's salted ones as
 // mode says (RecipientPrior, RecipientOverride, RecipientAdd,
-// RecipientOnly), once the
-// recipient has taught at least minLearns messages of each class;
-// before, or for salt 0, it is Predict. contrib (as long as v.Hashes)
-// gets the site features' contributions, rcontrib (as long, may be
-// nil) the recipient's. used says whether the recipient's statistics
-// took part.
+// RecipientOnly), once the recipient has taught at least minLearns
+// messages of each class; before, or for salt 0, it is Predict.
+// contrib (as long as v.Hashes) gets the site features'
+// contributions, rcontrib (as long, may be nil) the recipient's. used
+// says whether the recipient's statistics took part.
 func (m *Bayes) PredictFor(v *Vector, salt uint64, mode string, minLearns int, contrib, rcontrib []float64) (p float64, used bool) {
 	return m.predictFor(v, salt, mode, minLearns, recipientPriorS, contrib, rcontrib)
 }
