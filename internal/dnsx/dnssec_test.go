@@ -35,6 +35,7 @@ func signedLab(tb testing.TB) (*labdns.Server, string) {
 		z("wrongds.test", "www IN A 192.0.2.70", spfRec),
 		z("optout.test", "www IN A 192.0.2.80"),
 		z("sub.optout.test", "www IN A 192.0.2.81"),
+		z("signed.optout.test", "www IN A 192.0.2.82"),
 		z("iter.test", "www IN A 192.0.2.90"),
 		z("ed.test", "www IN A 192.0.2.100"),
 	}
@@ -102,6 +103,8 @@ func TestDNSSECStatuses(t *testing.T) {
 		{name: "nope.unsigned.test", qtype: dns.TypeA, want: dnsx.Insecure, nx: true, empty: true},
 		{name: "www.nods.test", qtype: dns.TypeA, want: dnsx.Insecure, why: "nods.test: delegation from test without DS"},
 		{name: "www.sub.optout.test", qtype: dns.TypeA, want: dnsx.Insecure, why: "opt-out"},
+		{name: "www.signed.optout.test", qtype: dns.TypeA, want: dnsx.Secure},
+		{name: "nope.optout.test", qtype: dns.TypeA, want: dnsx.Insecure, nx: true, empty: true, why: "opt-out"},
 		{name: "nope.iter.test", qtype: dns.TypeA, want: dnsx.Insecure, nx: true, empty: true, why: "150 iterations"},
 		{name: "www.iter.test", qtype: dns.TypeA, want: dnsx.Secure},
 		{name: "www.tampered.test", qtype: dns.TypeA, bogus: "www.tampered.test A: RRSIG by key"},
