@@ -122,6 +122,16 @@ func TestResolverLogsOnlyForDebugContext(t *testing.T) {
 	if strings.Contains(got, long[:MaxValue+1]) || len(got) > 4*MaxValue+1000 {
 		t.Errorf("a long record was not clipped (%d bytes)", len(got))
 	}
+	if strings.Contains(got, "dnssec=") {
+		t.Errorf("an unvalidated answer has a DNSSEC status: %s", got)
+	}
+	// With validation on, the answer's status is shown.
+	buf.Reset()
+	sec := Wrap(prebuilt{&dnsx.Answer{Name: "example.test.", Type: dns.TypeTXT, Security: dnsx.Insecure, SecurityReason: "no DS for example.test"}})
+	sec.Query(With(context.Background(), l), "example.test.", dns.TypeTXT)
+	if got := buf.String(); !strings.Contains(got, `dnssec=insecure dnssec_reason="no DS for example.test"`) {
+		t.Errorf("DNSSEC status not shown: %s", got)
+	}
 }
 
 type benchKey struct{}

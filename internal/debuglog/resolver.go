@@ -50,6 +50,12 @@ func logAnswer(ctx context.Context, l *slog.Logger, name string, qtype uint16, a
 		attrs = append(attrs, slog.String("rcode", "none"))
 	default:
 		attrs = append(attrs, slog.String("rcode", dns.RcodeToString[a.Rcode]), slog.Uint64("ttl", uint64(a.TTL)))
+		if a.Security != dnsx.Unvalidated { // dns.dnssec on: the answer's DNSSEC status
+			attrs = append(attrs, slog.String("dnssec", a.Security.String()))
+			if a.SecurityReason != "" {
+				attrs = append(attrs, slog.String("dnssec_reason", Clip(a.SecurityReason, MaxValue)))
+			}
+		}
 		recs := make([]string, 0, min(len(a.Records), maxRecords))
 		for i, rr := range a.Records {
 			if i == maxRecords {
