@@ -147,7 +147,22 @@ type sigKey struct {
 func (s *Signer) Sign(zones []*Zone) ([]*Zone, error) {
 	rrsOf := make(map[string][]dns.RR, len(zones)+1)
 	for _, z := range zones {
-		rrsOf[z.Origin] = z.Records()
+		rrsOf[z.Origin] = nil
+	}
+	for _, z := range zones {
+		// Zones signed before (a reload, an UPDATE) come back with the
+		// records signing added: they are made afresh.
+		for _, rr := range z.Records() {
+			h := rr.Header()
+			_, child := rrsOf[h.Name]
+			switch {
+			case h.Rrtype == dns.TypeDNSKEY || h.Rrtype == dns.TypeNSEC3PARAM:
+				continue
+			case h.Rrtype == dns.TypeDS && child && h.Name != z.Origin:
+				continue
+			}
+			rrsOf[z.Origin] = append(rrsOf[z.Origin], rr)
+		}
 	}
 	if _, ok := rrsOf["."]; !ok {
 		soa, _ := dns.NewRR(". 3600 IN SOA ns.lab-root.test. hostmaster.lab-root.test. 1 3600 600 86400 300")
