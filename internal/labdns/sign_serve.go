@@ -34,17 +34,13 @@ func parentName(name string) string {
 // the RRSIGs of its RRsets and the NSEC or NSEC3 records that prove what it
 // denies (RFC 4035 §3.1, RFC 5155 §7.2). Unsigned zones add nothing.
 func addDNSSEC(msg *dns.Msg, zones zoneSet, qname string, qtype uint16) {
-	type set struct {
-		name  string
-		rtype uint16
-	}
-	var sets []set
-	seen := map[set]bool{}
+	var sets []sigKey
+	seen := map[sigKey]bool{}
 	target := qname
 	answered := false
 	for _, rr := range msg.Answer {
 		h := rr.Header()
-		k := set{strings.ToLower(h.Name), h.Rrtype}
+		k := sigKey{strings.ToLower(h.Name), h.Rrtype}
 		if !seen[k] {
 			seen[k] = true
 			sets = append(sets, k)
@@ -72,7 +68,7 @@ func addDNSSEC(msg *dns.Msg, zones zoneSet, qname string, qtype uint16) {
 		if z == nil || z.sec == nil {
 			continue
 		}
-		if sigs, ok := z.sec.sigs[sigKey{k.name, k.rtype}]; ok {
+		if sigs, ok := z.sec.sigs[k]; ok {
 			msg.Answer = append(msg.Answer, sigs...)
 			continue
 		}
