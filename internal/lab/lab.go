@@ -41,6 +41,9 @@ type File struct {
 	// (internal/greylist, its state in memory) with a lab-short delay;
 	// lab run sends a deferred message again once the delay is over.
 	Greylist *Greylist `yaml:"greylist"`
+	// DNSSEC, when set, signs the lab's zones under a lab root and makes
+	// the MX's resolver validate (dnssec.go).
+	DNSSEC *DNSSEC `yaml:"dnssec"`
 }
 
 // Greylist is the lab MX's greylisting.
@@ -225,6 +228,9 @@ func (f *File) validate() error {
 		}
 	}
 	if err := f.validateBlocklists(); err != nil {
+		return err
+	}
+	if err := f.validateDNSSEC(); err != nil {
 		return err
 	}
 	if g := f.Greylist; g != nil {

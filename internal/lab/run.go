@@ -65,7 +65,12 @@ func Start(f *File, opts Options) (*Lab, error) {
 		return nil, err
 	}
 	// The MX asks the lab DNS server and nothing else.
-	l.Resolver = dnsx.NewCache(&dnsx.Client{Servers: []string{dns.Addr()}, Timeout: 2 * time.Second}, dnsx.CacheOptions{})
+	client, err := resolverClient(dns, opts.Dir) // validating when the lab is signed (dnssec.go)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	l.Resolver = dnsx.NewCache(client, dnsx.CacheOptions{})
 	pipe, err := opts.Pipeline(l.Resolver)
 	if err != nil {
 		l.Close()
@@ -175,6 +180,9 @@ func (f *File) StartDNS(dir string, logger *slog.Logger) (*labdns.Server, map[st
 		return nil, nil, fmt.Errorf("lab: %w", err)
 	}
 	cfg := labdns.Config{Listen: f.DNS, Logger: logger}
+	if cfg.Signer, err = f.signer(); err != nil { // dnssec.go
+		return nil, nil, err
+	}
 	for _, p := range files {
 		cfg.Zones = append(cfg.Zones, labdns.ZoneFile{Path: p})
 	}

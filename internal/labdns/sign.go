@@ -422,3 +422,12 @@ func tamper(sig string) string {
 	}
 	return string(b)
 }
+
+// TrustAnchor is the DS of the lab root's key when the server signs its
+// zones, else nil.
+func (s *Server) TrustAnchor() *dns.DS {
+	if s.cfg.Signer == nil {
+		return nil
+	}
+	return s.cfg.Signer.TrustAnchor()
+}
