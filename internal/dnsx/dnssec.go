@@ -179,6 +179,12 @@ func (v *Validator) Flush() {
 // a hostile zone can make validation cost without limit otherwise).
 type budget struct {
 	verifications int
+	// exhausted: a limit cut the work short, so a bogus result says
+	// nothing lasting about the zone and is not cached.
+	exhausted bool
+	// ttl is the cap RFC 4035 §5.3.3 puts on the answer's TTL: the
+	// RRSIGs' original TTL and the time left to their expiration.
+	ttl uint32
 }
 
 // query is Client.Query with validation.
@@ -187,7 +193,7 @@ func (v *Validator) query(ctx context.Context, c *Client, qname string, qtype ui
 	if v.cfg.Mode == DNSSECTrustAD {
 		fl = queryFlags{ad: true}
 	}
-	b := &budget{verifications: v.cfg.MaxVerifications}
+	b := &budget{verifications: v.cfg.MaxVerifications, ttl: ^uint32(0)}
 	ans := &Answer{Name: qname, Type: qtype, TTL: ^uint32(0), Security: Secure}
 	target := qname
 	for hop := 0; ; hop++ {
@@ -221,6 +227,7 @@ func (v *Validator) query(ctx context.Context, c *Client, qname string, qtype ui
 	if qtype != dns.TypeRRSIG {
 		ans.Records = dropType(ans.Records, dns.TypeRRSIG)
 	}
+	ans.TTL = min(ans.TTL, b.ttl)
 	return ans, nil
 }
 
@@ -477,6 +484,7 @@ func (v *Validator) verify(set *rrSet, st *zoneState, b *budget) (*dns.RRSIG, st
 	tried := 0
 	for _, sig := range set.sigs {
 		if tried >= v.cfg.MaxSigs {
+			b.exhausted = true
 			reason = fmt.Sprintf("more than %d RRSIGs, none verified", v.cfg.MaxSigs)
 			break
 		}
@@ -508,10 +516,13 @@ func (v *Validator) verify(set *rrSet, st *zoneState, b *budget) (*dns.RRSIG, st
 			}
 			matched = true
 			if b.verifications <= 0 {
+				b.exhausted = true
 				return nil, fmt.Sprintf("validation budget of %d signature checks used up", v.cfg.MaxVerifications)
 			}
 			b.verifications--
 			if err := sig.Verify(k, set.rrs); err == nil {
+				left := serialTime(sig.Expiration, now).Sub(now) / time.Second
+				b.ttl = min(b.ttl, sig.OrigTtl, uint32(max(left, 0)))
 				return sig, ""
 			}
 			reason = fmt.Sprintf("RRSIG by key %d does not verify", sig.KeyTag)

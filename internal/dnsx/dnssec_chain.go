@@ -14,6 +14,9 @@ import (
 // records' TTLs say.
 const maxChainTTL = time.Hour
 
+// bogusTTL is how long a zone found bogus is remembered as such.
+const bogusTTL = 30 * time.Second
+
 // zone returns what the chain of trust says about zone name: Secure with
 // its validated DNSKEYs, Insecure with the reason, or Bogus with the
 // failing link. An error is a transport failure (nothing cached).
@@ -23,12 +26,21 @@ func (v *Validator) zone(ctx context.Context, c *Client, name string, b *budget,
 		return st, nil
 	}
 	if depth >= v.cfg.MaxZones {
+		b.exhausted = true
 		return &zoneState{name: name, status: Bogus, reason: fmt.Sprintf("chain of trust to %s longer than %d zones", name, v.cfg.MaxZones)}, nil
 	}
 	val, err, _ := v.flight.Do(name, func() (any, error) {
 		st, err := v.walk(ctx, c, name, b, depth)
-		if err == nil && st.status != Bogus {
+		switch {
+		case err != nil:
+		case st.status != Bogus:
 			v.store(st)
+		case !b.exhausted:
+			// RFC 4035 §4.7: a bogus zone is remembered a little while, so
+			// a flood of queries for it does not walk its chain each time.
+			bad := *st
+			bad.expires = v.cfg.Now().Add(bogusTTL)
+			v.store(&bad)
 		}
 		return st, err
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -186,5 +187,27 @@ func TestDNSSECForgeries(t *testing.T) {
 				t.Errorf("reason %q does not say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A zone found bogus is remembered for a while (RFC 4035 §4.7): asking
+// again does not walk its chain again.
+func TestDNSSECBogusRemembered(t *testing.T) {
+	s, anchor := signedLab(t)
+	var dnskeys atomic.Int32
+	addr := forger(t, s.Addr(), func(q, r *dns.Msg) *dns.Msg {
+		if q.Question[0].Qtype == dns.TypeDNSKEY && q.Question[0].Name == "expired.test." {
+			dnskeys.Add(1)
+		}
+		return r
+	})
+	c := validatingClient(t, addr, anchor)
+	for range 3 {
+		if _, err := c.Query(context.Background(), "www.expired.test", dns.TypeA); !errors.Is(err, dnsx.ErrBogus) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	if n := dnskeys.Load(); n != 1 {
+		t.Errorf("expired.test DNSKEY asked %d times for 3 lookups, want 1", n)
 	}
 }

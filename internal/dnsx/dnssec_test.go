@@ -214,3 +214,71 @@ func TestDNSSECTrustAD(t *testing.T) {
 		t.Errorf("security %v (%s)", a.Security, a.SecurityReason)
 	}
 }
+
+// Every algorithm the validator supports gives secure answers, with
+// positive and negative answers; RSASHA1 (5) makes the zone insecure, not
+// bogus (RFC 4035 §5.2, RFC 6840 §5.2).
+func TestDNSSECAlgorithms(t *testing.T) {
+	algs := map[string]uint8{"rsa.test": dns.RSASHA256, "rsa512.test": dns.RSASHA512, "p256.test": dns.ECDSAP256SHA256,
+		"p384.test": dns.ECDSAP384SHA384, "ed.test": dns.ED25519, "sha1.test": dns.RSASHA1}
+	cfg := labdns.SignConfig{Zones: map[string]labdns.ZoneSigning{}}
+	zones := []*labdns.Zone{labtest.Zone(t, "test")}
+	for z, alg := range algs {
+		cfg.Zones[z] = labdns.ZoneSigning{Algorithm: alg}
+		zones = append(zones, labtest.Zone(t, z, "www IN A 192.0.2.1"))
+	}
+	signer, err := labdns.NewSigner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := labdns.NewWithZones(labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Signer: signer}, zones...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	c := validatingClient(t, s.Addr(), signer.TrustAnchor().String())
+	for z, alg := range algs {
+		want := dnsx.Secure
+		if alg == dns.RSASHA1 {
+			want = dnsx.Insecure
+		}
+		for _, name := range []string{"www." + z, "nope." + z} {
+			a, err := c.Query(context.Background(), name, dns.TypeA)
+			if err != nil || a.Security != want {
+				t.Errorf("%s (algorithm %d): %v %v, want %v", name, alg, a, err, want)
+			} else if want == dnsx.Insecure && !strings.Contains(a.SecurityReason, "no supported algorithm") {
+				t.Errorf("%s: reason %q", name, a.SecurityReason)
+			}
+		}
+	}
+}
+
+// The answer's TTL is capped by its RRSIG's original TTL and by the time
+// the signature has left (RFC 4035 §5.3.3): here the zone's records say
+// 300 s, the signatures expire in 100 s.
+func TestDNSSECTTLCappedBySignature(t *testing.T) {
+	signer, err := labdns.NewSigner(labdns.SignConfig{Expiration: time.Now().Add(100 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := labdns.NewWithZones(labdns.Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Signer: signer},
+		labtest.Zone(t, "example.test", "www IN A 192.0.2.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	c := validatingClient(t, s.Addr(), signer.TrustAnchor().String())
+	a, err := c.Query(context.Background(), "www.example.test", dns.TypeA)
+	if err != nil || a.Security != dnsx.Secure {
+		t.Fatalf("%v %v", a, err)
+	}
+	if a.TTL > 100 || a.TTL < 90 {
+		t.Errorf("TTL %d, want at most the 100 s the signature has left", a.TTL)
+	}
+}

@@ -32,7 +32,8 @@ type ZoneSigning struct {
 	// Unsigned serves the zone without DNSSEC and no DS at the parent: an
 	// insecure delegation (RFC 4035 §5.2).
 	Unsigned bool
-	// Algorithm is the DNSKEY algorithm: 13 (default), 14, 15, 8 or 10.
+	// Algorithm is the DNSKEY algorithm: 13 (default), 14, 15, 8, 10 or
+	// 5 (RSASHA1, to see validators treat it as unsupported).
 	Algorithm uint8
 	// NSEC3 denies existence with hashed names (RFC 5155) instead of NSEC.
 	NSEC3           bool
@@ -108,8 +109,8 @@ func (s *Signer) key(origin string, alg uint8) (*zoneKey, error) {
 		bits = 384
 	case dns.ED25519:
 		bits = 256
-	case dns.RSASHA256, dns.RSASHA512:
-		bits = 2048
+	case dns.RSASHA256, dns.RSASHA512, dns.RSASHA1:
+		bits = 2048 // RSASHA1 only to test validators that refuse it
 	default:
 		return nil, fmt.Errorf("labdns: zone %s: algorithm %d not supported for signing", origin, alg)
 	}
