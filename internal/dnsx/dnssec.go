@@ -378,6 +378,9 @@ func (v *Validator) validateSet(ctx context.Context, c *Client, set *rrSet, ns [
 		}
 	}
 	if signer == "" {
+		if st := v.insecureAbove(set.name); st != nil {
+			return Insecure, st.reason, nil
+		}
 		zone, err := v.findZone(ctx, c, set.name, set.rtype)
 		if err != nil {
 			return 0, "", err

@@ -17,6 +17,8 @@ import (
 //	cold:       a fresh validator each lookup: DS and DNSKEY of every zone
 //	            fetched and checked (5 extra queries, 6 signatures)
 //	warm:       the zones' keys cached: the answer's own signature only
+//	warm-insecure: www.unsigned.test, its zone's insecure delegation
+//	            cached: no signature, no extra query
 //	cache-off, cache-validate: answers from dnsx.Cache, as checks get
 //	            them most of the time.
 func BenchmarkDNSSEC(b *testing.B) {
@@ -54,6 +56,18 @@ func BenchmarkDNSSEC(b *testing.B) {
 		lookup(b, c, dnsx.Secure)
 		for b.Loop() {
 			lookup(b, c, dnsx.Secure)
+		}
+	})
+	b.Run("warm-insecure", func(b *testing.B) {
+		c := &dnsx.Client{Servers: []string{s.Addr()}, Validator: newValidator()}
+		if _, err := c.Query(ctx, "www.unsigned.test", dns.TypeA); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			a, err := c.Query(ctx, "www.unsigned.test", dns.TypeA)
+			if err != nil || a.Security != dnsx.Insecure {
+				b.Fatal(a, err)
+			}
 		}
 	})
 	b.Run("cache-off", func(b *testing.B) {

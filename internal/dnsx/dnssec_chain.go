@@ -25,6 +25,9 @@ func (v *Validator) zone(ctx context.Context, c *Client, name string, b *budget,
 	if st := v.cached(name); st != nil {
 		return st, nil
 	}
+	if st := v.insecureAbove(name); st != nil {
+		return inherit(name, st), nil
+	}
 	if depth >= v.cfg.MaxZones {
 		b.exhausted = true
 		return &zoneState{name: name, status: Bogus, reason: fmt.Sprintf("chain of trust to %s longer than %d zones", name, v.cfg.MaxZones)}, nil
@@ -62,6 +65,27 @@ func (v *Validator) cached(name string) *zoneState {
 		return nil
 	}
 	return st
+}
+
+// insecureAbove returns the cached state of an insecure zone that encloses
+// name, if one does with no trust anchor between them: below an insecure
+// delegation no chain of trust can start again (RFC 4035 §4.3), so names
+// there need no walk, nor the SOA query that finds their zone.
+func (v *Validator) insecureAbove(name string) *zoneState {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := v.cfg.Now()
+	for n := name; ; n = parentOf(n) {
+		if _, ok := v.anchors[n]; ok {
+			return nil
+		}
+		if st, ok := v.zones[n]; ok && st.status == Insecure && now.Before(st.expires) {
+			return st
+		}
+		if n == "." {
+			return nil
+		}
+	}
 }
 
 func (v *Validator) store(st *zoneState) {

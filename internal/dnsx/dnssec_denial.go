@@ -197,6 +197,9 @@ func (v *Validator) validateDenial(ctx context.Context, c *Client, resp *dns.Msg
 		}
 	}
 	if zone == "" {
+		if st := v.insecureAbove(name); st != nil {
+			return Insecure, st.reason, nil
+		}
 		z, err := v.findZone(ctx, c, name, qtype)
 		if err != nil {
 			return 0, "", err

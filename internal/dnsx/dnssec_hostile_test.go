@@ -211,3 +211,29 @@ func TestDNSSECBogusRemembered(t *testing.T) {
 		t.Errorf("expired.test DNSKEY asked %d times for 3 lookups, want 1", n)
 	}
 }
+
+// trust_ad: a validating resolver on loopback that sets AD makes the
+// answer secure; the query asks for AD (RFC 6840 §5.7) and does not set
+// DO or CD, so such a resolver still refuses bogus data itself.
+func TestDNSSECTrustADFromLoopback(t *testing.T) {
+	s, _ := signedLab(t)
+	var asked atomic.Bool
+	addr := forger(t, s.Addr(), func(q, r *dns.Msg) *dns.Msg {
+		opt := q.IsEdns0()
+		asked.Store(q.AuthenticatedData && !q.CheckingDisabled && (opt == nil || !opt.Do()))
+		r.AuthenticatedData = true
+		return r
+	})
+	v, err := dnsx.NewValidator(dnsx.ValidatorConfig{Mode: dnsx.DNSSECTrustAD})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &dnsx.Client{Servers: []string{addr}, Validator: v}
+	a, err := c.Query(context.Background(), "www.example.test", dns.TypeA)
+	if err != nil || a.Security != dnsx.Secure {
+		t.Fatalf("%v %v", a, err)
+	}
+	if !asked.Load() {
+		t.Error("query did not set AD, or set DO/CD")
+	}
+}

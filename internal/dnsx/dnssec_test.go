@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -280,5 +281,38 @@ func TestDNSSECTTLCappedBySignature(t *testing.T) {
 	}
 	if a.TTL > 100 || a.TTL < 90 {
 		t.Errorf("TTL %d, want at most the 100 s the signature has left", a.TTL)
+	}
+}
+
+// One validator shared by concurrent lookups (as the resolver is): each
+// gets its own right status while chains are walked and cached under them.
+func TestDNSSECConcurrent(t *testing.T) {
+	s, anchor := signedLab(t)
+	c := validatingClient(t, s.Addr(), anchor)
+	want := map[string]dnsx.Security{"www.example.test": dnsx.Secure, "www.nsec3.test": dnsx.Secure, "www.unsigned.test": dnsx.Insecure,
+		"www.nods.test": dnsx.Insecure, "www.tampered.test": dnsx.Bogus, "www.wrongds.test": dnsx.Bogus}
+	var wg sync.WaitGroup
+	errs := make(chan string, 100)
+	for range 8 {
+		wg.Go(func() {
+			for name, w := range want {
+				a, err := c.Query(context.Background(), name, dns.TypeA)
+				got := dnsx.Bogus
+				if err == nil {
+					got = a.Security
+				} else if !errors.Is(err, dnsx.ErrBogus) {
+					errs <- name + ": " + err.Error()
+					continue
+				}
+				if got != w {
+					errs <- name + ": " + got.String()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
