@@ -198,6 +198,8 @@ type CacheEntry struct {
 	Rcode   int
 	Records []string // presentation format, RFC 1035 §5.1
 	Left    time.Duration
+	// Security is the answer's DNSSEC status (dnssec.go).
+	Security Security
 }
 
 // Entries lists up to limit live answers whose name contains substr,
@@ -214,7 +216,7 @@ func (c *Cache) Entries(substr string, limit int) []CacheEntry {
 		if left <= 0 || !strings.Contains(e.key.name, substr) {
 			continue
 		}
-		ce := CacheEntry{Name: e.key.name, Type: e.key.qtype, Rcode: e.answer.Rcode, Left: left}
+		ce := CacheEntry{Name: e.key.name, Type: e.key.qtype, Rcode: e.answer.Rcode, Left: left, Security: e.answer.Security}
 		for _, rr := range e.answer.Records {
 			ce.Records = append(ce.Records, rr.String())
 		}
