@@ -317,17 +317,12 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 		}
 	}
 	ns := rrSets(resp.Ns)
-	answered := false
 	sets := rrSets(resp.Answer)
-	for _, set := range sets {
-		s, r, err := v.validateSet(ctx, c, set, ns, b)
-		if err != nil || s == Bogus {
-			return s, r, err
-		}
-		worse(s, r)
-	}
-	// Follow the CNAME chain inside the response (as collect does) to
-	// see whether the final name is answered.
+	// Follow the CNAME chain inside the response (as collect does): the
+	// RRsets on it are what the answer is made of, and only they are
+	// validated (other records an attacker adds cost nothing).
+	var used []*rrSet
+	answered, chased := false, false
 	name := strings.ToLower(target)
 	for range maxCNAMEHops + 1 {
 		next := ""
@@ -337,8 +332,10 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 			}
 			if set.rtype == qtype || qtype == dns.TypeANY {
 				answered = true
+				used = append(used, set)
 			} else if set.rtype == dns.TypeCNAME && qtype != dns.TypeCNAME {
 				next = strings.ToLower(set.rrs[0].(*dns.CNAME).Target)
+				used = append(used, set)
 			}
 		}
 		if answered || next == "" {
@@ -346,8 +343,19 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 		}
 		name = next
 		if !hasOwner(resp.Answer, name) {
-			return status, why, nil // chased in the next exchange
+			chased = true // the target is asked in the next exchange
+			break
 		}
+	}
+	for _, set := range used {
+		s, r, err := v.validateSet(ctx, c, set, ns, b)
+		if err != nil || s == Bogus {
+			return s, r, err
+		}
+		worse(s, r)
+	}
+	if chased {
+		return status, why, nil
 	}
 	if answered {
 		return status, why, nil

@@ -153,6 +153,16 @@ func TestDNSSECForgeries(t *testing.T) {
 			r.Ns = keep
 			return r
 		}, "no NSEC denies the wildcard *.example.test"},
+		{"CNAME to a forged target", "alias.example.test", func(q, r *dns.Msg) *dns.Msg {
+			if isA(q) {
+				for _, rr := range r.Answer {
+					if a, ok := rr.(*dns.A); ok {
+						a.A = net.IPv4(203, 0, 113, 66)
+					}
+				}
+			}
+			return r
+		}, "www.example.test A: RRSIG by key"},
 		{"50 bad signatures (KeyTrap)", "www.example.test", func(q, r *dns.Msg) *dns.Msg {
 			if !isA(q) {
 				return r
@@ -235,5 +245,23 @@ func TestDNSSECTrustADFromLoopback(t *testing.T) {
 	}
 	if !asked.Load() {
 		t.Error("query did not set AD, or set DO/CD")
+	}
+}
+
+// Records off the answer's CNAME chain, signed or not, are not the answer:
+// an attacker adding them neither spoils a secure answer nor costs work.
+func TestDNSSECJunkIgnored(t *testing.T) {
+	s, anchor := signedLab(t)
+	addr := forger(t, s.Addr(), func(q, r *dns.Msg) *dns.Msg {
+		if q.Question[0].Qtype == dns.TypeA {
+			junk, _ := dns.NewRR("evil.example.test. 300 IN A 203.0.113.66")
+			r.Answer = append(r.Answer, junk)
+		}
+		return r
+	})
+	c := validatingClient(t, addr, anchor)
+	a, err := c.Query(context.Background(), "www.example.test", dns.TypeA)
+	if err != nil || a.Security != dnsx.Secure || len(a.Records) != 1 {
+		t.Fatalf("%v %v", a, err)
 	}
 }

@@ -27,7 +27,7 @@ func signedLab(tb testing.TB) (*labdns.Server, string) {
 	spfRec := `@ IN TXT "v=spf1 ip4:192.0.2.1 -all"`
 	zones := []*labdns.Zone{
 		z("test"),
-		z("example.test", "www IN A 192.0.2.10", spfRec, "*.wild IN A 192.0.2.11", "alias IN CNAME www", "a.b.c IN A 192.0.2.12"),
+		z("example.test", "www IN A 192.0.2.10", spfRec, "*.wild IN A 192.0.2.11", "alias IN CNAME www", "out IN CNAME www.unsigned.test.", "a.b.c IN A 192.0.2.12"),
 		z("nsec3.test", "www IN A 192.0.2.20", spfRec, "deep.er IN A 192.0.2.21"),
 		z("unsigned.test", "www IN A 192.0.2.30", spfRec),
 		z("tampered.test", "www IN A 192.0.2.40", spfRec),
@@ -91,6 +91,7 @@ func TestDNSSECStatuses(t *testing.T) {
 		{name: "example.test", qtype: dns.TypeTXT, want: dnsx.Secure},
 		{name: "alias.example.test", qtype: dns.TypeA, want: dnsx.Secure},
 		{name: "a.b.c.example.test", qtype: dns.TypeA, want: dnsx.Secure},
+		{name: "out.example.test", qtype: dns.TypeA, want: dnsx.Insecure, why: "unsigned.test: delegation"}, // CNAME into an unsigned zone
 		{name: "x.wild.example.test", qtype: dns.TypeA, want: dnsx.Secure},
 		{name: "nope.example.test", qtype: dns.TypeA, want: dnsx.Secure, nx: true, empty: true},
 		{name: "www.example.test", qtype: dns.TypeMX, want: dnsx.Secure, empty: true},
