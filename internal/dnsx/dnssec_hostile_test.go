@@ -163,6 +163,16 @@ func TestDNSSECForgeries(t *testing.T) {
 			}
 			return r
 		}, "www.example.test A: RRSIG by key"},
+		{"20 keys in the DNSKEY set", "www.example.test", func(q, r *dns.Msg) *dns.Msg {
+			if q.Question[0].Qtype == dns.TypeDNSKEY && q.Question[0].Name == "example.test." {
+				for i := range 19 {
+					k := &dns.DNSKEY{Hdr: dns.RR_Header{Name: "example.test.", Rrtype: dns.TypeDNSKEY, Class: dns.ClassINET, Ttl: 300},
+						Flags: 256, Protocol: 3, Algorithm: dns.ECDSAP256SHA256, PublicKey: strings.Repeat("A", 80) + string(rune('A'+i)) + "A=="}
+					r.Answer = append(r.Answer, k)
+				}
+			}
+			return r
+		}, "example.test DNSKEY: 20 keys, more than 16"},
 		{"50 bad signatures (KeyTrap)", "www.example.test", func(q, r *dns.Msg) *dns.Msg {
 			if !isA(q) {
 				return r
@@ -263,5 +273,22 @@ func TestDNSSECJunkIgnored(t *testing.T) {
 	a, err := c.Query(context.Background(), "www.example.test", dns.TypeA)
 	if err != nil || a.Security != dnsx.Secure || len(a.Records) != 1 {
 		t.Fatalf("%v %v", a, err)
+	}
+}
+
+// The chain of trust is bounded in zones: a validator allowed two cannot
+// reach www.example.test (example.test, test, the root) and fails closed.
+func TestDNSSECMaxZones(t *testing.T) {
+	s, anchor := signedLab(t)
+	v, err := dnsx.NewValidator(dnsx.ValidatorConfig{Mode: dnsx.DNSSECValidate, Anchors: []string{anchor}, MaxZones: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &dnsx.Client{Servers: []string{s.Addr()}, Validator: v}
+	if _, err := c.Query(context.Background(), "www.example.test", dns.TypeA); !errors.Is(err, dnsx.ErrBogus) || !strings.Contains(err.Error(), "longer than 2 zones") {
+		t.Fatalf("err = %v", err)
+	}
+	if a, err := c.Query(context.Background(), "test", dns.TypeSOA); err != nil || a.Security != dnsx.Secure {
+		t.Errorf("test SOA, two zones from the anchor: %v %v", a, err)
 	}
 }
