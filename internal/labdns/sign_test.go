@@ -149,3 +149,30 @@ func slicesEqual(a, b []int) bool {
 	}
 	return true
 }
+
+// A TSIG-signed UPDATE (update.go) to a signed zone is signed in turn: the
+// new address validates as secure from the same trust anchor.
+func TestSignedUpdate(t *testing.T) {
+	dir := t.TempDir()
+	signer, err := NewSigner(SignConfig{Zones: map[string]ZoneSigning{"upd.test": {NSEC3: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, Config{
+		Zones:      []ZoneFile{{Path: writeZone(t, dir, "upd.test.zone", updZoneTx)}},
+		UpdateKeys: []UpdateKey{{Name: updKey, Secret: updSecret, Zones: []string{"upd.test"}}},
+		Signer:     signer,
+	})
+	if r, err := sendUpdate(t, s, mailUpdate(updZone), updKey, dns.HmacSHA256, updSecret); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("update: %v %v", r, err)
+	}
+	v, err := dnsx.NewValidator(dnsx.ValidatorConfig{Mode: dnsx.DNSSECValidate, Anchors: []string{signer.TrustAnchor().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &dnsx.Client{Servers: []string{s.Addr()}, Validator: v}
+	a, err := c.Query(context.Background(), "mail.upd.test", dns.TypeA)
+	if err != nil || a.Security != dnsx.Secure || len(a.Records) != 1 || a.Records[0].(*dns.A).A.String() != "127.0.0.20" {
+		t.Fatalf("after update: %v %v", a, err)
+	}
+}
