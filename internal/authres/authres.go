@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Header is one Authentication-Results field.
@@ -82,7 +83,7 @@ func (r Result) String() string {
 	b.WriteByte('=')
 	b.WriteString(r.Value)
 	if r.Comment != "" {
-		b.WriteString(" (" + commentSafe(r.Comment) + ")")
+		b.WriteString(" (" + commentSafe(Clip(r.Comment, MaxCommentBytes)) + ")")
 	}
 	if r.Reason != "" {
 		b.WriteString(" reason=" + quote(r.Reason))
@@ -135,6 +136,24 @@ func quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// MaxCommentBytes bounds a result's comment: a reason carrying a DNS
+// error (a DNSSEC bogus answer names the failing link, and names run to
+// 253 bytes) must not make the field so long an MTA cuts it.
+const MaxCommentBytes = 200
+
+// Clip shortens s to at most n bytes, on a UTF-8 boundary, ending in
+// "..." when it cut.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := max(n-3, 0)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
 }
 
 // commentSafe keeps a comment balanced and on one line.
@@ -347,7 +366,8 @@ func (h *Header) Limit(n int) {
 		r := &out[last[m]]
 		note := fmt.Sprintf("%d more %s results not shown", c-kept[m], m)
 		if r.Comment != "" {
-			note = r.Comment + "; " + note
+			// The count stays in view when String clips the comment.
+			note = Clip(r.Comment, MaxCommentBytes-len(note)-2) + "; " + note
 		}
 		r.Comment = note
 	}

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseRFC8601Examples(t *testing.T) {
@@ -181,5 +182,34 @@ func TestEmptyPropertiesOmitted(t *testing.T) {
 		if err != nil || len(h.Results) != 1 || h.Results[0].Value != tc.r.Value {
 			t.Errorf("%q does not parse back: %+v %v", got, h, err)
 		}
+	}
+}
+
+// A comment is bounded: a DNS error naming a 253-byte name in a DNSSEC
+// bogus reason must not make the field unbounded, and Limit's count of
+// results left out stays in view.
+func TestCommentBounded(t *testing.T) {
+	long := "dns: " + strings.Repeat("a.", 126) + "test TXT: DNSSEC bogus: é" + strings.Repeat("x", 300)
+	r := Result{Method: "spf", Value: "temperror", Comment: long}
+	s := r.String()
+	if len(s) > len("spf=temperror ()")+MaxCommentBytes || !strings.HasSuffix(s, "...)") || !utf8.ValidString(s) {
+		t.Errorf("comment not clipped (%d bytes): %s", len(s), s)
+	}
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{{"short", 10, "short"}, {"abcdefghij", 6, "abc..."}, {"aébcd", 5, "a..."}, {"ééé", 5, "é..."}} {
+		if got := Clip(tc.in, tc.n); got != tc.want {
+			t.Errorf("Clip(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+	h := Header{AuthServID: "mx", Results: make([]Result, 8)}
+	for i := range h.Results {
+		h.Results[i] = Result{Method: "dkim", Value: "fail", Comment: long}
+	}
+	h.Limit(5)
+	if s := h.Results[4].String(); !strings.Contains(s, "3 more dkim results not shown)") {
+		t.Errorf("the count was clipped away: %s", s)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"mailwall/internal/dnsx"
 )
 
@@ -46,10 +48,15 @@ type Result struct {
 	Weak bool `json:"weak,omitempty"`
 	// BodyLength is l= (-1 without); BodyBytes the canonical body length
 	// seen. With l= less than BodyBytes, content was added after signing.
-	BodyLength int64      `json:"body_length"`
-	BodyBytes  int64      `json:"body_bytes"`
-	Testing    bool       `json:"testing,omitempty"` // key t=y
-	Signature  *Signature `json:"-"`
+	BodyLength int64 `json:"body_length"`
+	BodyBytes  int64 `json:"body_bytes"`
+	Testing    bool  `json:"testing,omitempty"` // key t=y
+	// KeyDNSSEC is the DNSSEC status of the key record's answer
+	// ("secure", "insecure", or "unvalidated" when a validator was
+	// asked and could not vouch for it); "" with dns.dnssec off. It
+	// makes the "(2048-bit key; secure)" comment OpenDKIM writes.
+	KeyDNSSEC string     `json:"key_dnssec,omitempty"`
+	Signature *Signature `json:"-"`
 	// BodyHash and HeaderHash are the hashes computed here, beside the
 	// signature's bh= (a debug peer's log shows both); nil when the
 	// check stopped before computing them.
@@ -267,7 +274,8 @@ func (v *Verifier) check(ctx context.Context, ix *HeaderIndex, bodies *BodyHashe
 	if !sig.Expiration.IsZero() && now.After(sig.Expiration) {
 		return res.with(PermError, "signature expired")
 	}
-	key, status, why := lookupKey(ctx, v.Resolver, sig.Selector, sig.Domain, v.keys.parse)
+	key, status, why, keySec := lookupKey(ctx, v.Resolver, sig.Selector, sig.Domain, v.keys.parse)
+	res.KeyDNSSEC = keySec
 	if key == nil {
 		return res.with(status, why)
 	}
@@ -327,18 +335,43 @@ func (r Result) with(s Status, why string) Result {
 // (ARC's seals and message signatures use it too). No key is a permerror
 // (§6.1.2: "no key for signature"); a DNS failure a temperror.
 func LookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string) (*Key, Status, string) {
-	return lookupKey(ctx, r, selector, domain, ParseKey)
+	k, st, why, _ := lookupKey(ctx, r, selector, domain, ParseKey)
+	return k, st, why
 }
 
-func lookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string, parse func(string) (*Key, error)) (*Key, Status, string) {
-	name := selector + "._domainkey." + domain
-	txts, err := dnsx.TXT(ctx, r, name)
+// lookupKey also returns the key record's DNSSEC status (KeyDNSSEC). A
+// bogus answer is a lookup error, so a temperror (RFC 6376 §6.1.2 "key
+// unavailable"), never a key to verify with.
+func lookupKey(ctx context.Context, r dnsx.Resolver, selector, domain string, parse func(string) (*Key, error)) (*Key, Status, string, string) {
+	a, err := r.Query(ctx, selector+"._domainkey."+domain, dns.TypeTXT)
 	if err != nil {
 		if dnsx.IsTemporary(err) {
-			return nil, TempError, "key lookup failed: " + err.Error()
+			return nil, TempError, "key lookup failed: " + err.Error(), ""
 		}
-		return nil, PermError, "no key for signature: " + err.Error()
+		return nil, PermError, "no key for signature: " + err.Error(), ""
 	}
+	sec := dnssecStatus(a)
+	var txts []string
+	for _, rr := range a.Records {
+		if t, ok := rr.(*dns.TXT); ok {
+			txts = append(txts, dnsx.JoinTXT(t.Txt))
+		}
+	}
+	k, st, why := parseKeyRecords(txts, parse)
+	return k, st, why, sec
+}
+
+// dnssecStatus is what an answer says of its DNSSEC status for a
+// result: "" when no validator was asked (dns.dnssec off), else
+// "secure", "insecure" or "unvalidated" (a trust_ad server not trusted).
+func dnssecStatus(a *dnsx.Answer) string {
+	if a == nil || a.Security == dnsx.Unvalidated && a.SecurityReason == "" {
+		return ""
+	}
+	return a.Security.String()
+}
+
+func parseKeyRecords(txts []string, parse func(string) (*Key, error)) (*Key, Status, string) {
 	if len(txts) == 0 {
 		return nil, PermError, "no key for signature"
 	}

@@ -71,7 +71,11 @@ type Result struct {
 	DKIMAligned bool   `json:"dkim_aligned"`
 	SPFAligned  bool   `json:"spf_aligned"`
 	AlignedDKIM string `json:"aligned_dkim_domain,omitempty"`
-	Row         Row    `json:"-"`
+	// PolicyDNSSEC is the DNSSEC status of the policy record's answer:
+	// "secure", "insecure", "unvalidated" (a trust_ad server not
+	// trusted), or "" with dns.dnssec off. A bogus one is a temperror.
+	PolicyDNSSEC string `json:"policy_dnssec,omitempty"`
+	Row          Row    `json:"-"`
 }
 
 // Row is one evaluation as an aggregate report (RFC 9990) records it.
@@ -169,8 +173,9 @@ func worse(a, b Result) bool {
 }
 
 type walkEntry struct {
-	rec *Record
-	err error
+	rec    *Record
+	err    error
+	dnssec string // the answer's DNSSEC status, Result.PolicyDNSSEC
 }
 
 // walker does the DNS work of one message, remembering every _dmarc
@@ -188,7 +193,19 @@ func (w *walker) lookup(domain string) (*Record, error) {
 		return e.rec, e.err
 	}
 	var rec *Record
-	txts, err := dnsx.TXT(w.ctx, w.e.Resolver, "_dmarc."+domain)
+	var txts []string
+	var sec string
+	a, err := w.e.Resolver.Query(w.ctx, "_dmarc."+domain, dns.TypeTXT)
+	if err == nil {
+		for _, rr := range a.Records {
+			if t, ok := rr.(*dns.TXT); ok {
+				txts = append(txts, dnsx.JoinTXT(t.Txt))
+			}
+		}
+		if a.Security != dnsx.Unvalidated || a.SecurityReason != "" {
+			sec = a.Security.String()
+		}
+	}
 	if err != nil {
 		if dnsx.IsTemporary(err) {
 			err = fmt.Errorf("%w: _dmarc.%s: %v", errTemp, domain, err)
@@ -208,7 +225,7 @@ func (w *walker) lookup(domain string) (*Record, error) {
 			rec = nil
 		}
 	}
-	w.cache[domain] = walkEntry{rec, err}
+	w.cache[domain] = walkEntry{rec, err, sec}
 	return rec, err
 }
 
@@ -322,6 +339,7 @@ func (w *walker) evaluate(author string, in Input) Result {
 		rec = withPolicyNone(rec)
 	}
 	res.Record, res.PolicyDomain, res.OrgDomain = rec, policyDomain, org
+	res.PolicyDNSSEC = w.cache[policyDomain].dnssec
 	res.Policy = rec.P
 	if policyDomain != author {
 		res.Policy = rec.P

@@ -29,6 +29,11 @@ type evaluator struct {
 	ptrValid []string
 
 	deadline time.Time // zero: no bound beyond ctx
+
+	// dnssec is the weakest DNSSEC status of the answers the evaluation
+	// used (Outcome.DNSSEC); seen tells whether a validator spoke.
+	dnssec     dnsx.Security
+	dnssecSeen bool
 }
 
 // errTooSlow ends an evaluation that ran past Checker.Timeout.
@@ -43,7 +48,25 @@ func (e *evaluator) Query(ctx context.Context, name string, qtype uint16) (*dnsx
 	if !e.deadline.IsZero() && time.Now().After(e.deadline) {
 		return nil, &dnsx.Error{Name: name, Type: qtype, Temporary: true, Err: errTooSlow}
 	}
-	return e.c.Resolver.Query(ctx, name, qtype)
+	a, err := e.c.Resolver.Query(ctx, name, qtype)
+	if err == nil && (a.Security != dnsx.Unvalidated || a.SecurityReason != "") {
+		// Unvalidated < Insecure < Secure: one unprotected answer makes
+		// the whole evaluation unprotected.
+		if !e.dnssecSeen || secRank(a.Security) < secRank(e.dnssec) {
+			e.dnssec, e.dnssecSeen = a.Security, true
+		}
+	}
+	return a, err
+}
+
+func secRank(s dnsx.Security) int {
+	switch s {
+	case dnsx.Secure:
+		return 2
+	case dnsx.Insecure:
+		return 1
+	}
+	return 0
 }
 
 // evalError ends an evaluation with permerror or temperror.

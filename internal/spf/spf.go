@@ -101,6 +101,11 @@ type Outcome struct {
 	Problem     string `json:"problem,omitempty"`
 	Lookups     int    `json:"lookups"`
 	VoidLookups int    `json:"void_lookups"`
+	// DNSSEC is the weakest DNSSEC status of the answers the evaluation
+	// used: "secure" only when all were, else "insecure" or
+	// "unvalidated"; "" with dns.dnssec off. A bogus answer is a
+	// temperror (Problem names the failing link).
+	DNSSEC string `json:"dnssec,omitempty"`
 }
 
 // CheckMailFrom checks the MAIL FROM identity. An empty sender (a bounce)
@@ -162,6 +167,9 @@ func (c *Checker) checkHost(ctx context.Context, ip netip.Addr, domain, sender, 
 	o := Outcome{Result: res, Domain: domain, Sender: sender, Lookups: e.lookups, VoidLookups: e.voids, Mechanism: e.decider}
 	if err != nil {
 		o.Problem = err.Error()
+	}
+	if e.dnssecSeen && res != TempError {
+		o.DNSSEC = e.dnssec.String()
 	}
 	if res == Fail {
 		o.Explanation = expl

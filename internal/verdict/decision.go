@@ -285,6 +285,7 @@ func (m *Message) authResults() authres.Header {
 	if r.SPF.Problem != "" {
 		spfRes.Comment = r.SPF.Problem
 	}
+	spfRes.Comment = withDNSSEC(spfRes.Comment, r.SPF.DNSSEC, 0) // d4_dnssec.go
 	h.Results = append(h.Results, spfRes)
 	if len(r.DKIM) == 0 {
 		h.Results = append(h.Results, authres.Result{Method: "dkim", Value: "none"})
@@ -292,6 +293,7 @@ func (m *Message) authResults() authres.Header {
 	for _, d := range r.DKIM {
 		res := authres.Result{Method: "dkim", Value: string(d.Status), Comment: d.Reason,
 			Props: []authres.Prop{{Type: "header", Name: "d", Value: d.Domain}, {Type: "header", Name: "s", Value: d.Selector}}}
+		res.Comment = withDNSSEC(res.Comment, d.KeyDNSSEC, d.KeyBits)
 		if d.Algorithm != "" {
 			res.Props = append(res.Props, authres.Prop{Type: "header", Name: "a", Value: d.Algorithm})
 		}
@@ -317,6 +319,10 @@ func (m *Message) authResults() authres.Header {
 	}
 	if r.DMARC.Record != nil {
 		dm.Comment = fmt.Sprintf("p=%s dis=%s", r.DMARC.Policy, r.DMARC.Disposition)
+	}
+	dm.Comment = withDNSSEC(dm.Comment, r.DMARC.PolicyDNSSEC, 0)
+	if r.DMARC.Result == dmarc.TempError {
+		dm.Comment = r.DMARC.Reason // a DNSSEC bogus answer names the failing link
 	}
 	if r.DMARC.HeaderFrom != "" {
 		dm.Props = []authres.Prop{{Type: "header", Name: "from", Value: r.DMARC.HeaderFrom}}
