@@ -4,6 +4,9 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +27,10 @@ type SignConfig struct {
 	// Inception and Expiration bound every signature; zero: an hour ago
 	// and 30 days from now.
 	Inception, Expiration time.Time
+	// KeyDir, if set, keeps the keys (ZONE.ALG.key and ZONE.ALG.private,
+	// BIND's private-key format, mode 0600): the trust anchor then holds
+	// across restarts. Empty: keys are generated at each start.
+	KeyDir string
 }
 
 // ZoneSigning is how one zone is signed, and how it is deliberately broken
@@ -114,9 +121,18 @@ func (s *Signer) key(origin string, alg uint8) (*zoneKey, error) {
 	default:
 		return nil, fmt.Errorf("labdns: zone %s: algorithm %d not supported for signing", origin, alg)
 	}
+	if k, err := s.loadKey(origin, alg); k != nil || err != nil {
+		if k != nil {
+			s.keys[id] = k
+		}
+		return k, err
+	}
 	priv, err := pub.Generate(bits)
 	if err != nil {
 		return nil, fmt.Errorf("labdns: key for %s: %w", origin, err)
+	}
+	if err := s.saveKey(origin, pub, priv); err != nil {
+		return nil, err
 	}
 	signer, ok := priv.(crypto.Signer)
 	if !ok {
@@ -431,4 +447,71 @@ func (s *Server) TrustAnchor() *dns.DS {
 		return nil
 	}
 	return s.cfg.Signer.TrustAnchor()
+}
+
+func (s *Signer) keyPath(origin string, alg uint8) string {
+	name := strings.TrimSuffix(origin, ".")
+	if name == "" {
+		name = "root"
+	}
+	return filepath.Join(s.cfg.KeyDir, fmt.Sprintf("%s.%d", name, alg))
+}
+
+// loadKey reads a kept key; nil, nil when there is none (or no KeyDir).
+func (s *Signer) loadKey(origin string, alg uint8) (*zoneKey, error) {
+	if s.cfg.KeyDir == "" {
+		return nil, nil
+	}
+	base := s.keyPath(origin, alg)
+	pubText, err := os.ReadFile(base + ".key")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("labdns: %w", err)
+	}
+	rr, err := dns.NewRR(string(pubText))
+	pub, ok := rr.(*dns.DNSKEY)
+	if err != nil || !ok || pub.Algorithm != alg || dnsx.Fqdn(pub.Hdr.Name) != origin {
+		return nil, fmt.Errorf("labdns: %s.key is not a DNSKEY of %s, algorithm %d (%v)", base, origin, alg, err)
+	}
+	f, err := os.Open(base + ".private")
+	if err != nil {
+		return nil, fmt.Errorf("labdns: %w", err)
+	}
+	defer f.Close()
+	priv, err := pub.ReadPrivateKey(f, base+".private")
+	if err != nil {
+		return nil, fmt.Errorf("labdns: %w", err)
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("labdns: %s.private: not a signing key", base)
+	}
+	return &zoneKey{pub: pub, priv: signer}, nil
+}
+
+// saveKey writes a new key when KeyDir is set; never over an existing file.
+func (s *Signer) saveKey(origin string, pub *dns.DNSKEY, priv crypto.PrivateKey) error {
+	if s.cfg.KeyDir == "" {
+		return nil
+	}
+	base := s.keyPath(origin, pub.Algorithm)
+	for _, f := range []struct {
+		path, text string
+		perm       os.FileMode
+	}{{base + ".private", pub.PrivateKeyString(priv), 0o600}, {base + ".key", pub.String() + "\n", 0o644}} {
+		w, err := os.OpenFile(f.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.perm)
+		if err != nil {
+			return fmt.Errorf("labdns: %w", err)
+		}
+		_, err = w.WriteString(f.text)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("labdns: %w", err)
+		}
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package labdns
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +176,33 @@ func TestSignedUpdate(t *testing.T) {
 	a, err := c.Query(context.Background(), "mail.upd.test", dns.TypeA)
 	if err != nil || a.Security != dnsx.Secure || len(a.Records) != 1 || a.Records[0].(*dns.A).A.String() != "127.0.0.20" {
 		t.Fatalf("after update: %v %v", a, err)
+	}
+}
+
+// With a key directory the keys, and so the trust anchor, survive a
+// restart; the private key is not readable by others.
+func TestSignerKeyDir(t *testing.T) {
+	dir := t.TempDir()
+	a, err := NewSigner(SignConfig{KeyDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewSigner(SignConfig{KeyDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.TrustAnchor().String() != b.TrustAnchor().String() {
+		t.Errorf("anchor changed across a restart:\n%s\n%s", a.TrustAnchor(), b.TrustAnchor())
+	}
+	fi, err := os.Stat(filepath.Join(dir, "root.13.private"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("private key file: %v %v", fi, err)
+	}
+	c, err := NewSigner(SignConfig{KeyDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TrustAnchor().String() == a.TrustAnchor().String() {
+		t.Error("another directory, the same key")
 	}
 }
