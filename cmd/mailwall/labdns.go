@@ -56,6 +56,9 @@ func cmdLabDNS(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		lc.Zones = append(lc.Zones, zf)
 	}
+	if lc.Signer, err = labSigner(cfg); err != nil { // lab_dns.dnssec (labdns_dnssec.go)
+		return err
+	}
 	srv, err := labdns.New(lc)
 	if err != nil {
 		return err
@@ -64,6 +67,9 @@ func cmdLabDNS(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "mailwall: lab DNS listening on %s (udp+tcp), %d zone file(s); SIGHUP reloads\n", srv.Addr(), len(files))
+	if ds := srv.TrustAnchor(); ds != nil {
+		fmt.Fprintf(stdout, "mailwall: zones signed under a lab root; its trust anchor (dns.trust_anchors): %s\n", ds)
+	}
 	waitForStop(ctx, nil, nil, func() {
 		if err := srv.Reload(); err != nil {
 			log.Error("reload failed; the zones in service are kept", "err", err)

@@ -387,6 +387,11 @@ type LabDNSConfig struct {
 	// UpdateKeys may send TSIG-signed dynamic updates (ddns.go).
 	UpdateKeys []LabDNSUpdateKey `yaml:"update_keys"`
 	WriteZones bool              `yaml:"write_zones"`
+
+	// DNSSEC signs the zones under a lab root (labdns/sign.go).
+	DNSSEC     bool     `yaml:"dnssec"`
+	DNSSECKeys string   `yaml:"dnssec_keys"`
+	NSEC3Zones []string `yaml:"nsec3_zones"`
 }
 
 // RejectPolicy is one of policyd-spf's HELO_reject / Mail_From_reject
