@@ -80,6 +80,15 @@ func cmdDNS(args []string, stdout, stderr io.Writer) error {
 		state = fmt.Sprintf("from the cache, %ds left", a.TTL)
 	}
 	fmt.Fprintf(stdout, "%s %s: %s (%s)\n", a.Name, a.Type, strings.ToLower(a.Rcode), state)
+	if a.DNSSEC != "" {
+		// dns.dnssec validates: say what it found (a bogus answer is the
+		// error above, naming the failing link).
+		line := "  DNSSEC: " + a.DNSSEC
+		if a.DNSSECReason != "" {
+			line += " (" + a.DNSSECReason + ")"
+		}
+		fmt.Fprintln(stdout, line)
+	}
 	if len(a.Records) == 0 {
 		fmt.Fprintln(stdout, "  no records")
 	}

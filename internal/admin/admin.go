@@ -48,6 +48,12 @@ type DNSAnswer struct {
 	TTL     int      `json:"ttl"`
 	Records []string `json:"records"`
 	Error   string   `json:"error,omitempty"`
+	// DNSSEC is the answer's status when dns.dnssec validates: secure,
+	// insecure, unvalidated, or bogus (then Error names the failing
+	// link); "" when validation is off. DNSSECReason says why an answer
+	// is insecure or unvalidated.
+	DNSSEC       string `json:"dnssec,omitempty"`
+	DNSSECReason string `json:"dnssec_reason,omitempty"`
 }
 
 // FlushResult is the reply to a flush.
@@ -169,12 +175,18 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		a, err = s.Cache.Query(ctx, name, qtype)
 		if err != nil {
 			out.Error = err.Error()
+			if errors.Is(err, dnsx.ErrBogus) {
+				out.DNSSEC = dnsx.Bogus.String()
+			}
 			writeJSON(w, http.StatusOK, out)
 			return
 		}
 		out.TTL = int(a.TTL)
 	}
 	out.Rcode = dns.RcodeToString[a.Rcode]
+	if a.Security != dnsx.Unvalidated || a.SecurityReason != "" {
+		out.DNSSEC, out.DNSSECReason = a.Security.String(), a.SecurityReason
+	}
 	for _, rr := range a.Records {
 		if cached {
 			// Show the TTL the cache has left, not the one it was given.
