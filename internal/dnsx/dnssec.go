@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -375,17 +376,19 @@ func (v *Validator) validateSet(ctx context.Context, c *Client, set *rrSet, ns [
 	if set.name == "." {
 		what = ". " + dns.TypeToString[set.rtype]
 	}
-	signer := ""
+	// RFC 4035 §5.3.1: the signer is the zone holding the RRset: an
+	// ancestor of the owner, a proper one for a DS (§3.1.4.1). An RRSIG
+	// naming another signer, added by an attacker, must not hide the
+	// genuine one: up to maxSigners distinct ones are tried.
+	const maxSigners = 3
+	var signers []string
 	for _, sig := range set.sigs {
 		s := Fqdn(sig.SignerName)
-		// RFC 4035 §5.3.1: the signer is the zone holding the RRset: an
-		// ancestor of the owner, a proper one for a DS (§3.1.4.1).
-		if dns.IsSubDomain(s, set.name) && !(set.rtype == dns.TypeDS && s == set.name) {
-			signer = s
-			break
+		if dns.IsSubDomain(s, set.name) && !(set.rtype == dns.TypeDS && s == set.name) && !slices.Contains(signers, s) && len(signers) < maxSigners {
+			signers = append(signers, s)
 		}
 	}
-	if signer == "" {
+	if len(signers) == 0 {
 		if st := v.insecureAbove(set.name); st != nil {
 			return Insecure, st.reason, nil
 		}
@@ -399,6 +402,21 @@ func (v *Validator) validateSet(ctx context.Context, c *Client, set *rrSet, ns [
 		}
 		return Bogus, fmt.Sprintf("%s: no RRSIG, and zone %s is signed", what, strings.TrimSuffix(zone, ".")), nil
 	}
+	status, reason := Bogus, ""
+	for _, signer := range signers {
+		s, r, err := v.signedBy(ctx, c, set, ns, signer, b, what)
+		if err != nil || s == Secure {
+			return s, r, err
+		}
+		if s == Insecure || reason == "" {
+			status, reason = s, r
+		}
+	}
+	return status, reason, nil
+}
+
+// signedBy checks set against the keys of zone signer.
+func (v *Validator) signedBy(ctx context.Context, c *Client, set *rrSet, ns []*rrSet, signer string, b *budget, what string) (Security, string, error) {
 	st, err := v.zone(ctx, c, signer, b, 0)
 	if err != nil || st.status != Secure {
 		return statusOf(st), reasonOf(st), err

@@ -292,3 +292,28 @@ func TestDNSSECMaxZones(t *testing.T) {
 		t.Errorf("test SOA, two zones from the anchor: %v %v", a, err)
 	}
 }
+
+// An RRSIG naming another signer (the root), put before the genuine one,
+// does not hide it: the answer stays secure.
+func TestDNSSECExtraSignerIgnored(t *testing.T) {
+	s, anchor := signedLab(t)
+	addr := forger(t, s.Addr(), func(q, r *dns.Msg) *dns.Msg {
+		if q.Question[0].Qtype != dns.TypeA {
+			return r
+		}
+		for _, rr := range r.Answer {
+			if sig, ok := rr.(*dns.RRSIG); ok {
+				fake := dns.Copy(sig).(*dns.RRSIG)
+				fake.SignerName = "."
+				r.Answer = append([]dns.RR{fake}, r.Answer...)
+				break
+			}
+		}
+		return r
+	})
+	c := validatingClient(t, addr, anchor)
+	a, err := c.Query(context.Background(), "www.example.test", dns.TypeA)
+	if err != nil || a.Security != dnsx.Secure {
+		t.Fatalf("%v %v", a, err)
+	}
+}
