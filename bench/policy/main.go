@@ -24,8 +24,12 @@
 // process: no statement), "named servers" clients with a verified static
 // name (not subject to rgrey: no statement). The bound: within
 // 2x of greylisting off.
+// -greylist-base names another mailwall binary (say, built from an
+// earlier commit: git archive REV | tar -x -C DIR, then go build there)
+// to run greylisting with as well, asked the new triplets in turns with
+// this checkout's: an A/B measured in one run.
 // MAILWALL_CPUPROFILE and MAILWALL_GREYLIST_CPUPROFILE name files for
-// the two servers' CPU profiles.
+// the two servers' CPU profiles (MAILWALL_BASE_CPUPROFILE the base's).
 package main
 
 import (
@@ -63,6 +67,7 @@ func main() {
 	logLevel := flag.String("log-level", "info", "mailwall log.level (info logs every decision, as in production)")
 	runs := flag.Int("runs", 3, "runs of each row, the servers taking turns; a row shows the median run and the range")
 	grey := flag.Bool("greylist", false, "also measure a mailwall with greylisting on against the same requests")
+	greyBase := flag.String("greylist-base", "", "with -greylist, a mailwall binary to measure greylisting's new triplets with too, in turns (A/B)")
 	flag.Parse()
 
 	if *pin {
@@ -114,6 +119,15 @@ func main() {
 		gw := startMailwall(filepath.Join(dir, "grey"), dnsSrv.Addr(), *logLevel, greylistConfig)
 		defer gw.stop()
 		gtcp := func() (io.ReadWriteCloser, error) { return net.Dial("tcp", gw.tcpAddr) }
+		if *greyBase != "" {
+			baseBin = *greyBase
+			bw := startMailwall(filepath.Join(dir, "greybase"), dnsSrv.Addr(), *logLevel, greylistConfig)
+			baseBin = ""
+			defer bw.stop()
+			btcp := func() (io.ReadWriteCloser, error) { return net.Dial("tcp", bw.tcpAddr) }
+			servers = append(servers, contender{name: "BASE greylist on, new triplets", dial: btcp, use: bw.usage,
+				reqs: func(i int) []string { return greyRequests(warm, fmt.Sprintf("b%d", i)) }})
+		}
 		known := greyRequests(warm, "known")
 		run(known, *conc, gtcp, nil) // deferred
 		time.Sleep(greylistDelay + 100*time.Millisecond)
@@ -150,7 +164,7 @@ func main() {
 			switch r, _, _ := c.median(); {
 			case c.name == "mailwall tcp, warm cache":
 				off = r
-			case strings.HasPrefix(c.name, "greylist on"):
+			case strings.HasPrefix(c.name, "greylist on"), strings.HasPrefix(c.name, "BASE greylist on"):
 				fmt.Printf("\n%s: %.2fx the requests/s of greylisting off (tcp, warm), %.2fx its CPU per request", c.name, r.rps/off.rps, r.cpuPer1000/off.cpuPer1000)
 			}
 		}
@@ -250,6 +264,10 @@ func requests(n int, salt string) []string {
 	}
 	return out
 }
+
+// baseBin, while set, is the binary startMailwall runs instead of this
+// checkout's (-greylist-base).
+var baseBin string
 
 // serverCPU, when set, is the CPU list the server processes are pinned to
 // (taskset).
@@ -400,7 +418,9 @@ func startMailwall(dir, dnsAddr, logLevel, extra string) *mailwall {
 		log.Fatal(err)
 	}
 	bin := filepath.Join(filepath.Dir(dir), "mailwall") // built once for both
-	if _, err := os.Stat(bin); err != nil {
+	if baseBin != "" {
+		bin = baseBin
+	} else if _, err := os.Stat(bin); err != nil {
 		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mailwall").CombinedOutput(); err != nil {
 			log.Fatalf("go build: %v\n%s", err, out)
 		}
@@ -415,7 +435,10 @@ func startMailwall(dir, dnsAddr, logLevel, extra string) *mailwall {
 	os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: %s\ndns:\n  servers: [%q]\npolicyd:\n  listen: [\"inet:%s\", \"unix:%s\"]\n  skip_addresses: []\nmilter:\n  listen: []\nstore:\n  dsn: %q\nweb:\n  listen: \"\"\nadmin:\n  socket: \"\"\n%s", logLevel, dnsAddr, tcpAddr, m.sock, filepath.Join(dir, "mailwall.db"), extra)), 0o644)
 	args := []string{"serve", "--config", cfg}
 	profile := "MAILWALL_CPUPROFILE" // the server with greylisting off
-	if extra != "" {
+	switch {
+	case baseBin != "":
+		profile = "MAILWALL_BASE_CPUPROFILE"
+	case extra != "":
 		profile = "MAILWALL_GREYLIST_CPUPROFILE"
 	}
 	if p := os.Getenv(profile); p != "" {

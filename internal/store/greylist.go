@@ -21,6 +21,32 @@ var _ greylist.Store = (*Store)(nil)
 type greyStmts struct {
 	mu                                sync.Mutex
 	seen, passes, counted, seenClient *sql.Stmt
+
+	// writes serializes this process's greylist writes and verdict
+	// batches on SQLite (lockWrites).
+	writesOnce sync.Once
+	writes     chan struct{}
+}
+
+// lockWrites takes this process's SQLite write slot, for a greylist
+// write or a batch of verdicts, and returns its release; on PostgreSQL
+// it does nothing. SQLite lets one connection write at a time and makes
+// the others poll: its busy handler sleeps 1, 2, 5, 10 ms... between
+// tries, so a greylist write that met the recorder's transaction waited
+// a millisecond or more where the transaction had a fraction of one
+// left. Waiting here instead, a write starts the moment the other ends.
+func (s *Store) lockWrites(ctx context.Context) (unlock func(), err error) {
+	if s.driver != "sqlite" {
+		return func() {}, nil
+	}
+	g := &s.grey
+	g.writesOnce.Do(func() { g.writes = make(chan struct{}, 1) })
+	select {
+	case g.writes <- struct{}{}:
+		return func() { <-g.writes }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("store: waiting to write: %w", ctx.Err())
+	}
 }
 
 // seenTripletSQL applies postgrey's rules in one upsert. In DO UPDATE the
@@ -99,9 +125,14 @@ func (s *Store) SeenTriplet(ctx context.Context, t greylist.Triplet, now time.Ti
 	if err != nil {
 		return greylist.Seen{}, err
 	}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return greylist.Seen{}, err
+	}
 	var first, passed int64
 	err = st.QueryRowContext(ctx, t.Client, t.Sender, t.Recipient, now.Unix(), seconds(tm.Delay), seconds(tm.RetryWindow), seconds(tm.MaxAge),
 		seconds(greylist.TouchEvery)).Scan(&first, &passed)
+	unlock()
 	if errors.Is(err, sql.ErrNoRows) {
 		// Passed, and seen within TouchEvery: left as it was, not read.
 		return greylist.Seen{First: time.Unix(1, 0), Passed: time.Unix(1, 0)}, nil
@@ -124,9 +155,14 @@ func (s *Store) SeenTripletClient(ctx context.Context, t greylist.Triplet, clien
 	if err != nil {
 		return greylist.Seen{}, 0, time.Time{}, err
 	}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return greylist.Seen{}, 0, time.Time{}, err
+	}
 	var first, passed, n, lastSeen int64
 	err = st.QueryRowContext(ctx, t.Client, t.Sender, t.Recipient, now.Unix(), seconds(tm.Delay), seconds(tm.RetryWindow), seconds(tm.MaxAge),
 		seconds(greylist.TouchEvery), client).Scan(&first, &passed, &n, &lastSeen)
+	unlock()
 	if errors.Is(err, sql.ErrNoRows) {
 		return greylist.Seen{First: time.Unix(1, 0), Passed: time.Unix(1, 0)}, -1, time.Time{}, nil
 	}
@@ -164,6 +200,11 @@ func (s *Store) CountClientPass(ctx context.Context, client string, now time.Tim
 	if err != nil {
 		return err
 	}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := st.ExecContext(ctx, client, now.Unix(), seconds(maxAge), seconds(time.Hour)); err != nil {
 		return fmt.Errorf("store: greylist client %s: %w", client, err)
 	}
