@@ -36,6 +36,7 @@ FUZZ_TARGETS = \
 	internal/greylist:FuzzNormalizeSender \
 	internal/labdns:FuzzParseZoneFile \
 	internal/dnsx:FuzzTXTEscapes \
+	internal/dnsx:FuzzDNSSECAnswer \
 	internal/dkim:FuzzParseSignature \
 	internal/dkim:FuzzParseKey \
 	internal/dkim:FuzzBodyCanonicalization \
