@@ -130,6 +130,7 @@ func (c *Checker) Check(ctx context.Context, domain string) *Report {
 	r.mx(domain)
 	r.mxAgree(domain) // mxagree.go
 	r.ns(domain)
+	r.dnssec(domain) // dnssec.go
 	return r.rep
 }
 
