@@ -1,6 +1,7 @@
 package domaincheck
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -28,6 +29,11 @@ const (
 	maxCheckedKeys = 16
 	maxCheckedSigs = 8
 	maxCheckedDS   = 16
+	// maxVerifications bounds the signature checks of one domain's
+	// check; maxRSAModulusBytes the RSA keys tried (4096 bits, RFC 3110 §2,
+	// as validators do): a 262,144-bit modulus costs seconds to verify.
+	maxVerifications   = 64
+	maxRSAModulusBytes = 4096 / 8
 )
 
 const signFix = "re-sign the zone and check that the signer runs (BIND dnssec-policy, OpenDNSSEC, or the DNS host's DNSSEC switch)"
@@ -78,9 +84,16 @@ func (r *run) dnssec(domain string) {
 	keys, keySigs := dnssecSet(keyResp, zone, dns.TypeDNSKEY)
 	var dnskeys []*dns.DNSKEY
 	for _, rr := range keys {
-		if k, ok := rr.(*dns.DNSKEY); ok && k.Flags&dns.ZONE != 0 && len(dnskeys) < maxCheckedKeys {
-			dnskeys = append(dnskeys, k)
+		k, ok := rr.(*dns.DNSKEY)
+		if !ok || k.Flags&dns.ZONE == 0 || len(dnskeys) >= maxCheckedKeys {
+			continue
 		}
+		if oversizeRSA(k) {
+			r.add(SectionDNSSEC, Fail, zone, fmt.Sprintf("DNSKEY %d is an RSA key over 4096 bits: validators refuse it (RFC 3110 §2)", k.KeyTag()),
+				"roll to a key of 2048 bits, or to algorithm 13 (ECDSA P-256)")
+			continue
+		}
+		dnskeys = append(dnskeys, k)
 	}
 	switch {
 	case len(ds) == 0 && len(dnskeys) == 0:
@@ -241,8 +254,14 @@ func (r *run) signatures(addr, zone, domain string, keySet []dns.RR, keySigs []*
 	var earliest time.Time
 	var checked, expiring []string
 	bad := false
+	budget := maxVerifications
 	check := func(name string, qtype uint16, set []dns.RR, sigs []*dns.RRSIG) {
 		what := strings.TrimSuffix(name, ".") + " " + dns.TypeToString[qtype]
+		if budget <= 0 {
+			bad = true
+			r.add(SectionDNSSEC, Info, what, fmt.Sprintf("RRSIGs not checked: the zone's keys and signatures need more than the %d verifications a check makes", maxVerifications), "")
+			return
+		}
 		if len(sigs) == 0 {
 			bad = true
 			r.add(SectionDNSSEC, Fail, what, "no RRSIG: validators find the answer bogus", signFix)
@@ -250,7 +269,7 @@ func (r *run) signatures(addr, zone, domain string, keySet []dns.RR, keySigs []*
 		}
 		var valid, expired, future *dns.RRSIG
 		for _, s := range sigs {
-			if !r.verifies(s, keys, set) {
+			if !verifies(s, keys, set, &budget) {
 				continue
 			}
 			switch {
@@ -310,12 +329,37 @@ func (r *run) signatures(addr, zone, domain string, keySet []dns.RR, keySigs []*
 	}
 }
 
-// verifies reports whether sig, by a key of the zone, verifies set.
-func (r *run) verifies(sig *dns.RRSIG, keys []*dns.DNSKEY, set []dns.RR) bool {
+// verifies reports whether sig, by a key of the zone, verifies set;
+// each signature check spends one of *budget.
+func verifies(sig *dns.RRSIG, keys []*dns.DNSKEY, set []dns.RR, budget *int) bool {
 	for _, k := range keys {
-		if k.KeyTag() == sig.KeyTag && k.Algorithm == sig.Algorithm && sig.Verify(k, set) == nil {
+		if k.KeyTag() != sig.KeyTag || k.Algorithm != sig.Algorithm || *budget <= 0 {
+			continue
+		}
+		*budget--
+		if sig.Verify(k, set) == nil {
 			return true
 		}
+	}
+	return false
+}
+
+// oversizeRSA reports whether k is an RSA key with more than 4096 bits
+// of modulus, judged from its length before any arithmetic.
+func oversizeRSA(k *dns.DNSKEY) bool {
+	switch k.Algorithm {
+	case dns.RSAMD5, dns.RSASHA1, dns.RSASHA1NSEC3SHA1, dns.RSASHA256, dns.RSASHA512:
+		raw, err := base64.StdEncoding.DecodeString(k.PublicKey)
+		if err != nil || len(raw) < 3 {
+			return false // malformed: Verify fails it at no cost
+		}
+		// RFC 3110 §2: exponent length (one byte, or zero and two),
+		// exponent, modulus.
+		explen, off := int(raw[0]), 1
+		if explen == 0 {
+			explen, off = int(raw[1])<<8|int(raw[2]), 3
+		}
+		return len(raw)-off-explen > maxRSAModulusBytes
 	}
 	return false
 }

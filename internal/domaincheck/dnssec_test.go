@@ -1,7 +1,9 @@
 package domaincheck
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"net"
 	"strconv"
 	"testing"
@@ -17,9 +19,9 @@ import (
 // dnssecLab serves the zones signed as cases say, each with its name
 // server on 127.0.0.1 at the lab's port, and returns a checker asking it
 // without validating (as a check of a broken zone must still see it).
-func dnssecLab(t *testing.T, cfg labdns.SignConfig, names ...string) *Checker {
+func dnssecLab(t *testing.T, cfg labdns.SignConfig, names []string, more ...*labdns.Zone) *Checker {
 	t.Helper()
-	var zones []*labdns.Zone
+	zones := more
 	for _, d := range names {
 		zones = append(zones, labtest.Zone(t, d, "@ IN NS ns1", "ns1 IN A 127.0.0.1", `@ IN TXT "v=spf1 -all"`,
 			"@ IN MX 10 mx", "mx IN A 127.0.0.1", `_dmarc IN TXT "v=DMARC1; p=reject"`))
@@ -46,9 +48,9 @@ func TestD4DNSSECCheck(t *testing.T) {
 	for n := range zones {
 		names = append(names, n)
 	}
-	c := dnssecLab(t, labdns.SignConfig{Zones: zones}, names...)
+	c := dnssecLab(t, labdns.SignConfig{Zones: zones}, names)
 	// A signer that stopped re-signing three days before expiry.
-	soon := dnssecLab(t, labdns.SignConfig{Expiration: time.Now().Add(3 * 24 * time.Hour)}, "soon.test")
+	soon := dnssecLab(t, labdns.SignConfig{Expiration: time.Now().Add(3 * 24 * time.Hour)}, []string{"soon.test"})
 	type want struct {
 		status Status
 		text   string
@@ -92,6 +94,32 @@ func TestD4DNSSECCheck(t *testing.T) {
 				}
 			}
 			return
+		}
+	}
+}
+
+// An RSA key over 4096 bits is refused from its length, before any
+// arithmetic with it (a 262,144-bit modulus costs seconds per
+// signature); 4096 bits and ECDSA keys are not.
+func TestD4OversizeRSA(t *testing.T) {
+	key := func(alg uint8, modulusBytes int) *dns.DNSKEY {
+		// RFC 3110 §2: exponent length, exponent, modulus.
+		raw := append([]byte{3, 1, 0, 1}, bytes.Repeat([]byte{0xff}, modulusBytes)...)
+		return &dns.DNSKEY{Hdr: dns.RR_Header{Name: "big.test.", Rrtype: dns.TypeDNSKEY, Class: dns.ClassINET},
+			Flags: 257, Protocol: 3, Algorithm: alg, PublicKey: base64.StdEncoding.EncodeToString(raw)}
+	}
+	for _, tc := range []struct {
+		k    *dns.DNSKEY
+		want bool
+	}{
+		{key(dns.RSASHA256, 256), false},
+		{key(dns.RSASHA256, 512), false},
+		{key(dns.RSASHA256, 513), true},
+		{key(dns.RSASHA1, 32768), true},
+		{key(dns.ECDSAP256SHA256, 1024), false}, // not RSA: its size is fixed by the curve
+	} {
+		if got := oversizeRSA(tc.k); got != tc.want {
+			t.Errorf("algorithm %d, %d bytes: %v, want %v", tc.k.Algorithm, len(tc.k.PublicKey)*3/4, got, tc.want)
 		}
 	}
 }
