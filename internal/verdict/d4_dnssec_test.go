@@ -99,6 +99,15 @@ func TestD4DNSSECInAuthenticationResults(t *testing.T) {
 			if r.SPF.DNSSEC != tc.sec || r.DKIM[0].KeyDNSSEC != tc.sec || r.DMARC.PolicyDNSSEC != tc.sec {
 				t.Errorf("statuses spf %q dkim %q dmarc %q, want %q", r.SPF.DNSSEC, r.DKIM[0].KeyDNSSEC, r.DMARC.PolicyDNSSEC, tc.sec)
 			}
+			// The dashboard's verdict page shows each stage's reason.
+			stages := map[string]string{}
+			for _, st := range r.stageResults() {
+				stages[st.Stage] = st.Reason
+			}
+			if tc.sec != "" && (!strings.HasSuffix(stages["spf"], "; dnssec "+tc.sec) || !strings.Contains(stages["dkim"], " key dnssec "+tc.sec) ||
+				!strings.HasSuffix(stages["dmarc"], "; policy dnssec "+tc.sec)) {
+				t.Errorf("stage reasons lack the DNSSEC status: %q", stages)
+			}
 			if tc.sec == "" && r.Action == Accept {
 				t.Errorf("a bogus zone's mail was accepted: %s %v", r.Verdict, r.Reasons)
 			}

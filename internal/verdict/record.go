@@ -97,12 +97,18 @@ func (r *Result) stageResults() []store.StageResult {
 	if r.SPF.Result == spf.Fail && r.SPF.Explanation != "" {
 		spfWhy += "; " + r.SPF.Explanation
 	}
+	if r.SPF.DNSSEC != "" {
+		spfWhy = strings.TrimPrefix(spfWhy+"; dnssec "+r.SPF.DNSSEC, "; ") // issue 27
+	}
 	add("spf", string(r.SPF.Result), spfWhy)
 	if len(r.DKIM) == 0 && r.DMARC.Result != "" {
 		add("dkim", "none", "no signature")
 	}
 	for _, d := range r.DKIM {
 		why := "d=" + d.Domain + " s=" + d.Selector
+		if d.KeyDNSSEC != "" {
+			why += " key dnssec " + d.KeyDNSSEC
+		}
 		if d.Reason != "" {
 			why += ": " + d.Reason
 		}
@@ -112,6 +118,9 @@ func (r *Result) stageResults() []store.StageResult {
 	dm := r.DMARC.Reason
 	if r.DMARC.PolicyDomain != "" {
 		dm = strings.TrimSuffix(fmt.Sprintf("policy domain %s, p=%s; %s", r.DMARC.PolicyDomain, r.DMARC.Policy, dm), "; ")
+	}
+	if r.DMARC.PolicyDNSSEC != "" {
+		dm = strings.TrimPrefix(dm+"; policy dnssec "+r.DMARC.PolicyDNSSEC, "; ")
 	}
 	if r.Override != "" {
 		dm += "; set aside: " + r.Override
