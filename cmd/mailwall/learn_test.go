@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"mailwall/internal/classify"
 	"mailwall/internal/config"
@@ -266,5 +267,61 @@ func TestJunkWatcherStoreDown(t *testing.T) {
 	ms, _ := st.ModelCounts(ctx, classify.SiteModel, 0, func(classify.BucketCount) {})
 	if ms.Junk != 2 || ms.Ham != 1 {
 		t.Errorf("model: %+v, want 2 spam 1 ham", ms)
+	}
+}
+
+// TestJunkWatcherFollowsReload: a reload that adds a Maildir to
+// checks.classifier.learn starts watching it without a restart, one that
+// changes nothing the watcher reads leaves it running, and after Stop
+// nothing is learnt.
+func TestJunkWatcherFollowsReload(t *testing.T) {
+	ctx := context.Background()
+	st := openSQLiteStore(t)
+	md := filepath.Join(t.TempDir(), "Maildir")
+	for _, d := range []string{md, filepath.Join(md, ".Junk")} {
+		lnWriteMaildir(t, d)
+	}
+	if err := os.WriteFile(filepath.Join(md, ".Junk", "new", "1000.M1.host"), []byte(lnLottery(1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Checks.Classifier.Learn.Interval = config.Duration(20 * time.Millisecond)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := startJunkWatchers(ctx, cfg, st, log)
+	defer w.Stop()
+	junk := func() int64 {
+		ms, err := st.ModelCounts(ctx, classify.SiteModel, 0, func(classify.BucketCount) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms.Junk
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := junk(); n != 0 {
+		t.Fatalf("learnt %d with no Maildir configured", n)
+	}
+	same := *cfg
+	if w.apply(&same) {
+		t.Error("a reload changing nothing the watcher reads restarted it")
+	}
+	next := *cfg
+	next.Checks.Classifier.Learn.Maildirs = []config.LearnMaildirConfig{{Path: md, Junk: ".Junk"}}
+	if !w.apply(&next) {
+		t.Fatal("a reload adding a Maildir did not restart the watcher")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for junk() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Junk message was not learnt after the reload: %d", junk())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.Stop()
+	if err := os.WriteFile(filepath.Join(md, ".Junk", "new", "1001.M1.host"), []byte(lnLottery(2)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := junk(); n != 1 {
+		t.Errorf("learnt after Stop: %d", n)
 	}
 }

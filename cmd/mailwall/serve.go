@@ -136,7 +136,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// Users' Junk folders teach the store's model (stopped before the
 	// store closes).
-	defer startJunkWatcher(ctx, cfg, st, log)()
+	junk := startJunkWatchers(ctx, cfg, st, log)
+	defer junk.Stop()
 	// Greylisting starts once the store is open (the listeners opened
 	// first answer without it for that long).
 	grey, err := newGreylister(cfg, st, resolver, log)
@@ -238,6 +239,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err == nil {
 			// The milter's RCPT stage follows greylist.via and dnsbl.rcpt_via.
 			rebuildRcpt(rl.running)
+			// So does the Junk-folder watcher its settings.
+			junk.apply(rl.running)
 		}
 		met.Reload(err == nil)
 		if err != nil {
