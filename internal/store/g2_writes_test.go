@@ -108,3 +108,47 @@ func TestRecorderBesideGreylist(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteSlotAfterLockedStore: while another process holds SQLite's
+// write lock (here another connection's open write transaction) a
+// greylist write fails when its context ends, as before the slot
+// existed (greylisting then lets the mail through), and the slot is
+// free again afterwards: the next write, once the lock is gone, lands.
+func TestWriteSlotAfterLockedStore(t *testing.T) {
+	ctx := context.Background()
+	path := t.TempDir() + "/mailwall.db"
+	s, err := Open(ctx, "sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := Open(ctx, "sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tm := greylist.Timing{Delay: 300 * time.Second, RetryWindow: 48 * time.Hour, MaxAge: 35 * 24 * time.Hour}
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	tr := greylist.Triplet{Client: "192.0.2.0/24", Sender: "alice@example.org", Recipient: "bob@rcpt.test"}
+	tx, err := other.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, write := range []func(context.Context) error{
+		func(ctx context.Context) error { _, err := s.SeenTriplet(ctx, tr, now, tm); return err },
+		func(ctx context.Context) error {
+			return s.InsertVerdicts(ctx, []Verdict{testVerdict(now, "example.org", "192.0.2.7", "reject")})
+		},
+	} {
+		wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		err := write(wctx)
+		cancel()
+		if err == nil {
+			t.Fatal("a write while another process holds the lock succeeded")
+		}
+	}
+	tx.Rollback()
+	if seen, err := s.SeenTriplet(ctx, tr, now, tm); err != nil || !seen.First.Equal(now) {
+		t.Fatalf("after the lock is gone: %+v %v, want the triplet's delay begun", seen, err)
+	}
+}
