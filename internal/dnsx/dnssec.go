@@ -323,6 +323,7 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 	// RRsets on it are what the answer is made of, and only they are
 	// validated (other records an attacker adds cost nothing).
 	var used []*rrSet
+	badSynth := map[*rrSet]string{} // CNAMEs a DNAME should have made, and didn't
 	answered, chased := false, false
 	name := strings.ToLower(target)
 	for range maxCNAMEHops + 1 {
@@ -336,7 +337,16 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 				used = append(used, set)
 			} else if set.rtype == dns.TypeCNAME && qtype != dns.TypeCNAME {
 				next = strings.ToLower(set.rrs[0].(*dns.CNAME).Target)
-				used = append(used, set)
+				if d, why := synthesizedFrom(set, sets); d != nil {
+					if !slices.Contains(used, d) {
+						used = append(used, d)
+					}
+				} else {
+					if why != "" {
+						badSynth[set] = why
+					}
+					used = append(used, set)
+				}
 			}
 		}
 		if answered || next == "" {
@@ -350,6 +360,9 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 	}
 	for _, set := range used {
 		s, r, err := v.validateSet(ctx, c, set, ns, b)
+		if s == Bogus && badSynth[set] != "" {
+			r = badSynth[set]
+		}
 		if err != nil || s == Bogus {
 			return s, r, err
 		}

@@ -61,6 +61,9 @@ type ZoneSigning struct {
 	TamperRRSIG bool
 	// ExpireRRSIG dates every signature of the zone in the past: bogus.
 	ExpireRRSIG bool
+	// WrongDNAMESynthesis makes the CNAMEs synthesized from the zone's
+	// DNAMEs point elsewhere than RFC 6672 §2.2 says: bogus.
+	WrongDNAMESynthesis bool
 }
 
 // Signer holds the lab's keys (generated once, so a reload keeps the trust
@@ -150,6 +153,8 @@ type zoneSec struct {
 	nsec  []*dns.NSEC         // canonical order
 	nsec3 []*dns.NSEC3        // hash order
 	param *dns.NSEC3PARAM
+	// wrongSynthesis: ZoneSigning.WrongDNAMESynthesis.
+	wrongSynthesis bool
 }
 
 type sigKey struct {
@@ -299,7 +304,7 @@ func (z *Zone) occluded(name string) bool {
 }
 
 func (s *Signer) signZone(z *Zone, key *zoneKey, zs ZoneSigning) error {
-	sec := &zoneSec{sigs: make(map[sigKey][]dns.RR)}
+	sec := &zoneSec{sigs: make(map[sigKey][]dns.RR), wrongSynthesis: zs.WrongDNAMESynthesis}
 	minTTL := min(z.SOA.Hdr.Ttl, z.SOA.Minttl) // RFC 4034 §4: NSEC TTL is the SOA minimum
 	var owners []string
 	for n := range z.names {

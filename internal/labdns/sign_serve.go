@@ -65,7 +65,7 @@ func addDNSSEC(msg *dns.Msg, zones zoneSet, qname string, qtype uint16) {
 	}
 	for _, k := range sets {
 		z := zones.zoneOf(k.name, k.rtype)
-		if z == nil || z.sec == nil {
+		if z == nil || z.sec == nil || k.rtype == dns.TypeCNAME && synthesized(msg.Answer, k.name) {
 			continue
 		}
 		if sigs, ok := z.sec.sigs[k]; ok {

@@ -131,6 +131,16 @@ func (z *Zone) Records() []dns.RR {
 // returns the RCODE.
 func (z *Zone) lookup(msg *dns.Msg, qname string, qtype uint16, other func(string) *Zone) int {
 	for hop := 0; hop < 8; hop++ {
+		if next, rcode, ok := z.dnameStep(msg, qname); ok { // RFC 6672 §2.3 (sign_dname.go)
+			if rcode != dns.RcodeSuccess {
+				return rcode
+			}
+			if z = other(next); z == nil {
+				return dns.RcodeSuccess // target outside our zones: the resolver chases it
+			}
+			qname = next
+			continue
+		}
 		rrs, ok := z.names[qname]
 		if !ok {
 			rrs, ok = z.wildcard(qname)
