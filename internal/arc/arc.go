@@ -55,6 +55,11 @@ type Outcome struct {
 	// Results is the authentication results each instance recorded (the
 	// ARC-Authentication-Results payload after "i=N;"), oldest first.
 	Results []string `json:"results,omitempty"`
+	// KeyDNSSEC is the DNSSEC status of the keys the validation looked
+	// up, as dkim.Result.KeyDNSSEC (issue 27): "secure" only when every
+	// one was; else the first that was not ("insecure", "unvalidated");
+	// "" when no validator was asked (dns.dnssec off) or no key looked up.
+	KeyDNSSEC string `json:"key_dnssec,omitempty"`
 }
 
 // sig is a parsed AMS or AS.
@@ -97,6 +102,7 @@ type Validation struct {
 	body   dkim.BodyHashes         // one pass per canonicalization, for all the AMS
 	bodies map[int]dkim.BodyHashID // AMS instance -> its body hash
 	index  *dkim.HeaderIndex       // the fields by name, for every AMS's h=
+	keySec string                  // Outcome.KeyDNSSEC so far
 }
 
 // Validate reads a whole message and validates its chain.
@@ -344,7 +350,7 @@ func (vn *Validation) Finish(ctx context.Context) Outcome {
 		out.Sealers = append(out.Sealers, vn.sets[i].as.domain)
 		out.Results = append(out.Results, vn.sets[i].aarValue)
 	}
-	fail := func(why string) Outcome { out.Result, out.Reason = Fail, why; return out }
+	fail := func(why string) Outcome { out.Result, out.Reason, out.KeyDNSSEC = Fail, why, vn.keySec; return out }
 	// Step 2: a chain that a sealer already declared failed stays failed.
 	if vn.sets[vn.n].as.cv == Fail {
 		return fail(fmt.Sprintf("instance %d sealed the chain as failed", vn.n))
@@ -393,13 +399,17 @@ func (vn *Validation) Finish(ctx context.Context) Outcome {
 	for i := vn.n - 1; i >= 1 && stop() == "" && vn.verifyAMS(ctx, b, i) == nil; i-- {
 		out.OldestPass = i
 	}
+	out.KeyDNSSEC = vn.keySec
 	return out
 }
 
 func (vn *Validation) key(ctx context.Context, s *sig) (*dkim.Key, error) {
 	// Refused keys (over dkim.MaxRSABits, other exponents) come back as
 	// permerrors from LookupKey, before any arithmetic.
-	key, status, why := dkim.LookupKey(ctx, vn.v.Resolver, s.selector, s.domain)
+	key, status, why, sec := dkim.LookupKeyDNSSEC(ctx, vn.v.Resolver, s.selector, s.domain)
+	if sec != "" && (vn.keySec == "" || vn.keySec == "secure") {
+		vn.keySec = sec // the weakest link: secure only while every key is
+	}
 	if key == nil {
 		return nil, fmt.Errorf("%s: %s", status, why)
 	}

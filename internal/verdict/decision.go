@@ -305,6 +305,7 @@ func (m *Message) authResults() authres.Header {
 	if r.ARC.Result != "" {
 		// RFC 8617 §10.2: arc=, header.oldest-pass, smtp.remote-ip.
 		a := authres.Result{Method: "arc", Value: string(r.ARC.Result), Comment: r.ARC.Reason}
+		a.Comment = withDNSSEC(a.Comment, r.ARC.KeyDNSSEC, 0) // the seal keys' DNSSEC status (d4_dnssec.go)
 		if r.ARC.Result == arc.Pass {
 			a.Props = []authres.Prop{{Type: "header", Name: "oldest-pass", Value: strconv.Itoa(r.ARC.OldestPass)}}
 		}
