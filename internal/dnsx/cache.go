@@ -200,6 +200,9 @@ type CacheEntry struct {
 	Left    time.Duration
 	// Security is the answer's DNSSEC status (dnssec.go).
 	Security Security
+	// SecurityReason is why an answer is not secure (Answer.SecurityReason):
+	// the delegation without DS, the opt-out, the untrusted AD bit.
+	SecurityReason string
 }
 
 // Entries lists up to limit live answers whose name contains substr,
@@ -216,7 +219,8 @@ func (c *Cache) Entries(substr string, limit int) []CacheEntry {
 		if left <= 0 || !strings.Contains(e.key.name, substr) {
 			continue
 		}
-		ce := CacheEntry{Name: e.key.name, Type: e.key.qtype, Rcode: e.answer.Rcode, Left: left, Security: e.answer.Security}
+		ce := CacheEntry{Name: e.key.name, Type: e.key.qtype, Rcode: e.answer.Rcode, Left: left, Security: e.answer.Security,
+			SecurityReason: e.answer.SecurityReason}
 		for _, rr := range e.answer.Records {
 			ce.Records = append(ce.Records, rr.String())
 		}

@@ -31,7 +31,7 @@ func TestD4DNSPageShowsDNSSEC(t *testing.T) {
 	_, body, _ := fetch(t, c, "GET", s.URL+"/dns", nil)
 	for _, want := range []string{
 		`<td>mail.good.test.</td><td>A</td>.*<td class="dnssec-secure">secure</td>`,
-		`<td>mail.plain.test.</td><td>A</td>.*<td class="dnssec-insecure">insecure</td>`,
+		`<td>mail.plain.test.</td><td>A</td>.*<td class="dnssec-insecure">insecure<div class="dnssec-reason">`, // the reason: TestD5DNSPageShowsInsecureReason
 	} {
 		if !regexp.MustCompile(want).MatchString(body) {
 			t.Errorf("dns page lacks %s:\n%s", want, body)
