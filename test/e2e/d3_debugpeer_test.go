@@ -12,12 +12,13 @@ import (
 	"mailwall/internal/labtest"
 )
 
-// d3Fields signs a message from alice@d3.test and returns its fields as
-// the milter gets them (values after the colon, LF folded), and its body.
-func d3Fields(t *testing.T, signer *dkim.Signer, subject string) ([][2]string, string) {
+// d3Fields signs a message from alice@domain and returns its fields as
+// the milter gets them (values after the colon, LF folded), and its body
+// (a link to menu.domain).
+func d3Fields(t *testing.T, signer *dkim.Signer, domain, subject string) ([][2]string, string) {
 	t.Helper()
-	const body = "See https://menu.d3.test/today for lunch.\r\n"
-	head := "From: Alice <alice@d3.test>\r\nTo: bob@rcpt.test\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@d3.test>\r\n" +
+	body := "See https://menu." + domain + "/today for lunch.\r\n"
+	head := "From: Alice <alice@" + domain + ">\r\nTo: bob@rcpt.test\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@" + domain + ">\r\n" +
 		"Date: Sun, 06 Dec 2026 10:00:00 +0000\r\n"
 	sig, err := signer.Sign(strings.NewReader(head + "\r\n" + body))
 	if err != nil {
@@ -76,7 +77,7 @@ func TestD3DebugPeers(t *testing.T) {
 	signer := &dkim.Signer{Domain: "d3.test", Selector: "s1", Key: key}
 	send := func(ip, subject string) {
 		t.Helper()
-		fields, body := d3Fields(t, signer, subject)
+		fields, body := d3Fields(t, signer, "d3.test", subject)
 		mods, reply := milterSend(t, d.milter, 30*time.Second, milterMsg{host: "mail.d3.test", ip: ip, queueID: "D3" + subject,
 			from: "<alice@d3.test>", rcpt: "<bob@rcpt.test>", fields: fields, body: body})
 		if ar := header(mods, "Authentication-Results"); reply.Code != 'c' || !strings.Contains(ar, "dkim=pass") || !strings.Contains(ar, "dmarc=pass") {

@@ -56,7 +56,7 @@ func TestD4DNSSECMilter(t *testing.T) {
 	} {
 		t.Run(tc.domain, func(t *testing.T) {
 			signer := &dkim.Signer{Domain: tc.domain, Selector: "s1", Key: key}
-			fields, body := d4Fields(t, signer, tc.domain)
+			fields, body := d3Fields(t, signer, tc.domain, "lunch")
 			qid := "D4" + strings.ToUpper(strings.TrimSuffix(tc.domain, ".test"))
 			mods, reply := milterSend(t, d.milter, 30*time.Second, milterMsg{host: "mail." + tc.domain, ip: "127.0.0.61", queueID: qid,
 				from: "<alice@" + tc.domain + ">", rcpt: "<bob@rcpt.test>", fields: fields, body: body})
@@ -87,30 +87,4 @@ func TestD4DNSSECMilter(t *testing.T) {
 		})
 	}
 	d.alive(t)
-}
-
-// d4Fields signs a message from alice@domain and returns its fields as
-// the milter gets them, and its body.
-func d4Fields(t *testing.T, signer *dkim.Signer, domain string) ([][2]string, string) {
-	t.Helper()
-	const body = "Lunch at noon?\r\n"
-	head := "From: Alice <alice@" + domain + ">\r\nTo: bob@rcpt.test\r\nSubject: lunch\r\nMessage-ID: <lunch@" + domain + ">\r\n" +
-		"Date: Sun, 06 Dec 2026 10:00:00 +0000\r\n"
-	sig, err := signer.Sign(strings.NewReader(head + "\r\n" + body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fields [][2]string
-	for _, f := range strings.SplitAfter(strings.TrimSuffix(sig+head, "\r\n"), "\r\n") {
-		if f == "" {
-			continue
-		}
-		if f[0] == ' ' || f[0] == '\t' {
-			fields[len(fields)-1][1] += "\n" + strings.TrimSuffix(f, "\r\n")
-			continue
-		}
-		name, value, _ := strings.Cut(strings.TrimSuffix(f, "\r\n"), ":")
-		fields = append(fields, [2]string{name, value})
-	}
-	return fields, body
 }
