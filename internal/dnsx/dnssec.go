@@ -79,6 +79,10 @@ type ValidatorConfig struct {
 	// Anchors are DS or DNSKEY records in presentation format, one a line
 	// (RFC 4033 §2 trust anchors). Empty: RootAnchors.
 	Anchors []string
+	// NegativeAnchors are domains validated as insecure whatever their
+	// chain says (RFC 7646), besides the special-use ones (.test, RFC
+	// 1918 reverse zones: dnssec_nta.go) added when Anchors is empty.
+	NegativeAnchors []string
 	// TrustADFrom are the servers whose AD bit trust_ad believes besides
 	// those on loopback.
 	TrustADFrom []netip.Prefix
@@ -105,6 +109,7 @@ type ValidatorConfig struct {
 type Validator struct {
 	cfg     ValidatorConfig
 	anchors map[string][]dns.RR // by owner
+	nta     map[string]bool     // negative trust anchors (dnssec_nta.go)
 
 	mu     sync.Mutex
 	zones  map[string]*zoneState
@@ -141,7 +146,7 @@ func NewValidator(cfg ValidatorConfig) (*Validator, error) {
 	if cfg.MaxNSEC3Iterations == 0 {
 		cfg.MaxNSEC3Iterations = 100
 	}
-	v := &Validator{cfg: cfg, anchors: make(map[string][]dns.RR), zones: make(map[string]*zoneState)}
+	v := &Validator{cfg: cfg, anchors: make(map[string][]dns.RR), zones: make(map[string]*zoneState), nta: negativeAnchors(cfg)}
 	text := strings.Join(cfg.Anchors, "\n")
 	if strings.TrimSpace(text) == "" {
 		text = RootAnchors

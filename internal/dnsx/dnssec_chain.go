@@ -82,6 +82,9 @@ func (v *Validator) insecureAbove(name string) *zoneState {
 		if st, ok := v.zones[n]; ok && st.status == Insecure && now.Before(st.expires) {
 			return st
 		}
+		if v.nta[n] {
+			return ntaState(n, now)
+		}
 		if n == "." {
 			return nil
 		}

@@ -1,0 +1,54 @@
+package dnsx
+
+import (
+	"strings"
+	"time"
+)
+
+// specialUse are the domains that validation from the root's anchors
+// treats as insecure without asking (negative trust anchors, RFC 7646):
+// names with no meaning in the global DNS, which a site serves itself and
+// the signed root denies (the root has no DS for them, or no name at
+// all), so every local answer for them would be bogus. Unbound does the
+// same for the zones of RFC 6303 and RFC 6761. They apply only with the
+// root's anchors (ValidatorConfig.Anchors empty): a lab that signs its own
+// root and gives its anchor validates .test like any other zone.
+const specialUse = `
+test. example. invalid. localhost. local. home.arpa. internal. alt.
+0.in-addr.arpa. 127.in-addr.arpa. 254.169.in-addr.arpa. 10.in-addr.arpa.
+16.172.in-addr.arpa. 17.172.in-addr.arpa. 18.172.in-addr.arpa. 19.172.in-addr.arpa.
+20.172.in-addr.arpa. 21.172.in-addr.arpa. 22.172.in-addr.arpa. 23.172.in-addr.arpa.
+24.172.in-addr.arpa. 25.172.in-addr.arpa. 26.172.in-addr.arpa. 27.172.in-addr.arpa.
+28.172.in-addr.arpa. 29.172.in-addr.arpa. 30.172.in-addr.arpa. 31.172.in-addr.arpa.
+168.192.in-addr.arpa. 2.0.192.in-addr.arpa. 100.51.198.in-addr.arpa. 113.0.203.in-addr.arpa.
+64.100.in-addr.arpa. 255.255.255.255.in-addr.arpa.
+d.f.ip6.arpa. 8.e.f.ip6.arpa. 9.e.f.ip6.arpa. a.e.f.ip6.arpa. b.e.f.ip6.arpa.
+8.b.d.0.1.0.0.2.ip6.arpa.
+0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.
+1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.
+`
+
+// negativeAnchors is the set of domains validated as insecure whatever
+// their chain says: the special-use ones with the root's anchors, plus
+// those configured.
+func negativeAnchors(cfg ValidatorConfig) map[string]bool {
+	out := map[string]bool{}
+	if len(cfg.Anchors) == 0 || strings.TrimSpace(strings.Join(cfg.Anchors, "")) == "" {
+		for _, n := range strings.Fields(specialUse) {
+			out[n] = true
+		}
+	}
+	for _, n := range cfg.NegativeAnchors {
+		if n = strings.TrimSpace(n); n != "" {
+			out[Fqdn(n)] = true
+		}
+	}
+	return out
+}
+
+// ntaState is what a negative trust anchor says of the zones below it.
+func ntaState(name string, now time.Time) *zoneState {
+	show := strings.TrimSuffix(name, ".")
+	return &zoneState{name: name, status: Insecure, expires: now.Add(maxChainTTL),
+		reason: show + ": negative trust anchor (special-use or configured, RFC 7646)"}
+}
