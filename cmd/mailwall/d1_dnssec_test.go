@@ -10,14 +10,16 @@ import (
 	"strings"
 	"testing"
 
+	"mailwall/internal/dnsx"
 	"mailwall/internal/labtest"
 )
 
 // TestD1LabDNSSigned: "mailwall lab-dns" with lab_dns.dnssec signs the
 // lab zones and prints the lab root's trust anchor, the same after a
 // restart with dnssec_keys; "mailwall spf" with dns.dnssec: validate and
-// that anchor passes, and with the real root's anchors (the default) the
-// lab is bogus and SPF a temperror.
+// that anchor passes; with the real root's anchors given the lab is bogus
+// and SPF a temperror; with none given (the root's, and negative anchors
+// for the special-use names, RFC 7646) the lab's .test is insecure.
 func TestD1LabDNSSigned(t *testing.T) {
 	dir := t.TempDir()
 	listen := freeTCPAddr(t)
@@ -51,11 +53,17 @@ func TestD1LabDNSSigned(t *testing.T) {
 	if again != anchor {
 		t.Errorf("anchor changed across a restart with dnssec_keys:\n%s\n%s", anchor, again)
 	}
+	var quoted []string
+	for _, a := range strings.Split(strings.TrimSpace(dnsx.RootAnchors), "\n") {
+		quoted = append(quoted, fmt.Sprintf("%q", a))
+	}
+	rootAnchors := "[" + strings.Join(quoted, ", ") + "]"
 	for _, tc := range []struct {
 		anchors, want string
 	}{
 		{fmt.Sprintf("[%q]", anchor), "Received-SPF: Pass"},
-		{"[]", "Received-SPF: Temperror (mailfrom: dns: example.test TXT: DNSSEC bogus: . DNSKEY: no key matching trust anchor 20326, 38696)"}, // the real root's keys: the lab root matches none
+		{rootAnchors, "Received-SPF: Temperror (mailfrom: dns: example.test TXT: DNSSEC bogus: . DNSKEY: no key matching trust anchor 20326, 38696)"}, // the real root's keys: the lab root matches none
+		{"[]", "Received-SPF: Pass"}, // .test: a negative trust anchor
 	} {
 		c := filepath.Join(dir, "validate.yaml")
 		os.WriteFile(c, []byte(fmt.Sprintf("dns:\n  servers: [%s]\n  dnssec: validate\n  trust_anchors: %s\n", listen, tc.anchors)), 0o644)
