@@ -316,6 +316,9 @@ func rrSets(section []dns.RR) []*rrSet {
 // resp does not answer target/qtype, the proof of the denial in its
 // authority section.
 func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.Msg, target string, qtype uint16, b *budget) (Security, string, error) {
+	if st := v.ntaAbove(target); st != nil {
+		return Insecure, st.reason, nil // dnssec_nta.go
+	}
 	status, why := Secure, ""
 	worse := func(s Security, r string) {
 		if s == Insecure && status == Secure {
@@ -379,6 +382,10 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 	if answered {
 		return status, why, nil
 	}
+	if st := v.ntaAbove(name); st != nil {
+		worse(Insecure, st.reason)
+		return status, why, nil
+	}
 	s, r, err := v.validateDenial(ctx, c, resp, ns, name, qtype, b)
 	if err != nil || s == Bogus {
 		return s, r, err
@@ -390,6 +397,9 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 // validateSet checks one RRset of an answer: signed by a zone the chain of
 // trust reaches (RFC 4035 §5.3), or provably in an insecure zone.
 func (v *Validator) validateSet(ctx context.Context, c *Client, set *rrSet, ns []*rrSet, b *budget) (Security, string, error) {
+	if st := v.ntaAbove(set.name); st != nil {
+		return Insecure, st.reason, nil
+	}
 	what := strings.TrimSuffix(set.name, ".") + " " + dns.TypeToString[set.rtype]
 	if set.name == "." {
 		what = ". " + dns.TypeToString[set.rtype]

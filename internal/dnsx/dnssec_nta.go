@@ -52,3 +52,23 @@ func ntaState(name string, now time.Time) *zoneState {
 	return &zoneState{name: name, status: Insecure, expires: now.Add(maxChainTTL),
 		reason: show + ": negative trust anchor (special-use or configured, RFC 7646)"}
 }
+
+// ntaAbove is the state a negative trust anchor at or above name gives
+// it, or nil: none, or a trust anchor closer to name (RFC 7646 §1.1: no
+// validation for the domain and everything below it).
+func (v *Validator) ntaAbove(name string) *zoneState {
+	if len(v.nta) == 0 {
+		return nil
+	}
+	for n := Fqdn(name); ; n = parentOf(n) {
+		if _, ok := v.anchors[n]; ok {
+			return nil
+		}
+		if v.nta[n] {
+			return ntaState(n, v.cfg.Now())
+		}
+		if n == "." {
+			return nil
+		}
+	}
+}

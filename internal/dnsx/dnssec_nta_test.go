@@ -31,6 +31,9 @@ func TestDNSSECNegativeAnchors(t *testing.T) {
 	unsigned := labtest.Serve(t, zones()...)
 	signed, labClient := labtest.ServeSigned(t, labdns.SignConfig{Zones: map[string]labdns.ZoneSigning{"tampered.test": {TamperRRSIG: true}}},
 		append(zones(), labtest.Zone(t, "tampered.test", "www IN A 192.0.2.3"))...)
+	// A lab root delegating straight to direct.test: the DS and the
+	// denials are signed by ".", above the negative anchor.
+	direct, _ := labtest.ServeSigned(t, labdns.SignConfig{}, labtest.Zone(t, "direct.test", "www IN A 192.0.2.4"))
 	client := func(addr string, nta ...string) *dnsx.Client {
 		v, err := dnsx.NewValidator(dnsx.ValidatorConfig{Mode: dnsx.DNSSECValidate, NegativeAnchors: nta})
 		if err != nil {
@@ -53,6 +56,9 @@ func TestDNSSECNegativeAnchors(t *testing.T) {
 		{"configured", client(unsigned.Addr(), "madeup"), "www.madeup", dns.TypeA, dnsx.Insecure, "madeup: negative trust anchor"},
 		{"signed lab, root anchors", client(signed.Addr()), "www.example.test", dns.TypeA, dnsx.Insecure, "test: negative trust anchor"},
 		{"signed lab, root anchors", client(signed.Addr()), "www.tampered.test", dns.TypeA, dnsx.Insecure, "test: negative trust anchor"},
+		{"root-signed delegation", client(direct.Addr()), "direct.test", dns.TypeDS, dnsx.Insecure, "test: negative trust anchor"},
+		{"root-signed delegation", client(direct.Addr()), "www.direct.test", dns.TypeA, dnsx.Insecure, "test: negative trust anchor"},
+		{"root-signed delegation", client(direct.Addr()), "nope.test", dns.TypeA, dnsx.Insecure, "test: negative trust anchor"},
 		{"signed lab, lab anchor", labClient, "www.example.test", dns.TypeA, dnsx.Secure, ""},
 		{"signed lab, lab anchor", labClient, "www.tampered.test", dns.TypeA, dnsx.Bogus, "www.tampered.test A: RRSIG"},
 	} {
