@@ -1,6 +1,9 @@
 package dnsx
 
 import (
+	"context"
+	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -71,4 +74,34 @@ func (v *Validator) ntaAbove(name string) *zoneState {
 			return nil
 		}
 	}
+}
+
+// CheckAnchors asks c's servers for the DNSKEY set of every trust
+// anchor's zone and validates it, as a start-up check of dns.dnssec:
+// validate (issue 27). A resolver that strips DNSSEC records (many home
+// routers' forwarders do) fails it, and then every answer outside the
+// negative anchors would be bogus and every check a temperror: the error
+// says so, naming the zone and why. It makes the same bounded work as a
+// query; the result is cached as any validated zone.
+func (v *Validator) CheckAnchors(ctx context.Context, c *Client) error {
+	if v.cfg.Mode != DNSSECValidate {
+		return nil
+	}
+	zones := make([]string, 0, len(v.anchors))
+	for z := range v.anchors {
+		zones = append(zones, z)
+	}
+	sort.Strings(zones)
+	for _, z := range zones {
+		b := &budget{verifications: v.cfg.MaxVerifications, ttl: ^uint32(0)}
+		st, err := v.zone(ctx, c, z, b, 0)
+		if err != nil {
+			return fmt.Errorf("dnsx: DNSSEC trust anchor %s: DNSKEY lookup through %s: %w", show(z), strings.Join(c.Servers, ", "), err)
+		}
+		if st.status != Secure {
+			return fmt.Errorf("dnsx: DNSSEC trust anchor %s: not validated through %s (%s): the servers strip DNSSEC or are not the zone's; every answer outside the negative anchors would be bogus",
+				show(z), strings.Join(c.Servers, ", "), st.reason)
+		}
+	}
+	return nil
 }

@@ -79,3 +79,42 @@ func TestDNSSECNegativeAnchors(t *testing.T) {
 		})
 	}
 }
+
+// CheckAnchors passes when the servers give the anchor's zone's DNSKEY
+// set signed by the anchored key, and fails, naming the anchor, when they
+// strip DNSSEC (the unsigned lab stands for such a resolver) or serve
+// another root.
+func TestDNSSECCheckAnchors(t *testing.T) {
+	signed, labClient := labtest.ServeSigned(t, labdns.SignConfig{}, labtest.Zone(t, "example.test", "www IN A 192.0.2.1"))
+	// A root without DNSKEY or RRSIGs: what a resolver stripping DNSSEC
+	// gives a validator.
+	unsigned := labtest.Serve(t, labtest.Zone(t, "."), labtest.Zone(t, "example.test", "www IN A 192.0.2.1"))
+	root, err := dnsx.NewValidator(dnsx.ValidatorConfig{Mode: dnsx.DNSSECValidate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A validator of its own: labClient's has validated "." already.
+	lab, err := dnsx.NewValidator(dnsx.ValidatorConfig{Mode: dnsx.DNSSECValidate, Anchors: []string{signed.TrustAnchor().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := dnsx.NewValidator(dnsx.ValidatorConfig{Mode: dnsx.DNSSECTrustAD})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		what string
+		c    *dnsx.Client
+		want string // "" for no error
+	}{
+		{"lab anchor, signed lab", labClient, ""},
+		{"lab anchor, stripping server", &dnsx.Client{Servers: []string{unsigned.Addr()}, Timeout: 2 * time.Second, Validator: lab}, "DNSSEC trust anchor .: not validated"},
+		{"root anchors, lab root", &dnsx.Client{Servers: []string{signed.Addr()}, Timeout: 2 * time.Second, Validator: root}, "no key matching trust anchor 20326, 38696"},
+		{"trust_ad", &dnsx.Client{Servers: []string{unsigned.Addr()}, Timeout: 2 * time.Second, Validator: ad}, ""},
+	} {
+		err := tc.c.Validator.CheckAnchors(context.Background(), tc.c)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.what, err, tc.want)
+		}
+	}
+}
