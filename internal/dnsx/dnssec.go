@@ -332,6 +332,20 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 	// validated (other records an attacker adds cost nothing).
 	var used []*rrSet
 	badSynth := map[*rrSet]string{} // CNAMEs a DNAME should have made, and didn't
+	// use takes a CNAME set on the chain: a synthesized one stands on its
+	// DNAME (dnssec_dname.go).
+	use := func(set *rrSet) {
+		d, why := synthesizedFrom(set, sets)
+		switch {
+		case d != nil && !slices.Contains(used, d):
+			used = append(used, d)
+		case d == nil:
+			if why != "" {
+				badSynth[set] = why
+			}
+			used = append(used, set)
+		}
+	}
 	answered, chased := false, false
 	name := strings.ToLower(target)
 	for range maxCNAMEHops + 1 {
@@ -340,21 +354,16 @@ func (v *Validator) validateResponse(ctx context.Context, c *Client, resp *dns.M
 			if set.name != name {
 				continue
 			}
-			if set.rtype == qtype || qtype == dns.TypeANY {
+			switch {
+			case set.rtype == dns.TypeCNAME && (qtype == dns.TypeCNAME || qtype == dns.TypeANY):
+				answered = true
+				use(set)
+			case set.rtype == qtype || qtype == dns.TypeANY:
 				answered = true
 				used = append(used, set)
-			} else if set.rtype == dns.TypeCNAME && qtype != dns.TypeCNAME {
+			case set.rtype == dns.TypeCNAME:
 				next = strings.ToLower(set.rrs[0].(*dns.CNAME).Target)
-				if d, why := synthesizedFrom(set, sets); d != nil {
-					if !slices.Contains(used, d) {
-						used = append(used, d)
-					}
-				} else {
-					if why != "" {
-						badSynth[set] = why
-					}
-					used = append(used, set)
-				}
+				use(set)
 			}
 		}
 		if answered || next == "" {

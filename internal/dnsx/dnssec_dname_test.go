@@ -38,6 +38,8 @@ func TestDNSSECDNAME(t *testing.T) {
 		addr  string // the A record reached; "" with nx
 		nx    bool
 		bogus string // substring of the reason; the lookup fails
+		qtype uint16 // default A
+		cname string // the CNAME target answered (qtype CNAME)
 	}{
 		{name: "www.old.dname.test", want: dnsx.Secure, addr: "192.0.2.110"},
 		{name: "WWW.Old.dname.test", want: dnsx.Secure, addr: "192.0.2.110"},
@@ -46,11 +48,17 @@ func TestDNSSECDNAME(t *testing.T) {
 		{name: "nope.old.dname.test", want: dnsx.Secure, nx: true},           // the target's denial is checked
 		{name: "nope.far.dname.test", want: dnsx.Secure, nx: true},
 		{name: "www.old.plain.test", want: dnsx.Insecure, addr: "192.0.2.115"},
+		{name: "www.old.dname.test", qtype: dns.TypeCNAME, want: dnsx.Secure, cname: "www.new.dname.test."}, // the synthesized CNAME asked for
+		{name: "www.old.forged.test", qtype: dns.TypeCNAME, bogus: "does not match its synthesis"},
 		{name: "www.old.forged.test", bogus: "CNAME www.old.forged.test -> forged.www.new.forged.test does not match its synthesis from DNAME old.forged.test -> www.new.forged.test"},
 		{name: "www.old.tampered.test", bogus: "old.tampered.test DNAME: RRSIG by key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := c.Query(context.Background(), tc.name, dns.TypeA)
+			qtype := dns.TypeA
+			if tc.qtype != 0 {
+				qtype = tc.qtype
+			}
+			a, err := c.Query(context.Background(), tc.name, qtype)
 			if tc.bogus != "" {
 				var be *dnsx.BogusError
 				if !errors.As(err, &be) || !dnsx.IsTemporary(err) {
@@ -72,9 +80,15 @@ func TestDNSSECDNAME(t *testing.T) {
 			}
 			var got []string
 			for _, rr := range a.Records {
-				if x, ok := rr.(*dns.A); ok {
+				switch x := rr.(type) {
+				case *dns.A:
 					got = append(got, x.A.String())
+				case *dns.CNAME:
+					got = append(got, x.Target)
 				}
+			}
+			if tc.cname != "" {
+				tc.addr = tc.cname
 			}
 			if want := []string{tc.addr}; !tc.nx && (len(got) != 1 || got[0] != tc.addr) {
 				t.Errorf("addresses %v, want %v", got, want)
