@@ -78,6 +78,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	checkTrustAnchors(ctx, cfg, log)
 	opts, err := policydOptions(cfg)
 	if err != nil {
 		return err
