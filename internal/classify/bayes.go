@@ -27,6 +27,7 @@ type Bayes struct {
 
 	bits        uint8
 	table       []bayesBucket
+	sparse      *sparseBuckets // a read-only model's buckets in use, instead of table
 	nJunk, nHam uint64
 }
 
@@ -55,6 +56,7 @@ func (m *Bayes) bucket(h uint64) uint64 { return h >> (64 - m.bits) }
 
 // Learn counts the message's features.
 func (m *Bayes) Learn(v *Vector, junk bool) {
+	m.densify()
 	if junk {
 		m.nJunk++
 	} else {
@@ -75,6 +77,7 @@ func (m *Bayes) Learn(v *Vector, junk bool) {
 // SpamAssassin's sa-learn --forget does: after a mistaken click, or to
 // undo what a poisoner taught. Counts never go below 0.
 func (m *Bayes) Unlearn(v *Vector, junk bool) {
+	m.densify()
 	n := &m.nHam
 	if junk {
 		n = &m.nJunk
@@ -102,6 +105,8 @@ func (m *Bayes) Add(other *Bayes) error {
 	if other.bits != m.bits {
 		return fmt.Errorf("classify: adding a model of 2^%d buckets to one of 2^%d", other.bits, m.bits)
 	}
+	m.densify()
+	other.densify()
 	for i, o := range other.table {
 		b := &m.table[i]
 		b.junk, b.ham = satAdd(b.junk, o.junk), satAdd(b.ham, o.ham)
@@ -137,7 +142,7 @@ func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
 	// buckets: 65-70 µs a message before, 35-40 µs so).
 	buckets := make([]bayesBucket, len(v.Hashes))
 	for k, h := range v.Hashes {
-		buckets[k] = m.table[m.bucket(h)]
+		buckets[k] = m.at(m.bucket(h))
 	}
 	for k, b := range buckets {
 		s, g := b.junk, b.ham
@@ -219,10 +224,16 @@ func chi2Q(x2 float64, v int) float64 {
 }
 
 // MemoryBytes is the size of the two tables.
-func (m *Bayes) MemoryBytes() int { return 8 << m.bits }
+func (m *Bayes) MemoryBytes() int {
+	if m.sparse != nil {
+		return 12 * len(m.sparse.keys)
+	}
+	return 8 << m.bits
+}
 
 // MarshalBinary saves the counts.
 func (m *Bayes) MarshalBinary() ([]byte, error) {
+	m.densify()
 	w := newModelWriter(kindBayes, m.bits)
 	w.uint64(m.nJunk)
 	w.uint64(m.nHam)
@@ -251,7 +262,7 @@ func (m *Bayes) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("classify: bayes model: bad parameters")
 	}
 	m.MinCount, m.MaxClues = uint32(minCount), int(maxClues)
-	m.table = make([]bayesBucket, 1<<m.bits)
+	m.table, m.sparse = make([]bayesBucket, 1<<m.bits), nil
 	return r.buckets(func(i uint32, a, b uint32) error {
 		m.table[i] = bayesBucket{a, b}
 		return nil
@@ -287,7 +298,7 @@ func smoothed(b bayesBucket, nJunk, nHam uint64, s, x float64) float64 {
 func (m *Bayes) RecipientLearns(salt uint64) (junk, ham uint64) {
 	junk, ham = math.MaxUint32, math.MaxUint32
 	for i := range recipientCounts {
-		b := m.table[m.bucket(recipientCountHash(salt, i))]
+		b := m.at(m.bucket(recipientCountHash(salt, i)))
 		junk, ham = min(junk, uint64(b.junk)), min(ham, uint64(b.ham))
 	}
 	return junk, ham
@@ -332,8 +343,8 @@ func (m *Bayes) predictFor(v *Vector, salt uint64, mode string, minLearns int, p
 	// 160-210 µs a message before, 85-100 µs so).
 	buckets := make([]bayesBucket, 2*len(v.Hashes))
 	for k, h := range v.Hashes {
-		buckets[2*k] = m.table[m.bucket(h)]
-		buckets[2*k+1] = m.table[m.bucket(saltHash(h, salt))]
+		buckets[2*k] = m.at(m.bucket(h))
+		buckets[2*k+1] = m.at(m.bucket(saltHash(h, salt)))
 	}
 	for k := range v.Hashes {
 		sb, ub := buckets[2*k], buckets[2*k+1]
@@ -406,7 +417,7 @@ func (m *Bayes) predictFor(v *Vector, salt uint64, mode string, minLearns int, p
 // recipient's count (salt 0: Learn). Counting the message once for
 // the site, it is what a Learner queues for a store.
 func (m *Bayes) LearnFor(v *Vector, salt uint64, junk bool) {
-	m.Learn(v, junk)
+	m.Learn(v, junk) // densifies
 	if salt == 0 {
 		return
 	}

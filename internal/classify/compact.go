@@ -34,6 +34,7 @@ func IsCompact(b []byte) bool { return len(b) >= 5 && string(b[:4]) == compactMa
 
 // EncodeCompact writes m in the compact encoding.
 func EncodeCompact(m *Bayes) ([]byte, error) {
+	m.densify()
 	var raw []byte
 	raw = append(raw, m.bits)
 	raw = binary.AppendUvarint(raw, m.nJunk)
@@ -77,7 +78,14 @@ var errCompact = errors.New("classify: not a compact model, or a damaged one")
 // DecodeCompact reads what EncodeCompact wrote. What it inflates is
 // bounded by the table the header announces (at most 31 octets a
 // bucket), so a small file cannot make it allocate more than a model.
-func DecodeCompact(b []byte) (*Bayes, error) {
+func DecodeCompact(b []byte) (*Bayes, error) { return decodeCompact(b, false) }
+
+// decodeCompact is DecodeCompact; prune keeps only the buckets a
+// prediction reads (those counted at least MinCount times; the rest are
+// never clues): the starter model's 556,000 buckets in use are 214,000
+// so, 6 MB instead of a dense 16. Such a model is for classifying only:
+// learning into it would start from the pruned counts.
+func decodeCompact(b []byte, prune bool) (*Bayes, error) {
 	if !IsCompact(b) {
 		return nil, errCompact
 	}
@@ -131,21 +139,38 @@ func DecodeCompact(b []byte) (*Bayes, error) {
 		next += step
 		idx[k] = uint32(next - 1)
 	}
-	m.table = make([]bayesBucket, size)
+	// Read only, as a model file is used: sparse (sparse.go). Learning
+	// into it makes it dense.
+	vals := make([]bayesBucket, len(idx))
 	for _, side := range []func(*bayesBucket, uint32){
 		func(b *bayesBucket, v uint32) { b.junk = v },
 		func(b *bayesBucket, v uint32) { b.ham = v },
 	} {
-		for _, i := range idx {
+		for k := range idx {
 			v := uv()
 			if bad || v > math.MaxUint32 {
 				return nil, errCompact
 			}
-			side(&m.table[i], uint32(v))
+			side(&vals[k], uint32(v))
 		}
 	}
 	if len(r) != 0 {
 		return nil, errCompact
+	}
+	keep := func(b bayesBucket) bool {
+		return !prune || uint64(b.junk)+uint64(b.ham) >= uint64(m.MinCount)
+	}
+	n := 0
+	for _, b := range vals {
+		if keep(b) {
+			n++
+		}
+	}
+	m.sparse = newSparseBuckets(n)
+	for k, i := range idx {
+		if keep(vals[k]) {
+			m.sparse.set(i, vals[k])
+		}
 	}
 	return m, nil
 }

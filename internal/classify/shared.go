@@ -378,6 +378,7 @@ func Import(ctx context.Context, st CountStore, name string, m Model) error {
 	if !ok {
 		return fmt.Errorf("classify: only a bayes model can seed the store, not %s", m.Kind())
 	}
+	b.densify()
 	var rows []BucketCount
 	for i, c := range b.table {
 		if c.junk != 0 || c.ham != 0 {

@@ -16,4 +16,8 @@ var starterModel []byte
 // Starter returns a fresh copy of the starter model shipped in the
 // binary: what a new site classifies with until it has a model of its
 // own (the Analyzer caps its hit meanwhile).
-func Starter() (*Bayes, error) { return DecodeCompact(starterModel) }
+func Starter() (*Bayes, error) {
+	// It classifies, never learns: only the buckets a prediction reads
+	// are kept (decodeCompact).
+	return decodeCompact(starterModel, true)
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,7 @@ func TestCompactHostile(t *testing.T) {
 		if got, err := DecodeCompact(b); err == nil {
 			// A flip inside a count can still decode; it must then be
 			// a sane model.
+			got.densify() // the decoder keeps it sparse
 			if !strings.HasPrefix(name, "flipped") || len(got.table) != 1<<16 {
 				t.Errorf("%s: decoded", name)
 			}
@@ -205,5 +207,80 @@ func TestStarterCapAndHandover(t *testing.T) {
 	}
 	if h := hit(&st, "spam-1.eml"); h.Weight != 45 || strings.Contains(h.Detail, "starter") {
 		t.Errorf("store model learnt 2 of each, its own hit: %+v", h)
+	}
+}
+
+// TestSparseSameAsDense: the starter model, pruned and sparse, predicts
+// exactly as the whole model dense, and takes under half its memory; a
+// decoded model that learns becomes dense without losing a count.
+func TestSparseSameAsDense(t *testing.T) {
+	sparse, err := Starter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sparse.sparse == nil {
+		t.Fatal("the starter model decoded dense")
+	}
+	// The whole model, dense: pruning drops only what Predict skips.
+	dense, err := DecodeCompact(starterModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dense.densify()
+	if sparse.MemoryBytes() >= dense.MemoryBytes()/2 {
+		t.Errorf("sparse %d bytes, dense %d", sparse.MemoryBytes(), dense.MemoryBytes())
+	}
+	x := NewExtractor()
+	for i, msg := range []string{
+		"Subject: You won a free prize\n\nClaim your cash prize now, click here and send your bank details.\n",
+		"Subject: minutes of the meeting\n\nHi all, attached are the minutes; the next meeting is on Tuesday.\n",
+	} {
+		v := x.Extract(parse(msg)).Clone()
+		cs, cd := make([]float64, len(v.Hashes)), make([]float64, len(v.Hashes))
+		if ps, pd := sparse.Predict(v, cs), dense.Predict(v, cd); ps != pd || !slices.Equal(cs, cd) {
+			t.Errorf("message %d: sparse %v, dense %v", i, ps, pd)
+		}
+		salt := RecipientSalt("alice@example.test")
+		js, hs := sparse.RecipientLearns(salt)
+		if jd, hd := dense.RecipientLearns(salt); js != jd || hs != hd {
+			t.Errorf("recipient learns: sparse %d/%d, dense %d/%d", js, hs, jd, hd)
+		}
+	}
+	// A decoded model (unpruned) that learns becomes dense with every
+	// count it had.
+	full, err := DecodeCompact(starterModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, _ := DecodeCompact(starterModel)
+	whole.densify()
+	v := x.Extract(parse("Subject: x\n\nlottery winner\n")).Clone()
+	full.Learn(v, true)
+	whole.Learn(v, true)
+	if full.sparse != nil || !slices.Equal(full.table, whole.table) || full.nJunk != whole.nJunk {
+		t.Error("learning into the sparse model: not the dense model's counts")
+	}
+}
+
+// BenchmarkStarterPredict: the starter model's prediction, pruned and
+// sparse as serve holds it, against the whole model dense.
+func BenchmarkStarterPredict(b *testing.B) {
+	sparse, err := Starter()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dense, _ := DecodeCompact(starterModel)
+	dense.densify()
+	v := NewExtractor().Extract(parse("Subject: You won a free prize\n\nClaim your cash prize now, click here and send your bank details to the lottery desk.\n")).Clone()
+	for _, tc := range []struct {
+		name string
+		m    *Bayes
+	}{{"sparse", sparse}, {"dense", dense}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				tc.m.Predict(v, nil)
+			}
+			b.ReportMetric(float64(tc.m.MemoryBytes())/(1<<20), "MB")
+		})
 	}
 }
