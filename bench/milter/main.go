@@ -44,9 +44,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/netip"
@@ -466,6 +468,9 @@ type mailwall struct {
 func pinAll(pids []int, cpus []int) {
 	for _, pid := range pids {
 		if err := proc.Pin(pid, cpus); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // a process that has ended (a peer's worker, restarted)
+			}
 			log.Fatalf("-pin: %v", err)
 		}
 	}
