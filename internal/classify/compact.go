@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"bufio"
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
@@ -80,10 +81,11 @@ var errCompact = errors.New("classify: not a compact model, or a damaged one")
 // bucket), so a small file cannot make it allocate more than a model.
 func DecodeCompact(b []byte) (*Bayes, error) { return decodeCompact(b, false) }
 
-// decodeCompact is DecodeCompact; prune keeps only the buckets a
-// prediction reads (those counted at least MinCount times; the rest are
-// never clues): the starter model's 556,000 buckets in use are 214,000
-// so, 6 MB instead of a dense 16. Such a model is for classifying only:
+// decodeCompact is DecodeCompact; prune keeps only the buckets that can
+// be clues (counted at least MinCount times, and far enough from 0.5:
+// with the model's message counts fixed, each bucket's probability is
+// too): the starter model's 556,000 buckets in use are 171,000 so,
+// 3 MB instead of a dense 16. Such a model is for classifying only:
 // learning into it would start from the pruned counts.
 func decodeCompact(b []byte, prune bool) (*Bayes, error) {
 	if !IsCompact(b) {
@@ -92,37 +94,36 @@ func decodeCompact(b []byte, prune bool) (*Bayes, error) {
 	if b[4] != compactVersion {
 		return nil, fmt.Errorf("classify: compact model version %d, want %d", b[4], compactVersion)
 	}
+	// Read as a stream, never inflated whole: the starter model is read
+	// at every start and reload, and its inflated bytes were garbage
+	// twice its size.
 	limit := int64(64 + 31<<maxBits)
-	raw, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(b[5:])), limit+1))
+	lr := &io.LimitedReader{R: flate.NewReader(bytes.NewReader(b[5:])), N: limit + 1}
+	br := bufio.NewReaderSize(lr, 32<<10)
+	bits, err := br.ReadByte()
 	if err != nil {
-		return nil, fmt.Errorf("classify: compact model: %w", err)
-	}
-	if int64(len(raw)) > limit || len(raw) < 1 {
 		return nil, errCompact
 	}
-	bits := raw[0]
 	if bits < minBits || bits > maxBits {
 		return nil, fmt.Errorf("classify: compact model of 2^%d buckets, want 2^%d to 2^%d", bits, minBits, maxBits)
 	}
-	r := raw[1:]
 	bad := false
 	uv := func() uint64 {
-		v, n := binary.Uvarint(r)
-		if n <= 0 {
+		v, err := binary.ReadUvarint(br)
+		if err != nil {
 			bad = true
 			return 0
 		}
-		r = r[n:]
 		return v
 	}
 	m := &Bayes{bits: bits}
 	m.nJunk, m.nHam = uv(), uv()
 	minCount := uv()
-	if len(r) < 8 {
+	var f [8]byte
+	if _, err := io.ReadFull(br, f[:]); err != nil {
 		return nil, errCompact
 	}
-	m.MinStrength = math.Float64frombits(binary.LittleEndian.Uint64(r))
-	r = r[8:]
+	m.MinStrength = math.Float64frombits(binary.LittleEndian.Uint64(f[:]))
 	maxClues, count := uv(), uv()
 	size := uint64(1) << bits
 	if bad || minCount > math.MaxUint32 || !(m.MinStrength >= 0 && m.MinStrength < 0.5) || maxClues > MaxFeatures || count > size {
@@ -154,11 +155,16 @@ func decodeCompact(b []byte, prune bool) (*Bayes, error) {
 			side(&vals[k], uint32(v))
 		}
 	}
-	if len(r) != 0 {
+	// Nothing may follow, and the stream must have ended within limit.
+	if _, err := br.ReadByte(); err != io.EOF || lr.N <= 0 {
 		return nil, errCompact
 	}
 	keep := func(b bayesBucket) bool {
-		return !prune || uint64(b.junk)+uint64(b.ham) >= uint64(m.MinCount)
+		if !prune {
+			return true
+		}
+		_, ok := m.clue(b, m.nJunk, m.nHam) // counted enough, and not near 0.5
+		return ok
 	}
 	n := 0
 	for _, b := range vals {
