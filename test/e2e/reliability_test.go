@@ -293,7 +293,7 @@ func header(mods []milter.Modification, name string) string {
 
 // TestThousandConcurrentMilterSessions holds 1,000 milter sessions open at
 // once (each has sent its headers), then finishes them all: every one gets
-// its verdict, every verdict is stored, and serve stays under 100 MB.
+// its verdict, every verdict is stored, and serve stays under 128 MB.
 func TestThousandConcurrentMilterSessions(t *testing.T) {
 	root, bin := e2eRoot(t, "mailwall-load-")
 	d := startDaemon(t, bin, root, daemonSetup{dns: labtest.Lab(t)})
@@ -343,8 +343,14 @@ func TestThousandConcurrentMilterSessions(t *testing.T) {
 	waitStored(t, d.db, ids, 30*time.Second)
 	rss := d.peakRSS(t)
 	t.Logf("1,000 sessions open at once: %.0f goroutines in serve; all finished in %s; serve's peak RSS %.1f MB", open, took.Round(time.Millisecond), float64(rss)/(1<<20))
-	if rss > 100<<20 {
-		t.Errorf("peak RSS %.1f MB at 1,000 sessions, want under 100 MB", float64(rss)/(1<<20))
+	// The bar was 100 MB before the classifier ran by default: its
+	// starter model (3 MB live, twice that in the GC's headroom) and each
+	// verdict's explanations and kept features add some 10 MB, and the
+	// burst of 1,000 verdicts at once moves the peak by as much again on
+	// a loaded machine (96-116 MB measured, 88-91 MB without the
+	// classifier).
+	if rss > 128<<20 {
+		t.Errorf("peak RSS %.1f MB at 1,000 sessions, want under 128 MB", float64(rss)/(1<<20))
 	}
 	d.alive(t)
 }
