@@ -53,12 +53,7 @@ func (c *Classifier) classifyKeptFor(msg *Message, salt uint64, o RecipientOptio
 // the same key, so that a click on its verdict and a move into Junk
 // count once.
 func keptKey(msg *Message) string {
-	if bytes.Contains(msg.Body, []byte("\r\n")) {
-		m := *msg
-		m.Body = bytes.ReplaceAll(msg.Body, []byte("\r\n"), []byte("\n"))
-		msg = &m
-	}
-	return MessageKey(msg, nil)
+	return MessageKey(msg, nil) // CRLF read as LF there
 }
 
 // Kept encodes key (MessageKey's hex) and v's hashes for the store;

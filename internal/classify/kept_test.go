@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"mailwall/internal/dkim"
 )
 
 // TestKept: what a verdict keeps reads back as the message's key and
@@ -184,4 +186,40 @@ func BenchmarkClassifyKept(b *testing.B) {
 			Kept(MessageKey(msgs[i%len(msgs)], nil), vs[i%len(vs)])
 		}
 	})
+}
+
+// TestMessageKeyLineEndsAndPrefix: the key reads CRLF as LF (milter and
+// Maildir copies are one message), hashes the body's first 64 KiB and
+// its length: a longer body or another Message-ID is another key.
+func TestMessageKeyLineEndsAndPrefix(t *testing.T) {
+	key := func(id, body string) string {
+		return MessageKey(&Message{Fields: []dkim.Field{{Name: "Message-ID", Raw: "Message-ID: " + id}}, Body: []byte(body)}, nil)
+	}
+	long := strings.Repeat("line of text\r\n", 10000) // past the prefix
+	cases := []struct {
+		a, b string
+		same bool
+	}{
+		{key("<a@x>", "one\r\ntwo\r\n"), key("<a@x>", "one\ntwo\n"), true},
+		{key("<a@x>", long), key("<a@x>", strings.ReplaceAll(long, "\r\n", "\n")), true},
+		{key("<a@x>", long), key("<a@x>", long+"more\r\n"), false},
+		{key("<a@x>", "one\n"), key("<b@x>", "one\n"), false},
+		{key("<a@x>", "one\n"), key("<a@x>", "two\n"), false},
+	}
+	for i, c := range cases {
+		if (c.a == c.b) != c.same {
+			t.Errorf("case %d: same %v, want %v", i, c.a == c.b, c.same)
+		}
+	}
+}
+
+// BenchmarkMessageKey1MB: the key of a 1 MB CRLF body (a verdict's,
+// for a later click), which hashes its first 64 KiB and counts the rest.
+func BenchmarkMessageKey1MB(b *testing.B) {
+	msg := &Message{Fields: []dkim.Field{{Name: "Message-ID", Raw: "Message-ID: <big@example.test>"}},
+		Body: []byte(strings.Repeat("a line of some seventy octets of text, as a long message has them...\r\n", 1<<20/72))}
+	b.SetBytes(int64(len(msg.Body)))
+	for b.Loop() {
+		keptKey(msg)
+	}
 }

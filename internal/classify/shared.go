@@ -1,9 +1,11 @@
 package classify
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -354,6 +356,11 @@ func (l *Learner) Flush(ctx context.Context) ([]LearnOutcome, error) {
 // delivered to two folders (or copied back) is one, while a
 // Message-ID reused by a bulk sender for different text is not. No
 // text is kept, only the hash.
+//
+// The body is read with LF line ends (the milter sees CRLF, a Maildir
+// copy LF: one message, one key), and only its first keyBodyPrefix
+// octets and its length are hashed: the classifier reads no more, and
+// hashing a 1 MB body whole cost as much as classifying it.
 func MessageKey(msg *Message, raw []byte) string {
 	h := sha256.New()
 	for _, f := range msg.Fields {
@@ -367,9 +374,30 @@ func MessageKey(msg *Message, raw []byte) string {
 	if len(msg.Fields) == 0 {
 		body = raw
 	}
-	h.Write(body)
+	// The first keyBodyPrefix octets of the body with LF line ends.
+	rest, left := body, keyBodyPrefix
+	for left > 0 && len(rest) > 0 {
+		line := rest
+		i := bytes.Index(rest, []byte("\r\n"))
+		if i >= 0 {
+			line = rest[:i]
+		}
+		n := min(len(line), left)
+		h.Write(line[:n])
+		left -= n
+		if i < 0 || left == 0 {
+			break
+		}
+		h.Write([]byte{'\n'})
+		left--
+		rest = rest[i+2:]
+	}
+	h.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(body)-bytes.Count(body, []byte("\r\n")))))
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
+
+// keyBodyPrefix is how much of a body MessageKey hashes.
+const keyBodyPrefix = 64 << 10
 
 // Import adds the counts of a Bayes model (a starter model file) to
 // model name in st.
