@@ -85,7 +85,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		dnsbl: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailwall_dnsbl_lookups_total",
-			Help: "DNS blocklist checks by zone and outcome, one a zone per policy request (the client) and per milter message (the client and the message's domains): listed, not_listed, error (timeout, SERVFAIL, budget spent: never a listing), refused (the list's refusal codes, REFUSED, answers outside 127/8: needs the admin).",
+			Help: "DNS blocklist checks by zone and outcome, one a zone per policy request (the client) and per milter message (the client and the message's domains): listed, not_listed, error (timeout, SERVFAIL, budget spent: never a listing), refused (the list's refusal codes, REFUSED, answers outside 127/8: needs the admin); listed_cached, not_listed_cached: answered from the DNS cache, no lookup made.",
 		}, []string{"zone", "outcome"}),
 		dnsblAct: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailwall_dnsbl_actions_total",
