@@ -78,12 +78,7 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 		fs.Usage()
 		return fmt.Errorf("%s spam|ham [--rcpt ADDR] < message, or --maildir DIR --as spam|ham: %w", name, errUsage)
 	}
-	*cfgPath = configPath(*cfgPath, defaultConfigFile) // /etc/mailwall/mailwall.yaml when it exists, as every command
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
+	cfg, st, err := openStore(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}

@@ -96,11 +96,7 @@ func cmdLists(ctx context.Context, list lists.List, args []string, stdout, stder
 	if *expires < 0 {
 		return fmt.Errorf("%s: --expires must not be negative: %w", list, errUsage)
 	}
-	cfg, err := loadConfig(*cfgPath, "")
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
+	_, st, err := openStore(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}

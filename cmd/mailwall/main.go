@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"mailwall/internal/config"
+	"mailwall/internal/store"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/lists"
 	"mailwall/internal/version"
@@ -231,6 +232,21 @@ func loadConfig(path, dnsFlag string) (*config.Config, error) {
 		cfg.DNS.Servers = strings.Split(dnsFlag, ",")
 	}
 	return cfg, nil
+}
+
+// openStore reads the config at path (the default one when "") and
+// opens its store: what the commands that read or teach the store start
+// with. The caller closes the store.
+func openStore(ctx context.Context, path string) (*config.Config, *store.Store, error) {
+	cfg, err := loadConfig(path, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, st, nil
 }
 
 // loadResolver reads the config, applies --dns, and builds the caching

@@ -169,12 +169,7 @@ func cmdReputation(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if _, ok := reputation.ParseKind(*kind); *kind != "" && !ok {
 		return fmt.Errorf("reputation: --kind %q is not from_domain, from_org, dkim, spf or net: %w", *kind, errUsage)
 	}
-	*cfgPath = configPath(*cfgPath, defaultConfigFile) // /etc/mailwall/mailwall.yaml when it exists, as every command
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
+	cfg, st, err := openStore(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}

@@ -211,11 +211,7 @@ func cmdWeb(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		fmt.Fprintf(stdout, "%s\n", hash)
 		return nil
 	case "reset-password":
-		cfg, err := loadConfig(*cfgPath, "")
-		if err != nil {
-			return err
-		}
-		st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN)
+		cfg, st, err := openStore(ctx, *cfgPath)
 		if err != nil {
 			return err
 		}

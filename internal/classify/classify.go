@@ -173,12 +173,20 @@ func (c *Classifier) ClassifyVector(v *Vector) Result {
 	contrib := make([]float64, len(v.Hashes))
 	c.mu.RLock()
 	p := c.model.Predict(v, contrib)
-	kind := c.model.Kind()
+	r := c.result(v, p)
+	c.mu.RUnlock()
+	r.Strongest = strongest(v.Name, contrib, r.Junk, explainTop)
+	return r
+}
+
+// result is the Result of probability p for v, junk from c.Threshold,
+// told phishing or spam by c.kinds; c.mu is read-locked.
+func (c *Classifier) result(v *Vector, p float64) Result {
 	t := c.Threshold
 	if t == 0 {
 		t = DefaultThreshold
 	}
-	r := Result{Model: kind, Probability: p, Junk: p >= t, Class: "ham", Features: len(v.Hashes)}
+	r := Result{Model: c.model.Kind(), Probability: p, Junk: p >= t, Class: "ham", Features: len(v.Hashes)}
 	if r.Junk {
 		r.Class = "junk"
 		if c.kinds != nil {
@@ -188,8 +196,6 @@ func (c *Classifier) ClassifyVector(v *Vector) Result {
 			}
 		}
 	}
-	c.mu.RUnlock()
-	r.Strongest = strongest(v.Name, contrib, r.Junk, explainTop)
 	return r
 }
 
@@ -218,20 +224,8 @@ func (c *Classifier) ClassifyVectorFor(v *Vector, salt uint64, o RecipientOption
 	n := len(v.Hashes)
 	contrib := make([]float64, 2*n) // the site's features, then the recipient's
 	p, used := b.predictFor(v, salt, cmp.Or(o.Mode, DefaultRecipientMode), cmp.Or(o.MinLearns, DefaultRecipientMinLearns), cmp.Or(o.priorS, recipientPriorS), contrib[:n], contrib[n:])
-	t := c.Threshold
-	if t == 0 {
-		t = DefaultThreshold
-	}
-	r := Result{Model: b.Kind(), Probability: p, Junk: p >= t, Class: "ham", Features: n, Recipient: used}
-	if r.Junk {
-		r.Class = "junk"
-		if c.kinds != nil {
-			r.Class = "spam"
-			if c.kinds.Predict(v, nil) > 0.5 {
-				r.Class = "phish"
-			}
-		}
-	}
+	r := c.result(v, p)
+	r.Recipient = used
 	c.mu.RUnlock()
 	r.Strongest = strongest(func(i int) string {
 		if i < n {
