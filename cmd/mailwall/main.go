@@ -19,9 +19,9 @@ import (
 	"syscall"
 
 	"mailwall/internal/config"
-	"mailwall/internal/store"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/lists"
+	"mailwall/internal/store"
 	"mailwall/internal/version"
 )
 
