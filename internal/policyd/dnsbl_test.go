@@ -249,22 +249,7 @@ func BenchmarkRequestBlocklists(b *testing.B) {
 			var n atomic.Int64
 			b.ReportAllocs()
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for pb.Next() {
-					fmt.Fprintf(c, "%s\n\n", req(n.Add(1)))
-					line, err := r.ReadString('\n')
-					if err != nil || !strings.HasPrefix(line, bc.want) {
-						b.Fatalf("%q %v", line, err)
-					}
-					r.ReadString('\n')
-				}
-			})
+			runRequests(b, addr, func() string { return req(n.Add(1)) }, bc.want)
 		})
 	}
 }

@@ -1,10 +1,8 @@
 package policyd
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -157,20 +155,7 @@ func BenchmarkRequestLists(b *testing.B) {
 	addr := ln.Addr().String()
 	var n atomic.Int64
 	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		r := bufio.NewReader(conn)
-		for pb.Next() {
-			fmt.Fprintf(conn, "%s\n\n", request("127.0.0.2", "mail.example.test", "a@example.test", fmt.Sprint(n.Add(1))))
-			line, err := r.ReadString('\n')
-			if err != nil || !strings.HasPrefix(line, "action=PREPEND Received-SPF: Pass") {
-				b.Fatalf("%q %v", line, err)
-			}
-			r.ReadString('\n')
-		}
-	})
+	runRequests(b, addr, func() string {
+		return request("127.0.0.2", "mail.example.test", "a@example.test", fmt.Sprint(n.Add(1)))
+	}, "action=PREPEND Received-SPF: Pass")
 }
