@@ -35,14 +35,24 @@ type actedData struct {
 	Output    string // the command's own words
 }
 
+// pathID is the number the path's {id} gives; when it is none, it
+// answers 404 with notFound itself.
+func (d *Dashboard) pathID(w http.ResponseWriter, r *http.Request, notFound string) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		d.fail(w, r, http.StatusNotFound, notFound)
+		return 0, false
+	}
+	return id, true
+}
+
 // verdictFor reads the verdict the path names, answering 404 itself.
 func (d *Dashboard) verdictFor(w http.ResponseWriter, r *http.Request, p *page) *store.Verdict {
 	if d.noStore(w, r, p) {
 		return nil
 	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		d.fail(w, r, http.StatusNotFound, "no such verdict")
+	id, ok := d.pathID(w, r, "no such verdict")
+	if !ok {
 		return nil
 	}
 	v, err := d.Store.Verdict(r.Context(), id)
@@ -450,9 +460,8 @@ func (d *Dashboard) resend(w http.ResponseWriter, r *http.Request, p *page) {
 	if d.noStore(w, r, p) {
 		return
 	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		d.fail(w, r, http.StatusNotFound, "no such delivery")
+	id, ok := d.pathID(w, r, "no such delivery")
+	if !ok {
 		return
 	}
 	ok, err := d.Store.RetryDelivery(r.Context(), id, d.Now())

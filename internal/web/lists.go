@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -90,9 +89,8 @@ func (d *Dashboard) listRemove(w http.ResponseWriter, r *http.Request, p *page) 
 	if d.noStore(w, r, p) {
 		return
 	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		d.fail(w, r, http.StatusNotFound, "no such entry")
+	id, ok := d.pathID(w, r, "no such entry")
+	if !ok {
 		return
 	}
 	ok, err := d.Store.RemoveListEntryByID(r.Context(), id)

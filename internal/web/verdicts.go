@@ -141,21 +141,8 @@ type verdictData struct {
 const relatedWindow = 6 * time.Hour
 
 func (d *Dashboard) verdict(w http.ResponseWriter, r *http.Request, p *page) {
-	if d.noStore(w, r, p) {
-		return
-	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		d.fail(w, r, http.StatusNotFound, "no such verdict")
-		return
-	}
-	v, err := d.Store.Verdict(r.Context(), id)
-	if err != nil {
-		d.storeError(w, r, err)
-		return
-	}
+	v := d.verdictFor(w, r, p)
 	if v == nil {
-		d.fail(w, r, http.StatusNotFound, "no such verdict (it may have passed its retention)")
 		return
 	}
 	related, err := d.Store.Related(r.Context(), v, relatedWindow, 20)
