@@ -308,18 +308,7 @@ func (a *Analyzer) hit(hs []Hit, client netip.Addr, from map[string][]string) an
 		rule = "dnswl:" + zone
 	}
 	var b strings.Builder
-	b.WriteString(a.describe(first.Subject, client, from))
-	fmt.Fprintf(&b, " is listed in %s (", zone)
-	for i, ans := range first.Answers {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(ans.String())
-	}
-	fmt.Fprintf(&b, "): weight %d", first.Weight)
-	if first.Reason != "" {
-		fmt.Fprintf(&b, ": %q", first.Reason)
-	}
+	b.WriteString(first.explain(a.describe(first.Subject, client, from), zone))
 	if len(hs) > 1 {
 		fmt.Fprintf(&b, "; also listed:")
 		for i, h := range hs[1:] {

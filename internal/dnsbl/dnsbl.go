@@ -175,9 +175,14 @@ func (h Hit) Rule() string {
 
 // Explanation reads "192.0.2.1 is listed in zen.example.test (127.0.0.2,
 // 127.0.0.4): weight 3", with the list's reason after it when it gave one.
-func (h Hit) Explanation() string {
+func (h Hit) Explanation() string { return h.explain(h.Subject, h.Zone) }
+
+// explain is Explanation with the subject and zone named as the caller
+// shows them (the analyzer says where a name came from, and may hide a
+// keyed zone's name).
+func (h Hit) explain(subject, zone string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s is listed in %s (", h.Subject, h.Zone)
+	fmt.Fprintf(&b, "%s is listed in %s (", subject, zone)
 	for i, a := range h.Answers {
 		if i > 0 {
 			b.WriteString(", ")
