@@ -5,7 +5,6 @@
 package reputation
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -86,9 +85,8 @@ func (r *Reputation) candidate(m *analysis.Message, rep *Report, ours []analysis
 		dom = cmpOr(rep.claim, rep.ids.SPF, rep.ids.Net)
 	}
 	// The key is the one mailwall unlearn computes from the message as
-	// delivered: a Maildir file ends its lines in LF where the milter
-	// saw CRLF.
-	key := classify.MessageKey(&classify.Message{Fields: m.Fields, Body: bytes.ReplaceAll(m.Body, []byte("\r\n"), []byte("\n"))}, nil)
+	// delivered (MessageKey reads the milter's CRLF as a Maildir's LF).
+	key := classify.MessageKey(&classify.Message{Fields: m.Fields, Body: m.Body}, nil)
 	rep.learn = &learnItem{key: key, class: class, domain: registered(dom), hashes: append([]uint64(nil), v.Hashes...)}
 }
 
