@@ -145,6 +145,21 @@ func (s *Shared) load(ctx context.Context) (*Bayes, int64, error) {
 	return m, st.Version, nil
 }
 
+// reload reads the whole model into a table of its own and swaps it in
+// at once; s.mu is held. A store with nothing learnt changes nothing
+// unless emptyToo.
+func (s *Shared) reload(ctx context.Context, emptyToo bool) error {
+	m, version, err := s.load(ctx)
+	if err != nil || version == 0 && !emptyToo {
+		return err
+	}
+	s.C.mu.Lock()
+	s.bayes, s.C.model = m, m
+	s.C.mu.Unlock()
+	s.version = version
+	return nil
+}
+
 // Refresh reads the buckets changed in the store since the last refresh
 // and swaps their counts in.
 func (s *Shared) Refresh(ctx context.Context) error {
@@ -153,15 +168,7 @@ func (s *Shared) Refresh(ctx context.Context) error {
 	if s.version == 0 {
 		// Nothing read yet: the whole model, into a table of its own
 		// swapped in at once.
-		m, version, err := s.load(ctx)
-		if err != nil || version == 0 {
-			return err
-		}
-		s.C.mu.Lock()
-		s.bayes, s.C.model = m, m
-		s.C.mu.Unlock()
-		s.version = version
-		return nil
+		return s.reload(ctx, false)
 	}
 	if ds, ok := s.St.(DeltaStore); ok {
 		return s.refreshDeltas(ctx, ds)
@@ -202,15 +209,7 @@ func (s *Shared) refreshDeltas(ctx context.Context, ds DeltaStore) error {
 	}
 	s.last.Store(time.Now().UnixNano())
 	if gap {
-		m, version, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		s.C.mu.Lock()
-		s.bayes, s.C.model = m, m
-		s.C.mu.Unlock()
-		s.version = version
-		return nil
+		return s.reload(ctx, true)
 	}
 	if st.Version <= s.version {
 		return nil
