@@ -246,16 +246,8 @@ func (mt modelTx) learnedClasses(ctx context.Context, keys []string) (map[string
 	for len(keys) > 0 {
 		n := min(len(keys), keyChunk)
 		q.Reset()
-		q.WriteString(`SELECT msg_key, learned_as FROM model_learned WHERE name = $1 AND msg_key IN (`)
-		args = args[:1]
-		for i, k := range keys[:n] {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			args = append(args, k)
-			fmt.Fprintf(&q, "$%d", len(args))
-		}
-		q.WriteByte(')')
+		q.WriteString(`SELECT msg_key, learned_as FROM model_learned WHERE name = $1 AND msg_key IN `)
+		args = inList(&q, args[:1], keys[:n])
 		if err := read(q.String(), args...); err != nil {
 			return nil, err
 		}
@@ -310,16 +302,8 @@ func (mt modelTx) writeLearned(ctx context.Context, keys []string, classOf map[s
 	for len(forgot) > 0 {
 		n := min(len(forgot), keyChunk)
 		q.Reset()
-		q.WriteString(`DELETE FROM model_learned WHERE name = $1 AND msg_key IN (`)
-		args := []any{mt.name}
-		for i, k := range forgot[:n] {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			args = append(args, k)
-			fmt.Fprintf(&q, "$%d", len(args))
-		}
-		q.WriteByte(')')
+		q.WriteString(`DELETE FROM model_learned WHERE name = $1 AND msg_key IN `)
+		args := inList(&q, []any{mt.name}, forgot[:n])
 		if err := mt.exec(ctx, q.String(), args...); err != nil {
 			return err
 		}
@@ -841,4 +825,19 @@ func (mt modelTx) rows(ctx context.Context, rows []classify.BucketCount, head, r
 		}
 	}
 	return nil
+}
+
+// inList writes "($2,$3,...)" for keys, numbered after the args already
+// bound, to q, and returns args with keys appended.
+func inList(q *strings.Builder, args []any, keys []string) []any {
+	q.WriteByte('(')
+	for i, k := range keys {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		args = append(args, k)
+		fmt.Fprintf(q, "$%d", len(args))
+	}
+	q.WriteByte(')')
+	return args
 }
