@@ -1,6 +1,7 @@
 package phish
 
 import (
+	"math/bits"
 	"slices"
 	"strings"
 	"unicode"
@@ -112,29 +113,84 @@ var commonWords = map[string]bool{
 // brandIndex matches text against brands.
 type brandIndex struct {
 	brands []Brand
-	// names are each brand's Latin names, lower case: matched to tokens.
-	names [][]brandName
+	// names are the brands' Latin names, lower case, matched to tokens:
+	// brand by brand, each brand's in its order (the order of matches).
+	names []brandName
 	// exact holds every name, for isName.
 	exact map[string]bool
+	// whole finds the names a token is (or whose skeleton it is);
+	// grams, those it may hold: see candidates.
+	whole map[string][]int32
+	grams map[uint32][]int32
+	// bigrams has the bit of each gram's first two bytes set: most
+	// positions of a token start no gram, and the map is not asked.
+	bigrams [1 << 16 / 64]uint64
 	// phrases are names in other scripts or with punctuation, NFKC and
 	// lower case: matched as substrings.
-	phrases [][]brandName
+	phrases []brandName
 }
 
 func newBrandIndex(brands []Brand) *brandIndex {
-	ix := &brandIndex{brands: brands, names: make([][]brandName, len(brands)), phrases: make([][]brandName, len(brands)), exact: map[string]bool{}}
+	ix := &brandIndex{brands: brands, exact: map[string]bool{}, whole: map[string][]int32{}, grams: map[uint32][]int32{}}
 	for i, b := range brands {
 		for _, w := range append([]string{b.Name}, b.Words...) {
 			w = Normalize(w)
 			if isLatin(w) && len(tokens(w)) == 1 {
-				ix.names[i] = append(ix.names[i], brandName{word: w, common: commonWords[w]})
+				id := int32(len(ix.names))
+				ix.names = append(ix.names, brandName{brand: i, word: w, common: commonWords[w]})
 				ix.exact[w] = true
+				ix.whole[w] = append(ix.whole[w], id)
+				if !commonWords[w] && len(w) >= 6 {
+					// What matchIn looks for in a token besides the name
+					// whole: the name (its first three bytes), and for a
+					// look-alike, one half or the other as it is (the
+					// second half's first three bytes; the first's are
+					// the name's).
+					for _, g := range []string{w[:3], w[len(w)/2 : len(w)/2+3]} {
+						k := gramKey(g)
+						if l := ix.grams[k]; len(l) == 0 || l[len(l)-1] != id {
+							ix.grams[k] = append(l, id)
+						}
+						ix.bigrams[k>>14] |= 1 << (k >> 8 & 63)
+					}
+				}
 			} else {
-				ix.phrases[i] = append(ix.phrases[i], brandName{word: w, ascii: isLatin(w)})
+				ix.phrases = append(ix.phrases, brandName{brand: i, word: w, ascii: isLatin(w)})
 			}
 		}
 	}
 	return ix
+}
+
+// gramKey packs three bytes; its top 16 bits are the first two.
+func gramKey(s string) uint32 { return uint32(s[0])<<16 | uint32(s[1])<<8 | uint32(s[2]) }
+
+// candidates sets in set the bits of the names that a token tok (with
+// skeleton skel, when mapped) may match as matchIn matches: a name
+// equal to either, or one of whose grams either holds. Every name
+// matchIn would find is among them; matchIn rules out the rest. One pass
+// over the token instead of one search per name.
+func (ix *brandIndex) candidates(set []uint64, tok, skel string, mapped bool) {
+	mark := func(ids []int32) {
+		for _, id := range ids {
+			set[id>>6] |= 1 << (id & 63)
+		}
+	}
+	mark(ix.whole[tok])
+	if mapped {
+		mark(ix.whole[skel])
+	}
+	for _, s := range []string{tok, skel} {
+		for i := 0; i+3 <= len(s); i++ {
+			k := gramKey(s[i:])
+			if ix.bigrams[k>>14]&(1<<(k>>8&63)) != 0 {
+				mark(ix.grams[k])
+			}
+		}
+		if !mapped {
+			break
+		}
+	}
 }
 
 // owns reports whether domain is one of brand i's, or under one.
@@ -195,15 +251,24 @@ func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []b
 		out = append(out, m)
 	}
 	folded := Normalize(s)
-	for _, tk := range compoundTokens(folded) {
+	var small [4]uint64 // 256 names; more take an allocation
+	set := small[:]
+	if n := (len(ix.names) + 63) / 64; n > len(small) {
+		set = make([]uint64, n)
+	}
+	var toks [16]compoundToken
+	for _, tk := range compoundTokens(toks[:0], folded) {
 		tok := tk.text
 		skel := skeleton(tok)
 		mapped := skel != tok
 		// An English word one edit from a name (finance, cloud) is that
 		// word, not a look-alike.
 		lookAlike := near && len(skel) <= maxNearToken && !ordinaryWords[tok] && !ordinaryWords[skel] && !ix.exact[tok]
-		for i, names := range ix.names {
-			for _, bn := range names {
+		clear(set)
+		ix.candidates(set, tok, skel, mapped)
+		for w, word := range set {
+			for ; word != 0; word &= word - 1 {
+				bn := &ix.names[w<<6|bits.TrailingZeros64(word)]
 				how, name := "", bn.word
 				if bn.common {
 					// Whole tokens only, homoglyphs included.
@@ -227,17 +292,15 @@ func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []b
 					}
 				}
 				if how != "" {
-					add(brandMatch{brand: i, how: how, token: tok})
+					add(brandMatch{brand: bn.brand, how: how, token: tok})
 				}
 			}
 		}
 	}
 	ascii := isLatin(folded)
-	for i, phrases := range ix.phrases {
-		for _, p := range phrases {
-			if (p.ascii || !ascii) && strings.Contains(folded, p.word) {
-				add(brandMatch{brand: i, how: "name", token: p.word})
-			}
+	for _, p := range ix.phrases {
+		if (p.ascii || !ascii) && strings.Contains(folded, p.word) {
+			add(brandMatch{brand: p.brand, how: "name", token: p.word})
 		}
 	}
 	return out
@@ -279,6 +342,7 @@ func withoutOrdinary(tok string) []string {
 // (commonWords); ascii, a phrase that ASCII text may hold (others are
 // not looked for in it).
 type brandName struct {
+	brand         int // index in brandIndex.brands
 	word          string
 	common, ascii bool
 }
@@ -302,30 +366,38 @@ type compoundToken struct {
 }
 
 // compoundTokens splits as tokens does and marks the tokens that end a
-// hyphenated compound.
-func compoundTokens(s string) []compoundToken {
-	var out []compoundToken
+// hyphenated compound; it appends them to out.
+func compoundTokens(out []compoundToken, s string) []compoundToken {
 	start := -1
-	for i, r := range s + " " {
-		if i < len(s) && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+	for i, r := range s {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			if start < 0 {
 				start = i
 			}
 			continue
 		}
 		if start >= 0 {
-			tail := false
-			if start >= 2 {
-				if h, n := utf8.DecodeLastRuneInString(s[:start]); h == '-' || h == '\u2010' {
-					p, _ := utf8.DecodeLastRuneInString(s[:start-n])
-					tail = unicode.IsLetter(p) || unicode.IsDigit(p)
-				}
-			}
-			out = append(out, compoundToken{s[start:i], tail})
+			out = append(out, compoundToken{s[start:i], compoundTail(s, start)})
 			start = -1
 		}
 	}
+	if start >= 0 {
+		out = append(out, compoundToken{s[start:], compoundTail(s, start)})
+	}
 	return out
+}
+
+// compoundTail reports whether the token at start follows a hyphen
+// joined to a letter or digit before it.
+func compoundTail(s string, start int) bool {
+	if start < 2 {
+		return false
+	}
+	if h, n := utf8.DecodeLastRuneInString(s[:start]); h == '-' || h == '\u2010' {
+		p, _ := utf8.DecodeLastRuneInString(s[:start-n])
+		return unicode.IsLetter(p) || unicode.IsDigit(p)
+	}
+	return false
 }
 
 // tokens splits at anything that is not a letter or digit.

@@ -1,0 +1,97 @@
+package phish
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// matchInEvery is matchIn as it was before the gram index: every name
+// tried on every token. TestMatchInIndex holds the index to it.
+func (ix *brandIndex) matchInEvery(out []brandMatch, s string, near, common bool) []brandMatch {
+	add := func(m brandMatch) {
+		if !slices.ContainsFunc(out, func(o brandMatch) bool { return o.brand == m.brand }) {
+			out = append(out, m)
+		}
+	}
+	folded := Normalize(s)
+	for _, tk := range compoundTokens(nil, folded) {
+		tok := tk.text
+		skel := skeleton(tok)
+		mapped := skel != tok
+		lookAlike := near && len(skel) <= maxNearToken && !ordinaryWords[tok] && !ordinaryWords[skel] && !ix.exact[tok]
+		for _, bn := range ix.names {
+			how, name := "", bn.word
+			if bn.common {
+				switch {
+				case !common || tk.tail:
+				case tok == name:
+					how = "name"
+				case mapped && skel == name:
+					how = "homoglyph"
+				}
+			} else {
+				switch {
+				case tok == name || len(name) >= 6 && len(tok) > len(name) && strings.Contains(tok, name):
+					how = "name"
+				case mapped && (skel == name || len(name) >= 6 && len(skel) > len(name) && strings.Contains(skel, name)):
+					how = "homoglyph"
+				case lookAlike && len(name) >= 6 && nearSubstring(skel, name) && nearOutsideOrdinary(skel, name):
+					how = "look-alike"
+				}
+			}
+			if how != "" {
+				add(brandMatch{brand: bn.brand, how: how, token: tok})
+			}
+		}
+	}
+	ascii := isLatin(folded)
+	for _, p := range ix.phrases {
+		if (p.ascii || !ascii) && strings.Contains(folded, p.word) {
+			add(brandMatch{brand: p.brand, how: "name", token: p.word})
+		}
+	}
+	return out
+}
+
+// TestMatchInIndex: matchIn with its gram index finds what trying every
+// name finds, in the same order with the same how and token, on every
+// one-edit look-alike of every default name (deleted, doubled and
+// replaced letters, digits and Cyrillic for letters, rn for m), inside
+// words and host labels and alone, with near and common on and off.
+func TestMatchInIndex(t *testing.T) {
+	ix := newBrandIndex(append(DefaultBrands(), Brand{Name: "minatobank", Domains: []string{"minato.test"}, Words: []string{"みなと銀行", "minato bank"}}))
+	var texts []string
+	for _, bn := range ix.names {
+		w := bn.word
+		variants := []string{w, strings.ToUpper(w), strings.ReplaceAll(w, "m", "rn"), strings.ReplaceAll(w, "o", "0"), strings.ReplaceAll(w, "a", "а")}
+		for i := range len(w) {
+			variants = append(variants, w[:i]+w[i+1:], w[:i]+w[i:i+1]+w[i:])
+			for _, c := range []string{"x", "0", "1", "о", "é"} {
+				variants = append(variants, w[:i]+c+w[i+1:], w[:i]+c+w[i:])
+			}
+		}
+		for _, v := range variants {
+			texts = append(texts, v, "secure"+v, v+"jp", "my-"+v+"-login", "start-"+v, v+" support team", "www."+v+"-account.example")
+		}
+	}
+	texts = append(texts, "", "the quick brown fox", "yahoofinance", "amazing offers", "みなと銀行からのお知らせ", "Bank of America alerts",
+		"outlook.4team", "pineapple", "follow-ups", "ＰａｙＰａｌ", "pay\u200bpal", strings.Repeat("amazon", 20))
+	n := 0
+	for _, s := range texts {
+		for _, near := range []bool{true, false} {
+			for _, common := range []bool{true, false} {
+				got, want := ix.matchIn(nil, s, near, common), ix.matchInEvery(nil, s, near, common)
+				if !slices.Equal(got, want) {
+					t.Errorf("%q near=%v common=%v: %v, every name finds %v", s, near, common, got, want)
+				}
+				if len(want) > 0 {
+					n++
+				}
+			}
+		}
+	}
+	if n < len(texts) {
+		t.Errorf("only %d of %d texts match a brand: the look-alikes are not look-alikes", n, 4*len(texts))
+	}
+}
