@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"mime"
 	"mime/multipart"
 	"net/mail"
@@ -706,22 +707,51 @@ func (x *Extractor) pathWords(p string) {
 	}
 }
 
-// textShape adds the text's length and how much of it is upper case.
+// textShape adds the text's length and how much of its first
+// maxTokenText octets is upper case.
 func (x *Extractor) textShape(text string) {
 	x.addString("text-length", bucket(len(text)))
-	letters, upper := 0, 0
-	for i := 0; i < len(text); i++ {
-		c := text[i]
-		if c >= 'a' && c <= 'z' {
+	letters, upper := countLetters(text[:min(len(text), maxTokenText)])
+	if letters > 20 {
+		x.addString("text-upper", strconv.Itoa(10*upper/letters*10)+"%")
+	}
+}
+
+// countLetters counts the ASCII letters of s and the upper-case ones
+// among them, eight octets at a time: in each octet of a word, with its
+// top bit masked off, adding 0x80-lo carries into the top bit when it
+// is at least lo, and adding 0x7f-hi when it is over hi; neither sum
+// carries into the next octet. Octets with the top bit set (UTF-8
+// sequences) count as no letter.
+func countLetters(s string) (letters, upper int) {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	in := func(y, hb uint64, lo, hi byte) uint64 {
+		ge := (y + (0x80-uint64(lo))*ones) &^ (y + (0x7f-uint64(hi))*ones)
+		return ge & high &^ hb
+	}
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		hb := w & high
+		y := w &^ high
+		u := bits.OnesCount64(in(y, hb, 'A', 'Z'))
+		upper += u
+		letters += u + bits.OnesCount64(in(y, hb, 'a', 'z'))
+	}
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z':
 			letters++
-		} else if c >= 'A' && c <= 'Z' {
+		case c >= 'A' && c <= 'Z':
 			letters++
 			upper++
 		}
 	}
-	if letters > 20 {
-		x.addString("text-upper", strconv.Itoa(10*upper/letters*10)+"%")
-	}
+	return letters, upper
 }
 
 // bucket is n rounded down to a power of two, as a string.

@@ -128,3 +128,33 @@ func TestParseMessageLenient(t *testing.T) {
 		t.Fatalf("fields %q body %q", fields, body)
 	}
 }
+
+// TestCountLetters: the eight-octets-at-a-time count is the count octet
+// by octet, on every octet value at every position of a word.
+func TestCountLetters(t *testing.T) {
+	slow := func(s string) (letters, upper int) {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c >= 'a' && c <= 'z' {
+				letters++
+			} else if c >= 'A' && c <= 'Z' {
+				letters++
+				upper++
+			}
+		}
+		return letters, upper
+	}
+	tests := []string{"", "a", "Hello, World!", "@AZ[`az{", "ÀÉÎõü caFÉ", "0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz"}
+	var all []byte
+	for c := 0; c < 256; c++ {
+		all = append(all, byte(c))
+	}
+	for off := range 8 {
+		tests = append(tests, string(all[off:]), string(all[:256-off]))
+	}
+	for _, s := range tests {
+		l, u := countLetters(s)
+		if wl, wu := slow(s); l != wl || u != wu {
+			t.Errorf("countLetters(%q) = %d, %d; want %d, %d", s, l, u, wl, wu)
+		}
+	}
+}

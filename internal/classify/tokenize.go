@@ -14,16 +14,77 @@ const (
 	// osbWindow is how many words before a word pair with it: distances
 	// one to three, as "a b", "a _ b", "a _ _ b".
 	osbWindow = 3
+	// maxWordBytes holds a word of maxWordRunes in UTF-8.
+	maxWordBytes = utf8.UTFMax * maxWordRunes
+)
+
+// maxTokenText bounds the text one run of the tokenizer reads (the
+// message's decoded text, its subject, a display name): what is past it
+// is not read, so 1 MB of text costs what 64 KiB does. SpamAssassin's
+// body rules read the first 50,000 octets of a text part
+// (body_part_scan_size, since 3.4.3); rspamd's statistics start skipping
+// a part's words after 600 (words_decay). The content extraction cuts
+// the text it decodes at the same 64 KiB (internal/phish), so within it
+// the features are those of the whole text; MaxFeatures stops a varied
+// text sooner.
+const maxTokenText = 64 << 10
+
+// fnvPrime and fnvOffset are 64-bit FNV-1a's (hashFeature).
+const (
+	fnvPrime  = 1099511628211
+	fnvOffset = 14695981039346656037
+)
+
+// fnv continues the FNV-1a hash h over s.
+func fnv(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return h
+}
+
+// ASCII classes for the tokenizer: wordByte[c] is what byte c adds to a
+// word (lower case, a digit as '0'), 0 when it ends one; chunkClass[c]
+// says what c means to the split into chunks between white space.
+var wordByte, chunkClass = func() (w, k [256]byte) {
+	for c := 'a'; c <= 'z'; c++ {
+		w[c], w[c-'a'+'A'] = byte(c), byte(c)
+	}
+	for c := '0'; c <= '9'; c++ {
+		w[c] = '0'
+	}
+	for _, c := range " \n\t\r\f\v" {
+		k[c] = clsSpace
+	}
+	k[':'], k['@'] = clsColon, clsAt
+	for c := 0x80; c < 0x100; c++ {
+		k[c] = clsHigh
+	}
+	return w, k
+}()
+
+const (
+	clsSpace = 1 << iota // ASCII white space: ends the chunk
+	clsColon             // the chunk may be a link ("://")
+	clsAt                // the chunk may be an address
+	clsHigh              // a byte of a UTF-8 sequence: the chunk is not ASCII
 )
 
 // tokenizer splits text into words, word pairs and CJK bigrams. It keeps
 // its buffers between messages.
 type tokenizer struct {
-	word    []byte            // the word being read, lower-cased
-	runes   int               // its length in runes
-	prev    [osbWindow][]byte // the words before it, prev[0] the nearest
-	prevH   [osbWindow]uint64 // their hashes
+	word  []byte // the word being read, lower-cased
+	runes int    // its length in runes
+	h     uint64 // FNV-1a of kind, ':' and word: the word's hash before mix
+	kh    uint64 // FNV-1a of kind and ':'
+	// The words before it, prev[0] the nearest: their hashes, and
+	// their slots in wbuf, where each is kept until it leaves the
+	// window (no slices, which the window would shift).
+	prevH   [osbWindow]uint64
+	prevS   [osbWindow]uint8
 	nprev   int
+	wbuf    [osbWindow][maxWordBytes]byte
+	wordLen [osbWindow]uint8
 	cjkPrev rune // the previous CJK character of the current run, or 0
 	cjkRun  int  // length of the current CJK run
 	pair    []byte
@@ -34,19 +95,31 @@ type tokenizer struct {
 
 // run adds the features of text under kind ("word", "subject", ...):
 // its words as kind, word pairs as "kind pair", CJK bigrams as
-// "kind cjk".
+// "kind cjk". It reads the first maxTokenText octets of text.
 func (t *tokenizer) run(x *Extractor, kind, text string) {
 	t.x, t.kind, t.pairs, t.cjks = x, kind, kind+" pair", kind+" cjk"
+	t.kh = fnv(fnv(fnvOffset, kind), ":")
 	t.nprev, t.cjkPrev, t.cjkRun = 0, 0, 0
-	t.word, t.runes = t.word[:0], 0
+	t.prevS = [osbWindow]uint8{0, 1, 2}
+	t.word, t.runes, t.h = t.word[:0], 0, t.kh
+	if len(text) > maxTokenText {
+		// Cut at the start of a character, not inside one.
+		n := maxTokenText
+		for n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		text = text[:n]
+	}
 	for len(text) > 0 && !x.full() {
 		// One chunk between white space at a time.
-		i := 0
+		i, cls := 0, byte(0)
 		for i < len(text) {
-			if c := text[i]; c < 0x80 {
-				if c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v' {
+			k := chunkClass[text[i]]
+			if k&clsHigh == 0 {
+				if k&clsSpace != 0 {
 					break
 				}
+				cls |= k
 				i++
 				continue
 			}
@@ -54,6 +127,7 @@ func (t *tokenizer) run(x *Extractor, kind, text string) {
 			if unicode.IsSpace(r) {
 				break
 			}
+			cls |= clsHigh
 			i += n
 		}
 		chunk := text[:i]
@@ -66,16 +140,58 @@ func (t *tokenizer) run(x *Extractor, kind, text string) {
 			continue
 		}
 		switch {
-		case strings.Contains(chunk, "://") || hasPrefixFold(chunk, "www."):
+		case cls&clsColon != 0 && strings.Contains(chunk, "://") || chunk[0]|0x20 == 'w' && hasPrefixFold(chunk, "www."):
 			// Links have features of their own.
-		case strings.IndexByte(chunk, '@') > 0:
+		case cls&clsAt != 0 && strings.IndexByte(chunk, '@') > 0:
 			t.address(chunk)
+		case cls&clsHigh == 0:
+			t.asciiWords(chunk)
 		default:
 			t.words(chunk)
 		}
 	}
 	t.flush()
 	t.endCJK()
+}
+
+// asciiWords is words for a chunk of ASCII: a word is its letters and
+// digits, hashed as they are read.
+func (t *tokenizer) asciiWords(chunk string) {
+	// A chunk starts with no word and no CJK run: the one before it
+	// ended them. The word is built in locals, kept in t for flush.
+	w, h, n := t.word, t.h, t.runes
+	for i := 0; i < len(chunk); i++ {
+		c := wordByte[chunk[i]]
+		if c == 0 {
+			if n > 0 {
+				t.word, t.h, t.runes = w, h, n
+				t.flush()
+				w, h, n = t.word, t.h, 0
+			}
+			continue
+		}
+		if n <= maxWordRunes {
+			// (Past maxWordRunes the word is "(long word)", whatever
+			// it says.)
+			w = append(w, c)
+			h = (h ^ uint64(c)) * fnvPrime
+		}
+		n++
+	}
+	t.word, t.h, t.runes = w, h, n
+	t.flush()
+}
+
+// appendRune appends r to the word being read.
+func (t *tokenizer) appendRune(r rune) {
+	if t.runes <= maxWordRunes {
+		n := len(t.word)
+		t.word = utf8.AppendRune(t.word, r)
+		for _, c := range t.word[n:] {
+			t.h = (t.h ^ uint64(c)) * fnvPrime
+		}
+	}
+	t.runes++
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -107,18 +223,9 @@ func (t *tokenizer) words(chunk string) {
 	for _, r := range chunk {
 		if r < 0x80 {
 			switch c := byte(r); {
-			case c >= 'a' && c <= 'z':
+			case wordByte[c] != 0:
 				t.endCJK()
-				t.word = append(t.word, c)
-				t.runes++
-			case c >= 'A' && c <= 'Z':
-				t.endCJK()
-				t.word = append(t.word, c+'a'-'A')
-				t.runes++
-			case c >= '0' && c <= '9':
-				t.endCJK()
-				t.word = append(t.word, '0')
-				t.runes++
+				t.appendRune(rune(wordByte[c]))
 			default:
 				t.flush()
 				t.endCJK()
@@ -142,8 +249,7 @@ func (t *tokenizer) words(chunk string) {
 			} else {
 				r = unicode.ToLower(r)
 			}
-			t.word = utf8.AppendRune(t.word, r)
-			t.runes++
+			t.appendRune(r)
 		default:
 			t.flush()
 			t.endCJK()
@@ -181,8 +287,8 @@ func (t *tokenizer) endCJK() {
 // flush ends the current word: adds it and its pairs with the words
 // before it.
 func (t *tokenizer) flush() {
-	w, n := t.word, t.runes
-	t.word, t.runes = t.word[:0], 0
+	w, n, h := t.word, t.runes, t.h
+	t.word, t.runes, t.h = t.word[:0], 0, t.kh
 	if n < minWordRunes {
 		return
 	}
@@ -191,15 +297,17 @@ func (t *tokenizer) flush() {
 		return
 	}
 	if r := &t.x.rcpt; len(r.locals) > 0 {
-		switch s := string(w); {
-		case contains(r.locals, s):
+		switch {
+		case containsBytes(r.locals, w):
 			w = append(w[:0], "(recipient)"...)
-		case contains(r.labels, s):
+			h = fnv(t.kh, "(recipient)")
+		case containsBytes(r.labels, w):
 			w = append(w[:0], "(recipient's domain)"...)
+			h = fnv(t.kh, "(recipient's domain)")
 		}
 	}
 	x := t.x
-	h := hashFeature(t.kind, w)
+	h = mix(h) // hashFeature(t.kind, w)
 	if x.insert(h) {
 		x.v.names = append(x.v.names, t.kind...)
 		x.v.names = append(x.v.names, ':')
@@ -214,7 +322,8 @@ func (t *tokenizer) flush() {
 		}
 		x.v.names = append(x.v.names, t.pairs...)
 		x.v.names = append(x.v.names, ':')
-		x.v.names = append(x.v.names, t.prev[d]...)
+		s := t.prevS[d]
+		x.v.names = append(x.v.names, t.wbuf[s][:t.wordLen[s]]...)
 		x.v.names = append(x.v.names, ' ')
 		for range d {
 			x.v.names = append(x.v.names, '_', ' ')
@@ -222,12 +331,21 @@ func (t *tokenizer) flush() {
 		x.v.names = append(x.v.names, w...)
 		x.v.ends = append(x.v.ends, uint32(len(x.v.names)))
 	}
-	// Shift the window: the oldest buffer is reused for this word.
-	last := t.prev[osbWindow-1]
-	copy(t.prev[1:], t.prev[:osbWindow-1])
-	t.prev[0] = append(last[:0], w...)
-	copy(t.prevH[1:], t.prevH[:osbWindow-1])
-	t.prevH[0] = h
+	// Shift the window: the oldest word's slot is this word's.
+	s := t.prevS[2]
+	t.prevS[2], t.prevS[1], t.prevS[0] = t.prevS[1], t.prevS[0], s
+	t.wordLen[s] = uint8(copy(t.wbuf[s][:], w))
+	t.prevH[2], t.prevH[1], t.prevH[0] = t.prevH[1], t.prevH[0], h
 	t.nprev = min(t.nprev+1, osbWindow)
 	t.word = w[:0]
+}
+
+// containsBytes is contains for a word in a buffer.
+func containsBytes(list []string, w []byte) bool {
+	for _, s := range list {
+		if s == string(w) {
+			return true
+		}
+	}
+	return false
 }
