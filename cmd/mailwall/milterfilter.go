@@ -299,13 +299,25 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 			// p=none are stored apart, marked unauthenticated.
 			f.inbox.take(raw, tooBig, env.QueueID, report.VerdictAuth(r.DMARC.Result, r.DMARC.HeaderFrom))
 		}
-		f.log.Info("message", "queue_id", env.QueueID, "client", client.String(), "helo", helo, "from", env.MailFrom,
-			"action", string(r.Action), "stage", r.Stage, "verdict", r.Verdict, "spf", string(r.SPF.Result), "dmarc", r.DMARC.Result,
-			"dkim", verdict.DKIMSummary(r.DKIM), "iprev", r.IPRev.Result, "arc", string(r.ARC.Result), "score", r.Score(), "rules", strings.Join(r.Rules(), ","),
-			"reasons", strings.Join(r.Reasons, "; "),
-			"header_from", milterFromDomain(&r, fields), "message_id", milterFieldValue(fields, "Message-ID"),
-			"size", size, "duration", took, "signed_with", milterSigningKey(&r))
+		f.logMessage(&r, env, client, helo, fields, size, took)
 	}
+}
+
+// logMessage writes the "message" line of a verdict. Its attributes are
+// typed (LogAttrs): one a message, with the rules joined once, it was a
+// tenth of the work after the reply as key-value pairs boxed in any.
+func (f *milterFilter) logMessage(r *verdict.Result, env verdict.Envelope, client netip.Addr, helo string, fields []dkim.Field, size int64, took time.Duration) {
+	ctx := context.Background()
+	if !f.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	f.log.LogAttrs(ctx, slog.LevelInfo, "message", slog.String("queue_id", env.QueueID), slog.String("client", client.String()),
+		slog.String("helo", helo), slog.String("from", env.MailFrom), slog.String("action", string(r.Action)), slog.String("stage", r.Stage),
+		slog.String("verdict", r.Verdict), slog.String("spf", string(r.SPF.Result)), slog.String("dmarc", r.DMARC.Result),
+		slog.String("dkim", verdict.DKIMSummary(r.DKIM)), slog.String("iprev", r.IPRev.Result), slog.String("arc", string(r.ARC.Result)),
+		slog.Int("score", r.Score()), slog.String("rules", strings.Join(r.Rules(), ",")), slog.String("reasons", strings.Join(r.Reasons, "; ")),
+		slog.String("header_from", milterFromDomain(r, fields)), slog.String("message_id", milterFieldValue(fields, "Message-ID")),
+		slog.Int64("size", size), slog.Duration("duration", took), slog.String("signed_with", milterSigningKey(r)))
 }
 
 // recordRefusal records and counts a refusal before any message (source
@@ -367,10 +379,26 @@ func milterClientName(host string) string {
 func milterFieldValue(fields []dkim.Field, name string) string {
 	for _, fl := range fields {
 		if strings.EqualFold(fl.Name, name) {
-			return strings.Join(strings.Fields(fl.Value()), " ")
+			return unfold(fl.Value())
 		}
 	}
 	return ""
+}
+
+// unfold is v with its white space runs made one space and trimmed
+// (strings.Fields joined), without a copy when v has none to change:
+// the common one-line value.
+func unfold(v string) string {
+	t := strings.TrimSpace(v)
+	for i := 0; i < len(t); i++ {
+		switch c := t[i]; {
+		case c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' || c >= 0x80:
+			return strings.Join(strings.Fields(t), " ")
+		case c == ' ' && t[i+1] == ' ':
+			return strings.Join(strings.Fields(t), " ")
+		}
+	}
+	return t
 }
 
 // milterFromDomain is the header From domain: DMARC's (RFC 7489 §3.1),

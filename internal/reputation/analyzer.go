@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/mail"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,6 +76,7 @@ type Report struct {
 	Decided string `json:"decided,omitempty"`
 
 	ids   Identities
+	keys  []Key      // ids.Keys(), for Observe
 	claim string     // the From domain as written, for the learning quota
 	learn *learnItem // a candidate for automatic learning
 }
@@ -107,7 +109,10 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 	}
 	ids := IdentitiesOf(m)
 	keys := ids.Keys()
-	rep := &Report{ids: ids, claim: strings.ToLower(m.HeaderFrom)}
+	rep := &Report{ids: ids, keys: keys, claim: strings.ToLower(m.HeaderFrom)}
+	if len(keys) > 0 {
+		rep.Identities = make([]IdentityReport, 0, len(keys))
+	}
 	out := analysis.Result{Report: rep}
 	// A subdomain's organization is judged by the mail of its other
 	// subdomains (from_org) and of the registered domain itself (that
@@ -139,7 +144,8 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 	if verdict, k := a.judge(keys, counts); verdict != 0 {
 		c := counts[k]
 		rep.Decided = k.String()
-		why := fmt.Sprintf("%s: %.1f spam, %.1f ham (half-life %s)", k, c.Spam, c.Ham, days(a.Rep.Cfg.HalfLife))
+		why := rep.Decided + ": " + strconv.FormatFloat(c.Spam, 'f', 1, 64) + " spam, " + strconv.FormatFloat(c.Ham, 'f', 1, 64) +
+			" ham (half-life " + days(a.Rep.Cfg.HalfLife) + ")"
 		switch {
 		case verdict > 0:
 			w := a.Rules.Bad
@@ -369,7 +375,7 @@ func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 // days writes a half-life as days when it is whole days.
 func days(d time.Duration) string {
 	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
 	}
 	return d.String()
 }
@@ -418,7 +424,10 @@ func (r *Reputation) Observe(o Outcome) {
 			other += h.Weight
 		}
 	}
-	keys := o.Report.ids.Keys()
+	keys := o.Report.keys
+	if keys == nil {
+		keys = o.Report.ids.Keys()
+	}
 	switch {
 	case o.Action == "tempfail":
 	case (o.Action == "reject" || o.Action == "quarantine") && o.Stage != "lists" && other >= r.Cfg.QuarantineScore:

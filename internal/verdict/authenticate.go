@@ -32,7 +32,7 @@ func (m *Message) authenticate() {
 	if r.DKIM == nil {
 		r.DKIM = []dkim.Result{} // "dkim": [] in JSON, not null
 	}
-	in := dmarc.Input{FromDomains: fromDomains(m.fields), SPFResult: string(r.SPF.Result), SourceIP: m.env.ClientIP}
+	in := dmarc.Input{FromDomains: m.from().domains, SPFResult: string(r.SPF.Result), SourceIP: m.env.ClientIP}
 	if len(m.env.Rcpts) > 0 {
 		_, in.EnvelopeTo, _ = strings.Cut(m.env.Rcpts[0], "@")
 	}
@@ -145,33 +145,114 @@ func forgedResults(fields []dkim.Field, id string) []HeaderReference {
 // §5.3.1). Every From field counts: a message with two From fields has two
 // author domains.
 func fromDomains(fields []dkim.Field) []string {
-	var out []string
+	_, doms := parseFrom(fields)
+	return doms
+}
+
+// from is the header From, parsed once a message: DMARC reads its
+// domains, the lists its addresses.
+type from struct {
+	addrs, domains []string
+}
+
+// from parses the message's From fields, once.
+func (m *Message) from() *from {
+	if m.fromParsed == nil {
+		addrs, doms := parseFrom(m.fields)
+		m.fromParsed = &from{addrs, doms}
+	}
+	return m.fromParsed
+}
+
+// parseFrom reads the From fields: their addresses, lower case, and
+// their domains as A-labels. A field that does not parse gives its
+// domains from anything that looks like @domain, so that a malformed
+// From cannot dodge DMARC nor a domain's block entry; as addresses, each
+// of those is "@domain".
+func parseFrom(fields []dkim.Field) (addrs, domains []string) {
 	for _, f := range fields {
 		if !strings.EqualFold(f.Name, "From") {
 			continue
 		}
 		v := strings.TrimSpace(strings.ReplaceAll(f.Value(), "\r\n", ""))
-		addrs, err := mail.ParseAddressList(v)
+		if a, ok := simpleMailbox(v); ok {
+			addrs = append(addrs, strings.ToLower(a))
+			domains = append(domains, toASCII(a[strings.LastIndexByte(a, '@')+1:]))
+			continue
+		}
+		list, err := mail.ParseAddressList(v)
 		if err != nil {
-			// Unparseable: take anything that looks like @domain, so a
-			// malformed From cannot dodge DMARC.
 			for _, part := range strings.Split(v, "@")[1:] {
 				if end := strings.IndexAny(part, " >,;\t\"()"); end >= 0 {
 					part = part[:end]
 				}
 				if d := strings.TrimRight(part, "."); d != "" {
-					out = append(out, toASCII(d))
+					d = toASCII(d)
+					domains = append(domains, d)
+					addrs = append(addrs, "@"+d)
 				}
 			}
 			continue
 		}
-		for _, a := range addrs {
+		for _, a := range list {
+			addrs = append(addrs, strings.ToLower(a.Address))
 			if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
-				out = append(out, toASCII(a.Address[i+1:]))
+				domains = append(domains, toASCII(a.Address[i+1:]))
 			}
 		}
 	}
-	return out
+	return addrs, domains
+}
+
+// simpleMailbox reads the From most mail has, one mailbox as
+// "local@domain" or "Display Name <local@domain>" in plain ASCII atoms,
+// without net/mail's parser: the address, as mail.ParseAddressList
+// gives it. Anything else (quoted strings, comments, encoded words,
+// dots in the name, several mailboxes, non-ASCII) is not simple: ok is
+// false and the parser reads it.
+func simpleMailbox(v string) (addr string, ok bool) {
+	name := ""
+	if strings.HasSuffix(v, ">") {
+		lt := strings.IndexByte(v, '<')
+		if lt < 0 {
+			return "", false
+		}
+		name, addr = v[:lt], v[lt+1:len(v)-1]
+	} else {
+		addr = v
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !isAlnum(c) && c != ' ' && c != '-' && c != '_' && c != '\'' {
+			return "", false
+		}
+	}
+	at := strings.IndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 || !dotAtom(addr[:at], "+-_=") || !dotAtom(addr[at+1:], "-") {
+		return "", false
+	}
+	return addr, true
+}
+
+// dotAtom reports whether s is atoms of letters, digits and the bytes
+// of extra, joined by single dots.
+func dotAtom(s, extra string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case isAlnum(c) || strings.IndexByte(extra, c) >= 0:
+		case c == '.' && s[i-1] != '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 func toASCII(d string) string {

@@ -5,7 +5,7 @@
 package verdict
 
 import (
-	"fmt"
+	"strconv"
 	"strings"
 
 	"mailwall/internal/analysis"
@@ -74,9 +74,9 @@ func (m *Message) analyze() {
 	if len(r.Hits) == 0 {
 		return
 	}
+	r.rules = analysis.Rules(r.Hits)
 	score := r.Score()
-	rules := strings.Join(r.Rules(), ", ")
-	why := fmt.Sprintf("score %d: %s", score, rules)
+	why := "score " + strconv.Itoa(score) + ": " + strings.Join(r.rules, ", ")
 	p := c.Policy
 	switch {
 	case p.ScoreReject > 0 && score >= p.ScoreReject:

@@ -5,7 +5,6 @@ package verdict
 
 import (
 	"fmt"
-	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,14 +69,14 @@ func (m *Message) Finish() Result {
 	if r.Stage != "" && r.Action != Accept {
 		stages = r.Stage
 	}
-	r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Verdict", fmt.Sprintf(" %s (action=%s; stage=%s)", r.Verdict, r.Action, stages)})
+	r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Verdict", " " + r.Verdict + " (action=" + string(r.Action) + "; stage=" + stages + ")"})
 	if len(r.Analyses) > 0 {
 		rules := "none"
 		if len(r.Hits) > 0 {
 			rules = strings.Join(r.Rules(), " ")
 		}
 		// A mail client rule can sort on the number; the rules say why.
-		r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Score", fmt.Sprintf(" %d (%s)", r.Score(), foldRules(rules))})
+		r.Headers = append(r.Headers, HeaderField{"X-Mailwall-Score", " " + strconv.Itoa(r.Score()) + " (" + foldRules(rules) + ")"})
 	}
 	if m.dbg != nil {
 		m.debugResult()
@@ -126,7 +125,7 @@ func (m *Message) applyLists() {
 		return
 	}
 	dmarcFail := r.DMARC.Result == dmarc.Fail && r.Override == ""
-	q := lists.Query{IP: m.env.ClientIP, MailFrom: m.env.MailFrom, From: fromAddresses(m.fields), FromDomain: r.DMARC.HeaderFrom,
+	q := lists.Query{IP: m.env.ClientIP, MailFrom: m.env.MailFrom, From: m.from().addrs, FromDomain: r.DMARC.HeaderFrom,
 		MailFromAuth: m.env.MailFrom != "" && r.SPF.Result == spf.Pass && r.SPF.Identity == spf.MailFrom && !dmarcFail,
 		FromAuth:     r.DMARC.Result == dmarc.Pass || r.DMARC.Result == dmarc.None && (r.DMARC.DKIMAligned || r.DMARC.SPFAligned),
 		Rcpts:        m.env.Rcpts}
@@ -147,29 +146,6 @@ func (m *Message) applyLists() {
 	default:
 		r.Reasons = append(r.Reasons, d.Reasons()...)
 	}
-}
-
-// fromAddresses are the header From addresses, lower case; a From that
-// does not parse gives its domains as "@domain", so that a malformed
-// From cannot dodge a domain's block entry.
-func fromAddresses(fields []dkim.Field) []string {
-	var out []string
-	for _, f := range fields {
-		if !strings.EqualFold(f.Name, "From") {
-			continue
-		}
-		addrs, err := mail.ParseAddressList(strings.TrimSpace(strings.ReplaceAll(f.Value(), "\r\n", "")))
-		if err != nil {
-			for _, d := range fromDomains([]dkim.Field{f}) {
-				out = append(out, "@"+d)
-			}
-			continue
-		}
-		for _, a := range addrs {
-			out = append(out, strings.ToLower(a.Address))
-		}
-	}
-	return out
 }
 
 // foldRules folds the list of rules for a header line.
@@ -319,7 +295,7 @@ func (m *Message) authResults() authres.Header {
 		dm.Reason = "overridden: " + r.Override
 	}
 	if r.DMARC.Record != nil {
-		dm.Comment = fmt.Sprintf("p=%s dis=%s", r.DMARC.Policy, r.DMARC.Disposition)
+		dm.Comment = "p=" + string(r.DMARC.Policy) + " dis=" + string(r.DMARC.Disposition)
 	}
 	dm.Comment = withDNSSEC(dm.Comment, r.DMARC.PolicyDNSSEC, 0)
 	if r.DMARC.Result == dmarc.TempError {

@@ -30,6 +30,8 @@ type Message struct {
 	internal bool
 	am       analysis.Message // what the analyzers read, filled at Finish
 	dbg      *slog.Logger     // a debug peer's detail log (debuglog); nil: none
+	// fromParsed is the From fields read once (from); nil until asked.
+	fromParsed *from
 
 	// notChecked: internal's path (nothing checked) without signing.
 	notChecked bool
@@ -58,7 +60,7 @@ func (m *Message) EndOfHeaders() {
 
 // signer picks the key for the From domain.
 func (m *Message) signer() *dkim.Signer {
-	doms := fromDomains(m.fields)
+	doms := m.from().domains
 	if len(doms) != 1 {
 		return nil
 	}

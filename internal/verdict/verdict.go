@@ -189,6 +189,11 @@ type Result struct {
 	Override string            `json:"dmarc_override,omitempty"`
 	Headers  []HeaderField     `json:"headers"` // to add at the top, in order
 	Remove   []HeaderReference `json:"remove,omitempty"`
+
+	// rules are Hits as Rules lists them, made once by the analyzers'
+	// stage: the score's reason, X-Mailwall-Score, the store and the
+	// log line each read them.
+	rules []string
 }
 
 // Analysis is one analyzer's finding.
@@ -200,10 +205,14 @@ type Analysis struct {
 // Score is the sum of the analyzers' hits; 0 when none ran.
 func (r Result) Score() int { return analysis.Score(r.Hits) }
 
-// Rules lists the hits as "rule=weight"; nil when no analyzer ran.
+// Rules lists the hits as "rule=weight"; nil when no analyzer ran. The
+// list may be shared with r's copies: it is not to be changed.
 func (r Result) Rules() []string {
 	if len(r.Analyses) == 0 {
 		return nil
+	}
+	if r.rules != nil && len(r.rules) == len(r.Hits) {
+		return r.rules
 	}
 	return analysis.Rules(r.Hits)
 }
