@@ -23,6 +23,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailwall/internal/conncheck"
@@ -181,6 +183,10 @@ type Greylister struct {
 	store  Store
 	now    func() time.Time
 	passed *passCache
+	// wb, once started (StartWriteBehind), records deferred triplets
+	// a few milliseconds after their answer, in batches.
+	wb     atomic.Pointer[writeBehind]
+	wbOnce sync.Once
 }
 
 // New checks cfg, fills in postgrey's defaults for zero durations and
@@ -265,12 +271,17 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 		// passes all the same.)
 		return Decision{Outcome: Passed, Reason: reason}
 	}
+	notYet := keyOf('n', awl)
+	if w := g.wb.Load(); w != nil {
+		if d, ok := g.checkBehind(ctx, w, t, tKey, ip, awl, awlKey, notYet, reason, r.Recipient, now); ok {
+			return d
+		}
+	}
 	tm := Timing{Delay: g.cfg.Delay, RetryWindow: g.cfg.RetryWindow, MaxAge: g.cfg.MaxAge}
 	var (
 		seen     Seen
 		seenDone bool
 	)
-	notYet := keyOf('n', awl)
 	if g.cfg.AutoAllow > 0 && !g.passed.get(notYet, now.Unix()) {
 		var (
 			n    int
@@ -293,22 +304,8 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 		if err != nil {
 			return Decision{Outcome: Failed, Reason: reason, Err: err}
 		}
-		if n+1 < g.cfg.AutoAllow {
-			// Passes are counted an hour apart at least (on every host
-			// sharing the store): within the next hour the count grows
-			// by one at most, and stays short of AutoAllow.
-			g.passed.put(notYet, now.Add(countEvery).Unix())
-		}
-		if n >= g.cfg.AutoAllow {
-			if now.Sub(last) >= countEvery {
-				// Keep the client from expiring (postgrey counts on).
-				if err := g.store.CountClientPass(ctx, awl, now, g.cfg.MaxAge); err != nil {
-					return Decision{Outcome: AutoAllowed, Reason: reason, Err: err}
-				}
-				last = now
-			}
-			g.passed.put(awlKey, last.Add(countEvery).Unix())
-			return Decision{Outcome: AutoAllowed, Reason: reason}
+		if d, ok := g.autoAllow(ctx, awl, awlKey, notYet, n, last, now, reason); ok {
+			return d
 		}
 	}
 	if !seenDone {
@@ -321,11 +318,7 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 		g.passed.put(tKey, now.Add(TouchEvery).Unix())
 	}
 	if seen.Passed.IsZero() {
-		wait := g.cfg.Delay - now.Sub(seen.First)
-		if wait < time.Second {
-			wait = time.Second // same second as a pass elsewhere: say retry
-		}
-		return Decision{Outcome: Deferred, Reason: reason, Wait: wait, Text: g.text(reason, wait, ip, r.Recipient), Tarpit: g.cfg.Tarpit}
+		return g.deferral(reason, seen.First, now, ip, r.Recipient)
 	}
 	if g.cfg.AutoAllow > 0 && seen.Passed.Unix() == now.Unix() {
 		// This request is the one that passed: count it for the client.
@@ -334,6 +327,93 @@ func (g *Greylister) Check(ctx context.Context, r Request) Decision {
 		}
 	}
 	return Decision{Outcome: Passed, Reason: reason}
+}
+
+// checkBehind decides with write-behind (writeBehind): from the triplet
+// waiting to be written, or from its row and its client's passes read
+// without a write. A deferral is answered at once and its triplet
+// queued; a pass the store would not write is answered too. ok false:
+// the request goes the way it goes without write-behind (a pass to
+// record, or write-behind full or closed).
+func (g *Greylister) checkBehind(ctx context.Context, w *writeBehind, t Triplet, tKey cacheKey, ip netip.Addr, awl string, awlKey, notYet cacheKey,
+	reason, rcpt string, now time.Time) (d Decision, ok bool) {
+	n := now.Unix()
+	if first, ok := w.pendingFirst(tKey); ok {
+		if n-first < secs(g.cfg.Delay) {
+			// A retry before the delay is over: the waiting write
+			// stands for it (it would only move last_seen).
+			return g.deferral(reason, time.Unix(first, 0), now, ip, rcpt), true
+		}
+		if err := w.waitWritten(ctx, tKey); err != nil {
+			return Decision{Outcome: Failed, Reason: reason, Err: err}, true
+		}
+	}
+	if !w.hasRoom() {
+		return Decision{}, false
+	}
+	needClient := g.cfg.AutoAllow > 0 && !g.passed.get(notYet, n)
+	client := ""
+	if needClient {
+		client = awl
+	}
+	row, passes, last, err := w.st.PeekTripletClient(ctx, t, client, now, g.cfg.MaxAge)
+	if err != nil {
+		return Decision{Outcome: Failed, Reason: reason, Err: err}, true
+	}
+	next, write := NextRow(row, n, w.tm)
+	if next.Passed != 0 {
+		if write {
+			return Decision{}, false // a pass, recorded now for every host
+		}
+		g.passed.put(tKey, now.Add(TouchEvery).Unix())
+		return Decision{Outcome: Passed, Reason: reason}, true
+	}
+	if needClient {
+		if d, ok := g.autoAllow(ctx, awl, awlKey, notYet, passes, last, now, reason); ok {
+			// Recorded as without write-behind (a row more): a sibling
+			// of the /24 then passes a delay later.
+			w.add(tKey, t, n, next.First)
+			return d, true
+		}
+	}
+	if !w.add(tKey, t, n, next.First) {
+		return Decision{}, false
+	}
+	return g.deferral(reason, time.Unix(next.First, 0), now, ip, rcpt), true
+}
+
+// autoAllow decides from the client's passes (n, counted last at last):
+// ok when the client is auto-allowed. It remembers a client short of it
+// (notYet) or allowed (awlKey), and keeps an allowed client's count from
+// expiring.
+func (g *Greylister) autoAllow(ctx context.Context, awl string, awlKey, notYet cacheKey, n int, last, now time.Time, reason string) (Decision, bool) {
+	if n+1 < g.cfg.AutoAllow {
+		// Passes are counted an hour apart at least (on every host
+		// sharing the store): within the next hour the count grows
+		// by one at most, and stays short of AutoAllow.
+		g.passed.put(notYet, now.Add(countEvery).Unix())
+	}
+	if n < g.cfg.AutoAllow {
+		return Decision{}, false
+	}
+	if now.Sub(last) >= countEvery {
+		// Keep the client from expiring (postgrey counts on).
+		if err := g.store.CountClientPass(ctx, awl, now, g.cfg.MaxAge); err != nil {
+			return Decision{Outcome: AutoAllowed, Reason: reason, Err: err}, true
+		}
+		last = now
+	}
+	g.passed.put(awlKey, last.Add(countEvery).Unix())
+	return Decision{Outcome: AutoAllowed, Reason: reason}, true
+}
+
+// deferral is the answer to a triplet whose delay began at first.
+func (g *Greylister) deferral(reason string, first, now time.Time, ip netip.Addr, rcpt string) Decision {
+	wait := g.cfg.Delay - now.Sub(first)
+	if wait < time.Second {
+		wait = time.Second // same second as a pass elsewhere: say retry
+	}
+	return Decision{Outcome: Deferred, Reason: reason, Wait: wait, Text: g.text(reason, wait, ip, rcpt), Tarpit: g.cfg.Tarpit}
 }
 
 // subject says whether the client is greylisted in this mode, and why.

@@ -11,42 +11,79 @@ import (
 // the SQL stores are tested against.
 type MemStore struct {
 	mu       sync.Mutex
-	triplets map[Triplet]memTriplet
+	triplets map[Triplet]Row
 	clients  map[string]memClient
 }
 
-type memTriplet struct{ first, last, passed int64 }
 type memClient struct{ passes, last int64 }
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
-	return &MemStore{triplets: map[Triplet]memTriplet{}, clients: map[string]memClient{}}
+	return &MemStore{triplets: map[Triplet]Row{}, clients: map[string]memClient{}}
+}
+
+// NextRow applies postgrey's rules (Store.SeenTriplet) to a triplet's
+// row for a request at n (Unix seconds): the row after it, and whether
+// a store writes it (a passed triplet seen within TouchEvery is left as
+// it is). It is the rules MemStore keeps and the SQL stores are tested
+// against, and what a Greylister decides from a row it read
+// (BatchStore.PeekTripletClient) before writing it later.
+func NextRow(old Row, n int64, tm Timing) (next Row, write bool) {
+	if old.Found && old.Passed != 0 && n >= old.Last && n-old.Last < secs(TouchEvery) {
+		return old, false // passed, in use: not written
+	}
+	next = Row{Found: true, First: n, Last: n}
+	if old.Found && n-old.Last <= secs(tm.MaxAge) {
+		next = old
+		next.Last = n
+		if old.Passed == 0 {
+			switch age := n - old.First; {
+			case age > secs(tm.RetryWindow):
+				next.First = n
+			case age >= secs(tm.Delay):
+				next.Passed = n
+			}
+		}
+	}
+	return next, true
 }
 
 // SeenTriplet implements Store.
 func (m *MemStore) SeenTriplet(_ context.Context, t Triplet, now time.Time, tm Timing) (Seen, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := now.Unix()
-	old, ok := m.triplets[t]
-	next := memTriplet{first: n, last: n}
-	if ok && old.passed != 0 && n >= old.last && n-old.last < secs(TouchEvery) {
-		return seenOf(old.first, old.passed), nil // passed, in use: not written
+	next, write := NextRow(m.triplets[t], now.Unix(), tm)
+	if write {
+		m.triplets[t] = next
 	}
-	if ok && n-old.last <= secs(tm.MaxAge) {
-		next = old
-		next.last = n
-		if old.passed == 0 {
-			switch age := n - old.first; {
-			case age > secs(tm.RetryWindow):
-				next.first = n
-			case age >= secs(tm.Delay):
-				next.passed = n
-			}
+	return seenOf(next.First, next.Passed), nil
+}
+
+// PeekTripletClient implements BatchStore.
+func (m *MemStore) PeekTripletClient(ctx context.Context, t Triplet, client string, now time.Time, maxAge time.Duration) (Row, int, time.Time, error) {
+	m.mu.Lock()
+	row := m.triplets[t]
+	m.mu.Unlock()
+	if client == "" {
+		return row, 0, time.Time{}, nil
+	}
+	n, last, err := m.ClientPasses(ctx, client, now, maxAge)
+	return row, n, last, err
+}
+
+// SeenTriplets implements BatchStore.
+func (m *MemStore) SeenTriplets(ctx context.Context, reqs []TripletAt, tm Timing) error {
+	done := make(map[Triplet]bool, len(reqs))
+	for _, r := range reqs {
+		if done[r.Triplet] {
+			continue
+		}
+		done[r.Triplet] = true
+		if _, err := m.SeenTriplet(ctx, r.Triplet, time.Unix(r.At, 0), tm); err != nil {
+			return err
 		}
 	}
-	m.triplets[t] = next
-	return seenOf(next.first, next.passed), nil
+	return nil
 }
 
 // ClientPasses implements Store.
@@ -83,7 +120,7 @@ func (m *MemStore) Purge(now time.Time, retryWindow, maxAge time.Duration) {
 	defer m.mu.Unlock()
 	n := now.Unix()
 	for k, t := range m.triplets {
-		if n-t.last > secs(maxAge) || t.passed == 0 && n-t.last > secs(retryWindow) {
+		if n-t.Last > secs(maxAge) || t.Passed == 0 && n-t.Last > secs(retryWindow) {
 			delete(m.triplets, k)
 		}
 	}

@@ -18,7 +18,19 @@ const greylistTimeout = 5 * time.Second
 // SetGreylist turns greylisting on with g (nil: off) for later requests.
 // It is separate from Reload because the greylist needs the store, which
 // opens after the listeners.
-func (s *Server) SetGreylist(g *greylist.Greylister) { s.grey.Store(g) }
+//
+// The server starts g's write-behind (greylist.StartWriteBehind: a
+// deferral answered from a read, its triplet written with others a few
+// milliseconds later) and closes g, writing what waits, when another
+// replaces it or at Shutdown: the store must stay open until then.
+func (s *Server) SetGreylist(g *greylist.Greylister) {
+	if g != nil {
+		g.StartWriteBehind(s.log)
+	}
+	if old := s.grey.Swap(g); old != nil && old != g {
+		old.Close()
+	}
+}
 
 // greylistStep runs after SPF let a recipient through (PREPEND or DUNNO):
 // it returns a deferral when the recipient's triplet is greylisted, with

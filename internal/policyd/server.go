@@ -506,6 +506,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	// Then the greylist's deferred triplets still waiting are written
+	// (SetGreylist).
+	defer func() {
+		if g := s.grey.Load(); g != nil {
+			g.Close()
+		}
+	}()
 	select {
 	case <-done:
 		return nil

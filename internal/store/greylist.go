@@ -16,11 +16,16 @@ import (
 // database greylist as one, each request one statement.
 var _ greylist.Store = (*Store)(nil)
 
+// It is a greylist.BatchStore too: the policy server's greylisting
+// answers a deferral from a read and writes its triplet with others a
+// few milliseconds later (greylist.StartWriteBehind).
+var _ greylist.BatchStore = (*Store)(nil)
+
 // greyStmts are the greylist's statements, prepared on first use (most
 // stores never greylist).
 type greyStmts struct {
-	mu                                sync.Mutex
-	seen, passes, counted, seenClient *sql.Stmt
+	mu                                      sync.Mutex
+	seen, passes, counted, seenClient, peek *sql.Stmt
 
 	// writes serializes this process's greylist writes and verdict
 	// batches on SQLite (lockWrites).
@@ -98,6 +103,48 @@ var seenTripletClientSQL = strings.TrimSuffix(seenTripletSQL, "RETURNING first_s
 	COALESCE((SELECT passes FROM greylist_clients WHERE client = $9 AND $4 - last_seen <= $7), 0),
 	COALESCE((SELECT last_seen FROM greylist_clients WHERE client = $9 AND $4 - last_seen <= $7), 0)`
 
+// peekTripletClientSQL reads a triplet's row and its client's passes
+// ($4; unseen for max_age $6 at $5: none), writing nothing: a read
+// transaction that waits for no writer (SQLite's WAL, PostgreSQL's
+// MVCC).
+const peekTripletClientSQL = `SELECT t.first_seen, t.last_seen, t.passed_at, c.passes, c.last_seen
+	FROM (SELECT 1 AS one) AS one
+	LEFT JOIN greylist_triplets t ON t.client = $1 AND t.sender = $2 AND t.recipient = $3
+	LEFT JOIN greylist_clients c ON c.client = $4 AND $5 - c.last_seen <= $6`
+
+// seenTripletsSQL is seenTripletSQL for rows triplets at once, each row
+// at its own time (excluded.last_seen, where seenTripletSQL has $4):
+// delay $1, retry window $2, max age $3, TouchEvery $4, then four
+// parameters a row. OR FAIL on SQLite spares the statement journal
+// (orFail); the conflict on the key is the upsert's all the same.
+func (s *Store) seenTripletsSQL(rows int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT ` + s.orFail() + `INTO greylist_triplets (client, sender, recipient, first_seen, last_seen, passed_at) VALUES `)
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		p := 5 + 4*i
+		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, 0)", p, p+1, p+2, p+3, p+3)
+	}
+	b.WriteString(`
+	ON CONFLICT (client, sender, recipient) DO UPDATE SET
+	first_seen = CASE
+		WHEN excluded.last_seen - greylist_triplets.last_seen > $3 THEN excluded.last_seen
+		WHEN greylist_triplets.passed_at = 0 AND excluded.last_seen - greylist_triplets.first_seen > $2 THEN excluded.last_seen
+		ELSE greylist_triplets.first_seen END,
+	passed_at = CASE
+		WHEN excluded.last_seen - greylist_triplets.last_seen > $3 THEN 0
+		WHEN greylist_triplets.passed_at <> 0 THEN greylist_triplets.passed_at
+		WHEN excluded.last_seen - greylist_triplets.first_seen > $2 THEN 0
+		WHEN excluded.last_seen - greylist_triplets.first_seen >= $1 THEN excluded.last_seen
+		ELSE 0 END,
+	last_seen = excluded.last_seen
+	WHERE greylist_triplets.passed_at = 0 OR excluded.last_seen - greylist_triplets.last_seen >= $4
+		OR excluded.last_seen < greylist_triplets.last_seen`)
+	return b.String()
+}
+
 // greyStmt returns one of the greylist statements, preparing them the
 // first time.
 func (s *Store) greyStmt(ctx context.Context, which func(*greyStmts) *sql.Stmt) (*sql.Stmt, error) {
@@ -109,9 +156,10 @@ func (s *Store) greyStmt(ctx context.Context, which func(*greyStmts) *sql.Stmt) 
 		for _, p := range []struct {
 			st **sql.Stmt
 			q  string
-		}{{&g.seen, seenTripletSQL}, {&g.passes, clientPassesSQL}, {&g.counted, countPassSQL}, {&g.seenClient, seenTripletClientSQL}} {
+		}{{&g.seen, seenTripletSQL}, {&g.passes, clientPassesSQL}, {&g.counted, countPassSQL}, {&g.seenClient, seenTripletClientSQL},
+			{&g.peek, peekTripletClientSQL}} {
 			if *p.st, err = s.db.PrepareContext(ctx, p.q); err != nil {
-				g.seen, g.passes, g.counted, g.seenClient = nil, nil, nil, nil
+				g.seen, g.passes, g.counted, g.seenClient, g.peek = nil, nil, nil, nil, nil
 				return nil, fmt.Errorf("store: greylist: %w", err)
 			}
 		}
@@ -173,6 +221,82 @@ func (s *Store) SeenTripletClient(ctx context.Context, t greylist.Triplet, clien
 		last = time.Unix(lastSeen, 0)
 	}
 	return greylist.SeenOf(first, passed), int(n), last, nil
+}
+
+// PeekTripletClient implements greylist.BatchStore: t's row, and the
+// passes of client (an auto-allow key; "" reads none) as ClientPasses
+// reads them, in one statement that writes nothing.
+func (s *Store) PeekTripletClient(ctx context.Context, t greylist.Triplet, client string, now time.Time, maxAge time.Duration) (greylist.Row, int, time.Time, error) {
+	st, err := s.greyStmt(ctx, func(g *greyStmts) *sql.Stmt { return g.peek })
+	if err != nil {
+		return greylist.Row{}, 0, time.Time{}, err
+	}
+	var first, lastSeen, passed, n, clientLast sql.NullInt64
+	if err := st.QueryRowContext(ctx, t.Client, t.Sender, t.Recipient, client, now.Unix(), seconds(maxAge)).Scan(&first, &lastSeen, &passed, &n, &clientLast); err != nil {
+		return greylist.Row{}, 0, time.Time{}, fmt.Errorf("store: greylist %s: %w", t.Client, err)
+	}
+	row := greylist.Row{Found: first.Valid, First: first.Int64, Last: lastSeen.Int64, Passed: passed.Int64}
+	if !n.Valid || client == "" {
+		return row, 0, time.Time{}, nil
+	}
+	return row, int(n.Int64), time.Unix(clientLast.Int64, 0), nil
+}
+
+// SeenTriplets implements greylist.BatchStore: each request recorded as
+// SeenTriplet records it, at its own time, in one transaction (on
+// SQLite, where each transaction writes its pages to the WAL, a batch's
+// share of a commit is what a triplet saves). A triplet asked twice
+// is written once, at its first request: a later one within the few
+// milliseconds a batch gathers would move only last_seen (and
+// PostgreSQL refuses a row changed twice by one statement).
+func (s *Store) SeenTriplets(ctx context.Context, reqs []greylist.TripletAt, tm greylist.Timing) error {
+	seen := make(map[greylist.Triplet]bool, len(reqs))
+	args := make([]any, 0, 4*len(reqs))
+	for _, r := range reqs {
+		if seen[r.Triplet] {
+			continue
+		}
+		seen[r.Triplet] = true
+		args = append(args, r.Client, r.Sender, r.Recipient, r.At)
+	}
+	rows := make([][]any, 0, len(args)/4)
+	for i := 0; i < len(args); i += 4 {
+		rows = append(rows, args[i:i+4:i+4])
+	}
+	timing := []any{seconds(tm.Delay), seconds(tm.RetryWindow), seconds(tm.MaxAge), seconds(greylist.TouchEvery)}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: greylist: %w", err)
+	}
+	defer tx.Rollback()
+	for chunk := range insertChunks(rows) {
+		q := func() string { return s.seenTripletsSQL(len(chunk)) }
+		st, err := s.insertStmt(ctx, "greylist_triplets", len(chunk), q)
+		if err != nil {
+			return fmt.Errorf("store: greylist: %w", err)
+		}
+		a := append([]any(nil), timing...)
+		for _, r := range chunk {
+			a = append(a, r...)
+		}
+		if st != nil {
+			_, err = tx.StmtContext(ctx, st).ExecContext(ctx, a...)
+		} else {
+			_, err = tx.ExecContext(ctx, q(), a...)
+		}
+		if err != nil {
+			return fmt.Errorf("store: greylist: %d triplets: %w", len(chunk), err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: greylist: %w", err)
+	}
+	return nil
 }
 
 // ClientPasses implements greylist.Store.
