@@ -110,8 +110,11 @@ type Link struct {
 // internal/phish's Extract decodes them.
 type Content struct {
 	Subject string `json:"subject,omitempty"`
-	// Text is the start of the readable text (64 KB at most); the links
-	// are taken from all of it.
+	// Text is the start of the readable text (64 KB at most). The links
+	// are those of the start of each part: written out in its first
+	// 50,000 octets of text, or in the first 500,000 of an HTML part's
+	// markup (SpamAssassin's body_part_scan_size and
+	// rawbody_part_scan_size); 500 at most.
 	Text  string `json:"-"`
 	Links []Link `json:"links,omitempty"`
 	// Hidden counts the octets of HTML text a client does not show

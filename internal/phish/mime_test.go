@@ -51,14 +51,14 @@ func TestExtractBrokenParts(t *testing.T) {
 }
 
 func TestDecodeBounded(t *testing.T) {
-	big := strings.Repeat("QUFB", maxPartBytes) // 3 MB... of 'A's decoded
+	big := strings.Repeat("QUFB", maxPartBytes) // 6 MB of 'A's decoded
 	out, _ := decodeBase64([]byte(big))
-	if len(out) != maxPartBytes {
-		t.Errorf("base64: %d octets out, want the cap %d", len(out), maxPartBytes)
+	if len(out) != maxDecoded {
+		t.Errorf("base64: %d octets out, want the cap %d", len(out), maxDecoded)
 	}
 	out, _ = decodeQP([]byte(strings.Repeat("=41", maxPartBytes)))
-	if len(out) != maxPartBytes {
-		t.Errorf("quoted-printable: %d octets out, want the cap %d", len(out), maxPartBytes)
+	if len(out) != maxDecoded {
+		t.Errorf("quoted-printable: %d octets out, want the cap %d", len(out), maxDecoded)
 	}
 	for _, in := range []string{"", "=", "Q", "QQ==QQ", "====", "QUFB=QUFB"} {
 		decodeBase64([]byte(in)) // no panic
@@ -78,4 +78,111 @@ func TestHiddenHTMLText(t *testing.T) {
 	if want := len("lorem ipsum dolorsitametfiller"); c.Hidden != want {
 		t.Errorf("hidden %d octets, want %d", c.Hidden, want)
 	}
+}
+
+// TestScanBounds: of each part, links are read in the first textScan
+// octets of text and rawScan of HTML, the line (tag) that crosses the
+// bound whole; what is past is not read; each part has its own bounds.
+func TestScanBounds(t *testing.T) {
+	// filler and html are about n octets of text and of markup, lines
+	// ending in CRLF as msg writes them.
+	filler := func(n int) string { return strings.Repeat("filler line of text\n", n/21) }
+	b64 := func(s string) string {
+		e := base64.StdEncoding.EncodeToString([]byte(s))
+		var b strings.Builder
+		for len(e) > 76 {
+			b.WriteString(e[:76] + "\n")
+			e = e[76:]
+		}
+		return b.String() + e + "\n"
+	}
+	html := func(n int) string { return strings.Repeat("<p>filler</p>\n", n/15) }
+	for _, tc := range []struct {
+		name, raw string
+		links     []string
+	}{
+		{"plain within", "Content-Type: text/plain\n\n" + filler(textScan-40) + "see https://a.test/within and more text here\n" + filler(1000),
+			[]string{"https://a.test/within"}},
+		{"plain line across the bound", "Content-Type: text/plain\n\n" + filler(textScan-20) + "the text goes on and on, https://a.test/across\n",
+			[]string{"https://a.test/across"}},
+		{"plain past", "Content-Type: text/plain\n\n" + filler(textScan+scanSlack+100) + "https://a.test/past\n", nil},
+		{"plain 1 MB", "Content-Type: text/plain\n\nhttps://a.test/first\n" + filler(1<<20) + "https://a.test/last\n", []string{"https://a.test/first"}},
+		{"plain no line end", "Content-Type: text/plain\n\n" + strings.Repeat("x ", textScan/2) + "https://a.test/cut " + strings.Repeat("y", 2*scanSlack),
+			[]string{"https://a.test/cut"}},
+		{"html anchor within", "Content-Type: text/html\n\n" + html(rawScan-200) + `<a href="https://a.test/anchor">x</a>` + html(1000),
+			[]string{"https://a.test/anchor|x"}},
+		{"html anchor past", "Content-Type: text/html\n\n" + html(rawScan+scanSlack+100) + `<a href="https://a.test/anchor">x</a>`, nil},
+		{"html text past textScan", "Content-Type: text/html\n\n" + html(textScan*15/6+1000) + "<p>https://a.test/text</p>" + `<a href="https://a.test/anchor">x</a>`,
+			[]string{"https://a.test/anchor|x"}},
+		{"html base64", "Content-Type: text/html\nContent-Transfer-Encoding: base64\n\n" + b64(`<a href="https://a.test/b64">x</a>`+html(2*rawScan)+`<a href="https://a.test/late">x</a>`),
+			[]string{"https://a.test/b64|x"}},
+		{"each part its own", "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\n" + filler(1<<20) + "https://a.test/1\n" +
+			"--b\nContent-Type: text/plain\n\nhttps://a.test/2\n--b\nContent-Type: text/html\n\n" + html(textScan) + `<a href="https://a.test/3">x</a>` + "\n--b--\n",
+			[]string{"https://a.test/2", "https://a.test/3|x"}},
+	} {
+		fields, body := msg(t, tc.raw)
+		c := Extract(fields, body)
+		var got []string
+		for _, l := range c.Links {
+			s := l.Href
+			if l.Text != "" {
+				s += "|" + l.Text
+			}
+			got = append(got, s)
+		}
+		if !slices.Equal(got, tc.links) {
+			t.Errorf("%s: links %q, want %q", tc.name, got, tc.links)
+		}
+	}
+}
+
+// urlsByPattern are the URLs urlPattern finds in text, as findURLs
+// reported them before nextURL.
+func urlsByPattern(text []byte) []string {
+	var out []string
+	for _, u := range urlPattern.FindAll(text, maxLinks) {
+		out = append(out, trimURL(string(u)))
+	}
+	return out
+}
+
+func urlsFound(text []byte) []string {
+	var c extraction
+	c.findURLs(text)
+	var out []string
+	for _, l := range c.Links {
+		out = append(out, l.Href)
+	}
+	return out
+}
+
+// TestNextURL: the hand-written matcher finds what urlPattern finds.
+func TestNextURL(t *testing.T) {
+	for _, s := range urlSeeds {
+		if got, want := urlsFound([]byte(s)), urlsByPattern([]byte(s)); !slices.Equal(got, want) {
+			t.Errorf("%q: %q, the pattern finds %q", s, got, want)
+		}
+	}
+}
+
+var urlSeeds = []string{
+	"", "http://a", "see https://a.test/x?y=1#z, then", "HTTPS://A.TEST/", "WwW.a.test.", "httpſ://a.test/", "httpſs://a.test/",
+	"xhttp://a.test/ _www.a.test 9www.a.test éwww.a.test", "http:///a", "www.", "www./a", "www.ア", "http://例え.jp/パス",
+	"\xffhttp://a\xff/b", "http://a\x00b c", "www.a\u3000b", "https://a.test/x) (https://b.test/y)", "http://a.test\thttp://b.test",
+	"<http://a.test/>", "\"http://a.test\"", "'www.a.test'", "http://a.test:8080/p\x7f", "http://a\xe3\x81", "www.\xe3\x81\x82",
+	"http://user:pw@a.test/", "https://a.test/" + strings.Repeat("x", 300), "htt://a.test ftp://a.test https:/a.test https//a.test",
+	"http://ａ.test/ http://a.ｔｅｓｔ", "www.a.test\fwww.b.test\vwww.c.test", "http://a.test/\u00a0x", "http://\u017ftest",
+	"http://0\"\u017f", "http://a/\u212a\u017fx", "www.a\u212a",
+}
+
+// FuzzNextURL holds nextURL to urlPattern on any text.
+func FuzzNextURL(f *testing.F) {
+	for _, s := range urlSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		if got, want := urlsFound(text), urlsByPattern(text); !slices.Equal(got, want) {
+			t.Errorf("%q: %q, the pattern finds %q", text, got, want)
+		}
+	})
 }

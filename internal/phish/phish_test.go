@@ -221,8 +221,9 @@ func TestExtract(t *testing.T) {
 	if !slices.Equal(got, want) || c.Text != text || strings.Contains(c.Text, "XXX") {
 		t.Errorf("Content changed with the body under it: links %q, text %q", got, c.Text)
 	}
-	// Text stops at maxText; links are still found after it.
-	fields, body = msg(t, "Content-Type: text/plain\n\n"+strings.Repeat("filler line of text\n", 10000)+"http://late.example/\n")
+	// Text stops at maxText; links are searched for in the first
+	// textScan octets (TestScanBounds).
+	fields, body = msg(t, "Content-Type: text/plain\n\n"+strings.Repeat("filler line of text\n", 2000)+"http://late.example/\n"+strings.Repeat("filler line of text\n", 8000))
 	c = Extract(fields, body)
 	if len(c.Text) != maxText || len(c.Links) != 1 || c.Links[0].Href != "http://late.example/" {
 		t.Errorf("long body: text %d octets, links %v", len(c.Text), c.Links)
