@@ -1,7 +1,9 @@
 package phish
 
 import (
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -93,5 +95,29 @@ func TestMatchInIndex(t *testing.T) {
 	}
 	if n < len(texts) {
 		t.Errorf("only %d of %d texts match a brand: the look-alikes are not look-alikes", n, 4*len(texts))
+	}
+}
+
+// TestIsIPLiteral: the shortcut for names answers as the parsers do.
+func TestIsIPLiteral(t *testing.T) {
+	parsed := func(host string) bool {
+		h := strings.Trim(host, "[]")
+		if _, err := netip.ParseAddr(h); err == nil {
+			return true
+		}
+		_, err := strconv.ParseUint(h, 0, 32)
+		return err == nil
+	}
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{
+		{"192.0.2.1", true}, {"[2001:db8::1]", true}, {"fe80::1%eth0", true}, {"3221225985", true}, {"0xc0000201", true},
+		{"0o17", true}, {"0b101", true}, {"1_000", true}, {"www.example.test", false}, {"abc", false}, {"0xzz", false},
+		{"192.0.2.1.example", false}, {"1.2.3", false}, {"", false}, {"bad", false}, {"x", false}, {"::", true}, {"deadbeef", false},
+	} {
+		if got := isIPLiteral(tc.host); got != tc.want || got != parsed(tc.host) {
+			t.Errorf("isIPLiteral(%q) = %v, want %v (the parsers say %v)", tc.host, got, tc.want, parsed(tc.host))
+		}
 	}
 }

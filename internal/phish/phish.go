@@ -191,6 +191,24 @@ type scoring struct {
 	c      *Checker
 	r      Report
 	brands map[int]bool
+	// orgs remembers the last registered domains looked up: a message
+	// asks for the same few (From's, the recipient's, DKIM's, SPF's)
+	// again and again, and each is a walk of the public suffix list.
+	orgs    [4]struct{ domain, org string }
+	nextOrg int
+}
+
+// registered is registered(domain), remembered.
+func (s *scoring) registered(domain string) string {
+	for _, o := range s.orgs {
+		if o.domain == domain && o.org != "" {
+			return o.org
+		}
+	}
+	org := registered(domain)
+	s.orgs[s.nextOrg] = struct{ domain, org string }{domain, org}
+	s.nextOrg = (s.nextOrg + 1) % len(s.orgs)
+	return org
 }
 
 func (s *scoring) fire(rule, format string, args ...any) {
@@ -239,7 +257,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 	}
 	fromOrg := ""
 	if from.Domain != "" {
-		fromOrg = registered(from.Domain)
+		fromOrg = s.registered(from.Domain)
 		s.checkFrom(from)
 		s.checkReplyTo(in.Fields, from, charset)
 		s.checkFirstSeen(ctx, from)
@@ -253,7 +271,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 	s.checkLinks(fromOrg, nameOrgs(from), in.DKIMPass)
 	if in.PTRName != "" {
 		ptr := strings.ToLower(strings.TrimSuffix(in.PTRName, "."))
-		if ptr == registered(ptr) && strings.Contains(ptr, ".") {
+		if ptr == s.registered(ptr) && strings.Contains(ptr, ".") {
 			// Mail servers are named mail.example.com or mx1...; a PTR that
 			// is the bare registered domain is a one-box VPS set up for a
 			// campaign.
@@ -330,7 +348,7 @@ func (s *scoring) checkFrom(from Mailbox) {
 	}
 	for _, addr := range emailPattern.FindAllString(name, 5) {
 		_, d, _ := strings.Cut(addr, "@")
-		if registered(d) != registered(from.Domain) {
+		if s.registered(d) != s.registered(from.Domain) {
 			s.fire(DisplayNameAddress, "display name shows %s, the address is %s", addr, from.Address())
 		}
 	}
@@ -379,10 +397,10 @@ func (s *scoring) checkReplyTo(fields []dkim.Field, from Mailbox, charset func()
 		return
 	}
 	s.checkMalformed("Reply-To", rt)
-	if rt.Domain == "" || registered(rt.Domain) == registered(from.Domain) || listAddress(fields, rt) {
+	if rt.Domain == "" || s.registered(rt.Domain) == s.registered(from.Domain) || listAddress(fields, rt) {
 		return
 	}
-	s.fire(ReplyToOtherOrg, "replies go to %s, outside %s", rt.Address(), registered(from.Domain))
+	s.fire(ReplyToOtherOrg, "replies go to %s, outside %s", rt.Address(), s.registered(from.Domain))
 }
 
 // listAddress reports whether rt is the address of the mailing list
@@ -427,15 +445,15 @@ func (s *scoring) checkOwnDomain(in Input, from Mailbox) {
 	if len(in.Rcpts) == 0 || in.DMARCOverridden {
 		return
 	}
-	fromOrg := registered(from.Domain)
+	fromOrg := s.registered(from.Domain)
 	name := ""
 	for _, rcpt := range in.Rcpts {
 		_, d, ok := cutAddress(strings.Trim(rcpt, "<> "))
 		if !ok || d == "" {
 			continue
 		}
-		org := registered(d)
-		if ownedBy(org, in.DKIMPass) || in.SPF == "pass" && in.SPFDomain != "" && registered(in.SPFDomain) == org {
+		org := s.registered(d)
+		if s.ownedBy(org, in.DKIMPass) || in.SPF == "pass" && in.SPFDomain != "" && s.registered(in.SPFDomain) == org {
 			continue // the organization's own servers or signature
 		}
 		if org == fromOrg {
@@ -469,8 +487,8 @@ func (s *scoring) checkBrandSpoof(in Input, from Mailbox) {
 	if in.DMARCOverridden || !(in.DMARC == "none" || in.DMARC == "fail" && in.DMARCPolicy == "none") {
 		return
 	}
-	org := registered(from.Domain)
-	if ownedBy(org, in.DKIMPass) || in.SPF == "pass" && in.SPFDomain != "" && registered(in.SPFDomain) == org {
+	org := s.registered(from.Domain)
+	if s.ownedBy(org, in.DKIMPass) || in.SPF == "pass" && in.SPFDomain != "" && s.registered(in.SPFDomain) == org {
 		return // the brand's own signature or servers
 	}
 	ix := s.c.brands
@@ -525,7 +543,7 @@ func (s *scoring) checkFirstSeen(ctx context.Context, from Mailbox) {
 	if s.c.Now != nil {
 		now = s.c.Now()
 	}
-	org := registered(from.Domain)
+	org := s.registered(from.Domain)
 	if ch, ok := s.c.History.(CachedHistory); ok {
 		if first, since, ok := ch.SeenDomainCached(org, now); ok {
 			s.firstSeen(org, now, first, since)
@@ -632,7 +650,7 @@ func (s *scoring) checkLinks(fromOrg string, nameOrgs, dkimPass []string) {
 		if shown == "" {
 			continue
 		}
-		shownOrg, target := registered(shown), registered(host)
+		shownOrg, target := s.registered(shown), s.registered(host)
 		if shownOrg == target || shownOrg == fromOrg {
 			continue
 		}
@@ -645,7 +663,7 @@ func (s *scoring) checkLinks(fromOrg string, nameOrgs, dkimPass []string) {
 				break
 			}
 		}
-		if brand < 0 && (target == fromOrg || clickTrackers[target] || ownedBy(target, dkimPass) || slices.Contains(nameOrgs, target)) {
+		if brand < 0 && (target == fromOrg || clickTrackers[target] || s.ownedBy(target, dkimPass) || slices.Contains(nameOrgs, target)) {
 			// The sender's links tracked through its own or its mail
 			// service's redirector: newsletters do this.
 			continue
@@ -679,9 +697,9 @@ func shownHost(text string) string {
 
 // ownedBy reports whether org is the registered domain of one of the
 // verified DKIM d= domains.
-func ownedBy(org string, dkimPass []string) bool {
+func (s *scoring) ownedBy(org string, dkimPass []string) bool {
 	for _, d := range dkimPass {
-		if registered(d) == org {
+		if s.registered(d) == org {
 			return true
 		}
 	}
@@ -709,6 +727,10 @@ func (s *scoring) checkHost(host string) {
 // (http://3221225985/ is 192.0.2.1 to a browser).
 func isIPLiteral(host string) bool {
 	h := strings.Trim(host, "[]")
+	if !strings.Contains(h, ":") && strings.IndexFunc(h, notNumeral) >= 0 {
+		// Neither IPv6 nor a number in any base: a name, as most are.
+		return false
+	}
 	if _, err := netip.ParseAddr(h); err == nil {
 		return true
 	}
@@ -716,6 +738,12 @@ func isIPLiteral(host string) bool {
 		return true
 	}
 	return false
+}
+
+// notNumeral reports a character that is in no IPv4 address and no
+// number strconv.ParseUint reads with base 0 (0x1f, 0o17, 0b1, 1_000).
+func notNumeral(r rune) bool {
+	return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F' || strings.ContainsRune(".xXoObB_", r))
 }
 
 func clip(s string) string {
