@@ -123,6 +123,9 @@ func satAdd(a, b uint32) uint32 {
 	return math.MaxUint32
 }
 
+// predictBlock is how many buckets Predict loads before it reads them.
+const predictBlock = 128
+
 // Predict returns the probability of junk; each contribution is the
 // feature's log-odds, ln(f/(1-f)).
 func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
@@ -139,33 +142,40 @@ func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
 	// The buckets first, in a loop of loads alone: a table of 16 MB
 	// misses the cache at each, and loads that depend on nothing
 	// overlap (BenchmarkClassifyRecipient/site, a table of 2^21
-	// buckets: 65-70 µs a message before, 35-40 µs so).
-	buckets := make([]bayesBucket, len(v.Hashes))
-	for k, h := range v.Hashes {
-		buckets[k] = m.at(m.bucket(h))
-	}
-	for k, b := range buckets {
-		s, g := b.junk, b.ham
-		if s+g < m.MinCount || s+g < s {
-			continue
+	// buckets: 65-70 µs a message before, 35-40 µs so). A block of
+	// them at a time, on the stack: as many misses overlap as a core
+	// has room for, and nothing is allocated.
+	var block [predictBlock]bayesBucket
+	for base := 0; base < len(v.Hashes); base += predictBlock {
+		hs := v.Hashes[base:min(base+predictBlock, len(v.Hashes))]
+		buckets := block[:len(hs)]
+		for k, h := range hs {
+			buckets[k] = m.at(m.bucket(h))
 		}
-		ps, pg := float64(s)/float64(m.nJunk), float64(g)/float64(m.nHam)
-		p := ps / (ps + pg)
-		cnt := float64(s) + float64(g)
-		f := (robinsonS*robinsonX + cnt*p) / (robinsonS + cnt)
-		if math.Abs(f-0.5) < m.MinStrength {
-			continue
-		}
-		if m.MaxClues > 0 {
-			clues = append(clues, clue{f, k})
-			continue
-		}
-		lj, lh := math.Log(f), math.Log1p(-f)
-		lnJunk += lj
-		lnHam += lh
-		n++
-		if contrib != nil {
-			contrib[k] = lj - lh
+		for k, b := range buckets {
+			k += base
+			s, g := b.junk, b.ham
+			if s+g < m.MinCount || s+g < s {
+				continue
+			}
+			ps, pg := float64(s)/float64(m.nJunk), float64(g)/float64(m.nHam)
+			p := ps / (ps + pg)
+			cnt := float64(s) + float64(g)
+			f := (robinsonS*robinsonX + cnt*p) / (robinsonS + cnt)
+			if math.Abs(f-0.5) < m.MinStrength {
+				continue
+			}
+			if m.MaxClues > 0 {
+				clues = append(clues, clue{f, k})
+				continue
+			}
+			lj, lh := math.Log(f), math.Log1p(-f)
+			lnJunk += lj
+			lnHam += lh
+			n++
+			if contrib != nil {
+				contrib[k] = lj - lh
+			}
 		}
 	}
 	if m.MaxClues > 0 {

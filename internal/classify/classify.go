@@ -165,12 +165,17 @@ func (c *Classifier) Classify(msg *Message) Result {
 	x := c.pool.Get().(*Extractor)
 	defer c.pool.Put(x)
 	v := x.Extract(msg)
-	return c.ClassifyVector(v)
+	return c.classifyVector(v, x.contribs(len(v.Hashes)))
 }
 
 // ClassifyVector predicts from features already extracted.
 func (c *Classifier) ClassifyVector(v *Vector) Result {
-	contrib := make([]float64, len(v.Hashes))
+	return c.classifyVector(v, make([]float64, len(v.Hashes)))
+}
+
+// classifyVector is ClassifyVector with contrib, zeros as long as
+// v.Hashes, for the features' contributions.
+func (c *Classifier) classifyVector(v *Vector, contrib []float64) Result {
 	c.mu.RLock()
 	p := c.model.Predict(v, contrib)
 	r := c.result(v, p)
@@ -215,14 +220,26 @@ type RecipientOptions struct {
 // statistics when the model is a Bayes model and the recipient has
 // taught enough.
 func (c *Classifier) ClassifyVectorFor(v *Vector, salt uint64, o RecipientOptions) Result {
+	return c.classifyVectorFor(v, salt, o, nil)
+}
+
+// classifyVectorFor is ClassifyVectorFor with the contributions in x's
+// buffer (x nil: a new one).
+func (c *Classifier) classifyVectorFor(v *Vector, salt uint64, o RecipientOptions, x *Extractor) Result {
+	contribs := func(n int) []float64 {
+		if x == nil {
+			return make([]float64, n)
+		}
+		return x.contribs(n)
+	}
 	c.mu.RLock()
 	b, ok := c.model.(*Bayes)
 	if salt == 0 || !ok {
 		c.mu.RUnlock()
-		return c.ClassifyVector(v)
+		return c.classifyVector(v, contribs(len(v.Hashes)))
 	}
 	n := len(v.Hashes)
-	contrib := make([]float64, 2*n) // the site's features, then the recipient's
+	contrib := contribs(2 * n) // the site's features, then the recipient's
 	p, used := b.predictFor(v, salt, cmp.Or(o.Mode, DefaultRecipientMode), cmp.Or(o.MinLearns, DefaultRecipientMinLearns), cmp.Or(o.priorS, recipientPriorS), contrib[:n], contrib[n:])
 	r := c.result(v, p)
 	r.Recipient = used

@@ -120,6 +120,18 @@ type Extractor struct {
 	hdr   textproto.MIMEHeader
 	tok   tokenizer
 	rcpt  recipients
+	// contrib holds a classification's contributions (Classify).
+	contrib []float64
+}
+
+// contribs returns n zeros in x's buffer.
+func (x *Extractor) contribs(n int) []float64 {
+	if cap(x.contrib) < n {
+		x.contrib = make([]float64, n)
+	}
+	x.contrib = x.contrib[:n]
+	clear(x.contrib)
+	return x.contrib
 }
 
 // NewExtractor returns an Extractor.
@@ -432,7 +444,7 @@ func (x *Extractor) from(v string) string {
 	}
 	local, domain, _ := strings.Cut(strings.ToLower(a.Address), "@")
 	domain = strings.TrimSuffix(domain, ".")
-	org := registered(domain)
+	org, suffix := registeredSuffix(domain)
 	// A From in the recipient's own domain is no feature: unauthenticated,
 	// it is what impersonation of the recipient's organization looks
 	// like; in the corpus it is the collector's own lists, and the model
@@ -440,7 +452,7 @@ func (x *Extractor) from(v string) string {
 	// together with DMARC's result in Message.Extra.
 	if !x.rcpt.domain(domain) && !x.rcpt.domain(org) {
 		x.addString("from-domain", org)
-		if suffix, _ := publicsuffix.PublicSuffix(domain); suffix != "" {
+		if suffix != "" {
 			x.addString("from-tld", suffix)
 		}
 	}
@@ -625,14 +637,14 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 		if strings.HasPrefix(host, "xn--") || strings.Contains(host, ".xn--") {
 			x.addString("link", "punycode")
 		}
-		org := registered(host)
+		org, suffix := registeredSuffix(host)
 		if x.rcpt.domain(host) || x.rcpt.domain(org) {
 			x.addString("link", "recipient's domain")
 			continue
 		}
 		x.addString("host", host)
 		x.addString("domain", org)
-		if suffix, _ := publicsuffix.PublicSuffix(host); suffix != "" {
+		if suffix != "" {
 			x.addString("tld", suffix)
 		}
 		if org != fromOrg {
@@ -770,10 +782,42 @@ func bucket(n int) string {
 // domain), or the domain itself when it has none.
 func registered(domain string) string {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	if r, err := publicsuffix.EffectiveTLDPlusOne(domain); err == nil {
-		return r
+	if emptyLabel(domain) {
+		return domain
 	}
-	return domain
+	suffix, _ := publicsuffix.PublicSuffix(domain)
+	return plusOne(domain, suffix)
+}
+
+// registeredSuffix is registered(domain) and domain's public suffix,
+// from one look-up in the list when domain is in lower case without a
+// final dot, as the callers have it.
+func registeredSuffix(domain string) (org, suffix string) {
+	suffix, _ = publicsuffix.PublicSuffix(domain)
+	if d := strings.ToLower(strings.TrimSuffix(domain, ".")); d != domain || emptyLabel(d) {
+		return registered(domain), suffix
+	}
+	return plusOne(domain, suffix), suffix
+}
+
+// emptyLabel reports whether domain has an empty label, which
+// publicsuffix.EffectiveTLDPlusOne refuses.
+func emptyLabel(domain string) bool {
+	return strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..")
+}
+
+// plusOne is publicsuffix.EffectiveTLDPlusOne of a domain without
+// empty labels whose public suffix is suffix, or the domain itself
+// where that has none (its errors, each an allocation, are not made).
+func plusOne(domain, suffix string) string {
+	if len(domain) <= len(suffix) {
+		return domain
+	}
+	i := len(domain) - len(suffix) - 1
+	if domain[i] != '.' {
+		return domain
+	}
+	return domain[1+strings.LastIndexByte(domain[:i], '.'):]
 }
 
 // domainOf is an address's registered domain.

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // parse makes a Message of a raw message with LF line ends.
@@ -155,6 +157,26 @@ func TestCountLetters(t *testing.T) {
 		l, u := countLetters(s)
 		if wl, wu := slow(s); l != wl || u != wu {
 			t.Errorf("countLetters(%q) = %d, %d; want %d, %d", s, l, u, wl, wu)
+		}
+	}
+}
+
+// TestRegistered: registered and registeredSuffix read the public suffix
+// list as publicsuffix.EffectiveTLDPlusOne and PublicSuffix do.
+func TestRegistered(t *testing.T) {
+	for _, d := range []string{"", ".", "..", "com", "com.", ".com", "example.com", "Example.COM", "example.com.", "example.com..",
+		"a.b.example.co.uk", "co.uk", "x..com", "localhost", "192.0.2.1", "[::1]", "xn--pypal-4ve.test", "s3.amazonaws.com",
+		"bucket.s3.amazonaws.com", "a.b.c.kawasaki.jp", "city.kawasaki.jp", "www.ck", "a.www.ck", "foo.blogspot.com"} {
+		want := strings.ToLower(strings.TrimSuffix(d, "."))
+		if r, err := publicsuffix.EffectiveTLDPlusOne(want); err == nil {
+			want = r
+		}
+		wantSuffix, _ := publicsuffix.PublicSuffix(d)
+		if got := registered(d); got != want {
+			t.Errorf("registered(%q) = %q, want %q", d, got, want)
+		}
+		if org, suffix := registeredSuffix(d); org != want || suffix != wantSuffix {
+			t.Errorf("registeredSuffix(%q) = %q, %q, want %q, %q", d, org, suffix, want, wantSuffix)
 		}
 	}
 }

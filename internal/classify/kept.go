@@ -43,7 +43,7 @@ func (c *Classifier) classifyKeptFor(msg *Message, salt uint64, o RecipientOptio
 	x := c.pool.Get().(*Extractor)
 	defer c.pool.Put(x)
 	v := x.Extract(msg)
-	r := c.ClassifyVectorFor(v, salt, o)
+	r := c.classifyVectorFor(v, salt, o, x)
 	return r, KeptFor(keptKey(msg), v, salt)
 }
 

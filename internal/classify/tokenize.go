@@ -97,7 +97,7 @@ type tokenizer struct {
 // its words as kind, word pairs as "kind pair", CJK bigrams as
 // "kind cjk". It reads the first maxTokenText octets of text.
 func (t *tokenizer) run(x *Extractor, kind, text string) {
-	t.x, t.kind, t.pairs, t.cjks = x, kind, kind+" pair", kind+" cjk"
+	t.x, t.kind, t.pairs, t.cjks = x, kind, kind+" pair:", kind+" cjk"
 	t.kh = fnv(fnv(fnvOffset, kind), ":")
 	t.nprev, t.cjkPrev, t.cjkRun = 0, 0, 0
 	t.prevS = [osbWindow]uint8{0, 1, 2}
@@ -320,14 +320,10 @@ func (t *tokenizer) flush() {
 		if !x.insert(mix(t.prevH[d]*0x9e3779b97f4a7c15 ^ h ^ uint64(d+1)*0xbf58476d1ce4e5b9)) {
 			continue
 		}
-		x.v.names = append(x.v.names, t.pairs...)
-		x.v.names = append(x.v.names, ':')
 		s := t.prevS[d]
+		x.v.names = append(x.v.names, t.pairs...)
 		x.v.names = append(x.v.names, t.wbuf[s][:t.wordLen[s]]...)
-		x.v.names = append(x.v.names, ' ')
-		for range d {
-			x.v.names = append(x.v.names, '_', ' ')
-		}
+		x.v.names = append(x.v.names, pairGap[d]...)
 		x.v.names = append(x.v.names, w...)
 		x.v.ends = append(x.v.ends, uint32(len(x.v.names)))
 	}
@@ -339,6 +335,10 @@ func (t *tokenizer) flush() {
 	t.nprev = min(t.nprev+1, osbWindow)
 	t.word = w[:0]
 }
+
+// pairGap is what stands between the words of a pair at distance d+1
+// in its name.
+var pairGap = [osbWindow]string{" ", " _ ", " _ _ "}
 
 // containsBytes is contains for a word in a buffer.
 func containsBytes(list []string, w []byte) bool {
