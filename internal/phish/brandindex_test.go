@@ -49,7 +49,7 @@ func (ix *brandIndex) matchInEvery(out []brandMatch, s string, near, common bool
 	}
 	ascii := isLatin(folded)
 	for _, p := range ix.phrases {
-		if (p.ascii || !ascii) && strings.Contains(folded, p.word) {
+		if (isLatin(p.word) || !ascii) && strings.Contains(folded, p.word) {
 			add(brandMatch{brand: p.brand, how: "name", token: p.word})
 		}
 	}

@@ -126,8 +126,9 @@ type brandIndex struct {
 	// positions of a token start no gram, and the map is not asked.
 	bigrams [1 << 16 / 64]uint64
 	// phrases are names in other scripts or with punctuation, NFKC and
-	// lower case: matched as substrings.
-	phrases []brandName
+	// lower case: matched as substrings; asciiPhrases, those ASCII text
+	// may hold.
+	phrases, asciiPhrases []brandName
 }
 
 func newBrandIndex(brands []Brand) *brandIndex {
@@ -155,7 +156,10 @@ func newBrandIndex(brands []Brand) *brandIndex {
 					}
 				}
 			} else {
-				ix.phrases = append(ix.phrases, brandName{brand: i, word: w, ascii: isLatin(w)})
+				ix.phrases = append(ix.phrases, brandName{brand: i, word: w})
+				if isLatin(w) {
+					ix.asciiPhrases = append(ix.asciiPhrases, brandName{brand: i, word: w})
+				}
 			}
 		}
 	}
@@ -169,11 +173,14 @@ func gramKey(s string) uint32 { return uint32(s[0])<<16 | uint32(s[1])<<8 | uint
 // skeleton skel, when mapped) may match as matchIn matches: a name
 // equal to either, or one of whose grams either holds. Every name
 // matchIn would find is among them; matchIn rules out the rest. One pass
-// over the token instead of one search per name.
-func (ix *brandIndex) candidates(set []uint64, tok, skel string, mapped bool) {
+// over the token instead of one search per name. It reports whether
+// there are any.
+func (ix *brandIndex) candidates(set []uint64, tok, skel string, mapped bool) bool {
+	found := false
 	mark := func(ids []int32) {
 		for _, id := range ids {
 			set[id>>6] |= 1 << (id & 63)
+			found = true
 		}
 	}
 	mark(ix.whole[tok])
@@ -191,6 +198,7 @@ func (ix *brandIndex) candidates(set []uint64, tok, skel string, mapped bool) {
 			break
 		}
 	}
+	return found
 }
 
 // owns reports whether domain is one of brand i's, or under one.
@@ -261,11 +269,13 @@ func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []b
 		tok := tk.text
 		skel := skeleton(tok)
 		mapped := skel != tok
+		clear(set)
+		if !ix.candidates(set, tok, skel, mapped) {
+			continue // most tokens: no name to try
+		}
 		// An English word one edit from a name (finance, cloud) is that
 		// word, not a look-alike.
 		lookAlike := near && len(skel) <= maxNearToken && !ordinaryWords[tok] && !ordinaryWords[skel] && !ix.exact[tok]
-		clear(set)
-		ix.candidates(set, tok, skel, mapped)
 		for w, word := range set {
 			for ; word != 0; word &= word - 1 {
 				bn := &ix.names[w<<6|bits.TrailingZeros64(word)]
@@ -297,9 +307,12 @@ func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []b
 			}
 		}
 	}
-	ascii := isLatin(folded)
-	for _, p := range ix.phrases {
-		if (p.ascii || !ascii) && strings.Contains(folded, p.word) {
+	phrases := ix.phrases
+	if isLatin(folded) {
+		phrases = ix.asciiPhrases // the others cannot be in it
+	}
+	for _, p := range phrases {
+		if strings.Contains(folded, p.word) {
 			add(brandMatch{brand: p.brand, how: "name", token: p.word})
 		}
 	}
@@ -339,12 +352,11 @@ func withoutOrdinary(tok string) []string {
 }
 
 // brandName is a name of a brand as matched: common, an ordinary word
-// (commonWords); ascii, a phrase that ASCII text may hold (others are
-// not looked for in it).
+// (commonWords).
 type brandName struct {
-	brand         int // index in brandIndex.brands
-	word          string
-	common, ascii bool
+	brand  int // index in brandIndex.brands
+	word   string
+	common bool
 }
 
 // maxNearToken bounds the tokens searched for look-alikes (a label or a
@@ -456,11 +468,14 @@ func skeleton(tok string) string {
 // digit (all are confusable), no rn or vv.
 func plainLetters(tok string) bool {
 	for i := 0; i < len(tok); i++ {
-		if c := tok[i]; c >= utf8.RuneSelf || c >= '0' && c <= '9' {
+		switch c := tok[i]; {
+		case c >= utf8.RuneSelf, c >= '0' && c <= '9':
+			return false
+		case c == 'n' && i > 0 && tok[i-1] == 'r', c == 'v' && i > 0 && tok[i-1] == 'v':
 			return false
 		}
 	}
-	return !strings.Contains(tok, "rn") && !strings.Contains(tok, "vv")
+	return true
 }
 
 // pairs are letter pairs that read as one letter.

@@ -108,11 +108,32 @@ func charsetReader(charset string, r io.Reader) (io.Reader, error) {
 // decodeHeader decodes encoded words in a header value; undecodable
 // words stay as written. The result is valid UTF-8.
 func decodeHeader(v string) string {
+	if plainHeader(v) {
+		return v // most: nothing to join, nothing to decode
+	}
 	v = strings.Join(strings.Fields(v), " ")
 	if d, err := wordDecoder.DecodeHeader(v); err == nil {
 		v = d
 	}
 	return strings.ToValidUTF8(v, "\uFFFD")
+}
+
+// plainHeader reports a value decodeHeader leaves as it is: ASCII, no
+// encoded word, white space only single spaces between words.
+func plainHeader(v string) bool {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= utf8.RuneSelf, c == '=' && i+1 < len(v) && v[i+1] == '?':
+			return false
+		case c == ' ':
+			if i == 0 || i == len(v)-1 || v[i-1] == ' ' {
+				return false
+			}
+		case c == '\t', c == '\n', c == '\v', c == '\f', c == '\r':
+			return false
+		}
+	}
+	return true
 }
 
 // Extract reads the text and HTML parts of a message: MIME structure,

@@ -186,3 +186,21 @@ func FuzzNextURL(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeHeaderPlain: the shortcut for a plain value gives what the
+// decoding gives.
+func TestDecodeHeaderPlain(t *testing.T) {
+	decoded := func(v string) string {
+		v = strings.Join(strings.Fields(v), " ")
+		if d, err := wordDecoder.DecodeHeader(v); err == nil {
+			v = d
+		}
+		return strings.ToValidUTF8(v, "\uFFFD")
+	}
+	for _, v := range []string{"", "benchmark", "Your statement is ready", "a  b", " a", "a ", "a\tb", "a\r\n b", "=?utf-8?q?caf=C3=A9?=",
+		"x =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?= y", "a=?b", "a=b?", "=", "café", "\xff", "a\vb", "a\fb"} {
+		if got, want := decodeHeader(v), decoded(v); got != want {
+			t.Errorf("decodeHeader(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
