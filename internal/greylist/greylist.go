@@ -439,20 +439,53 @@ func (g *Greylister) subject(ctx context.Context, ip netip.Addr, name string) (s
 }
 
 // text fills in the deferral text; controls become spaces (the reply is
-// one SMTP line).
+// one SMTP line). It is written out, where a strings.Replacer built for
+// each deferral cost a sixth of a new triplet's CPU in the policy server.
 func (g *Greylister) text(reason string, wait time.Duration, ip netip.Addr, rcpt string) string {
 	_, domain, _ := strings.Cut(rcpt, "@")
 	secs := int64((wait + time.Second - 1) / time.Second)
-	msg := strings.NewReplacer("{seconds}", strconv.FormatInt(secs, 10), "{reason}", reason, "{client}", ip.String(),
-		"{recipient_domain}", shortName(strings.ToLower(domain))).Replace(g.cfg.Text)
-	msg = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+	var b strings.Builder
+	b.Grow(len("4.7.1 ") + len(g.cfg.Text) + len(reason) + 64)
+	b.WriteString("4.7.1 ")
+	for rest := g.cfg.Text; rest != ""; {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			b.WriteString(rest)
+			break
+		}
+		b.WriteString(rest[:i])
+		rest = rest[i:]
+		switch {
+		case strings.HasPrefix(rest, "{seconds}"):
+			b.WriteString(strconv.FormatInt(secs, 10))
+			rest = rest[len("{seconds}"):]
+		case strings.HasPrefix(rest, "{reason}"):
+			b.WriteString(reason)
+			rest = rest[len("{reason}"):]
+		case strings.HasPrefix(rest, "{client}"):
+			b.WriteString(ip.String())
+			rest = rest[len("{client}"):]
+		case strings.HasPrefix(rest, "{recipient_domain}"):
+			b.WriteString(shortName(strings.ToLower(domain)))
+			rest = rest[len("{recipient_domain}"):]
+		default:
+			b.WriteByte('{')
+			rest = rest[1:]
+		}
+	}
+	msg := b.String()
+	if strings.IndexFunc(msg, control) < 0 {
+		return msg
+	}
+	return strings.Map(func(r rune) rune {
+		if control(r) {
 			return ' '
 		}
 		return r
 	}, msg)
-	return "4.7.1 " + msg
 }
+
+func control(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // shortName bounds a name put in a reply (an SMTP reply line is at most
 // 512 octets, RFC 5321 §4.5.3.1.5).

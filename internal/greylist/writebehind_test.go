@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -226,5 +227,37 @@ func TestWriteBehindStoreFails(t *testing.T) {
 	clk.t = clk.t.Add(2 * time.Minute)
 	if d := g.Check(context.Background(), r); d.Outcome != Deferred || d.Wait != time.Minute {
 		t.Errorf("retry after a lost batch: %s %s, want deferred again for the whole delay", d.Outcome, d.Wait)
+	}
+}
+
+// TestDeferTextAsReplacer: the deferral text, written out, is what
+// strings.Replacer made of it, for templates with every placeholder,
+// braces that are none, and controls, in the reason too.
+func TestDeferTextAsReplacer(t *testing.T) {
+	ip := netip.MustParseAddr("2001:db8::7")
+	for _, tc := range []struct{ text, reason, rcpt string }{
+		{DefaultText, "no forward-confirmed reverse DNS", "bob@Rcpt.Test"},
+		{"{seconds}{reason}{client}{recipient_domain}", "r", "a@b"},
+		{"{{seconds}} {seconds {unknown} { } {", "x\x7fy", "no-at-sign"},
+		{"tab\there\r\nnext {reason} é {recipient_domain}", "a\nb", "x@" + strings.Repeat("D", 150)},
+		{"", "r", "a@b"},
+	} {
+		g, err := New(Config{Text: tc.text}, NewMemStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait := 299*time.Second + time.Millisecond
+		got := g.text(tc.reason, wait, ip, tc.rcpt)
+		_, domain, _ := strings.Cut(tc.rcpt, "@")
+		want := "4.7.1 " + strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, strings.NewReplacer("{seconds}", "300", "{reason}", tc.reason, "{client}", ip.String(),
+			"{recipient_domain}", shortName(strings.ToLower(domain))).Replace(g.cfg.Text))
+		if got != want {
+			t.Errorf("%q: %q, want %q", tc.text, got, want)
+		}
 	}
 }
