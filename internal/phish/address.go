@@ -2,6 +2,7 @@ package phish
 
 import (
 	"fmt"
+	"net/mail"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -142,7 +143,7 @@ func parseMailbox1(raw string, charset func() string, list bool) Mailbox {
 		m.bad("empty")
 		return m
 	}
-	if a, err := addressParser.Parse(v); err == nil {
+	if a, err := parseAddress(v); err == nil {
 		if local, domain, ok := cutAddress(a.Address); ok {
 			m.Name, m.Local, m.Domain = a.Name, local, strings.ToLower(domain)
 			if strings.Contains(m.Name, "=?") {
@@ -169,6 +170,65 @@ func parseMailbox1(raw string, charset func() string, list bool) Mailbox {
 	}
 	m.tolerant(v)
 	return m
+}
+
+// parseAddress is addressParser.Parse, with a shortcut for the form
+// most mail's From has, which it reads as the parser does.
+func parseAddress(v string) (*mail.Address, error) {
+	if name, addr, ok := simpleMailbox(v); ok {
+		return &mail.Address{Name: name, Address: addr}, nil
+	}
+	return addressParser.Parse(v)
+}
+
+// simpleMailbox reads "Words <local@domain>", "<local@domain>" and
+// "local@domain": words of ASCII letters and digits between spaces, a
+// local part of letters, digits and _+- in runs joined by single dots,
+// a domain of labels of letters, digits and hyphens. ok is false
+// for anything else (TestSimpleMailbox and FuzzSimpleMailbox hold it
+// to net/mail).
+func simpleMailbox(v string) (name, addr string, ok bool) {
+	if lt := strings.IndexByte(v, '<'); lt >= 0 {
+		if !strings.HasSuffix(v, ">") || !plainWords(v[:lt]) {
+			return "", "", false
+		}
+		name, addr = strings.TrimRight(v[:lt], " "), v[lt+1:len(v)-1]
+		if strings.Contains(name, "  ") {
+			name = strings.Join(strings.Fields(name), " ")
+		}
+	} else {
+		addr = v
+	}
+	local, domain, found := strings.Cut(addr, "@")
+	if !found || !dotAtom(local, "_+-") || !dotAtom(domain, "-") {
+		return "", "", false
+	}
+	return name, addr, true
+}
+
+// plainWords reports text of ASCII letters, digits and spaces, not
+// starting with a space.
+func plainWords(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ' ' && i > 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// dotAtom reports one or more runs of ASCII letters, digits and the
+// bytes of extra, joined by single dots.
+func dotAtom(s, extra string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || strings.IndexByte(extra, c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // unfolder joins a folded field value (safe for concurrent use).

@@ -144,3 +144,48 @@ func TestFromMalformedRule(t *testing.T) {
 		})
 	}
 }
+
+// simpleMailboxSeeds are From values the shortcut takes and values
+// near them it must leave to the parser.
+var simpleMailboxSeeds = []string{
+	"Sender <sender@example.test>", "<a@b.test>", "a@b.test", "Sender  Name <a.b+c@mail.example.test>", "Sender <a@b>",
+	"Sender <a..b@c.test>", "Sender <.a@c.test>", "Sender <a@c..test>", "Sender <a@-c.test>", "Sender <a@c.test.>", " Sender <a@b.test>",
+	"Sender<a@b.test>", "Sender <a@b.test> ", "Sender <a@b.test", "Sender <a@b@c.test>", "Sender <@b.test>", "Sender <a@>",
+	"Sender.Name <a@b.test>", "Sender <a_b@c_d.test>", "<>", "a", "Sender <a@b.test>x", "Se\u00e9nder <a@b.test>", "Sender <a-@b-.test>",
+	"S <a@1.2.3.4>", "123 <a@b.test>", "Sender <A@B.TEST>",
+}
+
+// TestSimpleMailbox: the shortcut reads what net/mail reads.
+func TestSimpleMailbox(t *testing.T) {
+	took := 0
+	for _, v := range simpleMailboxSeeds {
+		if checkSimpleMailbox(t, v) {
+			took++
+		}
+	}
+	if took < 6 {
+		t.Errorf("the shortcut took %d of the seeds", took)
+	}
+}
+
+// checkSimpleMailbox fails t when simpleMailbox takes v and reads it
+// otherwise than net/mail; it reports whether it took it.
+func checkSimpleMailbox(t *testing.T, v string) bool {
+	name, addr, ok := simpleMailbox(v)
+	if !ok {
+		return false
+	}
+	a, err := addressParser.Parse(v)
+	if err != nil || a.Name != name || a.Address != addr {
+		t.Errorf("%q: shortcut %q %q, net/mail %v %v", v, name, addr, a, err)
+	}
+	return true
+}
+
+// FuzzSimpleMailbox holds the shortcut to net/mail on any value.
+func FuzzSimpleMailbox(f *testing.F) {
+	for _, s := range simpleMailboxSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) { checkSimpleMailbox(t, v) })
+}
