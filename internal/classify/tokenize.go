@@ -14,8 +14,6 @@ const (
 	// osbWindow is how many words before a word pair with it: distances
 	// one to three, as "a b", "a _ b", "a _ _ b".
 	osbWindow = 3
-	// maxWordBytes holds a word of maxWordRunes in UTF-8.
-	maxWordBytes = utf8.UTFMax * maxWordRunes
 )
 
 // maxTokenText bounds the text one run of the tokenizer reads (the
@@ -78,29 +76,25 @@ type tokenizer struct {
 	h     uint64 // FNV-1a of kind, ':' and word: the word's hash before mix
 	kh    uint64 // FNV-1a of kind and ':'
 	// The words before it, prev[0] the nearest: their hashes, and
-	// their slots in wbuf, where each is kept until it leaves the
-	// window (no slices, which the window would shift).
+	// the indexes of their features in the vector, which name them.
 	prevH   [osbWindow]uint64
-	prevS   [osbWindow]uint8
+	prevI   [osbWindow]uint16
 	nprev   int
-	wbuf    [osbWindow][maxWordBytes]byte
-	wordLen [osbWindow]uint8
 	cjkPrev rune // the previous CJK character of the current run, or 0
 	cjkRun  int  // length of the current CJK run
 	pair    []byte
 
-	x                 *Extractor
-	kind, pairs, cjks string
+	x                     *Extractor
+	kind, kindColon, cjks string
 }
 
 // run adds the features of text under kind ("word", "subject", ...):
 // its words as kind, word pairs as "kind pair", CJK bigrams as
 // "kind cjk". It reads the first maxTokenText octets of text.
 func (t *tokenizer) run(x *Extractor, kind, text string) {
-	t.x, t.kind, t.pairs, t.cjks = x, kind, kind+" pair:", kind+" cjk"
+	t.x, t.kind, t.kindColon, t.cjks = x, kind, kind+":", kind+" cjk"
 	t.kh = fnv(fnv(fnvOffset, kind), ":")
 	t.nprev, t.cjkPrev, t.cjkRun = 0, 0, 0
-	t.prevS = [osbWindow]uint8{0, 1, 2}
 	t.word, t.runes, t.h = t.word[:0], 0, t.kh
 	if len(text) > maxTokenText {
 		// Cut at the start of a character, not inside one.
@@ -308,30 +302,32 @@ func (t *tokenizer) flush() {
 	}
 	x := t.x
 	h = mix(h) // hashFeature(t.kind, w)
-	if x.insert(h) {
-		x.v.names = append(x.v.names, t.kind...)
-		x.v.names = append(x.v.names, ':')
-		x.v.names = append(x.v.names, w...)
-		x.v.ends = append(x.v.ends, uint32(len(x.v.names)))
+	wi, added := x.insertIndex(h)
+	// (The slices are appended to in locals, stored back once.)
+	names, ends := x.v.names, x.v.ends
+	if added {
+		names = append(names, t.kindColon...)
+		names = append(names, w...)
+		ends = append(ends, uint32(len(names)))
 	}
-	for d := 0; d < t.nprev; d++ {
-		// A pair's hash is made of its words' hashes, not of its name,
-		// which is written only when the pair is new.
-		if !x.insert(mix(t.prevH[d]*0x9e3779b97f4a7c15 ^ h ^ uint64(d+1)*0xbf58476d1ce4e5b9)) {
-			continue
+	if wi >= 0 {
+		for d := 0; d < t.nprev; d++ {
+			// A pair's hash is made of its words' hashes, not of its
+			// name, which is written only when the pair is new, and
+			// then as a pairName.
+			if !x.insert(mix(t.prevH[d]*0x9e3779b97f4a7c15 ^ h ^ uint64(d+1)*0xbf58476d1ce4e5b9)) {
+				continue
+			}
+			p := t.prevI[d]
+			names = append(names, pairMark, byte(d), byte(p), byte(p>>8), byte(wi), byte(wi>>8))
+			ends = append(ends, uint32(len(names)))
 		}
-		s := t.prevS[d]
-		x.v.names = append(x.v.names, t.pairs...)
-		x.v.names = append(x.v.names, t.wbuf[s][:t.wordLen[s]]...)
-		x.v.names = append(x.v.names, pairGap[d]...)
-		x.v.names = append(x.v.names, w...)
-		x.v.ends = append(x.v.ends, uint32(len(x.v.names)))
 	}
-	// Shift the window: the oldest word's slot is this word's.
-	s := t.prevS[2]
-	t.prevS[2], t.prevS[1], t.prevS[0] = t.prevS[1], t.prevS[0], s
-	t.wordLen[s] = uint8(copy(t.wbuf[s][:], w))
+	x.v.names, x.v.ends = names, ends
+	// Shift the window. (A word not in the vector, which was full,
+	// is in no pair: nothing more is added.)
 	t.prevH[2], t.prevH[1], t.prevH[0] = t.prevH[1], t.prevH[0], h
+	t.prevI[2], t.prevI[1], t.prevI[0] = t.prevI[1], t.prevI[0], uint16(wi)
 	t.nprev = min(t.nprev+1, osbWindow)
 	t.word = w[:0]
 }
