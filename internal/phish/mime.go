@@ -707,7 +707,10 @@ func (c *extraction) html(b []byte) {
 				skip = max(skip-1, 0)
 			case "a":
 				if anchor != nil {
-					anchor.Text = strings.Join(strings.Fields(anchorText.String()), " ")
+					anchor.Text = anchorText.String()
+					if !plainHeader(anchor.Text) {
+						anchor.Text = strings.Join(strings.Fields(anchor.Text), " ")
+					}
 					c.addLink(*anchor)
 					anchor = nil
 				}
@@ -744,6 +747,46 @@ func hiddenStyle(v []byte) bool {
 	if len(v) > 1024 {
 		v = v[:1024]
 	}
+	// ASCII, as most styles are: hiddenStyleOf's reading without its
+	// copies (Fields, Join, ToLower, Split).
+	var buf [1024]byte
+	s := buf[:0]
+	for _, c := range v {
+		switch {
+		case c >= utf8.RuneSelf:
+			return hiddenStyleOf(v)
+		case c == ' ', c == '\t', c == '\n', c == '\v', c == '\f', c == '\r':
+			continue
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		s = append(s, c)
+	}
+	for rest := s; len(rest) > 0; {
+		var decl []byte
+		decl, rest, _ = bytes.Cut(rest, []byte(";"))
+		prop, val, _ := bytes.Cut(decl, []byte(":"))
+		val = bytes.TrimSuffix(val, []byte("!important"))
+		switch string(prop) {
+		case "display":
+			if string(val) == "none" {
+				return true
+			}
+		case "visibility":
+			if string(val) == "hidden" {
+				return true
+			}
+		case "font-size", "opacity", "max-height":
+			if zeroLength(val) && (string(prop) != "max-height" || bytes.Contains(s, []byte("overflow:hidden"))) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hiddenStyleOf is hiddenStyle for any text.
+func hiddenStyleOf(v []byte) bool {
 	s := strings.ToLower(strings.Join(strings.Fields(string(v)), ""))
 	for _, decl := range strings.Split(s, ";") {
 		prop, val, _ := strings.Cut(decl, ":")
@@ -767,13 +810,15 @@ func hiddenStyle(v []byte) bool {
 }
 
 // zeroLength reports a CSS length or number that is zero: 0, 0px, 0.0em.
-func zeroLength(v string) bool {
-	v = strings.TrimRight(v, "abcdefghijklmnopqrstuvwxyz%")
-	if v == "" {
+func zeroLength[T string | []byte](v T) bool {
+	for len(v) > 0 && (v[len(v)-1] >= 'a' && v[len(v)-1] <= 'z' || v[len(v)-1] == '%') {
+		v = v[:len(v)-1]
+	}
+	if len(v) == 0 {
 		return false
 	}
-	for _, c := range v {
-		if c != '0' && c != '.' {
+	for i := 0; i < len(v); i++ {
+		if v[i] != '0' && v[i] != '.' {
 			return false
 		}
 	}

@@ -204,3 +204,31 @@ func TestDecodeHeaderPlain(t *testing.T) {
 		}
 	}
 }
+
+var styleSeeds = []string{"", "display:none", "DISPLAY : None !important", "margin:0", "font-size:0px", "font-size:.", "font-size:0.9em",
+	"opacity:0;", "max-height:0;overflow:hidden", "max-height:0", "visibility:hidden", "vis ibility:hid den", "display:block;display:none",
+	"font-size:0%", "color:red;;font-size:0", "display:nоne", "dİsplay:none", "display:\u00a0none", "font-size:\t0\r\npx"}
+
+// TestHiddenStyle: the ASCII reading of a style is the general one's.
+func TestHiddenStyle(t *testing.T) {
+	for _, v := range styleSeeds {
+		if got, want := hiddenStyle([]byte(v)), hiddenStyleOf([]byte(v)); got != want {
+			t.Errorf("hiddenStyle(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+// FuzzHiddenStyle holds the ASCII reading to the general one.
+func FuzzHiddenStyle(f *testing.F) {
+	for _, v := range styleSeeds {
+		f.Add([]byte(v))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if len(v) > 1024 {
+			v = v[:1024]
+		}
+		if got, want := hiddenStyle(v), hiddenStyleOf(v); got != want {
+			t.Errorf("hiddenStyle(%q) = %v, want %v", v, got, want)
+		}
+	})
+}
