@@ -142,7 +142,6 @@ type Extractor struct {
 	seen  []uint16
 	buf   []byte // a feature name being built
 	order []byte // the header's field order
-	lower []byte // a field name in lower case
 	hdr   textproto.MIMEHeader
 	tok   tokenizer
 	rcpt  recipients
@@ -165,21 +164,9 @@ func NewExtractor() *Extractor {
 	return &Extractor{seen: make([]uint16, 2*MaxFeatures), hdr: textproto.MIMEHeader{}}
 }
 
-// forget empties the set of hashes seen: the slots of the vector's
-// hashes only, latest first (a hash's probe only ever crossed the slots
-// of hashes added before it, still there when it is looked for), which
-// is a few hundred stores where clearing the table is 8,192.
-func (x *Extractor) forget() {
-	mask := uint64(len(x.seen) - 1)
-	for k := len(x.v.Hashes) - 1; k >= 0; k-- {
-		for i := x.v.Hashes[k] & mask; ; i = (i + 1) & mask {
-			if int(x.seen[i]) == k+1 {
-				x.seen[i] = 0
-				break
-			}
-		}
-	}
-}
+// forget empties the set of hashes seen: 16 KiB cleared costs less
+// than finding the slots of a few hundred hashes.
+func (x *Extractor) forget() { clear(x.seen) }
 
 // full reports whether the vector has MaxFeatures.
 func (x *Extractor) full() bool { return len(x.v.Hashes) >= MaxFeatures }
@@ -278,7 +265,7 @@ func (x *Extractor) Extract(msg *Message) *Vector {
 	var seenOrder uint64 // bit i: headerNames[i] seen
 	prev := ""
 	for _, f := range msg.Fields {
-		fi, ok := fieldInfos[string(x.lowerName(f.Name))]
+		fi, ok := lookupField(f.Name)
 		if !ok {
 			continue
 		}
@@ -357,18 +344,41 @@ var fieldInfos = func() map[string]fieldInfo {
 	return m
 }()
 
-// lowerName is name in ASCII lower case, in a buffer of x's.
-func (x *Extractor) lowerName(name string) []byte {
-	b := x.lower[:0]
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
+// fieldsByLen are fieldInfos' names by their length, for lookupField.
+var fieldsByLen = func() [][]namedField {
+	var t [][]namedField
+	for name, fi := range fieldInfos {
+		for len(t) <= len(name) {
+			t = append(t, nil)
 		}
-		b = append(b, c)
+		t[len(name)] = append(t[len(name)], namedField{name, fi})
 	}
-	x.lower = b
-	return b
+	return t
+}()
+
+type namedField struct {
+	lower string
+	info  fieldInfo
+}
+
+// lookupField is fieldInfos[name in ASCII lower case], without a copy
+// of the name or a hash of it: most fields of a header (Received,
+// DKIM-Signature, X-...) are none of those and differ in length or
+// soon after.
+func lookupField(name string) (fieldInfo, bool) {
+	if len(name) >= len(fieldsByLen) {
+		return fieldInfo{}, false
+	}
+next:
+	for _, f := range fieldsByLen[len(name)] {
+		for i := 0; i < len(name); i++ {
+			if lowerASCII(name[i]) != f.lower[i] {
+				continue next
+			}
+		}
+		return f.info, true
+	}
+	return fieldInfo{}, false
 }
 
 // presence are the header's "no FIELD" and "has FIELD" features.
@@ -727,29 +737,38 @@ const maxPathWords = 6
 
 // pathWords adds the words of a link's path ("wp-content", "login",
 // "php"): phishing kits and their hosting have their own vocabulary,
-// whatever the host is called this week.
+// whatever the host is called this week. A word is a run of ASCII
+// letters, '-' and '_' that starts with a letter, of 2 to 20 octets.
 func (x *Extractor) pathWords(p string) {
 	n := 0
-	for len(p) > 0 && n < maxPathWords {
-		i := strings.IndexFunc(p, func(r rune) bool {
-			return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
-		})
-		if i < 0 {
-			return
+	for i := 0; i < len(p) && n < maxPathWords; {
+		if !isASCIILetter(p[i]) {
+			i++
+			continue
 		}
-		p = p[i:]
-		j := strings.IndexFunc(p, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_')
-		})
-		if j < 0 {
-			j = len(p)
+		j := i + 1
+		for j < len(p) && (isASCIILetter(p[j]) || p[j] == '-' || p[j] == '_') {
+			j++
 		}
-		if w := p[:j]; len(w) >= 2 && len(w) <= 20 {
-			x.addString("url-word", strings.ToLower(w))
+		if w := p[i:j]; len(w) >= 2 && len(w) <= 20 {
+			x.buf = x.buf[:0]
+			for k := 0; k < len(w); k++ {
+				x.buf = append(x.buf, lowerASCII(w[k]))
+			}
+			x.add("url-word", x.buf)
 			n++
 		}
-		p = p[j:]
+		i = j
 	}
+}
+
+func isASCIILetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		c += 'a' - 'A'
+	}
+	return c
 }
 
 // textShape adds the text's length and how much of its first
