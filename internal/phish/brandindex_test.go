@@ -121,3 +121,16 @@ func TestIsIPLiteral(t *testing.T) {
 		}
 	}
 }
+
+// TestSet: add answers as a map does, below and past the slice's size.
+func TestSet(t *testing.T) {
+	var s set[int]
+	seen := map[int]bool{}
+	for i := range 200 {
+		v := i * 7 % 40 // each of 0..39, then again
+		if got, want := s.add(v), !seen[v]; got != want {
+			t.Fatalf("add(%d) = %v, want %v", v, got, want)
+		}
+		seen[v] = true
+	}
+}

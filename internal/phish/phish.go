@@ -190,7 +190,7 @@ func (c *Checker) Analyze(ctx context.Context, m *analysis.Message) analysis.Res
 type scoring struct {
 	c      *Checker
 	r      Report
-	brands map[int]bool
+	brands []bool // the brands imitated, by index; nil for none
 	// orgs remembers the last registered domains looked up: a message
 	// asks for the same few (From's, the recipient's, DKIM's, SPF's)
 	// again and again, and each is a walk of the public suffix list.
@@ -231,6 +231,9 @@ func (s *scoring) fire(rule, format string, args ...any) {
 }
 
 func (s *scoring) brand(i int) string {
+	if s.brands == nil {
+		s.brands = make([]bool, len(s.c.brands.brands))
+	}
 	s.brands[i] = true
 	return s.c.brands.brands[i].Name
 }
@@ -240,7 +243,7 @@ var addressParser = &mail.AddressParser{WordDecoder: wordDecoder}
 
 // Check scores a message.
 func (c *Checker) Check(ctx context.Context, in Input) Report {
-	s := &scoring{c: c, brands: map[int]bool{}}
+	s := &scoring{c: c}
 	if in.Content != nil {
 		s.r.Content = *in.Content
 	} else {
@@ -278,7 +281,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 			s.fire(PTRBareDomain, "%s has PTR %s, a bare registered domain", in.ClientIP, ptr)
 		}
 	}
-	if len(s.brands) > 0 && !in.DMARCOverridden && (in.DMARCPolicy == "none" || in.DMARCPolicy == "") {
+	if s.brands != nil && !in.DMARCOverridden && (in.DMARCPolicy == "none" || in.DMARCPolicy == "") {
 		policy := "no DMARC record"
 		if in.DMARCPolicy != "" {
 			policy = "DMARC p=none"
@@ -295,8 +298,8 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 
 func (s *scoring) brandNames() []string {
 	var out []string
-	for i := range s.c.brands.brands {
-		if s.brands[i] {
+	for i, imitated := range s.brands {
+		if imitated {
 			out = append(out, s.c.brands.brands[i].Name)
 		}
 	}
@@ -616,13 +619,12 @@ func nameOrgs(from Mailbox) []string {
 // shown still fires, and display_name_address weighs the name itself).
 func (s *scoring) checkLinks(fromOrg string, nameOrgs, dkimPass []string) {
 	ix := s.c.brands
-	seen := map[Link]bool{}
-	hosts := map[string]bool{}
+	var seen set[Link]
+	var hosts set[string]
 	for _, l := range s.r.Content.Links {
-		if seen[l] {
+		if !seen.add(l) {
 			continue // newsletters repeat their links
 		}
-		seen[l] = true
 		raw := l.Href
 		if strings.HasPrefix(strings.ToLower(raw), "www.") {
 			raw = "http://" + raw
@@ -639,8 +641,7 @@ func (s *scoring) checkLinks(fromOrg string, nameOrgs, dkimPass []string) {
 			s.fire(URLIPLiteral, "%s goes to an address, not a name", clip(l.Href))
 			continue
 		}
-		if !hosts[host] {
-			hosts[host] = true
+		if hosts.add(host) {
 			s.checkHost(host)
 		}
 		if l.Text == "" {
@@ -673,6 +674,37 @@ func (s *scoring) checkLinks(fromOrg string, nameOrgs, dkimPass []string) {
 			s.brand(brand)
 		}
 	}
+}
+
+// set is a set that stays a slice while it is small, as the links of
+// most messages are: a map costs more than a few comparisons.
+type set[T comparable] struct {
+	few  []T
+	many map[T]bool
+}
+
+// add adds v and reports whether it was not there yet.
+func (s *set[T]) add(v T) bool {
+	if s.many != nil {
+		if s.many[v] {
+			return false
+		}
+		s.many[v] = true
+		return true
+	}
+	if slices.Contains(s.few, v) {
+		return false
+	}
+	if len(s.few) < 16 {
+		s.few = append(s.few, v)
+		return true
+	}
+	s.many = make(map[T]bool, 2*len(s.few))
+	for _, x := range s.few {
+		s.many[x] = true
+	}
+	s.many[v] = true
+	return true
 }
 
 // shownHost returns the host name a link's text shows, "" when it shows
