@@ -2,7 +2,7 @@
 // against Debian's postfix-policyd-spf-python, on the same requests and the
 // same lab zones, one after the other in one run. Loopback only.
 //
-//	go run ./bench/policy [-n 4000] [-c 2] [-runs 3] [-pin] [-greylist]
+//	go run ./bench/policy [-n 4000] [-c 2] [-runs 3] [-pin] [-greylist] [-policyd-spf=false]
 //
 // Both servers run as their own processes, so their CPU time and memory
 // are measured apart from this client: mailwall as "mailwall serve" (built
@@ -68,6 +68,8 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of each row, the servers taking turns; a row shows the median run and the range")
 	grey := flag.Bool("greylist", false, "also measure a mailwall with greylisting on against the same requests")
 	greyBase := flag.String("greylist-base", "", "with -greylist, a mailwall binary to measure greylisting's new triplets with too, in turns (A/B)")
+	withPy := flag.Bool("policyd-spf", true, "also measure postfix-policyd-spf-python and pyspf, when installed")
+	only := flag.String("only", "", "measure only the rows whose name contains this, and greylisting off's warm tcp row (for a profile of one case)")
 	flag.Parse()
 
 	if *pin {
@@ -138,9 +140,14 @@ func main() {
 			contender{name: "greylist on, passed triplets", dial: gtcp, use: gw.usage, reqs: func(int) []string { return known }},
 			contender{name: "greylist on, named servers", dial: gtcp, use: gw.usage, reqs: func(i int) []string { return named(greyRequests(warm, fmt.Sprintf("n%d", i))) }})
 	}
+	if *only != "" {
+		servers = slices.DeleteFunc(servers, func(c contender) bool {
+			return c.name != "mailwall tcp, warm cache" && !strings.Contains(c.name, *only)
+		})
+	}
 	mailwalls := len(servers)
 	_, err = os.Stat("/usr/bin/policyd-spf")
-	if err == nil {
+	if err == nil && *withPy {
 		pd := newPolicydSPF(dir, dnsSrv.Addr())
 		servers = append(servers, contender{name: "postfix-policyd-spf-python 3.0.4", dial: pd.dial, use: pd.usage})
 	}
@@ -171,7 +178,9 @@ func main() {
 		fmt.Println()
 	}
 	if len(servers) == mailwalls {
-		fmt.Println("\npolicyd-spf not installed (apt-get install postfix-policyd-spf-python): no comparison")
+		if *withPy {
+			fmt.Println("\npolicyd-spf not installed (apt-get install postfix-policyd-spf-python): no comparison")
+		}
 		return
 	}
 	pyWarm, _, _ := servers[mailwalls].median()

@@ -24,8 +24,8 @@ var _ greylist.BatchStore = (*Store)(nil)
 // greyStmts are the greylist's statements, prepared on first use (most
 // stores never greylist).
 type greyStmts struct {
-	mu                                      sync.Mutex
-	seen, passes, counted, seenClient, peek *sql.Stmt
+	mu                                                sync.Mutex
+	seen, passes, counted, seenClient, peek, peekOnly *sql.Stmt
 
 	// writes serializes this process's greylist writes and verdict
 	// batches on SQLite (lockWrites).
@@ -112,6 +112,11 @@ const peekTripletClientSQL = `SELECT t.first_seen, t.last_seen, t.passed_at, c.p
 	LEFT JOIN greylist_triplets t ON t.client = $1 AND t.sender = $2 AND t.recipient = $3
 	LEFT JOIN greylist_clients c ON c.client = $4 AND $5 - c.last_seen <= $6`
 
+// peekTripletSQL is peekTripletClientSQL for the triplet alone (the
+// greylister knows the client is short of auto-allowed): one B-tree
+// less to walk.
+const peekTripletSQL = `SELECT first_seen, last_seen, passed_at FROM greylist_triplets WHERE client = $1 AND sender = $2 AND recipient = $3`
+
 // seenTripletsSQL is seenTripletSQL for rows triplets at once, each row
 // at its own time (excluded.last_seen, where seenTripletSQL has $4):
 // delay $1, retry window $2, max age $3, TouchEvery $4, then four
@@ -157,9 +162,9 @@ func (s *Store) greyStmt(ctx context.Context, which func(*greyStmts) *sql.Stmt) 
 			st **sql.Stmt
 			q  string
 		}{{&g.seen, seenTripletSQL}, {&g.passes, clientPassesSQL}, {&g.counted, countPassSQL}, {&g.seenClient, seenTripletClientSQL},
-			{&g.peek, peekTripletClientSQL}} {
+			{&g.peek, peekTripletClientSQL}, {&g.peekOnly, peekTripletSQL}} {
 			if *p.st, err = s.db.PrepareContext(ctx, p.q); err != nil {
-				g.seen, g.passes, g.counted, g.seenClient, g.peek = nil, nil, nil, nil, nil
+				g.seen, g.passes, g.counted, g.seenClient, g.peek, g.peekOnly = nil, nil, nil, nil, nil, nil
 				return nil, fmt.Errorf("store: greylist: %w", err)
 			}
 		}
@@ -227,6 +232,21 @@ func (s *Store) SeenTripletClient(ctx context.Context, t greylist.Triplet, clien
 // passes of client (an auto-allow key; "" reads none) as ClientPasses
 // reads them, in one statement that writes nothing.
 func (s *Store) PeekTripletClient(ctx context.Context, t greylist.Triplet, client string, now time.Time, maxAge time.Duration) (greylist.Row, int, time.Time, error) {
+	if client == "" {
+		st, err := s.greyStmt(ctx, func(g *greyStmts) *sql.Stmt { return g.peekOnly })
+		if err != nil {
+			return greylist.Row{}, 0, time.Time{}, err
+		}
+		var row greylist.Row
+		switch err := st.QueryRowContext(ctx, t.Client, t.Sender, t.Recipient).Scan(&row.First, &row.Last, &row.Passed); {
+		case errors.Is(err, sql.ErrNoRows):
+			return greylist.Row{}, 0, time.Time{}, nil
+		case err != nil:
+			return greylist.Row{}, 0, time.Time{}, fmt.Errorf("store: greylist %s: %w", t.Client, err)
+		}
+		row.Found = true
+		return row, 0, time.Time{}, nil
+	}
 	st, err := s.greyStmt(ctx, func(g *greyStmts) *sql.Stmt { return g.peek })
 	if err != nil {
 		return greylist.Row{}, 0, time.Time{}, err
@@ -236,7 +256,7 @@ func (s *Store) PeekTripletClient(ctx context.Context, t greylist.Triplet, clien
 		return greylist.Row{}, 0, time.Time{}, fmt.Errorf("store: greylist %s: %w", t.Client, err)
 	}
 	row := greylist.Row{Found: first.Valid, First: first.Int64, Last: lastSeen.Int64, Passed: passed.Int64}
-	if !n.Valid || client == "" {
+	if !n.Valid {
 		return row, 0, time.Time{}, nil
 	}
 	return row, int(n.Int64), time.Unix(clientLast.Int64, 0), nil
