@@ -123,6 +123,25 @@ func satAdd(a, b uint32) uint32 {
 	return math.MaxUint32
 }
 
+// logMemo remembers ln(f) and ln(1-f) of a prediction's last
+// probabilities: a message's features share few pairs of counts (many
+// were seen in two junk messages and no ham), and two logarithms cost
+// more than a look-up.
+type logMemo [64]struct {
+	f      uint64 // math.Float64bits(f); 0 (f = 0, never a clue): empty
+	lj, lh float64
+}
+
+// of returns math.Log(f), math.Log1p(-f).
+func (m *logMemo) of(f float64) (float64, float64) {
+	b := math.Float64bits(f)
+	e := &m[(b*0x9e3779b97f4a7c15)>>58]
+	if e.f != b {
+		e.f, e.lj, e.lh = b, math.Log(f), math.Log1p(-f)
+	}
+	return e.lj, e.lh
+}
+
 // predictBlock is how many buckets Predict loads before it reads them.
 const predictBlock = 128
 
@@ -146,6 +165,7 @@ func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
 	// them at a time, on the stack: as many misses overlap as a core
 	// has room for, and nothing is allocated.
 	var block [predictBlock]bayesBucket
+	var logs logMemo
 	for base := 0; base < len(v.Hashes); base += predictBlock {
 		hs := v.Hashes[base:min(base+predictBlock, len(v.Hashes))]
 		buckets := block[:len(hs)]
@@ -169,7 +189,7 @@ func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
 				clues = append(clues, clue{f, k})
 				continue
 			}
-			lj, lh := math.Log(f), math.Log1p(-f)
+			lj, lh := logs.of(f)
 			lnJunk += lj
 			lnHam += lh
 			n++

@@ -279,18 +279,17 @@ func (c *Classifier) LearnVector(v *Vector, class string) error {
 // verdict (towards junk when junk, towards ham otherwise), without
 // sorting them all.
 func strongest(name func(int) string, contrib []float64, junk bool, n int) []Contribution {
-	idx := make([]int, 0, n)
-	better := func(a, b int) bool {
-		if junk {
-			return contrib[a] > contrib[b]
-		}
-		return contrib[a] < contrib[b]
+	// Towards the verdict is positive after multiplying by sign.
+	sign := -1.0
+	if junk {
+		sign = 1
 	}
+	idx := make([]int, 0, n)
 	for i, w := range contrib {
-		if w == 0 || (junk && w < 0) || (!junk && w > 0) {
+		if w *= sign; !(w > 0) {
 			continue
 		}
-		if len(idx) == n && !better(i, idx[n-1]) {
+		if len(idx) == n && !(w > contrib[idx[n-1]]*sign) {
 			continue
 		}
 		if len(idx) < n {
@@ -298,7 +297,7 @@ func strongest(name func(int) string, contrib []float64, junk bool, n int) []Con
 		} else {
 			idx[n-1] = i
 		}
-		for j := len(idx) - 1; j > 0 && better(idx[j], idx[j-1]); j-- {
+		for j := len(idx) - 1; j > 0 && contrib[idx[j]]*sign > contrib[idx[j-1]]*sign; j-- {
 			idx[j], idx[j-1] = idx[j-1], idx[j]
 		}
 	}

@@ -883,10 +883,14 @@ func domainOf(addr string) string {
 // label: "example" of example.com) and local parts.
 type recipients struct {
 	addrs, domains, locals, labels []string
+	// lens has bit n%64 set for the length n of each local part and
+	// label: most words are none of them, and need no compare.
+	lens uint64
 }
 
 func (r *recipients) set(rcpts []string) {
 	r.addrs, r.domains, r.locals, r.labels = r.addrs[:0], r.domains[:0], r.locals[:0], r.labels[:0]
+	r.lens = 0
 	for _, a := range rcpts {
 		a = strings.ToLower(strings.Trim(a, "<> "))
 		local, domain, ok := strings.Cut(a, "@")
@@ -899,6 +903,7 @@ func (r *recipients) set(rcpts []string) {
 		r.domains = append(r.domains, domain, org)
 		label, _, _ := strings.Cut(org, ".")
 		r.labels = append(r.labels, label)
+		r.lens |= 1<<(len(local)%64) | 1<<(len(label)%64)
 	}
 }
 

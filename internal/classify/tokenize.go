@@ -290,7 +290,7 @@ func (t *tokenizer) flush() {
 		t.x.addString(t.kind, "(long word)")
 		return
 	}
-	if r := &t.x.rcpt; len(r.locals) > 0 {
+	if r := &t.x.rcpt; r.lens&(1<<(len(w)%64)) != 0 {
 		switch {
 		case containsBytes(r.locals, w):
 			w = append(w[:0], "(recipient)"...)
