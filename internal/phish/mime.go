@@ -221,7 +221,13 @@ func (c *extraction) walk(h textproto.MIMEHeader, body []byte, depth int, parts 
 		if kind == "" {
 			return
 		}
-		text, err := decodePart(body, h.Get("Content-Transfer-Encoding"), params["charset"])
+		// Of text, no more than Text holds is read (textScan is less),
+		// in a charset of two octets a character (UTF-16) too.
+		limit := 2 * maxText
+		if kind == "html" {
+			limit = maxDecoded
+		}
+		text, err := decodePart(body, h.Get("Content-Transfer-Encoding"), params["charset"], limit)
 		if err != nil {
 			c.problem("%s: %v", media, err)
 		}
@@ -317,21 +323,21 @@ func parseMediaType(v string) (string, map[string]string) {
 }
 
 // decodePart undoes the transfer encoding and converts to UTF-8, at
-// most maxDecoded octets of it (what extraction reads). A
+// most limit octets of it (what extraction reads, maxDecoded at most). A
 // broken encoding is decoded as far as a client would show it (a stray
 // "=", base64 padded in the middle): the error says what was wrong, and
 // the text is what could be read. On a charset it cannot read it returns
 // the bytes as they are, with the error. Text in 7bit, 8bit or binary
 // and in ASCII or UTF-8, most mail, comes back as a slice of body, not a
 // copy.
-func decodePart(body []byte, cte, charset string) ([]byte, error) {
-	raw := body[:min(len(body), maxDecoded)]
+func decodePart(body []byte, cte, charset string, limit int) ([]byte, error) {
+	raw := body[:min(len(body), limit)]
 	var cteErr error
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "quoted-printable":
-		raw, cteErr = decodeQP(body)
+		raw, cteErr = decodeQP(body, limit)
 	case "base64":
-		raw, cteErr = decodeBase64(body)
+		raw, cteErr = decodeBase64(body, limit)
 	}
 	text, err := toUTF8(raw, charset)
 	if cteErr != nil {
@@ -364,11 +370,11 @@ var errBadEscape = errors.New("\"=\" not followed by two hex digits, kept as wri
 
 // decodeQP decodes quoted-printable leniently, as RFC 2045 §6.7 note (1)
 // asks of a robust decoder: an "=" that starts no valid escape is kept
-// as it is, and decoding goes on. At most maxDecoded come out.
-func decodeQP(body []byte) ([]byte, error) {
-	out := make([]byte, 0, min(len(body), maxDecoded))
+// as it is, and decoding goes on. At most limit octets come out.
+func decodeQP(body []byte, limit int) ([]byte, error) {
+	out := make([]byte, 0, min(len(body), limit))
 	var err error
-	for i := 0; i < len(body) && len(out) < maxDecoded; i++ {
+	for i := 0; i < len(body) && len(out) < limit; i++ {
 		c := body[i]
 		if c != '=' {
 			out = append(out, c)
@@ -419,11 +425,11 @@ func unhex(c byte) byte {
 // decodeBase64 decodes base64 leniently: bytes outside the alphabet are
 // dropped (RFC 2045 §6.8), and padding in the middle, where two encoded
 // pieces were joined, starts a new piece instead of ending the text. At
-// most maxDecoded come out.
-func decodeBase64(body []byte) ([]byte, error) {
-	// What encodes maxDecoded octets, and a little for the "=" of
-	// joints: the alphabet's octets past it are not read.
-	clean := make([]byte, 0, min(len(body), base64.StdEncoding.EncodedLen(maxDecoded)+scanSlack))
+// most limit octets come out.
+func decodeBase64(body []byte, limit int) ([]byte, error) {
+	// What encodes limit octets, and a little for the "=" of joints:
+	// the alphabet's octets past it are not read.
+	clean := make([]byte, 0, min(len(body), base64.StdEncoding.EncodedLen(limit)+scanSlack))
 	for _, c := range body {
 		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
 			if len(clean) == cap(clean) {
@@ -432,9 +438,9 @@ func decodeBase64(body []byte) ([]byte, error) {
 			clean = append(clean, c)
 		}
 	}
-	out := make([]byte, 0, min(base64.RawStdEncoding.DecodedLen(len(clean)), maxDecoded))
+	out := make([]byte, 0, min(base64.RawStdEncoding.DecodedLen(len(clean)), limit))
 	var err error
-	for len(clean) > 0 && len(out) < maxDecoded {
+	for len(clean) > 0 && len(out) < limit {
 		piece := clean
 		if eq := bytes.IndexByte(clean, '='); eq >= 0 {
 			piece = clean[:eq]
@@ -442,7 +448,7 @@ func decodeBase64(body []byte) ([]byte, error) {
 		} else {
 			clean = nil
 		}
-		piece = piece[:min(len(piece), base64.RawStdEncoding.EncodedLen(maxDecoded-len(out)))]
+		piece = piece[:min(len(piece), base64.RawStdEncoding.EncodedLen(limit-len(out)))]
 		if len(piece)%4 == 1 {
 			piece = piece[:len(piece)-1] // a lone sextet encodes no byte
 			err = errors.New("base64 cut in the middle of a byte")

@@ -52,16 +52,16 @@ func TestExtractBrokenParts(t *testing.T) {
 
 func TestDecodeBounded(t *testing.T) {
 	big := strings.Repeat("QUFB", maxPartBytes) // 6 MB of 'A's decoded
-	out, _ := decodeBase64([]byte(big))
+	out, _ := decodeBase64([]byte(big), maxDecoded)
 	if len(out) != maxDecoded {
 		t.Errorf("base64: %d octets out, want the cap %d", len(out), maxDecoded)
 	}
-	out, _ = decodeQP([]byte(strings.Repeat("=41", maxPartBytes)))
+	out, _ = decodeQP([]byte(strings.Repeat("=41", maxPartBytes)), maxDecoded)
 	if len(out) != maxDecoded {
 		t.Errorf("quoted-printable: %d octets out, want the cap %d", len(out), maxDecoded)
 	}
 	for _, in := range []string{"", "=", "Q", "QQ==QQ", "====", "QUFB=QUFB"} {
-		decodeBase64([]byte(in)) // no panic
+		decodeBase64([]byte(in), maxDecoded) // no panic
 	}
 }
 
@@ -96,6 +96,14 @@ func TestScanBounds(t *testing.T) {
 		}
 		return b.String() + e + "\n"
 	}
+	utf16le := func(s string) string {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			b.WriteByte(s[i])
+			b.WriteByte(0)
+		}
+		return b.String()
+	}
 	html := func(n int) string { return strings.Repeat("<p>filler</p>\n", n/15) }
 	for _, tc := range []struct {
 		name, raw string
@@ -109,6 +117,10 @@ func TestScanBounds(t *testing.T) {
 		{"plain 1 MB", "Content-Type: text/plain\n\nhttps://a.test/first\n" + filler(1<<20) + "https://a.test/last\n", []string{"https://a.test/first"}},
 		{"plain no line end", "Content-Type: text/plain\n\n" + strings.Repeat("x ", textScan/2) + "https://a.test/cut " + strings.Repeat("y", 2*scanSlack),
 			[]string{"https://a.test/cut"}},
+		{"plain base64", "Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n" + b64(filler(textScan-2000)+"https://a.test/b64\n"+filler(1<<20)+"https://a.test/late\n"),
+			[]string{"https://a.test/b64"}},
+		{"plain utf-16", "Content-Type: text/plain; charset=utf-16le\nContent-Transfer-Encoding: base64\n\n" + b64(utf16le(filler(textScan-2000)+"https://a.test/16\n"+filler(1<<17))),
+			[]string{"https://a.test/16"}},
 		{"html anchor within", "Content-Type: text/html\n\n" + html(rawScan-200) + `<a href="https://a.test/anchor">x</a>` + html(1000),
 			[]string{"https://a.test/anchor|x"}},
 		{"html anchor past", "Content-Type: text/html\n\n" + html(rawScan+scanSlack+100) + `<a href="https://a.test/anchor">x</a>`, nil},
