@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // matchInEvery is matchIn as it was before the gram index: every name
@@ -132,5 +134,26 @@ func TestSet(t *testing.T) {
 			t.Fatalf("add(%d) = %v, want %v", v, got, want)
 		}
 		seen[v] = true
+	}
+}
+
+// TestSuffixParts: one walk of the list gives what EffectiveTLDPlusOne
+// and PublicSuffix give, wildcard and exception rules, IP addresses and
+// empty labels included.
+func TestSuffixParts(t *testing.T) {
+	for _, domain := range []string{"", ".", "a..b.test", ".a.test", "co.uk", "a.co.uk", "b.a.co.uk", "192.0.2.1", "[2001:db8::1]", "EXAMPLE.TEST.",
+		"localhost", "x.blogspot.com", "city.kawasaki.jp", "a.city.kawasaki.jp", "b.a.kawasaki.jp", "a.kawasaki.jp", "例え.jp", "www.example.test", "test"} {
+		d := strings.ToLower(strings.TrimSuffix(domain, "."))
+		wantOrg, err := publicsuffix.EffectiveTLDPlusOne(d)
+		if err != nil {
+			wantOrg = d
+		}
+		wantWithout := ""
+		if suffix, _ := publicsuffix.PublicSuffix(d); suffix != d {
+			wantWithout = strings.TrimSuffix(d, "."+suffix)
+		}
+		if org, without := suffixParts(domain); org != wantOrg || without != wantWithout {
+			t.Errorf("suffixParts(%q) = %q, %q, want %q, %q", domain, org, without, wantOrg, wantWithout)
+		}
 	}
 }

@@ -232,7 +232,12 @@ func (ix *brandIndex) match(s string, near bool) []brandMatch {
 // its registered label: "outlook-login.example" imitates Microsoft,
 // "outlook.4team.biz" is 4team's page about Outlook.
 func (ix *brandIndex) matchHost(host string) []brandMatch {
-	full := withoutSuffix(host)
+	return ix.matchLabels(withoutSuffix(host))
+}
+
+// matchLabels is matchHost of the host whose labels before the public
+// suffix are full.
+func (ix *brandIndex) matchLabels(full string) []brandMatch {
 	dot := strings.LastIndexByte(full, '.')
 	if dot < 0 {
 		return ix.matchIn(nil, full, true, true) // the registered label alone
@@ -588,22 +593,34 @@ func editDistanceAtMost1(a, b string) bool {
 // registered returns the registered domain (public suffix plus one
 // label), or the name itself when it has none.
 func registered(domain string) string {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	if r, err := publicsuffix.EffectiveTLDPlusOne(domain); err == nil {
-		return r
-	}
-	return domain
+	org, _ := suffixParts(domain)
+	return org
 }
 
 // withoutSuffix drops the public suffix: "amazon.co.jp.evil.test" gives
 // "amazon.co.jp.evil", where look-alikes hide.
 func withoutSuffix(domain string) string {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	suffix, _ := publicsuffix.PublicSuffix(domain)
-	if suffix == domain {
-		return ""
+	_, without := suffixParts(domain)
+	return without
+}
+
+// suffixParts returns registered(domain) and withoutSuffix(domain) from
+// one walk of the public suffix list: the registered domain as
+// publicsuffix.EffectiveTLDPlusOne derives it, or the name itself when
+// that has none.
+func suffixParts(domain string) (org, without string) {
+	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	suffix, _ := publicsuffix.PublicSuffix(d)
+	if suffix != d {
+		without = strings.TrimSuffix(d, "."+suffix)
 	}
-	return strings.TrimSuffix(domain, "."+suffix)
+	org = d
+	if !strings.HasPrefix(d, ".") && !strings.HasSuffix(d, ".") && !strings.Contains(d, "..") && len(d) > len(suffix) {
+		if i := len(d) - len(suffix) - 1; d[i] == '.' {
+			org = d[1+strings.LastIndexByte(d[:i], '.'):]
+		}
+	}
+	return org, without
 }
 
 // unicodeDomain decodes A-labels (xn--) for display and matching; the

@@ -191,24 +191,36 @@ type scoring struct {
 	c      *Checker
 	r      Report
 	brands []bool // the brands imitated, by index; nil for none
-	// orgs remembers the last registered domains looked up: a message
-	// asks for the same few (From's, the recipient's, DKIM's, SPF's)
-	// again and again, and each is a walk of the public suffix list.
-	orgs    [4]struct{ domain, org string }
+	// orgs remembers the last domains looked up in the public suffix
+	// list: a message asks for the same few (From's, the recipient's,
+	// DKIM's, SPF's) again and again, and each is a walk of the list.
+	orgs    [4]struct{ domain, org, without string }
 	nextOrg int
+}
+
+// suffixParts is suffixParts(domain), remembered.
+func (s *scoring) suffixParts(domain string) (org, without string) {
+	for _, o := range s.orgs {
+		if o.domain == domain && o.org != "" {
+			return o.org, o.without
+		}
+	}
+	org, without = suffixParts(domain)
+	s.orgs[s.nextOrg] = struct{ domain, org, without string }{domain, org, without}
+	s.nextOrg = (s.nextOrg + 1) % len(s.orgs)
+	return org, without
 }
 
 // registered is registered(domain), remembered.
 func (s *scoring) registered(domain string) string {
-	for _, o := range s.orgs {
-		if o.domain == domain && o.org != "" {
-			return o.org
-		}
-	}
-	org := registered(domain)
-	s.orgs[s.nextOrg] = struct{ domain, org string }{domain, org}
-	s.nextOrg = (s.nextOrg + 1) % len(s.orgs)
+	org, _ := s.suffixParts(domain)
 	return org
+}
+
+// matchHost is brandIndex.matchHost, the public suffix remembered.
+func (s *scoring) matchHost(host string) []brandMatch {
+	_, without := s.suffixParts(host)
+	return s.c.brands.matchLabels(without)
 }
 
 func (s *scoring) fire(rule, format string, args ...any) {
@@ -361,7 +373,7 @@ func (s *scoring) checkFrom(from Mailbox) {
 // Unicode form) that imitates a brand it does not belong to.
 func (s *scoring) brandDomain(domain, udomain string) {
 	ix := s.c.brands
-	for _, m := range ix.matchHost(udomain) {
+	for _, m := range s.matchHost(udomain) {
 		if !ix.owns(m.brand, domain) {
 			s.fire(BrandFromDomain, "From domain %s: %s %q, not one of %s's domains", udomain, m.how, m.token, s.brand(m.brand))
 		}
@@ -748,7 +760,7 @@ func (s *scoring) checkHost(host string) {
 	if isIDN {
 		s.fire(URLPunycode, "link host %s is %s", host, uhost)
 	}
-	for _, m := range ix.matchHost(uhost) {
+	for _, m := range s.matchHost(uhost) {
 		if !ix.owns(m.brand, host) {
 			s.fire(URLBrandLookalike, "link host %s: %s %q of %s", uhost, m.how, m.token, s.brand(m.brand))
 		}
