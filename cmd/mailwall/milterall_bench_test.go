@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"mailwall/internal/config"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
+	"mailwall/internal/gcfloor"
 	"mailwall/internal/labtest"
 	"mailwall/internal/lists"
 	"mailwall/internal/metrics"
@@ -165,17 +168,31 @@ func allMilterMessage(b *testing.B, f *milterFilter, header [][2]string, body []
 // the process's CPU time a message, the recorder's and reputation's
 // writers and the GC included.
 func BenchmarkMilterAll(b *testing.B) {
+	defer gcfloor.Start(gcHeapFloor).Stop() // as serve runs
 	f, header, body := allMilterFilter(b)
 	for range 100 { // warm the DNS cache and the reputation cache
 		allMilterMessage(b, f, header, body)
 	}
 	b.ReportAllocs()
-	cpu0 := allCPU()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	cpu0, gc0, gcCPU0 := allCPU(), ms.NumGC, allGCCPU()
 	b.ResetTimer()
 	for b.Loop() {
 		allMilterMessage(b, f, header, body)
 	}
 	b.ReportMetric(float64(allCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.NumGC-gc0)*1000/float64(b.N), "gcs/1000msgs")
+	b.ReportMetric((allGCCPU()-gcCPU0)*1e9/float64(b.N), "gc-cpu-ns/op")
+}
+
+// allGCCPU is the runtime's estimate of the CPU time the GC took so far,
+// in seconds.
+func allGCCPU() float64 {
+	s := []rtmetrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	rtmetrics.Read(s)
+	return s[0].Value.Float64()
 }
 
 // allCPU is the process's user and system CPU time so far.

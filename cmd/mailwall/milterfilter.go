@@ -205,8 +205,8 @@ func (f *milterFilter) EndOfHeaders(m *milter.Macros) milter.Response {
 	if f.env.QueueID == "" {
 		f.env.QueueID = m.Get("i")
 	}
-	f.ctx, f.cancel = context.WithTimeout(context.Background(), f.timeout)
-	f.ctx = debuglog.With(f.ctx, f.debug.Logger(f.client))
+	ctx, cancel := newLazyTimeout(f.timeout)
+	f.ctx, f.cancel = debuglog.With(ctx, f.debug.Logger(f.client)), cancel
 	f.msg = f.pipe.Start(f.ctx, f.env)
 	for _, fl := range f.fields {
 		f.msg.Header(fl)

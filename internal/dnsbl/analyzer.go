@@ -356,8 +356,8 @@ func (a *Analyzer) outcomes(res *Result, asked [2]bool) map[string]string {
 	if res.Queries == 0 && len(res.Errors) == 0 {
 		return nil
 	}
-	out := map[string]string{}
-	for i, zs := range [][]zone{a.C.ipZones, a.C.domZones} {
+	out := make(map[string]string, len(a.C.ipZones)+len(a.C.domZones))
+	for i, zs := range [2][]zone{a.C.ipZones, a.C.domZones} {
 		for _, z := range zs {
 			if asked[i] {
 				out[z.name] = "not_listed"
@@ -377,8 +377,8 @@ func (a *Analyzer) outcomes(res *Result, asked [2]bool) map[string]string {
 	// A zone the cache answered was asked already, by the policy server
 	// at RCPT or for an earlier message: counted apart, not as a second
 	// lookup (issue 25).
-	for z, o := range out {
-		if res.ZoneCached(z) && (o == "listed" || o == "not_listed") {
+	for _, z := range res.cachedZones {
+		if o, ok := out[z]; ok && (o == "listed" || o == "not_listed") {
 			out[z] = o + "_cached"
 		}
 	}

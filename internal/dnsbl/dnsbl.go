@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,13 +213,13 @@ type Result struct {
 	// by an earlier message), without a query.
 	Cached int `json:"cached,omitempty"`
 
-	cachedZones map[string]bool
+	cachedZones []string // a few: the configured zones
 }
 
 // ZoneCached reports whether the cache answered every question to zone
 // in this check: the lookup counters count such a check apart, so that
 // a client asked at RCPT and again at end of message is one lookup.
-func (r *Result) ZoneCached(zone string) bool { return r.cachedZones[zone] }
+func (r *Result) ZoneCached(zone string) bool { return slices.Contains(r.cachedZones, zone) }
 
 // TempErrors reports whether some lookup failed temporarily.
 func (r *Result) TempErrors() bool {
@@ -402,7 +403,14 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 	// asked a moment ago (by the policy server at RCPT, by the message
 	// before) costs no goroutine and no timer.
 	todo := make([]int, 0, len(jobs))
-	fresh := map[string]bool{} // zones asked upstream (not only cached)
+	// fresh: the zones asked upstream (not only cached). A slice: there
+	// are a few zones, and this is every message's.
+	var fresh []string
+	addFresh := func(zone string) {
+		if !slices.Contains(fresh, zone) {
+			fresh = append(fresh, zone)
+		}
+	}
 	if p, ok := c.peeker(); ok {
 		// A debug peer's detail log shows every answer, those from the
 		// cache too: they are asked through Query, which logs them.
@@ -419,12 +427,12 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 				continue
 			}
 			todo = append(todo, i)
-			fresh[j.zone.name] = true
+			addFresh(j.zone.name)
 		}
 	} else {
 		for i, j := range jobs {
 			todo = append(todo, i)
-			fresh[j.zone.name] = true
+			addFresh(j.zone.name)
 		}
 	}
 	if len(todo) > 0 {
@@ -442,11 +450,8 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 	}
 	res.Queries = len(jobs)
 	for _, j := range jobs {
-		if !fresh[j.zone.name] {
-			if res.cachedZones == nil {
-				res.cachedZones = map[string]bool{}
-			}
-			res.cachedZones[j.zone.name] = true
+		if z := j.zone.name; !slices.Contains(fresh, z) && !slices.Contains(res.cachedZones, z) {
+			res.cachedZones = append(res.cachedZones, z)
 		}
 	}
 	return res

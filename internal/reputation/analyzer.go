@@ -125,24 +125,25 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 			ask = append(slices.Clip(keys), orgSelf)
 		}
 	}
-	counts, seen, err := a.Rep.Lookup(ctx, ask)
+	// counts and seen are by index in keys (ask's last: orgSelf).
+	counts, seen := make([]Counts, len(ask)), make([]bool, len(ask))
+	err := a.Rep.lookup(ctx, ask, counts, seen)
 	if err != nil {
 		out.Problems = append(out.Problems, err.Error())
 	}
-	for _, k := range keys {
+	for i, k := range keys {
 		if k.Kind == FromOrg {
-			o := counts[orgSelf]
-			c := counts[k]
-			c.Ham, c.Spam = c.Ham+o.Ham, c.Spam+o.Spam
-			counts[k], seen[k] = c, seen[k] || seen[orgSelf]
+			o := counts[len(keys)]
+			counts[i].Ham, counts[i].Spam = counts[i].Ham+o.Ham, counts[i].Spam+o.Spam
+			seen[i] = seen[i] || seen[len(keys)]
 		}
-		c := counts[k]
-		rep.Identities = append(rep.Identities, IdentityReport{Kind: k.Kind, Identity: k.Identity, Ham: round(c.Ham), Spam: round(c.Spam), Seen: seen[k]})
+		c := counts[i]
+		rep.Identities = append(rep.Identities, IdentityReport{Kind: k.Kind, Identity: k.Identity, Ham: round(c.Ham), Spam: round(c.Spam), Seen: seen[i]})
 	}
 	dmarcFail := m.DMARC == "fail"
 	var hits []analysis.Hit
-	if verdict, k := a.judge(keys, counts); verdict != 0 {
-		c := counts[k]
+	if verdict, i := a.judge(keys, counts); verdict != 0 {
+		k, c := keys[i], counts[i]
 		rep.Decided = k.String()
 		why := rep.Decided + ": " + strconv.FormatFloat(c.Spam, 'f', 1, 64) + " spam, " + strconv.FormatFloat(c.Ham, 'f', 1, 64) +
 			" ham (half-life " + days(a.Rep.Cfg.HalfLife) + ")"
@@ -165,10 +166,7 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 		if keys[len(keys)-1].Kind == Net && len(keys) > 1 {
 			ask = keys[:len(keys)-1]
 		}
-		unseen := true
-		for _, k := range ask {
-			unseen = unseen && !seen[k]
-		}
+		unseen := !slices.Contains(seen[:len(ask)], true)
 		if unseen {
 			names := make([]string, len(ask))
 			for i, k := range ask {
@@ -203,11 +201,11 @@ func (a *Analyzer) Analyze(ctx context.Context, m *analysis.Message) analysis.Re
 // good name is never borrowed by something new: DKIM and SPF domains
 // vouch only when the From domain is not a fresh one, the network only
 // when nothing else is authenticated. It returns +1 (bad), -1 (good)
-// or 0, and the identity that decided.
-func (a *Analyzer) judge(keys []Key, counts map[Key]Counts) (int, Key) {
+// or 0, and the index in keys of the identity that decided (-1: none).
+func (a *Analyzer) judge(keys []Key, counts []Counts) (int, int) {
 	r := a.Rules
-	class := func(k Key) int {
-		c := counts[k]
+	class := func(i int) int {
+		k, c := keys[i], counts[i]
 		min, good := r.MinEvidence, r.GoodMinHam
 		if k.Kind == Net {
 			min, good = r.NetMinEvidence, r.NetGoodMinHam
@@ -224,56 +222,60 @@ func (a *Analyzer) judge(keys []Key, counts map[Key]Counts) (int, Key) {
 	}
 	freshFrom := false                                 // a From domain that passed DMARC, too new to judge
 	for _, kind := range []Kind{FromDomain, FromOrg} { // the domain, then its organization
-		for _, k := range keys {
+		for i, k := range keys {
 			if k.Kind != kind {
 				continue
 			}
-			if v := class(k); v != 2 {
-				return min(v, 1), k
+			if v := class(i); v != 2 {
+				return min(v, 1), i
 			}
 			freshFrom = true
 		}
 	}
-	var bad, good []Key
+	bad, good := -1, -1 // the first of each
 	mixed := false
-	for _, k := range keys {
+	for i, k := range keys {
 		if k.Kind != DKIM && k.Kind != SPF {
 			continue
 		}
-		switch class(k) {
+		switch class(i) {
 		case 1:
-			bad = append(bad, k)
+			if bad < 0 {
+				bad = i
+			}
 		case -1:
-			good = append(good, k)
+			if good < 0 {
+				good = i
+			}
 		case 0:
 			mixed = true
 		}
 	}
 	switch {
-	case len(bad) > 0 && len(good) == 0:
-		return 1, bad[0]
-	case len(good) > 0 && len(bad) == 0 && !mixed && !freshFrom:
+	case bad >= 0 && good < 0:
+		return 1, bad
+	case good >= 0 && bad < 0 && !mixed && !freshFrom:
 		// A fresh From domain does not borrow the good name of its
 		// mail service's DKIM or SPF domain.
-		return -1, good[0]
-	case len(bad) > 0 || len(good) > 0 || mixed:
-		return 0, Key{}
+		return -1, good
+	case bad >= 0 || good >= 0 || mixed:
+		return 0, -1
 	}
 	// The network last. Its good name counts only for mail with nothing
 	// else authenticated: a fresh domain on a shared host's network
 	// (phishing's usual home) does not inherit it.
-	for _, k := range keys {
+	for i, k := range keys {
 		if k.Kind != Net {
 			continue
 		}
-		switch v := class(k); {
+		switch v := class(i); {
 		case v == 1:
-			return v, k
+			return v, i
 		case v == -1 && len(keys) == 1:
-			return v, k
+			return v, i
 		}
 	}
-	return 0, Key{}
+	return 0, -1
 }
 
 // brandHit is the first brand rule among the earlier hits.

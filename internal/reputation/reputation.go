@@ -389,8 +389,22 @@ func (r *Reputation) now() time.Time {
 // cached part is returned with the error; a stale entry is served as
 // it is.
 func (r *Reputation) Lookup(ctx context.Context, keys []Key) (counts map[Key]Counts, seen map[Key]bool, err error) {
-	now := r.now()
+	c, s := make([]Counts, len(keys)), make([]bool, len(keys))
+	err = r.lookup(ctx, keys, c, s)
 	counts, seen = make(map[Key]Counts, len(keys)), make(map[Key]bool, len(keys))
+	for i, k := range keys {
+		if s[i] || !c[i].Updated.IsZero() {
+			counts[k], seen[k] = c[i], s[i]
+		}
+	}
+	return counts, seen, err
+}
+
+// lookup is Lookup into counts and seen, by index in keys (the
+// analyzer's: no maps a message). An identity with no history has zero
+// Counts.
+func (r *Reputation) lookup(ctx context.Context, keys []Key, counts []Counts, seen []bool) (err error) {
+	now := r.now()
 	var miss []Key
 	r.mu.Lock()
 	for _, k := range keys {
@@ -416,7 +430,7 @@ func (r *Reputation) Lookup(ctx context.Context, keys []Key) (counts map[Key]Cou
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, k := range keys {
+	for i, k := range keys {
 		e, ok := r.cache[k]
 		p, pending := r.pending[k]
 		if !ok && !pending {
@@ -434,10 +448,10 @@ func (r *Reputation) Lookup(ctx context.Context, keys []Key) (counts map[Key]Cou
 				c.FirstSeen = p.At
 			}
 		}
-		counts[k] = c
-		seen[k] = (ok && e.found) || pending
+		counts[i] = c
+		seen[i] = (ok && e.found) || pending
 	}
-	return counts, seen, err
+	return err
 }
 
 // ErrStoreDown is a lookup not tried: the store failed a read less
