@@ -4,8 +4,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
+
+	"mailwall/internal/phish"
 )
 
 // parse makes a Message of a raw message with LF line ends.
@@ -177,6 +180,41 @@ func TestRegistered(t *testing.T) {
 		}
 		if org, suffix := registeredSuffix(d); org != want || suffix != wantSuffix {
 			t.Errorf("registeredSuffix(%q) = %q, %q, want %q, %q", d, org, suffix, want, wantSuffix)
+		}
+	}
+}
+
+// TestTokenBound: the tokenizer reads the first maxTokenText octets of a
+// text and nothing past them, and cuts no character in two.
+func TestTokenBound(t *testing.T) {
+	filler := strings.Repeat("filler ", maxTokenText/7+1)
+	tests := []struct {
+		name, text string
+		want, not  []string
+	}{
+		{"within the bound", filler[:maxTokenText-100] + " zebra", []string{"word:zebra", "word:filler"}, nil},
+		{"past the bound", filler + " zebra", []string{"word:filler"}, []string{"word:zebra"}},
+		{"a character across the bound", filler[:maxTokenText-1] + "ééé zebra", nil, []string{"word:zebra", "word:é", "word:\ufffd"}},
+	}
+	x := NewExtractor()
+	for _, tt := range tests {
+		x.Extract(&Message{Content: &phish.Content{}}) // the extractor's state, then:
+		x.tok.run(x, "word", tt.text)
+		got := names(&x.v)
+		for _, w := range tt.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("%s: no %q", tt.name, w)
+			}
+		}
+		for _, w := range tt.not {
+			if slices.Contains(got, w) {
+				t.Errorf("%s: %q", tt.name, w)
+			}
+		}
+		for _, n := range got {
+			if !utf8.ValidString(n) {
+				t.Errorf("%s: feature %q is not UTF-8", tt.name, n)
+			}
 		}
 	}
 }

@@ -86,6 +86,17 @@ type tokenizer struct {
 
 	x                     *Extractor
 	kind, kindColon, cjks string
+
+	// Text that repeats itself (a line over and over, a signature
+	// block) costs a look-up a word, not four inserts: after a word
+	// whose features were all in the vector already (dup), the
+	// tokenizer remembers its window in repeats, and a word with the
+	// same window later adds nothing either: the features of a word
+	// and its pairs are those of its hash and its window's, and the
+	// vector only grows (or is full) within a run.
+	dup     bool
+	runs    uint64 // runs so far: an entry of repeats is this run's
+	repeats [1 << repeatBits]repeat
 }
 
 // run adds the features of text under kind ("word", "subject", ...):
@@ -95,6 +106,8 @@ func (t *tokenizer) run(x *Extractor, kind, text string) {
 	t.x, t.kind, t.kindColon, t.cjks = x, kind, kind+":", kind+" cjk"
 	t.kh = fnv(fnv(fnvOffset, kind), ":")
 	t.nprev, t.cjkPrev, t.cjkRun = 0, 0, 0
+	t.prevH, t.dup = [osbWindow]uint64{}, false
+	t.runs++
 	t.word, t.runes, t.h = t.word[:0], 0, t.kh
 	if len(text) > maxTokenText {
 		// Cut at the start of a character, not inside one.
@@ -302,6 +315,17 @@ func (t *tokenizer) flush() {
 	}
 	x := t.x
 	h = mix(h) // hashFeature(t.kind, w)
+	var e *repeat
+	if t.dup {
+		// Text that repeats itself: the word and its window may have
+		// been read before, all four features already in the vector.
+		e = t.repeat(h)
+		if e.run == t.runs && e.h == h && e.prev == t.prevH && e.nprev == t.nprev {
+			t.shift(h, e.wi)
+			t.word = w[:0]
+			return
+		}
+	}
 	wi, added := x.insertIndex(h)
 	// (The slices are appended to in locals, stored back once.)
 	names, ends := x.v.names, x.v.ends
@@ -310,6 +334,7 @@ func (t *tokenizer) flush() {
 		names = append(names, w...)
 		ends = append(ends, uint32(len(names)))
 	}
+	dup := !added
 	if wi >= 0 {
 		for d := 0; d < t.nprev; d++ {
 			// A pair's hash is made of its words' hashes, not of its
@@ -318,18 +343,49 @@ func (t *tokenizer) flush() {
 			if !x.insert(mix(t.prevH[d]*0x9e3779b97f4a7c15 ^ h ^ uint64(d+1)*0xbf58476d1ce4e5b9)) {
 				continue
 			}
+			dup = false
 			p := t.prevI[d]
 			names = append(names, pairMark, byte(d), byte(p), byte(p>>8), byte(wi), byte(wi>>8))
 			ends = append(ends, uint32(len(names)))
 		}
 	}
 	x.v.names, x.v.ends = names, ends
+	if dup {
+		if e == nil {
+			e = t.repeat(h)
+		}
+		*e = repeat{run: t.runs, h: h, prev: t.prevH, nprev: t.nprev, wi: wi}
+	}
+	t.dup = dup
+	t.shift(h, wi)
+	t.word = w[:0]
+}
+
+// repeat is the entry of repeats for the word of hash h in the window.
+func (t *tokenizer) repeat(h uint64) *repeat {
+	k := h ^ t.prevH[0]*0x9e3779b97f4a7c15 ^ t.prevH[1]*0xbf58476d1ce4e5b9 ^ t.prevH[2]*0x94d049bb133111eb
+	return &t.repeats[k>>(64-repeatBits)]
+}
+
+// shift moves the window on by the word of hash h and feature index wi.
+func (t *tokenizer) shift(h uint64, wi int) {
 	// Shift the window. (A word not in the vector, which was full,
 	// is in no pair: nothing more is added.)
 	t.prevH[2], t.prevH[1], t.prevH[0] = t.prevH[1], t.prevH[0], h
 	t.prevI[2], t.prevI[1], t.prevI[0] = t.prevI[1], t.prevI[0], uint16(wi)
 	t.nprev = min(t.nprev+1, osbWindow)
-	t.word = w[:0]
+}
+
+// repeatBits sizes tokenizer.repeats.
+const repeatBits = 6
+
+// repeat is a word whose features and pairs were all in the vector.
+type repeat struct {
+	run   uint64
+	h     uint64
+	prev  [osbWindow]uint64
+	nprev int
+	wi    int
 }
 
 // pairGap is what stands between the words of a pair at distance d+1
