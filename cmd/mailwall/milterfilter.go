@@ -191,6 +191,9 @@ func (f *milterFilter) Header(name, value string) milter.Response {
 		f.fields, f.raw, f.keepRaw = nil, nil, false
 		return f.refuse()
 	}
+	if f.fields == nil {
+		f.fields = make([]dkim.Field, 0, 24) // most headers' fields, not grown 1, 2, 4, 8, 16
+	}
 	f.fields = append(f.fields, dkim.NewField(name, value))
 	if f.keepRaw {
 		f.keep([]byte(name + ": " + strings.ReplaceAll(value, "\n", "\r\n") + "\r\n"))

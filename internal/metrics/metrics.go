@@ -42,7 +42,11 @@ type Metrics struct {
 	upstream *prometheus.CounterVec
 	// decisions counts what the verdict list records, by source.
 	decisions *prometheus.CounterVec
-	conns     *listenerCollector
+	// The counters Message counts, cached (children.go), and the
+	// milter's latency histogram.
+	msgStages, msgActions, msgDecisions, msgDNSBL *children
+	milterLatency                                 prometheus.Observer
+	conns                                         *listenerCollector
 }
 
 // New makes the collectors, with the Go runtime's and the process's.
@@ -115,6 +119,8 @@ func New() *Metrics {
 	m.reg.MustRegister(m.decisions)
 	m.reg.MustRegister(m.stages, m.actions, m.latency, m.storeErr, m.reloads, m.reports, m.policyd, m.greylist, m.dnsbl, m.dnsblAct, m.lists, m.conns, buildInfo(version.Get()),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.msgStages, m.msgActions, m.msgDecisions, m.msgDNSBL = newChildren(m.stages), newChildren(m.actions), newChildren(m.decisions), newChildren(m.dnsbl)
+	m.milterLatency = m.latency.WithLabelValues("milter")
 	// The series the shipped alert rules watch start at 0: increase() over
 	// a series that appears at 1 is 0, so the first failure would not alert.
 	for _, o := range []string{"ok", "failed"} {
@@ -220,19 +226,19 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Message counts a received message's results and action.
 func (m *Metrics) Message(r *verdict.Result, took time.Duration) {
-	m.latency.WithLabelValues("milter").Observe(took.Seconds())
+	m.milterLatency.Observe(took.Seconds())
 	stage := r.Stage
 	if stage == "" {
 		stage = "none"
 	}
-	m.actions.WithLabelValues(string(r.Action), stage).Inc()
-	m.decisions.WithLabelValues("milter", string(r.Action)).Inc()
+	m.msgActions.with(string(r.Action), stage).Inc()
+	m.msgDecisions.with("milter", string(r.Action)).Inc()
 	if r.Internal {
 		return
 	}
 	count := func(stage, result string) {
 		if result != "" {
-			m.stages.WithLabelValues(stage, result).Inc()
+			m.msgStages.with(stage, result).Inc()
 		}
 	}
 	count("iprev", r.IPRev.Result)
@@ -253,7 +259,7 @@ func (m *Metrics) Message(r *verdict.Result, took time.Duration) {
 	for _, a := range r.Analyses {
 		if z, ok := a.Report.(interface{ ZoneOutcomes() map[string]string }); ok {
 			for zone, outcome := range z.ZoneOutcomes() {
-				m.dnsbl.WithLabelValues(zone, outcome).Inc()
+				m.msgDNSBL.with(zone, outcome).Inc()
 			}
 		}
 	}

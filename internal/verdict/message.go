@@ -38,7 +38,16 @@ type Message struct {
 }
 
 // Header adds one header field as received.
-func (m *Message) Header(f dkim.Field) { m.fields = append(m.fields, f) }
+func (m *Message) Header(f dkim.Field) {
+	if m.fields == nil {
+		m.fields = make([]dkim.Field, 0, typicalFields) // not grown 1, 2, 4, 8, 16
+	}
+	m.fields = append(m.fields, f)
+}
+
+// typicalFields is room for the header fields of most messages (a
+// dozen or two) from the first.
+const typicalFields = 24
 
 // EndOfHeaders starts hashing: verification for received mail, signing for
 // our own.
