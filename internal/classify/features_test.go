@@ -1,9 +1,11 @@
 package classify
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
@@ -214,6 +216,84 @@ func TestTokenBound(t *testing.T) {
 		for _, n := range got {
 			if !utf8.ValidString(n) {
 				t.Errorf("%s: feature %q is not UTF-8", tt.name, n)
+			}
+		}
+	}
+}
+
+// TestTokenizerOracle: on ASCII text (no links, addresses or
+// recipients), the tokenizer's features are those of the plain reading
+// of its definition below, in the same order: words of 2 to 24 letters
+// and digits, lower case, digits as 0, longer ones "(long word)"; each
+// word paired with the three before it. Text that repeats itself, which
+// the tokenizer reads through its memory of repeats, included, and text
+// that fills the vector.
+func TestTokenizerOracle(t *testing.T) {
+	oracle := func(kind, text string, room int) (hashes []uint64, names []string) {
+		seen := map[uint64]bool{}
+		add := func(h uint64, name string) bool {
+			if seen[h] || len(hashes) >= room {
+				return false
+			}
+			seen[h] = true
+			hashes, names = append(hashes, h), append(names, name)
+			return true
+		}
+		var prev []string // nearest first
+		for _, w := range strings.FieldsFunc(text, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) {
+			w = strings.Map(func(r rune) rune {
+				if r >= '0' && r <= '9' {
+					return '0'
+				}
+				return unicode.ToLower(r)
+			}, w)
+			switch {
+			case len(w) < minWordRunes:
+				continue
+			case len(w) > maxWordRunes:
+				add(hashFeature(kind, []byte("(long word)")), kind+":(long word)")
+				continue
+			}
+			h := hashFeature(kind, []byte(w))
+			add(h, kind+":"+w)
+			for d, p := range prev {
+				ph := hashFeature(kind, []byte(p))
+				add(mix(ph*0x9e3779b97f4a7c15^h^uint64(d+1)*0xbf58476d1ce4e5b9), kind+" pair:"+p+pairGap[d]+w)
+			}
+			prev = append([]string{w}, prev[:min(len(prev), osbWindow-1)]...)
+		}
+		return hashes, names
+	}
+	line := "The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+	var varied strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&varied, "w%c%c%c ", 'a'+i%26, 'a'+i/26%26, 'a'+i/676)
+	}
+	tests := []struct{ name, text string }{
+		{"one line", line},
+		{"a line over and over", strings.Repeat(line, 300)},
+		{"repeats broken by new words", strings.Repeat(line+"then something new\n"+line+line, 20) + strings.Repeat("a b c a b c ab abc ", 50)},
+		{"a short cycle", strings.Repeat("go stop ", 500) + "end"},
+		{"long words and digits repeated", strings.Repeat("call 0123 456 now supercalifragilisticexpialidocious-ly now! ", 100)},
+		{"a varied text that fills the vector, then repeats", varied.String() + strings.Repeat(line, 50)},
+		{"repeats, then a varied text that fills the vector", strings.Repeat(line, 50) + varied.String()},
+	}
+	x := NewExtractor()
+	for _, tt := range tests {
+		x.Extract(&Message{Content: &phish.Content{}})
+		before := len(x.v.Hashes)
+		x.tok.run(x, "word", tt.text)
+		wantH, wantN := oracle("word", tt.text, MaxFeatures-before)
+		gotN := names(&x.v)[before:]
+		if !slices.Equal(x.v.Hashes[before:], wantH) || !slices.Equal(gotN, wantN) {
+			t.Errorf("%s: %d features, the definition's %d", tt.name, len(gotN), len(wantN))
+			for i := range min(len(gotN), len(wantN)) {
+				if gotN[i] != wantN[i] || x.v.Hashes[before+i] != wantH[i] {
+					t.Errorf("%s: first difference at %d: %q, the definition's %q", tt.name, i, gotN[i], wantN[i])
+					break
+				}
 			}
 		}
 	}
