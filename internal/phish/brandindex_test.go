@@ -157,3 +157,15 @@ func TestSuffixParts(t *testing.T) {
 		}
 	}
 }
+
+// TestOwns: a brand owns its domains and names under them, in any case,
+// not names that end in one without a dot before it.
+func TestOwns(t *testing.T) {
+	ix := newBrandIndex([]Brand{{Name: "amazon", Domains: []string{"Amazon.co.jp", "amzn.to"}}})
+	for domain, want := range map[string]bool{"amazon.co.jp": true, "AMAZON.CO.JP.": true, "www.amazon.co.jp": true, "evil-amazon.co.jp": false,
+		"amazon.co.jp.evil.test": false, "amzn.to": true, "xamzn.to": false, "co.jp": false, "": false} {
+		if got := ix.owns(0, domain); got != want {
+			t.Errorf("owns(%q) = %v, want %v", domain, got, want)
+		}
+	}
+}

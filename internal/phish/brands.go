@@ -125,6 +125,8 @@ type brandIndex struct {
 	// bigrams has the bit of each gram's first two bytes set: most
 	// positions of a token start no gram, and the map is not asked.
 	bigrams [1 << 16 / 64]uint64
+	// domains are each brand's Domains in lower case.
+	domains [][]string
 	// phrases are names in other scripts or with punctuation, NFKC and
 	// lower case: matched as substrings; asciiPhrases, those ASCII text
 	// may hold.
@@ -134,6 +136,11 @@ type brandIndex struct {
 func newBrandIndex(brands []Brand) *brandIndex {
 	ix := &brandIndex{brands: brands, exact: map[string]bool{}, whole: map[string][]int32{}, grams: map[uint32][]int32{}}
 	for i, b := range brands {
+		ds := make([]string, len(b.Domains))
+		for j, d := range b.Domains {
+			ds[j] = strings.ToLower(d)
+		}
+		ix.domains = append(ix.domains, ds)
 		for _, w := range append([]string{b.Name}, b.Words...) {
 			w = Normalize(w)
 			if isLatin(w) && len(tokens(w)) == 1 {
@@ -204,9 +211,8 @@ func (ix *brandIndex) candidates(set []uint64, tok, skel string, mapped bool) bo
 // owns reports whether domain is one of brand i's, or under one.
 func (ix *brandIndex) owns(i int, domain string) bool {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	for _, d := range ix.brands[i].Domains {
-		d = strings.ToLower(d)
-		if domain == d || strings.HasSuffix(domain, "."+d) {
+	for _, d := range ix.domains[i] {
+		if strings.HasSuffix(domain, d) && (len(domain) == len(d) || domain[len(domain)-len(d)-1] == '.') {
 			return true
 		}
 	}
