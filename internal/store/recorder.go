@@ -183,7 +183,7 @@ func (r *Recorder) run() {
 		for len(pending) > 0 {
 			n := min(len(pending), r.txRows)
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			err := r.st.InsertVerdicts(ctx, pending[:n])
+			err := r.st.insertVerdicts(ctx, pending[:n], true) // Record bounded them
 			cancel()
 			if err != nil {
 				if pause == 0 {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"iter"
 	"math/bits"
@@ -116,15 +115,17 @@ type DMARCRow struct {
 // InsertVerdicts writes verdicts and their DMARC rows in one transaction
 // and sets each verdict's ID.
 func (s *Store) InsertVerdicts(ctx context.Context, vs []Verdict) error {
+	return s.insertVerdicts(ctx, vs, false)
+}
+
+// insertVerdicts is InsertVerdicts; isBounded says vs are bounded
+// already (the Recorder's are, by Record), and are not bounded again.
+func (s *Store) insertVerdicts(ctx context.Context, vs []Verdict, isBounded bool) error {
 	// Each row's values are made ready before the write begins: on
 	// SQLite a greylist write waits for this transaction (lockWrites).
 	var chunks [][]any
 	for chunk := range insertChunks(vs) {
-		args, err := verdictArgs(chunk)
-		if err != nil {
-			return err
-		}
-		chunks = append(chunks, args)
+		chunks = append(chunks, verdictArgs(chunk, isBounded))
 	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
@@ -149,14 +150,9 @@ func (s *Store) InsertVerdicts(ctx context.Context, vs []Verdict) error {
 	}
 	var dmarcRows [][]any
 	for i := range vs {
-		if vs[i].DMARCRow == nil {
-			continue
+		if vs[i].DMARCRow != nil {
+			dmarcRows = append(dmarcRows, dmarcRowArgs(&vs[i]))
 		}
-		args, err := dmarcRowArgs(&vs[i])
-		if err != nil {
-			return err
-		}
-		dmarcRows = append(dmarcRows, args)
 	}
 	for chunk := range insertChunks(dmarcRows) {
 		if err := s.insertDMARCRows(ctx, tx, chunk); err != nil {
@@ -213,16 +209,17 @@ func (s *Store) insertStmt(ctx context.Context, table string, rows int, query fu
 
 const verdictColumns = 28
 
-// verdictArgs are the values of vs's rows, bounded, as
-// insertVerdictRows takes them.
-func verdictArgs(vs []Verdict) ([]any, error) {
+// verdictArgs are the values of vs's rows, bounded (unless isBounded:
+// they are already), as insertVerdictRows takes them.
+func verdictArgs(vs []Verdict, isBounded bool) []any {
 	args := make([]any, 0, len(vs)*verdictColumns)
 	for i := range vs {
-		v := bounded(&vs[i])
-		details, err := v.Details.encode()
-		if err != nil {
-			return nil, fmt.Errorf("store: verdicts: %w", err)
+		v := &vs[i]
+		if !isBounded {
+			b := bounded(v)
+			v = &b
 		}
+		details := v.Details.encode()
 		var features any
 		if v.Features != nil {
 			features = v.Features
@@ -231,7 +228,7 @@ func verdictArgs(vs []Verdict) ([]any, error) {
 			v.Action, v.Stage, v.Verdict, v.IPRev, v.SPF, v.DKIM, v.DMARC, v.ARC, v.Score, strings.Join(v.Rules, " "), strings.Join(v.Reasons, "\n"),
 			v.Source, v.HeaderFrom, v.MessageID, v.Subject, v.Size, v.Reply, details, features)
 	}
-	return args, nil
+	return args
 }
 
 // insertVerdictRows inserts vs, whose values are args (verdictArgs), with
@@ -312,27 +309,25 @@ func (s *Store) insertDMARCRows(ctx context.Context, tx *sql.Tx, rows [][]any) e
 const dmarcRowColumns = 8
 
 // dmarcRowArgs are a verdict's DMARC row as insertDMARCRows takes it.
-func dmarcRowArgs(v *Verdict) ([]any, error) {
+func dmarcRowArgs(v *Verdict) []any {
 	d := v.DMARCRow
-	row := d.Row
-	published, err := json.Marshal(row.Published)
-	if err != nil {
-		return nil, fmt.Errorf("store: dmarc row: %w", err)
-	}
-	row.Published = dmarc.PublishedPolicy{}
-	record, err := json.Marshal(row)
-	if err != nil {
-		return nil, fmt.Errorf("store: dmarc row: %w", err)
-	}
-	var rua []string
-	for _, u := range d.RUA {
-		rua = append(rua, u.String())
+	// One buffer for both JSON texts: record's is the longer.
+	buf := make([]byte, 0, 1024)
+	buf = appendRowJSON(buf, &d.Row)
+	record := string(buf)
+	published := string(appendPublishedJSON(buf[:0], &d.Row.Published))
+	var rua strings.Builder
+	for i, u := range d.RUA {
+		if i > 0 {
+			rua.WriteByte(',')
+		}
+		rua.WriteString(u.String())
 	}
 	var vid any
 	if v.ID != 0 {
 		vid = v.ID
 	}
-	return []any{v.At.Unix(), vid, strings.ToLower(d.Row.PolicyDomain), d.Row.SourceIP.String(), string(record), string(published), strings.Join(rua, ","), d.RI}, nil
+	return []any{v.At.Unix(), vid, strings.ToLower(d.Row.PolicyDomain), d.Row.SourceIP.String(), record, published, rua.String(), d.RI}
 }
 
 // placeholders is "($1, $2), ($3, $4)" for rows=2, cols=2, or with "?"
@@ -579,7 +574,7 @@ func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit 
 		if details != "" {
 			// A row this version cannot read still lists: its details
 			// are left out, the rest is shown.
-			_ = json.Unmarshal([]byte(details), &v.Details)
+			v.Details = decodeDetails(details)
 		}
 		out = append(out, v)
 	}
@@ -694,12 +689,4 @@ func cut(s string, n int) string {
 		end--
 	}
 	return s[:end] + "…"
-}
-
-func (d Details) encode() (string, error) {
-	if len(d.Stages) == 0 && len(d.Hits) == 0 && len(d.Headers) == 0 && len(d.Facts) == 0 {
-		return "", nil
-	}
-	b, err := json.Marshal(d)
-	return string(b), err
 }
