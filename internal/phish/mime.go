@@ -81,6 +81,10 @@ type (
 type extraction struct {
 	Content
 	text strings.Builder
+	// copiedTags has html ask the tokenizer for every tag's name and
+	// attributes, as it did before rawTagName and attrHint: the tests
+	// compare the two.
+	copiedTags bool
 }
 
 // maxText bounds Content.Text: no rule reads further into the text, and
@@ -663,7 +667,16 @@ func (c *extraction) html(b []byte) {
 			c.addText([]byte{'\n'})
 			return
 		case html.StartTagToken, html.SelfClosingTagToken:
-			name, hasAttr := z.TagName()
+			// The tokenizer copies a tag's name and each attribute's key
+			// and value (TagName, TagAttr): read the name from the raw
+			// tag, and the attributes only when one read below may be
+			// there.
+			raw := z.Raw()
+			name, ok := rawTagName(raw[1:])
+			hasAttr := attrHint(raw)
+			if !ok || c.copiedTags {
+				name, hasAttr = z.TagName()
+			}
 			var href string
 			hide := false
 			for hasAttr {
@@ -702,7 +715,10 @@ func (c *extraction) html(b []byte) {
 				c.addText([]byte{'\n'})
 			}
 		case html.EndTagToken:
-			name, _ := z.TagName()
+			name, ok := rawTagName(z.Raw()[2:])
+			if !ok || c.copiedTags {
+				name, _ = z.TagName()
+			}
 			if hidden != "" && string(name) == hidden {
 				if depth--; depth == 0 {
 					hidden = ""
@@ -739,6 +755,55 @@ func (c *extraction) html(b []byte) {
 			text += len(t)
 		}
 	}
+}
+
+// rawTagName returns the name at the start of a tag's raw text (after
+// "<" or "</") as the tokenizer's TagName does, when it is the usual
+// lower-case letters and digits; ok is false for any other, which
+// TagName must read (it lower-cases, and replaces NUL).
+func rawTagName(raw []byte) (name []byte, ok bool) {
+	for i, c := range raw {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == ' ', c == '\n', c == '\r', c == '\t', c == '\f', c == '/', c == '>':
+			return raw[:i], i > 0
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// attrHint reports whether a raw tag may hold an attribute html reads:
+// href, style, hidden (in any case).
+func attrHint(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] | 0x20 {
+		case 'h':
+			if hasPrefixFold(raw[i:], "href") || hasPrefixFold(raw[i:], "hidden") {
+				return true
+			}
+		case 's':
+			if hasPrefixFold(raw[i:], "style") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasPrefixFold is bytes.HasPrefix for a lower-case ASCII prefix, in
+// any case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	if len(b) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if b[i]|0x20 != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // voidElements have no end tag, so they cannot hide what follows them.

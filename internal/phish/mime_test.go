@@ -244,3 +244,31 @@ func FuzzHiddenStyle(f *testing.F) {
 		}
 	})
 }
+
+var htmlSeeds = []string{
+	`<p style="margin:0">Your <a href="https://a.test/x">account</a> is <span hidden>x</span>locked.</p>`,
+	`<DIV STYLE="display:none">filler</DIV><A HREF="http://b.test">B</A><br/><P>text</P>`,
+	`<base href="https://base.test/dir/"><a href="rel">relative</a><my-tag style="font-size:0">x</my-tag>done`,
+	`<div style="display:none"><div>nested</div> still hidden</div> shown <img style="display:none" src=x>after`,
+	"<a href=\"x\x00y\">nul</a><di\x00v style=\"display:none\">n</di\x00v>text <script>var a = '<a href=x>';</script> https://t.test/",
+	`<table><tr><td hidden>h</td></tr></table><a href='https://c.test' title=hidden>c</a><font style='opacity:0'>o</font>`,
+	`<a href="https://d.test">unclosed <b>bold</b>`, `</p></a><p/><a/>text`, `<svg><a href="https://svg.test">s</a></svg><!-- <a href="https://comment.test">c</a> -->`,
+}
+
+// FuzzHTMLTags: names read from the raw tags and attributes read only
+// when one html reads may be there give the Content that asking the
+// tokenizer for every tag's gives.
+func FuzzHTMLTags(f *testing.F) {
+	for _, s := range htmlSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, copied := extraction{}, extraction{copiedTags: true}
+		fast.html(b)
+		copied.html(b)
+		if fast.text.String() != copied.text.String() || fast.Hidden != copied.Hidden || !slices.Equal(fast.Links, copied.Links) {
+			t.Errorf("%q: text %q hidden %d links %q; every tag asked: text %q hidden %d links %q", b,
+				fast.text.String(), fast.Hidden, fast.Links, copied.text.String(), copied.Hidden, copied.Links)
+		}
+	})
+}
