@@ -362,11 +362,7 @@ type job struct {
 // (address literals among hosts go to the IP lists), all in parallel
 // within the budget, and sums the weights.
 func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *Result {
-	all := make([]string, 0, len(ips)+len(hosts))
-	for _, ip := range ips {
-		all = append(all, ip.Unmap().String())
-	}
-	n := collect(append(all, hosts...), c.opts.MaxNames)
+	n := collect(ips, hosts, c.opts.MaxNames)
 	res := &Result{Dropped: n.dropped, Invalid: n.invalid}
 	c.dropped.Add(uint64(n.dropped))
 

@@ -140,13 +140,31 @@ type names struct {
 	invalid []string // not a domain or address, quoted for the result
 }
 
-// collect sorts hosts into addresses and domains, adds each domain's
-// registered domain (publicsuffix's eTLD+1) before the hosts, dedupes,
-// and keeps at most max names in all. Registered domains come first so a
-// message with many hosts under one domain still gets its domain asked.
-func collect(hosts []string, max int) names {
+// collect takes the addresses ips, then sorts hosts into addresses and
+// domains, adds each domain's registered domain (publicsuffix's eTLD+1)
+// before the hosts, dedupes, and keeps at most max names in all.
+// Registered domains come first so a message with many hosts under one
+// domain still gets its domain asked.
+func collect(ips []netip.Addr, hosts []string, max int) names {
 	var n names
-	seenIP := map[netip.Addr]bool{}
+	addIP := func(ip netip.Addr) {
+		// Linear: the client and a message's address literals are few,
+		// and past max they are dropped below.
+		if !slices.Contains(n.ips, ip) {
+			n.ips = append(n.ips, ip)
+		}
+	}
+	for _, ip := range ips {
+		if ip = ip.Unmap(); !ip.IsValid() || ip.Zone() != "" {
+			// Not an address a list is asked about (as its text, an
+			// address with a zone is no domain either).
+			if len(n.invalid) < 5 {
+				n.invalid = append(n.invalid, sanitize(ip.String(), 80))
+			}
+			continue
+		}
+		addIP(ip)
+	}
 	seen := map[string]bool{}
 	var regs, full []string
 	for i, h := range hosts {
@@ -157,10 +175,7 @@ func collect(hosts []string, max int) names {
 		}
 		if mayBeIP(h) {
 			if ip, ok := ipLiteral(h); ok {
-				if !seenIP[ip] {
-					seenIP[ip] = true
-					n.ips = append(n.ips, ip)
-				}
+				addIP(ip)
 				continue
 			}
 		}
