@@ -235,7 +235,7 @@ func (f *milterFilter) Body(chunk []byte) milter.Response {
 func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milter.Response {
 	if f.overLimit != "" {
 		act, reply := f.limits.refusal(f.overLimit)
-		f.after = f.afterwards(verdict.Result{Action: act, Reply: reply, Stage: "limits", Verdict: "fail", Reasons: []string{f.overLimit}}, 0)
+		f.after = f.afterwards(&verdict.Result{Action: act, Reply: reply, Stage: "limits", Verdict: "fail", Reasons: []string{f.overLimit}}, 0)
 		f.reset()
 		return milter.ReplyCode(reply)
 	}
@@ -243,8 +243,9 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 		f.EndOfHeaders(m)
 	}
 	start := time.Now()
-	r := f.msg.Finish()
+	f.msg.Finish()
 	took := time.Since(start)
+	r := f.msg.Result() // kept for after the reply: not copied
 	defer f.reset()
 	f.after = f.afterwards(r, took)
 	// Forged results first, from the last so indexes stay right.
@@ -255,7 +256,7 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 	for i := len(r.Headers) - 1; i >= 0; i-- {
 		mod.InsertHeader(0, r.Headers[i].Name, strings.ReplaceAll(r.Headers[i].Value, "\r\n", "\n"))
 	}
-	if subj := f.pipe.SubjectTagged(r, f.fields); subj != "" {
+	if subj := f.pipe.SubjectTagged(*r, f.fields); subj != "" {
 		mod.ChangeHeader(1, "Subject", verdict.MilterValue(subj))
 	}
 	switch r.Action {
@@ -274,7 +275,7 @@ func (f *milterFilter) EndOfMessage(m *milter.Macros, mod *milter.Modifier) milt
 // afterwards is the work on a verdict that Postfix need not wait for:
 // metrics, the store, reports and the log line. It runs once the reply is
 // sent (EndOfMessageSent), so it holds what it needs of the message.
-func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
+func (f *milterFilter) afterwards(r *verdict.Result, took time.Duration) func() {
 	env, client, helo, raw, tooBig, fields := f.env, f.client, f.helo, f.raw, f.tooBig, f.fields
 	keepRaw := f.keepRaw
 	// The header's octets, the blank line, the body's: the size Postfix
@@ -282,7 +283,7 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 	size := int64(f.headerBytes) + 2 + f.bodyBytes
 	return func() {
 		if f.metrics != nil {
-			f.metrics.Message(&r, took)
+			f.metrics.Message(r, took)
 		}
 		if f.rec != nil {
 			v := r.Record(env, f.node, time.Now())
@@ -291,10 +292,10 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 			f.rec.Record(v)
 		}
 		if f.rep != nil {
-			observeReputation(f.rep, f.pipe.Analyzers, &r, env)
+			observeReputation(f.rep, f.pipe.Analyzers, r, env)
 		}
 		if f.failure != nil && r.Action != verdict.TempFail { // a tempfail comes back: reported then
-			f.reportFailure(&r, client, env, fields)
+			f.reportFailure(r, client, env, fields)
 		}
 		if keepRaw && r.Action != verdict.Reject && r.Action != verdict.TempFail {
 			// A report must pass DMARC (RFC 9990 §3.3) to be believed:
@@ -302,7 +303,7 @@ func (f *milterFilter) afterwards(r verdict.Result, took time.Duration) func() {
 			// p=none are stored apart, marked unauthenticated.
 			f.inbox.take(raw, tooBig, env.QueueID, report.VerdictAuth(r.DMARC.Result, r.DMARC.HeaderFrom))
 		}
-		f.logMessage(&r, env, client, helo, fields, size, took)
+		f.logMessage(r, env, client, helo, fields, size, took)
 	}
 }
 

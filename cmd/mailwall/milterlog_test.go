@@ -43,7 +43,7 @@ func TestMilterVerdictLogLine(t *testing.T) {
 			}
 			f.Body([]byte(body))
 			size += 2 + len(body)
-			f.afterwards(tc.r, 12*time.Millisecond)()
+			f.afterwards(&tc.r, 12*time.Millisecond)()
 			line := buf.String()
 			for _, want := range append(tc.want, "size="+strconv.Itoa(size)) {
 				if !strings.Contains(line, " "+want) {

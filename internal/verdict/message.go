@@ -76,6 +76,11 @@ func (m *Message) signer() *dkim.Signer {
 	return m.c.Signers[doms[0]]
 }
 
+// Result is the verdict Finish returned, as the Message holds it: a
+// caller that keeps the verdict past Finish (the milter's work after the
+// reply) shares it rather than copying its kilobyte to the heap.
+func (m *Message) Result() *Result { return &m.res }
+
 // Write feeds body octets.
 func (m *Message) Write(p []byte) (int, error) {
 	switch {
