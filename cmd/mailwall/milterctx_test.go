@@ -73,7 +73,7 @@ func TestLazyTimeout(t *testing.T) {
 			if err := c.Err(); !errors.Is(err, tc.want) {
 				t.Errorf("Err %v, want %v", err, tc.want)
 			}
-			if ctx.Done() != ctx.Done() {
+			if first, again := ctx.Done(), ctx.Done(); first != again {
 				t.Error("Done gives another channel each call")
 			}
 		})
