@@ -2,6 +2,8 @@ package classify
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,6 +179,41 @@ func TestAnalyzerPerRecipient(t *testing.T) {
 		}
 		if _, _, salt, err := ParseKeptFor(rep.FeatureHashes()); err != nil || salt != tc.salt {
 			t.Errorf("%s: kept salt %x, want %x (%v)", tc.name, salt, tc.salt, err)
+		}
+	}
+}
+
+// TestResultString: the explanation reads as fmt wrote it ("%.2f",
+// "%q", "%+.2f"), for every kind of number and text.
+func TestResultString(t *testing.T) {
+	viaFmt := func(r Result) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "classifier %.2f %s", r.Probability, r.Class)
+		if len(r.Strongest) > 0 {
+			b.WriteString(": strongest features: ")
+			for i, c := range r.Strongest {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				kind, text, _ := strings.Cut(c.Feature, ":")
+				fmt.Fprintf(&b, "%s %q(%+.2f)", kind, text, c.Weight)
+			}
+		}
+		return b.String()
+	}
+	var weights []Contribution
+	for _, w := range []float64{0, math.Copysign(0, -1), 1.2, -0.9, 0.005, -0.005, 123456.789, -1e-9, math.Inf(1), math.Inf(-1), math.NaN()} {
+		weights = append(weights, Contribution{Feature: "word:x", Weight: w})
+	}
+	for _, r := range []Result{
+		{Probability: 0.5, Class: "ham"},
+		{Probability: 0.999, Class: "phish", Strongest: []Contribution{{"word:verify", 1.2}, {"host:bit.ly", 0.9}, {"word pair:a _ b", 0.5}}},
+		{Probability: 0.0001, Class: "ham", Strongest: []Contribution{{"word cjk:確認", -2.5}, {"from-name:\"quoted\" \\ \x01\u200b", -0.01}, {"nocolon", -1}}},
+		{Probability: 1, Class: "junk", Strongest: weights},
+		{Probability: math.NaN(), Class: "spam"},
+	} {
+		if got, want := r.String(), viaFmt(r); got != want {
+			t.Errorf("String() = %s\nfmt writes %s", got, want)
 		}
 	}
 }

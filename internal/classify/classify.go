@@ -31,6 +31,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -100,19 +101,28 @@ type Result struct {
 // String explains the result in one line, e.g. "classifier 0.97 phish:
 // strongest features: word "verify"(+1.20), host "bit.ly"(+0.90)".
 func (r Result) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "classifier %.2f %s", r.Probability, r.Class)
+	// strconv as fmt's "%.2f", "%q" and "%+.2f" write them, without
+	// fmt's cost (one explanation a message).
+	b := make([]byte, 0, 64+48*len(r.Strongest))
+	b = append(b, "classifier "...)
+	b = strconv.AppendFloat(b, r.Probability, 'f', 2, 64)
+	b = append(append(b, ' '), r.Class...)
 	if len(r.Strongest) > 0 {
-		b.WriteString(": strongest features: ")
+		b = append(b, ": strongest features: "...)
 		for i, c := range r.Strongest {
 			if i > 0 {
-				b.WriteString(", ")
+				b = append(b, ", "...)
 			}
 			kind, text, _ := strings.Cut(c.Feature, ":")
-			fmt.Fprintf(&b, "%s %q(%+.2f)", kind, text, c.Weight)
+			b = strconv.AppendQuote(append(append(b, kind...), ' '), text)
+			b = append(b, '(')
+			if !math.Signbit(c.Weight) && !math.IsInf(c.Weight, 1) {
+				b = append(b, '+')
+			}
+			b = append(strconv.AppendFloat(b, c.Weight, 'f', 2, 64), ')')
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // DefaultThreshold is the probability from which a message counts as
