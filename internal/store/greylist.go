@@ -232,6 +232,13 @@ func (s *Store) SeenTripletClient(ctx context.Context, t greylist.Triplet, clien
 // passes of client (an auto-allow key; "" reads none) as ClientPasses
 // reads them, in one statement that writes nothing.
 func (s *Store) PeekTripletClient(ctx context.Context, t greylist.Triplet, client string, now time.Time, maxAge time.Duration) (greylist.Row, int, time.Time, error) {
+	if s.driver == "sqlite" {
+		// Not tied to the request's deadline on SQLite: a read in WAL
+		// mode waits for no writer (and busy_timeout bounds what else
+		// could hold it), and a context that can end costs database/sql
+		// and the driver a goroutine each to watch it, for every read.
+		ctx = context.WithoutCancel(ctx)
+	}
 	if client == "" {
 		st, err := s.greyStmt(ctx, func(g *greyStmts) *sql.Stmt { return g.peekOnly })
 		if err != nil {
