@@ -2,7 +2,10 @@ package classify
 
 import (
 	"slices"
+	"strings"
 	"testing"
+
+	"mailwall/internal/phish"
 )
 
 // FuzzExtract: any message gives at most MaxFeatures features, each hash
@@ -69,6 +72,32 @@ func FuzzDecodeCompact(f *testing.F) {
 		}
 		if err != nil || back.nJunk != got.nJunk || back.nHam != got.nHam || !slices.Equal(back.table, got.table) {
 			t.Fatalf("re-encoding differs: %v", err)
+		}
+	})
+}
+
+// FuzzTokenizer: on any ASCII text without links or addresses, the
+// tokenizer's features are those of its definition (tokenOracle), in
+// the same order, after any text before in the same extractor.
+func FuzzTokenizer(f *testing.F) {
+	f.Add("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 20)
+	f.Add("go stop go stop go stop www.example.test go stop 0123 abc-def", 100)
+	f.Add("a b c a b c ab abc ", 1000)
+	x := NewExtractor()
+	f.Fuzz(func(t *testing.T, text string, times int) {
+		b := []byte(text)
+		for i, c := range b {
+			if c >= 0x80 || c == ':' || c == '@' {
+				b[i] = ' '
+			}
+		}
+		text = strings.Repeat(string(b), min(max(times, 1), 1<<16/max(len(b), 1)))
+		x.Extract(&Message{Content: &phish.Content{}})
+		before := len(x.v.Hashes)
+		x.tok.run(x, "word", text)
+		wantH, wantN := tokenOracle("word", text, MaxFeatures-before)
+		if !slices.Equal(x.v.Hashes[before:], wantH) || !slices.Equal(names(&x.v)[before:], wantN) {
+			t.Fatalf("%d features, the definition's %d", len(x.v.Hashes)-before, len(wantH))
 		}
 	})
 }
