@@ -15,6 +15,12 @@
 // first attempt and within RetryWindow; a passed triplet is forgotten
 // after MaxAge without mail; a client whose triplets passed AutoAllow
 // times (counted at most once an hour) is no longer greylisted.
+//
+// With write-behind (StartWriteBehind, which the policy server starts),
+// a deferral is answered from a read of the store, and its triplet is
+// written with others in one transaction a few milliseconds later: a
+// botnet's flood of new triplets then costs a read each and a share of a
+// batch, where it cost a write each (writeBehind says what a crash loses).
 package greylist
 
 import (
