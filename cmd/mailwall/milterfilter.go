@@ -194,7 +194,11 @@ func (f *milterFilter) Header(name, value string) milter.Response {
 	if f.fields == nil {
 		f.fields = make([]dkim.Field, 0, 24) // most headers' fields, not grown 1, 2, 4, 8, 16
 	}
-	f.fields = append(f.fields, dkim.NewField(name, value))
+	fl := dkim.NewField(name, value)
+	// The name as the start of the field's own copy: name is part of
+	// the milter's copy of the packet (milter.cpair), not to be kept.
+	fl.Name = fl.Raw[:len(name)]
+	f.fields = append(f.fields, fl)
 	if f.keepRaw {
 		f.keep([]byte(name + ": " + strings.ReplaceAll(value, "\n", "\r\n") + "\r\n"))
 	}

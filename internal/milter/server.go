@@ -779,11 +779,8 @@ func (ss *session) handle(p packet) (bool, error) {
 		// After a final answer (such as too many fields) the rest cost
 		// nothing but their reading.
 		if !ss.done {
-			parts := cstrings(p.data)
-			if len(parts) < 2 {
-				parts = append(parts, "", "")
-			}
-			r = ss.call("header", func() Response { return ss.f.Header(parts[0], parts[1]) })
+			name, value := cpair(p.data)
+			r = ss.call("header", func() Response { return ss.f.Header(name, value) })
 		}
 		noReply = ss.protocol&ProtoNRHeader != 0
 	case cmdEOH:

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Commands the MTA sends (SMFIC_*).
@@ -170,19 +171,37 @@ func writePacket(w *bufio.Writer, cmd byte, data ...[]byte) error {
 	return err
 }
 
-// cstrings splits NUL-terminated strings.
+// cstrings splits NUL-terminated strings. They are substrings of one
+// copy of b, in a slice made to size: two allocations a packet, where a
+// copy each and the slice's growth were four for a header field.
 func cstrings(b []byte) []string {
-	var out []string
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, 0)
+	if len(b) == 0 {
+		return nil
+	}
+	n := bytes.Count(b, []byte{0})
+	if b[len(b)-1] != 0 {
+		n++
+	}
+	out := make([]string, 0, n)
+	for s := string(b); len(s) > 0; {
+		i := strings.IndexByte(s, 0)
 		if i < 0 {
-			out = append(out, string(b))
+			out = append(out, s)
 			break
 		}
-		out = append(out, string(b[:i]))
-		b = b[i+1:]
+		out = append(out, s[:i])
+		s = s[i+1:]
 	}
 	return out
+}
+
+// cpair is the first two NUL-terminated strings of b (a header field's
+// name and value), "" for those missing: one allocation.
+func cpair(b []byte) (first, second string) {
+	s := string(b)
+	first, rest, _ := strings.Cut(s, "\x00")
+	second, _, _ = strings.Cut(rest, "\x00")
+	return first, second
 }
 
 func cstr(parts ...string) []byte {
