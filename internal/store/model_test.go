@@ -679,3 +679,187 @@ func TestModelSumLog(t *testing.T) {
 		})
 	}
 }
+
+// TestModelFoldTwoHosts: two hosts on one PostgreSQL database learn
+// into one model at once, one of them importing counts in between,
+// while the model's log passes compactAt and is folded into the buckets
+// by whichever learns then: the model reads as the sum of what was
+// learnt and imported, the log was folded (it holds fewer changes than
+// were learnt), and a host's copy kept up to date as serve keeps it
+// (ModelDeltas, read whole again after a gap) reads the same as the
+// model.
+func TestModelFoldTwoHosts(t *testing.T) {
+	ctx := context.Background()
+	a, b := sharedPostgres(t)
+	const (
+		name = "bg"
+		bits = 18
+		per  = 60_000 // buckets a message
+	)
+	buckets := func(host, k int) []uint32 {
+		out := make([]uint32, per)
+		for i := range out {
+			out[i] = uint32((host*1_000_003+k*104_729+i)*0x9E3779B1) & (1<<bits - 1)
+		}
+		return out
+	}
+	classes := [2]string{"junk", "ham"}
+	imported := make([]classify.BucketCount, 1000)
+	for i := range imported {
+		imported[i] = classify.BucketCount{Bucket: uint32(i * 37), Junk: 1, Ham: 2}
+	}
+	// What the model must hold: each message's buckets in the class it
+	// ends with (the first three switch), and the import.
+	want := map[uint32]bucketDelta{}
+	var learnt int64 // changes written to the log
+	for host := range 2 {
+		for k := range 10 {
+			col := k % 2
+			if k < 3 {
+				col = 1 - col
+			}
+			seen := map[uint32]bool{}
+			for _, bk := range buckets(host, k) {
+				d := want[bk]
+				d[col]++
+				want[bk] = d
+				seen[bk] = true
+			}
+			learnt += int64(len(seen))
+			if k < 3 {
+				learnt += int64(len(seen)) // the switch: a change of each again
+			}
+		}
+	}
+	for _, r := range imported {
+		d := want[r.Bucket]
+		want[r.Bucket] = bucketDelta{d[0] + r.Junk, d[1] + r.Ham}
+	}
+	errc := make(chan error, 2)
+	for host, s := range []*Store{a, b} {
+		go func() {
+			learn := func(k int, class string) error {
+				_, err := s.LearnCounts(ctx, name, bits, []classify.Learning{{Key: fmt.Sprint(host, "/", k), Class: class, Buckets: buckets(host, k)}})
+				return err
+			}
+			for k := range 10 {
+				if err := learn(k, classes[k%2]); err != nil {
+					errc <- err
+					return
+				}
+				if host == 0 && k == 5 {
+					if err := s.AddCounts(ctx, name, bits, 0, 0, imported); err != nil {
+						errc <- err
+						return
+					}
+				}
+			}
+			for k := range 3 {
+				if err := learn(k, classes[1-k%2]); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	// Host b's copy, refreshed as the hosts learn.
+	copyOf := map[uint32]bucketDelta{}
+	var since int64
+	refresh := func() {
+		st, gap, err := b.ModelDeltas(ctx, name, since, func(c classify.BucketCount) {
+			d := copyOf[c.Bucket]
+			copyOf[c.Bucket] = bucketDelta{d[0] + c.Junk, d[1] + c.Ham}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gap {
+			clear(copyOf)
+			if st, err = b.ModelCounts(ctx, name, 0, func(c classify.BucketCount) {
+				copyOf[c.Bucket] = bucketDelta{c.Junk, c.Ham}
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		since = st.Version
+	}
+	for done := 0; done < 2; {
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done++
+		case <-time.After(20 * time.Millisecond):
+			refresh()
+		}
+	}
+	refresh()
+	whole := map[uint32]bucketDelta{}
+	if _, err := a.ModelCounts(ctx, name, 0, func(c classify.BucketCount) { whole[c.Bucket] = bucketDelta{c.Junk, c.Ham} }); err != nil {
+		t.Fatal(err)
+	}
+	nonzero := func(m map[uint32]bucketDelta) map[uint32]bucketDelta {
+		return maps.Collect(func(yield func(uint32, bucketDelta) bool) {
+			for k, v := range m {
+				if v != (bucketDelta{}) && !yield(k, v) {
+					return
+				}
+			}
+		})
+	}
+	for what, m := range map[string]map[uint32]bucketDelta{"the model": whole, "host b's copy": copyOf} {
+		got, wrong := nonzero(m), 0
+		for k := range want {
+			if got[k] != want[k] {
+				wrong++
+			}
+		}
+		if wrong > 0 || len(got) != len(want) {
+			t.Errorf("%s: %d buckets of %d with counts other than learnt (%d buckets in all)", what, wrong, len(want), len(got))
+		}
+	}
+	var pending int64
+	if err := a.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0) FROM model_deltas WHERE name = $1`, name).Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if pending >= learnt {
+		t.Errorf("the log holds %d changes of the %d learnt: never folded", pending, learnt)
+	}
+}
+
+// TestModelLogLZ4: on a PostgreSQL server that has LZ4, a batch's row of
+// the log is compressed with it (pglz took ten times as long), and
+// reads back as written.
+func TestModelLogLZ4(t *testing.T) {
+	ctx := context.Background()
+	s, _ := sharedPostgres(t)
+	if can, err := s.canLZ4(ctx); err != nil || !can {
+		t.Skipf("the server has no LZ4 (%v)", err)
+	}
+	item := classify.Learning{Key: "k", Class: "junk", Buckets: make([]uint32, 20_000)}
+	for i := range item.Buckets {
+		item.Buckets[i] = uint32(i*0x9E3779B1) & (1<<classify.DefaultBits - 1)
+	}
+	if _, err := s.LearnCounts(ctx, "lz4", classify.DefaultBits, []classify.Learning{item}); err != nil {
+		t.Fatal(err)
+	}
+	var method string
+	var stored, raw int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(pg_column_compression(deltas), 'none'), pg_column_size(deltas), octet_length(deltas)
+		FROM model_deltas WHERE name = 'lz4'`).Scan(&method, &stored, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if method != "lz4" || stored >= raw {
+		t.Errorf("the log's row: %s, %d octets stored of %d", method, stored, raw)
+	}
+	n := 0
+	if _, gap, err := s.ModelDeltas(ctx, "lz4", 0, func(c classify.BucketCount) {
+		if c.Junk == 1 && c.Ham == 0 {
+			n++
+		}
+	}); err != nil || gap || n != len(item.Buckets) {
+		t.Errorf("read back %d changes of junk 1 (gap %v, %v), want %d", n, gap, err, len(item.Buckets))
+	}
+}

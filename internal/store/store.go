@@ -51,6 +51,9 @@ type Store struct {
 	inserts insertCache
 	// grey are the greylist's statements (greylist.go).
 	grey greyStmts
+	// models is what the classifier's models keep here besides the
+	// database (model.go).
+	models modelsHere
 }
 
 type insertCache struct {
