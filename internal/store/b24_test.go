@@ -19,11 +19,13 @@ import (
 // leaves the details out and the rest of the verdict lists.
 func TestB24Details(t *testing.T) {
 	full := Details{
-		Stages: []StageResult{{Stage: "helo", Result: "pass"}, {Stage: "spf", Result: "fail", Reason: "domain a.test; matched -all"}, {Stage: "", Result: "x", Reason: ""}},
-		Hits:   []Hit{{Rule: "brand_from_domain", Weight: 45, Detail: "looks like bank.test"}, {Rule: "classify_ham", Weight: -7}, {Rule: "r", Weight: 0, Detail: "ünïcödé ✓"}},
+		Stages: []StageResult{{Stage: "helo", Result: "pass"}, {Stage: "spf", Result: "fail", Reason: "domain a.test; matched -all"}, {Stage: "", Result: "x", Reason: ""},
+			{Stage: "iprev", Result: "pass", Reason: "192.0.2.1 is mail.a.test, news@a.test"}},
+		Hits: []Hit{{Rule: "brand_from_domain", Weight: 45, Detail: "looks like bank.test"}, {Rule: "classify_ham", Weight: -7}, {Rule: "r", Weight: 0, Detail: "ünïcödé ✓"}},
 		Headers: []Header{
 			{Name: "Authentication-Results", Value: "mx.test; spf=pass smtp.mailfrom=a@b.test"},
 			{Name: "X-Empty", Value: ""},
+			{Name: "X-Mailwall-Score", Value: "3 (a=1 b=2); stage=content; spf=pass; dkim=none dkim=fail; dmarc=pass score reputation classify"},
 		},
 		Facts: []Fact{{Name: "protocol_state", Value: "RCPT"}, {Name: "list", Value: "block"}},
 	}
@@ -44,10 +46,12 @@ func TestB24Details(t *testing.T) {
 		t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 		vs := []Verdict{testVerdict(t0, "a.test", "192.0.2.1", "accept"), testVerdict(t0, "b.test", "192.0.2.2", "reject"), testVerdict(t0, "c.test", "192.0.2.3", "accept")}
 		vs[0].Details, vs[1].Details = full, hostile
+		vs[2].FromDomain, vs[2].MailFrom, vs[2].ClientIP = "", "", "" // no words of the row to stand for
+		vs[2].Details = full
 		if err := s.InsertVerdicts(ctx, vs); err != nil {
 			t.Fatal(err)
 		}
-		for i, want := range []Details{full, hostileWant, {}} {
+		for i, want := range []Details{full, hostileWant, full} {
 			got, err := s.Verdict(ctx, vs[i].ID)
 			if err != nil || got == nil {
 				t.Fatalf("verdict %d: %v %v", vs[i].ID, got, err)
@@ -69,11 +73,24 @@ func TestB24Details(t *testing.T) {
 			if err != nil || got == nil {
 				t.Fatalf("verdict: %v %v", got, err)
 			}
-			if !reflect.DeepEqual(got.Details, c.want) || got.FromDomain != "c.test" {
+			if !reflect.DeepEqual(got.Details, c.want) || got.Helo != "mail.c.test" {
 				t.Errorf("details %q: got %+v, want %+v", c.text, got.Details, c.want)
 			}
 		}
 	})
+}
+
+// TestB24DetailsWords: the compact form's words are control characters
+// short of its separators, and each stands for less than it takes.
+func TestB24DetailsWords(t *testing.T) {
+	if last := wordBase + len(detailsWords) - 1; last >= detailsEnd {
+		t.Errorf("%d words: the last is %#x, a separator or past them", len(detailsWords), last)
+	}
+	d := Details{Stages: []StageResult{{Stage: "dmarc", Result: "pass", Reason: "policy domain a.example, p=reject"}}}
+	enc := d.encode("x@a.example", "a.example", "")
+	if want := "\x03Sdmarc\x1fpass\x1f\x08\x02, p=reject\x1e"; enc != want {
+		t.Errorf("encoded %q, want %q", enc, want)
+	}
 }
 
 // TestB24DMARCJSON: the DMARC row columns are written as encoding/json

@@ -219,12 +219,13 @@ func verdictArgs(vs []Verdict, isBounded bool) []any {
 			b := bounded(v)
 			v = &b
 		}
-		details := v.Details.encode()
+		domain := strings.ToLower(v.FromDomain)
+		details := v.Details.encode(v.MailFrom, domain, v.ClientIP)
 		var features any
 		if v.Features != nil {
 			features = v.Features
 		}
-		args = append(args, v.At.Unix(), v.Node, v.QueueID, v.ClientIP, v.ClientName, v.Helo, v.MailFrom, strings.ToLower(v.FromDomain), strings.Join(v.Rcpts, " "),
+		args = append(args, v.At.Unix(), v.Node, v.QueueID, v.ClientIP, v.ClientName, v.Helo, v.MailFrom, domain, strings.Join(v.Rcpts, " "),
 			v.Action, v.Stage, v.Verdict, v.IPRev, v.SPF, v.DKIM, v.DMARC, v.ARC, v.Score, strings.Join(v.Rules, " "), strings.Join(v.Reasons, "\n"),
 			v.Source, v.HeaderFrom, v.MessageID, v.Subject, v.Size, v.Reply, details, features)
 	}
@@ -574,7 +575,7 @@ func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit 
 		if details != "" {
 			// A row this version cannot read still lists: its details
 			// are left out, the rest is shown.
-			v.Details = decodeDetails(details)
+			v.Details = decodeDetails(details, v.MailFrom, v.FromDomain, v.ClientIP)
 		}
 		out = append(out, v)
 	}
