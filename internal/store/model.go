@@ -732,9 +732,11 @@ func (mt modelTx) logDeltas(ctx context.Context, delta []bucketSum) error {
 	}
 	if mt.lz4 && len(buf) > 2000 {
 		// PostgreSQL compresses a value of more than 2 kB (TOAST),
-		// with pglz unless told otherwise: a batch's row of 1-2 MB
-		// took it half a second, LZ4 a tenth of that (and a fold
-		// reads it back faster). The setting is the transaction's.
+		// with pglz unless told otherwise: a batch of 1,000 of the
+		// corpus's messages cost the server 40-80 ms of CPU with
+		// pglz, 20-30 with LZ4, its other statements included (and
+		// 2 MB of changes less compressible 450 ms and 50). The
+		// setting is the transaction's.
 		if err := mt.exec(ctx, `SET LOCAL default_toast_compression = lz4`); err != nil {
 			return err
 		}

@@ -830,7 +830,7 @@ func TestModelFoldTwoHosts(t *testing.T) {
 }
 
 // TestModelLogLZ4: on a PostgreSQL server that has LZ4, a batch's row of
-// the log is compressed with it (pglz took ten times as long), and
+// the log is compressed with it (pglz took twice as long), and
 // reads back as written.
 func TestModelLogLZ4(t *testing.T) {
 	ctx := context.Background()
