@@ -12,7 +12,8 @@ const (
 	minWordRunes = 2
 	maxWordRunes = 24
 	// osbWindow is how many words before a word pair with it: distances
-	// one to three, as "a b", "a _ b", "a _ _ b".
+	// one to three, as "a b", "a _ b", "a _ _ b" (tokenizer.shift and
+	// pairGap are written out for three).
 	osbWindow = 3
 )
 
