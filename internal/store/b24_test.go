@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,11 +94,42 @@ func TestB24DetailsWords(t *testing.T) {
 	}
 }
 
-// TestB24DMARCJSON: the DMARC row columns are written as encoding/json
-// wrote them before (reports group rows by that text): the same octets
-// for ordinary rows, rows with nothing set and rows with characters
-// encoding/json escapes; and a field added to the dmarc types fails
-// here until appendRowJSON writes it too.
+// b24OldRecord is a DMARC row's record as the store wrote it before
+// the record form: json.Marshal of the row, Published zero.
+func b24OldRecord(t *testing.T, row dmarc.Row) string {
+	t.Helper()
+	row.Published = dmarc.PublishedPolicy{}
+	b, err := json.Marshal(row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// b24DMARCRows are rows to write: ordinary, empty, and with what
+// encoding/json escapes.
+func b24DMARCRows() []dmarc.Row {
+	base := testVerdict(time.Unix(0, 0), "bank.test", "192.0.2.1", "reject").DMARCRow.Row
+	odd := base
+	odd.SourceIP = netip.MustParseAddr("fe80::1%eth0")
+	odd.HeaderFrom, odd.EnvelopeFrom, odd.SPFDomain = `a"b\c<d>&e,"EnvelopeTo":""`, "ünï\u2028cödé\x00\x7f", "bad\xffutf8"
+	odd.EnvelopeTo, odd.SPFScope = "", ""
+	odd.Published = dmarc.PublishedPolicy{Domain: "<x>", P: "quarantine", SP: "none", NP: "reject", Testing: true, PSD: "y", Pct: 100, FailureReportingFO: "1:d\n"}
+	odd.DKIM = []dmarc.DKIMResult{}
+	odd.Reasons = []string{"sampled_out", "local_policy", ""}
+	multi := base
+	multi.DKIM = append(multi.DKIM, dmarc.DKIMResult{Domain: "esp.test", Selector: "", Result: "pass"})
+	multi.Reasons = []string{}
+	multi.Published.Pct = 0
+	return []dmarc.Row{base, odd, multi, {}}
+}
+
+// TestB24DMARCJSON: the DMARC row columns read back as the rows written
+// (Published, which the published column keeps, zero in the record);
+// the record is json.Marshal's with its zero fields left out, as the
+// migration rewrote the older rows (the same replacements here); and a
+// field added to the dmarc types fails here until appendRowJSON writes
+// it too.
 func TestB24DMARCJSON(t *testing.T) {
 	for typ, n := range map[reflect.Type]int{
 		reflect.TypeFor[dmarc.Row]():             14,
@@ -108,36 +140,77 @@ func TestB24DMARCJSON(t *testing.T) {
 			t.Errorf("%s has %d fields, appendRowJSON writes %d: write the new ones", typ, typ.NumField(), n)
 		}
 	}
-	base := testVerdict(time.Unix(0, 0), "bank.test", "192.0.2.1", "reject").DMARCRow.Row
-	odd := base
-	odd.SourceIP = netip.MustParseAddr("fe80::1%eth0")
-	odd.HeaderFrom, odd.EnvelopeFrom, odd.SPFDomain = `a"b\c<d>&e`, "ünï\u2028cödé\x00\x7f", "bad\xffutf8"
-	odd.Published = dmarc.PublishedPolicy{Domain: "<x>", P: "quarantine", SP: "none", NP: "reject", Testing: true, PSD: "y", Pct: 100, FailureReportingFO: "1:d\n"}
-	odd.DKIM = []dmarc.DKIMResult{}
-	odd.Reasons = []string{"sampled_out", "local_policy", ""}
-	multi := base
-	multi.DKIM = append(multi.DKIM, dmarc.DKIMResult{Domain: "esp.test", Selector: "k&1", Result: "pass"})
-	multi.Reasons = []string{}
-	for i, row := range []dmarc.Row{base, odd, multi, {}} {
-		pub, err := json.Marshal(row.Published)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := row
-		rec.Published = dmarc.PublishedPolicy{}
-		want, err := json.Marshal(rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+	patterns := []string{`,"Published":{"Domain":"","P":"","SP":"","NP":"","ADKIM":"","ASPF":"","Testing":false,"PSD":"","Pct":0,"DiscoveryMethod":"","FailureReportingFO":""}`,
+		`,"HeaderFrom":""`, `,"EnvelopeFrom":""`, `,"EnvelopeTo":""`, `,"PolicyDomain":""`, `,"Disposition":""`, `,"DKIMAligned":""`, `,"SPFAligned":""`,
+		`,"DKIM":null`, `,"SPFDomain":""`, `,"SPFScope":""`, `,"SPFResult":""`, `,"Reasons":null`}
+	for i, row := range b24DMARCRows() {
 		v := Verdict{DMARCRow: &DMARCRow{Row: row}}
 		args := dmarcRowArgs(&v)
-		if got := args[4].(string); got != string(want) {
-			t.Errorf("row %d record:\n got %s\nwant %s", i, got, want)
+		rec, pub := args[4].(string), args[5].(string)
+		want := b24OldRecord(t, row)
+		for _, p := range patterns {
+			want = strings.ReplaceAll(want, p, "")
 		}
-		if got := args[5].(string); got != string(pub) {
-			t.Errorf("row %d published:\n got %s\nwant %s", i, got, pub)
+		if rec != want {
+			t.Errorf("row %d record:\n got %s\nwant %s", i, rec, want)
+		}
+		var gotRow dmarc.Row
+		var gotPub dmarc.PublishedPolicy
+		if err := json.Unmarshal([]byte(rec), &gotRow); err != nil {
+			t.Fatalf("row %d: %v", i, err)
+		}
+		if err := json.Unmarshal([]byte(pub), &gotPub); err != nil {
+			t.Fatalf("row %d: %v", i, err)
+		}
+		// As the older form read back (invalid UTF-8 comes back U+FFFD).
+		var wantRow dmarc.Row
+		var wantPub dmarc.PublishedPolicy
+		oldPub, _ := json.Marshal(row.Published)
+		if json.Unmarshal([]byte(b24OldRecord(t, row)), &wantRow) != nil || json.Unmarshal(oldPub, &wantPub) != nil {
+			t.Fatal("the older form does not read back")
+		}
+		if !reflect.DeepEqual(gotRow, wantRow) || gotPub != wantPub {
+			t.Errorf("row %d read back:\n got %+v %+v\nwant %+v %+v", i, gotRow, gotPub, wantRow, wantPub)
 		}
 	}
+}
+
+// TestB24DMARCMigration: on a database of the schema before the record
+// form, the rows not yet reported are rewritten to it (a report groups
+// them with the rows written after), the rows reported are left alone.
+func TestB24DMARCMigration(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		rows := b24DMARCRows()
+		for i, row := range rows {
+			for _, report := range []any{nil, int64(7)} {
+				if _, err := s.db.ExecContext(ctx, `INSERT INTO dmarc_rows (at, policy_domain, source_ip, record, published, rua, ri, report_id)
+					VALUES ($1, 'bank.test', '', $2, '{}', '', -1, $3)`, i, b24OldRecord(t, row), report); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// As the schema before: the migration runs at the next Open.
+		if _, err := s.db.ExecContext(ctx, `UPDATE meta SET value = $1 WHERE key = 'schema'`, strconv.Itoa(len(migrations))); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i, row := range rows {
+			v := Verdict{DMARCRow: &DMARCRow{Row: row}}
+			want := map[bool]string{false: dmarcRowArgs(&v)[4].(string), true: b24OldRecord(t, row)}
+			for _, reported := range []bool{false, true} {
+				var got string
+				if err := s.db.QueryRowContext(ctx, `SELECT record FROM dmarc_rows WHERE at = $1 AND (report_id IS NOT NULL) = $2`, i, reported).Scan(&got); err != nil {
+					t.Fatal(err)
+				}
+				if got != want[reported] {
+					t.Errorf("row %d (reported %v):\n got %s\nwant %s", i, reported, got, want[reported])
+				}
+			}
+		}
+	})
 }
 
 // TestB24RecorderWritesBounded: the Recorder bounds a verdict once, as

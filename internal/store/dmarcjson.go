@@ -7,14 +7,19 @@ import (
 	"mailwall/internal/dmarc"
 )
 
-// The dmarc_rows columns record and published are dmarc.Row (its
-// Published zero) and dmarc.PublishedPolicy as encoding/json writes them:
-// reports group equal rows by the record's text, so the text must stay
-// what it was for the rows already written. These write the same octets
-// without reflection (encoding/json was a tenth of recording a verdict);
-// TestB24DMARCJSON holds them to json.Marshal, field by field.
+// The dmarc_rows columns record and published are dmarc.Row and
+// dmarc.PublishedPolicy as JSON that encoding/json reads back, written
+// here without reflection (encoding/json was a tenth of recording a
+// verdict). Reports group equal rows by the record's text, so the text
+// is canonical: json.Marshal's, field order and escapes included, but
+// for the fields left out when zero (which read back as zero): the
+// record's Published (always zero there: the published column has it),
+// its empty strings and nil lists. The migration that brought this form
+// rewrote the rows not yet reported to it (TestB24DMARCMigration), so
+// that a report's rows still group as one. published, read from one row
+// and not grouped, leaves out every zero field.
 
-// appendRowJSON appends json.Marshal(r) with r.Published zero.
+// appendRowJSON appends r (but for its Published) in the record form.
 func appendRowJSON(b []byte, r *dmarc.Row) []byte {
 	ip, _ := r.SourceIP.MarshalText()
 	b = append(b, `{"SourceIP":`...)
@@ -23,24 +28,23 @@ func appendRowJSON(b []byte, r *dmarc.Row) []byte {
 	b = appendJSONField(b, "EnvelopeFrom", r.EnvelopeFrom)
 	b = appendJSONField(b, "EnvelopeTo", r.EnvelopeTo)
 	b = appendJSONField(b, "PolicyDomain", r.PolicyDomain)
-	b = append(b, `,"Published":`...)
-	b = appendPublishedJSON(b, &dmarc.PublishedPolicy{})
 	b = appendJSONField(b, "Disposition", string(r.Disposition))
 	b = appendJSONField(b, "DKIMAligned", r.DKIMAligned)
 	b = appendJSONField(b, "SPFAligned", r.SPFAligned)
-	b = append(b, `,"DKIM":`...)
-	if r.DKIM == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
+	if r.DKIM != nil {
+		b = append(b, `,"DKIM":[`...)
 		for i, d := range r.DKIM {
 			if i > 0 {
 				b = append(b, ',')
 			}
+			// Whole, as json.Marshal writes it: rows of the older form
+			// were rewritten by their top-level fields only.
 			b = append(b, `{"Domain":`...)
 			b = appendJSONString(b, d.Domain)
-			b = appendJSONField(b, "Selector", d.Selector)
-			b = appendJSONField(b, "Result", d.Result)
+			b = append(b, `,"Selector":`...)
+			b = appendJSONString(b, d.Selector)
+			b = append(b, `,"Result":`...)
+			b = appendJSONString(b, d.Result)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -48,11 +52,8 @@ func appendRowJSON(b []byte, r *dmarc.Row) []byte {
 	b = appendJSONField(b, "SPFDomain", r.SPFDomain)
 	b = appendJSONField(b, "SPFScope", r.SPFScope)
 	b = appendJSONField(b, "SPFResult", r.SPFResult)
-	b = append(b, `,"Reasons":`...)
-	if r.Reasons == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
+	if r.Reasons != nil {
+		b = append(b, `,"Reasons":[`...)
 		for i, s := range r.Reasons {
 			if i > 0 {
 				b = append(b, ',')
@@ -64,7 +65,8 @@ func appendRowJSON(b []byte, r *dmarc.Row) []byte {
 	return append(b, '}')
 }
 
-// appendPublishedJSON appends json.Marshal(p).
+// appendPublishedJSON appends p in the published form: its Domain, then
+// the fields not zero.
 func appendPublishedJSON(b []byte, p *dmarc.PublishedPolicy) []byte {
 	b = append(b, `{"Domain":`...)
 	b = appendJSONString(b, p.Domain)
@@ -73,18 +75,24 @@ func appendPublishedJSON(b []byte, p *dmarc.PublishedPolicy) []byte {
 	b = appendJSONField(b, "NP", string(p.NP))
 	b = appendJSONField(b, "ADKIM", p.ADKIM)
 	b = appendJSONField(b, "ASPF", p.ASPF)
-	b = append(b, `,"Testing":`...)
-	b = strconv.AppendBool(b, p.Testing)
+	if p.Testing {
+		b = append(b, `,"Testing":true`...)
+	}
 	b = appendJSONField(b, "PSD", p.PSD)
-	b = append(b, `,"Pct":`...)
-	b = strconv.AppendInt(b, int64(p.Pct), 10)
+	if p.Pct != 0 {
+		b = append(b, `,"Pct":`...)
+		b = strconv.AppendInt(b, int64(p.Pct), 10)
+	}
 	b = appendJSONField(b, "DiscoveryMethod", p.DiscoveryMethod)
 	b = appendJSONField(b, "FailureReportingFO", p.FailureReportingFO)
 	return append(b, '}')
 }
 
-// appendJSONField appends ,"name":"s".
+// appendJSONField appends ,"name":"s", or nothing when s is empty.
 func appendJSONField(b []byte, name, s string) []byte {
+	if s == "" {
+		return b
+	}
 	b = append(append(append(append(b, ',', '"'), name...), '"'), ':')
 	return appendJSONString(b, s)
 }

@@ -289,4 +289,16 @@ var migrations = []string{
 	);
 	INSERT INTO model_folds (name, folded) SELECT name, version FROM model_meta WHERE true ON CONFLICT (name) DO NOTHING;
 	DROP INDEX IF EXISTS model_buckets_version`,
+
+	// DMARC rows' records leave out what is zero (dmarcjson.go): the
+	// rows not yet reported are rewritten to that form, so that a report
+	// groups them with the rows written after. Inside a JSON string a
+	// quote is escaped, so each pattern matches only the field itself.
+	`UPDATE dmarc_rows SET record =
+	REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(record,
+		',"Published":{"Domain":"","P":"","SP":"","NP":"","ADKIM":"","ASPF":"","Testing":false,"PSD":"","Pct":0,"DiscoveryMethod":"","FailureReportingFO":""}', ''),
+		',"HeaderFrom":""', ''), ',"EnvelopeFrom":""', ''), ',"EnvelopeTo":""', ''), ',"PolicyDomain":""', ''),
+		',"Disposition":""', ''), ',"DKIMAligned":""', ''), ',"SPFAligned":""', ''), ',"DKIM":null', ''),
+		',"SPFDomain":""', ''), ',"SPFScope":""', ''), ',"SPFResult":""', ''), ',"Reasons":null', '')
+	WHERE report_id IS NULL`,
 }
