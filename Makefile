@@ -59,7 +59,8 @@ FUZZ_TARGETS = \
 	internal/feedback:FuzzAttachments \
 	internal/ddns:FuzzRewriteSPF \
 	internal/labdns:FuzzUpdate \
-	internal/reputation:FuzzSimpleAngleAddr
+	internal/reputation:FuzzAngleAddr \
+	internal/mailbox:FuzzSimple
 
 fuzz:
 	@set -e; cache="$$($(GO) env GOCACHE)/fuzz/mailwall"; \

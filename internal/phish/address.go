@@ -12,6 +12,7 @@ import (
 	"golang.org/x/text/encoding/japanese"
 
 	"mailwall/internal/dkim"
+	"mailwall/internal/mailbox"
 )
 
 // Limits on reading an author field tolerantly, so that a hostile field
@@ -172,63 +173,13 @@ func parseMailbox1(raw string, charset func() string, list bool) Mailbox {
 	return m
 }
 
-// parseAddress is addressParser.Parse, with a shortcut for the form
-// most mail's From has, which it reads as the parser does.
+// parseAddress is addressParser.Parse, with mailbox.Simple's shortcut
+// for the forms most mail's From has, which it reads as the parser does.
 func parseAddress(v string) (*mail.Address, error) {
-	if name, addr, ok := simpleMailbox(v); ok {
+	if name, addr, ok := mailbox.Simple(v); ok {
 		return &mail.Address{Name: name, Address: addr}, nil
 	}
 	return addressParser.Parse(v)
-}
-
-// simpleMailbox reads "Words <local@domain>", "<local@domain>" and
-// "local@domain": words of ASCII letters and digits between spaces, a
-// local part of letters, digits and _+- in runs joined by single dots,
-// a domain of labels of letters, digits and hyphens. ok is false
-// for anything else (TestSimpleMailbox and FuzzSimpleMailbox hold it
-// to net/mail).
-func simpleMailbox(v string) (name, addr string, ok bool) {
-	if lt := strings.IndexByte(v, '<'); lt >= 0 {
-		if !strings.HasSuffix(v, ">") || !plainWords(v[:lt]) {
-			return "", "", false
-		}
-		name, addr = strings.TrimRight(v[:lt], " "), v[lt+1:len(v)-1]
-		if strings.Contains(name, "  ") {
-			name = strings.Join(strings.Fields(name), " ")
-		}
-	} else {
-		addr = v
-	}
-	local, domain, found := strings.Cut(addr, "@")
-	if !found || !dotAtom(local, "_+-") || !dotAtom(domain, "-") {
-		return "", "", false
-	}
-	return name, addr, true
-}
-
-// plainWords reports text of ASCII letters, digits and spaces, not
-// starting with a space.
-func plainWords(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ' ' && i > 0) {
-			return false
-		}
-	}
-	return true
-}
-
-// dotAtom reports one or more runs of ASCII letters, digits and the
-// bytes of extra, joined by single dots.
-func dotAtom(s, extra string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || strings.IndexByte(extra, c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // unfolder joins a folded field value (safe for concurrent use).

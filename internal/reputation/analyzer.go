@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailwall/internal/analysis"
+	"mailwall/internal/mailbox"
 )
 
 // The rules' names.
@@ -336,9 +337,13 @@ func alignedFrom(m *analysis.Message) string {
 			from = f.Value()
 		}
 	}
-	addr, ok := simpleAngleAddr(from)
+	from = strings.TrimSpace(strings.ReplaceAll(from, "\r\n", ""))
+	_, addr, ok := mailbox.Simple(from)
 	if !ok {
-		a, err := mail.ParseAddress(strings.TrimSpace(strings.ReplaceAll(from, "\r\n", "")))
+		addr, ok = angleAddr(from)
+	}
+	if !ok {
+		a, err := mail.ParseAddress(from)
 		if err != nil {
 			return ""
 		}
@@ -354,11 +359,15 @@ func alignedFrom(m *analysis.Message) string {
 	return addr
 }
 
-// simpleAngleAddr reads the common From, "Name <local@domain>" with
-// one angle bracket of each kind and a plain address inside, without
-// net/mail's parser (most of this analyzer's cost); anything else is
-// not simple and goes to the parser.
-func simpleAngleAddr(v string) (string, bool) {
+// angleAddr reads a From that ends in its one angle-bracketed address,
+// "Name <local@domain>", whatever the name (no quotes or backslashes):
+// what net/mail reads as one mailbox it reads as the same address
+// (FuzzAngleAddr), and it reads too the malformed names net/mail
+// rejects, as phishing writes them ("Brand ,_<a@b.example>", unquoted
+// commas and colons, raw 8-bit text), so that their sender keeps an
+// identity here. Encoded words in any charset pass as well, where
+// net/mail knows three.
+func angleAddr(v string) (string, bool) {
 	lt, gt := strings.IndexByte(v, '<'), strings.IndexByte(v, '>')
 	if lt < 0 || gt < lt || strings.Count(v, "<") != 1 || strings.Count(v, ">") != 1 || strings.TrimSpace(v[gt+1:]) != "" {
 		return "", false

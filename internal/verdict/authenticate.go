@@ -15,6 +15,7 @@ import (
 	"mailwall/internal/authres"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
+	"mailwall/internal/mailbox"
 	"mailwall/internal/spf"
 )
 
@@ -175,7 +176,7 @@ func parseFrom(fields []dkim.Field) (addrs, domains []string) {
 			continue
 		}
 		v := strings.TrimSpace(strings.ReplaceAll(f.Value(), "\r\n", ""))
-		if a, ok := simpleMailbox(v); ok {
+		if _, a, ok := mailbox.Simple(v); ok {
 			addrs = append(addrs, strings.ToLower(a))
 			domains = append(domains, toASCII(a[strings.LastIndexByte(a, '@')+1:]))
 			continue
@@ -202,57 +203,6 @@ func parseFrom(fields []dkim.Field) (addrs, domains []string) {
 		}
 	}
 	return addrs, domains
-}
-
-// simpleMailbox reads the From most mail has, one mailbox as
-// "local@domain" or "Display Name <local@domain>" in plain ASCII atoms,
-// without net/mail's parser: the address, as mail.ParseAddressList
-// gives it. Anything else (quoted strings, comments, encoded words,
-// dots in the name, several mailboxes, non-ASCII) is not simple: ok is
-// false and the parser reads it.
-func simpleMailbox(v string) (addr string, ok bool) {
-	name := ""
-	if strings.HasSuffix(v, ">") {
-		lt := strings.IndexByte(v, '<')
-		if lt < 0 {
-			return "", false
-		}
-		name, addr = v[:lt], v[lt+1:len(v)-1]
-	} else {
-		addr = v
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; !isAlnum(c) && c != ' ' && c != '-' && c != '_' && c != '\'' {
-			return "", false
-		}
-	}
-	at := strings.IndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 || !dotAtom(addr[:at], "+-_=") || !dotAtom(addr[at+1:], "-") {
-		return "", false
-	}
-	return addr, true
-}
-
-// dotAtom reports whether s is atoms of letters, digits and the bytes
-// of extra, joined by single dots.
-func dotAtom(s, extra string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case isAlnum(c) || strings.IndexByte(extra, c) >= 0:
-		case c == '.' && s[i-1] != '.':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 func toASCII(d string) string {
