@@ -69,6 +69,7 @@ func main() {
 	grey := flag.Bool("greylist", false, "also measure a mailwall with greylisting on against the same requests")
 	greyBase := flag.String("greylist-base", "", "with -greylist, a mailwall binary to measure greylisting's new triplets with too, in turns (A/B)")
 	withPy := flag.Bool("policyd-spf", true, "also measure postfix-policyd-spf-python and pyspf, when installed")
+	flag.StringVar(&stderrDir, "stderr", "", "write each mailwall's stderr (its logs) to a file in this directory, not discard it")
 	only := flag.String("only", "", "measure only the rows whose name contains this, and greylisting off's warm tcp row (for a profile of one case)")
 	flag.Parse()
 
@@ -278,6 +279,9 @@ func requests(n int, salt string) []string {
 // checkout's (-greylist-base).
 var baseBin string
 
+// stderrDir, when set (-stderr), keeps the servers' logs there.
+var stderrDir string
+
 // serverCPU, when set, is the CPU list the server processes are pinned to
 // (taskset).
 var serverCPU string
@@ -454,6 +458,13 @@ func startMailwall(dir, dnsAddr, logLevel, extra string) *mailwall {
 		args = append(args, "--cpuprofile", p)
 	}
 	m.cmd = command(bin, args...)
+	if stderrDir != "" {
+		f, err := os.Create(filepath.Join(stderrDir, filepath.Base(dir)+".log"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		m.cmd.Stderr = f
+	}
 	out, _ := m.cmd.StdoutPipe()
 	// Decision logs go to stderr, discarded: logging costs what it costs
 	// in production.
