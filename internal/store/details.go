@@ -36,13 +36,47 @@ const (
 	wordBase     = '\x05'
 )
 
-// detailsWords are what the stages' reasons and the headers added
-// repeat, longest first where one holds another; wordBase+i stands for
-// the i-th. Append only: rows keep the numbers.
+// detailsWords are what the stages and the headers added repeat;
+// wordBase+i stands for the i-th. Append only: rows keep the numbers.
+// encode writes a field that is one of them, or (wordPrefixes) begins
+// with one, so; a word elsewhere in a field is left as it is (finding
+// each in the text cost more than the octets saved).
 var detailsWords = [...]string{
 	"Authentication-Results", "X-Mailwall-Verdict", "X-Mailwall-Score", "policy domain ", " header.from=", " header.d=",
 	" header.s=", " header.a=rsa-sha256", " header.b=", " smtp.mailfrom=", " policy.iprev=", "=pass", "=none", "=fail",
 	"score ", "domain ", "matched ", " (action=", "; stage=", "reputation", "classify", "; dkim", "; dmarc", "; spf", "; arc",
+}
+
+// Words of detailsWords by use.
+const (
+	wordAR         = wordBase + 0
+	wordVerdictHdr = wordBase + 1
+	wordScoreHdr   = wordBase + 2
+	wordPolicyDom  = wordBase + 3
+	wordScore      = wordBase + 14
+	wordDomainSp   = wordBase + 15
+	wordMatched    = wordBase + 16
+	wordReputation = wordBase + 19
+	wordClassify   = wordBase + 20
+)
+
+// appendField appends s, as one word when it is one of detailsWords
+// (whole), or its first word (prefixes: the start of a stage's result
+// or reason) and the rest.
+func appendField(b []byte, s string, whole bool, prefixes ...byte) []byte {
+	if whole {
+		for _, c := range [...]byte{wordAR, wordVerdictHdr, wordScoreHdr, wordReputation, wordClassify} {
+			if s == detailsWords[c-wordBase] {
+				return append(b, c)
+			}
+		}
+	}
+	for _, c := range prefixes {
+		if rest, ok := strings.CutPrefix(s, detailsWords[c-wordBase]); ok {
+			return append(append(b, c), rest...)
+		}
+	}
+	return append(b, s...)
 }
 
 // encode is d in the compact form, "" when d is empty; mailFrom,
@@ -69,19 +103,23 @@ func (d *Details) encode(mailFrom, domain, ip string) string {
 	b := make([]byte, 0, n)
 	b = append(b, detailsV3...)
 	for _, s := range d.Stages {
-		b = append(append(append(append(append(append(append(b, 'S'), s.Stage...), detailsSep), s.Result...), detailsSep), s.Reason...), detailsEnd)
+		b = appendField(append(b, 'S'), s.Stage, true)
+		b = appendField(append(b, detailsSep), s.Result, false, wordScore)
+		b = appendField(append(b, detailsSep), s.Reason, false, wordPolicyDom, wordDomainSp, wordMatched)
+		b = append(b, detailsEnd)
 	}
 	for _, h := range d.Hits {
 		b = append(append(append(append(b, 'H'), h.Rule...), detailsSep), strconv.Itoa(h.Weight)...)
 		b = append(append(append(b, detailsSep), h.Detail...), detailsEnd)
 	}
 	for _, h := range d.Headers {
-		b = append(append(append(append(append(b, 'A'), h.Name...), detailsSep), h.Value...), detailsEnd)
+		b = appendField(append(b, 'A'), h.Name, true)
+		b = append(append(append(b, detailsSep), h.Value...), detailsEnd)
 	}
 	for _, f := range d.Facts {
 		b = append(append(append(append(append(b, 'F'), f.Name...), detailsSep), f.Value...), detailsEnd)
 	}
-	// The row's words first (an envelope sender holds its domain), each
+	// The row's words (an envelope sender holds its domain: first), each
 	// only when long enough to gain.
 	for _, w := range [...]struct {
 		c    byte
@@ -90,9 +128,6 @@ func (d *Details) encode(mailFrom, domain, ip string) string {
 		if len(w.word) >= 4 {
 			b = replaceWord(b, w.word, w.c)
 		}
-	}
-	for i, w := range detailsWords {
-		b = replaceWord(b, w, wordBase+byte(i))
 	}
 	return string(b)
 }

@@ -668,7 +668,15 @@ func cleanList(l []string, n, each int, noSpace bool) []string {
 // clean cuts s to n octets on a character boundary, with "…" when cut,
 // control characters and invalid UTF-8 made spaces or U+FFFD.
 func clean(s string, n int) string {
-	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }) {
+	// Most values are printable ASCII: one look at each octet.
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			ascii = false
+			break
+		}
+	}
+	if !ascii && strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }) {
 		s = strings.Map(func(r rune) rune {
 			if r < 0x20 || r == 0x7f {
 				return ' '
