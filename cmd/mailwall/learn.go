@@ -128,6 +128,8 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 		return nil
 	}
 	var n, changed int
+	p := &learnPipe{ls: [2]*classify.Learner{l, {St: st, Name: classify.SiteModel}}}
+	defer p.wait() // before the store closes, on an error too
 	for _, sub := range []string{"new", "cur"} {
 		ents, err := os.ReadDir(filepath.Join(*maildir, sub))
 		if err != nil {
@@ -142,20 +144,24 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 				return fmt.Errorf("%s --maildir: %w", name, err)
 			}
 			fields, body := classify.ParseMessage(raw)
-			if err := l.AddFor(ctx, raw, &classify.Message{Fields: fields, Body: body, Recipients: rcpts}, class, own); err != nil {
+			if err := p.learner().AddFor(ctx, raw, &classify.Message{Fields: fields, Body: body, Recipients: rcpts}, class, own); err != nil {
 				return err
 			}
 			n++
-			if l.Pending() == learnBatch {
-				if changed, err = flushLearner(ctx, l, changed); err != nil {
+			if p.learner().Pending() == learnBatch {
+				if err := p.flush(ctx); err != nil {
 					return err
 				}
 			}
 		}
 	}
-	if changed, err = flushLearner(ctx, l, changed); err != nil {
+	if err := p.flush(ctx); err != nil {
 		return err
 	}
+	if err := p.wait(); err != nil {
+		return err
+	}
+	changed = p.changed
 	fmt.Fprintf(stdout, "%d messages read, %d %s as %s (the others were already)\n", n, changed, map[bool]string{false: "learnt", true: "unlearnt"}[unlearn], strings.TrimPrefix(class, "!"))
 	return nil
 }
@@ -164,6 +170,54 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 // changes are summed per bucket and written as one row of the model's
 // log (BenchmarkModelLearnCorpusBatch).
 const learnBatch = 1000
+
+// learnPipe is learn --maildir's two learners taking turns: one's
+// batch is written to the store while the next is read, parsed and
+// extracted into the other, so that this process's work (extraction)
+// and the database's (the batch's statements and, now and then, the
+// fold of the model's log: seconds of PostgreSQL's CPU into a model of
+// a million buckets) overlap. One batch is written at a time, in
+// order: a message met in two batches ends as the later one says.
+type learnPipe struct {
+	ls       [2]*classify.Learner
+	cur      int                  // the learner batches are added to
+	inflight chan learnPipeResult // the write under way; nil: none
+	changed  int                  // messages that changed the model, of the writes done
+}
+
+type learnPipeResult struct {
+	changed int
+	err     error
+}
+
+// learner is the learner to add the next message to.
+func (p *learnPipe) learner() *classify.Learner { return p.ls[p.cur] }
+
+// flush writes the current learner's batch in the background, after
+// the write under way, and turns to the other learner.
+func (p *learnPipe) flush(ctx context.Context) error {
+	if err := p.wait(); err != nil {
+		return err
+	}
+	ch := make(chan learnPipeResult, 1)
+	go func(l *classify.Learner) {
+		n, err := flushLearner(ctx, l, 0)
+		ch <- learnPipeResult{n, err}
+	}(p.ls[p.cur])
+	p.inflight, p.cur = ch, 1-p.cur
+	return nil
+}
+
+// wait waits for the write under way, if any.
+func (p *learnPipe) wait() error {
+	if p.inflight == nil {
+		return nil
+	}
+	r := <-p.inflight
+	p.inflight = nil
+	p.changed += r.changed
+	return r.err
+}
 
 // flushLearner learns what l holds and adds the messages that changed
 // the model to changed.
