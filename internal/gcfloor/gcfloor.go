@@ -58,7 +58,7 @@ func Start(floor uint64) *Floor {
 		floor:   floor,
 		gc:      make(chan struct{}, 1),
 		done:    make(chan struct{}),
-		sample:  []metrics.Sample{{Name: "/gc/heap/live:bytes"}},
+		sample:  []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}},
 		percent: defaultPercent,
 	}
 	f.arm()
@@ -96,7 +96,8 @@ func (f *Floor) loop() {
 		case <-f.gc:
 		}
 		metrics.Read(f.sample)
-		if p := Percent(f.floor, f.sample[0].Value.Uint64()); p != f.percent {
+		roots := f.sample[1].Value.Uint64() + f.sample[2].Value.Uint64()
+		if p := Percent(f.floor, f.sample[0].Value.Uint64(), roots); p != f.percent {
 			// SetGCPercent stops the world briefly: only on a change.
 			debug.SetGCPercent(p)
 			f.percent = p
@@ -106,16 +107,26 @@ func (f *Floor) loop() {
 }
 
 // Percent is the GC percentage that puts the next heap goal at floor, or
-// at the runtime default's twice the live heap when that is more. It is
-// rounded up to a multiple of 25 so that small swings in the live heap do
-// not change it every collection.
-func Percent(floor, live uint64) int {
-	live = max(live, minLive)
-	if live*(100+defaultPercent)/100 >= floor {
+// the default when the default's goal is already there. The runtime's goal
+// is live + (live + roots) * GOGC/100, where roots are the stacks and
+// globals it scans (Go 1.18's pacer, "GC roots" in the GC guide): leaving
+// the roots out asked for a goal of 124 MB with 1 MB live and 3 MB of
+// globals, not the 32 MB floor. It is capped where the runtime's own
+// minimum goal would pass the floor. The result is rounded up to a multiple of
+// 25 so small changes of the live heap do not reset it each cycle.
+func Percent(floor, live, roots uint64) int {
+	scanned := max(live+roots, minLive)
+	if live+scanned*defaultPercent/100 >= floor {
 		return defaultPercent
 	}
-	// goal = live * (1 + p/100) >= floor
-	p := int((floor - live) * 100 / live)
+	p := int((floor - live) * 100 / scanned)
 	p = (p + 24) / 25 * 25
+	// The runtime never sets a goal under heapMinimum, 4 MB scaled by
+	// GOGC/100: past floor/4 MB * 100 that minimum alone would be the goal
+	// (3,200 made it 128 MB under a 32 MB floor).
+	p = min(p, int(floor*100/runtimeHeapMinimum))
 	return max(p, defaultPercent)
 }
+
+// runtimeHeapMinimum is the runtime's defaultHeapMinimum (runtime/mgcpacer.go).
+const runtimeHeapMinimum = 4 << 20
