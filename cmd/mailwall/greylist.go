@@ -88,6 +88,12 @@ func newMilterRcpt(cfg *config.Config, st *store.Store, res dnsx.Resolver, lc *l
 		if err != nil {
 			return nil, err
 		}
+		if g != nil {
+			// As the policy server: a deferral answered from a read, its
+			// triplet written with others milliseconds later (Close
+			// writes what waits).
+			g.StartWriteBehind(log)
+		}
 		r.grey = g
 	}
 	if cfg.DNSBL.RcptVia == "milter" {
@@ -128,7 +134,18 @@ func reloadMilterRcpt(p *atomic.Pointer[milterRcpt], cfg *config.Config, st *sto
 		log.Error("SIGHUP: the milter's greylisting and blocklists at RCPT not rebuilt, the old ones stay", "err", err)
 		return
 	}
-	p.Store(r)
+	old := p.Swap(r)
+	// Connections still open with the old stage go on with it: once
+	// closed, its greylister writes each triplet before answering.
+	old.close()
+}
+
+// close writes the triplets r's greylister still holds and stops its
+// write-behind; for a nil r or none, nothing.
+func (r *milterRcpt) close() {
+	if r != nil && r.grey != nil {
+		r.grey.Close()
+	}
 }
 
 // rcptTimeout bounds the store's part of one RCPT, as the policy

@@ -162,6 +162,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	milterRcpts := new(atomic.Pointer[milterRcpt]) // a reload swaps it
 	milterRcpts.Store(mrcpt)
+	// After the milter stops, before the store closes: the deferred
+	// triplets still waiting are written.
+	defer func() { milterRcpts.Load().close() }()
 	rebuildRcpt := func(c *config.Config) { reloadMilterRcpt(milterRcpts, c, st, resolver, listCache, met, log) }
 	var (
 		rec   *store.Recorder
