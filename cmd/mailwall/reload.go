@@ -82,6 +82,10 @@ type reloader struct {
 	rep *reputation.Reputation
 	// debug are log.debug_peers, which a reload applies (nil: none).
 	debug *debuglog.Peers
+	// rcpt rebuilds the milter's RCPT stage from the new config (nil:
+	// none), before "config reloaded" is logged: whoever waits for that
+	// line finds the stage in effect.
+	rcpt func(*config.Config)
 
 	running *config.Config
 	// live tells the dashboard the config in effect and the reloads
@@ -136,6 +140,9 @@ func (r *reloader) reload() (err error) {
 	r.policy.SetGreylist(grey)
 	if rules != nil {
 		r.milter.Store(rules)
+	}
+	if r.rcpt != nil {
+		r.rcpt(cfg)
 	}
 	if r.debug != nil {
 		// log.debug_peers applies now, the rest of log at a restart.

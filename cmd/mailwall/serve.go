@@ -235,7 +235,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	rl := &reloader{path: configPath(*cfgPath, defaultConfigFile), dnsFlag: *dnsFlag, res: resolver, policy: srv, milter: rules, observe: opts.Observe, observeHelo: opts.ObserveHelo, log: log, running: cfg,
-		live: live, store: st, rep: rep, observeGreylist: opts.ObserveGreylist, debug: debugPeers}
+		live: live, store: st, rep: rep, observeGreylist: opts.ObserveGreylist, debug: debugPeers,
+		// The milter's RCPT stage follows greylist.via and dnsbl.rcpt_via.
+		rcpt: rebuildRcpt}
 	err = waitForStop(ctx, sigs, errc, func() {
 		// Edits to DNS records must show at once: drop the cache.
 		st := resolver.Stats()
@@ -246,8 +248,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		err := rl.reload()
 		if err == nil {
-			// The milter's RCPT stage follows greylist.via and dnsbl.rcpt_via.
-			rebuildRcpt(rl.running)
 			// So does the Junk-folder watcher its settings.
 			junk.apply(rl.running)
 		}
