@@ -32,83 +32,94 @@ import "strings"
 // groups, domain literals, non-ASCII, line breaks) ok is false and the
 // caller parses v with net/mail.
 func Simple(v string) (name, addr string, ok bool) {
-	v = strings.Trim(v, " \t")
-	if !strings.HasSuffix(v, ">") {
+	v = trimWSP(v)
+	if v == "" || v[len(v)-1] != '>' {
 		if !addrSpec(v) {
 			return "", "", false
 		}
 		return "", v, true
 	}
-	lt := strings.IndexByte(v, '<')
-	if lt < 0 {
+	// The name first: what is not plain (quotes, encoded words) most
+	// often shows in its first bytes.
+	name, lt, ok := phrase(v)
+	if !ok || !addrSpec(v[lt+1:len(v)-1]) {
 		return "", "", false
 	}
-	addr = v[lt+1 : len(v)-1]
-	if !addrSpec(addr) {
-		return "", "", false
-	}
-	name, ok = phrase(v[:lt])
-	if !ok {
-		return "", "", false
-	}
-	return name, addr, true
+	return name, v[lt+1 : len(v)-1], true
 }
 
-// addrSpec reports whether s is local@domain, both dot-atoms.
+// addrSpec reports whether s is local@domain, both dot-atoms: runs of
+// ASCII atext joined by single dots (RFC 5322 §3.2.3).
 func addrSpec(s string) bool {
-	at := strings.IndexByte(s, '@')
-	return at > 0 && dotAtom(s[:at]) && dotAtom(s[at+1:])
-}
-
-// dotAtom reports whether s is runs of ASCII atext joined by single
-// dots (RFC 5322 §3.2.3's dot-atom-text).
-func dotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
-		return false
-	}
+	at := -1
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case atext(c):
-		case c == '.' && s[i-1] != '.':
+		c := s[i]
+		switch {
+		case in(c, atextLo, atextHi):
+		case c == '.' && i > 0 && i < len(s)-1 && s[i-1] != '.' && s[i-1] != '@' && s[i+1] != '@':
+		case c == '@' && at < 0 && i > 0 && i < len(s)-1:
+			at = i
 		default:
 			return false
 		}
 	}
-	return true
+	return at > 0
 }
 
-// phrase reads a display name that starts v (no leading white space):
-// words of atext, dots but no "=", between spaces and tabs, as net/mail
-// reads one (it takes a dot-atom for an atom, leading and trailing dots
-// too, and joins the words with one space). ok is false for any other
-// byte.
-func phrase(s string) (name string, ok bool) {
-	// joined: s[:end] is the name, its words apart by one space each;
-	// gap: the white space since the last word is other than one space.
-	end, joined, gap := 0, true, false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == ' ' || c == '\t':
-			gap = gap || c == '\t' || i == 0 || s[i-1] == ' '
-		case c == '.' || c != '=' && atext(c):
-			joined = joined && !gap
-			gap, end = false, i+1
-		default:
-			return "", false
+// phrase reads the display name that starts v (no leading white space)
+// up to the first "<", at lt: words of atext, dots but no "=", between
+// spaces and tabs, as net/mail reads one (it takes a dot-atom for an
+// atom, leading and trailing dots too, and joins the words with one
+// space). ok is false for any other byte, or no "<".
+func phrase(v string) (name string, lt int, ok bool) {
+	single := true // the words are apart by one space each
+	for lt = 0; lt < len(v); lt++ {
+		if c := v[lt]; !in(c, wordLo, wordHi) {
+			switch {
+			case c == '<':
+				name = trimWSP(v[:lt])
+				if !single {
+					name = strings.Join(strings.FieldsFunc(name, func(r rune) bool { return r == ' ' || r == '\t' }), " ")
+				}
+				return name, lt, true
+			case c == ' ' || c == '\t':
+				// A tab or a second space: net/mail makes one
+				// space of it (none after the last word).
+				single = single && c == ' ' && lt > 0 && v[lt-1] != ' '
+			default:
+				return "", 0, false
+			}
 		}
 	}
-	if joined {
-		return s[:end], true
-	}
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' }), " "), true
+	return "", 0, false
 }
 
-// atext reports RFC 5322 §3.2.3's atext in ASCII: letters, digits and
-// !#$%&'*+-/=?^_`{|}~.
-func atext(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+// trimWSP is s without the spaces and tabs at its start and end.
+func trimWSP(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
 	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Sets of ASCII bytes as bits, lo for 0-63, hi for 64-127: atext is RFC
+// 5322 §3.2.3's (letters, digits and !#$%&'*+-/=?^_`{|}~; TestAtext
+// holds the bits to that), a display name's words atext and dots
+// without "=".
+const (
+	atextLo = 0xa3ffacfa00000000
+	atextHi = 0x7fffffffc7fffffe
+	wordLo  = (atextLo | 1<<'.') &^ (1 << '=')
+	wordHi  = atextHi
+)
+
+// in reports whether c is in the set lo, hi.
+func in(c byte, lo, hi uint64) bool {
+	if c >= 64 {
+		lo = hi
+	}
+	return c < 128 && lo>>(c&63)&1 != 0
 }

@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"net/mail"
+	"strings"
 	"testing"
 )
 
@@ -79,6 +80,22 @@ func TestSimple(t *testing.T) {
 	}
 }
 
+// TestAtext: the bits of atext are RFC 5322 §3.2.3's atext, those of
+// a name's words atext and "." without "=".
+func TestAtext(t *testing.T) {
+	const specials = "!#$%&'*+-/=?^_`{|}~"
+	for i := range 256 {
+		c := byte(i)
+		want := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(specials, c) >= 0
+		if got := in(c, atextLo, atextHi); got != want {
+			t.Errorf("atext %q: %v, want %v", c, got, want)
+		}
+		if want := (want || c == '.') && c != '='; in(c, wordLo, wordHi) != want {
+			t.Errorf("name word %q: %v, want %v", c, !want, want)
+		}
+	}
+}
+
 // FuzzSimple: on any value Simple reads, net/mail reads the same one
 // mailbox.
 func FuzzSimple(f *testing.F) {
@@ -101,4 +118,26 @@ func checkNetMail(t *testing.T, v string) {
 	if l, err := mail.ParseAddressList(v); err != nil || len(l) != 1 || l[0].Name != name || l[0].Address != addr {
 		t.Errorf("%q: Simple %q %q, net/mail's ParseAddressList %v %v", v, name, addr, l, err)
 	}
+}
+
+// BenchmarkSimple: the shortcut against net/mail's ParseAddress on the
+// From of most mail.
+func BenchmarkSimple(b *testing.B) {
+	const v = "Alice Smith <alice.smith@example.test>"
+	b.Run("simple", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, ok := Simple(v); !ok {
+				b.Fatal("not simple")
+			}
+		}
+	})
+	b.Run("net_mail", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := mail.ParseAddress(v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
