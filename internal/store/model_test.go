@@ -334,7 +334,7 @@ func BenchmarkModelLearnCorpusBatch(b *testing.B) {
 			}
 			wait()
 			// The fold of the log into the buckets, which learning does
-			// every 2^21 changes, timed here for the b.N messages alone:
+			// every 2^20 changes, timed here for the b.N messages alone:
 			// a bound on what they cost in all.
 			if err := s.CompactModel(ctx, classify.SiteModel); err != nil {
 				b.Fatal(err)
