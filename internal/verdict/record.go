@@ -1,11 +1,12 @@
 package verdict
 
 import (
-	"fmt"
 	"mime"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
@@ -39,12 +40,55 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 		v.Details.Hits = append(v.Details.Hits, store.Hit{Rule: h.Rule, Weight: h.Weight, Detail: h.Detail})
 	}
 	for _, h := range r.Headers {
-		v.Details.Headers = append(v.Details.Headers, store.Header{Name: h.Name, Value: strings.Join(strings.Fields(h.Value), " ")})
+		v.Details.Headers = append(v.Details.Headers, store.Header{Name: h.Name, Value: oneLine(h.Value)})
 	}
 	if d := r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == dmarc.Pass || d.Result == dmarc.Fail) {
 		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
 	}
 	return v
+}
+
+// oneLine is s with its runs of white space (a folded header's line
+// breaks among them) made one space and none at either end, as
+// strings.Join(strings.Fields(s), " ") has it; s itself when it is so
+// already.
+func oneLine(s string) string {
+	dirty := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c > ' ' {
+			if c >= utf8.RuneSelf {
+				return strings.Join(strings.Fields(s), " ") // Unicode's spaces too
+			}
+			continue
+		}
+		if !dirty && asciiSpace(c) && (c != ' ' || i == 0 || i == len(s)-1 || s[i+1] == ' ') {
+			dirty = true
+		}
+	}
+	if !dirty {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' && asciiSpace(c) {
+			space = len(b) > 0
+			continue
+		}
+		if space {
+			b = append(b, ' ')
+			space = false
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+// asciiSpace is strings.Fields's white space in ASCII.
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
 // SentReply is the SMTP reply a client gets for r: its Reply for a
@@ -117,7 +161,7 @@ func (r *Result) stageResults() []store.StageResult {
 	add("arc", string(r.ARC.Result), r.ARC.Reason)
 	dm := r.DMARC.Reason
 	if r.DMARC.PolicyDomain != "" {
-		dm = strings.TrimSuffix(fmt.Sprintf("policy domain %s, p=%s; %s", r.DMARC.PolicyDomain, r.DMARC.Policy, dm), "; ")
+		dm = strings.TrimSuffix("policy domain "+r.DMARC.PolicyDomain+", p="+string(r.DMARC.Policy)+"; "+dm, "; ")
 	}
 	if r.DMARC.PolicyDNSSEC != "" {
 		dm = strings.TrimPrefix(dm+"; policy dnssec "+r.DMARC.PolicyDNSSEC, "; ")
@@ -129,7 +173,7 @@ func (r *Result) stageResults() []store.StageResult {
 	for _, a := range r.Analyses {
 		score := analysis.Score(a.Hits)
 		why := strings.Join(a.Problems, "; ")
-		add(a.Name, fmt.Sprintf("score %d", score), why)
+		add(a.Name, "score "+strconv.Itoa(score), why)
 	}
 	return out
 }
