@@ -22,29 +22,9 @@ func (ix *brandIndex) matchInEvery(out []brandMatch, s string, near, common bool
 	for _, tk := range compoundTokens(nil, folded) {
 		tok := tk.text
 		skel := skeleton(tok)
-		mapped := skel != tok
 		lookAlike := near && len(skel) <= maxNearToken && !ordinaryWords[tok] && !ordinaryWords[skel] && !ix.exact[tok]
 		for _, bn := range ix.names {
-			how, name := "", bn.word
-			if bn.common {
-				switch {
-				case !common || tk.tail:
-				case tok == name:
-					how = "name"
-				case mapped && skel == name:
-					how = "homoglyph"
-				}
-			} else {
-				switch {
-				case tok == name || len(name) >= 6 && len(tok) > len(name) && strings.Contains(tok, name):
-					how = "name"
-				case mapped && (skel == name || len(name) >= 6 && len(skel) > len(name) && strings.Contains(skel, name)):
-					how = "homoglyph"
-				case lookAlike && len(name) >= 6 && nearSubstring(skel, name) && nearOutsideOrdinary(skel, name):
-					how = "look-alike"
-				}
-			}
-			if how != "" {
+			if how := bn.how(tk, skel, common, lookAlike); how != "" {
 				add(brandMatch{brand: bn.brand, how: how, token: tok})
 			}
 		}

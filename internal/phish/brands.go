@@ -290,29 +290,7 @@ func (ix *brandIndex) matchIn(out []brandMatch, s string, near, common bool) []b
 		for w, word := range set {
 			for ; word != 0; word &= word - 1 {
 				bn := &ix.names[w<<6|bits.TrailingZeros64(word)]
-				how, name := "", bn.word
-				if bn.common {
-					// Whole tokens only, homoglyphs included.
-					switch {
-					case !common || tk.tail:
-						// "Start-ups", "follow-ups": the second word
-						// of a compound is the ordinary word.
-					case tok == name:
-						how = "name"
-					case mapped && skel == name:
-						how = "homoglyph"
-					}
-				} else {
-					switch {
-					case tok == name || len(name) >= 6 && len(tok) > len(name) && strings.Contains(tok, name):
-						how = "name"
-					case mapped && (skel == name || len(name) >= 6 && len(skel) > len(name) && strings.Contains(skel, name)):
-						how = "homoglyph"
-					case lookAlike && len(name) >= 6 && nearSubstring(skel, name) && nearOutsideOrdinary(skel, name):
-						how = "look-alike"
-					}
-				}
-				if how != "" {
+				if how := bn.how(tk, skel, common, lookAlike); how != "" {
 					add(brandMatch{brand: bn.brand, how: how, token: tok})
 				}
 			}
@@ -368,6 +346,35 @@ type brandName struct {
 	brand  int // index in brandIndex.brands
 	word   string
 	common bool
+}
+
+// how says how token tk, of skeleton skel, matches the name: "name",
+// "homoglyph", "look-alike" or "" (not at all); common and lookAlike
+// say whether a common word's name and a look-alike count here.
+func (bn *brandName) how(tk compoundToken, skel string, common, lookAlike bool) string {
+	tok, name, mapped := tk.text, bn.word, skel != tk.text
+	if bn.common {
+		// Whole tokens only, homoglyphs included.
+		switch {
+		case !common || tk.tail:
+			// "Start-ups", "follow-ups": the second word of a
+			// compound is the ordinary word.
+		case tok == name:
+			return "name"
+		case mapped && skel == name:
+			return "homoglyph"
+		}
+		return ""
+	}
+	switch {
+	case tok == name || len(name) >= 6 && len(tok) > len(name) && strings.Contains(tok, name):
+		return "name"
+	case mapped && (skel == name || len(name) >= 6 && len(skel) > len(name) && strings.Contains(skel, name)):
+		return "homoglyph"
+	case lookAlike && len(name) >= 6 && nearSubstring(skel, name) && nearOutsideOrdinary(skel, name):
+		return "look-alike"
+	}
+	return ""
 }
 
 // maxNearToken bounds the tokens searched for look-alikes (a label or a

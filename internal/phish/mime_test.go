@@ -32,15 +32,7 @@ func TestExtractBrokenParts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fields, body := msg(t, tc.raw)
 			c := Extract(fields, body)
-			var got []string
-			for _, l := range c.Links {
-				s := l.Href
-				if l.Text != "" {
-					s += "|" + l.Text
-				}
-				got = append(got, s)
-			}
-			if !slices.Equal(got, tc.links) {
+			if got := linkStrings(c.Links); !slices.Equal(got, tc.links) {
 				t.Errorf("links %q, want %q (problems %q)", got, tc.links, c.Problems)
 			}
 			if (len(c.Problems) > 0) != tc.problem {
@@ -48,6 +40,20 @@ func TestExtractBrokenParts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// linkStrings writes each link as its href, then "|" and its text when
+// it has one, for comparing with a test's expectation.
+func linkStrings(links []Link) []string {
+	var out []string
+	for _, l := range links {
+		s := l.Href
+		if l.Text != "" {
+			s += "|" + l.Text
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func TestDecodeBounded(t *testing.T) {
@@ -134,15 +140,7 @@ func TestScanBounds(t *testing.T) {
 	} {
 		fields, body := msg(t, tc.raw)
 		c := Extract(fields, body)
-		var got []string
-		for _, l := range c.Links {
-			s := l.Href
-			if l.Text != "" {
-				s += "|" + l.Text
-			}
-			got = append(got, s)
-		}
-		if !slices.Equal(got, tc.links) {
+		if got := linkStrings(c.Links); !slices.Equal(got, tc.links) {
 			t.Errorf("%s: links %q, want %q", tc.name, got, tc.links)
 		}
 	}
