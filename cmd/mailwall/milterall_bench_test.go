@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwall/internal/benchmsg"
 	"mailwall/internal/config"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
@@ -101,13 +102,7 @@ func allMilterFilter(b *testing.B) (*milterFilter, [][2]string, []byte) {
 		noReply: rules.noReply, limits: milterHeaderLimits(cfg.Milter), rep: rep}
 
 	// bench/milter's small message (its -all link), signed.
-	var body strings.Builder
-	body.WriteString("Your statement is ready: https://www.example.test/account/statement?id=4711\r\n")
-	for body.Len() < 2<<10 {
-		body.WriteString("The quick brown fox jumps over the lazy dog, again and again and again.\r\n")
-	}
-	m := "From: Sender <sender@example.test>\r\nTo: rcpt@rcpt.test\r\nSubject: benchmark\r\nDate: Sun, 22 Nov 2026 12:00:00 +0000\r\n" +
-		"Message-ID: <bench@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + body.String()
+	m := benchmsg.Header + benchmsg.Body(2<<10, true)
 	signer := &dkim.Signer{Domain: "example.test", Selector: "sel", Key: key}
 	sig, err := signer.Sign(strings.NewReader(m))
 	if err != nil {

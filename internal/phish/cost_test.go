@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"mailwall/internal/analysis"
+	"mailwall/internal/benchmsg"
 )
 
 // costHeader is the header of bench/milter's messages, with a
@@ -16,20 +17,11 @@ const costHeader = "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=exam
 	" b=dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZSwganVzdCBpdHMgbGVuZ3RoIGZvciB0aGUgYmVuY2htYXJr\r\n" +
 	"  dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZSwganVzdCBpdHMgbGVuZ3RoIGZvciB0aGUgYmVuY2htYXJr\r\n" +
 	"  dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZSwganVzdCBpdHMgbGVuZ3RoIGZvciB0aGUgYmVuY2htYXJr\r\n" +
-	"From: Sender <sender@example.test>\r\nTo: rcpt@rcpt.test\r\nSubject: benchmark\r\n" +
-	"Date: Sun, 22 Nov 2026 12:00:00 +0000\r\nMessage-ID: <bench@example.test>\r\nMIME-Version: 1.0\r\n" +
-	"Content-Type: text/plain\r\n\r\n"
+	benchmsg.Header
 
 // costBody is bench/milter's body of about size octets with its link
 // in the first line.
-func costBody(size int) string {
-	var b strings.Builder
-	b.WriteString("Your statement is ready: https://www.example.test/account/statement?id=4711\r\n")
-	for b.Len() < size {
-		b.WriteString("The quick brown fox jumps over the lazy dog, again and again and again.\r\n")
-	}
-	return b.String()
-}
+func costBody(size int) string { return benchmsg.Body(size, true) }
 
 // BenchmarkAnalyzeSmallLink is what the milter's phishing analyzer costs
 // on bench/milter's small message (2 KB of text with one link),
