@@ -48,6 +48,9 @@ FUZZ_TARGETS = \
 	internal/dnsbl:FuzzParseSites \
 	internal/dnsbl:FuzzNormalizeDomainFastPath \
 	internal/phish:FuzzMailbox \
+	internal/phish:FuzzHTMLTags \
+	internal/phish:FuzzHiddenStyle \
+	internal/phish:FuzzNextURL \
 	internal/authres:FuzzParse \
 	internal/dmarc:FuzzParseRecord \
 	internal/dmarc:FuzzMailbox \
@@ -56,6 +59,7 @@ FUZZ_TARGETS = \
 	internal/feedback:FuzzParse \
 	internal/classify:FuzzExtract \
 	internal/classify:FuzzDecodeCompact \
+	internal/classify:FuzzTokenizer \
 	internal/feedback:FuzzAttachments \
 	internal/ddns:FuzzRewriteSPF \
 	internal/labdns:FuzzUpdate \
