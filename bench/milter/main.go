@@ -65,6 +65,7 @@ import (
 
 	"mailwall/bench/internal/proc"
 	"mailwall/bench/internal/repeat"
+	"mailwall/internal/benchmsg"
 	"mailwall/internal/dkim"
 	"mailwall/internal/milter"
 )
@@ -260,15 +261,7 @@ func main() {
 // message builds a signed message with a body of about size bytes; link
 // puts a link in its first line.
 func message(s *dkim.Signer, size int, link bool) []byte {
-	var body bytes.Buffer
-	if link {
-		body.WriteString("Your statement is ready: https://www.example.test/account/statement?id=4711\r\n")
-	}
-	line := "The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
-	for body.Len() < size {
-		body.WriteString(line)
-	}
-	m := "From: Sender <sender@example.test>\r\nTo: rcpt@rcpt.test\r\nSubject: benchmark\r\nDate: Sun, 22 Nov 2026 12:00:00 +0000\r\nMessage-ID: <bench@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + body.String()
+	m := benchmsg.Header + benchmsg.Body(size, link)
 	sig, err := s.Sign(strings.NewReader(m))
 	if err != nil {
 		log.Fatal(err)
