@@ -6,13 +6,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"mailwall/internal/analysis"
+	"mailwall/internal/benchmsg"
 	"mailwall/internal/dkim"
 	"mailwall/internal/phish"
 )
@@ -198,17 +198,6 @@ func BenchmarkClassifyCPU(b *testing.B) {
 	}
 }
 
-// benchText is text of about size octets as bench/milter's messages have
-// it: one line with a link, then one sentence over and over.
-func benchText(size int) string {
-	var b strings.Builder
-	b.WriteString("Your statement is ready: https://www.example.test/account/statement?id=4711\r\n")
-	for b.Len() < size {
-		b.WriteString("The quick brown fox jumps over the lazy dog, again and again and again.\r\n")
-	}
-	return b.String()
-}
-
 // BenchmarkClassifyCPUSizes: the CPU time of classifying bench/milter's
 // messages, of 2 KiB, 64 KiB and 1 MB of text, the text handed over
 // whole (not cut by the content extraction's own bound), so that only
@@ -221,8 +210,8 @@ func BenchmarkClassifyCPUSizes(b *testing.B) {
 		name string
 		n    int
 	}{{"2KiB", 2 << 10}, {"64KiB", 64 << 10}, {"1MB", 1 << 20}} {
-		text := benchText(size.n)
-		raw := "From: Sender <sender@example.test>\r\nTo: rcpt@rcpt.test\r\nSubject: benchmark\r\nDate: Sun, 22 Nov 2026 12:00:00 +0000\r\nMessage-ID: <bench@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + text
+		text := benchmsg.Body(size.n, true)
+		raw := benchmsg.Header + text
 		fields, body := ParseMessage([]byte(raw))
 		content := phish.Content{Subject: "benchmark", Text: text, Links: []phish.Link{{Href: "https://www.example.test/account/statement?id=4711"}}}
 		m := &Message{Fields: fields, Body: body, Recipients: []string{"rcpt@rcpt.test"}, Content: &content}
@@ -256,7 +245,7 @@ func BenchmarkAnalyzeCPU(b *testing.B) {
 		name string
 		n    int
 	}{{"2KiB", 2 << 10}, {"1MB", 1 << 20}} {
-		raw := "From: Sender <sender@example.test>\r\nTo: rcpt@rcpt.test\r\nSubject: benchmark\r\nDate: Sun, 22 Nov 2026 12:00:00 +0000\r\nMessage-ID: <bench@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + benchText(size.n)
+		raw := benchmsg.Header + benchmsg.Body(size.n, true)
 		fields, body := ParseMessage([]byte(raw))
 		content := phish.Extract(fields, body)
 		decode := func([]dkim.Field, []byte) phish.Content { return content }
