@@ -63,7 +63,7 @@ FUZZ_TARGETS = \
 	internal/feedback:FuzzAttachments \
 	internal/ddns:FuzzRewriteSPF \
 	internal/labdns:FuzzUpdate \
-	internal/reputation:FuzzAngleAddr \
+	internal/mailbox:FuzzAngle \
 	internal/mailbox:FuzzSimple
 
 fuzz:

@@ -9,7 +9,10 @@
 // exactly as net/mail reads them, and says when a value is anything
 // else, so that the caller asks net/mail: it is a shortcut, never a
 // second parser with its own view of what an address is.
-// TestSimple and FuzzSimple hold it to net/mail.
+// TestSimple and FuzzSimple hold it to net/mail. Angle is the tolerant
+// reading a mail client makes of a From net/mail refuses (an
+// undecodable name, an unquoted comma): the one address in angle
+// brackets at its end.
 package mailbox
 
 import "strings"
@@ -122,4 +125,26 @@ func in(c byte, lo, hi uint64) bool {
 		lo = hi
 	}
 	return c < 128 && lo>>(c&63)&1 != 0
+}
+
+// Angle reads a From that ends in its one angle-bracketed address,
+// "Name <local@domain>", whatever the name (no quotes or backslashes):
+// what net/mail reads as one mailbox it reads as the same address
+// (FuzzAngle), and it reads too the malformed names net/mail
+// rejects, as phishing writes them ("Brand ,_<a@b.example>", unquoted
+// commas and colons, raw 8-bit text), so that their sender keeps an
+// identity where a mail client shows one. Encoded words in any charset pass as well, where
+// net/mail knows three.
+func Angle(v string) (string, bool) {
+	lt, gt := strings.IndexByte(v, '<'), strings.IndexByte(v, '>')
+	if lt < 0 || gt < lt || strings.Count(v, "<") != 1 || strings.Count(v, ">") != 1 || strings.TrimSpace(v[gt+1:]) != "" {
+		return "", false
+	}
+	addr := v[lt+1 : gt]
+	at := strings.IndexByte(addr, '@')
+	if at <= 0 || at != strings.LastIndexByte(addr, '@') || at == len(addr)-1 ||
+		strings.ContainsAny(addr, " \t\r\n\"(),:;[]\\") || strings.ContainsAny(v[:lt], "\"\\") {
+		return "", false
+	}
+	return addr, true
 }

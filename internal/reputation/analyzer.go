@@ -340,7 +340,7 @@ func alignedFrom(m *analysis.Message) string {
 	from = strings.TrimSpace(strings.ReplaceAll(from, "\r\n", ""))
 	_, addr, ok := mailbox.Simple(from)
 	if !ok {
-		addr, ok = angleAddr(from)
+		addr, ok = mailbox.Angle(from)
 	}
 	if !ok {
 		a, err := mail.ParseAddress(from)
@@ -357,28 +357,6 @@ func alignedFrom(m *analysis.Message) string {
 		return ""
 	}
 	return addr
-}
-
-// angleAddr reads a From that ends in its one angle-bracketed address,
-// "Name <local@domain>", whatever the name (no quotes or backslashes):
-// what net/mail reads as one mailbox it reads as the same address
-// (FuzzAngleAddr), and it reads too the malformed names net/mail
-// rejects, as phishing writes them ("Brand ,_<a@b.example>", unquoted
-// commas and colons, raw 8-bit text), so that their sender keeps an
-// identity here. Encoded words in any charset pass as well, where
-// net/mail knows three.
-func angleAddr(v string) (string, bool) {
-	lt, gt := strings.IndexByte(v, '<'), strings.IndexByte(v, '>')
-	if lt < 0 || gt < lt || strings.Count(v, "<") != 1 || strings.Count(v, ">") != 1 || strings.TrimSpace(v[gt+1:]) != "" {
-		return "", false
-	}
-	addr := v[lt+1 : gt]
-	at := strings.IndexByte(addr, '@')
-	if at <= 0 || at != strings.LastIndexByte(addr, '@') || at == len(addr)-1 ||
-		strings.ContainsAny(addr, " \t\r\n\"(),:;[]\\") || strings.ContainsAny(v[:lt], "\"\\") {
-		return "", false
-	}
-	return addr, true
 }
 
 func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }

@@ -183,15 +183,27 @@ func parseFrom(fields []dkim.Field) (addrs, domains []string) {
 		}
 		list, err := mail.ParseAddressList(v)
 		if err != nil {
+			var found []string
 			for _, part := range strings.Split(v, "@")[1:] {
 				if end := strings.IndexAny(part, " >,;\t\"()"); end >= 0 {
 					part = part[:end]
 				}
 				if d := strings.TrimRight(part, "."); d != "" {
-					d = toASCII(d)
-					domains = append(domains, d)
-					addrs = append(addrs, "@"+d)
+					found = append(found, toASCII(d))
 				}
+			}
+			// One domain and the one address a mail client shows (a name in
+			// a charset net/mail cannot decode, an unquoted comma): the
+			// address, so that the lists' address entries match it. The
+			// domains stay as they were read either way.
+			if a, ok := mailbox.Angle(v); ok && len(found) == 1 && toASCII(a[strings.LastIndexByte(a, '@')+1:]) == found[0] {
+				addrs = append(addrs, strings.ToLower(a))
+				domains = append(domains, found[0])
+				continue
+			}
+			for _, d := range found {
+				domains = append(domains, d)
+				addrs = append(addrs, "@"+d)
 			}
 			continue
 		}

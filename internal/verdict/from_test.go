@@ -23,6 +23,11 @@ func TestParseFrom(t *testing.T) {
 		{[]string{"x@bücher.test"}, "x@bücher.test", "xn--bcher-kva.test"},
 		{[]string{"Folded\r\n <f@example.test>"}, "f@example.test", "example.test"},
 		{[]string{"undisclosed"}, "", ""},
+		// A name net/mail cannot read, one address: the address.
+		{[]string{"=?ISO-2022-JP?B?GyRCOjRGIzJWO1IbKEI=?= <Hanako@Friend.example>"}, "hanako@friend.example", "friend.example"},
+		{[]string{"Microsoft account team ,_<no-reply@ms.example>"}, "no-reply@ms.example", "ms.example"},
+		// Two domains read: both stay, no address is picked.
+		{[]string{"support@brand.example <x@evil.test>"}, "@brand.example,@evil.test", "brand.example,evil.test"},
 	} {
 		var fields []dkim.Field
 		for _, f := range tc.from {
