@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"reflect"
@@ -236,4 +237,47 @@ func TestB24RecorderWritesBounded(t *testing.T) {
 		strings.ContainsRune(got[0].Details.Stages[0].Reason, detailsEnd) {
 		t.Errorf("not bounded: helo %d octets, details %+v", len(got[0].Helo), got[0].Details)
 	}
+}
+
+// TestB24FlushSeenChunks: the message counts owed for many domains (more
+// than one statement's chunk) are all written, each row's last sighting
+// the later of its own and the owed one.
+func TestB24FlushSeenChunks(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		day1 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+		const n = 150 // chunks of 64, 64, 16, 4 and 2
+		for i := range n {
+			if _, _, err := s.SeenDomain(ctx, fmt.Sprintf("d%d.test", i), day1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// d0's row was seen later by another host than what is owed.
+		if _, err := s.db.ExecContext(ctx, `UPDATE sender_domains SET last_seen = $1 WHERE domain = 'd0.test'`, day1.Add(48*time.Hour).Unix()); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			for h := 1; h <= 2; h++ {
+				if _, _, err := s.SeenDomain(ctx, fmt.Sprintf("d%d.test", i), day1.Add(time.Duration(h)*time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := s.FlushSeen(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			var msgs, last int64
+			if err := s.db.QueryRowContext(ctx, `SELECT messages, last_seen FROM sender_domains WHERE domain = $1`, fmt.Sprintf("d%d.test", i)).Scan(&msgs, &last); err != nil {
+				t.Fatal(err)
+			}
+			want := day1.Add(2 * time.Hour)
+			if i == 0 {
+				want = day1.Add(48 * time.Hour)
+			}
+			if msgs != 3 || last != want.Unix() {
+				t.Errorf("d%d.test: %d messages, last seen %v; want 3, %v", i, msgs, time.Unix(last, 0).UTC(), want)
+			}
+		}
+	})
 }
