@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwall/internal/benchmsg"
 	"mailwall/internal/classify"
 	"mailwall/internal/dmarc"
 )
@@ -119,16 +120,6 @@ func b24Kept(tb testing.TB, subject, body string) []byte {
 	return kept
 }
 
-// b24BenchBody is bench/milter's small message: a link and one line
-// repeated to 2 KiB.
-func b24BenchBody() string {
-	body := "Your statement is ready: https://www.example.test/account/statement?id=4711\r\n"
-	for len(body) < 2<<10 {
-		body += "The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
-	}
-	return body
-}
-
 // cpuTime is the CPU this process has used, user and system.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -151,7 +142,7 @@ func cpuTime() time.Duration {
 // of one size.
 func BenchmarkB24RecordVerdicts(b *testing.B) {
 	ordinary := b24Kept(b, "Autumn meeting: summary and dates", strings.ReplaceAll(b24Body, "\n", "\r\n"))
-	small := b24Kept(b, "benchmark", b24BenchBody())
+	small := b24Kept(b, "benchmark", benchmsg.Body(2<<10, true))
 	for _, driver := range []string{"sqlite", "postgres"} {
 		for _, shape := range []string{"ordinary", "bench"} {
 			for _, size := range []int{40, rowsPerInsert} {
