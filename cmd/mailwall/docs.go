@@ -35,7 +35,7 @@ func commandDocs() []commandDoc {
 			flagsOf:  [][]string{{"serve"}},
 			description: `Runs mailwall's daemon: the Postfix policy delegation server (policyd.listen), the milter (milter.listen), the store's recorder, DMARC report sending and reading, the web dashboard with /metrics and /healthz (web.listen) and the admin socket (admin.socket). Without --config it reads /etc/mailwall/mailwall.yaml when that exists, else runs on the embedded defaults: every listener on loopback.
 
-The garbage collector's heap goal is kept at 16 MB or more; GOGC in the environment turns that off.
+The garbage collector's heap goal is kept at 32 MB or more; GOGC in the environment turns that off.
 
 SIGHUP flushes the DNS cache and re-reads the config file. The checks, the SPF settings and the policy server's answers apply to the next request and the next milter connection; a message being checked finishes under the rules it began with. Listeners, dns, store, reports, web, admin and log need a restart, and the log names those that changed. A config that does not load leaves the running one in place. SIGTERM and SIGINT stop the daemon after the requests in progress.
 
