@@ -54,6 +54,22 @@ func (s *Store) lockWrites(ctx context.Context) (unlock func(), err error) {
 	}
 }
 
+// beginWrite takes the write slot (lockWrites) and begins a transaction
+// under it; done rolls back what was not committed and releases the
+// slot. what names the write in errors.
+func (s *Store) beginWrite(ctx context.Context, what string) (tx *sql.Tx, done func(), err error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	tx, err = s.db.BeginTx(ctx, nil)
+	if err != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("store: %s%w", what, err)
+	}
+	return tx, func() { tx.Rollback(); unlock() }, nil
+}
+
 // seenTripletSQL applies postgrey's rules in one upsert. In DO UPDATE the
 // table's columns are the row as it was, so every CASE reads the old
 // state: a row unseen for max_age ($7) starts over; one not passed whose
@@ -291,16 +307,11 @@ func (s *Store) SeenTriplets(ctx context.Context, reqs []greylist.TripletAt, tm 
 		rows = append(rows, args[i:i+4:i+4])
 	}
 	timing := []any{seconds(tm.Delay), seconds(tm.RetryWindow), seconds(tm.MaxAge), seconds(greylist.TouchEvery)}
-	unlock, err := s.lockWrites(ctx)
+	tx, done, err := s.beginWrite(ctx, "greylist: ")
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: greylist: %w", err)
-	}
-	defer tx.Rollback()
+	defer done()
 	for chunk := range insertChunks(rows) {
 		q := func() string { return s.seenTripletsSQL(len(chunk)) }
 		st, err := s.insertStmt(ctx, "greylist_triplets", len(chunk), q)

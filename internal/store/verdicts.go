@@ -127,16 +127,11 @@ func (s *Store) insertVerdicts(ctx context.Context, vs []Verdict, isBounded bool
 	for chunk := range insertChunks(vs) {
 		chunks = append(chunks, verdictArgs(chunk, isBounded))
 	}
-	unlock, err := s.lockWrites(ctx)
+	tx, release, err := s.beginWrite(ctx, "")
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	defer tx.Rollback()
+	defer release()
 	// Many rows a statement: per row, SQLite's own work is a fraction of
 	// what a statement costs to bind, step and reset through database/sql,
 	// and PostgreSQL saves a round trip per row.
