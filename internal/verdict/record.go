@@ -11,6 +11,7 @@ import (
 	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
+	"mailwall/internal/mailbox"
 	"mailwall/internal/spf"
 	"mailwall/internal/store"
 )
@@ -191,7 +192,11 @@ func MessageFacts(fields []dkim.Field) (from, messageID, subject string) {
 		return ""
 	}
 	from = get("From")
-	if a, err := mail.ParseAddress(from); err == nil {
+	// The plain forms without net/mail's parser (mailbox.Simple answers
+	// as ParseAddress would).
+	if _, addr, ok := mailbox.Simple(from); ok {
+		from = addr
+	} else if a, err := mail.ParseAddress(from); err == nil {
 		from = a.Address
 	} else if i, j := strings.LastIndexByte(from, '<'), strings.LastIndexByte(from, '>'); i >= 0 && j > i {
 		from = from[i+1 : j]
