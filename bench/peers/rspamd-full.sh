@@ -35,21 +35,6 @@ use = ["authentication-results", "x-spamd-result"];
 skip_local = false;
 skip_authenticated = false;
 EOC
-chown -R _rspamd:_rspamd "$PEERS/rspamd"
-
-if [ -f "$R/rspamd.pid" ] && kill -0 "$(cat "$R/rspamd.pid")" 2>/dev/null; then
-  kill "$(cat "$R/rspamd.pid")"
-  for _ in $(seq 100); do kill -0 "$(cat "$R/rspamd.pid")" 2>/dev/null || break; sleep 0.1; done
-fi
-rspamadm --var=LOCAL_CONFDIR="$RC" --var=DBDIR="$PEERS/rspamd/db" \
-  --var=RUNDIR="$PEERS/rspamd/run" --var=LOGDIR="$L" configtest -q -c /etc/rspamd/rspamd.conf
-nohup rspamd -f -c /etc/rspamd/rspamd.conf -u _rspamd -g _rspamd \
-  --var=LOCAL_CONFDIR="$RC" --var=DBDIR="$PEERS/rspamd/db" \
-  --var=RUNDIR="$PEERS/rspamd/run" --var=LOGDIR="$L" \
-  >>"$L/rspamd.out" 2>&1 &
-echo $! > "$R/rspamd.pid"
-for port in 11333 11332; do
-  for _ in $(seq 600); do ss -Hlnt "sport = :$port" | grep -q . && break; sleep 0.1; done
-  ss -Hlnt "sport = :$port" | grep -q . || { echo "rspamd-full.sh: rspamd did not listen on $port" >&2; exit 1; }
-done
+NAME=rspamd-full.sh
+. "$(dirname "$0")/rspamd-restart.inc.sh"
 echo "rspamd restarted in its default full configuration, DNS on the lab (pid $(cat "$R/rspamd.pid"))"
