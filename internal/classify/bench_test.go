@@ -25,6 +25,21 @@ var corpusDir = filepath.Join("..", "..", "..", "shared", "corpus")
 // every class, or skips.
 func benchMessages(tb testing.TB, n int) ([]*Message, []Labelled) {
 	tb.Helper()
+	var msgs []*Message
+	var ls []Labelled
+	eachCorpusMessage(tb, func(i, total int, l Labelled) bool {
+		return l.Split == "train" && i%(total/n+1) == 0
+	}, func(l Labelled, m *Message) {
+		msgs, ls = append(msgs, m), append(ls, l)
+	})
+	return msgs, ls
+}
+
+// eachCorpusMessage calls do with each message of the development corpus
+// that want (nil: all) takes, by its index among total; it skips the test
+// when the corpus is not there.
+func eachCorpusMessage(tb testing.TB, want func(i, total int, l Labelled) bool, do func(l Labelled, m *Message)) {
+	tb.Helper()
 	if _, err := os.Stat(corpusDir); err != nil {
 		tb.Skipf("no corpus at %s", corpusDir)
 	}
@@ -32,19 +47,16 @@ func benchMessages(tb testing.TB, n int) ([]*Message, []Labelled) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var msgs []*Message
-	var ls []Labelled
 	for i, l := range all {
-		if l.Split != "train" || i%(len(all)/n+1) != 0 {
+		if want != nil && !want(i, len(all), l) {
 			continue
 		}
 		m, err := l.Load()
 		if err != nil {
 			tb.Fatal(err)
 		}
-		msgs, ls = append(msgs, m), append(ls, l)
+		do(l, m)
 	}
-	return msgs, ls
 }
 
 // benchExtract extracts the features of msgs in turn, and reports the

@@ -1,7 +1,6 @@
 package classify
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
@@ -13,20 +12,9 @@ import (
 // The bounds below are what each model reaches with some margin (the
 // figures are printed with -v; bench/classify prints more).
 func TestCorpus(t *testing.T) {
-	if _, err := os.Stat(corpusDir); err != nil {
-		t.Skipf("no corpus at %s", corpusDir)
-	}
-	all, err := ReadCorpus(corpusDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	x := NewExtractor()
 	var train, validate []Example
-	for _, l := range all {
-		m, err := l.Load()
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachCorpusMessage(t, nil, func(l Labelled, m *Message) {
 		e := Example{V: x.Extract(m).Clone(), Class: l.Class}
 		switch l.Split {
 		case "train":
@@ -34,7 +22,7 @@ func TestCorpus(t *testing.T) {
 		case "validate":
 			validate = append(validate, e)
 		}
-	}
+	})
 	if len(train) < 2000 || len(validate) < 500 {
 		t.Fatalf("train %d, validate %d messages", len(train), len(validate))
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -133,22 +132,11 @@ func (m *memCounts) same(a, b string) bool {
 // Kept's comment, printed with -v. The bound is the layout's: 4 octets
 // a feature, so a verdict never keeps more than 16 KB.
 func TestKeptSizeCorpus(t *testing.T) {
-	if _, err := os.Stat(corpusDir); err != nil {
-		t.Skipf("no corpus at %s", corpusDir)
-	}
-	all, err := ReadCorpus(corpusDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	x := NewExtractor()
 	var sizes []int
-	for _, l := range all {
-		m, err := l.Load()
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachCorpusMessage(t, nil, func(_ Labelled, m *Message) {
 		sizes = append(sizes, len(Kept(MessageKey(m, nil), x.Extract(m))))
-	}
+	})
 	slices.Sort(sizes)
 	sum := 0
 	for _, n := range sizes {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"testing"
 )
@@ -144,20 +143,9 @@ type recipientExample struct {
 
 func loadRecipientCorpus(t *testing.T) []recipientExample {
 	t.Helper()
-	if _, err := os.Stat(corpusDir); err != nil {
-		t.Skipf("no corpus at %s", corpusDir)
-	}
-	all, err := ReadCorpus(corpusDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	x := NewExtractor()
 	var out []recipientExample
-	for _, l := range all {
-		m, err := l.Load()
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachCorpusMessage(t, nil, func(l Labelled, m *Message) {
 		e := recipientExample{Example: Example{V: x.Extract(m).Clone(), Class: l.Class}, Split: l.Split}
 		for _, f := range m.Fields {
 			if strings.EqualFold(f.Name, "List-Id") {
@@ -170,7 +158,7 @@ func loadRecipientCorpus(t *testing.T) []recipientExample {
 			}
 		}
 		out = append(out, e)
-	}
+	})
 	return out
 }
 
