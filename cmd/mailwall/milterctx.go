@@ -12,42 +12,53 @@ import (
 // messages' checks are answered from caches (DNS, reputation, the
 // first-seen history) and never do; a timer made and stopped for each
 // of them was a tenth of the milter's work before the checks.
+//
+// The first Done makes the real context.WithDeadline and passes Done,
+// Err and Value through to it from then on: a context derived from this
+// one then finds the real one's cancelCtx through Value and is
+// registered with it, where a Context the package does not know costs
+// each derived context a goroutine waiting on Done.
 type lazyTimeout struct {
 	deadline time.Time
 
-	mu    sync.Mutex
-	done  chan struct{} // made by the first Done; closed when err is set
-	timer *time.Timer   // started by the first Done
-	err   error
+	mu       sync.Mutex
+	ctx      context.Context    // made by the first Done
+	cancel   context.CancelFunc // ctx's
+	canceled bool               // cancelled before ctx was made
 }
 
 // newLazyTimeout returns a context that ends d from now, and its cancel.
 func newLazyTimeout(d time.Duration) (*lazyTimeout, context.CancelFunc) {
 	c := &lazyTimeout{deadline: time.Now().Add(d)}
-	return c, func() { c.end(context.Canceled) }
+	return c, c.stop
 }
 
 func (c *lazyTimeout) Deadline() (time.Time, bool) { return c.deadline, true }
 
-func (c *lazyTimeout) Value(any) any { return nil }
+// real is the real context, nil before the first Done.
+func (c *lazyTimeout) real() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ctx
+}
+
+func (c *lazyTimeout) Value(key any) any {
+	if ctx := c.real(); ctx != nil {
+		return ctx.Value(key)
+	}
+	return nil
+}
 
 func (c *lazyTimeout) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done != nil {
-		return c.done
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithDeadline(context.Background(), c.deadline)
+		if c.canceled {
+			c.cancel()
+		}
 	}
-	c.done = make(chan struct{})
-	switch d := time.Until(c.deadline); {
-	case c.err != nil:
-		close(c.done)
-	case d <= 0:
-		c.err = context.DeadlineExceeded
-		close(c.done)
-	default:
-		c.timer = time.AfterFunc(d, func() { c.end(context.DeadlineExceeded) })
-	}
-	return c.done
+	return c.ctx.Done()
 }
 
 // Err is nil until the context is cancelled or its deadline passed,
@@ -55,28 +66,27 @@ func (c *lazyTimeout) Done() <-chan struct{} {
 func (c *lazyTimeout) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err == nil && !time.Now().Before(c.deadline) {
-		c.endLocked(context.DeadlineExceeded)
+	switch {
+	case c.ctx != nil:
+		return c.ctx.Err()
+	case c.canceled:
+		return context.Canceled
+	case !time.Now().Before(c.deadline):
+		return context.DeadlineExceeded
 	}
-	return c.err
+	return nil
 }
 
-func (c *lazyTimeout) end(err error) {
+func (c *lazyTimeout) stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.endLocked(err)
-}
-
-func (c *lazyTimeout) endLocked(err error) {
-	if c.err != nil {
+	if c.ctx != nil {
+		c.cancel()
 		return
 	}
-	c.err = err
-	if c.done != nil {
-		close(c.done)
-	}
-	if c.timer != nil {
-		c.timer.Stop()
+	// Past the deadline it ended with DeadlineExceeded already.
+	if time.Now().Before(c.deadline) {
+		c.canceled = true
 	}
 }
 

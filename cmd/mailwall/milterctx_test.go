@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -77,5 +78,34 @@ func TestLazyTimeout(t *testing.T) {
 				t.Error("Done gives another channel each call")
 			}
 		})
+	}
+}
+
+// TestLazyTimeoutChildrenNoGoroutine: contexts derived from the message's
+// context are registered with the real one, as with context.WithTimeout,
+// not each watched by a goroutine of its own.
+func TestLazyTimeoutChildrenNoGoroutine(t *testing.T) {
+	ctx, cancel := newLazyTimeout(time.Hour)
+	defer cancel()
+	before := runtime.NumGoroutine()
+	var children []context.Context
+	for range 50 {
+		child, cancelChild := context.WithTimeout(ctx, time.Minute)
+		defer cancelChild()
+		children = append(children, child)
+	}
+	if n := runtime.NumGoroutine() - before; n > 5 {
+		t.Errorf("50 derived contexts started %d goroutines", n)
+	}
+	cancel()
+	for _, c := range children {
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("a derived context did not end with its parent")
+		}
+		if !errors.Is(c.Err(), context.Canceled) {
+			t.Errorf("derived context: %v", c.Err())
+		}
 	}
 }
