@@ -38,6 +38,8 @@ const (
 
 // detailsWords are what the stages and the headers added repeat;
 // wordBase+i stands for the i-th. Append only: rows keep the numbers.
+// The table is full: one more word would take detailsEnd's code (the
+// guard below stops the build).
 // encode writes a field that is one of them, or (wordPrefixes) begins
 // with one, so; a word elsewhere in a field is left as it is (finding
 // each in the text cost more than the octets saved).
@@ -46,6 +48,9 @@ var detailsWords = [...]string{
 	" header.s=", " header.a=rsa-sha256", " header.b=", " smtp.mailfrom=", " policy.iprev=", "=pass", "=none", "=fail",
 	"score ", "domain ", "matched ", " (action=", "; stage=", "reputation", "classify", "; dkim", "; dmarc", "; spf", "; arc",
 }
+
+// Every word's code stays under detailsEnd.
+var _ [detailsEnd - wordBase - len(detailsWords)]struct{}
 
 // Words of detailsWords by use.
 const (
