@@ -154,7 +154,6 @@ func Extract(fields []dkim.Field, body []byte) Content {
 		}
 	}
 	c.Subject = decodeHeader(h.Get("Subject"))
-	c.text.Grow(min(len(body)+1, maxText)) // most text is most of the body
 	parts := 0
 	c.walk(h, body, 0, &parts)
 	c.Text = c.text.String()
