@@ -11,10 +11,11 @@
 //
 // A floor on the heap goal trades a few megabytes for most of those
 // collections: after each one, the GC percentage is set so the next goal
-// is the floor, or twice the live heap, whichever is more. Once the live
-// heap reaches half the floor, the default applies unchanged, so the
-// floor adds nothing to the memory of a busy server, whose live heap is
-// large.
+// is the floor, or the default's goal, whichever is more (Percent: the
+// goal counts the stacks and globals the runtime scans, and never goes
+// under the runtime's own minimum). Once the default's goal reaches the
+// floor it applies unchanged, so the floor adds nothing to the memory of
+// a busy server, whose live heap is large.
 package gcfloor
 
 import (
