@@ -70,31 +70,43 @@ func (s *Store) beginWrite(ctx context.Context, what string) (tx *sql.Tx, done f
 	return tx, func() { tx.Rollback(); unlock() }, nil
 }
 
-// seenTripletSQL applies postgrey's rules in one upsert. In DO UPDATE the
-// table's columns are the row as it was, so every CASE reads the old
-// state: a row unseen for max_age ($7) starts over; one not passed whose
-// delay began more than retry_window ($6) ago starts over; one asked for
-// at least delay ($5) after its start passes now ($4), once.
+// tripletUpsert is postgrey's rules as the DO UPDATE of an insert into
+// greylist_triplets whose row is the request at its time
+// (excluded.last_seen): delay, retry window, max age and TouchEvery
+// are the statement's parameters named. In DO UPDATE the table's
+// columns are the row as it was, so every CASE reads the old state: a
+// row unseen for max age starts over; one not passed whose delay began
+// more than the retry window ago starts over; one asked for at least
+// the delay after its start passes now, once.
 //
-// A passed triplet seen within the last hour ($8) is not written again
-// (the WHERE of DO UPDATE), so that a sender's steady mail costs a read,
-// not a write: the statement then returns no row, which means "passed".
-// last_seen is thus up to an hour behind, against a max_age of days.
-const seenTripletSQL = `INSERT INTO greylist_triplets (client, sender, recipient, first_seen, last_seen, passed_at)
-	VALUES ($1, $2, $3, $4, $4, 0)
+// A passed triplet seen within the last TouchEvery (an hour) is not
+// written again (the WHERE of DO UPDATE), so that a sender's steady
+// mail costs a read, not a write: the statement then returns no row,
+// which means "passed". last_seen is thus up to an hour behind, against
+// a max age of days. seenTripletSQL and seenTripletsSQL share it, so a
+// triplet written at once and one written behind are judged alike.
+func tripletUpsert(delay, retryWindow, maxAge, touch string) string {
+	return strings.NewReplacer("DELAY", delay, "RETRY", retryWindow, "MAXAGE", maxAge, "TOUCH", touch).Replace(`
 	ON CONFLICT (client, sender, recipient) DO UPDATE SET
 	first_seen = CASE
-		WHEN $4 - greylist_triplets.last_seen > $7 THEN $4
-		WHEN greylist_triplets.passed_at = 0 AND $4 - greylist_triplets.first_seen > $6 THEN $4
+		WHEN excluded.last_seen - greylist_triplets.last_seen > MAXAGE THEN excluded.last_seen
+		WHEN greylist_triplets.passed_at = 0 AND excluded.last_seen - greylist_triplets.first_seen > RETRY THEN excluded.last_seen
 		ELSE greylist_triplets.first_seen END,
 	passed_at = CASE
-		WHEN $4 - greylist_triplets.last_seen > $7 THEN 0
+		WHEN excluded.last_seen - greylist_triplets.last_seen > MAXAGE THEN 0
 		WHEN greylist_triplets.passed_at <> 0 THEN greylist_triplets.passed_at
-		WHEN $4 - greylist_triplets.first_seen > $6 THEN 0
-		WHEN $4 - greylist_triplets.first_seen >= $5 THEN $4
+		WHEN excluded.last_seen - greylist_triplets.first_seen > RETRY THEN 0
+		WHEN excluded.last_seen - greylist_triplets.first_seen >= DELAY THEN excluded.last_seen
 		ELSE 0 END,
-	last_seen = $4
-	WHERE greylist_triplets.passed_at = 0 OR $4 - greylist_triplets.last_seen >= $8 OR $4 < greylist_triplets.last_seen
+	last_seen = excluded.last_seen
+	WHERE greylist_triplets.passed_at = 0 OR excluded.last_seen - greylist_triplets.last_seen >= TOUCH
+		OR excluded.last_seen < greylist_triplets.last_seen`)
+}
+
+// seenTripletSQL records one request at $4 (tripletUpsert with delay
+// $5, retry window $6, max age $7, TouchEvery $8) and returns the row.
+var seenTripletSQL = `INSERT INTO greylist_triplets (client, sender, recipient, first_seen, last_seen, passed_at)
+	VALUES ($1, $2, $3, $4, $4, 0)` + tripletUpsert("$5", "$6", "$7", "$8") + `
 	RETURNING first_seen, passed_at`
 
 // countPassSQL counts a client's pass at most once an hour ($4); a count
@@ -134,9 +146,8 @@ const peekTripletClientSQL = `SELECT t.first_seen, t.last_seen, t.passed_at, c.p
 const peekTripletSQL = `SELECT first_seen, last_seen, passed_at FROM greylist_triplets WHERE client = $1 AND sender = $2 AND recipient = $3`
 
 // seenTripletsSQL is seenTripletSQL for rows triplets at once, each row
-// at its own time (excluded.last_seen, where seenTripletSQL has $4):
-// delay $1, retry window $2, max age $3, TouchEvery $4, then four
-// parameters a row. OR FAIL on SQLite spares the statement journal
+// at its own time: delay $1, retry window $2, max age $3, TouchEvery $4
+// (tripletUpsert), then four parameters a row. OR FAIL on SQLite spares the statement journal
 // (orFail); the conflict on the key is the upsert's all the same.
 func (s *Store) seenTripletsSQL(rows int) string {
 	var b strings.Builder
@@ -148,21 +159,7 @@ func (s *Store) seenTripletsSQL(rows int) string {
 		p := 5 + 4*i
 		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, 0)", p, p+1, p+2, p+3, p+3)
 	}
-	b.WriteString(`
-	ON CONFLICT (client, sender, recipient) DO UPDATE SET
-	first_seen = CASE
-		WHEN excluded.last_seen - greylist_triplets.last_seen > $3 THEN excluded.last_seen
-		WHEN greylist_triplets.passed_at = 0 AND excluded.last_seen - greylist_triplets.first_seen > $2 THEN excluded.last_seen
-		ELSE greylist_triplets.first_seen END,
-	passed_at = CASE
-		WHEN excluded.last_seen - greylist_triplets.last_seen > $3 THEN 0
-		WHEN greylist_triplets.passed_at <> 0 THEN greylist_triplets.passed_at
-		WHEN excluded.last_seen - greylist_triplets.first_seen > $2 THEN 0
-		WHEN excluded.last_seen - greylist_triplets.first_seen >= $1 THEN excluded.last_seen
-		ELSE 0 END,
-	last_seen = excluded.last_seen
-	WHERE greylist_triplets.passed_at = 0 OR excluded.last_seen - greylist_triplets.last_seen >= $4
-		OR excluded.last_seen < greylist_triplets.last_seen`)
+	b.WriteString(tripletUpsert("$1", "$2", "$3", "$4"))
 	return b.String()
 }
 
