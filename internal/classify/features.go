@@ -217,15 +217,12 @@ func (x *Extractor) addString(kind, text string) {
 
 // hashFeature is FNV-1a over kind, ':' and text, then mixed so that the
 // high and low bits both vary.
+// The tokenizer's running hash (tokenizer.kh, then each octet) is the
+// same, through fnv.
 func hashFeature(kind string, text []byte) uint64 {
-	const prime = 1099511628211
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(kind); i++ {
-		h = (h ^ uint64(kind[i])) * prime
-	}
-	h = (h ^ ':') * prime
+	h := fnv(fnv(fnvOffset, kind), ":")
 	for _, c := range text {
-		h = (h ^ uint64(c)) * prime
+		h = (h ^ uint64(c)) * fnvPrime
 	}
 	return mix(h)
 }
