@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/net/publicsuffix"
 	"golang.org/x/text/encoding/htmlindex"
 
 	"mailwall/internal/dkim"
@@ -484,7 +483,7 @@ func (x *Extractor) from(v string) string {
 	}
 	local, domain, _ := strings.Cut(strings.ToLower(a.Address), "@")
 	domain = strings.TrimSuffix(domain, ".")
-	org, suffix := registeredSuffix(domain)
+	org, suffix := phish.RegisteredSuffix(domain)
 	// A From in the recipient's own domain is no feature: unauthenticated,
 	// it is what impersonation of the recipient's organization looks
 	// like; in the corpus it is the collector's own lists, and the model
@@ -677,7 +676,7 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 		if strings.HasPrefix(host, "xn--") || strings.Contains(host, ".xn--") {
 			x.addString("link", "punycode")
 		}
-		org, suffix := registeredSuffix(host)
+		org, suffix := phish.RegisteredSuffix(host)
 		if x.rcpt.domain(host) || x.rcpt.domain(org) {
 			x.addString("link", "recipient's domain")
 			continue
@@ -830,43 +829,8 @@ func bucket(n int) string {
 // registered returns a domain's registered domain (its organizational
 // domain), or the domain itself when it has none.
 func registered(domain string) string {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	if emptyLabel(domain) {
-		return domain
-	}
-	suffix, _ := publicsuffix.PublicSuffix(domain)
-	return plusOne(domain, suffix)
-}
-
-// registeredSuffix is registered(domain) and domain's public suffix,
-// from one look-up in the list when domain is in lower case without a
-// final dot, as the callers have it.
-func registeredSuffix(domain string) (org, suffix string) {
-	suffix, _ = publicsuffix.PublicSuffix(domain)
-	if d := strings.ToLower(strings.TrimSuffix(domain, ".")); d != domain || emptyLabel(d) {
-		return registered(domain), suffix
-	}
-	return plusOne(domain, suffix), suffix
-}
-
-// emptyLabel reports whether domain has an empty label, which
-// publicsuffix.EffectiveTLDPlusOne refuses.
-func emptyLabel(domain string) bool {
-	return strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..")
-}
-
-// plusOne is publicsuffix.EffectiveTLDPlusOne of a domain without
-// empty labels whose public suffix is suffix, or the domain itself
-// where that has none (its errors, each an allocation, are not made).
-func plusOne(domain, suffix string) string {
-	if len(domain) <= len(suffix) {
-		return domain
-	}
-	i := len(domain) - len(suffix) - 1
-	if domain[i] != '.' {
-		return domain
-	}
-	return domain[1+strings.LastIndexByte(domain[:i], '.'):]
+	org, _ := phish.RegisteredSuffix(domain)
+	return org
 }
 
 // domainOf is an address's registered domain.

@@ -166,8 +166,10 @@ func TestCountLetters(t *testing.T) {
 	}
 }
 
-// TestRegistered: registered and registeredSuffix read the public suffix
-// list as publicsuffix.EffectiveTLDPlusOne and PublicSuffix do.
+// TestRegistered: registered and phish.RegisteredSuffix read the public
+// suffix list as publicsuffix.EffectiveTLDPlusOne and PublicSuffix do,
+// on the name in lower case without its final dot (as the extractor's
+// callers have it).
 func TestRegistered(t *testing.T) {
 	for _, d := range []string{"", ".", "..", "com", "com.", ".com", "example.com", "Example.COM", "example.com.", "example.com..",
 		"a.b.example.co.uk", "co.uk", "x..com", "localhost", "192.0.2.1", "[::1]", "xn--pypal-4ve.test", "s3.amazonaws.com",
@@ -176,12 +178,12 @@ func TestRegistered(t *testing.T) {
 		if r, err := publicsuffix.EffectiveTLDPlusOne(want); err == nil {
 			want = r
 		}
-		wantSuffix, _ := publicsuffix.PublicSuffix(d)
+		wantSuffix, _ := publicsuffix.PublicSuffix(strings.ToLower(strings.TrimSuffix(d, ".")))
 		if got := registered(d); got != want {
 			t.Errorf("registered(%q) = %q, want %q", d, got, want)
 		}
-		if org, suffix := registeredSuffix(d); org != want || suffix != wantSuffix {
-			t.Errorf("registeredSuffix(%q) = %q, %q, want %q, %q", d, org, suffix, want, wantSuffix)
+		if org, suffix := phish.RegisteredSuffix(d); org != want || suffix != wantSuffix {
+			t.Errorf("RegisteredSuffix(%q) = %q, %q, want %q, %q", d, org, suffix, want, wantSuffix)
 		}
 	}
 }

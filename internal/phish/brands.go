@@ -618,22 +618,31 @@ func withoutSuffix(domain string) string {
 }
 
 // suffixParts returns registered(domain) and withoutSuffix(domain) from
-// one walk of the public suffix list: the registered domain as
-// publicsuffix.EffectiveTLDPlusOne derives it, or the name itself when
-// that has none.
+// one walk of the public suffix list.
 func suffixParts(domain string) (org, without string) {
-	d := strings.ToLower(strings.TrimSuffix(domain, "."))
-	suffix, _ := publicsuffix.PublicSuffix(d)
-	if suffix != d {
+	org, suffix := RegisteredSuffix(domain)
+	if d := strings.ToLower(strings.TrimSuffix(domain, ".")); suffix != d {
 		without = strings.TrimSuffix(d, "."+suffix)
 	}
+	return org, without
+}
+
+// RegisteredSuffix returns a domain's registered (organizational) domain
+// as publicsuffix.EffectiveTLDPlusOne derives it, or the name itself
+// when that has none, and its public suffix, from one walk of the list
+// and without the errors EffectiveTLDPlusOne allocates; the name is read
+// in lower case, without a final dot.
+func RegisteredSuffix(domain string) (org, suffix string) {
+	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	suffix, _ = publicsuffix.PublicSuffix(d)
 	org = d
+	// EffectiveTLDPlusOne refuses a name with an empty label.
 	if !strings.HasPrefix(d, ".") && !strings.HasSuffix(d, ".") && !strings.Contains(d, "..") && len(d) > len(suffix) {
 		if i := len(d) - len(suffix) - 1; d[i] == '.' {
 			org = d[1+strings.LastIndexByte(d[:i], '.'):]
 		}
 	}
-	return org, without
+	return org, suffix
 }
 
 // unicodeDomain decodes A-labels (xn--) for display and matching; the
