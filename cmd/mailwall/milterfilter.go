@@ -324,7 +324,7 @@ func (f *milterFilter) logMessage(r *verdict.Result, env verdict.Envelope, clien
 		slog.String("verdict", r.Verdict), slog.String("spf", string(r.SPF.Result)), slog.String("dmarc", r.DMARC.Result),
 		slog.String("dkim", verdict.DKIMSummary(r.DKIM)), slog.String("iprev", r.IPRev.Result), slog.String("arc", string(r.ARC.Result)),
 		slog.Int("score", r.Score()), slog.String("rules", strings.Join(r.Rules(), ",")), slog.String("reasons", strings.Join(r.Reasons, "; ")),
-		slog.String("header_from", milterFromDomain(r, fields)), slog.String("message_id", milterFieldValue(fields, "Message-ID")),
+		slog.String("header_from", milterFromDomain(r, fields)), slog.String("message_id", verdict.FieldValue(fields, "Message-ID")),
 		slog.Int64("size", size), slog.Duration("duration", took), slog.String("signed_with", milterSigningKey(r)))
 }
 
@@ -383,39 +383,13 @@ func milterClientName(host string) string {
 	return strings.ToLower(host)
 }
 
-// milterFieldValue is the first field named name, unfolded and trimmed.
-func milterFieldValue(fields []dkim.Field, name string) string {
-	for _, fl := range fields {
-		if strings.EqualFold(fl.Name, name) {
-			return unfold(fl.Value())
-		}
-	}
-	return ""
-}
-
-// unfold is v with its white space runs made one space and trimmed
-// (strings.Fields joined), without a copy when v has none to change:
-// the common one-line value.
-func unfold(v string) string {
-	t := strings.TrimSpace(v)
-	for i := 0; i < len(t); i++ {
-		switch c := t[i]; {
-		case c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' || c >= 0x80:
-			return strings.Join(strings.Fields(t), " ")
-		case c == ' ' && t[i+1] == ' ':
-			return strings.Join(strings.Fields(t), " ")
-		}
-	}
-	return t
-}
-
 // milterFromDomain is the header From domain: DMARC's (RFC 7489 §3.1),
 // else, for internal mail DMARC does not check, the From field's.
 func milterFromDomain(r *verdict.Result, fields []dkim.Field) string {
 	if r.DMARC.HeaderFrom != "" {
 		return r.DMARC.HeaderFrom
 	}
-	from := milterFieldValue(fields, "From")
+	from := verdict.FieldValue(fields, "From")
 	if a, err := mail.ParseAddress(from); err == nil {
 		from = a.Address
 	}

@@ -41,7 +41,7 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 		v.Details.Hits = append(v.Details.Hits, store.Hit{Rule: h.Rule, Weight: h.Weight, Detail: h.Detail})
 	}
 	for _, h := range r.Headers {
-		v.Details.Headers = append(v.Details.Headers, store.Header{Name: h.Name, Value: oneLine(h.Value)})
+		v.Details.Headers = append(v.Details.Headers, store.Header{Name: h.Name, Value: OneLine(h.Value)})
 	}
 	if d := r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == dmarc.Pass || d.Result == dmarc.Fail) {
 		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
@@ -49,11 +49,11 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 	return v
 }
 
-// oneLine is s with its runs of white space (a folded header's line
+// OneLine is s with its runs of white space (a folded header's line
 // breaks among them) made one space and none at either end, as
 // strings.Join(strings.Fields(s), " ") has it; s itself when it is so
 // already.
-func oneLine(s string) string {
+func OneLine(s string) string {
 	dirty := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -183,15 +183,7 @@ func (r *Result) stageResults() []store.StageResult {
 // address, the Message-ID without brackets and the Subject, decoded
 // (RFC 2047) where it can be.
 func MessageFacts(fields []dkim.Field) (from, messageID, subject string) {
-	get := func(name string) string {
-		for _, f := range fields {
-			if strings.EqualFold(f.Name, name) {
-				return strings.Join(strings.Fields(f.Value()), " ")
-			}
-		}
-		return ""
-	}
-	from = get("From")
+	from = FieldValue(fields, "From")
 	// The plain forms without net/mail's parser (mailbox.Simple answers
 	// as ParseAddress would).
 	if _, addr, ok := mailbox.Simple(from); ok {
@@ -201,14 +193,25 @@ func MessageFacts(fields []dkim.Field) (from, messageID, subject string) {
 	} else if i, j := strings.LastIndexByte(from, '<'), strings.LastIndexByte(from, '>'); i >= 0 && j > i {
 		from = from[i+1 : j]
 	}
-	messageID = strings.Trim(get("Message-ID"), "<> ")
-	subject = get("Subject")
+	messageID = strings.Trim(FieldValue(fields, "Message-ID"), "<> ")
+	subject = FieldValue(fields, "Subject")
 	// RFC 2047 encoded words in the charsets Go knows (UTF-8,
 	// ISO-8859-1, US-ASCII); others stay encoded.
 	if dec, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
 		subject = dec
 	}
 	return strings.ToLower(from), messageID, subject
+}
+
+// FieldValue is the first field named name, its white space made single
+// spaces and trimmed (OneLine); "" when there is none.
+func FieldValue(fields []dkim.Field, name string) string {
+	for _, f := range fields {
+		if strings.EqualFold(f.Name, name) {
+			return OneLine(f.Value())
+		}
+	}
+	return ""
 }
 
 // DKIMSummary lists the signatures' results as "status:domain", space
