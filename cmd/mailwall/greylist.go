@@ -123,21 +123,19 @@ func loadMilterRcpt(p *atomic.Pointer[milterRcpt]) *milterRcpt {
 	return p.Load()
 }
 
-// reloadMilterRcpt rebuilds the milter's RCPT stage from a reloaded
-// config, as the reload rebuilt the policy server's greylisting and
-// blocklists: greylist.via or dnsbl.rcpt_via moving between the policy
-// server and the milter moves the work, never doubles or drops it. New
-// milter connections get it; those open keep theirs.
-func reloadMilterRcpt(p *atomic.Pointer[milterRcpt], cfg *config.Config, st *store.Store, res dnsx.Resolver, lc *lists.Cache, met *metrics.Metrics, log *slog.Logger) {
+// reloadMilterRcpt builds the milter's RCPT stage from a reloaded config,
+// as the reload builds the policy server's greylisting and blocklists,
+// and returns what puts it in effect: greylist.via or dnsbl.rcpt_via
+// moving between the policy server and the milter moves the work, never
+// doubles or drops it. New milter connections get the new stage; those
+// open keep theirs, whose greylister, once closed, writes each triplet
+// before answering.
+func reloadMilterRcpt(p *atomic.Pointer[milterRcpt], cfg *config.Config, st *store.Store, res dnsx.Resolver, lc *lists.Cache, met *metrics.Metrics, log *slog.Logger) (swap func(), err error) {
 	r, err := newMilterRcpt(cfg, st, res, lc, met, log)
 	if err != nil {
-		log.Error("SIGHUP: the milter's greylisting and blocklists at RCPT not rebuilt, the old ones stay", "err", err)
-		return
+		return nil, fmt.Errorf("the milter's greylisting and blocklists at RCPT: %w", err)
 	}
-	old := p.Swap(r)
-	// Connections still open with the old stage go on with it: once
-	// closed, its greylister writes each triplet before answering.
-	old.close()
+	return func() { p.Swap(r).close() }, nil
 }
 
 // close writes the triplets r's greylister still holds and stops its

@@ -82,10 +82,11 @@ type reloader struct {
 	rep *reputation.Reputation
 	// debug are log.debug_peers, which a reload applies (nil: none).
 	debug *debuglog.Peers
-	// rcpt rebuilds the milter's RCPT stage from the new config (nil:
-	// none), before "config reloaded" is logged: whoever waits for that
-	// line finds the stage in effect.
-	rcpt func(*config.Config)
+	// rcpt builds the milter's RCPT stage from the new config and
+	// returns what puts it in effect (nil: none); that runs with the
+	// rest, before "config reloaded" is logged, so whoever waits for
+	// that line finds the stage in effect.
+	rcpt func(*config.Config) (swap func(), err error)
 
 	running *config.Config
 	// live tells the dashboard the config in effect and the reloads
@@ -135,14 +136,21 @@ func (r *reloader) reload() (err error) {
 	if err != nil {
 		return fmt.Errorf("reload: log.debug_peers: %w", err)
 	}
+	// Built last: it starts its greylister's write-behind.
+	var swapRcpt func()
+	if r.rcpt != nil {
+		if swapRcpt, err = r.rcpt(cfg); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+	}
 	// Everything is built: only now does anything change.
 	r.policy.Reload(checkerFor(cfg, r.res), opts)
 	r.policy.SetGreylist(grey)
 	if rules != nil {
 		r.milter.Store(rules)
 	}
-	if r.rcpt != nil {
-		r.rcpt(cfg)
+	if swapRcpt != nil {
+		swapRcpt()
 	}
 	if r.debug != nil {
 		// log.debug_peers applies now, the rest of log at a restart.

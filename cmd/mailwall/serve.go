@@ -165,7 +165,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// After the milter stops, before the store closes: the deferred
 	// triplets still waiting are written.
 	defer func() { milterRcpts.Load().close() }()
-	rebuildRcpt := func(c *config.Config) { reloadMilterRcpt(milterRcpts, c, st, resolver, listCache, met, log) }
+	rebuildRcpt := func(c *config.Config) (func(), error) {
+		return reloadMilterRcpt(milterRcpts, c, st, resolver, listCache, met, log)
+	}
 	var (
 		rec   *store.Recorder
 		inbox *reportInbox
