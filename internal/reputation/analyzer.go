@@ -413,10 +413,7 @@ func (r *Reputation) Observe(o Outcome) {
 			other += h.Weight
 		}
 	}
-	keys := o.Report.keys
-	if keys == nil {
-		keys = o.Report.ids.Keys()
-	}
+	keys := o.Report.keys // Analyze made them
 	switch {
 	case o.Action == "tempfail":
 	case (o.Action == "reject" || o.Action == "quarantine") && o.Stage != "lists" && other >= r.Cfg.QuarantineScore:
