@@ -127,7 +127,7 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 		fmt.Fprintln(stdout, said)
 		return nil
 	}
-	var n, changed int
+	var n int
 	p := &learnPipe{ls: [2]*classify.Learner{l, {St: st, Name: classify.SiteModel}}}
 	defer p.wait() // before the store closes, on an error too
 	for _, sub := range []string{"new", "cur"} {
@@ -161,8 +161,7 @@ func cmdLearn(ctx context.Context, args []string, unlearn bool, stdin io.Reader,
 	if err := p.wait(); err != nil {
 		return err
 	}
-	changed = p.changed
-	fmt.Fprintf(stdout, "%d messages read, %d %s as %s (the others were already)\n", n, changed, map[bool]string{false: "learnt", true: "unlearnt"}[unlearn], strings.TrimPrefix(class, "!"))
+	fmt.Fprintf(stdout, "%d messages read, %d %s as %s (the others were already)\n", n, p.changed, map[bool]string{false: "learnt", true: "unlearnt"}[unlearn], strings.TrimPrefix(class, "!"))
 	return nil
 }
 
@@ -201,7 +200,7 @@ func (p *learnPipe) flush(ctx context.Context) error {
 	}
 	ch := make(chan learnPipeResult, 1)
 	go func(l *classify.Learner) {
-		n, err := flushLearner(ctx, l, 0)
+		n, err := flushLearner(ctx, l)
 		ch <- learnPipeResult{n, err}
 	}(p.ls[p.cur])
 	p.inflight, p.cur = ch, 1-p.cur
@@ -219,9 +218,9 @@ func (p *learnPipe) wait() error {
 	return r.err
 }
 
-// flushLearner learns what l holds and adds the messages that changed
-// the model to changed.
-func flushLearner(ctx context.Context, l *classify.Learner, changed int) (int, error) {
+// flushLearner learns what l holds and counts the messages that changed
+// the model.
+func flushLearner(ctx context.Context, l *classify.Learner) (changed int, err error) {
 	out, err := l.Flush(ctx)
 	for _, o := range out {
 		if o.Changed {
