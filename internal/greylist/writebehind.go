@@ -257,10 +257,3 @@ func (w *writeBehind) flush() {
 	w.flushed = make(chan struct{})
 	w.mu.Unlock()
 }
-
-// pendingLen is how many triplets wait or are being written.
-func (w *writeBehind) pendingLen() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.pending)
-}

@@ -261,3 +261,10 @@ func TestDeferTextAsReplacer(t *testing.T) {
 		}
 	}
 }
+
+// pendingLen, for the tests, is how many triplets wait or are being written.
+func (w *writeBehind) pendingLen() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending)
+}
