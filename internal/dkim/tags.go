@@ -10,11 +10,15 @@ import (
 // are case-sensitive; a tag given twice is an error.
 func parseTags(s string) (map[string]string, error) {
 	tags := make(map[string]string, 12)
-	parts := strings.Split(s, ";")
-	for i, part := range parts {
-		part = strings.TrimSpace(trimFWS(part))
+	// Folding is dropped from the whole list at once: one copy at most,
+	// where a copy a tag cost a DKIM-Signature of a dozen tags 12.
+	rest := trimFWS(s)
+	for more := true; more; {
+		var part string
+		part, rest, more = strings.Cut(rest, ";")
+		part = strings.TrimSpace(part)
 		if part == "" {
-			if i == len(parts)-1 {
+			if !more {
 				continue // one trailing ";" is allowed
 			}
 			return nil, fmt.Errorf("empty tag between \";\"s")
@@ -41,28 +45,31 @@ func parseTags(s string) (map[string]string, error) {
 }
 
 // trimFWS turns folding (CRLF before white space) into plain white space.
-func trimFWS(s string) string {
-	if !strings.ContainsAny(s, "\r\n") {
-		return s
-	}
-	return strings.Map(dropLineBreak, s)
-}
-
-// dropLineBreak is a strings.Map function removing CR and LF.
-func dropLineBreak(r rune) rune {
-	if r == '\r' || r == '\n' {
-		return -1
-	}
-	return r
-}
+func trimFWS(s string) string { return dropSpace(s, false) }
 
 // stripWSP removes all white space, for base64 values and h= lists.
-func stripWSP(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case ' ', '\t', '\r', '\n':
-			return -1
+func stripWSP(s string) string { return dropSpace(s, true) }
+
+// dropSpace is s without CR and LF, and without SP and HTAB too if wsp,
+// byte by byte: one copy, and none when s has none of them. (strings.Map
+// went rune by rune and allocated twice for a folded b= of 344 octets.)
+// Bytes of other characters are kept as they are: an ASCII byte is
+// never part of one.
+func dropSpace(s string, wsp bool) string {
+	drop := func(c byte) bool { return c == '\r' || c == '\n' || wsp && (c == ' ' || c == '\t') }
+	i := 0
+	for i < len(s) && !drop(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	b := make([]byte, i, len(s)-1)
+	copy(b, s)
+	for ; i < len(s); i++ {
+		if c := s[i]; !drop(c) {
+			b = append(b, c)
 		}
-		return r
-	}, s)
+	}
+	return string(b)
 }
