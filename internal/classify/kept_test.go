@@ -224,8 +224,9 @@ func BenchmarkMessageKey1MB(b *testing.B) {
 
 // TestMessageKeyDefinition: MessageKey is the digest of the Message-ID,
 // a zero octet, the first keyBodyPrefix octets of the body with each
-// CRLF read as LF, and the length of that whole LF body: line ends of
-// every kind, at and across the prefix's end.
+// CRLF read as LF, and the length of the body without its CRs (the LF
+// body's for one without a bare CR): line ends of every kind, at and
+// across the prefix's end.
 func TestMessageKeyDefinition(t *testing.T) {
 	def := func(id string, body []byte) string {
 		lf := bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n"))
@@ -233,7 +234,7 @@ func TestMessageKeyDefinition(t *testing.T) {
 		h.Write([]byte(id))
 		h.Write([]byte{0})
 		h.Write(lf[:min(len(lf), keyBodyPrefix)])
-		h.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(lf))))
+		h.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(body)-bytes.Count(body, []byte{'\r'}))))
 		return hex.EncodeToString(h.Sum(nil)[:16])
 	}
 	line := "a line of text\r\n"
@@ -246,10 +247,33 @@ func TestMessageKeyDefinition(t *testing.T) {
 			bodies = append(bodies, pre+tail, pre+tail+"after\nthe\r\nprefix\r\n", pre+tail+filler)
 		}
 	}
+	// Each as a Maildir keeps it too (LF only, past the prefix as well).
+	for _, b := range slices.Clone(bodies) {
+		bodies = append(bodies, strings.ReplaceAll(b, "\r\n", "\n"))
+	}
+	bodies = append(bodies, strings.Repeat("a line\n", 2*keyBodyPrefix/7), strings.Repeat("a line\n", keyBodyPrefix/7)+"x\r\n")
 	for i, b := range bodies {
 		msg := &Message{Fields: []dkim.Field{{Name: "Message-Id", Raw: "Message-Id: <k@example.test>\r\n"}}, Body: []byte(b)}
 		if got, want := MessageKey(msg, nil), def("<k@example.test>", []byte(b)); got != want {
 			t.Errorf("body %d (%d octets, ends %q): key %s, by definition %s", i, len(b), b[max(0, len(b)-20):], got, want)
+		}
+	}
+}
+
+// TestMessageKeyKeptBefore: for a body without a bare CR the key is the
+// one MessageKey gave before its length dropped every CR (2026-12), so
+// verdicts kept then still meet their messages' copies: the keys here
+// are the old code's.
+func TestMessageKeyKeptBefore(t *testing.T) {
+	for _, c := range []struct{ body, key string }{
+		{"", "749383a6027133e78b9d430add8546af"},
+		{"one line\r\n", "77413d5bd494bccd5dbd3b9ca7883ed8"},
+		{strings.Repeat("a line of text\r\n", 10000), "beefe8c43ed990e1f1cd41aae3cc6d2e"},
+		{strings.Repeat("a line of text\n", 10000), "beefe8c43ed990e1f1cd41aae3cc6d2e"},
+	} {
+		msg := &Message{Fields: []dkim.Field{{Name: "Message-ID", Raw: "Message-ID: <golden@example.test>\r\n"}}, Body: []byte(c.body)}
+		if got := MessageKey(msg, nil); got != c.key {
+			t.Errorf("body of %d octets: key %s, before %s", len(c.body), got, c.key)
 		}
 	}
 }

@@ -1,12 +1,8 @@
 package classify
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
@@ -349,66 +345,6 @@ func (l *Learner) Flush(ctx context.Context) ([]LearnOutcome, error) {
 	}
 	return out, nil
 }
-
-// MessageKey identifies a message for the guard against learning it
-// twice: a hash of its Message-ID and its body, so the same message
-// delivered to two folders (or copied back) is one, while a
-// Message-ID reused by a bulk sender for different text is not. No
-// text is kept, only the hash.
-//
-// The body is read with LF line ends (the milter sees CRLF, a Maildir
-// copy LF: one message, one key), and only its first keyBodyPrefix
-// octets and its length are hashed: the classifier reads no more, and
-// hashing a 1 MB body whole cost as much as classifying it.
-func MessageKey(msg *Message, raw []byte) string {
-	h := sha256.New()
-	for _, f := range msg.Fields {
-		if strings.EqualFold(f.Name, "Message-ID") {
-			h.Write([]byte(strings.TrimSpace(f.Value())))
-			break
-		}
-	}
-	h.Write([]byte{0})
-	body := msg.Body
-	if len(msg.Fields) == 0 {
-		body = raw
-	}
-	// The first keyBodyPrefix octets of the body with LF line ends,
-	// and its length so: one look for LF a line (bytes.Count of CRLF
-	// looked for CR, then for CRLF, a line: 0.21 ms for 1 MB).
-	n, left := len(body), keyBodyPrefix
-	for rest, from := body, 0; ; {
-		i := bytes.IndexByte(rest[from:], '\n')
-		if i < 0 {
-			if left > 0 {
-				h.Write(rest[:min(len(rest), left)])
-			}
-			break
-		}
-		i += from
-		if i == 0 || rest[i-1] != '\r' {
-			from = i + 1 // a bare LF: the line goes on
-			continue
-		}
-		n-- // a CRLF
-		if left > 0 {
-			// rest[:i-1] and LF, as far as the prefix goes.
-			m := min(i-1, left)
-			h.Write(rest[:m])
-			left -= m
-			if left > 0 {
-				h.Write([]byte{'\n'})
-				left--
-			}
-		}
-		rest, from = rest[i+1:], 0
-	}
-	h.Write(binary.LittleEndian.AppendUint64(nil, uint64(n)))
-	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// keyBodyPrefix is how much of a body MessageKey hashes.
-const keyBodyPrefix = 64 << 10
 
 // Import adds the counts of a Bayes model (a starter model file) to
 // model name in st.
