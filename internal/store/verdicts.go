@@ -231,15 +231,41 @@ func verdictArgs(vs []Verdict, isBounded bool) []any {
 // one statement and sets their IDs.
 func (s *Store) insertVerdictRows(ctx context.Context, tx *sql.Tx, vs []Verdict, args []any) error {
 	q := func() string {
-		return `INSERT ` + s.orFail() + `INTO verdicts (at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts,
+		q := `INSERT ` + s.orFail() + `INTO verdicts (at, node, queue_id, client_ip, client_name, helo, mail_from, from_domain, rcpts,
 		action, stage, verdict, iprev, spf, dkim, dmarc, arc, score, rules, reasons,
-		source, header_from, message_id, subject, size, reply, details, features) VALUES ` + s.placeholders(len(vs), verdictColumns) + ` RETURNING id`
+		source, header_from, message_id, subject, size, reply, details, features) VALUES ` + s.placeholders(len(vs), verdictColumns)
+		if s.driver == "postgres" {
+			q += ` RETURNING id`
+		}
+		return q
 	}
 	st, err := s.insertStmt(ctx, "verdicts", len(vs), q)
-	var rows *sql.Rows
 	if st != nil {
-		rows, err = tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-	} else if err == nil {
+		// SQLite: the ids are the last row's and those before it.
+		// AUTOINCREMENT gives each row of one statement the next id
+		// after the largest there has been, and the statement is the
+		// only writer (one transaction writes at a time), so the rows
+		// have consecutive ids in the order of VALUES. RETURNING made
+		// SQLite keep the ids in a temporary table and database/sql
+		// read them back one row at a time: a tenth of the statement.
+		res, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		if err != nil {
+			return fmt.Errorf("store: verdicts: %w", err)
+		}
+		last, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("store: verdicts: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(vs)) {
+			return fmt.Errorf("store: verdicts: %d rows written of %d (%v)", n, len(vs), err)
+		}
+		for i := range vs {
+			vs[i].ID = last - int64(len(vs)-1-i)
+		}
+		return nil
+	}
+	var rows *sql.Rows
+	if err == nil {
 		rows, err = tx.QueryContext(ctx, q(), args...)
 	}
 	if err != nil {
@@ -260,10 +286,10 @@ func (s *Store) insertVerdictRows(ctx context.Context, tx *sql.Tx, vs []Verdict,
 	if len(ids) != len(vs) {
 		return fmt.Errorf("store: verdicts: %d ids for %d rows", len(ids), len(vs))
 	}
-	// Neither SQLite nor PostgreSQL promises RETURNING's order, but both
-	// number the rows of VALUES as they insert them, in order (SQLite's
-	// AUTOINCREMENT, PostgreSQL's identity sequence): sorted, the ids
-	// follow the rows even when another MX host inserts meanwhile.
+	// PostgreSQL does not promise RETURNING's order, but its identity
+	// sequence numbers the rows of VALUES as it inserts them, in order:
+	// sorted, the ids follow the rows even when another MX host inserts
+	// meanwhile (and its ids may then come between).
 	slices.Sort(ids)
 	for i := range vs {
 		vs[i].ID = ids[i]

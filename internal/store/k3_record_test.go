@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestK3VerdictIDs: the ids InsertVerdicts sets are the rows' own, and
+// each DMARC row points at its verdict, for batches of every chunking
+// (one statement, several of sizes 64, 32, ... 1), after the newest
+// row was deleted (its id is not given again) and with other writes
+// between batches.
+func TestK3VerdictIDs(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+		n := 0
+		var all []Verdict
+		for _, size := range []int{1, 5, 64, 100, 3} {
+			batch := make([]Verdict, size)
+			for i := range batch {
+				batch[i] = testVerdict(t0.Add(time.Duration(n)*time.Second), fmt.Sprintf("d%d.test", n), "192.0.2.1", "accept")
+				batch[i].QueueID = fmt.Sprintf("K3Q%d", n)
+				n++
+			}
+			if err := s.InsertVerdicts(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, batch...)
+			// The newest row goes: a plain rowid would give its id
+			// again, AUTOINCREMENT does not.
+			last := batch[len(batch)-1]
+			if _, err := s.db.ExecContext(ctx, `DELETE FROM dmarc_rows WHERE verdict_id = $1`, last.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.db.ExecContext(ctx, `DELETE FROM verdicts WHERE id = $1`, last.ID); err != nil {
+				t.Fatal(err)
+			}
+			all = all[:len(all)-1]
+			if _, _, err := s.SeenDomain(ctx, "other.test", t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[int64]bool{}
+		for _, v := range all {
+			if seen[v.ID] || v.ID <= 0 {
+				t.Fatalf("%s: id %d given twice or not at all", v.QueueID, v.ID)
+			}
+			seen[v.ID] = true
+			got, err := s.Verdicts(ctx, VerdictFilter{QueueID: v.QueueID})
+			if err != nil || len(got) != 1 || got[0].ID != v.ID {
+				t.Fatalf("%s: set id %d, stored %+v (%v)", v.QueueID, v.ID, got, err)
+			}
+			var domain string
+			if err := s.db.QueryRowContext(ctx, `SELECT policy_domain FROM dmarc_rows WHERE verdict_id = $1`, v.ID).Scan(&domain); err != nil || domain != v.FromDomain {
+				t.Fatalf("%s: DMARC row of verdict %d: %q (%v), want %q", v.QueueID, v.ID, domain, err, v.FromDomain)
+			}
+		}
+	})
+}
