@@ -38,7 +38,7 @@ func TestMacrosBounded(t *testing.T) {
 
 	// Only the names asked for.
 	var k Macros
-	k.set('M', pairs("i", "Q1", "{auth_authen}", "alice", "{mail_addr}", "a@example.test"), map[string]bool{"i": true, "auth_authen": true})
+	k.set('M', pairs("i", "Q1", "{auth_authen}", "alice", "{mail_addr}", "a@example.test"), map[string]string{"i": "i", "auth_authen": "auth_authen"})
 	if k.Get("i") != "Q1" || k.Get("auth_authen") != "alice" || k.Get("mail_addr") != "" {
 		t.Errorf("kept %+v", k.stages)
 	}

@@ -137,10 +137,12 @@ func macroStage(stage byte) int {
 }
 
 // set replaces a stage's macros with those in data (NUL-terminated names
-// and values), keeping only the names in keep (all when keep is nil) and
-// no more than MaxMacroBytes in all. It reports whether any was dropped
-// for the size.
-func (m *Macros) set(stage byte, data []byte, keep map[string]bool) (dropped bool) {
+// and values), keeping only the names in keep (all when keep is nil; its
+// values are the names' strings, kept without a copy each) and no more
+// than MaxMacroBytes in all. It reports whether any was dropped for the
+// size. A value another stage holds already (the queue ID, sent at every
+// stage of a message) shares that one's string.
+func (m *Macros) set(stage byte, data []byte, keep map[string]string) (dropped bool) {
 	i := macroStage(stage)
 	for _, kv := range m.stages[i] {
 		m.size -= len(kv.name) + len(kv.value)
@@ -155,21 +157,45 @@ func (m *Macros) set(stage byte, data []byte, keep map[string]bool) (dropped boo
 		value, rest, _ := bytes.Cut(rest, []byte{0})
 		data = rest
 		name = bytes.TrimSuffix(bytes.TrimPrefix(name, []byte("{")), []byte("}"))
-		if keep != nil && !keep[string(name)] { // no allocation: map lookup by string(bytes)
-			continue
+		var sname string
+		if keep != nil {
+			k, ok := keep[string(name)] // no allocation: map lookup by string(bytes)
+			if !ok {
+				continue
+			}
+			sname = k
 		}
 		if m.size+len(name)+len(value) > MaxMacroBytes {
 			dropped = true
 			continue
 		}
 		m.size += len(name) + len(value)
-		kept = append(kept, macro{string(name), string(value)})
+		if keep == nil {
+			sname = string(name)
+		}
+		kept = append(kept, macro{sname, m.value(i, sname, value)})
 	}
 	if len(kept) < len(old) {
 		clear(old[len(kept):]) // let go of the values replaced
 	}
 	m.stages[i] = kept
 	return dropped
+}
+
+// value is value as a string: that of the same macro in another stage
+// than skip when it is the same, else a copy.
+func (m *Macros) value(skip int, name string, value []byte) string {
+	for i := range m.stages {
+		if i == skip {
+			continue
+		}
+		for _, kv := range m.stages[i] {
+			if kv.name == name && kv.value == string(value) {
+				return kv.value
+			}
+		}
+	}
+	return string(value)
 }
 
 // endMessage forgets the message's macros; the connection's stay.
@@ -192,10 +218,24 @@ func (m *Macros) reset() {
 	m.size = 0
 }
 
-// Modifier collects the changes a filter makes at end of message.
+// Modifier collects the changes a filter makes at end of message. It is
+// valid only during the filter's EndOfMessage.
 type Modifier struct {
 	actions uint32
-	mods    []packet
+	// out holds the changes as packets, as they go on the wire: the
+	// reply joins them and all leave in one write.
+	out []byte
+}
+
+// maxKeptMods bounds the room a session keeps for its next message's
+// changes; a few header fields take a few hundred octets.
+const maxKeptMods = 16 << 10
+
+// indexed is a change's header index as the packet carries it.
+func indexed(index uint32) [4]byte {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], index)
+	return b
 }
 
 // ErrNotNegotiated is returned for a change the MTA did not allow.
@@ -206,7 +246,8 @@ func (m *Modifier) InsertHeader(index uint32, name, value string) error {
 	if m.actions&ActAddHeader == 0 {
 		return ErrNotNegotiated
 	}
-	m.mods = append(m.mods, packet{replyInsHeader, append(u32(index), cstr(name, value)...)})
+	ix := indexed(index)
+	m.out = appendPacket(m.out, replyInsHeader, ix[:], name, value)
 	return nil
 }
 
@@ -215,7 +256,7 @@ func (m *Modifier) AddHeader(name, value string) error {
 	if m.actions&ActAddHeader == 0 {
 		return ErrNotNegotiated
 	}
-	m.mods = append(m.mods, packet{replyAddHeader, cstr(name, value)})
+	m.out = appendPacket(m.out, replyAddHeader, nil, name, value)
 	return nil
 }
 
@@ -224,7 +265,8 @@ func (m *Modifier) DeleteHeader(index uint32, name string) error {
 	if m.actions&ActChangeHeader == 0 {
 		return ErrNotNegotiated
 	}
-	m.mods = append(m.mods, packet{replyChgHeader, append(u32(index), cstr(name, "")...)})
+	ix := indexed(index)
+	m.out = appendPacket(m.out, replyChgHeader, ix[:], name, "")
 	return nil
 }
 
@@ -233,7 +275,8 @@ func (m *Modifier) ChangeHeader(index uint32, name, value string) error {
 	if m.actions&ActChangeHeader == 0 {
 		return ErrNotNegotiated
 	}
-	m.mods = append(m.mods, packet{replyChgHeader, append(u32(index), cstr(name, value)...)})
+	ix := indexed(index)
+	m.out = appendPacket(m.out, replyChgHeader, ix[:], name, value)
 	return nil
 }
 
@@ -242,7 +285,7 @@ func (m *Modifier) Quarantine(reason string) error {
 	if m.actions&ActQuarantine == 0 {
 		return ErrNotNegotiated
 	}
-	m.mods = append(m.mods, packet{replyQuarantine, cstr(reason)})
+	m.out = appendPacket(m.out, replyQuarantine, nil, reason)
 	return nil
 }
 
@@ -255,7 +298,8 @@ type Conn struct {
 }
 
 // Filter handles one SMTP connection's stages. Methods are called in
-// protocol order from one goroutine.
+// protocol order from one goroutine. The *Macros and *Modifier they get
+// are valid only during the call: the server reuses them.
 type Filter interface {
 	Connect(c Conn, m *Macros) Response
 	Helo(name string, m *Macros) Response
@@ -327,11 +371,12 @@ type Server struct {
 	// milter_default_action to that SMTP session. Negative: no limit.
 	MaxConns, MaxConnsPerPeer int
 
-	// buffers recycles sessions' readers, writers and packet buffers:
-	// a session per SMTP connection made them a good share of the garbage.
+	// buffers recycles sessions, with their readers, writers, packet
+	// buffers and the room for macros and changes: a session per SMTP
+	// connection made them a good share of the garbage.
 	buffers sync.Pool
 
-	keepMacros map[string]bool // MacroNames, without braces; nil: all
+	keepMacros map[string]string // MacroNames, without braces, to themselves; nil: all
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -387,9 +432,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			close(s.done)
 		}
 		if len(s.MacroNames) > 0 {
-			s.keepMacros = map[string]bool{}
+			s.keepMacros = map[string]string{}
 			for _, n := range s.MacroNames {
-				s.keepMacros[macroName(n)] = true
+				s.keepMacros[macroName(n)] = macroName(n)
 			}
 		}
 	}
@@ -553,13 +598,6 @@ func (s *Server) log() *slog.Logger {
 // needs the bytes as sent).
 const wanted = ProtoNoUnknown | ProtoNoData | ProtoNRHeader | ProtoNRBody | ProtoHeaderSpace
 
-// sessionBuffers are what a session leaves for the next.
-type sessionBuffers struct {
-	r      *bufio.Reader
-	w      *bufio.Writer
-	packet []byte
-}
-
 type session struct {
 	s        *Server
 	conn     net.Conn
@@ -574,8 +612,27 @@ type session struct {
 	// EndOfMessageSent is due.
 	replied bool
 	buf     []byte
+	// mod collects the changes at end of message; its room is kept.
+	mod Modifier
 	// macrosCut: macros were dropped for MaxMacroBytes (logged once).
 	macrosCut bool
+}
+
+// recycle readies ss, its connection over, for the next: only its
+// buffers and their room stay.
+func (ss *session) recycle() {
+	ss.r.Reset(nil)
+	ss.w.Reset(nil)
+	buf := ss.buf[:0]
+	if cap(buf) > maxKeptPacket {
+		buf = nil
+	}
+	out := ss.mod.out[:0]
+	if cap(out) > maxKeptMods {
+		out = nil
+	}
+	ss.macros.reset()
+	*ss = session{r: ss.r, w: ss.w, buf: buf, mod: Modifier{out: out}, macros: ss.macros}
 }
 
 func (s *Server) serve(c net.Conn) {
@@ -584,21 +641,17 @@ func (s *Server) serve(c net.Conn) {
 	// buffer straight into the session's own, and replies are a few
 	// octets. 64 KB each was 64 MB of heap at 1,000 sessions (mostly
 	// untouched, so the peak RSS measured the same either way).
-	ss := &session{s: s, conn: c}
-	if b, ok := s.buffers.Get().(*sessionBuffers); ok {
-		b.r.Reset(c)
-		b.w.Reset(c)
-		ss.r, ss.w, ss.buf = b.r, b.w, b.packet
+	ss, ok := s.buffers.Get().(*session)
+	if ok {
+		ss.r.Reset(c)
+		ss.w.Reset(c)
 	} else {
-		ss.r, ss.w = bufio.NewReaderSize(c, 4*1024), bufio.NewWriterSize(c, 1024)
+		ss = &session{r: bufio.NewReaderSize(c, 4*1024), w: bufio.NewWriterSize(c, 1024)}
 	}
+	ss.s, ss.conn = s, c
 	defer func() {
-		ss.r.Reset(nil)
-		ss.w.Reset(nil)
-		if cap(ss.buf) > maxKeptPacket {
-			ss.buf = nil
-		}
-		s.buffers.Put(&sessionBuffers{r: ss.r, w: ss.w, packet: ss.buf[:0]})
+		ss.recycle()
+		s.buffers.Put(ss)
 	}()
 	defer c.Close()
 	defer func() {
@@ -618,11 +671,20 @@ func (s *Server) serve(c net.Conn) {
 	// allowed before negotiation (macros, abort) cannot hold the
 	// connection open.
 	c.SetDeadline(time.Now().Add(handshake))
+	// Once negotiated, the deadline moves with each command: for reads,
+	// and for the writes of replies (an MTA that stops taking them gives
+	// the connection up too). Moving it is a timer's update, about 30 a
+	// small message; so it moves only once idle/64 has passed since it
+	// last did, and then to idle+idle/64 ahead: a wait starting at any
+	// command still has at least idle, and at most idle/64 more.
+	var moved time.Time
+	slack := idle / 64
 	for {
 		if ss.f != nil {
-			// Reads and the writes of replies: an MTA that stops taking
-			// them gives the connection up too.
-			c.SetDeadline(time.Now().Add(idle))
+			if now := time.Now(); moved.IsZero() || now.Sub(moved) >= slack {
+				c.SetDeadline(now.Add(idle + slack))
+				moved = now
+			}
 		}
 		p, err := readPacketInto(ss.r, &ss.buf)
 		if err != nil {
@@ -660,10 +722,16 @@ func (s *Server) serve(c net.Conn) {
 }
 
 func (ss *session) reply(r Response) error {
+	_, err := ss.w.Write(appendReply(ss.w.AvailableBuffer(), r))
+	return err
+}
+
+// appendReply appends r's packet to b.
+func appendReply(b []byte, r Response) []byte {
 	if r.code == replyReplyCode {
-		return writePacket(ss.w, r.code, cstr(r.text))
+		return appendPacket(b, r.code, nil, r.text)
 	}
-	return writePacket(ss.w, r.code)
+	return appendPacket(b, r.code, nil)
 }
 
 // call runs a filter method, turning a panic into the OnError answer so a
@@ -792,11 +860,9 @@ func (ss *session) handle(p packet) (bool, error) {
 		}
 		noReply = ss.protocol&ProtoNRBody != 0
 	case cmdEOB:
-		mod := &Modifier{actions: ss.actions}
+		mod := &ss.mod
+		mod.actions, mod.out = ss.actions, mod.out[:0]
 		r = ss.call("eom", func() Response { return ss.f.EndOfMessage(&ss.macros, mod) })
-		for _, m := range mod.mods {
-			writePacket(ss.w, m.cmd, m.data)
-		}
 		ss.macros.endMessage()
 		ss.done, ss.replied = false, true
 	case cmdUnknown:
@@ -815,6 +881,13 @@ func (ss *session) handle(p packet) (bool, error) {
 	}
 	if noReply {
 		return false, nil
+	}
+	if p.cmd == cmdEOB {
+		// The changes and the reply in one write, however large: the
+		// writer passes what it cannot hold straight to the connection.
+		ss.mod.out = appendReply(ss.mod.out, r)
+		_, err := ss.w.Write(ss.mod.out)
+		return false, err
 	}
 	return false, ss.reply(r)
 }

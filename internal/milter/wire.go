@@ -116,11 +116,17 @@ func readPacket(r *bufio.Reader) (packet, error) {
 // session reuses one buffer for its body chunks. The packet's data is
 // valid until the next read.
 func readPacketInto(r *bufio.Reader, buf *[]byte) (packet, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	// Peek, not a read into an array of its own, which would escape
+	// to the heap: a packet's length costs no allocation.
+	hdr, err := r.Peek(4)
+	if err != nil {
+		if len(hdr) > 0 && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // as io.ReadFull says
+		}
 		return packet{}, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := binary.BigEndian.Uint32(hdr)
+	r.Discard(4)
 	if n == 0 {
 		return packet{}, errors.New("milter: empty packet")
 	}
@@ -132,10 +138,14 @@ func readPacketInto(r *bufio.Reader, buf *[]byte) (packet, error) {
 	case buf != nil && cap(*buf) >= int(n):
 		b = (*buf)[:n]
 	case n <= maxKeptPacket:
-		b = make([]byte, n)
-		if buf != nil {
-			*buf = b
+		if buf == nil {
+			b = make([]byte, n)
+			break
 		}
+		// Room to grow into: packets of a session come in rising
+		// sizes (macros, then header fields, then body chunks).
+		b = make([]byte, n, max(int(n), min(maxKeptPacket, 2*cap(*buf)), 1024))
+		*buf = b
 	default:
 		// Grow with what arrives: a peer announcing a large packet and
 		// sending nothing holds no memory for it.
@@ -160,15 +170,33 @@ func writePacket(w *bufio.Writer, cmd byte, data ...[]byte) error {
 	for _, d := range data {
 		n += len(d)
 	}
-	var hdr [5]byte
-	binary.BigEndian.PutUint32(hdr[:4], uint32(n))
-	hdr[4] = cmd
+	// The length and command in the writer's own room: an array here
+	// would escape to the heap.
+	hdr := binary.BigEndian.AppendUint32(w.AvailableBuffer(), uint32(n))
+	hdr = append(hdr, cmd)
 	// bufio.Writer keeps its first error: the last write reports it.
-	_, err := w.Write(hdr[:])
+	_, err := w.Write(hdr)
 	for _, d := range data {
 		_, err = w.Write(d)
 	}
 	return err
+}
+
+// appendPacket appends a packet of cmd to b: its data is prefix, then
+// each of parts NUL-terminated.
+func appendPacket(b []byte, cmd byte, prefix []byte, parts ...string) []byte {
+	n := 1 + len(prefix)
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	b = append(b, cmd)
+	b = append(b, prefix...)
+	for _, p := range parts {
+		b = append(b, p...)
+		b = append(b, 0)
+	}
+	return b
 }
 
 // cstrings splits NUL-terminated strings. They are substrings of one
