@@ -103,9 +103,18 @@ type tokenizer struct {
 // run adds the features of text under kind ("word", "subject", ...):
 // its words as kind, word pairs as "kind pair", CJK bigrams as
 // "kind cjk". It reads the first maxTokenText octets of text.
+//
+// Text is read a chunk between white space at a time (chunk). An ASCII
+// chunk of words, the common case, is read here in one pass: its words
+// are hashed as they are read and held back (pend) until the chunk's
+// end shows it is no link or address, then added from their hashes and
+// the text itself (flushASCII), with no copy of a word. A chunk with a
+// colon, an '@', a non-ASCII octet or more than pendingWords words is
+// read again by chunk, which reads it as any chunk.
 func (t *tokenizer) run(x *Extractor, kind, text string) {
 	t.x, t.kind, t.kindColon, t.cjks = x, kind, kind+":", kind+" cjk"
-	t.kh = fnv(fnv(fnvOffset, kind), ":")
+	kh := fnv(fnv(fnvOffset, kind), ":")
+	t.kh = kh
 	t.nprev, t.cjkPrev, t.cjkRun = 0, 0, 0
 	t.prevH, t.dup = [osbWindow]uint64{}, false
 	t.runs++
@@ -118,48 +127,110 @@ func (t *tokenizer) run(x *Extractor, kind, text string) {
 		}
 		text = text[:n]
 	}
-	for len(text) > 0 && !x.full() {
-		// One chunk between white space at a time.
-		i, cls := 0, byte(0)
-		for i < len(text) {
-			k := chunkClass[text[i]]
-			if k&clsHigh == 0 {
-				if k&clsSpace != 0 {
-					break
-				}
-				cls |= k
-				i++
-				continue
-			}
-			r, n := utf8.DecodeRuneInString(text[i:])
-			if unicode.IsSpace(r) {
-				break
-			}
-			cls |= clsHigh
-			i += n
-		}
-		chunk := text[:i]
-		text = text[i:]
-		if len(text) > 0 {
-			_, n := utf8.DecodeRuneInString(text)
-			text = text[n:]
-		}
-		if chunk == "" {
+	var pend [pendingWords]pendingWord
+	for i := 0; i < len(text) && !x.full(); {
+		if chunkClass[text[i]] == clsSpace {
+			i++
 			continue
 		}
+		// An ASCII chunk: its words (from ws to i) and their hashes.
+		start, ws, h, np, slow := i, i, kh, 0, false
+		for ; i < len(text); i++ {
+			b := text[i]
+			if c := wordByte[b]; c != 0 {
+				h = (h ^ uint64(c)) * fnvPrime
+				continue
+			}
+			if i > ws {
+				if np == len(pend) {
+					slow = true
+					break
+				}
+				pend[np] = pendingWord{h: h, start: ws, end: i}
+				np++
+			}
+			if k := chunkClass[b]; k != 0 {
+				// White space ends the chunk; anything else of
+				// chunkClass may make it a link or an address.
+				slow = k != clsSpace
+				break
+			}
+			ws, h = i+1, kh
+		}
+		if !slow && i == len(text) && i > ws {
+			if np == len(pend) {
+				slow = true
+			} else {
+				pend[np] = pendingWord{h: h, start: ws, end: i}
+				np++
+			}
+		}
 		switch {
-		case cls&clsColon != 0 && strings.Contains(chunk, "://") || chunk[0]|0x20 == 'w' && hasPrefixFold(chunk, "www."):
-			// Links have features of their own.
-		case cls&clsAt != 0 && strings.IndexByte(chunk, '@') > 0:
-			t.address(chunk)
-		case cls&clsHigh == 0:
-			t.asciiWords(chunk)
+		case slow:
+			i = start + t.chunk(text[start:])
+		case text[start]|0x20 == 'w' && hasPrefixFold(text[start:i], "www."):
+			// A link (chunk).
 		default:
-			t.words(chunk)
+			for _, p := range pend[:np] {
+				t.flushASCII(p.h, text[p.start:p.end])
+			}
 		}
 	}
 	t.flush()
 	t.endCJK()
+}
+
+// pendingWords bounds the words of an ASCII chunk that run holds back
+// until the chunk's end.
+const pendingWords = 16
+
+// pendingWord is a word of an ASCII chunk: its running hash (before
+// mix) and where it is in the text.
+type pendingWord struct {
+	h          uint64
+	start, end int
+}
+
+// chunk reads the chunk at the start of text (up to white space) and
+// returns how much of text it read, the white space after it included.
+func (t *tokenizer) chunk(text string) int {
+	i, cls := 0, byte(0)
+	for i < len(text) {
+		k := chunkClass[text[i]]
+		if k&clsHigh == 0 {
+			if k&clsSpace != 0 {
+				break
+			}
+			cls |= k
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(text[i:])
+		if unicode.IsSpace(r) {
+			break
+		}
+		cls |= clsHigh
+		i += n
+	}
+	chunk, read := text[:i], i
+	if i < len(text) {
+		_, n := utf8.DecodeRuneInString(text[i:])
+		read += n
+	}
+	if chunk == "" {
+		return read
+	}
+	switch {
+	case cls&clsColon != 0 && strings.Contains(chunk, "://") || chunk[0]|0x20 == 'w' && hasPrefixFold(chunk, "www."):
+		// Links have features of their own.
+	case cls&clsAt != 0 && strings.IndexByte(chunk, '@') > 0:
+		t.address(chunk)
+	case cls&clsHigh == 0:
+		t.asciiWords(chunk)
+	default:
+		t.words(chunk)
+	}
+	return read
 }
 
 // asciiWords is words for a chunk of ASCII: a word is its letters and
@@ -314,25 +385,65 @@ func (t *tokenizer) flush() {
 			h = fnv(t.kh, "(recipient's domain)")
 		}
 	}
+	t.addWord(h, w, "")
+	t.word = w[:0]
+}
+
+// flushASCII is flush for a word of an ASCII chunk: raw is the word as
+// the text writes it (its letters in either case, its digits), h its
+// running hash over wordByte of each octet. A word of more than
+// maxWordRunes octets is "(long word)", whatever its hash.
+func (t *tokenizer) flushASCII(h uint64, raw string) {
+	n := len(raw)
+	if n < minWordRunes {
+		return
+	}
+	if n > maxWordRunes {
+		t.x.addString(t.kind, "(long word)")
+		return
+	}
+	if t.x.rcpt.lens&(1<<(n%64)) != 0 {
+		// Perhaps the recipient's: flush compares the word.
+		w := t.word[:0]
+		for i := 0; i < n; i++ {
+			w = append(w, wordByte[raw[i]])
+		}
+		t.word, t.runes, t.h = w, n, h
+		t.flush()
+		return
+	}
+	t.addWord(h, nil, raw)
+}
+
+// addWord adds the word of running hash rh (hashFeature(t.kind, w)
+// before mix) and its pairs with the words before it, and moves the
+// window on. The word is w, or when raw is not "", wordByte of each
+// octet of raw.
+func (t *tokenizer) addWord(rh uint64, w []byte, raw string) {
 	x := t.x
-	h = mix(h) // hashFeature(t.kind, w)
 	var e *repeat
 	if t.dup {
 		// Text that repeats itself: the word and its window may have
 		// been read before, all four features already in the vector.
-		e = t.repeat(h)
-		if e.run == t.runs && e.h == h && e.prev == t.prevH && e.nprev == t.nprev {
-			t.shift(h, e.wi)
-			t.word = w[:0]
+		e = t.repeat(rh)
+		if e.run == t.runs && e.rh == rh && e.prev == t.prevH && e.nprev == int32(t.nprev) {
+			t.shift(e.h, int(e.wi))
 			return
 		}
 	}
+	h := mix(rh)
 	wi, added := x.insertIndex(h)
 	// (The slices are appended to in locals, stored back once.)
 	names, ends := x.v.names, x.v.ends
 	if added {
 		names = append(names, t.kindColon...)
-		names = append(names, w...)
+		if raw != "" {
+			for i := 0; i < len(raw); i++ {
+				names = append(names, wordByte[raw[i]])
+			}
+		} else {
+			names = append(names, w...)
+		}
 		ends = append(ends, uint32(len(names)))
 	}
 	dup := !added
@@ -353,18 +464,18 @@ func (t *tokenizer) flush() {
 	x.v.names, x.v.ends = names, ends
 	if dup {
 		if e == nil {
-			e = t.repeat(h)
+			e = t.repeat(rh)
 		}
-		*e = repeat{run: t.runs, h: h, prev: t.prevH, nprev: t.nprev, wi: wi}
+		*e = repeat{run: t.runs, rh: rh, h: h, prev: t.prevH, nprev: int32(t.nprev), wi: int32(wi)}
 	}
 	t.dup = dup
 	t.shift(h, wi)
-	t.word = w[:0]
 }
 
-// repeat is the entry of repeats for the word of hash h in the window.
-func (t *tokenizer) repeat(h uint64) *repeat {
-	k := h ^ t.prevH[0]*0x9e3779b97f4a7c15 ^ t.prevH[1]*0xbf58476d1ce4e5b9 ^ t.prevH[2]*0x94d049bb133111eb
+// repeat is the entry of repeats for the word of running hash rh in
+// the window.
+func (t *tokenizer) repeat(rh uint64) *repeat {
+	k := rh ^ t.prevH[0]*0x9e3779b97f4a7c15 ^ t.prevH[1]*0xbf58476d1ce4e5b9 ^ t.prevH[2]*0x94d049bb133111eb
 	return &t.repeats[k>>(64-repeatBits)]
 }
 
@@ -377,16 +488,19 @@ func (t *tokenizer) shift(h uint64, wi int) {
 	t.nprev = min(t.nprev+1, osbWindow)
 }
 
-// repeatBits sizes tokenizer.repeats.
-const repeatBits = 6
+// repeatBits sizes tokenizer.repeats: 256 entries of 56 octets, so that
+// the words of a line repeated (a dozen or two) seldom take each
+// other's entry.
+const repeatBits = 8
 
-// repeat is a word whose features and pairs were all in the vector.
+// repeat is a word whose features and pairs were all in the vector: its
+// running hash and window (the key), its hash and feature index.
 type repeat struct {
 	run   uint64
-	h     uint64
+	rh, h uint64
 	prev  [osbWindow]uint64
-	nprev int
-	wi    int
+	nprev int32
+	wi    int32
 }
 
 // pairGap is what stands between the words of a pair at distance d+1
