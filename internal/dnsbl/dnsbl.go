@@ -355,7 +355,15 @@ func (c *Checker) CheckDomains(ctx context.Context, hosts []string) *Result {
 type job struct {
 	subject string
 	qname   string
-	zone    *zone
+	// fqdn is qname with the root's dot, qname its substring: the
+	// cache's key, which it would otherwise build for each Peek.
+	fqdn string
+	zone *zone
+}
+
+// newJob is the question about subject in z, whose name is fqdn.
+func newJob(subject, fqdn string, z *zone) job {
+	return job{subject: subject, qname: fqdn[:len(fqdn)-1], fqdn: fqdn, zone: z}
 }
 
 // Check asks the IP lists about ips and the domain lists about hosts
@@ -371,7 +379,7 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 		subject := ip.String()
 		for i := range c.ipZones {
 			z := &c.ipZones[i]
-			jobs = append(jobs, job{subject: subject, qname: ipQueryName(ip, z.name), zone: z})
+			jobs = append(jobs, newJob(subject, ipQueryFqdn(ip, z.name), z))
 		}
 	}
 	for _, d := range n.domains {
@@ -382,7 +390,7 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 					Err: errors.New("query name longer than 253 octets")})
 				continue
 			}
-			jobs = append(jobs, job{subject: d, qname: d + "." + z.name, zone: z})
+			jobs = append(jobs, newJob(d, d+"."+z.name+".", z))
 		}
 	}
 	if len(jobs) == 0 {
@@ -412,7 +420,7 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 		// cache too: they are asked through Query, which logs them.
 		debug := debuglog.From(ctx) != nil
 		for i, j := range jobs {
-			if ans, _, hit := p.Peek(j.qname, dns.TypeA); hit {
+			if ans, _, hit := p.Peek(j.fqdn, dns.TypeA); hit {
 				res.Cached++
 				if debug {
 					out[i].hits, out[i].err = c.ask(ctx, j, true)
@@ -447,6 +455,9 @@ func (c *Checker) Check(ctx context.Context, ips []netip.Addr, hosts []string) *
 	res.Queries = len(jobs)
 	for _, j := range jobs {
 		if z := j.zone.name; !slices.Contains(fresh, z) && !slices.Contains(res.cachedZones, z) {
+			if res.cachedZones == nil {
+				res.cachedZones = make([]string, 0, len(c.ipZones)+len(c.domZones))
+			}
 			res.cachedZones = append(res.cachedZones, z)
 		}
 	}

@@ -20,23 +20,30 @@ const hexDigits = "0123456789abcdef"
 // given: callers unmap IPv4-mapped addresses (a client's) but the IPv6
 // test point ::FFFF:7F00:2 (RFC 5782 §5) must stay mapped.
 func ipQueryName(ip netip.Addr, zone string) string {
-	// One allocation: this runs for every zone of every check.
+	fq := ipQueryFqdn(ip, zone)
+	return fq[:len(fq)-1]
+}
+
+// ipQueryFqdn is ipQueryName with the root's dot, as the cache keys
+// names: one allocation gives both (this runs for every zone of every
+// check).
+func ipQueryFqdn(ip netip.Addr, zone string) string {
 	var b []byte
 	if ip.Is4() {
 		a := ip.As4()
-		b = make([]byte, 0, 16+len(zone))
+		b = make([]byte, 0, 17+len(zone))
 		for i := 3; i >= 0; i-- {
 			b = strconv.AppendUint(b, uint64(a[i]), 10)
 			b = append(b, '.')
 		}
 	} else {
 		a := ip.As16()
-		b = make([]byte, 0, 64+len(zone))
+		b = make([]byte, 0, 65+len(zone))
 		for i := len(a) - 1; i >= 0; i-- {
 			b = append(b, hexDigits[a[i]&0xf], '.', hexDigits[a[i]>>4], '.')
 		}
 	}
-	return string(append(b, zone...))
+	return string(append(append(b, zone...), '.'))
 }
 
 // maxName is the longest name in presentation form without the trailing
@@ -75,14 +82,19 @@ func NormalizeDomain(name string) (string, error) {
 	if len(a) > maxName {
 		return "", fmt.Errorf("dnsbl: domain %q longer than %d octets", a, maxName)
 	}
-	labels := strings.Split(a, ".")
-	if len(labels) < 2 {
+	if !strings.Contains(a, ".") {
 		return "", fmt.Errorf("dnsbl: domain %q has a single label", a)
 	}
-	for _, l := range labels {
+	// Label by label, without a slice of them.
+	for rest := a; ; {
+		l, more, found := strings.Cut(rest, ".")
 		if err := validLabel(l); err != nil {
 			return "", fmt.Errorf("dnsbl: domain %q: %w", a, err)
 		}
+		if !found {
+			break
+		}
+		rest = more
 	}
 	return a, nil
 }
@@ -103,7 +115,18 @@ func plainLDH(s string) bool {
 // mayBeIP is a cheap test before ipLiteral: a host name has a letter
 // and neither '[' nor ':'.
 func mayBeIP(h string) bool {
-	return strings.ContainsAny(h, "[:") || strings.Trim(h, "0123456789.") == ""
+	// A loop, not strings.ContainsAny and strings.Trim: those build a
+	// set of their characters each call, for every name of every message.
+	digitsDots := true
+	for i := 0; i < len(h); i++ {
+		switch c := h[i]; {
+		case c == '[' || c == ':':
+			return true
+		case (c < '0' || c > '9') && c != '.':
+			digitsDots = false
+		}
+	}
+	return digitsDots
 }
 
 func isASCII(s string) bool {
@@ -165,8 +188,9 @@ func collect(ips []netip.Addr, hosts []string, max int) names {
 		}
 		addIP(ip)
 	}
-	seen := map[string]bool{}
-	var regs, full []string
+	// Room for a message's few names without an allocation.
+	var regsA, fullA [8]string
+	regs, full := regsA[:0], fullA[:0]
 	for i, h := range hosts {
 		// The same name often comes twice (From, DKIM d=, MAIL FROM):
 		// normalize it once. Linear: callers pass a few dozen names.
@@ -193,12 +217,31 @@ func collect(ips []netip.Addr, hosts []string, max int) names {
 		}
 		full = append(full, d)
 	}
-	for _, d := range append(regs, full...) {
-		if seen[d] {
-			continue
+	// Deduplicated by a loop over those kept, not a map each message;
+	// past 32 of them (a message full of hosts), by a map.
+	var seen map[string]bool
+	add := func(d string) {
+		if seen != nil {
+			if seen[d] {
+				return
+			}
+			seen[d] = true
+		} else if slices.Contains(n.domains, d) {
+			return
 		}
-		seen[d] = true
 		n.domains = append(n.domains, d)
+		if len(n.domains) == 32 && seen == nil {
+			seen = make(map[string]bool, 64)
+			for _, d := range n.domains {
+				seen[d] = true
+			}
+		}
+	}
+	for _, d := range regs {
+		add(d)
+	}
+	for _, d := range full {
+		add(d)
 	}
 	if total := len(n.ips) + len(n.domains); total > max {
 		n.dropped = total - max
