@@ -779,28 +779,25 @@ func (x *Extractor) textShape(text string) {
 
 // countLetters counts the ASCII letters of s and the upper-case ones
 // among them, eight octets at a time: in each octet of a word, with its
-// top bit masked off, adding 0x80-lo carries into the top bit when it
-// is at least lo, and adding 0x7f-hi when it is over hi; neither sum
-// carries into the next octet. Octets with the top bit set (UTF-8
-// sequences) count as no letter.
+// top bit masked off and its case bit (0x20) set, adding 0x80-'a'
+// carries into the top bit when it is at least 'a', and adding
+// 0x7f-'z' when it is over 'z'; neither sum carries into the next
+// octet. A letter whose case bit was clear is upper case. Octets with
+// the top bit set (UTF-8 sequences) count as no letter.
 func countLetters(s string) (letters, upper int) {
 	const (
 		ones = 0x0101010101010101
 		high = 0x8080808080808080
+		fold = 0x20 * ones
 	)
-	in := func(y, hb uint64, lo, hi byte) uint64 {
-		ge := (y + (0x80-uint64(lo))*ones) &^ (y + (0x7f-uint64(hi))*ones)
-		return ge & high &^ hb
-	}
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
 		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		hb := w & high
-		y := w &^ high
-		u := bits.OnesCount64(in(y, hb, 'A', 'Z'))
-		upper += u
-		letters += u + bits.OnesCount64(in(y, hb, 'a', 'z'))
+		y := w&^high | fold
+		l := (y + (0x80-'a')*ones) &^ (y + (0x7f-'z')*ones) & high &^ w
+		letters += bits.OnesCount64(l)
+		upper += bits.OnesCount64(l &^ ((w & fold) << 2))
 	}
 	for ; i < len(s); i++ {
 		switch c := s[i]; {

@@ -63,7 +63,7 @@ func TestTokenizerReference(t *testing.T) {
 	}
 	hostile := []string{
 		"", " ", "a", "ab", line, strings.Repeat(line, 1000),
-		"Dear john, your example mailbox at rcpt is full; JOHN EXAMPLE rcpt0 john2",
+		"Dear john, your example mailbox at rcpt is full; JOHN EXAMPLE rcpt0 john2 Bob bob, BOB.",
 		"see www.example.test/x and WWW.x.test, Www.y or wwwx.test now",
 		"http://a.test/b c:d e://f g@h @i j@ k@l.test mailto:x@y.test <bob@example.org>, (john.smith@rcpt.test).",
 		"a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w,x,y,z,aa,bb,cc,dd,ee,ff,gg,hh,ii,jj,kk,ll,mm,nn",

@@ -112,7 +112,8 @@ type tokenizer struct {
 // colon, an '@', a non-ASCII octet or more than pendingWords words is
 // read again by chunk, which reads it as any chunk.
 func (t *tokenizer) run(x *Extractor, kind, text string) {
-	t.x, t.kind, t.kindColon, t.cjks = x, kind, kind+":", kind+" cjk"
+	t.x, t.kind = x, kind
+	t.kindColon, t.cjks = kindNames(kind)
 	kh := fnv(fnv(fnvOffset, kind), ":")
 	t.kh = kh
 	t.nprev, t.cjkPrev, t.cjkRun = 0, 0, 0
@@ -178,6 +179,20 @@ func (t *tokenizer) run(x *Extractor, kind, text string) {
 	}
 	t.flush()
 	t.endCJK()
+}
+
+// kindNames are "kind:" and "kind cjk", without a concatenation for
+// the kinds Extract reads.
+func kindNames(kind string) (colon, cjk string) {
+	switch kind {
+	case "word":
+		return "word:", "word cjk"
+	case "subject":
+		return "subject:", "subject cjk"
+	case "from-name":
+		return "from-name:", "from-name cjk"
+	}
+	return kind + ":", kind + " cjk"
 }
 
 // pendingWords bounds the words of an ASCII chunk that run holds back
@@ -402,15 +417,21 @@ func (t *tokenizer) flushASCII(h uint64, raw string) {
 		t.x.addString(t.kind, "(long word)")
 		return
 	}
-	if t.x.rcpt.lens&(1<<(n%64)) != 0 {
-		// Perhaps the recipient's: flush compares the word.
-		w := t.word[:0]
-		for i := 0; i < n; i++ {
-			w = append(w, wordByte[raw[i]])
+	if r := &t.x.rcpt; r.lens&(1<<(n%64)) != 0 {
+		// Perhaps the recipient's (flush).
+		as := ""
+		switch {
+		case containsMapped(r.locals, raw):
+			as = "(recipient)"
+		case containsMapped(r.labels, raw):
+			as = "(recipient's domain)"
 		}
-		t.word, t.runes, t.h = w, n, h
-		t.flush()
-		return
+		if as != "" {
+			t.word = append(t.word[:0], as...)
+			t.addWord(fnv(t.kh, as), t.word, "")
+			t.word = t.word[:0]
+			return
+		}
 	}
 	t.addWord(h, nil, raw)
 }
@@ -506,6 +527,23 @@ type repeat struct {
 // pairGap is what stands between the words of a pair at distance d+1
 // in its name.
 var pairGap = [osbWindow]string{" ", " _ ", " _ _ "}
+
+// containsMapped is containsBytes for wordByte of each octet of raw.
+func containsMapped(list []string, raw string) bool {
+next:
+	for _, s := range list {
+		if len(s) != len(raw) {
+			continue
+		}
+		for i := 0; i < len(s); i++ {
+			if wordByte[raw[i]] != s[i] {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
 
 // containsBytes is contains for a word in a buffer.
 func containsBytes(list []string, w []byte) bool {
