@@ -558,6 +558,11 @@ func urlStop(r rune) bool {
 
 // plain collects the text and the links of a text/plain part.
 func (c *extraction) plain(b []byte) {
+	// Room for the part and its newline at once: the newline alone
+	// made the builder copy the whole text again.
+	if room := maxText - c.text.Len(); room > 0 {
+		c.text.Grow(min(len(b)+1, room))
+	}
 	c.addText(b)
 	c.addText([]byte{'\n'})
 	b = b[:scanCut(b, textScan, "\n ")]

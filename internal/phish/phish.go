@@ -95,6 +95,10 @@ type Checker struct {
 	// HistoryTimeout bounds the History lookup (default 250ms): a slow or
 	// locked store skips the first-seen rule rather than hold the mail.
 	HistoryTimeout time.Duration
+
+	// suffixes remembers the public suffix list's answers across
+	// messages (nil: none remembered).
+	suffixes *suffixCache
 }
 
 // New returns a Checker with these brands and weights; rules missing
@@ -115,7 +119,7 @@ func New(brands []Brand, weights map[string]int) (*Checker, error) {
 			return nil, fmt.Errorf("phish: brand %d (%q) needs a name and at least one domain", i, b.Name)
 		}
 	}
-	return &Checker{weights: w, brands: newBrandIndex(brands)}, nil
+	return &Checker{weights: w, brands: newBrandIndex(brands), suffixes: newSuffixCache()}, nil
 }
 
 // Input is what the pipeline knows of a message when it scores it.
@@ -205,7 +209,7 @@ func (s *scoring) suffixParts(domain string) (org, without string) {
 			return o.org, o.without
 		}
 	}
-	org, without = suffixParts(domain)
+	org, without = s.c.suffixes.parts(domain)
 	s.orgs[s.nextOrg] = struct{ domain, org, without string }{domain, org, without}
 	s.nextOrg = (s.nextOrg + 1) % len(s.orgs)
 	return org, without
