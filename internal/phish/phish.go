@@ -97,8 +97,10 @@ type Checker struct {
 	HistoryTimeout time.Duration
 
 	// suffixes remembers the public suffix list's answers across
-	// messages (nil: none remembered).
-	suffixes *suffixCache
+	// messages, hostBrands the brands hosts imitate, textBrands those
+	// local parts and display names do (nil: none remembered).
+	suffixes               *memo[suffixPair]
+	hostBrands, textBrands *memo[[]brandMatch]
 }
 
 // New returns a Checker with these brands and weights; rules missing
@@ -119,7 +121,8 @@ func New(brands []Brand, weights map[string]int) (*Checker, error) {
 			return nil, fmt.Errorf("phish: brand %d (%q) needs a name and at least one domain", i, b.Name)
 		}
 	}
-	return &Checker{weights: w, brands: newBrandIndex(brands), suffixes: newSuffixCache()}, nil
+	return &Checker{weights: w, brands: newBrandIndex(brands), suffixes: newMemo[suffixPair](),
+		hostBrands: newMemo[[]brandMatch](), textBrands: newMemo[[]brandMatch]()}, nil
 }
 
 // Input is what the pipeline knows of a message when it scores it.
@@ -209,7 +212,8 @@ func (s *scoring) suffixParts(domain string) (org, without string) {
 			return o.org, o.without
 		}
 	}
-	org, without = s.c.suffixes.parts(domain)
+	p := s.c.suffixes.get(domain, suffixPairOf)
+	org, without = p.org, p.without
 	s.orgs[s.nextOrg] = struct{ domain, org, without string }{domain, org, without}
 	s.nextOrg = (s.nextOrg + 1) % len(s.orgs)
 	return org, without
@@ -221,11 +225,24 @@ func (s *scoring) registered(domain string) string {
 	return org
 }
 
-// matchHost is brandIndex.matchHost, the public suffix remembered.
+// matchHost is brandIndex.matchHost, remembered. The matches are
+// shared: not to be changed.
 func (s *scoring) matchHost(host string) []brandMatch {
-	_, without := s.suffixParts(host)
-	return s.c.brands.matchLabels(without)
+	return s.c.hostBrands.get(host, s.c.matchHost)
 }
+
+// matchHost is brandIndex.matchHost, the public suffix remembered.
+func (c *Checker) matchHost(host string) []brandMatch {
+	return c.brands.matchLabels(c.suffixes.get(host, suffixPairOf).without)
+}
+
+// match is brandIndex.match(text, true), remembered. The matches are
+// shared: not to be changed.
+func (s *scoring) match(text string) []brandMatch {
+	return s.c.textBrands.get(text, s.c.matchNear)
+}
+
+func (c *Checker) matchNear(text string) []brandMatch { return c.brands.match(text, true) }
 
 func (s *scoring) fire(rule, format string, args ...any) {
 	w := s.c.weights[rule]
@@ -352,12 +369,12 @@ func (s *scoring) checkFrom(from Mailbox) {
 		ud, _ := unicodeDomain(d)
 		s.brandDomain(d, ud)
 	}
-	for _, m := range ix.match(from.Local, true) {
+	for _, m := range s.match(from.Local) {
 		if !ix.owns(m.brand, from.Domain) {
 			s.fire(BrandLocalPart, "local part %q: %s %q of %s, sent from %s", from.Local, m.how, m.token, s.brand(m.brand), from.Domain)
 		}
 	}
-	for _, m := range ix.match(name, true) {
+	for _, m := range s.match(name) {
 		if !ix.owns(m.brand, from.Domain) {
 			s.fire(BrandDisplayName, "display name %q: %s %q of %s, sent from %s", from.Name, m.how, m.token, s.brand(m.brand), from.Domain)
 		}
