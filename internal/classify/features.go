@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"mime"
 	"mime/multipart"
 	"net/mail"
@@ -783,7 +782,8 @@ func (x *Extractor) textShape(text string) {
 // carries into the top bit when it is at least 'a', and adding
 // 0x7f-'z' when it is over 'z'; neither sum carries into the next
 // octet. A letter whose case bit was clear is upper case. Octets with
-// the top bit set (UTF-8 sequences) count as no letter.
+// the top bit set (UTF-8 sequences) count as no letter. Each octet's
+// counts are added in its own lane, 255 words at most, then summed.
 func countLetters(s string) (letters, upper int) {
 	const (
 		ones = 0x0101010101010101
@@ -791,13 +791,19 @@ func countLetters(s string) (letters, upper int) {
 		fold = 0x20 * ones
 	)
 	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		y := w&^high | fold
-		l := (y + (0x80-'a')*ones) &^ (y + (0x7f-'z')*ones) & high &^ w
-		letters += bits.OnesCount64(l)
-		upper += bits.OnesCount64(l &^ ((w & fold) << 2))
+	for i+8 <= len(s) {
+		var ls, us uint64
+		for end := min(len(s), i+255*8); i+8 <= end; i += 8 {
+			b := s[i : i+8]
+			w := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+				uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+			y := w&^high | fold
+			l := (y + (0x80-'a')*ones) &^ (y + (0x7f-'z')*ones) & high &^ w
+			ls += l >> 7
+			us += (l &^ ((w & fold) << 2)) >> 7
+		}
+		letters += laneSum(ls)
+		upper += laneSum(us)
 	}
 	for ; i < len(s); i++ {
 		switch c := s[i]; {
@@ -809,6 +815,13 @@ func countLetters(s string) (letters, upper int) {
 		}
 	}
 	return letters, upper
+}
+
+// laneSum is the sum of the eight octets of x.
+func laneSum(x uint64) int {
+	const lo = 0x00ff00ff00ff00ff
+	x = x&lo + x>>8&lo
+	return int(x * 0x0001000100010001 >> 48)
 }
 
 // bucket is n rounded down to a power of two, as a string.

@@ -158,6 +158,9 @@ func TestCountLetters(t *testing.T) {
 	for off := range 8 {
 		tests = append(tests, string(all[off:]), string(all[:256-off]))
 	}
+	// Longer than the 255 words that countLetters counts in lanes.
+	long := strings.Repeat("Aa", 255*4) + string(all) + strings.Repeat("zZ", 5000)
+	tests = append(tests, long, long[3:], long[:len(long)-5])
 	for _, s := range tests {
 		l, u := countLetters(s)
 		if wl, wu := slow(s); l != wl || u != wu {
