@@ -37,11 +37,17 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 	if r.Internal {
 		v.Stage, v.Verdict = "internal", "internal"
 	}
-	for _, h := range r.Hits {
-		v.Details.Hits = append(v.Details.Hits, store.Hit{Rule: h.Rule, Weight: h.Weight, Detail: h.Detail})
+	if len(r.Hits) > 0 {
+		v.Details.Hits = make([]store.Hit, len(r.Hits))
+		for i, h := range r.Hits {
+			v.Details.Hits[i] = store.Hit{Rule: h.Rule, Weight: h.Weight, Detail: h.Detail}
+		}
 	}
-	for _, h := range r.Headers {
-		v.Details.Headers = append(v.Details.Headers, store.Header{Name: h.Name, Value: OneLine(h.Value)})
+	if len(r.Headers) > 0 {
+		v.Details.Headers = make([]store.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			v.Details.Headers[i] = store.Header{Name: h.Name, Value: OneLine(h.Value)}
+		}
 	}
 	if d := r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == dmarc.Pass || d.Result == dmarc.Fail) {
 		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
@@ -51,9 +57,17 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 
 // OneLine is s with its runs of white space (a folded header's line
 // breaks among them) made one space and none at either end, as
-// strings.Join(strings.Fields(s), " ") has it; s itself when it is so
-// already.
+// strings.Join(strings.Fields(s), " ") has it; s itself, or a part of
+// it, when it is so already. The ends are cut first: a field's value
+// begins with the space after the colon, which made a copy of every
+// one.
 func OneLine(s string) string {
+	for len(s) > 0 && asciiSpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && asciiSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
 	dirty := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -70,21 +84,22 @@ func OneLine(s string) string {
 	if !dirty {
 		return s
 	}
-	b := make([]byte, 0, len(s))
+	var b strings.Builder // one allocation, where []byte and string() took two
+	b.Grow(len(s))
 	space := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c <= ' ' && asciiSpace(c) {
-			space = len(b) > 0
+			space = b.Len() > 0
 			continue
 		}
 		if space {
-			b = append(b, ' ')
+			b.WriteByte(' ')
 			space = false
 		}
-		b = append(b, c)
+		b.WriteByte(c)
 	}
-	return string(b)
+	return b.String()
 }
 
 // asciiSpace is strings.Fields's white space in ASCII.
@@ -114,7 +129,9 @@ func (r *Result) SentReply() string {
 // stageResults are each check's result and why, in pipeline order;
 // checks that did not run are left out.
 func (r *Result) stageResults() []store.StageResult {
-	var out []store.StageResult
+	// internal, helo, iprev, s25r, spf, dkim, arc, dmarc, analyses: one
+	// allocation, where growing took five.
+	out := make([]store.StageResult, 0, 8+max(1, len(r.DKIM))+len(r.Analyses))
 	add := func(stage, result, reason string) {
 		if result != "" {
 			out = append(out, store.StageResult{Stage: stage, Result: result, Reason: reason})
@@ -133,10 +150,12 @@ func (r *Result) stageResults() []store.StageResult {
 		add("s25r", "dynamic-looking", r.S25R)
 	}
 	spfWhy := r.SPF.Problem
-	if spfWhy == "" && r.SPF.Mechanism != "" {
+	switch {
+	case spfWhy == "" && r.SPF.Mechanism != "" && r.SPF.Domain != "":
+		spfWhy = strings.TrimSuffix("domain "+r.SPF.Domain+"; matched "+r.SPF.Mechanism, "; ") // one string, not two
+	case spfWhy == "" && r.SPF.Mechanism != "":
 		spfWhy = "matched " + r.SPF.Mechanism
-	}
-	if r.SPF.Domain != "" {
+	case r.SPF.Domain != "":
 		spfWhy = strings.TrimSuffix("domain "+r.SPF.Domain+"; "+spfWhy, "; ")
 	}
 	if r.SPF.Result == spf.Fail && r.SPF.Explanation != "" {
@@ -172,9 +191,14 @@ func (r *Result) stageResults() []store.StageResult {
 	}
 	add("dmarc", r.DMARC.Result, dm)
 	for _, a := range r.Analyses {
-		score := analysis.Score(a.Hits)
-		why := strings.Join(a.Problems, "; ")
-		add(a.Name, "score "+strconv.Itoa(score), why)
+		score := "score 0" // most analyzers' on most mail: no string made
+		if s := analysis.Score(a.Hits); s != 0 {
+			score = "score " + strconv.Itoa(s)
+		}
+		add(a.Name, score, strings.Join(a.Problems, "; "))
+	}
+	if len(out) == 0 {
+		return nil // as before: no stage, no list
 	}
 	return out
 }
