@@ -23,9 +23,9 @@ func FuzzSession(f *testing.F) {
 		rec, _ := newRecorder()
 		s := &Server{NewFilter: func() Filter { return rec }, Actions: 0xff, Log: slog.New(slog.DiscardHandler)}
 		var out bytes.Buffer
-		ss := &session{s: s, r: bufio.NewReader(bytes.NewReader(in)), w: bufio.NewWriter(&out)}
+		ss := &session{s: s, r: newPacketReader(bytes.NewReader(in)), w: bufio.NewWriter(&out)}
 		for range 1000 {
-			p, err := readPacket(ss.r)
+			p, err := ss.r.read()
 			if err != nil {
 				return
 			}

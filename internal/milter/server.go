@@ -601,7 +601,7 @@ const wanted = ProtoNoUnknown | ProtoNoData | ProtoNRHeader | ProtoNRBody | Prot
 type session struct {
 	s        *Server
 	conn     net.Conn
-	r        *bufio.Reader
+	r        *packetReader
 	w        *bufio.Writer
 	f        Filter
 	macros   Macros
@@ -611,7 +611,6 @@ type session struct {
 	// replied: the end-of-message reply is being written; the filter's
 	// EndOfMessageSent is due.
 	replied bool
-	buf     []byte
 	// mod collects the changes at end of message; its room is kept.
 	mod Modifier
 	// macrosCut: macros were dropped for MaxMacroBytes (logged once).
@@ -621,32 +620,29 @@ type session struct {
 // recycle readies ss, its connection over, for the next: only its
 // buffers and their room stay.
 func (ss *session) recycle() {
-	ss.r.Reset(nil)
+	ss.r.reset(nil)
 	ss.w.Reset(nil)
-	buf := ss.buf[:0]
-	if cap(buf) > maxKeptPacket {
-		buf = nil
-	}
 	out := ss.mod.out[:0]
 	if cap(out) > maxKeptMods {
 		out = nil
 	}
 	ss.macros.reset()
-	*ss = session{r: ss.r, w: ss.w, buf: buf, mod: Modifier{out: out}, macros: ss.macros}
+	*ss = session{r: ss.r, w: ss.w, mod: Modifier{out: out}, macros: ss.macros}
 }
 
 func (s *Server) serve(c net.Conn) {
 	s.sessions.Add(1)
-	// Small buffers: body chunks (up to 64 KB) are read past the reader's
-	// buffer straight into the session's own, and replies are a few
-	// octets. 64 KB each was 64 MB of heap at 1,000 sessions (mostly
-	// untouched, so the peak RSS measured the same either way).
+	// Small buffers to start with: the reader's grows to a body chunk
+	// (up to 64 KB) only for a message with a body that large, and
+	// replies are a few octets. 64 KB each was 64 MB of heap at 1,000
+	// sessions (mostly untouched, so the peak RSS measured the same
+	// either way).
 	ss, ok := s.buffers.Get().(*session)
 	if ok {
-		ss.r.Reset(c)
+		ss.r.reset(c)
 		ss.w.Reset(c)
 	} else {
-		ss = &session{r: bufio.NewReaderSize(c, 4*1024), w: bufio.NewWriterSize(c, 1024)}
+		ss = &session{r: newPacketReader(c), w: bufio.NewWriterSize(c, 1024)}
 	}
 	ss.s, ss.conn = s, c
 	defer func() {
@@ -686,7 +682,7 @@ func (s *Server) serve(c net.Conn) {
 				moved = now
 			}
 		}
-		p, err := readPacketInto(ss.r, &ss.buf)
+		p, err := ss.r.read()
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF) || s.closing.Load():
