@@ -84,20 +84,24 @@ func OneLine(s string) string {
 	if !dirty {
 		return s
 	}
-	var b strings.Builder // one allocation, where []byte and string() took two
+	// Each run of white space made one space, the text between them
+	// copied whole; one allocation, where []byte and string() took two.
+	var b strings.Builder
 	b.Grow(len(s))
-	space := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' && asciiSpace(c) {
-			space = b.Len() > 0
-			continue
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && !asciiSpace(s[j]) {
+			j++
 		}
-		if space {
-			b.WriteByte(' ')
-			space = false
+		b.WriteString(s[i:j])
+		if j == len(s) {
+			break
 		}
-		b.WriteByte(c)
+		for j < len(s) && asciiSpace(s[j]) {
+			j++
+		}
+		b.WriteByte(' ') // never at the end: s ends in other than a space
+		i = j
 	}
 	return b.String()
 }
@@ -241,12 +245,25 @@ func FieldValue(fields []dkim.Field, name string) string {
 // DKIMSummary lists the signatures' results as "status:domain", space
 // separated, for logs and the store.
 func DKIMSummary(rs []dkim.Result) string {
+	switch len(rs) {
+	case 0:
+		return ""
+	case 1: // most mail: one string made
+		return string(rs[0].Status) + ":" + rs[0].Domain
+	}
+	n := 0
+	for _, r := range rs {
+		n += len(r.Status) + 1 + len(r.Domain) + 1
+	}
 	var b strings.Builder
+	b.Grow(n)
 	for i, r := range rs {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(string(r.Status) + ":" + r.Domain)
+		b.WriteString(string(r.Status))
+		b.WriteByte(':')
+		b.WriteString(r.Domain)
 	}
 	return b.String()
 }
