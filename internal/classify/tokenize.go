@@ -173,6 +173,15 @@ func (t *tokenizer) run(x *Extractor, kind, text string) {
 			// A link (chunk).
 		default:
 			for _, p := range pend[:np] {
+				// A word read before in the same window, as most
+				// of a text that repeats itself: nothing is added
+				// (addWord, inlined).
+				if n := p.end - p.start; t.dup && n >= minWordRunes && n <= maxWordRunes && x.rcpt.lens&(1<<n) == 0 {
+					if e := t.repeat(p.h); e.run == t.runs && e.rh == p.h && e.prev == t.prevH {
+						t.shift(e.h, e.wi)
+						continue
+					}
+				}
 				t.flushASCII(p.h, text[p.start:p.end])
 			}
 		}
@@ -446,9 +455,10 @@ func (t *tokenizer) addWord(rh uint64, w []byte, raw string) {
 	if t.dup {
 		// Text that repeats itself: the word and its window may have
 		// been read before, all four features already in the vector.
+		// (The window's hashes, never 0, tell its length too.)
 		e = t.repeat(rh)
-		if e.run == t.runs && e.rh == rh && e.prev == t.prevH && e.nprev == int32(t.nprev) {
-			t.shift(e.h, int(e.wi))
+		if e.run == t.runs && e.rh == rh && e.prev == t.prevH {
+			t.shift(e.h, e.wi)
 			return
 		}
 	}
@@ -487,7 +497,7 @@ func (t *tokenizer) addWord(rh uint64, w []byte, raw string) {
 		if e == nil {
 			e = t.repeat(rh)
 		}
-		*e = repeat{run: t.runs, rh: rh, h: h, prev: t.prevH, nprev: int32(t.nprev), wi: int32(wi)}
+		*e = repeat{run: t.runs, rh: rh, h: h, prev: t.prevH, wi: wi}
 	}
 	t.dup = dup
 	t.shift(h, wi)
@@ -520,8 +530,7 @@ type repeat struct {
 	run   uint64
 	rh, h uint64
 	prev  [osbWindow]uint64
-	nprev int32
-	wi    int32
+	wi    int
 }
 
 // pairGap is what stands between the words of a pair at distance d+1
