@@ -134,37 +134,29 @@ func (t *tokenizer) run(x *Extractor, kind, text string) {
 			i++
 			continue
 		}
-		// An ASCII chunk: its words (from ws to i) and their hashes.
-		start, ws, h, np, slow := i, i, kh, 0, false
-		for ; i < len(text); i++ {
+		// An ASCII chunk: its words and their running hashes.
+		start, np, slow := i, 0, false
+		for i < len(text) {
 			b := text[i]
-			if c := wordByte[b]; c != 0 {
-				h = (h ^ uint64(c)) * fnvPrime
-				continue
-			}
-			if i > ws {
-				if np == len(pend) {
-					slow = true
+			if wordByte[b] == 0 {
+				if k := chunkClass[b]; k != 0 {
+					// White space ends the chunk; anything else of
+					// chunkClass may make it a link or an address.
+					slow = k != clsSpace
 					break
 				}
-				pend[np] = pendingWord{h: h, start: ws, end: i}
-				np++
+				i++
+				continue
 			}
-			if k := chunkClass[b]; k != 0 {
-				// White space ends the chunk; anything else of
-				// chunkClass may make it a link or an address.
-				slow = k != clsSpace
-				break
-			}
-			ws, h = i+1, kh
-		}
-		if !slow && i == len(text) && i > ws {
+			ws := i
+			var h uint64
+			i, h = hashWord(text, i, kh)
 			if np == len(pend) {
 				slow = true
-			} else {
-				pend[np] = pendingWord{h: h, start: ws, end: i}
-				np++
+				break
 			}
+			pend[np] = pendingWord{h: h, start: ws, end: i}
+			np++
 		}
 		switch {
 		case slow:
@@ -188,6 +180,19 @@ func (t *tokenizer) run(x *Extractor, kind, text string) {
 	}
 	t.flush()
 	t.endCJK()
+}
+
+// hashWord continues the running hash h over the word octets of text
+// from i (wordByte), and returns where they end and the hash.
+func hashWord(text string, i int, h uint64) (int, uint64) {
+	for ; i < len(text); i++ {
+		c := wordByte[text[i]]
+		if c == 0 {
+			break
+		}
+		h = (h ^ uint64(c)) * fnvPrime
+	}
+	return i, h
 }
 
 // kindNames are "kind:" and "kind cjk", without a concatenation for
