@@ -68,7 +68,12 @@ func OneLine(s string) string {
 	for len(s) > 0 && asciiSpace(s[len(s)-1]) {
 		s = s[:len(s)-1]
 	}
-	dirty := false
+	// One pass: b is started at the first run of white space that is
+	// not a single space, the text before it and between such runs
+	// copied whole (one allocation; []byte and string() took two, and
+	// a pass to look and one to copy byte by byte twice the time).
+	var b strings.Builder
+	from := 0 // s[from:] is not in b yet
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c > ' ' {
@@ -77,32 +82,27 @@ func OneLine(s string) string {
 			}
 			continue
 		}
-		if !dirty && asciiSpace(c) && (c != ' ' || i == 0 || i == len(s)-1 || s[i+1] == ' ') {
-			dirty = true
+		if !asciiSpace(c) {
+			continue
 		}
+		j := i + 1
+		for asciiSpace(s[j]) { // s ends in other than white space
+			j++
+		}
+		if c != ' ' || j > i+1 {
+			if b.Cap() == 0 {
+				b.Grow(len(s))
+			}
+			b.WriteString(s[from:i])
+			b.WriteByte(' ')
+			from = j
+		}
+		i = j - 1
 	}
-	if !dirty {
+	if b.Cap() == 0 {
 		return s
 	}
-	// Each run of white space made one space, the text between them
-	// copied whole; one allocation, where []byte and string() took two.
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); {
-		j := i
-		for j < len(s) && !asciiSpace(s[j]) {
-			j++
-		}
-		b.WriteString(s[i:j])
-		if j == len(s) {
-			break
-		}
-		for j < len(s) && asciiSpace(s[j]) {
-			j++
-		}
-		b.WriteByte(' ') // never at the end: s ends in other than a space
-		i = j
-	}
+	b.WriteString(s[from:])
 	return b.String()
 }
 

@@ -1,6 +1,7 @@
 package verdict
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/netip"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"mailwall/internal/analysis"
+	"mailwall/internal/benchmsg"
 	"mailwall/internal/conncheck"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
@@ -79,5 +81,54 @@ func k2RecordCases() []k2RecordCase {
 		{&Result{Action: Accept, SPF: spf.Outcome{Result: spf.Pass, Mechanism: "a"}, IPRev: conncheck.IPRev{Result: "pass", Reason: "forward-confirmed", Name: "mx.x.example"},
 			DKIM: []dkim.Result{{Status: dkim.Pass, Domain: "a.example", Selector: "s", KeyDNSSEC: "secure"}, {Status: dkim.Fail, Domain: "b.example", Selector: "t"}}}, env},
 		{&Result{Action: Accept}, env},
+	}
+}
+
+// BenchmarkMessageFacts: the store's From, Message-ID and Subject of
+// bench/milter's message, signed (a DKIM-Signature first), as the
+// milter takes them after the reply.
+func BenchmarkMessageFacts(b *testing.B) {
+	fields, err := dkim.ReadHeader(bufio.NewReader(strings.NewReader("DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\r\n" +
+		" s=sel; t=1; h=from:to:subject:date:message-id; bh=x; b=y\r\n" + benchmsg.Header)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if from, _, _ := MessageFacts(fields); from != "sender@example.test" {
+			b.Fatal(from)
+		}
+	}
+}
+
+// TestOneLineEvery: OneLine is strings.Join(strings.Fields(s), " ") for
+// every string of up to five pieces of text, white space of each kind,
+// a control character and Unicode's spaces and letters.
+func TestOneLineEvery(t *testing.T) {
+	pieces := []string{"a", "bc", " ", "  ", "\t", "\r\n", "\n", "\v\f", "\x01", "\u00a0", "é"}
+	var walk func(s string, n int)
+	walk = func(s string, n int) {
+		if got, want := OneLine(s), strings.Join(strings.Fields(s), " "); got != want {
+			t.Fatalf("OneLine(%q) = %q, want %q", s, got, want)
+		}
+		if n == 0 {
+			return
+		}
+		for _, p := range pieces {
+			walk(s+p, n-1)
+		}
+	}
+	walk("", 5)
+}
+
+// BenchmarkOneLine: the headers b24Result adds, made one line each, as
+// Record does.
+func BenchmarkOneLine(b *testing.B) {
+	hs := b24Result().Headers
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, h := range hs {
+			OneLine(h.Value)
+		}
 	}
 }
