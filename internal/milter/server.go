@@ -667,20 +667,28 @@ func (s *Server) serve(c net.Conn) {
 	// allowed before negotiation (macros, abort) cannot hold the
 	// connection open.
 	c.SetDeadline(time.Now().Add(handshake))
-	// Once negotiated, the deadline moves with each command: for reads,
-	// and for the writes of replies (an MTA that stops taking them gives
-	// the connection up too). Moving it is a timer's update, about 30 a
-	// small message; so it moves only once idle/64 has passed since it
-	// last did, and then to idle+idle/64 ahead: a wait starting at any
-	// command still has at least idle, and at most idle/64 more.
+	// Once negotiated, the deadline moves before each wait on the MTA:
+	// a read the buffer cannot answer, and the write of a reply (an MTA
+	// that stops taking them gives the connection up too). Moving it is
+	// a timer's update, and reading the clock for each of a small
+	// message's 30 packets cost more than the rest of their reading; so
+	// it moves only at those waits, and only once idle/64 has passed
+	// since it last did, and then to idle+idle/64 ahead: each wait still
+	// has at least idle, and at most idle/64 more.
 	var moved time.Time
 	slack := idle / 64
+	refresh := func() {
+		if ss.f == nil {
+			return
+		}
+		if now := time.Now(); moved.IsZero() || now.Sub(moved) >= slack {
+			c.SetDeadline(now.Add(idle + slack))
+			moved = now
+		}
+	}
 	for {
-		if ss.f != nil {
-			if now := time.Now(); moved.IsZero() || now.Sub(moved) >= slack {
-				c.SetDeadline(now.Add(idle + slack))
-				moved = now
-			}
+		if !ss.r.ready() {
+			refresh()
 		}
 		p, err := ss.r.read()
 		if err != nil {
@@ -696,8 +704,12 @@ func (s *Server) serve(c net.Conn) {
 			return
 		}
 		negotiating := ss.f == nil
+		if p.cmd == cmdEOB {
+			refresh() // its reply may leave while the filter's changes are written
+		}
 		quit, err := ss.handle(p)
-		if err == nil {
+		if err == nil && ss.w.Buffered() > 0 {
+			refresh()
 			err = ss.w.Flush()
 		}
 		if ss.replied {

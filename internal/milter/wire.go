@@ -218,6 +218,16 @@ func (p *packetReader) fill(need int) error {
 	return nil
 }
 
+// ready reports whether a whole packet is buffered: reading it needs
+// nothing from the connection.
+func (p *packetReader) ready() bool {
+	if p.w-p.r < 4 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(p.buf[p.r:]))
+	return n <= maxKeptPacket && p.w-p.r >= 4+n
+}
+
 // read reads a packet. Its data is valid until the next read.
 func (p *packetReader) read() (packet, error) {
 	if err := p.fill(4); err != nil {
