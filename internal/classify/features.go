@@ -418,7 +418,7 @@ func (x *Extractor) header(h textproto.MIMEHeader) string {
 		fromDomain = x.from(froms[0])
 	}
 	if rt := h.Get("Reply-To"); rt != "" {
-		if a, err := mail.ParseAddress(decodeWords(rt)); err != nil {
+		if a, err := parseAddress(decodeWords(rt)); err != nil {
 			x.addString("reply-to", "unparsed")
 		} else if d := domainOf(a.Address); d != fromDomain {
 			x.addString("reply-to", "other domain")
@@ -458,7 +458,7 @@ var genericCharset = map[string]bool{"utf-8": true, "utf8": true, "us-ascii": tr
 // from adds the From field's features and returns its registered domain.
 func (x *Extractor) from(v string) string {
 	dec := decodeWords(v)
-	a, err := mail.ParseAddress(dec)
+	a, err := parseAddress(dec)
 	if err != nil {
 		x.addString("from", "unparsed")
 		if strings.Count(dec, "@") > 1 {
@@ -478,7 +478,7 @@ func (x *Extractor) from(v string) string {
 		if end < 0 {
 			end = len(dec) - at
 		}
-		a = &mail.Address{Address: dec[max(0, strings.LastIndexAny(dec[:at], "< \t,;\"")+1) : at+end]}
+		a = mail.Address{Address: dec[max(0, strings.LastIndexAny(dec[:at], "< \t,;\"")+1) : at+end]}
 	}
 	local, domain, _ := strings.Cut(strings.ToLower(a.Address), "@")
 	domain = strings.TrimSuffix(domain, ".")
@@ -705,7 +705,8 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 			x.addString("link", "query")
 		}
 	}
-	x.addString("links", bucket(n))
+	x.buf = appendBucket(x.buf[:0], n)
+	x.add("links", x.buf)
 	if fromOrg != "" && n > 0 {
 		if other == 0 {
 			x.addString("links", "all in from's domain")
@@ -769,7 +770,8 @@ func lowerASCII(c byte) byte {
 // textShape adds the text's length and how much of its first
 // maxTokenText octets is upper case.
 func (x *Extractor) textShape(text string) {
-	x.addString("text-length", bucket(len(text)))
+	x.buf = appendBucket(x.buf[:0], len(text))
+	x.add("text-length", x.buf)
 	letters, upper := countLetters(text[:min(len(text), maxTokenText)])
 	if letters > 20 {
 		x.addString("text-upper", strconv.Itoa(10*upper/letters*10)+"%")
@@ -824,16 +826,17 @@ func laneSum(x uint64) int {
 	return int(x * 0x0001000100010001 >> 48)
 }
 
-// bucket is n rounded down to a power of two, as a string.
-func bucket(n int) string {
+// appendBucket appends n rounded down to a power of two ("0", "1+",
+// "2+", "4+", ...) to b.
+func appendBucket(b []byte, n int) []byte {
 	if n == 0 {
-		return "0"
+		return append(b, '0')
 	}
-	b := 1
-	for b*2 <= n {
-		b *= 2
+	p := 1
+	for p*2 <= n {
+		p *= 2
 	}
-	return strconv.Itoa(b) + "+"
+	return append(strconv.AppendInt(b, int64(p), 10), '+')
 }
 
 // registered returns a domain's registered domain (its organizational
