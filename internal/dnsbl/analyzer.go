@@ -13,6 +13,7 @@ import (
 
 	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
+	"mailwall/internal/phish"
 )
 
 // AnalyzerName is the analyzer's key in checks.analyzers.
@@ -173,50 +174,13 @@ func (a *Analyzer) sources(m *analysis.Message) []source {
 // domain of a mailto: address.
 func linkHost(href string) string {
 	raw := strings.TrimSpace(href)
-	if h, ok := plainHTTPHost(raw); ok {
+	if h, ok := phish.PlainHTTPHost(raw); ok {
 		return h
 	}
 	if len(raw) >= 4 && strings.EqualFold(raw[:4], "www.") {
 		raw = "http://" + raw
 	}
 	return parsedLinkHost(raw)
-}
-
-// plainHTTPHost is the host of an http or https link whose host is
-// letters, digits, dots and hyphens only, with nothing anywhere that
-// url.Parse could refuse (a control octet, a '%'): most links, whose
-// url.Parse was a good share of the analyzer's cost. ok is false for
-// the others, which url.Parse reads (TestLinkHostPlain: the same hosts
-// either way).
-func plainHTTPHost(raw string) (host string, ok bool) {
-	var rest string
-	switch {
-	case len(raw) > 7 && strings.EqualFold(raw[:7], "http://"):
-		rest = raw[7:]
-	case len(raw) > 8 && strings.EqualFold(raw[:8], "https://"):
-		rest = raw[8:]
-	default:
-		return "", false
-	}
-	end := len(rest)
-	for i := 0; i < len(rest); i++ {
-		c := rest[i]
-		if c < 0x20 || c == 0x7f || c == '%' {
-			return "", false
-		}
-		if end == len(rest) {
-			switch {
-			case c == '/' || c == '?' || c == '#':
-				end = i
-			case c != '.' && c != '-' && (c < '0' || c > '9') && (c|0x20 < 'a' || c|0x20 > 'z'):
-				return "", false // a port, user information, an address literal, ...
-			}
-		}
-	}
-	if end == 0 {
-		return "", false
-	}
-	return strings.ToLower(rest[:end]), true
 }
 
 // parsedLinkHost is linkHost's reading of raw through url.Parse.

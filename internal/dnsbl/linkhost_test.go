@@ -1,6 +1,10 @@
 package dnsbl
 
-import "testing"
+import (
+	"testing"
+
+	"mailwall/internal/phish"
+)
 
 // linkHostCases are links whose hosts the shortcut and url.Parse must
 // read alike, among them those the shortcut must leave to url.Parse.
@@ -14,12 +18,12 @@ var linkHostCases = []string{
 	"http://-a-.test.", "https://a.test:/", "http://a..test/",
 }
 
-// TestLinkHostPlain: plainHTTPHost, where it answers, answers as url.Parse
-// does.
+// TestLinkHostPlain: linkHost's shortcut (phish.PlainHTTPHost), where it
+// answers, answers as its url.Parse does.
 func TestLinkHostPlain(t *testing.T) {
 	plain := 0
 	for _, raw := range linkHostCases {
-		if h, ok := plainHTTPHost(raw); ok {
+		if h, ok := phish.PlainHTTPHost(raw); ok {
 			plain++
 			if want := parsedLinkHost(raw); h != want {
 				t.Errorf("%q: shortcut %q, url.Parse %q", raw, h, want)
@@ -32,19 +36,4 @@ func TestLinkHostPlain(t *testing.T) {
 	if got := linkHost("https://www.example.test/account/statement?id=4711"); got != "www.example.test" {
 		t.Errorf("linkHost: %q", got)
 	}
-}
-
-// FuzzLinkHostPlain: for any link, the shortcut answers as url.Parse or
-// not at all.
-func FuzzLinkHostPlain(f *testing.F) {
-	for _, raw := range linkHostCases {
-		f.Add(raw)
-	}
-	f.Fuzz(func(t *testing.T, raw string) {
-		if h, ok := plainHTTPHost(raw); ok {
-			if want := parsedLinkHost(raw); h != want {
-				t.Errorf("%q: shortcut %q, url.Parse %q", raw, h, want)
-			}
-		}
-	})
 }

@@ -658,17 +658,22 @@ func (s *scoring) checkLinks(fromOrg string, nameOrgs, dkimPass []string) {
 		if !seen.add(l) {
 			continue // newsletters repeat their links
 		}
-		raw := l.Href
-		if strings.HasPrefix(strings.ToLower(raw), "www.") {
-			raw = "http://" + raw
-		}
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			continue
-		}
-		host := strings.ToLower(u.Hostname())
-		if u.User != nil {
-			s.fire(URLUserinfo, "%s shows %q before the @ but goes to %s", clip(l.Href), u.User.String(), host)
+		// Most links are plain (PlainHTTPHost); the others go through
+		// url.Parse.
+		host, plain := PlainHTTPHost(l.Href)
+		if !plain {
+			raw := l.Href
+			if strings.HasPrefix(strings.ToLower(raw), "www.") {
+				raw = "http://" + raw
+			}
+			u, err := url.Parse(raw)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				continue
+			}
+			host = strings.ToLower(u.Hostname())
+			if u.User != nil {
+				s.fire(URLUserinfo, "%s shows %q before the @ but goes to %s", clip(l.Href), u.User.String(), host)
+			}
 		}
 		if isIPLiteral(host) {
 			s.fire(URLIPLiteral, "%s goes to an address, not a name", clip(l.Href))
