@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"math"
 	"strings"
 )
@@ -210,84 +209,69 @@ func (l *Learner) LearnFor(ctx context.Context, raw []byte, msg *Message, class,
 // kept features of such a body, clicked after its copy in a mailbox was
 // learnt, count once more.
 func MessageKey(msg *Message, raw []byte) string {
-	h := sha256.New()
+	var id string
 	for _, f := range msg.Fields {
 		if strings.EqualFold(f.Name, "Message-ID") {
-			h.Write([]byte(strings.TrimSpace(f.Value())))
+			id = strings.TrimSpace(f.Value())
 			break
 		}
 	}
-	h.Write([]byte{0})
 	body := msg.Body
 	if len(msg.Fields) == 0 {
 		body = raw
 	}
-	// The first keyBodyPrefix octets of the body with LF line ends, one
-	// look for LF a line, gathered into w's buffer: SHA-256 written a
-	// line at a time took half as long again.
-	w := keyWriter{h: h, buf: make([]byte, 0, min(len(body), keyWriteBuf))}
-	left := keyBodyPrefix
-	for rest, from := body, 0; left > 0; {
-		i := bytes.IndexByte(rest[from:], '\n')
-		if i < 0 {
-			w.write(rest[:min(len(rest), left)])
-			break
-		}
-		i += from
-		if i == 0 || rest[i-1] != '\r' {
-			// A bare LF: the line goes on, unless past the prefix.
-			if from = i + 1; from >= left {
-				w.write(rest[:left])
-				break
-			}
-			continue
-		}
-		// rest[:i-1] and LF, as far as the prefix goes.
-		m := min(i-1, left)
-		w.write(rest[:m])
-		if left -= m; left > 0 {
-			w.writeLF()
-			left--
-		}
-		rest, from = rest[i+1:], 0
-	}
-	w.flush()
 	n := len(body) - bytes.Count(body, []byte{'\r'})
-	h.Write(binary.LittleEndian.AppendUint64(nil, uint64(n)))
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	// The first keyBodyPrefix octets with LF line ends, gathered into
+	// buf: SHA-256 written a line at a time took half as long again.
+	// (The hash and buf stay on the stack: sha256.New is devirtualized.)
+	h := sha256.New()
+	h.Write([]byte(id))
+	h.Write([]byte{0})
+	buf := make([]byte, 0, keyWriteBuf)
+	for rest, left := body, keyBodyPrefix; left > 0 && len(rest) > 0; {
+		var read int
+		buf, read = appendLF(buf[:0], rest, min(left, cap(buf)))
+		h.Write(buf)
+		rest, left = rest[read:], left-len(buf)
+	}
+	h.Write(binary.LittleEndian.AppendUint64(buf[:0], uint64(n)))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	var key [2 * keptKeyLen]byte
+	hex.Encode(key[:], sum[:keptKeyLen])
+	return string(key[:])
+}
+
+// appendLF appends to dst at most limit octets of src with each CRLF read
+// as LF (a bare CR or LF stays), one look for LF a line, and says how
+// much of src it read.
+func appendLF(dst, src []byte, limit int) ([]byte, int) {
+	read := 0
+	for limit > 0 && read < len(src) {
+		rest := src[read:]
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			m := min(len(rest), limit)
+			return append(dst, rest[:m]...), read + m
+		}
+		line, end := rest[:i+1], i+1 // a bare LF: the line as it is
+		if i > 0 && rest[i-1] == '\r' {
+			line = rest[:i-1] // a CRLF: the line, then LF
+		}
+		m := min(len(line), limit)
+		dst, limit, read = append(dst, line[:m]...), limit-m, read+m
+		if m < len(line) || limit == 0 {
+			return dst, read // the CR of a CRLF cut off is read next time
+		}
+		if len(line) < end { // the LF for the CRLF
+			dst, limit, read = append(dst, '\n'), limit-1, read-len(line)+end
+		}
+	}
+	return dst, read
 }
 
 // keyBodyPrefix is how much of a body MessageKey hashes.
 const keyBodyPrefix = 64 << 10
 
-// keyWriteBuf is how much of the body MessageKey gathers for one write.
+// keyWriteBuf is how much of a body MessageKey gathers for one write.
 const keyWriteBuf = 4 << 10
-
-// keyWriter gathers short writes into buf for h.
-type keyWriter struct {
-	h   hash.Hash
-	buf []byte
-}
-
-func (w *keyWriter) write(p []byte) {
-	if len(w.buf)+len(p) > cap(w.buf) {
-		w.flush()
-		if len(p) > cap(w.buf) {
-			w.h.Write(p)
-			return
-		}
-	}
-	w.buf = append(w.buf, p...)
-}
-
-func (w *keyWriter) writeLF() {
-	if len(w.buf) == cap(w.buf) {
-		w.flush()
-	}
-	w.buf = append(w.buf, '\n')
-}
-
-func (w *keyWriter) flush() {
-	w.h.Write(w.buf)
-	w.buf = w.buf[:0]
-}

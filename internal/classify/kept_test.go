@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwall/internal/benchmsg"
 	"mailwall/internal/dkim"
 )
 
@@ -220,6 +221,22 @@ func BenchmarkMessageKey1MB(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(float64(threadCPU()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
+}
+
+// BenchmarkMessageKeySmall: the key of bench/milter's small message
+// (2 KB of CRLF lines), which it hashes whole.
+func BenchmarkMessageKeySmall(b *testing.B) {
+	msg := &Message{Fields: []dkim.Field{{Name: "Message-ID", Raw: "Message-ID: <bench@example.test>\r\n"}},
+		Body: []byte(benchmsg.Body(2<<10, true))}
+	b.ReportAllocs()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	n, t0 := 0, threadCPU()
+	for b.Loop() {
+		keptKey(msg)
+		n++
+	}
+	b.ReportMetric(float64(threadCPU()-t0)/float64(n), "cpu-ns/op")
 }
 
 // TestMessageKeyDefinition: MessageKey is the digest of the Message-ID,
