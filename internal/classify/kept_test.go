@@ -294,3 +294,25 @@ func TestMessageKeyKeptBefore(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendLF: appendLF's pieces, of every size, put together are the
+// source with each CRLF read as LF, whatever line ends it has and
+// wherever a piece ends (inside a CRLF too).
+func TestAppendLF(t *testing.T) {
+	for _, src := range []string{"", "a", "\r\n", "\n", "\r", "ab\r\ncd\r\n", "bare\nlf\r\nand\rcr\r\r\n\n\r", "\r\r\n\n\r\n", "no end", "x\r\n\r\n\r\ny"} {
+		want := strings.ReplaceAll(src, "\r\n", "\n")
+		for limit := 1; limit <= len(src)+1; limit++ {
+			var got []byte
+			for rest := []byte(src); len(rest) > 0; {
+				piece, read := appendLF(nil, rest, limit)
+				if len(piece) > limit || read == 0 {
+					t.Fatalf("%q, limit %d: %q, %d read", src, limit, piece, read)
+				}
+				got, rest = append(got, piece...), rest[read:]
+			}
+			if string(got) != want {
+				t.Errorf("%q, limit %d: %q, want %q", src, limit, got, want)
+			}
+		}
+	}
+}
