@@ -201,13 +201,14 @@ func (l *Learner) LearnFor(ctx context.Context, raw []byte, msg *Message, class,
 // copy LF: one message, one key), and only its first keyBodyPrefix
 // octets and its length are hashed: the classifier reads no more, and
 // hashing a 1 MB body whole cost as much as classifying it. The length
-// is the body's without any CR: a CRLF body's LF length, and the same
-// for its LF copy, counted by one bytes.Count (SIMD) past the prefix
-// where a look for LF a line took 0.1 ms for 1 MB. Until 2026-12 it was
-// the LF length, which keeps a bare CR: a key changed only for a body
-// with a CR outside a CRLF (RFC 5322 §2.3 allows none), so a verdict's
-// kept features of such a body, clicked after its copy in a mailbox was
-// learnt, count once more.
+// is the body's without any CR, counted by one bytes.Count (SIMD; a
+// look for LF a line took 0.1 ms for 1 MB): for a body whose CRs all
+// end lines, the LF body's length, which the key held until 2026-12,
+// so the keys learnt and kept before stay. A body with a bare CR (RFC
+// 5322 §2.3 allows none) has another key than before: such a message
+// in a Junk folder is learnt once more at the watcher's first pass
+// after the change, and a click on its verdict kept before counts once
+// more.
 func MessageKey(msg *Message, raw []byte) string {
 	var id string
 	for _, f := range msg.Fields {
