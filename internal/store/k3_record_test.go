@@ -83,3 +83,26 @@ func TestK3RecorderFullTransactions(t *testing.T) {
 		}
 	})
 }
+
+// TestK3WALCheckpoint: every SQLite connection copies the log into the
+// database every walCheckpoint pages.
+func TestK3WALCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, "sqlite", t.TempDir()+"/m.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Two connections at once: both were opened with the pragma.
+	for range 2 {
+		c, err := s.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var n int
+		if err := c.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&n); err != nil || n != walCheckpoint {
+			t.Errorf("wal_autocheckpoint %d (%v), want %d", n, err, walCheckpoint)
+		}
+	}
+}
