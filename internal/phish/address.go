@@ -3,6 +3,7 @@ package phish
 import (
 	"fmt"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -85,20 +86,48 @@ func (m *Mailbox) note(s string) {
 // A field repeated is itself malformed (RFC 5322 §3.6: at most once);
 // present is false when the field is absent. Reply-To may list several
 // addresses (§3.6.2); From and Sender should hold one.
-func readMailbox(fields []dkim.Field, name string, charset func() string) (m Mailbox, present bool) {
+func (c *Checker) readMailbox(fields []dkim.Field, name string, charset func() string) (m Mailbox, present bool) {
 	n := 0
 	for _, f := range fields {
 		if !strings.EqualFold(f.Name, name) {
 			continue
 		}
 		if n++; n == 1 {
-			m = parseMailboxLazy(f.Value(), charset, strings.EqualFold(name, "Reply-To"))
+			m = c.mailbox(f.Value(), charset, strings.EqualFold(name, "Reply-To"))
 		}
 	}
 	if n > 1 {
 		m.bad("%d %s fields", n, name)
 	}
 	return m, n > 0
+}
+
+// mailbox is parseMailboxLazy(raw, charset, list), remembered across
+// messages (senders write the same From again and again) when raw is
+// valid UTF-8: only other text reads the charset. The remembered
+// Mailbox's slices are clipped, so that appending to a copy's copies
+// them (readMailbox does, for a repeated field).
+func (c *Checker) mailbox(raw string, charset func() string, list bool) Mailbox {
+	if c == nil || !utf8.ValidString(raw) {
+		return parseMailboxLazy(raw, charset, list)
+	}
+	memo, parse := c.boxes, parseClipped
+	if list {
+		memo, parse = c.listBoxes, parseListClipped
+	}
+	return memo.get(raw, parse)
+}
+
+// parseClipped and parseListClipped are parseMailboxLazy of valid UTF-8
+// (no charset read), its slices clipped.
+func parseClipped(raw string) Mailbox     { return clipMailbox(parseMailboxLazy(raw, noCharset, false)) }
+func parseListClipped(raw string) Mailbox { return clipMailbox(parseMailboxLazy(raw, noCharset, true)) }
+
+func noCharset() string { return "" }
+
+func clipMailbox(m Mailbox) Mailbox {
+	m.Others, m.Malformed, m.Notes = slices.Clip(m.Others), slices.Clip(m.Malformed), slices.Clip(m.Notes)
+	return m
 }
 
 // parseMailbox reads one author field value. It tries the strict RFC

@@ -1,6 +1,7 @@
 package phish
 
 import (
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +48,28 @@ func TestMemo(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Author fields: the same Mailbox as parsed each time, twice over
+	// (a hit), and appending to one copy leaves the remembered one be.
+	for _, raw := range []string{"Sender <sender@example.test>", `"PayPal" <service@paypa1.example>`, "a@b.example, c@d.example",
+		"no address", "=?utf-8?q?Caf=C3=A9?= <a@b.example>", "Bob <bob@example..test.>", `"unbalanced <a@b.example>`} {
+		for _, list := range []bool{false, true} {
+			want := parseMailboxLazy(raw, noCharset, list)
+			for range 2 {
+				got := c.mailbox(raw, noCharset, list)
+				if !reflect.DeepEqual(clipMailbox(got), clipMailbox(want)) {
+					t.Errorf("%q (list %v): %+v, want %+v", raw, list, got, want)
+				}
+			}
+			a, b := c.mailbox(raw, noCharset, list), c.mailbox(raw, noCharset, list)
+			a.bad("mark a")
+			b.bad("mark b")
+			a.note("note a")
+			b.note("note b")
+			if a.Malformed[len(a.Malformed)-1] != "mark a" || a.Notes[len(a.Notes)-1] != "note a" {
+				t.Errorf("%q (list %v): appending to one copy changed another: %q, %q", raw, list, a.Malformed, a.Notes)
+			}
+		}
+	}
 	if got := c.hostBrands.get("paypa1-login.example", c.matchHost); len(got) == 0 {
 		t.Error("paypa1-login.example: no brand found; the test compares nothing")
 	}

@@ -101,6 +101,8 @@ type Checker struct {
 	// local parts and display names do (nil: none remembered).
 	suffixes               *memo[suffixPair]
 	hostBrands, textBrands *memo[[]brandMatch]
+	// boxes remembers author fields read, listBoxes Reply-To fields.
+	boxes, listBoxes *memo[Mailbox]
 }
 
 // New returns a Checker with these brands and weights; rules missing
@@ -122,7 +124,8 @@ func New(brands []Brand, weights map[string]int) (*Checker, error) {
 		}
 	}
 	return &Checker{weights: w, brands: newBrandIndex(brands), suffixes: newMemo[suffixPair](),
-		hostBrands: newMemo[[]brandMatch](), textBrands: newMemo[[]brandMatch]()}, nil
+		hostBrands: newMemo[[]brandMatch](), textBrands: newMemo[[]brandMatch](),
+		boxes: newMemo[Mailbox](), listBoxes: newMemo[Mailbox]()}, nil
 }
 
 // Input is what the pipeline knows of a message when it scores it.
@@ -284,7 +287,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 	}
 	s.r.Problems = append(s.r.Problems, s.r.Content.Problems...)
 	charset := func() string { return messageCharset(in.Fields) }
-	from, present := readMailbox(in.Fields, "From", charset)
+	from, present := s.c.readMailbox(in.Fields, "From", charset)
 	if present {
 		s.r.From = &from
 		s.checkMalformed("From", from)
@@ -301,7 +304,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Report {
 	} else {
 		s.r.Problems = append(s.r.Problems, "no readable From address")
 	}
-	if sender, ok := readMailbox(in.Fields, "Sender", charset); ok {
+	if sender, ok := s.c.readMailbox(in.Fields, "Sender", charset); ok {
 		s.checkMalformed("Sender", sender)
 	}
 	s.checkLinks(fromOrg, nameOrgs(from), in.DKIMPass)
@@ -428,7 +431,7 @@ func messageCharset(fields []dkim.Field) string {
 var emailPattern = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+`)
 
 func (s *scoring) checkReplyTo(fields []dkim.Field, from Mailbox, charset func() string) {
-	rt, ok := readMailbox(fields, "Reply-To", charset)
+	rt, ok := s.c.readMailbox(fields, "Reply-To", charset)
 	if !ok {
 		return
 	}
