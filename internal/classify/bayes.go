@@ -123,10 +123,11 @@ func satAdd(a, b uint32) uint32 {
 	return math.MaxUint32
 }
 
-// logMemo remembers ln(f) and ln(1-f) of a prediction's last
-// probabilities: a message's features share few pairs of counts (many
-// were seen in two junk messages and no ham), and two logarithms cost
-// more than a look-up.
+// logMemo remembers ln(f) and ln(1-f) of the last probabilities of a
+// prediction (or of an Extractor's predictions, one after the other): a
+// message's features share few pairs of counts (many were seen in two
+// junk messages and no ham), messages share features, and two
+// logarithms cost more than a look-up.
 type logMemo [64]struct {
 	f      uint64 // math.Float64bits(f); 0 (f = 0, never a clue): empty
 	lj, lh float64
@@ -148,6 +149,14 @@ const predictBlock = 128
 // Predict returns the probability of junk; each contribution is the
 // feature's log-odds, ln(f/(1-f)).
 func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
+	var logs logMemo
+	return m.predict(v, contrib, &logs)
+}
+
+// predict is Predict with the logarithms remembered in logs, which may
+// be kept from one prediction to the next (an Extractor's: ln f is ln f
+// whatever the model).
+func (m *Bayes) predict(v *Vector, contrib []float64, logs *logMemo) float64 {
 	if m.nJunk == 0 || m.nHam == 0 {
 		return 0.5
 	}
@@ -165,7 +174,6 @@ func (m *Bayes) Predict(v *Vector, contrib []float64) float64 {
 	// them at a time, on the stack: as many misses overlap as a core
 	// has room for, and nothing is allocated.
 	var block [predictBlock]bayesBucket
-	var logs logMemo
 	for base := 0; base < len(v.Hashes); base += predictBlock {
 		hs := v.Hashes[base:min(base+predictBlock, len(v.Hashes))]
 		buckets := block[:len(hs)]

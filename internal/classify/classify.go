@@ -175,19 +175,25 @@ func (c *Classifier) Classify(msg *Message) Result {
 	x := c.pool.Get().(*Extractor)
 	defer c.pool.Put(x)
 	v := x.Extract(msg)
-	return c.classifyVector(v, x.contribs(len(v.Hashes)))
+	return c.classifyVector(v, x.contribs(len(v.Hashes)), &x.logs)
 }
 
 // ClassifyVector predicts from features already extracted.
 func (c *Classifier) ClassifyVector(v *Vector) Result {
-	return c.classifyVector(v, make([]float64, len(v.Hashes)))
+	return c.classifyVector(v, make([]float64, len(v.Hashes)), nil)
 }
 
 // classifyVector is ClassifyVector with contrib, zeros as long as
-// v.Hashes, for the features' contributions.
-func (c *Classifier) classifyVector(v *Vector, contrib []float64) Result {
+// v.Hashes, for the features' contributions, and the logarithms a Bayes
+// model takes remembered in logs (nil: for this prediction only).
+func (c *Classifier) classifyVector(v *Vector, contrib []float64, logs *logMemo) Result {
 	c.mu.RLock()
-	p := c.model.Predict(v, contrib)
+	var p float64
+	if b, ok := c.model.(*Bayes); ok && logs != nil {
+		p = b.predict(v, contrib, logs)
+	} else {
+		p = c.model.Predict(v, contrib)
+	}
 	r := c.result(v, p)
 	c.mu.RUnlock()
 	r.Strongest = strongest(v.Name, contrib, r.Junk, explainTop)
@@ -246,7 +252,11 @@ func (c *Classifier) classifyVectorFor(v *Vector, salt uint64, o RecipientOption
 	b, ok := c.model.(*Bayes)
 	if salt == 0 || !ok {
 		c.mu.RUnlock()
-		return c.classifyVector(v, contribs(len(v.Hashes)))
+		var logs *logMemo
+		if x != nil {
+			logs = &x.logs
+		}
+		return c.classifyVector(v, contribs(len(v.Hashes)), logs)
 	}
 	n := len(v.Hashes)
 	contrib := contribs(2 * n) // the site's features, then the recipient's

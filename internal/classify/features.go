@@ -145,6 +145,9 @@ type Extractor struct {
 	rcpt  recipients
 	// contrib holds a classification's contributions (Classify).
 	contrib []float64
+	// logs remembers the logarithms of a Bayes model's clues from one
+	// classification to the next.
+	logs logMemo
 }
 
 // contribs returns n zeros in x's buffer.
@@ -568,7 +571,7 @@ func (x *Extractor) mimePart(h textproto.MIMEHeader, body []byte, depth int, par
 	if *parts++; *parts > maxMIMEParts || depth > maxMIMEDepth {
 		return
 	}
-	media, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	media, params, err := parseMediaType(h.Get("Content-Type"))
 	if err != nil {
 		if h.Get("Content-Type") != "" {
 			x.addString("mime", "bad content-type")
@@ -582,7 +585,7 @@ func (x *Extractor) mimePart(h textproto.MIMEHeader, body []byte, depth int, par
 	if cs := strings.ToLower(params["charset"]); cs != "" && !genericCharset[cs] {
 		x.addString("mime-charset", cs)
 	}
-	disp, dparams, _ := mime.ParseMediaType(h.Get("Content-Disposition"))
+	disp, dparams, _ := parseMediaType(h.Get("Content-Disposition"))
 	filename := dparams["filename"]
 	if filename == "" {
 		filename = params["name"]
@@ -619,7 +622,7 @@ func (x *Extractor) mimePart(h textproto.MIMEHeader, body []byte, depth int, par
 			*tree = append(*tree, ',')
 		}
 		var data bytes.Buffer
-		if media, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); strings.HasPrefix(media, "multipart/") {
+		if media, _, _ := parseMediaType(p.Header.Get("Content-Type")); strings.HasPrefix(media, "multipart/") {
 			data.ReadFrom(io.LimitReader(p, 2<<20))
 		}
 		x.mimePart(p.Header, data.Bytes(), depth+1, parts, tree)
