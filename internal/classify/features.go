@@ -148,6 +148,8 @@ type Extractor struct {
 	// logs remembers the logarithms of a Bayes model's clues from one
 	// classification to the next.
 	logs logMemo
+	// suffixes remembers the last registered domains looked up.
+	suffixes suffixMemo
 }
 
 // contribs returns n zeros in x's buffer.
@@ -248,7 +250,7 @@ func (x *Extractor) Extract(msg *Message) *Vector {
 	x.v.Hashes = x.v.Hashes[:0]
 	x.v.names = x.v.names[:0]
 	x.v.ends = x.v.ends[:0]
-	x.rcpt.set(msg.Recipients)
+	x.rcpt.set(msg.Recipients, &x.suffixes)
 
 	for _, e := range msg.Extra {
 		x.addString("extra", e)
@@ -423,7 +425,7 @@ func (x *Extractor) header(h textproto.MIMEHeader) string {
 	if rt := h.Get("Reply-To"); rt != "" {
 		if a, err := parseAddress(decodeWords(rt)); err != nil {
 			x.addString("reply-to", "unparsed")
-		} else if d := domainOf(a.Address); d != fromDomain {
+		} else if d := x.domainOf(a.Address); d != fromDomain {
 			x.addString("reply-to", "other domain")
 			x.addString("reply-to-domain", d)
 		}
@@ -433,7 +435,7 @@ func (x *Extractor) header(h textproto.MIMEHeader) string {
 		switch {
 		case !ok:
 			x.addString("message-id", "no domain")
-		case registered(d) == fromDomain:
+		case x.registered(d) == fromDomain:
 			x.addString("message-id", "from's domain")
 		default:
 			x.addString("message-id", "other domain")
@@ -485,7 +487,7 @@ func (x *Extractor) from(v string) string {
 	}
 	local, domain, _ := strings.Cut(strings.ToLower(a.Address), "@")
 	domain = strings.TrimSuffix(domain, ".")
-	org, suffix := phish.RegisteredSuffix(domain)
+	org, suffix := x.suffixes.lookup(domain)
 	// A From in the recipient's own domain is no feature: unauthenticated,
 	// it is what impersonation of the recipient's organization looks
 	// like; in the corpus it is the collector's own lists, and the model
@@ -678,7 +680,7 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 		if strings.HasPrefix(host, "xn--") || strings.Contains(host, ".xn--") {
 			x.addString("link", "punycode")
 		}
-		org, suffix := phish.RegisteredSuffix(host)
+		org, suffix := x.suffixes.lookup(host)
 		if x.rcpt.domain(host) || x.rcpt.domain(org) {
 			x.addString("link", "recipient's domain")
 			continue
@@ -696,7 +698,7 @@ func (x *Extractor) links(links []phish.Link, fromOrg string) {
 			if tu, err := url.Parse(t); err == nil && tu.Host != "" {
 				th = tu.Hostname()
 			}
-			if tr := registered(th); tr != org && strings.Contains(tr, ".") {
+			if tr := x.registered(th); tr != org && strings.Contains(tr, ".") {
 				x.addString("link", "text shows another domain")
 			}
 		}
@@ -849,12 +851,6 @@ func registered(domain string) string {
 	return org
 }
 
-// domainOf is an address's registered domain.
-func domainOf(addr string) string {
-	_, d, _ := strings.Cut(addr, "@")
-	return registered(d)
-}
-
 // recipients are the envelope recipients as the tokenizer looks for
 // them: addresses, domains (and registered domains, and their first
 // label: "example" of example.com) and local parts.
@@ -865,7 +861,7 @@ type recipients struct {
 	lens uint64
 }
 
-func (r *recipients) set(rcpts []string) {
+func (r *recipients) set(rcpts []string, suffixes *suffixMemo) {
 	r.addrs, r.domains, r.locals, r.labels = r.addrs[:0], r.domains[:0], r.locals[:0], r.labels[:0]
 	r.lens = 0
 	for _, a := range rcpts {
@@ -876,7 +872,7 @@ func (r *recipients) set(rcpts []string) {
 		}
 		r.addrs = append(r.addrs, a)
 		r.locals = append(r.locals, local)
-		org := registered(domain)
+		org, _ := suffixes.lookup(domain)
 		r.domains = append(r.domains, domain, org)
 		label, _, _ := strings.Cut(org, ".")
 		r.labels = append(r.labels, label)

@@ -319,10 +319,10 @@ func (t *tokenizer) address(chunk string) {
 	switch {
 	case contains(r.addrs, a):
 		t.x.addString("address", "recipient")
-	case r.domain(domain) || r.domain(registered(domain)):
+	case r.domain(domain) || r.domain(t.x.registered(domain)):
 		t.x.addString("address", "recipient's domain")
 	default:
-		t.x.addString("address-domain", registered(domain))
+		t.x.addString("address-domain", t.x.registered(domain))
 	}
 }
 
