@@ -3,10 +3,13 @@ package classify
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"mailwall/internal/benchmsg"
 	"mailwall/internal/phish"
 )
 
@@ -124,4 +127,38 @@ func FuzzTokenizerReference(f *testing.F) {
 		text = strings.Repeat(text, min(max(times, 1), 1<<16/max(len(text), 1)))
 		tokCompare(t, "fuzz", []string{"john@rcpt.test"}, min(max(prefill, 0), MaxFeatures), text)
 	})
+}
+
+// BenchmarkTokenizer: the tokenizer alone on bench/milter's text of 2
+// KiB and 64 KiB (one sentence over and over), and on the corpus
+// sample's texts in turn, in an extractor that holds a message's other
+// features (µs of CPU a text, on the benchmark's thread).
+func BenchmarkTokenizer(b *testing.B) {
+	msgs, _ := benchMessages(b, 300)
+	var corpus []string
+	for _, m := range msgs {
+		corpus = append(corpus, phish.Extract(m.Fields, m.Body).Text)
+	}
+	for _, bc := range []struct {
+		name  string
+		texts []string
+	}{
+		{"2KiB", []string{benchmsg.Body(2<<10, true)}},
+		{"64KiB", []string{benchmsg.Body(64<<10, true)}},
+		{"corpus", corpus},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			x := NewExtractor()
+			m := &Message{Content: &phish.Content{}, Recipients: []string{"rcpt@rcpt.test"}}
+			n, t0 := 0, threadCPU()
+			for b.Loop() {
+				x.Extract(m)
+				x.tok.run(x, "word", bc.texts[n%len(bc.texts)])
+				n++
+			}
+			b.ReportMetric(float64(threadCPU()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
+		})
+	}
 }
