@@ -17,7 +17,7 @@ const (
 	refMaxWordRunes = 24
 	// refOsbWindow is how many words before a word pair with it: distances
 	// one to three, as "a b", "a _ b", "a _ _ b" (refTokenizer.shift and
-	// refPairGap are written out for three).
+	// pairGap are written out for three).
 	refOsbWindow = 3
 )
 
@@ -392,10 +392,6 @@ type refRepeat struct {
 	nprev int
 	wi    int
 }
-
-// refPairGap is what stands between the words of a pair at distance d+1
-// in its name.
-var refPairGap = [refOsbWindow]string{" ", " _ ", " _ _ "}
 
 // refContainsBytes is contains for a word in a buffer.
 func refContainsBytes(list []string, w []byte) bool {
