@@ -164,6 +164,7 @@ func BenchmarkB24RecordVerdicts(b *testing.B) {
 								v.ClientIP, v.ClientName, v.Helo, v.MailFrom, v.FromDomain = "127.0.0.1", "localhost", "mail.example.test", "sender@"+dom, dom
 								v.HeaderFrom, v.MessageID, v.Subject, v.Size = "sender@"+dom, "bench@example.test", "benchmark", 2400
 								v.DMARCRow.Row.PolicyDomain, v.DMARCRow.Row.HeaderFrom = dom, dom
+								v.DMARCRow.Row.Published.Domain, v.DMARCRow.RUA[0].URI = dom, "mailto:dmarc@"+dom
 							}
 							batch[j] = v
 							if _, _, err := s.SeenDomain(ctx, v.FromDomain, v.At); err != nil {

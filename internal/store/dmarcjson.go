@@ -19,11 +19,11 @@ import (
 // that a report's rows still group as one. published, read from one row
 // and not grouped, leaves out every zero field.
 
-// appendRowJSON appends r (but for its Published) in the record form.
-func appendRowJSON(b []byte, r *dmarc.Row) []byte {
-	ip, _ := r.SourceIP.MarshalText()
+// appendRowJSON appends r (but for its Published) in the record form;
+// ip is r.SourceIP as MarshalText writes it.
+func appendRowJSON(b []byte, r *dmarc.Row, ip string) []byte {
 	b = append(b, `{"SourceIP":`...)
-	b = appendJSONString(b, string(ip))
+	b = appendJSONString(b, ip)
 	b = appendJSONField(b, "HeaderFrom", r.HeaderFrom)
 	b = appendJSONField(b, "EnvelopeFrom", r.EnvelopeFrom)
 	b = appendJSONField(b, "EnvelopeTo", r.EnvelopeTo)

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
+
+	"mailwall/internal/dmarc"
 )
 
 // TestK3VerdictIDs: the ids InsertVerdicts sets are the rows' own, and
@@ -104,5 +107,43 @@ func TestK3WALCheckpoint(t *testing.T) {
 		if err := c.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&n); err != nil || n != walCheckpoint {
 			t.Errorf("wal_autocheckpoint %d (%v), want %d", n, err, walCheckpoint)
 		}
+	}
+}
+
+// TestK3DMARCPolicyArgs: a batch's DMARC rows have the values each row
+// has alone, when rows of one policy domain repeat its policy, and when
+// they change its published policy, reporting addresses or interval.
+func TestK3DMARCPolicyArgs(t *testing.T) {
+	var rows []DMARCRow
+	for _, r := range b24DMARCRows() {
+		rows = append(rows, DMARCRow{Row: r, RI: -1})
+	}
+	base := rows[0]
+	pct, rua, rua2, ri, upper := base, base, base, base, base
+	pct.Row.Published.Pct = 50
+	rua.RUA = []dmarc.URI{{URI: "mailto:a@bank.test"}}
+	rua2.RUA = []dmarc.URI{{URI: "mailto:a@bank.test", MaxSize: 1 << 20}, {URI: "mailto:b@bank.test"}}
+	ri.RI = 3600
+	upper.Row.PolicyDomain = "BANK.test"
+	rows = append(rows, base, pct, pct, base, rua, rua, rua2, ri, ri, base, upper, rows[1], rows[3], base)
+	var (
+		got      []any
+		policies dmarcPolicies
+	)
+	var want []any
+	for i := range rows {
+		v := Verdict{ID: int64(i + 1), At: time.Unix(int64(1e9+i), 0), DMARCRow: &rows[i]}
+		got = appendDMARCRowArgs(got, &v, &policies)
+		want = append(want, dmarcRowArgs(&v)...)
+	}
+	if !reflect.DeepEqual(got, want) {
+		for i := range want {
+			if !reflect.DeepEqual(got[i], want[i]) {
+				t.Errorf("row %d column %d: %#v, alone %#v", i/dmarcRowColumns, i%dmarcRowColumns, got[i], want[i])
+			}
+		}
+	}
+	if len(policies) != 3 {
+		t.Errorf("%d policy domains kept, want 3 (bank.test, BANK.test and the empty one)", len(policies))
 	}
 }

@@ -143,16 +143,26 @@ func (s *Store) insertVerdicts(ctx context.Context, vs []Verdict, isBounded bool
 		}
 		done += n
 	}
-	var dmarcRows [][]any
+	// The DMARC rows' values, a row after another: a chunk of them is a
+	// slice of one list, not a list made for each statement.
+	var (
+		dmarcArgs []any
+		policies  dmarcPolicies
+	)
 	for i := range vs {
 		if vs[i].DMARCRow != nil {
-			dmarcRows = append(dmarcRows, dmarcRowArgs(&vs[i]))
+			if dmarcArgs == nil {
+				dmarcArgs = make([]any, 0, dmarcRowColumns*(len(vs)-i))
+			}
+			dmarcArgs = appendDMARCRowArgs(dmarcArgs, &vs[i], &policies)
 		}
 	}
-	for chunk := range insertChunks(dmarcRows) {
-		if err := s.insertDMARCRows(ctx, tx, chunk); err != nil {
+	for rows := len(dmarcArgs) / dmarcRowColumns; rows > 0; {
+		n := min(rowsPerInsert, 1<<(bits.Len(uint(rows))-1)) // as insertChunks
+		if err := s.insertDMARCRows(ctx, tx, n, dmarcArgs[:n*dmarcRowColumns]); err != nil {
 			return err
 		}
+		dmarcArgs, rows = dmarcArgs[n*dmarcRowColumns:], rows-n
 	}
 	return s.commitWithSeen(ctx, tx)
 }
@@ -311,16 +321,17 @@ func (s *Store) orFail() string {
 	return ""
 }
 
-// insertDMARCRows inserts rows, each dmarcRowArgs, with one statement.
-func (s *Store) insertDMARCRows(ctx context.Context, tx *sql.Tx, rows [][]any) error {
+// insertDMARCRows inserts rows rows, whose values are args (each row's
+// appendDMARCRowArgs), with one statement.
+func (s *Store) insertDMARCRows(ctx context.Context, tx *sql.Tx, rows int, args []any) error {
 	q := func() string {
-		return `INSERT ` + s.orFail() + `INTO dmarc_rows (at, verdict_id, policy_domain, source_ip, record, published, rua, ri) VALUES ` + s.placeholders(len(rows), dmarcRowColumns)
+		return `INSERT ` + s.orFail() + `INTO dmarc_rows (at, verdict_id, policy_domain, source_ip, record, published, rua, ri) VALUES ` + s.placeholders(rows, dmarcRowColumns)
 	}
-	st, err := s.insertStmt(ctx, "dmarc_rows", len(rows), q)
+	st, err := s.insertStmt(ctx, "dmarc_rows", rows, q)
 	if st != nil {
-		_, err = tx.StmtContext(ctx, st).ExecContext(ctx, slices.Concat(rows...)...)
+		_, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	} else if err == nil {
-		_, err = tx.ExecContext(ctx, q(), slices.Concat(rows...)...)
+		_, err = tx.ExecContext(ctx, q(), args...)
 	}
 	if err != nil {
 		return fmt.Errorf("store: dmarc rows: %w", err)
@@ -332,12 +343,43 @@ const dmarcRowColumns = 8
 
 // dmarcRowArgs are a verdict's DMARC row as insertDMARCRows takes it.
 func dmarcRowArgs(v *Verdict) []any {
-	d := v.DMARCRow
-	// One buffer for both JSON texts: record's is the longer.
-	buf := make([]byte, 0, 1024)
-	buf = appendRowJSON(buf, &d.Row)
-	record := string(buf)
-	published := string(appendPublishedJSON(buf[:0], &d.Row.Published))
+	return appendDMARCRowArgs(nil, v, nil)
+}
+
+// dmarcPolicies are, for one batch of verdicts, the values of the
+// policy each policy domain's last DMARC row had (nil: none yet), which
+// the next row of that domain takes as they are when its policy is the
+// same: mail from one domain comes in runs, and its published policy,
+// reporting addresses and interval were written out again for each row.
+type dmarcPolicies map[string]*dmarcPolicyArgs
+
+type dmarcPolicyArgs struct {
+	published dmarc.PublishedPolicy
+	rua       []dmarc.URI
+	ri        int
+	// The values bound: the policy domain in lower case, the published
+	// policy as JSON, the addresses and the interval.
+	domain, publishedJSON, ruaText, riArg any
+}
+
+// of is the values of d's policy, as they were for the domain's last
+// row when d's is the same (p may be nil: nothing kept).
+func (p *dmarcPolicies) of(d *DMARCRow) *dmarcPolicyArgs {
+	if p == nil {
+		return newDMARCPolicyArgs(d)
+	}
+	if c := (*p)[d.Row.PolicyDomain]; c != nil && c.published == d.Row.Published && c.ri == d.RI && slices.Equal(c.rua, d.RUA) {
+		return c
+	}
+	c := newDMARCPolicyArgs(d)
+	if *p == nil {
+		*p = dmarcPolicies{}
+	}
+	(*p)[d.Row.PolicyDomain] = c
+	return c
+}
+
+func newDMARCPolicyArgs(d *DMARCRow) *dmarcPolicyArgs {
 	var rua strings.Builder
 	for i, u := range d.RUA {
 		if i > 0 {
@@ -345,11 +387,29 @@ func dmarcRowArgs(v *Verdict) []any {
 		}
 		rua.WriteString(u.String())
 	}
+	return &dmarcPolicyArgs{published: d.Row.Published, rua: d.RUA, ri: d.RI,
+		domain: strings.ToLower(d.Row.PolicyDomain), publishedJSON: string(appendPublishedJSON(make([]byte, 0, 160), &d.Row.Published)),
+		ruaText: rua.String(), riArg: d.RI}
+}
+
+// appendDMARCRowArgs appends v's DMARC row as insertDMARCRows takes it,
+// with the policy's values from policies (nil: none kept).
+func appendDMARCRowArgs(args []any, v *Verdict, policies *dmarcPolicies) []any {
+	d := v.DMARCRow
+	p := policies.of(d)
 	var vid any
 	if v.ID != 0 {
 		vid = v.ID
 	}
-	return []any{v.At.Unix(), vid, strings.ToLower(d.Row.PolicyDomain), d.Row.SourceIP.String(), record, published, rua.String(), d.RI}
+	// The address as a column (String) and in the record (MarshalText,
+	// which writes the zero Addr as "", where String writes "invalid IP").
+	ip := d.Row.SourceIP.String()
+	ipJSON := ip
+	if !d.Row.SourceIP.IsValid() {
+		ipJSON = ""
+	}
+	record := string(appendRowJSON(make([]byte, 0, 384), &d.Row, ipJSON))
+	return append(args, v.At.Unix(), vid, p.domain, ip, record, p.publishedJSON, p.ruaText, p.riArg)
 }
 
 // placeholders is "($1, $2), ($3, $4)" for rows=2, cols=2, or with "?"
