@@ -127,8 +127,9 @@ func satAdd(a, b uint32) uint32 {
 // prediction (or of an Extractor's predictions, one after the other): a
 // message's features share few pairs of counts (many were seen in two
 // junk messages and no ham), messages share features, and two
-// logarithms cost more than a look-up.
-type logMemo [64]struct {
+// logarithms cost more than a look-up. (256 entries, 6 KiB: the hundred
+// or so clues of a message seldom take each other's.)
+type logMemo [256]struct {
 	f      uint64 // math.Float64bits(f); 0 (f = 0, never a clue): empty
 	lj, lh float64
 }
@@ -136,7 +137,7 @@ type logMemo [64]struct {
 // of returns math.Log(f), math.Log1p(-f).
 func (m *logMemo) of(f float64) (float64, float64) {
 	b := math.Float64bits(f)
-	e := &m[(b*0x9e3779b97f4a7c15)>>58]
+	e := &m[(b*0x9e3779b97f4a7c15)>>56]
 	if e.f != b {
 		e.f, e.lj, e.lh = b, math.Log(f), math.Log1p(-f)
 	}
