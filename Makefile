@@ -51,6 +51,7 @@ FUZZ_TARGETS = \
 	internal/phish:FuzzHTMLTags \
 	internal/phish:FuzzHiddenStyle \
 	internal/phish:FuzzNextURL \
+	internal/phish:FuzzPlainHTTPHost \
 	internal/authres:FuzzParse \
 	internal/dmarc:FuzzParseRecord \
 	internal/dmarc:FuzzMailbox \
@@ -60,6 +61,9 @@ FUZZ_TARGETS = \
 	internal/classify:FuzzExtract \
 	internal/classify:FuzzDecodeCompact \
 	internal/classify:FuzzTokenizer \
+	internal/classify:FuzzTokenizerReference \
+	internal/classify:FuzzParseAddress \
+	internal/classify:FuzzParseMediaType \
 	internal/feedback:FuzzAttachments \
 	internal/ddns:FuzzRewriteSPF \
 	internal/labdns:FuzzUpdate \
