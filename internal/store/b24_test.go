@@ -89,7 +89,7 @@ func TestB24DetailsWords(t *testing.T) {
 		t.Errorf("%d words: the last is %#x, a separator or past them", len(detailsWords), last)
 	}
 	d := Details{Stages: []StageResult{{Stage: "dmarc", Result: "pass", Reason: "policy domain a.example, p=reject"}}}
-	enc := d.encode("x@a.example", "a.example", "")
+	enc := d.encode(&detailsRow{mailFrom: "x@a.example", domain: "a.example"})
 	if want := "\x03Sdmarc\x1fpass\x1f\x08\x02, p=reject\x1e"; enc != want {
 		t.Errorf("encoded %q, want %q", enc, want)
 	}

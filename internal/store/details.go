@@ -15,7 +15,13 @@ import (
 // that recurs: the row's own envelope sender, From domain and client IP
 // (rowWords), then the words of detailsWords. Kinds: S a stage (stage,
 // result, reason), H a hit (rule, weight in decimal, detail), A a
-// header added (name, value), F a fact (name, value). Rows written
+// header added (name, value), F a fact (name, value). What the row's
+// columns hold already is not written again (detailsRow): h a hit
+// (detail) that is the row's rule of its place ("rule=weight"), V the
+// X-Mailwall-Verdict header the milter adds (the stage when not the
+// row's), R its X-Mailwall-Score header (nothing: the row's score and
+// rules); encode writes them only for a value they rebuild exactly,
+// and a reader of before them leaves them out. Rows written
 // before this form hold the details as JSON, which starts with "{" and
 // is read as before. (encoding/json was a tenth of the cost of
 // recording a verdict, and its field names a third of the octets kept;
@@ -84,11 +90,96 @@ func appendField(b []byte, s string, whole bool, prefixes ...byte) []byte {
 	return append(b, s...)
 }
 
-// encode is d in the compact form, "" when d is empty; mailFrom,
-// domain and ip are the row's envelope sender, From domain and client
-// IP as the row keeps them. d must be bounded (bounded): its values hold
-// no control characters.
-func (d *Details) encode(mailFrom, domain, ip string) string {
+// detailsRow is what encode and decodeDetails take of the row's
+// columns, as the row keeps them: the envelope sender, From domain and
+// client IP (words), the verdict, action, stage, score and rules
+// (headers and hits rebuilt from them).
+type detailsRow struct {
+	mailFrom, domain, ip   string
+	verdict, action, stage string
+	score                  int
+	rules                  []string // the rules column's, strings.Fields of it
+	rulesText              string   // the rules column
+}
+
+// verdictHeader and scoreHeader are the names of the headers encode
+// may rebuild.
+const (
+	verdictHeader = "X-Mailwall-Verdict"
+	scoreHeader   = "X-Mailwall-Score"
+)
+
+// verdictStage is the stage X-Mailwall-Verdict's value v names when v
+// is as the milter writes it for row r (internal/verdict's decision:
+// "VERDICT (action=ACTION; stage=STAGE)"), and whether it is.
+func (r *detailsRow) verdictStage(v string) (string, bool) {
+	rest, ok := strings.CutPrefix(v, r.verdict)
+	if !ok {
+		return "", false
+	}
+	if rest, ok = strings.CutPrefix(rest, " (action="); !ok {
+		return "", false
+	}
+	if rest, ok = strings.CutPrefix(rest, r.action); !ok {
+		return "", false
+	}
+	if rest, ok = strings.CutPrefix(rest, "; stage="); !ok {
+		return "", false
+	}
+	return strings.CutSuffix(rest, ")")
+}
+
+// isScoreHeader is whether X-Mailwall-Score's value v is as the milter
+// writes it for row r: "SCORE (RULES)", "SCORE (none)" without rules.
+func (r *detailsRow) isScoreHeader(v string) bool {
+	var buf [20]byte
+	rest, ok := strings.CutPrefix(v, string(strconv.AppendInt(buf[:0], int64(r.score), 10)))
+	if !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, " ("); !ok {
+		return false
+	}
+	if rest, ok = strings.CutSuffix(rest, ")"); !ok {
+		return false
+	}
+	if r.rulesText == "" {
+		return rest == "none"
+	}
+	return rest == r.rulesText
+}
+
+// ruleIs is whether rule is "name=weight" of h.
+func ruleIs(rule string, h *Hit) bool {
+	name, ok := strings.CutPrefix(rule, h.Rule)
+	if !ok || len(name) < 2 || name[0] != '=' {
+		return false
+	}
+	var buf [20]byte
+	return name[1:] == string(strconv.AppendInt(buf[:0], int64(h.Weight), 10))
+}
+
+// plainRules is whether strings.Fields of rules joined by spaces gives
+// rules back: none empty, none with white space (or other than ASCII,
+// which Fields might split at).
+func plainRules(rules []string) bool {
+	for _, r := range rules {
+		if r == "" {
+			return false
+		}
+		for i := 0; i < len(r); i++ {
+			if r[i] <= ' ' || r[i] >= 0x7f {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// encode is d in the compact form, "" when d is empty; r is the row's
+// columns as the row keeps them. d must be bounded (bounded): its
+// values hold no control characters.
+func (d *Details) encode(r *detailsRow) string {
 	if len(d.Stages) == 0 && len(d.Hits) == 0 && len(d.Headers) == 0 && len(d.Facts) == 0 {
 		return ""
 	}
@@ -113,11 +204,32 @@ func (d *Details) encode(mailFrom, domain, ip string) string {
 		b = appendField(append(b, detailsSep), s.Reason, false, wordPolicyDom, wordDomainSp, wordMatched)
 		b = append(b, detailsEnd)
 	}
-	for _, h := range d.Hits {
+	plain := len(d.Hits) > 0 && plainRules(r.rules)
+	for i := range d.Hits {
+		h := &d.Hits[i]
+		if plain && i < len(r.rules) && ruleIs(r.rules[i], h) {
+			b = append(append(append(b, 'h'), h.Detail...), detailsEnd)
+			continue
+		}
 		b = append(append(append(append(b, 'H'), h.Rule...), detailsSep), strconv.Itoa(h.Weight)...)
 		b = append(append(append(b, detailsSep), h.Detail...), detailsEnd)
 	}
 	for _, h := range d.Headers {
+		switch h.Name {
+		case verdictHeader:
+			if st, ok := r.verdictStage(h.Value); ok && (st == r.stage || st != "") {
+				if st == r.stage {
+					st = ""
+				}
+				b = append(append(append(b, 'V'), st...), detailsEnd)
+				continue
+			}
+		case scoreHeader:
+			if r.isScoreHeader(h.Value) {
+				b = append(b, 'R', detailsEnd)
+				continue
+			}
+		}
 		b = appendField(append(b, 'A'), h.Name, true)
 		b = append(append(append(b, detailsSep), h.Value...), detailsEnd)
 	}
@@ -129,7 +241,7 @@ func (d *Details) encode(mailFrom, domain, ip string) string {
 	for _, w := range [...]struct {
 		c    byte
 		word string
-	}{{wordMailFrom, mailFrom}, {wordDomain, domain}, {wordIP, ip}} {
+	}{{wordMailFrom, r.mailFrom}, {wordDomain, r.domain}, {wordIP, r.ip}} {
 		if len(w.word) >= 4 {
 			b = replaceWord(b, w.word, w.c)
 		}
@@ -157,9 +269,9 @@ func replaceWord(b []byte, word string, c byte) []byte {
 }
 
 // decodeDetails reads details as encode or, for older rows, JSON wrote
-// them; mailFrom, domain and ip are the row's, as encode took them.
-// What it cannot read is left out: the verdict still lists.
-func decodeDetails(s, mailFrom, domain, ip string) Details {
+// them; r is the row's columns, as encode took them. What it cannot
+// read is left out: the verdict still lists.
+func decodeDetails(s string, r *detailsRow) Details {
 	var d Details
 	if strings.HasPrefix(s, "{") {
 		_ = json.Unmarshal([]byte(s), &d)
@@ -178,11 +290,11 @@ func decodeDetails(s, mailFrom, domain, ip string) Details {
 		for i := 0; i < len(rest); i++ {
 			switch c := rest[i]; {
 			case c == wordMailFrom:
-				b.WriteString(mailFrom)
+				b.WriteString(r.mailFrom)
 			case c == wordDomain:
-				b.WriteString(domain)
+				b.WriteString(r.domain)
 			case c == wordIP:
-				b.WriteString(ip)
+				b.WriteString(r.ip)
 			case c >= wordBase && int(c-wordBase) < len(detailsWords):
 				b.WriteString(detailsWords[c-wordBase])
 			default:
@@ -206,6 +318,27 @@ func decodeDetails(s, mailFrom, domain, ip string) Details {
 		case 'H':
 			w, _ := strconv.Atoi(f2)
 			d.Hits = append(d.Hits, Hit{Rule: f1, Weight: w, Detail: f3})
+		case 'h':
+			// The row's rule of the hit's place, "name=weight".
+			if i := len(d.Hits); i < len(r.rules) {
+				eq := strings.LastIndexByte(r.rules[i], '=')
+				w, err := strconv.Atoi(r.rules[i][eq+1:])
+				if eq >= 0 && err == nil {
+					d.Hits = append(d.Hits, Hit{Rule: r.rules[i][:eq], Weight: w, Detail: fields})
+				}
+			}
+		case 'V':
+			st := fields
+			if st == "" {
+				st = r.stage
+			}
+			d.Headers = append(d.Headers, Header{Name: verdictHeader, Value: r.verdict + " (action=" + r.action + "; stage=" + st + ")"})
+		case 'R':
+			rules := r.rulesText
+			if rules == "" {
+				rules = "none"
+			}
+			d.Headers = append(d.Headers, Header{Name: scoreHeader, Value: strconv.Itoa(r.score) + " (" + rules + ")"})
 		case 'A':
 			d.Headers = append(d.Headers, Header{Name: f1, Value: tail})
 		case 'F':

@@ -225,13 +225,15 @@ func verdictArgs(vs []Verdict, isBounded bool) []any {
 			v = &b
 		}
 		domain := strings.ToLower(v.FromDomain)
-		details := v.Details.encode(v.MailFrom, domain, v.ClientIP)
+		rules := strings.Join(v.Rules, " ")
+		details := v.Details.encode(&detailsRow{mailFrom: v.MailFrom, domain: domain, ip: v.ClientIP,
+			verdict: v.Verdict, action: v.Action, stage: v.Stage, score: v.Score, rules: v.Rules, rulesText: rules})
 		var features any
 		if v.Features != nil {
 			features = v.Features
 		}
 		args = append(args, v.At.Unix(), v.Node, v.QueueID, v.ClientIP, v.ClientName, v.Helo, v.MailFrom, domain, strings.Join(v.Rcpts, " "),
-			v.Action, v.Stage, v.Verdict, v.IPRev, v.SPF, v.DKIM, v.DMARC, v.ARC, v.Score, strings.Join(v.Rules, " "), strings.Join(v.Reasons, "\n"),
+			v.Action, v.Stage, v.Verdict, v.IPRev, v.SPF, v.DKIM, v.DMARC, v.ARC, v.Score, rules, strings.Join(v.Reasons, "\n"),
 			v.Source, v.HeaderFrom, v.MessageID, v.Subject, v.Size, v.Reply, details, features)
 	}
 	return args
@@ -656,7 +658,8 @@ func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit 
 		if details != "" {
 			// A row this version cannot read still lists: its details
 			// are left out, the rest is shown.
-			v.Details = decodeDetails(details, v.MailFrom, v.FromDomain, v.ClientIP)
+			v.Details = decodeDetails(details, &detailsRow{mailFrom: v.MailFrom, domain: v.FromDomain, ip: v.ClientIP,
+				verdict: v.Verdict, action: v.Action, stage: v.Stage, score: v.Score, rules: v.Rules, rulesText: rules})
 		}
 		out = append(out, v)
 	}
