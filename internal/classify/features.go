@@ -150,6 +150,8 @@ type Extractor struct {
 	logs logMemo
 	// suffixes remembers the last registered domains looked up.
 	suffixes suffixMemo
+	// kept holds the sorted top bits of a vector's hashes (appendKept).
+	kept []uint32
 }
 
 // contribs returns n zeros in x's buffer.

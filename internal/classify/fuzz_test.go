@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"testing"
@@ -98,6 +99,50 @@ func FuzzTokenizer(f *testing.F) {
 		wantH, wantN := tokenOracle("word", text, MaxFeatures-before)
 		if !slices.Equal(x.v.Hashes[before:], wantH) || !slices.Equal(names(&x.v)[before:], wantN) {
 			t.Fatalf("%d features, the definition's %d", len(x.v.Hashes)-before, len(wantH))
+		}
+	})
+}
+
+// FuzzParseKept: any bytes are refused or read as at most MaxFeatures
+// hashes, each within the form's top bits, without a panic; what is
+// read keeps again as a blob that reads back the same (in the newest
+// form for its recipient or none).
+func FuzzParseKept(f *testing.F) {
+	const key = "000102030405060708090a0b0c0d0e0f"
+	x := NewExtractor()
+	v := x.Extract(parse("From: a@example.test\nSubject: hello\n\nverify your account now\n"))
+	f.Add(Kept(key, v))
+	f.Add(KeptFor(key, v, 0x1234))
+	f.Add(append([]byte("mwf2"), make([]byte, 16+4*3)...))
+	f.Add(append([]byte("mwf3"), make([]byte, 16+8+4)...))
+	f.Add(append([]byte("mwf4"), make([]byte, 16+2)...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, got, salt, err := ParseKeptFor(b)
+		if err != nil {
+			return
+		}
+		if len(got.Hashes) > MaxFeatures || len(got.ends) != len(got.Hashes) {
+			t.Fatalf("%d hashes, %d names", len(got.Hashes), len(got.ends))
+		}
+		width := keptBits
+		if salt != 0 || bytes.HasPrefix(b, keptMagic32) {
+			width = keptRcptBits
+		}
+		for _, h := range got.Hashes {
+			if h<<width != 0 {
+				t.Fatalf("hash %x past its top %d bits", h, width)
+			}
+		}
+		k2, again, salt2, err := ParseKeptFor(KeptFor(k, got, salt))
+		want := slices.Clone(got.Hashes)
+		if salt == 0 {
+			for i := range want {
+				want[i] = want[i] >> (64 - keptBits) << (64 - keptBits)
+			}
+		}
+		slices.Sort(want)
+		if err != nil || k2 != k || salt2 != salt || !slices.Equal(again.Hashes, want) {
+			t.Fatalf("kept again: %q %x %v", k2, salt2, err)
 		}
 	})
 }
