@@ -302,7 +302,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	if cfg.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(newTextLog(w, opts)) // slog's TextHandler, and the milter's line fast (logline.go)
 }
 
 // writeJSON prints v indented, for --json output.

@@ -337,17 +337,24 @@ func (f *milterFilter) logMessage(r *verdict.Result, env verdict.Envelope, clien
 	if clientIP == "" {
 		clientIP = client.String()
 	}
-	// The record as LogAttrs makes it, without the caller's PC (the
-	// handlers newLogger makes print no source): runtime.Callers was a
-	// tenth of the line's cost.
-	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "message", 0)
-	rec.AddAttrs(slog.String("queue_id", env.QueueID), slog.String("client", clientIP),
+	attrs := [...]slog.Attr{slog.String("queue_id", env.QueueID), slog.String("client", clientIP),
 		slog.String("helo", helo), slog.String("from", env.MailFrom), slog.String("action", string(r.Action)), slog.String("stage", r.Stage),
 		slog.String("verdict", r.Verdict), slog.String("spf", string(r.SPF.Result)), slog.String("dmarc", r.DMARC.Result),
 		slog.String("dkim", dkimSum), slog.String("iprev", r.IPRev.Result), slog.String("arc", string(r.ARC.Result)),
 		slog.Int("score", r.Score()), slog.String("rules", strings.Join(r.Rules(), ",")), slog.String("reasons", strings.Join(r.Reasons, "; ")),
 		slog.String("header_from", milterFromDomain(r, fields)), slog.String("message_id", verdict.FieldValue(fields, "Message-ID")),
-		slog.Int64("size", size), slog.Duration("duration", took), slog.String("signed_with", milterSigningKey(r)))
+		slog.Int64("size", size), slog.Duration("duration", took), slog.String("signed_with", milterSigningKey(r))}
+	if tl, ok := h.(*textLog); ok {
+		// newLogger's text handler: the line formatted here, the same
+		// bytes (TestTextLineAsSlog).
+		_ = tl.writeLine(time.Now(), slog.LevelInfo, "message", attrs[:])
+		return
+	}
+	// The record as LogAttrs makes it, without the caller's PC (the
+	// handlers newLogger makes print no source): runtime.Callers was a
+	// tenth of the line's cost.
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "message", 0)
+	rec.AddAttrs(attrs[:]...)
 	_ = h.Handle(ctx, rec) // as Logger.LogAttrs: a handler's error goes nowhere
 }
 
