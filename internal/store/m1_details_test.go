@@ -62,3 +62,42 @@ func TestM1DetailsRebuilt(t *testing.T) {
 		})
 	}
 }
+
+// TestM1AuthResultsWords: an Authentication-Results value is written
+// with its words as their codes and read back as it was, whatever it
+// holds; each of arWords begins with the octet it is listed under.
+func TestM1AuthResultsWords(t *testing.T) {
+	for c, ws := range arWords {
+		for _, w := range ws {
+			if word := detailsWords[w-wordBase]; word[0] != byte(c) {
+				t.Errorf("word %q listed under %q", word, byte(c))
+			}
+		}
+	}
+	for _, c := range []struct {
+		value string
+		saved int // octets fewer than the value
+	}{
+		// bench/milter's, as its verdicts have it.
+		{"lab.example.test; spf=pass smtp.mailfrom=sender@example.test; dmarc=pass (p=reject dis=none) header.from=example.test; " +
+			"iprev=pass policy.iprev=127.0.0.1 (mail.example.test); dkim=pass header.d=example.test header.s=sel header.a=rsa-sha256 header.b=qcMGbimo; arc=none", 128},
+		{"mx.test; dkim=fail header.d=a.example header.a=ed25519-sha256; dmarc=fail; spf=none", 5 + 4 + 9 + 6 + 4 + 4 + 4},
+		{"", 0},
+		{"=", 0},
+		{"; ", 0},
+		{"x =pass=none=fail; arc; arc=", 4 + 4 + 4 + 4 + 4},
+		{"=pas", 0},
+		{" header.from=", 12},
+		{"a;dkim=pass", 4},
+	} {
+		d := Details{Headers: []Header{{Name: "Authentication-Results", Value: c.value}}}
+		row := &detailsRow{mailFrom: "nobody@nowhere.invalid"}
+		enc := d.encode(row)
+		if want := len(detailsV3) + 4 + len(c.value) - c.saved; len(enc) != want {
+			t.Errorf("%q: written in %d octets, want %d: %q", c.value, len(enc), want, enc)
+		}
+		if got := decodeDetails(enc, row); !reflect.DeepEqual(got, d) {
+			t.Errorf("%q: read back %+v (%q)", c.value, got, enc)
+		}
+	}
+}
