@@ -22,18 +22,35 @@ import (
 // DMARC evaluation as aggregate reports count it (only when a DMARC
 // record was found and applied). The store bounds every field.
 func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
+	var t recordText
+	var stack [512]byte // most records' texts: the one string is all they make
+	stages, buf := r.stageResultsIn(&t, stack[:0])
 	v := store.Verdict{
 		At: at, Node: node, Source: "milter", QueueID: env.QueueID, ClientName: env.ClientName, Helo: env.Helo, MailFrom: env.MailFrom,
 		FromDomain: r.DMARC.HeaderFrom, Rcpts: env.Rcpts,
 		Action: string(r.Action), Stage: r.Stage, Verdict: r.Verdict,
-		IPRev: r.IPRev.Result, SPF: string(r.SPF.Result), DKIM: DKIMSummary(r.DKIM), DMARC: r.DMARC.Result, ARC: string(r.ARC.Result),
-		Score: r.Score(), Rules: r.Rules(), Reasons: r.Reasons, Reply: r.SentReply(),
-		Details: store.Details{Stages: r.stageResults()},
+		IPRev: r.IPRev.Result, SPF: string(r.SPF.Result), DMARC: r.DMARC.Result, ARC: string(r.ARC.Result),
+		Score: analysis.Score(r.Hits), Rules: r.Rules(), Reasons: r.Reasons, Reply: r.SentReply(),
+		Details: store.Details{Stages: stages},
 	}
-	v.Features = r.featureHashes() // the classifier's hashes, for a later "spam" click
+	// DKIMSummary's text.
+	if len(r.DKIM) > 0 {
+		from := len(buf)
+		for i, d := range r.DKIM {
+			if i > 0 {
+				buf = append(buf, ' ')
+			}
+			buf = append(append(append(buf, d.Status...), ':'), d.Domain...)
+		}
+		buf = t.span(buf, spanDKIM, 0, from)
+	}
 	if env.ClientIP.IsValid() {
-		v.ClientIP = env.ClientIP.Unmap().String()
+		from := len(buf)
+		buf = env.ClientIP.Unmap().AppendTo(buf)
+		buf = t.span(buf, spanClient, 0, from)
 	}
+	t.finish(&v, buf)
+	v.Features = r.featureHashes() // the classifier's hashes, for a later "spam" click
 	if r.Internal {
 		v.Stage, v.Verdict = "internal", "internal"
 	}
@@ -53,6 +70,27 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
 	}
 	return v
+}
+
+// textSize is room enough for the texts Record makes (recordText),
+// the client's address but for an IPv6 zone included: each part's
+// fixed words and the values.
+func (r *Result) textSize() int {
+	n := len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+	n += len("; name ") + len(r.IPRev.Reason) + len(r.IPRev.Name)
+	n += len("domain ; matched ; ; dnssec ") + len(r.SPF.Problem) + len(r.SPF.Domain) + len(r.SPF.Mechanism) + len(r.SPF.Explanation) + len(r.SPF.DNSSEC)
+	for _, d := range r.DKIM {
+		n += len("d= s= key dnssec : ") + len(d.Domain) + len(d.Selector) + len(d.KeyDNSSEC) + len(d.Reason)
+		n += len(" :") + len(d.Status) + len(d.Domain) // the summary
+	}
+	n += len("policy domain , p=; ; policy dnssec ; set aside: ") + len(r.DMARC.PolicyDomain) + len(r.DMARC.Policy) + len(r.DMARC.Reason) + len(r.DMARC.PolicyDNSSEC) + len(r.Override)
+	for _, a := range r.Analyses {
+		n += len("score -9223372036854775808")
+		for _, p := range a.Problems {
+			n += len("; ") + len(p)
+		}
+	}
+	return n
 }
 
 // OneLine is s with its runs of white space (a folded header's line
@@ -133,78 +171,235 @@ func (r *Result) SentReply() string {
 // stageResults are each check's result and why, in pipeline order;
 // checks that did not run are left out.
 func (r *Result) stageResults() []store.StageResult {
+	var t recordText
+	out, buf := r.stageResultsIn(&t, make([]byte, 0, r.textSize()))
+	t.finish(nil, buf)
+	return out
+}
+
+// stageResultsIn is stageResults, the texts it makes of more than one
+// value written in t, set when t is finished.
+func (r *Result) stageResultsIn(t *recordText, buf []byte) ([]store.StageResult, []byte) {
 	// internal, helo, iprev, s25r, spf, dkim, arc, dmarc, analyses: one
-	// allocation, where growing took five.
+	// allocation, where growing took five. It never grows: t's texts
+	// name their stage by its index.
 	out := make([]store.StageResult, 0, 8+max(1, len(r.DKIM))+len(r.Analyses))
+	t.out = out[:cap(out)]
 	add := func(stage, result, reason string) {
 		if result != "" {
 			out = append(out, store.StageResult{Stage: stage, Result: result, Reason: reason})
 		}
 	}
+	// made adds a stage whose reason is t's text from from on.
+	made := func(buf []byte, stage, result string, from int) []byte {
+		if result == "" {
+			return buf[:from]
+		}
+		out = append(out, store.StageResult{Stage: stage, Result: result})
+		return t.span(buf, spanReason, len(out)-1, from)
+	}
 	if r.Internal {
 		add("internal", "signed, not checked", "internal host or authenticated sender")
 	}
 	add("helo", r.Helo, "")
-	ipr := r.IPRev.Reason
 	if r.IPRev.Name != "" {
-		ipr = strings.TrimPrefix(ipr+"; name "+r.IPRev.Name, "; ")
+		// TrimPrefix(reason+"; name "+name, "; ")
+		from := len(buf)
+		buf = append(append(append(buf, r.IPRev.Reason...), "; name "...), r.IPRev.Name...)
+		buf = trimPrefix(buf, from, "; ")
+		buf = made(buf, "iprev", r.IPRev.Result, from)
+	} else {
+		add("iprev", r.IPRev.Result, r.IPRev.Reason)
 	}
-	add("iprev", r.IPRev.Result, ipr)
 	if r.S25R != "" {
 		add("s25r", "dynamic-looking", r.S25R)
 	}
-	spfWhy := r.SPF.Problem
-	switch {
-	case spfWhy == "" && r.SPF.Mechanism != "" && r.SPF.Domain != "":
-		spfWhy = strings.TrimSuffix("domain "+r.SPF.Domain+"; matched "+r.SPF.Mechanism, "; ") // one string, not two
-	case spfWhy == "" && r.SPF.Mechanism != "":
-		spfWhy = "matched " + r.SPF.Mechanism
-	case r.SPF.Domain != "":
-		spfWhy = strings.TrimSuffix("domain "+r.SPF.Domain+"; "+spfWhy, "; ")
+	if b, ok := r.spfText(buf); ok {
+		buf = made(b, "spf", string(r.SPF.Result), len(buf)) // b[len(buf):] is the new text
+	} else {
+		add("spf", string(r.SPF.Result), r.SPF.Problem)
 	}
-	if r.SPF.Result == spf.Fail && r.SPF.Explanation != "" {
-		spfWhy += "; " + r.SPF.Explanation
-	}
-	if r.SPF.DNSSEC != "" {
-		spfWhy = strings.TrimPrefix(spfWhy+"; dnssec "+r.SPF.DNSSEC, "; ") // issue 27
-	}
-	add("spf", string(r.SPF.Result), spfWhy)
 	if len(r.DKIM) == 0 && r.DMARC.Result != "" {
 		add("dkim", "none", "no signature")
 	}
 	for _, d := range r.DKIM {
-		why := "d=" + d.Domain + " s=" + d.Selector
+		from := len(buf)
+		buf = append(append(append(append(buf, "d="...), d.Domain...), " s="...), d.Selector...)
 		if d.KeyDNSSEC != "" {
-			why += " key dnssec " + d.KeyDNSSEC
+			buf = append(append(buf, " key dnssec "...), d.KeyDNSSEC...)
 		}
 		if d.Reason != "" {
-			why += ": " + d.Reason
+			buf = append(append(buf, ": "...), d.Reason...)
 		}
-		add("dkim", string(d.Status), why)
+		buf = made(buf, "dkim", string(d.Status), from)
 	}
 	add("arc", string(r.ARC.Result), r.ARC.Reason)
-	dm := r.DMARC.Reason
-	if r.DMARC.PolicyDomain != "" {
-		dm = strings.TrimSuffix("policy domain "+r.DMARC.PolicyDomain+", p="+string(r.DMARC.Policy)+"; "+dm, "; ")
-	}
-	if r.DMARC.PolicyDNSSEC != "" {
-		dm = strings.TrimPrefix(dm+"; policy dnssec "+r.DMARC.PolicyDNSSEC, "; ")
-	}
-	if r.Override != "" {
-		dm += "; set aside: " + r.Override
-	}
-	add("dmarc", r.DMARC.Result, dm)
-	for _, a := range r.Analyses {
-		score := "score 0" // most analyzers' on most mail: no string made
-		if s := analysis.Score(a.Hits); s != 0 {
-			score = "score " + strconv.Itoa(s)
+	if r.DMARC.PolicyDomain == "" && r.DMARC.PolicyDNSSEC == "" && r.Override == "" {
+		add("dmarc", r.DMARC.Result, r.DMARC.Reason)
+	} else {
+		from := len(buf)
+		if r.DMARC.PolicyDomain != "" {
+			// TrimSuffix("policy domain "+pd+", p="+p+"; "+reason, "; ")
+			buf = append(append(append(append(buf, "policy domain "...), r.DMARC.PolicyDomain...), ", p="...), r.DMARC.Policy...)
+			buf = append(append(buf, "; "...), r.DMARC.Reason...)
+			buf = trimSuffix(buf, from, "; ")
+		} else {
+			buf = append(buf, r.DMARC.Reason...)
 		}
-		add(a.Name, score, strings.Join(a.Problems, "; "))
+		if r.DMARC.PolicyDNSSEC != "" {
+			buf = append(append(buf, "; policy dnssec "...), r.DMARC.PolicyDNSSEC...)
+			buf = trimPrefix(buf, from, "; ")
+		}
+		if r.Override != "" {
+			buf = append(append(buf, "; set aside: "...), r.Override...)
+		}
+		buf = made(buf, "dmarc", r.DMARC.Result, from)
+	}
+	for _, a := range r.Analyses {
+		// Most analyzers' on most mail: "score 0", no text made.
+		out = append(out, store.StageResult{Stage: a.Name, Result: "score 0"})
+		i := len(out) - 1
+		if s := analysis.Score(a.Hits); s != 0 {
+			from := len(buf)
+			buf = strconv.AppendInt(append(buf, "score "...), int64(s), 10)
+			buf = t.span(buf, spanResult, i, from)
+		}
+		switch len(a.Problems) {
+		case 0:
+		case 1:
+			out[i].Reason = a.Problems[0]
+		default:
+			from := len(buf)
+			for j, p := range a.Problems {
+				if j > 0 {
+					buf = append(buf, "; "...)
+				}
+				buf = append(buf, p...)
+			}
+			buf = t.span(buf, spanReason, i, from)
+		}
 	}
 	if len(out) == 0 {
-		return nil // as before: no stage, no list
+		return nil, buf // as before: no stage, no list
 	}
-	return out
+	return out, buf
+}
+
+// spfText appends SPF's reason to buf, made of the problem, the domain,
+// the mechanism, the explanation and DNSSEC's word; ok is false, buf
+// as it was, when it is the problem alone.
+func (r *Result) spfText(buf []byte) (_ []byte, ok bool) {
+	o := &r.SPF
+	explain := o.Result == spf.Fail && o.Explanation != ""
+	if o.Mechanism == "" && o.Domain == "" && !explain && o.DNSSEC == "" {
+		return buf, false
+	}
+	from := len(buf)
+	switch {
+	case o.Problem == "" && o.Mechanism != "" && o.Domain != "":
+		buf = append(append(append(append(buf, "domain "...), o.Domain...), "; matched "...), o.Mechanism...)
+		buf = trimSuffix(buf, from, "; ")
+	case o.Problem == "" && o.Mechanism != "":
+		buf = append(append(buf, "matched "...), o.Mechanism...)
+	case o.Domain != "":
+		buf = append(append(append(append(buf, "domain "...), o.Domain...), "; "...), o.Problem...)
+		buf = trimSuffix(buf, from, "; ")
+	default:
+		buf = append(buf, o.Problem...)
+	}
+	if explain {
+		buf = append(append(buf, "; "...), o.Explanation...)
+	}
+	if o.DNSSEC != "" {
+		buf = append(append(buf, "; dnssec "...), o.DNSSEC...) // issue 27
+		buf = trimPrefix(buf, from, "; ")
+	}
+	return buf, true
+}
+
+// recordText keeps the places of the texts Record makes of more than
+// one value (the stages' reasons and scores, the DKIM summary, the
+// client's address), written one after the other in one buffer (on
+// Record's stack when they fit) and made one string at the end: one
+// allocation where each text took its own.
+type recordText struct {
+	out   []store.StageResult // the stages, to their capacity
+	spans [24]textSpan
+	n     int
+}
+
+// textSpan is a text's place: buf[from:to], for the field of what
+// of the stage i (or of the record).
+type textSpan struct {
+	what     uint8
+	i        int32
+	from, to int32
+}
+
+// What a textSpan is the text of.
+const (
+	spanReason = iota // the stage's Reason
+	spanResult        // the stage's Result
+	spanDKIM          // the record's DKIM
+	spanClient        // the record's ClientIP
+)
+
+// span marks buf[from:] as the text of what (of stage i). Two places
+// are kept for the record's own texts.
+func (t *recordText) span(buf []byte, what uint8, i, from int) []byte {
+	if t.n < len(t.spans)-2 || what == spanDKIM || what == spanClient {
+		t.spans[t.n] = textSpan{what, int32(i), int32(from), int32(len(buf))}
+		t.n++
+		return buf
+	}
+	// More stage texts than spans holds (a message with many
+	// signatures): this one made on its own.
+	t.setStage(what, i, string(buf[from:]))
+	return buf[:from]
+}
+
+func (t *recordText) setStage(what uint8, i int, s string) {
+	if what == spanResult {
+		t.out[i].Result = s
+	} else {
+		t.out[i].Reason = s
+	}
+}
+
+// trimPrefix is strings.TrimPrefix on buf[from:].
+func trimPrefix(buf []byte, from int, prefix string) []byte {
+	if b := buf[from:]; len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix {
+		return append(buf[:from], b[len(prefix):]...)
+	}
+	return buf
+}
+
+// trimSuffix is strings.TrimSuffix on buf[from:].
+func trimSuffix(buf []byte, from int, suffix string) []byte {
+	if b := buf[from:]; len(b) >= len(suffix) && string(b[len(b)-len(suffix):]) == suffix {
+		return buf[:len(buf)-len(suffix)]
+	}
+	return buf
+}
+
+// finish makes buf one string and sets each text in v (nil: stages
+// alone) and its stages.
+func (t *recordText) finish(v *store.Verdict, buf []byte) {
+	if t.n == 0 {
+		return
+	}
+	s := string(buf)
+	for _, sp := range t.spans[:t.n] {
+		text := s[sp.from:sp.to]
+		switch sp.what {
+		case spanDKIM:
+			v.DKIM = text
+		case spanClient:
+			v.ClientIP = text
+		default:
+			t.setStage(sp.what, int(sp.i), text)
+		}
+	}
 }
 
 // MessageFacts are what the store keeps of a message's header: the From
