@@ -17,7 +17,8 @@ import (
 // result, reason), H a hit (rule, weight in decimal, detail), A a
 // header added (name, value), F a fact (name, value). What the row's
 // columns hold already is not written again (detailsRow): h a hit
-// (detail) that is the row's rule of its place ("rule=weight"), V the
+// (detail) that is the row's rule of its place ("rule=weight"), T a
+// stage of rowStages of the row's result (its letter, reason), V the
 // X-Mailwall-Verdict header the milter adds (the stage when not the
 // row's), R its X-Mailwall-Score header (nothing: the row's score and
 // rules); encode writes them only for a value they rebuild exactly,
@@ -97,9 +98,28 @@ func appendField(b []byte, s string, whole bool, prefixes ...byte) []byte {
 type detailsRow struct {
 	mailFrom, domain, ip   string
 	verdict, action, stage string
+	iprev, spf, arc, dmarc string
 	score                  int
 	rules                  []string // the rules column's, strings.Fields of it
 	rulesText              string   // the rules column
+}
+
+// rowStages are the stages whose result a column of the row holds, by
+// their letter in the compact form.
+var rowStages = [...]struct {
+	letter byte
+	stage  string
+}{{'i', "iprev"}, {'s', "spf"}, {'a', "arc"}, {'m', "dmarc"}}
+
+// stageResult is the row's result of the stage of rowStages letter
+// names, or of stage when letter is 0; ok false for another.
+func (r *detailsRow) stageResult(letter byte, stage string) (byte, string, string, bool) {
+	for i, s := range rowStages {
+		if s.letter == letter || letter == 0 && s.stage == stage {
+			return s.letter, s.stage, [...]string{r.iprev, r.spf, r.arc, r.dmarc}[i], true
+		}
+	}
+	return 0, "", "", false
 }
 
 // verdictHeader and scoreHeader are the names of the headers encode
@@ -231,6 +251,11 @@ func (d *Details) encode(r *detailsRow) string {
 	b := make([]byte, 0, n)
 	b = append(b, detailsV3...)
 	for _, s := range d.Stages {
+		if letter, _, result, ok := r.stageResult(0, s.Stage); ok && s.Result == result {
+			b = appendField(append(b, 'T', letter), s.Reason, false, wordPolicyDom, wordDomainSp, wordMatched)
+			b = append(b, detailsEnd)
+			continue
+		}
 		b = appendField(append(b, 'S'), s.Stage, true)
 		b = appendField(append(b, detailsSep), s.Result, false, wordScore)
 		b = appendField(append(b, detailsSep), s.Reason, false, wordPolicyDom, wordDomainSp, wordMatched)
@@ -351,6 +376,12 @@ func decodeDetails(s string, r *detailsRow) Details {
 		switch kind {
 		case 'S':
 			d.Stages = append(d.Stages, StageResult{Stage: f1, Result: f2, Reason: f3})
+		case 'T':
+			if fields != "" {
+				if _, stage, result, ok := r.stageResult(fields[0], ""); ok {
+					d.Stages = append(d.Stages, StageResult{Stage: stage, Result: result, Reason: fields[1:]})
+				}
+			}
 		case 'H':
 			w, _ := strconv.Atoi(f2)
 			d.Hits = append(d.Hits, Hit{Rule: f1, Weight: w, Detail: f3})

@@ -101,3 +101,38 @@ func TestM1AuthResultsWords(t *testing.T) {
 		}
 	}
 }
+
+// TestM1StagesRebuilt: a stage whose result the row's column holds
+// (iprev, spf, arc, dmarc) is written as its letter and reason, and
+// read back as it was; others, and those of another result, whole.
+func TestM1StagesRebuilt(t *testing.T) {
+	row := detailsRow{mailFrom: "x@a.example", domain: "a.example", ip: "192.0.2.1", iprev: "pass", spf: "softfail", arc: "none", dmarc: ""}
+	for _, c := range []struct {
+		name   string
+		stages []StageResult
+		short  int
+	}{
+		{"the row's", []StageResult{{"helo", "pass", ""}, {"iprev", "pass", "name mail.a.example"}, {"spf", "softfail", "domain a.example; matched ~all"},
+			{"arc", "none", ""}, {"dmarc", "", "no policy"}}, 4},
+		{"other results", []StageResult{{"iprev", "fail", ""}, {"spf", "pass", "domain a.example"}, {"arc", "pass", ""}, {"dmarc", "none", ""}}, 0},
+		{"twice, and other stages", []StageResult{{"spf", "softfail", ""}, {"spf", "softfail", "again"}, {"dkim", "pass", "d=a.example s=s"},
+			{"Spf", "softfail", ""}, {"", "", ""}}, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := Details{Stages: c.stages}
+			enc := d.encode(&row)
+			short := 0
+			for item := range strings.SplitSeq(enc[len(detailsV3):], string(detailsEnd)) {
+				if item != "" && item[0] == 'T' {
+					short++
+				}
+			}
+			if short != c.short {
+				t.Errorf("%d stages written short, want %d: %q", short, c.short, enc)
+			}
+			if got := decodeDetails(enc, &row); !reflect.DeepEqual(got, d) {
+				t.Errorf("read back\n got %+v\nwant %+v\n(%q)", got, d, enc)
+			}
+		})
+	}
+}

@@ -227,7 +227,8 @@ func verdictArgs(vs []Verdict, isBounded bool) []any {
 		domain := strings.ToLower(v.FromDomain)
 		rules := strings.Join(v.Rules, " ")
 		details := v.Details.encode(&detailsRow{mailFrom: v.MailFrom, domain: domain, ip: v.ClientIP,
-			verdict: v.Verdict, action: v.Action, stage: v.Stage, score: v.Score, rules: v.Rules, rulesText: rules})
+			verdict: v.Verdict, action: v.Action, stage: v.Stage, iprev: v.IPRev, spf: v.SPF, arc: v.ARC, dmarc: v.DMARC,
+			score: v.Score, rules: v.Rules, rulesText: rules})
 		var features any
 		if v.Features != nil {
 			features = v.Features
@@ -659,7 +660,8 @@ func (s *Store) verdicts(ctx context.Context, where []string, args []any, limit 
 			// A row this version cannot read still lists: its details
 			// are left out, the rest is shown.
 			v.Details = decodeDetails(details, &detailsRow{mailFrom: v.MailFrom, domain: v.FromDomain, ip: v.ClientIP,
-				verdict: v.Verdict, action: v.Action, stage: v.Stage, score: v.Score, rules: v.Rules, rulesText: rules})
+				verdict: v.Verdict, action: v.Action, stage: v.Stage, iprev: v.IPRev, spf: v.SPF, arc: v.ARC, dmarc: v.DMARC,
+				score: v.Score, rules: v.Rules, rulesText: rules})
 		}
 		out = append(out, v)
 	}

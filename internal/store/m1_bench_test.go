@@ -1,0 +1,47 @@
+package store
+
+import (
+	"testing"
+	"time"
+)
+
+// m1BenchVerdict is a verdict as bench/milter's small message gets it
+// with every check on (read back from a run's store): the row's
+// values, stages, hit and headers.
+func m1BenchVerdict(i int, kept []byte) Verdict {
+	dom := "example.test"
+	return Verdict{
+		At: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond), Node: "lab.example.test", Source: "milter",
+		QueueID: "4B00002542", ClientIP: "127.0.0.1", ClientName: "mail." + dom, Helo: "mail." + dom, MailFrom: "sender@" + dom, FromDomain: dom,
+		Rcpts: []string{"rcpt@rcpt.test"}, Action: "accept", Verdict: "suspicious", IPRev: "pass", SPF: "pass", DKIM: "pass:" + dom,
+		DMARC: "pass", ARC: "none", Score: -15, Rules: []string{"reputation_good=-15"}, Reasons: []string{"score -15: reputation_good=-15"},
+		HeaderFrom: "sender@" + dom, MessageID: "bench@" + dom, Subject: "benchmark", Size: 2823, Features: kept,
+		Details: Details{
+			Stages: []StageResult{{"helo", "pass", ""}, {"iprev", "pass", "name mail." + dom}, {"spf", "pass", "domain " + dom + "; matched ip4:127.0.0.1"},
+				{"dkim", "pass", "d=" + dom + " s=sel"}, {"arc", "none", ""}, {"dmarc", "pass", "policy domain " + dom + ", p=reject"},
+				{"phish", "score 0", ""}, {"dnsbl", "score 0", ""}, {"classifier", "score 0", ""}, {"reputation", "score -15", ""}},
+			Hits: []Hit{{"reputation_good", -15, "from_domain=" + dom + ": 0.0 spam, 6999.0 ham (half-life 30d)"}},
+			Headers: []Header{
+				{"Authentication-Results", "lab." + dom + "; spf=pass smtp.mailfrom=sender@" + dom + "; dmarc=pass (p=reject dis=none) header.from=" + dom +
+					"; iprev=pass policy.iprev=127.0.0.1 (mail." + dom + "); dkim=pass header.d=" + dom + " header.s=sel header.a=rsa-sha256 header.b=qcMGbimo; arc=none"},
+				{"X-Mailwall-Verdict", "suspicious (action=accept; stage=none)"},
+				{"X-Mailwall-Score", "-15 (reputation_good=-15)"},
+			},
+		},
+	}
+}
+
+// BenchmarkM1VerdictArgs is the milter's and the recorder's work on a
+// bench/milter verdict before SQLite's: bounded (as Record) and the
+// statement's values (verdictArgs, the details encoded), a verdict an
+// op; details-B is the details' length.
+func BenchmarkM1VerdictArgs(b *testing.B) {
+	v := m1BenchVerdict(1, make([]byte, 412))
+	n := 0
+	for b.Loop() {
+		vs := []Verdict{bounded(&v)}
+		args := verdictArgs(vs, true)
+		n = len(args[verdictColumns-2].(string))
+	}
+	b.ReportMetric(float64(n), "details-B")
+}
