@@ -217,7 +217,8 @@ func appendAuthResults(b []byte, v string) []byte {
 			continue
 		}
 		for _, w := range arWords[c] {
-			if word := detailsWords[w-wordBase]; strings.HasPrefix(v[i:], word) {
+			// The second octet first: most spaces begin no word.
+			if word := detailsWords[w-wordBase]; i+1 < len(v) && v[i+1] == word[1] && strings.HasPrefix(v[i:], word) {
 				b = append(append(b, v[from:i]...), w)
 				i += len(word) - 1
 				from = i + 1

@@ -34,14 +34,18 @@ func m1BenchVerdict(i int, kept []byte) Verdict {
 // BenchmarkM1VerdictArgs is the milter's and the recorder's work on a
 // bench/milter verdict before SQLite's: bounded (as Record) and the
 // statement's values (verdictArgs, the details encoded), a verdict an
-// op; details-B is the details' length.
+// op; details-B is the details' length, cpu-ns/op the process's CPU
+// an op (what other processes take of the machine left out).
 func BenchmarkM1VerdictArgs(b *testing.B) {
 	v := m1BenchVerdict(1, make([]byte, 412))
-	n := 0
+	n, ops := 0, 0
+	c0 := cpuTime()
 	for b.Loop() {
 		vs := []Verdict{bounded(&v)}
 		args := verdictArgs(vs, true)
 		n = len(args[verdictColumns-2].(string))
+		ops++
 	}
+	b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(ops), "cpu-ns/op")
 	b.ReportMetric(float64(n), "details-B")
 }

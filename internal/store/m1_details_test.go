@@ -136,3 +136,26 @@ func TestM1StagesRebuilt(t *testing.T) {
 		})
 	}
 }
+
+// TestM1PrintableASCII: the eight-at-a-time look answers as the octet at
+// a time one, for every pair of octets side by side, at the start, the
+// middle and the end of a word and across two, and for lengths 0 to 17.
+func TestM1PrintableASCII(t *testing.T) {
+	base := []byte("abcdefghijklmnopq")
+	for n := 0; n <= len(base); n++ {
+		if !printableASCII(string(base[:n])) {
+			t.Errorf("%q: not printable", base[:n])
+		}
+	}
+	for _, at := range []int{0, 3, 6, 7, 14, 15} {
+		b := append([]byte(nil), base...)
+		for x := range 256 {
+			for y := range 256 {
+				b[at], b[at+1] = byte(x), byte(y)
+				if got, want := printableASCII(string(b)), printableSlow(string(b)); got != want {
+					t.Fatalf("%q: %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+}

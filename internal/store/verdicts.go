@@ -764,14 +764,9 @@ func cleanList(l []string, n, each int, noSpace bool) []string {
 // clean cuts s to n octets on a character boundary, with "…" when cut,
 // control characters and invalid UTF-8 made spaces or U+FFFD.
 func clean(s string, n int) string {
-	// Most values are printable ASCII: one look at each octet.
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f {
-			ascii = false
-			break
-		}
-	}
+	// Most values are printable ASCII: one look at each octet, eight at
+	// a time (printableASCII).
+	ascii := printableASCII(s)
 	if !ascii && strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }) {
 		s = strings.Map(func(r rune) rune {
 			if r < 0x20 || r == 0x7f {
@@ -781,6 +776,34 @@ func clean(s string, n int) string {
 		}, strings.ToValidUTF8(s, "\uFFFD"))
 	}
 	return cut(s, n)
+}
+
+// printableASCII is whether every octet of s is from 0x20 to 0x7e.
+// Eight octets are looked at at once: a word has one under 0x20 when
+// (w - 0x20 each) & ^w has a high bit set, one over 0x7e when (w + 1
+// each) | w has (the sums' carries can only set bits of octets after
+// one that is over, which is enough to know).
+func printableASCII(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if ((w-0x20*ones)&^w|(w+ones)|w)&highs != 0 {
+			return printableSlow(s[i:])
+		}
+	}
+	return printableSlow(s[i:])
+}
+
+// printableSlow is printableASCII an octet at a time.
+func printableSlow(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // cut cuts s to at most n octets on a character boundary, ending in "…"
