@@ -325,14 +325,14 @@ func (f *milterFilter) logMessage(r *verdict.Result, env verdict.Envelope, clien
 	if !h.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	dkimSum, clientIP := "", ""
+	dkimSum, clientIP, rules, score := "", "", []string(nil), 0
 	if v != nil {
-		dkimSum = v.DKIM
+		dkimSum, rules, score = v.DKIM, v.Rules, v.Score // Rules and Score copy r (a value receiver)
 		if client == env.ClientIP && !client.Is4In6() {
 			clientIP = v.ClientIP // Unmap's String, the same for these
 		}
 	} else {
-		dkimSum = verdict.DKIMSummary(r.DKIM)
+		dkimSum, rules, score = verdict.DKIMSummary(r.DKIM), r.Rules(), r.Score()
 	}
 	if clientIP == "" {
 		clientIP = client.String()
@@ -341,7 +341,7 @@ func (f *milterFilter) logMessage(r *verdict.Result, env verdict.Envelope, clien
 		slog.String("helo", helo), slog.String("from", env.MailFrom), slog.String("action", string(r.Action)), slog.String("stage", r.Stage),
 		slog.String("verdict", r.Verdict), slog.String("spf", string(r.SPF.Result)), slog.String("dmarc", r.DMARC.Result),
 		slog.String("dkim", dkimSum), slog.String("iprev", r.IPRev.Result), slog.String("arc", string(r.ARC.Result)),
-		slog.Int("score", r.Score()), slog.String("rules", strings.Join(r.Rules(), ",")), slog.String("reasons", strings.Join(r.Reasons, "; ")),
+		slog.Int("score", score), slog.String("rules", strings.Join(rules, ",")), slog.String("reasons", strings.Join(r.Reasons, "; ")),
 		slog.String("header_from", milterFromDomain(r, fields)), slog.String("message_id", verdict.FieldValue(fields, "Message-ID")),
 		slog.Int64("size", size), slog.Duration("duration", took), slog.String("signed_with", milterSigningKey(r))}
 	if tl, ok := h.(*textLog); ok {
