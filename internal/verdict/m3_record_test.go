@@ -17,8 +17,8 @@ import (
 	"mailwall/internal/store"
 )
 
-// TestStageResultsAsBefore: the stages, the DKIM summary and the
-// client's address Record writes in one text are those it made before,
+// TestStageResultsAsBefore: the stages, the DKIM summary, the rules and
+// the client's address Record writes in one text are those it made before,
 // each string on its own (m3OldStageResults, DKIMSummary, Addr.String),
 // for every mix of empty, plain and "; "-edged values of the fields a
 // reason is made of (the trims at either end), and many signatures and
@@ -48,6 +48,12 @@ func TestStageResultsAsBefore(t *testing.T) {
 			for j := range nDKIM / 2 {
 				r.Analyses = append(r.Analyses, Analysis{Name: "a" + strconv.Itoa(j), Result: analysis.Result{
 					Hits: []analysis.Hit{{Rule: "r", Weight: j - 1}}, Problems: strings.Fields(strings.Repeat("p ", j%4))}})
+			}
+			for _, a := range r.Analyses[:len(r.Analyses)*(i%2)] {
+				r.Hits = append(r.Hits, a.Hits...)
+			}
+			if got, want := r.rulesList(), r.Rules(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%d: rulesList %q, Rules %q", i, got, want)
 			}
 			env := Envelope{ClientIP: []netip.Addr{{}, netip.MustParseAddr("::ffff:192.0.2.6"), netip.MustParseAddr("2001:db8::1")}[i%3]}
 			v := r.Record(env, "mx1", time.Unix(0, 0))

@@ -30,7 +30,7 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 		FromDomain: r.DMARC.HeaderFrom, Rcpts: env.Rcpts,
 		Action: string(r.Action), Stage: r.Stage, Verdict: r.Verdict,
 		IPRev: r.IPRev.Result, SPF: string(r.SPF.Result), DMARC: r.DMARC.Result, ARC: string(r.ARC.Result),
-		Score: analysis.Score(r.Hits), Rules: r.Rules(), Reasons: r.Reasons, Reply: r.SentReply(),
+		Score: analysis.Score(r.Hits), Rules: r.rulesList(), Reasons: r.Reasons, Reply: r.SentReply(),
 		Details: store.Details{Stages: stages},
 	}
 	// DKIMSummary's text.
@@ -66,10 +66,22 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 			v.Details.Headers[i] = store.Header{Name: h.Name, Value: OneLine(h.Value)}
 		}
 	}
-	if d := r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == dmarc.Pass || d.Result == dmarc.Fail) {
+	if d := &r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == dmarc.Pass || d.Result == dmarc.Fail) {
 		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
 	}
 	return v
+}
+
+// rulesList is Rules without the copy of r (1.2 KB) its value
+// receiver makes.
+func (r *Result) rulesList() []string {
+	if len(r.Analyses) == 0 {
+		return nil
+	}
+	if r.rules != nil && len(r.rules) == len(r.Hits) {
+		return r.rules
+	}
+	return analysis.Rules(r.Hits)
 }
 
 // textSize is room enough for the texts Record makes (recordText),
