@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -31,21 +32,32 @@ func m1BenchVerdict(i int, kept []byte) Verdict {
 	}
 }
 
-// BenchmarkM1VerdictArgs is the milter's and the recorder's work on a
-// bench/milter verdict before SQLite's: bounded (as Record) and the
-// statement's values (verdictArgs, the details encoded), a verdict an
-// op; details-B is the details' length, cpu-ns/op the process's CPU
-// an op (what other processes take of the machine left out).
+// BenchmarkM1VerdictArgs is the milter's and the recorder's work on
+// bench/milter's verdicts before SQLite's: bounded (as Record) and the
+// statement's values (verdictArgs, the details encoded), for one
+// verdict and for the recorder's batch of 64 (rowsPerInsert); details-B
+// is the details' length, cpu-ns/verdict the process's CPU a verdict
+// (what other processes take of the machine left out).
 func BenchmarkM1VerdictArgs(b *testing.B) {
-	v := m1BenchVerdict(1, make([]byte, 412))
-	n, ops := 0, 0
-	c0 := cpuTime()
-	for b.Loop() {
-		vs := []Verdict{bounded(&v)}
-		args := verdictArgs(vs, true)
-		n = len(args[verdictColumns-2].(string))
-		ops++
+	for _, n := range []int{1, 64} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			in := make([]Verdict, n)
+			for i := range in {
+				in[i] = m1BenchVerdict(i, make([]byte, 412))
+			}
+			vs := make([]Verdict, n)
+			size, ops := 0, 0
+			c0 := cpuTime()
+			for b.Loop() {
+				for i := range in {
+					vs[i] = bounded(&in[i])
+				}
+				args := verdictArgs(vs, true)
+				size = len(args[verdictColumns-2].(string))
+				ops += n
+			}
+			b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(ops), "cpu-ns/verdict")
+			b.ReportMetric(float64(size), "details-B")
+		})
 	}
-	b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(ops), "cpu-ns/op")
-	b.ReportMetric(float64(n), "details-B")
 }
