@@ -150,8 +150,8 @@ type Extractor struct {
 	logs logMemo
 	// suffixes remembers the last registered domains looked up.
 	suffixes suffixMemo
-	// kept holds the sorted top bits of a vector's hashes (appendKept).
-	kept []uint32
+	// kept is where appendKept sorts a vector's top bits.
+	kept keptScratch
 }
 
 // contribs returns n zeros in x's buffer.
