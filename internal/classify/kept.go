@@ -115,7 +115,7 @@ func appendKept(key string, hashes []uint64, salt uint64, scratch *keptScratch) 
 	}
 	// r is chosen for values spread over all 2^width: with the highest
 	// of the values it is seldom another, and is known before them.
-	r, _ := keptLowBits(1<<width-1, len(hashes), width)
+	r := keptLowBits(len(hashes), width)
 	top, most := scratch.group(hashes, width, r)
 	nbits := int(most>>r) + len(top)*int(r+1)
 	head := len(magic) + keptKeyLen + 8 + binary.MaxVarintLen64 + 1
@@ -167,21 +167,21 @@ func putBits(code []byte, o int, acc uint64, n uint, v uint64, c uint) (int, uin
 	return o, acc, n
 }
 
-// keptLowBits returns how many low bits r of each of n values, the
-// highest most, to write as they are, leaving the fewest bits in all:
-// the high parts' steps (most>>r, in unary) and n*(r+1). At the best r
-// most>>r is at most about 2n (one more bit would save more than n).
-func keptLowBits(most uint32, n, width int) (r uint, nbits int) {
-	if n == 0 {
-		return 0, 0
-	}
-	nbits = math.MaxInt
+// keptLowBits returns how many low bits r of each of n values spread
+// over 2^width to write as they are, leaving the fewest bits in all:
+// the high parts' steps (2^width>>r in all, in unary) and n*(r+1). At
+// the best r there are at most about 2n high parts (one more low bit
+// would save more than n), which bounds appendKept's counts; none
+// (n 0) is taken as one.
+func keptLowBits(n, width int) uint {
+	n = max(n, 1)
+	r, least := uint(0), math.MaxInt
 	for k := range width { // below width: t>>r of a uint32 is then t>>(r&31)
-		if size := int(uint64(most)>>k) + n*(k+1); size < nbits {
-			r, nbits = uint(k), size
+		if size := (1<<width-1)>>k + n*(k+1); size < least {
+			r, least = uint(k), size
 		}
 	}
-	return r, nbits
+	return r
 }
 
 // keptScratch is what appendKept groups in, kept from one message to

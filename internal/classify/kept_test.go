@@ -180,7 +180,14 @@ func TestKeptRoundTrip(t *testing.T) {
 				want[i] = h >> (64 - width) << (64 - width)
 			}
 			slices.Sort(want)
-			kept := KeptFor(key, &Vector{Hashes: hs}, salt)
+			var scratch keptScratch
+			kept := appendKept(key, hs, salt, &scratch)
+			if !bytes.Equal(kept, KeptFor(key, &Vector{Hashes: hs}, salt)) {
+				t.Errorf("%s, salt %x: appendKept and KeptFor differ", name, salt)
+			}
+			if len(scratch.counts) > 2*len(hs)+2 {
+				t.Errorf("%s, salt %x: %d high parts counted for %d hashes", name, salt, len(scratch.counts), len(hs))
+			}
 			k, v, s, err := ParseKeptFor(kept)
 			if err != nil || k != key || s != salt || !slices.Equal(slices.Sorted(slices.Values(v.Hashes)), want) {
 				t.Errorf("%s, salt %x: %d octets read as %q, %x, %v", name, salt, len(kept), k, s, err)
