@@ -2,8 +2,11 @@ package store
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
+
+	"mailwall/internal/dmarc"
 )
 
 // m1BenchVerdict is a verdict as bench/milter's small message gets it
@@ -11,8 +14,13 @@ import (
 // values, stages, hit and headers.
 func m1BenchVerdict(i int, kept []byte) Verdict {
 	dom := "example.test"
+	row := &DMARCRow{Row: dmarc.Row{SourceIP: netip.MustParseAddr("127.0.0.1"), HeaderFrom: dom, EnvelopeFrom: dom, EnvelopeTo: "rcpt.test", PolicyDomain: dom,
+		Published:   dmarc.PublishedPolicy{Domain: dom, P: "reject", ADKIM: "r", ASPF: "r", PSD: "u", Pct: -1, DiscoveryMethod: "psl"},
+		Disposition: "pass", DKIMAligned: "pass", SPFAligned: "pass", DKIM: []dmarc.DKIMResult{{Domain: dom, Selector: "sel", Result: "pass"}},
+		SPFDomain: dom, SPFScope: "mfrom", SPFResult: "pass"}, RI: -1}
 	return Verdict{
-		At: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond), Node: "lab.example.test", Source: "milter",
+		DMARCRow: row,
+		At:       time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond), Node: "lab.example.test", Source: "milter",
 		QueueID: "4B00002542", ClientIP: "127.0.0.1", ClientName: "mail." + dom, Helo: "mail." + dom, MailFrom: "sender@" + dom, FromDomain: dom,
 		Rcpts: []string{"rcpt@rcpt.test"}, Action: "accept", Verdict: "suspicious", IPRev: "pass", SPF: "pass", DKIM: "pass:" + dom,
 		DMARC: "pass", ARC: "none", Score: -15, Rules: []string{"reputation_good=-15"}, Reasons: []string{"score -15: reputation_good=-15"},
@@ -34,8 +42,9 @@ func m1BenchVerdict(i int, kept []byte) Verdict {
 
 // BenchmarkM1VerdictArgs is the milter's and the recorder's work on
 // bench/milter's verdicts before SQLite's: bounded (as Record) and the
-// statement's values (verdictArgs, the details encoded), for one
-// verdict and for the recorder's batch of 64 (rowsPerInsert); details-B
+// statements' values (verdictArgs, the details encoded, and the DMARC
+// rows' appendDMARCRowArgs), for one verdict and for the recorder's
+// batch of 64 (rowsPerInsert); details-B
 // is the details' length, cpu-ns/verdict the process's CPU a verdict
 // (what other processes take of the machine left out).
 func BenchmarkM1VerdictArgs(b *testing.B) {
@@ -54,6 +63,14 @@ func BenchmarkM1VerdictArgs(b *testing.B) {
 				}
 				args := verdictArgs(vs, true)
 				size = len(args[verdictColumns-2].(string))
+				var (
+					dmarcArgs []any
+					policies  dmarcPolicies
+				)
+				for i := range vs {
+					vs[i].ID = int64(1000 + i)
+					dmarcArgs = appendDMARCRowArgs(dmarcArgs, &vs[i], &policies)
+				}
 				ops += n
 			}
 			b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(ops), "cpu-ns/verdict")

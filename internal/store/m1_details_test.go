@@ -1,9 +1,14 @@
 package store
 
 import (
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
+
+	"mailwall/internal/dmarc"
 )
 
 // TestM1DetailsRebuilt: hits and the milter's two headers that the
@@ -157,5 +162,49 @@ func TestM1PrintableASCII(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestM1DMARCRowsReused: in a batch, a DMARC row as the domain's row
+// before takes its source_ip and record; each row's values are still
+// those it has alone, for rows equal, equal but for nil and empty lists,
+// and of another sender or policy.
+func TestM1DMARCRowsReused(t *testing.T) {
+	rows := b24DMARCRows()
+	base := rows[0]
+	empty := base
+	empty.DKIM, empty.Reasons = []dmarc.DKIMResult{}, []string{}
+	nilDKIM := base
+	nilDKIM.DKIM = nil
+	other := base
+	other.SourceIP = netip.MustParseAddr("192.0.2.99")
+	policy := base
+	policy.Published.P = "none"
+	var vs []Verdict
+	for i, r := range []dmarc.Row{base, base, empty, empty, nilDKIM, base, other, policy, base, rows[1], rows[1], rows[2], rows[3], rows[3]} {
+		vs = append(vs, Verdict{ID: int64(i + 1), At: time.Unix(int64(1_800_000_000+i/3), 0), DMARCRow: &DMARCRow{Row: r, RI: 86400}})
+	}
+	var (
+		args     []any
+		policies dmarcPolicies
+	)
+	for i := range vs {
+		args = appendDMARCRowArgs(args, &vs[i], &policies)
+	}
+	reused := 0
+	for i := range vs {
+		got, want := args[i*dmarcRowColumns:(i+1)*dmarcRowColumns], dmarcRowArgs(&vs[i])
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("row %d: %q, want %q", i, got, want)
+		}
+		// The same text, not only an equal one.
+		if i > 0 && unsafe.StringData(got[4].(string)) == unsafe.StringData(args[(i-1)*dmarcRowColumns+4].(string)) {
+			reused++
+		}
+	}
+	// base, empty, rows[1] and rows[3] again; base after policy has
+	// another policy's values.
+	if reused != 4 {
+		t.Errorf("%d rows took the record of the row before, want 4", reused)
 	}
 }

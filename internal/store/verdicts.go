@@ -384,6 +384,20 @@ type dmarcPolicyArgs struct {
 	// The values bound: the policy domain in lower case, the published
 	// policy as JSON, the addresses and the interval.
 	domain, publishedJSON, ruaText, riArg any
+	// The domain's last row (its Published left out, as the record
+	// does) and its values source_ip and record: a run of mail from one
+	// sender has one row again and again.
+	last               *dmarc.Row
+	lastIP, lastRecord any
+}
+
+// sameRecord is whether a and b have one record: equal but for their
+// Published, a nil list only as a nil one (the record leaves it out).
+func sameRecord(a, b *dmarc.Row) bool {
+	return a.SourceIP == b.SourceIP && a.HeaderFrom == b.HeaderFrom && a.EnvelopeFrom == b.EnvelopeFrom && a.EnvelopeTo == b.EnvelopeTo &&
+		a.PolicyDomain == b.PolicyDomain && a.Disposition == b.Disposition && a.DKIMAligned == b.DKIMAligned && a.SPFAligned == b.SPFAligned &&
+		(a.DKIM == nil) == (b.DKIM == nil) && slices.Equal(a.DKIM, b.DKIM) && a.SPFDomain == b.SPFDomain && a.SPFScope == b.SPFScope &&
+		a.SPFResult == b.SPFResult && (a.Reasons == nil) == (b.Reasons == nil) && slices.Equal(a.Reasons, b.Reasons)
 }
 
 // of is the values of d's policy, as they were for the domain's last
@@ -425,6 +439,13 @@ func appendDMARCRowArgs(args []any, v *Verdict, policies *dmarcPolicies) []any {
 	if v.ID != 0 {
 		vid = v.ID
 	}
+	var at any = v.At.Unix()
+	if n := len(args); n >= dmarcRowColumns {
+		at = same(args[n-dmarcRowColumns:], 0, v.At.Unix())
+	}
+	if p.last != nil && sameRecord(p.last, &d.Row) {
+		return append(args, at, vid, p.domain, p.lastIP, p.lastRecord, p.publishedJSON, p.ruaText, p.riArg)
+	}
 	// The address as a column (String) and in the record (MarshalText,
 	// which writes the zero Addr as "", where String writes "invalid IP").
 	ip := d.Row.SourceIP.String()
@@ -432,8 +453,10 @@ func appendDMARCRowArgs(args []any, v *Verdict, policies *dmarcPolicies) []any {
 	if !d.Row.SourceIP.IsValid() {
 		ipJSON = ""
 	}
-	record := string(appendRowJSON(make([]byte, 0, 384), &d.Row, ipJSON))
-	return append(args, v.At.Unix(), vid, p.domain, ip, record, p.publishedJSON, p.ruaText, p.riArg)
+	var record any = string(appendRowJSON(make([]byte, 0, 384), &d.Row, ipJSON))
+	var ipArg any = ip
+	p.last, p.lastIP, p.lastRecord = &d.Row, ipArg, record
+	return append(args, at, vid, p.domain, ipArg, record, p.publishedJSON, p.ruaText, p.riArg)
 }
 
 // placeholders is "($1, $2), ($3, $4)" for rows=2, cols=2, or with "?"
