@@ -290,9 +290,10 @@ func (f *milterFilter) afterwards(r *verdict.Result, took time.Duration) func() 
 			f.metrics.Message(r, took)
 		}
 		var rec *store.Verdict // what the log line can take from (nil: none)
+		var msgID string       // the Message-ID field as logged, when rec is not nil
 		if f.rec != nil {
 			v := r.Record(env, f.node, time.Now())
-			v.HeaderFrom, v.MessageID, v.Subject = verdict.MessageFacts(fields)
+			v.HeaderFrom, msgID, v.MessageID, v.Subject = verdict.MessageFactsID(fields)
 			v.Size = size
 			f.rec.Record(v)
 			rec = &v
@@ -309,7 +310,7 @@ func (f *milterFilter) afterwards(r *verdict.Result, took time.Duration) func() 
 			// p=none are stored apart, marked unauthenticated.
 			f.inbox.take(raw, tooBig, env.QueueID, report.VerdictAuth(r.DMARC.Result, r.DMARC.HeaderFrom))
 		}
-		f.logMessage(r, env, client, helo, fields, size, took, rec)
+		f.logMessage(r, env, client, helo, fields, size, took, rec, msgID)
 	}
 }
 
@@ -317,9 +318,10 @@ func (f *milterFilter) afterwards(r *verdict.Result, took time.Duration) func() 
 // typed (LogAttrs): one a message, with the rules joined once, it was a
 // tenth of the work after the reply as key-value pairs boxed in any.
 // What the store's record v (nil: none) has made already, the DKIM
-// summary and the client's address, it takes from there.
+// summary, the client's address, the rules, and with it msgID, the
+// Message-ID field, it takes from there.
 func (f *milterFilter) logMessage(r *verdict.Result, env verdict.Envelope, client netip.Addr, helo string, fields []dkim.Field, size int64, took time.Duration,
-	v *store.Verdict) {
+	v *store.Verdict, msgID string) {
 	ctx := context.Background()
 	h := f.log.Handler()
 	if !h.Enabled(ctx, slog.LevelInfo) {
@@ -333,6 +335,7 @@ func (f *milterFilter) logMessage(r *verdict.Result, env verdict.Envelope, clien
 		}
 	} else {
 		dkimSum, rules, score = verdict.DKIMSummary(r.DKIM), r.Rules(), r.Score()
+		msgID = verdict.FieldValue(fields, "Message-ID")
 	}
 	if clientIP == "" {
 		clientIP = client.String()
@@ -342,7 +345,7 @@ func (f *milterFilter) logMessage(r *verdict.Result, env verdict.Envelope, clien
 		slog.String("verdict", r.Verdict), slog.String("spf", string(r.SPF.Result)), slog.String("dmarc", r.DMARC.Result),
 		slog.String("dkim", dkimSum), slog.String("iprev", r.IPRev.Result), slog.String("arc", string(r.ARC.Result)),
 		slog.Int("score", score), slog.String("rules", strings.Join(rules, ",")), slog.String("reasons", strings.Join(r.Reasons, "; ")),
-		slog.String("header_from", milterFromDomain(r, fields)), slog.String("message_id", verdict.FieldValue(fields, "Message-ID")),
+		slog.String("header_from", milterFromDomain(r, fields)), slog.String("message_id", msgID),
 		slog.Int64("size", size), slog.Duration("duration", took), slog.String("signed_with", milterSigningKey(r))}
 	if tl, ok := h.(*textLog); ok {
 		// newLogger's text handler: the line formatted here, the same

@@ -151,3 +151,20 @@ func m3OldStageResults(r *Result) []store.StageResult {
 	}
 	return out
 }
+
+// TestMessageFactsID: MessageFactsID is MessageFacts and FieldValue's
+// Message-ID.
+func TestMessageFactsID(t *testing.T) {
+	for _, fields := range [][]dkim.Field{
+		nil,
+		{{Name: "From", Raw: "From: A <a@Example.test>\r\n"}, {Name: "Message-ID", Raw: "Message-ID: <m1@x.test>\r\n"},
+			{Name: "Subject", Raw: "Subject: =?UTF-8?Q?caf=C3=A9?=\r\n"}},
+		{{Name: "message-id", Raw: "message-id:\t< m2@x.test >\r\n"}},
+	} {
+		from, idField, id, subject := MessageFactsID(fields)
+		f2, id2, s2 := MessageFacts(fields)
+		if from != f2 || id != id2 || subject != s2 || idField != FieldValue(fields, "Message-ID") {
+			t.Errorf("%v: %q %q %q %q", fields, from, idField, id, subject)
+		}
+	}
+}

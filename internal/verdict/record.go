@@ -457,6 +457,13 @@ func (t *recordText) finish(v *store.Verdict, buf []byte) {
 // address, the Message-ID without brackets and the Subject, decoded
 // (RFC 2047) where it can be.
 func MessageFacts(fields []dkim.Field) (from, messageID, subject string) {
+	from, _, messageID, subject = MessageFactsID(fields)
+	return from, messageID, subject
+}
+
+// MessageFactsID is MessageFacts and the Message-ID field's value as
+// FieldValue has it (brackets kept), as the milter logs it.
+func MessageFactsID(fields []dkim.Field) (from, idField, messageID, subject string) {
 	from = FieldValue(fields, "From")
 	// The plain forms without net/mail's parser (mailbox.Simple answers
 	// as ParseAddress would).
@@ -467,14 +474,15 @@ func MessageFacts(fields []dkim.Field) (from, messageID, subject string) {
 	} else if i, j := strings.LastIndexByte(from, '<'), strings.LastIndexByte(from, '>'); i >= 0 && j > i {
 		from = from[i+1 : j]
 	}
-	messageID = strings.Trim(FieldValue(fields, "Message-ID"), "<> ")
+	idField = FieldValue(fields, "Message-ID")
+	messageID = strings.Trim(idField, "<> ")
 	subject = FieldValue(fields, "Subject")
 	// RFC 2047 encoded words in the charsets Go knows (UTF-8,
 	// ISO-8859-1, US-ASCII); others stay encoded.
 	if dec, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
 		subject = dec
 	}
-	return strings.ToLower(from), messageID, subject
+	return strings.ToLower(from), idField, messageID, subject
 }
 
 // FieldValue is the first field named name, its white space made single
