@@ -196,7 +196,7 @@ type keptScratch struct {
 // group returns the top width bits of each of hashes in the order of
 // their high parts (t>>r, r below 32), and the highest, by a counting sort: within
 // a high part the order does not matter, so none is sorted further
-// (see Kept's comment for what sorting whole cost).
+// (keptMagic's comment says what sorting whole cost).
 func (s *keptScratch) group(hashes []uint64, width int, r uint) ([]uint32, uint32) {
 	n := len(hashes)
 	if cap(s.a) < n {
