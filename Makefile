@@ -64,6 +64,7 @@ FUZZ_TARGETS = \
 	internal/classify:FuzzTokenizerReference \
 	internal/classify:FuzzParseAddress \
 	internal/classify:FuzzParseMediaType \
+	internal/classify:FuzzParseKept \
 	internal/feedback:FuzzAttachments \
 	internal/ddns:FuzzRewriteSPF \
 	internal/labdns:FuzzUpdate \
