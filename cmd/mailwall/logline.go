@@ -142,6 +142,19 @@ func appendTextString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// swarMarked is whether a byte of x is under 0x21 (controls and the
+// space), '=', '"', or 0x80 and over. Each test is exact for "any byte":
+// a borrow only runs on from a byte that is itself marked.
+func swarMarked(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	less := (x - ones*0x21) &^ x // a byte under 0x21 sets its high bit
+	ve := x ^ (ones * '=')       // a byte '=' is zero here
+	eq := (ve - ones) &^ ve
+	vq := x ^ (ones * '"')
+	qu := (vq - ones) &^ vq
+	return (less|eq|qu|x)&highs != 0
+}
+
 // appendQuoted is strconv.AppendQuote(b, s), the runs of printable ASCII
 // that stand as they are copied whole: strconv looks at each rune
 // (IsPrint, the escapes), a tenth of the after-reply's work on a
@@ -185,7 +198,18 @@ func textNeedsQuoting(s string) bool {
 	if len(s) == 0 {
 		return true
 	}
-	for i := 0; i < len(s); {
+	// Eight bytes at a time while they are all ASCII that stands as it
+	// is (SWAR: a byte under 0x21, '=' or '"', or one with its high bit
+	// set, marks the word); the rest, and a marked word, byte by byte.
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if swarMarked(x) {
+			break
+		}
+	}
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			// json_handler.go's safeSet: all of ' ' to DEL but '"' and '\'.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // slogTextLine is the line slog's own TextHandler writes for the record.
@@ -171,4 +173,58 @@ func FuzzAppendQuoted(f *testing.F) {
 			t.Errorf("appendQuoted(%q) = %s, want %s", s, got, want)
 		}
 	})
+}
+
+// FuzzTextNeedsQuoting holds textNeedsQuoting (eight bytes at a time)
+// to slog's rule byte by byte and rune by rune, at every offset.
+func FuzzTextNeedsQuoting(f *testing.F) {
+	for _, s := range textLineStrings {
+		f.Add(s)
+	}
+	f.Add("abcdefgh=abcdefgh")
+	f.Add("abcdefghabcdefg\x7f\x80")
+	f.Fuzz(func(t *testing.T, s string) {
+		for i := range min(len(s), 9) {
+			if got, want := textNeedsQuoting(s[i:]), slogNeedsQuoting(s[i:]); got != want {
+				t.Errorf("textNeedsQuoting(%q) = %v, want %v", s[i:], got, want)
+			}
+		}
+	})
+}
+
+// slogNeedsQuoting is log/slog's needsQuoting, as go1.26's
+// text_handler.go has it.
+func slogNeedsQuoting(s string) bool {
+	if len(s) == 0 {
+		return true
+	}
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b != '\\' && (b == ' ' || b == '=' || b == '"' || b < ' ') {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return true
+		}
+		i += size
+	}
+	return false
+}
+
+func TestTextNeedsQuotingEveryByte(t *testing.T) {
+	for c := range 256 {
+		for pos := range 9 {
+			b := []byte("abcdefghijklmnop")
+			b[pos] = byte(c)
+			s := string(b)
+			if got, want := textNeedsQuoting(s), slogNeedsQuoting(s); got != want {
+				t.Errorf("byte %#x at %d: %v, want %v", c, pos, got, want)
+			}
+		}
+	}
 }
