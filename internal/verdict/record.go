@@ -24,16 +24,7 @@ import (
 func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 	var t recordText
 	var stack [512]byte // most records' texts: the one string is all they make
-	// The lists and the DMARC row in one allocation when they fit.
-	var parts *recordParts
-	var stages []store.StageResult
-	if n := r.stageCap(); n <= len(parts.stages) && len(r.Hits) <= len(parts.hits) && len(r.Headers) <= len(parts.headers) {
-		parts = new(recordParts)
-		stages = parts.stages[:0:n]
-	} else {
-		stages = make([]store.StageResult, 0, n)
-	}
-	stages, buf := r.stageResultsIn(&t, stages, stack[:0])
+	stages, buf := r.stageResultsIn(&t, stack[:0])
 	v := store.Verdict{
 		At: at, Node: node, Source: "milter", QueueID: env.QueueID, ClientName: env.ClientName, Helo: env.Helo, MailFrom: env.MailFrom,
 		FromDomain: r.DMARC.HeaderFrom, Rcpts: env.Rcpts,
@@ -63,52 +54,22 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 	if r.Internal {
 		v.Stage, v.Verdict = "internal", "internal"
 	}
-	if n := len(r.Hits); n > 0 {
-		if parts != nil {
-			v.Details.Hits = parts.hits[:n:n]
-		} else {
-			v.Details.Hits = make([]store.Hit, n)
-		}
+	if len(r.Hits) > 0 {
+		v.Details.Hits = make([]store.Hit, len(r.Hits))
 		for i, h := range r.Hits {
 			v.Details.Hits[i] = store.Hit{Rule: h.Rule, Weight: h.Weight, Detail: h.Detail}
 		}
 	}
-	if n := len(r.Headers); n > 0 {
-		if parts != nil {
-			v.Details.Headers = parts.headers[:n:n]
-		} else {
-			v.Details.Headers = make([]store.Header, n)
-		}
+	if len(r.Headers) > 0 {
+		v.Details.Headers = make([]store.Header, len(r.Headers))
 		for i, h := range r.Headers {
 			v.Details.Headers[i] = store.Header{Name: h.Name, Value: OneLine(h.Value)}
 		}
 	}
 	if d := &r.DMARC; d.Record != nil && d.Row.PolicyDomain != "" && (d.Result == dmarc.Pass || d.Result == dmarc.Fail) {
-		if parts != nil {
-			parts.row = store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
-			v.DMARCRow = &parts.row
-		} else {
-			v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
-		}
+		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
 	}
 	return v
-}
-
-// recordParts are a record's lists and its DMARC row in one allocation
-// (four before), for the record whose lists fit: all in the bench's
-// message with everything on.
-type recordParts struct {
-	stages  [16]store.StageResult
-	hits    [8]store.Hit
-	headers [4]store.Header
-	row     store.DMARCRow
-}
-
-// stageCap is the most stages stageResults lists: internal, helo,
-// iprev, s25r, spf, dkim (each signature, or none), arc, dmarc and the
-// analyses.
-func (r *Result) stageCap() int {
-	return 8 + max(1, len(r.DKIM)) + len(r.Analyses)
 }
 
 // rulesList is Rules without the copy of r (1.2 KB) its value
@@ -223,18 +184,18 @@ func (r *Result) SentReply() string {
 // checks that did not run are left out.
 func (r *Result) stageResults() []store.StageResult {
 	var t recordText
-	out, buf := r.stageResultsIn(&t, make([]store.StageResult, 0, r.stageCap()), make([]byte, 0, r.textSize()))
+	out, buf := r.stageResultsIn(&t, make([]byte, 0, r.textSize()))
 	t.finish(nil, buf)
 	return out
 }
 
-// stageResultsIn is stageResults, appended to out (empty, of capacity
-// stageCap), the texts it makes of more than one value written in t,
-// set when t is finished.
-func (r *Result) stageResultsIn(t *recordText, out []store.StageResult, buf []byte) ([]store.StageResult, []byte) {
-	// out has room for all (stageCap): one allocation, where growing
-	// took five. It never grows: t's texts name their stage by its
-	// index.
+// stageResultsIn is stageResults, the texts it makes of more than one
+// value written in t, set when t is finished.
+func (r *Result) stageResultsIn(t *recordText, buf []byte) ([]store.StageResult, []byte) {
+	// internal, helo, iprev, s25r, spf, dkim, arc, dmarc, analyses: one
+	// allocation, where growing took five. It never grows: t's texts
+	// name their stage by its index.
+	out := make([]store.StageResult, 0, 8+max(1, len(r.DKIM))+len(r.Analyses))
 	t.out = out[:cap(out)]
 	add := func(stage, result, reason string) {
 		if result != "" {
