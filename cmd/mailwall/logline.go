@@ -22,6 +22,7 @@ import (
 type textLog struct {
 	*slog.TextHandler
 	out  *lockedWriter
+	fast bool      // no ReplaceAttr, no AddSource: appendTextLine is the handler's form
 	bufs sync.Pool // *[]byte, a line's buffer
 }
 
@@ -39,7 +40,8 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 func newTextLog(w io.Writer, opts *slog.HandlerOptions) *textLog {
 	out := &lockedWriter{w: w}
-	return &textLog{TextHandler: slog.NewTextHandler(out, opts), out: out}
+	fast := opts == nil || (opts.ReplaceAttr == nil && !opts.AddSource)
+	return &textLog{TextHandler: slog.NewTextHandler(out, opts), out: out, fast: fast}
 }
 
 // maxPooledLine is the largest line buffer kept for the next line: a
@@ -49,15 +51,19 @@ const maxPooledLine = 16 << 10
 
 // writeLine writes the line TextHandler's Handle writes for a record of
 // t, level, msg and attrs, formatted here (appendTextLine); when an
-// attribute is of a kind appendTextLine leaves to slog, it hands the
-// record to the TextHandler. The caller checks Enabled first, as
+// attribute is of a kind appendTextLine leaves to slog, or the handler
+// has options that change the form, it hands the record to the
+// TextHandler. The caller checks Enabled first, as
 // slog.Logger does.
 func (h *textLog) writeLine(t time.Time, level slog.Level, msg string, attrs []slog.Attr) error {
 	bp, _ := h.bufs.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
 	}
-	b, ok := appendTextLine((*bp)[:0], t, level, msg, attrs)
+	b, ok := (*bp)[:0], false
+	if h.fast {
+		b, ok = appendTextLine(b, t, level, msg, attrs)
+	}
 	var err error
 	if ok {
 		_, err = h.out.Write(b)

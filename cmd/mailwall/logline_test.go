@@ -228,3 +228,28 @@ func TestTextNeedsQuotingEveryByte(t *testing.T) {
 		}
 	}
 }
+
+// TestTextLogOptionsToSlog: a text handler with ReplaceAttr or
+// AddSource writes the milter's line through slog, in its form.
+func TestTextLogOptionsToSlog(t *testing.T) {
+	at := time.Date(2026, 12, 6, 15, 4, 5, 0, time.UTC)
+	upper := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == "queue_id" {
+			a.Value = slog.StringValue(strings.ToUpper(a.Value.String()))
+		}
+		return a
+	}
+	for _, opts := range []*slog.HandlerOptions{{ReplaceAttr: upper}, {AddSource: true}} {
+		var buf, want bytes.Buffer
+		attrs := []slog.Attr{slog.String("queue_id", "q1")}
+		if err := newTextLog(&buf, opts).writeLine(at, slog.LevelInfo, "message", attrs); err != nil {
+			t.Fatal(err)
+		}
+		rec := slog.NewRecord(at, slog.LevelInfo, "message", 0)
+		rec.AddAttrs(attrs...)
+		_ = slog.NewTextHandler(&want, opts).Handle(context.Background(), rec)
+		if buf.String() != want.String() {
+			t.Errorf("got  %q\nwant %q", buf.String(), want.String())
+		}
+	}
+}
