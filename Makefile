@@ -69,7 +69,10 @@ FUZZ_TARGETS = \
 	internal/ddns:FuzzRewriteSPF \
 	internal/labdns:FuzzUpdate \
 	internal/mailbox:FuzzAngle \
-	internal/mailbox:FuzzSimple
+	internal/mailbox:FuzzSimple \
+	cmd/mailwall:FuzzTextLine \
+	cmd/mailwall:FuzzAppendQuoted \
+	cmd/mailwall:FuzzTextNeedsQuoting
 
 fuzz:
 	@set -e; cache="$$($(GO) env GOCACHE)/fuzz/mailwall"; \
