@@ -42,6 +42,7 @@ FUZZ_TARGETS = \
 	internal/dkim:FuzzBodyCanonicalization \
 	internal/dkim:FuzzSelfCanonical \
 	internal/dkim:FuzzReadHeader \
+	internal/dkim:FuzzRSAVerify \
 	internal/lab:FuzzParse \
 	internal/arc:FuzzValidate \
 	internal/phish:FuzzCheck \

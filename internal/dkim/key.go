@@ -23,6 +23,8 @@ type Key struct {
 	Services  []string // s=
 	Notes     string   // n=
 	RawRecord string
+
+	rsa *rsaPublic // Public's modulus precomputed, if an RSA key a verifier takes
 }
 
 // ErrKeyRevoked is returned for a key record with an empty p=.
@@ -111,7 +113,7 @@ func ParseKey(record string) (*Key, error) {
 		if err != nil {
 			return nil, err
 		}
-		k.Public, k.Bits = pub, pub.N.BitLen()
+		k.Public, k.Bits, k.rsa = pub, pub.N.BitLen(), newRSAPublic(pub)
 	case "ed25519":
 		// RFC 8463 §4: p= is the raw 32-byte key, not SubjectPublicKeyInfo.
 		if len(der) != ed25519.PublicKeySize {

@@ -406,6 +406,9 @@ func verifySig(key *Key, alg string, hashed, sigBytes []byte) error {
 		if alg == RSASHA1 {
 			hf = crypto.SHA1
 		}
+		if key.rsa != nil && key.rsa.pub == pub {
+			return key.rsa.verifyPKCS1v15(hf, hashed, sigBytes)
+		}
 		return rsa.VerifyPKCS1v15(pub, hf, hashed, sigBytes)
 	case ed25519.PublicKey:
 		// RFC 8463 §3: Ed25519 signs the SHA-256 hash of the header data.
