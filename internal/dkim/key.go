@@ -113,7 +113,10 @@ func ParseKey(record string) (*Key, error) {
 		if err != nil {
 			return nil, err
 		}
-		k.Public, k.Bits, k.rsa = pub, pub.N.BitLen(), newRSAPublic(pub)
+		k.Public, k.Bits = pub, pub.N.BitLen()
+		if k.Refusal() == "" {
+			k.rsa = newRSAPublic(pub)
+		}
 	case "ed25519":
 		// RFC 8463 §4: p= is the raw 32-byte key, not SubjectPublicKeyInfo.
 		if len(der) != ed25519.PublicKeySize {

@@ -20,12 +20,13 @@ type rsaPublic struct {
 	size int // octets of the modulus
 }
 
-// newRSAPublic precomputes pub's modulus; nil for a key a verifier
-// refuses or leaves to crypto/rsa (outside MinRSABits-MaxRSABits, an
-// exponent other than RSAExponent, an even modulus).
+// newRSAPublic precomputes the modulus of pub, a key Key.Refusal let
+// through (at most MaxRSABits, exponent RSAExponent); nil for one left to
+// crypto/rsa, which refuses it: shorter than MinRSABits, or an even
+// modulus (Montgomery arithmetic needs an odd one; bigmod takes both).
 func newRSAPublic(pub *rsa.PublicKey) *rsaPublic {
 	bits := pub.N.BitLen()
-	if pub.E != RSAExponent || bits < MinRSABits || bits > MaxRSABits || pub.N.Bit(0) == 0 {
+	if bits < MinRSABits || pub.N.Bit(0) == 0 {
 		return nil
 	}
 	n, err := bigmod.NewModulus(pub.N.Bytes())

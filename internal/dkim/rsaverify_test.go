@@ -6,6 +6,8 @@ import (
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"math/big"
 	"testing"
 )
@@ -115,7 +117,7 @@ func TestRSAVerifyAsStdlib(t *testing.T) {
 }
 
 // TestRSAPublicRefused: keys a verifier refuses or that crypto/rsa is
-// left with get no precomputed modulus.
+// left with get no precomputed modulus when their record is parsed.
 func TestRSAPublicRefused(t *testing.T) {
 	k, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
@@ -127,7 +129,15 @@ func TestRSAPublicRefused(t *testing.T) {
 		"512 bits":       {N: new(big.Int).Rsh(k.N, 512), E: 65537},
 		"over 4096 bits": {N: new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), 4200), big.NewInt(1)), E: 65537},
 	} {
-		if newRSAPublic(pub) != nil {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		key, err := ParseKey("v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if key.rsa != nil {
 			t.Errorf("%s: precomputed", name)
 		}
 	}
@@ -180,4 +190,29 @@ func BenchmarkVerifyRSA(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRSAPublicParsed: a key record a verifier takes gets its modulus
+// precomputed, and the verification uses it.
+func TestRSAPublicParsed(t *testing.T) {
+	k, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ParseKey("v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.rsa == nil || key.rsa.pub != key.Public {
+		t.Fatal("no precomputed modulus for a 1024-bit key with e=65537")
+	}
+	h := sha256.Sum256([]byte("x"))
+	sig, _ := rsa.SignPKCS1v15(nil, k, crypto.SHA256, h[:])
+	if err := verifySig(key, RSASHA256, h[:], sig); err != nil {
+		t.Fatal(err)
+	}
 }
