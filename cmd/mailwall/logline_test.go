@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // slogTextLine is the line slog's own TextHandler writes for the record.
@@ -192,28 +190,10 @@ func FuzzTextNeedsQuoting(f *testing.F) {
 	})
 }
 
-// slogNeedsQuoting is log/slog's needsQuoting, as go1.26's
-// text_handler.go has it.
+// slogNeedsQuoting is whether log/slog's own TextHandler quotes s as a
+// value: a value it leaves as it is is written as s, a quoted one never.
 func slogNeedsQuoting(s string) bool {
-	if len(s) == 0 {
-		return true
-	}
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b != '\\' && (b == ' ' || b == '=' || b == '"' || b < ' ') {
-				return true
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
-			return true
-		}
-		i += size
-	}
-	return false
+	return slogTextLine(time.Time{}, slog.LevelInfo, "m", []slog.Attr{slog.String("v", s)}) != "level=INFO msg=m v="+s+"\n"
 }
 
 func TestTextNeedsQuotingEveryByte(t *testing.T) {
