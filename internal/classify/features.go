@@ -846,13 +846,6 @@ func appendBucket(b []byte, n int) []byte {
 	return append(strconv.AppendInt(b, int64(p), 10), '+')
 }
 
-// registered returns a domain's registered domain (its organizational
-// domain), or the domain itself when it has none.
-func registered(domain string) string {
-	org, _ := phish.RegisteredSuffix(domain)
-	return org
-}
-
 // recipients are the envelope recipients as the tokenizer looks for
 // them: addresses, domains (and registered domains, and their first
 // label: "example" of example.com) and local parts.

@@ -169,6 +169,15 @@ func TestCountLetters(t *testing.T) {
 	}
 }
 
+// registered returns a domain's registered domain (its organizational
+// domain), or the domain itself when it has none: phish.RegisteredSuffix
+// without a memo, as the reference tokenizer (tokref_test.go) asks it;
+// the extractor asks through its suffixMemo (Extractor.registered).
+func registered(domain string) string {
+	org, _ := phish.RegisteredSuffix(domain)
+	return org
+}
+
 // TestRegistered: registered and phish.RegisteredSuffix read the public
 // suffix list as publicsuffix.EffectiveTLDPlusOne and PublicSuffix do,
 // on the name in lower case without its final dot (as the extractor's
