@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mailwall/internal/dkim"
+	"mailwall/internal/labdns"
 	"mailwall/internal/labtest"
 )
 
@@ -39,6 +40,23 @@ func d3Fields(t *testing.T, signer *dkim.Signer, domain, subject string) ([][2]s
 	return fields, body
 }
 
+// d3SignedZone is domain's zone, with spf as its SPF record, a DMARC
+// record at p=reject and an Ed25519 DKIM key at selector s1, and the
+// signer for that key.
+func d3SignedZone(t *testing.T, domain, spf string) (*labdns.Zone, *dkim.Signer) {
+	t.Helper()
+	key, err := dkim.GenerateKey("ed25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := dkim.PublicKeyRecord(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone := labtest.Zone(t, domain, `@ IN TXT "`+spf+`"`, `_dmarc IN TXT "v=DMARC1; p=reject"`, dkim.ZoneRecord("s1", domain, rec))
+	return zone, &dkim.Signer{Domain: domain, Selector: "s1", Key: key}
+}
+
 // d3DebugLines are the detail lines logged for client ip.
 func d3DebugLines(log, ip string) []string {
 	var out []string
@@ -58,13 +76,7 @@ func d3DebugLines(log, ip string) []string {
 // with no "needs a restart" warning.
 func TestD3DebugPeers(t *testing.T) {
 	root, bin := e2eRoot(t, "mailwall-e2e-d3-debug-")
-	key, err := dkim.GenerateKey("ed25519", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, _ := dkim.PublicKeyRecord(key)
-	zone := labtest.Zone(t, "d3.test", `@ IN TXT "v=spf1 ip4:127.0.0.51 ip4:127.0.0.52 -all"`, `_dmarc IN TXT "v=DMARC1; p=reject"`,
-		dkim.ZoneRecord("s1", "d3.test", rec))
+	zone, signer := d3SignedZone(t, "d3.test", "v=spf1 ip4:127.0.0.51 ip4:127.0.0.52 -all")
 	dns := labtest.Serve(t, append(labtest.LabZones(t), zone)...)
 	const peersLine = "log:\n  level: info\n"
 	d := mhStartDaemon(t, bin, root, daemonSetup{dns: dns.Addr(), dnsTimeout: "2s"}, func(cfg string) string {
@@ -74,7 +86,6 @@ func TestD3DebugPeers(t *testing.T) {
 		// log.level warn: a debug peer's lines show all the same.
 		return strings.Replace(cfg, peersLine, "log:\n  level: warn\n  debug_peers: [127.0.0.51]\n", 1)
 	})
-	signer := &dkim.Signer{Domain: "d3.test", Selector: "s1", Key: key}
 	send := func(ip, subject string) {
 		t.Helper()
 		fields, body := d3Fields(t, signer, "d3.test", subject)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"mailwall/internal/dkim"
 	"mailwall/internal/labtest"
 )
 
@@ -19,16 +18,9 @@ import (
 // quotes them, each line apart from the others.
 func TestM3MessageLines(t *testing.T) {
 	root, bin := e2eRoot(t, "mailwall-e2e-m3-line-")
-	key, err := dkim.GenerateKey("ed25519", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, _ := dkim.PublicKeyRecord(key)
-	zone := labtest.Zone(t, "m3.test", `@ IN TXT "v=spf1 ip4:127.0.0.61 -all"`, `_dmarc IN TXT "v=DMARC1; p=reject"`,
-		dkim.ZoneRecord("s1", "m3.test", rec))
+	zone, signer := d3SignedZone(t, "m3.test", "v=spf1 ip4:127.0.0.61 -all")
 	dns := labtest.Serve(t, append(labtest.LabZones(t), zone)...)
 	d := mhStartDaemon(t, bin, root, daemonSetup{dns: dns.Addr(), dnsTimeout: "2s"}, func(cfg string) string { return cfg })
-	signer := &dkim.Signer{Domain: "m3.test", Selector: "s1", Key: key}
 	const conns, each = 4, 6
 	var wg sync.WaitGroup
 	for c := range conns {
