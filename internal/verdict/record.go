@@ -33,16 +33,9 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 		Score: analysis.Score(r.Hits), Rules: r.rulesList(), Reasons: r.Reasons, Reply: r.SentReply(),
 		Details: store.Details{Stages: stages},
 	}
-	// DKIMSummary's text.
 	if len(r.DKIM) > 0 {
 		from := len(buf)
-		for i, d := range r.DKIM {
-			if i > 0 {
-				buf = append(buf, ' ')
-			}
-			buf = append(append(append(buf, d.Status...), ':'), d.Domain...)
-		}
-		buf = t.span(buf, spanDKIM, 0, from)
+		buf = t.span(appendDKIMSummary(buf, r.DKIM), spanDKIM, 0, from)
 	}
 	if env.ClientIP.IsValid() {
 		from := len(buf)
@@ -73,7 +66,8 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 }
 
 // rulesList is Rules without the copy of r (1.2 KB) its value
-// receiver makes.
+// receiver makes: the rules made once by the analyzers' stage, or
+// made here.
 func (r *Result) rulesList() []string {
 	if len(r.Analyses) == 0 {
 		return nil
@@ -466,21 +460,18 @@ func DKIMSummary(rs []dkim.Result) string {
 	case 1: // most mail: one string made
 		return string(rs[0].Status) + ":" + rs[0].Domain
 	}
-	n := 0
-	for _, r := range rs {
-		n += len(r.Status) + 1 + len(r.Domain) + 1
-	}
-	var b strings.Builder
-	b.Grow(n)
+	return string(appendDKIMSummary(nil, rs))
+}
+
+// appendDKIMSummary appends DKIMSummary's text of rs to b.
+func appendDKIMSummary(b []byte, rs []dkim.Result) []byte {
 	for i, r := range rs {
 		if i > 0 {
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		}
-		b.WriteString(string(r.Status))
-		b.WriteByte(':')
-		b.WriteString(r.Domain)
+		b = append(append(append(b, r.Status...), ':'), r.Domain...)
 	}
-	return b.String()
+	return b
 }
 
 // localPolicy makes the report row say what this host did with a DMARC

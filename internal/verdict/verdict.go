@@ -207,15 +207,7 @@ func (r Result) Score() int { return analysis.Score(r.Hits) }
 
 // Rules lists the hits as "rule=weight"; nil when no analyzer ran. The
 // list may be shared with r's copies: it is not to be changed.
-func (r Result) Rules() []string {
-	if len(r.Analyses) == 0 {
-		return nil
-	}
-	if r.rules != nil && len(r.rules) == len(r.Hits) {
-		return r.rules
-	}
-	return analysis.Rules(r.Hits)
-}
+func (r Result) Rules() []string { return r.rulesList() }
 
 // MarshalJSON adds each analyzer's report under its name, after the
 // pipeline's own fields: check-message --json shows "phish" as it did
