@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"net/netip"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"mailwall/internal/analysis"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dmarc"
-	"mailwall/internal/milter"
 	"mailwall/internal/spf"
 	"mailwall/internal/store"
 	"mailwall/internal/verdict"
@@ -25,13 +22,7 @@ import (
 // (an empty HELO, spaces, quotes, '=', non-ASCII, invalid UTF-8, a
 // control character), recorded or not.
 func TestMilterLineFastAsSlog(t *testing.T) {
-	st, err := store.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	rec := st.NewRecorder(slog.New(slog.DiscardHandler), 16, func(int) {})
-	defer rec.Close()
+	rec := afterRecorder(t)
 	timeField := regexp.MustCompile(`^time=\S+ `)
 	for _, c := range []struct {
 		name, helo, from, reason, msgID string
@@ -53,14 +44,7 @@ func TestMilterLineFastAsSlog(t *testing.T) {
 			r.Hits = r.Analyses[0].Hits
 			line := func(log *slog.Logger, buf *bytes.Buffer) string {
 				f := &milterFilter{log: log, rec: c.rec, node: "mx"}
-				var m milter.Macros
-				f.Connect(milter.Conn{Hostname: "mail.sender.example", Addr: netip.MustParseAddr("198.51.100.7")}, &m)
-				f.helo = c.helo
-				f.MailFrom("<"+c.from+">", nil, &m)
-				f.env.QueueID = "Q1"
-				f.Header("Message-ID", " "+c.msgID)
-				f.Body([]byte("hello\r\n"))
-				f.afterwards(&r, 1500*time.Microsecond)()
+				afterMessage(f, netip.MustParseAddr("198.51.100.7"), c.helo, c.from, [][2]string{{"Message-ID", " " + c.msgID}}, &r, 1500*time.Microsecond)
 				return timeField.ReplaceAllString(buf.String(), "")
 			}
 			var fast, slow bytes.Buffer

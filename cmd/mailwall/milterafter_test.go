@@ -24,16 +24,7 @@ import (
 // and absent: the lines here are the ones the line made before it took
 // them from the record (2026-12).
 func TestMilterAfterReplyLine(t *testing.T) {
-	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	quiet := slog.New(slog.DiscardHandler)
-	rec := st.NewRecorder(quiet, 16, func(int) {})
-	defer rec.Close()
-
+	rec := afterRecorder(t)
 	r := verdict.Result{Action: verdict.Quarantine, Stage: "phish", Verdict: "fail", Reasons: []string{"phish: look-alike", "dnsbl: listed"},
 		SPF:      spf.Outcome{Result: spf.Pass, Domain: "sender.example", Mechanism: "ip4:198.51.100.7"},
 		DMARC:    dmarc.Result{Result: dmarc.Pass, HeaderFrom: "sender.example"},
@@ -68,19 +59,43 @@ func TestMilterAfterReplyLine(t *testing.T) {
 				return a
 			}
 			f := &milterFilter{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: noTime})), rec: c.rec, node: "mx"}
-			var m milter.Macros
-			f.Connect(milter.Conn{Hostname: "mail.sender.example", Addr: c.client}, &m)
-			f.helo = "mail.sender.example" // Helo would check it
-			f.MailFrom("<a@sender.example>", nil, &m)
-			f.env.QueueID = "Q1"
-			for _, h := range [][2]string{{"From", " Someone <a@Sender.example>"}, {"Message-ID", " <m1@sender.example>"}, {"Subject", " =?UTF-8?Q?caf=C3=A9?="}} {
-				f.Header(h[0], h[1])
-			}
-			f.Body([]byte("hello\r\n"))
-			f.afterwards(&r, 12*time.Millisecond)()
+			afterMessage(f, c.client, "mail.sender.example", "a@sender.example",
+				[][2]string{{"From", " Someone <a@Sender.example>"}, {"Message-ID", " <m1@sender.example>"}, {"Subject", " =?UTF-8?Q?caf=C3=A9?="}},
+				&r, 12*time.Millisecond)
 			if got := buf.String(); got != c.want {
 				t.Errorf("line\n%s\nwant\n%s", got, c.want)
 			}
 		})
 	}
+}
+
+// afterRecorder is a recorder on a new SQLite store, its own log
+// discarded, closed with the test.
+func afterRecorder(t *testing.T) *store.Recorder {
+	t.Helper()
+	st, err := store.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "mailwall.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rec := st.NewRecorder(slog.New(slog.DiscardHandler), 16, func(int) {})
+	t.Cleanup(rec.Close)
+	return rec
+}
+
+// afterMessage passes f one message (a connection from client named
+// mail.sender.example, HELO helo, MAIL FROM <from>, queue ID Q1, the
+// header fields, "hello" as its body) and runs the work after the reply
+// for r, the message having taken took.
+func afterMessage(f *milterFilter, client netip.Addr, helo, from string, fields [][2]string, r *verdict.Result, took time.Duration) {
+	var m milter.Macros
+	f.Connect(milter.Conn{Hostname: "mail.sender.example", Addr: client}, &m)
+	f.helo = helo // Helo would check it
+	f.MailFrom("<"+from+">", nil, &m)
+	f.env.QueueID = "Q1"
+	for _, h := range fields {
+		f.Header(h[0], h[1])
+	}
+	f.Body([]byte("hello\r\n"))
+	f.afterwards(r, took)()
 }
