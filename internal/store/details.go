@@ -236,20 +236,8 @@ func (d *Details) encode(r *detailsRow) string {
 	if len(d.Stages) == 0 && len(d.Hits) == 0 && len(d.Headers) == 0 && len(d.Facts) == 0 {
 		return ""
 	}
-	n := len(detailsV3)
-	for _, s := range d.Stages {
-		n += 4 + len(s.Stage) + len(s.Result) + len(s.Reason)
-	}
-	for _, h := range d.Hits {
-		n += 8 + len(h.Rule) + len(h.Detail)
-	}
-	for _, h := range d.Headers {
-		n += 3 + len(h.Name) + len(h.Value)
-	}
-	for _, f := range d.Facts {
-		n += 3 + len(f.Name) + len(f.Value)
-	}
-	b := make([]byte, 0, n)
+	// Each item's kind, separators and end, and a hit's weight.
+	b := make([]byte, 0, len(detailsV3)+d.size(4, 8, 3))
 	b = append(b, detailsV3...)
 	for _, s := range d.Stages {
 		if letter, _, result, ok := r.stageResult(0, s.Stage); ok && s.Result == result {
@@ -309,6 +297,26 @@ func (d *Details) encode(r *detailsRow) string {
 		}
 	}
 	return string(b)
+}
+
+// size is the octets of d's strings and, for each item, the octets
+// given for a stage, a hit and a name and value (a header or a fact)
+// besides them.
+func (d *Details) size(stage, hit, pair int) int {
+	n := 0
+	for _, s := range d.Stages {
+		n += stage + len(s.Stage) + len(s.Result) + len(s.Reason)
+	}
+	for _, h := range d.Hits {
+		n += hit + len(h.Rule) + len(h.Detail)
+	}
+	for _, h := range d.Headers {
+		n += pair + len(h.Name) + len(h.Value)
+	}
+	for _, f := range d.Facts {
+		n += pair + len(f.Name) + len(f.Value)
+	}
+	return n
 }
 
 // replaceWord replaces each word in b by c, in place.

@@ -116,19 +116,7 @@ func verdictSize(v *Verdict) int64 {
 			n += 16 + len(x)
 		}
 	}
-	d := &v.Details
-	for _, x := range d.Stages {
-		n += 48 + len(x.Stage) + len(x.Result) + len(x.Reason)
-	}
-	for _, x := range d.Hits {
-		n += 40 + len(x.Rule) + len(x.Detail)
-	}
-	for _, x := range d.Headers {
-		n += 32 + len(x.Name) + len(x.Value)
-	}
-	for _, x := range d.Facts {
-		n += 32 + len(x.Name) + len(x.Value)
-	}
+	n += v.Details.size(48, 40, 32) // the structs and the strings' headers
 	if v.DMARCRow != nil {
 		n += 1024
 	}
