@@ -278,14 +278,12 @@ func TestLargePacketsBounded(t *testing.T) {
 	}
 	announced := string([]byte{0x00, 0x10, 0x00, 0x00}) + "Lname\x00" // 1 MiB announced, a few octets sent
 	allocs := testing.AllocsPerRun(10, func() {
-		var buf []byte
-		readPacketInto(bufio.NewReaderSize(strings.NewReader(announced), 16), &buf)
+		readPacket(bufio.NewReaderSize(strings.NewReader(announced), 16))
 	})
 	var ms1, ms2 runtimeMem
 	ms1.read()
 	for range 100 {
-		var buf []byte
-		if _, err := readPacketInto(bufio.NewReaderSize(strings.NewReader(announced), 16), &buf); err == nil {
+		if _, err := readPacket(bufio.NewReaderSize(strings.NewReader(announced), 16)); err == nil {
 			t.Fatal("a short packet was read whole")
 		}
 	}

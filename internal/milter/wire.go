@@ -108,14 +108,9 @@ type packet struct {
 	data []byte
 }
 
+// readPacket reads a packet, its data in a buffer of its own (the
+// client's reads; the server's go through a packetReader).
 func readPacket(r *bufio.Reader) (packet, error) {
-	return readPacketInto(r, nil)
-}
-
-// readPacketInto reads a packet into *buf when it is large enough, so a
-// session reuses one buffer for its body chunks. The packet's data is
-// valid until the next read.
-func readPacketInto(r *bufio.Reader, buf *[]byte) (packet, error) {
 	// Peek, not a read into an array of its own, which would escape
 	// to the heap: a packet's length costs no allocation.
 	hdr, err := r.Peek(4)
@@ -133,20 +128,7 @@ func readPacketInto(r *bufio.Reader, buf *[]byte) (packet, error) {
 	if n > maxPacket {
 		return packet{}, errPacketTooLarge
 	}
-	var b []byte
-	switch {
-	case buf != nil && cap(*buf) >= int(n):
-		b = (*buf)[:n]
-	case n <= maxKeptPacket:
-		if buf == nil {
-			b = make([]byte, n)
-			break
-		}
-		// Room to grow into: packets of a session come in rising
-		// sizes (macros, then header fields, then body chunks).
-		b = make([]byte, n, max(int(n), min(maxKeptPacket, 2*cap(*buf)), 1024))
-		*buf = b
-	default:
+	if n > maxKeptPacket {
 		// Grow with what arrives: a peer announcing a large packet and
 		// sending nothing holds no memory for it.
 		var bb bytes.Buffer
@@ -156,9 +138,10 @@ func readPacketInto(r *bufio.Reader, buf *[]byte) (packet, error) {
 		if bb.Len() < int(n) {
 			return packet{}, fmt.Errorf("milter: short packet: %w", io.ErrUnexpectedEOF)
 		}
-		b = bb.Bytes()
+		b := bb.Bytes()
 		return packet{cmd: b[0], data: b[1:]}, nil
 	}
+	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
 		return packet{}, fmt.Errorf("milter: short packet: %w", err)
 	}
