@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -42,10 +43,7 @@ func (c *children) with(a, b string) prometheus.Counter {
 		return ctr
 	}
 	ctr := c.vec.WithLabelValues(a, b)
-	m := make(map[[2]string]prometheus.Counter, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
+	m := maps.Clone(old)
 	m[k] = ctr
 	c.m.Store(&m)
 	return ctr
