@@ -263,31 +263,20 @@ func (t *tokenizer) chunk(text string) int {
 }
 
 // asciiWords is words for a chunk of ASCII: a word is its letters and
-// digits, hashed as they are read.
+// digits (hashWord), added from its hash and the chunk (flushASCII), as
+// run's fast path adds them. A chunk starts with no word and no CJK
+// run: the one before it ended them.
 func (t *tokenizer) asciiWords(chunk string) {
-	// A chunk starts with no word and no CJK run: the one before it
-	// ended them. The word is built in locals, kept in t for flush.
-	w, h, n := t.word, t.h, t.runes
-	for i := 0; i < len(chunk); i++ {
-		c := wordByte[chunk[i]]
-		if c == 0 {
-			if n > 0 {
-				t.word, t.h, t.runes = w, h, n
-				t.flush()
-				w, h, n = t.word, t.h, 0
-			}
+	for i := 0; i < len(chunk); {
+		if wordByte[chunk[i]] == 0 {
+			i++
 			continue
 		}
-		if n <= maxWordRunes {
-			// (Past maxWordRunes the word is "(long word)", whatever
-			// it says.)
-			w = append(w, c)
-			h = (h ^ uint64(c)) * fnvPrime
-		}
-		n++
+		start := i
+		var h uint64
+		i, h = hashWord(chunk, i, t.kh)
+		t.flushASCII(h, chunk[start:i])
 	}
-	t.word, t.h, t.runes = w, h, n
-	t.flush()
 }
 
 // appendRune appends r to the word being read.
