@@ -439,10 +439,11 @@ func appendDMARCRowArgs(args []any, v *Verdict, policies *dmarcPolicies) []any {
 	if v.ID != 0 {
 		vid = v.ID
 	}
-	var at any = v.At.Unix()
+	var prev []any // the row before's values, as verdictArgs's
 	if n := len(args); n >= dmarcRowColumns {
-		at = same(args[n-dmarcRowColumns:], 0, v.At.Unix())
+		prev = args[n-dmarcRowColumns:]
 	}
+	at := same(prev, 0, v.At.Unix())
 	if p.last != nil && sameRecord(p.last, &d.Row) {
 		return append(args, at, vid, p.domain, p.lastIP, p.lastRecord, p.publishedJSON, p.ruaText, p.riArg)
 	}
