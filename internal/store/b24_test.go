@@ -281,3 +281,10 @@ func TestB24FlushSeenChunks(t *testing.T) {
 		}
 	})
 }
+
+// dmarcRowArgs are a verdict's DMARC row as insertDMARCRows takes it,
+// made on its own (no policy kept from a row before).
+func dmarcRowArgs(v *Verdict) []any {
+	var p dmarcPolicies
+	return appendDMARCRowArgs(nil, v, &p)
+}

@@ -365,11 +365,6 @@ func (s *Store) insertDMARCRows(ctx context.Context, tx *sql.Tx, rows int, args 
 
 const dmarcRowColumns = 8
 
-// dmarcRowArgs are a verdict's DMARC row as insertDMARCRows takes it.
-func dmarcRowArgs(v *Verdict) []any {
-	return appendDMARCRowArgs(nil, v, nil)
-}
-
 // dmarcPolicies are, for one batch of verdicts, the values of the
 // policy each policy domain's last DMARC row had (nil: none yet), which
 // the next row of that domain takes as they are when its policy is the
@@ -401,11 +396,8 @@ func sameRecord(a, b *dmarc.Row) bool {
 }
 
 // of is the values of d's policy, as they were for the domain's last
-// row when d's is the same (p may be nil: nothing kept).
+// row when d's is the same.
 func (p *dmarcPolicies) of(d *DMARCRow) *dmarcPolicyArgs {
-	if p == nil {
-		return newDMARCPolicyArgs(d)
-	}
 	if c := (*p)[d.Row.PolicyDomain]; c != nil && c.published == d.Row.Published && c.ri == d.RI && slices.Equal(c.rua, d.RUA) {
 		return c
 	}
@@ -431,7 +423,7 @@ func newDMARCPolicyArgs(d *DMARCRow) *dmarcPolicyArgs {
 }
 
 // appendDMARCRowArgs appends v's DMARC row as insertDMARCRows takes it,
-// with the policy's values from policies (nil: none kept).
+// with the policy's values from policies.
 func appendDMARCRowArgs(args []any, v *Verdict, policies *dmarcPolicies) []any {
 	d := v.DMARCRow
 	p := policies.of(d)
