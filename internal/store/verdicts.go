@@ -818,8 +818,8 @@ func clean(s string, n int) string {
 // printableASCII is whether every octet of s is from 0x20 to 0x7e.
 // Eight octets are looked at at once: a word has one under 0x20 when
 // (w - 0x20 each) & ^w has a high bit set, one over 0x7e when (w + 1
-// each) | w has (the sums' carries can only set bits of octets after
-// one that is over, which is enough to know).
+// each) | w has; a borrow or carry only runs on from an octet that is
+// one itself, so a high bit set means the word holds one.
 func printableASCII(s string) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	i := 0
@@ -827,7 +827,7 @@ func printableASCII(s string) bool {
 		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
 		if ((w-0x20*ones)&^w|(w+ones)|w)&highs != 0 {
-			return printableSlow(s[i:])
+			return false
 		}
 	}
 	return printableSlow(s[i:])
