@@ -9,14 +9,12 @@ import (
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"mailwall/internal/benchmsg"
 	"mailwall/internal/config"
+	"mailwall/internal/cputime"
 	"mailwall/internal/dkim"
 	"mailwall/internal/dnsx"
 	"mailwall/internal/gcfloor"
@@ -183,20 +181,11 @@ func BenchmarkMilterAllAfterReply(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	b.ReportAllocs()
-	t0 := allThreadCPU()
+	t0 := cputime.Thread()
 	for b.Loop() {
 		after()
 	}
-	b.ReportMetric(float64(allThreadCPU()-t0)/float64(b.N), "thread-cpu-ns/op")
-}
-
-// allThreadCPU is the CPU time the calling thread has used.
-func allThreadCPU() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		panic(err)
-	}
-	return time.Duration(ts.Nano())
+	b.ReportMetric(float64(cputime.Thread()-t0)/float64(b.N), "thread-cpu-ns/op")
 }
 
 // BenchmarkMilterAll is one small message through serve's milter filter
@@ -214,12 +203,12 @@ func BenchmarkMilterAll(b *testing.B) {
 	b.ReportAllocs()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	cpu0, gc0, gcCPU0 := allCPU(), ms.NumGC, allGCCPU()
+	cpu0, gc0, gcCPU0 := cputime.Process(), ms.NumGC, allGCCPU()
 	b.ResetTimer()
 	for b.Loop() {
 		allMilterMessage(b, f, header, body)
 	}
-	b.ReportMetric(float64(allCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op")
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.NumGC-gc0)*1000/float64(b.N), "gcs/1000msgs")
 	b.ReportMetric((allGCCPU()-gcCPU0)*1e9/float64(b.N), "gc-cpu-ns/op")
@@ -231,11 +220,4 @@ func allGCCPU() float64 {
 	s := []rtmetrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	rtmetrics.Read(s)
 	return s[0].Value.Float64()
-}
-
-// allCPU is the process's user and system CPU time so far.
-func allCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -5,9 +5,10 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"mailwall/internal/cputime"
 )
 
 // nopFilter continues at every stage: the benchmark measures the server.
@@ -46,8 +47,8 @@ func benchSession(b *testing.B, body []byte) {
 	addr := benchServe(b, s)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
-	defer func() { b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
+	cpu0 := cputime.Process()
+	defer func() { b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N), "cpu-ns/op") }()
 	for range b.N {
 		c, err := Dial("tcp", addr, time.Second)
 		if err != nil {
@@ -84,13 +85,4 @@ func benchServe(b *testing.B, s *Server) string {
 	go s.Serve(ln)
 	b.Cleanup(s.Shutdown)
 	return ln.Addr().String()
-}
-
-// processCPU is the process's user and system CPU time so far, the
-// client's and the server's: on a shared machine a steadier measure than
-// the time a session takes.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
