@@ -201,31 +201,13 @@ type scoring struct {
 	c      *Checker
 	r      Report
 	brands []bool // the brands imitated, by index; nil for none
-	// orgs remembers the last domains looked up in the public suffix
-	// list: a message asks for the same few (From's, the recipient's,
-	// DKIM's, SPF's) again and again, and each is a walk of the list.
-	orgs    [4]struct{ domain, org, without string }
-	nextOrg int
 }
 
-// suffixParts is suffixParts(domain), remembered.
-func (s *scoring) suffixParts(domain string) (org, without string) {
-	for _, o := range s.orgs {
-		if o.domain == domain && o.org != "" {
-			return o.org, o.without
-		}
-	}
-	p := s.c.suffixes.get(domain, suffixPairOf)
-	org, without = p.org, p.without
-	s.orgs[s.nextOrg] = struct{ domain, org, without string }{domain, org, without}
-	s.nextOrg = (s.nextOrg + 1) % len(s.orgs)
-	return org, without
-}
-
-// registered is registered(domain), remembered.
+// registered is registered(domain), remembered (Checker.suffixes: a
+// message asks for the same few, From's, the recipient's, DKIM's and
+// SPF's, again and again, and each is a walk of the list).
 func (s *scoring) registered(domain string) string {
-	org, _ := s.suffixParts(domain)
-	return org
+	return s.c.suffixes.get(domain, suffixPairOf).org
 }
 
 // matchHost is brandIndex.matchHost, remembered. The matches are
