@@ -56,8 +56,8 @@ func TestStageResultsAsBefore(t *testing.T) {
 			if len(r.Analyses) > 0 {
 				wantRules = analysis.Rules(r.Hits)
 			}
-			if got := r.rulesList(); !reflect.DeepEqual(got, wantRules) {
-				t.Fatalf("%d: rulesList %q, want %q", i, got, wantRules)
+			if got := r.Rules(); !reflect.DeepEqual(got, wantRules) {
+				t.Fatalf("%d: Rules %q, want %q", i, got, wantRules)
 			}
 			env := Envelope{ClientIP: []netip.Addr{{}, netip.MustParseAddr("::ffff:192.0.2.6"), netip.MustParseAddr("2001:db8::1")}[i%3]}
 			v := r.Record(env, "mx1", time.Unix(0, 0))

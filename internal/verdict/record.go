@@ -30,7 +30,7 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 		FromDomain: r.DMARC.HeaderFrom, Rcpts: env.Rcpts,
 		Action: string(r.Action), Stage: r.Stage, Verdict: r.Verdict,
 		IPRev: r.IPRev.Result, SPF: string(r.SPF.Result), DMARC: r.DMARC.Result, ARC: string(r.ARC.Result),
-		Score: analysis.Score(r.Hits), Rules: r.rulesList(), Reasons: r.Reasons, Reply: r.SentReply(),
+		Score: analysis.Score(r.Hits), Rules: r.Rules(), Reasons: r.Reasons, Reply: r.SentReply(),
 		Details: store.Details{Stages: stages},
 	}
 	if len(r.DKIM) > 0 {
@@ -63,19 +63,6 @@ func (r *Result) Record(env Envelope, node string, at time.Time) store.Verdict {
 		v.DMARCRow = &store.DMARCRow{Row: d.Row, RUA: d.Record.RUA, RI: d.Record.RI}
 	}
 	return v
-}
-
-// rulesList is Rules without the copy of r (1.2 KB) its value
-// receiver makes: the rules made once by the analyzers' stage, or
-// made here.
-func (r *Result) rulesList() []string {
-	if len(r.Analyses) == 0 {
-		return nil
-	}
-	if r.rules != nil && len(r.rules) == len(r.Hits) {
-		return r.rules
-	}
-	return analysis.Rules(r.Hits)
 }
 
 // OneLine is s with its runs of white space (a folded header's line
