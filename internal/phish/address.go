@@ -130,14 +130,12 @@ func clipMailbox(m Mailbox) Mailbox {
 	return m
 }
 
-// parseMailbox reads one author field value. It tries the strict RFC
-// 5322 parser first; what that rejects is read tolerantly: the address is
-// the first <...> (or bare word) holding a plausible address, the name
-// the text before it, and every departure from the grammar is recorded.
-func parseMailbox(raw, charset string, list bool) Mailbox {
-	return parseMailboxLazy(raw, func() string { return charset }, list)
-}
-
+// parseMailboxLazy reads one author field value. It tries the strict
+// RFC 5322 parser first; what that rejects is read tolerantly: the
+// address is the first <...> (or bare word) holding a plausible
+// address, the name the text before it, and every departure from the
+// grammar is recorded. charset gives the message's charset, asked for
+// only when the value holds raw octets that are not UTF-8.
 func parseMailboxLazy(raw string, charset func() string, list bool) Mailbox {
 	m := parseMailbox1(raw, charset, list)
 	// An encoded word may say UTF-8 and hold other bytes: what is shown

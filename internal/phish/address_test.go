@@ -12,6 +12,11 @@ import (
 	"golang.org/x/text/encoding/japanese"
 )
 
+// parseMailbox is parseMailboxLazy with the charset given.
+func parseMailbox(raw, charset string, list bool) Mailbox {
+	return parseMailboxLazy(raw, func() string { return charset }, list)
+}
+
 func TestParseMailbox(t *testing.T) {
 	sjis := encode(t, japanese.ShiftJIS, "アマゾン")
 	latin1 := encode(t, charmap.ISO8859_1, "Société Générale")
