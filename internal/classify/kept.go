@@ -63,14 +63,9 @@ const (
 	keptRcptBits = 32
 )
 
-// classifyKept is Classify that also returns what a verdict keeps of
-// msg (Kept).
-func (c *Classifier) classifyKept(msg *Message) (Result, []byte) {
-	return c.classifyKeptFor(msg, 0, RecipientOptions{})
-}
-
-// classifyKeptFor is classifyKept for the one recipient of salt
-// (ClassifyVectorFor; 0: none), whose salt the kept features carry.
+// classifyKeptFor is Classify for the one recipient of salt
+// (ClassifyVectorFor; 0: none) that also returns what a verdict keeps
+// of msg (KeptFor), whose salt the kept features carry.
 func (c *Classifier) classifyKeptFor(msg *Message, salt uint64, o RecipientOptions) (Result, []byte) {
 	x := c.pool.Get().(*Extractor)
 	defer c.pool.Put(x)

@@ -17,6 +17,12 @@ import (
 	"mailwall/internal/dkim"
 )
 
+// classifyKept is Classify that also returns what a verdict keeps of
+// msg (Kept).
+func (c *Classifier) classifyKept(msg *Message) (Result, []byte) {
+	return c.classifyKeptFor(msg, 0, RecipientOptions{})
+}
+
 // TestKept: what a verdict keeps reads back as the message's key and
 // hashes, learns as the message itself does, and anything else is
 // refused.
