@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"mailwall/internal/benchmsg"
 	"mailwall/internal/classify"
+	"mailwall/internal/cputime"
 	"mailwall/internal/dmarc"
 )
 
@@ -120,15 +120,6 @@ func b24Kept(tb testing.TB, subject, body string) []byte {
 	return kept
 }
 
-// cpuTime is the CPU this process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkB24RecordVerdicts writes realistic verdicts in the
 // recorder's transactions of 40 (mail one message at a time: 20 ms of
 // gathering at 2,000 a second) and 64 (SQLite's most), after SeenDomain
@@ -188,11 +179,11 @@ func BenchmarkB24RecordVerdicts(b *testing.B) {
 						b.StopTimer()
 						fill(prefill + n)
 						b.StartTimer()
-						c0 := cpuTime()
+						c0 := cputime.Process()
 						if err := s.InsertVerdicts(ctx, batch); err != nil {
 							b.Fatal(err)
 						}
-						cpu += cpuTime() - c0
+						cpu += cputime.Process() - c0
 						written += size
 					}
 					b.ReportMetric(float64(cpu.Nanoseconds())/float64(written), "cpu-ns/verdict")

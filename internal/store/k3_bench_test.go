@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"mailwall/internal/benchmsg"
+	"mailwall/internal/cputime"
 )
 
 // BenchmarkK3RecorderPaced records bench/milter's verdicts (the bench
@@ -37,7 +38,7 @@ func BenchmarkK3RecorderPaced(b *testing.B) {
 			}
 			r := s.NewRecorder(slog.New(slog.DiscardHandler), 4096, nil)
 			b.ResetTimer()
-			c0 := cpuTime()
+			c0 := cputime.Process()
 			start := time.Now()
 			for i := range vs {
 				// Each verdict at its time: i/rate seconds from the start.
@@ -47,7 +48,7 @@ func BenchmarkK3RecorderPaced(b *testing.B) {
 				r.Record(vs[i])
 			}
 			r.Close()
-			cpu := cpuTime() - c0
+			cpu := cputime.Process() - c0
 			b.StopTimer()
 			if r.Written() != int64(b.N) {
 				b.Fatalf("written %d of %d", r.Written(), b.N)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwall/internal/cputime"
 	"mailwall/internal/dmarc"
 )
 
@@ -56,7 +57,7 @@ func BenchmarkM1VerdictArgs(b *testing.B) {
 			}
 			vs := make([]Verdict, n)
 			size, ops := 0, 0
-			c0 := cpuTime()
+			c0 := cputime.Process()
 			for b.Loop() {
 				for i := range in {
 					vs[i] = bounded(&in[i])
@@ -73,7 +74,7 @@ func BenchmarkM1VerdictArgs(b *testing.B) {
 				}
 				ops += n
 			}
-			b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(ops), "cpu-ns/verdict")
+			b.ReportMetric(float64((cputime.Process()-c0).Nanoseconds())/float64(ops), "cpu-ns/verdict")
 			b.ReportMetric(float64(size), "details-B")
 		})
 	}

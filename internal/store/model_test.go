@@ -12,11 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"mailwall/internal/classify"
+	"mailwall/internal/cputime"
 )
 
 func modelMsg(i int, junk bool) []byte {
@@ -364,11 +364,7 @@ func BenchmarkModelLearnCorpusBatch(b *testing.B) {
 // its database (read from /proc: the server runs here, on loopback);
 // 0 when it cannot be read.
 func lnCPU(b *testing.B, s *Store) (self, server time.Duration) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	self = cputime.Process()
 	if s == nil || s.driver != "postgres" {
 		return self, 0
 	}
