@@ -418,19 +418,23 @@ func (s *scoring) checkReplyTo(fields []dkim.Field, from Mailbox, charset func()
 		return
 	}
 	s.checkMalformed("Reply-To", rt)
-	if rt.Domain == "" || s.registered(rt.Domain) == s.registered(from.Domain) || listAddress(fields, rt) {
+	if rt.Domain == "" {
 		return
 	}
-	s.fire(ReplyToOtherOrg, "replies go to %s, outside %s", rt.Address(), s.registered(from.Domain))
+	org, fromOrg := s.registered(rt.Domain), s.registered(from.Domain)
+	if org == fromOrg || listAddress(fields, rt, org) {
+		return
+	}
+	s.fire(ReplyToOtherOrg, "replies go to %s, outside %s", rt.Address(), fromOrg)
 }
 
-// listAddress reports whether rt is the address of the mailing list
-// that carried the message: the one List-Post names (RFC 2369 §3.4), or
-// one in the domain of its List-Id (RFC 2919). Lists that set Reply-To
-// to themselves send replies to the list, not away from the author.
-func listAddress(fields []dkim.Field, rt Mailbox) bool {
+// listAddress reports whether rt, whose registered domain is org, is
+// the address of the mailing list that carried the message: the one
+// List-Post names (RFC 2369 §3.4), or one in the domain of its List-Id
+// (RFC 2919). Lists that set Reply-To to themselves send replies to the
+// list, not away from the author.
+func listAddress(fields []dkim.Field, rt Mailbox, org string) bool {
 	addr := strings.ToLower(rt.Address())
-	org := registered(rt.Domain)
 	for _, f := range fields {
 		switch {
 		case strings.EqualFold(f.Name, "List-Post"):
