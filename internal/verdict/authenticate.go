@@ -142,14 +142,6 @@ func forgedResults(fields []dkim.Field, id string) []HeaderReference {
 	return out
 }
 
-// fromDomains extracts the RFC5322.From domains, as A-labels (RFC 9989
-// §5.3.1). Every From field counts: a message with two From fields has two
-// author domains.
-func fromDomains(fields []dkim.Field) []string {
-	_, doms := parseFrom(fields)
-	return doms
-}
-
 // from is the header From, parsed once a message: DMARC reads its
 // domains, the lists its addresses.
 type from struct {
@@ -166,7 +158,9 @@ func (m *Message) from() *from {
 }
 
 // parseFrom reads the From fields: their addresses, lower case, and
-// their domains as A-labels. A field that does not parse gives its
+// their domains as A-labels, the RFC5322.From domains (RFC 9989
+// §5.3.1). Every From field counts: a message with two From fields has
+// two author domains. A field that does not parse gives its
 // domains from anything that looks like @domain, so that a malformed
 // From cannot dodge DMARC nor a domain's block entry; as addresses, each
 // of those is "@domain".
