@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"mailwall/internal/analysis"
 	"mailwall/internal/benchmsg"
+	"mailwall/internal/cputime"
 	"mailwall/internal/dkim"
 	"mailwall/internal/phish"
 )
@@ -67,12 +66,12 @@ func benchExtract(b *testing.B, msgs []*Message) {
 	defer runtime.UnlockOSThread()
 	x := NewExtractor()
 	n := 0
-	t0 := threadCPU()
+	t0 := cputime.Thread()
 	for b.Loop() {
 		x.Extract(msgs[n%len(msgs)])
 		n++
 	}
-	b.ReportMetric(float64(threadCPU()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
+	b.ReportMetric(float64(cputime.Thread()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
 }
 
 // BenchmarkExtract: feature extraction alone, per message of the corpus.
@@ -155,17 +154,6 @@ func BenchmarkPredict(b *testing.B) {
 	}
 }
 
-// threadCPU is the CPU time the calling thread has used
-// (CLOCK_THREAD_CPUTIME_ID): what one message costs, whatever else the
-// machine runs.
-func threadCPU() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		panic(err)
-	}
-	return time.Duration(ts.Nano())
-}
-
 // BenchmarkClassifyCPU: the CPU time of one message's classification
 // (Bayes, trained on the corpus sample), measured per message on its
 // thread, over the corpus sample: "decoded" is the milter's case (the
@@ -193,9 +181,9 @@ func BenchmarkClassifyCPU(b *testing.B) {
 			var per []time.Duration
 			for i := 0; b.Loop(); i++ {
 				m := bc.msgs[i%len(bc.msgs)]
-				t0 := threadCPU()
+				t0 := cputime.Thread()
 				c.Classify(m)
-				per = append(per, threadCPU()-t0)
+				per = append(per, cputime.Thread()-t0)
 			}
 			slices.Sort(per)
 			var sum time.Duration
@@ -233,9 +221,9 @@ func BenchmarkClassifyCPUSizes(b *testing.B) {
 			var sum time.Duration
 			n := 0
 			for b.Loop() {
-				t0 := threadCPU()
+				t0 := cputime.Thread()
 				c.Classify(m)
-				sum += threadCPU() - t0
+				sum += cputime.Thread() - t0
 				n++
 			}
 			b.ReportMetric(float64(sum)/float64(n)/float64(time.Microsecond), "cpu-µs-mean")
@@ -264,14 +252,14 @@ func BenchmarkAnalyzeCPU(b *testing.B) {
 		b.Run(size.name, func(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			n, t0 := 0, threadCPU()
+			n, t0 := 0, cputime.Thread()
 			for b.Loop() {
 				m := &analysis.Message{Fields: fields, Body: body, Rcpts: []string{"rcpt@rcpt.test"}, SPF: "pass", SPFDomain: "example.test",
 					DKIMPass: []string{"example.test"}, DMARC: "pass", HeaderFrom: "example.test", Decode: decode}
 				a.Analyze(context.Background(), m)
 				n++
 			}
-			b.ReportMetric(float64(threadCPU()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
+			b.ReportMetric(float64(cputime.Thread()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
 		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"mailwall/internal/benchmsg"
+	"mailwall/internal/cputime"
 	"mailwall/internal/dkim"
 )
 
@@ -345,12 +346,12 @@ func BenchmarkMessageKey1MB(b *testing.B) {
 	b.SetBytes(int64(len(msg.Body)))
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	n, t0 := 0, threadCPU()
+	n, t0 := 0, cputime.Thread()
 	for b.Loop() {
 		keptKey(msg)
 		n++
 	}
-	b.ReportMetric(float64(threadCPU()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
+	b.ReportMetric(float64(cputime.Thread()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
 }
 
 // BenchmarkMessageKeySmall: the key of bench/milter's small message
@@ -361,12 +362,12 @@ func BenchmarkMessageKeySmall(b *testing.B) {
 	b.ReportAllocs()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	n, t0 := 0, threadCPU()
+	n, t0 := 0, cputime.Thread()
 	for b.Loop() {
 		keptKey(msg)
 		n++
 	}
-	b.ReportMetric(float64(threadCPU()-t0)/float64(n), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Thread()-t0)/float64(n), "cpu-ns/op")
 }
 
 // TestMessageKeyDefinition: MessageKey is the digest of the Message-ID,
@@ -486,12 +487,12 @@ func BenchmarkKeptEncode(b *testing.B) {
 			b.ReportAllocs()
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			n, t0 := 0, threadCPU()
+			n, t0 := 0, cputime.Thread()
 			for b.Loop() {
 				c.keep(c.vs[n%len(c.vs)].Hashes)
 				n++
 			}
-			b.ReportMetric(float64(threadCPU()-t0)/float64(n), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Thread()-t0)/float64(n), "cpu-ns/op")
 		})
 	}
 }

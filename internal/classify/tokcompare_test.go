@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailwall/internal/benchmsg"
+	"mailwall/internal/cputime"
 	"mailwall/internal/phish"
 )
 
@@ -152,13 +153,13 @@ func BenchmarkTokenizer(b *testing.B) {
 			defer runtime.UnlockOSThread()
 			x := NewExtractor()
 			m := &Message{Content: &phish.Content{}, Recipients: []string{"rcpt@rcpt.test"}}
-			n, t0 := 0, threadCPU()
+			n, t0 := 0, cputime.Thread()
 			for b.Loop() {
 				x.Extract(m)
 				x.tok.run(x, "word", bc.texts[n%len(bc.texts)])
 				n++
 			}
-			b.ReportMetric(float64(threadCPU()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
+			b.ReportMetric(float64(cputime.Thread()-t0)/float64(n)/float64(time.Microsecond), "cpu-µs/op")
 		})
 	}
 }
