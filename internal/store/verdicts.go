@@ -243,7 +243,7 @@ func verdictArgs(vs []Verdict, isBounded bool) []any {
 		args = append(args, same(prev, 0, v.At.Unix()), same(prev, 1, v.Node), same(prev, 2, v.QueueID), same(prev, 3, v.ClientIP),
 			same(prev, 4, v.ClientName), same(prev, 5, v.Helo), same(prev, 6, v.MailFrom), same(prev, 7, domain), same(prev, 8, strings.Join(v.Rcpts, " ")),
 			same(prev, 9, v.Action), same(prev, 10, v.Stage), same(prev, 11, v.Verdict), same(prev, 12, v.IPRev), same(prev, 13, v.SPF),
-			same(prev, 14, v.DKIM), same(prev, 15, v.DMARC), same(prev, 16, v.ARC), v.Score, same(prev, 18, rules),
+			same(prev, 14, v.DKIM), same(prev, 15, v.DMARC), same(prev, 16, v.ARC), same(prev, 17, v.Score), same(prev, 18, rules),
 			same(prev, 19, strings.Join(v.Reasons, "\n")), same(prev, 20, v.Source), same(prev, 21, v.HeaderFrom), same(prev, 22, v.MessageID),
 			same(prev, 23, v.Subject), same(prev, 24, v.Size), same(prev, 25, v.Reply), details, features)
 	}
