@@ -321,19 +321,18 @@ func (d *Details) size(stage, hit, pair int) int {
 
 // replaceWord replaces each word in b by c, in place.
 func replaceWord(b []byte, word string, c byte) []byte {
-	i := bytes.Index(b, []byte(word))
+	w := []byte(word) // once: a long one is an allocation each time
+	i := bytes.Index(b, w)
 	if i < 0 {
 		return b
 	}
 	out := b[:i]
 	for i >= 0 {
 		out = append(out, c)
-		b = b[i+len(word):]
-		i = bytes.Index(b, []byte(word))
-		if i < 0 {
-			break
+		b = b[i+len(w):]
+		if i = bytes.Index(b, w); i >= 0 {
+			out = append(out, b[:i]...)
 		}
-		out = append(out, b[:i]...)
 	}
 	return append(out, b...)
 }
