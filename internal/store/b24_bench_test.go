@@ -120,6 +120,16 @@ func b24Kept(tb testing.TB, subject, body string) []byte {
 	return kept
 }
 
+// b24BenchShape makes a b24Verdict bench/milter's small message's: one
+// client, sender, From domain and Message-ID.
+func b24BenchShape(v *Verdict) {
+	dom := "example.test"
+	v.ClientIP, v.ClientName, v.Helo, v.MailFrom, v.FromDomain = "127.0.0.1", "localhost", "mail.example.test", "sender@"+dom, dom
+	v.HeaderFrom, v.MessageID, v.Subject, v.Size = "sender@"+dom, "bench@example.test", "benchmark", 2400
+	v.DMARCRow.Row.PolicyDomain, v.DMARCRow.Row.HeaderFrom = dom, dom
+	v.DMARCRow.Row.Published.Domain, v.DMARCRow.RUA[0].URI = dom, "mailto:dmarc@"+dom
+}
+
 // BenchmarkB24RecordVerdicts writes realistic verdicts in the
 // recorder's transactions of 40 (mail one message at a time: 20 ms of
 // gathering at 2,000 a second) and 64 (SQLite's most), after SeenDomain
@@ -151,11 +161,7 @@ func BenchmarkB24RecordVerdicts(b *testing.B) {
 						for j := range batch {
 							v := b24Verdict(n+j, t0.Add(time.Duration(n+j)*10*time.Millisecond), kept)
 							if shape == "bench" {
-								dom := "example.test"
-								v.ClientIP, v.ClientName, v.Helo, v.MailFrom, v.FromDomain = "127.0.0.1", "localhost", "mail.example.test", "sender@"+dom, dom
-								v.HeaderFrom, v.MessageID, v.Subject, v.Size = "sender@"+dom, "bench@example.test", "benchmark", 2400
-								v.DMARCRow.Row.PolicyDomain, v.DMARCRow.Row.HeaderFrom = dom, dom
-								v.DMARCRow.Row.Published.Domain, v.DMARCRow.RUA[0].URI = dom, "mailto:dmarc@"+dom
+								b24BenchShape(&v)
 							}
 							batch[j] = v
 							if _, _, err := s.SeenDomain(ctx, v.FromDomain, v.At); err != nil {

@@ -28,13 +28,8 @@ func BenchmarkK3RecorderPaced(b *testing.B) {
 			t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 			vs := make([]Verdict, b.N)
 			for i := range vs {
-				v := b24Verdict(i, t0.Add(time.Duration(i)*time.Millisecond), small)
-				dom := "example.test"
-				v.ClientIP, v.ClientName, v.Helo, v.MailFrom, v.FromDomain = "127.0.0.1", "localhost", "mail.example.test", "sender@"+dom, dom
-				v.HeaderFrom, v.MessageID, v.Subject, v.Size = "sender@"+dom, "bench@example.test", "benchmark", 2400
-				v.DMARCRow.Row.PolicyDomain, v.DMARCRow.Row.HeaderFrom = dom, dom
-				v.DMARCRow.Row.Published.Domain, v.DMARCRow.RUA[0].URI = dom, "mailto:dmarc@"+dom
-				vs[i] = v
+				vs[i] = b24Verdict(i, t0.Add(time.Duration(i)*time.Millisecond), small)
+				b24BenchShape(&vs[i])
 			}
 			r := s.NewRecorder(slog.New(slog.DiscardHandler), 4096, nil)
 			b.ResetTimer()
