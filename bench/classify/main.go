@@ -23,11 +23,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"mailwall/internal/analysis"
 	"mailwall/internal/classify"
+	"mailwall/internal/cputime"
 	"mailwall/internal/phish"
 )
 
@@ -109,9 +109,9 @@ func main() {
 			} else {
 				m.Content = nil // the classification timed decodes MIME itself
 			}
-			start := cpu()
+			start := cputime.Process()
 			v := x.Extract(m).Clone()
-			spent += cpu() - start
+			spent += cputime.Process() - start
 			ex = append(ex, classify.Example{V: v, Class: l.Class})
 			msgs = append(msgs, m)
 		}
@@ -164,9 +164,9 @@ func main() {
 		if *epochs > 0 && name == "ftrl" {
 			n = *epochs
 		}
-		start := cpu()
+		start := cputime.Process()
 		classify.Train(m, trainEx, n, 1)
-		learn := cpu() - start
+		learn := cputime.Process() - start
 		perSec := float64(len(trainEx)*n) / learn.Seconds()
 		withExtract := float64(len(trainEx)*n) / (learn + trainCPU*time.Duration(n)).Seconds()
 		scored := classify.Score(m, testEx)
@@ -176,14 +176,14 @@ func main() {
 		classify.ScoreKinds(kinds, testEx, scored)
 
 		c := classify.NewClassifier(m, kinds)
-		start = cpu()
+		start = cputime.Process()
 		const rounds = 3
 		for range rounds {
 			for _, msg := range testMsgs {
 				c.Classify(msg)
 			}
 		}
-		perMsg := (cpu() - start) / time.Duration(rounds*len(testMsgs))
+		perMsg := (cputime.Process() - start) / time.Duration(rounds*len(testMsgs))
 		// Each message once more, timed alone, for the distribution:
 		// the mean is the few large messages' as much as the rest's.
 		each := make([]time.Duration, len(testMsgs))
@@ -284,13 +284,4 @@ func printTop(m classify.Model, ex []classify.Example, n int) {
 		fmt.Printf(" %s(%+.2f, %d)", names[i], weight[names[i]], count[names[i]])
 	}
 	fmt.Println()
-}
-
-// cpu is the CPU time this process has used, user and system.
-func cpu() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		log.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -329,7 +329,7 @@ func (f *milterFilter) logMessage(r *verdict.Result, env verdict.Envelope, clien
 	}
 	dkimSum, clientIP, rules, score := "", "", []string(nil), 0
 	if v != nil {
-		dkimSum, rules, score = v.DKIM, v.Rules, v.Score // Rules and Score copy r (a value receiver)
+		dkimSum, rules, score = v.DKIM, v.Rules, v.Score // as Record made them
 		if client == env.ClientIP && !client.Is4In6() {
 			clientIP = v.ClientIP // Unmap's String, the same for these
 		}
@@ -479,7 +479,7 @@ func (f *milterFilter) reportFailure(r *verdict.Result, client netip.Addr, env v
 	}
 	for _, h := range r.Headers {
 		if strings.EqualFold(h.Name, "Authentication-Results") {
-			m.AuthResults = strings.Join(strings.Fields(h.Value), " ")
+			m.AuthResults = verdict.OneLine(h.Value)
 		}
 	}
 	f.failure.Report(m)
